@@ -1,0 +1,145 @@
+"""Typed, frozen configuration for each role.
+
+Each role reads one section of a TOML file (``[node]``, ``[coordinator]``,
+``[gateway]``), then environment variables ``SKYMESH_<ROLE>_<FIELD>`` (upper case),
+then explicit overrides (command-line flags), later ones winning. Unknown keys
+are an error, so a typo does not silently fall back to a default.
+``skymesh config show`` prints the result.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from skymesh.errors import ConfigError
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class NodeConfig(_Config):
+    """A provider node: stores pieces on local disk, serves them against signed orders."""
+
+    data_dir: str = ".skymesh/node"
+    host: str = "127.0.0.1"
+    port: int = 7800  # 0: any free port
+    public_address: str = ""  # base URL others use; default http://host:port
+    region: str = "local"
+    operator: str = "local"
+    capacity_bytes: int = 100 * GiB
+    coordinator_url: str = "http://127.0.0.1:7700"
+    # hex Ed25519 public keys of coordinators whose orders we honour; empty: pin the
+    # key of coordinator_url on first join (trust on first use) and keep it.
+    trusted_coordinators: list[str] = []
+    heartbeat_interval: float = 5.0
+    merkle_chunk_size: int = 64 * 1024
+    fsync: bool = True
+
+
+class CoordinatorConfig(_Config):
+    """The control plane: registry, placement, metadata, orders."""
+
+    data_dir: str = ".skymesh/coordinator"
+    host: str = "127.0.0.1"
+    port: int = 7700
+    database_url: str = ""  # default: SQLite file in data_dir
+    admin_token: str = ""  # required for project and node administration
+    heartbeat_interval: float = 5.0
+    offline_after: float = 20.0  # seconds without heartbeat before a node is offline
+    order_ttl: float = 3600.0
+    max_segment_size: int = 64 * MiB
+    inline_threshold: int = 4096
+    block_size: int = 64 * 1024 - 16  # plaintext per AES-GCM block: stripes of 64 KiB
+    scheme: str = ""  # "k/repair/optimal/total"; empty: chosen from the network's size
+    pending_upload_ttl: float = 7 * 24 * 3600.0
+
+
+class GatewayConfig(_Config):
+    """The S3 face next to the user: holds keys, encrypts, moves pieces to nodes."""
+
+    data_dir: str = ".skymesh/gateway"
+    host: str = "127.0.0.1"
+    port: int = 9000
+    coordinator_url: str = "http://127.0.0.1:7700"
+    s3_region: str = "us-east-1"
+    credentials_file: str = ""  # default: data_dir/credentials.toml
+    max_clock_skew: float = 15 * 60.0
+    download_extra_pieces: int = 2  # start downloads on k + this many nodes
+
+
+C = TypeVar("C", bound=_Config)
+
+SECTIONS: dict[type[_Config], str] = {
+    NodeConfig: "node",
+    CoordinatorConfig: "coordinator",
+    GatewayConfig: "gateway",
+}
+
+
+def _env_values(kind: type[_Config], environ: dict[str, str]) -> dict[str, Any]:
+    prefix = f"SKYMESH_{SECTIONS[kind].upper()}_"
+    fields = {f.upper(): f for f in kind.__struct_fields__}
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(prefix):
+            continue
+        field = fields.get(name[len(prefix):])
+        if field is None:
+            raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(fields))}")
+        if field == "trusted_coordinators":
+            out[field] = [v for v in value.replace(",", " ").split() if v]
+        else:
+            out[field] = value
+    return out
+
+
+def load_config(
+    kind: type[C],
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> C:
+    """Build ``kind`` from TOML file section, environment and overrides (in that order)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            doc = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from e
+        section = doc.get(SECTIONS[kind], {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"[{SECTIONS[kind]}] in {path} must be a table")
+        values.update(section)
+    values.update(_env_values(kind, dict(os.environ if environ is None else environ)))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return msgspec.convert(values, kind, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"invalid {SECTIONS[kind]} config: {e}") from e
+
+
+def config_to_toml(config: _Config) -> str:
+    """The config as a TOML section, for ``skymesh config show`` and generated files."""
+    lines = [f"[{SECTIONS[type(config)]}]"]
+    for name in config.__struct_fields__:
+        lines.append(f"{name} = {_toml_value(getattr(config, name))}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,139 @@
+"""JSON-over-HTTP plumbing shared by every role: one place that maps errors to the wire.
+
+Servers raise :class:`~skymesh.errors.SkymeshError`; :func:`error_middleware`
+turns it into the error's HTTP status and an :class:`ErrorBody`. Clients call
+:meth:`RpcClient.call`, which turns an error answer back into the same exception
+class by its code, so an error keeps its meaning across a hop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from skymesh import errors
+from skymesh.wire.messages import ErrorBody
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+MAX_RPC_BODY = 64 * 1024 * 1024
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def _error_classes() -> dict[str, type[errors.SkymeshError]]:
+    out: dict[str, type[errors.SkymeshError]] = {}
+    stack: list[type[errors.SkymeshError]] = [errors.SkymeshError]
+    while stack:
+        cls = stack.pop()
+        out.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+def error_from_body(status: int, body: ErrorBody) -> errors.SkymeshError:
+    """The exception an error answer stands for (by code, else by HTTP status)."""
+    cls = _error_classes().get(body.code)
+    if cls is None:
+        by_status = {
+            400: errors.BadRequest,
+            401: errors.Unauthorized,
+            403: errors.Forbidden,
+            404: errors.NotFound,
+            409: errors.Conflict,
+            412: errors.PreconditionFailed,
+            413: errors.TooLarge,
+            503: errors.Unavailable,
+            507: errors.InsufficientStorage,
+        }
+        cls = by_status.get(status, errors.SkymeshError)
+    return cls(body.message, code=body.code, status=status)
+
+
+# ---------------------------------------------------------------- server side
+
+
+def json_response(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_json_encoder.encode(value), status=status, content_type=JSON)
+
+
+def error_response(err: errors.SkymeshError) -> web.Response:
+    return json_response(ErrorBody(code=err.code, message=err.message), status=err.status)
+
+
+async def read_json(request: web.Request, kind: type[T]) -> T:
+    """Decode the request body as ``kind``; a malformed body is a ``BadRequest``."""
+    raw = await request.read()
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise errors.BadRequest(f"malformed {getattr(kind, '__name__', 'request')}: {e}") from e
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.SkymeshError as e:
+        if e.status >= 500:
+            log.warning("%s %s -> %s %s", request.method, request.path, e.code, e)
+        return error_response(e)
+    except web.HTTPException as e:
+        if e.status >= 400:
+            code = e.reason.replace(" ", "")
+            return json_response(ErrorBody(code=code, message=e.reason), status=e.status)
+        raise
+
+
+# ---------------------------------------------------------------- client side
+
+
+class RpcClient:
+    """Calls one server's JSON RPCs over a pooled aiohttp session."""
+
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        headers: dict[str, str] | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.session = session
+        self.headers = headers or {}
+
+    async def call(self, path: str, request: Any, response_type: type[T]) -> T:
+        body = _json_encoder.encode(request) if request is not None else b""
+        return await self.request("POST", path, response_type, body=body)
+
+    async def request(
+        self, method: str, path: str, response_type: type[T], body: bytes = b""
+    ) -> T:
+        headers = {"Content-Type": JSON, **self.headers}
+        try:
+            async with self.session.request(
+                method, self.base_url + path, data=body, headers=headers
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise errors.Unavailable(f"{self.base_url} unreachable: {e}") from e
+        if status >= 400:
+            try:
+                err = msgspec.json.decode(raw, type=ErrorBody)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                err = ErrorBody(code="", message=raw[:200].decode(errors="replace") or str(status))
+            raise error_from_body(status, err)
+        try:
+            return msgspec.json.decode(raw, type=response_type)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise errors.SkymeshError(f"bad answer from {self.base_url}{path}: {e}") from e

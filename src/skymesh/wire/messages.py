@@ -1,0 +1,535 @@
+"""Every message that crosses between roles.
+
+Coordinator RPCs are ``POST /v1/<name>`` (or the method named in the docstring)
+with a JSON body of the request struct and a JSON answer of the response struct;
+an error answers with the HTTP status of the error and an :class:`ErrorBody`.
+Node piece transfers carry a signed :class:`Order` in the ``X-Skymesh-Order``
+header. ``docs/spec/`` describes the same in prose.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from skymesh.wire.signing import Signed
+
+PROTOCOL_VERSION = 1
+ORDER_HEADER = "X-Skymesh-Order"
+API_KEY_HEADER = "Authorization"  # "Bearer <api key>"
+
+
+class Base(msgspec.Struct, frozen=True, kw_only=True):
+    """Common base: immutable, keyword-only, unknown fields ignored (forward compatible)."""
+
+
+class ErrorBody(Base):
+    """What every role answers on error, with the error's HTTP status."""
+
+    code: str
+    message: str
+
+
+# ---------------------------------------------------------------- identity, registry
+
+
+class PeerIdentity(Base):
+    """``GET /v1/identity`` on a coordinator or a node."""
+
+    id: str
+    public_key: bytes
+    role: str
+    version: str = ""
+
+
+class NodeInfo(Base):
+    """What a node says of itself when it joins (signed by the node)."""
+
+    node_id: str
+    address: str  # base URL where the node serves pieces, e.g. http://127.0.0.1:7801
+    region: str
+    operator: str
+    capacity_bytes: int
+    used_bytes: int
+    version: str
+    timestamp: float
+
+
+class JoinResponse(Base):
+    coordinator_id: str
+    coordinator_public_key: bytes
+    heartbeat_interval: float
+
+
+class Heartbeat(Base):
+    """``POST /v1/nodes/heartbeat`` body (signed by the node)."""
+
+    node_id: str
+    address: str
+    capacity_bytes: int
+    used_bytes: int
+    timestamp: float
+
+
+class HeartbeatResponse(Base):
+    heartbeat_interval: float
+    known: bool = True  # False: the coordinator forgot us, join again
+
+
+class NodeStatus(Base):
+    """One row of ``GET /v1/nodes``."""
+
+    node_id: str
+    address: str
+    region: str
+    operator: str
+    capacity_bytes: int
+    used_bytes: int
+    online: bool
+    last_seen: float
+    joined_at: float
+
+
+class NodeList(Base):
+    nodes: list[NodeStatus]
+
+
+# ---------------------------------------------------------------- orders and receipts
+
+
+class PieceAction(enum.Enum):
+    PUT = "put"
+    GET = "get"
+    DELETE = "delete"
+
+
+class Order(Base):
+    """Permission, signed by a coordinator, for one action on one piece at one node.
+
+    A ``put`` or ``delete`` order is single-use. A ``get`` order is an allowance of
+    ``max_bytes`` over any number of ranged reads until it expires.
+    """
+
+    serial: str  # 32 hex chars, unique per order
+    coordinator_id: str
+    node_id: str
+    piece_id: str
+    action: PieceAction
+    max_bytes: int
+    expires_at: float
+    issued_at: float
+
+
+class PieceReceipt(Base):
+    """What a node signs once it has durably stored a piece."""
+
+    node_id: str
+    piece_id: str
+    serial: str
+    size: int
+    merkle_root: bytes
+    stored_at: float
+
+
+class PieceHead(Base):
+    """``HEAD``-like answer about a stored piece (also the JSON of ``GET ...?meta``)."""
+
+    piece_id: str
+    size: int
+    merkle_root: bytes
+    chunk_size: int
+
+
+class PieceHashes(Base):
+    """Leaf hashes of a piece's Merkle tree, for readers that verify a range."""
+
+    piece_id: str
+    size: int
+    chunk_size: int
+    leaves: list[bytes]
+
+
+# ---------------------------------------------------------------- projects and buckets
+
+
+class CreateProjectRequest(Base):
+    """``POST /v1/projects`` (admin token)."""
+
+    name: str
+
+
+class ProjectCredentials(Base):
+    project_id: str
+    name: str
+    api_key: str
+
+
+class RegisterAccessKeyRequest(Base):
+    """``POST /v1/projects/access-keys``: record that an S3 access key id belongs to the caller's project.
+
+    The secret never reaches the coordinator: the gateway keeps it.
+    """
+
+    access_key_id: str
+
+
+class BucketInfo(Base):
+    name: str
+    created_at: float
+    region: str = ""
+
+
+class CreateBucketRequest(Base):
+    """``POST /v1/buckets/create``."""
+
+    name: str
+    region: str = ""
+
+
+class BucketRequest(Base):
+    """``POST /v1/buckets/get`` and ``POST /v1/buckets/delete``."""
+
+    name: str
+
+
+class BucketList(Base):
+    """``POST /v1/buckets/list``."""
+
+    buckets: list[BucketInfo]
+
+
+# ---------------------------------------------------------------- segments and placement
+
+
+class Scheme(Base):
+    """Reed-Solomon thresholds: read with ``k``, repair at ``repair``, stop at ``optimal``, start ``total``."""
+
+    k: int
+    repair: int
+    optimal: int
+    total: int
+
+
+class SegmentPosition(Base, order=True):
+    """Where a segment sits: part 0 for simple uploads, the part number for multipart."""
+
+    part: int = 0
+    index: int = 0
+
+    def nonce_segment(self) -> int:
+        """The segment number that feeds the encryption nonce; unique within an object."""
+        return (self.part << 32) | self.index
+
+
+class AddressedOrder(Base):
+    """A node to send one piece to (or fetch it from), with the order that allows it."""
+
+    piece_num: int
+    node_id: str
+    address: str
+    region: str
+    order: Signed
+
+
+class Placement(Base):
+    """Where one segment's pieces go: ``total`` nodes, one piece each."""
+
+    root_piece_id: str
+    scheme: Scheme
+    max_piece_size: int
+    pieces: list[AddressedOrder]
+
+
+class CodecParams(Base):
+    """How the client cuts and encrypts; chosen by the coordinator, stored per segment."""
+
+    max_segment_size: int
+    inline_threshold: int
+    block_size: int
+
+
+class CommittedPiece(Base):
+    piece_num: int
+    node_id: str
+    receipt: Signed  # a PieceReceipt signed by node_id
+
+
+class SegmentCommit(Base):
+    """A segment the client has stored (or inlined)."""
+
+    position: SegmentPosition
+    plain_size: int
+    block_size: int
+    root_piece_id: str = ""
+    scheme: Scheme | None = None
+    piece_size: int = 0
+    pieces: list[CommittedPiece] = []
+    inline_data: bytes | None = None  # ciphertext of an inline segment
+
+
+# ---------------------------------------------------------------- objects
+
+
+class ObjectInfo(Base):
+    bucket: str
+    key: str
+    version_id: str  # the stream id of this version
+    size: int
+    etag: str
+    created_at: float
+    encrypted_key: bytes
+    encrypted_metadata: bytes
+    segment_count: int
+
+
+class BeginObjectRequest(Base):
+    """``POST /v1/objects/begin``: start a simple upload; answers with the first segment's placement."""
+
+    bucket: str
+    key: str
+    encrypted_key: bytes
+    expected_size: int | None = None
+
+
+class BeginObjectResponse(Base):
+    stream_id: str
+    codec: CodecParams
+    placement: Placement | None = None
+
+
+class BeginSegmentRequest(Base):
+    """``POST /v1/segments/begin``: placement for one more segment, avoiding ``exclude_nodes``."""
+
+    stream_id: str
+    position: SegmentPosition
+    plain_size: int
+    exclude_nodes: list[str] = []
+
+
+class CommitSegmentRequest(Base):
+    """``POST /v1/segments/commit``: record a stored segment of a pending stream (still invisible)."""
+
+    stream_id: str
+    segment: SegmentCommit
+
+
+class CommitObjectRequest(Base):
+    """``POST /v1/objects/commit``: make a pending simple upload visible, atomically.
+
+    ``segments`` holds those not yet committed one by one (often just the last).
+    """
+
+    stream_id: str
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    encrypted_metadata: bytes
+    segments: list[SegmentCommit] = []
+
+
+class PutInlineRequest(Base):
+    """``POST /v1/objects/put-inline``: a whole small object in one round trip."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    encrypted_key: bytes
+    encrypted_metadata: bytes
+    segment: SegmentCommit | None = None  # None for an empty object
+
+
+class ObjectRequest(Base):
+    """``POST /v1/objects/head`` and ``POST /v1/objects/delete``."""
+
+    bucket: str
+    key: str
+    version_id: str = ""
+
+
+class DeleteObjectResponse(Base):
+    deleted: bool
+    version_id: str = ""
+
+
+class DownloadRequest(Base):
+    """``POST /v1/objects/download``: object info and segments ``first_segment`` onwards, with get orders."""
+
+    bucket: str
+    key: str
+    version_id: str = ""
+    first_segment: int = 0
+    segment_limit: int = 8
+    plain_offset: int | None = None  # start at the segment holding this byte instead
+
+
+class DownloadPiece(Base):
+    piece_num: int
+    node_id: str
+    address: str
+    region: str
+    merkle_root: bytes
+    order: Signed
+
+
+class SegmentDownload(Base):
+    number: int  # position in the object's segment order
+    position: SegmentPosition
+    plain_offset: int
+    plain_size: int
+    block_size: int
+    root_piece_id: str = ""
+    scheme: Scheme | None = None
+    piece_size: int = 0
+    pieces: list[DownloadPiece] = []
+    inline_data: bytes | None = None
+
+
+class DownloadResponse(Base):
+    object: ObjectInfo
+    segments: list[SegmentDownload]
+
+
+class ListObjectsRequest(Base):
+    """``POST /v1/objects/list``: keys after ``start_after`` under ``prefix``, rolled up at ``delimiter``."""
+
+    bucket: str
+    prefix: str = ""
+    delimiter: str = ""
+    start_after: str = ""
+    limit: int = 1000
+
+
+class ObjectEntry(Base):
+    key: str
+    size: int
+    etag: str
+    created_at: float
+
+
+class ListObjectsResponse(Base):
+    """Entries and common prefixes in key order; ``next_start_after`` resumes when truncated."""
+
+    entries: list[ObjectEntry]
+    prefixes: list[str]
+    truncated: bool
+    next_start_after: str = ""
+
+
+# ---------------------------------------------------------------- multipart
+
+
+class BeginUploadRequest(Base):
+    """``POST /v1/uploads/begin``: a multipart upload; its id is the stream id."""
+
+    bucket: str
+    key: str
+    encrypted_key: bytes
+    encrypted_metadata: bytes
+
+
+class UploadInfo(Base):
+    """``POST /v1/uploads/get`` answer: what a part upload needs."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    encrypted_key: bytes
+    encrypted_metadata: bytes
+    created_at: float
+    codec: CodecParams
+
+
+class UploadRequest(Base):
+    """``POST /v1/uploads/get`` and ``POST /v1/uploads/abort``."""
+
+    bucket: str
+    key: str
+    upload_id: str
+
+
+class BeginPartRequest(Base):
+    """``POST /v1/uploads/begin-part``: placement for the first segment of a part."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    part_number: int
+    plain_size: int
+
+
+class CommitPartRequest(Base):
+    """``POST /v1/uploads/commit-part``: a part's segments; replaces an earlier upload of that part."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    part_number: int
+    size: int
+    etag: str
+    segments: list[SegmentCommit]
+
+
+class PartInfo(Base):
+    part_number: int
+    size: int
+    etag: str
+    uploaded_at: float
+
+
+class ListPartsRequest(Base):
+    """``POST /v1/uploads/parts``."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    part_number_marker: int = 0
+    limit: int = 1000
+
+
+class ListPartsResponse(Base):
+    parts: list[PartInfo]
+    truncated: bool
+
+
+class CompletePart(Base):
+    part_number: int
+    etag: str
+
+
+class CompleteUploadRequest(Base):
+    """``POST /v1/uploads/complete``: parts in order; the object becomes visible atomically.
+
+    Errors: ``InvalidPart`` (unknown part or etag mismatch), ``InvalidPartOrder``,
+    ``EntityTooSmall`` (a part other than the last under ``min_part_size``).
+    """
+
+    bucket: str
+    key: str
+    upload_id: str
+    parts: list[CompletePart]
+    etag: str
+    min_part_size: int = 5 * 1024 * 1024
+
+
+class ListUploadsRequest(Base):
+    """``POST /v1/uploads/list``."""
+
+    bucket: str
+    prefix: str = ""
+    key_marker: str = ""
+    upload_id_marker: str = ""
+    limit: int = 1000
+
+
+class UploadEntry(Base):
+    key: str
+    upload_id: str
+    created_at: float
+
+
+class ListUploadsResponse(Base):
+    uploads: list[UploadEntry]
+    truncated: bool
