@@ -289,13 +289,12 @@ class BeginObjectRequest(Base):
     bucket: str
     key: str
     encrypted_key: bytes
-    expected_size: int | None = None
+    first_segment_size: int  # plaintext bytes of the first segment, known before it is sent
 
 
 class BeginObjectResponse(Base):
     stream_id: str
-    codec: CodecParams
-    placement: Placement | None = None
+    placement: Placement
 
 
 class BeginSegmentRequest(Base):
@@ -305,6 +304,10 @@ class BeginSegmentRequest(Base):
     position: SegmentPosition
     plain_size: int
     exclude_nodes: list[str] = []
+
+
+class CodecParamsRequest(Base):
+    """``POST /v1/codec``: the segment size, inline threshold and block size clients must use."""
 
 
 class CommitSegmentRequest(Base):
