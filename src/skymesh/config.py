@@ -143,3 +143,48 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Credential(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One S3 access key the gateway accepts, and what it acts with.
+
+    The secret access key and the project's encryption secret stay with the
+    gateway: the coordinator knows the project by its API key only, so it can
+    neither sign S3 requests nor decrypt anything.
+    """
+
+    access_key_id: str
+    secret_access_key: str
+    project_id: str
+    api_key: str  # the project's coordinator API key
+    encryption_secret: str  # hex; bucket keys derive from it, shared by the project's keys
+
+
+class CredentialsFile(msgspec.Struct, frozen=True, kw_only=True):
+    credentials: list[Credential] = []
+
+
+def load_credentials(path: Path) -> list[Credential]:
+    try:
+        doc = tomllib.loads(Path(path).read_text())
+        return msgspec.convert(doc, CredentialsFile).credentials
+    except FileNotFoundError:
+        return []
+    except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as e:
+        raise ConfigError(f"cannot read credentials {path}: {e}") from e
+
+
+def write_credentials(path: Path, credentials: list[Credential]) -> None:
+    """Write credentials readable by the owner only."""
+    lines: list[str] = []
+    for c in credentials:
+        lines.append("[[credentials]]")
+        for name in c.__struct_fields__:
+            lines.append(f"{name} = {_toml_value(getattr(c, name))}")
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, path)

@@ -1,0 +1,480 @@
+"""The data path for one project: what the gateway (or a Python program) calls.
+
+A :class:`Client` holds the project's API key (to talk to the coordinator) and
+its root secret (to derive bucket keys); nothing it sends out can be read
+without that secret. Objects stream through segment by segment: memory is
+bounded by the segment size, never by the object size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from skymesh import errors
+from skymesh.client.download import SEGMENTS_PER_CALL, SegmentSource, read_object_range
+from skymesh.client.metainfo import Metainfo
+from skymesh.client.objectmeta import ObjectMeta, key_context, open_meta, seal_meta
+from skymesh.client.upload import SegmentUploadError, store_segment
+from skymesh.codec.crypto import SegmentCipher, derive_bucket_key, new_data_key, unwrap_key, wrap_key
+from skymesh.wire import messages as m
+
+log = logging.getLogger(__name__)
+
+SEGMENT_ATTEMPTS = 3
+
+
+BeforeCommit = Callable[[str, int], None]
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    info: m.ObjectInfo
+    meta: ObjectMeta
+
+
+class ObjectHandle:
+    """One object version being read: its info, and its bytes on demand."""
+
+    def __init__(self, client: Client, obj: StoredObject, data_key: bytes, source: SegmentSource):
+        self.client = client
+        self.object = obj
+        self.info = obj.info
+        self.meta = obj.meta
+        self._data_key = data_key
+        self._source = source
+
+    def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Plaintext [start, end) (``end`` None: to the end of the object)."""
+        stop = self.info.size if end is None else min(end, self.info.size)
+        return read_object_range(
+            self.client.session, self._source, self._data_key, start, stop, self.client.extra
+        )
+
+
+class ChunkReader:
+    """Reads exact-size runs from an async iterator of chunks, into reusable buffers."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]):
+        self._chunks = chunks
+        self._left = memoryview(b"")
+        self.eof = False
+        self.total = 0
+
+    async def read_into(self, buf: bytearray, limit: int) -> int:
+        """Fill ``buf[:limit]``; fewer bytes only at the end of the stream."""
+        view = memoryview(buf)
+        n = 0
+        while n < limit:
+            if not self._left:
+                if self.eof:
+                    break
+                try:
+                    chunk = await anext(self._chunks)
+                except StopAsyncIteration:
+                    self.eof = True
+                    break
+                self._left = memoryview(chunk)
+                continue
+            take = min(limit - n, len(self._left))
+            view[n : n + take] = self._left[:take]
+            self._left = self._left[take:]
+            n += take
+        self.total += n
+        return n
+
+
+def _update_all(hashers: Sequence[Hasher], data: memoryview) -> None:
+    for h in hashers:
+        h.update(data)
+
+
+class Client:
+    """Buckets and objects of one project."""
+
+    def __init__(
+        self,
+        coordinator_url: str,
+        api_key: str,
+        project_id: str,
+        root_secret: bytes,
+        session: aiohttp.ClientSession | None = None,
+        download_extra_pieces: int = 1,
+    ):
+        self._own_session = session is None
+        self.session = session or aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+        )
+        self.metainfo = Metainfo(coordinator_url, api_key, self.session)
+        self.project_id = project_id
+        self._root_secret = root_secret
+        self._codec: m.CodecParams | None = None
+        self.extra = download_extra_pieces
+
+    async def close(self) -> None:
+        if self._own_session:
+            await self.session.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def codec(self) -> m.CodecParams:
+        if self._codec is None:
+            self._codec = await self.metainfo.codec()
+        return self._codec
+
+    def bucket_key(self, bucket: str) -> bytes:
+        return derive_bucket_key(self._root_secret, self.project_id, bucket)
+
+    def _data_key(self, info_bucket: str, key: str, wrapped: bytes) -> bytes:
+        return unwrap_key(self.bucket_key(info_bucket), wrapped, key_context(info_bucket, key))
+
+    # ------------------------------------------------------------ buckets
+
+    async def create_bucket(self, name: str, region: str = "") -> m.BucketInfo:
+        return await self.metainfo.create_bucket(name, region)
+
+    async def get_bucket(self, name: str) -> m.BucketInfo:
+        return await self.metainfo.get_bucket(name)
+
+    async def list_buckets(self) -> list[m.BucketInfo]:
+        return (await self.metainfo.list_buckets()).buckets
+
+    async def delete_bucket(self, name: str) -> None:
+        await self.metainfo.delete_bucket(name)
+
+    # ------------------------------------------------------------ writing
+
+    async def put_object(
+        self,
+        bucket: str,
+        key: str,
+        source: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        meta: ObjectMeta | None = None,
+        hashers: Sequence[Hasher] = (),
+        etag: str | None = None,
+        before_commit: BeforeCommit | None = None,
+    ) -> StoredObject:
+        """Store ``source`` as ``bucket/key``; the object appears only once all of it is stored.
+
+        ``size`` (when known) sizes the buffers; ``hashers`` see every plaintext
+        byte (the gateway checks Content-MD5, SHA-256 and checksums with them).
+        The ETag is the MD5 of the plaintext unless ``etag`` is given.
+        ``before_commit(md5_hex, size)`` runs after the last byte is stored and
+        before the object becomes visible; raising there leaves it invisible.
+        """
+        codec = await self.codec()
+        meta = meta or ObjectMeta()
+        data_key = new_data_key()
+        wrapped = wrap_key(self.bucket_key(bucket), data_key, key_context(bucket, key))
+        md5 = hashlib.md5(usedforsecurity=False)
+        all_hashers: list[Hasher] = [md5, *hashers]
+        reader = ChunkReader(source)
+
+        segment_cap = codec.max_segment_size
+        first_cap = min(segment_cap, size) if size is not None else segment_cap
+        first_cap = max(first_cap, codec.inline_threshold + 1)
+        buf = bytearray(first_cap)
+        n = await reader.read_into(buf, first_cap)
+        if reader.eof and n <= codec.inline_threshold:
+            view = memoryview(buf)[:n]
+            await asyncio.to_thread(_update_all, all_hashers, view)
+            if before_commit is not None:
+                before_commit(md5.hexdigest(), n)
+            sealed = seal_meta(data_key, meta)
+            segment = None
+            if n:
+                position = m.SegmentPosition(part=0, index=0)
+                cipher = SegmentCipher(data_key, position.nonce_segment())
+                segment = m.SegmentCommit(
+                    position=position,
+                    plain_size=n,
+                    block_size=codec.block_size,
+                    inline_data=cipher.encrypt_block(0, view),
+                )
+            info = await self.metainfo.put_inline(
+                m.PutInlineRequest(
+                    bucket=bucket,
+                    key=key,
+                    size=n,
+                    etag=etag or md5.hexdigest(),
+                    encrypted_key=wrapped,
+                    encrypted_metadata=sealed,
+                    segment=segment,
+                )
+            )
+            return StoredObject(info, meta)
+
+        begin = await self.metainfo.begin_object(
+            m.BeginObjectRequest(
+                bucket=bucket, key=key, encrypted_key=wrapped, first_segment_size=n
+            )
+        )
+        stream_id = begin.stream_id
+        placement: m.Placement | None = begin.placement
+        index = 0
+        pending_commit: m.SegmentCommit | None = None
+        spare: bytearray | None = None
+        while True:
+            view = memoryview(buf)[:n]
+            position = m.SegmentPosition(part=0, index=index)
+            hashing = asyncio.create_task(asyncio.to_thread(_update_all, all_hashers, view))
+            # read the next segment while this one is stored
+            next_buf = spare if spare is not None else None
+            reading: asyncio.Task[int] | None = None
+            if not reader.eof and n == len(buf):
+                if next_buf is None:
+                    cap = segment_cap if size is None else max(1, min(segment_cap, size - reader.total))
+                    next_buf = bytearray(cap)
+                reading = asyncio.create_task(reader.read_into(next_buf, len(next_buf)))
+            try:
+                if pending_commit is not None:
+                    await self.metainfo.commit_segment(
+                        m.CommitSegmentRequest(stream_id=stream_id, segment=pending_commit)
+                    )
+                commit = await self._store_with_retry(
+                    stream_id, position, view, data_key, codec.block_size, placement, part_begin=None
+                )
+                await hashing
+            except BaseException:
+                hashing.cancel()
+                if reading is not None:
+                    reading.cancel()
+                await asyncio.gather(hashing, *( [reading] if reading else []), return_exceptions=True)
+                raise
+            placement = None
+            pending_commit = commit
+            next_n = await reading if reading is not None else 0
+            if next_n == 0:
+                break
+            assert next_buf is not None
+            spare, buf, n = buf, next_buf, next_n
+            index += 1
+        if before_commit is not None:
+            before_commit(md5.hexdigest(), reader.total)
+        info = await self.metainfo.commit_object(
+            m.CommitObjectRequest(
+                stream_id=stream_id,
+                bucket=bucket,
+                key=key,
+                size=reader.total,
+                etag=etag or md5.hexdigest(),
+                encrypted_metadata=seal_meta(data_key, meta),
+                segments=[pending_commit] if pending_commit else [],
+            )
+        )
+        return StoredObject(info, meta)
+
+    async def _store_with_retry(
+        self,
+        stream_id: str,
+        position: m.SegmentPosition,
+        view: memoryview,
+        data_key: bytes,
+        block_size: int,
+        placement: m.Placement | None,
+        part_begin: m.BeginPartRequest | None,
+    ) -> m.SegmentCommit:
+        """Store one segment, asking for fresh nodes when too few took their piece."""
+        exclude: list[str] = []
+        last: errors.SkymeshError | None = None
+        for attempt in range(SEGMENT_ATTEMPTS):
+            if placement is None:
+                if part_begin is not None and not exclude:
+                    placement = await self.metainfo.begin_part(part_begin)
+                else:
+                    placement = await self.metainfo.begin_segment(
+                        m.BeginSegmentRequest(
+                            stream_id=stream_id,
+                            position=position,
+                            plain_size=len(view),
+                            exclude_nodes=exclude,
+                        )
+                    )
+            try:
+                return await store_segment(
+                    self.session, placement, position, view, data_key, block_size
+                )
+            except SegmentUploadError as e:
+                last = e
+                exclude.extend(n for n in e.failed_nodes if n not in exclude)
+                log.warning(
+                    "segment %s attempt %d failed (%s); retrying without %d nodes",
+                    position,
+                    attempt + 1,
+                    e,
+                    len(exclude),
+                )
+                placement = None
+        assert last is not None
+        raise last
+
+    # ------------------------------------------------------------ multipart
+
+    async def create_multipart(
+        self, bucket: str, key: str, meta: ObjectMeta | None = None
+    ) -> m.UploadInfo:
+        data_key = new_data_key()
+        wrapped = wrap_key(self.bucket_key(bucket), data_key, key_context(bucket, key))
+        return await self.metainfo.begin_upload(
+            m.BeginUploadRequest(
+                bucket=bucket,
+                key=key,
+                encrypted_key=wrapped,
+                encrypted_metadata=seal_meta(data_key, meta or ObjectMeta()),
+            )
+        )
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        source: AsyncIterator[bytes],
+        *,
+        size: int | None = None,
+        hashers: Sequence[Hasher] = (),
+        before_commit: BeforeCommit | None = None,
+    ) -> m.PartInfo:
+        """Store one part (streamed segment by segment); answers its size and MD5 ETag."""
+        upload = await self.metainfo.get_upload(bucket, key, upload_id)
+        codec = upload.codec
+        data_key = self._data_key(bucket, key, upload.encrypted_key)
+        md5 = hashlib.md5(usedforsecurity=False)
+        all_hashers: list[Hasher] = [md5, *hashers]
+        reader = ChunkReader(source)
+        cap = codec.max_segment_size if size is None else max(1, min(codec.max_segment_size, size))
+        buf = bytearray(cap)
+        segments: list[m.SegmentCommit] = []
+        index = 0
+        while True:
+            n = await reader.read_into(buf, len(buf))
+            if n == 0 and index > 0:
+                break
+            view = memoryview(buf)[:n]
+            await asyncio.to_thread(_update_all, all_hashers, view)
+            position = m.SegmentPosition(part=part_number, index=index)
+            if n <= codec.inline_threshold and reader.eof:
+                cipher = SegmentCipher(data_key, position.nonce_segment())
+                segments.append(
+                    m.SegmentCommit(
+                        position=position,
+                        plain_size=n,
+                        block_size=codec.block_size,
+                        inline_data=cipher.encrypt_block(0, view) if n else b"",
+                    )
+                )
+                break
+            begin = (
+                m.BeginPartRequest(
+                    bucket=bucket, key=key, upload_id=upload_id, part_number=part_number, plain_size=n
+                )
+                if index == 0
+                else None
+            )
+            segments.append(
+                await self._store_with_retry(
+                    upload_id, position, view, data_key, codec.block_size, None, part_begin=begin
+                )
+            )
+            index += 1
+            if reader.eof:
+                break
+        etag = md5.hexdigest()
+        if before_commit is not None:
+            before_commit(etag, reader.total)
+        await self.metainfo.commit_part(
+            m.CommitPartRequest(
+                bucket=bucket,
+                key=key,
+                upload_id=upload_id,
+                part_number=part_number,
+                size=reader.total,
+                etag=etag,
+                segments=segments,
+            )
+        )
+        return m.PartInfo(part_number=part_number, size=reader.total, etag=etag, uploaded_at=0.0)
+
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: list[m.CompletePart]
+    ) -> m.ObjectInfo:
+        """Join the parts; the ETag is S3's: MD5 of the part MD5s, a dash, the part count."""
+        digest = hashlib.md5(usedforsecurity=False)
+        for p in parts:
+            try:
+                digest.update(bytes.fromhex(p.etag.strip('"')))
+            except ValueError as e:
+                raise errors.BadRequest(f"part {p.part_number} has a malformed ETag", code="InvalidPart") from e
+        etag = f"{digest.hexdigest()}-{len(parts)}"
+        return await self.metainfo.complete_upload(
+            m.CompleteUploadRequest(
+                bucket=bucket, key=key, upload_id=upload_id, parts=parts, etag=etag
+            )
+        )
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.metainfo.abort_upload(bucket, key, upload_id)
+
+    # ------------------------------------------------------------ reading
+
+    async def head_object(self, bucket: str, key: str, version_id: str = "") -> StoredObject:
+        info = await self.metainfo.head_object(bucket, key, version_id)
+        data_key = self._data_key(bucket, key, info.encrypted_key)
+        return StoredObject(info, open_meta(data_key, info.encrypted_metadata))
+
+    async def open_object(
+        self, bucket: str, key: str, version_id: str = "", offset_hint: int = 0
+    ) -> ObjectHandle:
+        """An object's info, ready to read; segments near ``offset_hint`` come in the same call."""
+        resp = await self.metainfo.download(
+            m.DownloadRequest(
+                bucket=bucket,
+                key=key,
+                version_id=version_id,
+                plain_offset=offset_hint,
+                segment_limit=SEGMENTS_PER_CALL,
+            )
+        )
+        info = resp.object
+        data_key = self._data_key(bucket, key, info.encrypted_key)
+        meta = open_meta(data_key, info.encrypted_metadata)
+
+        async def fetch(number: int | None, offset: int | None) -> list[m.SegmentDownload]:
+            more = await self.metainfo.download(
+                m.DownloadRequest(
+                    bucket=bucket,
+                    key=key,
+                    version_id=info.version_id,
+                    first_segment=number or 0,
+                    plain_offset=offset,
+                    segment_limit=SEGMENTS_PER_CALL,
+                )
+            )
+            return more.segments
+
+        source = SegmentSource(fetch, resp.segments, info.segment_count)
+        return ObjectHandle(self, StoredObject(info, meta), data_key, source)
+
+    async def delete_object(self, bucket: str, key: str, version_id: str = "") -> bool:
+        return (await self.metainfo.delete_object(bucket, key, version_id)).deleted
+
+    async def list_objects(self, req: m.ListObjectsRequest) -> m.ListObjectsResponse:
+        return await self.metainfo.list_objects(req)

@@ -1,0 +1,254 @@
+"""Reading an object's bytes back: any range, segment by segment, window by window.
+
+For each window of stripes the reader asks ``k + extra`` nodes for the piece
+bytes it needs, data pieces first (decoding them needs no arithmetic), takes the
+first ``k`` that answer and cancels the rest; a node that fails is replaced by
+another. AES-GCM then authenticates every block, so a wrong byte from any node
+can never reach the caller: on a failed tag the window is fetched again with
+every piece checked against its Merkle root, and the liars are left out.
+Windows grow from one stripe (a quick first byte) to a few MiB, and the next
+window is fetched while the current one is decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+
+from skymesh import errors
+from skymesh.client.pieces import get_piece_hashes, get_piece_range
+from skymesh.client.upload import coder_for, scheme_of
+from skymesh.codec.crypto import SegmentCipher
+from skymesh.codec.layout import SegmentLayout
+from skymesh.codec.merkle import verify_chunks
+from skymesh.codec.segment import decode_blocks
+from skymesh.wire import messages as m
+
+log = logging.getLogger(__name__)
+
+WINDOW_GROWTH = (1, 4, 16, 64)  # stripes per window, first windows small for latency
+SEGMENTS_PER_CALL = 8
+
+
+
+class SegmentReader:
+    """Reads plaintext ranges of one piece-backed segment."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        segment: m.SegmentDownload,
+        data_key: bytes,
+        extra: int,
+    ):
+        assert segment.scheme is not None
+        self.session = session
+        self.segment = segment
+        self.scheme = scheme_of(segment.scheme)
+        self.layout = SegmentLayout(segment.plain_size, segment.block_size, self.scheme)
+        self.cipher = SegmentCipher(data_key, segment.position.nonce_segment())
+        self.coder = coder_for(self.scheme)
+        self.extra = extra
+        self.bad: set[int] = set()  # piece numbers that failed or lied
+        # data pieces first: with all k of them, decoding is a copy
+        self.order = sorted(segment.pieces, key=lambda p: (p.piece_num >= self.scheme.k, p.piece_num))
+
+    async def fetch(self, blocks: range) -> dict[int, bytes]:
+        """Piece bytes for ``blocks`` from the first k nodes to answer."""
+        start, end = self.layout.piece_range(blocks)
+        k = self.scheme.k
+        candidates = [p for p in self.order if p.piece_num not in self.bad]
+        if len(candidates) < k:
+            raise errors.Unavailable(
+                f"segment {self.segment.number}: only {len(candidates)} of {k} needed pieces reachable"
+            )
+        queue = iter(candidates)
+        running: dict[asyncio.Task[bytes], m.DownloadPiece] = {}
+
+        def launch() -> bool:
+            piece = next(queue, None)
+            if piece is None:
+                return False
+            task = asyncio.create_task(
+                get_piece_range(self.session, piece, self.segment.root_piece_id, start, end)
+            )
+            running[task] = piece
+            return True
+
+        for _ in range(min(len(candidates), k + self.extra)):
+            launch()
+        got: dict[int, bytes] = {}
+        problems: list[str] = []
+        try:
+            while len(got) < k:
+                if not running:
+                    raise errors.Unavailable(
+                        f"segment {self.segment.number}: only {len(got)} of {k} pieces answered: "
+                        + "; ".join(problems[:5])
+                    )
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    piece = running.pop(task)
+                    err = task.exception()
+                    if err is None:
+                        got[piece.piece_num] = task.result()
+                    else:
+                        self.bad.add(piece.piece_num)
+                        problems.append(f"{piece.node_id}: {err}")
+                        launch()
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        return dict(sorted(got.items())[:k])
+
+    async def fetch_verified(self, blocks: range) -> dict[int, bytes]:
+        """Piece bytes for ``blocks``, each checked against its Merkle root; slow but sure."""
+        start, end = self.layout.piece_range(blocks)
+        got: dict[int, bytes] = {}
+        for piece in self.order:
+            if len(got) >= self.scheme.k:
+                break
+            try:
+                hashes = await get_piece_hashes(self.session, piece, self.segment.root_piece_id)
+                chunk = hashes.chunk_size
+                if chunk <= 0 or hashes.size != self.layout.piece_size:
+                    raise errors.IntegrityError("piece hashes describe another piece")
+                aligned = start - start % chunk
+                aligned_end = min(hashes.size, -(-end // chunk) * chunk)
+                data = await get_piece_range(
+                    self.session, piece, self.segment.root_piece_id, aligned, aligned_end
+                )
+                if not verify_chunks(piece.merkle_root, hashes.leaves, chunk, aligned, data):
+                    raise errors.IntegrityError("piece bytes do not match their Merkle root")
+                got[piece.piece_num] = data[start - aligned : end - aligned]
+            except errors.SkymeshError as e:
+                log.warning(
+                    "segment %d piece %d on node %s is bad: %s",
+                    self.segment.number,
+                    piece.piece_num,
+                    piece.node_id,
+                    e,
+                )
+                self.bad.add(piece.piece_num)
+        if len(got) < self.scheme.k:
+            raise errors.IntegrityError(
+                f"segment {self.segment.number}: fewer than {self.scheme.k} intact pieces"
+            )
+        return got
+
+    async def decode(self, blocks: range, pieces: dict[int, bytes]) -> bytes:
+        return await asyncio.to_thread(
+            decode_blocks, self.cipher, self.coder, self.layout, blocks, pieces
+        )
+
+    async def window(self, blocks: range) -> bytes:
+        pieces = await self.fetch(blocks)
+        try:
+            return await self.decode(blocks, pieces)
+        except errors.CodecError:
+            log.warning(
+                "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
+                self.segment.number,
+                blocks.start,
+                blocks.stop - 1,
+            )
+            return await self.decode(blocks, await self.fetch_verified(blocks))
+
+    async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
+        """Plaintext [start, end) of this segment, in windows, fetching one window ahead."""
+        blocks = self.layout.blocks_for(start, end)
+        windows: list[range] = []
+        b = blocks.start
+        step = 0
+        while b < blocks.stop:
+            size = WINDOW_GROWTH[min(step, len(WINDOW_GROWTH) - 1)]
+            windows.append(range(b, min(blocks.stop, b + size)))
+            b += size
+            step += 1
+        if not windows:
+            return
+        nxt: asyncio.Task[bytes] | None = asyncio.create_task(self.window(windows[0]))
+        try:
+            for i, w in enumerate(windows):
+                assert nxt is not None
+                current = nxt
+                nxt = asyncio.create_task(self.window(windows[i + 1])) if i + 1 < len(windows) else None
+                plain = await current
+                w_start = w.start * self.layout.block_size
+                lo = max(start, w_start) - w_start
+                hi = min(end, w_start + len(plain)) - w_start
+                yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
+        finally:
+            if nxt is not None:
+                nxt.cancel()
+                await asyncio.gather(nxt, return_exceptions=True)
+
+
+class SegmentSource:
+    """Segment metadata of one object version, fetched from the coordinator in batches."""
+
+    def __init__(
+        self,
+        fetch: Callable[[int | None, int | None], Awaitable[list[m.SegmentDownload]]],
+        first: list[m.SegmentDownload],
+        segment_count: int,
+    ):
+        self._fetch = fetch
+        self.known: dict[int, m.SegmentDownload] = {s.number: s for s in first}
+        self.segment_count = segment_count
+
+    async def holding(self, offset: int) -> int:
+        """The number of the segment that holds plaintext byte ``offset``."""
+        for s in self.known.values():
+            if s.plain_offset <= offset < s.plain_offset + s.plain_size:
+                return s.number
+        for s in await self._fetch(None, offset):
+            self.known[s.number] = s
+        for s in self.known.values():
+            if s.plain_offset <= offset < s.plain_offset + s.plain_size:
+                return s.number
+        raise errors.IntegrityError(f"no segment holds byte {offset} of the object")
+
+    async def take(self, number: int) -> m.SegmentDownload:
+        if number not in self.known:
+            for s in await self._fetch(number, None):
+                self.known[s.number] = s
+        seg = self.known.pop(number, None)
+        if seg is None:
+            raise errors.IntegrityError(f"segment {number} is missing from the object")
+        return seg
+
+
+async def read_object_range(
+    session: aiohttp.ClientSession,
+    source: SegmentSource,
+    data_key: bytes,
+    start: int,
+    end: int,
+    extra: int,
+) -> AsyncIterator[bytes]:
+    """Plaintext [start, end) of an object, segment after segment."""
+    if start >= end:
+        return
+    number = await source.holding(start)
+    while number < source.segment_count:
+        seg = await source.take(number)
+        if seg.plain_offset >= end:
+            break
+        lo = max(0, start - seg.plain_offset)
+        hi = min(seg.plain_size, end - seg.plain_offset)
+        if lo < hi:
+            if seg.inline_data is not None:
+                cipher = SegmentCipher(data_key, seg.position.nonce_segment())
+                plain = cipher.decrypt_block(0, seg.inline_data)
+                yield plain[lo:hi]
+            else:
+                reader = SegmentReader(session, seg, data_key, extra)
+                async for chunk in reader.read(lo, hi):
+                    yield chunk
+        number += 1

@@ -1,0 +1,252 @@
+"""Storing one segment on nodes: encrypt, erasure-code and stream pieces in parallel.
+
+The segment's plaintext is already in memory (one segment, bounded by the
+segment size). Stripes are encoded in batches on a worker thread while the event
+loop streams the previous batch to every node, so both cores work. Each node's
+stream has a small queue; when a node falls behind while at least ``optimal``
+others keep up, it is cut off (the long tail). Once ``optimal`` receipts are in
+(and the stored set would survive the loss of any one region), the rest are
+cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from skymesh import errors
+from skymesh.client.pieces import put_piece
+from skymesh.codec.crypto import SegmentCipher
+from skymesh.codec.erasure import ErasureCoder
+from skymesh.codec.layout import SegmentLayout
+from skymesh.codec.merkle import MerkleBuilder
+from skymesh.codec.scheme import RedundancyScheme
+from skymesh.codec.segment import encode_blocks
+from skymesh.wire import messages as m
+from skymesh.wire.messages import PieceReceipt
+from skymesh.wire.signing import Signed, open_signed
+
+log = logging.getLogger(__name__)
+
+BATCH_BLOCKS = 16  # stripes encoded per worker-thread call (~1 MiB of plaintext)
+QUEUE_BATCHES = 8  # batches buffered per node before it counts as behind
+MERKLE_CHUNK = 64 * 1024
+
+_coders: dict[tuple[int, int, int, int], ErasureCoder] = {}
+
+
+def scheme_of(s: m.Scheme) -> RedundancyScheme:
+    return RedundancyScheme(k=s.k, repair=s.repair, optimal=s.optimal, total=s.total)
+
+
+def coder_for(scheme: RedundancyScheme) -> ErasureCoder:
+    """One coder per scheme: building one costs far more than a stripe."""
+    key = (scheme.k, scheme.repair, scheme.optimal, scheme.total)
+    coder = _coders.get(key)
+    if coder is None:
+        coder = _coders[key] = ErasureCoder(scheme)
+    return coder
+
+
+Chunk = bytes | bytearray
+
+
+@dataclass(eq=False)
+class _Sender:
+    target: m.AddressedOrder
+    queue: asyncio.Queue[Chunk | None]
+    task: asyncio.Task[object] | None = None
+    merkle: MerkleBuilder = field(default_factory=lambda: MerkleBuilder(MERKLE_CHUNK))
+    dropped: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return not self.dropped and self.task is not None and not self.task.done()
+
+
+async def _drain(queue: asyncio.Queue[Chunk | None]) -> AsyncIterator[Chunk]:
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        yield item
+
+
+def region_safe(regions: list[str], k: int) -> bool:
+    """True when losing any one region still leaves ``k`` of these pieces.
+
+    Only asked of placements over three or more regions; with fewer, no
+    placement can promise it.
+    """
+    counts = Counter(regions)
+    if len(counts) < 3:
+        return True
+    return all(len(regions) - c >= k for c in counts.values())
+
+
+class SegmentUploadError(errors.Unavailable):
+    """Fewer than ``optimal`` nodes stored their piece."""
+
+    def __init__(self, message: str, failed_nodes: list[str]):
+        super().__init__(message)
+        self.failed_nodes = failed_nodes
+
+
+async def store_segment(
+    session: aiohttp.ClientSession,
+    placement: m.Placement,
+    position: m.SegmentPosition,
+    plaintext: memoryview,
+    data_key: bytes,
+    block_size: int,
+) -> m.SegmentCommit:
+    scheme = scheme_of(placement.scheme)
+    layout = SegmentLayout(len(plaintext), block_size, scheme)
+    if layout.piece_size > placement.max_piece_size:
+        raise errors.BadRequest("segment larger than its placement allows")
+    cipher = SegmentCipher(data_key, position.nonce_segment())
+    coder = coder_for(scheme)
+    senders = [_Sender(t, asyncio.Queue(QUEUE_BATCHES)) for t in placement.pieces]
+    for s in senders:
+        s.task = asyncio.create_task(
+            put_piece(session, s.target, placement.root_piece_id, _drain(s.queue), layout.piece_size)
+        )
+
+    def encode(first: int) -> list[bytearray]:
+        start = first * block_size
+        end = min(len(plaintext), (first + BATCH_BLOCKS) * block_size)
+        frags = encode_blocks(cipher, coder, layout, first, plaintext[start:end])
+        for s, frag in zip(senders, frags, strict=True):
+            if not s.dropped:
+                s.merkle.update(frag)
+        return frags
+
+    try:
+        starts = range(0, layout.block_count, BATCH_BLOCKS)
+        pending = asyncio.create_task(asyncio.to_thread(encode, starts[0])) if starts else None
+        for i in range(len(starts)):
+            assert pending is not None
+            frags = await pending
+            pending = (
+                asyncio.create_task(asyncio.to_thread(encode, starts[i + 1]))
+                if i + 1 < len(starts)
+                else None
+            )
+            await _distribute(senders, frags, scheme.optimal)
+        for s in senders:
+            if s.alive:
+                await _put(s, None)
+        return await _collect(senders, placement, position, layout, block_size, scheme)
+    finally:
+        for s in senders:
+            if s.task is not None and not s.task.done():
+                s.task.cancel()
+        await asyncio.gather(*(s.task for s in senders if s.task is not None), return_exceptions=True)
+
+
+async def _put(s: _Sender, item: Chunk | None) -> None:
+    """Queue ``item`` for one node, giving up if its transfer has ended."""
+    if s.queue.full():
+        assert s.task is not None
+        putter = asyncio.create_task(s.queue.put(item))
+        done, _ = await asyncio.wait({putter, s.task}, return_when=asyncio.FIRST_COMPLETED)
+        if putter not in done:
+            putter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await putter
+    else:
+        s.queue.put_nowait(item)
+
+
+async def _distribute(senders: list[_Sender], frags: list[bytearray], optimal: int) -> None:
+    live = [s for s in senders if s.alive]
+    behind = [s for s in live if s.queue.full()]
+    keeping_up = len(live) - len(behind)
+    for s in live:
+        if s in behind and keeping_up >= optimal:
+            # the long tail: enough nodes keep pace without this one
+            s.dropped = True
+            assert s.task is not None
+            s.task.cancel()
+            log.debug("cut slow node %s from the upload", s.target.node_id)
+            continue
+        await _put(s, frags[s.target.piece_num])
+
+
+async def _collect(
+    senders: list[_Sender],
+    placement: m.Placement,
+    position: m.SegmentPosition,
+    layout: SegmentLayout,
+    block_size: int,
+    scheme: RedundancyScheme,
+) -> m.SegmentCommit:
+    placement_safe = region_safe([p.region for p in placement.pieces], scheme.k)
+    by_task = {s.task: s for s in senders if s.task is not None and not s.dropped}
+    stored: list[tuple[_Sender, m.CommittedPiece]] = []
+    failures: list[str] = []
+    failed_nodes: list[str] = [s.target.node_id for s in senders if s.dropped]
+    waiting = set(by_task)
+    while waiting:
+        if len(stored) >= scheme.optimal and (
+            not placement_safe or region_safe([s.target.region for s, _ in stored], scheme.k)
+        ):
+            break
+        done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            s = by_task[task]
+            err = task.exception()
+            if err is not None:
+                failures.append(f"{s.target.node_id}: {err}")
+                failed_nodes.append(s.target.node_id)
+                continue
+            receipt_signed = task.result()
+            problem = _check_receipt(receipt_signed, s, layout)
+            if problem:
+                failures.append(f"{s.target.node_id}: {problem}")
+                failed_nodes.append(s.target.node_id)
+                continue
+            committed = m.CommittedPiece(
+                piece_num=s.target.piece_num, node_id=s.target.node_id, receipt=receipt_signed
+            )
+            stored.append((s, committed))
+    if len(stored) < scheme.optimal:
+        raise SegmentUploadError(
+            f"only {len(stored)} of {scheme.optimal} needed pieces stored; "
+            + "; ".join(failures[:5]),
+            failed_nodes,
+        )
+    pieces = sorted((cp for _, cp in stored), key=lambda cp: cp.piece_num)
+    return m.SegmentCommit(
+        position=position,
+        plain_size=layout.plain_size,
+        block_size=block_size,
+        root_piece_id=placement.root_piece_id,
+        scheme=placement.scheme,
+        piece_size=layout.piece_size,
+        pieces=pieces,
+    )
+
+
+def _check_receipt(signed: object, s: _Sender, layout: SegmentLayout) -> str:
+    """Accept a receipt only if the node signed exactly what we sent it."""
+    if not isinstance(signed, Signed):
+        return "no receipt"
+    try:
+        receipt = open_signed(signed, PieceReceipt)
+    except errors.Forbidden as e:
+        return str(e)
+    if receipt.node_id != s.target.node_id or signed.signer_id != s.target.node_id:
+        return "receipt signed by another node"
+    if receipt.size != layout.piece_size:
+        return f"stored {receipt.size} bytes, sent {layout.piece_size}"
+    root, _ = s.merkle.finish()
+    if receipt.merkle_root != root:
+        return "stored bytes differ from those sent (Merkle root mismatch)"
+    return ""

@@ -1,0 +1,1 @@
+"""One module per family of S3 operations; each handler takes an S3Request and answers."""

@@ -1,0 +1,46 @@
+"""Bucket operations: list, create, head, delete, location."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from skymesh.gateway.s3.app import XML, S3Request
+from skymesh.gateway.s3.router import validate_bucket_name
+from skymesh.gateway.s3.xml import list_buckets_xml, location_xml, parse_create_bucket
+
+
+async def list_buckets(req: S3Request) -> web.StreamResponse:
+    buckets = await req.client.list_buckets()
+    body = list_buckets_xml(
+        req.credential.project_id,
+        req.credential.project_id,
+        [(b.name, b.created_at) for b in buckets],
+    )
+    return web.Response(body=body, content_type=XML)
+
+
+async def create_bucket(req: S3Request) -> web.StreamResponse:
+    validate_bucket_name(req.bucket)
+    body = await req.http.read()
+    region = parse_create_bucket(body) if body else None
+    await req.client.create_bucket(req.bucket, region or "")
+    resp = web.Response(status=200)
+    resp.headers["Location"] = f"/{req.bucket}"
+    return resp
+
+
+async def head_bucket(req: S3Request) -> web.StreamResponse:
+    info = await req.client.get_bucket(req.bucket)
+    resp = web.Response(status=200)
+    resp.headers["x-amz-bucket-region"] = info.region or req.ctx.config.s3_region
+    return resp
+
+
+async def delete_bucket(req: S3Request) -> web.StreamResponse:
+    await req.client.delete_bucket(req.bucket)
+    return web.Response(status=204)
+
+
+async def get_bucket_location(req: S3Request) -> web.StreamResponse:
+    info = await req.client.get_bucket(req.bucket)
+    return web.Response(body=location_xml(info.region or ""), content_type=XML)

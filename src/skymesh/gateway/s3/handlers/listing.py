@@ -1,0 +1,112 @@
+"""ListObjects (v1) and ListObjectsV2: one page from the coordinator's indexed scan."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from aiohttp import web
+
+from skymesh.gateway.s3.app import XML, S3Request
+from skymesh.gateway.s3.errors import s3_error
+from skymesh.gateway.s3.xml import list_objects_v1_xml, list_objects_v2_xml
+from skymesh.wire.messages import ListObjectsRequest, ListObjectsResponse
+
+MAX_KEYS = 1000
+
+
+def max_keys(req: S3Request) -> int:
+    raw = req.query("max-keys")
+    if raw is None:
+        return MAX_KEYS
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise s3_error("InvalidArgument", "max-keys must be an integer", ArgumentName="max-keys") from e
+    if value < 0:
+        raise s3_error("InvalidArgument", "max-keys must not be negative", ArgumentName="max-keys")
+    return min(value, MAX_KEYS)
+
+
+def encode_token(start_after: str) -> str:
+    return base64.urlsafe_b64encode(start_after.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as e:
+        raise s3_error(
+            "InvalidArgument", "the continuation token is not valid", ArgumentName="continuation-token"
+        ) from e
+
+
+def encoding_type(req: S3Request) -> str | None:
+    value = req.query("encoding-type")
+    if value is not None and value != "url":
+        raise s3_error("InvalidArgument", "encoding-type must be url", ArgumentName="encoding-type")
+    return value
+
+
+async def _page(req: S3Request, start_after: str, limit: int) -> ListObjectsResponse:
+    if limit == 0:
+        # S3 answers an empty, untruncated page for max-keys=0 (after checking the bucket)
+        await req.client.get_bucket(req.bucket)
+        return ListObjectsResponse(entries=[], prefixes=[], truncated=False)
+    return await req.client.list_objects(
+        ListObjectsRequest(
+            bucket=req.bucket,
+            prefix=req.query("prefix", "") or "",
+            delimiter=req.query("delimiter", "") or "",
+            start_after=start_after,
+            limit=limit,
+        )
+    )
+
+
+async def list_objects_v2(req: S3Request) -> web.StreamResponse:
+    limit = max_keys(req)
+    enc = encoding_type(req)
+    token = req.query("continuation-token")
+    start_after = req.query("start-after", "") or ""
+    resume = decode_token(token) if token else ""
+    page = await _page(req, max(start_after, resume), limit)
+    body = list_objects_v2_xml(
+        bucket=req.bucket,
+        prefix=req.query("prefix", "") or "",
+        delimiter=req.query("delimiter", "") or "",
+        max_keys=limit,
+        entries=[(e.key, e.created_at, e.etag, e.size) for e in page.entries],
+        common_prefixes=page.prefixes,
+        is_truncated=page.truncated,
+        continuation_token=token,
+        next_continuation_token=encode_token(page.next_start_after) if page.truncated else None,
+        start_after=start_after or None,
+        encoding_type=enc,
+        owner=(req.credential.project_id, req.credential.project_id)
+        if req.query("fetch-owner") == "true"
+        else None,
+    )
+    return web.Response(body=body, content_type=XML)
+
+
+async def list_objects_v1(req: S3Request) -> web.StreamResponse:
+    limit = max_keys(req)
+    enc = encoding_type(req)
+    marker = req.query("marker", "") or ""
+    delimiter = req.query("delimiter", "") or ""
+    page = await _page(req, marker, limit)
+    body = list_objects_v1_xml(
+        bucket=req.bucket,
+        prefix=req.query("prefix", "") or "",
+        delimiter=delimiter,
+        max_keys=limit,
+        entries=[(e.key, e.created_at, e.etag, e.size) for e in page.entries],
+        common_prefixes=page.prefixes,
+        is_truncated=page.truncated,
+        marker=marker,
+        next_marker=page.next_start_after if page.truncated and delimiter else None,
+        encoding_type=enc,
+        owner=(req.credential.project_id, req.credential.project_id),
+    )
+    return web.Response(body=body, content_type=XML)

@@ -1,0 +1,126 @@
+"""Multipart uploads: parts stream straight to nodes; completion is one atomic commit."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from skymesh.gateway.s3.app import XML, S3Request
+from skymesh.gateway.s3.errors import s3_error
+from skymesh.gateway.s3.handlers.body import PutBody
+from skymesh.gateway.s3.handlers.objects import meta_from_headers
+from skymesh.gateway.s3.router import validate_key
+from skymesh.gateway.s3.xml import (
+    complete_multipart_xml,
+    initiate_multipart_xml,
+    list_multipart_uploads_xml,
+    list_parts_xml,
+    parse_complete_multipart,
+)
+from skymesh.wire.messages import CompletePart, ListPartsRequest, ListUploadsRequest
+
+MAX_PART_SIZE = 5 * 1024**3
+
+
+def _upload_id(req: S3Request) -> str:
+    upload_id = req.endpoint.upload_id
+    if not upload_id:
+        raise s3_error("InvalidArgument", "uploadId is required", ArgumentName="uploadId")
+    return upload_id
+
+
+async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
+    validate_key(req.key)
+    info = await req.client.create_multipart(req.bucket, req.key, meta_from_headers(req.http.headers))
+    body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
+    return web.Response(body=body, content_type=XML)
+
+
+async def upload_part(req: S3Request) -> web.StreamResponse:
+    part_number = req.endpoint.part_number
+    if part_number is None:
+        raise s3_error("InvalidArgument", "partNumber is required", ArgumentName="partNumber")
+    if "x-amz-copy-source" in req.http.headers:
+        raise s3_error("NotImplemented", "UploadPartCopy is not implemented yet")
+    body = PutBody(req)
+    if body.size is not None and body.size > MAX_PART_SIZE:
+        raise s3_error("EntityTooLarge", "a part may be at most 5 GiB")
+    part = await req.client.upload_part(
+        req.bucket,
+        req.key,
+        _upload_id(req),
+        part_number,
+        body.chunks(),
+        size=body.size,
+        hashers=body.hashers,
+        before_commit=body.verify,
+    )
+    resp = web.Response(status=200)
+    resp.headers["ETag"] = f'"{part.etag}"'
+    return resp
+
+
+async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
+    parts = parse_complete_multipart(await req.http.read())
+    if not parts:
+        raise s3_error("MalformedXML", "CompleteMultipartUpload needs at least one part")
+    info = await req.client.complete_multipart(
+        req.bucket,
+        req.key,
+        _upload_id(req),
+        [CompletePart(part_number=n, etag=etag.strip('"')) for n, etag in parts],
+    )
+    location = f"{req.ctx.config.s3_region}/{req.bucket}/{req.key}"
+    body = complete_multipart_xml(location, req.bucket, req.key, f'"{info.etag}"')
+    return web.Response(body=body, content_type=XML)
+
+
+async def abort_multipart_upload(req: S3Request) -> web.StreamResponse:
+    await req.client.abort_multipart(req.bucket, req.key, _upload_id(req))
+    return web.Response(status=204)
+
+
+async def list_parts(req: S3Request) -> web.StreamResponse:
+    upload_id = _upload_id(req)
+    try:
+        marker = int(req.query("part-number-marker", "0") or 0)
+        limit = min(1000, int(req.query("max-parts", "1000") or 1000))
+    except ValueError as e:
+        raise s3_error("InvalidArgument", "part-number-marker and max-parts must be integers") from e
+    page = await req.client.metainfo.list_parts(
+        ListPartsRequest(
+            bucket=req.bucket,
+            key=req.key,
+            upload_id=upload_id,
+            part_number_marker=marker,
+            limit=limit,
+        )
+    )
+    body = list_parts_xml(
+        bucket=req.bucket,
+        key=req.key,
+        upload_id=upload_id,
+        parts=[(p.part_number, p.uploaded_at, f'"{p.etag}"', p.size) for p in page.parts],
+        part_number_marker=marker,
+        next_part_number_marker=page.parts[-1].part_number if page.parts else marker,
+        max_parts=limit,
+        is_truncated=page.truncated,
+    )
+    return web.Response(body=body, content_type=XML)
+
+
+async def list_multipart_uploads(req: S3Request) -> web.StreamResponse:
+    page = await req.client.metainfo.list_uploads(
+        ListUploadsRequest(
+            bucket=req.bucket,
+            prefix=req.query("prefix", "") or "",
+            key_marker=req.query("key-marker", "") or "",
+            upload_id_marker=req.query("upload-id-marker", "") or "",
+            limit=min(1000, int(req.query("max-uploads", "1000") or 1000)),
+        )
+    )
+    body = list_multipart_uploads_xml(
+        bucket=req.bucket,
+        uploads=[(u.key, u.upload_id, u.created_at) for u in page.uploads],
+        is_truncated=page.truncated,
+    )
+    return web.Response(body=body, content_type=XML)

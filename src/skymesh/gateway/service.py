@@ -1,0 +1,89 @@
+"""The gateway process: the S3 API over aiohttp, in front of the client library."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from skymesh.client.client import Client
+from skymesh.config import Credential, GatewayConfig, load_credentials
+from skymesh.errors import ConfigError
+from skymesh.gateway.s3.app import S3Context, make_app
+
+log = logging.getLogger(__name__)
+
+
+class GatewayService:
+    """One lifecycle for the gateway's HTTP server and its pooled connections to nodes."""
+
+    def __init__(self, config: GatewayConfig, credentials: list[Credential] | None = None):
+        self.config = config
+        if credentials is None:
+            path = Path(config.credentials_file or Path(config.data_dir) / "credentials.toml")
+            credentials = load_credentials(path)
+            if not credentials:
+                raise ConfigError(
+                    f"no credentials in {path}: run `skymesh up`, or add a [[credentials]] entry"
+                )
+        self.credentials = credentials
+        self.port = config.port
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.context: S3Context | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+        )
+        session = self._session
+        clients = {
+            c.access_key_id: Client(
+                self.config.coordinator_url,
+                c.api_key,
+                c.project_id,
+                bytes.fromhex(c.encryption_secret),
+                session=session,
+                download_extra_pieces=self.config.download_extra_pieces,
+            )
+            for c in self.credentials
+        }
+        self.context = S3Context(
+            config=self.config,
+            credentials={c.access_key_id: c for c in self.credentials},
+            clients=clients,
+        )
+        app = make_app(self.context)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        if server is not None and getattr(server, "sockets", None):
+            self.port = server.sockets[0].getsockname()[1]
+        log.info("S3 gateway listening on %s for %d access key(s)", self.url, len(clients))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def run_gateway(config: GatewayConfig) -> None:
+    service = GatewayService(config)
+    await service.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await service.stop()

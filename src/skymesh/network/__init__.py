@@ -1,0 +1,1 @@
+"""``skymesh up``: a whole local network of real processes on one machine."""

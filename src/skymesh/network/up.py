@@ -1,0 +1,349 @@
+"""Run a local skymesh network: a coordinator, provider nodes over simulated regions, a gateway.
+
+Every role runs as its own child process (``python -m skymesh <role> --config
+...``), exactly as an operator would run it, and keeps its data under one home
+directory, so stopping and starting again serves the same objects. The first
+start creates a project, an S3 access key and the gateway's credentials file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import msgspec
+
+from skymesh.config import (
+    CoordinatorConfig,
+    Credential,
+    GatewayConfig,
+    NodeConfig,
+    config_to_toml,
+    load_credentials,
+    write_credentials,
+)
+from skymesh.errors import ConfigError, SkymeshError
+from skymesh.wire.messages import (
+    CreateProjectRequest,
+    NodeList,
+    ProjectCredentials,
+    RegisterAccessKeyRequest,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REGIONS = ("eu-west", "us-east", "ap-south")
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    home: Path
+    nodes: int = 12
+    regions: Sequence[str] = DEFAULT_REGIONS
+    host: str = "127.0.0.1"
+    gateway_port: int = 9000
+    coordinator_port: int = 7700
+    node_base_port: int = 7801
+    node_capacity: int = 100 * GiB
+    heartbeat_interval: float = 2.0
+    fsync: bool = True
+    log_level: str = "INFO"
+
+
+class NetworkState(msgspec.Struct, kw_only=True):
+    """What ``up`` remembers between starts (``home/network.toml`` is for people; this is for us)."""
+
+    admin_token: str
+    project_id: str = ""
+    access_key_id: str = ""
+
+
+def home_dir(explicit: str | None = None) -> Path:
+    """``$SKYMESH_HOME``, else ``.skymesh`` in the working directory."""
+    return Path(explicit or os.environ.get("SKYMESH_HOME") or ".skymesh").resolve()
+
+
+def _set_pdeathsig() -> None:
+    """Children die with us, even if we are killed without a chance to stop them."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "skymesh", *self.args],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,  # noqa: PLW1509
+        )
+        logf.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Network:
+    spec: NetworkSpec
+    children: list[Child] = field(default_factory=list)
+    credential: Credential | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.spec.host}:{self.spec.gateway_port}"
+
+    @property
+    def coordinator_url(self) -> str:
+        return f"http://{self.spec.host}:{self.spec.coordinator_port}"
+
+    # ------------------------------------------------------------ configuration
+
+    def _state(self) -> NetworkState:
+        path = self.spec.home / "state.json"
+        if path.exists():
+            return msgspec.json.decode(path.read_bytes(), type=NetworkState)
+        state = NetworkState(admin_token=secrets.token_urlsafe(24))
+        self._save_state(state)
+        return state
+
+    def _save_state(self, state: NetworkState) -> None:
+        path = self.spec.home / "state.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(msgspec.json.encode(state))
+        os.replace(tmp, path)
+
+    def write_configs(self, state: NetworkState) -> None:
+        s = self.spec
+        coord = CoordinatorConfig(
+            data_dir=str(s.home / "coordinator"),
+            host=s.host,
+            port=s.coordinator_port,
+            admin_token=state.admin_token,
+            heartbeat_interval=s.heartbeat_interval,
+            offline_after=max(3 * s.heartbeat_interval, 6.0),
+        )
+        self._write(s.home / "coordinator" / "config.toml", config_to_toml(coord))
+        for i in range(s.nodes):
+            region = s.regions[i % len(s.regions)]
+            node = NodeConfig(
+                data_dir=str(s.home / "nodes" / f"node-{i + 1:02d}"),
+                host=s.host,
+                port=s.node_base_port + i,
+                region=region,
+                operator=f"operator-{i // len(s.regions) % 4 + 1}-{region}",
+                capacity_bytes=s.node_capacity,
+                coordinator_url=self.coordinator_url,
+                heartbeat_interval=s.heartbeat_interval,
+                fsync=s.fsync,
+            )
+            self._write(Path(node.data_dir) / "config.toml", config_to_toml(node))
+        gw = GatewayConfig(
+            data_dir=str(s.home / "gateway"),
+            host=s.host,
+            port=s.gateway_port,
+            coordinator_url=self.coordinator_url,
+        )
+        self._write(s.home / "gateway" / "config.toml", config_to_toml(gw))
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _child(self, name: str, role: str, config: Path) -> Child:
+        c = Child(
+            name,
+            [role, "--config", str(config), "--log-level", self.spec.log_level],
+            self.spec.home / "logs" / f"{name}.log",
+        )
+        self.children.append(c)
+        c.start()
+        return c
+
+    async def start(self) -> None:
+        s = self.spec
+        state = self._state()
+        self.write_configs(state)
+        async with aiohttp.ClientSession() as session:
+            coord = self._child("coordinator", "coordinator", s.home / "coordinator" / "config.toml")
+            await _wait_http(session, f"{self.coordinator_url}/healthz", coord)
+            for i in range(s.nodes):
+                name = f"node-{i + 1:02d}"
+                self._child(name, "node", s.home / "nodes" / name / "config.toml")
+            await self._wait_nodes(session, state.admin_token, s.nodes)
+            self.credential = await self._ensure_credentials(session, state)
+            gw = self._child("gateway", "gateway", s.home / "gateway" / "config.toml")
+            await _wait_http(session, f"{self.endpoint}/healthz", gw)
+
+    async def _wait_nodes(self, session: aiohttp.ClientSession, token: str, count: int) -> None:
+        deadline = time.monotonic() + 60
+        online = 0
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(
+                    f"{self.coordinator_url}/v1/nodes",
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as resp:
+                    if resp.status == 200:
+                        nodes = msgspec.json.decode(await resp.read(), type=NodeList).nodes
+                        online = sum(1 for n in nodes if n.online)
+                        if online >= count:
+                            return
+            except aiohttp.ClientError:
+                pass
+            dead = [c.name for c in self.children if not c.alive()]
+            if dead:
+                raise SkymeshError(f"{', '.join(dead)} exited; see {self.spec.home / 'logs'}")
+            await asyncio.sleep(0.2)
+        raise SkymeshError(f"only {online} of {count} nodes joined within 60 s")
+
+    async def _ensure_credentials(
+        self, session: aiohttp.ClientSession, state: NetworkState
+    ) -> Credential:
+        path = self.spec.home / "gateway" / "credentials.toml"
+        existing = load_credentials(path)
+        if existing:
+            return existing[0]
+        headers = {"Authorization": f"Bearer {state.admin_token}"}
+        async with session.post(
+            f"{self.coordinator_url}/v1/projects",
+            data=msgspec.json.encode(CreateProjectRequest(name="default")),
+            headers=headers,
+        ) as resp:
+            if resp.status != 200:
+                raise SkymeshError(f"creating the project failed: {await resp.text()}")
+            project = msgspec.json.decode(await resp.read(), type=ProjectCredentials)
+        access_key = "SKY" + secrets.token_hex(8).upper()[:17]
+        async with session.post(
+            f"{self.coordinator_url}/v1/projects/access-keys",
+            data=msgspec.json.encode(RegisterAccessKeyRequest(access_key_id=access_key)),
+            headers={"Authorization": f"Bearer {project.api_key}"},
+        ) as resp:
+            if resp.status != 200:
+                raise SkymeshError(f"registering the access key failed: {await resp.text()}")
+        cred = Credential(
+            access_key_id=access_key,
+            secret_access_key=secrets.token_urlsafe(30)[:40],
+            project_id=project.project_id,
+            api_key=project.api_key,
+            encryption_secret=secrets.token_hex(32),
+        )
+        write_credentials(path, [cred])
+        state.project_id = project.project_id
+        state.access_key_id = access_key
+        self._save_state(state)
+        return cred
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the gateway first, then nodes, then the coordinator; kill what lingers."""
+        for c in reversed(self.children):
+            if c.alive():
+                assert c.proc is not None
+                c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for c in reversed(self.children):
+            if c.proc is None:
+                continue
+            try:
+                c.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                c.proc.kill()
+                c.proc.wait()
+
+    def banner(self) -> str:
+        assert self.credential is not None
+        c = self.credential
+        s = self.spec
+        return f"""
+skymesh is up: {s.nodes} nodes in {len(s.regions)} regions ({", ".join(s.regions)}).
+
+  S3 endpoint        {self.endpoint}
+  access key id      {c.access_key_id}
+  secret access key  {c.secret_access_key}
+  region             us-east-1
+  data and logs      {s.home}
+
+Use it with the AWS CLI:
+
+  export AWS_ACCESS_KEY_ID={c.access_key_id}
+  export AWS_SECRET_ACCESS_KEY={c.secret_access_key}
+  export AWS_DEFAULT_REGION=us-east-1
+  aws --endpoint-url {self.endpoint} s3 mb s3://demo
+  aws --endpoint-url {self.endpoint} s3 cp ./some-file s3://demo/
+  aws --endpoint-url {self.endpoint} s3 ls s3://demo/
+
+Press Ctrl-C to stop; starting again serves the same objects.
+"""
+
+
+async def _wait_http(session: aiohttp.ClientSession, url: str, child: Child, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise SkymeshError(f"{child.name} exited during start; see {child.log_path}")
+        try:
+            async with session.get(url) as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SkymeshError(f"{child.name} did not answer {url} within {timeout:.0f} s")
+
+
+async def run_network(spec: NetworkSpec, ready: asyncio.Event | None = None) -> None:
+    """Start the network, print how to use it, and run until SIGINT or SIGTERM."""
+    if spec.nodes < 2:
+        raise ConfigError("a network needs at least 2 nodes")
+    net = Network(spec)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await net.start()
+        print(net.banner(), flush=True)
+        if ready is not None:
+            ready.set()
+        reported: set[str] = set()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            for c in net.children:
+                if not c.alive() and c.name not in reported:
+                    reported.add(c.name)
+                    code = c.proc.returncode if c.proc else None
+                    print(f"{c.name} exited (code {code}); see {c.log_path}", flush=True)
+    finally:
+        print("stopping skymesh...", flush=True)
+        await asyncio.to_thread(net.stop)
+        print("stopped.", flush=True)

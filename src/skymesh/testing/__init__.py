@@ -1,0 +1,1 @@
+"""Test harness: whole networks in one process (``planet``). Never imported by a role."""
