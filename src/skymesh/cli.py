@@ -32,7 +32,9 @@ app.add_typer(config_app, name="config")
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML file; environment SKYMESH_<ROLE>_<FIELD> overrides it."),
+    typer.Option(
+        "--config", "-c", help="TOML file; environment SKYMESH_<ROLE>_<FIELD> overrides it."
+    ),
 ]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
 
@@ -64,12 +66,15 @@ def up(
         str, typer.Option(help="Comma-separated simulated regions; nodes are spread over them.")
     ] = "eu-west,us-east,ap-south",
     home: Annotated[
-        str | None, typer.Option(help="Where all data and logs live (default $SKYMESH_HOME or ./.skymesh).")
+        str | None,
+        typer.Option(help="Where all data and logs live (default $SKYMESH_HOME or ./.skymesh)."),
     ] = None,
     port: Annotated[int, typer.Option(help="S3 gateway port.")] = 9000,
     coordinator_port: Annotated[int, typer.Option(help="Coordinator port.")] = 7700,
     node_base_port: Annotated[int, typer.Option(help="First node's port; the rest follow.")] = 7801,
-    no_fsync: Annotated[bool, typer.Option("--no-fsync", help="Skip fsync on nodes (faster, less durable).")] = False,
+    no_fsync: Annotated[
+        bool, typer.Option("--no-fsync", help="Skip fsync on nodes (faster, less durable).")
+    ] = False,
     log_level: LogLevelOpt = "INFO",
 ) -> None:
     """Start a whole local network (coordinator, nodes, gateway) and print how to use it."""

@@ -92,7 +92,7 @@ def _env_values(kind: type[_Config], environ: dict[str, str]) -> dict[str, Any]:
     for name, value in environ.items():
         if not name.startswith(prefix):
             continue
-        field = fields.get(name[len(prefix):])
+        field = fields.get(name[len(prefix) :])
         if field is None:
             raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(fields))}")
         if field == "trusted_coordinators":

@@ -115,9 +115,7 @@ class RpcClient:
         body = _json_encoder.encode(request) if request is not None else b""
         return await self.request("POST", path, response_type, body=body)
 
-    async def request(
-        self, method: str, path: str, response_type: type[T], body: bytes = b""
-    ) -> T:
+    async def request(self, method: str, path: str, response_type: type[T], body: bytes = b"") -> T:
         headers = {"Content-Type": JSON, **self.headers}
         try:
             async with self.session.request(

@@ -22,7 +22,13 @@ from skymesh.client.download import SEGMENTS_PER_CALL, SegmentSource, read_objec
 from skymesh.client.metainfo import Metainfo
 from skymesh.client.objectmeta import ObjectMeta, key_context, open_meta, seal_meta
 from skymesh.client.upload import SegmentUploadError, store_segment
-from skymesh.codec.crypto import SegmentCipher, derive_bucket_key, new_data_key, unwrap_key, wrap_key
+from skymesh.codec.crypto import (
+    SegmentCipher,
+    derive_bucket_key,
+    new_data_key,
+    unwrap_key,
+    wrap_key,
+)
 from skymesh.wire import messages as m
 
 log = logging.getLogger(__name__)
@@ -240,7 +246,11 @@ class Client:
             reading: asyncio.Task[int] | None = None
             if not reader.eof and n == len(buf):
                 if next_buf is None:
-                    cap = segment_cap if size is None else max(1, min(segment_cap, size - reader.total))
+                    cap = (
+                        segment_cap
+                        if size is None
+                        else max(1, min(segment_cap, size - reader.total))
+                    )
                     next_buf = bytearray(cap)
                 reading = asyncio.create_task(reader.read_into(next_buf, len(next_buf)))
             try:
@@ -249,14 +259,22 @@ class Client:
                         m.CommitSegmentRequest(stream_id=stream_id, segment=pending_commit)
                     )
                 commit = await self._store_with_retry(
-                    stream_id, position, view, data_key, codec.block_size, placement, part_begin=None
+                    stream_id,
+                    position,
+                    view,
+                    data_key,
+                    codec.block_size,
+                    placement,
+                    part_begin=None,
                 )
                 await hashing
             except BaseException:
                 hashing.cancel()
                 if reading is not None:
                     reading.cancel()
-                await asyncio.gather(hashing, *( [reading] if reading else []), return_exceptions=True)
+                await asyncio.gather(
+                    hashing, *([reading] if reading else []), return_exceptions=True
+                )
                 raise
             placement = None
             pending_commit = commit
@@ -384,7 +402,11 @@ class Client:
                 break
             begin = (
                 m.BeginPartRequest(
-                    bucket=bucket, key=key, upload_id=upload_id, part_number=part_number, plain_size=n
+                    bucket=bucket,
+                    key=key,
+                    upload_id=upload_id,
+                    part_number=part_number,
+                    plain_size=n,
                 )
                 if index == 0
                 else None
@@ -422,7 +444,9 @@ class Client:
             try:
                 digest.update(bytes.fromhex(p.etag.strip('"')))
             except ValueError as e:
-                raise errors.BadRequest(f"part {p.part_number} has a malformed ETag", code="InvalidPart") from e
+                raise errors.BadRequest(
+                    f"part {p.part_number} has a malformed ETag", code="InvalidPart"
+                ) from e
         etag = f"{digest.hexdigest()}-{len(parts)}"
         return await self.metainfo.complete_upload(
             m.CompleteUploadRequest(

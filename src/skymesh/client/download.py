@@ -33,7 +33,6 @@ WINDOW_GROWTH = (1, 4, 16, 64)  # stripes per window, first windows small for la
 SEGMENTS_PER_CALL = 8
 
 
-
 class SegmentReader:
     """Reads plaintext ranges of one piece-backed segment."""
 
@@ -54,7 +53,9 @@ class SegmentReader:
         self.extra = extra
         self.bad: set[int] = set()  # piece numbers that failed or lied
         # data pieces first: with all k of them, decoding is a copy
-        self.order = sorted(segment.pieces, key=lambda p: (p.piece_num >= self.scheme.k, p.piece_num))
+        self.order = sorted(
+            segment.pieces, key=lambda p: (p.piece_num >= self.scheme.k, p.piece_num)
+        )
 
     async def fetch(self, blocks: range) -> dict[int, bytes]:
         """Piece bytes for ``blocks`` from the first k nodes to answer."""
@@ -177,7 +178,11 @@ class SegmentReader:
             for i, w in enumerate(windows):
                 assert nxt is not None
                 current = nxt
-                nxt = asyncio.create_task(self.window(windows[i + 1])) if i + 1 < len(windows) else None
+                nxt = (
+                    asyncio.create_task(self.window(windows[i + 1]))
+                    if i + 1 < len(windows)
+                    else None
+                )
                 plain = await current
                 w_start = w.start * self.layout.block_size
                 lo = max(start, w_start) - w_start

@@ -115,7 +115,9 @@ async def store_segment(
     senders = [_Sender(t, asyncio.Queue(QUEUE_BATCHES)) for t in placement.pieces]
     for s in senders:
         s.task = asyncio.create_task(
-            put_piece(session, s.target, placement.root_piece_id, _drain(s.queue), layout.piece_size)
+            put_piece(
+                session, s.target, placement.root_piece_id, _drain(s.queue), layout.piece_size
+            )
         )
 
     def encode(first: int) -> list[bytearray]:
@@ -147,7 +149,9 @@ async def store_segment(
         for s in senders:
             if s.task is not None and not s.task.done():
                 s.task.cancel()
-        await asyncio.gather(*(s.task for s in senders if s.task is not None), return_exceptions=True)
+        await asyncio.gather(
+            *(s.task for s in senders if s.task is not None), return_exceptions=True
+        )
 
 
 async def _put(s: _Sender, item: Chunk | None) -> None:
@@ -208,7 +212,7 @@ async def _collect(
                 continue
             receipt_signed = task.result()
             problem = _check_receipt(receipt_signed, s, layout)
-            if problem:
+            if problem or not isinstance(receipt_signed, Signed):
                 failures.append(f"{s.target.node_id}: {problem}")
                 failed_nodes.append(s.target.node_id)
                 continue

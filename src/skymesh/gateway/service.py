@@ -44,18 +44,7 @@ class GatewayService:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
         )
-        session = self._session
-        clients = {
-            c.access_key_id: Client(
-                self.config.coordinator_url,
-                c.api_key,
-                c.project_id,
-                bytes.fromhex(c.encryption_secret),
-                session=session,
-                download_extra_pieces=self.config.download_extra_pieces,
-            )
-            for c in self.credentials
-        }
+        clients = {c.access_key_id: self._client(c) for c in self.credentials}
         self.context = S3Context(
             config=self.config,
             credentials={c.access_key_id: c for c in self.credentials},
@@ -66,10 +55,26 @@ class GatewayService:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()
-        server = site._server
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         log.info("S3 gateway listening on %s for %d access key(s)", self.url, len(clients))
+
+    def _client(self, c: Credential) -> Client:
+        assert self._session is not None
+        return Client(
+            self.config.coordinator_url,
+            c.api_key,
+            c.project_id,
+            bytes.fromhex(c.encryption_secret),
+            session=self._session,
+            download_extra_pieces=self.config.download_extra_pieces,
+        )
+
+    def add_credential(self, c: Credential) -> None:
+        """Accept one more access key from now on (tests and future admin API)."""
+        assert self.context is not None
+        self.credentials.append(c)
+        self.context.credentials[c.access_key_id] = c
+        self.context.clients[c.access_key_id] = self._client(c)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -98,9 +98,12 @@ class Child:
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
         )
         logf.close()
+        pid_dir = self.log_path.parent.parent / "run"
+        pid_dir.mkdir(parents=True, exist_ok=True)
+        (pid_dir / f"{self.name}.pid").write_text(f"{self.proc.pid}\n")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -194,7 +197,9 @@ class Network:
         state = self._state()
         self.write_configs(state)
         async with aiohttp.ClientSession() as session:
-            coord = self._child("coordinator", "coordinator", s.home / "coordinator" / "config.toml")
+            coord = self._child(
+                "coordinator", "coordinator", s.home / "coordinator" / "config.toml"
+            )
             await _wait_http(session, f"{self.coordinator_url}/healthz", coord)
             for i in range(s.nodes):
                 name = f"node-{i + 1:02d}"
@@ -305,7 +310,9 @@ Press Ctrl-C to stop; starting again serves the same objects.
 """
 
 
-async def _wait_http(session: aiohttp.ClientSession, url: str, child: Child, timeout: float = 60) -> None:
+async def _wait_http(
+    session: aiohttp.ClientSession, url: str, child: Child, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.alive():

@@ -71,6 +71,18 @@ class S3Request:
     def query(self, name: str, default: str | None = None) -> str | None:
         return self.http.query.get(name, default)
 
+    async def read_small_body(self, cap: int) -> bytes:
+        """The whole body of a control request (XML), refusing more than ``cap`` bytes."""
+        length = self.http.content_length
+        if length is not None and length > cap:
+            raise s3_error("MaxMessageLengthExceeded", f"the body may be at most {cap} bytes")
+        data = bytearray()
+        while chunk := await self.http.content.read(64 * 1024):
+            data += chunk
+            if len(data) > cap:
+                raise s3_error("MaxMessageLengthExceeded", f"the body may be at most {cap} bytes")
+        return bytes(data)
+
 
 Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
 

@@ -6,7 +6,12 @@ from aiohttp import web
 
 from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.router import validate_bucket_name
-from skymesh.gateway.s3.xml import list_buckets_xml, location_xml, parse_create_bucket
+from skymesh.gateway.s3.xml import (
+    MAX_CREATE_BUCKET_BODY,
+    list_buckets_xml,
+    location_xml,
+    parse_create_bucket,
+)
 
 
 async def list_buckets(req: S3Request) -> web.StreamResponse:
@@ -21,7 +26,7 @@ async def list_buckets(req: S3Request) -> web.StreamResponse:
 
 async def create_bucket(req: S3Request) -> web.StreamResponse:
     validate_bucket_name(req.bucket)
-    body = await req.http.read()
+    body = await req.read_small_body(MAX_CREATE_BUCKET_BODY)
     region = parse_create_bucket(body) if body else None
     await req.client.create_bucket(req.bucket, region or "")
     resp = web.Response(status=200)

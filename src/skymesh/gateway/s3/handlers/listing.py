@@ -22,7 +22,9 @@ def max_keys(req: S3Request) -> int:
     try:
         value = int(raw)
     except ValueError as e:
-        raise s3_error("InvalidArgument", "max-keys must be an integer", ArgumentName="max-keys") from e
+        raise s3_error(
+            "InvalidArgument", "max-keys must be an integer", ArgumentName="max-keys"
+        ) from e
     if value < 0:
         raise s3_error("InvalidArgument", "max-keys must not be negative", ArgumentName="max-keys")
     return min(value, MAX_KEYS)
@@ -37,7 +39,9 @@ def decode_token(token: str) -> str:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as e:
         raise s3_error(
-            "InvalidArgument", "the continuation token is not valid", ArgumentName="continuation-token"
+            "InvalidArgument",
+            "the continuation token is not valid",
+            ArgumentName="continuation-token",
         ) from e
 
 

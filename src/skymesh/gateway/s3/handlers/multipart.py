@@ -10,6 +10,7 @@ from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.objects import meta_from_headers
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import (
+    MAX_COMPLETE_BODY,
     complete_multipart_xml,
     initiate_multipart_xml,
     list_multipart_uploads_xml,
@@ -30,7 +31,9 @@ def _upload_id(req: S3Request) -> str:
 
 async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
-    info = await req.client.create_multipart(req.bucket, req.key, meta_from_headers(req.http.headers))
+    info = await req.client.create_multipart(
+        req.bucket, req.key, meta_from_headers(req.http.headers)
+    )
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
     return web.Response(body=body, content_type=XML)
 
@@ -39,8 +42,6 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     part_number = req.endpoint.part_number
     if part_number is None:
         raise s3_error("InvalidArgument", "partNumber is required", ArgumentName="partNumber")
-    if "x-amz-copy-source" in req.http.headers:
-        raise s3_error("NotImplemented", "UploadPartCopy is not implemented yet")
     body = PutBody(req)
     if body.size is not None and body.size > MAX_PART_SIZE:
         raise s3_error("EntityTooLarge", "a part may be at most 5 GiB")
@@ -60,7 +61,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
 
 
 async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
-    parts = parse_complete_multipart(await req.http.read())
+    parts = parse_complete_multipart(await req.read_small_body(MAX_COMPLETE_BODY))
     if not parts:
         raise s3_error("MalformedXML", "CompleteMultipartUpload needs at least one part")
     info = await req.client.complete_multipart(
@@ -85,7 +86,9 @@ async def list_parts(req: S3Request) -> web.StreamResponse:
         marker = int(req.query("part-number-marker", "0") or 0)
         limit = min(1000, int(req.query("max-parts", "1000") or 1000))
     except ValueError as e:
-        raise s3_error("InvalidArgument", "part-number-marker and max-parts must be integers") from e
+        raise s3_error(
+            "InvalidArgument", "part-number-marker and max-parts must be integers"
+        ) from e
     page = await req.client.metainfo.list_parts(
         ListPartsRequest(
             bucket=req.bucket,

@@ -15,7 +15,12 @@ from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.router import validate_key
-from skymesh.gateway.s3.xml import delete_result_xml, http_date, parse_delete_objects
+from skymesh.gateway.s3.xml import (
+    MAX_DELETE_BODY,
+    delete_result_xml,
+    http_date,
+    parse_delete_objects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,6 @@ def object_headers(obj: StoredObject) -> dict[str, str]:
 
 async def put_object(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
-    if "x-amz-copy-source" in req.http.headers:
-        raise s3_error("NotImplemented", "CopyObject is not implemented yet")
     meta = meta_from_headers(req.http.headers)
     body = PutBody(req)
     stored = await req.client.put_object(
@@ -191,7 +194,7 @@ async def delete_object(req: S3Request) -> web.StreamResponse:
 
 
 async def delete_objects(req: S3Request) -> web.StreamResponse:
-    body = await req.http.read()
+    body = await req.read_small_body(MAX_DELETE_BODY)
     quiet, keys = parse_delete_objects(body)
     if len(keys) > 1000:
         raise s3_error("MalformedXML", "at most 1000 keys per DeleteObjects request")

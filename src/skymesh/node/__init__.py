@@ -1,0 +1,11 @@
+"""The provider node: pieces on local disk, served only against signed orders.
+
+- :mod:`skymesh.node.store`: :class:`~skymesh.node.store.PieceStore`, pieces and
+  their Merkle sidecars on disk.
+- :mod:`skymesh.node.orders`: :class:`~skymesh.node.orders.OrderVerifier`, who may
+  do what to which piece, and single-use serials that survive restarts.
+- :mod:`skymesh.node.api`: the HTTP face (``/v1/pieces/...``).
+- :mod:`skymesh.node.heartbeat`: joining the coordinator and heartbeats.
+- :mod:`skymesh.node.service`: :class:`~skymesh.node.service.NodeService`, one
+  lifecycle for all of the above.
+"""

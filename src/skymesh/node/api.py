@@ -1,0 +1,351 @@
+"""The node's HTTP face: pieces in and out against signed orders.
+
+=======  ===============================  ======  =====================================
+method   path                             order   answers
+=======  ===============================  ======  =====================================
+GET      /v1/identity                     -       200 PeerIdentity (role "node")
+GET      /healthz                         -       200 {"status": "ok", used/free bytes...}
+PUT      /v1/pieces/{piece_id}            put     201 Signed[PieceReceipt]; 403 409 413 507
+GET      /v1/pieces/{piece_id}            get     200 bytes, 206 one range; 403 404 416
+HEAD     /v1/pieces/{piece_id}            get     200 Content-Length, X-Skymesh-Merkle-Root
+GET      /v1/pieces/{piece_id}/hashes     get     200 PieceHashes
+DELETE   /v1/pieces/{piece_id}            delete  204; 404 when not stored
+=======  ===============================  ======  =====================================
+
+The order travels in the ``X-Skymesh-Order`` header and is checked before any
+body is read; a malformed piece id is a 400 before anything else. Only ``GET``
+of piece bytes is charged against a get order's allowance (``HEAD`` and
+``/hashes`` are not). Errors are JSON :class:`~skymesh.wire.messages.ErrorBody`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from skymesh import __version__
+from skymesh.errors import BadRequest, NotFound, SkymeshError, TooLarge
+from skymesh.node.orders import OrderVerifier
+from skymesh.node.store import PieceStore
+from skymesh.rpc import Handler, error_middleware, json_response
+from skymesh.wire.identity import Identity
+from skymesh.wire.messages import (
+    ORDER_HEADER,
+    ErrorBody,
+    PeerIdentity,
+    PieceAction,
+    PieceHashes,
+    PieceReceipt,
+)
+from skymesh.wire.pieces import is_valid_piece_id
+from skymesh.wire.signing import sign
+
+log = logging.getLogger(__name__)
+
+MERKLE_ROOT_HEADER = "X-Skymesh-Merkle-Root"
+CHUNK_SIZE_HEADER = "X-Skymesh-Chunk-Size"
+READ_CHUNK = 1024 * 1024  # most bytes taken from the request stream at a time
+SEND_CHUNK = 1024 * 1024  # bytes per read when not using sendfile
+
+
+@dataclass
+class NodeCounters:
+    """Plain counters for a metrics endpoint to read."""
+
+    requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    refusals: collections.Counter[str] = field(default_factory=collections.Counter)
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    pieces_stored: int = 0
+    pieces_deleted: int = 0
+
+
+@dataclass
+class NodeContext:
+    """What the handlers share; ``app[NODE]``."""
+
+    store: PieceStore
+    verifier: OrderVerifier
+    identity: Identity
+    counters: NodeCounters
+    clock: Callable[[], float] = time.time
+    sendfile: bool = True
+
+
+NODE = web.AppKey("node", NodeContext)
+
+
+def create_app(
+    store: PieceStore,
+    verifier: OrderVerifier,
+    identity: Identity,
+    *,
+    clock: Callable[[], float] = time.time,
+    sendfile: bool = True,
+) -> web.Application:
+    """The node's HTTP application (``sendfile=False`` serves pieces by reads and writes)."""
+    app = web.Application(middlewares=[_count_middleware, error_middleware, _refusal_middleware])
+    app[NODE] = NodeContext(store, verifier, identity, NodeCounters(), clock, sendfile)
+    app.router.add_get("/v1/identity", _identity)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_put("/v1/pieces/{piece_id}", _put_piece)
+    app.router.add_get("/v1/pieces/{piece_id}", _get_piece, allow_head=False)
+    app.router.add_head("/v1/pieces/{piece_id}", _head_piece)
+    app.router.add_get("/v1/pieces/{piece_id}/hashes", _get_hashes)
+    app.router.add_delete("/v1/pieces/{piece_id}", _delete_piece)
+    return app
+
+
+# ---------------------------------------------------------------- middlewares
+
+
+@web.middleware
+async def _count_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resource = request.match_info.route.resource
+    name = resource.canonical if resource is not None else "-"
+    status = 500
+    try:
+        resp = await handler(request)
+        status = resp.status
+        return resp
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        request.app[NODE].counters.requests[f"{request.method} {name} {status}"] += 1
+
+
+@web.middleware
+async def _refusal_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SkymeshError as e:
+        request.app[NODE].counters.refusals[e.code] += 1
+        if e.status < 500:
+            log.info("refused %s %s: %s %s", request.method, request.path, e.status, e)
+        raise
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _piece_id(request: web.Request) -> str:
+    piece_id = request.match_info["piece_id"]
+    if not is_valid_piece_id(piece_id):
+        raise BadRequest(
+            f"invalid piece id {piece_id[:80]!r}: expected 64 lowercase hex characters"
+        )
+    return piece_id
+
+
+async def _identity(request: web.Request) -> web.Response:
+    identity = request.app[NODE].identity
+    return json_response(
+        PeerIdentity(
+            id=identity.id, public_key=identity.public_key, role="node", version=__version__
+        )
+    )
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    store = node.store
+    return json_response(
+        {
+            "status": "ok",
+            "node_id": node.identity.id,
+            "capacity_bytes": store.capacity_bytes,
+            "used_bytes": store.used_bytes,
+            "free_bytes": store.free_bytes,
+            "piece_count": store.piece_count,
+        }
+    )
+
+
+async def _body(request: web.Request, counters: NodeCounters) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
+            counters.bytes_received += len(chunk)
+            yield chunk
+    except (HttpProcessingError, aiohttp.ClientPayloadError, ConnectionError) as e:
+        raise BadRequest(f"request body ended early: {e}") from e
+
+
+async def _put_piece(request: web.Request) -> web.Response:
+    piece_id = _piece_id(request)
+    node = request.app[NODE]
+    order = node.verifier.check(
+        request.headers.get(ORDER_HEADER), piece_id, PieceAction.PUT, node.clock()
+    )
+    length = request.content_length
+    if length is not None and length > order.max_bytes:
+        raise TooLarge(f"piece of {length} bytes exceeds the order's {order.max_bytes}")
+    meta = await node.store.write(
+        piece_id, _body(request, node.counters), order.max_bytes, length, order.serial
+    )
+    node.counters.pieces_stored += 1
+    log.debug("stored piece %s (%d bytes, order %s)", piece_id, meta.size, order.serial)
+    receipt = PieceReceipt(
+        node_id=node.identity.id,
+        piece_id=piece_id,
+        serial=order.serial,
+        size=meta.size,
+        merkle_root=meta.merkle_root,
+        stored_at=meta.stored_at,
+    )
+    return json_response(sign(node.identity, receipt), status=201)
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """``[start, stop)`` of a single ``bytes=`` range over ``size`` bytes.
+
+    None when the range cannot be satisfied (answer 416); :class:`BadRequest` when
+    the header is malformed or asks for several ranges.
+    """
+    unit, eq, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or not eq:
+        raise BadRequest(f"unsupported Range {value[:80]!r}: only bytes=a-b, a- or -n")
+    if "," in spec:
+        raise BadRequest("only one range per request")
+    first, dash, last = (s.strip() for s in spec.partition("-"))
+    if not dash or not _is_number(last, allow_empty=True) or not _is_number(first, True):
+        raise BadRequest(f"malformed Range {value[:80]!r}")
+    if not first:
+        if not last:
+            raise BadRequest(f"malformed Range {value[:80]!r}")
+        n = int(last)
+        return (max(0, size - n), size) if n > 0 and size > 0 else None
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start >= size or end < start:
+        return None
+    return start, min(end, size - 1) + 1
+
+
+def _is_number(s: str, allow_empty: bool = False) -> bool:
+    if not s:
+        return allow_empty
+    return len(s) <= 19 and s.isascii() and s.isdigit()
+
+
+def _unsatisfiable(size: int, value: str) -> web.Response:
+    resp = json_response(
+        ErrorBody(code="InvalidRange", message=f"range {value[:80]!r} not within {size} bytes"),
+        status=416,
+    )
+    resp.headers["Content-Range"] = f"bytes */{size}"
+    return resp
+
+
+async def _get_piece(request: web.Request) -> web.StreamResponse:
+    piece_id = _piece_id(request)
+    node = request.app[NODE]
+    order = node.verifier.check(
+        request.headers.get(ORDER_HEADER), piece_id, PieceAction.GET, node.clock()
+    )
+    try:
+        # An open of a cached dentry: microseconds, not worth a thread hop.
+        f = open(node.store.path(piece_id), "rb")  # noqa: ASYNC230, SIM115
+    except FileNotFoundError:
+        raise NotFound(f"piece {piece_id} is not stored here") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        range_value = request.headers.get("Range")
+        status, start, stop = 200, 0, size
+        if range_value is not None:
+            span = parse_range(range_value, size)
+            if span is None:
+                node.counters.refusals["InvalidRange"] += 1
+                return _unsatisfiable(size, range_value)
+            status, (start, stop) = 206, span
+        count = stop - start
+        node.verifier.charge(order, count)
+        resp = web.StreamResponse(status=status)
+        resp.content_type = "application/octet-stream"
+        resp.content_length = count
+        resp.headers["Accept-Ranges"] = "bytes"
+        if status == 206:
+            resp.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        try:
+            await resp.prepare(request)
+            if count:
+                await _send(request, resp, f, start, count, node.sendfile)
+            await resp.write_eof()
+        except ConnectionError as e:
+            log.debug("reader of piece %s went away: %s", piece_id, e)
+            return resp
+        node.counters.bytes_sent += count
+        return resp
+
+
+async def _send(
+    request: web.Request, resp: web.StreamResponse, f: IO[Any], start: int, count: int, sf: bool
+) -> None:
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("connection lost")
+    if sf:
+        try:
+            await asyncio.get_running_loop().sendfile(transport, f, start, count)
+            return
+        except NotImplementedError:
+            pass
+    fd = f.fileno()
+    pos, stop = start, start + count
+    while pos < stop:
+        data = await asyncio.to_thread(os.pread, fd, min(SEND_CHUNK, stop - pos), pos)
+        if not data:
+            raise SkymeshError("piece file shrank while being sent")
+        await resp.write(data)
+        pos += len(data)
+
+
+async def _head_piece(request: web.Request) -> web.StreamResponse:
+    piece_id = _piece_id(request)
+    node = request.app[NODE]
+    node.verifier.check(request.headers.get(ORDER_HEADER), piece_id, PieceAction.GET, node.clock())
+    meta = node.store.head(piece_id)
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/octet-stream"
+    resp.content_length = meta.size
+    resp.headers["Accept-Ranges"] = "bytes"
+    resp.headers[MERKLE_ROOT_HEADER] = meta.merkle_root.hex()
+    resp.headers[CHUNK_SIZE_HEADER] = str(meta.chunk_size)
+    await resp.prepare(request)
+    await resp.write_eof()
+    return resp
+
+
+async def _get_hashes(request: web.Request) -> web.Response:
+    piece_id = _piece_id(request)
+    node = request.app[NODE]
+    node.verifier.check(request.headers.get(ORDER_HEADER), piece_id, PieceAction.GET, node.clock())
+    meta = node.store.head(piece_id)
+    return json_response(
+        PieceHashes(
+            piece_id=piece_id, size=meta.size, chunk_size=meta.chunk_size, leaves=meta.leaves
+        )
+    )
+
+
+async def _delete_piece(request: web.Request) -> web.Response:
+    piece_id = _piece_id(request)
+    node = request.app[NODE]
+    order = node.verifier.check(
+        request.headers.get(ORDER_HEADER), piece_id, PieceAction.DELETE, node.clock()
+    )
+    if not await node.store.delete(piece_id):
+        raise NotFound(f"piece {piece_id} is not stored here")
+    node.counters.pieces_deleted += 1
+    log.debug("deleted piece %s (order %s)", piece_id, order.serial)
+    return web.Response(status=204)

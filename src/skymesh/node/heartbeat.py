@@ -1,0 +1,203 @@
+"""The node's link to its coordinator: trust, join, heartbeats.
+
+One :meth:`CoordinatorLink.step` does what is due next: fetch the coordinator's
+identity and check it is trusted (pinning it on first use), join with a signed
+:class:`~skymesh.wire.messages.NodeInfo`, or send a signed heartbeat. It returns
+the seconds until the next step, so a :class:`~skymesh.node.loops.DrivenLoop`
+runs it. When the coordinator is unreachable the node keeps serving pieces; the
+link logs one warning per outage and retries with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from skymesh import __version__
+from skymesh.config import NodeConfig
+from skymesh.errors import Forbidden, SkymeshError, Unavailable
+from skymesh.node.orders import OrderVerifier
+from skymesh.node.store import PieceStore
+from skymesh.node.trust import pin_key
+from skymesh.rpc import RpcClient
+from skymesh.wire.identity import Identity, id_from_public_key
+from skymesh.wire.messages import (
+    Heartbeat,
+    HeartbeatResponse,
+    JoinResponse,
+    NodeInfo,
+    PeerIdentity,
+)
+from skymesh.wire.signing import sign
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 30.0
+MIN_INTERVAL = 0.01
+MAX_INTERVAL = 3600.0
+
+
+class CoordinatorLink:
+    """Join and heartbeat state towards ``config.coordinator_url``."""
+
+    def __init__(
+        self,
+        *,
+        config: NodeConfig,
+        identity: Identity,
+        store: PieceStore,
+        verifier: OrderVerifier,
+        rpc: RpcClient,
+        address: str,
+        trust_file: Path,
+        may_pin: bool,
+        clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ):
+        self.config = config
+        self.identity = identity
+        self.store = store
+        self.verifier = verifier
+        self.rpc = rpc
+        self.address = address
+        self.trust_file = trust_file
+        self.may_pin = may_pin  # trust on first use still allowed
+        self._clock = clock
+        self._jitter = jitter
+        self.joined = False
+        self.coordinator_id: str | None = None
+        self.interval = config.heartbeat_interval
+        self.heartbeats = 0
+        self.failures = 0  # consecutive
+        self.outage_since: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.rpc.base_url
+
+    async def step(self) -> float:
+        """Join or heartbeat, whichever is due; the seconds until the next step."""
+        try:
+            if not self.joined:
+                await self.join()
+            else:
+                resp = await self.rpc.call(
+                    "/v1/nodes/heartbeat", sign(self.identity, self._heartbeat()), HeartbeatResponse
+                )
+                self.heartbeats += 1
+                self.interval = self._interval(resp.heartbeat_interval)
+                if not resp.known:
+                    log.info("coordinator %s no longer knows this node; joining again", self.url)
+                    self.joined = False
+                    self._recovered()
+                    return 0.0
+        except Unavailable as e:
+            return self._failed(e, outage=True)
+        except SkymeshError as e:
+            return self._failed(e, outage=False)
+        self._recovered()
+        return self.interval
+
+    async def join(self) -> JoinResponse:
+        """Check the coordinator is one we trust (pinning it on first use) and join it."""
+        peer = await self.rpc.request("GET", "/v1/identity", PeerIdentity)
+        if peer.role != "coordinator" or len(peer.public_key) != 32:
+            raise Forbidden(f"{self.url} is a {peer.role!r}, not a coordinator")
+        if id_from_public_key(peer.public_key) != peer.id:
+            raise Forbidden(f"{self.url} claims id {peer.id}, which its key does not prove")
+        if peer.public_key not in self.verifier.trusted_keys:
+            if not self.may_pin:
+                raise Forbidden(
+                    f"coordinator {peer.id} at {self.url} has key {peer.public_key.hex()}, "
+                    "which this node does not trust; not joining (set trusted_coordinators "
+                    f"or remove {self.trust_file} to pin it)"
+                )
+            pin_key(self.trust_file, peer.public_key, peer.id, self.url)
+            self.verifier.trust(peer.public_key)
+            self.may_pin = False
+            log.warning(
+                "trust on first use: pinned coordinator %s at %s (key %s) in %s; "
+                "only its orders are honoured from now on",
+                peer.id,
+                self.url,
+                peer.public_key.hex(),
+                self.trust_file,
+            )
+        info = NodeInfo(
+            node_id=self.identity.id,
+            address=self.address,
+            region=self.config.region,
+            operator=self.config.operator,
+            capacity_bytes=self.store.capacity_bytes,
+            used_bytes=self.store.used_bytes,
+            version=__version__,
+            timestamp=self._clock(),
+        )
+        resp = await self.rpc.call("/v1/nodes/join", sign(self.identity, info), JoinResponse)
+        if resp.coordinator_public_key != peer.public_key:
+            raise Forbidden(f"join at {self.url} was answered with another coordinator's key")
+        self.joined = True
+        self.coordinator_id = resp.coordinator_id
+        self.interval = self._interval(resp.heartbeat_interval)
+        log.info(
+            "joined coordinator %s at %s as node %s in region %s (serving %s, %d of %d bytes used)",
+            resp.coordinator_id,
+            self.url,
+            self.identity.id,
+            self.config.region,
+            self.address,
+            self.store.used_bytes,
+            self.store.capacity_bytes,
+        )
+        return resp
+
+    def _heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            node_id=self.identity.id,
+            address=self.address,
+            capacity_bytes=self.store.capacity_bytes,
+            used_bytes=self.store.used_bytes,
+            timestamp=self._clock(),
+        )
+
+    def _interval(self, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            return self.config.heartbeat_interval
+        return min(MAX_INTERVAL, max(MIN_INTERVAL, value))
+
+    def backoff(self) -> float:
+        """Delay after ``failures`` consecutive failures: doubling, capped, jittered."""
+        base = min(BACKOFF_MAX, BACKOFF_BASE * (1 << min(max(self.failures - 1, 0), 30)))
+        return base * (0.5 + 0.5 * self._jitter())
+
+    def _failed(self, err: SkymeshError, *, outage: bool) -> float:
+        self.failures += 1
+        message = str(err)
+        if outage:
+            if self.outage_since is None:
+                self.outage_since = self._clock()
+                log.warning(
+                    "lost the coordinator: %s; still serving pieces, retrying with backoff",
+                    message,
+                )
+        elif message != self.last_error:
+            log.warning("coordinator %s refused this node: %s %s", self.url, err.code, message)
+        self.last_error = message
+        return self.backoff()
+
+    def _recovered(self) -> None:
+        if self.outage_since is not None:
+            log.info(
+                "coordinator %s reachable again after %.0f s",
+                self.url,
+                self._clock() - self.outage_since,
+            )
+        self.outage_since = None
+        self.failures = 0
+        self.last_error = None

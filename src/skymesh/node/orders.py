@@ -1,0 +1,202 @@
+"""Orders: who may do what to which piece on this node.
+
+A node acts on a piece only when shown an :class:`~skymesh.wire.messages.Order`
+signed by a coordinator it trusts, for this node, this piece and this action,
+not expired. ``put`` and ``delete`` orders are single-use: the serial is spent
+when the order is accepted, before any body is read, so a failed upload needs a
+new order. ``get`` orders are an allowance of ``max_bytes`` over any number of
+reads until they expire.
+
+Spent serials and bytes served per ``get`` serial live in SQLite (WAL) in the
+node's data directory, each with its order's expiry, so a restart cannot replay
+an order; rows are purged some time after their order expires. Statements run
+on the event loop: each is one small transaction that writes the WAL without
+fsync (``synchronous=NORMAL``: durable across a process crash, not a power loss).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from skymesh.errors import Forbidden
+from skymesh.wire.identity import id_from_public_key
+from skymesh.wire.messages import ORDER_HEADER, Order, PieceAction
+from skymesh.wire.signing import decode_header, open_signed
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+PURGE_GRACE = 3600.0  # keep rows this long past expiry, in case the clock steps back
+PURGE_BATCH = 5000
+_HEX = frozenset("0123456789abcdef")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS serials (
+    serial TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    served_bytes INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS serials_by_expiry ON serials (expires_at);
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class SerialStore:
+    """Spent order serials and bytes served per ``get`` serial, persisted in SQLite."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = _connect(self.path)
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, expected {SCHEMA_VERSION}"
+            )
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def use(self, serial: str, action: PieceAction, expires_at: float) -> bool:
+        """Spend ``serial``; False when it was spent before."""
+        cur = self._conn.execute(
+            "INSERT OR IGNORE INTO serials (serial, action, expires_at) VALUES (?, ?, ?)",
+            (serial, action.value, expires_at),
+        )
+        return cur.rowcount == 1
+
+    def charge(self, serial: str, expires_at: float, nbytes: int, limit: int) -> int | None:
+        """Add ``nbytes`` to what ``serial`` has served; the new total, or None (and no
+        change) when it would pass ``limit`` or the serial is not a ``get`` serial."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT OR IGNORE INTO serials (serial, action, expires_at, served_bytes)"
+                " VALUES (?, 'get', ?, 0)",
+                (serial, expires_at),
+            )
+            row = conn.execute(
+                "UPDATE serials SET served_bytes = served_bytes + ?"
+                " WHERE serial = ? AND action = 'get' AND served_bytes + ? <= ?"
+                " RETURNING served_bytes",
+                (nbytes, serial, nbytes, limit),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return None if row is None else int(row[0])
+
+    def served(self, serial: str) -> int:
+        row = self._conn.execute(
+            "SELECT served_bytes FROM serials WHERE serial = ?", (serial,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM serials").fetchone()[0])
+
+    def purge(self, now: float) -> int:
+        """Forget serials whose orders expired over ``PURGE_GRACE`` ago.
+
+        Blocking; meant for a thread (it uses its own connection, in batches, so
+        the event loop's statements wait at most one batch).
+        """
+        removed = 0
+        conn = _connect(self.path)
+        try:
+            while True:
+                cur = conn.execute(
+                    "DELETE FROM serials WHERE serial IN"
+                    " (SELECT serial FROM serials WHERE expires_at < ? LIMIT ?)",
+                    (now - PURGE_GRACE, PURGE_BATCH),
+                )
+                removed += cur.rowcount
+                if cur.rowcount < PURGE_BATCH:
+                    break
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+        return removed
+
+
+class OrderVerifier:
+    """Checks the order on a piece request; charges ``get`` allowances."""
+
+    def __init__(self, node_id: str, trusted_keys: Iterable[bytes], serials: SerialStore):
+        self.node_id = node_id
+        self._trusted: set[bytes] = set(trusted_keys)
+        self.serials = serials
+
+    @property
+    def trusted_keys(self) -> frozenset[bytes]:
+        return frozenset(self._trusted)
+
+    def trust(self, public_key: bytes) -> None:
+        """Honour orders signed by ``public_key`` from now on."""
+        if len(public_key) != 32:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+        self._trusted.add(public_key)
+
+    def check(
+        self, header_value: str | None, piece_id: str, action: PieceAction, now: float
+    ) -> Order:
+        """The order in ``header_value`` if it allows ``action`` on ``piece_id`` now.
+
+        Spends the serial of a ``put`` or ``delete`` order. Raises
+        :class:`Forbidden` saying exactly why an order is refused.
+        """
+        if not header_value:
+            raise Forbidden(f"missing order: send a signed order in the {ORDER_HEADER} header")
+        signed = decode_header(header_value)
+        if not self._trusted:
+            raise Forbidden("order signed by an untrusted key: this node trusts no coordinator yet")
+        order = open_signed(signed, Order, self._trusted)
+        if order.coordinator_id != id_from_public_key(signed.signer):
+            raise Forbidden(f"order names coordinator {order.coordinator_id}, not its signer")
+        if order.node_id != self.node_id:
+            raise Forbidden(f"order is for node {order.node_id}, not this node ({self.node_id})")
+        if order.piece_id != piece_id:
+            raise Forbidden(f"order is for piece {order.piece_id}, not {piece_id}")
+        if order.action is not action:
+            raise Forbidden(f"order allows {order.action.value}, not {action.value}")
+        if now >= order.expires_at:
+            raise Forbidden(f"order expired {now - order.expires_at:.1f} s ago")
+        if len(order.serial) != 32 or not _HEX.issuperset(order.serial):
+            raise Forbidden("order has a malformed serial")
+        if order.max_bytes < 0:
+            raise Forbidden("order has a negative max_bytes")
+        if action is not PieceAction.GET and not self.serials.use(
+            order.serial, action, order.expires_at
+        ):
+            raise Forbidden(f"order serial {order.serial} was already used")
+        return order
+
+    def charge(self, order: Order, nbytes: int) -> int:
+        """Count ``nbytes`` served under a ``get`` order; Forbidden past its ``max_bytes``.
+
+        Returns the bytes served under the order so far, these included.
+        """
+        if order.action is not PieceAction.GET:
+            raise Forbidden(f"a {order.action.value} order does not allow reads")
+        total = self.serials.charge(order.serial, order.expires_at, nbytes, order.max_bytes)
+        if total is None:
+            served = self.serials.served(order.serial)
+            raise Forbidden(
+                f"order allowance exhausted: {served} of {order.max_bytes} bytes served, "
+                f"{nbytes} more asked"
+            )
+        return total

@@ -1,0 +1,190 @@
+"""A provider node process: one lifecycle for the HTTP server and background loops.
+
+``data_dir`` holds everything the node keeps::
+
+    identity.key            the node's Ed25519 seed (its id derives from the key)
+    trusted_coordinators    coordinator keys pinned on first use (see node.trust)
+    orders.sqlite3          spent order serials and get allowances
+    lock, pieces/, tmp/     the piece store (see node.store)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from skymesh.config import NodeConfig
+from skymesh.node.api import NODE, NodeCounters, create_app
+from skymesh.node.heartbeat import CoordinatorLink
+from skymesh.node.loops import DrivenLoop
+from skymesh.node.orders import OrderVerifier, SerialStore
+from skymesh.node.store import PieceStore
+from skymesh.node.trust import TRUST_FILE, load_trusted_keys
+from skymesh.rpc import RpcClient
+from skymesh.wire.identity import Identity
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL = 600.0  # purge expired serials this often
+SHUTDOWN_TIMEOUT = 10.0
+RPC_TIMEOUT = aiohttp.ClientTimeout(total=15.0, sock_connect=5.0)
+
+
+class NodeService:
+    """A node: piece store, order verifier, HTTP API and coordinator link.
+
+    ``run_loops=False`` starts the background loops paused, for tests that drive
+    them with ``run_once()``. Attributes other than ``config`` exist once
+    :meth:`start` has run.
+    """
+
+    identity: Identity
+    store: PieceStore
+    serials: SerialStore
+    verifier: OrderVerifier
+    app: web.Application
+    session: aiohttp.ClientSession
+    link: CoordinatorLink
+    heartbeat: DrivenLoop  # join + heartbeats
+    maintenance: DrivenLoop  # serial purge
+    port: int  # bound HTTP port
+    address: str  # base URL others use to reach this node
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        run_loops: bool = True,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.run_loops = run_loops
+        self.clock = clock
+        self._runner: web.AppRunner | None = None
+        self._loops: list[DrivenLoop] = []
+        self._closers: list[Callable[[], object]] = []
+        self.started = False
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.id
+
+    @property
+    def counters(self) -> NodeCounters:
+        return self.app[NODE].counters
+
+    async def start(self) -> None:
+        if self.started:
+            raise RuntimeError("node already started")
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.started = True
+
+    async def _start(self) -> None:
+        config = self.config
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.identity = Identity.load_or_create(self.data_dir / "identity.key")
+        self.store = await PieceStore.open(
+            self.data_dir, config.capacity_bytes, config.merkle_chunk_size, config.fsync
+        )
+        self._closers.append(self.store.close)
+        self.serials = SerialStore(self.data_dir / "orders.sqlite3")
+        self._closers.append(self.serials.close)
+        trust_file = self.data_dir / TRUST_FILE
+        keys, may_pin = load_trusted_keys(config, trust_file)
+        if keys and not config.trusted_coordinators:
+            log.info("trusting %d coordinator key(s) pinned in %s", len(keys), trust_file)
+        elif may_pin:
+            log.info(
+                "no coordinator trusted yet: will pin the key of %s on first contact",
+                config.coordinator_url,
+            )
+        self.verifier = OrderVerifier(self.identity.id, keys, self.serials)
+        self.app = create_app(self.store, self.verifier, self.identity, clock=self.clock)
+
+        self._runner = web.AppRunner(self.app, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.host, config.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        self.address = config.public_address.rstrip("/") or _base_url(config.host, self.port)
+        if not config.public_address and config.host in ("0.0.0.0", "::", ""):
+            log.warning("listening on all interfaces: set public_address so others can reach us")
+
+        self.session = aiohttp.ClientSession(timeout=RPC_TIMEOUT)
+        self.link = CoordinatorLink(
+            config=config,
+            identity=self.identity,
+            store=self.store,
+            verifier=self.verifier,
+            rpc=RpcClient(config.coordinator_url, self.session),
+            address=self.address,
+            trust_file=trust_file,
+            may_pin=may_pin,
+            clock=self.clock,
+        )
+        self.heartbeat = DrivenLoop("heartbeat", self.link.step)
+        self.maintenance = DrivenLoop("maintenance", self._maintain)
+        self._loops = [self.heartbeat, self.maintenance]
+        for loop in self._loops:
+            if not self.run_loops:
+                loop.pause()
+            loop.start()
+        log.info(
+            "node %s serving %s from %s (region %s, capacity %d bytes)",
+            self.identity.id,
+            self.address,
+            self.data_dir,
+            config.region,
+            config.capacity_bytes,
+        )
+
+    async def _maintain(self) -> float:
+        removed = await asyncio.to_thread(self.serials.purge, self.clock())
+        if removed:
+            log.debug("purged %d expired order serials", removed)
+        return MAINTENANCE_INTERVAL
+
+    async def stop(self) -> None:
+        """Stop loops, then the HTTP server, then close the session and stores. Idempotent."""
+        loops, self._loops = self._loops, []
+        for loop in loops:
+            await loop.stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        session = getattr(self, "session", None)
+        if session is not None and not session.closed:
+            await session.close()
+        closers, self._closers = self._closers, []
+        for close in reversed(closers):
+            close()
+        if self.started:
+            log.info("node %s stopped", self.identity.id)
+        self.started = False
+
+
+def _base_url(host: str, port: int) -> str:
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Run a node until cancelled."""
+    service = NodeService(config)
+    await service.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await service.stop()

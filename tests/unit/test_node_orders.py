@@ -1,0 +1,184 @@
+"""OrderVerifier and SerialStore: who may do what, once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from skymesh.errors import Forbidden
+from skymesh.node.orders import PURGE_GRACE, OrderVerifier, SerialStore
+from skymesh.wire.identity import Identity
+from skymesh.wire.messages import Order, PieceAction
+from skymesh.wire.pieces import new_serial
+from skymesh.wire.signing import Signed, encode_header, sign
+
+COORD = Identity.from_seed(b"c" * 32)
+NODE = Identity.from_seed(b"n" * 32)
+PIECE = "ab" * 32
+NOW = 1_700_000_000.0
+
+
+def header(
+    *,
+    signer: Identity = COORD,
+    node_id: str = NODE.id,
+    piece_id: str = PIECE,
+    action: PieceAction = PieceAction.PUT,
+    max_bytes: int = 1000,
+    expires_at: float = NOW + 60,
+    serial: str | None = None,
+    coordinator_id: str | None = None,
+) -> str:
+    order = Order(
+        serial=serial or new_serial(),
+        coordinator_id=coordinator_id or signer.id,
+        node_id=node_id,
+        piece_id=piece_id,
+        action=action,
+        max_bytes=max_bytes,
+        expires_at=expires_at,
+        issued_at=NOW - 1,
+    )
+    return encode_header(sign(signer, order))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "orders.sqlite3"
+
+
+@pytest.fixture
+def verifier(db: Path) -> Iterator[OrderVerifier]:
+    serials = SerialStore(db)
+    yield OrderVerifier(NODE.id, {COORD.public_key}, serials)
+    serials.close()
+
+
+def test_accepts_a_good_order(verifier: OrderVerifier) -> None:
+    order = verifier.check(header(max_bytes=77), PIECE, PieceAction.PUT, NOW)
+    assert (order.piece_id, order.node_id, order.max_bytes) == (PIECE, NODE.id, 77)
+
+
+def _tampered() -> str:
+    from skymesh.wire.signing import decode_header
+
+    signed = decode_header(header())
+    order = msgspec.msgpack.decode(signed.body, type=Order)
+    body = msgspec.msgpack.encode(msgspec.structs.replace(order, max_bytes=10**12))
+    return encode_header(Signed(body=body, signer=signed.signer, signature=signed.signature))
+
+
+@pytest.mark.parametrize(
+    ("value", "action", "reason"),
+    [
+        (None, PieceAction.PUT, "missing order"),
+        ("", PieceAction.PUT, "missing order"),
+        ("!!not base64 msgpack!!", PieceAction.PUT, "malformed"),
+        (header(signer=Identity.generate()), PieceAction.PUT, "untrusted"),
+        (_tampered(), PieceAction.PUT, "bad signature"),
+        (header(coordinator_id="f" * 40), PieceAction.PUT, "not its signer"),
+        (header(node_id="e" * 40), PieceAction.PUT, "for node"),
+        (header(piece_id="cd" * 32), PieceAction.PUT, "for piece"),
+        (header(action=PieceAction.GET), PieceAction.PUT, "allows get, not put"),
+        (header(action=PieceAction.PUT), PieceAction.DELETE, "allows put, not delete"),
+        (header(expires_at=NOW), PieceAction.PUT, "expired"),
+        (header(serial="xyz"), PieceAction.PUT, "malformed serial"),
+        (header(max_bytes=-1), PieceAction.PUT, "negative"),
+    ],
+)
+def test_refusals_say_why(
+    verifier: OrderVerifier, value: str | None, action: PieceAction, reason: str
+) -> None:
+    with pytest.raises(Forbidden, match=reason):
+        verifier.check(value, PIECE, action, NOW)
+    assert verifier.serials.count() == 0  # a refused order spends nothing
+
+
+def test_trusts_no_one_until_told(db: Path) -> None:
+    serials = SerialStore(db)
+    try:
+        verifier = OrderVerifier(NODE.id, set(), serials)
+        value = header()
+        with pytest.raises(Forbidden, match="trusts no coordinator"):
+            verifier.check(value, PIECE, PieceAction.PUT, NOW)
+        verifier.trust(COORD.public_key)
+        assert verifier.trusted_keys == {COORD.public_key}
+        verifier.check(value, PIECE, PieceAction.PUT, NOW)
+    finally:
+        serials.close()
+
+
+@pytest.mark.parametrize("action", [PieceAction.PUT, PieceAction.DELETE])
+def test_put_and_delete_serials_are_single_use_across_restarts(
+    db: Path, action: PieceAction
+) -> None:
+    value = header(action=action)
+    serials = SerialStore(db)
+    verifier = OrderVerifier(NODE.id, {COORD.public_key}, serials)
+    verifier.check(value, PIECE, action, NOW)
+    with pytest.raises(Forbidden, match="already used"):
+        verifier.check(value, PIECE, action, NOW)
+    serials.close()
+
+    serials = SerialStore(db)  # a restarted node
+    try:
+        verifier = OrderVerifier(NODE.id, {COORD.public_key}, serials)
+        with pytest.raises(Forbidden, match="already used"):
+            verifier.check(value, PIECE, action, NOW + 1)
+    finally:
+        serials.close()
+
+
+def test_get_orders_are_an_allowance(db: Path) -> None:
+    serials = SerialStore(db)
+    verifier = OrderVerifier(NODE.id, {COORD.public_key}, serials)
+    value = header(action=PieceAction.GET, max_bytes=100)
+    order = verifier.check(value, PIECE, PieceAction.GET, NOW)
+    assert verifier.charge(order, 60) == 60
+    order = verifier.check(value, PIECE, PieceAction.GET, NOW)  # reusable
+    with pytest.raises(Forbidden, match="allowance exhausted: 60 of 100"):
+        verifier.charge(order, 41)
+    assert verifier.charge(order, 40) == 100
+    assert verifier.charge(order, 0) == 100
+    serials.close()
+
+    serials = SerialStore(db)
+    try:
+        verifier = OrderVerifier(NODE.id, {COORD.public_key}, serials)
+        with pytest.raises(Forbidden, match="exhausted"):
+            verifier.charge(order, 1)
+    finally:
+        serials.close()
+
+
+def test_a_put_order_is_no_allowance(verifier: OrderVerifier) -> None:
+    order = verifier.check(header(), PIECE, PieceAction.PUT, NOW)
+    with pytest.raises(Forbidden):
+        verifier.charge(order, 1)
+
+
+def test_purge_forgets_long_expired_serials(db: Path) -> None:
+    serials = SerialStore(db)
+    try:
+        assert serials.use("1" * 32, PieceAction.PUT, NOW - PURGE_GRACE - 1)
+        assert serials.use("2" * 32, PieceAction.PUT, NOW - 1)  # within the grace
+        assert serials.charge("3" * 32, NOW + 60, 5, 10) == 5
+        assert serials.purge(NOW) == 1
+        assert serials.count() == 2
+        assert not serials.use("2" * 32, PieceAction.PUT, NOW - 1)
+        assert serials.use("1" * 32, PieceAction.PUT, NOW + 60)
+    finally:
+        serials.close()
+
+
+def test_check_is_fast_enough(verifier: OrderVerifier) -> None:
+    values = [header() for _ in range(200)]
+    start = time.perf_counter()
+    for v in values:
+        verifier.check(v, PIECE, PieceAction.PUT, NOW)
+    per_order = (time.perf_counter() - start) / len(values)
+    assert per_order < 0.005  # signature check + one SQLite insert: well under 5 ms
