@@ -1,0 +1,164 @@
+"""The coordinator's metadata schema (SQLAlchemy Core), portable to SQLite and PostgreSQL.
+
+Object keys sort in the byte order of their UTF-8 encoding, as S3 lists them:
+SQLite's default BINARY collation compares TEXT with ``memcmp`` over UTF-8, and on
+PostgreSQL the key columns use ``COLLATE "C"``. Times are unix seconds (float).
+
+A stream is one upload: a pending row in ``pending_streams`` until it commits,
+then the ``objects`` row of that version (``objects.stream_id``). Segments and
+pieces hang off the stream id either way, so a commit moves no segment rows.
+
+This module describes the current shape; ``migrations/`` builds it, and a test
+checks the two agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: Deterministic constraint names, so migrations can name what they alter.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+#: Object keys compare as UTF-8 bytes on every backend.
+KeyText = sa.String().with_variant(sa.String(collation="C"), "postgresql")
+#: 64-bit autoincrement ids (SQLite only autoincrements an INTEGER PRIMARY KEY).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("node_id", sa.String, primary_key=True),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("address", sa.String, nullable=False),
+    sa.Column("region", sa.String, nullable=False),
+    sa.Column("operator", sa.String, nullable=False),
+    sa.Column("capacity_bytes", sa.BigInteger, nullable=False),
+    sa.Column("used_bytes", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("joined_at", sa.Double, nullable=False),
+    sa.Column("last_seen", sa.Double, nullable=False),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("project_id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("api_key_hash", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+access_keys = sa.Table(
+    "access_keys",
+    metadata,
+    sa.Column("access_key_id", sa.String, primary_key=True),
+    sa.Column("project_id", sa.String, sa.ForeignKey("projects.project_id"), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+buckets = sa.Table(
+    "buckets",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),  # global, as in S3
+    sa.Column("project_id", sa.String, sa.ForeignKey("projects.project_id"), nullable=False),
+    sa.Column("region", sa.String, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index("ix_buckets_project", "project_id", "name"),
+)
+
+objects = sa.Table(
+    "objects",
+    metadata,
+    sa.Column("bucket", sa.String, sa.ForeignKey("buckets.name"), primary_key=True),
+    sa.Column("key", KeyText, primary_key=True),
+    sa.Column("stream_id", sa.String, nullable=False, unique=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("encrypted_key", sa.LargeBinary, nullable=False),
+    sa.Column("encrypted_metadata", sa.LargeBinary, nullable=False),
+    sa.Column("segment_count", sa.Integer, nullable=False),
+)
+
+pending_streams = sa.Table(
+    "pending_streams",
+    metadata,
+    sa.Column("stream_id", sa.String, primary_key=True),
+    sa.Column("project_id", sa.String, sa.ForeignKey("projects.project_id"), nullable=False),
+    sa.Column("bucket", sa.String, sa.ForeignKey("buckets.name"), nullable=False),
+    sa.Column("key", KeyText, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),  # 'simple' | 'multipart'
+    sa.Column("encrypted_key", sa.LargeBinary, nullable=False),
+    sa.Column("encrypted_metadata", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Index("ix_pending_bucket_key", "bucket", "key", "stream_id"),
+    sa.Index("ix_pending_expires", "expires_at"),
+)
+
+segments = sa.Table(
+    "segments",
+    metadata,
+    sa.Column("stream_id", sa.String, primary_key=True),
+    sa.Column("part", sa.Integer, primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    # Rank in object order and offset of the first byte; set when the object commits.
+    sa.Column("number", sa.Integer, nullable=True),
+    sa.Column("plain_offset", sa.BigInteger, nullable=False),
+    sa.Column("plain_size", sa.BigInteger, nullable=False),
+    sa.Column("block_size", sa.Integer, nullable=False),
+    sa.Column("root_piece_id", sa.String, nullable=False),  # "" for an inline segment
+    sa.Column("k", sa.SmallInteger, nullable=False),  # 0 for an inline segment
+    sa.Column("repair", sa.SmallInteger, nullable=False),
+    sa.Column("optimal", sa.SmallInteger, nullable=False),
+    sa.Column("total", sa.SmallInteger, nullable=False),
+    sa.Column("piece_size", sa.BigInteger, nullable=False),
+    sa.Column("inline_data", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index("ix_segments_number", "stream_id", "number"),
+    sa.Index("ix_segments_offset", "stream_id", "plain_offset", "number"),
+)
+
+pieces = sa.Table(
+    "pieces",
+    metadata,
+    sa.Column("stream_id", sa.String, primary_key=True),
+    sa.Column("part", sa.Integer, primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("piece_num", sa.SmallInteger, primary_key=True),
+    sa.Column("node_id", sa.String, nullable=False),
+    sa.Column("merkle_root", sa.LargeBinary, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["stream_id", "part", "idx"],
+        ["segments.stream_id", "segments.part", "segments.idx"],
+        ondelete="CASCADE",
+    ),
+    sa.Index("ix_pieces_node", "node_id"),
+)
+
+parts = sa.Table(
+    "parts",
+    metadata,
+    sa.Column("stream_id", sa.String, primary_key=True),
+    sa.Column("part_number", sa.Integer, primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String, nullable=False),
+    sa.Column("uploaded_at", sa.Double, nullable=False),
+)
+
+garbage_pieces = sa.Table(
+    "garbage_pieces",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("node_id", sa.String, nullable=False),
+    sa.Column("piece_id", sa.String, nullable=False),
+    sa.Column("queued_at", sa.Double, nullable=False),
+    sa.Index("ix_garbage_node", "node_id", "queued_at"),
+)

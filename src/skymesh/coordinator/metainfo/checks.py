@@ -1,0 +1,87 @@
+"""Checks on request fields that several metadata operations share (pure)."""
+
+from __future__ import annotations
+
+import re
+
+from skymesh.errors import BadRequest
+
+SIMPLE = "simple"  # kinds of upload
+MULTIPART = "multipart"
+
+MAX_KEY_BYTES = 1024
+MAX_ENCRYPTED_KEY = 1024
+MAX_ENCRYPTED_METADATA = 16 * 1024
+MAX_ETAG = 256
+MAX_PART_NUMBER = 10_000
+MAX_SEGMENT_INDEX = 2**31 - 1
+MAX_BLOCK_SIZE = 64 * 1024 * 1024
+MAX_EXCLUDED_NODES = 1000
+_BUCKET_NAME = re.compile(r"[a-z0-9.-]{3,63}")
+
+
+def check_bucket_name(name: str) -> None:
+    if not _BUCKET_NAME.fullmatch(name):
+        raise BadRequest(
+            "bucket names are 3-63 characters of a-z, 0-9, '.' and '-'", code="InvalidBucketName"
+        )
+
+
+def check_key(key: str) -> None:
+    if not key:
+        raise BadRequest("object key must not be empty", code="InvalidArgument")
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError as e:
+        raise BadRequest("object key is not valid UTF-8", code="InvalidArgument") from e
+    if size > MAX_KEY_BYTES:
+        raise BadRequest(
+            f"object key is {size} bytes; at most {MAX_KEY_BYTES}", code="KeyTooLongError"
+        )
+    if "\x00" in key:
+        raise BadRequest("object key must not contain NUL", code="InvalidArgument")
+
+
+def check_text(name: str, value: str, limit: int = MAX_KEY_BYTES) -> None:
+    """A listing parameter (prefix, marker, delimiter): valid UTF-8 within ``limit`` bytes."""
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError as e:
+        raise BadRequest(f"{name} is not valid UTF-8", code="InvalidArgument") from e
+    if size > limit or "\x00" in value:
+        raise BadRequest(f"{name} is too long or contains NUL", code="InvalidArgument")
+
+
+def check_blob(name: str, value: bytes, limit: int) -> None:
+    if len(value) > limit:
+        raise BadRequest(f"{name} is {len(value)} bytes; at most {limit}", code="InvalidArgument")
+
+
+def check_etag(etag: str) -> None:
+    if len(etag) > MAX_ETAG:
+        raise BadRequest("etag too long", code="InvalidArgument")
+
+
+def check_part_number(part_number: int) -> None:
+    if not 1 <= part_number <= MAX_PART_NUMBER:
+        raise BadRequest(
+            f"part number must be 1-{MAX_PART_NUMBER}, got {part_number}", code="InvalidArgument"
+        )
+
+
+def check_size(size: int) -> None:
+    if size < 0:
+        raise BadRequest("size must not be negative", code="InvalidArgument")
+
+
+def unquote_etag(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def check_position(part: int, idx: int, kind: str) -> None:
+    if kind == SIMPLE and part != 0:
+        raise BadRequest("a simple upload's segments are in part 0", code="InvalidArgument")
+    if kind == MULTIPART:
+        check_part_number(part)
+    if not 0 <= idx <= MAX_SEGMENT_INDEX:
+        raise BadRequest(f"segment index {idx} out of range", code="InvalidArgument")

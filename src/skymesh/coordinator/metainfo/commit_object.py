@@ -1,0 +1,77 @@
+"""Commit a simple upload: the object becomes visible, atomically.
+
+One transaction stores the trailing segments, checks the stream's segments are
+exactly 0..n-1 of part 0 summing to the object's size, numbers them with running
+offsets, swaps the new version in for any object at (bucket, key) (the old
+version's pieces go to garbage) and drops the pending stream. Until it commits
+the old version stays readable and the new one invisible; if any check fails,
+nothing changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from skymesh.coordinator.db.schema import pending_streams
+from skymesh.coordinator.metainfo.checks import (
+    MAX_ENCRYPTED_METADATA,
+    SIMPLE,
+    check_blob,
+    check_etag,
+    check_key,
+    check_size,
+)
+from skymesh.coordinator.metainfo.commit_segment import store_segments, verify_segments
+from skymesh.coordinator.metainfo.common import (
+    current_stream,
+    install_object,
+    load_pending,
+    object_info,
+    require_bucket,
+)
+from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.metainfo.segments import order_segments
+from skymesh.errors import BadRequest
+from skymesh.wire.messages import CommitObjectRequest, ObjectInfo
+
+
+async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) -> ObjectInfo:
+    check_key(req.key)
+    check_size(req.size)
+    check_etag(req.etag)
+    check_blob("encrypted metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
+    verified = await verify_segments(m, req.segments, SIMPLE)
+    now = m.clock()
+
+    def txn(conn: sa.Connection) -> dict[str, Any]:
+        require_bucket(conn, project_id, req.bucket)
+        stream = load_pending(
+            conn, project_id, req.stream_id, now, kind=SIMPLE, bucket=req.bucket, key=req.key
+        )
+        store_segments(conn, now, stream.stream_id, verified)
+        order = order_segments(conn, stream.stream_id, single_part=True)
+        stored = sum(size for _, _, size in order)
+        if stored != req.size:
+            raise BadRequest(
+                f"segments hold {stored} bytes; the object is said to be {req.size}",
+                code="IncompleteBody",
+            )
+        values = {
+            "stream_id": stream.stream_id,
+            "size": req.size,
+            "etag": req.etag,
+            "created_at": now,
+            "encrypted_key": stream.encrypted_key,
+            "encrypted_metadata": req.encrypted_metadata,
+            "segment_count": len(order),
+        }
+        previous = current_stream(conn, req.bucket, req.key)
+        install_object(conn, now, req.bucket, req.key, values, previous)
+        conn.execute(
+            pending_streams.delete().where(pending_streams.c.stream_id == stream.stream_id)
+        )
+        return values
+
+    return object_info(req.bucket, req.key, await m.db.write(txn))

@@ -1,0 +1,73 @@
+"""What every metadata operation works with, and the placement of one segment."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from skymesh.codec import RedundancyScheme
+from skymesh.config import CoordinatorConfig
+from skymesh.coordinator.db.engine import Database
+from skymesh.coordinator.orders import OrderSigner
+from skymesh.coordinator.placement import plan_segment
+from skymesh.coordinator.registry import Registry
+from skymesh.wire.messages import AddressedOrder, CodecParams, PieceAction, Placement, Scheme
+from skymesh.wire.pieces import derive_piece_id, new_root_piece_id
+
+
+@dataclass
+class Metainfo:
+    config: CoordinatorConfig
+    db: Database
+    registry: Registry
+    orders: OrderSigner
+    fixed_scheme: RedundancyScheme | None = None  # from config.scheme; None: by network size
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def codec(self) -> CodecParams:
+        return CodecParams(
+            max_segment_size=self.config.max_segment_size,
+            inline_threshold=self.config.inline_threshold,
+            block_size=self.config.block_size,
+        )
+
+    async def place(self, plain_size: int, exclude: Collection[str] = ()) -> Placement:
+        """Nodes and PUT orders for a segment of ``plain_size`` plaintext bytes."""
+        now = self.clock()
+        plan = plan_segment(
+            await self.registry.all_nodes(),
+            plain_size=plain_size,
+            block_size=self.config.block_size,
+            now=now,
+            offline_after=self.config.offline_after,
+            exclude=exclude,
+            fixed_scheme=self.fixed_scheme,
+            rng=self.rng,
+        )
+        root = new_root_piece_id()
+        s = plan.scheme
+        return Placement(
+            root_piece_id=root,
+            scheme=Scheme(k=s.k, repair=s.repair, optimal=s.optimal, total=s.total),
+            max_piece_size=plan.piece_size,
+            pieces=[
+                AddressedOrder(
+                    piece_num=num,
+                    node_id=node.node_id,
+                    address=node.address,
+                    region=node.region,
+                    order=self.orders.order(
+                        node.node_id,
+                        derive_piece_id(root, num),
+                        PieceAction.PUT,
+                        plan.piece_size,
+                        now,
+                    ),
+                )
+                for num, node in enumerate(plan.nodes)
+            ],
+        )

@@ -1,0 +1,336 @@
+"""Multipart uploads: begin, parts (begin, commit, list), complete, abort, list.
+
+An upload is a pending stream of kind ``multipart``; its id is the stream id.
+Part ``n`` is segments ``(n, 0..)``: placement for the first comes from
+``begin_part``, for further ones from ``/v1/segments/begin``, and
+``commit_part`` stores them all at once, replacing any earlier upload of that
+part (whose pieces go to garbage). ``complete_upload`` makes the listed parts
+one object in a single transaction; parts left out go to garbage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from skymesh.coordinator.db.schema import parts, pending_streams
+from skymesh.coordinator.listing import MAX_LIMIT, prefix_end
+from skymesh.coordinator.metainfo.checks import (
+    MAX_ENCRYPTED_KEY,
+    MAX_ENCRYPTED_METADATA,
+    MULTIPART,
+    check_blob,
+    check_etag,
+    check_key,
+    check_part_number,
+    check_size,
+    check_text,
+    unquote_etag,
+)
+from skymesh.coordinator.metainfo.commit_segment import verify_segments
+from skymesh.coordinator.metainfo.common import (
+    PendingStream,
+    current_stream,
+    install_object,
+    load_pending,
+    new_stream_id,
+    object_info,
+    require_bucket,
+)
+from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.metainfo.segments import (
+    discard_segments,
+    drop_pending,
+    insert_segments,
+    order_segments,
+    segment_row,
+)
+from skymesh.errors import BadRequest
+from skymesh.wire.messages import (
+    BeginPartRequest,
+    BeginUploadRequest,
+    CommitPartRequest,
+    CompleteUploadRequest,
+    ListPartsRequest,
+    ListPartsResponse,
+    ListUploadsRequest,
+    ListUploadsResponse,
+    ObjectInfo,
+    PartInfo,
+    Placement,
+    UploadEntry,
+    UploadInfo,
+    UploadRequest,
+)
+
+#: Requests that name an upload: (bucket, key, upload_id).
+UploadNaming = (
+    UploadRequest | BeginPartRequest | CommitPartRequest | ListPartsRequest | CompleteUploadRequest
+)
+
+
+def _upload_info(m: Metainfo, stream: PendingStream) -> UploadInfo:
+    return UploadInfo(
+        upload_id=stream.stream_id,
+        bucket=stream.bucket,
+        key=stream.key,
+        encrypted_key=stream.encrypted_key,
+        encrypted_metadata=stream.encrypted_metadata,
+        created_at=stream.created_at,
+        codec=m.codec,
+    )
+
+
+def _find_upload(
+    conn: sa.Connection, project_id: str, now: float, req: UploadNaming
+) -> PendingStream:
+    """The caller's upload named by ``req``: AccessDenied / NoSuchBucket / NoSuchUpload."""
+    require_bucket(conn, project_id, req.bucket)
+    return load_pending(
+        conn, project_id, req.upload_id, now, kind=MULTIPART, bucket=req.bucket, key=req.key
+    )
+
+
+async def begin_upload(m: Metainfo, project_id: str, req: BeginUploadRequest) -> UploadInfo:
+    check_key(req.key)
+    check_blob("encrypted key", req.encrypted_key, MAX_ENCRYPTED_KEY)
+    check_blob("encrypted metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
+    now = m.clock()
+    stream = PendingStream(
+        stream_id=new_stream_id(now),
+        project_id=project_id,
+        bucket=req.bucket,
+        key=req.key,
+        kind=MULTIPART,
+        encrypted_key=req.encrypted_key,
+        encrypted_metadata=req.encrypted_metadata,
+        created_at=now,
+        expires_at=now + m.config.pending_upload_ttl,
+    )
+
+    def txn(conn: sa.Connection) -> None:
+        require_bucket(conn, project_id, req.bucket)
+        conn.execute(pending_streams.insert().values(**stream.__dict__))
+
+    await m.db.write(txn)
+    return _upload_info(m, stream)
+
+
+async def get_upload(m: Metainfo, project_id: str, req: UploadRequest) -> UploadInfo:
+    now = m.clock()
+
+    def txn(conn: sa.Connection) -> PendingStream:
+        return _find_upload(conn, project_id, now, req)
+
+    return _upload_info(m, await m.db.read(txn))
+
+
+async def begin_part(m: Metainfo, project_id: str, req: BeginPartRequest) -> Placement:
+    check_part_number(req.part_number)
+    if not 0 < req.plain_size <= m.config.max_segment_size:
+        raise BadRequest(
+            f"segment size must be 1..{m.config.max_segment_size}", code="InvalidArgument"
+        )
+    now = m.clock()
+
+    def txn(conn: sa.Connection) -> PendingStream:
+        return _find_upload(conn, project_id, now, req)
+
+    await m.db.read(txn)
+    return await m.place(req.plain_size)
+
+
+_UPDATE_PART = (
+    parts.update()
+    .where(
+        parts.c.stream_id == sa.bindparam("b_stream_id"),
+        parts.c.part_number == sa.bindparam("b_part_number"),
+    )
+    .values(
+        size=sa.bindparam("size"),
+        etag=sa.bindparam("etag"),
+        uploaded_at=sa.bindparam("uploaded_at"),
+    )
+)
+
+
+async def commit_part(m: Metainfo, project_id: str, req: CommitPartRequest) -> PartInfo:
+    """Store all segments of one part, replacing an earlier upload of the same part."""
+    check_part_number(req.part_number)
+    check_size(req.size)
+    check_etag(req.etag)
+    if any(s.position.part != req.part_number for s in req.segments):
+        raise BadRequest(f"every segment of part {req.part_number} must be in that part")
+    indexes = sorted(s.position.index for s in req.segments)
+    if indexes != list(range(len(indexes))):
+        raise BadRequest("a part's segments are indexes 0..n-1", code="InvalidArgument")
+    stored = sum(s.plain_size for s in req.segments)
+    if stored != req.size:
+        raise BadRequest(
+            f"segments hold {stored} bytes; the part is said to be {req.size}",
+            code="IncompleteBody",
+        )
+    verified = await verify_segments(m, req.segments, MULTIPART)
+    now = m.clock()
+    values = {"size": req.size, "etag": req.etag, "uploaded_at": now}
+    rows = [segment_row(req.upload_id, v, now) for v in verified]
+
+    def txn(conn: sa.Connection) -> None:
+        _find_upload(conn, project_id, now, req)
+        discard_segments(conn, now, req.upload_id, part=req.part_number)
+        insert_segments(conn, rows, verified)
+        updated = conn.execute(
+            _UPDATE_PART, {"b_stream_id": req.upload_id, "b_part_number": req.part_number, **values}
+        )
+        if updated.rowcount == 0:
+            conn.execute(
+                parts.insert().values(
+                    stream_id=req.upload_id, part_number=req.part_number, **values
+                )
+            )
+
+    await m.db.write(txn)
+    return PartInfo(part_number=req.part_number, size=req.size, etag=req.etag, uploaded_at=now)
+
+
+async def list_parts(m: Metainfo, project_id: str, req: ListPartsRequest) -> ListPartsResponse:
+    limit = max(1, min(req.limit, MAX_LIMIT))
+    now = m.clock()
+
+    def txn(conn: sa.Connection) -> Sequence[sa.Row]:
+        _find_upload(conn, project_id, now, req)
+        return conn.execute(
+            sa.select(parts.c.part_number, parts.c.size, parts.c.etag, parts.c.uploaded_at)
+            .where(
+                parts.c.stream_id == req.upload_id,
+                parts.c.part_number > req.part_number_marker,
+            )
+            .order_by(parts.c.part_number)
+            .limit(limit + 1)
+        ).all()
+
+    rows = await m.db.read(txn)
+    return ListPartsResponse(
+        parts=[
+            PartInfo(part_number=r.part_number, size=r.size, etag=r.etag, uploaded_at=r.uploaded_at)
+            for r in rows[:limit]
+        ],
+        truncated=len(rows) > limit,
+    )
+
+
+async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadRequest) -> ObjectInfo:
+    """The listed parts become the object, in one transaction; the rest go to garbage."""
+    check_etag(req.etag)
+    if not req.parts:
+        raise BadRequest("complete needs at least one part", code="MalformedXML")
+    previous_number = 0
+    for p in req.parts:
+        check_part_number(p.part_number)
+        if p.part_number <= previous_number:
+            raise BadRequest("parts must be listed in ascending order", code="InvalidPartOrder")
+        previous_number = p.part_number
+    now = m.clock()
+
+    def txn(conn: sa.Connection) -> dict[str, Any]:
+        stream = _find_upload(conn, project_id, now, req)
+        stored = {
+            r.part_number: r
+            for r in conn.execute(
+                sa.select(parts.c.part_number, parts.c.size, parts.c.etag).where(
+                    parts.c.stream_id == stream.stream_id
+                )
+            ).all()
+        }
+        for i, p in enumerate(req.parts):
+            part = stored.get(p.part_number)
+            if part is None or unquote_etag(part.etag) != unquote_etag(p.etag):
+                raise BadRequest(
+                    f"part {p.part_number} was not uploaded with etag {p.etag}",
+                    code="InvalidPart",
+                )
+            if i < len(req.parts) - 1 and part.size < req.min_part_size:
+                raise BadRequest(
+                    f"part {p.part_number} is {part.size} bytes;"
+                    f" all but the last must be at least {req.min_part_size}",
+                    code="EntityTooSmall",
+                )
+        listed = {p.part_number for p in req.parts}
+        discard_segments(conn, now, stream.stream_id, parts=sorted(set(stored) - listed))
+        order = order_segments(conn, stream.stream_id, single_part=False)
+        size = sum(stored[n].size for n in listed)
+        if sum(s for _, _, s in order) != size:
+            raise BadRequest("the parts' segments do not add up to their sizes")
+        values = {
+            "stream_id": stream.stream_id,
+            "size": size,
+            "etag": req.etag,
+            "created_at": now,
+            "encrypted_key": stream.encrypted_key,
+            "encrypted_metadata": stream.encrypted_metadata,
+            "segment_count": len(order),
+        }
+        previous = current_stream(conn, req.bucket, req.key)
+        install_object(conn, now, req.bucket, req.key, values, previous)
+        conn.execute(parts.delete().where(parts.c.stream_id == stream.stream_id))
+        conn.execute(
+            pending_streams.delete().where(pending_streams.c.stream_id == stream.stream_id)
+        )
+        return values
+
+    return object_info(req.bucket, req.key, await m.db.write(txn))
+
+
+async def abort_upload(m: Metainfo, project_id: str, req: UploadRequest) -> None:
+    now = m.clock()
+
+    def txn(conn: sa.Connection) -> None:
+        _find_upload(conn, project_id, now, req)
+        drop_pending(conn, now, [req.upload_id])
+
+    await m.db.write(txn)
+
+
+async def list_uploads(
+    m: Metainfo, project_id: str, req: ListUploadsRequest
+) -> ListUploadsResponse:
+    check_text("prefix", req.prefix)
+    check_text("key marker", req.key_marker)
+    limit = max(1, min(req.limit, MAX_LIMIT))
+    p = pending_streams.c
+    conds = [p.bucket == req.bucket, p.kind == MULTIPART, p.expires_at >= m.clock()]
+    if req.prefix:
+        conds.append(p.key >= req.prefix)
+        end = prefix_end(req.prefix)
+        if end is not None:
+            conds.append(p.key < end)
+    if req.key_marker:
+        if req.upload_id_marker:
+            conds.append(
+                sa.or_(
+                    p.key > req.key_marker,
+                    sa.and_(p.key == req.key_marker, p.stream_id > req.upload_id_marker),
+                )
+            )
+        else:
+            conds.append(p.key > req.key_marker)
+
+    def txn(conn: sa.Connection) -> Sequence[sa.Row]:
+        require_bucket(conn, project_id, req.bucket)
+        return conn.execute(
+            sa.select(p.key, p.stream_id, p.created_at)
+            .where(*conds)
+            .order_by(p.key, p.stream_id)
+            .limit(limit + 1)
+        ).all()
+
+    rows = await m.db.read(txn)
+    return ListUploadsResponse(
+        uploads=[
+            UploadEntry(key=r.key, upload_id=r.stream_id, created_at=r.created_at)
+            for r in rows[:limit]
+        ],
+        truncated=len(rows) > limit,
+    )

@@ -1,0 +1,361 @@
+"""Multipart uploads over HTTP: parts, complete, abort, listing, and their errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from skymesh.errors import BadRequest, NotFound
+from skymesh.wire.messages import (
+    BeginPartRequest,
+    BeginSegmentRequest,
+    BeginUploadRequest,
+    CommitPartRequest,
+    CompletePart,
+    CompleteUploadRequest,
+    DownloadRequest,
+    DownloadResponse,
+    ListPartsRequest,
+    ListPartsResponse,
+    ListUploadsRequest,
+    ListUploadsResponse,
+    ObjectInfo,
+    ObjectRequest,
+    PartInfo,
+    Placement,
+    SegmentCommit,
+    SegmentPosition,
+    UploadInfo,
+    UploadRequest,
+)
+from tests.unit.test_coordinator_support import Harness, garbage, pieces_of, running
+
+KiB = 1024
+
+
+async def begin_upload(h: Harness, key: str = "mp") -> UploadInfo:
+    return await h.client.call(
+        "/v1/uploads/begin",
+        BeginUploadRequest(bucket="bkt", key=key, encrypted_key=b"ek", encrypted_metadata=b"em"),
+        UploadInfo,
+    )
+
+
+async def upload_part(
+    h: Harness, upload: UploadInfo, number: int, sizes: list[int], etag: str = ""
+) -> tuple[PartInfo, list[SegmentCommit]]:
+    """Store a part of piece segments of ``sizes`` (the first placed by begin-part)."""
+    commits = []
+    for i, size in enumerate(sizes):
+        if i == 0:
+            placement = await h.client.call(
+                "/v1/uploads/begin-part",
+                BeginPartRequest(
+                    bucket="bkt",
+                    key=upload.key,
+                    upload_id=upload.upload_id,
+                    part_number=number,
+                    plain_size=size,
+                ),
+                Placement,
+            )
+        else:
+            placement = await h.client.call(
+                "/v1/segments/begin",
+                BeginSegmentRequest(
+                    stream_id=upload.upload_id,
+                    position=SegmentPosition(part=number, index=i),
+                    plain_size=size,
+                ),
+                Placement,
+            )
+        commits.append(h.store(placement, size, SegmentPosition(part=number, index=i)))
+    info = await h.client.call(
+        "/v1/uploads/commit-part",
+        CommitPartRequest(
+            bucket="bkt",
+            key=upload.key,
+            upload_id=upload.upload_id,
+            part_number=number,
+            size=sum(sizes),
+            etag=etag or f"etag-{number}",
+            segments=commits,
+        ),
+        PartInfo,
+    )
+    return info, commits
+
+
+async def complete(
+    h: Harness, upload: UploadInfo, parts: list[tuple[int, str]], min_part_size: int = 0
+) -> ObjectInfo:
+    return await h.client.call(
+        "/v1/uploads/complete",
+        CompleteUploadRequest(
+            bucket="bkt",
+            key=upload.key,
+            upload_id=upload.upload_id,
+            parts=[CompletePart(part_number=n, etag=e) for n, e in parts],
+            etag="md5s-3",
+            min_part_size=min_part_size,
+        ),
+        ObjectInfo,
+    )
+
+
+async def setup(h: Harness) -> None:
+    await h.add_nodes(["eu", "us", "ap"], 2)
+    await h.create_bucket("bkt")
+
+
+async def test_multipart_happy_path(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        await setup(h)
+        upload = await begin_upload(h)
+        assert upload.codec.max_segment_size == h.service.config.max_segment_size
+        got = await h.client.call(
+            "/v1/uploads/get",
+            UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id),
+            UploadInfo,
+        )
+        assert got == upload
+
+        _, part3 = await upload_part(h, upload, 3, [300])
+        _, part1 = await upload_part(h, upload, 1, [100, 50])
+        _, first_part2 = await upload_part(h, upload, 2, [70])
+        part2_info, part2 = await upload_part(h, upload, 2, [200], etag="again")  # re-upload
+        _, part9 = await upload_part(h, upload, 9, [5])  # never completed
+        assert await garbage(h) == pieces_of(first_part2[0])
+
+        listed = await h.client.call(
+            "/v1/uploads/parts",
+            ListPartsRequest(bucket="bkt", key="mp", upload_id=upload.upload_id, limit=2),
+            ListPartsResponse,
+        )
+        assert [p.part_number for p in listed.parts] == [1, 2] and listed.truncated
+        assert listed.parts[1] == part2_info
+        rest = await h.client.call(
+            "/v1/uploads/parts",
+            ListPartsRequest(
+                bucket="bkt", key="mp", upload_id=upload.upload_id, part_number_marker=2
+            ),
+            ListPartsResponse,
+        )
+        assert [(p.part_number, p.size) for p in rest.parts] == [(3, 300), (9, 5)]
+        assert not rest.truncated
+
+        with pytest.raises(NotFound):  # invisible until complete
+            await h.client.call(
+                "/v1/objects/head", ObjectRequest(bucket="bkt", key="mp"), ObjectInfo
+            )
+
+        info = await complete(h, upload, [(1, '"etag-1"'), (2, "again"), (3, "etag-3")])
+        assert (info.size, info.segment_count, info.etag) == (650, 4, "md5s-3")
+        assert (info.encrypted_key, info.encrypted_metadata) == (b"ek", b"em")
+        assert info.version_id == upload.upload_id
+        assert await garbage(h) == pieces_of(first_part2[0]) | pieces_of(part9[0])
+
+        got_object = await h.client.call(
+            "/v1/objects/download", DownloadRequest(bucket="bkt", key="mp"), DownloadResponse
+        )
+        assert [(s.position.part, s.position.index) for s in got_object.segments] == [
+            (1, 0),
+            (1, 1),
+            (2, 0),
+            (3, 0),
+        ]
+        assert [s.number for s in got_object.segments] == [0, 1, 2, 3]
+        assert [s.plain_offset for s in got_object.segments] == [0, 100, 150, 350]
+        assert [s.root_piece_id for s in got_object.segments] == [
+            c.root_piece_id for c in (*part1, *part2, *part3)
+        ]
+        at = await h.client.call(
+            "/v1/objects/download",
+            DownloadRequest(bucket="bkt", key="mp", plain_offset=349, segment_limit=1),
+            DownloadResponse,
+        )
+        assert [s.number for s in at.segments] == [2]
+        with pytest.raises(NotFound) as e:  # the upload is gone
+            await h.client.call(
+                "/v1/uploads/get",
+                UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id),
+                UploadInfo,
+            )
+        assert e.value.code == "NoSuchUpload"
+
+
+async def test_part_with_an_inline_tail_and_an_empty_part(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        await setup(h)
+        upload = await begin_upload(h)
+        placement = await h.client.call(
+            "/v1/uploads/begin-part",
+            BeginPartRequest(
+                bucket="bkt", key="mp", upload_id=upload.upload_id, part_number=1, plain_size=KiB
+            ),
+            Placement,
+        )
+        seg0 = h.store(placement, KiB, SegmentPosition(part=1, index=0))
+        tail = SegmentCommit(
+            position=SegmentPosition(part=1, index=1),
+            plain_size=10,
+            block_size=h.service.config.block_size,
+            inline_data=b"t" * 26,
+        )
+        empty = SegmentCommit(
+            position=SegmentPosition(part=2, index=0),
+            plain_size=0,
+            block_size=h.service.config.block_size,
+            inline_data=b"",
+        )
+        for number, segments in [(1, [seg0, tail]), (2, [empty])]:
+            await h.client.call(
+                "/v1/uploads/commit-part",
+                CommitPartRequest(
+                    bucket="bkt",
+                    key="mp",
+                    upload_id=upload.upload_id,
+                    part_number=number,
+                    size=sum(s.plain_size for s in segments),
+                    etag=f"e{number}",
+                    segments=segments,
+                ),
+                PartInfo,
+            )
+        info = await complete(h, upload, [(1, "e1"), (2, "e2")], min_part_size=KiB)
+        assert (info.size, info.segment_count) == (KiB + 10, 3)
+        got = await h.client.call(
+            "/v1/objects/download", DownloadRequest(bucket="bkt", key="mp"), DownloadResponse
+        )
+        assert [s.inline_data for s in got.segments] == [None, b"t" * 26, b""]
+
+
+async def test_complete_errors(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        await setup(h)
+        upload = await begin_upload(h)
+        await upload_part(h, upload, 1, [1000])
+        await upload_part(h, upload, 2, [10])
+        await upload_part(h, upload, 3, [1000])
+        cases = [
+            ([(2, "etag-2"), (1, "etag-1")], 0, "InvalidPartOrder"),
+            ([(1, "etag-1"), (1, "etag-1")], 0, "InvalidPartOrder"),
+            ([(1, "etag-1"), (4, "etag-4")], 0, "InvalidPart"),
+            ([(1, "wrong")], 0, "InvalidPart"),
+            ([(1, "etag-1"), (2, "etag-2"), (3, "etag-3")], 500, "EntityTooSmall"),
+            ([(0, "x")], 0, "InvalidArgument"),
+            ([], 0, "MalformedXML"),
+        ]
+        for parts, min_size, code in cases:
+            with pytest.raises(BadRequest) as e:
+                await complete(h, upload, parts, min_part_size=min_size)
+            assert e.value.code == code, parts
+        assert await garbage(h) == set()  # failed completes change nothing
+        # the small part is fine as the last one
+        info = await complete(h, upload, [(1, "etag-1"), (2, "etag-2")], min_part_size=500)
+        assert info.size == 1010
+
+
+async def test_part_errors(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        await setup(h)
+        upload = await begin_upload(h)
+        for number in (0, 10001):
+            with pytest.raises(BadRequest) as e:
+                await upload_part(h, upload, number, [10])
+            assert e.value.code == "InvalidArgument"
+        _, [seg] = await upload_part(h, upload, 1, [10])
+        bad_requests = [
+            CommitPartRequest(  # a segment of another part
+                bucket="bkt",
+                key="mp",
+                upload_id=upload.upload_id,
+                part_number=2,
+                size=10,
+                etag="e",
+                segments=[seg],
+            ),
+            CommitPartRequest(  # size does not match the segments
+                bucket="bkt",
+                key="mp",
+                upload_id=upload.upload_id,
+                part_number=1,
+                size=11,
+                etag="e",
+                segments=[seg],
+            ),
+        ]
+        for req in bad_requests:
+            with pytest.raises(BadRequest):
+                await h.client.call("/v1/uploads/commit-part", req, PartInfo)
+        with pytest.raises(NotFound) as e:  # another key's upload
+            await h.client.call(
+                "/v1/uploads/commit-part",
+                CommitPartRequest(
+                    bucket="bkt",
+                    key="other",
+                    upload_id=upload.upload_id,
+                    part_number=1,
+                    size=10,
+                    etag="e",
+                    segments=[seg],
+                ),
+                PartInfo,
+            )
+        assert e.value.code == "NoSuchUpload"
+
+
+async def test_abort_and_no_such_upload(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        await setup(h)
+        upload = await begin_upload(h)
+        _, segs = await upload_part(h, upload, 1, [1000, 20])
+        req = UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id)
+        assert await h.client.call("/v1/uploads/abort", req, dict) == {}
+        assert await garbage(h) == pieces_of(segs[0]) | pieces_of(segs[1])
+        for path, body in [
+            ("/v1/uploads/abort", req),
+            ("/v1/uploads/get", req),
+            (
+                "/v1/uploads/parts",
+                ListPartsRequest(bucket="bkt", key="mp", upload_id=upload.upload_id),
+            ),
+            ("/v1/uploads/get", UploadRequest(bucket="bkt", key="mp", upload_id="f" * 32)),
+        ]:
+            with pytest.raises(NotFound) as e:
+                await h.client.call(path, body, dict)
+            assert e.value.code == "NoSuchUpload"
+        with pytest.raises(NotFound) as e:
+            await complete(h, upload, [(1, "etag-1")])
+        assert e.value.code == "NoSuchUpload"
+
+
+async def test_list_uploads(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        await setup(h)
+        made = []
+        for key in ["b", "a/2", "a/1", "b", "c"]:
+            made.append(await begin_upload(h, key))
+            h.clock.advance(0.01)  # ids sort by creation time
+        # a simple upload in flight is not a multipart upload
+        await h.begin("bkt", "a/3", 10)
+
+        async def listing(**kw: object) -> list[tuple[str, str]]:
+            resp = await h.client.call(
+                "/v1/uploads/list", ListUploadsRequest(bucket="bkt", **kw), ListUploadsResponse
+            )
+            return [(u.key, u.upload_id) for u in resp.uploads]
+
+        everything = sorted((u.key, u.upload_id) for u in made)
+        assert await listing() == everything
+        assert [k for k, _ in everything] == ["a/1", "a/2", "b", "b", "c"]
+        b_ids = [u.upload_id for u in made if u.key == "b"]
+        assert [i for k, i in everything if k == "b"] == b_ids  # creation order within a key
+        assert await listing(prefix="a/") == everything[:2]
+        assert await listing(key_marker="a/2") == everything[2:]
+        assert await listing(key_marker="b", upload_id_marker=b_ids[0]) == everything[3:]
+        page = await h.client.call(
+            "/v1/uploads/list", ListUploadsRequest(bucket="bkt", limit=2), ListUploadsResponse
+        )
+        assert page.truncated and len(page.uploads) == 2

@@ -1,0 +1,182 @@
+"""Placement as a pure function: tables of node records in, chosen nodes out."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from skymesh.codec import DEFAULT_SCHEME, RedundancyScheme, SegmentLayout
+from skymesh.coordinator.model import NodeRecord
+from skymesh.coordinator.placement import (
+    network_scheme,
+    plan_segment,
+    region_loss_safe,
+    select_nodes,
+)
+from skymesh.errors import Unavailable
+
+NOW = 1_000_000.0
+OFFLINE_AFTER = 30.0
+BLOCK = 64 * 1024 - 16
+GiB = 1024**3
+
+
+def node(
+    name: str,
+    region: str,
+    operator: str = "",
+    *,
+    free: int = 10 * GiB,
+    age: float = 1.0,
+) -> NodeRecord:
+    return NodeRecord(
+        node_id=name,
+        public_key=b"\x00" * 32,
+        address=f"http://{name}",
+        region=region,
+        operator=operator or f"op-{name}",
+        capacity_bytes=free + 1000,
+        used_bytes=1000,
+        version="t",
+        joined_at=0.0,
+        last_seen=NOW - age,
+    )
+
+
+def fleet(spec: dict[str, int], operators_per_region: int = 0) -> list[NodeRecord]:
+    """``{"eu": 3, "us": 2}`` -> nodes eu0, eu1, eu2, us0, us1."""
+    out = []
+    for region, count in spec.items():
+        for i in range(count):
+            op = f"{region}-op{i % operators_per_region}" if operators_per_region else ""
+            out.append(node(f"{region}{i}", region, op))
+    return out
+
+
+def plan(nodes: list[NodeRecord], seed: int = 0, **kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("plain_size", 1024 * 1024)
+    return plan_segment(
+        nodes,
+        block_size=BLOCK,
+        now=NOW,
+        offline_after=OFFLINE_AFTER,
+        rng=random.Random(seed),
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "scheme", "max_per_region"),
+    [
+        # three regions: no region over total - k, so any one region can be lost
+        ({"eu": 5, "us": 5, "ap": 5}, "8/10/12/14", 5),
+        ({"eu": 10, "us": 10, "ap": 10}, "8/10/12/14", 5),  # even spread: 5/5/4
+        ({"eu": 2, "us": 2, "ap": 2}, "4/5/6/6", 2),
+        ({"eu": 4, "us": 4, "ap": 4}, "8/10/12/12", 4),
+        ({"eu": 20, "us": 3, "ap": 3}, "8/10/12/14", 8),  # cap unreachable: most even spread
+        # two regions: even halves
+        ({"eu": 10, "us": 10}, "8/10/12/14", 7),
+        # one region: everything there
+        ({"eu": 20}, "8/10/12/14", 14),
+    ],
+)
+def test_region_spread(spec: dict[str, int], scheme: str, max_per_region: int) -> None:
+    nodes = fleet(spec)
+    for seed in range(20):
+        p = plan(nodes, seed, fixed_scheme=RedundancyScheme.parse(scheme))
+        assert str(p.scheme) == scheme
+        assert len({n.node_id for n in p.nodes}) == p.scheme.total  # one piece per node
+        per_region = Counter(n.region for n in p.nodes)
+        assert max(per_region.values()) == max_per_region
+        if len(spec) >= 3 and min(spec.values()) * len(spec) >= p.scheme.total:
+            assert region_loss_safe(p.nodes, p.scheme.k)
+
+
+def test_region_cap_holds_whenever_possible() -> None:
+    # 14 pieces, k=8: at most 6 per region; ap has only 2 nodes, so eu and us take 6 each.
+    nodes = fleet({"eu": 10, "us": 10, "ap": 2})
+    for seed in range(20):
+        p = plan(nodes, seed, fixed_scheme=DEFAULT_SCHEME)
+        counts = Counter(n.region for n in p.nodes)
+        assert counts == {"eu": 6, "us": 6, "ap": 2}
+        assert region_loss_safe(p.nodes, 8)
+
+
+def test_operators_are_spread_within_a_region() -> None:
+    # One region, 3 operators with 4 nodes each: 6 pieces -> 2 per operator.
+    nodes = fleet({"eu": 12}, operators_per_region=3)
+    for seed in range(20):
+        p = plan(nodes, seed, fixed_scheme=RedundancyScheme.parse("3/4/5/6"))
+        assert Counter(n.operator for n in p.nodes) == {"eu-op0": 2, "eu-op1": 2, "eu-op2": 2}
+
+
+def test_free_space_weights_the_draw() -> None:
+    big = [node(f"big{i}", "eu", free=100 * GiB) for i in range(5)]
+    small = [node(f"small{i}", "eu", free=1 * GiB) for i in range(5)]
+    picks: Counter[str] = Counter()
+    rng = random.Random(1)
+    for _ in range(400):
+        for n in select_nodes(big + small, 2, rng):
+            picks[n.node_id[:3]] += 1
+    assert picks["big"] > 5 * picks["sma"] > 0  # emptier nodes are favoured, others still used
+
+
+def test_draw_spreads_load_over_equal_nodes() -> None:
+    nodes = fleet({"eu": 10})
+    picks: Counter[str] = Counter()
+    rng = random.Random(7)
+    for _ in range(500):
+        picks.update(n.node_id for n in select_nodes(nodes, 3, rng))
+    assert len(picks) == 10 and min(picks.values()) > 100  # expected 150 each
+
+
+def test_filters_offline_excluded_and_full_nodes() -> None:
+    piece = SegmentLayout(1024 * 1024, BLOCK, RedundancyScheme.parse("2/3/4/5")).piece_size
+    usable = [node(f"ok{i}", f"r{i % 3}") for i in range(5)]
+    offline = node("offline", "r0", age=OFFLINE_AFTER + 1)
+    excluded = node("excluded", "r1")
+    full = node("full", "r2", free=piece - 1)
+    just_fits = node("fits", "r2", free=piece)
+    nodes = [*usable, offline, excluded, full, just_fits]
+    seen: set[str] = set()
+    for seed in range(30):
+        p = plan(
+            nodes,
+            seed,
+            fixed_scheme=RedundancyScheme.parse("2/3/4/5"),
+            exclude=["excluded"],
+        )
+        assert p.piece_size == piece
+        seen.update(n.node_id for n in p.nodes)
+    assert seen == {n.node_id for n in usable} | {"fits"}
+
+
+def test_not_enough_nodes_is_unavailable_with_the_numbers() -> None:
+    nodes = fleet({"eu": 2, "us": 2})
+    with pytest.raises(Unavailable, match=r"needs 14 nodes .* 4 of 4 online"):
+        plan(nodes, fixed_scheme=DEFAULT_SCHEME)
+    with pytest.raises(Unavailable):
+        plan([node("a", "eu")])  # one node: no scheme fits
+    with pytest.raises(Unavailable):
+        plan(fleet({"eu": 3}), exclude=["eu0", "eu1"])
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(2, "1/1/2/2"), (3, "2/2/3/3"), (6, "4/5/6/6"), (12, "8/10/12/12"), (14, "8/10/12/14")],
+)
+def test_scheme_follows_the_network(count: int, expected: str) -> None:
+    assert str(network_scheme(count)) == expected
+    assert str(network_scheme(1000)) == str(DEFAULT_SCHEME)
+    p = plan(fleet({"eu": count}))
+    assert str(p.scheme) == expected
+
+
+def test_smaller_scheme_when_some_nodes_are_full() -> None:
+    # 6 online nodes, but 2 are nearly full: the 4-node scheme's larger pieces must fit.
+    nodes = [*fleet({"eu": 2, "us": 2}), node("f1", "ap", free=10), node("f2", "ap", free=10)]
+    p = plan(nodes)
+    assert str(p.scheme) == str(network_scheme(4))
+    assert {n.node_id for n in p.nodes} == {"eu0", "eu1", "us0", "us1"}
