@@ -26,7 +26,7 @@ class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
-class NodeConfig(_Config):
+class NodeConfig(_Config, frozen=True):
     """A provider node: stores pieces on local disk, serves them against signed orders."""
 
     data_dir: str = ".skymesh/node"
@@ -45,7 +45,7 @@ class NodeConfig(_Config):
     fsync: bool = True
 
 
-class CoordinatorConfig(_Config):
+class CoordinatorConfig(_Config, frozen=True):
     """The control plane: registry, placement, metadata, orders."""
 
     data_dir: str = ".skymesh/coordinator"
@@ -63,7 +63,7 @@ class CoordinatorConfig(_Config):
     pending_upload_ttl: float = 7 * 24 * 3600.0
 
 
-class GatewayConfig(_Config):
+class GatewayConfig(_Config, frozen=True):
     """The S3 face next to the user: holds keys, encrypts, moves pieces to nodes."""
 
     data_dir: str = ".skymesh/gateway"

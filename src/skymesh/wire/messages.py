@@ -24,7 +24,7 @@ class Base(msgspec.Struct, frozen=True, kw_only=True):
     """Common base: immutable, keyword-only, unknown fields ignored (forward compatible)."""
 
 
-class ErrorBody(Base):
+class ErrorBody(Base, frozen=True):
     """What every role answers on error, with the error's HTTP status."""
 
     code: str
@@ -34,7 +34,7 @@ class ErrorBody(Base):
 # ---------------------------------------------------------------- identity, registry
 
 
-class PeerIdentity(Base):
+class PeerIdentity(Base, frozen=True):
     """``GET /v1/identity`` on a coordinator or a node."""
 
     id: str
@@ -43,7 +43,7 @@ class PeerIdentity(Base):
     version: str = ""
 
 
-class NodeInfo(Base):
+class NodeInfo(Base, frozen=True):
     """What a node says of itself when it joins (signed by the node)."""
 
     node_id: str
@@ -56,13 +56,13 @@ class NodeInfo(Base):
     timestamp: float
 
 
-class JoinResponse(Base):
+class JoinResponse(Base, frozen=True):
     coordinator_id: str
     coordinator_public_key: bytes
     heartbeat_interval: float
 
 
-class Heartbeat(Base):
+class Heartbeat(Base, frozen=True):
     """``POST /v1/nodes/heartbeat`` body (signed by the node)."""
 
     node_id: str
@@ -72,12 +72,12 @@ class Heartbeat(Base):
     timestamp: float
 
 
-class HeartbeatResponse(Base):
+class HeartbeatResponse(Base, frozen=True):
     heartbeat_interval: float
     known: bool = True  # False: the coordinator forgot us, join again
 
 
-class NodeStatus(Base):
+class NodeStatus(Base, frozen=True):
     """One row of ``GET /v1/nodes``."""
 
     node_id: str
@@ -91,7 +91,7 @@ class NodeStatus(Base):
     joined_at: float
 
 
-class NodeList(Base):
+class NodeList(Base, frozen=True):
     nodes: list[NodeStatus]
 
 
@@ -104,7 +104,7 @@ class PieceAction(enum.Enum):
     DELETE = "delete"
 
 
-class Order(Base):
+class Order(Base, frozen=True):
     """Permission, signed by a coordinator, for one action on one piece at one node.
 
     A ``put`` or ``delete`` order is single-use. A ``get`` order is an allowance of
@@ -121,7 +121,7 @@ class Order(Base):
     issued_at: float
 
 
-class PieceReceipt(Base):
+class PieceReceipt(Base, frozen=True):
     """What a node signs once it has durably stored a piece."""
 
     node_id: str
@@ -132,7 +132,7 @@ class PieceReceipt(Base):
     stored_at: float
 
 
-class PieceHead(Base):
+class PieceHead(Base, frozen=True):
     """``HEAD``-like answer about a stored piece (also the JSON of ``GET ...?meta``)."""
 
     piece_id: str
@@ -141,7 +141,7 @@ class PieceHead(Base):
     chunk_size: int
 
 
-class PieceHashes(Base):
+class PieceHashes(Base, frozen=True):
     """Leaf hashes of a piece's Merkle tree, for readers that verify a range."""
 
     piece_id: str
@@ -153,19 +153,19 @@ class PieceHashes(Base):
 # ---------------------------------------------------------------- projects and buckets
 
 
-class CreateProjectRequest(Base):
+class CreateProjectRequest(Base, frozen=True):
     """``POST /v1/projects`` (admin token)."""
 
     name: str
 
 
-class ProjectCredentials(Base):
+class ProjectCredentials(Base, frozen=True):
     project_id: str
     name: str
     api_key: str
 
 
-class RegisterAccessKeyRequest(Base):
+class RegisterAccessKeyRequest(Base, frozen=True):
     """``POST /v1/projects/access-keys``: record that an S3 access key id belongs to the caller's project.
 
     The secret never reaches the coordinator: the gateway keeps it.
@@ -174,26 +174,26 @@ class RegisterAccessKeyRequest(Base):
     access_key_id: str
 
 
-class BucketInfo(Base):
+class BucketInfo(Base, frozen=True):
     name: str
     created_at: float
     region: str = ""
 
 
-class CreateBucketRequest(Base):
+class CreateBucketRequest(Base, frozen=True):
     """``POST /v1/buckets/create``."""
 
     name: str
     region: str = ""
 
 
-class BucketRequest(Base):
+class BucketRequest(Base, frozen=True):
     """``POST /v1/buckets/get`` and ``POST /v1/buckets/delete``."""
 
     name: str
 
 
-class BucketList(Base):
+class BucketList(Base, frozen=True):
     """``POST /v1/buckets/list``."""
 
     buckets: list[BucketInfo]
@@ -202,7 +202,7 @@ class BucketList(Base):
 # ---------------------------------------------------------------- segments and placement
 
 
-class Scheme(Base):
+class Scheme(Base, frozen=True):
     """Reed-Solomon thresholds: read with ``k``, repair at ``repair``, stop at ``optimal``, start ``total``."""
 
     k: int
@@ -211,7 +211,7 @@ class Scheme(Base):
     total: int
 
 
-class SegmentPosition(Base, order=True):
+class SegmentPosition(Base, frozen=True, order=True):
     """Where a segment sits: part 0 for simple uploads, the part number for multipart."""
 
     part: int = 0
@@ -222,7 +222,7 @@ class SegmentPosition(Base, order=True):
         return (self.part << 32) | self.index
 
 
-class AddressedOrder(Base):
+class AddressedOrder(Base, frozen=True):
     """A node to send one piece to (or fetch it from), with the order that allows it."""
 
     piece_num: int
@@ -232,7 +232,7 @@ class AddressedOrder(Base):
     order: Signed
 
 
-class Placement(Base):
+class Placement(Base, frozen=True):
     """Where one segment's pieces go: ``total`` nodes, one piece each."""
 
     root_piece_id: str
@@ -241,7 +241,7 @@ class Placement(Base):
     pieces: list[AddressedOrder]
 
 
-class CodecParams(Base):
+class CodecParams(Base, frozen=True):
     """How the client cuts and encrypts; chosen by the coordinator, stored per segment."""
 
     max_segment_size: int
@@ -249,13 +249,13 @@ class CodecParams(Base):
     block_size: int
 
 
-class CommittedPiece(Base):
+class CommittedPiece(Base, frozen=True):
     piece_num: int
     node_id: str
     receipt: Signed  # a PieceReceipt signed by node_id
 
 
-class SegmentCommit(Base):
+class SegmentCommit(Base, frozen=True):
     """A segment the client has stored (or inlined)."""
 
     position: SegmentPosition
@@ -271,7 +271,7 @@ class SegmentCommit(Base):
 # ---------------------------------------------------------------- objects
 
 
-class ObjectInfo(Base):
+class ObjectInfo(Base, frozen=True):
     bucket: str
     key: str
     version_id: str  # the stream id of this version
@@ -283,7 +283,7 @@ class ObjectInfo(Base):
     segment_count: int
 
 
-class BeginObjectRequest(Base):
+class BeginObjectRequest(Base, frozen=True):
     """``POST /v1/objects/begin``: start a simple upload; answers with the first segment's placement."""
 
     bucket: str
@@ -292,12 +292,12 @@ class BeginObjectRequest(Base):
     first_segment_size: int  # plaintext bytes of the first segment, known before it is sent
 
 
-class BeginObjectResponse(Base):
+class BeginObjectResponse(Base, frozen=True):
     stream_id: str
     placement: Placement
 
 
-class BeginSegmentRequest(Base):
+class BeginSegmentRequest(Base, frozen=True):
     """``POST /v1/segments/begin``: placement for one more segment, avoiding ``exclude_nodes``."""
 
     stream_id: str
@@ -306,18 +306,18 @@ class BeginSegmentRequest(Base):
     exclude_nodes: list[str] = []
 
 
-class CodecParamsRequest(Base):
+class CodecParamsRequest(Base, frozen=True):
     """``POST /v1/codec``: the segment size, inline threshold and block size clients must use."""
 
 
-class CommitSegmentRequest(Base):
+class CommitSegmentRequest(Base, frozen=True):
     """``POST /v1/segments/commit``: record a stored segment of a pending stream (still invisible)."""
 
     stream_id: str
     segment: SegmentCommit
 
 
-class CommitObjectRequest(Base):
+class CommitObjectRequest(Base, frozen=True):
     """``POST /v1/objects/commit``: make a pending simple upload visible, atomically.
 
     ``segments`` holds those not yet committed one by one (often just the last).
@@ -332,7 +332,7 @@ class CommitObjectRequest(Base):
     segments: list[SegmentCommit] = []
 
 
-class PutInlineRequest(Base):
+class PutInlineRequest(Base, frozen=True):
     """``POST /v1/objects/put-inline``: a whole small object in one round trip."""
 
     bucket: str
@@ -344,7 +344,7 @@ class PutInlineRequest(Base):
     segment: SegmentCommit | None = None  # None for an empty object
 
 
-class ObjectRequest(Base):
+class ObjectRequest(Base, frozen=True):
     """``POST /v1/objects/head`` and ``POST /v1/objects/delete``."""
 
     bucket: str
@@ -352,12 +352,12 @@ class ObjectRequest(Base):
     version_id: str = ""
 
 
-class DeleteObjectResponse(Base):
+class DeleteObjectResponse(Base, frozen=True):
     deleted: bool
     version_id: str = ""
 
 
-class DownloadRequest(Base):
+class DownloadRequest(Base, frozen=True):
     """``POST /v1/objects/download``: object info and segments ``first_segment`` onwards, with get orders."""
 
     bucket: str
@@ -368,7 +368,7 @@ class DownloadRequest(Base):
     plain_offset: int | None = None  # start at the segment holding this byte instead
 
 
-class DownloadPiece(Base):
+class DownloadPiece(Base, frozen=True):
     piece_num: int
     node_id: str
     address: str
@@ -377,7 +377,7 @@ class DownloadPiece(Base):
     order: Signed
 
 
-class SegmentDownload(Base):
+class SegmentDownload(Base, frozen=True):
     number: int  # position in the object's segment order
     position: SegmentPosition
     plain_offset: int
@@ -390,12 +390,12 @@ class SegmentDownload(Base):
     inline_data: bytes | None = None
 
 
-class DownloadResponse(Base):
+class DownloadResponse(Base, frozen=True):
     object: ObjectInfo
     segments: list[SegmentDownload]
 
 
-class ListObjectsRequest(Base):
+class ListObjectsRequest(Base, frozen=True):
     """``POST /v1/objects/list``: keys after ``start_after`` under ``prefix``, rolled up at ``delimiter``."""
 
     bucket: str
@@ -405,14 +405,14 @@ class ListObjectsRequest(Base):
     limit: int = 1000
 
 
-class ObjectEntry(Base):
+class ObjectEntry(Base, frozen=True):
     key: str
     size: int
     etag: str
     created_at: float
 
 
-class ListObjectsResponse(Base):
+class ListObjectsResponse(Base, frozen=True):
     """Entries and common prefixes in key order; ``next_start_after`` resumes when truncated."""
 
     entries: list[ObjectEntry]
@@ -424,7 +424,7 @@ class ListObjectsResponse(Base):
 # ---------------------------------------------------------------- multipart
 
 
-class BeginUploadRequest(Base):
+class BeginUploadRequest(Base, frozen=True):
     """``POST /v1/uploads/begin``: a multipart upload; its id is the stream id."""
 
     bucket: str
@@ -433,7 +433,7 @@ class BeginUploadRequest(Base):
     encrypted_metadata: bytes
 
 
-class UploadInfo(Base):
+class UploadInfo(Base, frozen=True):
     """``POST /v1/uploads/get`` answer: what a part upload needs."""
 
     upload_id: str
@@ -445,7 +445,7 @@ class UploadInfo(Base):
     codec: CodecParams
 
 
-class UploadRequest(Base):
+class UploadRequest(Base, frozen=True):
     """``POST /v1/uploads/get`` and ``POST /v1/uploads/abort``."""
 
     bucket: str
@@ -453,7 +453,7 @@ class UploadRequest(Base):
     upload_id: str
 
 
-class BeginPartRequest(Base):
+class BeginPartRequest(Base, frozen=True):
     """``POST /v1/uploads/begin-part``: placement for the first segment of a part."""
 
     bucket: str
@@ -463,7 +463,7 @@ class BeginPartRequest(Base):
     plain_size: int
 
 
-class CommitPartRequest(Base):
+class CommitPartRequest(Base, frozen=True):
     """``POST /v1/uploads/commit-part``: a part's segments; replaces an earlier upload of that part."""
 
     bucket: str
@@ -475,14 +475,14 @@ class CommitPartRequest(Base):
     segments: list[SegmentCommit]
 
 
-class PartInfo(Base):
+class PartInfo(Base, frozen=True):
     part_number: int
     size: int
     etag: str
     uploaded_at: float
 
 
-class ListPartsRequest(Base):
+class ListPartsRequest(Base, frozen=True):
     """``POST /v1/uploads/parts``."""
 
     bucket: str
@@ -492,17 +492,17 @@ class ListPartsRequest(Base):
     limit: int = 1000
 
 
-class ListPartsResponse(Base):
+class ListPartsResponse(Base, frozen=True):
     parts: list[PartInfo]
     truncated: bool
 
 
-class CompletePart(Base):
+class CompletePart(Base, frozen=True):
     part_number: int
     etag: str
 
 
-class CompleteUploadRequest(Base):
+class CompleteUploadRequest(Base, frozen=True):
     """``POST /v1/uploads/complete``: parts in order; the object becomes visible atomically.
 
     Errors: ``InvalidPart`` (unknown part or etag mismatch), ``InvalidPartOrder``,
@@ -517,7 +517,7 @@ class CompleteUploadRequest(Base):
     min_part_size: int = 5 * 1024 * 1024
 
 
-class ListUploadsRequest(Base):
+class ListUploadsRequest(Base, frozen=True):
     """``POST /v1/uploads/list``."""
 
     bucket: str
@@ -527,12 +527,12 @@ class ListUploadsRequest(Base):
     limit: int = 1000
 
 
-class UploadEntry(Base):
+class UploadEntry(Base, frozen=True):
     key: str
     upload_id: str
     created_at: float
 
 
-class ListUploadsResponse(Base):
+class ListUploadsResponse(Base, frozen=True):
     uploads: list[UploadEntry]
     truncated: bool
