@@ -259,7 +259,7 @@ def test_aws_cli_kill_nodes_and_restart(up: Up, tmp_path: Path) -> None:
     s3 = up.s3()
     objects = {
         f"o-{n}": random_bytes(n, seed=n)
-        for n in (0, 1, 4096, 4097, 5 * 1024 * 1024, 20 * 1024 * 1024 + 3)
+        for n in (0, 1, 4096, 4097, 5 * 1024 * 1024, 20 * 1024 * 1024 + 3, 100 * 1024 * 1024)
     }
     for key, data in objects.items():
         s3.put_object(Bucket="demo", Key=key, Body=data)

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from skymesh.config import NodeConfig
-from skymesh.node.loops import DrivenLoop
+from skymesh.loops import DrivenLoop
 from skymesh.node.service import NodeService, run_node
 from skymesh.node.store import PieceStore
 from skymesh.node.trust import TRUST_FILE

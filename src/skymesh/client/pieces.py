@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -19,18 +20,43 @@ from skymesh.wire.messages import (
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import Signed, encode_header
 
-
-def _piece_url(address: str, piece_id: str) -> str:
-    return f"{address.rstrip('/')}/v1/pieces/{piece_id}"
+T = TypeVar("T")
 
 
-async def _raise_for(resp: aiohttp.ClientResponse, what: str) -> None:
-    raw = await resp.read()
+async def _exchange(
+    session: aiohttp.ClientSession,
+    method: str,
+    target: AddressedOrder | DownloadPiece,
+    root_piece_id: str,
+    expect: tuple[int, ...],
+    suffix: str = "",
+    headers: dict[str, str] | None = None,
+    data: Any = None,
+) -> tuple[int, bytes]:
+    """One request to the node holding ``target``'s piece, with its order; errors as ours."""
+    piece_id = derive_piece_id(root_piece_id, target.piece_num)
+    url = f"{target.address.rstrip('/')}/v1/pieces/{piece_id}{suffix}"
+    all_headers = {ORDER_HEADER: encode_header(target.order), **(headers or {})}
     try:
-        body = msgspec.json.decode(raw, type=ErrorBody)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        body = ErrorBody(code="", message=f"{what}: HTTP {resp.status}")
-    raise error_from_body(resp.status, body)
+        async with session.request(method, url, headers=all_headers, data=data) as resp:
+            raw = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, OSError) as e:
+        raise errors.Unavailable(f"node {target.node_id} at {target.address}: {e}") from e
+    if status not in expect:
+        try:
+            body = msgspec.json.decode(raw, type=ErrorBody)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            body = ErrorBody(code="", message=f"node {target.node_id}: HTTP {status}")
+        raise error_from_body(status, body)
+    return status, raw
+
+
+def _decode(raw: bytes, kind: type[T], target: AddressedOrder | DownloadPiece) -> T:
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise errors.IntegrityError(f"node {target.node_id} sent a malformed answer") from e
 
 
 async def put_piece(
@@ -41,25 +67,11 @@ async def put_piece(
     size: int,
 ) -> Signed:
     """Stream one piece to its node; answers the node's signed receipt."""
-    piece_id = derive_piece_id(root_piece_id, target.piece_num)
-    headers = {
-        ORDER_HEADER: encode_header(target.order),
-        "Content-Length": str(size),
-        "Content-Type": "application/octet-stream",
-    }
-    try:
-        async with session.put(
-            _piece_url(target.address, piece_id), data=body, headers=headers
-        ) as resp:
-            if resp.status != 201:
-                await _raise_for(resp, f"storing piece on {target.node_id}")
-            raw = await resp.read()
-    except (aiohttp.ClientError, OSError) as e:
-        raise errors.Unavailable(f"node {target.node_id} at {target.address}: {e}") from e
-    try:
-        return msgspec.json.decode(raw, type=Signed)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise errors.IntegrityError(f"node {target.node_id} sent a malformed receipt") from e
+    headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+    _, raw = await _exchange(
+        session, "PUT", target, root_piece_id, (201,), headers=headers, data=body
+    )
+    return _decode(raw, Signed, target)
 
 
 async def get_piece_range(
@@ -70,16 +82,11 @@ async def get_piece_range(
     end: int,
 ) -> bytes:
     """Bytes [start, end) of one piece."""
-    piece_id = derive_piece_id(root_piece_id, piece.piece_num)
-    headers = {ORDER_HEADER: encode_header(piece.order), "Range": f"bytes={start}-{end - 1}"}
-    try:
-        async with session.get(_piece_url(piece.address, piece_id), headers=headers) as resp:
-            if resp.status not in (200, 206):
-                await _raise_for(resp, f"reading piece from {piece.node_id}")
-            data = await resp.read()
-    except (aiohttp.ClientError, OSError) as e:
-        raise errors.Unavailable(f"node {piece.node_id} at {piece.address}: {e}") from e
-    if resp.status == 200:
+    headers = {"Range": f"bytes={start}-{end - 1}"}
+    status, data = await _exchange(
+        session, "GET", piece, root_piece_id, (200, 206), headers=headers
+    )
+    if status == 200:
         data = data[start:end]
     if len(data) != end - start:
         raise errors.IntegrityError(
@@ -92,18 +99,5 @@ async def get_piece_hashes(
     session: aiohttp.ClientSession, piece: DownloadPiece, root_piece_id: str
 ) -> PieceHashes:
     """The Merkle leaves of a piece, to verify ranges against the root we trust."""
-    piece_id = derive_piece_id(root_piece_id, piece.piece_num)
-    headers = {ORDER_HEADER: encode_header(piece.order)}
-    try:
-        async with session.get(
-            _piece_url(piece.address, piece_id) + "/hashes", headers=headers
-        ) as resp:
-            if resp.status != 200:
-                await _raise_for(resp, f"reading piece hashes from {piece.node_id}")
-            raw = await resp.read()
-    except (aiohttp.ClientError, OSError) as e:
-        raise errors.Unavailable(f"node {piece.node_id} at {piece.address}: {e}") from e
-    try:
-        return msgspec.json.decode(raw, type=PieceHashes)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise errors.IntegrityError(f"node {piece.node_id} sent malformed hashes") from e
+    _, raw = await _exchange(session, "GET", piece, root_piece_id, (200,), suffix="/hashes")
+    return _decode(raw, PieceHashes, piece)

@@ -15,13 +15,13 @@ from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.api import create_app
 from skymesh.coordinator.auth import Auth
-from skymesh.coordinator.chores import Chore
 from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.registry import Registry
 from skymesh.errors import ConfigError, SchemeError
+from skymesh.loops import DrivenLoop
 from skymesh.wire.identity import Identity
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class CoordinatorService:
         self.registry: Registry
         self.metainfo: Metainfo
         self.auth: Auth
-        self.expire_uploads: Chore
+        self.expire_uploads: DrivenLoop
 
     async def start(self) -> None:
         cfg = self.config
@@ -91,7 +91,7 @@ class CoordinatorService:
                 rng=self.rng,
             )
             self.auth = Auth(self.db, cfg.admin_token, self.clock)
-            self.expire_uploads = Chore(
+            self.expire_uploads = DrivenLoop.periodic(
                 "expire-uploads",
                 min(EXPIRE_UPLOADS_INTERVAL, cfg.pending_upload_ttl),
                 lambda: expire_uploads(self.metainfo),

@@ -71,6 +71,12 @@ class NetworkState(msgspec.Struct, kw_only=True):
     access_key_id: str = ""
 
 
+def _alphanumeric(n: int) -> str:
+    """A secret safe to paste anywhere: no leading dash, no shell or URL metacharacters."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
 def home_dir(explicit: str | None = None) -> Path:
     """``$SKYMESH_HOME``, else ``.skymesh`` in the working directory."""
     return Path(explicit or os.environ.get("SKYMESH_HOME") or ".skymesh").resolve()
@@ -257,7 +263,7 @@ class Network:
                 raise SkymeshError(f"registering the access key failed: {await resp.text()}")
         cred = Credential(
             access_key_id=access_key,
-            secret_access_key=secrets.token_urlsafe(30)[:40],
+            secret_access_key=_alphanumeric(40),
             project_id=project.project_id,
             api_key=project.api_key,
             encryption_secret=secrets.token_hex(32),

@@ -3,7 +3,7 @@
 One :meth:`CoordinatorLink.step` does what is due next: fetch the coordinator's
 identity and check it is trusted (pinning it on first use), join with a signed
 :class:`~skymesh.wire.messages.NodeInfo`, or send a signed heartbeat. It returns
-the seconds until the next step, so a :class:`~skymesh.node.loops.DrivenLoop`
+the seconds until the next step, so a :class:`~skymesh.loops.DrivenLoop`
 runs it. When the coordinator is unreachable the node keeps serving pieces; the
 link logs one warning per outage and retries with capped exponential backoff.
 """

@@ -20,9 +20,9 @@ import aiohttp
 from aiohttp import web
 
 from skymesh.config import NodeConfig
+from skymesh.loops import DrivenLoop
 from skymesh.node.api import NODE, NodeCounters, create_app
 from skymesh.node.heartbeat import CoordinatorLink
-from skymesh.node.loops import DrivenLoop
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.store import PieceStore
 from skymesh.node.trust import TRUST_FILE, load_trusted_keys

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,19 @@ class DrivenLoop:
         self._resumed.set()
         self._task: asyncio.Task[None] | None = None
         self.runs = 0  # completed steps, by the loop or run_once
+        self.failures = 0  # steps that raised
+        self.last_result: Any = None  # what the work of the last periodic step returned
+
+    @classmethod
+    def periodic(cls, name: str, interval: float, work: Callable[[], Awaitable[Any]]) -> DrivenLoop:
+        """A loop that does ``work`` every ``interval`` seconds; ``last_result`` keeps its answer."""
+
+        async def step() -> float:
+            loop.last_result = await work()
+            return interval
+
+        loop = cls(name, step)
+        return loop
 
     @property
     def paused(self) -> bool:
@@ -75,6 +89,7 @@ class DrivenLoop:
             try:
                 delay = await self.run_once()
             except Exception:
+                self.failures += 1
                 log.exception("%s loop step failed; next try in %.0f s", self.name, ERROR_DELAY)
                 delay = ERROR_DELAY
             if delay > 0:
