@@ -45,7 +45,9 @@ def run(big_mib: int, small_count: int) -> list[str]:
                 get_s = time.perf_counter() - t
                 assert len(first) + len(rest) == len(data)
             mb = len(data) / 1e6
-            rows.append(_row(f"PUT {big_mib} MiB (put_object)", f"{mb / put_s:.0f} MB/s", f"{put_s:.2f} s"))
+            rows.append(
+                _row(f"PUT {big_mib} MiB (put_object)", f"{mb / put_s:.0f} MB/s", f"{put_s:.2f} s")
+            )
             rows.append(_row(f"GET {big_mib} MiB", f"{mb / get_s:.0f} MB/s", f"{get_s:.2f} s"))
             rows.append(_row(f"time to first byte, {big_mib} MiB GET", f"{ttfb * 1000:.1f} ms", ""))
             small = os.urandom(4096)
@@ -70,10 +72,14 @@ def run(big_mib: int, small_count: int) -> list[str]:
                 )
             t = time.perf_counter()
             n = 0
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix="small/"):
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket="bench", Prefix="small/"
+            ):
                 n += page.get("KeyCount", 0)
             list_s = time.perf_counter() - t
-            rows.append(_row(f"ListObjectsV2 of {n} keys", f"{n / list_s:.0f} keys/s", f"{list_s:.2f} s"))
+            rows.append(
+                _row(f"ListObjectsV2 of {n} keys", f"{n / list_s:.0f} keys/s", f"{list_s:.2f} s")
+            )
         finally:
             planet.stop()
     return rows
