@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from skymesh.codec import SegmentLayout
+from skymesh.coordinator.metainfo.download import GET_ALLOWANCE_FACTOR
 from skymesh.coordinator.metainfo.segments import to_scheme
 from skymesh.errors import BadRequest, Forbidden, NotFound, Unavailable
 from skymesh.wire.identity import Identity
@@ -110,7 +111,7 @@ async def test_multi_segment_object_round_trip(tmp_path: Path) -> None:
                 assert order.piece_id == piece_id
                 assert order.action == PieceAction.GET
                 assert order.node_id == piece.node_id
-                assert order.max_bytes == seg.piece_size
+                assert order.max_bytes == GET_ALLOWANCE_FACTOR * seg.piece_size
                 assert piece.merkle_root == merkle_of(piece_id)
                 assert piece.address == h.nodes[piece.node_id].address
 
