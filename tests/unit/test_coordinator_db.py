@@ -38,7 +38,7 @@ async def test_migrations_build_the_schema_and_are_idempotent(tmp_path: Path) ->
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert list(compare_metadata(ctx, metadata)) == []
             version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-            assert version == [("0001",)]
+            assert version == [(_head_revision(),)]
             assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
             assert conn.execute(sa.text("PRAGMA busy_timeout")).scalar() > 0
@@ -148,3 +148,17 @@ def test_statements_compile_for_postgresql() -> None:
     for statement in statements:
         assert str(statement.compile(dialect=dialect))
     assert "FOR UPDATE" in str(common._CURRENT_STREAM.compile(dialect=dialect))
+
+
+def _head_revision() -> str:
+    """The newest migration: the one whose revision no other migration revises."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    import skymesh.coordinator.db as db_pkg
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db_pkg.__file__).parent / "migrations"))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
