@@ -41,7 +41,6 @@ class NodeConfig(_Config, frozen=True):
     # key of coordinator_url on first join (trust on first use) and keep it.
     trusted_coordinators: list[str] = []
     heartbeat_interval: float = 5.0
-    merkle_chunk_size: int = 64 * 1024
     fsync: bool = True
 
 

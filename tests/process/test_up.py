@@ -283,11 +283,13 @@ def test_aws_cli_kill_nodes_and_restart(up: Up, tmp_path: Path) -> None:
             assert r["Body"].read() == data[1:4097]
 
     # a clean stop stops every child; a new start serves the same objects
+    names = ["gateway", "coordinator"] + [f"node-{i:02d}" for i in range(1, NODES + 1)]
+    pids = {name: up.pid(name) for name in names}
     assert up.stop() == 0
-    for name in ["gateway", "coordinator"] + [f"node-{i:02d}" for i in range(1, NODES + 1)]:
-        pid = up.pid(name)
+    for name in names:
         with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+            os.kill(pids[name], 0)
+        assert not (up.home / "run" / f"{name}.pid").exists()
     again = start_up(up.home, up.ports)
     try:
         s3 = again.s3()

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from yarl import URL
 
-from skymesh.codec.merkle import chunk_hashes, merkle_root, verify_chunks
+from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, chunk_hashes, merkle_root, verify_chunks
 from skymesh.config import NodeConfig
 from skymesh.node.api import MERKLE_ROOT_HEADER
 from skymesh.node.service import NodeService
@@ -30,7 +30,7 @@ from skymesh.wire.messages import (
 from skymesh.wire.pieces import derive_piece_id, new_root_piece_id, new_serial
 from skymesh.wire.signing import Signed, encode_header, open_signed, sign
 
-CHUNK = 4096
+CHUNK = DEFAULT_CHUNK_SIZE  # the protocol's Merkle chunk; nodes and uploaders agree on it
 COORD = Identity.generate()
 PUT, GET, DELETE = PieceAction.PUT, PieceAction.GET, PieceAction.DELETE
 
@@ -52,7 +52,6 @@ def node_config(data_dir: Path, **overrides: object) -> NodeConfig:
         "data_dir": str(data_dir),
         "port": 0,
         "capacity_bytes": 1 << 30,
-        "merkle_chunk_size": CHUNK,
         "trusted_coordinators": [COORD.public_key.hex()],
         "coordinator_url": closed_port_url(),
     }

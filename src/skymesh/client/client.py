@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+import msgspec
 
 from skymesh import errors
 from skymesh.client.download import SEGMENTS_PER_CALL, SegmentSource, read_object_range
 from skymesh.client.metainfo import Metainfo
-from skymesh.client.objectmeta import ObjectMeta, key_context, open_meta, seal_meta
+from skymesh.client.objectmeta import ObjectMeta, key_context, open_meta, seal_meta, segment_key
 from skymesh.client.upload import SegmentUploadError, store_segment
 from skymesh.codec.crypto import (
     SegmentCipher,
@@ -34,6 +36,7 @@ from skymesh.wire import messages as m
 log = logging.getLogger(__name__)
 
 SEGMENT_ATTEMPTS = 3
+KEY_SALT_SIZE = 16
 
 
 BeforeCommit = Callable[[str, int], None]
@@ -100,6 +103,24 @@ class ChunkReader:
         return n
 
 
+def _inline_segment(
+    key: bytes,
+    position: m.SegmentPosition,
+    plain: memoryview,
+    block_size: int,
+    key_salt: bytes = b"",
+) -> m.SegmentCommit:
+    """A segment small enough to live, encrypted, inside the metadata."""
+    cipher = SegmentCipher(key, position.nonce_segment())
+    return m.SegmentCommit(
+        position=position,
+        plain_size=len(plain),
+        block_size=block_size,
+        inline_data=cipher.encrypt_block(0, plain),
+        key_salt=key_salt,
+    )
+
+
 def _update_all(hashers: Sequence[Hasher], data: memoryview) -> None:
     for h in hashers:
         h.update(data)
@@ -115,7 +136,7 @@ class Client:
         project_id: str,
         root_secret: bytes,
         session: aiohttp.ClientSession | None = None,
-        download_extra_pieces: int = 1,
+        download_extra_pieces: int = 2,
     ):
         self._own_session = session is None
         self.session = session or aiohttp.ClientSession(
@@ -207,13 +228,7 @@ class Client:
             segment = None
             if n:
                 position = m.SegmentPosition(part=0, index=0)
-                cipher = SegmentCipher(data_key, position.nonce_segment())
-                segment = m.SegmentCommit(
-                    position=position,
-                    plain_size=n,
-                    block_size=codec.block_size,
-                    inline_data=cipher.encrypt_block(0, view),
-                )
+                segment = _inline_segment(data_key, position, view, codec.block_size)
             info = await self.metainfo.put_inline(
                 m.PutInlineRequest(
                     bucket=bucket,
@@ -258,15 +273,13 @@ class Client:
                     await self.metainfo.commit_segment(
                         m.CommitSegmentRequest(stream_id=stream_id, segment=pending_commit)
                     )
-                commit = await self._store_with_retry(
-                    stream_id,
-                    position,
-                    view,
-                    data_key,
-                    codec.block_size,
-                    placement,
-                    part_begin=None,
-                )
+                if index > 0 and n <= codec.inline_threshold:
+                    # a short last segment lives in the metadata, like a small object
+                    commit = _inline_segment(data_key, position, view, codec.block_size)
+                else:
+                    commit = await self._store_with_retry(
+                        stream_id, position, view, data_key, codec.block_size, placement, None
+                    )
                 await hashing
             except BaseException:
                 hashing.cancel()
@@ -374,7 +387,8 @@ class Client:
         """Store one part (streamed segment by segment); answers its size and MD5 ETag."""
         upload = await self.metainfo.get_upload(bucket, key, upload_id)
         codec = upload.codec
-        data_key = self._data_key(bucket, key, upload.encrypted_key)
+        key_salt = os.urandom(KEY_SALT_SIZE)
+        part_key = segment_key(self._data_key(bucket, key, upload.encrypted_key), key_salt)
         md5 = hashlib.md5(usedforsecurity=False)
         all_hashers: list[Hasher] = [md5, *hashers]
         reader = ChunkReader(source)
@@ -389,15 +403,10 @@ class Client:
             view = memoryview(buf)[:n]
             await asyncio.to_thread(_update_all, all_hashers, view)
             position = m.SegmentPosition(part=part_number, index=index)
-            if n <= codec.inline_threshold and reader.eof:
-                cipher = SegmentCipher(data_key, position.nonce_segment())
+            at_end = reader.eof or (size is not None and reader.total >= size)
+            if n <= codec.inline_threshold and at_end:
                 segments.append(
-                    m.SegmentCommit(
-                        position=position,
-                        plain_size=n,
-                        block_size=codec.block_size,
-                        inline_data=cipher.encrypt_block(0, view) if n else b"",
-                    )
+                    _inline_segment(part_key, position, view, codec.block_size, key_salt)
                 )
                 break
             begin = (
@@ -411,13 +420,12 @@ class Client:
                 if index == 0
                 else None
             )
-            segments.append(
-                await self._store_with_retry(
-                    upload_id, position, view, data_key, codec.block_size, None, part_begin=begin
-                )
+            commit = await self._store_with_retry(
+                upload_id, position, view, part_key, codec.block_size, None, part_begin=begin
             )
+            segments.append(msgspec.structs.replace(commit, key_salt=key_salt))
             index += 1
-            if reader.eof:
+            if reader.eof or (size is not None and reader.total >= size):
                 break
         etag = md5.hexdigest()
         if before_commit is not None:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 
 from skymesh import errors
+from skymesh.client.objectmeta import segment_key
 from skymesh.client.pieces import get_piece_hashes, get_piece_range
 from skymesh.client.upload import coder_for, scheme_of
 from skymesh.codec.crypto import SegmentCipher
@@ -48,13 +49,17 @@ class SegmentReader:
         self.segment = segment
         self.scheme = scheme_of(segment.scheme)
         self.layout = SegmentLayout(segment.plain_size, segment.block_size, self.scheme)
-        self.cipher = SegmentCipher(data_key, segment.position.nonce_segment())
+        self.cipher = SegmentCipher(
+            segment_key(data_key, segment.key_salt), segment.position.nonce_segment()
+        )
         self.coder = coder_for(self.scheme)
         self.extra = extra
         self.bad: set[int] = set()  # piece numbers that failed or lied
-        # data pieces first: with all k of them, decoding is a copy
+        # nodes last seen online first; among them data pieces first: with all k
+        # of them, decoding is a copy
         self.order = sorted(
-            segment.pieces, key=lambda p: (p.piece_num >= self.scheme.k, p.piece_num)
+            segment.pieces,
+            key=lambda p: (not p.online, p.piece_num >= self.scheme.k, p.piece_num),
         )
 
     async def fetch(self, blocks: range) -> dict[int, bytes]:
@@ -249,7 +254,8 @@ async def read_object_range(
         hi = min(seg.plain_size, end - seg.plain_offset)
         if lo < hi:
             if seg.inline_data is not None:
-                cipher = SegmentCipher(data_key, seg.position.nonce_segment())
+                key = segment_key(data_key, seg.key_salt)
+                cipher = SegmentCipher(key, seg.position.nonce_segment())
                 plain = cipher.decrypt_block(0, seg.inline_data)
                 yield plain[lo:hi]
             else:

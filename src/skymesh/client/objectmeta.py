@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from skymesh.codec.crypto import open_sealed, seal
+from skymesh.codec.crypto import derive_subkey, open_sealed, seal
 
 META_CONTEXT = b"skymesh/object-meta/v1"
 
@@ -20,13 +20,27 @@ class ObjectMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 def seal_meta(data_key: bytes, meta: ObjectMeta) -> bytes:
-    return seal(data_key, msgspec.msgpack.encode(meta), META_CONTEXT)
+    key = derive_subkey(data_key, META_CONTEXT)
+    return seal(key, msgspec.msgpack.encode(meta), META_CONTEXT)
 
 
 def open_meta(data_key: bytes, blob: bytes) -> ObjectMeta:
     if not blob:
         return ObjectMeta()
-    return msgspec.msgpack.decode(open_sealed(data_key, blob, META_CONTEXT), type=ObjectMeta)
+    key = derive_subkey(data_key, META_CONTEXT)
+    return msgspec.msgpack.decode(open_sealed(key, blob, META_CONTEXT), type=ObjectMeta)
+
+
+PART_KEY_LABEL = b"skymesh/part-key/v1"
+
+
+def segment_key(data_key: bytes, key_salt: bytes) -> bytes:
+    """The key a segment's blocks are encrypted with.
+
+    Simple uploads use the object's data key. Each multipart part upload uses a
+    subkey with a fresh salt, so re-uploading a part never repeats a nonce.
+    """
+    return derive_subkey(data_key, PART_KEY_LABEL, key_salt) if key_salt else data_key
 
 
 def key_context(bucket: str, key: str) -> bytes:

@@ -25,7 +25,7 @@ from skymesh.client.pieces import put_piece
 from skymesh.codec.crypto import SegmentCipher
 from skymesh.codec.erasure import ErasureCoder
 from skymesh.codec.layout import SegmentLayout
-from skymesh.codec.merkle import MerkleBuilder
+from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, MerkleBuilder
 from skymesh.codec.scheme import RedundancyScheme
 from skymesh.codec.segment import encode_blocks
 from skymesh.wire import messages as m
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 BATCH_BLOCKS = 16  # stripes encoded per worker-thread call (~1 MiB of plaintext)
 QUEUE_BATCHES = 8  # batches buffered per node before it counts as behind
-MERKLE_CHUNK = 64 * 1024
 
 _coders: dict[tuple[int, int, int, int], ErasureCoder] = {}
 
@@ -62,7 +61,7 @@ class _Sender:
     target: m.AddressedOrder
     queue: asyncio.Queue[Chunk | None]
     task: asyncio.Task[object] | None = None
-    merkle: MerkleBuilder = field(default_factory=lambda: MerkleBuilder(MERKLE_CHUNK))
+    merkle: MerkleBuilder = field(default_factory=lambda: MerkleBuilder(DEFAULT_CHUNK_SIZE))
     dropped: bool = False
 
     @property
@@ -79,15 +78,13 @@ async def _drain(queue: asyncio.Queue[Chunk | None]) -> AsyncIterator[Chunk]:
 
 
 def region_safe(regions: list[str], k: int) -> bool:
-    """True when losing any one region still leaves ``k`` of these pieces.
+    """True when losing any one region still leaves ``k`` of these pieces."""
+    return all(len(regions) - c >= k for c in Counter(regions).values())
 
-    Only asked of placements over three or more regions; with fewer, no
-    placement can promise it.
-    """
-    counts = Counter(regions)
-    if len(counts) < 3:
-        return True
-    return all(len(regions) - c >= k for c in counts.values())
+
+def placement_spread(regions: list[str]) -> bool:
+    """Whether a placement spans enough regions (three) to promise region safety."""
+    return len(set(regions)) >= 3
 
 
 class SegmentUploadError(errors.Unavailable):
@@ -191,7 +188,9 @@ async def _collect(
     block_size: int,
     scheme: RedundancyScheme,
 ) -> m.SegmentCommit:
-    placement_safe = region_safe([p.region for p in placement.pieces], scheme.k)
+    all_regions = [p.region for p in placement.pieces]
+    # hold out for a region-safe stored set only where the whole placement is one
+    placement_safe = placement_spread(all_regions) and region_safe(all_regions, scheme.k)
     by_task = {s.task: s for s in senders if s.task is not None and not s.dropped}
     stored: list[tuple[_Sender, m.CommittedPiece]] = []
     failures: list[str] = []

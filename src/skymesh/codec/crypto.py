@@ -40,6 +40,7 @@ _BLOB_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
 _WRAP_DOMAIN = b"skymesh/wrap-key/v1\x00"
 _SEAL_DOMAIN = b"skymesh/seal/v1\x00"
 _BUCKET_KEY_SALT = b"skymesh/bucket-key/v1"
+_SUBKEY_DOMAIN = b"skymesh/subkey/v1\x00"
 
 _MAX_SEGMENT = 2**64 - 1
 _MAX_BLOCK = 2**32 - 1
@@ -75,6 +76,23 @@ def derive_bucket_key(root_secret: bytes, project_id: str, bucket: str) -> bytes
     )
     hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=_BUCKET_KEY_SALT, info=info)
     return hkdf.derive(bytes(root_secret))
+
+
+def derive_subkey(key: bytes, label: bytes, salt: bytes = b"") -> bytes:
+    """A key for one purpose, derived from ``key`` (HKDF-SHA256).
+
+    Each AES-GCM key owns one nonce space: an object's data key encrypts its
+    blocks; metadata and each multipart part upload get their own subkeys, so no
+    two encryptions under one key can ever meet the same nonce.
+    """
+    _check_key(key)
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=KEY_SIZE,
+        salt=bytes(salt) or None,
+        info=_SUBKEY_DOMAIN + bytes(label),
+    )
+    return hkdf.derive(bytes(key))
 
 
 def _seal_with_nonce(key: bytes, nonce: bytes, plaintext: Buffer, aad: bytes) -> bytes:

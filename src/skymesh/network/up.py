@@ -64,7 +64,7 @@ class NetworkSpec:
 
 
 class NetworkState(msgspec.Struct, kw_only=True):
-    """What ``up`` remembers between starts (``home/network.toml`` is for people; this is for us)."""
+    """What ``up`` remembers between starts, in ``home/state.json`` (owner-only)."""
 
     admin_token: str
     project_id: str = ""
@@ -107,9 +107,12 @@ class Child:
             preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
         )
         logf.close()
-        pid_dir = self.log_path.parent.parent / "run"
-        pid_dir.mkdir(parents=True, exist_ok=True)
-        (pid_dir / f"{self.name}.pid").write_text(f"{self.proc.pid}\n")
+        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_path.write_text(f"{self.proc.pid}\n")
+
+    @property
+    def pid_path(self) -> Path:
+        return self.log_path.parent.parent / "run" / f"{self.name}.pid"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -289,6 +292,7 @@ class Network:
             except subprocess.TimeoutExpired:
                 c.proc.kill()
                 c.proc.wait()
+            c.pid_path.unlink(missing_ok=True)
 
     def banner(self) -> str:
         assert self.credential is not None

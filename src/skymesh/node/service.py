@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE as MERKLE_CHUNK_SIZE
 from skymesh.config import NodeConfig
 from skymesh.loops import DrivenLoop
 from skymesh.node.api import NODE, NodeCounters, create_app
@@ -95,7 +96,7 @@ class NodeService:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.identity = Identity.load_or_create(self.data_dir / "identity.key")
         self.store = await PieceStore.open(
-            self.data_dir, config.capacity_bytes, config.merkle_chunk_size, config.fsync
+            self.data_dir, config.capacity_bytes, MERKLE_CHUNK_SIZE, config.fsync
         )
         self._closers.append(self.store.close)
         self.serials = SerialStore(self.data_dir / "orders.sqlite3")

@@ -15,7 +15,6 @@ import msgspec
 
 from skymesh.wire.signing import Signed
 
-PROTOCOL_VERSION = 1
 ORDER_HEADER = "X-Skymesh-Order"
 API_KEY_HEADER = "Authorization"  # "Bearer <api key>"
 
@@ -130,15 +129,6 @@ class PieceReceipt(Base, frozen=True):
     size: int
     merkle_root: bytes
     stored_at: float
-
-
-class PieceHead(Base, frozen=True):
-    """``HEAD``-like answer about a stored piece (also the JSON of ``GET ...?meta``)."""
-
-    piece_id: str
-    size: int
-    merkle_root: bytes
-    chunk_size: int
 
 
 class PieceHashes(Base, frozen=True):
@@ -266,6 +256,7 @@ class SegmentCommit(Base, frozen=True):
     piece_size: int = 0
     pieces: list[CommittedPiece] = []
     inline_data: bytes | None = None  # ciphertext of an inline segment
+    key_salt: bytes = b""  # multipart parts: salt of the part's subkey (empty: the data key)
 
 
 # ---------------------------------------------------------------- objects
@@ -375,6 +366,7 @@ class DownloadPiece(Base, frozen=True):
     region: str
     merkle_root: bytes
     order: Signed
+    online: bool = True  # as the coordinator last saw the node
 
 
 class SegmentDownload(Base, frozen=True):
@@ -388,6 +380,7 @@ class SegmentDownload(Base, frozen=True):
     piece_size: int = 0
     pieces: list[DownloadPiece] = []
     inline_data: bytes | None = None
+    key_salt: bytes = b""
 
 
 class DownloadResponse(Base, frozen=True):

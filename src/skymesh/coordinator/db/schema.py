@@ -121,6 +121,7 @@ segments = sa.Table(
     sa.Column("total", sa.SmallInteger, nullable=False),
     sa.Column("piece_size", sa.BigInteger, nullable=False),
     sa.Column("inline_data", sa.LargeBinary, nullable=True),
+    sa.Column("key_salt", sa.LargeBinary, nullable=True),  # multipart part subkey salt
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Index("ix_segments_number", "stream_id", "number"),
     sa.Index("ix_segments_offset", "stream_id", "plain_offset", "number"),

@@ -3,7 +3,7 @@
 Segments come in object order from ``first_segment`` (or from the one holding
 ``plain_offset``), at most ``segment_limit`` (capped at 64) per call. A piece
 segment lists every stored piece whose node is known, online nodes first, each
-with its Merkle root and a GET order for the whole piece. One snapshot, three
+with its Merkle root and a GET order allowing GET_ALLOWANCE_FACTOR reads of the piece. One snapshot, three
 indexed queries: the object, the segment window, and all pieces of the window.
 """
 
@@ -44,6 +44,7 @@ _SEGMENT_COLUMNS = (
     segments.c.total,
     segments.c.piece_size,
     segments.c.inline_data,
+    segments.c.key_salt,
 )
 _SEGMENTS_FROM = (
     sa.select(*_SEGMENT_COLUMNS)
@@ -130,6 +131,7 @@ async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> Downlo
                     plain_size=r.plain_size,
                     block_size=r.block_size,
                     inline_data=r.inline_data,
+                    key_salt=r.key_salt or b"",
                 )
             )
             continue
@@ -145,6 +147,7 @@ async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> Downlo
                 GET_ALLOWANCE_FACTOR * r.piece_size,
                 now,
             )
+            online = m.registry.is_online(node, now)
             piece = DownloadPiece(
                 piece_num=p.piece_num,
                 node_id=node.node_id,
@@ -152,8 +155,9 @@ async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> Downlo
                 region=node.region,
                 merkle_root=p.merkle_root,
                 order=order,
+                online=online,
             )
-            listed.append((not m.registry.is_online(node, now), p.piece_num, piece))
+            listed.append((not online, p.piece_num, piece))
         listed.sort(key=lambda t: (t[0], t[1]))
         out.append(
             SegmentDownload(
@@ -166,6 +170,7 @@ async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> Downlo
                 scheme=Scheme(k=r.k, repair=r.repair, optimal=r.optimal, total=r.total),
                 piece_size=r.piece_size,
                 pieces=[t[2] for t in listed],
+                key_salt=r.key_salt or b"",
             )
         )
     return DownloadResponse(object=info, segments=out)

@@ -27,6 +27,8 @@ _BATCH = 500  # ids per IN (...) list
 
 # ---------------------------------------------------------------- segment checks
 
+MAX_KEY_SALT = 32
+
 
 @dataclass(frozen=True)
 class VerifiedSegment:
@@ -41,6 +43,7 @@ class VerifiedSegment:
     piece_size: int
     inline_data: bytes | None
     pieces: list[tuple[int, str, bytes]]  # (piece_num, node_id, merkle_root)
+    key_salt: bytes = b""
 
 
 def to_scheme(scheme: Scheme) -> RedundancyScheme:
@@ -62,6 +65,8 @@ def verify_segment(
     if not 1 <= seg.block_size <= MAX_BLOCK_SIZE:
         raise BadRequest(f"block size {seg.block_size} out of range", code="InvalidArgument")
     pos = seg.position
+    if len(seg.key_salt) > MAX_KEY_SALT:
+        raise BadRequest(f"key salt longer than {MAX_KEY_SALT} bytes", code="InvalidArgument")
     if seg.inline_data is not None:
         if seg.pieces or seg.scheme is not None or seg.root_piece_id:
             raise BadRequest("an inline segment has no pieces, scheme or root piece id")
@@ -81,6 +86,7 @@ def verify_segment(
             piece_size=0,
             inline_data=seg.inline_data,
             pieces=[],
+            key_salt=seg.key_salt,
         )
     if seg.scheme is None:
         raise BadRequest("a segment needs either inline data or a scheme and pieces")
@@ -141,6 +147,7 @@ def verify_segment(
         piece_size=seg.piece_size,
         inline_data=None,
         pieces=sorted(stored),
+        key_salt=seg.key_salt,
     )
 
 
@@ -174,6 +181,7 @@ def segment_row(
         "total": s.total if s else 0,
         "piece_size": seg.piece_size,
         "inline_data": seg.inline_data,
+        "key_salt": seg.key_salt or None,
         "created_at": now,
     }
 

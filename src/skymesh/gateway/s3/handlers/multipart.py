@@ -112,13 +112,17 @@ async def list_parts(req: S3Request) -> web.StreamResponse:
 
 
 async def list_multipart_uploads(req: S3Request) -> web.StreamResponse:
+    try:
+        limit = min(1000, int(req.query("max-uploads", "1000") or 1000))
+    except ValueError as e:
+        raise s3_error("InvalidArgument", "max-uploads must be an integer") from e
     page = await req.client.metainfo.list_uploads(
         ListUploadsRequest(
             bucket=req.bucket,
             prefix=req.query("prefix", "") or "",
             key_marker=req.query("key-marker", "") or "",
             upload_id_marker=req.query("upload-id-marker", "") or "",
-            limit=min(1000, int(req.query("max-uploads", "1000") or 1000)),
+            limit=limit,
         )
     )
     body = list_multipart_uploads_xml(

@@ -7,6 +7,9 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -14,8 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # each multipart part upload encrypts under its own subkey: a re-uploaded part
+    # must never reuse the (part, block) nonces of the upload's data key
+    op.add_column("segments", sa.Column("key_salt", sa.LargeBinary, nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column("segments", "key_salt")
