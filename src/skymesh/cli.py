@@ -103,13 +103,43 @@ def coordinator(config: ConfigOpt = None, log_level: LogLevelOpt = "INFO") -> No
     _run(run_coordinator(_load(CoordinatorConfig, config)))
 
 
-@app.command()
-def node(config: ConfigOpt = None, log_level: LogLevelOpt = "INFO") -> None:
+# `skymesh node` runs a node; `skymesh node drain` (durability slice B) asks it to leave.
+node_app = typer.Typer(help="Run a provider node (or manage one: drain).")
+app.add_typer(node_app, name="node", invoke_without_command=True)
+
+
+@node_app.callback(invoke_without_command=True)
+def node(ctx: typer.Context, config: ConfigOpt = None, log_level: LogLevelOpt = "INFO") -> None:
     """Run a provider node."""
+    if ctx.invoked_subcommand is not None:
+        return
     from skymesh.node.service import run_node
 
     _setup_logging(log_level, "node")
     _run(run_node(_load(NodeConfig, config)))
+
+
+@node_app.command("drain")
+def node_drain(
+    config: ConfigOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Poll until the node is drained.")] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.")] = 5.0,
+) -> None:
+    """Gracefully exit: the coordinator moves this node's pieces elsewhere, then reports it drained.
+
+    Signed with the node's own key (from its data_dir); run it again to see progress.
+    Stop the node only once it is reported drained.
+    """
+    from skymesh.node.drain import request_drain
+    from skymesh.wire.messages import DrainStatus
+
+    def show(s: DrainStatus) -> None:
+        if s.drained_at is not None:
+            typer.echo(f"node {s.node_id} is drained: it holds no pieces; you may stop it")
+        else:
+            typer.echo(f"node {s.node_id} is draining: {s.pieces_left} pieces left to move")
+
+    _run(request_drain(_load(NodeConfig, config), wait=wait, poll=poll, progress=show))
 
 
 @app.command()
@@ -136,6 +166,149 @@ def config_show(
         typer.secho(f"unknown role {role!r}; choose one of {', '.join(kinds)}", fg="red", err=True)
         raise typer.Exit(2)
     typer.echo(config_to_toml(_load(kinds[role], config)), nl=False)
+
+
+# ---- durability slice A: durability report and model --------------------------------
+
+
+@app.command()
+def durability(
+    coordinator: Annotated[
+        str | None,
+        typer.Option(help="Coordinator URL (default: from the home of `skymesh up`)."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Admin token (default: from the home's state.json).", envvar="SKYMESH_ADMIN_TOKEN"
+        ),
+    ] = None,
+    home: Annotated[
+        str | None,
+        typer.Option(help="Home of `skymesh up` (default $SKYMESH_HOME or ./.skymesh)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw report as JSON.")] = False,
+) -> None:
+    """Segments by count of healthy pieces, those queued for repair, and any lost.
+
+    Exit status 1 when a segment has fewer than k healthy pieces, 2 when the
+    coordinator cannot be asked.
+    """
+    import msgspec
+    from rich.console import Console
+
+    from skymesh.durability.console import show_report
+
+    url, admin_token = _admin_target(coordinator, token, home)
+    try:
+        report = asyncio.run(_fetch_durability(url, admin_token))
+    except SkymeshError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    if as_json:
+        typer.echo(msgspec.json.encode(report).decode())
+    else:
+        show_report(report, Console())
+    raise typer.Exit(1 if report.lost_total else 0)
+
+
+def _admin_target(url: str | None, token: str | None, home: str | None) -> tuple[str, str]:
+    """Coordinator URL and admin token: the options, else what `skymesh up` wrote in its home."""
+    if url and token:
+        return url, token
+    import msgspec
+
+    from skymesh.network.up import NetworkState, home_dir
+
+    root = home_dir(home)
+    if not url:
+        cfg_path = root / "coordinator" / "config.toml"
+        if not cfg_path.exists():
+            typer.secho(
+                f"error: no coordinator config at {cfg_path}; pass --coordinator and --token,"
+                " or --home of a `skymesh up` network",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(2)
+        cfg = _load(CoordinatorConfig, cfg_path)
+        host = "127.0.0.1" if cfg.host in ("", "0.0.0.0", "::") else cfg.host
+        url = f"http://{host}:{cfg.port}"
+        token = token or cfg.admin_token or None
+    if not token:
+        state_path = root / "state.json"
+        try:
+            token = msgspec.json.decode(state_path.read_bytes(), type=NetworkState).admin_token
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            typer.secho(
+                f"error: no admin token: pass --token (cannot read {state_path}: {e})",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(2) from e
+    return url, token
+
+
+async def _fetch_durability(url: str, token: str) -> Any:
+    import aiohttp
+
+    from skymesh.rpc import RpcClient
+    from skymesh.wire.messages import DurabilityReport
+
+    timeout = aiohttp.ClientTimeout(total=300, sock_connect=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        rpc = RpcClient(url, session, {"Authorization": f"Bearer {token}"})
+        return await rpc.request("GET", "/v1/admin/durability", DurabilityReport)
+
+
+@app.command()
+def simulate(
+    scheme: Annotated[str, typer.Option(help="k/repair/optimal/total")] = "8/10/12/14",
+    nodes: Annotated[int, typer.Option(help="Nodes in the network.")] = 1000,
+    failure_rate: Annotated[
+        float, typer.Option(help="Fraction of nodes failing for good per month (see --per-year).")
+    ] = 0.02,
+    per_year: Annotated[
+        bool, typer.Option("--per-year", help="--failure-rate is per year, not per month.")
+    ] = False,
+    repair_hours: Annotated[float, typer.Option(help="Hours from repair start to done.")] = 6.0,
+    years: Annotated[float, typer.Option(help="Years simulated per segment.")] = 10.0,
+    segments: Annotated[int, typer.Option(help="Segments simulated.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed (runs are reproducible).")] = 0,
+) -> None:
+    """Monte-Carlo model of node failures and repair, next to the closed forms (docs/durability.md)."""
+    from rich.console import Console
+
+    from skymesh.durability.console import show_simulation
+    from skymesh.durability.model import ModelParams
+    from skymesh.durability.model import simulate as run_model
+
+    try:
+        numbers = [int(x) for x in scheme.split("/")]
+        if len(numbers) != 4:
+            raise ValueError(f"scheme {scheme!r}: give four numbers, k/repair/optimal/total")
+        k, repair, optimal, total = numbers
+        params = ModelParams(
+            k=k,
+            repair=repair,
+            optimal=optimal,
+            total=total,
+            nodes=nodes,
+            failure_rate=failure_rate,
+            per_year=per_year,
+            repair_hours=repair_hours,
+            years=years,
+            segments=segments,
+            seed=seed,
+        )
+        params.check()
+    except ValueError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    show_simulation(run_model(params), Console())
+
+
+# ---- end durability slice A ------------------------------------------------------------
 
 
 @app.command()

@@ -60,6 +60,26 @@ class CoordinatorConfig(_Config, frozen=True):
     block_size: int = 64 * 1024 - 16  # plaintext per AES-GCM block: stripes of 64 KiB
     scheme: str = ""  # "k/repair/optimal/total"; empty: chosen from the network's size
     pending_upload_ttl: float = 7 * 24 * 3600.0
+    # ---- durability slice A: garbage collection and reconciliation
+    gc_grace: float = 24 * 3600.0  # seconds a queued garbage piece waits before deletion
+    gc_interval: float = 600.0  # seconds between garbage collector runs
+    retain_interval: float = 24 * 3600.0  # seconds between reconciliation rounds (0: off)
+    retain_grace: float = 24 * 3600.0  # nodes keep unreferenced pieces younger than this
+    # ---- end durability slice A
+    # ---- durability slice B: audits, reputation, repair
+    audit_interval: float = 30.0  # seconds between audit rounds
+    audits_per_round: int = 4  # online nodes audited per round (one random chunk each)
+    audit_timeout: float = 10.0  # seconds a node has to answer; longer counts as unknown
+    audit_lambda: float = 0.999  # forgetting factor of the audit score
+    audit_dq_threshold: float = 0.96  # disqualified below this audit score
+    unknown_lambda: float = 0.95  # forgetting factor of the offline/timeout score
+    unknown_suspend_threshold: float = 0.6  # no new pieces below this unknown score
+    vetting_audits: int = 10  # successful audits before a node is vetted
+    new_node_fraction: float = 0.05  # most of a placement that may go to unvetted nodes
+    repair_check_interval: float = 60.0  # seconds between repair checker scans
+    repair_interval: float = 5.0  # seconds between repair worker runs when idle
+    repair_retry_after: float = 300.0  # a failed repair is retried after this long
+    # ---- end durability slice B
 
 
 class GatewayConfig(_Config, frozen=True):
@@ -73,6 +93,8 @@ class GatewayConfig(_Config, frozen=True):
     credentials_file: str = ""  # default: data_dir/credentials.toml
     max_clock_skew: float = 15 * 60.0
     download_extra_pieces: int = 2  # start downloads on k + this many nodes
+    # virtual-hosted-style S3: a request to bucket.<suffix> names the bucket in its Host
+    virtual_host_suffixes: list[str] = []
 
 
 C = TypeVar("C", bound=_Config)

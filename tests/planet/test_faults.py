@@ -48,3 +48,20 @@ def test_too_many_corrupt_pieces_fail_loudly(planet, s3) -> None:  # type: ignor
     except Exception:
         return  # an S3 error, or a cut connection: never wrong bytes
     raise AssertionError("a read with every piece corrupt returned a whole body")
+
+
+def test_reads_around_liars_ask_for_fresh_orders(planet, s3) -> None:  # type: ignore[no-untyped-def]
+    """Merkle-checked re-reads can spend honest nodes' get allowances; the reader renews them."""
+    s3.create_bucket(Bucket="renew")
+    before = {p for i in range(len(planet.planet.nodes)) for p in _piece_files(planet, i)}
+    data = random_bytes(600_000, seed=11)  # ~10 stripes, pieces under one Merkle chunk
+    s3.put_object(Bucket="renew", Key="obj", Body=data)
+    new = [
+        [p for p in _piece_files(planet, i) if p not in before]
+        for i in range(len(planet.planet.nodes))
+    ]
+    assert all(len(paths) == 1 for paths in new)
+    for paths in new[:3]:
+        _corrupt(paths[0])
+    for _ in range(2):
+        assert s3.get_object(Bucket="renew", Key="obj")["Body"].read() == data

@@ -125,3 +125,60 @@ def test_projects_are_isolated(planet, s3) -> None:  # type: ignore[no-untyped-d
         s3b.create_bucket(Bucket="private-a")
     assert _code(e.value) == "BucketAlreadyExists"
     assert s3.get_object(Bucket="private-a", Key="secret")["Body"].read() == b"a's data"
+
+
+# ---- S3 slice B: bucket names, and tenancy of ACLs, tags, CORS and DeleteObjects ----------
+
+
+def test_bucket_name_rules(s3) -> None:  # type: ignore[no-untyped-def]
+    for name in ["a" * 64, "xn--abc", "ends-", "under_score", "bucket-s3alias", "a..b"]:
+        with pytest.raises(ClientError) as e:
+            s3.create_bucket(Bucket=name)
+        assert _code(e.value) == "InvalidBucketName", name
+    for name in ["abc", "a" * 63, "dotted.name.ok", "1-2-3"]:
+        s3.create_bucket(Bucket=name)
+        s3.head_bucket(Bucket=name)
+        s3.delete_bucket(Bucket=name)
+
+
+def test_bucket_features_are_isolated(planet, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="iso-a")
+    s3.put_object(Bucket="iso-a", Key="k", Body=b"a", Tagging="t=1")
+    s3.put_object(Bucket="iso-a", Key="pub", Body=b"public", ACL="public-read")
+    s3.put_bucket_tagging(Bucket="iso-a", Tagging={"TagSet": [{"Key": "b", "Value": "1"}]})
+    cors = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]}
+    s3.put_bucket_cors(Bucket="iso-a", CORSConfiguration=cors)
+    other = planet.run(planet.planet.create_credential("iso-other"))
+    planet.planet.gateway.add_credential(other)
+    s3b = planet.boto3(other)
+    tagging = {"TagSet": [{"Key": "x", "Value": "y"}]}
+    for call in (
+        lambda: s3b.get_bucket_acl(Bucket="iso-a"),
+        lambda: s3b.put_bucket_acl(Bucket="iso-a", ACL="public-read"),
+        lambda: s3b.get_object_acl(Bucket="iso-a", Key="k"),
+        lambda: s3b.put_object_acl(Bucket="iso-a", Key="k", ACL="public-read"),
+        lambda: s3b.get_object_tagging(Bucket="iso-a", Key="k"),
+        lambda: s3b.put_object_tagging(Bucket="iso-a", Key="k", Tagging=tagging),
+        lambda: s3b.delete_object_tagging(Bucket="iso-a", Key="k"),
+        lambda: s3b.get_bucket_tagging(Bucket="iso-a"),
+        lambda: s3b.put_bucket_tagging(Bucket="iso-a", Tagging=tagging),
+        lambda: s3b.delete_bucket_tagging(Bucket="iso-a"),
+        lambda: s3b.get_bucket_cors(Bucket="iso-a"),
+        lambda: s3b.put_bucket_cors(Bucket="iso-a", CORSConfiguration=cors),
+        lambda: s3b.delete_bucket_cors(Bucket="iso-a"),
+        lambda: s3b.delete_objects(Bucket="iso-a", Delete={"Objects": [{"Key": "k"}]}),
+        lambda: s3b.get_object(Bucket="iso-a", Key="k"),
+        lambda: s3b.list_objects_v2(Bucket="iso-a"),
+    ):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert _code(e.value) == "AccessDenied"
+    # public-read grants every caller, signed by another project too
+    assert s3b.get_object(Bucket="iso-a", Key="pub")["Body"].read() == b"public"
+    # the owner's state is untouched
+    assert s3.get_object_tagging(Bucket="iso-a", Key="k")["TagSet"] == [{"Key": "t", "Value": "1"}]
+    assert s3.get_bucket_tagging(Bucket="iso-a")["TagSet"] == [{"Key": "b", "Value": "1"}]
+    assert s3.get_bucket_cors(Bucket="iso-a")["CORSRules"] == cors["CORSRules"]
+    acl = s3.get_bucket_acl(Bucket="iso-a")["Grants"]
+    assert [g["Permission"] for g in acl] == ["FULL_CONTROL"]
+    assert s3.get_object(Bucket="iso-a", Key="k")["Body"].read() == b"a"

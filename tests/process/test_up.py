@@ -7,123 +7,17 @@ from __future__ import annotations
 
 import filecmp
 import os
-import re
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from tests.conftest import random_bytes, write_random_file
+from tests.process.netutil import NODES, Up, aws, start_up
 
 pytestmark = pytest.mark.slow
-
-NODES = 12
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port_block(count: int) -> int:
-    import random
-
-    for _ in range(200):
-        base = random.randint(20000, 60000)
-        if all(_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port block")
-
-
-@dataclass
-class Up:
-    home: Path
-    proc: subprocess.Popen[str]
-    endpoint: str
-    access_key: str
-    secret: str
-    ports: tuple[int, int, int]
-
-    def pid(self, name: str) -> int:
-        return int((self.home / "run" / f"{name}.pid").read_text())
-
-    def s3(self):  # type: ignore[no-untyped-def]
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret,
-            region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-        )
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-
-def start_up(home: Path, ports: tuple[int, int, int] | None = None) -> Up:
-    if ports is None:
-        base = _free_port_block(NODES + 2)
-        ports = (base, base + 1, base + 2)
-    gw, coord, node_base = ports
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "skymesh",
-            "up",
-            "--home",
-            str(home),
-            "--nodes",
-            str(NODES),
-            "--port",
-            str(gw),
-            "--coordinator-port",
-            str(coord),
-            "--node-base-port",
-            str(node_base),
-            "--no-fsync",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "Press Ctrl-C" in line:
-            break
-    text = "".join(lines)
-    if "Press Ctrl-C" not in text:
-        proc.kill()
-        logs = "\n".join(p.read_text()[-2000:] for p in (home / "logs").glob("*.log"))
-        raise AssertionError(f"skymesh up did not come up:\n{text}\n{logs}")
-    access = re.search(r"access key id\s+(\S+)", text)
-    secret = re.search(r"secret access key\s+(\S+)", text)
-    endpoint = re.search(r"S3 endpoint\s+(\S+)", text)
-    assert access and secret and endpoint, text
-    return Up(home, proc, endpoint.group(1), access.group(1), secret.group(1), ports)
 
 
 @pytest.fixture
@@ -132,33 +26,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
     try:
         yield u
     finally:
-        if u.proc.poll() is None:
-            u.proc.kill()
-            u.proc.wait()
-
-
-def aws(u: Up, *args: str, timeout: float = 300) -> str:
-    exe = shutil.which("aws", path="/usr/bin") or shutil.which("aws")
-    if exe is None:
-        pytest.fail("the AWS CLI is not installed (.ci/run installs Debian's awscli)")
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    env.update(
-        AWS_ACCESS_KEY_ID=u.access_key,
-        AWS_SECRET_ACCESS_KEY=u.secret,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-    )
-    out = subprocess.run(
-        [exe, "--endpoint-url", u.endpoint, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    assert out.returncode == 0, f"aws {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
-    return out.stdout
+        u.kill()
 
 
 def _node_identity(home: Path, name: str) -> str:

@@ -257,9 +257,9 @@ def test_boto3_put_object_over_https() -> None:
     with pytest.raises(Captured):
         client.put_object(Bucket="b", Key="k", Body=payload)
     request = seen[0]
-    headers = [("Host", "s3.example.com")] + [
-        (k, v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()
-    ]
+    headers = [(k, v.decode() if isinstance(v, bytes) else v) for k, v in request.headers.items()]
+    if not any(k.lower() == "host" for k, _ in headers):  # awscrt's signer adds it itself
+        headers.insert(0, ("Host", "s3.example.com"))
     auth = verify(SigV4Request("PUT", "/b/k", "", headers), {"AK": "SK"}.get)
     assert auth.payload_mode == "streaming-unsigned-trailer"
     hdr = {k.lower(): v for k, v in headers}

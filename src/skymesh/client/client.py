@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,9 +37,17 @@ log = logging.getLogger(__name__)
 
 SEGMENT_ATTEMPTS = 3
 KEY_SALT_SIZE = 16
+METADATA_ATTEMPTS = 3  # update_object_meta retries when the object is overwritten meanwhile
 
 
-BeforeCommit = Callable[[str, int], None]
+#: ``(md5_hex, size)`` -> checksums to keep in the object's metadata (or None).
+BeforeCommit = Callable[[str, int], Mapping[str, str] | None]
+
+
+def _with_checksums(meta: ObjectMeta, checksums: Mapping[str, str] | None) -> ObjectMeta:
+    if not checksums:
+        return meta
+    return msgspec.structs.replace(meta, checksums={**meta.checksums, **checksums})
 
 
 class Hasher(Protocol):
@@ -172,8 +180,10 @@ class Client:
 
     # ------------------------------------------------------------ buckets
 
-    async def create_bucket(self, name: str, region: str = "") -> m.BucketInfo:
-        return await self.metainfo.create_bucket(name, region)
+    async def create_bucket(
+        self, name: str, region: str = "", acl: str = "private"
+    ) -> m.BucketInfo:
+        return await self.metainfo.create_bucket(name, region, acl)
 
     async def get_bucket(self, name: str) -> m.BucketInfo:
         return await self.metainfo.get_bucket(name)
@@ -197,6 +207,8 @@ class Client:
         hashers: Sequence[Hasher] = (),
         etag: str | None = None,
         before_commit: BeforeCommit | None = None,
+        if_match: str = "",
+        if_none_match: str = "",
     ) -> StoredObject:
         """Store ``source`` as ``bucket/key``; the object appears only once all of it is stored.
 
@@ -204,7 +216,10 @@ class Client:
         byte (the gateway checks Content-MD5, SHA-256 and checksums with them).
         The ETag is the MD5 of the plaintext unless ``etag`` is given.
         ``before_commit(md5_hex, size)`` runs after the last byte is stored and
-        before the object becomes visible; raising there leaves it invisible.
+        before the object becomes visible; raising there leaves it invisible, and
+        the checksums it answers are sealed into the metadata. ``if_match`` (an
+        ETag) and ``if_none_match`` ("*") are checked by the coordinator inside
+        the commit transaction: S3's conditional writes, free of races.
         """
         codec = await self.codec()
         meta = meta or ObjectMeta()
@@ -223,7 +238,7 @@ class Client:
             view = memoryview(buf)[:n]
             await asyncio.to_thread(_update_all, all_hashers, view)
             if before_commit is not None:
-                before_commit(md5.hexdigest(), n)
+                meta = _with_checksums(meta, before_commit(md5.hexdigest(), n))
             sealed = seal_meta(data_key, meta)
             segment = None
             if n:
@@ -238,6 +253,8 @@ class Client:
                     encrypted_key=wrapped,
                     encrypted_metadata=sealed,
                     segment=segment,
+                    if_match=if_match,
+                    if_none_match=if_none_match,
                 )
             )
             return StoredObject(info, meta)
@@ -298,7 +315,7 @@ class Client:
             spare, buf, n = buf, next_buf, next_n
             index += 1
         if before_commit is not None:
-            before_commit(md5.hexdigest(), reader.total)
+            meta = _with_checksums(meta, before_commit(md5.hexdigest(), reader.total))
         info = await self.metainfo.commit_object(
             m.CommitObjectRequest(
                 stream_id=stream_id,
@@ -308,6 +325,8 @@ class Client:
                 etag=etag or md5.hexdigest(),
                 encrypted_metadata=seal_meta(data_key, meta),
                 segments=[pending_commit] if pending_commit else [],
+                if_match=if_match,
+                if_none_match=if_none_match,
             )
         )
         return StoredObject(info, meta)
@@ -427,6 +446,10 @@ class Client:
             index += 1
             if reader.eof or (size is not None and reader.total >= size):
                 break
+        if not reader.eof:
+            # drain to the end: a body longer than declared must fail the size check,
+            # and an aws-chunked body's final chunk and trailers come only after its data
+            await reader.read_into(bytearray(1), 1)
         etag = md5.hexdigest()
         if before_commit is not None:
             before_commit(etag, reader.total)
@@ -444,9 +467,21 @@ class Client:
         return m.PartInfo(part_number=part_number, size=reader.total, etag=etag, uploaded_at=0.0)
 
     async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: list[m.CompletePart]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[m.CompletePart],
+        *,
+        if_match: str = "",
+        if_none_match: str = "",
+        checksums: Mapping[str, str] | None = None,
     ) -> m.ObjectInfo:
-        """Join the parts; the ETag is S3's: MD5 of the part MD5s, a dash, the part count."""
+        """Join the parts; the ETag is S3's: MD5 of the part MD5s, a dash, the part count.
+
+        The object's sealed metadata is re-sealed with each part's size (so
+        ``partNumber`` reads can find a part's bytes) and ``checksums``.
+        """
         digest = hashlib.md5(usedforsecurity=False)
         for p in parts:
             try:
@@ -456,11 +491,38 @@ class Client:
                     f"part {p.part_number} has a malformed ETag", code="InvalidPart"
                 ) from e
         etag = f"{digest.hexdigest()}-{len(parts)}"
+        upload = await self.metainfo.get_upload(bucket, key, upload_id)
+        data_key = self._data_key(bucket, key, upload.encrypted_key)
+        meta = _with_checksums(open_meta(data_key, upload.encrypted_metadata), checksums)
+        sizes = await self._part_sizes(bucket, key, upload_id)
+        meta = msgspec.structs.replace(meta, parts=[sizes.get(p.part_number, -1) for p in parts])
         return await self.metainfo.complete_upload(
             m.CompleteUploadRequest(
-                bucket=bucket, key=key, upload_id=upload_id, parts=parts, etag=etag
+                bucket=bucket,
+                key=key,
+                upload_id=upload_id,
+                parts=parts,
+                etag=etag,
+                if_match=if_match,
+                if_none_match=if_none_match,
+                encrypted_metadata=seal_meta(data_key, meta),
             )
         )
+
+    async def _part_sizes(self, bucket: str, key: str, upload_id: str) -> dict[int, int]:
+        """Every uploaded part's size (the coordinator checks the ETags match at completion)."""
+        sizes: dict[int, int] = {}
+        marker = 0
+        while True:
+            page = await self.metainfo.list_parts(
+                m.ListPartsRequest(
+                    bucket=bucket, key=key, upload_id=upload_id, part_number_marker=marker
+                )
+            )
+            sizes.update((p.part_number, p.size) for p in page.parts)
+            if not page.truncated or not page.parts:
+                return sizes
+            marker = page.parts[-1].part_number
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         await self.metainfo.abort_upload(bucket, key, upload_id)
@@ -507,6 +569,41 @@ class Client:
 
     async def delete_object(self, bucket: str, key: str, version_id: str = "") -> bool:
         return (await self.metainfo.delete_object(bucket, key, version_id)).deleted
+
+    # ------------------------------------------------------------ S3 slice B: metadata edits
+
+    async def update_object_meta(
+        self,
+        bucket: str,
+        key: str,
+        change: Callable[[ObjectMeta], ObjectMeta],
+        version_id: str = "",
+    ) -> StoredObject:
+        """Re-seal an object's metadata with ``change`` applied (tags, ACL): no data moves.
+
+        The coordinator swaps the blob only if the version read here is still
+        current. Without ``version_id`` a concurrent overwrite makes this retry on
+        the new version, as S3 applies such changes to the latest one.
+        """
+        for attempt in range(METADATA_ATTEMPTS):
+            info = await self.metainfo.head_object(bucket, key, version_id)
+            data_key = self._data_key(bucket, key, info.encrypted_key)
+            meta = change(open_meta(data_key, info.encrypted_metadata))
+            try:
+                info = await self.metainfo.update_metadata(
+                    m.UpdateObjectMetadataRequest(
+                        bucket=bucket,
+                        key=key,
+                        version_id=info.version_id,
+                        encrypted_metadata=seal_meta(data_key, meta),
+                    )
+                )
+            except errors.NotFound as e:
+                if version_id or e.code != "NoSuchVersion" or attempt + 1 == METADATA_ATTEMPTS:
+                    raise
+                continue
+            return StoredObject(info, meta)
+        raise AssertionError("unreachable")
 
     async def list_objects(self, req: m.ListObjectsRequest) -> m.ListObjectsResponse:
         return await self.metainfo.list_objects(req)

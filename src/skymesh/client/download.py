@@ -13,6 +13,7 @@ window is fetched while the current one is decoded.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 WINDOW_GROWTH = (1, 4, 16, 64)  # stripes per window, first windows small for latency
 SEGMENTS_PER_CALL = 8
+REFRESH_ATTEMPTS = 2  # fresh get orders per window, after allowances run out
 
 
 class SegmentReader:
@@ -43,6 +45,7 @@ class SegmentReader:
         segment: m.SegmentDownload,
         data_key: bytes,
         extra: int,
+        refresh: Callable[[], Awaitable[m.SegmentDownload]] | None = None,
     ):
         assert segment.scheme is not None
         self.session = session
@@ -55,18 +58,45 @@ class SegmentReader:
         self.coder = coder_for(self.scheme)
         self.extra = extra
         self.bad: set[int] = set()  # piece numbers that failed or lied
+        self.exhausted: set[int] = set()  # pieces whose get order is used up
+        self._refresh = refresh
+        self._set_order()
+
+    def _set_order(self) -> None:
         # nodes last seen online first; among them data pieces first: with all k
         # of them, decoding is a copy
         self.order = sorted(
-            segment.pieces,
+            self.segment.pieces,
             key=lambda p: (not p.online, p.piece_num >= self.scheme.k, p.piece_num),
         )
+
+    def _usable(self, piece: m.DownloadPiece) -> bool:
+        return piece.piece_num not in self.bad and piece.piece_num not in self.exhausted
+
+    def _failed(self, piece: m.DownloadPiece, err: BaseException) -> None:
+        """A refused order is not the node's fault: fresh orders may be asked for it."""
+        if isinstance(err, errors.Forbidden):
+            self.exhausted.add(piece.piece_num)
+        else:
+            self.bad.add(piece.piece_num)
+
+    async def refresh_orders(self) -> bool:
+        """New get orders from the coordinator, once re-reads have spent the old allowances."""
+        if self._refresh is None or not self.exhausted:
+            return False
+        fresh = await self._refresh()
+        if fresh.root_piece_id != self.segment.root_piece_id:
+            raise errors.IntegrityError(f"segment {self.segment.number} changed while being read")
+        self.segment = fresh
+        self.exhausted.clear()
+        self._set_order()
+        return True
 
     async def fetch(self, blocks: range) -> dict[int, bytes]:
         """Piece bytes for ``blocks`` from the first k nodes to answer."""
         start, end = self.layout.piece_range(blocks)
         k = self.scheme.k
-        candidates = [p for p in self.order if p.piece_num not in self.bad]
+        candidates = [p for p in self.order if self._usable(p)]
         if len(candidates) < k:
             raise errors.Unavailable(
                 f"segment {self.segment.number}: only {len(candidates)} of {k} needed pieces reachable"
@@ -102,7 +132,7 @@ class SegmentReader:
                     if err is None:
                         got[piece.piece_num] = task.result()
                     else:
-                        self.bad.add(piece.piece_num)
+                        self._failed(piece, err)
                         problems.append(f"{piece.node_id}: {err}")
                         launch()
         finally:
@@ -119,6 +149,8 @@ class SegmentReader:
         for piece in self.order:
             if len(got) >= self.scheme.k:
                 break
+            if not self._usable(piece):
+                continue
             try:
                 hashes = await get_piece_hashes(self.session, piece, self.segment.root_piece_id)
                 chunk = hashes.chunk_size
@@ -140,7 +172,7 @@ class SegmentReader:
                     piece.node_id,
                     e,
                 )
-                self.bad.add(piece.piece_num)
+                self._failed(piece, e)
         if len(got) < self.scheme.k:
             raise errors.IntegrityError(
                 f"segment {self.segment.number}: fewer than {self.scheme.k} intact pieces"
@@ -153,6 +185,18 @@ class SegmentReader:
         )
 
     async def window(self, blocks: range) -> bytes:
+        for attempt in range(REFRESH_ATTEMPTS + 1):
+            try:
+                return await self._window(blocks)
+            except errors.SkymeshError:
+                # re-reads around a lying node can spend the get allowances of honest
+                # ones: ask for fresh orders and try again, rather than fail the read
+                if attempt < REFRESH_ATTEMPTS and await self.refresh_orders():
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def _window(self, blocks: range) -> bytes:
         pieces = await self.fetch(blocks)
         try:
             return await self.decode(blocks, pieces)
@@ -224,6 +268,13 @@ class SegmentSource:
                 return s.number
         raise errors.IntegrityError(f"no segment holds byte {offset} of the object")
 
+    async def refetch(self, number: int) -> m.SegmentDownload:
+        """Segment ``number`` again, with fresh orders."""
+        for s in await self._fetch(number, None):
+            if s.number == number:
+                return s
+        raise errors.IntegrityError(f"segment {number} is missing from the object")
+
     async def take(self, number: int) -> m.SegmentDownload:
         if number not in self.known:
             for s in await self._fetch(number, None):
@@ -259,7 +310,9 @@ async def read_object_range(
                 plain = cipher.decrypt_block(0, seg.inline_data)
                 yield plain[lo:hi]
             else:
-                reader = SegmentReader(session, seg, data_key, extra)
+                reader = SegmentReader(
+                    session, seg, data_key, extra, refresh=functools.partial(source.refetch, number)
+                )
                 async for chunk in reader.read(lo, hi):
                     yield chunk
         number += 1

@@ -20,10 +20,11 @@ class Metainfo:
         return await self.rpc.call("/v1/codec", m.CodecParamsRequest(), m.CodecParams)
 
     # buckets
-    async def create_bucket(self, name: str, region: str = "") -> m.BucketInfo:
-        return await self.rpc.call(
-            "/v1/buckets/create", m.CreateBucketRequest(name=name, region=region), m.BucketInfo
-        )
+    async def create_bucket(
+        self, name: str, region: str = "", acl: str = "private"
+    ) -> m.BucketInfo:
+        req = m.CreateBucketRequest(name=name, region=region, acl=acl)
+        return await self.rpc.call("/v1/buckets/create", req, m.BucketInfo)
 
     async def get_bucket(self, name: str) -> m.BucketInfo:
         return await self.rpc.call("/v1/buckets/get", m.BucketRequest(name=name), m.BucketInfo)
@@ -33,6 +34,25 @@ class Metainfo:
 
     async def delete_bucket(self, name: str) -> None:
         await self.rpc.call("/v1/buckets/delete", m.BucketRequest(name=name), dict)
+
+    # S3 slice B: bucket ACL, tagging, CORS; object metadata replacement
+    async def bucket_config(self, name: str) -> m.BucketConfig:
+        return await self.rpc.call("/v1/buckets/config", m.BucketRequest(name=name), m.BucketConfig)
+
+    async def put_bucket_acl(self, name: str, acl: str) -> m.BucketConfig:
+        req = m.PutBucketAclRequest(name=name, acl=acl)
+        return await self.rpc.call("/v1/buckets/put-acl", req, m.BucketConfig)
+
+    async def put_bucket_tagging(self, name: str, tags: list[m.Tag] | None) -> m.BucketConfig:
+        req = m.PutBucketTaggingRequest(name=name, tags=tags)
+        return await self.rpc.call("/v1/buckets/put-tagging", req, m.BucketConfig)
+
+    async def put_bucket_cors(self, name: str, rules: list[m.CorsRule] | None) -> m.BucketConfig:
+        req = m.PutBucketCorsRequest(name=name, rules=rules)
+        return await self.rpc.call("/v1/buckets/put-cors", req, m.BucketConfig)
+
+    async def update_metadata(self, req: m.UpdateObjectMetadataRequest) -> m.ObjectInfo:
+        return await self.rpc.call("/v1/objects/update-metadata", req, m.ObjectInfo)
 
     # objects
     async def begin_object(self, req: m.BeginObjectRequest) -> m.BeginObjectResponse:

@@ -17,6 +17,10 @@ class ObjectMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     headers: dict[str, str] = {}  # cache-control, content-disposition, content-encoding, ...
     checksums: dict[str, str] = {}  # e.g. {"crc32": "<base64>"}
     parts: list[int] = []  # multipart: size of each part, for partNumber reads
+    # S3 slice B: canned ACL ("" private, "public-read") and tags; sealed, so only
+    # the owner's gateway reads them, and a new version starts without the old ones
+    acl: str = ""
+    tags: dict[str, str] = {}
 
 
 def seal_meta(data_key: bytes, meta: ObjectMeta) -> bytes:

@@ -11,10 +11,14 @@ status. Project routes authenticate before reading the body.
 | POST /v1/nodes/join | signed | Signed[NodeInfo] -> JoinResponse |
 | POST /v1/nodes/heartbeat | signed | Signed[Heartbeat] -> HeartbeatResponse |
 | GET /v1/nodes | admin | NodeList |
+| GET /v1/admin/durability | admin | DurabilityReport |
+| POST /v1/nodes/drain | signed | Signed[DrainRequest] -> DrainStatus |
 | POST /v1/projects | admin | CreateProjectRequest -> ProjectCredentials |
 | POST /v1/projects/access-keys | project | RegisterAccessKeyRequest -> {} |
 | POST /v1/codec | project | CodecParamsRequest -> CodecParams |
 | POST /v1/buckets/{create,get,list,delete} | project | see messages.py |
+| POST /v1/buckets/{config,put-acl,put-tagging,put-cors} | project | BucketConfig |
+| POST /v1/objects/update-metadata | project | UpdateObjectMetadataRequest -> ObjectInfo |
 | POST /v1/objects/{begin,commit,put-inline,head,download,list,delete} | project | |
 | POST /v1/segments/{begin,commit} | project | |
 | POST /v1/uploads/{begin,get,begin-part,commit-part,parts,complete,abort,list} | project | |
@@ -33,6 +37,7 @@ from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.metainfo import (
     begin_object,
     begin_segment,
+    bucket_config,
     buckets,
     commit_object,
     commit_segment,
@@ -42,6 +47,7 @@ from skymesh.coordinator.metainfo import (
     list_objects,
     multipart,
     put_inline,
+    update_metadata,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.rpc import MAX_RPC_BODY, Handler, error_middleware, json_response, read_json
@@ -58,6 +64,16 @@ PROJECT_ROUTES: list[tuple[str, type | None, Operation]] = [
     ("/v1/buckets/get", msg.BucketRequest, buckets.get_bucket),
     ("/v1/buckets/list", None, buckets.list_buckets),
     ("/v1/buckets/delete", msg.BucketRequest, buckets.delete_bucket),
+    # S3 slice B: bucket ACL, tagging, CORS; object metadata replacement (tags, ACL)
+    ("/v1/buckets/config", msg.BucketRequest, bucket_config.get_config),
+    ("/v1/buckets/put-acl", msg.PutBucketAclRequest, bucket_config.put_acl),
+    ("/v1/buckets/put-tagging", msg.PutBucketTaggingRequest, bucket_config.put_tagging),
+    ("/v1/buckets/put-cors", msg.PutBucketCorsRequest, bucket_config.put_cors),
+    (
+        "/v1/objects/update-metadata",
+        msg.UpdateObjectMetadataRequest,
+        update_metadata.update_metadata,
+    ),
     ("/v1/objects/begin", msg.BeginObjectRequest, begin_object.begin_object),
     ("/v1/objects/commit", msg.CommitObjectRequest, commit_object.commit_object),
     ("/v1/objects/put-inline", msg.PutInlineRequest, put_inline.put_inline),
@@ -140,3 +156,38 @@ def _project_route(m: Metainfo, auth: Auth, kind: type | None, op: Operation) ->
         return json_response({} if result is None else result)
 
     return handle
+
+
+# ---- durability slice B: graceful exit -------------------------------------------
+
+
+def add_drain_route(
+    app: web.Application, drain: Callable[[Signed], Awaitable[msg.DrainStatus]]
+) -> None:
+    """``POST /v1/nodes/drain``: ``Signed[DrainRequest]`` (the node's key) -> ``DrainStatus``.
+
+    Idempotent: asking again reports progress (pieces left, ``drained_at`` once done).
+    """
+
+    async def handle(request: web.Request) -> web.Response:
+        return json_response(await drain(await read_json(request, Signed)))
+
+    app.router.add_post("/v1/nodes/drain", handle)
+
+
+# ---- durability slice A: durability report -----------------------------------------
+
+
+def add_durability_route(
+    app: web.Application, auth: Auth, report: Callable[[], Awaitable[msg.DurabilityReport]]
+) -> None:
+    """``GET /v1/admin/durability`` (admin token) -> ``DurabilityReport``."""
+
+    async def handle(request: web.Request) -> web.Response:
+        auth.require_admin(request)
+        return json_response(await report())
+
+    app.router.add_get("/v1/admin/durability", handle)
+
+
+# ---- end durability slice A --------------------------------------------------------

@@ -55,6 +55,8 @@ def plan_segment(
     exclude: Collection[str] = (),
     fixed_scheme: RedundancyScheme | None = None,
     rng: random.Random | None = None,
+    unvetted: Collection[str] = (),
+    new_node_fraction: float = 1.0,
 ) -> SegmentPlan:
     """Choose the scheme, the piece size and ``scheme.total`` nodes for one segment.
 
@@ -78,7 +80,17 @@ def plan_segment(
                 f" (of {len(nodes)} known, {len(excluded)} excluded) qualify"
             )
         scheme = smaller
-    chosen = select_nodes(eligible, scheme.total, rng or random.Random())
+    rng = rng or random.Random()
+    pool = eligible
+    if unvetted:
+        pool = limit_new_nodes(eligible, scheme.total, set(unvetted), new_node_fraction, rng)
+    chosen = select_nodes(pool, scheme.total, rng)
+    if pool is not eligible and not region_loss_safe(chosen, scheme.k):
+        # Vetting must not cost region safety (few vetted nodes in some region): then
+        # new nodes may fill in as needed.
+        wider = select_nodes(eligible, scheme.total, rng)
+        if region_loss_safe(wider, scheme.k):
+            chosen = wider
     return SegmentPlan(scheme=scheme, piece_size=piece_size, nodes=chosen)
 
 
@@ -120,3 +132,78 @@ def region_loss_safe(nodes: Sequence[NodeRecord], k: int) -> bool:
     """True when losing any one region leaves at least ``k`` of these pieces."""
     counts = Counter(n.region for n in nodes)
     return all(len(nodes) - c >= k for c in counts.values())
+
+
+# ---- durability slice B: vetting and repair placement ---------------------------
+
+
+def new_node_quota(count: int, fraction: float, rng: random.Random) -> int:
+    """How many of ``count`` pieces may go to unvetted nodes when vetted ones suffice.
+
+    ``count * fraction`` on average, rounded up or down at random: with 14 pieces
+    and 5 % a fixed floor would be 0, and new nodes would never get a piece to be
+    audited on, so never be vetted.
+    """
+    share = count * min(1.0, max(0.0, fraction))
+    whole = int(share)
+    return whole + (1 if rng.random() < share - whole else 0)
+
+
+def limit_new_nodes(
+    eligible: Sequence[NodeRecord],
+    count: int,
+    unvetted: Collection[str],
+    fraction: float,
+    rng: random.Random,
+) -> list[NodeRecord]:
+    """Keep every vetted node and only as many unvetted ones as a placement may use.
+
+    New nodes get at most ``new_node_fraction`` of a placement (Storj's vetting:
+    data they lose should be little while they prove themselves). When there are
+    too few vetted nodes (a young network) unvetted ones fill the rest, so uploads
+    never fail for want of vetting.
+    """
+    vetted = [n for n in eligible if n.node_id not in unvetted]
+    fresh = [n for n in eligible if n.node_id in unvetted]
+    allowed = max(new_node_quota(count, fraction, rng), count - len(vetted))
+    if len(fresh) > allowed:
+        fresh = rng.sample(fresh, allowed)
+    return vetted + fresh
+
+
+def select_additional_nodes(
+    eligible: Sequence[NodeRecord],
+    existing: Sequence[NodeRecord],
+    count: int,
+    rng: random.Random,
+) -> list[NodeRecord]:
+    """``count`` more nodes for a segment whose other pieces sit on ``existing`` (repair).
+
+    Each pick goes to the region, then the operator, holding the fewest of the
+    segment's pieces so far (existing ones included), weighted by free space
+    within them; nodes already holding a piece are never chosen.
+    """
+    held = {n.node_id for n in existing}
+    pool = [n for n in eligible if n.node_id not in held]
+    if count > len({n.node_id for n in pool}):
+        raise Unavailable(
+            f"repair needs {count} more nodes; only {len(pool)} eligible nodes hold no piece"
+            " of the segment"
+        )
+    per_region: Counter[str] = Counter(n.region for n in existing)
+    per_operator: Counter[str] = Counter(n.operator for n in existing)
+    keyed = sorted((rng.expovariate(1.0) / max(n.free_bytes, 1), i) for i, n in enumerate(pool))
+    order = [pool[i] for _, i in keyed]
+    chosen: list[NodeRecord] = []
+    seen: set[str] = set()
+    while len(chosen) < count:
+        best = min(
+            (j for j, n in enumerate(order) if n.node_id not in seen),
+            key=lambda j: (per_region[order[j].region], per_operator[order[j].operator], j),
+        )
+        node = order[best]
+        seen.add(node.node_id)
+        per_region[node.region] += 1
+        per_operator[node.operator] += 1
+        chosen.append(node)
+    return chosen

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import nodes
 from skymesh.coordinator.model import NodeRecord
+from skymesh.coordinator.reputation import Reputation, ReputationBook, suspended
 from skymesh.errors import BadRequest, Forbidden
 from skymesh.wire.identity import Identity
 from skymesh.wire.messages import (
@@ -67,6 +69,20 @@ _UPDATE_HEARTBEAT = (
 )
 
 
+def _reputation_fields(rep: Reputation | None) -> dict[str, Any]:
+    """NodeStatus fields from a node's reputation (durability slice B)."""
+    if rep is None:
+        return {}
+    return {
+        "audit_score": rep.audit_score,
+        "unknown_score": rep.unknown_score,
+        "audits": rep.audits_success + rep.audits_failed,
+        "vetted": rep.vetted,
+        "disqualified": rep.disqualified,
+        "exit": "drained" if rep.exited else "draining" if rep.exiting else "",
+    }
+
+
 def _check_address(address: str) -> None:
     parts = urlsplit(address)
     if len(address) > MAX_ADDRESS or parts.scheme not in ("http", "https") or not parts.netloc:
@@ -102,6 +118,8 @@ class Registry:
         self.cache_ttl = cache_ttl
         self._nodes: dict[str, NodeRecord] = {}
         self._loaded_at = -float("inf")
+        # durability slice B: set by the service; placement reads vetting and bars from it
+        self.reputation: ReputationBook | None = None
 
     # ------------------------------------------------------------ reads
 
@@ -130,11 +148,37 @@ class Registry:
             await self.load()
         return {i: self._nodes[i] for i in wanted if i in self._nodes}
 
+    async def placement_filters(self) -> tuple[set[str], set[str]]:
+        """(nodes that get no new pieces, unvetted nodes) from their reputation.
+
+        Barred: disqualified, exiting or exited, or suspended for unanswered audits.
+        Unvetted: every node without ``vetting_audits`` successful audits yet.
+        (durability slice B)
+        """
+        book = self.reputation
+        nodes_now = await self.all_nodes()
+        if book is None:
+            return set(), set()
+        reps = await book.refresh()
+        barred: set[str] = set()
+        unvetted: set[str] = set()
+        for n in nodes_now:
+            rep = reps.get(n.node_id)
+            if rep is None:
+                unvetted.add(n.node_id)
+                continue
+            if rep.disqualified or rep.exit_requested_at is not None or suspended(rep, book.params):
+                barred.add(n.node_id)
+            elif not rep.vetted:
+                unvetted.add(n.node_id)
+        return barred, unvetted
+
     def is_online(self, node: NodeRecord, now: float | None = None) -> bool:
         return node.is_online(self.clock() if now is None else now, self.offline_after)
 
     async def node_list(self) -> NodeList:
         now = self.clock()
+        reps = await self.reputation.refresh() if self.reputation is not None else {}
         return NodeList(
             nodes=[
                 NodeStatus(
@@ -147,6 +191,7 @@ class Registry:
                     online=self.is_online(n, now),
                     last_seen=n.last_seen,
                     joined_at=n.joined_at,
+                    **_reputation_fields(reps.get(n.node_id)),  # durability slice B
                 )
                 for n in sorted(await self.all_nodes(), key=lambda n: (n.region, n.node_id))
             ]

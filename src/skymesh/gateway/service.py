@@ -49,6 +49,7 @@ class GatewayService:
             config=self.config,
             credentials={c.access_key_id: c for c in self.credentials},
             clients=clients,
+            base_hosts=list(self.config.virtual_host_suffixes),
         )
         app = make_app(self.context)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)

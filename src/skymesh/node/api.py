@@ -10,6 +10,8 @@ GET      /v1/pieces/{piece_id}            get     200 bytes, 206 one range; 403 
 HEAD     /v1/pieces/{piece_id}            get     200 Content-Length, X-Skymesh-Merkle-Root
 GET      /v1/pieces/{piece_id}/hashes     get     200 PieceHashes
 DELETE   /v1/pieces/{piece_id}            delete  204; 404 when not stored
+GET      /v1/pieces/{piece_id}/audit      audit   200 AuditChunk (?chunk=N); 404
+POST     /v1/retain                       -       202 RetainResponse (signed filter; node/retain.py)
 =======  ===============================  ======  =====================================
 
 The order travels in the ``X-Skymesh-Order`` header and is checked before any
@@ -35,6 +37,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from skymesh import __version__
 from skymesh.errors import BadRequest, NotFound, SkymeshError, TooLarge
+from skymesh.node.audit import audit_chunk
 from skymesh.node.orders import OrderVerifier
 from skymesh.node.store import PieceStore
 from skymesh.rpc import Handler, error_middleware, json_response
@@ -103,6 +106,7 @@ def create_app(
     app.router.add_head("/v1/pieces/{piece_id}", _head_piece)
     app.router.add_get("/v1/pieces/{piece_id}/hashes", _get_hashes)
     app.router.add_delete("/v1/pieces/{piece_id}", _delete_piece)
+    app.router.add_get("/v1/pieces/{piece_id}/audit", _audit_piece)  # durability slice B
     return app
 
 
@@ -349,3 +353,19 @@ async def _delete_piece(request: web.Request) -> web.Response:
     node.counters.pieces_deleted += 1
     log.debug("deleted piece %s (order %s)", piece_id, order.serial)
     return web.Response(status=204)
+
+
+# ---- durability slice B: audits -------------------------------------------------
+
+
+async def _audit_piece(request: web.Request) -> web.Response:
+    """One Merkle chunk with its proof, against a single-use ``audit`` order."""
+    piece_id = _piece_id(request)
+    node = request.app[NODE]
+    raw = request.query.get("chunk", "")
+    if not _is_number(raw):
+        raise BadRequest("send the chunk to audit as ?chunk=N (a non-negative integer)")
+    node.verifier.check(
+        request.headers.get(ORDER_HEADER), piece_id, PieceAction.AUDIT, node.clock()
+    )
+    return json_response(await audit_chunk(node.store, piece_id, int(raw)))

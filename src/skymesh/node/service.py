@@ -25,6 +25,7 @@ from skymesh.loops import DrivenLoop
 from skymesh.node.api import NODE, NodeCounters, create_app
 from skymesh.node.heartbeat import CoordinatorLink
 from skymesh.node.orders import OrderVerifier, SerialStore
+from skymesh.node.retain import RetainSweeper, install_retain
 from skymesh.node.store import PieceStore
 from skymesh.node.trust import TRUST_FILE, load_trusted_keys
 from skymesh.rpc import RpcClient
@@ -54,6 +55,8 @@ class NodeService:
     link: CoordinatorLink
     heartbeat: DrivenLoop  # join + heartbeats
     maintenance: DrivenLoop  # serial purge
+    retainer: RetainSweeper  # reconciliation filters from the coordinator
+    retain: DrivenLoop  # applies them
     port: int  # bound HTTP port
     address: str  # base URL others use to reach this node
 
@@ -112,6 +115,8 @@ class NodeService:
             )
         self.verifier = OrderVerifier(self.identity.id, keys, self.serials)
         self.app = create_app(self.store, self.verifier, self.identity, clock=self.clock)
+        self.retainer = RetainSweeper(self.identity.id, self.store, self.verifier, self.clock)
+        install_retain(self.app, self.retainer)
 
         self._runner = web.AppRunner(self.app, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self._runner.setup()
@@ -136,7 +141,9 @@ class NodeService:
         )
         self.heartbeat = DrivenLoop("heartbeat", self.link.step)
         self.maintenance = DrivenLoop("maintenance", self._maintain)
-        self._loops = [self.heartbeat, self.maintenance]
+        self.retain = DrivenLoop("retain", self.retainer.step)
+        self.retainer.wake = self.retain.trigger
+        self._loops = [self.heartbeat, self.maintenance, self.retain]
         for loop in self._loops:
             if not self.run_loops:
                 loop.pause()

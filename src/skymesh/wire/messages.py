@@ -88,6 +88,13 @@ class NodeStatus(Base, frozen=True):
     online: bool
     last_seen: float
     joined_at: float
+    # durability slice B: reputation (defaults: a node with no audits yet)
+    audit_score: float = 1.0
+    unknown_score: float = 1.0
+    audits: int = 0  # answered audits (successes + failures)
+    vetted: bool = False
+    disqualified: bool = False
+    exit: str = ""  # "", "draining" or "drained"
 
 
 class NodeList(Base, frozen=True):
@@ -101,6 +108,7 @@ class PieceAction(enum.Enum):
     PUT = "put"
     GET = "get"
     DELETE = "delete"
+    AUDIT = "audit"  # durability slice B: read one Merkle chunk with its proof (single-use)
 
 
 class Order(Base, frozen=True):
@@ -140,6 +148,42 @@ class PieceHashes(Base, frozen=True):
     leaves: list[bytes]
 
 
+# ---- durability slice B (audits, graceful exit) ------------------------------------
+
+
+class AuditChunk(Base, frozen=True):
+    """``GET /v1/pieces/{id}/audit?chunk=N``: one Merkle chunk and its inclusion proof.
+
+    The auditor checks ``leaf_hash(data)`` with ``proof`` against the root it
+    recorded from the piece's receipt; the node cannot answer without the bytes.
+    """
+
+    piece_id: str
+    chunk_index: int
+    leaf_count: int
+    data: bytes
+    proof: list[bytes]
+
+
+class DrainRequest(Base, frozen=True):
+    """``POST /v1/nodes/drain`` body, signed by the node: move my pieces off, I am leaving."""
+
+    node_id: str
+    timestamp: float
+
+
+class DrainStatus(Base, frozen=True):
+    """Where a node's graceful exit stands; ``drained_at`` is set once it holds no pieces."""
+
+    node_id: str
+    requested_at: float
+    pieces_left: int
+    drained_at: float | None = None
+
+
+# ---- end durability slice B ------------------------------------------------------
+
+
 # ---------------------------------------------------------------- projects and buckets
 
 
@@ -175,6 +219,7 @@ class CreateBucketRequest(Base, frozen=True):
 
     name: str
     region: str = ""
+    acl: str = "private"  # S3 slice B: canned ACL, "private" or "public-read"
 
 
 class BucketRequest(Base, frozen=True):
@@ -187,6 +232,76 @@ class BucketList(Base, frozen=True):
     """``POST /v1/buckets/list``."""
 
     buckets: list[BucketInfo]
+
+
+# ---- S3 slice B: bucket ACL, tagging, CORS; object metadata replacement ------------
+
+
+class Tag(Base, frozen=True):
+    key: str
+    value: str
+
+
+class CorsRule(Base, frozen=True):
+    """One S3 CORS rule, as PutBucketCors gives it (checked by the gateway)."""
+
+    allowed_origins: list[str]
+    allowed_methods: list[str]
+    allowed_headers: list[str] = []
+    expose_headers: list[str] = []
+    max_age_seconds: int | None = None
+    id: str = ""
+
+
+class BucketConfig(Base, frozen=True):
+    """``POST /v1/buckets/config``: a bucket's ACL, tags and CORS rules.
+
+    ``tags`` / ``cors`` are None when never set (S3's NoSuchTagSet /
+    NoSuchCORSConfiguration), which differs from an empty list.
+    """
+
+    name: str
+    acl: str = "private"  # "private" | "public-read"
+    tags: list[Tag] | None = None
+    cors: list[CorsRule] | None = None
+
+
+class PutBucketAclRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-acl`` -> BucketConfig."""
+
+    name: str
+    acl: str
+
+
+class PutBucketTaggingRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-tagging`` -> BucketConfig; ``tags`` None deletes them."""
+
+    name: str
+    tags: list[Tag] | None = None
+
+
+class PutBucketCorsRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-cors`` -> BucketConfig; ``rules`` None deletes them."""
+
+    name: str
+    rules: list[CorsRule] | None = None
+
+
+class UpdateObjectMetadataRequest(Base, frozen=True):
+    """``POST /v1/objects/update-metadata`` -> ObjectInfo.
+
+    Replaces the sealed metadata of the object's current version, only if that
+    version is still ``version_id`` (else ``NoSuchVersion``): the gateway re-seals
+    tags or an ACL change and must not overwrite a newer version's metadata.
+    """
+
+    bucket: str
+    key: str
+    version_id: str
+    encrypted_metadata: bytes
+
+
+# ---- end S3 slice B ------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------- segments and placement
@@ -321,6 +436,10 @@ class CommitObjectRequest(Base, frozen=True):
     etag: str
     encrypted_metadata: bytes
     segments: list[SegmentCommit] = []
+    # S3 conditional writes, checked inside the commit transaction ("" = none):
+    # if_none_match "*" fails if the key exists; if_match fails unless its ETag is current.
+    if_match: str = ""
+    if_none_match: str = ""
 
 
 class PutInlineRequest(Base, frozen=True):
@@ -333,6 +452,8 @@ class PutInlineRequest(Base, frozen=True):
     encrypted_key: bytes
     encrypted_metadata: bytes
     segment: SegmentCommit | None = None  # None for an empty object
+    if_match: str = ""  # as in CommitObjectRequest
+    if_none_match: str = ""
 
 
 class ObjectRequest(Base, frozen=True):
@@ -508,6 +629,10 @@ class CompleteUploadRequest(Base, frozen=True):
     parts: list[CompletePart]
     etag: str
     min_part_size: int = 5 * 1024 * 1024
+    if_match: str = ""  # as in CommitObjectRequest
+    if_none_match: str = ""
+    # when set, replaces the upload's sealed metadata (the gateway adds part sizes, checksums)
+    encrypted_metadata: bytes = b""
 
 
 class ListUploadsRequest(Base, frozen=True):
@@ -529,3 +654,80 @@ class UploadEntry(Base, frozen=True):
 class ListUploadsResponse(Base, frozen=True):
     uploads: list[UploadEntry]
     truncated: bool
+
+
+# ---- durability slice A (garbage collection, reconciliation, durability report) ----
+
+
+class RetainFilter(Base, frozen=True):
+    """``POST /v1/retain`` on a node, signed by a coordinator: keep these pieces.
+
+    A Bloom filter (``codec/bloom.py``) of every piece the coordinator references
+    on ``node_id``. The node deletes a stored piece only when the filter does not
+    contain it and it was stored before ``stored_before`` (``created_at`` minus the
+    coordinator's grace), so pieces of uploads still in flight survive.
+    """
+
+    node_id: str
+    created_at: float
+    stored_before: float
+    piece_count: int  # members, for logs and sizing checks
+    num_bits: int
+    hashes: int
+    seed: bytes
+    bits: bytes
+
+
+class RetainReport(Base, frozen=True):
+    """What a node did with one filter."""
+
+    created_at: float  # the filter's
+    finished_at: float
+    checked: int  # pieces looked at
+    removed: int
+    removed_bytes: int
+    kept_young: int  # not in the filter but stored after stored_before
+
+
+class RetainResponse(Base, frozen=True):
+    """A node's answer to ``POST /v1/retain`` (202): queued; the last sweep's report."""
+
+    queued: bool
+    last: RetainReport | None = None
+
+
+class SchemeHealth(Base, frozen=True):
+    """Committed segments of one redundancy scheme, by count of healthy pieces."""
+
+    scheme: Scheme
+    segments: int
+    histogram: dict[int, int]  # healthy pieces -> segments
+    at_or_below_repair: int  # what the repair checker queues
+    lost: int  # fewer than k healthy pieces
+
+
+class SegmentHealth(Base, frozen=True):
+    bucket: str
+    key: str
+    position: SegmentPosition
+    healthy: int
+    stored: int
+    scheme: Scheme
+
+
+class DurabilityReport(Base, frozen=True):
+    """``GET /v1/admin/durability`` (admin token)."""
+
+    generated_at: float
+    nodes: int
+    healthy_nodes: int
+    segments: int  # committed segments with pieces (inline ones cannot be lost)
+    inline_segments: int
+    schemes: list[SchemeHealth]
+    at_risk: list[SegmentHealth]  # at or below repair, worst first (capped)
+    lost: list[SegmentHealth]  # below k (capped)
+    lost_total: int = 0
+    at_risk_total: int = 0
+
+
+# ---- end durability slice A ----------------------------------------------------------

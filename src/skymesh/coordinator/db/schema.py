@@ -70,6 +70,10 @@ buckets = sa.Table(
     sa.Column("project_id", sa.String, sa.ForeignKey("projects.project_id"), nullable=False),
     sa.Column("region", sa.String, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    # S3 slice B (migration 0002): canned ACL; tags and CORS rules as JSON, NULL = never set
+    sa.Column("acl", sa.String, nullable=False, server_default="private"),
+    sa.Column("tags", sa.Text, nullable=True),
+    sa.Column("cors", sa.Text, nullable=True),
     sa.Index("ix_buckets_project", "project_id", "name"),
 )
 
@@ -161,5 +165,54 @@ garbage_pieces = sa.Table(
     sa.Column("node_id", sa.String, nullable=False),
     sa.Column("piece_id", sa.String, nullable=False),
     sa.Column("queued_at", sa.Double, nullable=False),
+    # durability slice A (migration 0003): piece bytes, for the collector's counters
+    sa.Column("piece_size", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_garbage_node", "node_id", "queued_at"),
 )
+
+# ---- durability slice A: garbage collection (migration 0003) -------------------------
+
+# Secrets every replica over this database shares (the root piece id key).
+coordinator_secrets = sa.Table(
+    "coordinator_secrets",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+# ---- end durability slice A ----------------------------------------------------------
+
+# ---- durability slice B: audits, reputation, repair (migration 0004) ----------------
+
+node_reputation = sa.Table(
+    "node_reputation",
+    metadata,
+    sa.Column("node_id", sa.String, primary_key=True),
+    sa.Column("audit_alpha", sa.Double, nullable=False),
+    sa.Column("audit_beta", sa.Double, nullable=False),
+    sa.Column("unknown_alpha", sa.Double, nullable=False),
+    sa.Column("unknown_beta", sa.Double, nullable=False),
+    sa.Column("audits_success", sa.BigInteger, nullable=False),
+    sa.Column("audits_failed", sa.BigInteger, nullable=False),
+    sa.Column("audits_unknown", sa.BigInteger, nullable=False),
+    sa.Column("vetted_at", sa.Double, nullable=True),
+    sa.Column("disqualified_at", sa.Double, nullable=True),
+    sa.Column("exit_requested_at", sa.Double, nullable=True),
+    sa.Column("exit_finished_at", sa.Double, nullable=True),
+)
+
+# Segments that need repair, most endangered first (fewest healthy pieces).
+repair_queue = sa.Table(
+    "repair_queue",
+    metadata,
+    sa.Column("stream_id", sa.String, primary_key=True),
+    sa.Column("part", sa.Integer, primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("healthy", sa.SmallInteger, nullable=False),
+    sa.Column("queued_at", sa.Double, nullable=False),
+    sa.Column("attempted_at", sa.Double, nullable=True),  # last failed try; retried later
+    sa.Index("ix_repair_queue_priority", "healthy", "queued_at"),
+)
+
+# ---- end durability slice B ----------------------------------------------------------

@@ -25,9 +25,9 @@ async def begin_object(
         )
     # The bucket first, so a missing or foreign bucket is the error even when placement would fail.
     await m.db.read(lambda conn: require_bucket(conn, project_id, req.bucket))
-    placement = await m.place(req.first_segment_size)
     now = m.clock()
-    stream_id = new_stream_id(now)
+    stream_id = new_stream_id(now)  # first: the placement's root piece id is bound to it
+    placement = await m.place(req.first_segment_size, stream_id=stream_id)
 
     def txn(conn: sa.Connection) -> None:
         require_bucket(conn, project_id, req.bucket)

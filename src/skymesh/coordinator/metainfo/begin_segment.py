@@ -25,4 +25,10 @@ async def begin_segment(m: Metainfo, project_id: str, req: BeginSegmentRequest) 
 
     stream = await m.db.read(txn)
     check_position(req.position.part, req.position.index, stream.kind)
-    return await m.place(req.plain_size, exclude=req.exclude_nodes)
+    return await m.place(
+        req.plain_size,
+        exclude=req.exclude_nodes,
+        stream_id=req.stream_id,
+        part=req.position.part,
+        index=req.position.index,
+    )

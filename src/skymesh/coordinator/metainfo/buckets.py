@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import buckets, objects, pending_streams
+from skymesh.coordinator.metainfo.bucket_config import check_acl
 from skymesh.coordinator.metainfo.checks import check_bucket_name
 from skymesh.coordinator.metainfo.common import require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
@@ -21,6 +22,7 @@ async def create_bucket(m: Metainfo, project_id: str, req: CreateBucketRequest) 
     check_bucket_name(req.name)
     if len(req.region) > MAX_REGION:
         raise BadRequest("region name too long", code="InvalidArgument")
+    check_acl(req.acl)
     now = m.clock()
 
     def txn(conn: sa.Connection) -> None:
@@ -31,7 +33,11 @@ async def create_bucket(m: Metainfo, project_id: str, req: CreateBucketRequest) 
             raise Conflict(f"bucket name {req.name!r} is taken", code="BucketAlreadyExists")
         conn.execute(
             buckets.insert().values(
-                name=req.name, project_id=project_id, region=req.region, created_at=now
+                name=req.name,
+                project_id=project_id,
+                region=req.region,
+                created_at=now,
+                acl=req.acl,
             )
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from skymesh.errors import BadRequest
+from skymesh.errors import BadRequest, NotFound, PreconditionFailed
 
 SIMPLE = "simple"  # kinds of upload
 MULTIPART = "multipart"
@@ -85,3 +85,29 @@ def check_position(part: int, idx: int, kind: str) -> None:
         check_part_number(part)
     if not 0 <= idx <= MAX_SEGMENT_INDEX:
         raise BadRequest(f"segment index {idx} out of range", code="InvalidArgument")
+
+
+def check_write_conditions(current_etag: str | None, if_match: str, if_none_match: str) -> None:
+    """S3's conditional writes against the object now at the key (``None``: no object).
+
+    ``If-None-Match: *`` fails when any object exists; ``If-Match`` fails unless
+    the current ETag is one of those listed (or ``*`` and an object exists); on a
+    missing key it is ``NoSuchKey``, as S3 answers. Called inside the commit
+    transaction, so two racing writers cannot both pass.
+    """
+    if if_none_match:
+        if if_none_match.strip() != "*":
+            raise BadRequest("If-None-Match on a write takes only '*'", code="NotImplemented")
+        if current_etag is not None:
+            raise PreconditionFailed(
+                "an object already exists at this key (If-None-Match: *)",
+                code="PreconditionFailed",
+            )
+    if if_match:
+        if current_etag is None:
+            raise NotFound("no object at this key to match (If-Match)", code="NoSuchKey")
+        wanted = {unquote_etag(e) for e in if_match.split(",")}
+        if "*" not in wanted and unquote_etag(current_etag) not in wanted:
+            raise PreconditionFailed(
+                "the object's ETag does not match If-Match", code="PreconditionFailed"
+            )

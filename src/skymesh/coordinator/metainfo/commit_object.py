@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from skymesh.coordinator.db.schema import pending_streams
+from skymesh.coordinator.db.schema import objects, pending_streams
 from skymesh.coordinator.metainfo.checks import (
     MAX_ENCRYPTED_METADATA,
     SIMPLE,
@@ -22,6 +22,7 @@ from skymesh.coordinator.metainfo.checks import (
     check_etag,
     check_key,
     check_size,
+    check_write_conditions,
 )
 from skymesh.coordinator.metainfo.commit_segment import store_segments, verify_segments
 from skymesh.coordinator.metainfo.common import (
@@ -36,13 +37,27 @@ from skymesh.coordinator.metainfo.segments import order_segments
 from skymesh.errors import BadRequest
 from skymesh.wire.messages import CommitObjectRequest, ObjectInfo
 
+_CURRENT_ETAG = sa.select(objects.c.etag).where(
+    objects.c.bucket == sa.bindparam("bucket"), objects.c.key == sa.bindparam("key")
+)
+
+
+def enforce_write_conditions(
+    conn: sa.Connection, bucket: str, key: str, if_match: str, if_none_match: str
+) -> None:
+    """S3 conditional writes, inside the caller's commit transaction (after its row lock)."""
+    if not if_match and not if_none_match:
+        return
+    etag = conn.execute(_CURRENT_ETAG, {"bucket": bucket, "key": key}).scalar_one_or_none()
+    check_write_conditions(etag, if_match, if_none_match)
+
 
 async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) -> ObjectInfo:
     check_key(req.key)
     check_size(req.size)
     check_etag(req.etag)
     check_blob("encrypted metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
-    verified = await verify_segments(m, req.segments, SIMPLE)
+    verified = await verify_segments(m, req.segments, SIMPLE, req.stream_id)
     now = m.clock()
 
     def txn(conn: sa.Connection) -> dict[str, Any]:
@@ -68,6 +83,7 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
             "segment_count": len(order),
         }
         previous = current_stream(conn, req.bucket, req.key)
+        enforce_write_conditions(conn, req.bucket, req.key, req.if_match, req.if_none_match)
         install_object(conn, now, req.bucket, req.key, values, previous)
         conn.execute(
             pending_streams.delete().where(pending_streams.c.stream_id == stream.stream_id)

@@ -27,9 +27,12 @@ from skymesh.wire.messages import CommitSegmentRequest, SegmentCommit
 
 
 async def verify_segments(
-    m: Metainfo, commits: Sequence[SegmentCommit], kind: str
+    m: Metainfo, commits: Sequence[SegmentCommit], kind: str, stream_id: str
 ) -> list[VerifiedSegment]:
-    """Check segment commits (receipts included) before any transaction opens."""
+    """Check segment commits (receipts included) before any transaction opens.
+
+    Each root piece id must have been issued for ``stream_id`` and its position.
+    """
     positions = [(s.position.part, s.position.index) for s in commits]
     if len(set(positions)) != len(positions):
         raise BadRequest("two segments at one position", code="InvalidArgument")
@@ -42,6 +45,7 @@ async def verify_segments(
             nodes,
             max_segment_size=m.config.max_segment_size,
             inline_threshold=m.config.inline_threshold,
+            root_issued=lambda root, part, idx: m.roots.check(root, stream_id, part, idx),
         )
         for seg in commits
     ]
@@ -56,7 +60,7 @@ def store_segments(
 
 
 async def commit_segment(m: Metainfo, project_id: str, req: CommitSegmentRequest) -> None:
-    verified = await verify_segments(m, [req.segment], SIMPLE)
+    verified = await verify_segments(m, [req.segment], SIMPLE, req.stream_id)
     now = m.clock()
 
     def txn(conn: sa.Connection) -> None:

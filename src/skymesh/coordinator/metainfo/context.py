@@ -13,8 +13,9 @@ from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.placement import plan_segment
 from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.roots import RootKey
 from skymesh.wire.messages import AddressedOrder, CodecParams, PieceAction, Placement, Scheme
-from skymesh.wire.pieces import derive_piece_id, new_root_piece_id
+from skymesh.wire.pieces import derive_piece_id
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Metainfo:
     db: Database
     registry: Registry
     orders: OrderSigner
+    roots: RootKey  # issues root piece ids bound to (stream, part, index); checked at commit
     fixed_scheme: RedundancyScheme | None = None  # from config.scheme; None: by network size
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
@@ -35,20 +37,35 @@ class Metainfo:
             block_size=self.config.block_size,
         )
 
-    async def place(self, plain_size: int, exclude: Collection[str] = ()) -> Placement:
-        """Nodes and PUT orders for a segment of ``plain_size`` plaintext bytes."""
+    async def place(
+        self,
+        plain_size: int,
+        exclude: Collection[str] = (),
+        *,
+        stream_id: str,
+        part: int = 0,
+        index: int = 0,
+    ) -> Placement:
+        """Nodes and PUT orders for segment (``part``, ``index``) of ``stream_id``.
+
+        The root piece id commits to that stream and position: a commit of it
+        anywhere else is refused.
+        """
         now = self.clock()
+        barred, unvetted = await self.registry.placement_filters()  # durability slice B
         plan = plan_segment(
             await self.registry.all_nodes(),
             plain_size=plain_size,
             block_size=self.config.block_size,
             now=now,
             offline_after=self.config.offline_after,
-            exclude=exclude,
+            exclude=set(exclude) | barred,
             fixed_scheme=self.fixed_scheme,
             rng=self.rng,
+            unvetted=unvetted,
+            new_node_fraction=self.config.new_node_fraction,
         )
-        root = new_root_piece_id()
+        root = self.roots.issue(stream_id, part, index)
         s = plan.scheme
         return Placement(
             root_piece_id=root,

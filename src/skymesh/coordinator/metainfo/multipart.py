@@ -29,6 +29,7 @@ from skymesh.coordinator.metainfo.checks import (
     check_text,
     unquote_etag,
 )
+from skymesh.coordinator.metainfo.commit_object import enforce_write_conditions
 from skymesh.coordinator.metainfo.commit_segment import verify_segments
 from skymesh.coordinator.metainfo.common import (
     PendingStream,
@@ -139,7 +140,7 @@ async def begin_part(m: Metainfo, project_id: str, req: BeginPartRequest) -> Pla
         return _find_upload(conn, project_id, now, req)
 
     await m.db.read(txn)
-    return await m.place(req.plain_size)
+    return await m.place(req.plain_size, stream_id=req.upload_id, part=req.part_number)
 
 
 _UPDATE_PART = (
@@ -172,7 +173,7 @@ async def commit_part(m: Metainfo, project_id: str, req: CommitPartRequest) -> P
             f"segments hold {stored} bytes; the part is said to be {req.size}",
             code="IncompleteBody",
         )
-    verified = await verify_segments(m, req.segments, MULTIPART)
+    verified = await verify_segments(m, req.segments, MULTIPART, req.upload_id)
     now = m.clock()
     values = {"size": req.size, "etag": req.etag, "uploaded_at": now}
     rows = [segment_row(req.upload_id, v, now) for v in verified]
@@ -224,6 +225,7 @@ async def list_parts(m: Metainfo, project_id: str, req: ListPartsRequest) -> Lis
 async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadRequest) -> ObjectInfo:
     """The listed parts become the object, in one transaction; the rest go to garbage."""
     check_etag(req.etag)
+    check_blob("encrypted metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
     if not req.parts:
         raise BadRequest("complete needs at least one part", code="MalformedXML")
     previous_number = 0
@@ -269,10 +271,11 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
             "etag": req.etag,
             "created_at": now,
             "encrypted_key": stream.encrypted_key,
-            "encrypted_metadata": stream.encrypted_metadata,
+            "encrypted_metadata": req.encrypted_metadata or stream.encrypted_metadata,
             "segment_count": len(order),
         }
         previous = current_stream(conn, req.bucket, req.key)
+        enforce_write_conditions(conn, req.bucket, req.key, req.if_match, req.if_none_match)
         install_object(conn, now, req.bucket, req.key, values, previous)
         conn.execute(parts.delete().where(parts.c.stream_id == stream.stream_id))
         conn.execute(

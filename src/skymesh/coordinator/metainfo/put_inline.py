@@ -12,6 +12,7 @@ from skymesh.coordinator.metainfo.checks import (
     check_key,
     check_size,
 )
+from skymesh.coordinator.metainfo.commit_object import enforce_write_conditions
 from skymesh.coordinator.metainfo.common import (
     current_stream,
     install_object,
@@ -72,6 +73,7 @@ async def put_inline(m: Metainfo, project_id: str, req: PutInlineRequest) -> Obj
     def txn(conn: sa.Connection) -> None:
         require_bucket(conn, project_id, req.bucket)
         previous = current_stream(conn, req.bucket, req.key)
+        enforce_write_conditions(conn, req.bucket, req.key, req.if_match, req.if_none_match)
         insert_segments(conn, rows, verified)
         install_object(conn, now, req.bucket, req.key, values, previous)
 

@@ -8,7 +8,7 @@ for the collector, in the same transaction that drops the rows.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +56,15 @@ def verify_segment(
     *,
     max_segment_size: int,
     inline_threshold: int,
+    root_issued: Callable[[str, int, int], bool] | None = None,
 ) -> VerifiedSegment:
-    """Check a segment commit: inline, or pieces with receipts signed by their nodes."""
+    """Check a segment commit: inline, or pieces with receipts signed by their nodes.
+
+    ``root_issued(root_piece_id, part, index)`` says whether the coordinator
+    handed that root out for this stream and position (``coordinator/roots.py``):
+    a root committed anywhere else is refused, so no two segments ever share
+    pieces and deleting one can never delete the other's.
+    """
     if not 0 <= seg.plain_size <= max_segment_size:
         raise BadRequest(
             f"segment size {seg.plain_size} outside 0..{max_segment_size}", code="InvalidArgument"
@@ -93,6 +100,11 @@ def verify_segment(
     scheme = to_scheme(seg.scheme)
     if not is_valid_piece_id(seg.root_piece_id):
         raise BadRequest("root piece id must be 64 lowercase hex characters")
+    if root_issued is not None and not root_issued(seg.root_piece_id, pos.part, pos.index):
+        raise Forbidden(
+            f"root piece id of segment {pos.part}/{pos.index} was not issued for this upload"
+            " and position: ask segments/begin for a placement and commit it where it was asked"
+        )
     if seg.plain_size == 0:
         raise BadRequest("an empty segment is stored inline, not in pieces")
     try:
@@ -223,9 +235,11 @@ def _scope(table: sa.Table, scope: str) -> sa.ColumnElement[bool]:
     return sa.and_(*conds)
 
 
-def _discard_statements(scope: str) -> tuple[sa.Select, sa.Delete, sa.Delete]:
+def _discard_statements(scope: str) -> tuple[sa.Select[Any], sa.Delete, sa.Delete]:
     held = (
-        sa.select(segments.c.root_piece_id, pieces.c.piece_num, pieces.c.node_id)
+        sa.select(
+            segments.c.root_piece_id, pieces.c.piece_num, pieces.c.node_id, segments.c.piece_size
+        )
         .select_from(
             pieces.join(
                 segments,
@@ -289,8 +303,13 @@ def _discard(conn: sa.Connection, now: float, scope: str, params: dict[str, Any]
         conn.execute(
             _INSERT_GARBAGE,
             [
-                {"node_id": node_id, "piece_id": derive_piece_id(root, num), "queued_at": now}
-                for root, num, node_id in held
+                {
+                    "node_id": node_id,
+                    "piece_id": derive_piece_id(root, num),
+                    "queued_at": now,
+                    "piece_size": size,
+                }
+                for root, num, node_id, size in held
             ],
         )
         conn.execute(delete_pieces, params)

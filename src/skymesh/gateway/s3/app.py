@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -21,7 +21,8 @@ from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
-from skymesh.gateway.s3.router import Endpoint, route
+from skymesh.gateway.s3.public import BucketDirectory
+from skymesh.gateway.s3.router import Endpoint, Op, route
 from skymesh.gateway.s3.sigv4 import AuthResult, SigV4Request, verify
 from skymesh.gateway.s3.xml import error_xml
 
@@ -38,6 +39,8 @@ class S3Context:
     base_hosts: list[str] = field(default_factory=list)
     requests: int = 0
     errors: int = 0
+    # S3 slice B: bucket owners and configuration for unsigned requests (set by make_app)
+    directory: BucketDirectory | None = None
 
     def lookup_secret(self, access_key: str) -> str | None:
         cred = self.credentials.get(access_key)
@@ -86,9 +89,27 @@ class S3Request:
 
 Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
 
+#: S3 slice B: the CORS headers a request earned, added just before its answer's headers go
+CORS_KEY = web.RequestKey("skymesh_cors_headers", dict[str, str])
+
+
+async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = request.get(CORS_KEY)
+    if headers:
+        response.headers.update(headers)
+
 
 def _handlers() -> dict[str, Handler]:
-    from skymesh.gateway.s3.handlers import bucket, listing, multipart, objects
+    from skymesh.gateway.s3.handlers import (  # S3 slice B
+        acl,
+        bucket,
+        copy,
+        cors,
+        listing,
+        multipart,
+        objects,
+        tagging,
+    )
 
     return {
         "ListBuckets": bucket.list_buckets,
@@ -109,6 +130,23 @@ def _handlers() -> dict[str, Handler]:
         "AbortMultipartUpload": multipart.abort_multipart_upload,
         "ListParts": multipart.list_parts,
         "ListMultipartUploads": multipart.list_multipart_uploads,
+        # S3 slice B: ACLs, tagging, CORS
+        "GetBucketAcl": acl.get_bucket_acl,
+        "PutBucketAcl": acl.put_bucket_acl,
+        "GetObjectAcl": acl.get_object_acl,
+        "PutObjectAcl": acl.put_object_acl,
+        "GetObjectTagging": tagging.get_object_tagging,
+        "PutObjectTagging": tagging.put_object_tagging,
+        "DeleteObjectTagging": tagging.delete_object_tagging,
+        "GetBucketTagging": tagging.get_bucket_tagging,
+        "PutBucketTagging": tagging.put_bucket_tagging,
+        "DeleteBucketTagging": tagging.delete_bucket_tagging,
+        "GetBucketCors": cors.get_bucket_cors,
+        "PutBucketCors": cors.put_bucket_cors,
+        "DeleteBucketCors": cors.delete_bucket_cors,
+        # server-side copies (S3 compatibility, slice A)
+        "CopyObject": copy.copy_object,
+        "UploadPartCopy": copy.upload_part_copy,
     }
 
 
@@ -119,8 +157,49 @@ def error_response(err: S3Error, resource: str, request_id: str, head: bool) -> 
     return resp
 
 
+# S3 slice B: what an unsigned request may do (public-read decides per bucket/object)
+ANONYMOUS_OPS = frozenset(
+    {Op.GetObject, Op.HeadObject, Op.ListObjects, Op.ListObjectsV2, Op.HeadBucket}
+)
+
+
+async def _anonymous(ctx: S3Context, endpoint: Endpoint) -> tuple[Credential, Client]:
+    """The owner's credential and public-read client for an unsigned read, or AccessDenied."""
+    if endpoint.name not in ANONYMOUS_OPS or not endpoint.bucket or ctx.directory is None:
+        raise s3_error("AccessDenied", "anonymous access is not allowed; sign your request")
+    owned = await ctx.directory.lookup(endpoint.bucket)
+    if owned is None:
+        raise s3_error("AccessDenied", "anonymous access is not allowed; sign your request")
+    return owned.credential, ctx.directory.public_client(owned.credential)
+
+
+async def _run_handler(ctx: S3Context, handler: Handler, req: S3Request) -> web.StreamResponse:
+    """Run ``handler``; a signed read refused because the bucket is another project's
+    is retried as a public read, since S3's public-read grants every caller, signed or not."""
+    try:
+        return await handler(req)
+    except SkymeshError as e:
+        if (
+            req.auth.access_key is None
+            or req.endpoint.name not in ANONYMOUS_OPS
+            or e.code != "AccessDenied"
+        ):
+            raise
+        try:
+            credential, client = await _anonymous(ctx, req.endpoint)
+        except S3Error:
+            raise e from None
+        if credential.project_id == req.credential.project_id:
+            raise
+        return await handler(replace(req, credential=credential, client=client))
+
+
 def make_app(ctx: S3Context) -> web.Application:
     handlers = _handlers()
+    from skymesh.gateway.s3.handlers import cors as cors_handlers  # S3 slice B
+
+    if ctx.directory is None:
+        ctx.directory = BucketDirectory(ctx.config, ctx.credentials, ctx.clients)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "requests": ctx.requests})
@@ -145,6 +224,15 @@ def make_app(ctx: S3Context) -> web.Application:
                 ctx.base_hosts,
                 request.headers,
             )
+            # S3 slice B: CORS preflight (never signed) and CORS headers on real answers
+            if endpoint.name == Op.Options:
+                preflight = await cors_handlers.preflight(ctx, request, endpoint)
+                preflight.headers["x-amz-request-id"] = request_id
+                return preflight
+            if endpoint.bucket and "Origin" in request.headers:
+                request[CORS_KEY] = await cors_handlers.response_headers(
+                    ctx, request, endpoint.bucket
+                )
             auth = verify(
                 SigV4Request(
                     method=request.method,
@@ -156,9 +244,12 @@ def make_app(ctx: S3Context) -> web.Application:
                 ctx.lookup_secret,
                 max_skew=ctx.config.max_clock_skew,
             )
-            if auth.access_key is None:
-                raise s3_error("AccessDenied", "anonymous access is not allowed; sign your request")
             handler = handlers.get(endpoint.name)
+            if auth.access_key is None:
+                credential, client = await _anonymous(ctx, endpoint)  # S3 slice B
+            else:
+                credential = ctx.credentials[auth.access_key]
+                client = ctx.clients[auth.access_key]
             if handler is None:
                 raise s3_error(
                     "NotImplemented", f"{endpoint.name} is not implemented by skymesh yet"
@@ -167,12 +258,12 @@ def make_app(ctx: S3Context) -> web.Application:
                 http=request,
                 endpoint=endpoint,
                 auth=auth,
-                credential=ctx.credentials[auth.access_key],
-                client=ctx.clients[auth.access_key],
+                credential=credential,
+                client=client,
                 ctx=ctx,
                 request_id=request_id,
             )
-            resp = await handler(req)
+            resp = await _run_handler(ctx, handler, req)  # S3 slice B
         except S3Error as e:
             ctx.errors += 1
             resp = error_response(e, request.path, request_id, request.method == "HEAD")
@@ -204,4 +295,5 @@ def make_app(ctx: S3Context) -> web.Application:
 
     app = web.Application(client_max_size=1024**4)
     app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.on_response_prepare.append(_add_cors_headers)  # S3 slice B
     return app

@@ -113,6 +113,10 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
         "published schema.",
     ),
     "MaxMessageLengthExceeded": (400, "Your request was too big."),
+    "MetadataTooLarge": (
+        400,
+        "Your metadata headers exceed the maximum allowed metadata size.",
+    ),
     "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
     "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
     "MissingRequestBodyError": (400, "Request Body is empty."),
@@ -120,6 +124,7 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
     "NoSuchBucketPolicy": (404, "The bucket policy does not exist."),
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
+    "NoSuchVersion": (404, "The specified version does not exist."),
     "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
     "NoSuchTagSet": (404, "The TagSet does not exist."),
     "NoSuchUpload": (

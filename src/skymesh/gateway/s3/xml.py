@@ -25,6 +25,7 @@ from urllib.parse import quote_plus
 from xml.parsers import expat
 
 from skymesh.gateway.s3.errors import S3Error, s3_error
+from skymesh.wire.messages import CorsRule
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -599,3 +600,134 @@ def _parse(body: bytes, limit: int, root_tag: str) -> ET.Element:
     if root.tag != root_tag:
         _malformed(f"expected a {root_tag} element, got {root.tag[:60]}")
     return root
+
+
+# -- S3 slice B: ACL, tagging, CORS -------------------------------------------------------
+
+MAX_TAGGING_BODY = 64 * 1024
+MAX_ACL_BODY = 64 * 1024
+MAX_CORS_BODY = 64 * 1024  # S3's limit on a CORS configuration
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+_XSI = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+
+
+def tagging_xml(tags: Sequence[tuple[str, str]]) -> bytes:
+    body = ["<TagSet>"]
+    body.extend(f"<Tag>{_el('Key', k)}{_el('Value', v)}</Tag>" for k, v in tags)
+    body.append("</TagSet>")
+    return _doc("Tagging", body)
+
+
+def parse_tagging(body: bytes) -> list[tuple[str, str]]:
+    """A ``Tagging`` body as (key, value) pairs, in order; limits are the caller's."""
+    root = _parse(body, MAX_TAGGING_BODY, "Tagging")
+    tag_sets = [el for el in root if el.tag == "TagSet"]
+    if len(tag_sets) != 1:
+        _malformed("Tagging needs exactly one TagSet")
+    tags: list[tuple[str, str]] = []
+    for el in tag_sets[0]:
+        if el.tag != "Tag":
+            continue
+        key = _child_text(el, "Key")
+        value = _child_text(el, "Value")
+        if key is None or value is None:
+            _malformed("each Tag needs a Key and a Value")
+        tags.append((key, value))
+    return tags
+
+
+def acl_xml(owner: tuple[str, str], public_read: bool) -> bytes:
+    """An AccessControlPolicy for a canned ACL: the owner FULL_CONTROL, AllUsers READ if public."""
+    grants = [
+        f'<Grant><Grantee {_XSI} xsi:type="CanonicalUser">{_el("ID", owner[0])}'
+        f"{_el('DisplayName', owner[1])}</Grantee><Permission>FULL_CONTROL</Permission></Grant>"
+    ]
+    if public_read:
+        grants.append(
+            f'<Grant><Grantee {_XSI} xsi:type="Group">{_el("URI", ALL_USERS)}</Grantee>'
+            "<Permission>READ</Permission></Grant>"
+        )
+    body = [_owner("Owner", owner), "<AccessControlList>", *grants, "</AccessControlList>"]
+    return _doc("AccessControlPolicy", body)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One grant of an AccessControlPolicy: grantee kind ("id", "uri", "email"), who, what."""
+
+    kind: str
+    grantee: str
+    permission: str
+
+
+def parse_acl(body: bytes) -> list[Grant]:
+    """An ``AccessControlPolicy`` body's grants. The grantee's kind comes from the child
+    element present (``ID``, ``URI``, ``EmailAddress``), since ``xsi:type`` says the same."""
+    root = _parse(body, MAX_ACL_BODY, "AccessControlPolicy")
+    acl = [el for el in root if el.tag == "AccessControlList"]
+    if len(acl) != 1:
+        _malformed("AccessControlPolicy needs one AccessControlList")
+    grants: list[Grant] = []
+    for el in acl[0]:
+        if el.tag != "Grant":
+            continue
+        permission = _child_text(el, "Permission")
+        grantee = next((c for c in el if c.tag == "Grantee"), None)
+        if permission is None or grantee is None:
+            _malformed("each Grant needs a Grantee and a Permission")
+        for tag, kind in (("ID", "id"), ("URI", "uri"), ("EmailAddress", "email")):
+            who = _child_text(grantee, tag)
+            if who is not None:
+                grants.append(Grant(kind, who.strip(), permission.strip()))
+                break
+        else:
+            _malformed("a Grantee needs an ID, a URI or an EmailAddress")
+    return grants
+
+
+def cors_xml(rules: Sequence[CorsRule]) -> bytes:
+    body = []
+    for r in rules:
+        parts = ["<CORSRule>"]
+        if r.id:
+            parts.append(_el("ID", r.id))
+        parts.extend(_el("AllowedOrigin", o) for o in r.allowed_origins)
+        parts.extend(_el("AllowedMethod", m) for m in r.allowed_methods)
+        parts.extend(_el("AllowedHeader", h) for h in r.allowed_headers)
+        parts.extend(_el("ExposeHeader", h) for h in r.expose_headers)
+        if r.max_age_seconds is not None:
+            parts.append(f"<MaxAgeSeconds>{r.max_age_seconds}</MaxAgeSeconds>")
+        parts.append("</CORSRule>")
+        body.append("".join(parts))
+    return _doc("CORSConfiguration", body)
+
+
+def parse_cors(body: bytes) -> list[CorsRule]:
+    """A ``CORSConfiguration`` body; S3's rules on its values are ``cors.validate_rules``."""
+    root = _parse(body, MAX_CORS_BODY, "CORSConfiguration")
+    rules: list[CorsRule] = []
+    for el in root:
+        if el.tag != "CORSRule":
+            continue
+        values: dict[str, list[str]] = {}
+        for child in el:
+            values.setdefault(child.tag, []).append((child.text or "").strip())
+        max_age: int | None = None
+        if "MaxAgeSeconds" in values:
+            raw = values["MaxAgeSeconds"][0]
+            if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+                _malformed(f"MaxAgeSeconds {raw[:20]!r} is not a number")
+            max_age = int(raw)
+        rules.append(
+            CorsRule(
+                id=(values.get("ID") or [""])[0],
+                allowed_origins=values.get("AllowedOrigin", []),
+                allowed_methods=values.get("AllowedMethod", []),
+                allowed_headers=values.get("AllowedHeader", []),
+                expose_headers=values.get("ExposeHeader", []),
+                max_age_seconds=max_age,
+            )
+        )
+    if not rules:
+        _malformed("CORSConfiguration has no CORSRule")
+    return rules

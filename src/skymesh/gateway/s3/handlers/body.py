@@ -3,8 +3,10 @@
 A PUT body may come raw (with its SHA-256 signed, or ``UNSIGNED-PAYLOAD``) or as
 ``aws-chunked`` frames (with per-chunk signatures and/or trailing checksums).
 :class:`PutBody` yields the payload bytes and, through :meth:`verify`, checks the
-declared length, the signed SHA-256 and Content-MD5 before the object is
-committed: a body that fails any check is never made visible.
+declared length, the signed SHA-256, Content-MD5 and the S3 checksum (header or
+trailer) before the object is committed: a body that fails any check is never
+made visible. The checksum it verified is what :meth:`verify` returns, for the
+object's sealed metadata.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from skymesh.client.client import Hasher
 from skymesh.gateway.s3.app import S3Request
 from skymesh.gateway.s3.chunked import AwsChunkedDecoder
 from skymesh.gateway.s3.errors import s3_error
+from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX, Checksum, check_value, requested
 
 READ_CHUNK = 1024 * 1024
 
@@ -56,6 +59,13 @@ class PutBody:
                 raise s3_error("InvalidDigest", "Content-MD5 is not valid base64") from e
             if len(self.content_md5) != 16:
                 raise s3_error("InvalidDigest", "Content-MD5 must be 16 bytes")
+        algorithm, self._checksum_value, self._checksum_trailer = requested(h)
+        if self._checksum_trailer and not self.chunked:
+            raise s3_error("InvalidRequest", "x-amz-trailer needs an aws-chunked body")
+        self.checksum: Checksum | None = None
+        if algorithm is not None:
+            self.checksum = Checksum(algorithm)
+            self.hashers.append(self.checksum)
         self.trailers: dict[str, str] = {}
         trailer_names = {
             t.strip().lower() for t in h.get("x-amz-trailer", "").split(",") if t.strip()
@@ -79,8 +89,11 @@ class PutBody:
                 yield bytes(piece)
         self.trailers = decoder.finish()
 
-    def verify(self, md5_hex: str, size: int) -> None:
-        """Run just before the commit: raise (and so abort) when the body is not what was promised."""
+    def verify(self, md5_hex: str, size: int) -> dict[str, str]:
+        """Run just before the commit: raise (and so abort) when the body is not what was promised.
+
+        Answers the checksum to keep with the object (``{"crc32": "<base64>"}``), or {}.
+        """
         if self.size is not None and size != self.size:
             raise s3_error(
                 "IncompleteBody",
@@ -95,3 +108,25 @@ class PutBody:
             raise s3_error(
                 "BadDigest", "the Content-MD5 you specified did not match what we received"
             )
+        return self._verify_checksum()
+
+    def _verify_checksum(self) -> dict[str, str]:
+        c = self.checksum
+        if c is None:
+            return {}
+        expected = self._checksum_value
+        if self._checksum_trailer:
+            trailer = self.trailers.get(HEADER_PREFIX + c.algorithm)
+            if trailer is None:
+                raise s3_error(
+                    "MalformedTrailerError",
+                    f"the body ended without its {HEADER_PREFIX}{c.algorithm} trailer",
+                )
+            expected = check_value(c.algorithm, trailer)
+        actual = c.b64()
+        if expected is not None and expected != actual:
+            raise s3_error(
+                "BadDigest",
+                f"The {c.algorithm.upper()} you specified did not match the calculated checksum.",
+            )
+        return {c.algorithm: actual}

@@ -7,7 +7,11 @@ from aiohttp import web
 from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.body import PutBody
-from skymesh.gateway.s3.handlers.objects import meta_from_headers
+from skymesh.gateway.s3.handlers.objects import (
+    body_checksum_headers,
+    meta_from_headers,
+    write_conditions,
+)
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import (
     MAX_COMPLETE_BODY,
@@ -22,7 +26,7 @@ from skymesh.wire.messages import CompletePart, ListPartsRequest, ListUploadsReq
 MAX_PART_SIZE = 5 * 1024**3
 
 
-def _upload_id(req: S3Request) -> str:
+def upload_id_of(req: S3Request) -> str:
     upload_id = req.endpoint.upload_id
     if not upload_id:
         raise s3_error("InvalidArgument", "uploadId is required", ArgumentName="uploadId")
@@ -48,7 +52,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     part = await req.client.upload_part(
         req.bucket,
         req.key,
-        _upload_id(req),
+        upload_id_of(req),
         part_number,
         body.chunks(),
         size=body.size,
@@ -57,6 +61,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     )
     resp = web.Response(status=200)
     resp.headers["ETag"] = f'"{part.etag}"'
+    resp.headers.update(body_checksum_headers(body))
     return resp
 
 
@@ -64,11 +69,14 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
     parts = parse_complete_multipart(await req.read_small_body(MAX_COMPLETE_BODY))
     if not parts:
         raise s3_error("MalformedXML", "CompleteMultipartUpload needs at least one part")
+    if_match, if_none_match = write_conditions(req)
     info = await req.client.complete_multipart(
         req.bucket,
         req.key,
-        _upload_id(req),
+        upload_id_of(req),
         [CompletePart(part_number=n, etag=etag.strip('"')) for n, etag in parts],
+        if_match=if_match,
+        if_none_match=if_none_match,
     )
     location = f"{req.ctx.config.s3_region}/{req.bucket}/{req.key}"
     body = complete_multipart_xml(location, req.bucket, req.key, f'"{info.etag}"')
@@ -76,12 +84,12 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
 
 
 async def abort_multipart_upload(req: S3Request) -> web.StreamResponse:
-    await req.client.abort_multipart(req.bucket, req.key, _upload_id(req))
+    await req.client.abort_multipart(req.bucket, req.key, upload_id_of(req))
     return web.Response(status=204)
 
 
 async def list_parts(req: S3Request) -> web.StreamResponse:
-    upload_id = _upload_id(req)
+    upload_id = upload_id_of(req)
     try:
         marker = int(req.query("part-number-marker", "0") or 0)
         limit = min(1000, int(req.query("max-parts", "1000") or 1000))

@@ -1,4 +1,4 @@
-"""Object operations: put, get (with Range), head, delete, delete many."""
+"""Object operations: put, get (with Range, partNumber and conditions), head, delete, delete many."""
 
 from __future__ import annotations
 
@@ -13,13 +13,19 @@ from skymesh.client.objectmeta import ObjectMeta
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import from_skymesh_error, s3_error
+from skymesh.gateway.s3.handlers.acl import object_acl  # S3 slice B
 from skymesh.gateway.s3.handlers.body import PutBody
+from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
+from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
+from skymesh.gateway.s3.handlers.tagging import tags_from_header  # S3 slice B
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import (
     MAX_DELETE_BODY,
     delete_result_xml,
     http_date,
     parse_delete_objects,
+    parse_http_date,
+    quote_etag,
 )
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,7 @@ STORED_HEADERS = (
     "content-language",
     "expires",
 )
+MAX_PUT_SIZE = 5 * 1024**3  # S3's limit for one PUT; larger objects go by multipart
 MAX_USER_METADATA = 2048  # bytes of x-amz-meta-* names and values, as S3 allows
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -50,12 +57,17 @@ def meta_from_headers(headers: Mapping[str, str]) -> ObjectMeta:
             stored[lower] = value
     if size > MAX_USER_METADATA:
         raise s3_error(
-            "MetadataTooLarge", f"user metadata is {size} bytes; the limit is {MAX_USER_METADATA}"
+            "MetadataTooLarge",
+            f"user metadata is {size} bytes; the limit is {MAX_USER_METADATA}: store large"
+            " values in the object itself",
         )
     return ObjectMeta(
         content_type=headers.get("Content-Type", "binary/octet-stream"),
         user=user,
         headers=stored,
+        # S3 slice B: x-amz-acl and x-amz-tagging are sealed with the object
+        acl=object_acl(headers),
+        tags=tags_from_header(headers.get("x-amz-tagging")),
     )
 
 
@@ -71,13 +83,33 @@ def object_headers(obj: StoredObject) -> dict[str, str]:
         headers[name.title()] = value
     for name, value in meta.user.items():
         headers[f"x-amz-meta-{name}"] = value
+    if meta.tags:  # S3 slice B
+        headers["x-amz-tagging-count"] = str(len(meta.tags))
     return headers
+
+
+def write_conditions(req: S3Request) -> tuple[str, str]:
+    """(If-Match, If-None-Match) of a write, for the coordinator to check at commit."""
+    h = req.http.headers
+    return h.get("If-Match", "").strip(), h.get("If-None-Match", "").strip()
+
+
+def body_checksum_headers(body: PutBody) -> dict[str, str]:
+    """The checksum a write computed, echoed as S3 does (SDKs compare it)."""
+    c = body.checksum
+    return {HEADER_PREFIX + c.algorithm: c.b64()} if c is not None else {}
 
 
 async def put_object(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
     meta = meta_from_headers(req.http.headers)
+    if_match, if_none_match = write_conditions(req)
     body = PutBody(req)
+    if body.size is not None and body.size > MAX_PUT_SIZE:
+        raise s3_error(
+            "EntityTooLarge",
+            f"a single PUT may be at most {MAX_PUT_SIZE} bytes; use a multipart upload",
+        )
     stored = await req.client.put_object(
         req.bucket,
         req.key,
@@ -86,10 +118,89 @@ async def put_object(req: S3Request) -> web.StreamResponse:
         meta=meta,
         hashers=body.hashers,
         before_commit=body.verify,
+        if_match=if_match,
+        if_none_match=if_none_match,
     )
     resp = web.Response(status=200)
     resp.headers["ETag"] = f'"{stored.info.etag}"'
+    resp.headers.update(body_checksum_headers(body))
     return resp
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    wanted = {e.strip().removeprefix("W/").strip('"') for e in header.split(",")}
+    return "*" in wanted or etag.strip('"') in wanted
+
+
+def read_conditions(
+    headers: Mapping[str, str], etag: str, last_modified: float, prefix: str = ""
+) -> bool:
+    """S3's conditional read rules; False means "answer 304 Not Modified".
+
+    Raises PreconditionFailed (412). Precedence as S3 documents it: a true
+    If-Match overrides a false If-Unmodified-Since, and a false If-None-Match
+    overrides a true If-Modified-Since. Dates compare at whole seconds, the
+    precision of Last-Modified. ``prefix`` is ``x-amz-copy-source-`` for copies,
+    where every failure is 412.
+    """
+    modified = int(last_modified)
+    if_match = headers.get(prefix + "If-Match")
+    if if_match is not None:
+        if not _etag_matches(if_match, etag):
+            raise s3_error("PreconditionFailed", Condition=prefix + "If-Match")
+    else:
+        raw = headers.get(prefix + "If-Unmodified-Since")
+        since = parse_http_date(raw) if raw else None
+        if since is not None and modified > since:
+            raise s3_error("PreconditionFailed", Condition=prefix + "If-Unmodified-Since")
+    if_none_match = headers.get(prefix + "If-None-Match")
+    if if_none_match is not None:
+        if _etag_matches(if_none_match, etag):
+            if prefix:
+                raise s3_error("PreconditionFailed", Condition=prefix + "If-None-Match")
+            return False
+    else:
+        raw = headers.get(prefix + "If-Modified-Since")
+        since = parse_http_date(raw) if raw else None
+        if since is not None and modified <= since:
+            if prefix:
+                raise s3_error("PreconditionFailed", Condition=prefix + "If-Modified-Since")
+            return False
+    return True
+
+
+def not_modified(obj: StoredObject) -> web.Response:
+    resp = web.Response(status=304)
+    resp.headers["ETag"] = quote_etag(obj.info.etag)
+    resp.headers["Last-Modified"] = http_date(obj.info.created_at)
+    return resp
+
+
+def part_range(req: S3Request, obj: StoredObject) -> tuple[int, int, int] | None:
+    """(start, end, part count) of ``?partNumber=N``; None when not asked.
+
+    A simple object is one part. Asking for a part that does not exist is
+    InvalidPartNumber (416), as S3 answers.
+    """
+    n = req.endpoint.part_number
+    if n is None:
+        return None
+    if "Range" in req.http.headers:
+        raise s3_error("InvalidRequest", "Cannot specify both Range header and partNumber query")
+    sizes = obj.meta.parts or [obj.info.size]
+    if n > len(sizes) or sizes[n - 1] < 0:
+        raise s3_error(
+            "InvalidPartNumber",
+            f"the object has {len(sizes)} part(s); part {n} does not exist",
+            PartNumberRequested=n,
+            ActualPartCount=len(sizes),
+        )
+    start = sum(sizes[: n - 1])
+    return start, start + sizes[n - 1], len(sizes)
+
+
+def _wants_checksums(req: S3Request) -> bool:
+    return req.http.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -134,13 +245,21 @@ async def get_object(req: S3Request) -> web.StreamResponse:
         req.bucket, req.key, req.query("versionId", "") or "", hint
     )
     size = handle.info.size
-    rng = parse_range(range_header, size)
+    if not read_conditions(req.http.headers, handle.info.etag, handle.info.created_at):
+        return not_modified(handle.object)
+    part = part_range(req, handle.object)
+    rng = parse_range(range_header, size) if part is None else part[:2]
     start, end = rng if rng is not None else (0, size)
-    resp = web.StreamResponse(status=206 if rng is not None else 200)
+    partial = rng is not None and (part is None or len(handle.meta.parts) > 0)
+    resp = web.StreamResponse(status=206 if partial else 200)
     resp.headers.update(object_headers(handle.object))
     _apply_response_overrides(req, resp)
-    if rng is not None:
+    if partial:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    if part is not None and handle.meta.parts:
+        resp.headers["x-amz-mp-parts-count"] = str(part[2])
+    if _wants_checksums(req) and rng is None:
+        resp.headers.update(checksum_headers(handle.meta.checksums))
     resp.content_length = end - start
     body = handle.read(start, end)
     try:
@@ -182,9 +301,20 @@ def _apply_response_overrides(req: S3Request, resp: web.StreamResponse) -> None:
 
 async def head_object(req: S3Request) -> web.StreamResponse:
     obj = await req.client.head_object(req.bucket, req.key, req.query("versionId", "") or "")
+    if not read_conditions(req.http.headers, obj.info.etag, obj.info.created_at):
+        return not_modified(obj)
+    part = part_range(req, obj)
     resp = web.Response(status=200)
     resp.headers.update(object_headers(obj))
     resp.headers["Content-Length"] = str(obj.info.size)
+    if part is not None and obj.meta.parts:
+        start, end, count = part
+        resp.set_status(206)
+        resp.headers["Content-Length"] = str(end - start)
+        resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{obj.info.size}"
+        resp.headers["x-amz-mp-parts-count"] = str(count)
+    if _wants_checksums(req) and part is None:
+        resp.headers.update(checksum_headers(obj.meta.checksums))
     return resp
 
 
@@ -207,7 +337,7 @@ async def delete_objects(req: S3Request) -> web.StreamResponse:
             deleted.append((key, version_id or ""))
         except SkymeshError as e:
             err = from_skymesh_error(e)
-            if err.code == "NoSuchBucket":
-                raise err from e
+            if err.code in ("NoSuchBucket", "AccessDenied"):  # S3 slice B: another
+                raise err from e  # project's bucket fails the whole request, as in S3
             failed.append((key, err.code, err.message))
     return web.Response(body=delete_result_xml(deleted, failed, quiet), content_type=XML)

@@ -1,0 +1,44 @@
+"""Replace a committed object's sealed metadata (tags, ACL), only on the version the caller read.
+
+The gateway decrypts the metadata, changes it and seals it again; between its read
+and this write the object may have been overwritten, and the newer version's
+metadata must win. So the update names the version it was derived from and
+fails with ``NoSuchVersion`` if that is no longer the current one.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from skymesh.coordinator.db.schema import objects
+from skymesh.coordinator.metainfo.checks import MAX_ENCRYPTED_METADATA, check_blob, check_key
+from skymesh.coordinator.metainfo.common import load_object
+from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.errors import BadRequest, NotFound
+from skymesh.wire.messages import ObjectInfo, UpdateObjectMetadataRequest
+
+
+async def update_metadata(
+    m: Metainfo, project_id: str, req: UpdateObjectMetadataRequest
+) -> ObjectInfo:
+    check_key(req.key)
+    check_blob("encrypted_metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
+    if not req.version_id:
+        raise BadRequest("version_id names the version the metadata was derived from")
+
+    def txn(conn: sa.Connection) -> ObjectInfo:
+        load_object(conn, project_id, req.bucket, req.key, req.version_id)
+        done = conn.execute(
+            objects.update()
+            .where(
+                objects.c.bucket == req.bucket,
+                objects.c.key == req.key,
+                objects.c.stream_id == req.version_id,
+            )
+            .values(encrypted_metadata=req.encrypted_metadata)
+        )
+        if done.rowcount != 1:  # pragma: no cover - the writer holds the lock since the load
+            raise NotFound(f"object {req.key!r} changed", code="NoSuchVersion")
+        return load_object(conn, project_id, req.bucket, req.key, req.version_id)
+
+    return await m.db.write(txn)

@@ -1,0 +1,125 @@
+"""S3's additional checksums (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256).
+
+Current SDKs send one of these with almost every upload, either as an
+``x-amz-checksum-<alg>`` header or in an ``aws-chunked`` trailer. Each is
+computed as the body streams (a hasher handed to the client, so it runs in the
+same worker thread as MD5) and only for the algorithm the request names: these
+run on every PUT and CPU per byte is the budget. Values travel base64-encoded,
+big-endian for the CRCs, as S3 defines them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import zlib
+from collections.abc import Mapping
+
+import crc32c as _crc32c
+from awscrt import checksums as _crt  # type: ignore[import-untyped]
+
+from skymesh.gateway.s3.errors import s3_error
+
+ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+HEADER_PREFIX = "x-amz-checksum-"
+_DIGEST_SIZE = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
+
+
+class Checksum:
+    """A running checksum of one algorithm; ``update`` takes any buffer (a client Hasher)."""
+
+    def __init__(self, algorithm: str):
+        if algorithm not in ALGORITHMS:
+            raise s3_error(
+                "InvalidRequest",
+                f"checksum algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}",
+            )
+        self.algorithm = algorithm
+        self._crc = 0
+        self._hash = (
+            hashlib.sha1(usedforsecurity=False)
+            if algorithm == "sha1"
+            else hashlib.sha256()
+            if algorithm == "sha256"
+            else None
+        )
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None:
+        if self._hash is not None:
+            self._hash.update(data)
+        elif self.algorithm == "crc32":
+            self._crc = zlib.crc32(data, self._crc)
+        elif self.algorithm == "crc32c":
+            self._crc = _crc32c.crc32c(data, self._crc)
+        else:
+            self._crc = _crt.crc64nvme(data, self._crc)
+
+    def digest(self) -> bytes:
+        if self._hash is not None:
+            return self._hash.digest()
+        return self._crc.to_bytes(_DIGEST_SIZE[self.algorithm], "big")
+
+    def b64(self) -> str:
+        return base64.b64encode(self.digest()).decode()
+
+
+def check_value(algorithm: str, value: str) -> str:
+    """A client-sent checksum, refused early when it cannot be one of ``algorithm``."""
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise s3_error(
+            "InvalidRequest", f"Value for {HEADER_PREFIX}{algorithm} header is invalid."
+        ) from e
+    if len(raw) != _DIGEST_SIZE[algorithm]:
+        raise s3_error("InvalidRequest", f"Value for {HEADER_PREFIX}{algorithm} header is invalid.")
+    return value.strip()
+
+
+def requested(headers: Mapping[str, str]) -> tuple[str | None, str | None, bool]:
+    """(algorithm, value from a header, value comes in a trailer) for one request.
+
+    S3 accepts one checksum per request: two headers, or a header and a
+    different trailer, are ``InvalidRequest``.
+    """
+    found: dict[str, str] = {}
+    for alg in ALGORITHMS:
+        value = headers.get(HEADER_PREFIX + alg)
+        if value is not None:
+            found[alg] = check_value(alg, value)
+    trailer_algs = [
+        t.strip().lower()[len(HEADER_PREFIX) :]
+        for t in headers.get("x-amz-trailer", "").split(",")
+        if t.strip().lower().startswith(HEADER_PREFIX)
+    ]
+    for alg in trailer_algs:
+        if alg not in ALGORITHMS:
+            raise s3_error("InvalidRequest", f"unknown checksum trailer {HEADER_PREFIX}{alg}")
+    sdk = headers.get("x-amz-sdk-checksum-algorithm", "").strip().lower() or None
+    if sdk is not None and sdk not in ALGORITHMS:
+        raise s3_error(
+            "InvalidRequest",
+            f"x-amz-sdk-checksum-algorithm must be one of {', '.join(a.upper() for a in ALGORITHMS)}",
+        )
+    names = set(found) | set(trailer_algs)
+    if len(names) > 1 or (sdk is not None and names and sdk not in names):
+        raise s3_error(
+            "InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple are provided."
+        )
+    if found:
+        alg, value = next(iter(found.items()))
+        return alg, value, False
+    if trailer_algs:
+        return trailer_algs[0], None, True
+    return sdk, None, False
+
+
+def response_headers(checksums: Mapping[str, str]) -> dict[str, str]:
+    """What GET/HEAD answer with ``x-amz-checksum-mode: ENABLED``."""
+    out: dict[str, str] = {}
+    for alg, value in checksums.items():
+        if alg in ALGORITHMS:
+            out[HEADER_PREFIX + alg] = value
+            out["x-amz-checksum-type"] = "COMPOSITE" if "-" in value else "FULL_OBJECT"
+    return out

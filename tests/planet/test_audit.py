@@ -1,0 +1,148 @@
+"""Audits: honest nodes pass, lying or rotting nodes fail and get disqualified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from skymesh.coordinator.health import healthy
+from skymesh.coordinator.model import NodeRecord
+from skymesh.coordinator.reputation import AuditOutcome
+from skymesh.testing.faults import heal, inject
+from skymesh.testing.planet import PlanetThread
+from tests.conftest import random_bytes
+from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
+
+
+def _record(planet: PlanetThread, index: int) -> NodeRecord:
+    node_id = planet.planet.nodes[index].node_id
+    return planet.run(coordinator(planet).registry.lookup([node_id]))[node_id]
+
+
+def _audit(planet: PlanetThread, index: int) -> AuditOutcome:
+    result = planet.run(coordinator(planet).auditor.audit_node(_record(planet, index)))
+    assert result is not None, "the node holds no piece to audit"
+    return result.outcome
+
+
+def _corrupt_on_disk(planet: PlanetThread, index: int) -> int:
+    store = planet.planet.nodes[index].store
+    count = 0
+    for pid in store.iter_piece_ids():
+        path: Path = store.path(pid)
+        data = bytearray(path.read_bytes())
+        for i in range(0, len(data), 4093):
+            data[i] ^= 0x5A
+        path.write_bytes(bytes(data))
+        count += 1
+    return count
+
+
+@pytest.fixture(scope="module")
+def stored(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+    pause_durability_loops(planet)
+    s3.create_bucket(Bucket="audited")
+    data = random_bytes(1_500_000, seed=11)
+    s3.put_object(Bucket="audited", Key="obj", Body=data)
+    # a second piece on every node, for the store that answers with the wrong piece
+    s3.put_object(Bucket="audited", Key="other", Body=random_bytes(700_000, seed=13))
+    return data
+
+
+def test_honest_nodes_pass_audits(planet: PlanetThread, stored: bytes) -> None:
+    c = coordinator(planet)
+    results = planet.run(c.auditor.step())
+    assert results and all(r.outcome is AuditOutcome.SUCCESS for r in results)
+    for i in range(len(planet.planet.nodes)):
+        assert _audit(planet, i) is AuditOutcome.SUCCESS
+    rep = c.reputation.cached(planet.planet.nodes[3].node_id)
+    assert rep is not None and rep.audit_score == 1.0 and not rep.disqualified
+
+
+def test_lying_store_is_caught(planet: PlanetThread, stored: bytes) -> None:
+    node = planet.planet.nodes[1]
+    for mode in ("corrupt", "swap", "missing"):
+        faulty = inject(node, mode)  # type: ignore[arg-type]
+        try:
+            assert _audit(planet, 1) is AuditOutcome.FAILURE, mode
+        finally:
+            heal(node)
+        assert faulty.reads or mode == "missing"
+    assert _audit(planet, 1) is AuditOutcome.SUCCESS
+    rep = coordinator(planet).reputation.cached(node.node_id)
+    assert rep is not None and rep.audits_failed == 3 and not rep.disqualified
+
+
+def test_offline_node_scores_unknown_not_failure(planet: PlanetThread, stored: bytes) -> None:
+    c = coordinator(planet)
+    record = _record(planet, 2)
+    planet.run(planet.planet.nodes[2].stop())
+    before = c.reputation.cached(record.node_id)
+    result = planet.run(c.auditor.audit_node(record))
+    assert result is not None and result.outcome is AuditOutcome.UNKNOWN
+    after = c.reputation.cached(record.node_id)
+    assert after is not None and after.audits_unknown == 1
+    assert after.audit_score == (before.audit_score if before else 1.0)
+    assert after.unknown_score < 1.0
+
+
+def test_rotting_node_is_disqualified(planet: PlanetThread, s3, stored: bytes) -> None:  # type: ignore[no-untyped-def]
+    c = coordinator(planet)
+    node_id = planet.planet.nodes[0].node_id
+    assert _corrupt_on_disk(planet, 0) >= 1
+    scores = []
+    for _ in range(100):
+        assert _audit(planet, 0) is AuditOutcome.FAILURE
+        rep = c.reputation.cached(node_id)
+        assert rep is not None
+        scores.append(rep.audit_score)
+        if rep.disqualified:
+            break
+    assert rep.disqualified, scores[-1]
+    assert scores == sorted(scores, reverse=True)
+    assert rep.audit_score < c.config.audit_dq_threshold
+    assert len(scores) == 41  # lambda 0.999 from a fresh start: 0.999**41 < 0.96
+    status = {n.node_id: n for n in planet.run(c.registry.node_list()).nodes}[node_id]
+    assert status.disqualified and status.audits >= 41 and status.audit_score < 0.96
+    # its pieces no longer count, and it gets no new ones
+    record = _record(planet, 0)
+    assert not healthy(record, rep, c.clock(), offline_after=c.config.offline_after)
+    assert planet.run(c.auditor.step()) is not None
+    s3.put_object(Bucket="audited", Key="after", Body=random_bytes(400_000, seed=12))
+    info = s3.head_object(Bucket="audited", Key="after")
+    assert info["ContentLength"] == 400_000
+    rows = piece_rows(planet)
+    latest = max(r.stream_id for r in rows)
+    assert node_id not in {r.node_id for r in rows if r.stream_id == latest}
+
+
+def test_audit_route_refuses_bad_requests(planet: PlanetThread, stored: bytes) -> None:
+    import aiohttp
+
+    from skymesh.wire.messages import ORDER_HEADER, PieceAction
+    from skymesh.wire.signing import encode_header
+
+    c = coordinator(planet)
+    node = planet.planet.nodes[5]
+    piece_id = next(iter(node.store.iter_piece_ids()))
+
+    async def ask(chunk: str, action: PieceAction = PieceAction.AUDIT) -> tuple[int, str]:
+        order = c.metainfo.orders.order(node.node_id, piece_id, action, 65536)
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(
+                f"{node.address}/v1/pieces/{piece_id}/audit",
+                params={"chunk": chunk} if chunk else {},
+                headers={ORDER_HEADER: encode_header(order)},
+            ) as resp,
+        ):
+            return resp.status, await resp.text()
+
+    assert planet.run(ask(""))[0] == 400
+    assert planet.run(ask("-1"))[0] == 400
+    status, body = planet.run(ask("99999"))
+    assert status == 400 and "out of range" in body
+    status, body = planet.run(ask("0", PieceAction.GET))
+    assert status == 403 and "order allows get, not audit" in body
+    assert planet.run(ask("0"))[0] == 200

@@ -1,0 +1,162 @@
+"""S3 checksums and Content-MD5 through boto3 (which computes them itself) and raw requests.
+
+A body that fails its checksum is refused with BadDigest and never becomes
+visible; a good one keeps its checksum, returned with ``x-amz-checksum-mode``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+
+import pytest
+from botocore.exceptions import ClientError
+
+from skymesh.testing.planet import PlanetThread
+from tests.conftest import random_bytes
+from tests.planet import s3raw
+
+BUCKET = "sums"
+ALGORITHMS = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]
+
+
+@pytest.fixture(scope="module")
+def bucket(s3):  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket=BUCKET)
+    return BUCKET
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response["Error"]["Code"])
+
+
+def _missing(s3, key: str) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        s3.head_object(Bucket=BUCKET, Key=key)
+    except ClientError as e:
+        return _code(e) in ("404", "NoSuchKey")
+    return False
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("size", [100, 70_000])
+def test_checksum_round_trip(s3, bucket: str, algorithm: str, size: int) -> None:  # type: ignore[no-untyped-def]
+    key = f"{algorithm}-{size}"
+    data = random_bytes(size, seed=size)
+    put = s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm=algorithm)
+    value = put[f"Checksum{algorithm}"]
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert head[f"Checksum{algorithm}"] == value
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == "FULL_OBJECT"
+    # boto3 validates the body against the checksum we return
+    got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert got[f"Checksum{algorithm}"] == value
+    assert got["Body"].read() == data
+    if algorithm == "CRC32":
+        assert base64.b64decode(value) == zlib.crc32(data).to_bytes(4, "big")
+    if algorithm == "SHA256":
+        assert base64.b64decode(value) == hashlib.sha256(data).digest()
+    plain = s3.head_object(Bucket=bucket, Key=key)
+    assert f"Checksum{algorithm}" not in plain  # only when asked
+
+
+def test_ranged_get_has_no_whole_object_checksum(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="ranged", Body=b"0123456789", ChecksumAlgorithm="CRC32")
+    got = s3.get_object(Bucket=bucket, Key="ranged", Range="bytes=2-4", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"234"
+    assert "ChecksumCRC32" not in got
+
+
+@pytest.mark.parametrize("size", [10, 70_000])
+def test_wrong_checksum_is_bad_digest(s3, bucket: str, size: int) -> None:  # type: ignore[no-untyped-def]
+    wrong = base64.b64encode(b"\0\0\0\0").decode()
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key=f"wrong-{size}", Body=b"x" * size, ChecksumCRC32=wrong)
+    assert _code(e.value) == "BadDigest"
+    assert _missing(s3, f"wrong-{size}")
+    with pytest.raises(ClientError) as e:
+        s3.put_object(
+            Bucket=bucket,
+            Key=f"wrong-sha-{size}",
+            Body=b"x" * size,
+            ChecksumSHA256=base64.b64encode(hashlib.sha256(b"other").digest()).decode(),
+        )
+    assert _code(e.value) == "BadDigest"
+    assert _missing(s3, f"wrong-sha-{size}")
+
+
+def test_bad_checksum_headers(planet: PlanetThread, bucket: str) -> None:
+    crc = base64.b64encode(zlib.crc32(b"abc").to_bytes(4, "big")).decode()
+    sha1 = base64.b64encode(hashlib.sha1(b"abc").digest()).decode()
+    two = {"x-amz-checksum-crc32": crc, "x-amz-checksum-sha1": sha1}
+    r = s3raw.request(planet, "PUT", f"/{bucket}/two", b"abc", two)
+    assert r.status == 400 and r.code == "InvalidRequest", r.body
+    r = s3raw.request(planet, "PUT", f"/{bucket}/junk", b"abc", {"x-amz-checksum-crc32": "!!"})
+    assert r.status == 400 and r.code == "InvalidRequest", r.body
+
+
+def test_wrong_trailer_is_bad_digest(planet: PlanetThread, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    data = random_bytes(80_000, seed=9)
+    wrong = base64.b64encode(hashlib.sha256(b"no").digest()).decode()
+    body = s3raw.unsigned_chunks([data], {"x-amz-checksum-sha256": wrong})
+    headers = s3raw.chunked_headers(
+        len(data), len(body), **{"x-amz-trailer": "x-amz-checksum-sha256"}
+    )
+    path = f"/{bucket}/bad-trailer"
+    signed = s3raw.sign(planet, "PUT", path, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", headers)
+    r = s3raw.send(planet, "PUT", path, signed.headers, body)
+    assert r.status == 400 and r.code == "BadDigest", r.body
+    assert _missing(s3, "bad-trailer")
+
+
+def test_content_md5(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    data = b"content md5"
+    good = base64.b64encode(hashlib.md5(data).digest()).decode()
+    s3.put_object(Bucket=bucket, Key="md5-ok", Body=data, ContentMD5=good)
+    bad = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="md5-bad", Body=data, ContentMD5=bad)
+    assert _code(e.value) == "BadDigest"
+    assert _missing(s3, "md5-bad")
+    for invalid in ("not-base64!", base64.b64encode(b"short").decode()):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=bucket, Key="md5-invalid", Body=data, ContentMD5=invalid)
+        assert _code(e.value) == "InvalidDigest"
+    assert _missing(s3, "md5-invalid")
+
+
+def test_multipart_part_checksums(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    key = "mp-sums"
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32C")
+    parts = []
+    datas = [random_bytes(5 * 1024 * 1024, seed=11), b"last part"]
+    for n, data in enumerate(datas, start=1):
+        r = s3.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=up["UploadId"],
+            PartNumber=n,
+            Body=data,
+            ChecksumAlgorithm="CRC32C",
+        )
+        assert r["ChecksumCRC32C"]
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32C": r["ChecksumCRC32C"]})
+    bad = base64.b64encode(b"\1\2\3\4").decode()
+    with pytest.raises(ClientError) as e:
+        s3.upload_part(
+            Bucket=bucket,
+            Key=key,
+            UploadId=up["UploadId"],
+            PartNumber=3,
+            Body=b"bad",
+            ChecksumCRC32C=bad,
+        )
+    assert _code(e.value) == "BadDigest"
+    listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=up["UploadId"])["Parts"]
+    assert [p["PartNumber"] for p in listed] == [1, 2]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=up["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"".join(datas)

@@ -1,0 +1,157 @@
+"""Coordinator routes of S3 slice B: bucket ACL, tags, CORS, and metadata replacement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from skymesh.errors import BadRequest, Forbidden, NotFound
+from skymesh.wire.messages import (
+    BucketConfig,
+    BucketInfo,
+    BucketRequest,
+    CorsRule,
+    CreateBucketRequest,
+    ObjectInfo,
+    ObjectRequest,
+    PutBucketAclRequest,
+    PutBucketCorsRequest,
+    PutBucketTaggingRequest,
+    PutInlineRequest,
+    Tag,
+    UpdateObjectMetadataRequest,
+)
+from tests.unit.test_coordinator_support import running
+
+RULE = CorsRule(allowed_origins=["*"], allowed_methods=["GET"])
+
+
+async def test_bucket_config_round_trip_and_caps(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        c = h.client
+        await c.call(
+            "/v1/buckets/create", CreateBucketRequest(name="cfg", acl="public-read"), BucketInfo
+        )
+        got = await c.call("/v1/buckets/config", BucketRequest(name="cfg"), BucketConfig)
+        assert got == BucketConfig(name="cfg", acl="public-read", tags=None, cors=None)
+        tags = [Tag(key="a", value="1"), Tag(key="b", value="")]
+        await c.call(
+            "/v1/buckets/put-tagging", PutBucketTaggingRequest(name="cfg", tags=tags), BucketConfig
+        )
+        await c.call(
+            "/v1/buckets/put-cors", PutBucketCorsRequest(name="cfg", rules=[RULE]), BucketConfig
+        )
+        got = await c.call(
+            "/v1/buckets/put-acl", PutBucketAclRequest(name="cfg", acl="private"), BucketConfig
+        )
+        assert got == BucketConfig(name="cfg", acl="private", tags=tags, cors=[RULE])
+        # an empty tag set is a tag set; null deletes
+        got = await c.call(
+            "/v1/buckets/put-tagging", PutBucketTaggingRequest(name="cfg", tags=[]), BucketConfig
+        )
+        assert got.tags == []
+        got = await c.call(
+            "/v1/buckets/put-tagging", PutBucketTaggingRequest(name="cfg"), BucketConfig
+        )
+        got = await c.call("/v1/buckets/put-cors", PutBucketCorsRequest(name="cfg"), BucketConfig)
+        assert (got.tags, got.cors) == (None, None)
+
+        for path, req, code in [
+            (
+                "/v1/buckets/put-acl",
+                PutBucketAclRequest(name="cfg", acl="public-read-write"),
+                "InvalidArgument",
+            ),
+            ("/v1/buckets/create", CreateBucketRequest(name="cfg2", acl="nope"), "InvalidArgument"),
+            (
+                "/v1/buckets/put-tagging",
+                PutBucketTaggingRequest(name="cfg", tags=[Tag(key="k", value="v")] * 2),
+                "InvalidTag",
+            ),
+            (
+                "/v1/buckets/put-tagging",
+                PutBucketTaggingRequest(
+                    name="cfg", tags=[Tag(key=str(i), value="") for i in range(51)]
+                ),
+                "InvalidTag",
+            ),
+            (
+                "/v1/buckets/put-tagging",
+                PutBucketTaggingRequest(name="cfg", tags=[Tag(key="", value="")]),
+                "InvalidTag",
+            ),
+            ("/v1/buckets/put-cors", PutBucketCorsRequest(name="cfg", rules=[]), "MalformedXML"),
+            (
+                "/v1/buckets/put-cors",
+                PutBucketCorsRequest(name="cfg", rules=[RULE] * 101),
+                "MalformedXML",
+            ),
+            (
+                "/v1/buckets/put-cors",
+                PutBucketCorsRequest(
+                    name="cfg", rules=[CorsRule(allowed_origins=["x" * 70000], allowed_methods=[])]
+                ),
+                "MaxMessageLengthExceeded",
+            ),
+        ]:
+            with pytest.raises(BadRequest) as e:
+                await c.call(path, req, dict)
+            assert e.value.code == code, (path, req)
+        with pytest.raises(NotFound) as nf:
+            await c.call("/v1/buckets/config", BucketRequest(name="cfg2"), BucketConfig)
+        assert nf.value.code == "NoSuchBucket"
+
+        other = await h.new_project("other")
+        for path, req in [
+            ("/v1/buckets/config", BucketRequest(name="cfg")),
+            ("/v1/buckets/put-acl", PutBucketAclRequest(name="cfg", acl="public-read")),
+            ("/v1/buckets/put-tagging", PutBucketTaggingRequest(name="cfg")),
+            ("/v1/buckets/put-cors", PutBucketCorsRequest(name="cfg")),
+        ]:
+            with pytest.raises(Forbidden) as f:
+                await other.call(path, req, dict)
+            assert f.value.code == "AccessDenied"
+
+
+async def test_update_metadata_only_on_the_version_read(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        await h.create_bucket("meta")
+
+        def put(blob: bytes) -> PutInlineRequest:
+            return PutInlineRequest(
+                bucket="meta", key="k", size=0, etag="e", encrypted_key=b"", encrypted_metadata=blob
+            )
+
+        first = await h.client.call("/v1/objects/put-inline", put(b"m1"), ObjectInfo)
+
+        def update(version: str, blob: bytes) -> UpdateObjectMetadataRequest:
+            return UpdateObjectMetadataRequest(
+                bucket="meta", key="k", version_id=version, encrypted_metadata=blob
+            )
+
+        done = await h.client.call(
+            "/v1/objects/update-metadata", update(first.version_id, b"m2"), ObjectInfo
+        )
+        assert (done.version_id, done.encrypted_metadata) == (first.version_id, b"m2")
+        second = await h.client.call("/v1/objects/put-inline", put(b"n1"), ObjectInfo)
+        with pytest.raises(NotFound) as e:
+            await h.client.call(
+                "/v1/objects/update-metadata", update(first.version_id, b"old"), ObjectInfo
+            )
+        assert e.value.code == "NoSuchVersion"
+        now = await h.client.call(
+            "/v1/objects/head", ObjectRequest(bucket="meta", key="k"), ObjectInfo
+        )
+        assert (now.version_id, now.encrypted_metadata) == (second.version_id, b"n1")
+        with pytest.raises(BadRequest):
+            await h.client.call("/v1/objects/update-metadata", update("", b"x"), ObjectInfo)
+        with pytest.raises(BadRequest):
+            await h.client.call(
+                "/v1/objects/update-metadata", update(second.version_id, b"x" * 17000), ObjectInfo
+            )
+        other = await h.new_project("other-meta")
+        with pytest.raises(Forbidden):
+            await other.call(
+                "/v1/objects/update-metadata", update(second.version_id, b"x"), ObjectInfo
+            )
