@@ -6,11 +6,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bucket.get_bucket_versioning exists; app._handlers() does not route "
-    '"GetBucketVersioning" to it yet (and docs/s3-compatibility.md lists it as not supported)',
-)
 def test_get_bucket_versioning_is_never_enabled(s3) -> None:  # type: ignore[no-untyped-def]
     """rclone's purge asks before deleting and logs an ERROR on 501; AWS answers an empty config."""
     s3.create_bucket(Bucket="never-versioned")

@@ -135,6 +135,7 @@ def test_multipart_upload(s3, bucket) -> None:  # type: ignore[no-untyped-def]
         UploadId=uid,
         MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]},
     )
+    assert done["Location"] == f"{s3.meta.endpoint_url}/{bucket}/mp"
     md5s = b"".join(hashlib.md5(d).digest() for d in parts_data)
     assert done["ETag"] == f'"{hashlib.md5(md5s).hexdigest()}-3"'
     whole = b"".join(parts_data)

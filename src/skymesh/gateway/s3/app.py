@@ -117,6 +117,7 @@ def _handlers() -> dict[str, Handler]:
         "HeadBucket": bucket.head_bucket,
         "DeleteBucket": bucket.delete_bucket,
         "GetBucketLocation": bucket.get_bucket_location,
+        "GetBucketVersioning": bucket.get_bucket_versioning,
         "ListObjects": listing.list_objects_v1,
         "ListObjectsV2": listing.list_objects_v2,
         "PutObject": objects.put_object,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from skymesh.gateway.s3.app import XML, S3Request
@@ -78,7 +80,7 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
         if_match=if_match,
         if_none_match=if_none_match,
     )
-    location = f"{req.ctx.config.s3_region}/{req.bucket}/{req.key}"
+    location = f"{req.http.scheme}://{req.http.host}/{req.bucket}/{quote(req.key, safe='/')}"
     body = complete_multipart_xml(location, req.bucket, req.key, f'"{info.etag}"')
     return web.Response(body=body, content_type=XML)
 

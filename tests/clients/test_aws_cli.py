@@ -1,0 +1,223 @@
+"""The AWS CLI (Debian's v2 binary) against a real `skymesh up`: `aws s3` and `aws s3api`."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.clients.conftest import TREE, md5_hex, read_tree, write_tree
+from tests.conftest import random_bytes, write_random_file
+from tests.process.netutil import Up, aws, aws_env, aws_run, find_tool
+
+pytestmark = pytest.mark.slow
+
+MiB = 1024 * 1024
+
+
+def api(net: Up, *args: str) -> Any:
+    """One `aws s3api` call, its JSON answer parsed (None for calls that print nothing)."""
+    out = aws(net, "--output", "json", "s3api", *args)
+    return json.loads(out) if out.strip() else None
+
+
+def listed(net: Up, url: str) -> tuple[list[str], str]:
+    """Keys under `url` as `aws s3 ls --recursive --summarize` prints them, and its summary."""
+    out = aws(net, "s3", "ls", "--recursive", "--summarize", url)
+    body, _, summary = out.partition("Total Objects:")
+    # "2026-01-01 12:00:00       1234 some key with spaces": the key is the fourth field on
+    keys = sorted(line.split(None, 3)[3] for line in body.splitlines() if line.strip())
+    return keys, "Total Objects:" + summary
+
+
+def test_cp_200_mib_multipart_both_ways(net: Up, tmp_path: Path) -> None:
+    big = write_random_file(tmp_path / "big.bin", 200 * MiB, seed=200)
+    aws(net, "s3", "mb", "s3://aws-big")
+    aws(net, "s3", "cp", "--only-show-errors", str(big), "s3://aws-big/dir/big.bin")
+    head = api(net, "head-object", "--bucket", "aws-big", "--key", "dir/big.bin")
+    assert head["ContentLength"] == 200 * MiB
+    # the CLI cuts 8 MiB parts: 25 of them, and S3's multipart ETag says so
+    assert head["ETag"].strip('"').endswith("-25"), head["ETag"]
+    back = tmp_path / "back.bin"
+    aws(net, "s3", "cp", "--only-show-errors", "s3://aws-big/dir/big.bin", str(back))
+    assert filecmp.cmp(big, back, shallow=False)
+
+
+def test_sync_tree_up_and_down_with_updates_delete_and_rm(net: Up, tmp_path: Path) -> None:
+    src = write_tree(tmp_path / "src", TREE)
+    aws(net, "s3", "mb", "s3://aws-sync")
+    aws(net, "s3", "sync", "--only-show-errors", str(src), "s3://aws-sync/tree")
+    keys, summary = listed(net, "s3://aws-sync/tree/")
+    assert keys == sorted(f"tree/{k}" for k in TREE)
+    assert f"Total Objects: {len(TREE)}" in summary
+    assert f"Total Size: {sum(len(v) for v in TREE.values())}" in summary
+
+    down = tmp_path / "down"
+    aws(net, "s3", "sync", "--only-show-errors", "s3://aws-sync/tree", str(down))
+    assert read_tree(down) == TREE
+    # nothing changed: sizes and LastModified agree, so a second sync copies nothing
+    assert aws(net, "s3", "sync", str(src), "s3://aws-sync/tree") == ""
+    assert aws(net, "s3", "sync", "s3://aws-sync/tree", str(down)) == ""
+
+    # change one file, remove one, add one; `--delete` mirrors the removal
+    changed = dict(TREE)
+    changed["a/b/sibling.txt"] = b"sibling, now longer than before\n"
+    (src / "a/b/sibling.txt").write_bytes(changed["a/b/sibling.txt"])
+    del changed["top.txt"]
+    (src / "top.txt").unlink()
+    changed["new dir/new.txt"] = b"new\n"
+    write_tree(src, {"new dir/new.txt": b"new\n"})
+    out = aws(net, "s3", "sync", "--delete", str(src), "s3://aws-sync/tree")
+    assert "delete: s3://aws-sync/tree/top.txt" in out, out
+    aws(net, "s3", "cp", "--only-show-errors", str(src / "empty.txt"), "s3://aws-sync/kept")
+    assert listed(net, "s3://aws-sync/")[0] == sorted(["kept", *(f"tree/{k}" for k in changed)])
+    aws(net, "s3", "sync", "--only-show-errors", "--delete", "s3://aws-sync/tree", str(down))
+    assert read_tree(down) == changed
+
+    # `rm --recursive` removes exactly the prefix; `rb --force` empties and drops the bucket
+    out = aws(net, "s3", "rm", "--recursive", "s3://aws-sync/tree/")
+    assert out.count("delete: s3://aws-sync/tree/") == len(changed), out
+    assert listed(net, "s3://aws-sync/")[0] == ["kept"]
+    aws(net, "s3", "rb", "--force", "s3://aws-sync")
+    assert "aws-sync" not in aws(net, "s3", "ls")
+
+
+def test_s3api_objects_listing_and_location(net: Up, tmp_path: Path) -> None:
+    api(net, "create-bucket", "--bucket", "aws-api")
+    data = random_bytes(100_000, seed=3)
+    body = tmp_path / "body.bin"
+    body.write_bytes(data)
+    put = api(net, "put-object", "--bucket", "aws-api", "--key", "docs/a.bin", "--body", str(body))
+    assert put["ETag"] == f'"{md5_hex(data)}"'
+    head = api(net, "head-object", "--bucket", "aws-api", "--key", "docs/a.bin")
+    assert head["ContentLength"] == len(data) and head["ETag"] == put["ETag"]
+
+    part = tmp_path / "range.bin"
+    got = api(
+        net, "get-object", "--bucket", "aws-api", "--key", "docs/a.bin",
+        "--range", "bytes=1000-1999", str(part),
+    )  # fmt: skip
+    assert got["ContentRange"] == f"bytes 1000-1999/{len(data)}"
+    assert part.read_bytes() == data[1000:2000]
+
+    names = ("docs/b.txt", "docs/sub/c.txt", "docs/sub/d.txt", "docs/other/e.txt", "top.txt")
+    small = write_tree(tmp_path / "small", dict.fromkeys(names, b"x"))
+    aws(net, "s3", "cp", "--only-show-errors", "--recursive", str(small), "s3://aws-api/")
+    listing = api(
+        net, "list-objects-v2", "--bucket", "aws-api", "--prefix", "docs/", "--delimiter", "/"
+    )
+    assert [o["Key"] for o in listing["Contents"]] == ["docs/a.bin", "docs/b.txt"]
+    assert [p["Prefix"] for p in listing["CommonPrefixes"]] == ["docs/other/", "docs/sub/"]
+
+    # --max-items pages on the client side with a resume token
+    first = api(
+        net, "list-objects-v2", "--bucket", "aws-api", "--prefix", "docs/", "--max-items", "2"
+    )
+    assert [o["Key"] for o in first["Contents"]] == ["docs/a.bin", "docs/b.txt"]
+    rest = api(
+        net, "list-objects-v2", "--bucket", "aws-api", "--prefix", "docs/",
+        "--max-items", "10", "--starting-token", first["NextToken"],
+    )  # fmt: skip
+    assert [o["Key"] for o in rest["Contents"]] == [
+        "docs/other/e.txt",
+        "docs/sub/c.txt",
+        "docs/sub/d.txt",
+    ]
+    assert "NextToken" not in rest
+
+    deleted = api(
+        net, "delete-objects", "--bucket", "aws-api", "--delete",
+        json.dumps({"Objects": [{"Key": "docs/b.txt"}, {"Key": "top.txt"}, {"Key": "never"}]}),
+    )  # fmt: skip
+    assert sorted(d["Key"] for d in deleted["Deleted"]) == ["docs/b.txt", "never", "top.txt"]
+    assert not deleted.get("Errors")
+    left = api(net, "list-objects-v2", "--bucket", "aws-api")
+    assert [o["Key"] for o in left["Contents"]] == [
+        "docs/a.bin",
+        "docs/other/e.txt",
+        "docs/sub/c.txt",
+        "docs/sub/d.txt",
+    ]
+
+    # us-east-1 buckets have the empty location constraint, as on AWS
+    assert api(net, "get-bucket-location", "--bucket", "aws-api")["LocationConstraint"] is None
+
+
+def test_s3api_multipart_upload(net: Up, tmp_path: Path) -> None:
+    api(net, "create-bucket", "--bucket", "aws-mpu")
+    parts = [random_bytes(5 * MiB, seed=10), random_bytes(5 * MiB, seed=11), b"tail" * 100]
+    files = []
+    for i, data in enumerate(parts, 1):
+        files.append(tmp_path / f"part{i}")
+        files[-1].write_bytes(data)
+
+    upload = api(net, "create-multipart-upload", "--bucket", "aws-mpu", "--key", "mp/obj")
+    uid = upload["UploadId"]
+    etags = []
+    for i, path in enumerate(files, 1):
+        r = api(
+            net, "upload-part", "--bucket", "aws-mpu", "--key", "mp/obj",
+            "--upload-id", uid, "--part-number", str(i), "--body", str(path),
+        )  # fmt: skip
+        assert r["ETag"] == f'"{md5_hex(parts[i - 1])}"'
+        etags.append(r["ETag"])
+    listed = api(net, "list-parts", "--bucket", "aws-mpu", "--key", "mp/obj", "--upload-id", uid)
+    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed["Parts"]] == [
+        (i, e, len(d)) for i, (e, d) in enumerate(zip(etags, parts, strict=True), 1)
+    ]
+    done = api(
+        net, "complete-multipart-upload", "--bucket", "aws-mpu", "--key", "mp/obj",
+        "--upload-id", uid, "--multipart-upload",
+        json.dumps({"Parts": [{"PartNumber": i, "ETag": e} for i, e in enumerate(etags, 1)]}),
+    )  # fmt: skip
+    assert done["ETag"].strip('"').endswith("-3")
+    back = tmp_path / "back.bin"
+    api(net, "get-object", "--bucket", "aws-mpu", "--key", "mp/obj", str(back))
+    assert back.read_bytes() == b"".join(parts)
+
+    # an aborted upload is gone: its parts can no longer be listed and nothing was stored
+    other = api(net, "create-multipart-upload", "--bucket", "aws-mpu", "--key", "mp/aborted")
+    api(
+        net, "upload-part", "--bucket", "aws-mpu", "--key", "mp/aborted",
+        "--upload-id", other["UploadId"], "--part-number", "1", "--body", str(files[2]),
+    )  # fmt: skip
+    uploads = api(net, "list-multipart-uploads", "--bucket", "aws-mpu")
+    assert [u["Key"] for u in uploads["Uploads"]] == ["mp/aborted"]
+    api(
+        net, "abort-multipart-upload", "--bucket", "aws-mpu", "--key", "mp/aborted",
+        "--upload-id", other["UploadId"],
+    )  # fmt: skip
+    gone = aws_run(
+        net, "s3api", "list-parts", "--bucket", "aws-mpu", "--key", "mp/aborted",
+        "--upload-id", other["UploadId"], check=False,
+    )  # fmt: skip
+    assert gone.returncode != 0 and "NoSuchUpload" in gone.stderr, gone.stderr
+    keys = [o["Key"] for o in api(net, "list-objects-v2", "--bucket", "aws-mpu")["Contents"]]
+    assert keys == ["mp/obj"]
+
+
+def test_stream_stdin_stdout_and_presigned_get(net: Up) -> None:
+    """`cp -` uploads a stream of unknown length (multipart); `cp ... -` and presign read it."""
+    data = random_bytes(20 * MiB + 5, seed=20)
+    aws(net, "s3", "mb", "s3://aws-stream")
+    argv = [find_tool("aws", "awscli"), "--endpoint-url", net.endpoint, "s3", "cp"]
+    up = subprocess.run(
+        [*argv, "-", "s3://aws-stream/piped.bin"],
+        input=data, capture_output=True, env=aws_env(net), timeout=120,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    down = subprocess.run(
+        [*argv, "s3://aws-stream/piped.bin", "-"],
+        capture_output=True, env=aws_env(net), timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    assert down.stdout == data
+
+    url = aws(net, "s3", "presign", "--expires-in", "300", "s3://aws-stream/piped.bin").strip()
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        assert resp.read() == data
