@@ -59,6 +59,7 @@ class SegmentReader:
         self.extra = extra
         self.bad: set[int] = set()  # piece numbers that failed or lied
         self.exhausted: set[int] = set()  # pieces whose get order is used up
+        self.generation = 0  # how many times the orders were renewed
         self._refresh = refresh
         self._set_order()
 
@@ -90,6 +91,7 @@ class SegmentReader:
         self.segment = fresh
         self.exhausted.clear()
         self._set_order()
+        self.generation += 1
         return True
 
     async def fetch(self, blocks: range) -> dict[int, bytes]:
@@ -186,12 +188,16 @@ class SegmentReader:
 
     async def window(self, blocks: range) -> bytes:
         for attempt in range(REFRESH_ATTEMPTS + 1):
+            generation = self.generation
             try:
                 return await self._window(blocks)
             except errors.SkymeshError:
                 # re-reads around a lying node can spend the get allowances of honest
                 # ones: ask for fresh orders and try again, rather than fail the read
-                if attempt < REFRESH_ATTEMPTS and await self.refresh_orders():
+                # (the window fetched beside this one may have renewed them already)
+                if attempt < REFRESH_ATTEMPTS and (
+                    self.generation != generation or await self.refresh_orders()
+                ):
                     continue
                 raise
         raise AssertionError("unreachable")
