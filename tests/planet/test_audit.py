@@ -102,7 +102,9 @@ def test_rotting_node_is_disqualified(planet: PlanetThread, s3, stored: bytes) -
     assert rep.disqualified, scores[-1]
     assert scores == sorted(scores, reverse=True)
     assert rep.audit_score < c.config.audit_dq_threshold
-    assert len(scores) == 41  # lambda 0.999 from a fresh start: 0.999**41 < 0.96
+    # lambda 0.999 from a fresh start: 41 failures bring it under 0.96; a background
+    # audit that passed before the loops were paused adds one or two more
+    assert 41 <= len(scores) <= 43, len(scores)
     status = {n.node_id: n for n in planet.run(c.registry.node_list()).nodes}[node_id]
     assert status.disqualified and status.audits >= 41 and status.audit_score < 0.96
     # its pieces no longer count, and it gets no new ones
