@@ -147,6 +147,56 @@ def signatures_equal(expected: str, provided: str) -> bool:
     return hmac.compare_digest(expected, provided.lower())
 
 
+def _checked(
+    req: SigV4Request,
+    pairs: list[tuple[str, str]],
+    headers: dict[str, list[str]],
+    signed: tuple[str, ...],
+    signed_headers_line: str,
+    payload_hash: str,
+    *,
+    access_key: str,
+    secret: str,
+    date: str,
+    region: str,
+    timestamp: str,
+    provided: str,
+    presigned: bool,
+) -> AuthResult:
+    """Recompute the signature the same way for header and presigned auth, and compare."""
+    mode, sha = _payload_mode(payload_hash)
+    scope = f"{date}/{region}/{SERVICE}/{TERMINATOR}"
+    key = derive_signing_key(secret, date, region)
+    query = _canonical_query(pairs, drop_signature=presigned)
+    canonical_headers = _canonical_headers(headers, signed)
+    signature, canonical, to_sign = _match_signature(
+        req,
+        query,
+        canonical_headers,
+        signed_headers_line,
+        payload_hash,
+        timestamp,
+        scope,
+        key,
+        provided,
+    )
+    if signature is None:
+        raise _signature_mismatch(access_key, to_sign, canonical, provided)
+    return AuthResult(
+        access_key=access_key,
+        secret=secret,
+        payload_mode=mode,
+        payload_sha256=sha,
+        signing_key=key,
+        seed_signature=signature,
+        timestamp=timestamp,
+        scope=scope,
+        region=region,
+        presigned=presigned,
+        signed_headers=signed,
+    )
+
+
 def verify(
     req: SigV4Request,
     lookup: CredentialLookup,
@@ -259,38 +309,23 @@ def _verify_header(
             "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
         )
     payload_hash = declared[0]
-    mode, sha = _payload_mode(payload_hash)
+    _payload_mode(payload_hash)  # refuses an unknown payload mode early
     _check_all_amz_headers_signed(headers, signed)
 
-    scope = f"{date}/{region}/{SERVICE}/{TERMINATOR}"
-    key = derive_signing_key(secret, date, region)
-    query = _canonical_query(pairs, drop_signature=False)
-    canonical_headers = _canonical_headers(headers, signed)
-    signature, canonical, to_sign = _match_signature(
+    return _checked(
         req,
-        query,
-        canonical_headers,
+        pairs,
+        headers,
+        signed,
         signed_headers_line,
         payload_hash,
-        timestamp,
-        scope,
-        key,
-        provided,
-    )
-    if signature is None:
-        raise _signature_mismatch(access_key, to_sign, canonical, provided)
-    return AuthResult(
         access_key=access_key,
         secret=secret,
-        payload_mode=mode,
-        payload_sha256=sha,
-        signing_key=key,
-        seed_signature=signature,
-        timestamp=timestamp,
-        scope=scope,
+        date=date,
         region=region,
+        timestamp=timestamp,
+        provided=provided,
         presigned=False,
-        signed_headers=signed,
     )
 
 
@@ -442,41 +477,26 @@ def _verify_presigned(
             fields={"X-Amz-Date": timestamp, "ServerTime": server_time},
         )
     payload_hash = params.get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD)
-    mode, sha = _payload_mode(payload_hash)
+    mode, _ = _payload_mode(payload_hash)
     if mode not in ("signed", "unsigned"):
         raise s3_error(code, "Presigned requests cannot use a streaming payload.")
     _check_all_amz_headers_signed(headers, signed)
 
-    scope = f"{date}/{region}/{SERVICE}/{TERMINATOR}"
-    key = derive_signing_key(secret, date, region)
     provided = params["X-Amz-Signature"]
-    query = _canonical_query(pairs, drop_signature=True)
-    canonical_headers = _canonical_headers(headers, signed)
-    signature, canonical, to_sign = _match_signature(
+    return _checked(
         req,
-        query,
-        canonical_headers,
+        pairs,
+        headers,
+        signed,
         signed_headers_line,
         payload_hash,
-        timestamp,
-        scope,
-        key,
-        provided,
-    )
-    if signature is None:
-        raise _signature_mismatch(access_key, to_sign, canonical, provided)
-    return AuthResult(
         access_key=access_key,
         secret=secret,
-        payload_mode=mode,
-        payload_sha256=sha,
-        signing_key=key,
-        seed_signature=signature,
-        timestamp=timestamp,
-        scope=scope,
+        date=date,
         region=region,
+        timestamp=timestamp,
+        provided=provided,
         presigned=True,
-        signed_headers=signed,
     )
 
 
