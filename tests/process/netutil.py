@@ -80,12 +80,22 @@ class Up:
             self.proc.wait()
 
 
-def start_up(home: Path, ports: tuple[int, int, int] | None = None) -> Up:
+def start_up(
+    home: Path,
+    ports: tuple[int, int, int] | None = None,
+    *,
+    nodes: int = NODES,
+    env: dict[str, str] | None = None,
+) -> Up:
+    """`skymesh up` in ``home`` on free ports (or ``ports``: gateway, coordinator, first node).
+
+    ``env`` adds settings (e.g. ``SKYMESH_COORDINATOR_*``) to the children's environment.
+    """
     if ports is None:
-        base = free_port_block(NODES + 2)
+        base = free_port_block(nodes + 2)
         ports = (base, base + 1, base + 2)
     gw, coord, node_base = ports
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, **(env or {})}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -95,7 +105,7 @@ def start_up(home: Path, ports: tuple[int, int, int] | None = None) -> Up:
             "--home",
             str(home),
             "--nodes",
-            str(NODES),
+            str(nodes),
             "--port",
             str(gw),
             "--coordinator-port",

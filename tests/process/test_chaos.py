@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -23,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import random_bytes
-from tests.process.netutil import clean_env, free_port_block
+from tests.process.netutil import start_up
 
 pytestmark = pytest.mark.slow
 
@@ -36,40 +34,6 @@ FAST = {
     "SKYMESH_COORDINATOR_REPAIR_CHECK_INTERVAL": "0.5",
     "SKYMESH_COORDINATOR_REPAIR_INTERVAL": "0.2",
 }
-
-
-def _start(home: Path) -> tuple[subprocess.Popen[str], str, str, str, int]:
-    base = free_port_block(NODES + 2)
-    gw, coord = base, base + 1
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "skymesh", "up", "--home", str(home), "--nodes", str(NODES)),
-            *("--port", str(gw), "--coordinator-port", str(coord)),
-            *("--node-base-port", str(base + 2), "--no-fsync"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=clean_env(**FAST),
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "Press Ctrl-C" in line:
-            break
-    text = "".join(lines)
-    access = re.search(r"access key id\s+(\S+)", text)
-    secret = re.search(r"secret access key\s+(\S+)", text)
-    endpoint = re.search(r"S3 endpoint\s+(\S+)", text)
-    if not (access and secret and endpoint):
-        proc.kill()
-        raise AssertionError(f"skymesh up did not come up:\n{text}")
-    return proc, endpoint.group(1), access.group(1), secret.group(1), coord
 
 
 def _nodes(coord: int, token: str) -> list[dict[str, object]]:
@@ -116,7 +80,14 @@ def test_rotting_disk_is_audited_and_repaired(tmp_path: Path) -> None:
     from skymesh.wire.identity import Identity
 
     home = tmp_path / "home"
-    proc, endpoint, access, secret, coord = _start(home)
+    up = start_up(home, nodes=NODES, env=FAST)
+    proc, endpoint, access, secret, coord = (
+        up.proc,
+        up.endpoint,
+        up.access_key,
+        up.secret,
+        up.ports[1],
+    )
     try:
         s3 = boto3.client(
             "s3",
