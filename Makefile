@@ -33,8 +33,11 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+# bench (issue 5): skymesh vs Tahoe-LAFS vs moto; makes .bench/venvs/ on first use,
+# rewrites docs/benchmarks.md and .png. e.g. make bench BENCH_ARGS="--quick --only skymesh"
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build src/*.egg-info

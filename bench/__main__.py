@@ -1,10 +1,248 @@
-"""``make bench``: the codec on one core, then end to end through S3."""
+"""``make bench``: skymesh, Tahoe-LAFS and moto side by side on this machine, in one run.
+
+    python -m bench                         # issue 5's full list (long: tens of minutes)
+    python -m bench --quick                 # small sizes, for development and smoke tests
+    python -m bench --only skymesh,moto --workloads big,small --big-mib 256
+
+Each system is started fresh on loopback, gets the same workloads, and is stopped
+before the next starts, so they never compete with each other for the two CPUs
+(they do compete with whatever else the machine runs: the load average is recorded).
+Prints one table; unless ``--no-docs`` (the default with ``--quick``), rewrites the
+generated part of docs/benchmarks.md and draws docs/benchmarks.png. Measures, never
+asserts: a missed target is a row in the table, not an exit status.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any
 
-for module in ("bench.bench_codec", "bench.e2e"):
-    print(f"\n== {module}", flush=True)
-    subprocess.run([sys.executable, "-m", module], check=True)
+from bench import procs, profile, report, venvs, workloads
+from bench.systems import Store
+from bench.workloads import WORKLOADS, MiB, Plan, Runner
+
+SYSTEMS = ("skymesh", "tahoe", "moto")
+SKYMESH_ONLY = {"rss": "the gateway's memory is skymesh's own target", "codec": "skymesh's codec"}
+OUT = report.ROOT / ".bench" / "out"
+
+
+def _factory(name: str) -> Callable[[Path], AbstractContextManager[Store]]:
+    if name == "skymesh":
+        from bench.systems import skymesh
+
+        return skymesh.running
+    if name == "tahoe":
+        from bench.systems import tahoe
+
+        return tahoe.running
+    from bench.systems import moto
+
+    return moto.running
+
+
+def _names(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return [n for n in allowed if n in names]  # the canonical order
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (smoke test, development)")
+    p.add_argument("--only", default=",".join(SYSTEMS), help="systems, comma-separated")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="workloads, comma-separated")
+    p.add_argument("--big-mib", type=int, help="the big object (default 1024)")
+    p.add_argument("--mid-mib", type=int, help="the middle object (default 64)")
+    p.add_argument("--big-repeat", type=int)
+    p.add_argument("--mid-repeat", type=int)
+    p.add_argument("--small-count", type=int, help="small PUTs and GETs per run (default 1000)")
+    p.add_argument("--threads", type=int, help="concurrent client threads (default 16)")
+    p.add_argument("--list-keys", type=int, help="keys to fill and list (default 100000)")
+    p.add_argument("--fill-threads", type=int, help="threads filling the bucket (default 32)")
+    p.add_argument("--rss-mib", type=int, help="object streamed for the RSS peak (default 10240)")
+    p.add_argument("--codec-segment-mib", type=int)
+    p.add_argument("--docs", action=argparse.BooleanOptionalAction, default=None,
+                   help="rewrite docs/benchmarks.md and .png (default: on, off with --quick)")  # fmt: skip
+    p.add_argument("--chart", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw the PNG chart (default: with --docs)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=OUT, help="where results JSON (and chart) go")
+    p.add_argument("--workdir", type=Path, help="parent of the systems' temporary homes")
+    p.add_argument("--report", type=Path, metavar="RESULTS_JSON",
+                   help="run nothing: print (and with --docs, write) the report of a stored run")  # fmt: skip
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the skymesh gateway, coordinator and node-01 per workload "
+                   "(summaries under --out; slows skymesh a little)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    plan = Plan.quick() if args.quick else Plan()
+    mib = {k: (v * MiB if v is not None else None) for k, v in
+           {"big": args.big_mib, "mid": args.mid_mib, "rss_size": args.rss_mib}.items()}  # fmt: skip
+    return plan.with_overrides(
+        **mib,
+        big_repeat=args.big_repeat,
+        mid_repeat=args.mid_repeat,
+        small_count=args.small_count,
+        threads=args.threads,
+        list_keys=args.list_keys,
+        fill_threads=args.fill_threads,
+        codec_segment_mib=args.codec_segment_mib,
+    )
+
+
+def run_system(
+    name: str,
+    chosen: list[str],
+    plan: Plan,
+    parent: Path | None,
+    into: dict[str, Any],
+    profile_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Start ``name``, run its workloads, stop it; its entry lands in ``into`` at once,
+    so that an interrupted run still reports what it measured."""
+    todo = [w for w in chosen if w != "codec" and (name == "skymesh" or w not in SKYMESH_ONLY)]
+    entry: dict[str, Any] = {"rows": {}}
+    into[name] = entry
+    skipped = [w for w in chosen if w in SKYMESH_ONLY and name != "skymesh"]
+    if skipped:
+        entry["skipped"] = skipped
+        entry["skip_reason"] = "; ".join(SKYMESH_ONLY[w] for w in skipped)
+    if not todo:
+        return entry
+    print(f"\n== {name}: {', '.join(todo)}", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=parent))
+    entry["load_before"] = list(os.getloadavg())
+    start = time.perf_counter()
+    runner: Runner | None = None
+    try:
+        with _factory(name)(workdir) as store:
+            print(f"   up in {time.perf_counter() - start:.1f} s", flush=True)
+            pids: dict[str, int] = getattr(store, "profile_pids", {})
+            around = None
+            if profile_dir is not None and pids:
+                entry["profile"] = str(profile_dir)
+                around = partial(profile.profiling, pids, profile_dir)
+            runner = Runner(store, plan, around)
+            runner.run(todo)
+    except Exception as exc:  # one system failing must not cost the others' numbers
+        traceback.print_exc()
+        entry["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        entry["workdir"] = str(workdir)
+    finally:
+        entry["seconds"] = time.perf_counter() - start
+        entry["load_after"] = list(os.getloadavg())
+        if runner is not None:
+            entry["rows"] = {k: asdict(v) for k, v in runner.results.items()}
+        if "error" not in entry:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"   kept {workdir} (logs) for the failure above", flush=True)
+    return entry
+
+
+def draw_chart(results: Path, png: Path) -> bool:
+    try:
+        python = venvs.ensure("tools") / "python"
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"no chart: {exc}", flush=True)
+        return False
+    out = subprocess.run(
+        [str(python), str(report.ROOT / "bench" / "chart.py"), str(results), str(png)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        print(f"no chart: bench/chart.py failed:\n{out.stderr[-2000:]}", flush=True)
+        return False
+    print(f"chart: {png}", flush=True)
+    return True
+
+
+def publish(run: dict[str, Any], results: Path, docs: bool, chart: bool, stamp: str) -> None:
+    """Print the table; draw the chart and rewrite the docs as asked."""
+    print("\n" + report.conditions_text(run) + "\n\n" + report.render(run, None) + "\n", flush=True)
+    print(f"results: {results}", flush=True)
+    png = report.CHART if docs else results.parent / f"chart-{stamp}.png"
+    drawn = chart and draw_chart(results, png)
+    if docs:
+        report.write_doc(run, png if drawn else None)
+        print(f"rewrote {report.DOC}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    if args.report is not None:
+        docs = bool(args.docs)
+        publish(json.loads(args.report.read_text()), args.report, docs,
+                args.chart if args.chart is not None else docs, time.strftime("%Y%m%d-%H%M%S"))  # fmt: skip
+        return 0
+    systems = _names(args.only, SYSTEMS, "system")
+    chosen = _names(args.workloads, WORKLOADS, "workload")
+    plan = make_plan(args)
+    docs = args.docs if args.docs is not None else not args.quick
+    chart = args.chart if args.chart is not None else docs
+    os.environ.pop("AWS_CA_BUNDLE", None)  # our endpoints are plain http (PITFALLS.md)
+    started = time.perf_counter()
+    run: dict[str, Any] = {
+        "command": "python -m bench " + shlex.join(argv),
+        "conditions": report.conditions(),
+        "plan": asdict(plan),
+        "systems": {},
+    }
+    run["workloads"] = chosen
+    print(f"bench: {', '.join(systems)}; {report.plan_text(plan, chosen)}", flush=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    interrupted = False
+    try:
+        with procs.terminate_on_signals():
+            if "codec" in chosen and "skymesh" in systems:
+                print("\n== skymesh codec, one core", flush=True)
+                load = list(os.getloadavg())
+                codec_rows = workloads.codec(plan)
+            else:
+                codec_rows, load = {}, []
+            for name in systems:
+                profile_dir = args.out / f"profile-{stamp}" if args.profile else None
+                entry = run_system(name, chosen, plan, args.workdir, run["systems"], profile_dir)
+                if name == "skymesh" and codec_rows:
+                    entry["rows"] = {
+                        **{k: asdict(v) for k, v in codec_rows.items()},
+                        **entry["rows"],
+                    }
+                    entry.setdefault("load_before", load)
+                    entry.setdefault("load_after", list(os.getloadavg()))
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: every process stopped; partial results follow", flush=True)
+    run["seconds"] = time.perf_counter() - started
+    run["conditions"]["load_end"] = list(os.getloadavg())
+
+    results = args.out / f"results-{stamp}.json"
+    report.dump(run, results)
+    if interrupted:
+        publish(run, results, False, False, stamp)
+        print("docs/benchmarks.md left as it was (the run was interrupted)", flush=True)
+        return 130
+    publish(run, results, docs, chart, stamp)
+    return 1 if any("error" in s for s in run["systems"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -14,6 +14,7 @@ Measures, never asserts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -52,6 +53,11 @@ def main() -> None:
     parser.add_argument("--segment-mib", type=int, default=64)
     parser.add_argument("--batch-blocks", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="also print the two rows issue 5 targets as one JSON line (for python -m bench)",
+    )
     args = parser.parse_args()
 
     if hasattr(os, "sched_setaffinity"):  # one core, as promised
@@ -171,6 +177,17 @@ def main() -> None:
         print(
             f"| {name:<40} | {seconds * 1e3:>7.1f} | {size / seconds / 1e9:>12.2f} |"
             f" {own / seconds / 1e9:>14.2f} |"
+        )
+    if args.json:
+        rate = {name: size / seconds / 1e9 for name, seconds, _ in rows}
+        print(
+            json.dumps(
+                {
+                    "encode": rate["  + Merkle of every piece (upload CPU)"],
+                    "decode_2_missing": rate["decode_blocks_into, 2 missing, reused"],
+                    "roundtrip_ok": ok == "ok",
+                }
+            )
         )
 
 

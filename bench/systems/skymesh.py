@@ -1,0 +1,77 @@
+"""skymesh as an operator runs it: ``skymesh up`` with 12 nodes, real processes, own home.
+
+Started the way tests/process/netutil.py does (free port block, wait for the banner,
+keys from it), but under bench/procs.py so that no process outlives the run. Nodes
+run with ``--no-fsync``: Tahoe-LAFS does not fsync shares and moto keeps objects in
+memory, and on this VM fsync only reaches the host's cache anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench import procs
+from bench.systems.s3 import S3Store
+
+NODES = 12
+
+
+def _drain(stream: object, log: Path) -> None:
+    """Keep ``up``'s stdout flowing into its log once the banner has been read."""
+    with open(log, "ab") as out:
+        for line in stream:  # type: ignore[attr-defined]
+            out.write(line)
+            out.flush()
+
+
+@contextmanager
+def running(workdir: Path, nodes: int = NODES) -> Iterator[S3Store]:
+    home = workdir / "skymesh"
+    base = procs.free_port_block(nodes + 2)
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    argv = [
+        sys.executable, "-m", "skymesh", "up", "--home", str(home), "--nodes", str(nodes),
+        "--port", str(base), "--coordinator-port", str(base + 1),
+        "--node-base-port", str(base + 2), "--no-fsync", "--log-level", "WARNING",
+    ]  # fmt: skip
+    log = workdir / "skymesh-up.log"
+    proc = procs.spawn(argv, log, env=env, stdout_pipe=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            if not line:
+                break
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        access = re.search(r"access key id\s+(\S+)", text)
+        secret = re.search(r"secret access key\s+(\S+)", text)
+        endpoint = re.search(r"S3 endpoint\s+(\S+)", text)
+        if not (access and secret and endpoint):
+            raise RuntimeError(f"skymesh up did not come up; see {home / 'logs'}:\n{text}")
+        threading.Thread(target=_drain, args=(proc.stdout, log), daemon=True).start()
+        run = home / "run"
+        pids = {
+            n: int((run / f"{n}.pid").read_text()) for n in ("gateway", "coordinator", "node-01")
+        }
+        yield S3Store(
+            "skymesh",
+            endpoint.group(1),
+            access.group(1),
+            secret.group(1),
+            pid=pids["gateway"],
+            profile_pids=pids,
+        )
+    finally:
+        procs.stop([proc], timeout=30.0)
