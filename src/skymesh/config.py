@@ -42,6 +42,23 @@ class NodeConfig(_Config, frozen=True):
     trusted_coordinators: list[str] = []
     heartbeat_interval: float = 5.0
     fsync: bool = True
+    # ---- inference slice: compute (docs/inference.md)
+    compute: bool = False  # serve inference (`skymesh node --compute`)
+    compute_models: list[str] = []  # model names served; empty: every packaged model
+    compute_concurrency: int = 1  # requests run at once
+    compute_queue: int = 8  # requests that may wait; more are refused with 429
+    compute_threads: int = 0  # threads per request inside the runtime; 0: its default
+    price_in: float = 0.0  # USD per million input tokens
+    price_out: float = 0.0  # USD per million output tokens
+    pue: float = 1.2  # power usage effectiveness of the data centre
+    grid_gco2_kwh: float = 300.0  # carbon intensity of the grid where the node runs
+    watts: float = 0.0  # power drawn while serving; 0: 10 W per core
+    # models from the network: a credentials TOML (as the gateway's) of the project
+    # holding them; empty: only the packaged models, from the installed ai extra
+    model_credentials: str = ""
+    model_bucket: str = "models"
+    model_cache_bytes: int = 4 * GiB  # least recently used models are evicted past this
+    # ---- end inference slice
 
 
 class CoordinatorConfig(_Config, frozen=True):
@@ -80,6 +97,18 @@ class CoordinatorConfig(_Config, frozen=True):
     repair_interval: float = 5.0  # seconds between repair worker runs when idle
     repair_retry_after: float = 300.0  # a failed repair is retried after this long
     # ---- end durability slice B
+    # ---- placement: residency and audit containment (docs/operations.md)
+    # Location constraint groups: {"eu": ["eu-west", "eu-central"]}. A constraint not
+    # named here covers the region of that name and every "<name>-*" region.
+    # Environment: SKYMESH_COORDINATOR_JURISDICTIONS="eu=eu-west,eu-central;us=us-east"
+    jurisdictions: dict[str, list[str]] = {}
+    # A node that times out on an audit is asked for the same chunk again; after this
+    # many unanswered re-asks the audit counts as failed.
+    audit_contained_retries: int = 3
+    # Between full scans of every segment, a repair checker round judges only segments
+    # on nodes whose state changed (and new ones). 0: every round is a full scan.
+    repair_full_scan_interval: float = 600.0
+    # ---- end placement
 
 
 class GatewayConfig(_Config, frozen=True):
@@ -116,11 +145,26 @@ def _env_values(kind: type[_Config], environ: dict[str, str]) -> dict[str, Any]:
         field = fields.get(name[len(prefix) :])
         if field is None:
             raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(fields))}")
-        if field == "trusted_coordinators":
+        if field in ("trusted_coordinators", "compute_models"):
             out[field] = [v for v in value.replace(",", " ").split() if v]
+        elif field == "jurisdictions":  # placement: residency groups
+            out[field] = _parse_groups(name, value)
         else:
             out[field] = value
     return out
+
+
+def _parse_groups(name: str, value: str) -> dict[str, list[str]]:
+    """``eu=eu-west,eu-central;us=us-east`` -> ``{"eu": [...], "us": [...]}``."""
+    groups: dict[str, list[str]] = {}
+    for entry in (e.strip() for e in value.split(";")):
+        if not entry:
+            continue
+        group, sep, regions = entry.partition("=")
+        if not sep or not group.strip():
+            raise ConfigError(f"{name}: expected 'group=region,region;group=region', got {entry!r}")
+        groups[group.strip()] = [r for r in regions.replace(",", " ").split() if r]
+    return groups
 
 
 def load_config(
@@ -163,6 +207,9 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table; keys quoted, as any text may be a key
+        items = (f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -120,6 +120,8 @@ class Registry:
         self._loaded_at = -float("inf")
         # durability slice B: set by the service; placement reads vetting and bars from it
         self.reputation: ReputationBook | None = None
+        # inference slice: told of every accepted heartbeat (compute adverts ride on them)
+        self.on_heartbeat: Callable[[str, Heartbeat], None] | None = None
 
     # ------------------------------------------------------------ reads
 
@@ -279,4 +281,6 @@ class Registry:
             used_bytes=beat.used_bytes,
             last_seen=now,
         )
+        if self.on_heartbeat is not None:  # inference slice
+            self.on_heartbeat(node_id, beat)
         return HeartbeatResponse(heartbeat_interval=self.heartbeat_interval)

@@ -17,6 +17,7 @@ from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.api import add_drain_route, add_durability_route, create_app
 from skymesh.coordinator.audit import Auditor
 from skymesh.coordinator.auth import Auth
+from skymesh.coordinator.compute import ComputeBook, add_compute_routes  # inference slice
 from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.coordinator.durability import durability_report
 from skymesh.coordinator.gc import GarbageCollector
@@ -167,9 +168,14 @@ class CoordinatorService:
                 per_round=cfg.audits_per_round,
                 timeout=cfg.audit_timeout,
                 rng=self.rng,
+                contained_retries=cfg.audit_contained_retries,  # placement: containment
             )
             self.audit_loop = DrivenLoop.periodic("audit", cfg.audit_interval, self.auditor.step)
-            self.repair_checker = RepairChecker(self.metainfo, self.reputation)
+            self.repair_checker = RepairChecker(
+                self.metainfo,
+                self.reputation,
+                full_scan_interval=cfg.repair_full_scan_interval,  # placement: incremental
+            )
             # First scan one interval after start: nodes have rejoined by then, so a
             # restart does not queue every segment as lost.
             self.checker_loop = DrivenLoop(
@@ -195,6 +201,11 @@ class CoordinatorService:
             add_drain_route(  # durability slice B
                 app, lambda signed: request_drain(self.registry, self.reputation, signed)
             )
+            # ---- inference slice: compute adverts and inference orders
+            self.compute = ComputeBook(self.registry, self.identity, clock=self.clock)
+            self.registry.on_heartbeat = self.compute.observe
+            add_compute_routes(app, self.auth, self.compute)
+            # ---- end inference slice
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, cfg.host, cfg.port)

@@ -12,6 +12,7 @@ from aiohttp import web
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
+from skymesh.gateway.openai.app import OpenAIGateway  # inference slice
 from skymesh.gateway.s3.app import S3Context, make_app
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class GatewayService:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.context: S3Context | None = None
+        self.openai: OpenAIGateway | None = None  # inference slice
 
     @property
     def url(self) -> str:
@@ -52,6 +54,10 @@ class GatewayService:
             base_hosts=list(self.config.virtual_host_suffixes),
         )
         app = make_app(self.context)
+        # ---- inference slice: the OpenAI API on the same server (gateway/openai/app.py)
+        self.openai = OpenAIGateway(self.config, self.context.credentials, self._session)
+        self.openai.install(app)
+        # ---- end inference slice
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
@@ -81,6 +87,9 @@ class GatewayService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.openai is not None:  # inference slice
+            await self.openai.close()
+            self.openai = None
         if self._session is not None:
             await self._session.close()
             self._session = None

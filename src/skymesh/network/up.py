@@ -44,7 +44,8 @@ from skymesh.wire.messages import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REGIONS = ("eu-west", "us-east", "ap-south")
+# Four regions, two of them in the EU, so the `eu` location constraint is a group.
+DEFAULT_REGIONS = ("eu-west", "us-east", "ap-south", "eu-central")
 GiB = 1024**3
 
 
@@ -61,6 +62,9 @@ class NetworkSpec:
     heartbeat_interval: float = 2.0
     fsync: bool = True
     log_level: str = "INFO"
+    # ---- inference slice: one compute node per region when the ai extra is installed
+    compute: bool = True
+    # ---- end inference slice
 
 
 class NetworkState(msgspec.Struct, kw_only=True):
@@ -95,15 +99,20 @@ class Child:
     args: list[str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # ---- chaos tests: restart one role by hand, with its own environment or entry point
+    env: dict[str, str] | None = None  # None: this process's environment
+    module: str = "skymesh"  # run as ``python -m <module> <args>``
+    # ---- end chaos tests
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logf = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "skymesh", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=self.env,
             preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
         )
         logf.close()
@@ -175,6 +184,10 @@ class Network:
                 heartbeat_interval=s.heartbeat_interval,
                 fsync=s.fsync,
             )
+            if i < len(s.regions) and _compute_on(s):  # inference slice
+                node = msgspec.structs.replace(
+                    node, compute=True, model_credentials=str(_models_credentials(s))
+                )
             self._write(Path(node.data_dir) / "config.toml", config_to_toml(node))
         gw = GatewayConfig(
             data_dir=str(s.home / "gateway"),
@@ -215,6 +228,8 @@ class Network:
                 self._child(name, "node", s.home / "nodes" / name / "config.toml")
             await self._wait_nodes(session, state.admin_token, s.nodes)
             self.credential = await self._ensure_credentials(session, state)
+            if _compute_on(s):  # inference slice: packaged models become objects
+                await _push_models(session, self.coordinator_url, state.admin_token, s)
             gw = self._child("gateway", "gateway", s.home / "gateway" / "config.toml")
             await _wait_http(session, f"{self.endpoint}/healthz", gw)
 
@@ -317,7 +332,51 @@ Use it with the AWS CLI:
   aws --endpoint-url {self.endpoint} s3 ls s3://demo/
 
 Press Ctrl-C to stop; starting again serves the same objects.
-"""
+{_openai_banner(self)}"""
+
+
+# ---- inference slice: models in the network, compute nodes ----------------------------
+
+
+def _compute_on(spec: NetworkSpec) -> bool:
+    from skymesh.compute.catalog import packaged_models
+
+    return spec.compute and bool(packaged_models())
+
+
+def _openai_banner(net: Network) -> str:
+    if not _compute_on(net.spec):
+        return ""
+    return (
+        f"\nOpenAI-compatible API (docs/inference.md): base URL {net.endpoint}/v1, API key:"
+        f" the secret access key above. Models: GET {net.endpoint}/v1/models\n"
+    )
+
+
+def _models_credentials(spec: NetworkSpec) -> Path:
+    return spec.home / "models" / "credentials.toml"
+
+
+async def _push_models(
+    session: aiohttp.ClientSession, url: str, admin_token: str, spec: NetworkSpec
+) -> None:
+    """Store the packaged models in their own project; compute nodes fetch them from there."""
+    from skymesh.client.client import Client
+    from skymesh.compute.store import models_credential, push_packaged
+
+    started = time.monotonic()
+    c = await models_credential(session, url, admin_token, _models_credentials(spec))
+    secret = bytes.fromhex(c.encryption_secret)
+    async with Client(url, c.api_key, c.project_id, secret, session=session) as client:
+        pushed = await push_packaged(client)
+    log.info(
+        "models in the network: %s (%.1f s)",
+        ", ".join(f"{n} ({'pushed' if p else 'present'})" for n, p in pushed),
+        time.monotonic() - started,
+    )
+
+
+# ---- end inference slice ----------------------------------------------------------------
 
 
 async def _wait_http(

@@ -26,6 +26,7 @@ from skymesh.node.trust import pin_key
 from skymesh.rpc import RpcClient
 from skymesh.wire.identity import Identity, id_from_public_key
 from skymesh.wire.messages import (
+    ComputeAdvert,
     Heartbeat,
     HeartbeatResponse,
     JoinResponse,
@@ -76,6 +77,8 @@ class CoordinatorLink:
         self.failures = 0  # consecutive
         self.outage_since: float | None = None
         self.last_error: str | None = None
+        # inference slice: the node's compute advert, sent with every heartbeat
+        self.advert: Callable[[], ComputeAdvert] | None = None
 
     @property
     def url(self) -> str:
@@ -164,6 +167,7 @@ class CoordinatorLink:
             capacity_bytes=self.store.capacity_bytes,
             used_bytes=self.store.used_bytes,
             timestamp=self._clock(),
+            compute=self.advert() if self.advert is not None else None,  # inference slice
         )
 
     def _interval(self, value: float) -> float:

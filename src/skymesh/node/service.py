@@ -23,6 +23,7 @@ from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE as MERKLE_CHUNK_SIZE
 from skymesh.config import NodeConfig
 from skymesh.loops import DrivenLoop
 from skymesh.node.api import NODE, NodeCounters, create_app
+from skymesh.node.compute import NodeCompute  # inference slice
 from skymesh.node.heartbeat import CoordinatorLink
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.retain import RetainSweeper, install_retain
@@ -117,6 +118,13 @@ class NodeService:
         self.app = create_app(self.store, self.verifier, self.identity, clock=self.clock)
         self.retainer = RetainSweeper(self.identity.id, self.store, self.verifier, self.clock)
         install_retain(self.app, self.retainer)
+        # ---- inference slice: `skymesh node --compute`
+        self.compute: NodeCompute | None = None
+        if config.compute:
+            self.compute = NodeCompute(config, self.identity.id, self.verifier, self.clock)
+            self.compute.install(self.app)
+            self._closers.append(self.compute.close)
+        # ---- end inference slice
 
         self._runner = web.AppRunner(self.app, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self._runner.setup()
@@ -139,6 +147,9 @@ class NodeService:
             may_pin=may_pin,
             clock=self.clock,
         )
+        if self.compute is not None:  # inference slice: adverts ride on heartbeats
+            await self.compute.prepare(self.session)
+            self.link.advert = self.compute.advert
         self.heartbeat = DrivenLoop("heartbeat", self.link.step)
         self.maintenance = DrivenLoop("maintenance", self._maintain)
         self.retain = DrivenLoop("retain", self.retainer.step)

@@ -49,6 +49,10 @@ class Planet:
     nodes: list[NodeService] = field(default_factory=list)
     gateway: GatewayService | None = None
     credential: Credential | None = None
+    # ---- inference slice: the first compute_nodes nodes also run `--compute`
+    compute_nodes: int = 0
+    compute_overrides: dict[str, Any] = field(default_factory=dict)  # NodeConfig fields
+    # ---- end inference slice
 
     async def start(self) -> None:
         cfg = CoordinatorConfig(
@@ -75,9 +79,13 @@ class Planet:
         )
         await self.gateway.start()
 
-    async def add_node(self, region: str, capacity: int | None = None) -> NodeService:
+    async def add_node(
+        self, region: str, capacity: int | None = None, **overrides: Any
+    ) -> NodeService:
         assert self.coordinator is not None
         i = len(self.nodes)
+        if i < self.compute_nodes:  # inference slice
+            overrides = {"compute": True, **self.compute_overrides, **overrides}
         node = NodeService(
             NodeConfig(
                 data_dir=str(self.root / f"node-{i:02d}"),
@@ -88,6 +96,7 @@ class Planet:
                 coordinator_url=self.coordinator.url,
                 heartbeat_interval=self.heartbeat_interval,
                 fsync=False,
+                **overrides,
             )
         )
         await node.start()

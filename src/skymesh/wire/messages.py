@@ -69,6 +69,7 @@ class Heartbeat(Base, frozen=True):
     capacity_bytes: int
     used_bytes: int
     timestamp: float
+    compute: ComputeAdvert | None = None  # inference slice: nodes run with --compute
 
 
 class HeartbeatResponse(Base, frozen=True):
@@ -264,6 +265,21 @@ class BucketConfig(Base, frozen=True):
     acl: str = "private"  # "private" | "public-read"
     tags: list[Tag] | None = None
     cors: list[CorsRule] | None = None
+    # S3 versioning: "" (never configured), "Enabled" or "Suspended"
+    versioning: str = ""
+
+
+# ---- S3 versioning ---------------------------------------------------------------------
+
+
+class PutBucketVersioningRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-versioning`` -> BucketConfig; ``status`` Enabled or Suspended."""
+
+    name: str
+    status: str
+
+
+# ---- end S3 versioning -----------------------------------------------------------------
 
 
 class PutBucketAclRequest(Base, frozen=True):
@@ -387,6 +403,13 @@ class ObjectInfo(Base, frozen=True):
     encrypted_key: bytes
     encrypted_metadata: bytes
     segment_count: int
+    # S3 versioning: S3 calls this version "null" (written while the bucket was not
+    # versioning-enabled); a delete marker has no data; the bucket's versioning
+    # state when answered ("" never configured, "Enabled", "Suspended")
+    null_version: bool = False
+    delete_marker: bool = False
+    is_latest: bool = True
+    versioning: str = ""
 
 
 class BeginObjectRequest(Base, frozen=True):
@@ -457,16 +480,88 @@ class PutInlineRequest(Base, frozen=True):
 
 
 class ObjectRequest(Base, frozen=True):
-    """``POST /v1/objects/head`` and ``POST /v1/objects/delete``."""
+    """``POST /v1/objects/head`` and ``POST /v1/objects/delete``.
+
+    ``version_id``: "" the latest version, "null" S3's null version, else a stream id.
+    """
 
     bucket: str
     key: str
     version_id: str = ""
+    # S3 versioning: answer a delete marker as an ObjectInfo (delete_marker=True)
+    # instead of NoSuchKey / MethodNotAllowed, so the gateway can say so in headers
+    delete_markers: bool = False
 
 
 class DeleteObjectResponse(Base, frozen=True):
     deleted: bool
+    version_id: str = ""  # stream id of the version removed, or of the delete marker written
+    # S3 versioning: what ``version_id`` names is a delete marker; it is S3's null version;
+    # the bucket's versioning state
+    delete_marker: bool = False
+    null_version: bool = False
+    versioning: str = ""
+
+
+# ---- S3 versioning: batched deletes and version listing ---------------------------------
+
+
+class DeleteObjectsItem(Base, frozen=True):
+    key: str
     version_id: str = ""
+
+
+class DeleteObjectsRequest(Base, frozen=True):
+    """``POST /v1/objects/delete-many``: up to 1000 deletes in one transaction."""
+
+    bucket: str
+    objects: list[DeleteObjectsItem]
+
+
+class DeleteObjectsResult(Base, frozen=True):
+    """One item's outcome: ``outcome`` when done, else an error code and message."""
+
+    key: str
+    version_id: str = ""  # as asked
+    outcome: DeleteObjectResponse | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+class DeleteObjectsResponse(Base, frozen=True):
+    results: list[DeleteObjectsResult]
+
+
+class ListVersionsRequest(Base, frozen=True):
+    """``POST /v1/objects/versions``: every version and delete marker, newest first per key."""
+
+    bucket: str
+    prefix: str = ""
+    delimiter: str = ""
+    key_marker: str = ""
+    version_id_marker: str = ""
+    limit: int = 1000
+
+
+class VersionEntry(Base, frozen=True):
+    key: str
+    version_id: str  # as S3 shows it: "null" or the stream id
+    is_latest: bool
+    delete_marker: bool
+    size: int
+    etag: str
+    created_at: float
+
+
+class ListVersionsResponse(Base, frozen=True):
+    entries: list[VersionEntry]
+    prefixes: list[str]
+    truncated: bool
+    next_key_marker: str = ""
+    next_version_id_marker: str = ""
+
+
+# ---- end S3 versioning -----------------------------------------------------------------
 
 
 class DownloadRequest(Base, frozen=True):
@@ -478,6 +573,7 @@ class DownloadRequest(Base, frozen=True):
     first_segment: int = 0
     segment_limit: int = 8
     plain_offset: int | None = None  # start at the segment holding this byte instead
+    delete_markers: bool = False  # S3 versioning: as in ObjectRequest
 
 
 class DownloadPiece(Base, frozen=True):
@@ -587,6 +683,7 @@ class CommitPartRequest(Base, frozen=True):
     size: int
     etag: str
     segments: list[SegmentCommit]
+    checksum: str = ""  # S3 flexible checksum of the part, "<algorithm>:<base64>"
 
 
 class PartInfo(Base, frozen=True):
@@ -594,6 +691,7 @@ class PartInfo(Base, frozen=True):
     size: int
     etag: str
     uploaded_at: float
+    checksum: str = ""  # as committed with the part
 
 
 class ListPartsRequest(Base, frozen=True):
@@ -614,6 +712,7 @@ class ListPartsResponse(Base, frozen=True):
 class CompletePart(Base, frozen=True):
     part_number: int
     etag: str
+    checksum: str = ""  # when set, must equal the part's stored checksum (InvalidPart)
 
 
 class CompleteUploadRequest(Base, frozen=True):
@@ -731,3 +830,130 @@ class DurabilityReport(Base, frozen=True):
 
 
 # ---- end durability slice A ----------------------------------------------------------
+
+
+# ---- inference slice: compute adverts, inference orders, node inference RPCs ---------
+
+
+class ModelOffer(Base, frozen=True):
+    """One model a compute node serves, and what it charges (USD per million tokens)."""
+
+    name: str
+    kind: str  # "embedding" | "chat"
+    context_length: int
+    price_in: float = 0.0
+    price_out: float = 0.0
+    dimensions: int = 0  # embedding models: vector length
+
+
+class ComputeAdvert(Base, frozen=True):
+    """What a compute node offers and how loaded it is; rides on every heartbeat.
+
+    Soft state: the coordinator keeps the latest one in memory and forgets it with
+    the node's liveness, so no column holds it.
+    """
+
+    models: list[ModelOffer]
+    cores: int
+    memory_bytes: int
+    gpu: str = ""  # "" when none was detected
+    concurrency: int = 1  # requests run at once
+    queue_depth: int = 0  # requests running or waiting now
+    queue_limit: int = 0  # waiting requests beyond which the node answers 429
+    latency_ms: float = 0.0  # recent mean service time of one request
+    tokens_per_second: float = 0.0  # recent generation throughput (0: unknown)
+    pue: float = 1.0
+    grid_gco2_kwh: float = 0.0
+    watts: float = 0.0  # power drawn while serving, for gCO2 per token
+
+
+class ComputeNode(Base, frozen=True):
+    """An online compute node as the coordinator lists it to gateways."""
+
+    node_id: str
+    address: str
+    region: str
+    advert: ComputeAdvert
+
+
+class ComputeNodeList(Base, frozen=True):
+    """``GET /v1/compute/nodes`` (project key)."""
+
+    nodes: list[ComputeNode]
+
+
+class InferenceOrder(Base, frozen=True):
+    """Lets the holder run one inference request on one node (signed by a coordinator).
+
+    Carried in the ``X-Skymesh-Order`` header like piece orders; single use, short-lived.
+    """
+
+    serial: str
+    coordinator_id: str
+    node_id: str
+    project_id: str
+    model: str
+    max_tokens: int  # completion tokens (chat) or input tokens (embeddings) allowed
+    expires_at: float
+    issued_at: float
+
+
+class InferenceOrderRequest(Base, frozen=True):
+    """``POST /v1/compute/orders`` (project key): orders for ``model`` on these nodes."""
+
+    model: str
+    node_ids: list[str]
+    max_tokens: int
+
+
+class InferenceOrders(Base, frozen=True):
+    orders: list[Signed]  # Signed[InferenceOrder], in the order of the request's node_ids
+
+
+class EmbedRequest(Base, frozen=True):
+    """``POST /v1/infer/embeddings`` on a node."""
+
+    model: str
+    input: list[str]
+
+
+class EmbedResponse(Base, frozen=True):
+    """Vectors as little-endian float32 bytes, one per input, L2-normalised."""
+
+    embeddings: list[bytes]
+    dimensions: int
+    prompt_tokens: int
+
+
+class ChatMessage(Base, frozen=True):
+    role: str
+    content: str
+
+
+class ChatRequest(Base, frozen=True):
+    """``POST /v1/infer/chat`` on a node; the answer is a stream of :class:`ChatEvent`."""
+
+    model: str
+    messages: list[ChatMessage]
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = []
+    seed: int | None = None
+
+
+class ChatEvent(Base, frozen=True):
+    """One line of a node's newline-delimited JSON chat stream.
+
+    Text arrives in ``delta`` events; the last event has ``finish_reason`` and the
+    usage counts, or ``error`` when generation failed midway.
+    """
+
+    delta: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: ErrorBody | None = None
+
+
+# ---- end inference slice -------------------------------------------------------------

@@ -1,0 +1,158 @@
+"""What the gateway knows of compute nodes: the coordinator's list, measured RTTs, bans.
+
+The list of online compute nodes (with their adverts) is fetched from the
+coordinator and kept ``ttl`` seconds, so a burst of requests costs one fetch.
+Round trips are measured by the gateway itself (``GET /healthz`` on each node,
+at most every ``probe_interval``), since the distance that matters is from here.
+A node that failed a request sits out ``ban`` seconds, as Petals does, so a
+dead node costs one failed try, not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from skymesh.compute.routing import DEFAULT_RTT, Candidate
+from skymesh.errors import NotFound
+from skymesh.rpc import RpcClient
+from skymesh.wire.messages import (
+    ComputeNode,
+    ComputeNodeList,
+    InferenceOrderRequest,
+    InferenceOrders,
+)
+from skymesh.wire.signing import Signed
+
+log = logging.getLogger(__name__)
+
+LIST_TTL = 1.0
+PROBE_INTERVAL = 10.0
+PROBE_TIMEOUT = 2.0
+BAN = 15.0
+RTT_EWMA = 0.3
+
+
+@dataclass
+class _Rtt:
+    seconds: float
+    measured_at: float
+
+
+class ComputeDirectory:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        ttl: float = LIST_TTL,
+        probe_interval: float = PROBE_INTERVAL,
+        ban: float = BAN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session = session
+        self.ttl = ttl
+        self.probe_interval = probe_interval
+        self.ban = ban
+        self.clock = clock
+        self._nodes: list[ComputeNode] = []
+        self._fetched_at = -float("inf")
+        self._lock = asyncio.Lock()
+        self._rtt: dict[str, _Rtt] = {}
+        self._probing: set[str] = set()
+        self._banned_until: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def nodes(self, rpc: RpcClient, *, fresh: bool = False) -> list[ComputeNode]:
+        async with self._lock:
+            if fresh or self.clock() - self._fetched_at > self.ttl:
+                listed = await rpc.request("GET", "/v1/compute/nodes", ComputeNodeList)
+                self._nodes = listed.nodes
+                self._fetched_at = self.clock()
+                self._probe_stale()
+        return self._nodes
+
+    def candidates(self, nodes: Sequence[ComputeNode]) -> list[Candidate]:
+        now = self.clock()
+        return [
+            Candidate(
+                node_id=n.node_id,
+                address=n.address,
+                region=n.region,
+                advert=n.advert,
+                rtt_s=self.rtt(n.address),
+                healthy=self._banned_until.get(n.node_id, 0.0) <= now,
+            )
+            for n in nodes
+        ]
+
+    def rtt(self, address: str) -> float:
+        known = self._rtt.get(address)
+        if known is not None:
+            return known.seconds
+        measured = [r.seconds for r in self._rtt.values()]
+        return sorted(measured)[len(measured) // 2] if measured else DEFAULT_RTT
+
+    def failed(self, node_id: str) -> None:
+        self._banned_until[node_id] = self.clock() + self.ban
+
+    def succeeded(self, node_id: str) -> None:
+        self._banned_until.pop(node_id, None)
+
+    async def orders(
+        self, rpc: RpcClient, model: str, node_ids: list[str], max_tokens: int
+    ) -> list[Signed]:
+        """Signed orders for these nodes; a stale list is refreshed once and asked again."""
+        req = InferenceOrderRequest(model=model, node_ids=node_ids, max_tokens=max_tokens)
+        try:
+            return (await rpc.call("/v1/compute/orders", req, InferenceOrders)).orders
+        except NotFound:
+            listed = {n.node_id for n in await self.nodes(rpc, fresh=True)}
+            ids = [i for i in node_ids if i in listed]
+            if not ids:
+                raise
+            req = InferenceOrderRequest(model=model, node_ids=ids, max_tokens=max_tokens)
+            signed = (await rpc.call("/v1/compute/orders", req, InferenceOrders)).orders
+            by_id = dict(zip(ids, signed, strict=True))
+            return [by_id[i] for i in node_ids if i in by_id]
+
+    # ------------------------------------------------------------ RTT probes
+
+    def _probe_stale(self) -> None:
+        now = self.clock()
+        for n in self._nodes:
+            known = self._rtt.get(n.address)
+            if n.address in self._probing:
+                continue
+            if known is None or now - known.measured_at > self.probe_interval:
+                self._probing.add(n.address)
+                task = asyncio.get_running_loop().create_task(self._probe(n.address))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _probe(self, address: str) -> None:
+        try:
+            started = time.perf_counter()
+            timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+            async with self.session.get(f"{address}/healthz", timeout=timeout) as resp:
+                await resp.read()
+            self.record_rtt(address, time.perf_counter() - started)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.debug("RTT probe of %s failed: %s", address, e)
+        finally:
+            self._probing.discard(address)
+
+    def record_rtt(self, address: str, seconds: float) -> None:
+        known = self._rtt.get(address)
+        value = seconds if known is None else (1 - RTT_EWMA) * known.seconds + RTT_EWMA * seconds
+        self._rtt[address] = _Rtt(value, self.clock())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
