@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,13 @@ def stored(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
     s3.create_bucket(Bucket="audited")
     data = random_bytes(1_500_000, seed=11)
     s3.put_object(Bucket="audited", Key="obj", Body=data)
-    # a second piece on every node, for the store that answers with the wrong piece
-    s3.put_object(Bucket="audited", Key="other", Body=random_bytes(700_000, seed=13))
+    # Segments use 10 of the 12 nodes: more objects until every node holds at least
+    # two pieces (one to audit, another for the store that answers with the wrong one).
+    for i in range(20):
+        held = Counter(r.node_id for r in piece_rows(planet))
+        if all(held[n.node_id] >= 2 for n in planet.planet.nodes):
+            break
+        s3.put_object(Bucket="audited", Key=f"other{i}", Body=random_bytes(70_000, seed=13 + i))
     return data
 
 
@@ -81,6 +87,7 @@ def test_offline_node_scores_unknown_not_failure(planet: PlanetThread, stored: b
     before = c.reputation.cached(record.node_id)
     result = planet.run(c.auditor.audit_node(record))
     assert result is not None and result.outcome is AuditOutcome.UNKNOWN
+    assert record.node_id not in c.auditor.contained  # down, not stalling: no containment
     after = c.reputation.cached(record.node_id)
     assert after is not None and after.audits_unknown == 1
     assert after.audit_score == (before.audit_score if before else 1.0)
@@ -148,3 +155,46 @@ def test_audit_route_refuses_bad_requests(planet: PlanetThread, stored: bytes) -
     status, body = planet.run(ask("0", PieceAction.GET))
     assert status == 403 and "order allows get, not audit" in body
     assert planet.run(ask("0"))[0] == 200
+
+
+def _stalled(planet: PlanetThread, index: int) -> tuple[AuditOutcome, str, int]:
+    """Audit node ``index`` with a deadline no answer can meet: (outcome, piece id, chunk)."""
+    auditor = coordinator(planet).auditor
+    patient, auditor.timeout = auditor.timeout, 1e-6
+    try:
+        result = planet.run(auditor.audit_node(_record(planet, index)))
+    finally:
+        auditor.timeout = patient
+    assert result is not None
+    return result.outcome, result.piece_id, result.chunk
+
+
+def test_a_stalling_node_is_contained_then_failed(planet: PlanetThread, stored: bytes) -> None:
+    c = coordinator(planet)
+    node_id = planet.planet.nodes[7].node_id
+    failed_before = getattr(c.reputation.cached(node_id), "audits_failed", 0)
+    outcome, piece, chunk = _stalled(planet, 7)
+    assert outcome is AuditOutcome.UNKNOWN and node_id in c.auditor.contained
+    # The same chunk every time, until the re-asks run out: then one failed audit.
+    for reask in range(1, c.config.audit_contained_retries + 1):
+        outcome, again, again_chunk = _stalled(planet, 7)
+        assert (again, again_chunk) == (piece, chunk)
+        last = reask == c.config.audit_contained_retries
+        assert outcome is (AuditOutcome.FAILURE if last else AuditOutcome.UNKNOWN)
+    assert node_id not in c.auditor.contained
+    rep = c.reputation.cached(node_id)
+    assert rep is not None and rep.audits_failed == failed_before + 1
+
+
+def test_a_correct_answer_releases_a_contained_node(planet: PlanetThread, stored: bytes) -> None:
+    c = coordinator(planet)
+    node_id = planet.planet.nodes[8].node_id
+    outcome, piece, chunk = _stalled(planet, 8)
+    assert outcome is AuditOutcome.UNKNOWN and node_id in c.auditor.contained
+    # A round audits every contained node, whatever the sample draws.
+    results = {r.node_id: r for r in planet.run(c.auditor.step())}
+    assert (results[node_id].piece_id, results[node_id].chunk) == (piece, chunk)
+    assert results[node_id].outcome is AuditOutcome.SUCCESS
+    assert node_id not in c.auditor.contained
+    rep = c.reputation.cached(node_id)
+    assert rep is not None and rep.audits_failed == 0 and not rep.disqualified

@@ -23,7 +23,9 @@ from tests.conftest import random_bytes
 @pytest.fixture(scope="module")
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("durability")
-    thread = PlanetThread(Planet(root=root, node_count=6)).start()
+    # Every segment on every node (no spares), so stopping any node costs each a piece.
+    planet = Planet(root=root, node_count=6, coordinator_overrides={"scheme": "4/5/6/6"})
+    thread = PlanetThread(planet).start()
     coord = thread.planet.coordinator
     # Keep repair from healing what this test breaks on purpose (durability slice B's loops).
     for name in ("checker_loop", "repair_loop", "audit_loop"):

@@ -33,7 +33,7 @@ def _repair_all(planet: PlanetThread) -> list[RepairStats]:
 
 @pytest.fixture(scope="module")
 def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
-    """Objects stored on 12 nodes, 3 spare nodes added, then 3 original nodes stopped."""
+    """Objects stored on 10 of 12 nodes, 3 more nodes added, then 4 original nodes stopped."""
     pause_durability_loops(planet)
     s3.create_bucket(Bucket="repaired")
     objects = {
@@ -47,8 +47,9 @@ def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-un
     for region in p.regions:
         planet.run(p.add_node(region))
     planet.run(p.wait_online(len(p.nodes)))
-    # scheme 8/10/12/12: total - repair + 1 = 3 lost pieces puts every segment at 9 <= 10
-    victims = p.nodes[:3]
+    # scheme 6/8/10/10 on 12 nodes: any 4 stopped hold at least 2 pieces of every
+    # segment (each misses only 2 nodes), which puts it at 8 = repair or under
+    victims = p.nodes[:4]
     for node in victims:
         planet.run(node.stop())
     wait_offline(planet, {n.node_id for n in victims})
@@ -58,7 +59,7 @@ def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-un
 def test_checker_queues_every_damaged_segment(planet: PlanetThread, stopped) -> None:  # type: ignore[no-untyped-def]
     report = planet.run(coordinator(planet).repair_checker.step())
     assert report.segments == report.queued >= 3
-    assert report.lowest_healthy == 9
+    assert report.lowest_healthy is not None and 6 <= report.lowest_healthy <= 8
 
 
 def test_overwritten_object_is_not_resurrected(planet: PlanetThread, s3, stopped) -> None:  # type: ignore[no-untyped-def]
@@ -80,11 +81,11 @@ def test_overwritten_object_is_not_resurrected(planet: PlanetThread, s3, stopped
         stats = planet.run(worker.repair(key))
     finally:
         worker._upload = original_upload  # type: ignore[method-assign]
-    assert stats.outcome == "stale" and stats.rebuilt == 3
+    assert stats.outcome == "stale" and 2 <= stats.rebuilt <= 4
     assert s3.get_object(Bucket="repaired", Key="doomed")["Body"].read() == fresh
     assert stream not in {r.stream_id for r in piece_rows(planet)}
     garbage = planet.run(_garbage_for(planet, stats.new_nodes))
-    assert garbage >= 3
+    assert garbage >= stats.rebuilt
     del stopped["doomed"]
 
 
@@ -117,8 +118,8 @@ def test_repair_restores_every_segment(planet: PlanetThread, s3, stopped) -> Non
     done = _repair_all(planet)
     assert done and all(s.outcome == "repaired" for s in done), done
     assert all(s.bytes_downloaded > 0 and s.bytes_uploaded > 0 for s in done)
-    assert c.repair_worker.totals.pieces_rebuilt >= 3 * len(done)
-    down = {n.node_id for n in planet.planet.nodes[:3]}
+    assert c.repair_worker.totals.pieces_rebuilt >= 2 * len(done)
+    down = {n.node_id for n in planet.planet.nodes[:4]}
     per_segment = Counter((r.stream_id, r.part, r.idx) for r in piece_rows(planet))
     region = {n.node_id: n.config.region for n in planet.planet.nodes}
     per_region: Counter[tuple[str, int, int, str]] = Counter()

@@ -7,6 +7,7 @@ AWS tools (no ``AWS_CA_BUNDLE``: our endpoints are plain http).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -16,14 +17,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import boto3
 import pytest
 from botocore.config import Config
+
+from skymesh.network.up import Child
 
 NODES = 12
 
@@ -38,9 +42,17 @@ def _free(port: int) -> bool:
 
 
 def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free loopback ports, picked at random."""
+    """The first of `count` consecutive free loopback ports, picked at random.
+
+    Below the kernel's ephemeral range (32768+ here), so no outgoing connection
+    of another process takes one between this check and the role's bind.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
     for _ in range(200):
-        base = random.randint(20000, 60000)
+        base = random.randint(20000, max(20001, low - count - 1))
         if all(_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free port block")
@@ -48,26 +60,197 @@ def free_port_block(count: int) -> int:
 
 @dataclass
 class Up:
+    """A running `skymesh up`, and the roles a test started again by hand (``restart``).
+
+    `skymesh up` does not restart a child that dies, so a chaos test that kills one
+    starts it again itself, from the config file `up` wrote and with the same
+    environment: the role keeps its identity, data and ports. Start roles only from
+    the test's main thread: a child's ``PR_SET_PDEATHSIG`` fires when the *thread*
+    that started it ends.
+    """
+
     home: Path
     proc: subprocess.Popen[str]
     endpoint: str
     access_key: str
     secret: str
     ports: tuple[int, int, int]
+    env: dict[str, str] = field(default_factory=dict)  # what start_up added for the children
+    nodes: int = NODES
+    restarted: dict[str, Child] = field(default_factory=dict)
 
     def pid(self, name: str) -> int:
         return int((self.home / "run" / f"{name}.pid").read_text())
 
-    def s3(self) -> Any:
-        """A boto3 client for this network (boto3 ships no types)."""
+    def s3(self, *, retries: int = 2, read_timeout: float = 60) -> Any:
+        """A boto3 client for this network (boto3 ships no types).
+
+        ``retries=1`` makes every call one attempt, so a test knows exactly which
+        request failed.
+        """
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret,
             region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": retries, "mode": "standard"},
+                read_timeout=read_timeout,
+                connect_timeout=10,
+            ),
         )
+
+    # ---- chaos: the roles' processes, killed and started again --------------------
+
+    @property
+    def admin_token(self) -> str:
+        return str(json.loads((self.home / "state.json").read_text())["admin_token"])
+
+    @property
+    def coordinator_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports[1]}"
+
+    def node_names(self) -> list[str]:
+        return [f"node-{i + 1:02d}" for i in range(self.nodes)]
+
+    def node_port(self, name: str) -> int:
+        return self.ports[2] + int(name.removeprefix("node-")) - 1
+
+    def node_id(self, name: str) -> str:
+        from skymesh.wire.identity import Identity
+
+        return Identity.load(self.home / "nodes" / name / "identity.key").id
+
+    def region(self, name: str) -> str:
+        """The region `up` gave a node (from the config it wrote)."""
+        import tomllib
+
+        return str(tomllib.loads(self.config_path(name).read_text())["node"]["region"])
+
+    def config_path(self, name: str) -> Path:
+        if name.startswith("node-"):
+            return self.home / "nodes" / name / "config.toml"
+        return self.home / name / "config.toml"
+
+    def alive(self, name: str) -> bool:
+        """Whether the role's process runs (a zombie or a missing pid file: no)."""
+        try:
+            pid = self.pid(name)
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (OSError, ValueError):
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+    def kill_role(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send ``sig`` to the role; for SIGKILL, return once it is dead (10 s at most)."""
+        os.kill(self.pid(name), sig)
+        if sig != signal.SIGKILL:
+            return
+        child = self.restarted.get(name)
+        if child is not None and child.proc is not None:
+            child.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while self.alive(name):
+            assert time.monotonic() < deadline, f"{name} still alive 10 s after SIGKILL"
+            time.sleep(0.02)
+
+    def restart(
+        self,
+        name: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        fault: str | None = None,
+        wait: Literal["online", "serving", "no"] = "online",
+    ) -> None:
+        """Start a dead role again from its config, with `up`'s environment plus ``env``.
+
+        ``fault`` runs a node through :mod:`skymesh.testing.faulty_node` instead.
+        ``wait``: until it answers ``/healthz`` (``serving``), and for a node also
+        until the coordinator heard from it again (``online``); or not at all.
+        """
+        assert not self.alive(name), f"{name} is still running"
+        role = "node" if name.startswith("node-") else name
+        config = str(self.config_path(name))
+        args, module = [role, "--config", config], "skymesh"
+        if fault is not None:
+            assert role == "node", "only nodes have faults"
+            args = ["--config", config, "--fault", fault]
+            module = "skymesh.testing.faulty_node"
+        child = Child(
+            name,
+            args,
+            self.home / "logs" / f"{name}.log",
+            env=clean_env(**self.env, **(env or {})),
+            module=module,
+        )
+        started = time.time()
+        child.start()
+        self.restarted[name] = child
+        if wait == "no":
+            return
+        if role == "node":
+            wait_http(f"http://127.0.0.1:{self.node_port(name)}/healthz", name, self)
+            if wait == "online":
+                self.wait_online([name], since=started)
+        elif role == "coordinator":
+            wait_http(f"{self.coordinator_url}/healthz", name, self)
+        else:
+            wait_http(f"{self.endpoint}/healthz", name, self)
+
+    def node_status(self) -> dict[str, dict[str, Any]]:
+        """``GET /v1/nodes`` by node name (nodes the coordinator never saw are left out)."""
+        req = urllib.request.Request(
+            f"{self.coordinator_url}/v1/nodes",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            by_id = {n["node_id"]: n for n in json.loads(resp.read())["nodes"]}
+        return {
+            name: by_id[self.node_id(name)]
+            for name in self.node_names()
+            if self.node_id(name) in by_id
+        }
+
+    def wait_online(
+        self, names: Sequence[str], *, since: float = 0.0, online: bool = True, timeout: float = 30
+    ) -> None:
+        """Until the coordinator sees every node of ``names`` online (heard from after
+        ``since``), or offline with ``online=False``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = self.node_status()
+            except OSError:
+                status = {}
+            pending = [
+                n
+                for n in names
+                if n not in status
+                or status[n]["online"] != online
+                or (online and status[n]["last_seen"] < since)
+            ]
+            if not pending:
+                return
+            assert time.monotonic() < deadline, (
+                f"{pending} not {'online' if online else 'offline'} after {timeout:.0f} s;"
+                f" see {self.home / 'logs'}"
+            )
+            time.sleep(0.2)
+
+    def durability(self) -> dict[str, Any]:
+        """The report of `skymesh durability --json`, run as a user would."""
+        out = subprocess.run(
+            [sys.executable, "-m", "skymesh", "durability", "--home", str(self.home), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean_env(),
+        )
+        assert out.returncode in (0, 1), f"skymesh durability exited {out.returncode}: {out.stderr}"
+        report: dict[str, Any] = json.loads(out.stdout)
+        return report
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -75,9 +258,51 @@ class Up:
 
     def kill(self) -> None:
         """Teardown: whatever state the test left, no process outlives it."""
+        for name in ["coordinator", "gateway", *self.node_names()]:
+            if self.alive(name):  # a stopped process would not act on SIGTERM
+                os.kill(self.pid(name), signal.SIGCONT)
+        for child in self.restarted.values():
+            if child.alive():
+                assert child.proc is not None
+                child.proc.kill()
+                child.proc.wait()
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_http(url: str, name: str, u: Up, timeout: float = 30) -> None:
+    """Until ``url`` answers 200; fails early, pointing at the log, if the role died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        assert u.alive(name), f"{name} exited; see {u.home / 'logs' / (name + '.log')}"
+        assert time.monotonic() < deadline, f"{name} did not answer {url} within {timeout:.0f} s"
+        time.sleep(0.1)
+
+
+def short_of_optimal(report: Mapping[str, Any]) -> dict[str, int]:
+    """Segments below their scheme's ``optimal`` healthy pieces, as {"k/r/o/t: healthy": count}.
+
+    Reads each scheme from the report, so nothing depends on the scheme the
+    coordinator picked.
+    """
+    short: dict[str, int] = {}
+    for entry in report["schemes"]:
+        sc = entry["scheme"]
+        for healthy, count in entry["histogram"].items():
+            if int(healthy) < sc["optimal"] and count:
+                short[f"{sc['k']}/{sc['repair']}/{sc['optimal']}/{sc['total']}: {healthy}"] = count
+    return short
 
 
 def start_up(
@@ -86,16 +311,19 @@ def start_up(
     *,
     nodes: int = NODES,
     env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Up:
     """`skymesh up` in ``home`` on free ports (or ``ports``: gateway, coordinator, first node).
 
-    ``env`` adds settings (e.g. ``SKYMESH_COORDINATOR_*``) to the children's environment.
+    ``env`` adds settings (e.g. ``SKYMESH_COORDINATOR_*``) to the children's environment;
+    ``args`` adds options to `skymesh up` (e.g. ``--regions``).
     """
     if ports is None:
         base = free_port_block(nodes + 2)
         ports = (base, base + 1, base + 2)
     gw, coord, node_base = ports
-    env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, **(env or {})}
+    extra = dict(env or {})
+    env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, **extra}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -113,6 +341,7 @@ def start_up(
             "--node-base-port",
             str(node_base),
             "--no-fsync",
+            *args,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -138,7 +367,16 @@ def start_up(
     secret = re.search(r"secret access key\s+(\S+)", text)
     endpoint = re.search(r"S3 endpoint\s+(\S+)", text)
     assert access and secret and endpoint, text
-    return Up(home, proc, endpoint.group(1), access.group(1), secret.group(1), ports)
+    return Up(
+        home,
+        proc,
+        endpoint.group(1),
+        access.group(1),
+        secret.group(1),
+        ports,
+        env=extra,
+        nodes=nodes,
+    )
 
 
 class Tool(Protocol):

@@ -78,15 +78,15 @@ def test_parse_tolerates_surrounding_space() -> None:
 @pytest.mark.parametrize(
     "nodes, expected",
     [
-        (2, "1/1/2/2"),
-        (3, "2/2/3/3"),
-        (4, "2/3/4/4"),
-        (5, "3/4/5/5"),
-        (6, "4/5/6/6"),
-        (7, "4/5/7/7"),
-        (9, "6/7/9/9"),
-        (12, "8/10/12/12"),
-        (13, "8/10/13/13"),
+        (2, "1/1/2/2"),  # no room for a spare: a scheme needs two pieces
+        (3, "1/1/2/2"),
+        (4, "2/2/3/3"),
+        (5, "2/3/4/4"),
+        (6, "3/4/5/5"),
+        (7, "4/5/6/6"),
+        (9, "5/6/8/8"),
+        (12, "6/8/10/10"),  # `skymesh up`: two spare nodes for repair
+        (13, "7/9/11/11"),
         (14, "8/10/12/14"),
         (15, "8/10/12/14"),
         (1000, "8/10/12/14"),
@@ -96,11 +96,16 @@ def test_scheme_for_network(nodes: int, expected: str) -> None:
     assert str(scheme_for_network(nodes)) == expected
 
 
-def test_scheme_for_network_is_always_valid_and_fits() -> None:
-    for n in range(2, 14):
+def test_small_networks_keep_spares_for_repair() -> None:
+    for n in range(3, 14):
         scheme = scheme_for_network(n)
-        assert scheme.total == scheme.optimal == n
+        assert scheme.total == scheme.optimal
+        assert n - scheme.total >= max(1, n // 6)  # nodes left for rebuilt pieces
         assert scheme.parity >= 1
+        # Round robin over three even regions puts ceil(total / 3) in the fullest one;
+        # losing it must leave k.
+        assert scheme.total - -(-scheme.total // 3) >= scheme.k
+    assert scheme_for_network(2).total == 2
 
 
 @pytest.mark.parametrize("nodes", [1, 0, -3])

@@ -41,6 +41,7 @@ def put_empty(bucket: str, key: str) -> PutInlineRequest:
 
 async def test_bucket_lifecycle_and_errors(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
+        await h.add_nodes(["eu-west"], per_region=1)  # "eu": a location constraint with nodes
         made = await h.client.call(
             "/v1/buckets/create", CreateBucketRequest(name="b-one", region="eu"), BucketInfo
         )

@@ -74,7 +74,7 @@ def plan(nodes: list[NodeRecord], seed: int = 0, **kw):  # type: ignore[no-untyp
         ({"eu": 5, "us": 5, "ap": 5}, "8/10/12/14", 5),
         ({"eu": 10, "us": 10, "ap": 10}, "8/10/12/14", 5),  # even spread: 5/5/4
         ({"eu": 2, "us": 2, "ap": 2}, "4/5/6/6", 2),
-        ({"eu": 4, "us": 4, "ap": 4}, "8/10/12/12", 4),
+        ({"eu": 4, "us": 4, "ap": 4}, "6/8/10/10", 4),  # `skymesh up`'s 12 nodes
         ({"eu": 20, "us": 3, "ap": 3}, "8/10/12/14", 8),  # cap unreachable: most even spread
         # two regions: even halves
         ({"eu": 10, "us": 10}, "8/10/12/14", 7),
@@ -165,7 +165,7 @@ def test_not_enough_nodes_is_unavailable_with_the_numbers() -> None:
 
 @pytest.mark.parametrize(
     ("count", "expected"),
-    [(2, "1/1/2/2"), (3, "2/2/3/3"), (6, "4/5/6/6"), (12, "8/10/12/12"), (14, "8/10/12/14")],
+    [(2, "1/1/2/2"), (3, "1/1/2/2"), (6, "3/4/5/5"), (12, "6/8/10/10"), (14, "8/10/12/14")],
 )
 def test_scheme_follows_the_network(count: int, expected: str) -> None:
     assert str(network_scheme(count)) == expected
@@ -179,4 +179,4 @@ def test_smaller_scheme_when_some_nodes_are_full() -> None:
     nodes = [*fleet({"eu": 2, "us": 2}), node("f1", "ap", free=10), node("f2", "ap", free=10)]
     p = plan(nodes)
     assert str(p.scheme) == str(network_scheme(4))
-    assert {n.node_id for n in p.nodes} == {"eu0", "eu1", "us0", "us1"}
+    assert {n.node_id for n in p.nodes} < {"eu0", "eu1", "us0", "us1"}  # one left spare

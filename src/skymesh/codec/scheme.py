@@ -66,13 +66,21 @@ def scheme_for_network(node_count: int) -> RedundancyScheme:
     """The scheme a network of ``node_count`` nodes can hold, one piece per node.
 
     Below the default's 14 nodes there is no long tail to cut, so ``optimal ==
-    total``; k keeps roughly the default's 1.5x expansion while leaving at least one
-    parity piece, and repair sits halfway between k and optimal.
+    total``; but ``total`` stays below the node count (about one spare node in
+    six, at least one) so that repair has somewhere to put a rebuilt piece: a
+    scheme that uses every node can never be repaired after a loss. Only at two
+    nodes is there no room for a spare (a scheme needs at least one parity piece,
+    and two nodes). k keeps roughly the default's 1.5x expansion while leaving at
+    least one parity piece, and repair sits halfway between k and optimal.
+
+    With three or more evenly filled regions, ``total - k = ceil(total / 3)`` is
+    what round-robin placement puts in the fullest region, so losing any one
+    region still leaves ``k`` pieces.
     """
     if node_count >= DEFAULT_SCHEME.total:
         return DEFAULT_SCHEME
     if node_count < 2:
         raise SchemeError("need at least 2 nodes")
-    n = node_count
-    k = min(max(1, (2 * n) // 3), n - 1)  # floor(n / 1.5) in exact integer arithmetic
-    return RedundancyScheme(k, k + (n - k) // 2, n, n)
+    total = max(2, node_count - max(1, node_count // 6))
+    k = min(max(1, (2 * total) // 3), total - 1)  # floor(total / 1.5) in exact integers
+    return RedundancyScheme(k, k + (total - k) // 2, total, total)

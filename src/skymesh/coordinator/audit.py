@@ -15,7 +15,18 @@ root, and the root was fixed when the piece was stored.
 |---|---|
 | chunk and proof verify | success |
 | wrong bytes, bad proof, wrong length, piece missing (404), 400, 500 | failure |
-| timeout, connection refused, 403 (order refused), 502-504 | unknown |
+| timeout, 502-504 | unknown, and the node is *contained* |
+| connection refused, 403 (order refused) | unknown |
+
+**Containment** (Storj's idea): a node that is up but does not answer could be
+stalling on a chunk it no longer has, hoping each audit is a fresh draw. So a
+contained node is asked for the *same* chunk at its next audit (contained nodes
+are audited every round), until it answers: a correct answer releases it, a wrong
+one is a failure, and ``contained_retries`` more re-asks without an answer count
+as one failed audit. Offline answers (refused connections) neither count nor
+release. The pending audit lives in this coordinator's memory: a restart or
+another replica forgets it, which costs a stalling node nothing more than a fresh
+draw, never an honest node a failure.
 """
 
 from __future__ import annotations
@@ -50,6 +61,17 @@ class AuditTarget:
     piece_id: str
     piece_size: int
     merkle_root: bytes
+    root_piece_id: str = ""  # with piece_num: to check a contained piece is still held
+    piece_num: int = 0
+
+
+@dataclass
+class Contained:
+    """A node's pending audit: the chunk it must answer before it gets another."""
+
+    target: AuditTarget
+    chunk: int
+    reasks: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,7 @@ class Auditor:
         per_round: int,
         timeout: float,
         rng: random.Random | None = None,
+        contained_retries: int = 3,
     ) -> None:
         self.m = m
         self.book = book
@@ -125,10 +148,15 @@ class Auditor:
         self.per_round = per_round
         self.timeout = timeout
         self.rng = rng or random.Random()
+        self.contained_retries = max(1, contained_retries)
+        self.contained: dict[str, Contained] = {}  # node id -> its pending audit
         self.outcomes: collections.Counter[str] = collections.Counter()  # for metrics
 
     async def step(self) -> list[AuditResult]:
-        """One round: a random chunk on each of up to ``per_round`` random online nodes."""
+        """One round: contained nodes, then a random chunk on random online nodes.
+
+        Up to ``per_round`` nodes in all, but every contained node each round.
+        """
         now = self.m.clock()
         reps = await self.book.refresh()
         candidates = []
@@ -138,17 +166,30 @@ class Auditor:
                 continue
             if self.m.registry.is_online(node, now):
                 candidates.append(node)
-        chosen = self.rng.sample(candidates, min(self.per_round, len(candidates)))
+        held = [n for n in candidates if n.node_id in self.contained]
+        free = [n for n in candidates if n.node_id not in self.contained]
+        chosen = held + self.rng.sample(free, max(0, min(self.per_round - len(held), len(free))))
         results = await asyncio.gather(*(self.audit_node(n) for n in chosen))
         return [r for r in results if r is not None]
 
     async def audit_node(self, node: NodeRecord) -> AuditResult | None:
-        """Audit one random chunk of one random piece on ``node``; None if it holds none."""
-        target = await self._pick(node.node_id)
-        if target is None:
-            return None
-        index = self.rng.randrange(-(-target.piece_size // CHUNK))
-        outcome, reason = await self._ask(node, target, index)
+        """Audit ``node``: its pending chunk if contained, else a random chunk of a random piece.
+
+        None if it holds no piece.
+        """
+        pending = self.contained.get(node.node_id)
+        if pending is not None and not await self._still_held(pending.target):
+            pending = None  # deleted or repaired away meanwhile: nothing to hold it to
+            del self.contained[node.node_id]
+        if pending is None:
+            target = await self._pick(node.node_id)
+            if target is None:
+                return None
+            index = self.rng.randrange(-(-target.piece_size // CHUNK))
+        else:
+            target, index = pending.target, pending.chunk
+        outcome, reason, stalled = await self._ask(node, target, index)
+        outcome, reason = self._contain(node.node_id, target, index, outcome, reason, stalled)
         self.outcomes[outcome.value] += 1
         if outcome is not AuditOutcome.SUCCESS:
             log.info(
@@ -161,6 +202,54 @@ class Auditor:
             )
         await self.book.record(node.node_id, outcome)
         return AuditResult(node.node_id, target.piece_id, index, outcome, reason)
+
+    def _contain(
+        self,
+        node_id: str,
+        target: AuditTarget,
+        index: int,
+        outcome: AuditOutcome,
+        reason: str,
+        stalled: bool,
+    ) -> tuple[AuditOutcome, str]:
+        """Containment bookkeeping for one answer; the outcome to record."""
+        pending = self.contained.get(node_id)
+        if outcome is not AuditOutcome.UNKNOWN:
+            self.contained.pop(node_id, None)  # answered, right or wrong: released
+            return outcome, reason
+        if not stalled:
+            return outcome, reason  # offline: neither counts against it nor releases it
+        if pending is None:
+            self.contained[node_id] = Contained(target, index)
+            return outcome, f"contained, the same chunk is asked again: {reason}"
+        pending.reasks += 1
+        if pending.reasks >= self.contained_retries:
+            del self.contained[node_id]
+            return AuditOutcome.FAILURE, (
+                f"contained: no answer to {pending.reasks} re-asks of this chunk ({reason})"
+            )
+        return outcome, f"contained, re-ask {pending.reasks} of {self.contained_retries}: {reason}"
+
+    async def _still_held(self, target: AuditTarget) -> bool:
+        join = pieces.join(
+            segments,
+            sa.and_(
+                segments.c.stream_id == pieces.c.stream_id,
+                segments.c.part == pieces.c.part,
+                segments.c.idx == pieces.c.idx,
+            ),
+        )
+        q = (
+            sa.select(pieces.c.node_id)
+            .select_from(join)
+            .where(
+                pieces.c.node_id == target.node_id,
+                pieces.c.piece_num == target.piece_num,
+                segments.c.root_piece_id == target.root_piece_id,
+            )
+            .limit(1)
+        )
+        return await self.m.db.read(lambda conn: conn.execute(q).first() is not None)
 
     async def _pick(self, node_id: str) -> AuditTarget | None:
         rng = self.rng
@@ -179,11 +268,14 @@ class Auditor:
             piece_id=derive_piece_id(row.root_piece_id, row.piece_num),
             piece_size=row.piece_size,
             merkle_root=row.merkle_root,
+            root_piece_id=row.root_piece_id,
+            piece_num=row.piece_num,
         )
 
     async def _ask(
         self, node: NodeRecord, target: AuditTarget, index: int
-    ) -> tuple[AuditOutcome, str]:
+    ) -> tuple[AuditOutcome, str, bool]:
+        """(outcome, why, stalled): stalled is an up node that gave no answer (containment)."""
         order = self.m.orders.order(node.node_id, target.piece_id, PieceAction.AUDIT, CHUNK)
         url = f"{node.address.rstrip('/')}/v1/pieces/{target.piece_id}/audit"
         try:
@@ -195,16 +287,24 @@ class Auditor:
                 ) as resp:
                     status = resp.status
                     raw = await resp.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            return AuditOutcome.UNKNOWN, f"no answer: {e.__class__.__name__} {e}"
+        except aiohttp.ConnectionTimeoutError as e:  # never reached: down, not stalling
+            return AuditOutcome.UNKNOWN, f"no connection: {e}", False
+        except TimeoutError:
+            return AuditOutcome.UNKNOWN, f"no answer within {self.timeout} s", True
+        except (aiohttp.ClientError, OSError) as e:
+            # A dropped connection mid-answer is a stall; a refused one is a node that is down.
+            stalled = isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError)
+            return AuditOutcome.UNKNOWN, f"no answer: {e.__class__.__name__} {e}", stalled
         if status != 200:
             detail = raw[:200].decode(errors="replace")
             if status in (403, 502, 503, 504):
-                return AuditOutcome.UNKNOWN, f"HTTP {status}: {detail}"
-            return AuditOutcome.FAILURE, f"HTTP {status}: {detail}"
+                return AuditOutcome.UNKNOWN, f"HTTP {status}: {detail}", status != 403
+            return AuditOutcome.FAILURE, f"HTTP {status}: {detail}", False
         try:
             answer = msgspec.json.decode(raw, type=AuditChunk)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            return AuditOutcome.FAILURE, f"malformed answer: {e}"
+            return AuditOutcome.FAILURE, f"malformed answer: {e}", False
         reason = check_answer(target, index, answer)
-        return (AuditOutcome.FAILURE, reason) if reason else (AuditOutcome.SUCCESS, "")
+        if reason:
+            return AuditOutcome.FAILURE, reason, False
+        return AuditOutcome.SUCCESS, "", False

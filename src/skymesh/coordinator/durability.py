@@ -5,10 +5,12 @@ redundancy scheme, how many segments sit at each count of healthy pieces, how
 many are at or below their repair threshold (what the repair checker queues),
 and any below ``k``: lost until enough of their nodes come back.
 
-What counts as healthy is decided in one place, :func:`healthy_nodes`, which
-defers to ``coordinator/health.py`` (online, and not disqualified or exited once
-reputations are passed in). The fold over segment rows, :func:`summarize`, is
-pure.
+What counts as healthy is decided in one place, ``coordinator/health.py``: the
+report walks the segments with the repair checker's scan
+(:func:`health.scan_segments`) and counts each segment's healthy pieces with the
+checker's :class:`health.Judge`, so the two never disagree. Only committed
+segments are reported (a pending upload is nobody's data yet). The fold over
+segment rows, :func:`summarize`, is pure.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from skymesh.coordinator import health
-from skymesh.coordinator.db.schema import objects, pieces, segments
+from skymesh.coordinator.db.schema import objects, segments
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.reputation import Reputation
@@ -72,6 +74,61 @@ class _Acc:
     lost: int = 0
 
 
+class Fold:
+    """The report's running totals, one segment row at a time (pure; memory stays bounded)."""
+
+    def __init__(self, cap: int = LIST_CAP) -> None:
+        self.cap = cap
+        self.per_scheme: dict[tuple[int, int, int, int], _Acc] = {}
+        self.at_risk: list[SegmentRow] = []
+        self.lost: list[SegmentRow] = []
+        self.total = self.at_risk_total = self.lost_total = 0
+
+    def add(self, r: SegmentRow) -> None:
+        self.total += 1
+        acc = self.per_scheme.setdefault((r.k, r.repair, r.optimal, r.total), _Acc())
+        acc.segments += 1
+        acc.histogram[r.healthy] = acc.histogram.get(r.healthy, 0) + 1
+        if r.healthy < r.k:
+            acc.lost += 1
+            self.lost_total += 1
+            self.lost.append(r)
+        if r.healthy <= r.repair:
+            acc.at_or_below_repair += 1
+            self.at_risk_total += 1
+            self.at_risk.append(r)
+        # Keep memory bounded on a large metadata store: only the worst ``cap``.
+        if len(self.at_risk) > 4 * self.cap:
+            self.at_risk = _worst(self.at_risk, self.cap)
+        if len(self.lost) > 4 * self.cap:
+            self.lost = _worst(self.lost, self.cap)
+
+    def report(
+        self, *, generated_at: float, nodes: int, healthy_nodes: int, inline_segments: int
+    ) -> DurabilityReport:
+        return DurabilityReport(
+            generated_at=generated_at,
+            nodes=nodes,
+            healthy_nodes=healthy_nodes,
+            segments=self.total,
+            inline_segments=inline_segments,
+            schemes=[
+                SchemeHealth(
+                    scheme=Scheme(k=k, repair=rep, optimal=opt, total=tot),
+                    segments=a.segments,
+                    histogram=dict(sorted(a.histogram.items())),
+                    at_or_below_repair=a.at_or_below_repair,
+                    lost=a.lost,
+                )
+                for (k, rep, opt, tot), a in sorted(self.per_scheme.items())
+            ],
+            at_risk=[_health(r) for r in _worst(self.at_risk, self.cap)],
+            lost=[_health(r) for r in _worst(self.lost, self.cap)],
+            lost_total=self.lost_total,
+            at_risk_total=self.at_risk_total,
+        )
+
+
 def summarize(
     rows: Iterable[SegmentRow],
     *,
@@ -82,48 +139,14 @@ def summarize(
     cap: int = LIST_CAP,
 ) -> DurabilityReport:
     """Fold segment rows into the report (pure)."""
-    per_scheme: dict[tuple[int, int, int, int], _Acc] = {}
-    at_risk: list[SegmentRow] = []
-    lost: list[SegmentRow] = []
-    total = at_risk_total = lost_total = 0
+    fold = Fold(cap)
     for r in rows:
-        total += 1
-        acc = per_scheme.setdefault((r.k, r.repair, r.optimal, r.total), _Acc())
-        acc.segments += 1
-        acc.histogram[r.healthy] = acc.histogram.get(r.healthy, 0) + 1
-        if r.healthy < r.k:
-            acc.lost += 1
-            lost_total += 1
-            lost.append(r)
-        if r.healthy <= r.repair:
-            acc.at_or_below_repair += 1
-            at_risk_total += 1
-            at_risk.append(r)
-        # Keep memory bounded on a large metadata store: only the worst ``cap``.
-        if len(at_risk) > 4 * cap:
-            at_risk = _worst(at_risk, cap)
-        if len(lost) > 4 * cap:
-            lost = _worst(lost, cap)
-    return DurabilityReport(
+        fold.add(r)
+    return fold.report(
         generated_at=generated_at,
         nodes=nodes,
         healthy_nodes=healthy_nodes,
-        segments=total,
         inline_segments=inline_segments,
-        schemes=[
-            SchemeHealth(
-                scheme=Scheme(k=k, repair=rep, optimal=opt, total=tot),
-                segments=a.segments,
-                histogram=dict(sorted(a.histogram.items())),
-                at_or_below_repair=a.at_or_below_repair,
-                lost=a.lost,
-            )
-            for (k, rep, opt, tot), a in sorted(per_scheme.items())
-        ],
-        at_risk=[_health(r) for r in _worst(at_risk, cap)],
-        lost=[_health(r) for r in _worst(lost, cap)],
-        lost_total=lost_total,
-        at_risk_total=at_risk_total,
     )
 
 
@@ -143,48 +166,6 @@ def _health(r: SegmentRow) -> SegmentHealth:
     )
 
 
-_JOIN_PIECES = sa.and_(
-    pieces.c.stream_id == segments.c.stream_id,
-    pieces.c.part == segments.c.part,
-    pieces.c.idx == segments.c.idx,
-)
-_GROUP = (
-    objects.c.bucket,
-    objects.c.key,
-    segments.c.stream_id,
-    segments.c.part,
-    segments.c.idx,
-    segments.c.k,
-    segments.c.repair,
-    segments.c.optimal,
-    segments.c.total,
-)
-_SEGMENT_HEALTH = (
-    sa.select(
-        objects.c.bucket,
-        objects.c.key,
-        segments.c.part,
-        segments.c.idx,
-        segments.c.k,
-        segments.c.repair,
-        segments.c.optimal,
-        segments.c.total,
-        sa.func.count(pieces.c.node_id).label("stored"),
-        sa.func.coalesce(
-            sa.func.sum(
-                sa.case((pieces.c.node_id.in_(sa.bindparam("healthy", expanding=True)), 1), else_=0)
-            ),
-            0,
-        ).label("healthy"),
-    )
-    .select_from(
-        segments.join(objects, objects.c.stream_id == segments.c.stream_id).outerjoin(
-            pieces, _JOIN_PIECES
-        )
-    )
-    .where(segments.c.root_piece_id != "")
-    .group_by(*_GROUP)
-)
 _INLINE = (
     sa.select(sa.func.count())
     .select_from(segments.join(objects, objects.c.stream_id == segments.c.stream_id))
@@ -196,20 +177,40 @@ async def durability_report(
     m: Metainfo,
     reputation_of: Callable[[str], Reputation | None] = lambda _node_id: None,
 ) -> DurabilityReport:
-    """The report over every committed segment, from one read snapshot."""
+    """The report over every committed segment (one read per batch of the scan)."""
     now = m.clock()
     nodes = await m.registry.all_nodes()
-    healthy = healthy_nodes(nodes, now, m.registry.offline_after, reputation_of)
+    offline_after = m.registry.offline_after
+    healthy = healthy_nodes(nodes, now, offline_after, reputation_of)
+    reps = {n.node_id: r for n in nodes if (r := reputation_of(n.node_id)) is not None}
+    judge = health.Judge(
+        {n.node_id: n for n in nodes}, reps, now, offline_after, m.config.jurisdictions
+    )
+    fold = Fold()
+    async for batch in health.scan_segments(m.db):
+        for seg in batch:
+            if seg.bucket is not None:
+                fold.add(_row(seg, judge(seg).healthy_count))
+    inline = await m.db.read(lambda conn: int(conn.execute(_INLINE).scalar_one()))
+    return fold.report(
+        generated_at=now,
+        nodes=len(nodes),
+        healthy_nodes=len(healthy),
+        inline_segments=inline,
+    )
 
-    def txn(conn: sa.Connection) -> DurabilityReport:
-        rows = (SegmentRow(*r) for r in conn.execute(_SEGMENT_HEALTH, {"healthy": sorted(healthy)}))
-        inline = int(conn.execute(_INLINE).scalar_one())
-        return summarize(
-            rows,
-            generated_at=now,
-            nodes=len(nodes),
-            healthy_nodes=len(healthy),
-            inline_segments=inline,
-        )
 
-    return await m.db.read(txn)
+def _row(seg: health.StoredSegment, healthy: int) -> SegmentRow:
+    s = seg.scheme
+    return SegmentRow(
+        bucket=seg.bucket or "",
+        key=seg.key or "",
+        part=seg.part,
+        idx=seg.idx,
+        k=s.k,
+        repair=s.repair,
+        optimal=s.optimal,
+        total=s.total,
+        stored=len(seg.pieces),
+        healthy=healthy,
+    )

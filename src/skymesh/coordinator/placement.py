@@ -1,6 +1,7 @@
 """Which nodes get a segment's pieces: pure functions over node records, no I/O.
 
-Hard filters first (online, not excluded, room for the piece), then a spread:
+Hard filters first (inside the bucket's residency, online, not excluded, room for
+the piece), then a spread:
 
 - at most one piece per node;
 - regions take turns (round robin), so pieces fill regions as evenly as the
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 from skymesh.codec import DEFAULT_SCHEME, RedundancyScheme, SegmentLayout, scheme_for_network
 from skymesh.coordinator.model import NodeRecord
+from skymesh.coordinator.residency import ANYWHERE, Residency
 from skymesh.errors import SchemeError, Unavailable
 
 
@@ -57,15 +59,27 @@ def plan_segment(
     rng: random.Random | None = None,
     unvetted: Collection[str] = (),
     new_node_fraction: float = 1.0,
+    residency: Residency = ANYWHERE,
 ) -> SegmentPlan:
     """Choose the scheme, the piece size and ``scheme.total`` nodes for one segment.
 
-    With no ``fixed_scheme`` the scheme follows the number of usable nodes; when
-    some of those lack room for a piece, a smaller scheme (with larger pieces) is
-    tried until one fits. Raises :class:`Unavailable` when none does.
+    With no ``fixed_scheme`` the scheme follows the number of usable nodes (inside
+    ``residency``: a bucket kept in a small region gets a scheme that region can
+    hold); when some of those lack room for a piece, a smaller scheme (with larger
+    pieces) is tried until one fits. Raises :class:`Unavailable` when none does;
+    nodes outside ``residency`` are never chosen, however few are inside.
     """
     excluded = set(exclude)
-    online = [n for n in nodes if n.node_id not in excluded and n.is_online(now, offline_after)]
+    inside = [n for n in nodes if residency.allows(n.region)]
+    online = [n for n in inside if n.node_id not in excluded and n.is_online(now, offline_after)]
+    if not residency.anywhere and len(online) < 2:
+        raise Unavailable(
+            f"the bucket's location constraint {residency.describe()} has {len(online)} usable"
+            f" node(s) of {len(inside)} registered there; at least 2 are needed. Pieces are"
+            " never placed outside it: retry once nodes there are back online"
+        )
+    if fixed_scheme is not None and not residency.anywhere and fixed_scheme.total > len(online):
+        fixed_scheme = None  # the residency cannot hold the configured scheme: size one to it
     scheme = fixed_scheme or network_scheme(len(online))
     while True:
         piece_size = SegmentLayout(plain_size, block_size, scheme).piece_size
@@ -74,10 +88,11 @@ def plan_segment(
             break
         smaller = None if fixed_scheme else network_scheme(max(len(eligible), 2))
         if smaller is None or smaller.total >= scheme.total or len(eligible) < 2:
+            where = "" if residency.anywhere else f" inside {residency.describe()}"
             raise Unavailable(
-                f"not enough nodes: scheme {scheme} needs {scheme.total} nodes with"
+                f"not enough nodes{where}: scheme {scheme} needs {scheme.total} nodes with"
                 f" {piece_size} bytes free; {len(eligible)} of {len(online)} online"
-                f" (of {len(nodes)} known, {len(excluded)} excluded) qualify"
+                f" (of {len(inside)} known, {len(excluded)} excluded) qualify"
             )
         scheme = smaller
     rng = rng or random.Random()

@@ -10,20 +10,31 @@ no-network grid, it models a dishonest or broken node without touching its code.
 | ``corrupt`` | the right length, every 997th byte flipped |
 | ``swap`` | the bytes of another piece the node holds (a node that keeps one piece and answers with it) |
 | ``missing`` | nothing: the piece is not there (404) |
+| ``forge`` | the true bytes, but the Merkle leaves (``/hashes``, audit proofs) are forged |
+
+``forge`` is the subtler liar: reads decode, so only a verifier of proofs (the
+auditor; a reader's Merkle fallback) can tell. :func:`disk_full` makes writes fail
+half-way with ENOSPC instead, as a node whose disk filled up under it.
+:mod:`skymesh.testing.faulty_node` runs a node process with any of these.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import msgspec
+
 from skymesh.errors import NotFound
+from skymesh.node import store as store_module
 from skymesh.node.api import NODE
 from skymesh.node.service import NodeService
 from skymesh.node.store import PieceMeta, PieceStore
 
-Mode = Literal["corrupt", "swap", "missing"]
+Mode = Literal["corrupt", "swap", "missing", "forge"]
 
 
 class FaultyStore:
@@ -41,11 +52,17 @@ class FaultyStore:
     def head(self, piece_id: str) -> PieceMeta:
         if self.mode == "missing":
             raise NotFound(f"piece {piece_id} is not stored here")
-        return self.inner.head(piece_id)
+        meta = self.inner.head(piece_id)
+        if self.mode == "forge":
+            self.reads += 1
+            # Every leaf wrong: proofs and hash lists no longer lead to the recorded root.
+            forged = [bytes([leaf[0] ^ 0xFF]) + leaf[1:] for leaf in meta.leaves]
+            return msgspec.structs.replace(meta, leaves=forged)
+        return meta
 
     def path(self, piece_id: str) -> Path:
         real = self.inner.path(piece_id)
-        if not real.exists():
+        if not real.exists() or self.mode == "forge":
             return real
         self.reads += 1
         if self.mode == "missing":
@@ -77,3 +94,20 @@ def heal(node: NodeService) -> None:
     ctx = node.app[NODE]
     if isinstance(ctx.store, FaultyStore):
         ctx.store = ctx.store.inner
+
+
+def disk_full() -> None:
+    """From now on every piece write in this process fails half-way with ENOSPC.
+
+    It replaces the store's write primitive, so the real store's own handling runs:
+    the node answers 507 and must leave nothing behind (no temp file, no bytes
+    counted). Process-wide: only for a node in a process of its own
+    (:mod:`skymesh.testing.faulty_node`), never inside a shared test process.
+    """
+
+    def full(fd: int, bufs: list[bytes]) -> None:
+        if bufs and len(bufs[0]) > 1:
+            os.write(fd, bufs[0][: len(bufs[0]) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    store_module._writev_all = full

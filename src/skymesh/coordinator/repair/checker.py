@@ -1,13 +1,24 @@
 """The repair checker: scan every piece segment, queue those that need repair.
 
-A scan walks ``segments`` in key order, ``BATCH`` at a time (one read for the
-segments, one for their pieces), judges each with :func:`plan.assess` and writes
-the batch's verdicts to ``repair_queue`` in one transaction: segments that need
-repair are queued (or their health updated), the rest are taken off the queue.
-The worker takes the queue in order of fewest healthy pieces first.
+A scan walks the segments with :func:`health.scan_segments` (``SCAN_BATCH`` at a
+time: one read each), judges each with the one health rule (:class:`health.Judge`,
+the same the durability report uses) and writes the batch's verdicts to
+``repair_queue`` in one transaction: segments that need repair are queued (or
+their health updated), the rest are taken off the queue. The worker takes the
+queue in order of fewest healthy pieces first.
 
 The same scan counts pieces per node, which is how a graceful exit ends: an
 exiting node that holds no piece any more is marked drained.
+
+**Incremental rounds.** A segment's health changes only when one of its nodes
+changes (online, disqualified, exiting, region), when the set of regions with
+nodes up changes (the region rule), or when its pieces change (a new segment, a
+repair; the worker re-queues a partial repair itself). So between full scans,
+every ``full_scan_interval`` seconds, a round judges only segments with a piece on
+a node whose state changed since the last round, plus segments created since
+shortly before it; a change in the regions up makes the round full. The full
+sweep is the safety net for anything that slips between (say a commit racing a
+scan by more than ``CREATED_SLACK``).
 """
 
 from __future__ import annotations
@@ -15,21 +26,31 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from skymesh.codec import RedundancyScheme
-from skymesh.coordinator.db.schema import pieces, repair_queue, segments
+from skymesh.coordinator.db.schema import pieces, repair_queue
+from skymesh.coordinator.health import (
+    Judge,
+    Since,
+    StoredSegment,
+    healthy,
+    needs_move,
+    needs_repair,
+    region_spread_possible,
+    scan_segments,
+)
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.repair.plan import StoredPiece, assess, needs_repair
-from skymesh.coordinator.reputation import Reputation, ReputationBook
+from skymesh.coordinator.reputation import ReputationBook
+
+__all__ = ["CheckReport", "RepairChecker", "region_spread_possible"]
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+CREATED_SLACK = 60.0  # seconds before the last round whose new segments a round rescans
+
+NodeState = tuple[bool, bool, str]  # (healthy, must move, region)
 
 
 @dataclass
@@ -39,50 +60,59 @@ class CheckReport:
     misplaced: int = 0
     lowest_healthy: int | None = None  # fewest healthy pieces of any queued segment
     drained: int = 0  # exits finished by this scan
-
-
-def region_spread_possible(
-    nodes: Mapping[str, NodeRecord], now: float, offline_after: float
-) -> bool:
-    """The region rule is enforced only where three or more regions have online nodes."""
-    return len({n.region for n in nodes.values() if n.is_online(now, offline_after)}) >= 3
+    full: bool = True  # every segment judged, not only those an incremental round picks
 
 
 class RepairChecker:
-    def __init__(self, m: Metainfo, book: ReputationBook) -> None:
+    def __init__(
+        self, m: Metainfo, book: ReputationBook, *, full_scan_interval: float = 0.0
+    ) -> None:
+        """``full_scan_interval`` 0: every round is a full scan."""
         self.m = m
         self.book = book
+        self.full_scan_interval = full_scan_interval
         self.last = CheckReport()
+        self._seen: dict[str, NodeState] | None = None  # node states at the last round
+        self._regions_up: frozenset[str] = frozenset()
+        self._full_at = -float("inf")
+        self._round_at = -float("inf")
 
     async def step(self) -> CheckReport:
-        """One full scan."""
+        """One round: a full scan, or an incremental one (see the module docstring)."""
         m = self.m
         now = m.clock()
+        off = m.config.offline_after
         nodes = {n.node_id: n for n in await m.registry.all_nodes()}
         reps = await self.book.refresh()
-        spread = region_spread_possible(nodes, now, m.config.offline_after)
-        report = CheckReport()
+        state = {
+            i: (healthy(n, reps.get(i), now, offline_after=off), needs_move(reps.get(i)), n.region)
+            for i, n in nodes.items()
+        }
+        regions_up = frozenset(n.region for n in nodes.values() if n.is_online(now, off))
+        only = None
+        if (
+            self._seen is not None
+            and regions_up == self._regions_up
+            and now - self._full_at < self.full_scan_interval
+        ):
+            seen = self._seen
+            changed = sorted(i for i in state.keys() | seen.keys() if state.get(i) != seen.get(i))
+            only = Since(changed, self._round_at - CREATED_SLACK)
+        judge = Judge(nodes, reps, now, off, m.config.jurisdictions)
+        report = CheckReport(full=only is None)
         per_node: Counter[str] = Counter()
-        cursor: tuple[str, int, int] | None = None
-        while True:
-            seg_rows, piece_rows = await m.db.read(functools.partial(_read_batch, cursor=cursor))
-            if not seg_rows:
-                break
-            cursor = (seg_rows[-1].stream_id, seg_rows[-1].part, seg_rows[-1].idx)
-            by_seg: dict[tuple[str, int, int], list[StoredPiece]] = {}
-            for p in piece_rows:
-                per_node[p.node_id] += 1
-                by_seg.setdefault((p.stream_id, p.part, p.idx), []).append(
-                    StoredPiece(p.piece_num, p.node_id, p.merkle_root)
-                )
-            verdicts = self._judge(seg_rows, by_seg, nodes, reps, now, spread, report)
+        async for batch in scan_segments(m.db, only=only):
+            for seg in batch:
+                per_node.update(p.node_id for p in seg.pieces)
+            verdicts = self._judge(batch, judge, report)
             await m.db.write(functools.partial(_write_verdicts, verdicts=verdicts, now=now))
-            if len(seg_rows) < BATCH:
-                break
         for node_id, rep in reps.items():
-            if rep.exiting and per_node[node_id] == 0:
+            if rep.exiting and not await self._holds_pieces(node_id, per_node, report.full):
                 await self.book.finish_exit(node_id)
                 report.drained += 1
+        self._seen, self._regions_up, self._round_at = state, regions_up, now
+        if report.full:
+            self._full_at = now
         if report.queued:
             log.info(
                 "repair checker: %d of %d segments need repair (fewest healthy: %s, misplaced"
@@ -95,79 +125,31 @@ class RepairChecker:
         self.last = report
         return report
 
+    async def _holds_pieces(self, node_id: str, counted: Counter[str], full: bool) -> bool:
+        if full:
+            return counted[node_id] > 0
+        q = sa.select(pieces.c.node_id).where(pieces.c.node_id == node_id).limit(1)
+        return await self.m.db.read(lambda conn: conn.execute(q).first() is not None)
+
     def _judge(
-        self,
-        seg_rows: list[sa.Row],
-        by_seg: Mapping[tuple[str, int, int], list[StoredPiece]],
-        nodes: Mapping[str, NodeRecord],
-        reps: Mapping[str, Reputation],
-        now: float,
-        spread: bool,
-        report: CheckReport,
+        self, batch: list[StoredSegment], judge: Judge, report: CheckReport
     ) -> list[tuple[tuple[str, int, int], int | None]]:
         """(segment key, healthy count to queue it with, or None to take it off the queue)."""
         out: list[tuple[tuple[str, int, int], int | None]] = []
-        for s in seg_rows:
-            key = (s.stream_id, s.part, s.idx)
-            scheme = RedundancyScheme(s.k, s.repair, s.optimal, s.total)
-            health = assess(
-                by_seg.get(key, []),
-                scheme,
-                nodes,
-                reps,
-                now,
-                offline_after=self.m.config.offline_after,
-                region_spread=spread,
-            )
+        for seg in batch:
+            health = judge(seg)
             report.segments += 1
-            if needs_repair(health, scheme):
+            if needs_repair(health, seg.scheme):
                 report.queued += 1
                 report.misplaced += len(health.misplaced)
                 low = report.lowest_healthy
                 report.lowest_healthy = (
                     health.healthy_count if low is None else min(low, health.healthy_count)
                 )
-                out.append((key, health.healthy_count))
+                out.append((seg.position, health.healthy_count))
             else:
-                out.append((key, None))
+                out.append((seg.position, None))
         return out
-
-
-def _read_batch(
-    conn: sa.Connection, cursor: tuple[str, int, int] | None
-) -> tuple[list[sa.Row], list[sa.Row]]:
-    key = sa.tuple_(segments.c.stream_id, segments.c.part, segments.c.idx)
-    q = (
-        sa.select(
-            segments.c.stream_id,
-            segments.c.part,
-            segments.c.idx,
-            segments.c.k,
-            segments.c.repair,
-            segments.c.optimal,
-            segments.c.total,
-        )
-        .where(segments.c.k > 0)
-        .order_by(segments.c.stream_id, segments.c.part, segments.c.idx)
-        .limit(BATCH)
-    )
-    if cursor is not None:
-        q = q.where(key > sa.tuple_(*(sa.literal(v) for v in cursor)))
-    seg_rows = list(conn.execute(q).all())
-    if not seg_rows:
-        return [], []
-    stream_ids = sorted({r.stream_id for r in seg_rows})
-    piece_rows = conn.execute(
-        sa.select(
-            pieces.c.stream_id,
-            pieces.c.part,
-            pieces.c.idx,
-            pieces.c.piece_num,
-            pieces.c.node_id,
-            pieces.c.merkle_root,
-        ).where(pieces.c.stream_id.in_(stream_ids))
-    ).all()
-    return seg_rows, list(piece_rows)
 
 
 def _write_verdicts(

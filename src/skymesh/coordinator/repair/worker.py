@@ -38,13 +38,13 @@ from skymesh.client.pieces import get_piece_hashes, get_piece_range, put_piece
 from skymesh.codec import ErasureCoder, RedundancyScheme, SegmentLayout
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, chunk_hashes, merkle_root, verify_chunks
 from skymesh.coordinator.db.schema import garbage_pieces, pieces, repair_queue, segments
-from skymesh.coordinator.health import needs_move
+from skymesh.coordinator.health import needs_move, region_spread_possible
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.placement import limit_new_nodes, select_additional_nodes
-from skymesh.coordinator.repair.checker import region_spread_possible
 from skymesh.coordinator.repair.plan import StoredPiece, assess, numbers_to_rebuild
 from skymesh.coordinator.reputation import ReputationBook
+from skymesh.coordinator.residency import Residency, residency, stream_constraints
 from skymesh.wire.messages import AddressedOrder, DownloadPiece, PieceAction, PieceReceipt
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import Signed, open_signed
@@ -92,6 +92,7 @@ class _Segment:
     scheme: RedundancyScheme
     piece_size: int
     stored: list[StoredPiece]
+    constraint: str = ""  # the bucket's location constraint: new pieces stay inside it
 
 
 class RepairWorker:
@@ -165,7 +166,8 @@ class RepairWorker:
         now = m.clock()
         nodes = {n.node_id: n for n in await m.registry.all_nodes()}
         reps = await self.book.refresh()
-        spread = region_spread_possible(nodes, now, m.config.offline_after)
+        where = residency(seg.constraint, m.config.jurisdictions)
+        spread = region_spread_possible(nodes, now, m.config.offline_after, where)
         health = assess(
             seg.stored,
             seg.scheme,
@@ -174,6 +176,7 @@ class RepairWorker:
             now,
             offline_after=m.config.offline_after,
             region_spread=spread,
+            residency=where,
         )
         stats.healthy_before = health.healthy_count
         keep = list(health.keep)
@@ -193,7 +196,8 @@ class RepairWorker:
                     " more nodes"
                 )
             only_spread = health.healthy_count > seg.scheme.repair and not any(
-                needs_move(reps.get(p.node_id)) for p in misplaced
+                needs_move(reps.get(p.node_id)) or not where.allows(nodes[p.node_id].region)
+                for p in misplaced
             )
             if spread and only_spread and not _spread_better(keep, targets, nodes, seg.scheme):
                 raise errors.Unavailable(
@@ -228,8 +232,16 @@ class RepairWorker:
             # A misplaced piece leaves only once its replacement is stored.
             misplaced = [p for p in misplaced if complete or p.piece_num in new_nums]
         drop = lost + misplaced
+        # A partial repair (too few targets, failed stores) that leaves the segment
+        # still needing repair goes back on the queue at once, for a retry after
+        # ``retry_after``, instead of waiting for a checker scan to find it again.
+        still = [p for p in health.misplaced if p not in drop and p not in lost]
+        after = len(keep) + len(stored) + len(still)
+        requeue = after if after <= seg.scheme.repair or still else None
         # 5. swap
-        swapped = await m.db.write(lambda conn: _swap(conn, seg, stored, drop, m.clock()))
+        swapped = await m.db.write(
+            lambda conn: _swap(conn, seg, stored, drop, m.clock(), requeue=requeue)
+        )
         stats.rebuilt = len(stored)
         stats.new_nodes = [node_id for _, node_id, _ in stored]
         stats.seconds = time.monotonic() - started
@@ -331,9 +343,13 @@ class RepairWorker:
         nodes: dict[str, NodeRecord],
         skip: list[NodeRecord] | None = None,
     ) -> list[NodeRecord]:
-        """Up to ``count`` new nodes for the segment, placed around the pieces that stay."""
+        """Up to ``count`` new nodes for the segment, placed around the pieces that stay.
+
+        Only nodes inside the bucket's residency qualify, whatever is left outside.
+        """
         m = self.m
         now = m.clock()
+        where: Residency = residency(seg.constraint, m.config.jurisdictions)
         barred, unvetted = await m.registry.placement_filters()
         held = {p.node_id for p in seg.stored} | {n.node_id for n in skip or []}
         # A node with a queued garbage row for a piece of this segment must not get that
@@ -344,6 +360,7 @@ class RepairWorker:
             n
             for n in nodes.values()
             if n.node_id not in barred
+            and where.allows(n.region)
             and n.node_id not in held
             and m.registry.is_online(n, now)
             and n.free_bytes >= seg.piece_size
@@ -447,6 +464,7 @@ def _load_segment(conn: sa.Connection, key: tuple[str, int, int]) -> _Segment | 
         scheme=RedundancyScheme(s.k, s.repair, s.optimal, s.total),
         piece_size=s.piece_size,
         stored=[StoredPiece(r.piece_num, r.node_id, r.merkle_root) for r in rows],
+        constraint=stream_constraints(conn, [s.stream_id]).get(s.stream_id, ""),
     )
 
 
@@ -494,11 +512,14 @@ def _swap(
     stored: list[tuple[int, str, bytes]],
     drop: list[StoredPiece],
     now: float,
+    requeue: int | None = None,
 ) -> bool:
     """Put the new pieces in and the dropped ones out, if the segment is as it was read.
 
     False (new pieces queued as garbage instead) when the segment is gone, was
     replaced (another root piece id) or its pieces changed since the read.
+    ``requeue``: the healthy count to queue the segment again with, as a failed
+    attempt (retried after ``retry_after``); None takes it off the queue.
     """
     key = (seg.stream_id, seg.part, seg.idx)
     _dequeue(conn, key)
@@ -534,5 +555,16 @@ def _swap(
                 }
                 for num, node_id, root in stored
             ],
+        )
+    if requeue is not None:
+        conn.execute(
+            repair_queue.insert().values(
+                stream_id=seg.stream_id,
+                part=seg.part,
+                idx=seg.idx,
+                healthy=requeue,
+                queued_at=now,
+                attempted_at=now,
+            )
         )
     return True
