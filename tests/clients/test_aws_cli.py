@@ -221,3 +221,39 @@ def test_stream_stdin_stdout_and_presigned_get(net: Up) -> None:
     url = aws(net, "s3", "presign", "--expires-in", "300", "s3://aws-stream/piped.bin").strip()
     with urllib.request.urlopen(url, timeout=60) as resp:
         assert resp.read() == data
+
+
+def test_s3api_versioning(net: Up, tmp_path: Path) -> None:
+    api(net, "create-bucket", "--bucket", "aws-versions")
+    assert api(net, "get-bucket-versioning", "--bucket", "aws-versions") is None
+    api(
+        net, "put-bucket-versioning", "--bucket", "aws-versions",
+        "--versioning-configuration", "Status=Enabled",
+    )  # fmt: skip
+    assert api(net, "get-bucket-versioning", "--bucket", "aws-versions")["Status"] == "Enabled"
+    body = tmp_path / "v.txt"
+    ids = []
+    for text in (b"one", b"two"):
+        body.write_bytes(text)
+        put = api(net, "put-object", "--bucket", "aws-versions", "--key", "k", "--body", str(body))
+        ids.append(put["VersionId"])
+    deleted = api(net, "delete-object", "--bucket", "aws-versions", "--key", "k")
+    assert deleted["DeleteMarker"] is True
+    listing = api(net, "list-object-versions", "--bucket", "aws-versions")
+    assert [v["VersionId"] for v in listing["Versions"]] == ids[::-1]
+    assert [(m["VersionId"], m["IsLatest"]) for m in listing["DeleteMarkers"]] == [
+        (deleted["VersionId"], True)
+    ]
+    out = tmp_path / "old.txt"
+    api(
+        net,
+        "get-object",
+        "--bucket",
+        "aws-versions",
+        "--key",
+        "k",
+        "--version-id",
+        ids[0],
+        str(out),
+    )
+    assert out.read_bytes() == b"one"

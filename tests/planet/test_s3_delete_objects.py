@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -54,8 +55,12 @@ def test_delete_1000_keys(s3, planet) -> None:  # type: ignore[no-untyped-def]
             yield b""
 
         async with planet.planet.client() as client:
-            for k in keys:
-                await client.put_object("dobj-many", k, empty(), size=0, meta=ObjectMeta())
+            await asyncio.gather(
+                *[
+                    client.put_object("dobj-many", k, empty(), size=0, meta=ObjectMeta())
+                    for k in keys
+                ]
+            )
 
     planet.run(fill())
     assert len(_keys(s3, "dobj-many")) == 1000
@@ -64,7 +69,8 @@ def test_delete_1000_keys(s3, planet) -> None:  # type: ignore[no-untyped-def]
     elapsed = time.perf_counter() - started
     assert len(r["Deleted"]) == 1000 and "Errors" not in r
     assert _keys(s3, "dobj-many") == []
-    assert elapsed < 60, f"1000 deletes took {elapsed:.1f} s"
+    # one coordinator transaction for the lot: 0.65 s here, against 5.3 s for 1000 calls
+    assert elapsed < 15, f"1000 deletes took {elapsed:.1f} s"
 
 
 def test_more_than_1000_keys_is_malformed(s3) -> None:  # type: ignore[no-untyped-def]

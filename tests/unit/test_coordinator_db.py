@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 from skymesh.coordinator.db.engine import Database, alembic_config, default_url
 from skymesh.coordinator.db.schema import metadata
-from skymesh.coordinator.metainfo import common, download, list_objects, segments
+from skymesh.coordinator.metainfo import common, download, list_objects, list_versions, segments
 from skymesh.wire.messages import (
     BucketInfo,
     BucketList,
@@ -144,6 +144,12 @@ def test_statements_compile_for_postgresql() -> None:
         segments._SET_SEGMENT_ORDER,
         *list_objects._PAGES.values(),
         *(s for triple in segments._DISCARD.values() for s in triple),
+        # S3 versioning
+        common._SET_LATEST,
+        common._SELECT_NULL,
+        common._SELECT_STREAM,
+        *list_versions._RANGES.values(),
+        list_versions._WITHIN,
     ]
     for statement in statements:
         assert str(statement.compile(dialect=dialect))

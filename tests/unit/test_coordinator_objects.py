@@ -68,13 +68,13 @@ async def test_begin_places_first_segment(tmp_path: Path) -> None:
         begun = await h.begin("photos", "a", MiB)
         p = begun.placement
         scheme = to_scheme(p.scheme)
-        assert str(scheme) == "4/5/6/6"  # six nodes online
+        assert str(scheme) == "3/4/5/5"  # six nodes online: five pieces, one spare
         assert (
             p.max_piece_size == SegmentLayout(MiB, h.service.config.block_size, scheme).piece_size
         )
         assert is_valid_piece_id(p.root_piece_id)
-        assert sorted(a.piece_num for a in p.pieces) == list(range(6))
-        assert len({a.node_id for a in p.pieces}) == 6
+        assert sorted(a.piece_num for a in p.pieces) == list(range(5))
+        assert len({a.node_id for a in p.pieces}) == 5
         for a in p.pieces:
             node = h.nodes[a.node_id]
             assert (a.address, a.region) == (node.address, node.region)
@@ -84,7 +84,7 @@ async def test_begin_places_first_segment(tmp_path: Path) -> None:
             assert order.coordinator_id == h.service.identity.id
             assert order.expires_at == pytest.approx(h.clock.now + h.service.config.order_ttl)
             assert len(order.serial) == 32
-        assert len({open_signed(a.order, Order).serial for a in p.pieces}) == 6
+        assert len({open_signed(a.order, Order).serial for a in p.pieces}) == 5
 
 
 async def test_multi_segment_object_round_trip(tmp_path: Path) -> None:
@@ -123,8 +123,11 @@ async def test_multi_segment_object_round_trip(tmp_path: Path) -> None:
         assert (await fetch(h, "big", first_segment=3)).segments == []
         assert (await fetch(h, "big", version_id=info.version_id)).object == info
         with pytest.raises(NotFound) as e:
-            await fetch(h, "big", version_id="nope")
+            await fetch(h, "big", version_id="0" * 32)
         assert e.value.code == "NoSuchVersion"
+        with pytest.raises(BadRequest) as bad:
+            await fetch(h, "big", version_id="nope")
+        assert bad.value.code == "InvalidArgument"
 
 
 async def test_offline_nodes_are_listed_last(tmp_path: Path) -> None:
@@ -137,7 +140,7 @@ async def test_offline_nodes_are_listed_last(tmp_path: Path) -> None:
         await h.client.call("/v1/nodes/heartbeat", back.heartbeat_request(h.clock.now), dict)
         seg = (await fetch(h, "x")).segments[0]
         assert seg.pieces[0].node_id == back.id
-        assert len(seg.pieces) == 6
+        assert len(seg.pieces) == 5  # six nodes, one spare
 
 
 async def test_object_is_invisible_until_commit(tmp_path: Path) -> None:
@@ -525,7 +528,9 @@ async def test_delete_object(tmp_path: Path) -> None:
         gone = await h.client.call(
             "/v1/objects/delete", ObjectRequest(bucket="photos", key="gone"), DeleteObjectResponse
         )
-        assert gone == DeleteObjectResponse(deleted=True, version_id=info.version_id)
+        assert gone == DeleteObjectResponse(
+            deleted=True, version_id=info.version_id, null_version=True
+        )
         assert await garbage(h) == {
             (p.node_id, derive_piece_id(seg.root_piece_id, p.piece_num)) for p in seg.pieces
         }
@@ -538,7 +543,7 @@ async def test_delete_object(tmp_path: Path) -> None:
         kept = await h.upload("photos", "kept", [1000])
         other_version = await h.client.call(
             "/v1/objects/delete",
-            ObjectRequest(bucket="photos", key="kept", version_id="other"),
+            ObjectRequest(bucket="photos", key="kept", version_id="0" * 32),
             DeleteObjectResponse,
         )
         assert not other_version.deleted

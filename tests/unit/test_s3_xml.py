@@ -621,3 +621,80 @@ def test_tuple_entries_and_default_owner() -> None:
     )
     assert uploads["Uploads"][0]["UploadId"] == "u1"
     assert uploads["Uploads"][0]["StorageClass"] == "STANDARD"
+
+
+# -- S3 versioning and composite checksums ------------------------------------------------
+
+
+def test_list_versions_xml() -> None:
+    from skymesh.gateway.s3.xml import VersionItem, list_versions_xml
+
+    body = list_versions_xml(
+        bucket="b",
+        prefix="p",
+        delimiter="/",
+        max_keys=3,
+        is_truncated=True,
+        items=[
+            VersionItem("p1 & x", "v2", True, T0, delete_marker=True),
+            VersionItem("p1 & x", "null", False, T0, etag="abc", size=7),
+        ],
+        common_prefixes=["p/"],
+        key_marker="p0",
+        version_id_marker="v0",
+        next_key_marker="p1 & x",
+        next_version_id_marker="null",
+        owner=("id", "name"),
+    )
+    parsed = boto_parse("ListObjectVersions", body)
+    assert parsed["DeleteMarkers"][0]["Key"] == "p1 & x"
+    assert parsed["DeleteMarkers"][0]["IsLatest"] is True
+    version = parsed["Versions"][0]
+    assert (version["VersionId"], version["ETag"], version["Size"]) == ("null", '"abc"', 7)
+    assert parsed["CommonPrefixes"] == [{"Prefix": "p/"}]
+    assert (parsed["NextKeyMarker"], parsed["NextVersionIdMarker"]) == ("p1 & x", "null")
+    assert (parsed["KeyMarker"], parsed["VersionIdMarker"], parsed["IsTruncated"]) == (
+        "p0",
+        "v0",
+        True,
+    )
+
+
+def test_delete_result_with_markers_and_complete_with_checksum() -> None:
+    parsed = boto_parse(
+        "DeleteObjects", delete_result_xml([("k", None, "m1"), ("j", "v", None)], [])
+    )
+    assert parsed["Deleted"] == [
+        {"Key": "k", "DeleteMarker": True, "DeleteMarkerVersionId": "m1"},
+        {"Key": "j", "VersionId": "v"},
+    ]
+    body = complete_multipart_xml("http://h/b/k", "b", "k", "e-2", ("crc32c", "AAAAAA==-2"))
+    parsed = boto_parse("CompleteMultipartUpload", body)
+    assert parsed["ChecksumCRC32C"] == "AAAAAA==-2"
+
+
+def test_parse_versioning_and_part_checksums() -> None:
+    from skymesh.gateway.s3.xml import parse_complete_parts, parse_versioning
+
+    ns = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+    assert parse_versioning(
+        f"<VersioningConfiguration {ns}><Status>Suspended</Status></VersioningConfiguration>".encode()
+    ) == ("Suspended")
+    for bad, code in (
+        (b"<VersioningConfiguration><Status>On</Status></VersioningConfiguration>", "MalformedXML"),
+        (b"<VersioningConfiguration/>", "MalformedXML"),
+        (
+            b"<VersioningConfiguration><Status>Enabled</Status><MfaDelete>Enabled</MfaDelete>"
+            b"</VersioningConfiguration>",
+            "NotImplemented",
+        ),
+    ):
+        with pytest.raises(S3Error) as e:
+            parse_versioning(bad)
+        assert e.value.code == code
+    body = (
+        b'<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"a"</ETag>'
+        b"<ChecksumSHA256>c2hh</ChecksumSHA256></Part>"
+        b"<Part><PartNumber>2</PartNumber><ETag>b</ETag></Part></CompleteMultipartUpload>"
+    )
+    assert parse_complete_parts(body) == [(1, "a", ("sha256", "c2hh")), (2, "b", None)]

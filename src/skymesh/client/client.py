@@ -50,6 +50,37 @@ def _with_checksums(meta: ObjectMeta, checksums: Mapping[str, str] | None) -> Ob
     return msgspec.structs.replace(meta, checksums={**meta.checksums, **checksums})
 
 
+# ---- S3 versioning ---------------------------------------------------------------------
+
+
+class DeleteMarkerError(errors.NotFound):
+    """The version read is a delete marker: ``NoSuchKey`` when it is the latest, and
+    ``MethodNotAllowed`` (405) when asked for by id, as S3 answers. ``info`` is the
+    marker, so the gateway can say so (``x-amz-delete-marker``, its version id)."""
+
+    def __init__(self, info: m.ObjectInfo, by_id: bool):
+        if by_id:
+            super().__init__(
+                f"version {info.version_id} of {info.key!r} is a delete marker, which has no data",
+                code="MethodNotAllowed",
+                status=405,
+            )
+        else:
+            super().__init__(
+                f"{info.key!r} was deleted (its latest version is a delete marker)",
+                code="NoSuchKey",
+            )
+        self.info = info
+
+
+def s3_version_id(info: m.ObjectInfo | m.DeleteObjectResponse) -> str:
+    """The version id S3 clients see: "null" for the null version, else the stream id."""
+    return "null" if info.null_version else info.version_id
+
+
+# ---- end S3 versioning -----------------------------------------------------------------
+
+
 class Hasher(Protocol):
     def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
 
@@ -193,6 +224,10 @@ class Client:
 
     async def delete_bucket(self, name: str) -> None:
         await self.metainfo.delete_bucket(name)
+
+    async def put_bucket_versioning(self, name: str, status: str) -> m.BucketConfig:
+        """``Enabled`` or ``Suspended``; a bucket is never unversioned again, as in S3."""
+        return await self.metainfo.put_bucket_versioning(name, status)
 
     # ------------------------------------------------------------ writing
 
@@ -403,7 +438,11 @@ class Client:
         hashers: Sequence[Hasher] = (),
         before_commit: BeforeCommit | None = None,
     ) -> m.PartInfo:
-        """Store one part (streamed segment by segment); answers its size and MD5 ETag."""
+        """Store one part (streamed segment by segment); answers its size and MD5 ETag.
+
+        The first checksum ``before_commit`` answers (``{algorithm: base64}``) is kept
+        with the part, for S3's composite checksum at completion.
+        """
         upload = await self.metainfo.get_upload(bucket, key, upload_id)
         codec = upload.codec
         key_salt = os.urandom(KEY_SALT_SIZE)
@@ -451,8 +490,11 @@ class Client:
             # and an aws-chunked body's final chunk and trailers come only after its data
             await reader.read_into(bytearray(1), 1)
         etag = md5.hexdigest()
+        checksum = ""
         if before_commit is not None:
-            before_commit(etag, reader.total)
+            sums = before_commit(etag, reader.total)
+            if sums:
+                checksum = ":".join(next(iter(sums.items())))
         await self.metainfo.commit_part(
             m.CommitPartRequest(
                 bucket=bucket,
@@ -462,9 +504,16 @@ class Client:
                 size=reader.total,
                 etag=etag,
                 segments=segments,
+                checksum=checksum,
             )
         )
-        return m.PartInfo(part_number=part_number, size=reader.total, etag=etag, uploaded_at=0.0)
+        return m.PartInfo(
+            part_number=part_number,
+            size=reader.total,
+            etag=etag,
+            uploaded_at=0.0,
+            checksum=checksum,
+        )
 
     async def complete_multipart(
         self,
@@ -476,11 +525,14 @@ class Client:
         if_match: str = "",
         if_none_match: str = "",
         checksums: Mapping[str, str] | None = None,
+        composite: Callable[[list[m.PartInfo]], Mapping[str, str] | None] | None = None,
     ) -> m.ObjectInfo:
         """Join the parts; the ETag is S3's: MD5 of the part MD5s, a dash, the part count.
 
         The object's sealed metadata is re-sealed with each part's size (so
-        ``partNumber`` reads can find a part's bytes) and ``checksums``.
+        ``partNumber`` reads can find a part's bytes) and ``checksums``, plus what
+        ``composite`` answers from the listed parts as stored (S3's checksum of
+        the part checksums).
         """
         digest = hashlib.md5(usedforsecurity=False)
         for p in parts:
@@ -494,8 +546,14 @@ class Client:
         upload = await self.metainfo.get_upload(bucket, key, upload_id)
         data_key = self._data_key(bucket, key, upload.encrypted_key)
         meta = _with_checksums(open_meta(data_key, upload.encrypted_metadata), checksums)
-        sizes = await self._part_sizes(bucket, key, upload_id)
-        meta = msgspec.structs.replace(meta, parts=[sizes.get(p.part_number, -1) for p in parts])
+        stored = await self.list_all_parts(bucket, key, upload_id)
+        if composite is not None:
+            listed = [stored[p.part_number] for p in parts if p.part_number in stored]
+            meta = _with_checksums(meta, composite(listed))
+        meta = msgspec.structs.replace(
+            meta,
+            parts=[stored[p.part_number].size if p.part_number in stored else -1 for p in parts],
+        )
         return await self.metainfo.complete_upload(
             m.CompleteUploadRequest(
                 bucket=bucket,
@@ -509,9 +567,9 @@ class Client:
             )
         )
 
-    async def _part_sizes(self, bucket: str, key: str, upload_id: str) -> dict[int, int]:
-        """Every uploaded part's size (the coordinator checks the ETags match at completion)."""
-        sizes: dict[int, int] = {}
+    async def list_all_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, m.PartInfo]:
+        """Every uploaded part by number (the coordinator checks the ETags at completion)."""
+        sizes: dict[int, m.PartInfo] = {}
         marker = 0
         while True:
             page = await self.metainfo.list_parts(
@@ -519,7 +577,7 @@ class Client:
                     bucket=bucket, key=key, upload_id=upload_id, part_number_marker=marker
                 )
             )
-            sizes.update((p.part_number, p.size) for p in page.parts)
+            sizes.update((p.part_number, p) for p in page.parts)
             if not page.truncated or not page.parts:
                 return sizes
             marker = page.parts[-1].part_number
@@ -530,7 +588,10 @@ class Client:
     # ------------------------------------------------------------ reading
 
     async def head_object(self, bucket: str, key: str, version_id: str = "") -> StoredObject:
-        info = await self.metainfo.head_object(bucket, key, version_id)
+        """One version ("" the latest); a delete marker raises :class:`DeleteMarkerError`."""
+        info = await self.metainfo.head_object(bucket, key, version_id, delete_markers=True)
+        if info.delete_marker:
+            raise DeleteMarkerError(info, by_id=bool(version_id))
         data_key = self._data_key(bucket, key, info.encrypted_key)
         return StoredObject(info, open_meta(data_key, info.encrypted_metadata))
 
@@ -545,9 +606,12 @@ class Client:
                 version_id=version_id,
                 plain_offset=offset_hint,
                 segment_limit=SEGMENTS_PER_CALL,
+                delete_markers=True,
             )
         )
         info = resp.object
+        if info.delete_marker:
+            raise DeleteMarkerError(info, by_id=bool(version_id))
         data_key = self._data_key(bucket, key, info.encrypted_key)
         meta = open_meta(data_key, info.encrypted_metadata)
 
@@ -569,6 +633,32 @@ class Client:
 
     async def delete_object(self, bucket: str, key: str, version_id: str = "") -> bool:
         return (await self.metainfo.delete_object(bucket, key, version_id)).deleted
+
+    # ------------------------------------------------------------ S3 versioning
+
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str = ""
+    ) -> m.DeleteObjectResponse:
+        """As :meth:`delete_object`, answering what was removed or which marker was written."""
+        return await self.metainfo.delete_object(bucket, key, version_id)
+
+    async def delete_objects(
+        self, bucket: str, items: Sequence[tuple[str, str]]
+    ) -> list[m.DeleteObjectsResult]:
+        """Delete ``(key, version id)`` pairs in one coordinator transaction per 1000."""
+        out: list[m.DeleteObjectsResult] = []
+        for start in range(0, len(items), 1000):
+            req = m.DeleteObjectsRequest(
+                bucket=bucket,
+                objects=[
+                    m.DeleteObjectsItem(key=k, version_id=v) for k, v in items[start : start + 1000]
+                ],
+            )
+            out.extend((await self.metainfo.delete_objects(req)).results)
+        return out
+
+    async def list_versions(self, req: m.ListVersionsRequest) -> m.ListVersionsResponse:
+        return await self.metainfo.list_versions(req)
 
     # ------------------------------------------------------------ S3 slice B: metadata edits
 

@@ -51,6 +51,17 @@ class Metainfo:
         req = m.PutBucketCorsRequest(name=name, rules=rules)
         return await self.rpc.call("/v1/buckets/put-cors", req, m.BucketConfig)
 
+    # S3 versioning
+    async def put_bucket_versioning(self, name: str, status: str) -> m.BucketConfig:
+        req = m.PutBucketVersioningRequest(name=name, status=status)
+        return await self.rpc.call("/v1/buckets/put-versioning", req, m.BucketConfig)
+
+    async def delete_objects(self, req: m.DeleteObjectsRequest) -> m.DeleteObjectsResponse:
+        return await self.rpc.call("/v1/objects/delete-many", req, m.DeleteObjectsResponse)
+
+    async def list_versions(self, req: m.ListVersionsRequest) -> m.ListVersionsResponse:
+        return await self.rpc.call("/v1/objects/versions", req, m.ListVersionsResponse)
+
     async def update_metadata(self, req: m.UpdateObjectMetadataRequest) -> m.ObjectInfo:
         return await self.rpc.call("/v1/objects/update-metadata", req, m.ObjectInfo)
 
@@ -70,8 +81,12 @@ class Metainfo:
     async def put_inline(self, req: m.PutInlineRequest) -> m.ObjectInfo:
         return await self.rpc.call("/v1/objects/put-inline", req, m.ObjectInfo)
 
-    async def head_object(self, bucket: str, key: str, version_id: str = "") -> m.ObjectInfo:
-        req = m.ObjectRequest(bucket=bucket, key=key, version_id=version_id)
+    async def head_object(
+        self, bucket: str, key: str, version_id: str = "", *, delete_markers: bool = False
+    ) -> m.ObjectInfo:
+        req = m.ObjectRequest(
+            bucket=bucket, key=key, version_id=version_id, delete_markers=delete_markers
+        )
         return await self.rpc.call("/v1/objects/head", req, m.ObjectInfo)
 
     async def download(self, req: m.DownloadRequest) -> m.DownloadResponse:

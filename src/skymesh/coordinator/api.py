@@ -22,6 +22,7 @@ status. Project routes authenticate before reading the body.
 | POST /v1/objects/{begin,commit,put-inline,head,download,list,delete} | project | |
 | POST /v1/segments/{begin,commit} | project | |
 | POST /v1/uploads/{begin,get,begin-part,commit-part,parts,complete,abort,list} | project | |
+| POST /v1/buckets/put-versioning, /v1/objects/{delete-many,versions} | project | S3 versioning |
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from skymesh.coordinator.metainfo import (
     download,
     head_object,
     list_objects,
+    list_versions,  # S3 versioning
     multipart,
     put_inline,
     update_metadata,
@@ -91,6 +93,11 @@ PROJECT_ROUTES: list[tuple[str, type | None, Operation]] = [
     ("/v1/uploads/complete", msg.CompleteUploadRequest, multipart.complete_upload),
     ("/v1/uploads/abort", msg.UploadRequest, multipart.abort_upload),
     ("/v1/uploads/list", msg.ListUploadsRequest, multipart.list_uploads),
+    # ---- S3 versioning: bucket state, batched deletes, version listing
+    ("/v1/buckets/put-versioning", msg.PutBucketVersioningRequest, bucket_config.put_versioning),
+    ("/v1/objects/delete-many", msg.DeleteObjectsRequest, delete_object.delete_objects),
+    ("/v1/objects/versions", msg.ListVersionsRequest, list_versions.list_versions),
+    # ---- end S3 versioning
 ]
 
 

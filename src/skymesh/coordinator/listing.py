@@ -145,3 +145,126 @@ def list_sorted(
         walk.truncated,
         walk.next_start_after if walk.truncated else "",
     )
+
+
+# ---- S3 versioning: ListObjectVersions ----------------------------------------------
+
+
+class HasVersion(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def seq(self) -> int: ...
+
+
+V = TypeVar("V", bound=HasVersion)
+
+
+@dataclass(frozen=True)
+class VersionPage:
+    """Versions to read next, in (key, seq) order, at most ``limit``.
+
+    With ``within`` set: the versions of that key after seq ``after`` (the rest of a
+    key a page or a marker stopped in). Otherwise every version of the keys in
+    ``keys`` (a :class:`KeyPage` range).
+    """
+
+    keys: KeyPage
+    within: str | None = None
+    after: int = 0
+
+
+@dataclass
+class VersionWalk(Generic[V]):
+    """:class:`ListWalk` over versions: a key has several rows, newest (lowest seq) first.
+
+    S3's ListObjectVersions: ``key_marker`` alone skips every version of that key;
+    with ``marker_seq`` (the seq of the version-id-marker) the listing resumes with
+    the versions of ``key_marker`` after it. Versions, delete markers and common
+    prefixes count towards ``limit``; when truncated, the last item listed is the
+    next marker (``next_row`` is None when it was a common prefix).
+    """
+
+    prefix: str
+    delimiter: str
+    key_marker: str
+    marker_seq: int | None
+    limit: int
+    entries: list[V] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    next_key_marker: str = ""
+    next_row: V | None = None
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be 1..{MAX_LIMIT}")
+        self._end = prefix_end(self.prefix) if self.prefix else None
+        if self.prefix > self.key_marker:
+            self._start, self._inclusive = self.prefix, True
+        else:
+            self._start, self._inclusive = self.key_marker, False
+        self._within: tuple[str, int] | None = None
+        if self.marker_seq is not None and self.key_marker.startswith(self.prefix):
+            self._within = (self.key_marker, self.marker_seq)
+        self._listed = 0
+        self._page = MIN_DELIMITED_PAGE if self.delimiter else MAX_PAGE
+        self._asked = 0
+
+    def next_page(self) -> VersionPage | None:
+        if self.done:
+            return None
+        self._asked = min(self.limit - self._listed + 1, self._page, MAX_PAGE)
+        keys = KeyPage(self._start, self._inclusive, self._end, self._asked)
+        if self._within is not None:
+            return VersionPage(keys, self._within[0], self._within[1])
+        return VersionPage(keys)
+
+    def feed(self, rows: Sequence[V]) -> None:
+        """The rows of the page :meth:`next_page` asked for, in (key, seq) order."""
+        within = self._within is not None
+        last: V | None = None
+        for row in rows:
+            if self._listed == self.limit:
+                self.truncated = True
+                self.done = True
+                return
+            key = row.key
+            if self.delimiter:
+                cut = key.find(self.delimiter, len(self.prefix))
+                if cut >= 0:
+                    common = key[: cut + len(self.delimiter)]
+                    if common > self.key_marker:
+                        self.prefixes.append(common)
+                        self._item(common, None)
+                    after = prefix_end(common)
+                    self._within = None
+                    if after is None:
+                        self.done = True
+                    else:
+                        self._start, self._inclusive = after, True
+                        self._page = MIN_DELIMITED_PAGE
+                    return
+            self.entries.append(row)
+            self._item(key, row)
+            last = row
+        if len(rows) < self._asked:
+            if within:  # the rest of that key is listed: go on after it
+                assert self._within is not None
+                self._start, self._inclusive = self._within[0], False
+                self._within = None
+            else:
+                self.done = True
+            return
+        if last is not None:  # more of this key may follow
+            self._within = (last.key, last.seq)
+            self._start, self._inclusive = last.key, False
+        if self.delimiter:
+            self._page = min(self._page * 2, MAX_PAGE)
+
+    def _item(self, key: str, row: V | None) -> None:
+        self._listed += 1
+        self.next_key_marker = key
+        self.next_row = row

@@ -74,14 +74,24 @@ buckets = sa.Table(
     sa.Column("acl", sa.String, nullable=False, server_default="private"),
     sa.Column("tags", sa.Text, nullable=True),
     sa.Column("cors", sa.Text, nullable=True),
+    # S3 versioning (migration 0005): "" never configured, "Enabled", "Suspended"
+    sa.Column("versioning", sa.String, nullable=False, server_default=""),
     sa.Index("ix_buckets_project", "project_id", "name"),
 )
 
+# Every version of every key (S3 versioning, migration 0005). ``seq`` orders a key's
+# versions newest first in index order: a new version takes one less than the key's
+# least, so ``ORDER BY bucket, key, seq`` is S3's version listing order and the first
+# row of a key is its latest version. ``latest`` marks that row as well, for
+# ``ix_objects_latest``: listings range-scan (bucket, latest, key) and never read
+# older versions. A delete marker is a row with no segments. ``null_version``: S3's
+# "null" version id (written while versioning was not Enabled; at most one per key).
 objects = sa.Table(
     "objects",
     metadata,
     sa.Column("bucket", sa.String, sa.ForeignKey("buckets.name"), primary_key=True),
     sa.Column("key", KeyText, primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False, server_default="0"),
     sa.Column("stream_id", sa.String, nullable=False, unique=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("etag", sa.String, nullable=False),
@@ -89,6 +99,10 @@ objects = sa.Table(
     sa.Column("encrypted_key", sa.LargeBinary, nullable=False),
     sa.Column("encrypted_metadata", sa.LargeBinary, nullable=False),
     sa.Column("segment_count", sa.Integer, nullable=False),
+    sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("delete_marker", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("null_version", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Index("ix_objects_latest", "bucket", "latest", "key"),
 )
 
 pending_streams = sa.Table(
@@ -156,6 +170,8 @@ parts = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("etag", sa.String, nullable=False),
     sa.Column("uploaded_at", sa.Double, nullable=False),
+    # S3 flexible checksum of the part, "<algorithm>:<base64>" (migration 0005)
+    sa.Column("checksum", sa.String, nullable=True),
 )
 
 garbage_pieces = sa.Table(

@@ -27,7 +27,7 @@ async def begin_object(
     await m.db.read(lambda conn: require_bucket(conn, project_id, req.bucket))
     now = m.clock()
     stream_id = new_stream_id(now)  # first: the placement's root piece id is bound to it
-    placement = await m.place(req.first_segment_size, stream_id=stream_id)
+    placement = await m.place(req.first_segment_size, stream_id=stream_id, bucket=req.bucket)
 
     def txn(conn: sa.Connection) -> None:
         require_bucket(conn, project_id, req.bucket)

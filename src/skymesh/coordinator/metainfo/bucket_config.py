@@ -25,6 +25,7 @@ from skymesh.wire.messages import (
     PutBucketAclRequest,
     PutBucketCorsRequest,
     PutBucketTaggingRequest,
+    PutBucketVersioningRequest,
     Tag,
 )
 
@@ -34,7 +35,7 @@ MAX_TAG_CHARS = 256  # generous: the gateway enforces S3's 128 (key) / 256 (valu
 MAX_CORS_RULES = 100
 MAX_CORS_JSON = 64 * 1024  # S3 caps a CORS configuration at 64 KB
 
-_SELECT = sa.select(buckets.c.acl, buckets.c.tags, buckets.c.cors).where(
+_SELECT = sa.select(buckets.c.acl, buckets.c.tags, buckets.c.cors, buckets.c.versioning).where(
     buckets.c.name == sa.bindparam("name")
 )
 
@@ -79,6 +80,7 @@ def _config(name: str, row: Any) -> BucketConfig:
         acl=row.acl,
         tags=None if row.tags is None else msgspec.json.decode(row.tags, type=list[Tag]),
         cors=None if row.cors is None else msgspec.json.decode(row.cors, type=list[CorsRule]),
+        versioning=row.versioning,
     )
 
 
@@ -111,3 +113,20 @@ async def put_tagging(m: Metainfo, project_id: str, req: PutBucketTaggingRequest
 
 async def put_cors(m: Metainfo, project_id: str, req: PutBucketCorsRequest) -> BucketConfig:
     return await _update(m, project_id, req.name, cors=_encode_cors(req.rules))
+
+
+# ---- S3 versioning ---------------------------------------------------------------------
+
+VERSIONING_STATES = ("Enabled", "Suspended")
+
+
+async def put_versioning(
+    m: Metainfo, project_id: str, req: PutBucketVersioningRequest
+) -> BucketConfig:
+    """Enable or suspend versioning; as in S3 a bucket never goes back to unversioned."""
+    if req.status not in VERSIONING_STATES:
+        raise BadRequest(
+            f"versioning status must be one of {', '.join(VERSIONING_STATES)}",
+            code="MalformedXML",
+        )
+    return await _update(m, project_id, req.name, versioning=req.status)

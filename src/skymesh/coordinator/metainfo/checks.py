@@ -18,6 +18,7 @@ MAX_SEGMENT_INDEX = 2**31 - 1
 MAX_BLOCK_SIZE = 64 * 1024 * 1024
 MAX_EXCLUDED_NODES = 1000
 _BUCKET_NAME = re.compile(r"[a-z0-9.-]{3,63}")
+_VERSION_ID = re.compile(r"[0-9a-f]{32}")  # a stream id (common.new_stream_id)
 
 
 def check_bucket_name(name: str) -> None:
@@ -40,6 +41,15 @@ def check_key(key: str) -> None:
         )
     if "\x00" in key:
         raise BadRequest("object key must not contain NUL", code="InvalidArgument")
+
+
+def check_version_id(version_id: str) -> None:
+    """ "" (the latest), "null" (S3's null version) or a stream id; else InvalidArgument."""
+    if version_id and version_id != "null" and not _VERSION_ID.fullmatch(version_id):
+        raise BadRequest(
+            f"invalid version id {version_id[:80]!r}: use one that a listing or write answered",
+            code="InvalidArgument",
+        )
 
 
 def check_text(name: str, value: str, limit: int = MAX_KEY_BYTES) -> None:

@@ -2,8 +2,9 @@
 
 One transaction stores the trailing segments, checks the stream's segments are
 exactly 0..n-1 of part 0 summing to the object's size, numbers them with running
-offsets, swaps the new version in for any object at (bucket, key) (the old
-version's pieces go to garbage) and drops the pending stream. Until it commits
+offsets, puts the new version on top of (bucket, key) (replacing the null version,
+whose pieces go to garbage, unless the bucket is versioning-Enabled) and drops
+the pending stream. Until it commits
 the old version stays readable and the new one invisible; if any check fails,
 nothing changes.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from skymesh.coordinator.db.schema import objects, pending_streams
+from skymesh.coordinator.db.schema import pending_streams
 from skymesh.coordinator.metainfo.checks import (
     MAX_ENCRYPTED_METADATA,
     SIMPLE,
@@ -22,11 +23,9 @@ from skymesh.coordinator.metainfo.checks import (
     check_etag,
     check_key,
     check_size,
-    check_write_conditions,
 )
 from skymesh.coordinator.metainfo.commit_segment import store_segments, verify_segments
 from skymesh.coordinator.metainfo.common import (
-    current_stream,
     install_object,
     load_pending,
     object_info,
@@ -37,20 +36,6 @@ from skymesh.coordinator.metainfo.segments import order_segments
 from skymesh.errors import BadRequest
 from skymesh.wire.messages import CommitObjectRequest, ObjectInfo
 
-_CURRENT_ETAG = sa.select(objects.c.etag).where(
-    objects.c.bucket == sa.bindparam("bucket"), objects.c.key == sa.bindparam("key")
-)
-
-
-def enforce_write_conditions(
-    conn: sa.Connection, bucket: str, key: str, if_match: str, if_none_match: str
-) -> None:
-    """S3 conditional writes, inside the caller's commit transaction (after its row lock)."""
-    if not if_match and not if_none_match:
-        return
-    etag = conn.execute(_CURRENT_ETAG, {"bucket": bucket, "key": key}).scalar_one_or_none()
-    check_write_conditions(etag, if_match, if_none_match)
-
 
 async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) -> ObjectInfo:
     check_key(req.key)
@@ -60,8 +45,8 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
     verified = await verify_segments(m, req.segments, SIMPLE, req.stream_id)
     now = m.clock()
 
-    def txn(conn: sa.Connection) -> dict[str, Any]:
-        require_bucket(conn, project_id, req.bucket)
+    def txn(conn: sa.Connection) -> tuple[dict[str, Any], str]:
+        versioning = require_bucket(conn, project_id, req.bucket)
         stream = load_pending(
             conn, project_id, req.stream_id, now, kind=SIMPLE, bucket=req.bucket, key=req.key
         )
@@ -82,12 +67,19 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
             "encrypted_metadata": req.encrypted_metadata,
             "segment_count": len(order),
         }
-        previous = current_stream(conn, req.bucket, req.key)
-        enforce_write_conditions(conn, req.bucket, req.key, req.if_match, req.if_none_match)
-        install_object(conn, now, req.bucket, req.key, values, previous)
+        row = install_object(
+            conn,
+            now,
+            req.bucket,
+            req.key,
+            values,
+            versioning=versioning,
+            if_match=req.if_match,
+            if_none_match=req.if_none_match,
+        )
         conn.execute(
             pending_streams.delete().where(pending_streams.c.stream_id == stream.stream_id)
         )
-        return values
+        return row, versioning
 
-    return object_info(req.bucket, req.key, await m.db.write(txn))
+    return object_info(req.bucket, req.key, *await m.db.write(txn))

@@ -1,7 +1,13 @@
-"""Buckets, streams and objects: lookups and the version swap that several operations share.
+"""Buckets, streams and object versions: lookups and the version swap several operations share.
 
 Segments and pieces belong to a stream id, whether the stream is still pending or
-is the committed version of an object, so committing moves no rows.
+is a committed version of an object, so committing moves no rows.
+
+Versions (S3 versioning): every committed version of a key is an ``objects`` row;
+``seq`` orders them newest first and ``latest`` marks the first. While a bucket is
+not versioning-``Enabled`` a write makes S3's "null" version and replaces the key's
+previous null version (its pieces go to garbage); while ``Enabled`` it only stacks a
+new version on top, and nothing becomes garbage until a version is deleted by id.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import buckets, objects, pending_streams
+from skymesh.coordinator.metainfo.checks import check_version_id, check_write_conditions
 from skymesh.coordinator.metainfo.segments import discard_segments
-from skymesh.errors import Forbidden, NotFound
+from skymesh.errors import Forbidden, NotFound, SkymeshError
 from skymesh.wire.messages import ObjectInfo
 
 
@@ -25,28 +32,44 @@ def new_stream_id(now: float) -> str:
 
 # ---------------------------------------------------------------- buckets and streams
 
-_BUCKET_OWNER = sa.select(buckets.c.project_id).where(buckets.c.name == sa.bindparam("bucket"))
+ENABLED = "Enabled"  # S3 bucket versioning states ("" = never configured)
+SUSPENDED = "Suspended"
+NULL_VERSION = "null"  # S3's id of the version written while versioning was not Enabled
+
+_BUCKET_OWNER = sa.select(buckets.c.project_id, buckets.c.versioning).where(
+    buckets.c.name == sa.bindparam("bucket")
+)
+_VERSION_COLUMNS = (
+    objects.c.stream_id,
+    objects.c.seq,
+    objects.c.etag,
+    objects.c.latest,
+    objects.c.delete_marker,
+    objects.c.null_version,
+)
+#: The latest version of (bucket, key), locked for the writer's transaction.
 _CURRENT_STREAM = (
-    sa.select(objects.c.stream_id)
+    sa.select(*_VERSION_COLUMNS)
     .where(objects.c.bucket == sa.bindparam("bucket"), objects.c.key == sa.bindparam("key"))
+    .order_by(objects.c.seq)
+    .limit(1)
     .with_for_update()
 )
 
 
-def require_bucket(conn: sa.Connection, project_id: str, bucket: str) -> None:
-    """The bucket exists and belongs to ``project_id``."""
-    owner = (conn.execute(_BUCKET_OWNER, {"bucket": bucket})).scalar_one_or_none()
-    if owner is None:
+def require_bucket(conn: sa.Connection, project_id: str, bucket: str) -> str:
+    """The bucket exists and belongs to ``project_id``; answers its versioning state."""
+    row = (conn.execute(_BUCKET_OWNER, {"bucket": bucket})).one_or_none()
+    if row is None:
         raise NotFound(f"bucket {bucket!r} does not exist", code="NoSuchBucket")
-    if owner != project_id:
+    if row.project_id != project_id:
         raise Forbidden(f"bucket {bucket!r} belongs to another project", code="AccessDenied")
+    return str(row.versioning)
 
 
-def current_stream(conn: sa.Connection, bucket: str, key: str) -> str | None:
-    """The stream id of the committed object at (bucket, key), locked for this transaction."""
-    result = conn.execute(_CURRENT_STREAM, {"bucket": bucket, "key": key})
-    value: str | None = result.scalar_one_or_none()
-    return value
+def current_stream(conn: sa.Connection, bucket: str, key: str) -> Any:
+    """The latest version of (bucket, key) (maybe a delete marker), locked for this transaction."""
+    return conn.execute(_CURRENT_STREAM, {"bucket": bucket, "key": key}).one_or_none()
 
 
 @dataclass(frozen=True)
@@ -99,7 +122,7 @@ def load_pending(
 # ---------------------------------------------------------------- objects
 
 
-def object_info(bucket: str, key: str, row: Any) -> ObjectInfo:
+def object_info(bucket: str, key: str, row: Any, versioning: str = "") -> ObjectInfo:
     """An ``ObjectInfo`` from an objects row (or a dict of its values)."""
     get = row.__getitem__ if isinstance(row, dict) else row._mapping.__getitem__
     return ObjectInfo(
@@ -112,23 +135,87 @@ def object_info(bucket: str, key: str, row: Any) -> ObjectInfo:
         encrypted_key=get("encrypted_key"),
         encrypted_metadata=get("encrypted_metadata"),
         segment_count=get("segment_count"),
+        null_version=bool(get("null_version")),
+        delete_marker=bool(get("delete_marker")),
+        is_latest=bool(get("latest")),
+        versioning=versioning,
     )
 
 
-_UPDATE_OBJECT = (
-    objects.update()
-    .where(objects.c.bucket == sa.bindparam("b_bucket"), objects.c.key == sa.bindparam("b_key"))
-    .values(
-        stream_id=sa.bindparam("stream_id"),
-        size=sa.bindparam("size"),
-        etag=sa.bindparam("etag"),
-        created_at=sa.bindparam("created_at"),
-        encrypted_key=sa.bindparam("encrypted_key"),
-        encrypted_metadata=sa.bindparam("encrypted_metadata"),
-        segment_count=sa.bindparam("segment_count"),
-    )
-)
 _INSERT_OBJECT = objects.insert()
+_KEY = (objects.c.bucket == sa.bindparam("bucket"), objects.c.key == sa.bindparam("key"))
+_AT_SEQ = (*_KEY, objects.c.seq == sa.bindparam("seq"))
+# (an UPDATE's bind names must differ from its columns')
+_SET_LATEST = (
+    objects.update()
+    .where(
+        objects.c.bucket == sa.bindparam("b_bucket"),
+        objects.c.key == sa.bindparam("b_key"),
+        objects.c.seq == sa.bindparam("b_seq"),
+    )
+    .values(latest=sa.bindparam("b_latest"))
+)
+
+
+def _set_latest(conn: sa.Connection, bucket: str, key: str, seq: int, latest: bool) -> None:
+    conn.execute(_SET_LATEST, {"b_bucket": bucket, "b_key": key, "b_seq": seq, "b_latest": latest})
+
+
+_DELETE_VERSION = objects.delete().where(*_AT_SEQ)
+_NULL_VERSION = sa.select(*_VERSION_COLUMNS).where(*_KEY, objects.c.null_version == sa.true())
+_FIRST_SEQ = sa.select(objects.c.seq).where(*_KEY).order_by(objects.c.seq).limit(1)
+
+
+def drop_version(
+    conn: sa.Connection, now: float, bucket: str, key: str, row: Any, *, promote: bool = True
+) -> None:
+    """Forget one version (``row`` has its seq and stream id); its pieces go to garbage.
+
+    When it was the latest and ``promote``, the newest remaining version becomes latest.
+    """
+    discard_segments(conn, now, row.stream_id)
+    conn.execute(_DELETE_VERSION, {"bucket": bucket, "key": key, "seq": row.seq})
+    if row.latest and promote:
+        seq = conn.execute(_FIRST_SEQ, {"bucket": bucket, "key": key}).scalar_one_or_none()
+        if seq is not None:
+            _set_latest(conn, bucket, key, seq, True)
+
+
+def add_version(
+    conn: sa.Connection,
+    now: float,
+    bucket: str,
+    key: str,
+    values: dict[str, Any],
+    latest: Any,
+    versioning: str,
+) -> dict[str, Any]:
+    """Put ``values`` on top of the key's versions; ``latest`` is :func:`current_stream`'s row.
+
+    Unless the bucket is versioning-``Enabled`` the new version is S3's null version
+    and replaces the key's previous one, whose pieces go to garbage; every other
+    version stays. Returns the inserted row's values.
+    """
+    null = versioning != ENABLED
+    params = {"bucket": bucket, "key": key}
+    if latest is not None:
+        if null and latest.null_version:
+            drop_version(conn, now, bucket, key, latest, promote=False)
+        else:
+            _set_latest(conn, bucket, key, latest.seq, False)
+            if null:
+                old = conn.execute(_NULL_VERSION, params).one_or_none()
+                if old is not None:
+                    drop_version(conn, now, bucket, key, old)
+    row = {
+        "delete_marker": False,
+        **values,
+        "seq": 0 if latest is None else latest.seq - 1,
+        "latest": True,
+        "null_version": null,
+    }
+    conn.execute(_INSERT_OBJECT, {**params, **row})
+    return row
 
 
 def install_object(
@@ -137,32 +224,88 @@ def install_object(
     bucket: str,
     key: str,
     values: dict[str, Any],
-    previous: str | None,
-) -> None:
-    """Make ``values`` the object at (bucket, key), discarding the ``previous`` version.
+    *,
+    versioning: str,
+    if_match: str = "",
+    if_none_match: str = "",
+) -> dict[str, Any]:
+    """Make ``values`` the latest version at (bucket, key), after S3's write conditions.
 
-    ``previous`` is what :func:`current_stream` returned in this transaction.
+    The conditions are checked against the latest version under the writer's lock
+    (a delete marker counts as no object), so of racing conditional writers exactly
+    one wins. Returns the new row's values.
     """
-    if previous is None:
-        conn.execute(_INSERT_OBJECT, {"bucket": bucket, "key": key, **values})
-        return
-    discard_segments(conn, now, previous)
-    conn.execute(_UPDATE_OBJECT, {"b_bucket": bucket, "b_key": key, **values})
+    latest = current_stream(conn, bucket, key)
+    live = None if latest is None or latest.delete_marker else latest
+    check_write_conditions(None if live is None else live.etag, if_match, if_none_match)
+    return add_version(conn, now, bucket, key, values, latest, versioning)
 
 
-_SELECT_OBJECT = sa.select(objects).where(
-    objects.c.bucket == sa.bindparam("bucket"), objects.c.key == sa.bindparam("key")
-)
+def add_delete_marker(
+    conn: sa.Connection, now: float, bucket: str, key: str, versioning: str
+) -> dict[str, Any]:
+    """S3's delete in a versioned bucket: a marker on top; older versions stay."""
+    values = {
+        "stream_id": new_stream_id(now),
+        "size": 0,
+        "etag": "",
+        "created_at": now,
+        "encrypted_key": b"",
+        "encrypted_metadata": b"",
+        "segment_count": 0,
+        "delete_marker": True,
+    }
+    return add_version(
+        conn, now, bucket, key, values, current_stream(conn, bucket, key), versioning
+    )
+
+
+_SELECT_LATEST = sa.select(objects).where(*_KEY).order_by(objects.c.seq).limit(1)
+_SELECT_NULL = sa.select(objects).where(*_KEY, objects.c.null_version == sa.true())
+_SELECT_STREAM = sa.select(objects).where(*_KEY, objects.c.stream_id == sa.bindparam("stream"))
+
+
+def find_version(conn: sa.Connection, bucket: str, key: str, version_id: str) -> Any:
+    """The row of ``version_id`` ("" latest, "null", a stream id) of (bucket, key), or None."""
+    params = {"bucket": bucket, "key": key}
+    if not version_id:
+        return conn.execute(_SELECT_LATEST, params).one_or_none()
+    if version_id == NULL_VERSION:
+        return conn.execute(_SELECT_NULL, params).one_or_none()
+    return conn.execute(_SELECT_STREAM, {**params, "stream": version_id}).one_or_none()
 
 
 def load_object(
-    conn: sa.Connection, project_id: str, bucket: str, key: str, version_id: str = ""
+    conn: sa.Connection,
+    project_id: str,
+    bucket: str,
+    key: str,
+    version_id: str = "",
+    *,
+    markers: bool = False,
 ) -> ObjectInfo:
-    """The committed object at (bucket, key): ``NoSuchKey`` / ``NoSuchVersion`` if absent."""
-    require_bucket(conn, project_id, bucket)
-    row = (conn.execute(_SELECT_OBJECT, {"bucket": bucket, "key": key})).one_or_none()
+    """A committed version of (bucket, key): ``NoSuchKey`` / ``NoSuchVersion`` if absent.
+
+    A delete marker is ``NoSuchKey`` when it is the latest and ``MethodNotAllowed``
+    (405) when asked for by id, as S3 answers, unless ``markers`` asks for it as an
+    ``ObjectInfo`` (the gateway then tells S3 clients it is a marker).
+    """
+    check_version_id(version_id)
+    versioning = require_bucket(conn, project_id, bucket)
+    row = find_version(conn, bucket, key, version_id)
     if row is None:
+        if version_id:
+            raise NotFound(f"object {key!r} has no version {version_id!r}", code="NoSuchVersion")
         raise NotFound(f"no object {key!r} in bucket {bucket!r}", code="NoSuchKey")
-    if version_id and row.stream_id != version_id:
-        raise NotFound(f"object {key!r} has no version {version_id!r}", code="NoSuchVersion")
-    return object_info(bucket, key, row)
+    if row.delete_marker and not markers:
+        if version_id:
+            raise SkymeshError(
+                f"version {version_id!r} of {key!r} is a delete marker; it has no data",
+                code="MethodNotAllowed",
+                status=405,
+            )
+        raise NotFound(
+            f"object {key!r} was deleted (its latest version is a delete marker)",
+            code="NoSuchKey",
+        )
+    return object_info(bucket, key, row, versioning)

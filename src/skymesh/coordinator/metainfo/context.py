@@ -13,6 +13,7 @@ from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.placement import plan_segment
 from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.residency import bucket_constraint, residency
 from skymesh.coordinator.roots import RootKey
 from skymesh.wire.messages import AddressedOrder, CodecParams, PieceAction, Placement, Scheme
 from skymesh.wire.pieces import derive_piece_id
@@ -43,15 +44,21 @@ class Metainfo:
         exclude: Collection[str] = (),
         *,
         stream_id: str,
+        bucket: str,
         part: int = 0,
         index: int = 0,
     ) -> Placement:
         """Nodes and PUT orders for segment (``part``, ``index``) of ``stream_id``.
 
         The root piece id commits to that stream and position: a commit of it
-        anywhere else is refused.
+        anywhere else is refused. Only nodes inside ``bucket``'s location
+        constraint are chosen.
         """
         now = self.clock()
+        # ---- residency: pieces stay inside the bucket's location constraint
+        constraint = await self.db.read(lambda conn: bucket_constraint(conn, bucket))
+        where = residency(constraint, self.config.jurisdictions)
+        # ---- end residency
         barred, unvetted = await self.registry.placement_filters()  # durability slice B
         plan = plan_segment(
             await self.registry.all_nodes(),
@@ -64,6 +71,7 @@ class Metainfo:
             rng=self.rng,
             unvetted=unvetted,
             new_node_fraction=self.config.new_node_fraction,
+            residency=where,  # residency
         )
         root = self.roots.issue(stream_id, part, index)
         s = plan.scheme

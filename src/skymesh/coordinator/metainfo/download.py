@@ -86,7 +86,11 @@ async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> Downlo
     limit = max(0, min(req.segment_limit, MAX_SEGMENT_LIMIT))
 
     def txn(conn: sa.Connection) -> tuple[ObjectInfo, list[sa.Row], list[sa.Row]]:
-        info = load_object(conn, project_id, req.bucket, req.key, req.version_id)
+        info = load_object(
+            conn, project_id, req.bucket, req.key, req.version_id, markers=req.delete_markers
+        )
+        if info.delete_marker:
+            return info, [], []
         stream = {"stream_id": info.version_id}
         first: int | None = req.first_segment
         if req.plain_offset is not None:

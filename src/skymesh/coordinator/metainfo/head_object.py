@@ -14,6 +14,8 @@ async def head_object(m: Metainfo, project_id: str, req: ObjectRequest) -> Objec
     check_key(req.key)
 
     def txn(conn: sa.Connection) -> ObjectInfo:
-        return load_object(conn, project_id, req.bucket, req.key, req.version_id)
+        return load_object(
+            conn, project_id, req.bucket, req.key, req.version_id, markers=req.delete_markers
+        )
 
     return await m.db.read(txn)

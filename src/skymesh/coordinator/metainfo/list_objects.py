@@ -2,8 +2,9 @@
 
 The walk itself (prefixes, delimiter roll-up, seeks, truncation) is the pure
 :class:`~skymesh.coordinator.listing.ListWalk`; this module runs its pages as
-``WHERE bucket = ? AND key > ? AND key < ? ORDER BY key LIMIT ?`` over the
-objects primary key, in one read snapshot.
+``WHERE bucket = ? AND latest AND key > ? AND key < ? ORDER BY key LIMIT ?`` over
+``ix_objects_latest`` (only the latest version of each key; a key whose latest
+version is a delete marker is skipped), in one read snapshot.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ def _page_statement(inclusive: bool, bounded: bool) -> sa.Select:
     key = objects.c.key
     conds = [
         objects.c.bucket == sa.bindparam("bucket"),
+        objects.c.latest == sa.true(),  # ix_objects_latest: older versions are never read
         key >= sa.bindparam("start") if inclusive else key > sa.bindparam("start"),
+        objects.c.delete_marker == sa.false(),
     ]
     if bounded:
         conds.append(key < sa.bindparam("end"))

@@ -29,11 +29,9 @@ from skymesh.coordinator.metainfo.checks import (
     check_text,
     unquote_etag,
 )
-from skymesh.coordinator.metainfo.commit_object import enforce_write_conditions
 from skymesh.coordinator.metainfo.commit_segment import verify_segments
 from skymesh.coordinator.metainfo.common import (
     PendingStream,
-    current_stream,
     install_object,
     load_pending,
     new_stream_id,
@@ -139,8 +137,10 @@ async def begin_part(m: Metainfo, project_id: str, req: BeginPartRequest) -> Pla
     def txn(conn: sa.Connection) -> PendingStream:
         return _find_upload(conn, project_id, now, req)
 
-    await m.db.read(txn)
-    return await m.place(req.plain_size, stream_id=req.upload_id, part=req.part_number)
+    upload = await m.db.read(txn)
+    return await m.place(
+        req.plain_size, stream_id=req.upload_id, bucket=upload.bucket, part=req.part_number
+    )
 
 
 _UPDATE_PART = (
@@ -153,8 +153,10 @@ _UPDATE_PART = (
         size=sa.bindparam("size"),
         etag=sa.bindparam("etag"),
         uploaded_at=sa.bindparam("uploaded_at"),
+        checksum=sa.bindparam("checksum"),
     )
 )
+MAX_CHECKSUM = 128  # "<algorithm>:<base64>"; a SHA-256 is 44 base64 characters
 
 
 async def commit_part(m: Metainfo, project_id: str, req: CommitPartRequest) -> PartInfo:
@@ -162,6 +164,8 @@ async def commit_part(m: Metainfo, project_id: str, req: CommitPartRequest) -> P
     check_part_number(req.part_number)
     check_size(req.size)
     check_etag(req.etag)
+    if len(req.checksum) > MAX_CHECKSUM:
+        raise BadRequest(f"checksum over {MAX_CHECKSUM} characters", code="InvalidArgument")
     if any(s.position.part != req.part_number for s in req.segments):
         raise BadRequest(f"every segment of part {req.part_number} must be in that part")
     indexes = sorted(s.position.index for s in req.segments)
@@ -175,7 +179,12 @@ async def commit_part(m: Metainfo, project_id: str, req: CommitPartRequest) -> P
         )
     verified = await verify_segments(m, req.segments, MULTIPART, req.upload_id)
     now = m.clock()
-    values = {"size": req.size, "etag": req.etag, "uploaded_at": now}
+    values = {
+        "size": req.size,
+        "etag": req.etag,
+        "uploaded_at": now,
+        "checksum": req.checksum or None,
+    }
     rows = [segment_row(req.upload_id, v, now) for v in verified]
 
     def txn(conn: sa.Connection) -> None:
@@ -193,7 +202,13 @@ async def commit_part(m: Metainfo, project_id: str, req: CommitPartRequest) -> P
             )
 
     await m.db.write(txn)
-    return PartInfo(part_number=req.part_number, size=req.size, etag=req.etag, uploaded_at=now)
+    return PartInfo(
+        part_number=req.part_number,
+        size=req.size,
+        etag=req.etag,
+        uploaded_at=now,
+        checksum=req.checksum,
+    )
 
 
 async def list_parts(m: Metainfo, project_id: str, req: ListPartsRequest) -> ListPartsResponse:
@@ -203,7 +218,13 @@ async def list_parts(m: Metainfo, project_id: str, req: ListPartsRequest) -> Lis
     def txn(conn: sa.Connection) -> Sequence[sa.Row]:
         _find_upload(conn, project_id, now, req)
         return conn.execute(
-            sa.select(parts.c.part_number, parts.c.size, parts.c.etag, parts.c.uploaded_at)
+            sa.select(
+                parts.c.part_number,
+                parts.c.size,
+                parts.c.etag,
+                parts.c.uploaded_at,
+                parts.c.checksum,
+            )
             .where(
                 parts.c.stream_id == req.upload_id,
                 parts.c.part_number > req.part_number_marker,
@@ -215,7 +236,13 @@ async def list_parts(m: Metainfo, project_id: str, req: ListPartsRequest) -> Lis
     rows = await m.db.read(txn)
     return ListPartsResponse(
         parts=[
-            PartInfo(part_number=r.part_number, size=r.size, etag=r.etag, uploaded_at=r.uploaded_at)
+            PartInfo(
+                part_number=r.part_number,
+                size=r.size,
+                etag=r.etag,
+                uploaded_at=r.uploaded_at,
+                checksum=r.checksum or "",
+            )
             for r in rows[:limit]
         ],
         truncated=len(rows) > limit,
@@ -236,12 +263,13 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
         previous_number = p.part_number
     now = m.clock()
 
-    def txn(conn: sa.Connection) -> dict[str, Any]:
+    def txn(conn: sa.Connection) -> tuple[dict[str, Any], str]:
+        versioning = require_bucket(conn, project_id, req.bucket)
         stream = _find_upload(conn, project_id, now, req)
         stored = {
             r.part_number: r
             for r in conn.execute(
-                sa.select(parts.c.part_number, parts.c.size, parts.c.etag).where(
+                sa.select(parts.c.part_number, parts.c.size, parts.c.etag, parts.c.checksum).where(
                     parts.c.stream_id == stream.stream_id
                 )
             ).all()
@@ -251,6 +279,12 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
             if part is None or unquote_etag(part.etag) != unquote_etag(p.etag):
                 raise BadRequest(
                     f"part {p.part_number} was not uploaded with etag {p.etag}",
+                    code="InvalidPart",
+                )
+            if p.checksum and p.checksum != (part.checksum or ""):
+                raise BadRequest(
+                    f"part {p.part_number} was not uploaded with checksum {p.checksum}:"
+                    " upload the part again with that checksum, or list the parts' own",
                     code="InvalidPart",
                 )
             if i < len(req.parts) - 1 and part.size < req.min_part_size:
@@ -274,16 +308,23 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
             "encrypted_metadata": req.encrypted_metadata or stream.encrypted_metadata,
             "segment_count": len(order),
         }
-        previous = current_stream(conn, req.bucket, req.key)
-        enforce_write_conditions(conn, req.bucket, req.key, req.if_match, req.if_none_match)
-        install_object(conn, now, req.bucket, req.key, values, previous)
+        row = install_object(
+            conn,
+            now,
+            req.bucket,
+            req.key,
+            values,
+            versioning=versioning,
+            if_match=req.if_match,
+            if_none_match=req.if_none_match,
+        )
         conn.execute(parts.delete().where(parts.c.stream_id == stream.stream_id))
         conn.execute(
             pending_streams.delete().where(pending_streams.c.stream_id == stream.stream_id)
         )
-        return values
+        return row, versioning
 
-    return object_info(req.bucket, req.key, await m.db.write(txn))
+    return object_info(req.bucket, req.key, *await m.db.write(txn))
 
 
 async def abort_upload(m: Metainfo, project_id: str, req: UploadRequest) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from skymesh.coordinator.metainfo.checks import (
@@ -12,9 +14,7 @@ from skymesh.coordinator.metainfo.checks import (
     check_key,
     check_size,
 )
-from skymesh.coordinator.metainfo.commit_object import enforce_write_conditions
 from skymesh.coordinator.metainfo.common import (
-    current_stream,
     install_object,
     new_stream_id,
     object_info,
@@ -70,12 +70,19 @@ async def put_inline(m: Metainfo, project_id: str, req: PutInlineRequest) -> Obj
     }
     rows = [segment_row(stream_id, v, now, number=0) for v in verified]
 
-    def txn(conn: sa.Connection) -> None:
-        require_bucket(conn, project_id, req.bucket)
-        previous = current_stream(conn, req.bucket, req.key)
-        enforce_write_conditions(conn, req.bucket, req.key, req.if_match, req.if_none_match)
+    def txn(conn: sa.Connection) -> tuple[dict[str, Any], str]:
+        versioning = require_bucket(conn, project_id, req.bucket)
+        row = install_object(
+            conn,
+            now,
+            req.bucket,
+            req.key,
+            values,
+            versioning=versioning,
+            if_match=req.if_match,
+            if_none_match=req.if_none_match,
+        )
         insert_segments(conn, rows, verified)
-        install_object(conn, now, req.bucket, req.key, values, previous)
+        return row, versioning
 
-    await m.db.write(txn)
-    return object_info(req.bucket, req.key, values)
+    return object_info(req.bucket, req.key, *await m.db.write(txn))

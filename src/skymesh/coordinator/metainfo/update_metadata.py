@@ -3,7 +3,8 @@
 The gateway decrypts the metadata, changes it and seals it again; between its read
 and this write the object may have been overwritten, and the newer version's
 metadata must win. So the update names the version it was derived from and
-fails with ``NoSuchVersion`` if that is no longer the current one.
+fails with ``NoSuchVersion`` if that version is gone (in a versioned bucket an
+overwritten version stays, and the change applies to it, as S3 orders the two).
 """
 
 from __future__ import annotations
@@ -27,18 +28,18 @@ async def update_metadata(
         raise BadRequest("version_id names the version the metadata was derived from")
 
     def txn(conn: sa.Connection) -> ObjectInfo:
-        load_object(conn, project_id, req.bucket, req.key, req.version_id)
+        info = load_object(conn, project_id, req.bucket, req.key, req.version_id)
         done = conn.execute(
             objects.update()
             .where(
                 objects.c.bucket == req.bucket,
                 objects.c.key == req.key,
-                objects.c.stream_id == req.version_id,
+                objects.c.stream_id == info.version_id,
             )
             .values(encrypted_metadata=req.encrypted_metadata)
         )
         if done.rowcount != 1:  # pragma: no cover - the writer holds the lock since the load
             raise NotFound(f"object {req.key!r} changed", code="NoSuchVersion")
-        return load_object(conn, project_id, req.bucket, req.key, req.version_id)
+        return load_object(conn, project_id, req.bucket, req.key, info.version_id)
 
     return await m.db.write(txn)

@@ -118,6 +118,8 @@ def _handlers() -> dict[str, Handler]:
         "DeleteBucket": bucket.delete_bucket,
         "GetBucketLocation": bucket.get_bucket_location,
         "GetBucketVersioning": bucket.get_bucket_versioning,
+        "PutBucketVersioning": bucket.put_bucket_versioning,  # S3 versioning
+        "ListObjectVersions": listing.list_object_versions,  # S3 versioning
         "ListObjects": listing.list_objects_v1,
         "ListObjectsV2": listing.list_objects_v2,
         "PutObject": objects.put_object,
@@ -154,6 +156,7 @@ def _handlers() -> dict[str, Handler]:
 def error_response(err: S3Error, resource: str, request_id: str, head: bool) -> web.Response:
     body = b"" if head else error_xml(err, resource, request_id)
     resp = web.Response(body=body, status=err.status, content_type=XML)
+    resp.headers.update(err.headers)  # S3 versioning: x-amz-delete-marker; also Allow on 405
     resp.headers["x-amz-request-id"] = request_id
     return resp
 

@@ -333,6 +333,93 @@ def versioning_xml(status: str | None = None) -> bytes:
     return _doc("VersioningConfiguration", [_el("Status", status)] if status else [])
 
 
+MAX_VERSIONING_BODY = 64 * 1024
+
+
+def parse_versioning(body: bytes) -> str:
+    """PutBucketVersioning's Status: ``Enabled`` or ``Suspended`` (else MalformedXML).
+
+    ``MfaDelete: Enabled`` is NotImplemented: skymesh has no MFA devices.
+    """
+    root = _parse(body, MAX_VERSIONING_BODY, "VersioningConfiguration")
+    mfa = (_child_text(root, "MfaDelete") or "").strip()
+    if mfa == "Enabled":
+        raise s3_error("NotImplemented", "MFA delete is not supported")
+    status = (_child_text(root, "Status") or "").strip()
+    if status not in ("Enabled", "Suspended"):
+        _malformed("Status must be Enabled or Suspended")
+    return status
+
+
+@dataclass(frozen=True, slots=True)
+class VersionItem:
+    """One row of ListObjectVersions: a version, or a delete marker (no ETag or size)."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    last_modified: float
+    delete_marker: bool = False
+    etag: str = ""
+    size: int = 0
+
+
+def list_versions_xml(
+    *,
+    bucket: str,
+    prefix: str,
+    delimiter: str | None,
+    max_keys: int,
+    is_truncated: bool,
+    items: Sequence[VersionItem],
+    common_prefixes: Sequence[str] = (),
+    key_marker: str = "",
+    version_id_marker: str = "",
+    next_key_marker: str | None = None,
+    next_version_id_marker: str | None = None,
+    encoding_type: str | None = None,
+    owner: tuple[str, str] | None = None,
+) -> bytes:
+    """ListObjectVersions (``ListVersionsResult``): versions and delete markers in order."""
+    enc = encoding_type == "url"
+
+    def e(value: str) -> str:
+        return url_encode(value) if enc else value
+
+    body = [
+        _el("Name", bucket),
+        _el("Prefix", e(prefix)),
+        _el("KeyMarker", e(key_marker)),
+        _el("VersionIdMarker", version_id_marker),
+    ]
+    if next_key_marker is not None:
+        body.append(_el("NextKeyMarker", e(next_key_marker)))
+    if next_version_id_marker is not None:
+        body.append(_el("NextVersionIdMarker", next_version_id_marker))
+    body.append(f"<MaxKeys>{max_keys}</MaxKeys>")
+    if delimiter:
+        body.append(_el("Delimiter", e(delimiter)))
+    if enc:
+        body.append("<EncodingType>url</EncodingType>")
+    body.append(f"<IsTruncated>{_bool(is_truncated)}</IsTruncated>")
+    owner_xml = _owner("Owner", owner) if owner is not None else ""
+    for v in items:
+        head = (
+            f"<Key>{escape(e(v.key))}</Key>{_el('VersionId', v.version_id)}"
+            f"<IsLatest>{_bool(v.is_latest)}</IsLatest>"
+            f"<LastModified>{iso8601(v.last_modified)}</LastModified>"
+        )
+        if v.delete_marker:
+            body.append(f"<DeleteMarker>{head}{owner_xml}</DeleteMarker>")
+        else:
+            body.append(
+                f"<Version>{head}<ETag>{_etag(v.etag)}</ETag><Size>{v.size}</Size>"
+                f"{owner_xml}<StorageClass>STANDARD</StorageClass></Version>"
+            )
+    body.extend(_common_prefixes(common_prefixes, enc))
+    return _doc("ListVersionsResult", body)
+
+
 def initiate_multipart_xml(bucket: str, key: str, upload_id: str) -> bytes:
     return _doc(
         "InitiateMultipartUploadResult",
@@ -340,16 +427,25 @@ def initiate_multipart_xml(bucket: str, key: str, upload_id: str) -> bytes:
     )
 
 
-def complete_multipart_xml(location: str, bucket: str, key: str, etag: str) -> bytes:
-    return _doc(
-        "CompleteMultipartUploadResult",
-        [
-            _el("Location", location),
-            _el("Bucket", bucket),
-            _el("Key", key),
-            _el("ETag", quote_etag(etag)),
-        ],
-    )
+def complete_multipart_xml(
+    location: str, bucket: str, key: str, etag: str, checksum: tuple[str, str] | None = None
+) -> bytes:
+    """``checksum`` is (algorithm, S3's composite ``base64-N``), shown as ``Checksum<ALG>``."""
+    body = [
+        _el("Location", location),
+        _el("Bucket", bucket),
+        _el("Key", key),
+        _el("ETag", quote_etag(etag)),
+    ]
+    if checksum is not None:
+        body.append(_el(checksum_element(checksum[0]), checksum[1]))
+        body.append(_el("ChecksumType", "COMPOSITE"))
+    return _doc("CompleteMultipartUploadResult", body)
+
+
+def checksum_element(algorithm: str) -> str:
+    """``crc64nvme`` -> ``ChecksumCRC64NVME``: S3's element (and boto3's field) name."""
+    return "Checksum" + algorithm.upper()
 
 
 def list_parts_xml(
@@ -358,6 +454,7 @@ def list_parts_xml(
     key: str,
     upload_id: str,
     parts: Sequence[PartEntry | tuple[int, float, str, int]],
+    checksums: Sequence[tuple[str, str] | None] = (),
     part_number_marker: int = 0,
     next_part_number_marker: int | None = None,
     max_parts: int = 1000,
@@ -375,14 +472,16 @@ def list_parts_xml(
         body.append(f"<NextPartNumberMarker>{next_part_number_marker}</NextPartNumberMarker>")
     body.append(f"<MaxParts>{max_parts}</MaxParts>")
     body.append(f"<IsTruncated>{_bool(is_truncated)}</IsTruncated>")
-    for p in parts:
+    for i, p in enumerate(parts):
         number, modified, etag, size = (
             (p.part_number, p.last_modified, p.etag, p.size) if isinstance(p, PartEntry) else p
         )
+        checksum = checksums[i] if i < len(checksums) else None
+        checksum_xml = _el(checksum_element(checksum[0]), checksum[1]) if checksum else ""
         body.append(
             f"<Part><PartNumber>{number}</PartNumber>"
             f"<LastModified>{iso8601(modified)}</LastModified>"
-            f"<ETag>{_etag(etag)}</ETag><Size>{size}</Size></Part>"
+            f"<ETag>{_etag(etag)}</ETag><Size>{size}</Size>{checksum_xml}</Part>"
         )
     return _doc("ListPartsResult", body)
 
@@ -458,17 +557,25 @@ def copy_part_result_xml(etag: str, last_modified: float) -> bytes:
 
 
 def delete_result_xml(
-    deleted: Sequence[str | tuple[str, str | None]],
+    deleted: Sequence[str | tuple[str, str | None] | tuple[str, str | None, str | None]],
     errors: Sequence[tuple[str, str, str]],
     quiet: bool = False,
 ) -> bytes:
-    """DeleteObjects' answer. ``deleted`` holds keys or (key, version id; "" or None
-    for none); ``errors`` (key, code, message). Quiet mode reports errors only."""
+    """DeleteObjects' answer. ``deleted`` holds keys, (key, version id; "" or None
+    for none) or (key, version id, delete marker's version id: the marker written,
+    or the version removed when it was one); ``errors`` (key, code, message). Quiet
+    mode reports errors only."""
     body = []
     if not quiet:
         for item in deleted:
-            key, version = (item, None) if isinstance(item, str) else item
+            key, version, marker = (
+                (item, None, None) if isinstance(item, str) else (*item, None)[:3]
+            )
             version_el = _el("VersionId", version) if version else ""
+            if marker:
+                version_el += "<DeleteMarker>true</DeleteMarker>" + _el(
+                    "DeleteMarkerVersionId", marker
+                )
             body.append(f"<Deleted>{_el('Key', key)}{version_el}</Deleted>")
     for key, code, message in errors:
         body.append(f"<Error>{_el('Key', key)}{_el('Code', code)}{_el('Message', message)}</Error>")
@@ -484,8 +591,22 @@ def parse_complete_multipart(body: bytes) -> list[tuple[int, str]]:
     Order and duplicates are left to the caller (InvalidPartOrder is the
     coordinator's call); only the shape is checked here.
     """
+    return [(number, etag) for number, etag, _ in parse_complete_parts(body)]
+
+
+_CHECKSUM_ELEMENTS = {
+    "ChecksumCRC32": "crc32",
+    "ChecksumCRC32C": "crc32c",
+    "ChecksumCRC64NVME": "crc64nvme",
+    "ChecksumSHA1": "sha1",
+    "ChecksumSHA256": "sha256",
+}
+
+
+def parse_complete_parts(body: bytes) -> list[tuple[int, str, tuple[str, str] | None]]:
+    """As :func:`parse_complete_multipart`, with each part's (algorithm, checksum) if given."""
     root = _parse(body, MAX_COMPLETE_BODY, "CompleteMultipartUpload")
-    parts: list[tuple[int, str]] = []
+    parts: list[tuple[int, str, tuple[str, str] | None]] = []
     for el in root:
         if el.tag != "Part":
             continue
@@ -504,7 +625,12 @@ def parse_complete_multipart(body: bytes) -> list[tuple[int, str]]:
                 ArgumentName="PartNumber",
                 ArgumentValue=number_text,
             )
-        parts.append((number, etag.strip().strip('"')))
+        checksum = None
+        for child in el:
+            alg = _CHECKSUM_ELEMENTS.get(child.tag)
+            if alg is not None and child.text and child.text.strip():
+                checksum = (alg, child.text.strip())
+        parts.append((number, etag.strip().strip('"'), checksum))
     if not parts:
         _malformed("CompleteMultipartUpload lists no parts")
     if len(parts) > MAX_PARTS:

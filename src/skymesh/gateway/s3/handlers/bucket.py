@@ -7,11 +7,13 @@ from aiohttp import web
 from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.handlers.acl import PRIVATE, canned_acl
 from skymesh.gateway.s3.router import validate_bucket_name
-from skymesh.gateway.s3.xml import (
+from skymesh.gateway.s3.xml import (  # S3 versioning
     MAX_CREATE_BUCKET_BODY,
+    MAX_VERSIONING_BODY,
     list_buckets_xml,
     location_xml,
     parse_create_bucket,
+    parse_versioning,
     versioning_xml,
 )
 
@@ -36,6 +38,11 @@ async def create_bucket(req: S3Request) -> web.StreamResponse:
     validate_bucket_name(req.bucket)
     body = await req.read_small_body(MAX_CREATE_BUCKET_BODY)
     region = parse_create_bucket(body) if body else None
+    # The gateway's own S3 region (what clients are configured with, and what the AWS
+    # CLI sends as the constraint) and AWS's default stand for the whole network;
+    # anything else is a residency the coordinator checks (docs/operations.md).
+    if region in ("us-east-1", req.ctx.config.s3_region):
+        region = None
     acl = canned_acl(req.http.headers, bucket=True) or PRIVATE
     await req.client.create_bucket(req.bucket, region or "", acl)
     _forget(req)
@@ -62,11 +69,23 @@ async def get_bucket_location(req: S3Request) -> web.StreamResponse:
     return web.Response(body=location_xml(info.region or ""), content_type=XML)
 
 
-async def get_bucket_versioning(req: S3Request) -> web.StreamResponse:
-    """Buckets are never versioned: the empty configuration AWS gives a never-versioned bucket.
+# ---- S3 versioning ---------------------------------------------------------------------
 
-    Tools ask before deleting (rclone's purge logs an error on 501), so answering
-    "never enabled" lets them take the unversioned path they would take on AWS.
+
+async def get_bucket_versioning(req: S3Request) -> web.StreamResponse:
+    """Enabled or Suspended; a never-versioned bucket answers the empty configuration.
+
+    Tools ask before deleting (rclone's purge), so "never enabled" must look exactly
+    as on AWS for them to take the unversioned path.
     """
-    await req.client.get_bucket(req.bucket)  # NoSuchBucket, as for any bucket operation
-    return web.Response(body=versioning_xml(), content_type=XML)
+    config = await req.client.metainfo.bucket_config(req.bucket)
+    return web.Response(body=versioning_xml(config.versioning or None), content_type=XML)
+
+
+async def put_bucket_versioning(req: S3Request) -> web.StreamResponse:
+    status = parse_versioning(await req.read_small_body(MAX_VERSIONING_BODY))
+    await req.client.put_bucket_versioning(req.bucket, status)
+    return web.Response(status=200)
+
+
+# ---- end S3 versioning -----------------------------------------------------------------

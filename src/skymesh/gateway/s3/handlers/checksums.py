@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import crc32c as _crc32c
 from awscrt import checksums as _crt  # type: ignore[import-untyped]
@@ -123,3 +123,22 @@ def response_headers(checksums: Mapping[str, str]) -> dict[str, str]:
             out[HEADER_PREFIX + alg] = value
             out["x-amz-checksum-type"] = "COMPOSITE" if "-" in value else "FULL_OBJECT"
     return out
+
+
+def composite(part_checksums: Sequence[str]) -> tuple[str, str] | None:
+    """S3's multipart checksum, (algorithm, ``base64(checksum of part checksums)-N``).
+
+    ``part_checksums`` are the parts' stored ``"<algorithm>:<base64>"``, in order.
+    None unless every part has one, all of one algorithm: S3 then has no composite
+    either. CRC64NVME has none (S3 defines only a full-object CRC64NVME).
+    """
+    if not part_checksums or not all(part_checksums):
+        return None
+    algs = {c.partition(":")[0] for c in part_checksums}
+    alg = algs.pop()
+    if algs or alg not in ALGORITHMS or alg == "crc64nvme":
+        return None
+    combined = Checksum(alg)
+    for c in part_checksums:
+        combined.update(base64.b64decode(c.partition(":")[2]))
+    return alg, f"{combined.b64()}-{len(part_checksums)}"

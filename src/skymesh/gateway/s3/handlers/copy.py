@@ -27,7 +27,7 @@ from urllib.parse import unquote
 import msgspec
 from aiohttp import web
 
-from skymesh.client.client import ObjectHandle
+from skymesh.client.client import ObjectHandle, s3_version_id
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import from_skymesh_error, s3_error
@@ -36,10 +36,12 @@ from skymesh.gateway.s3.handlers.multipart import upload_id_of
 from skymesh.gateway.s3.handlers.objects import (
     meta_from_headers,
     read_conditions,
+    version_headers,
     write_conditions,
 )
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import copy_object_result_xml, copy_part_result_xml, error_xml
+from skymesh.wire.messages import ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,13 @@ async def open_source(req: S3Request, start_hint: int = 0) -> ObjectHandle:
         req.http.headers, handle.info.etag, handle.info.created_at, prefix="x-amz-copy-source-"
     )
     return handle
+
+
+def source_version_headers(info: ObjectInfo) -> dict[str, str]:
+    """``x-amz-copy-source-version-id``, for sources in buckets that have had versioning."""
+    if not info.versioning:
+        return {}
+    return {"x-amz-copy-source-version-id": s3_version_id(info)}
 
 
 def _copy_checksum(req: S3Request, source: ObjectMeta) -> Checksum | None:
@@ -189,7 +198,12 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
             ArgumentValue=directive,
         )
     src = parse_copy_source(req.http.headers[COPY_SOURCE])
-    if (src.bucket, src.key) == (req.bucket, req.key) and directive != "REPLACE":
+    # copying an older version onto its own key restores it (S3 allows that without REPLACE)
+    if (
+        (src.bucket, src.key) == (req.bucket, req.key)
+        and directive != "REPLACE"
+        and not src.version_id
+    ):
         raise s3_error("InvalidRequest", _SELF_COPY)
     handle = await open_source(req)
     if handle.info.size > MAX_COPY_SIZE:
@@ -218,7 +232,7 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
             if_match=if_match,
             if_none_match=if_none_match,
         )
-        headers = {"x-amz-copy-source-version-id": handle.info.version_id}
+        headers = {**source_version_headers(handle.info), **version_headers(stored.info)}
         if checksum is not None:
             headers[HEADER_PREFIX + checksum.algorithm] = checksum.b64()
         return copy_object_result_xml(stored.info.etag, stored.info.created_at), headers
@@ -270,7 +284,7 @@ async def upload_part_copy(req: S3Request) -> web.StreamResponse:
             handle.read(start, end),
             size=end - start,
         )
-        headers = {"x-amz-copy-source-version-id": handle.info.version_id}
+        headers = source_version_headers(handle.info)
         return copy_part_result_xml(part.etag, time.time()), headers
 
     return await answer_when_done(req, work())

@@ -1,4 +1,4 @@
-"""ListObjects (v1) and ListObjectsV2: one page from the coordinator's indexed scan."""
+"""ListObjects (v1), ListObjectsV2 and ListObjectVersions: one page from the coordinator's indexed scan."""
 
 from __future__ import annotations
 
@@ -9,8 +9,18 @@ from aiohttp import web
 
 from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import s3_error
-from skymesh.gateway.s3.xml import list_objects_v1_xml, list_objects_v2_xml
-from skymesh.wire.messages import ListObjectsRequest, ListObjectsResponse
+from skymesh.gateway.s3.xml import (
+    VersionItem,
+    list_objects_v1_xml,
+    list_objects_v2_xml,
+    list_versions_xml,
+)
+from skymesh.wire.messages import (
+    ListObjectsRequest,
+    ListObjectsResponse,
+    ListVersionsRequest,
+    ListVersionsResponse,
+)
 
 MAX_KEYS = 1000
 
@@ -110,6 +120,69 @@ async def list_objects_v1(req: S3Request) -> web.StreamResponse:
         is_truncated=page.truncated,
         marker=marker,
         next_marker=page.next_start_after if page.truncated and delimiter else None,
+        encoding_type=enc,
+        owner=(req.credential.project_id, req.credential.project_id),
+    )
+    return web.Response(body=body, content_type=XML)
+
+
+# ---- S3 versioning ---------------------------------------------------------------------
+
+
+async def list_object_versions(req: S3Request) -> web.StreamResponse:
+    """ListObjectVersions: one page of the coordinator's walk over (key, version)."""
+    limit = max_keys(req)
+    enc = encoding_type(req)
+    prefix = req.query("prefix", "") or ""
+    delimiter = req.query("delimiter", "") or ""
+    key_marker = req.query("key-marker", "") or ""
+    version_marker = req.query("version-id-marker", "") or ""
+    if version_marker and not key_marker:
+        raise s3_error(
+            "InvalidArgument",
+            "A version-id marker cannot be specified without a key marker.",
+            ArgumentName="version-id-marker",
+            ArgumentValue=version_marker,
+        )
+    if limit == 0:
+        await req.client.get_bucket(req.bucket)
+        page = ListVersionsResponse(entries=[], prefixes=[], truncated=False)
+    else:
+        page = await req.client.list_versions(
+            ListVersionsRequest(
+                bucket=req.bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                key_marker=key_marker,
+                version_id_marker=version_marker,
+                limit=limit,
+            )
+        )
+    body = list_versions_xml(
+        bucket=req.bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        max_keys=limit,
+        is_truncated=page.truncated,
+        items=[
+            VersionItem(
+                key=e.key,
+                version_id=e.version_id,
+                is_latest=e.is_latest,
+                last_modified=e.created_at,
+                delete_marker=e.delete_marker,
+                etag=e.etag,
+                size=e.size,
+            )
+            for e in page.entries
+        ],
+        common_prefixes=page.prefixes,
+        key_marker=key_marker,
+        version_id_marker=version_marker,
+        next_key_marker=page.next_key_marker if page.truncated else None,
+        next_version_id_marker=page.next_version_id_marker
+        if page.truncated and page.next_version_id_marker
+        else None,
         encoding_type=enc,
         owner=(req.credential.project_id, req.credential.project_id),
     )

@@ -9,9 +9,11 @@ from aiohttp import web
 from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.body import PutBody
+from skymesh.gateway.s3.handlers.checksums import composite
 from skymesh.gateway.s3.handlers.objects import (
     body_checksum_headers,
     meta_from_headers,
+    version_headers,
     write_conditions,
 )
 from skymesh.gateway.s3.router import validate_key
@@ -21,9 +23,9 @@ from skymesh.gateway.s3.xml import (
     initiate_multipart_xml,
     list_multipart_uploads_xml,
     list_parts_xml,
-    parse_complete_multipart,
+    parse_complete_parts,
 )
-from skymesh.wire.messages import CompletePart, ListPartsRequest, ListUploadsRequest
+from skymesh.wire.messages import CompletePart, ListPartsRequest, ListUploadsRequest, PartInfo
 
 MAX_PART_SIZE = 5 * 1024**3
 
@@ -68,21 +70,52 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
 
 
 async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
-    parts = parse_complete_multipart(await req.read_small_body(MAX_COMPLETE_BODY))
+    """Join the parts. When every part was uploaded with one flexible checksum, the
+    object gets S3's composite (``base64(checksum of part checksums)-N``), answered
+    here and by GET/HEAD with checksum mode; a part checksum the client lists must
+    match the one the part was uploaded with (``InvalidPart``)."""
+    parts = parse_complete_parts(await req.read_small_body(MAX_COMPLETE_BODY))
     if not parts:
         raise s3_error("MalformedXML", "CompleteMultipartUpload needs at least one part")
     if_match, if_none_match = write_conditions(req)
+    combined: list[tuple[str, str]] = []
+
+    def composite_checksum(listed: list[PartInfo]) -> dict[str, str]:
+        found = composite([p.checksum for p in listed]) if len(listed) == len(parts) else None
+        if found is None:
+            return {}
+        combined.append(found)
+        return {found[0]: found[1]}
+
     info = await req.client.complete_multipart(
         req.bucket,
         req.key,
         upload_id_of(req),
-        [CompletePart(part_number=n, etag=etag.strip('"')) for n, etag in parts],
+        [
+            CompletePart(
+                part_number=n,
+                etag=etag.strip('"'),
+                checksum=f"{checksum[0]}:{checksum[1]}" if checksum else "",
+            )
+            for n, etag, checksum in parts
+        ],
         if_match=if_match,
         if_none_match=if_none_match,
+        composite=composite_checksum,
     )
     location = f"{req.http.scheme}://{req.http.host}/{req.bucket}/{quote(req.key, safe='/')}"
-    body = complete_multipart_xml(location, req.bucket, req.key, f'"{info.etag}"')
-    return web.Response(body=body, content_type=XML)
+    body = complete_multipart_xml(
+        location, req.bucket, req.key, f'"{info.etag}"', combined[0] if combined else None
+    )
+    resp = web.Response(body=body, content_type=XML)
+    resp.headers.update(version_headers(info))
+    return resp
+
+
+def _split_checksum(stored: str) -> tuple[str, str] | None:
+    """A part's stored ``"<algorithm>:<base64>"`` as (algorithm, value)."""
+    alg, _, value = stored.partition(":")
+    return (alg, value) if value else None
 
 
 async def abort_multipart_upload(req: S3Request) -> web.StreamResponse:
@@ -113,6 +146,7 @@ async def list_parts(req: S3Request) -> web.StreamResponse:
         key=req.key,
         upload_id=upload_id,
         parts=[(p.part_number, p.uploaded_at, f'"{p.etag}"', p.size) for p in page.parts],
+        checksums=[_split_checksum(p.checksum) for p in page.parts],
         part_number_marker=marker,
         next_part_number_marker=page.parts[-1].part_number if page.parts else marker,
         max_parts=limit,

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from skymesh.client.client import StoredObject
+from skymesh.client.client import DeleteMarkerError, StoredObject, s3_version_id
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.app import XML, S3Request
-from skymesh.gateway.s3.errors import from_skymesh_error, s3_error
+from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers.acl import object_acl  # S3 slice B
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
@@ -27,6 +27,7 @@ from skymesh.gateway.s3.xml import (
     parse_http_date,
     quote_etag,
 )
+from skymesh.wire.messages import DeleteObjectResponse, ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,30 @@ def object_headers(obj: StoredObject) -> dict[str, str]:
     return headers
 
 
+# ---- S3 versioning ---------------------------------------------------------------------
+
+
+def version_headers(info: ObjectInfo | DeleteObjectResponse) -> dict[str, str]:
+    """``x-amz-version-id``, which S3 sends only for buckets that have had versioning."""
+    return {"x-amz-version-id": s3_version_id(info)} if info.versioning else {}
+
+
+def delete_marker_error(e: DeleteMarkerError) -> S3Error:
+    """NoSuchKey (latest) or MethodNotAllowed (by id), saying it is a delete marker."""
+    headers = {"x-amz-delete-marker": "true", **version_headers(e.info)}
+    if e.status == 405:
+        headers["Last-Modified"] = http_date(e.info.created_at)
+        headers["Allow"] = "DELETE"
+    return S3Error(e.code, headers=headers)
+
+
+def version_query(req: S3Request) -> str:
+    return req.query("versionId", "") or ""
+
+
+# ---- end S3 versioning -----------------------------------------------------------------
+
+
 def write_conditions(req: S3Request) -> tuple[str, str]:
     """(If-Match, If-None-Match) of a write, for the coordinator to check at commit."""
     h = req.http.headers
@@ -124,6 +149,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     resp = web.Response(status=200)
     resp.headers["ETag"] = f'"{stored.info.etag}"'
     resp.headers.update(body_checksum_headers(body))
+    resp.headers.update(version_headers(stored.info))
     return resp
 
 
@@ -241,9 +267,10 @@ async def get_object(req: S3Request) -> web.StreamResponse:
     m = _RANGE.match(range_header.strip()) if range_header else None
     if m and m.group(1):
         hint = int(m.group(1))
-    handle = await req.client.open_object(
-        req.bucket, req.key, req.query("versionId", "") or "", hint
-    )
+    try:
+        handle = await req.client.open_object(req.bucket, req.key, version_query(req), hint)
+    except DeleteMarkerError as e:
+        raise delete_marker_error(e) from e
     size = handle.info.size
     if not read_conditions(req.http.headers, handle.info.etag, handle.info.created_at):
         return not_modified(handle.object)
@@ -253,6 +280,7 @@ async def get_object(req: S3Request) -> web.StreamResponse:
     partial = rng is not None and (part is None or len(handle.meta.parts) > 0)
     resp = web.StreamResponse(status=206 if partial else 200)
     resp.headers.update(object_headers(handle.object))
+    resp.headers.update(version_headers(handle.info))
     _apply_response_overrides(req, resp)
     if partial:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
@@ -300,12 +328,16 @@ def _apply_response_overrides(req: S3Request, resp: web.StreamResponse) -> None:
 
 
 async def head_object(req: S3Request) -> web.StreamResponse:
-    obj = await req.client.head_object(req.bucket, req.key, req.query("versionId", "") or "")
+    try:
+        obj = await req.client.head_object(req.bucket, req.key, version_query(req))
+    except DeleteMarkerError as e:
+        raise delete_marker_error(e) from e
     if not read_conditions(req.http.headers, obj.info.etag, obj.info.created_at):
         return not_modified(obj)
     part = part_range(req, obj)
     resp = web.Response(status=200)
     resp.headers.update(object_headers(obj))
+    resp.headers.update(version_headers(obj.info))
     resp.headers["Content-Length"] = str(obj.info.size)
     if part is not None and obj.meta.parts:
         start, end, count = part
@@ -319,8 +351,14 @@ async def head_object(req: S3Request) -> web.StreamResponse:
 
 
 async def delete_object(req: S3Request) -> web.StreamResponse:
-    await req.client.delete_object(req.bucket, req.key, req.query("versionId", "") or "")
-    return web.Response(status=204)
+    """Without versionId a versioned bucket gets a delete marker; with one, that version goes."""
+    result = await req.client.delete_version(req.bucket, req.key, version_query(req))
+    resp = web.Response(status=204)
+    if result.deleted:
+        resp.headers.update(version_headers(result))
+        if result.delete_marker:
+            resp.headers["x-amz-delete-marker"] = "true"
+    return resp
 
 
 async def delete_objects(req: S3Request) -> web.StreamResponse:
@@ -328,16 +366,17 @@ async def delete_objects(req: S3Request) -> web.StreamResponse:
     quiet, keys = parse_delete_objects(body)
     if len(keys) > 1000:
         raise s3_error("MalformedXML", "at most 1000 keys per DeleteObjects request")
-    deleted: list[tuple[str, str]] = []
+    deleted: list[tuple[str, str | None, str | None]] = []
     failed: list[tuple[str, str, str]] = []
-    bucket = req.bucket
-    for key, version_id in keys:
-        try:
-            await req.client.delete_object(bucket, key, version_id or "")
-            deleted.append((key, version_id or ""))
-        except SkymeshError as e:
-            err = from_skymesh_error(e)
-            if err.code in ("NoSuchBucket", "AccessDenied"):  # S3 slice B: another
-                raise err from e  # project's bucket fails the whole request, as in S3
-            failed.append((key, err.code, err.message))
+    # one coordinator transaction for the lot; a bucket that is missing or another
+    # project's fails the whole request (raised here), as in S3
+    results = await req.client.delete_objects(req.bucket, [(k, v or "") for k, v in keys])
+    for r in results:
+        if r.outcome is None:
+            err = from_skymesh_error(SkymeshError(r.error_message, code=r.error_code))
+            failed.append((r.key, err.code, err.message))
+            continue
+        o = r.outcome
+        marker = s3_version_id(o) if o.delete_marker and o.versioning else None
+        deleted.append((r.key, r.version_id or None, marker))
     return web.Response(body=delete_result_xml(deleted, failed, quiet), content_type=XML)
