@@ -32,13 +32,17 @@ async def _exchange(
     suffix: str = "",
     headers: dict[str, str] | None = None,
     data: Any = None,
+    timeout: aiohttp.ClientTimeout | None = None,
 ) -> tuple[int, bytes]:
     """One request to the node holding ``target``'s piece, with its order; errors as ours."""
     piece_id = derive_piece_id(root_piece_id, target.piece_num)
     url = f"{target.address.rstrip('/')}/v1/pieces/{piece_id}{suffix}"
     all_headers = {ORDER_HEADER: encode_header(target.order), **(headers or {})}
+    # ---- hung nodes: a caller may bound a stall (sock_read) tighter than the session's
+    extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    # ---- end hung nodes
     try:
-        async with session.request(method, url, headers=all_headers, data=data) as resp:
+        async with session.request(method, url, headers=all_headers, data=data, **extra) as resp:
             raw = await resp.read()
             status = resp.status
     except (aiohttp.ClientError, OSError) as e:
@@ -80,11 +84,12 @@ async def get_piece_range(
     root_piece_id: str,
     start: int,
     end: int,
+    timeout: aiohttp.ClientTimeout | None = None,
 ) -> bytes:
     """Bytes [start, end) of one piece."""
     headers = {"Range": f"bytes={start}-{end - 1}"}
     status, data = await _exchange(
-        session, "GET", piece, root_piece_id, (200, 206), headers=headers
+        session, "GET", piece, root_piece_id, (200, 206), headers=headers, timeout=timeout
     )
     if status == 200:
         data = data[start:end]
@@ -96,8 +101,13 @@ async def get_piece_range(
 
 
 async def get_piece_hashes(
-    session: aiohttp.ClientSession, piece: DownloadPiece, root_piece_id: str
+    session: aiohttp.ClientSession,
+    piece: DownloadPiece,
+    root_piece_id: str,
+    timeout: aiohttp.ClientTimeout | None = None,
 ) -> PieceHashes:
     """The Merkle leaves of a piece, to verify ranges against the root we trust."""
-    _, raw = await _exchange(session, "GET", piece, root_piece_id, (200,), suffix="/hashes")
+    _, raw = await _exchange(
+        session, "GET", piece, root_piece_id, (200,), suffix="/hashes", timeout=timeout
+    )
     return _decode(raw, PieceHashes, piece)

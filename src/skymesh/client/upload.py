@@ -7,6 +7,12 @@ stream has a small queue; when a node falls behind while at least ``optimal``
 others keep up, it is cut off (the long tail). Once ``optimal`` receipts are in
 (and the stored set would survive the loss of any one region), the rest are
 cancelled.
+
+A node that stops answering (hung, yet still listed online) is never cut by the
+long tail where ``optimal == total`` (networks under 14 nodes), so each piece
+upload also fails on its own after ``STALL_TIMEOUT`` seconds without progress;
+the segment is then retried on other nodes, without it, instead of waiting out
+the session's 60 s read timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ log = logging.getLogger(__name__)
 
 BATCH_BLOCKS = 16  # stripes encoded per worker-thread call (~1 MiB of plaintext)
 QUEUE_BATCHES = 8  # batches buffered per node before it counts as behind
+# Seconds a node may hold its piece upload without taking a chunk we have ready (or,
+# once the body is sent, without answering): long enough for a slow honest link to
+# take one ~200 KB chunk, far shorter than the 60 s socket read timeout.
+STALL_TIMEOUT = 5.0
 
 _coders: dict[tuple[int, int, int, int], ErasureCoder] = {}
 
@@ -63,18 +73,55 @@ class _Sender:
     task: asyncio.Task[object] | None = None
     merkle: MerkleBuilder = field(default_factory=lambda: MerkleBuilder(DEFAULT_CHUNK_SIZE))
     dropped: bool = False
+    progress: float = 0.0  # loop time the node last took a chunk (or its transfer began)
+    idle: bool = False  # the node waits for us (empty queue): no stall of its own
 
     @property
     def alive(self) -> bool:
         return not self.dropped and self.task is not None and not self.task.done()
 
 
-async def _drain(queue: asyncio.Queue[Chunk | None]) -> AsyncIterator[Chunk]:
+async def _drain(s: _Sender) -> AsyncIterator[Chunk]:
+    loop = asyncio.get_running_loop()
     while True:
-        item = await queue.get()
+        s.idle = s.queue.empty()
+        item = await s.queue.get()
+        s.idle = False
+        s.progress = loop.time()
         if item is None:
             return
         yield item
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    s: _Sender,
+    root_piece_id: str,
+    size: int,
+    stall_timeout: float,
+) -> Signed:
+    """``put_piece`` that fails once the node makes no progress for ``stall_timeout`` s.
+
+    Only time the node holds us up counts: not while it waits for chunks we have yet
+    to encode.
+    """
+    loop = asyncio.get_running_loop()
+    s.progress = loop.time()
+    put = asyncio.ensure_future(put_piece(session, s.target, root_piece_id, _drain(s), size))
+    try:
+        while True:
+            left = stall_timeout if s.idle else s.progress + stall_timeout - loop.time()
+            done, _ = await asyncio.wait({put}, timeout=max(left, 0.01))
+            if done:
+                return put.result()
+            if not s.idle and loop.time() - s.progress >= stall_timeout:
+                raise errors.Unavailable(
+                    f"node {s.target.node_id} made no progress for {stall_timeout:g} s"
+                )
+    finally:
+        if not put.done():
+            put.cancel()
+            await asyncio.gather(put, return_exceptions=True)
 
 
 def region_safe(regions: list[str], k: int) -> bool:
@@ -102,6 +149,7 @@ async def store_segment(
     plaintext: memoryview,
     data_key: bytes,
     block_size: int,
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> m.SegmentCommit:
     scheme = scheme_of(placement.scheme)
     layout = SegmentLayout(len(plaintext), block_size, scheme)
@@ -112,9 +160,7 @@ async def store_segment(
     senders = [_Sender(t, asyncio.Queue(QUEUE_BATCHES)) for t in placement.pieces]
     for s in senders:
         s.task = asyncio.create_task(
-            put_piece(
-                session, s.target, placement.root_piece_id, _drain(s.queue), layout.piece_size
-            )
+            _send(session, s, placement.root_piece_id, layout.piece_size, stall_timeout)
         )
 
     def encode(first: int) -> list[bytearray]:

@@ -15,6 +15,8 @@ no-network grid, it models a dishonest or broken node without touching its code.
 ``forge`` is the subtler liar: reads decode, so only a verifier of proofs (the
 auditor; a reader's Merkle fallback) can tell. :func:`disk_full` makes writes fail
 half-way with ENOSPC instead, as a node whose disk filled up under it.
+:func:`hang` makes a node look SIGSTOPped to everyone else: still heartbeating,
+so listed online, while its announced address takes connections and never answers.
 :mod:`skymesh.testing.faulty_node` runs a node process with any of these.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -111,3 +114,40 @@ def disk_full() -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     store_module._writev_all = full
+
+
+# ---- hung nodes: a node that accepts connections and never answers
+
+
+class Hang:
+    """A listening socket nobody accepts from, announced as a node's address.
+
+    The kernel completes every TCP handshake into the listen backlog and buffers
+    what is sent, exactly as for a SIGSTOPped process; nothing is ever read or
+    answered. The node itself keeps running, so its heartbeats keep it online.
+    """
+
+    def __init__(self, node: NodeService) -> None:
+        self.node = node
+        self.real_address = node.link.address
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.address = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        """Announce the real address again and drop (reset) every queued connection."""
+        self.node.link.address = self.real_address
+        self.node.heartbeat.trigger()
+        self.sock.close()
+
+
+def hang(node: NodeService) -> Hang:
+    """Make ``node`` unreachable but online: its next heartbeat announces a black hole."""
+    h = Hang(node)
+    node.link.address = h.address
+    node.heartbeat.trigger()
+    return h
+
+
+# ---- end hung nodes

@@ -5,7 +5,11 @@ For the queue's most endangered segment (fewest healthy pieces first):
 1. read the segment and its piece rows (one snapshot);
 2. download ``k`` healthy pieces whole, each checked against the Merkle root from
    its receipt (pyeclib's reconstruct has no checksum: a bad source would yield bad
-   pieces); a piece that fails the check is treated as lost;
+   pieces); a piece that fails the check is treated as lost. ``k + SOURCE_EXTRA``
+   sources are asked at once and the rest cancelled once ``k`` verified pieces are
+   in, and a source silent for ``SOURCE_STALL_TIMEOUT`` is given up: a hung node
+   that is still listed online must not hold the repair (and the queue behind it)
+   for the 60 s node RPC timeout;
 3. rebuild the missing piece numbers stripe by stripe from the ciphertext
    fragments (``ErasureCoder.reconstruct_stripes``): no key is needed and nothing
    is decrypted;
@@ -16,8 +20,9 @@ For the queue's most endangered segment (fewest healthy pieces first):
    are exactly as read in step 1; otherwise the object was deleted or overwritten
    meanwhile (or another repair won) and the new pieces go to ``garbage_pieces``.
 
-Memory: one segment's pieces at a time (``k`` sources and the rebuilt pieces).
-Bandwidth is metered per repair (``RepairStats``) and in totals for metrics.
+Memory: one segment's pieces at a time (at most ``k + SOURCE_EXTRA`` sources and the
+rebuilt pieces). Bandwidth is metered per repair (``RepairStats``) and in totals for
+metrics: every piece body received counts, used or not.
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ from skymesh.wire.signing import Signed, open_signed
 log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 1024 * 1024
+SOURCE_EXTRA = 2  # sources fetched beyond k, as the client's download does
+# Seconds without a byte from a source before it is given up for the next one.
+SOURCE_STALL_TIMEOUT = 5.0
+_SOURCE_TIMEOUT = aiohttp.ClientTimeout(
+    total=60.0, sock_connect=5.0, sock_read=SOURCE_STALL_TIMEOUT
+)
 
 
 @dataclass
@@ -282,39 +293,61 @@ class RepairWorker:
         nodes: dict[str, NodeRecord],
         stats: RepairStats,
     ) -> tuple[dict[int, bytes], set[int]]:
-        """``k`` whole pieces that match their Merkle roots, and the numbers of those that did not."""
+        """``k`` whole pieces that match their Merkle roots, and the numbers of those that did not.
+
+        ``k + SOURCE_EXTRA`` downloads run at once; each one that ends without a
+        verified piece makes room for the next candidate.
+        """
         k = seg.scheme.k
         got: dict[int, bytes] = {}
         bad: set[int] = set()
         queue = list(candidates)
-        while len(got) < k and queue:
-            batch, queue = queue[: k - len(got)], queue[k - len(got) :]
-            results = await asyncio.gather(
-                *(self._fetch_one(seg, p, nodes[p.node_id]) for p in batch),
-                return_exceptions=True,
-            )
-            for p, result in zip(batch, results, strict=True):
-                if isinstance(result, bytes):
-                    got[p.piece_num] = result
-                    stats.bytes_downloaded += len(result)
-                elif isinstance(result, errors.IntegrityError):
-                    log.warning(
-                        "repair: piece %d of %s on node %s fails its Merkle check: %s",
-                        p.piece_num,
-                        seg.stream_id,
-                        p.node_id,
-                        result,
-                    )
-                    bad.add(p.piece_num)
-                elif isinstance(result, BaseException):
-                    log.info(
-                        "repair: piece %d on node %s unreadable: %s", p.piece_num, p.node_id, result
-                    )
+        running: dict[asyncio.Task[bytes], StoredPiece] = {}
+
+        def launch() -> None:
+            while queue and len(running) < k + SOURCE_EXTRA - len(got):
+                p = queue.pop(0)
+                task = asyncio.create_task(self._fetch_one(seg, p, nodes[p.node_id], stats))
+                running[task] = p
+
+        try:
+            launch()
+            while running and len(got) < k:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    p = running.pop(task)
+                    result = task.exception()
+                    if result is None:
+                        if len(got) < k:
+                            got[p.piece_num] = task.result()
+                    elif isinstance(result, errors.IntegrityError):
+                        log.warning(
+                            "repair: piece %d of %s on node %s fails its Merkle check: %s",
+                            p.piece_num,
+                            seg.stream_id,
+                            p.node_id,
+                            result,
+                        )
+                        bad.add(p.piece_num)
+                    else:
+                        log.info(
+                            "repair: piece %d on node %s unreadable: %r",
+                            p.piece_num,
+                            p.node_id,
+                            result,
+                        )
+                launch()
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
         if len(got) < k:
             raise errors.Unavailable(f"read only {len(got)} of {k} pieces needed to rebuild")
         return got, bad
 
-    async def _fetch_one(self, seg: _Segment, p: StoredPiece, node: NodeRecord) -> bytes:
+    async def _fetch_one(
+        self, seg: _Segment, p: StoredPiece, node: NodeRecord, stats: RepairStats
+    ) -> bytes:
         piece_id = derive_piece_id(seg.root_piece_id, p.piece_num)
         order = self.m.orders.order(node.node_id, piece_id, PieceAction.GET, seg.piece_size)
         target = DownloadPiece(
@@ -325,8 +358,13 @@ class RepairWorker:
             merkle_root=p.merkle_root,
             order=order,
         )
-        hashes = await get_piece_hashes(self.session, target, seg.root_piece_id)
-        data = await get_piece_range(self.session, target, seg.root_piece_id, 0, seg.piece_size)
+        hashes = await get_piece_hashes(
+            self.session, target, seg.root_piece_id, timeout=_SOURCE_TIMEOUT
+        )
+        data = await get_piece_range(
+            self.session, target, seg.root_piece_id, 0, seg.piece_size, timeout=_SOURCE_TIMEOUT
+        )
+        stats.bytes_downloaded += len(data)  # received, whether it verifies or is needed
         if hashes.chunk_size != DEFAULT_CHUNK_SIZE or not verify_chunks(
             p.merkle_root, hashes.leaves, hashes.chunk_size, 0, data
         ):

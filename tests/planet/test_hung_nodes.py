@@ -1,0 +1,134 @@
+"""A hung node (connections accepted, never answered, still listed online) stalls nothing.
+
+Before, one such node held an upload for the client's 60 s read timeout (no long
+tail to cut it where ``optimal == total``) and a repair for the coordinator's 60 s
+node RPC timeout. The network here has ten large nodes and two small ones that
+only take small pieces: a large object's placement (6/8/10/10 on twelve online
+nodes) then has to use all ten large ones, the hung one among them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from skymesh.coordinator.db.schema import segments
+from skymesh.node.service import NodeService
+from skymesh.testing.faults import Hang, hang
+from skymesh.testing.planet import Planet, PlanetThread
+from tests.conftest import random_bytes
+from tests.planet._durability import coordinator, pause_durability_loops, piece_rows, wait_offline
+
+SMALL_NODE = 256 * 1024  # holds the repair test's pieces, not the upload test's
+
+
+@pytest.fixture(scope="module")
+def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
+    thread = PlanetThread(Planet(root=tmp_path_factory.mktemp("planet"), node_count=10)).start()
+    try:
+        p = thread.planet
+        for region in p.regions[:2]:
+            thread.run(p.add_node(region, capacity=SMALL_NODE))
+        thread.run(p.wait_online(len(p.nodes)))
+        pause_durability_loops(thread)
+        yield thread
+    finally:
+        thread.stop()
+
+
+def _hang(planet: PlanetThread, node: NodeService) -> Hang:
+    """Hang ``node`` and wait until the coordinator hands out its black-hole address."""
+
+    async def start() -> Hang:
+        return hang(node)
+
+    h = planet.run(start())
+    _wait_address(planet, node, h.address)
+    return h
+
+
+def _heal(planet: PlanetThread, h: Hang) -> None:
+    async def close() -> None:
+        h.close()
+
+    planet.run(close())
+    _wait_address(planet, h.node, h.real_address)
+
+
+def _wait_address(planet: PlanetThread, node: NodeService, address: str) -> None:
+    registry = coordinator(planet).registry
+    deadline = time.monotonic() + 10
+    while planet.run(registry.lookup([node.node_id]))[node.node_id].address != address:
+        assert time.monotonic() < deadline, "the coordinator never saw the new address"
+        time.sleep(0.05)
+
+
+def test_upload_with_a_hung_target_retries_elsewhere(planet: PlanetThread, s3) -> None:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket="hung-upload")
+    hung = planet.planet.nodes[0]  # a large node: every large object's placement holds it
+    data = random_bytes(3 * 1024 * 1024 + 5, seed=71)
+    h = _hang(planet, hung)
+    try:
+        started = time.monotonic()
+        s3.put_object(Bucket="hung-upload", Key="obj", Body=data)
+        elapsed = time.monotonic() - started
+    finally:
+        _heal(planet, h)
+    print(f"upload with one hung target: {elapsed:.1f} s")
+    assert elapsed < 15  # the stall timeout (5 s) and a retry, not the 60 s read timeout
+    assert hung.node_id not in {r.node_id for r in piece_rows(planet)}
+    assert s3.get_object(Bucket="hung-upload", Key="obj")["Body"].read() == data
+
+
+def _piece_size(planet: PlanetThread, key: tuple[str, int, int]) -> int:
+    q = sa.select(segments.c.piece_size).where(
+        segments.c.stream_id == key[0], segments.c.part == key[1], segments.c.idx == key[2]
+    )
+    size: int = planet.run(coordinator(planet).db.read(lambda conn: conn.execute(q).scalar_one()))
+    return size
+
+
+@pytest.mark.parametrize(("hung_count", "limit"), [(1, 5.0), (3, 12.0)])
+def test_repair_with_hung_sources_finishes(  # type: ignore[no-untyped-def]
+    planet: PlanetThread, s3, hung_count: int, limit: float
+) -> None:
+    """One hung source is covered by the two extra ones at once; three wait out the stall."""
+    p = planet.planet
+    c = coordinator(planet)
+    bucket = f"hung-repair-{hung_count}"
+    s3.create_bucket(Bucket=bucket)
+    before = {(r.stream_id, r.part, r.idx) for r in piece_rows(planet)}
+    data = random_bytes(60_000, seed=72 + hung_count)
+    s3.put_object(Bucket=bucket, Key="obj", Body=data)
+    rows = sorted(
+        (r for r in piece_rows(planet) if (r.stream_id, r.part, r.idx) not in before),
+        key=lambda r: r.piece_num,
+    )
+    assert len(rows) == 10 and rows[0].k == 6
+    key = (rows[0].stream_id, rows[0].part, rows[0].idx)
+    by_id = {n.node_id: n for n in p.nodes}
+    # Lose the last piece; hang the holders of the first ones, which are asked first.
+    lost = by_id[rows[-1].node_id]
+    planet.run(lost.stop())
+    wait_offline(planet, {lost.node_id})
+    hung = [_hang(planet, by_id[r.node_id]) for r in rows[:hung_count]]
+    try:
+        started = time.monotonic()
+        stats = planet.run(c.repair_worker.repair(key))
+        elapsed = time.monotonic() - started
+    finally:
+        for h in hung:
+            _heal(planet, h)
+    print(f"repair with {hung_count} hung source(s): {elapsed:.1f} s")
+    assert stats.outcome == "repaired" and stats.rebuilt == 1
+    assert elapsed < limit  # not the 60 s node RPC timeout
+    # Metered: the whole pieces received, k used and at most the extras besides.
+    piece_size = _piece_size(planet, key)
+    assert stats.bytes_downloaded % piece_size == 0
+    assert 6 <= stats.bytes_downloaded // piece_size <= 8
+    holders = {r.node_id for r in piece_rows(planet) if (r.stream_id, r.part, r.idx) == key}
+    assert lost.node_id not in holders and len(holders) == 10
+    assert s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == data
