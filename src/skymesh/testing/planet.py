@@ -55,13 +55,16 @@ class Planet:
     # ---- end inference slice
 
     async def start(self) -> None:
+        settings: dict[str, Any] = {
+            "heartbeat_interval": self.heartbeat_interval,
+            "offline_after": self.heartbeat_interval * 4,
+            **self.coordinator_overrides,  # an override may replace any of the above
+        }
         cfg = CoordinatorConfig(
             data_dir=str(self.root / "coordinator"),
             port=0,
             admin_token=self.admin_token,
-            heartbeat_interval=self.heartbeat_interval,
-            offline_after=self.heartbeat_interval * 4,
-            **self.coordinator_overrides,
+            **settings,
         )
         self.coordinator = CoordinatorService(cfg)
         await self.coordinator.start()
