@@ -39,7 +39,7 @@ def running(workdir: Path, nodes: int = NODES) -> Iterator[S3Store]:
     argv = [
         sys.executable, "-m", "skymesh", "up", "--home", str(home), "--nodes", str(nodes),
         "--port", str(base), "--coordinator-port", str(base + 1),
-        "--node-base-port", str(base + 2), "--no-fsync", "--log-level", "WARNING",
+        "--node-base-port", str(base + 2), "--no-fsync", "--no-compute", "--log-level", "WARNING",
     ]  # fmt: skip
     log = workdir / "skymesh-up.log"
     proc = procs.spawn(argv, log, env=env, stdout_pipe=True)
