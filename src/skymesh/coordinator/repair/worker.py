@@ -225,9 +225,17 @@ class RepairWorker:
             layout = SegmentLayout(seg.plain_size, seg.block_size, seg.scheme)
             coder = ErasureCoder(seg.scheme)
             stripe_lens = layout.stripe_lens(range(layout.block_count))
-            rebuilt = await asyncio.to_thread(
-                coder.reconstruct_stripes, sources, stripe_lens, wanted
-            )
+            # A misplaced piece that served as a source is moved as it is: it was
+            # verified against its root, and the codec cannot rebuild a piece it is given.
+            to_build = [num for num in wanted if num not in sources]
+            rebuilt: dict[int, bytearray] = {}
+            if to_build:
+                rebuilt = await asyncio.to_thread(
+                    coder.reconstruct_stripes, sources, stripe_lens, to_build
+                )
+            for num in wanted:
+                if num in sources:
+                    rebuilt[num] = bytearray(sources[num])
             sources.clear()
             # 4. upload (more nodes if sources failed their check and more must be rebuilt)
             if len(wanted) > len(targets):
