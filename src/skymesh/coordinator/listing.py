@@ -48,6 +48,22 @@ def prefix_end(prefix: str) -> str | None:
     return None
 
 
+def walk_start(prefix: str, marker: str) -> tuple[str, bool, str | None]:
+    """Where a listing's range scan starts (key, inclusive) and ends, for both walks."""
+    end = prefix_end(prefix) if prefix else None
+    if prefix > marker:
+        return prefix, True, end
+    return marker, False, end
+
+
+def common_prefix(key: str, prefix: str, delimiter: str) -> str | None:
+    """The common prefix ``key`` rolls up into under ``delimiter``, or None."""
+    if not delimiter:
+        return None
+    cut = key.find(delimiter, len(prefix))
+    return key[: cut + len(delimiter)] if cut >= 0 else None
+
+
 @dataclass(frozen=True)
 class KeyPage:
     """Keys in [start, end) (or (start, end) when not ``inclusive``), at most ``limit``, ascending."""
@@ -73,11 +89,7 @@ class ListWalk(Generic[R]):
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
             raise ValueError(f"limit must be 1..{MAX_LIMIT}")
-        self._end = prefix_end(self.prefix) if self.prefix else None
-        if self.prefix > self.start_after:
-            self._start, self._inclusive = self.prefix, True
-        else:
-            self._start, self._inclusive = self.start_after, False
+        self._start, self._inclusive, self._end = walk_start(self.prefix, self.start_after)
         self._listed = 0
         self._page = MIN_DELIMITED_PAGE if self.delimiter else MAX_PAGE
         self._asked = 0
@@ -98,20 +110,18 @@ class ListWalk(Generic[R]):
                 self.truncated = True
                 self.done = True
                 return
-            if self.delimiter:
-                cut = key.find(self.delimiter, len(self.prefix))
-                if cut >= 0:
-                    common = key[: cut + len(self.delimiter)]
-                    if common > self.start_after:
-                        self.prefixes.append(common)
-                        self._item(common)
-                    after = prefix_end(common)
-                    if after is None:
-                        self.done = True
-                    else:
-                        self._start, self._inclusive = after, True
-                        self._page = MIN_DELIMITED_PAGE
-                    return
+            common = common_prefix(key, self.prefix, self.delimiter)
+            if common is not None:
+                if common > self.start_after:
+                    self.prefixes.append(common)
+                    self._item(common)
+                after = prefix_end(common)
+                if after is None:
+                    self.done = True
+                else:
+                    self._start, self._inclusive = after, True
+                    self._page = MIN_DELIMITED_PAGE
+                return
             self.entries.append(row)
             self._item(key)
             self._start, self._inclusive = key, False
@@ -201,11 +211,7 @@ class VersionWalk(Generic[V]):
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
             raise ValueError(f"limit must be 1..{MAX_LIMIT}")
-        self._end = prefix_end(self.prefix) if self.prefix else None
-        if self.prefix > self.key_marker:
-            self._start, self._inclusive = self.prefix, True
-        else:
-            self._start, self._inclusive = self.key_marker, False
+        self._start, self._inclusive, self._end = walk_start(self.prefix, self.key_marker)
         self._within: tuple[str, int] | None = None
         if self.marker_seq is not None and self.key_marker.startswith(self.prefix):
             self._within = (self.key_marker, self.marker_seq)
@@ -232,21 +238,19 @@ class VersionWalk(Generic[V]):
                 self.done = True
                 return
             key = row.key
-            if self.delimiter:
-                cut = key.find(self.delimiter, len(self.prefix))
-                if cut >= 0:
-                    common = key[: cut + len(self.delimiter)]
-                    if common > self.key_marker:
-                        self.prefixes.append(common)
-                        self._item(common, None)
-                    after = prefix_end(common)
-                    self._within = None
-                    if after is None:
-                        self.done = True
-                    else:
-                        self._start, self._inclusive = after, True
-                        self._page = MIN_DELIMITED_PAGE
-                    return
+            common = common_prefix(key, self.prefix, self.delimiter)
+            if common is not None:
+                if common > self.key_marker:
+                    self.prefixes.append(common)
+                    self._item(common, None)
+                after = prefix_end(common)
+                self._within = None
+                if after is None:
+                    self.done = True
+                else:
+                    self._start, self._inclusive = after, True
+                    self._page = MIN_DELIMITED_PAGE
+                return
             self.entries.append(row)
             self._item(key, row)
             last = row
