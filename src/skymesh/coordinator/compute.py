@@ -34,6 +34,7 @@ from skymesh.wire.messages import (
     InferenceOrder,
     InferenceOrderRequest,
     InferenceOrders,
+    ModelOffer,
 )
 from skymesh.wire.signing import sign
 
@@ -131,7 +132,8 @@ class ComputeBook:
         signed = []
         for node_id in req.node_ids:
             node = listed.get(node_id)
-            if node is None or not any(m.name == req.model for m in node.advert.models):
+            offer = None if node is None else _offer(node, req.model)
+            if node is None or offer is None:
                 raise NotFound(
                     f"node {node_id} is not an online compute node serving {req.model!r}:"
                     " list /v1/compute/nodes again"
@@ -145,10 +147,17 @@ class ComputeBook:
                 max_tokens=req.max_tokens,
                 expires_at=now + self.order_ttl,
                 issued_at=now,
+                price_in=offer.price_in,  # metering: priced as offered
+                price_out=offer.price_out,
+                region=node.region,
             )
             signed.append(sign(self.identity, order))
         self.orders_issued += len(signed)
         return InferenceOrders(orders=signed)
+
+
+def _offer(node: ComputeNode, model: str) -> ModelOffer | None:
+    return next((m for m in node.advert.models if m.name == model), None)
 
 
 def add_compute_routes(app: web.Application, auth: Auth, book: ComputeBook) -> None:

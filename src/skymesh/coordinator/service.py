@@ -23,6 +23,7 @@ from skymesh.coordinator.durability import durability_report
 from skymesh.coordinator.gc import GarbageCollector
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
+from skymesh.coordinator.metering import Meter, add_metering_routes  # metering slice
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.registry import Registry
 from skymesh.coordinator.repair.checker import RepairChecker
@@ -205,6 +206,8 @@ class CoordinatorService:
             self.compute = ComputeBook(self.registry, self.identity, clock=self.clock)
             self.registry.on_heartbeat = self.compute.observe
             add_compute_routes(app, self.auth, self.compute)
+            self.meter = Meter(self.db, self.identity, clock=self.clock)  # metering slice
+            add_metering_routes(app, self.auth, self.meter)
             # ---- end inference slice
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()

@@ -232,3 +232,39 @@ repair_queue = sa.Table(
 )
 
 # ---- end durability slice B ----------------------------------------------------------
+
+# ---- metering slice: inference usage, per-project routing weights (migration 0006) ----
+
+# One row per served inference order: the serial is the order's, so a report counts once.
+inference_usage = sa.Table(
+    "inference_usage",
+    metadata,
+    sa.Column("serial", sa.String, primary_key=True),
+    sa.Column("project_id", sa.String, nullable=False),
+    sa.Column("model", sa.String, nullable=False),
+    sa.Column("node_id", sa.String, nullable=False),
+    sa.Column("region", sa.String, nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Column("price_in", sa.Double, nullable=False),  # USD per 1M tokens, as offered
+    sa.Column("price_out", sa.Double, nullable=False),
+    sa.Column("cost", sa.Double, nullable=False),  # USD
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("issued_at", sa.Double, nullable=False),
+    sa.Column("recorded_at", sa.Double, nullable=False),
+    sa.Index("ix_inference_usage_project", "project_id", "recorded_at"),
+    sa.Index("ix_inference_usage_recorded", "recorded_at"),
+)
+
+# A project's default routing weights; a project without a row gets the defaults.
+project_routing = sa.Table(
+    "project_routing",
+    metadata,
+    sa.Column("project_id", sa.String, primary_key=True),
+    sa.Column("latency", sa.Double, nullable=False),
+    sa.Column("price", sa.Double, nullable=False),
+    sa.Column("carbon", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+# ---- end metering slice -----------------------------------------------------------------

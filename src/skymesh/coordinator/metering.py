@@ -1,0 +1,375 @@
+"""Inference metering (tokens per project, model and node, priced) and per-project routing weights.
+
+Who may report: whoever holds the signed :class:`InferenceOrder` a node served
+(the gateway, with the project's key; the admin for any project). A report
+carries the order exactly as this coordinator signed it, so usage is recorded
+only for orders this coordinator issued, at the prices and region signed into
+the order, and each order at most once (its serial is the row's key: a resent
+report is a duplicate, not a second charge). Completion tokens cannot exceed
+the order's cap. The counts themselves are the node's answer as the gateway
+relayed it; a node-signed receipt would bind them to the node too (not yet).
+
+| route | auth | request -> response |
+|---|---|---|
+| POST /v1/compute/usage | project (its own orders) or admin | UsageReports -> UsageRecorded |
+| GET /v1/usage?project=&since=&until=&group_by= | admin, or a project for itself | UsageSummary |
+| GET /v1/projects/self/routing | project | ProjectRouting |
+| GET /v1/admin/routing | admin | ProjectRoutingList |
+| GET, PUT, DELETE /v1/admin/projects/{project}/routing | admin | (RoutingWeights ->) ProjectRouting |
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from skymesh.compute.routing import Weights
+from skymesh.coordinator.auth import Auth, bearer_token
+from skymesh.coordinator.db.engine import Database
+from skymesh.coordinator.db.schema import inference_usage, project_routing, projects
+from skymesh.errors import BadRequest, Forbidden, NotFound
+from skymesh.rpc import json_response, read_json
+from skymesh.wire.identity import Identity
+from skymesh.wire.messages import (
+    InferenceOrder,
+    ProjectRouting,
+    ProjectRoutingList,
+    RoutingWeights,
+    UsageRecorded,
+    UsageReport,
+    UsageReports,
+    UsageRow,
+    UsageSummary,
+)
+from skymesh.wire.signing import open_signed
+
+MAX_REPORTS = 500  # per POST
+MAX_PROMPT_TOKENS = 1_000_000  # as the coordinator's order cap: more is not a real request
+REPORT_WINDOW = 86_400.0  # seconds after issue within which an order's usage is accepted
+GROUPS = ("project", "model", "node")
+_GROUP_COLUMNS = {
+    "project": (inference_usage.c.project_id,),
+    "model": (inference_usage.c.model,),
+    "node": (inference_usage.c.node_id, inference_usage.c.region),
+}
+
+
+def parse_group_by(value: str) -> list[str]:
+    """``"model,node"`` -> ``["model", "node"]``; BadRequest names the unknown ones."""
+    names = [g.strip() for g in value.split(",") if g.strip()] or ["project"]
+    unknown = [g for g in names if g not in GROUPS]
+    if unknown:
+        raise BadRequest(f"group_by: unknown {unknown}; use any of {', '.join(GROUPS)}")
+    return list(dict.fromkeys(names))
+
+
+class Meter:
+    """Usage records and project routing weights over the metadata database."""
+
+    def __init__(
+        self, db: Database, identity: Identity, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.identity = identity
+        self.clock = clock
+        self.recorded = 0  # counters for /metrics
+        self.duplicates = 0
+
+    # ------------------------------------------------------------ usage
+
+    def check(self, report: UsageReport, project_id: str | None) -> InferenceOrder:
+        """The report's order, verified: signed here, of ``project_id`` (None: any), plausible."""
+        order = open_signed(report.order, InferenceOrder, {self.identity.public_key})
+        if project_id is not None and order.project_id != project_id:
+            raise Forbidden("the inference order belongs to another project")
+        if self.clock() - order.issued_at > REPORT_WINDOW:
+            raise Forbidden(f"the inference order was issued over {REPORT_WINDOW:.0f} s ago")
+        if not 0 <= report.prompt_tokens <= MAX_PROMPT_TOKENS:
+            raise BadRequest(f"prompt_tokens must be 0..{MAX_PROMPT_TOKENS}")
+        if not 0 <= report.completion_tokens <= order.max_tokens:
+            raise BadRequest(f"completion_tokens must be 0..{order.max_tokens} under this order")
+        return order
+
+    async def record(
+        self, reports: Sequence[UsageReport], project_id: str | None = None
+    ) -> UsageRecorded:
+        """Record served orders (all or none): ``project_id`` None records for any project.
+
+        The function other parts call to meter tokens (the gateway's reporter, the
+        Batch API); an order already recorded counts as a duplicate, not again.
+        """
+        if len(reports) > MAX_REPORTS:
+            raise BadRequest(f"send at most {MAX_REPORTS} usage reports at once")
+        rows: dict[str, dict[str, object]] = {}
+        now = self.clock()
+        for i, report in enumerate(reports):
+            try:
+                order = self.check(report, project_id)
+            except (BadRequest, Forbidden) as e:
+                raise type(e)(f"usage report {i}: {e.message}") from e
+            cost = (
+                report.prompt_tokens * order.price_in + report.completion_tokens * order.price_out
+            ) / 1e6
+            rows[order.serial] = {
+                "serial": order.serial,
+                "project_id": order.project_id,
+                "model": order.model,
+                "node_id": order.node_id,
+                "region": order.region,
+                "prompt_tokens": report.prompt_tokens,
+                "completion_tokens": report.completion_tokens,
+                "price_in": order.price_in,
+                "price_out": order.price_out,
+                "cost": cost,
+                "complete": report.complete,
+                "issued_at": order.issued_at,
+                "recorded_at": now,
+            }
+
+        def txn(conn: sa.Connection) -> int:
+            known = set(
+                conn.execute(
+                    sa.select(inference_usage.c.serial).where(
+                        inference_usage.c.serial.in_(list(rows))
+                    )
+                ).scalars()
+            )
+            fresh = [r for s, r in rows.items() if s not in known]
+            if fresh:
+                conn.execute(inference_usage.insert(), fresh)
+            return len(fresh)
+
+        try:
+            fresh = await self.db.write(txn) if rows else 0
+        except sa.exc.IntegrityError:  # a concurrent replica recorded one of them first
+            fresh = await self.db.write(txn)
+        duplicates = len(reports) - fresh
+        self.recorded += fresh
+        self.duplicates += duplicates
+        return UsageRecorded(recorded=fresh, duplicates=duplicates)
+
+    async def summary(
+        self,
+        *,
+        project_id: str | None = None,
+        since: float = 0.0,
+        until: float = math.inf,
+        group_by: Sequence[str] = ("project",),
+    ) -> UsageSummary:
+        """Totals over ``[since, until)``, grouped by any of project, model and node."""
+        u = inference_usage
+        keys = [c for g in group_by for c in _GROUP_COLUMNS[g]]
+        with_name = "project" in group_by
+        columns = [
+            *keys,
+            *([projects.c.name] if with_name else []),
+            sa.func.count().label("requests"),
+            sa.func.coalesce(sa.func.sum(u.c.prompt_tokens), 0).label("prompt_tokens"),
+            sa.func.coalesce(sa.func.sum(u.c.completion_tokens), 0).label("completion_tokens"),
+            sa.func.coalesce(sa.func.sum(u.c.cost), 0.0).label("cost"),
+        ]
+        source = u.outerjoin(projects, projects.c.project_id == u.c.project_id) if with_name else u
+        query = sa.select(*columns).select_from(source).where(u.c.recorded_at >= since)
+        if math.isfinite(until):
+            query = query.where(u.c.recorded_at < until)
+        if project_id is not None:
+            query = query.where(u.c.project_id == project_id)
+        group = [*keys, *([projects.c.name] if with_name else [])]
+        query = query.group_by(*group).order_by(*keys)
+
+        def txn(conn: sa.Connection) -> list[UsageRow]:
+            out = []
+            for row in conn.execute(query).mappings():
+                out.append(
+                    UsageRow(
+                        project_id=row.get("project_id") or "",
+                        project_name=row.get("name") or "",
+                        model=row.get("model") or "",
+                        node_id=row.get("node_id") or "",
+                        region=row.get("region") or "",
+                        requests=int(row["requests"]),
+                        prompt_tokens=int(row["prompt_tokens"]),
+                        completion_tokens=int(row["completion_tokens"]),
+                        cost=float(row["cost"]),
+                    )
+                )
+            return out
+
+        rows = await self.db.read(txn)
+        return UsageSummary(
+            group_by=list(group_by),
+            since=since,
+            until=until if math.isfinite(until) else 0.0,
+            rows=rows,
+        )
+
+    # ------------------------------------------------------------ routing weights
+
+    async def resolve_project(self, project: str) -> str:
+        """A project id from its id or its (unique) name."""
+
+        def txn(conn: sa.Connection) -> list[str]:
+            by_id = conn.execute(
+                sa.select(projects.c.project_id).where(projects.c.project_id == project)
+            ).scalar_one_or_none()
+            if by_id is not None:
+                return [by_id]
+            return list(
+                conn.execute(
+                    sa.select(projects.c.project_id).where(projects.c.name == project)
+                ).scalars()
+            )
+
+        found = await self.db.read(txn)
+        if not found:
+            raise NotFound(f"no project with id or name {project!r}")
+        if len(found) > 1:
+            raise BadRequest(f"{len(found)} projects are named {project!r}: give the project id")
+        return found[0]
+
+    async def routing(self, project_id: str | None = None) -> list[ProjectRouting]:
+        """Weights of one project (or of every project), defaults where none were set."""
+        query = sa.select(
+            projects.c.project_id,
+            projects.c.name,
+            project_routing.c.latency,
+            project_routing.c.price,
+            project_routing.c.carbon,
+        ).select_from(
+            projects.outerjoin(
+                project_routing, project_routing.c.project_id == projects.c.project_id
+            )
+        )
+        if project_id is not None:
+            query = query.where(projects.c.project_id == project_id)
+        query = query.order_by(projects.c.name, projects.c.project_id)
+        default = Weights()
+
+        def txn(conn: sa.Connection) -> list[ProjectRouting]:
+            return [
+                ProjectRouting(
+                    project_id=r.project_id,
+                    name=r.name,
+                    latency=default.latency if r.latency is None else r.latency,
+                    price=default.price if r.price is None else r.price,
+                    carbon=default.carbon if r.carbon is None else r.carbon,
+                    custom=r.latency is not None,
+                )
+                for r in conn.execute(query)
+            ]
+
+        found = await self.db.read(txn)
+        if project_id is not None and not found:
+            raise NotFound(f"no project {project_id!r}")
+        return found
+
+    async def set_routing(self, project_id: str, update: RoutingWeights) -> ProjectRouting:
+        """Set some of a project's weights; those left out keep their current values."""
+        (current,) = await self.routing(project_id)
+        merged = {
+            "latency": current.latency,
+            "price": current.price,
+            "carbon": current.carbon,
+            **{k: v for k, v in _fields(update).items() if v is not None},
+        }
+        try:
+            weights = Weights.parse(merged)
+        except ValueError as e:
+            raise BadRequest(str(e)) from e
+        row = {"project_id": project_id, **asdict(weights), "updated_at": self.clock()}
+
+        def txn(conn: sa.Connection) -> None:
+            conn.execute(project_routing.delete().where(project_routing.c.project_id == project_id))
+            conn.execute(project_routing.insert(), row)
+
+        await self.db.write(txn)
+        return (await self.routing(project_id))[0]
+
+    async def reset_routing(self, project_id: str) -> ProjectRouting:
+        """Back to the network's default weights."""
+        await self.db.write(
+            lambda conn: conn.execute(
+                project_routing.delete().where(project_routing.c.project_id == project_id)
+            )
+        )
+        return (await self.routing(project_id))[0]
+
+
+def _fields(update: RoutingWeights) -> dict[str, float | None]:
+    return {"latency": update.latency, "price": update.price, "carbon": update.carbon}
+
+
+def _number(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be unix seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(f"{name} must be finite unix seconds >= 0")
+    return value
+
+
+async def _project_or_admin(auth: Auth, request: web.Request) -> str | None:
+    """The calling project, or None for the admin token."""
+    token = bearer_token(request)
+    if auth.admin_token and hmac.compare_digest(token.encode(), auth.admin_token.encode()):
+        return None
+    return await auth.project_of(request)
+
+
+def add_metering_routes(app: web.Application, auth: Auth, meter: Meter) -> None:
+    async def report(request: web.Request) -> web.Response:
+        caller = await _project_or_admin(auth, request)
+        body = await read_json(request, UsageReports)
+        return json_response(await meter.record(body.reports, caller))
+
+    async def usage(request: web.Request) -> web.Response:
+        caller = await _project_or_admin(auth, request)
+        wanted = request.query.get("project", "")
+        project_id = await meter.resolve_project(wanted) if wanted else None
+        if caller is not None:
+            if project_id not in (None, caller):
+                raise Forbidden("a project key sees only its own usage")
+            project_id = caller
+        since = _number(request, "since", 0.0)
+        until = _number(request, "until", math.inf)
+        if until <= since:
+            raise BadRequest("until must be after since")
+        group_by = parse_group_by(request.query.get("group_by", "project"))
+        return json_response(
+            await meter.summary(project_id=project_id, since=since, until=until, group_by=group_by)
+        )
+
+    async def own_routing(request: web.Request) -> web.Response:
+        project_id = await auth.project_of(request)
+        return json_response((await meter.routing(project_id))[0])
+
+    async def all_routing(request: web.Request) -> web.Response:
+        auth.require_admin(request)
+        return json_response(ProjectRoutingList(projects=await meter.routing()))
+
+    async def project_routing_route(request: web.Request) -> web.Response:
+        auth.require_admin(request)
+        project_id = await meter.resolve_project(request.match_info["project"])
+        if request.method == "PUT":
+            update = await read_json(request, RoutingWeights)
+            return json_response(await meter.set_routing(project_id, update))
+        if request.method == "DELETE":
+            return json_response(await meter.reset_routing(project_id))
+        return json_response((await meter.routing(project_id))[0])
+
+    app.router.add_post("/v1/compute/usage", report)
+    app.router.add_get("/v1/usage", usage)
+    app.router.add_get("/v1/projects/self/routing", own_routing)
+    app.router.add_get("/v1/admin/routing", all_routing)
+    for method in ("GET", "PUT", "DELETE"):
+        app.router.add_route(method, "/v1/admin/projects/{project}/routing", project_routing_route)
