@@ -83,11 +83,33 @@ def up(
             help="One compute node per region, models pushed (needs skymesh[ai]).",
         ),
     ] = True,
+    compute_regions: Annotated[  # inference slice
+        str,
+        typer.Option(help="Comma-separated regions whose first node computes (default: all)."),
+    ] = "",
+    distance: Annotated[  # distance: docs/inference.md
+        bool,
+        typer.Option(
+            "--distance/--no-distance",
+            help="A gateway per region (ports after the last node's), reaching compute nodes"
+            " through delay proxies with inter-region round-trip times.",
+        ),
+    ] = False,
+    rtt_matrix: Annotated[
+        Path | None,
+        typer.Option(help="TOML of round-trip times for --distance (default: built in)."),
+    ] = None,
 ) -> None:
     """Start a whole local network (coordinator, nodes, gateway) and print how to use it."""
+    from skymesh.network.rtt import RttMatrix
     from skymesh.network.up import NetworkSpec, home_dir, run_network
 
     _setup_logging(log_level, "up")
+    try:
+        matrix = RttMatrix.load(rtt_matrix) if rtt_matrix is not None else RttMatrix.default()
+    except SkymeshError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from e
     spec = NetworkSpec(
         home=home_dir(home),
         nodes=nodes,
@@ -98,6 +120,9 @@ def up(
         fsync=not no_fsync,
         log_level=log_level,
         compute=compute,  # inference slice
+        compute_regions=[r.strip() for r in compute_regions.split(",") if r.strip()],
+        distance=distance,
+        rtt_matrix=matrix,
     )
     _run(run_network(spec))
 

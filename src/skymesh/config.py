@@ -124,6 +124,11 @@ class GatewayConfig(_Config, frozen=True):
     download_extra_pieces: int = 2  # start downloads on k + this many nodes
     # virtual-hosted-style S3: a request to bucket.<suffix> names the bucket in its Host
     virtual_host_suffixes: list[str] = []
+    # ---- distance: `skymesh up --distance` (docs/inference.md)
+    # compute node URL -> the URL this gateway reaches it by (a delay proxy in between):
+    # how a gateway in one simulated region sees nodes in the others. Empty: as advertised.
+    node_routes: dict[str, str] = {}
+    # ---- end distance
 
 
 C = TypeVar("C", bound=_Config)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import secrets
@@ -35,6 +36,8 @@ from skymesh.config import (
     write_credentials,
 )
 from skymesh.errors import ConfigError, SkymeshError
+from skymesh.network.distance import Distance, NodeSite
+from skymesh.network.rtt import RttMatrix
 from skymesh.wire.messages import (
     CreateProjectRequest,
     NodeList,
@@ -64,7 +67,12 @@ class NetworkSpec:
     log_level: str = "INFO"
     # ---- inference slice: one compute node per region when the ai extra is installed
     compute: bool = True
+    compute_regions: Sequence[str] = ()  # regions whose first node computes; empty: all
     # ---- end inference slice
+    # ---- distance: a gateway per region, delayed links to compute nodes (network/distance.py)
+    distance: bool = False
+    rtt_matrix: RttMatrix = field(default_factory=RttMatrix.default)
+    # ---- end distance
 
 
 class NetworkState(msgspec.Struct, kw_only=True):
@@ -132,6 +140,8 @@ class Network:
     spec: NetworkSpec
     children: list[Child] = field(default_factory=list)
     credential: Credential | None = None
+    gateways: dict[str, str] = field(default_factory=dict)  # region -> endpoint (--distance)
+    distance: Distance | None = None
 
     @property
     def endpoint(self) -> str:
@@ -184,7 +194,7 @@ class Network:
                 heartbeat_interval=s.heartbeat_interval,
                 fsync=s.fsync,
             )
-            if i < len(s.regions) and _compute_on(s):  # inference slice
+            if i < len(s.regions) and _compute_on(s) and _computes(s, region):  # inference
                 node = msgspec.structs.replace(
                     node, compute=True, model_credentials=str(_models_credentials(s))
                 )
@@ -230,8 +240,44 @@ class Network:
             self.credential = await self._ensure_credentials(session, state)
             if _compute_on(s):  # inference slice: packaged models become objects
                 await _push_models(session, self.coordinator_url, state.admin_token, s)
+            if s.distance:
+                await self._region_gateways()
             gw = self._child("gateway", "gateway", s.home / "gateway" / "config.toml")
             await _wait_http(session, f"{self.endpoint}/healthz", gw)
+            for region, url in list(self.gateways.items())[1:]:
+                gw = self._child(
+                    f"gateway-{region}", "gateway", _gateway_home(s, region) / "config.toml"
+                )
+                await _wait_http(session, f"{url}/healthz", gw)
+            if self.gateways:
+                self._write(s.home / "run" / "gateways.json", json.dumps(self.gateways) + "\n")
+
+    async def _region_gateways(self) -> None:
+        """A gateway per region, each reaching compute nodes through delay proxies.
+
+        The first region's gateway is the usual one (the S3 endpoint); the others
+        listen on the ports after the last node's.
+        """
+        s = self.spec
+        self.distance = Distance(s.rtt_matrix, s.host)
+        sites = [
+            NodeSite(s.regions[i % len(s.regions)], s.host, s.node_base_port + i)
+            for i in range(s.nodes)
+            if i < len(s.regions) and _computes(s, s.regions[i])
+        ]
+        for j, region in enumerate(s.regions):
+            port = s.gateway_port if j == 0 else s.node_base_port + s.nodes + j - 1
+            home = s.home / "gateway" if j == 0 else _gateway_home(s, region)
+            gw = GatewayConfig(
+                data_dir=str(home),
+                host=s.host,
+                port=port,
+                coordinator_url=self.coordinator_url,
+                credentials_file=str(s.home / "gateway" / "credentials.toml"),
+                node_routes=await self.distance.routes_from(region, sites),
+            )
+            self._write(home / "config.toml", config_to_toml(gw))
+            self.gateways[region] = f"http://{s.host}:{port}"
 
     async def _wait_nodes(self, session: aiohttp.ClientSession, token: str, count: int) -> None:
         deadline = time.monotonic() + 60
@@ -332,7 +378,7 @@ Use it with the AWS CLI:
   aws --endpoint-url {self.endpoint} s3 ls s3://demo/
 
 Press Ctrl-C to stop; starting again serves the same objects.
-{_openai_banner(self)}"""
+{_openai_banner(self)}{_distance_banner(self)}"""
 
 
 # ---- inference slice: models in the network, compute nodes ----------------------------
@@ -342,6 +388,11 @@ def _compute_on(spec: NetworkSpec) -> bool:
     from skymesh.compute.catalog import packaged_models
 
     return spec.compute and bool(packaged_models())
+
+
+def _computes(spec: NetworkSpec, region: str) -> bool:
+    """Whether ``region``'s first node is a compute node (when compute is on at all)."""
+    return not spec.compute_regions or region in spec.compute_regions
 
 
 def _openai_banner(net: Network) -> str:
@@ -379,6 +430,24 @@ async def _push_models(
 # ---- end inference slice ----------------------------------------------------------------
 
 
+def _gateway_home(spec: NetworkSpec, region: str) -> Path:
+    return spec.home / "gateways" / region
+
+
+def _distance_banner(net: Network) -> str:
+    """Each region's gateway, when ``--distance`` gave every region its own."""
+    if not net.gateways:
+        return ""
+    m = net.spec.rtt_matrix
+    first = next(iter(net.gateways))
+    lines = ["", "Simulated distance: a gateway per region; callers in a region use its gateway."]
+    for region, url in net.gateways.items():
+        rtts = ", ".join(f"{r} {m.ms(region, r):g}" for r in net.spec.regions if r != region)
+        note = " (the S3 endpoint)" if region == first else ""
+        lines.append(f"  gateway {region:<12} {url}{note}  RTT ms: {rtts}")
+    return "\n".join(lines) + "\n"
+
+
 async def _wait_http(
     session: aiohttp.ClientSession, url: str, child: Child, timeout: float = 60
 ) -> None:
@@ -400,6 +469,11 @@ async def run_network(spec: NetworkSpec, ready: asyncio.Event | None = None) -> 
     """Start the network, print how to use it, and run until SIGINT or SIGTERM."""
     if spec.nodes < 2:
         raise ConfigError("a network needs at least 2 nodes")
+    unknown = set(spec.compute_regions) - set(spec.regions)
+    if unknown:
+        raise ConfigError(f"compute regions {sorted(unknown)} are not among {list(spec.regions)}")
+    if spec.distance:
+        spec.rtt_matrix.check_covers(spec.regions)
     net = Network(spec)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -422,4 +496,6 @@ async def run_network(spec: NetworkSpec, ready: asyncio.Event | None = None) -> 
     finally:
         print("stopping skymesh...", flush=True)
         await asyncio.to_thread(net.stop)
+        if net.distance is not None:
+            await net.distance.close()
         print("stopped.", flush=True)

@@ -90,7 +90,7 @@ class OpenAIGateway:
         self.config = config
         self.credentials = credentials  # access key id -> credential (live: keys get added)
         self.session = session
-        self.directory = ComputeDirectory(session)
+        self.directory = ComputeDirectory(session, routes=config.node_routes)
         self._rpcs: dict[str, RpcClient] = {}
         self.requests = 0
         self.errors = 0

