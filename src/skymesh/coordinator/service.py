@@ -17,6 +17,7 @@ from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.api import add_drain_route, add_durability_route, create_app
 from skymesh.coordinator.audit import Auditor
 from skymesh.coordinator.auth import Auth
+from skymesh.coordinator.batch import add_batch_routes  # batch API
 from skymesh.coordinator.compute import ComputeBook, add_compute_routes  # inference slice
 from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.coordinator.durability import durability_report
@@ -206,6 +207,7 @@ class CoordinatorService:
             self.compute = ComputeBook(self.registry, self.identity, clock=self.clock)
             self.registry.on_heartbeat = self.compute.observe
             add_compute_routes(app, self.auth, self.compute)
+            add_batch_routes(app, self.auth, self.compute, self.metainfo)  # batch API
             self.meter = Meter(self.db, self.identity, clock=self.clock)  # metering slice
             add_metering_routes(app, self.auth, self.meter)
             # ---- end inference slice

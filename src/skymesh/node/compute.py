@@ -38,6 +38,7 @@ from skymesh.compute.pool import WorkerPool
 from skymesh.compute.store import ModelCache, read_manifest
 from skymesh.config import NodeConfig, load_credentials
 from skymesh.errors import BadRequest, ConfigError, Forbidden, SkymeshError
+from skymesh.node.batch import NodeBatches
 from skymesh.node.orders import OrderVerifier
 from skymesh.rpc import json_response, read_json
 from skymesh.wire.messages import (
@@ -87,6 +88,7 @@ class NodeCompute:
         self.cache: ModelCache | None = None
         self.from_network: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
+        self.batches: NodeBatches | None = None  # batch API, once installed
 
     async def prepare(self, session: aiohttp.ClientSession) -> None:
         """Read the manifests of network models, so adverts say what each one is.
@@ -232,6 +234,8 @@ class NodeCompute:
     def install(self, app: web.Application) -> None:
         app.router.add_post("/v1/infer/embeddings", self._embeddings)
         app.router.add_post("/v1/infer/chat", self._chat)
+        self.batches = NodeBatches(self, self.clock)  # batch API: /v1/batch/*
+        self.batches.install(app)
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         order = self.check_order(request)
@@ -335,6 +339,8 @@ class NodeCompute:
                     await asyncio.shield(job)
 
     def close(self) -> None:
+        if self.batches is not None:
+            self.batches.close()
         self.pool.close()
 
 

@@ -37,8 +37,10 @@ from skymesh.compute.errors import ModelNotFound
 from skymesh.compute.routing import Candidate, rank
 from skymesh.config import Credential, GatewayConfig
 from skymesh.errors import SkymeshError
+from skymesh.gateway.openai.batches import BatchAPI
 from skymesh.gateway.openai.directory import ComputeDirectory
 from skymesh.gateway.openai.errors import OpenAIError, error_response, from_error
+from skymesh.gateway.openai.files import ProjectFiles
 from skymesh.gateway.openai.schema import (
     DEFAULT_MAX_TOKENS,
     MAX_BODY,
@@ -64,6 +66,7 @@ from skymesh.wire.signing import Signed, encode_header
 log = logging.getLogger(__name__)
 
 PATHS = ("/v1/models", "/v1/embeddings", "/v1/chat/completions")
+BATCH_PATHS = ("/v1/files", "/v1/batches")  # and everything under them
 TRIES = 3  # nodes tried per request, best first
 NODE_MAX_BODY = 1024 * 1024  # what a node's HTTP server reads (aiohttp's default)
 EMBED_ORDER_TOKENS = 2048 * 256  # what one embeddings request may feed a node
@@ -91,6 +94,8 @@ class OpenAIGateway:
         self.credentials = credentials  # access key id -> credential (live: keys get added)
         self.session = session
         self.directory = ComputeDirectory(session, routes=config.node_routes)
+        self.files = ProjectFiles(config, session)  # batch API: /v1/files, /v1/batches
+        self.batches = BatchAPI(self.files, self.directory, session)
         self._rpcs: dict[str, RpcClient] = {}
         self.requests = 0
         self.errors = 0
@@ -112,7 +117,7 @@ class OpenAIGateway:
 
     def claims(self, request: web.Request) -> bool:
         path = request.path
-        if path not in PATHS and not path.startswith("/v1/models/"):
+        if path not in PATHS and not path.startswith(("/v1/models/", *BATCH_PATHS)):
             return False
         auth = request.headers.get("Authorization", "")
         if auth:
@@ -136,6 +141,10 @@ class OpenAIGateway:
                 return await self._embeddings(request, rpc)
             if path == "/v1/chat/completions" and method == "POST":
                 return await self._chat(request, rpc)
+            if path.startswith(BATCH_PATHS[0]):  # batch API (files.py, batches.py)
+                return await self.files.handle(request, credential)
+            if path.startswith(BATCH_PATHS[1]):
+                return await self.batches.handle(request, credential, rpc)
             raise OpenAIError(
                 f"{method} is not allowed on {path}", status=405, code="method_not_allowed"
             )

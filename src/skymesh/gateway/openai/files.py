@@ -1,0 +1,266 @@
+"""``/v1/files``: OpenAI files that are skymesh objects, read and written through the client library.
+
+A file id names its object: ``file-`` + URL-safe base64 (unpadded) of
+``"<bucket>/<key>"``. So any JSONL object already stored in a bucket of the
+project is a batch input without re-upload (:func:`file_id` gives its id; the
+``skymesh files id`` idea is just this function), and nothing but the object
+itself has to be kept: no index to lose or fall out of step. The id shows the
+bucket and key to whoever holds it; they are names the project chose, and the
+coordinator sees them anyway.
+
+Uploads go to the bucket named by the ``X-Skymesh-Bucket`` header or a ``bucket``
+form field sent before the file, else to the project's own
+``openai-files-<project id>`` (created on first use, no location constraint), at
+``openai-files/<random>/<filename>``. Batch outputs are written next to their
+input at ``openai-batches/<batch id>/{output,errors}.jsonl``: purpose
+``batch_output``. The upload streams into the object; it is never held whole.
+
+| route | answer |
+|---|---|
+| POST /v1/files | multipart form: ``purpose`` = ``batch``, ``file`` -> File |
+| GET /v1/files | list of File (``?bucket=``, ``?purpose=``, ``?limit=``, ``?after=``) |
+| GET /v1/files/{id} | File |
+| GET /v1/files/{id}/content | the bytes |
+| DELETE /v1/files/{id} | ``{id, object: "file", deleted: true}`` |
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import BodyPartReader, web
+
+from skymesh.client.client import Client
+from skymesh.client.objectmeta import ObjectMeta
+from skymesh.config import Credential, GatewayConfig
+from skymesh.errors import Conflict, NotFound
+from skymesh.gateway.openai.errors import OpenAIError, bad_request
+from skymesh.wire import messages as m
+
+MAX_FILE = 200 * 1024 * 1024  # OpenAI's limit for a batch input
+UPLOAD_PREFIX = "openai-files/"
+OUTPUT_PREFIX = "openai-batches/"
+BUCKET_HEADER = "X-Skymesh-Bucket"
+PURPOSES = ("batch",)
+JSONL = "application/jsonl"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]")
+
+
+def file_id(bucket: str, key: str) -> str:
+    return "file-" + base64.urlsafe_b64encode(f"{bucket}/{key}".encode()).decode().rstrip("=")
+
+
+def parse_file_id(value: str) -> tuple[str, str]:
+    """(bucket, key) of a file id; 404 ``file_not_found`` when it names nothing."""
+    raw = value.removeprefix("file-")
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    bucket, _, key = text.partition("/")
+    if not value.startswith("file-") or not bucket or not key:
+        raise OpenAIError(f"no such file: {value!r}", status=404, code="file_not_found")
+    return bucket, key
+
+
+def purpose_of(key: str) -> str:
+    return "batch_output" if key.startswith(OUTPUT_PREFIX) else "batch"
+
+
+def file_object(bucket: str, key: str, size: int, created_at: float) -> dict[str, Any]:
+    return {
+        "id": file_id(bucket, key),
+        "object": "file",
+        "bytes": size,
+        "created_at": int(created_at),
+        "filename": key.rsplit("/", 1)[-1],
+        "purpose": purpose_of(key),
+        "status": "processed",
+        "status_details": None,
+        "expires_at": None,
+    }
+
+
+def not_found(e: NotFound, fid: str) -> OpenAIError:
+    return OpenAIError(f"no such file {fid!r}: {e.message}", status=404, code="file_not_found")
+
+
+class ProjectFiles:
+    """The files of every project this gateway holds keys for, one :class:`Client` each."""
+
+    def __init__(self, config: GatewayConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.session = session
+        self._clients: dict[str, Client] = {}
+        self._ready: set[str] = set()  # default buckets known to exist
+
+    def client(self, c: Credential) -> Client:
+        client = self._clients.get(c.api_key)
+        if client is None:
+            client = Client(
+                self.config.coordinator_url,
+                c.api_key,
+                c.project_id,
+                bytes.fromhex(c.encryption_secret),
+                session=self.session,
+                download_extra_pieces=self.config.download_extra_pieces,
+            )
+            self._clients[c.api_key] = client
+        return client
+
+    async def default_bucket(self, c: Credential) -> str:
+        """``openai-files-<project id>``, created on first use."""
+        name = f"openai-files-{c.project_id}".lower()[:63]
+        if name not in self._ready:
+            try:
+                await self.client(c).create_bucket(name)
+            except Conflict as e:
+                if e.code != "BucketAlreadyOwnedByYou":
+                    raise
+            self._ready.add(name)
+        return name
+
+    # ------------------------------------------------------------ routes
+
+    async def handle(self, request: web.Request, c: Credential) -> web.StreamResponse:
+        parts = request.path.rstrip("/").split("/")[3:]  # after /v1/files
+        method = request.method
+        if not parts and method == "POST":
+            return await self._upload(request, c)
+        if not parts and method == "GET":
+            return await self._list(request, c)
+        if len(parts) == 1 and method == "GET":
+            return await self._retrieve(c, parts[0])
+        if len(parts) == 1 and method == "DELETE":
+            return await self._delete(c, parts[0])
+        if len(parts) == 2 and parts[1] == "content" and method == "GET":
+            return await self._content(request, c, parts[0])
+        raise OpenAIError(
+            f"{method} is not allowed on {request.path}", status=405, code="method_not_allowed"
+        )
+
+    async def _upload(self, request: web.Request, c: Credential) -> web.Response:
+        if not request.content_type.startswith("multipart/form-data"):
+            raise bad_request("upload a file as multipart/form-data with 'purpose' and 'file'")
+        client = self.client(c)
+        reader = await request.multipart()
+        purpose = ""
+        bucket = request.headers.get(BUCKET_HEADER, "")
+        stored: tuple[str, str, m.ObjectInfo] | None = None
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise bad_request("nested multipart bodies are not accepted")
+            if part.name == "purpose":
+                purpose = (await part.text()).strip()
+            elif part.name == "bucket":
+                bucket = bucket or (await part.text()).strip()
+            elif part.name == "file" and stored is None:
+                if purpose and purpose not in PURPOSES:
+                    raise _bad_purpose(purpose)
+                bucket = bucket or await self.default_bucket(c)
+                key = f"{UPLOAD_PREFIX}{secrets.token_hex(8)}/{_filename(part.filename)}"
+                obj = await client.put_object(
+                    bucket, key, _capped(part), meta=ObjectMeta(content_type=JSONL)
+                )
+                stored = (bucket, key, obj.info)
+            else:
+                await part.release()
+        if stored is None:
+            raise bad_request("the form has no 'file' part", param="file")
+        bucket, key, info = stored
+        if purpose not in PURPOSES:  # sent after the file: undo the upload
+            await client.delete_object(bucket, key)
+            raise _bad_purpose(purpose)
+        return web.json_response(file_object(bucket, key, info.size, info.created_at))
+
+    async def _list(self, request: web.Request, c: Credential) -> web.Response:
+        q = request.query
+        bucket = q.get("bucket") or await self.default_bucket(c)
+        try:
+            limit = int(q.get("limit", "100"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            raise bad_request("'limit' must be 1..1000", param="limit")
+        purpose = q.get("purpose", "")
+        prefix = {"batch": UPLOAD_PREFIX, "batch_output": OUTPUT_PREFIX}.get(purpose, "openai-")
+        after = parse_file_id(q["after"])[1] if q.get("after") else ""
+        page = await self.client(c).list_objects(
+            m.ListObjectsRequest(bucket=bucket, prefix=prefix, start_after=after, limit=limit)
+        )
+        data = [
+            file_object(bucket, e.key, e.size, e.created_at)
+            for e in page.entries
+            if e.key.startswith((UPLOAD_PREFIX, OUTPUT_PREFIX))
+        ]
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "has_more": page.truncated,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
+
+    async def _retrieve(self, c: Credential, fid: str) -> web.Response:
+        bucket, key = parse_file_id(fid)
+        try:
+            obj = await self.client(c).head_object(bucket, key)
+        except NotFound as e:
+            raise not_found(e, fid) from e
+        return web.json_response(file_object(bucket, key, obj.info.size, obj.info.created_at))
+
+    async def _delete(self, c: Credential, fid: str) -> web.Response:
+        bucket, key = parse_file_id(fid)
+        client = self.client(c)
+        try:
+            await client.head_object(bucket, key)
+        except NotFound as e:
+            raise not_found(e, fid) from e
+        await client.delete_object(bucket, key)
+        return web.json_response({"id": fid, "object": "file", "deleted": True})
+
+    async def _content(self, request: web.Request, c: Credential, fid: str) -> web.StreamResponse:
+        bucket, key = parse_file_id(fid)
+        try:
+            handle = await self.client(c).open_object(bucket, key)
+        except NotFound as e:
+            raise not_found(e, fid) from e
+        resp = web.StreamResponse(headers={"Content-Type": handle.meta.content_type})
+        resp.content_length = handle.info.size
+        chunks = handle.read()
+        first = await anext(chunks, b"")  # a failure before any byte is still a clean error
+        await resp.prepare(request)
+        await resp.write(first)
+        async for chunk in chunks:
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+
+def _bad_purpose(purpose: str) -> OpenAIError:
+    return bad_request(f"purpose {purpose!r} is not supported here: use 'batch'", param="purpose")
+
+
+def _filename(name: str | None) -> str:
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    safe = _UNSAFE.sub("_", base).strip(" .")[:200]
+    return safe or "upload.jsonl"
+
+
+async def _capped(part: BodyPartReader) -> AsyncIterator[bytes]:
+    total = 0
+    while chunk := await part.read_chunk(256 * 1024):
+        total += len(chunk)
+        if total > MAX_FILE:
+            raise OpenAIError(
+                f"the file is over {MAX_FILE} bytes", status=413, code="request_too_large"
+            )
+        yield chunk

@@ -1,0 +1,430 @@
+"""Batch runs on a compute node: read the input through the client library, write the outputs back.
+
+The gateway posts a coordinator-signed :class:`~skymesh.wire.batch.BatchOrder`
+(``X-Skymesh-Order``) with the three data keys (:class:`BatchStart`). The node
+checks the order (a trusted coordinator, this node, unexpired, serial unused),
+answers 202 and runs the batch in the background:
+
+- it reads the input object version through a
+  :class:`~skymesh.client.scoped.ScopedClient`: pieces straight from the nodes
+  that hold them, the coordinator reached only through the order's scoped
+  routes, so the data stays inside the bucket's residency;
+- each JSONL line runs on the local engine, one line per worker slot, so
+  interactive requests interleave with a long batch;
+- successes stream into the output upload (one part), failures (a malformed
+  line, a wrong model or URL, an input the model refuses) into the error upload,
+  completed only when there is one. A bad line never fails the batch.
+
+| route | auth | answer |
+|---|---|---|
+| POST /v1/batch/run | batch order (serial spent) | 202 BatchProgress |
+| GET /v1/batch/{id} | batch order of that batch | BatchProgress |
+| POST /v1/batch/{id}/cancel | batch order of that batch | BatchProgress |
+
+Runs live in memory: a node restarted mid-batch has forgotten it (the gateway
+then reports the batch failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from skymesh.client.scoped import ScopedClient
+from skymesh.compute.engines import ChatEngine, EmbeddingEngine
+from skymesh.compute.errors import Overloaded
+from skymesh.errors import BadRequest, Forbidden, NotFound, SkymeshError
+from skymesh.rpc import json_response, read_json
+from skymesh.wire.batch import SCOPE_PREFIX, BatchOrder, BatchProgress, BatchStart
+from skymesh.wire.messages import ORDER_HEADER, CompletePart
+from skymesh.wire.signing import decode_header, encode_header, open_signed
+
+if TYPE_CHECKING:
+    from skymesh.node.compute import NodeCompute
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 1024 * 1024  # bytes of one input line
+MAX_INPUTS = 2048  # embeddings inputs per line
+DEFAULT_MAX_TOKENS = 256
+ROLES = ("system", "developer", "user", "assistant")
+_encoder = msgspec.json.Encoder()
+
+
+class LineError(Exception):
+    """This line cannot run; it goes to the error file."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass
+class BatchRun:
+    order: BatchOrder
+    header: str  # the order as shown to the coordinator's scoped routes
+    keys: BatchStart
+    status: str = "in_progress"
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    errors_written: bool = False
+    message: str = ""
+    cancelled: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def progress(self) -> BatchProgress:
+        return BatchProgress(
+            batch_id=self.order.batch_id,
+            status=self.status,  # type: ignore[arg-type]
+            total=self.total,
+            completed=self.completed,
+            failed=self.failed,
+            errors_written=self.errors_written,
+            message=self.message,
+        )
+
+
+class NodeBatches:
+    """The batches this node runs, by batch id."""
+
+    def __init__(self, compute: NodeCompute, clock: Callable[[], float] = time.time) -> None:
+        self.compute = compute
+        self.clock = clock
+        self.runs: dict[str, BatchRun] = {}
+        self._spent: set[str] = set()
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_post("/v1/batch/run", self._run)
+        app.router.add_get("/v1/batch/{batch_id}", self._status)
+        app.router.add_post("/v1/batch/{batch_id}/cancel", self._cancel)
+
+    def _order(self, request: web.Request) -> tuple[BatchOrder, str]:
+        value = request.headers.get(ORDER_HEADER)
+        if not value:
+            raise Forbidden(f"a batch needs a signed batch order in {ORDER_HEADER}")
+        signed = decode_header(value)
+        order = open_signed(signed, BatchOrder, self.compute.verifier.trusted_keys)
+        if order.node_id != self.compute.node_id:
+            raise Forbidden("the batch order is for another node")
+        if order.expires_at < self.clock():
+            raise Forbidden("the batch order has expired")
+        return order, encode_header(signed)
+
+    def _known(self, request: web.Request) -> BatchRun:
+        order, _ = self._order(request)
+        run = self.runs.get(request.match_info["batch_id"])
+        if run is None or run.order.serial != order.serial:
+            raise NotFound(f"this node runs no batch {request.match_info['batch_id']!r}")
+        return run
+
+    async def _run(self, request: web.Request) -> web.Response:
+        order, header = self._order(request)
+        if order.serial in self._spent:
+            raise Forbidden("the batch order was used before")
+        if order.model not in self.compute.specs:
+            raise NotFound(f"this node does not serve {order.model!r}")
+        keys = await read_json(request, BatchStart)
+        self._spent.add(order.serial)
+        run = BatchRun(order=order, header=header, keys=keys)
+        self.runs[order.batch_id] = run
+        run.task = asyncio.create_task(self._execute(run), name=f"batch {order.batch_id}")
+        return json_response(run.progress(), status=202)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return json_response(self._known(request).progress())
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        run = self._known(request)
+        run.cancelled = True
+        return json_response(run.progress())
+
+    def close(self) -> None:
+        """Stop every run (the node is stopping); their gateways will see them gone."""
+        for run in self.runs.values():
+            if run.task is not None and not run.task.done():
+                run.task.cancel()
+
+    # ------------------------------------------------------------ running
+
+    async def _execute(self, run: BatchRun) -> None:
+        o = run.order
+        keys = {
+            (o.bucket, o.input_key): run.keys.input_data_key,
+            (o.bucket, o.output_key): run.keys.output_data_key,
+            (o.bucket, o.error_key): run.keys.error_data_key,
+        }
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                client = ScopedClient(
+                    self.compute.config.coordinator_url.rstrip("/") + SCOPE_PREFIX,
+                    {ORDER_HEADER: run.header},
+                    keys,
+                    session,
+                )
+                await self._write(run, client)
+        except asyncio.CancelledError:
+            run.status, run.message = "failed", "the node stopped during the batch"
+            raise
+        except Exception as e:
+            log.warning("batch %s failed: %s", o.batch_id, e)
+            run.status, run.message = "failed", str(e) or type(e).__name__
+            return
+        run.status = "cancelled" if run.cancelled else "completed"
+        log.info(
+            "batch %s %s: %d done, %d failed", o.batch_id, run.status, run.completed, run.failed
+        )
+
+    async def _write(self, run: BatchRun, client: ScopedClient) -> None:
+        o = run.order
+        handle = await client.open_object(o.bucket, o.input_key, o.input_version)
+        errors: list[bytes] = []
+
+        async def output() -> AsyncIterator[bytes]:
+            async for raw in _lines(handle.read()):
+                if run.cancelled:
+                    return
+                run.total += 1
+                ok, line = await self._line(o, raw, lambda: run.cancelled)
+                if ok:
+                    run.completed += 1
+                    yield line
+                else:
+                    run.failed += 1
+                    errors.append(line)
+
+        part = await client.upload_part(o.bucket, o.output_key, o.output_upload, 1, output())
+        await client.complete_multipart(
+            o.bucket, o.output_key, o.output_upload, [CompletePart(part_number=1, etag=part.etag)]
+        )
+        if not errors:
+            await client.abort_multipart(o.bucket, o.error_key, o.error_upload)
+            return
+
+        async def error_lines() -> AsyncIterator[bytes]:
+            for line in errors:
+                yield line
+
+        part = await client.upload_part(o.bucket, o.error_key, o.error_upload, 1, error_lines())
+        await client.complete_multipart(
+            o.bucket, o.error_key, o.error_upload, [CompletePart(part_number=1, etag=part.etag)]
+        )
+        run.errors_written = True
+
+    async def _line(
+        self, o: BatchOrder, raw: bytes, cancelled: Callable[[], bool]
+    ) -> tuple[bool, bytes]:
+        """One input line -> (succeeded, the output or error line, newline-terminated)."""
+        custom_id: str | None = None
+        request_id = secrets.token_hex(12)
+        try:
+            try:
+                item = msgspec.json.decode(raw)
+            except msgspec.DecodeError as e:
+                raise LineError("invalid_json", f"the line is not valid JSON: {e}") from e
+            if not isinstance(item, dict):
+                raise LineError("invalid_json", "each line must be a JSON object")
+            custom_id = item.get("custom_id") if isinstance(item.get("custom_id"), str) else None
+            if custom_id is None:
+                raise LineError("missing_custom_id", "each line needs a string 'custom_id'")
+            if item.get("method", "POST") != "POST" or item.get("url") != o.endpoint:
+                raise LineError(
+                    "invalid_url", f"this batch runs 'POST {o.endpoint}'; the line asks otherwise"
+                )
+            body = item.get("body")
+            if not isinstance(body, dict) or body.get("model") != o.model:
+                raise LineError(
+                    "model_mismatch", f"each line's body must name the batch's model {o.model!r}"
+                )
+            if o.endpoint == "/v1/embeddings":
+                result = await self._embeddings(o.model, body)
+            else:
+                result = await self._chat(o, body, cancelled)
+        except LineError as e:
+            return False, _error_line(custom_id, request_id, e.status, e.code, str(e))
+        except SkymeshError as e:
+            return False, _error_line(custom_id, request_id, e.status, e.code, e.message)
+        out = {
+            "id": "batch_req_" + secrets.token_hex(12),
+            "custom_id": custom_id,
+            "response": {"status_code": 200, "request_id": request_id, "body": result},
+            "error": None,
+        }
+        return True, _encoder.encode(out) + b"\n"
+
+    async def _slot_run(self, fn: Callable[..., Any], *args: object) -> Any:
+        """Run ``fn`` in a worker slot, waiting (not failing) while the queue is full."""
+        pool = self.compute.pool
+        while True:
+            try:
+                async with pool.slot():
+                    return await pool.run(fn, *args)
+            except Overloaded as e:
+                await asyncio.sleep(min(e.retry_after or 1.0, 5.0))
+
+    async def _embeddings(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        value = body.get("input")
+        inputs = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(inputs, list)
+            or not 1 <= len(inputs) <= MAX_INPUTS
+            or not all(isinstance(s, str) and s for s in inputs)
+        ):
+            raise LineError(
+                "invalid_value", f"'input' must be a string or 1 to {MAX_INPUTS} non-empty strings"
+            )
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise LineError("invalid_value", "'encoding_format' must be 'float' or 'base64'")
+        engine = await self.compute.engine(model)
+        if not isinstance(engine, EmbeddingEngine):
+            raise LineError("model_not_supported", f"{model} is not an embedding model")
+        started = time.perf_counter()
+        vectors, tokens = await self._slot_run(engine.embed, inputs)
+        self.compute.pool.record_tokens(tokens, time.perf_counter() - started)
+        data = []
+        for i, row in enumerate(vectors):
+            raw = row.astype("<f4").tobytes()
+            vector: Any = (
+                base64.b64encode(raw).decode()
+                if encoding == "base64"
+                else list(memoryview(raw).cast("f"))
+            )
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def _chat(
+        self, o: BatchOrder, body: dict[str, Any], cancelled: Callable[[], bool]
+    ) -> dict[str, Any]:
+        messages = _messages(body.get("messages"))
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens", DEFAULT_MAX_TOKENS))
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise LineError("invalid_value", "'max_tokens' must be an integer")
+        if not 1 <= max_tokens <= o.max_tokens:
+            raise LineError("invalid_value", f"'max_tokens' must be 1..{o.max_tokens} in a batch")
+        temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
+        top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
+        stop = body.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop):
+            raise LineError("invalid_value", "'stop' must be a string or up to 4 strings")
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise LineError("invalid_value", "'seed' must be an integer")
+        engine = await self.compute.engine(o.model)
+        if not isinstance(engine, ChatEngine):
+            raise LineError("model_not_supported", f"{o.model} is not a chat model")
+        text: list[str] = []
+
+        def work() -> Any:
+            return engine.generate(
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=stop,
+                seed=seed,
+                emit=text.append,
+                cancelled=cancelled,
+            )
+
+        started = time.perf_counter()
+        gen = await self._slot_run(work)
+        self.compute.pool.record_tokens(gen.completion_tokens, time.perf_counter() - started)
+        return {
+            "id": "chatcmpl-" + secrets.token_hex(12),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": o.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(text)},
+                    "logprobs": None,
+                    "finish_reason": gen.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": gen.prompt_tokens,
+                "completion_tokens": gen.completion_tokens,
+                "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+            },
+        }
+
+
+def _error_line(custom_id: str | None, request_id: str, status: int, code: str, msg: str) -> bytes:
+    out = {
+        "id": "batch_req_" + secrets.token_hex(12),
+        "custom_id": custom_id,
+        "response": {
+            "status_code": status,
+            "request_id": request_id,
+            "body": {"error": {"message": msg, "type": "invalid_request_error", "code": code}},
+        },
+        "error": {"code": code, "message": msg},
+    }
+    return _encoder.encode(out) + b"\n"
+
+
+def _messages(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise LineError("invalid_value", "'messages' must be a non-empty list")
+    out = []
+    for i, m in enumerate(value):
+        role = m.get("role") if isinstance(m, dict) else None
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):  # text parts
+            parts = [p.get("text") for p in content if isinstance(p, dict)]
+            if len(parts) != len(content) or not all(isinstance(t, str) for t in parts):
+                raise LineError("invalid_value", f"messages[{i}].content: text parts only")
+            content = "".join(t for t in parts if isinstance(t, str))
+        if role not in ROLES or not isinstance(content, str):
+            raise LineError(
+                "invalid_value", f"messages[{i}] needs a role ({', '.join(ROLES)}) and text content"
+            )
+        out.append({"role": role, "content": content})
+    return out
+
+
+def _number(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise LineError("invalid_value", f"'{name}' must be a number in {lo}..{hi}")
+    return float(value)
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Non-blank lines of a byte stream; a line over MAX_LINE fails the batch."""
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        start = 0
+        while (end := buf.find(b"\n", start)) >= 0:
+            line = bytes(buf[start:end]).strip()
+            start = end + 1
+            if line:
+                yield line
+        del buf[:start]
+        if len(buf) > MAX_LINE:
+            raise BadRequest(f"an input line is over {MAX_LINE} bytes")
+    if buf.strip():
+        yield bytes(buf).strip()
