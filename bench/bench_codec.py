@@ -37,6 +37,7 @@ from skymesh.codec import (
     encode_blocks_into,
     new_data_key,
 )
+from skymesh.tuning import tune_allocator
 
 
 def best_of(repeat: int, fn: Callable[[], object]) -> float:
@@ -60,6 +61,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    tuned = tune_allocator()  # as every skymesh process does at start
     if hasattr(os, "sched_setaffinity"):  # one core, as promised
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
@@ -168,7 +170,8 @@ def main() -> None:
     )
     print(
         f"segment {args.segment_mib} MiB, block {DEFAULT_BLOCK_SIZE} B, scheme {scheme}, "
-        f"batches of {args.batch_blocks} blocks, best of {args.repeat}; roundtrip check {ok}"
+        f"batches of {args.batch_blocks} blocks, best of {args.repeat}; roundtrip check {ok}; "
+        f"allocator tuned: {tuned}"
     )
     print()
     print(f"| {'operation':<40} | {'ms':>7} | {'GB/s segment':>12} | {'GB/s own input':>14} |")
