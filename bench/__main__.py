@@ -3,6 +3,7 @@
     python -m bench                         # issue 5's full list (long: tens of minutes)
     python -m bench --quick                 # small sizes, for development and smoke tests
     python -m bench --only skymesh,moto --workloads big,small --big-mib 256
+    python -m bench --inference             # inference routing under distance (bench/inference.py)
 
 Each system is started fresh on loopback, gets the same workloads, and is stopped
 before the next starts, so they never compete with each other for the two CPUs
@@ -85,6 +86,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, help="parent of the systems' temporary homes")
     p.add_argument("--report", type=Path, metavar="RESULTS_JSON",
                    help="run nothing: print (and with --docs, write) the report of a stored run")  # fmt: skip
+    p.add_argument("--inference", action="store_true",
+                   help="run the inference routing benchmark instead (bench/inference.py: "
+                   "its own options follow, e.g. --quick)")  # fmt: skip
     p.add_argument("--profile", action="store_true",
                    help="py-spy the skymesh gateway, coordinator and node-01 per workload "
                    "(summaries under --out; slows skymesh a little)")  # fmt: skip
@@ -187,6 +191,10 @@ def publish(run: dict[str, Any], results: Path, docs: bool, chart: bool, stamp: 
 
 
 def main(argv: list[str]) -> int:
+    if "--inference" in argv:  # not the storage benchmark: off by default, so that stays fast
+        from bench import inference
+
+        return inference.main([a for a in argv if a != "--inference"])
     args = parse(argv)
     if args.report is not None:
         docs = bool(args.docs)

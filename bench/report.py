@@ -315,14 +315,17 @@ def write_doc(run: dict[str, Any], chart: Path | None, doc: Path = DOC) -> None:
         END,
     ]
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = "\n".join(generated)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.write_text(text)
+    doc.write_text(replace_section(text, BEGIN, END, "\n".join(generated)))
+
+
+def replace_section(text: str, begin: str, end: str, block: str) -> str:
+    """``text`` with the part from ``begin`` to ``end`` replaced by ``block`` (appended
+    when absent); everything outside, other generated sections included (the inference
+    benchmark's, bench/inference.py), is kept as it is."""
+    if begin in text and end in text.split(begin, 1)[1]:
+        head, rest = text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
 def dump(run: dict[str, Any], path: Path) -> None:

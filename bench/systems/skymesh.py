@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,14 +32,20 @@ def _drain(stream: object, log: Path) -> None:
 
 
 @contextmanager
-def running(workdir: Path, nodes: int = NODES) -> Iterator[S3Store]:
+def running(
+    workdir: Path,
+    nodes: int = NODES,
+    args: Sequence[str] = ("--no-compute",),
+    spare_ports: int = 0,
+) -> Iterator[S3Store]:
+    """``args`` go to `skymesh up`; ``spare_ports`` follow the nodes' (region gateways)."""
     home = workdir / "skymesh"
-    base = procs.free_port_block(nodes + 2)
+    base = procs.free_port_block(nodes + 2 + spare_ports)
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     argv = [
         sys.executable, "-m", "skymesh", "up", "--home", str(home), "--nodes", str(nodes),
         "--port", str(base), "--coordinator-port", str(base + 1),
-        "--node-base-port", str(base + 2), "--no-fsync", "--no-compute", "--log-level", "WARNING",
+        "--node-base-port", str(base + 2), "--no-fsync", *args, "--log-level", "WARNING",
     ]  # fmt: skip
     log = workdir / "skymesh-up.log"
     proc = procs.spawn(argv, log, env=env, stdout_pipe=True)

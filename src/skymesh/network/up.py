@@ -354,6 +354,7 @@ class Network:
                 c.proc.kill()
                 c.proc.wait()
             c.pid_path.unlink(missing_ok=True)
+        (self.spec.home / "run" / "gateways.json").unlink(missing_ok=True)
 
     def banner(self) -> str:
         assert self.credential is not None
