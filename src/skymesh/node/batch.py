@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 MAX_LINE = 1024 * 1024  # bytes of one input line
 MAX_INPUTS = 2048  # embeddings inputs per line
 DEFAULT_MAX_TOKENS = 256
+MAX_RUNS = 1000  # runs remembered, finished ones included
 ROLES = ("system", "developer", "user", "assistant")
 _encoder = msgspec.json.Encoder()
 
@@ -137,10 +138,18 @@ class NodeBatches:
             raise NotFound(f"this node does not serve {order.model!r}")
         keys = await read_json(request, BatchStart)
         self._spent.add(order.serial)
+        self._forget_finished()
         run = BatchRun(order=order, header=header, keys=keys)
         self.runs[order.batch_id] = run
         run.task = asyncio.create_task(self._execute(run), name=f"batch {order.batch_id}")
         return json_response(run.progress(), status=202)
+
+    def _forget_finished(self) -> None:
+        """Keep at most MAX_RUNS runs: the oldest finished ones go (their gateway has
+        read the outcome, or will find the batch gone and report it failed)."""
+        finished = [k for k, r in self.runs.items() if r.task is not None and r.task.done()]
+        for batch_id in finished[: max(0, len(self.runs) - MAX_RUNS + 1)]:
+            del self.runs[batch_id]
 
     async def _status(self, request: web.Request) -> web.Response:
         return json_response(self._known(request).progress())
