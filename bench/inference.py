@@ -2,6 +2,7 @@
 
     python -m bench.inference            # the full run; rewrites its section of docs/benchmarks.md
     python -m bench.inference --quick    # few requests, docs left alone (smoke test)
+    python -m bench.inference --report .bench/out/inference-*.json --docs   # a stored run
     make bench BENCH_ARGS=--inference    # the same through `python -m bench`
 
 Two real `skymesh up --distance` networks (a gateway per region, delay proxies with
@@ -338,6 +339,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="rewrite the inference section of docs/benchmarks.md (default: unless --quick)")  # fmt: skip
     p.add_argument("--out", type=Path, default=report.ROOT / ".bench" / "out")
     p.add_argument("--workdir", type=Path, help="parent of the networks' temporary homes")
+    p.add_argument("--report", type=Path, metavar="RESULTS_JSON",
+                   help="run nothing: print (and with --docs, write) the report of a stored run")  # fmt: skip
     args = p.parse_args(argv)
     if args.requests is None:
         args.requests = 5 if args.quick else 40
@@ -348,6 +351,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    if args.report is not None:
+        stored = json.loads(args.report.read_text())
+        print(render(stored), flush=True)
+        if args.docs:
+            write_doc(stored)
+        return 0
     os.environ.pop("AWS_CA_BUNDLE", None)  # our endpoints are plain http (PITFALLS.md)
     run: dict[str, Any] = {
         "command": "python -m bench.inference " + " ".join(argv),
