@@ -432,6 +432,167 @@ def models_push(
 # ---- end inference slice ------------------------------------------------------------
 
 
+# ---- metering slice: `skymesh usage` and `skymesh routing` ---------------------------
+
+CoordinatorOpt = Annotated[
+    str | None, typer.Option(help="Coordinator URL (default: from the home of `skymesh up`).")
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Admin token (default: from the home's state.json).", envvar="SKYMESH_ADMIN_TOKEN"
+    ),
+]
+HomeOpt = Annotated[
+    str | None,
+    typer.Option(help="Home of `skymesh up` (default $SKYMESH_HOME or ./.skymesh)."),
+]
+
+
+@app.command()
+def usage(
+    project: Annotated[
+        str, typer.Option(help="Only this project (its id or name); default: every project.")
+    ] = "",
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="Group by project, model or node; repeat to combine (default: project).",
+        ),
+    ] = None,
+    since: Annotated[
+        str, typer.Option(help="From: unix seconds, an ISO date (UTC) or an age: 30m, 24h, 7d.")
+    ] = "",
+    until: Annotated[str, typer.Option(help="Until (exclusive), as --since.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    coordinator: CoordinatorOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Inference tokens in and out, requests and cost (USD, at the prices each node offered).
+
+    One row per project, model or node; every served request counts once.
+    Exit status 2 when the coordinator cannot be asked.
+    """
+    import msgspec
+    from rich.console import Console
+
+    from skymesh.usage_console import fetch_usage, parse_when, show_usage
+
+    groups = by or ["project"]
+    bad = [g for g in groups if g not in ("project", "model", "node")]
+    try:
+        if bad:
+            raise ValueError(f"--by {bad[0]!r}: use project, model or node")
+        start = parse_when(since) if since else 0.0
+        end = parse_when(until) if until else None
+    except ValueError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    url, admin_token = _admin_target(coordinator, token, home)
+    try:
+        summary = asyncio.run(
+            fetch_usage(url, admin_token, project=project, by=groups, since=start, until=end)
+        )
+    except SkymeshError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    if as_json:
+        typer.echo(msgspec.json.encode(summary).decode())
+    else:
+        show_usage(summary, Console(width=160))
+
+
+routing_app = typer.Typer(
+    help="Default routing weights of projects (latency, price, carbon); a request's own win."
+)
+app.add_typer(routing_app, name="routing", no_args_is_help=True)
+
+
+@routing_app.command("set")
+def routing_set(
+    weights: Annotated[
+        list[str],
+        typer.Argument(
+            help="NAME=NUMBER pairs: latency (per s), price (per USD for 1k tokens in and"
+            " out), carbon (per gCO2 for 1k tokens); those left out keep their values."
+        ),
+    ],
+    project: Annotated[str, typer.Option(help="The project (its id or name).")],
+    coordinator: CoordinatorOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Set a project's default routing weights, e.g. `--project P latency=1 carbon=5`."""
+    from rich.console import Console
+
+    from skymesh.usage_console import change_routing, parse_weights, show_routing
+
+    try:
+        update = parse_weights(weights)
+    except ValueError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    url, admin_token = _admin_target(coordinator, token, home)
+    try:
+        changed = asyncio.run(change_routing(url, admin_token, project, update))
+    except SkymeshError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    show_routing([changed], Console(width=160))
+
+
+@routing_app.command("reset")
+def routing_reset(
+    project: Annotated[str, typer.Option(help="The project (its id or name).")],
+    coordinator: CoordinatorOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Give a project the network's default routing weights again."""
+    from rich.console import Console
+
+    from skymesh.usage_console import change_routing, show_routing
+
+    url, admin_token = _admin_target(coordinator, token, home)
+    try:
+        changed = asyncio.run(change_routing(url, admin_token, project, None))
+    except SkymeshError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    show_routing([changed], Console(width=160))
+
+
+@routing_app.command("show")
+def routing_show(
+    project: Annotated[str, typer.Option(help="Only this project (its id or name).")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON.")] = False,
+    coordinator: CoordinatorOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """The routing weights of every project (or one), and whether they are its own."""
+    import msgspec
+    from rich.console import Console
+
+    from skymesh.usage_console import fetch_routing, show_routing
+
+    url, admin_token = _admin_target(coordinator, token, home)
+    try:
+        found = asyncio.run(fetch_routing(url, admin_token, project))
+    except SkymeshError as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from e
+    if as_json:
+        typer.echo(msgspec.json.encode(found).decode())
+    else:
+        show_routing(found, Console(width=160))
+
+
+# ---- end metering slice -----------------------------------------------------------------
+
+
 @app.command()
 def version() -> None:
     """Print the skymesh version."""

@@ -7,16 +7,21 @@ the coordinator really issued (or, in the refusal tests, one it did not).
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
+import aiohttp
 import msgspec
 import pytest
 
 from skymesh.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient
 from skymesh.wire.identity import Identity
 from skymesh.wire.messages import (
+    ChatEvent,
     ComputeAdvert,
+    ErrorBody,
     Heartbeat,
     InferenceOrder,
     InferenceOrderRequest,
@@ -227,3 +232,61 @@ async def test_project_routing_weights_set_show_reset(tmp_path: Path) -> None:
 
         reset = await h.admin.request("DELETE", path, ProjectRouting)
         assert (reset.latency, reset.price, reset.carbon, reset.custom) == (1.0, 1.0, 0.01, False)
+
+
+# ---------------------------------------------------------------- the gateway's side
+
+
+async def test_the_gateway_reporter_sends_in_the_background_and_splits_a_refused_batch(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as h:
+        node = await compute_node(h, "eu-west")
+        reporter = UsageReporter(backoff=0.001)
+        orders = [await order(h.client, node) for _ in range(3)]
+        reporter.report(h.client, orders[0], 10, 1)
+        reporter.report(h.client, orders[1], 20, 2, complete=False)
+        reporter.report(h.client, orders[1], 20, 2)  # a repeat: counted once by the coordinator
+        reporter.report(h.client, orders[2], 30, 999)  # over the order's cap: refused alone
+        await reporter.flush()
+        assert (reporter.sent, reporter.dropped) == (3, 1)
+        (row,) = (await usage(h.admin)).rows
+        assert (row.requests, row.prompt_tokens, row.completion_tokens) == (2, 30, 3)
+
+        # the coordinator unreachable: retried with backoff, then given up and counted
+        gone = RpcClient("http://127.0.0.1:9", h.session, dict(h.client.headers))
+        reporter.report(gone, orders[2], 1, 1)
+        await reporter.flush()
+        assert reporter.dropped == 2
+        await reporter.close()
+
+
+async def test_the_reporter_queue_is_bounded() -> None:
+    reporter = UsageReporter(limit=2)
+    order = Signed(body=b"", signer=b"", signature=b"")
+    async with aiohttp.ClientSession() as session:
+        rpc = RpcClient("http://127.0.0.1:9", session, {})
+        for _ in range(3):
+            reporter.report(rpc, order, 1, 1)  # never blocks the request that served it
+        assert reporter.dropped == 1
+        await reporter.close(timeout=0)  # stops even with reports it could not send
+
+
+async def test_a_tally_counts_what_a_broken_stream_produced() -> None:
+    async def stream(*events: ChatEvent) -> AsyncGenerator[ChatEvent, None]:
+        for e in events:
+            yield e
+
+    broken = UsageTally()
+    error = ChatEvent(error=ErrorBody(code="InternalError", message="boom"))
+    seen = [
+        e async for e in broken.watch(stream(ChatEvent(delta="Hel"), ChatEvent(delta="lo"), error))
+    ]
+    assert len(seen) == 3
+    assert (broken.prompt_tokens, broken.completion_tokens, broken.complete) == (0, 2, False)
+
+    whole = UsageTally()
+    done = ChatEvent(finish_reason="stop", prompt_tokens=12, completion_tokens=3)
+    async for _ in whole.watch(stream(ChatEvent(delta="a"), ChatEvent(delta="b"), done)):
+        pass
+    assert (whole.prompt_tokens, whole.completion_tokens, whole.complete) == (12, 3, True)

@@ -33,7 +33,7 @@ from skymesh.compute.routing import Weights
 from skymesh.coordinator.auth import Auth, bearer_token
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import inference_usage, project_routing, projects
-from skymesh.errors import BadRequest, Forbidden, NotFound
+from skymesh.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from skymesh.rpc import json_response, read_json
 from skymesh.wire.identity import Identity
 from skymesh.wire.messages import (
@@ -323,7 +323,10 @@ async def _project_or_admin(auth: Auth, request: web.Request) -> str | None:
     token = bearer_token(request)
     if auth.admin_token and hmac.compare_digest(token.encode(), auth.admin_token.encode()):
         return None
-    return await auth.project_of(request)
+    try:
+        return await auth.project_of(request)
+    except Unauthorized as e:
+        raise Unauthorized(f"neither the admin token nor a project's API key ({e.message})") from e
 
 
 def add_metering_routes(app: web.Application, auth: Auth, meter: Meter) -> None:

@@ -50,6 +50,7 @@ from skymesh.gateway.openai.schema import (
     parse_chat,
     parse_embeddings,
 )
+from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient, error_from_body
 from skymesh.wire.messages import (
     ORDER_HEADER,
@@ -97,6 +98,7 @@ class OpenAIGateway:
         self.files = ProjectFiles(config, session)  # batch API: /v1/files, /v1/batches
         self.batches = BatchAPI(self.files, self.directory, session)
         self._rpcs: dict[str, RpcClient] = {}
+        self.usage = UsageReporter()  # metering: reports each served order to the coordinator
         self.requests = 0
         self.errors = 0
         self.failovers = 0
@@ -262,7 +264,8 @@ class OpenAIGateway:
             )
         serving = [n for n, m in offers if m.kind == kind]
         candidates = self.directory.candidates(serving)
-        ranked = rank(candidates, model, routing.weights, routing.regions or None)
+        weights = routing.weights if routing.weights_named else await self.directory.weights(rpc)
+        ranked = rank(candidates, model, weights, routing.regions or None)
         if not ranked and any(
             c.queue_full() and c.healthy and (not routing.regions or c.region in routing.regions)
             for c in candidates
@@ -313,6 +316,7 @@ class OpenAIGateway:
                 self.failovers += 1
                 fails.append(e)
                 continue
+            self.usage.report(rpc, order, result.prompt_tokens, 0)
             if p.dimensions is not None and p.dimensions != result.dimensions:
                 raise OpenAIError(
                     f"{p.model} makes {result.dimensions}-dimensional vectors; omit 'dimensions'"
@@ -381,8 +385,9 @@ class OpenAIGateway:
         body = _node_body(node_req)
         fails: list[_NodeFailed] = []
         for c, order in await self._plan(rpc, p.model, "chat", p.routing, max_tokens):
+            tally = UsageTally()
             try:
-                events = await self._open_chat(c, order, body)
+                events = tally.watch(await self._open_chat(c, order, body))
                 first = await anext(events)
             except _NodeFailed as e:
                 self.failovers += 1
@@ -403,6 +408,13 @@ class OpenAIGateway:
                 continue
             finally:
                 await events.aclose()  # hang up on the node, which then stops generating
+                self.usage.report(
+                    rpc,
+                    order,
+                    tally.prompt_tokens,
+                    tally.completion_tokens,
+                    complete=tally.complete,
+                )
         raise _all_failed(p.model, fails)
 
     async def _open_chat(
@@ -547,6 +559,7 @@ class OpenAIGateway:
         return resp
 
     async def close(self) -> None:
+        await self.usage.close()
         await self.directory.close()
 
 

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 import aiohttp
 import msgspec
 
-from skymesh.compute.routing import DEFAULT_RTT, Candidate
-from skymesh.errors import NotFound
+from skymesh.compute.routing import DEFAULT_RTT, Candidate, Weights
+from skymesh.errors import NotFound, SkymeshError
 from skymesh.rpc import RpcClient
 from skymesh.wire.messages import (
     ComputeNode,
     ComputeNodeList,
     InferenceOrderRequest,
     InferenceOrders,
+    ProjectRouting,
 )
 from skymesh.wire.signing import Signed
 
@@ -41,6 +42,7 @@ PROBE_INTERVAL = 10.0
 PROBE_TIMEOUT = 2.0
 BAN = 15.0
 RTT_EWMA = 0.3
+WEIGHTS_TTL = 10.0  # seconds a project's default routing weights are kept
 
 
 @dataclass
@@ -58,9 +60,12 @@ class ComputeDirectory:
         probe_interval: float = PROBE_INTERVAL,
         ban: float = BAN,
         clock: Callable[[], float] = time.monotonic,
+        weights_ttl: float = WEIGHTS_TTL,
         routes: Mapping[str, str] | None = None,
     ) -> None:
         self.session = session
+        self.weights_ttl = weights_ttl
+        self._weights: dict[RpcClient, tuple[float, Weights]] = {}  # per project key
         self.routes = dict(routes or {})
         self.ttl = ttl
         self.probe_interval = probe_interval
@@ -86,6 +91,25 @@ class ComputeDirectory:
     def _routed(self, node: ComputeNode) -> ComputeNode:
         via = self.routes.get(node.address)
         return node if via is None else msgspec.structs.replace(node, address=via)
+
+    async def weights(self, rpc: RpcClient) -> Weights:
+        """The project's default routing weights (set with ``skymesh routing set``).
+
+        Kept ``weights_ttl`` seconds per project key, so a burst costs one fetch; when
+        the coordinator cannot say, the last known weights (or the defaults) route.
+        """
+        now = self.clock()
+        known = self._weights.get(rpc)
+        if known is not None and now - known[0] <= self.weights_ttl:
+            return known[1]
+        try:
+            r = await rpc.request("GET", "/v1/projects/self/routing", ProjectRouting)
+            weights = Weights.parse({"latency": r.latency, "price": r.price, "carbon": r.carbon})
+        except (SkymeshError, ValueError) as e:
+            log.info("project routing weights unavailable, using the last known: %s", e)
+            weights = known[1] if known is not None else Weights()
+        self._weights[rpc] = (now, weights)
+        return weights
 
     def candidates(self, nodes: Sequence[ComputeNode]) -> list[Candidate]:
         now = self.clock()

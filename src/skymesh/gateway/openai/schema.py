@@ -30,6 +30,7 @@ ROLES = ("system", "user", "assistant", "developer")
 class Routing:
     weights: Weights = field(default_factory=Weights)
     regions: tuple[str, ...] = ()
+    weights_named: bool = False  # the request chose weights: the project's defaults yield
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ def _routing(body: dict[str, Any]) -> Routing:
     regions = ext.get("regions") or []
     if not isinstance(regions, list) or not all(isinstance(r, str) and r for r in regions):
         raise bad_request("'skymesh.regions' must be a list of region names", "skymesh.regions")
-    return Routing(weights=weights, regions=tuple(regions))
+    named = ext.get("weights") is not None
+    return Routing(weights=weights, regions=tuple(regions), weights_named=named)
 
 
 def parse_embeddings(body: dict[str, Any]) -> EmbeddingsParams:
