@@ -396,3 +396,25 @@ def test_cancel_keeps_what_was_done(ai: PlanetThread) -> None:
     assert len(done) == batch.request_counts.completed
     with pytest.raises(openai.ConflictError):
         client.batches.cancel(batch.id)
+
+
+def test_upload_into_a_named_bucket(ai: PlanetThread) -> None:
+    client = _client(ai)
+    ai.boto3().create_bucket(
+        Bucket="eu-uploads", CreateBucketConfiguration={"LocationConstraint": "eu-west"}
+    )
+    f = client.files.create(
+        file=("in.jsonl", io.BytesIO(_jsonl([_embed_line("x", "hello")]))),
+        purpose="batch",
+        extra_headers={"X-Skymesh-Bucket": "eu-uploads"},
+    )
+    assert _bucket_of(f.id) == "eu-uploads"
+    [obj] = ai.boto3().list_objects_v2(Bucket="eu-uploads")["Contents"]
+    assert obj["Key"].startswith("openai-files/") and obj["Key"].endswith("/in.jsonl")
+    assert f.id in {x.id for x in client.files.list(extra_query={"bucket": "eu-uploads"}).data}
+    with pytest.raises(openai.NotFoundError):  # no such bucket
+        client.files.create(
+            file=("in.jsonl", io.BytesIO(b"{}\n")),
+            purpose="batch",
+            extra_headers={"X-Skymesh-Bucket": "no-such-bucket"},
+        )
