@@ -20,7 +20,6 @@ relayed it; a node-signed receipt would bind them to the node too (not yet).
 
 from __future__ import annotations
 
-import hmac
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from skymesh.compute.routing import Weights
-from skymesh.coordinator.auth import Auth, bearer_token
+from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import inference_usage, project_routing, projects
 from skymesh.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -78,7 +77,7 @@ class Meter:
         self.db = db
         self.identity = identity
         self.clock = clock
-        self.recorded = 0  # counters for /metrics
+        self.recorded = 0  # counters, for a metrics endpoint to read
         self.duplicates = 0
 
     # ------------------------------------------------------------ usage
@@ -320,9 +319,11 @@ def _number(request: web.Request, name: str, default: float) -> float:
 
 async def _project_or_admin(auth: Auth, request: web.Request) -> str | None:
     """The calling project, or None for the admin token."""
-    token = bearer_token(request)
-    if auth.admin_token and hmac.compare_digest(token.encode(), auth.admin_token.encode()):
+    try:
+        auth.require_admin(request)
         return None
+    except (Unauthorized, Forbidden):
+        pass
     try:
         return await auth.project_of(request)
     except Unauthorized as e:
