@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 import pytest
 
+from skymesh.coordinator.metering import Served
 from skymesh.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient
@@ -199,6 +200,24 @@ async def test_record_is_callable_in_process(tmp_path: Path) -> None:
         assert await h.service.meter.record([used(signed, 5, 6)]) == UsageRecorded(0, 1)
         summary = await h.service.meter.summary(group_by=["node"])
         assert [(r.node_id, r.completion_tokens) for r in summary.rows] == [(node.id, 6)]
+        # work the caller verified itself (a batch order it signed), once per serial
+        batch = Served(
+            serial="batch-1",
+            project_id=h.project.project_id,
+            model=CHAT.name,
+            node_id=node.id,
+            region="eu-west",
+            prompt_tokens=1_000_000,
+            completion_tokens=0,
+            price_in=0.25,
+            price_out=0.0,
+            complete=True,
+            issued_at=h.clock.now,
+        )
+        assert await h.service.meter.record_served([batch]) == UsageRecorded(1, 0)
+        assert await h.service.meter.record_served([batch]) == UsageRecorded(0, 1)
+        (row,) = (await h.service.meter.summary()).rows
+        assert (row.requests, row.cost) == (2, pytest.approx(0.25 + (5 * 1.0 + 6 * 2.0) / 1e6))
 
 
 async def test_project_routing_weights_set_show_reset(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -57,6 +57,23 @@ _GROUP_COLUMNS = {
     "model": (inference_usage.c.model,),
     "node": (inference_usage.c.node_id, inference_usage.c.region),
 }
+
+
+@dataclass(frozen=True)
+class Served:
+    """One unit of served inference to meter: an order's serial and what it produced."""
+
+    serial: str  # unique per order: the key that makes a report count once
+    project_id: str
+    model: str
+    node_id: str
+    region: str
+    prompt_tokens: int
+    completion_tokens: int
+    price_in: float  # USD per 1M tokens, as offered when the order was signed
+    price_out: float
+    complete: bool
+    issued_at: float
 
 
 def parse_group_by(value: str) -> list[str]:
@@ -98,38 +115,48 @@ class Meter:
     async def record(
         self, reports: Sequence[UsageReport], project_id: str | None = None
     ) -> UsageRecorded:
-        """Record served orders (all or none): ``project_id`` None records for any project.
-
-        The function other parts call to meter tokens (the gateway's reporter, the
-        Batch API); an order already recorded counts as a duplicate, not again.
-        """
+        """Record served inference orders (all or none); ``project_id`` None: any project."""
         if len(reports) > MAX_REPORTS:
             raise BadRequest(f"send at most {MAX_REPORTS} usage reports at once")
-        rows: dict[str, dict[str, object]] = {}
-        now = self.clock()
+        served = []
         for i, report in enumerate(reports):
             try:
                 order = self.check(report, project_id)
             except (BadRequest, Forbidden) as e:
                 raise type(e)(f"usage report {i}: {e.message}") from e
-            cost = (
-                report.prompt_tokens * order.price_in + report.completion_tokens * order.price_out
-            ) / 1e6
-            rows[order.serial] = {
-                "serial": order.serial,
-                "project_id": order.project_id,
-                "model": order.model,
-                "node_id": order.node_id,
-                "region": order.region,
-                "prompt_tokens": report.prompt_tokens,
-                "completion_tokens": report.completion_tokens,
-                "price_in": order.price_in,
-                "price_out": order.price_out,
-                "cost": cost,
-                "complete": report.complete,
-                "issued_at": order.issued_at,
+            served.append(
+                Served(
+                    serial=order.serial,
+                    project_id=order.project_id,
+                    model=order.model,
+                    node_id=order.node_id,
+                    region=order.region,
+                    prompt_tokens=report.prompt_tokens,
+                    completion_tokens=report.completion_tokens,
+                    price_in=order.price_in,
+                    price_out=order.price_out,
+                    complete=report.complete,
+                    issued_at=order.issued_at,
+                )
+            )
+        return await self.record_served(served)
+
+    async def record_served(self, served: Sequence[Served]) -> UsageRecorded:
+        """Record work already verified by the caller, each ``serial`` at most once.
+
+        The one function coordinator code calls to meter tokens: :meth:`record` after
+        checking a signed inference order, or the Batch API for a batch order it
+        signed (its serial, its project, the tokens its node reported).
+        """
+        now = self.clock()
+        rows = {
+            s.serial: {
+                **asdict(s),
+                "cost": (s.prompt_tokens * s.price_in + s.completion_tokens * s.price_out) / 1e6,
                 "recorded_at": now,
             }
+            for s in served
+        }
 
         def txn(conn: sa.Connection) -> int:
             known = set(
@@ -148,7 +175,7 @@ class Meter:
             fresh = await self.db.write(txn) if rows else 0
         except sa.exc.IntegrityError:  # a concurrent replica recorded one of them first
             fresh = await self.db.write(txn)
-        duplicates = len(reports) - fresh
+        duplicates = len(served) - fresh
         self.recorded += fresh
         self.duplicates += duplicates
         return UsageRecorded(recorded=fresh, duplicates=duplicates)
