@@ -21,7 +21,7 @@ from skymesh.config import (
     load_config,
 )
 from skymesh.errors import SkymeshError
-from skymesh.tuning import tune_allocator
+from skymesh.tuning import tune_process
 
 app = typer.Typer(
     help="skymesh: encrypted, erasure-coded S3 storage over independent provider nodes.",
@@ -50,7 +50,7 @@ def _setup_logging(level: str, role: str) -> None:
 
 
 def _run(coro: Any) -> None:
-    tune_allocator()  # every role moves data through short-lived buffers
+    tune_process()  # every role moves data through short-lived buffers
     # SIGTERM stops a role like Ctrl-C does: the main task is cancelled and cleans up.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -182,3 +182,40 @@ def test_check_is_fast_enough(verifier: OrderVerifier) -> None:
         verifier.check(v, PIECE, PieceAction.PUT, NOW)
     per_order = (time.perf_counter() - start) / len(values)
     assert per_order < 0.005  # signature check + one SQLite insert: well under 5 ms
+
+
+def test_get_order_verified_once_but_checked_every_time(
+    verifier: OrderVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader shows one get order per window: its signature is verified once, while
+    piece, action and expiry are still checked on every request."""
+    import skymesh.node.orders as orders_mod
+
+    calls = 0
+    real = orders_mod.open_signed
+
+    def counting(*args: object, **kwargs: object) -> Order:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(orders_mod, "open_signed", counting)
+    h = header(action=PieceAction.GET, expires_at=NOW + 10)
+    for _ in range(3):
+        assert verifier.check(h, PIECE, PieceAction.GET, NOW).action is PieceAction.GET
+    assert calls == 1
+    with pytest.raises(Forbidden, match="for piece"):
+        verifier.check(h, "cd" * 32, PieceAction.GET, NOW)
+    with pytest.raises(Forbidden, match="allows get"):
+        verifier.check(h, PIECE, PieceAction.PUT, NOW)
+    with pytest.raises(Forbidden, match="expired"):
+        verifier.check(h, PIECE, PieceAction.GET, NOW + 11)
+    # a put order is single-use and never remembered
+    p = header(action=PieceAction.PUT)
+    verifier.check(p, PIECE, PieceAction.PUT, NOW)
+    with pytest.raises(Forbidden, match="already used"):
+        verifier.check(p, PIECE, PieceAction.PUT, NOW)
+    # a forged copy of a remembered order is a different header: verified, refused
+    forged = header(action=PieceAction.GET, signer=Identity.from_seed(b"x" * 32))
+    with pytest.raises(Forbidden, match="untrusted"):
+        verifier.check(forged, PIECE, PieceAction.GET, NOW)

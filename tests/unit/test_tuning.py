@@ -20,3 +20,29 @@ def test_tune_allocator_applies_once_and_keeps_working() -> None:
         b[0] = b"x"
     del buffers
     assert bytearray(2 * 1024 * 1024)[-1] == 0
+
+
+def test_tune_gc_keeps_collecting_new_cycles() -> None:
+    import gc
+    import weakref
+
+    from skymesh.tuning import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+
+        class Node:
+            other: object = None
+
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle made after the freeze
+        ref = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert ref() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -1,9 +1,12 @@
 """Reading an object's bytes back: any range, segment by segment, window by window.
 
-For each window of stripes the reader asks ``k + extra`` nodes for the piece
-bytes it needs, data pieces first (decoding them needs no arithmetic), takes the
-first ``k`` that answer and cancels the rest; a node that fails is replaced by
-another. AES-GCM then authenticates every block, so a wrong byte from any node
+For each window of stripes the reader asks ``k`` nodes for the piece bytes it
+needs, data pieces first (decoding them needs no arithmetic), and hedges: once a
+straggler has taken twice as long as the first piece to arrive (or ``HEDGE_MAX``
+passed with none), ``extra`` more nodes are asked, the first ``k`` answers win
+and the rest are cancelled; a node that fails is replaced by another at once.
+Asking ``k + extra`` up front cost every node a quarter more requests, and every
+cancelled response a dropped connection, on each window of a healthy network. AES-GCM then authenticates every block, so a wrong byte from any node
 can never reach the caller: on a failed tag the window is fetched again with
 every piece checked against its Merkle root, and the liars are left out.
 Windows grow from one stripe (a quick first byte) to a few MiB, and the next
@@ -31,7 +34,9 @@ from skymesh.wire import messages as m
 
 log = logging.getLogger(__name__)
 
-WINDOW_GROWTH = (1, 4, 16, 64)  # stripes per window, first windows small for latency
+WINDOW_GROWTH = (1, 8, 64)  # stripes per window, first windows small for latency
+HEDGE_MIN = 0.02  # s: a straggler gets at least this long past the first piece
+HEDGE_MAX = 1.0  # s: with no piece at all by then, ask the extra nodes anyway
 SEGMENTS_PER_CALL = 8
 REFRESH_ATTEMPTS = 2  # fresh get orders per window, after allowances run out
 
@@ -116,8 +121,12 @@ class SegmentReader:
             running[task] = piece
             return True
 
-        for _ in range(min(len(candidates), k + self.extra)):
+        for _ in range(k):
             launch()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        first_at: float | None = None  # when the first piece arrived
+        hedged = self.extra <= 0
         got: dict[int, bytes] = {}
         problems: list[str] = []
         try:
@@ -127,12 +136,27 @@ class SegmentReader:
                         f"segment {self.segment.number}: only {len(got)} of {k} pieces answered: "
                         + "; ".join(problems[:5])
                     )
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                timeout = None
+                if not hedged:
+                    deadline = began + HEDGE_MAX
+                    if first_at is not None:
+                        deadline = min(deadline, first_at + max(HEDGE_MIN, first_at - began))
+                    timeout = max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(
+                    running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:  # stragglers: ask the extra nodes too
+                    hedged = True
+                    for _ in range(self.extra):
+                        launch()
+                    continue
                 for task in done:
                     piece = running.pop(task)
                     err = task.exception()
                     if err is None:
                         got[piece.piece_num] = task.result()
+                        if first_at is None:
+                            first_at = loop.time()
                     else:
                         self._failed(piece, err)
                         problems.append(f"{piece.node_id}: {err}")
@@ -321,4 +345,6 @@ async def read_object_range(
                 )
                 async for chunk in reader.read(lo, hi):
                     yield chunk
+        if seg.plain_offset + seg.plain_size >= end:
+            break  # done: asking for the next segment would sign orders for nothing
         number += 1

@@ -574,6 +574,9 @@ class DownloadRequest(Base, frozen=True):
     segment_limit: int = 8
     plain_offset: int | None = None  # start at the segment holding this byte instead
     delete_markers: bool = False  # S3 versioning: as in ObjectRequest
+    # stop after the segment holding byte plain_end - 1: a ranged read gets orders
+    # signed for the segments it reads, not for a whole batch of them
+    plain_end: int | None = None
 
 
 class DownloadPiece(Base, frozen=True):

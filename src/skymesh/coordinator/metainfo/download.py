@@ -1,7 +1,8 @@
 """What a reader needs: the object, and a window of its segments with GET orders.
 
 Segments come in object order from ``first_segment`` (or from the one holding
-``plain_offset``), at most ``segment_limit`` (capped at 64) per call. A piece
+``plain_offset``), at most ``segment_limit`` (capped at 64) per call, and none
+starting at or past ``plain_end`` (a ranged read signs orders only for what it reads). A piece
 segment lists every stored piece whose node is known, online nodes first, each
 with its Merkle root and a GET order allowing GET_ALLOWANCE_FACTOR reads of the piece. One snapshot, three
 indexed queries: the object, the segment window, and all pieces of the window.
@@ -81,7 +82,11 @@ GET_ALLOWANCE_FACTOR = 2
 
 async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> DownloadResponse:
     check_key(req.key)
-    if req.first_segment < 0 or (req.plain_offset is not None and req.plain_offset < 0):
+    if (
+        req.first_segment < 0
+        or (req.plain_offset is not None and req.plain_offset < 0)
+        or (req.plain_end is not None and req.plain_end < 0)
+    ):
         raise BadRequest("segment number and offset must not be negative", code="InvalidArgument")
     limit = max(0, min(req.segment_limit, MAX_SEGMENT_LIMIT))
 
@@ -104,6 +109,8 @@ async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> Downlo
         seg_rows = list(
             conn.execute(_SEGMENTS_FROM, {**stream, "first": first, "limit": limit}).all()
         )
+        if req.plain_end is not None:
+            seg_rows = seg_rows[:1] + [r for r in seg_rows[1:] if r.plain_offset < req.plain_end]
         if not any(r.k for r in seg_rows):
             return info, seg_rows, []
         piece_rows = conn.execute(

@@ -72,13 +72,20 @@ class PublicReadClient(Client):
         return obj
 
     async def open_object(
-        self, bucket: str, key: str, version_id: str = "", offset_hint: int = 0
+        self,
+        bucket: str,
+        key: str,
+        version_id: str = "",
+        offset_hint: int = 0,
+        end_hint: int | None = None,
     ) -> ObjectHandle:
         # HEAD first: refusing a private object must not cost the coordinator a
         # batch of signed GET orders, or anonymous callers could make it sign at will
         checked = await self.head_object(bucket, key, version_id)
         try:
-            handle = await super().open_object(bucket, key, checked.info.version_id, offset_hint)
+            handle = await super().open_object(
+                bucket, key, checked.info.version_id, offset_hint, end_hint
+            )
         except SkymeshError as e:
             raise await self._hide_missing(bucket, e) from e
         self._require_public(handle.meta)  # the version being read, before any byte

@@ -264,11 +264,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 async def get_object(req: S3Request) -> web.StreamResponse:
     range_header = req.http.headers.get("Range")
     hint = 0
+    end_hint: int | None = None  # where a plain "bytes=a-b" range stops: orders up to there
     m = _RANGE.match(range_header.strip()) if range_header else None
     if m and m.group(1):
         hint = int(m.group(1))
+        if m.group(2) and "partNumber" not in req.http.query:
+            end_hint = int(m.group(2)) + 1
     try:
-        handle = await req.client.open_object(req.bucket, req.key, version_query(req), hint)
+        handle = await req.client.open_object(
+            req.bucket, req.key, version_query(req), hint, end_hint
+        )
     except DeleteMarkerError as e:
         raise delete_marker_error(e) from e
     size = handle.info.size
