@@ -11,7 +11,8 @@ regions a request may run in) and random weights. The properties:
   gets none, so the gateway answers 503 ``no_healthy_backend`` instead of running
   it anywhere else;
 - nodes that cannot serve never change the order of those that can;
-- weights do what they say: all weight on carbon puts a least-carbon node first.
+- weights do what they say: all weight on carbon puts a least-carbon node first;
+- a cost is never NaN, even for absurd (finite) adverts, so the order is total.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skymesh.compute.routing import Candidate, Weights, eligible, gco2_per_1k_tokens, rank
+from skymesh.compute.routing import (
+    Candidate,
+    Weights,
+    cost,
+    eligible,
+    gco2_per_1k_tokens,
+    rank,
+)
 from skymesh.wire.messages import ComputeAdvert, ModelOffer
 
 MODEL = "m"
@@ -160,3 +168,34 @@ def test_all_weight_on_carbon_puts_a_least_carbon_node_first(topology: list[Cand
     if ranked:
         least = min(gco2_per_1k_tokens(c.advert) for c in ranked)
         assert gco2_per_1k_tokens(ranked[0].advert) == least
+
+
+huge = st.floats(0, 1e308)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.builds(
+        ComputeAdvert,
+        models=st.just([ModelOffer(name=MODEL, kind="chat", context_length=1)]),
+        cores=st.just(1),
+        memory_bytes=st.just(1),
+        concurrency=st.integers(1, 4),
+        queue_depth=st.integers(0, 3),
+        latency_ms=huge,
+        tokens_per_second=huge,
+        pue=huge,
+        grid_gco2_kwh=huge,
+        watts=huge,
+    ),
+    st.floats(0, 1e308),
+    weights,
+)
+def test_costs_are_never_nan_even_for_absurd_adverts(
+    advert: ComputeAdvert, rtt: float, w: Weights
+) -> None:
+    c = Candidate(node_id="n", address="http://x", region=REGIONS[0], advert=advert, rtt_s=rtt)
+    offer = c.offer(MODEL)
+    assert offer is not None
+    value = cost(c, offer, w)
+    assert value == value and value >= 0  # not NaN

@@ -24,6 +24,7 @@ from skymesh.wire.messages import ComputeAdvert, ModelOffer
 
 DEFAULT_RTT = 0.05  # seconds, for a node we have not measured yet
 DEFAULT_TOKENS_PER_SECOND = 50.0  # for carbon, before a node has measured its throughput
+MIN_TOKENS_PER_SECOND = 1e-3  # a slower figure is noise (1e-300 would make the time per token inf)
 WEIGHT_NAMES = ("latency", "price", "carbon")
 
 
@@ -91,15 +92,19 @@ def expected_wait(a: ComputeAdvert) -> float:
 
 def gco2_per_1k_tokens(a: ComputeAdvert) -> float:
     tps = a.tokens_per_second or DEFAULT_TOKENS_PER_SECOND
-    kwh = a.watts * (1000.0 / tps) / 3600.0 / 1000.0
+    kwh = a.watts * (1000.0 / max(tps, MIN_TOKENS_PER_SECOND)) / 3600.0 / 1000.0
     return kwh * max(a.pue, 1.0) * a.grid_gco2_kwh
 
 
 def cost(c: Candidate, offer: ModelOffer, w: Weights) -> float:
+    """Never NaN, so ranks are total: a term weighted 0 counts 0 even when its figure
+    overflowed to inf, and a figure made of inf x 0 (absurd adverts) costs inf."""
     a = c.advert
     latency = c.rtt_s + expected_wait(a) + a.latency_ms / 1000.0
     price = (offer.price_in + offer.price_out) / 1000.0
-    return w.latency * latency + w.price * price + w.carbon * gco2_per_1k_tokens(a)
+    terms = ((w.latency, latency), (w.price, price), (w.carbon, gco2_per_1k_tokens(a)))
+    total = sum((weight * value for weight, value in terms if weight), 0.0)
+    return math.inf if math.isnan(total) else total
 
 
 def rank(
