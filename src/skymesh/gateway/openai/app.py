@@ -15,7 +15,9 @@ Each request is routed (:mod:`skymesh.compute.routing`) over the coordinator's
 list of compute nodes; the gateway asks the coordinator for signed inference
 orders for the best few and tries them in turn. A node that fails before the
 first token is retried on the next; a stream that breaks after it ends with an
-SSE error event, never a silent truncation.
+SSE error event, never a silent truncation. What each order served is reported
+to the coordinator for metering in the background (:mod:`.usage`), and a request
+that names no routing weights gets its project's.
 """
 
 from __future__ import annotations
