@@ -110,11 +110,14 @@ class Net:
             self._coordinator("GET", "/v1/compute/nodes"), type=ComputeNodeList
         )
 
-    def embed_direct(self, node_id: str, url: str) -> tuple[float, float]:
-        """The same request straight to a node at ``url``: its seconds and the node's own ms."""
+    def embed_direct(self, node_id: str, url: str) -> tuple[float, float, float]:
+        """The same request straight to a node at ``url``, with an order asked for first:
+        its seconds, the node's own ms, and the seconds the order took."""
         req = InferenceOrderRequest(model=MINILM.name, node_ids=[node_id], max_tokens=2048)
+        asked = time.perf_counter()
         raw = self._coordinator("POST", "/v1/compute/orders", req)
         order = msgspec.json.decode(raw, type=InferenceOrders).orders[0]
+        order_s = time.perf_counter() - asked
         body = msgspec.json.encode({"model": MINILM.name, "input": [TEXT]})
         started = time.perf_counter()
         resp = self.http.request(
@@ -126,7 +129,7 @@ class Net:
         elapsed = time.perf_counter() - started
         if resp.status != 200:
             raise RuntimeError(f"node {node_id} answered {resp.status}: {resp.data[:300]!r}")
-        return elapsed, float(resp.headers.get(NODE_MS, "nan"))
+        return elapsed, float(resp.headers.get(NODE_MS, "nan")), order_s
 
 
 def _until(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
@@ -186,11 +189,12 @@ def _overhead(net: Net, n: int) -> dict[str, float]:
     node = next(c for c in net.compute_nodes().nodes if c.region == region)
     gw_conf = tomllib.loads((net.home / "gateway" / "config.toml").read_text())["gateway"]
     via = gw_conf["node_routes"][node.address]
-    direct, node_ms, through = [], [], []
+    direct, node_ms, orders, through = [], [], [], []
     for _ in range(n):  # interleaved, so load changes hit both alike
-        t, ms = net.embed_direct(node.node_id, via)
+        t, ms, order_s = net.embed_direct(node.node_id, via)
         direct.append(t)
         node_ms.append(ms)
+        orders.append(order_s)
         through.append(net.embed(region, [TEXT], region)[0])
     d, g = statistics.median(direct), statistics.median(through)
     return {
@@ -198,6 +202,7 @@ def _overhead(net: Net, n: int) -> dict[str, float]:
         "direct_p50_ms": d * 1e3,
         "overhead_p50_ms": (g - d) * 1e3,
         "node_compute_p50_ms": statistics.median(node_ms),
+        "order_p50_ms": statistics.median(orders) * 1e3,
         "same_region_rtt_ms": RttMatrix.default().ms(region, region),
     }
 
@@ -281,7 +286,9 @@ def notes(run: dict[str, Any]) -> list[str]:
             f" through the same {o['same_region_rtt_ms']:g} ms proxy {o['direct_p50_ms']:.1f}"
             f" ms; the node's own compute {o['node_compute_p50_ms']:.1f} ms). It is the"
             " gateway's whole share: auth, the cached node list, ranking, the coordinator"
-            " round trip for a signed order, re-encoding the answer, and one more loopback hop."
+            " round trip for a signed order (alone, from the benchmark:"
+            f" {o.get('order_p50_ms', float('nan')):.1f} ms), re-encoding the answer, and one"
+            " more loopback hop."
         )
     out.append(
         "- Callers are measured before the throughput runs: a node advertises its mean"

@@ -263,7 +263,7 @@ class Network:
         sites = [
             NodeSite(s.regions[i % len(s.regions)], s.host, s.node_base_port + i)
             for i in range(s.nodes)
-            if i < len(s.regions) and _computes(s, s.regions[i])
+            if i < len(s.regions) and _compute_on(s) and _computes(s, s.regions[i])
         ]
         for j, region in enumerate(s.regions):
             port = s.gateway_port if j == 0 else s.node_base_port + s.nodes + j - 1
