@@ -116,11 +116,14 @@ def test_quick_run_against_two_real_networks(tmp_path: Path) -> None:
     run = json.loads(next(tmp_path.glob("inference-*.json")).read_text())
     near, central = run["networks"]["near"], run["networks"]["central"]
     assert set(near["latency"]) == set(central["latency"]) == set(DEFAULT_REGIONS)
+    m = RttMatrix.default()
     for region in DEFAULT_REGIONS:
-        assert near["latency"][region]["served_by"] == region
+        # near: in the region, or 22 ms off in the other EU region when the nodes'
+        # service times (which routing adds to the RTT) swing more than that under load
+        assert m.ms(region, near["latency"][region]["served_by"]) <= m.ms("eu-west", "eu-central")
         assert central["latency"][region]["served_by"] == "us-east"
         assert near["throughput"][region]["batch_per_s"] > 0
     # a caller far from the only compute waits at least the round trip to it
-    assert central["latency"]["ap-south"]["p50_ms"] >= RttMatrix.default().ms("ap-south", "us-east")
+    assert central["latency"]["ap-south"]["p50_ms"] >= m.ms("ap-south", "us-east")
     assert "| measure | eu-west |" in proc.stdout
     assert not list(tmp_path.glob("bench-inference-*"))  # homes removed after a clean run
