@@ -20,7 +20,12 @@ import aiohttp
 import msgspec
 
 from skymesh import errors
-from skymesh.client.download import SEGMENTS_PER_CALL, SegmentSource, read_object_range
+from skymesh.client.download import (
+    FIRST_CALL_SEGMENTS,
+    SEGMENTS_PER_CALL,
+    SegmentSource,
+    read_object_range,
+)
 from skymesh.client.metainfo import Metainfo
 from skymesh.client.objectmeta import ObjectMeta, key_context, open_meta, seal_meta, segment_key
 from skymesh.client.upload import SegmentUploadError, store_segment
@@ -631,7 +636,7 @@ class Client:
                 key=key,
                 version_id=version_id,
                 plain_offset=offset_hint,
-                segment_limit=SEGMENTS_PER_CALL,
+                segment_limit=FIRST_CALL_SEGMENTS,
                 delete_markers=True,
                 plain_end=end_hint,
             )

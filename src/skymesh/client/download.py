@@ -34,10 +34,15 @@ from skymesh.wire import messages as m
 
 log = logging.getLogger(__name__)
 
-WINDOW_GROWTH = (1, 8, 64)  # stripes per window, first windows small for latency
+# Stripes per window: a small first window for the first byte, then 4 MiB ones. An
+# 8 MiB range (boto3's part) takes 3 windows: each costs every node one request.
+WINDOW_GROWTH = (4, 64)
 HEDGE_MIN = 0.02  # s: a straggler gets at least this long past the first piece
 HEDGE_MAX = 1.0  # s: with no piece at all by then, ask the extra nodes anyway
 SEGMENTS_PER_CALL = 8
+# Segments in the call that opens an object: each comes with a signed order per piece
+# (0.1-0.5 ms each here), all before the first byte; the rest follow in batches.
+FIRST_CALL_SEGMENTS = 2
 REFRESH_ATTEMPTS = 2  # fresh get orders per window, after allowances run out
 
 
