@@ -25,9 +25,16 @@ from skymesh.config import GatewayConfig
 from skymesh.gateway.openai.files import file_id
 from skymesh.gateway.service import GatewayService
 from skymesh.testing.planet import Planet, PlanetThread
-from skymesh.wire.batch import SCOPE_PREFIX, BatchOrderGrant, BatchOrderRequest
+from skymesh.wire.batch import (
+    SCOPE_PREFIX,
+    BatchOrder,
+    BatchOrderGrant,
+    BatchOrderRequest,
+    BatchUsage,
+)
+from skymesh.wire.identity import Identity
 from skymesh.wire.messages import ORDER_HEADER, DownloadRequest
-from skymesh.wire.signing import encode_header
+from skymesh.wire.signing import decode_header, encode_header, sign
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("onnxruntime")
@@ -37,6 +44,7 @@ if MINILM.packaged_files() is None:
 EMBED = MINILM.name
 CHAT = SMOLLM2.name
 REGIONS = ("eu-west", "us-east", "ap-south")
+PRICE_IN, PRICE_OUT = 3.0, 5.0  # USD per 1M tokens, offered by every compute node
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +55,7 @@ def ai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         regions=REGIONS,
         compute_nodes=2,  # node 0 (eu-west) and node 1 (us-east)
         heartbeat_interval=0.5,
-        compute_overrides={"compute_threads": 1},
+        compute_overrides={"compute_threads": 1, "price_in": PRICE_IN, "price_out": PRICE_OUT},
     )
     thread = PlanetThread(planet).start()
     try:
@@ -418,3 +426,105 @@ def test_upload_into_a_named_bucket(ai: PlanetThread) -> None:
             purpose="batch",
             extra_headers={"X-Skymesh-Bucket": "no-such-bucket"},
         )
+
+
+# ---------------------------------------------------------------- metering
+
+
+def _get_usage(ai: PlanetThread, api_key: str) -> list[dict[str, Any]]:
+    """The project's own ``GET /v1/usage`` rows at the coordinator, by model and node."""
+    coordinator = ai.planet.coordinator
+    assert coordinator is not None
+
+    async def go() -> list[dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(
+                coordinator.url + "/v1/usage?group_by=model,node",
+                headers={"Authorization": f"Bearer {api_key}"},
+            ) as r,
+        ):
+            assert r.status == 200, await r.text()
+            rows: list[dict[str, Any]] = (await r.json())["rows"]
+            return rows
+
+    return ai.run(go())
+
+
+def _post_usage(ai: PlanetThread, order: str, usage: BatchUsage, by: Identity) -> tuple[int, Any]:
+    coordinator = ai.planet.coordinator
+    assert coordinator is not None
+
+    async def go() -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                coordinator.url + SCOPE_PREFIX + "/usage",
+                data=msgspec.json.encode(sign(by, usage)),
+                headers={ORDER_HEADER: order},
+            ) as r,
+        ):
+            return r.status, await r.json()
+
+    return ai.run(go())
+
+
+def test_batch_tokens_are_metered_once_by_the_node_that_ran_them(ai: PlanetThread) -> None:
+    gateway = ai.planet.gateway
+    assert gateway is not None
+    cred = ai.run(ai.planet.create_credential("batch-metered"))
+    gateway.add_credential(cred)
+    client = openai.OpenAI(
+        base_url=ai.planet.endpoint + "/v1", api_key=cred.secret_access_key, max_retries=0
+    )
+    lines: list[Any] = [_embed_line(k, v) for k, v in TEXTS.items()]
+    lines.append(_embed_line("wrong-model", "x", model="no-such-model"))  # fails: not metered
+    f = client.files.create(file=("m.jsonl", io.BytesIO(_jsonl(lines))), purpose="batch")
+    batch = _wait(
+        client,
+        client.batches.create(
+            input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h"
+        ).id,
+    )
+    assert batch.status == "completed" and batch.request_counts.completed == 3
+    out = _lines(client, batch.output_file_id)
+    tokens = sum(line["response"]["body"]["usage"]["prompt_tokens"] for line in out.values())
+    assert tokens > 0
+    node_id = batch.to_dict()["skymesh"]["node_id"]
+
+    # recorded before the batch reads completed: no waiting
+    [row] = _get_usage(ai, cred.api_key)
+    assert (row["model"], row["node_id"], row["requests"]) == (EMBED, node_id, 1)
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (tokens, 0)
+    assert row["cost"] == pytest.approx(tokens * PRICE_IN / 1e6)
+    assert row["region"] == next(n for n in ai.planet.nodes if n.node_id == node_id).config.region
+
+    # polling the status again (retrieve, list) does not count it again
+    for _ in range(2):
+        assert client.batches.retrieve(batch.id).status == "completed"
+    client.batches.list()
+    assert _get_usage(ai, cred.api_key) == [row]
+
+    # the gateway holds the order, but not the node's key: it cannot inflate the count ...
+    api = gateway.openai
+    assert api is not None
+    stored = ai.run(api.batches._load(cred, batch.id)).order  # the gateway's copy of the order
+    inflated = BatchUsage(
+        order_serial=_serial(stored),
+        batch_id=batch.id,
+        lines=3,
+        prompt_tokens=tokens * 100,
+        completion_tokens=0,
+        complete=True,
+    )
+    status, body = _post_usage(ai, stored, inflated, Identity.generate())
+    assert status == 403, body
+    # ... and the node's own report, sent again, is a duplicate
+    node = next(n for n in ai.planet.nodes if n.node_id == node_id)
+    status, body = _post_usage(ai, stored, inflated, node.identity)
+    assert (status, body) == (200, {"recorded": 0, "duplicates": 1})
+    assert _get_usage(ai, cred.api_key) == [row]
+
+
+def _serial(order_header: str) -> str:
+    return msgspec.msgpack.decode(decode_header(order_header).body, type=BatchOrder).serial

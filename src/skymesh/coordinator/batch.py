@@ -21,6 +21,12 @@ and can touch nothing else of the project.
 | POST /v1/compute/batch-scope/v1/objects/download | batch order | the input version only |
 | POST /v1/compute/batch-scope/v1/uploads/{get,begin-part,commit-part,parts,complete,abort} | batch order | the two uploads only |
 | POST /v1/compute/batch-scope/v1/segments/begin | batch order | a stream of the two uploads only |
+| POST /v1/compute/batch-scope/usage | batch order + node signature | Signed[BatchUsage] -> UsageRecorded |
+
+Metering: the node that ran the batch reports what its lines consumed, once,
+signed with its own key (:func:`batch_served`); the row's key is the batch
+order's serial, so the whole batch is one usage record priced as signed into
+the order.
 """
 
 from __future__ import annotations
@@ -36,12 +42,20 @@ from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.compute import ComputeBook
 from skymesh.coordinator.metainfo import buckets
 from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.metering import MAX_PROMPT_TOKENS, Meter, Served
 from skymesh.coordinator.residency import Residency, residency
 from skymesh.errors import BadRequest, Forbidden, Unavailable
 from skymesh.rpc import json_response, read_json
 from skymesh.wire import messages as msg
-from skymesh.wire.batch import SCOPE_PREFIX, BatchOrder, BatchOrderGrant, BatchOrderRequest
-from skymesh.wire.signing import decode_header, open_signed, sign
+from skymesh.wire.batch import (
+    SCOPE_PREFIX,
+    BatchOrder,
+    BatchOrderGrant,
+    BatchOrderRequest,
+    BatchUsage,
+)
+from skymesh.wire.identity import id_from_public_key
+from skymesh.wire.signing import Signed, decode_header, open_signed, sign
 
 BATCH_ORDER_TTL = 24 * 3600.0 + 600.0  # the completion window, and a little to finish writing
 MAX_BATCH_TOKENS = 4096  # per chat line
@@ -101,6 +115,7 @@ async def issue_batch_order(
             f"no online compute node {scope} of bucket {req.bucket!r} serves {req.model!r}"
             f" as {kind}: the batch does not run outside the bucket's residency"
         )
+    offer = next(o for o in node.advert.models if o.name == req.model and o.kind == kind)
     now = book.clock()
     order = BatchOrder(
         serial=secrets.token_hex(16),
@@ -121,15 +136,51 @@ async def issue_batch_order(
         residency=bucket.region,
         expires_at=now + BATCH_ORDER_TTL,
         issued_at=now,
+        price_in=offer.price_in,  # metering: priced as offered when signed
+        price_out=offer.price_out,
+        region=node.region,
     )
-    # TODO(metering): batch tokens are not metered yet; the node's BatchProgress
-    # could report them for a usage record here or at the gateway.
     book.orders_issued += 1
     return BatchOrderGrant(
         order=sign(book.identity, order),
         node_id=node.node_id,
         address=node.address,
         region=node.region,
+    )
+
+
+def batch_served(order: BatchOrder, signed: Signed) -> Served:
+    """The usage record of a batch, from its node's signed report: checked, never trusted.
+
+    Only the node the order names can sign it (a gateway also holds the order but
+    not the node's key, so it cannot inflate counts), it must be for this order,
+    and the totals must fit the lines that ran: completion tokens within the
+    order's per-line cap (none for embeddings), prompt tokens within the per-request
+    cap of interactive metering. The key is the order's serial: the batch counts
+    once, however often it is reported.
+    """
+    usage = open_signed(signed, BatchUsage, lambda key: id_from_public_key(key) == order.node_id)
+    if (usage.order_serial, usage.batch_id) != (order.serial, order.batch_id):
+        raise Forbidden("the usage report is for another batch order")
+    cap_out = 0 if order.endpoint == "/v1/embeddings" else order.max_tokens
+    if not 0 <= usage.lines <= 10**9:
+        raise BadRequest("lines must be 0..10^9")
+    if not 0 <= usage.prompt_tokens <= usage.lines * MAX_PROMPT_TOKENS:
+        raise BadRequest(f"prompt_tokens must be 0..{MAX_PROMPT_TOKENS} per line")
+    if not 0 <= usage.completion_tokens <= usage.lines * cap_out:
+        raise BadRequest(f"completion_tokens must be 0..{cap_out} per line under this order")
+    return Served(
+        serial=order.serial,
+        project_id=order.project_id,
+        model=order.model,
+        node_id=order.node_id,
+        region=order.region,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        price_in=order.price_in,
+        price_out=order.price_out,
+        complete=usage.complete,
+        issued_at=order.issued_at,
     )
 
 
@@ -173,7 +224,9 @@ SCOPED_PATHS = (
 )
 
 
-def add_batch_routes(app: web.Application, auth: Auth, book: ComputeBook, m: Metainfo) -> None:
+def add_batch_routes(
+    app: web.Application, auth: Auth, book: ComputeBook, m: Metainfo, meter: Meter
+) -> None:
     async def orders(request: web.Request) -> web.Response:
         project_id = await auth.project_of(request)
         req = await read_json(request, BatchOrderRequest)
@@ -199,7 +252,13 @@ def add_batch_routes(app: web.Application, auth: Auth, book: ComputeBook, m: Met
 
         return handle
 
+    async def usage(request: web.Request) -> web.Response:
+        order = verified(request)
+        served = batch_served(order, await read_json(request, Signed))
+        return json_response(await meter.record_served([served]))
+
     app.router.add_post("/v1/compute/batch-orders", orders)
+    app.router.add_post(SCOPE_PREFIX + "/usage", usage)
     routes = {path: (kind, op) for path, kind, op in PROJECT_ROUTES}
     for path in SCOPED_PATHS:
         kind, op = routes[path]

@@ -207,8 +207,8 @@ class CoordinatorService:
             self.compute = ComputeBook(self.registry, self.identity, clock=self.clock)
             self.registry.on_heartbeat = self.compute.observe
             add_compute_routes(app, self.auth, self.compute)
-            add_batch_routes(app, self.auth, self.compute, self.metainfo)  # batch API
             self.meter = Meter(self.db, self.identity, clock=self.clock)  # metering slice
+            add_batch_routes(app, self.auth, self.compute, self.metainfo, self.meter)  # batch API
             add_metering_routes(app, self.auth, self.meter)
             # ---- end inference slice
             self._runner = web.AppRunner(app, access_log=None)

@@ -13,7 +13,12 @@ answers 202 and runs the batch in the background:
   interactive requests interleave with a long batch;
 - successes stream into the output upload (one part), failures (a malformed
   line, a wrong model or URL, an input the model refuses) into the error upload,
-  completed only when there is one. A bad line never fails the batch.
+  completed only when there is one. A bad line never fails the batch;
+- when the run ends (completed, cancelled or failed midway) the node reports the
+  tokens of the lines that ran to the coordinator itself, signed with its own
+  key (:class:`~skymesh.wire.batch.BatchUsage`), before the gateway can see the
+  run finished. The node is the party paid for them; the gateway never relays
+  the counts, so it can neither inflate nor repeat them.
 
 | route | auth | answer |
 |---|---|---|
@@ -43,11 +48,11 @@ from aiohttp import web
 from skymesh.client.scoped import ScopedClient
 from skymesh.compute.engines import ChatEngine, EmbeddingEngine
 from skymesh.compute.errors import Overloaded
-from skymesh.errors import BadRequest, Forbidden, NotFound, SkymeshError
-from skymesh.rpc import json_response, read_json
-from skymesh.wire.batch import SCOPE_PREFIX, BatchOrder, BatchProgress, BatchStart
-from skymesh.wire.messages import ORDER_HEADER, CompletePart
-from skymesh.wire.signing import decode_header, encode_header, open_signed
+from skymesh.errors import BadRequest, Forbidden, NotFound, SkymeshError, Unavailable
+from skymesh.rpc import RpcClient, json_response, read_json
+from skymesh.wire.batch import SCOPE_PREFIX, BatchOrder, BatchProgress, BatchStart, BatchUsage
+from skymesh.wire.messages import ORDER_HEADER, CompletePart, UsageRecorded
+from skymesh.wire.signing import decode_header, encode_header, open_signed, sign
 
 if TYPE_CHECKING:
     from skymesh.node.compute import NodeCompute
@@ -58,6 +63,7 @@ MAX_LINE = 1024 * 1024  # bytes of one input line
 MAX_INPUTS = 2048  # embeddings inputs per line
 DEFAULT_MAX_TOKENS = 256
 MAX_RUNS = 1000  # runs remembered, finished ones included
+METER_TRIES = 4  # usage report attempts (1, 2, 4 s apart): each batch counts once anyway
 ROLES = ("system", "developer", "user", "assistant")
 _encoder = msgspec.json.Encoder()
 
@@ -83,6 +89,8 @@ class BatchRun:
     errors_written: bool = False
     message: str = ""
     cancelled: bool = False
+    prompt_tokens: int = 0  # of the lines that ran, for metering
+    completion_tokens: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def progress(self) -> BatchProgress:
@@ -175,6 +183,7 @@ class NodeBatches:
             (o.bucket, o.error_key): run.keys.error_data_key,
         }
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        failure = ""
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 client = ScopedClient(
@@ -183,18 +192,54 @@ class NodeBatches:
                     keys,
                     session,
                 )
-                await self._write(run, client)
+                try:
+                    await self._write(run, client)
+                except Exception as e:
+                    log.warning("batch %s failed: %s", o.batch_id, e)
+                    failure = str(e) or type(e).__name__
+                # metered before the status says the run ended, so whoever sees it
+                # ended sees its usage too
+                await self._meter(run, client.metainfo.rpc, complete=not failure)
         except asyncio.CancelledError:
             run.status, run.message = "failed", "the node stopped during the batch"
             raise
         except Exception as e:
             log.warning("batch %s failed: %s", o.batch_id, e)
-            run.status, run.message = "failed", str(e) or type(e).__name__
+            failure = failure or str(e) or type(e).__name__
+        if failure:
+            run.status, run.message = "failed", failure
             return
         run.status = "cancelled" if run.cancelled else "completed"
         log.info(
             "batch %s %s: %d done, %d failed", o.batch_id, run.status, run.completed, run.failed
         )
+
+    async def _meter(self, run: BatchRun, rpc: RpcClient, *, complete: bool) -> None:
+        """Report the tokens of the lines that ran, signed by this node (retried: once is once)."""
+        identity = self.compute.identity
+        if run.completed == 0 or identity is None:
+            return
+        usage = BatchUsage(
+            order_serial=run.order.serial,
+            batch_id=run.order.batch_id,
+            lines=run.completed,
+            prompt_tokens=run.prompt_tokens,
+            completion_tokens=run.completion_tokens,
+            complete=complete and not run.cancelled,
+        )
+        signed = sign(identity, usage)
+        for attempt in range(METER_TRIES):
+            try:
+                await rpc.call("/usage", signed, UsageRecorded)
+                return
+            except Unavailable as e:
+                if attempt + 1 == METER_TRIES:
+                    log.warning("batch %s: usage not reported: %s", run.order.batch_id, e)
+                    return
+                await asyncio.sleep(2.0**attempt)
+            except SkymeshError as e:  # refused: retrying would not help
+                log.warning("batch %s: usage refused: %s", run.order.batch_id, e)
+                return
 
     async def _write(self, run: BatchRun, client: ScopedClient) -> None:
         o = run.order
@@ -206,9 +251,11 @@ class NodeBatches:
                 if run.cancelled:
                     return
                 run.total += 1
-                ok, line = await self._line(o, raw, lambda: run.cancelled)
+                ok, line, usage = await self._line(o, raw, lambda: run.cancelled)
                 if ok:
                     run.completed += 1
+                    run.prompt_tokens += usage.get("prompt_tokens", 0)
+                    run.completion_tokens += usage.get("completion_tokens", 0)
                     yield line
                 else:
                     run.failed += 1
@@ -234,8 +281,8 @@ class NodeBatches:
 
     async def _line(
         self, o: BatchOrder, raw: bytes, cancelled: Callable[[], bool]
-    ) -> tuple[bool, bytes]:
-        """One input line -> (succeeded, the output or error line, newline-terminated)."""
+    ) -> tuple[bool, bytes, dict[str, int]]:
+        """One input line -> (succeeded, the output or error line, newline-terminated, usage)."""
         custom_id: str | None = None
         request_id = secrets.token_hex(12)
         try:
@@ -262,16 +309,16 @@ class NodeBatches:
             else:
                 result = await self._chat(o, body, cancelled)
         except LineError as e:
-            return False, _error_line(custom_id, request_id, e.status, e.code, str(e))
+            return False, _error_line(custom_id, request_id, e.status, e.code, str(e)), {}
         except SkymeshError as e:
-            return False, _error_line(custom_id, request_id, e.status, e.code, e.message)
+            return False, _error_line(custom_id, request_id, e.status, e.code, e.message), {}
         out = {
             "id": "batch_req_" + secrets.token_hex(12),
             "custom_id": custom_id,
             "response": {"status_code": 200, "request_id": request_id, "body": result},
             "error": None,
         }
-        return True, _encoder.encode(out) + b"\n"
+        return True, _encoder.encode(out) + b"\n", result["usage"]
 
     async def _slot_run(self, fn: Callable[..., Any], *args: object) -> Any:
         """Run ``fn`` in a worker slot, waiting (not failing) while the queue is full."""

@@ -41,6 +41,7 @@ from skymesh.errors import BadRequest, ConfigError, Forbidden, SkymeshError
 from skymesh.node.batch import NodeBatches
 from skymesh.node.orders import OrderVerifier
 from skymesh.rpc import json_response, read_json
+from skymesh.wire.identity import Identity
 from skymesh.wire.messages import (
     ORDER_HEADER,
     ChatEvent,
@@ -72,9 +73,11 @@ class NodeCompute:
         node_id: str,
         verifier: OrderVerifier,
         clock: Callable[[], float] = time.time,
+        identity: Identity | None = None,
     ) -> None:
         self.config = config
         self.node_id = node_id
+        self.identity = identity  # signs batch usage reports (None: batches go unmetered)
         self.verifier = verifier
         self.clock = clock
         self.specs = _served_models(config)

@@ -121,7 +121,9 @@ class NodeService:
         # ---- inference slice: `skymesh node --compute`
         self.compute: NodeCompute | None = None
         if config.compute:
-            self.compute = NodeCompute(config, self.identity.id, self.verifier, self.clock)
+            self.compute = NodeCompute(
+                config, self.identity.id, self.verifier, self.clock, identity=self.identity
+            )
             self.compute.install(self.app)
             self._closers.append(self.compute.close)
         # ---- end inference slice

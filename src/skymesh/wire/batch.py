@@ -50,6 +50,11 @@ class BatchOrder(Base, frozen=True):
     residency: str  # the bucket's location constraint when signed ("" anywhere)
     expires_at: float
     issued_at: float
+    # metering: what the node offered for the model when the order was signed (USD
+    # per 1M tokens) and its region, so the batch is priced as offered
+    price_in: float = 0.0
+    price_out: float = 0.0
+    region: str = ""
 
 
 class BatchOrderRequest(Base, frozen=True):
@@ -89,6 +94,25 @@ class BatchStart(Base, frozen=True):
     input_data_key: bytes
     output_data_key: bytes
     error_data_key: bytes
+
+
+class BatchUsage(Base, frozen=True):
+    """What a batch consumed, signed by the node that ran it (``POST .../batch-scope/usage``).
+
+    Sent by the node itself when its run ends, once per batch order: the
+    coordinator records it under the order's serial, so a resend is a duplicate,
+    and only a signature by the order's node counts, so a gateway (which holds
+    the order too) can neither inflate the counts nor report a batch twice.
+    Totals of the lines that ran (``lines``): embeddings' input tokens, chat's
+    prompt and completion tokens.
+    """
+
+    order_serial: str
+    batch_id: str
+    lines: int
+    prompt_tokens: int
+    completion_tokens: int
+    complete: bool  # the run completed (False: cancelled or failed midway)
 
 
 class BatchProgress(Base, frozen=True):
