@@ -375,7 +375,7 @@ def main(argv: list[str]) -> int:
         return 0
     os.environ.pop("AWS_CA_BUNDLE", None)  # our endpoints are plain http (PITFALLS.md)
     run: dict[str, Any] = {
-        "command": "python -m bench.inference " + " ".join(argv),
+        "command": " ".join(["python -m bench.inference", *argv]),
         "conditions": report.conditions(),
         "nodes": args.nodes,
         "requests": args.requests,
