@@ -36,6 +36,7 @@ from skymesh.codec.crypto import (
     unwrap_key,
     wrap_key,
 )
+from skymesh.rpc import STREAM_BUFSIZE
 from skymesh.wire import messages as m
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,7 @@ class Client:
         self.session = session or aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+            read_bufsize=STREAM_BUFSIZE,
         )
         self.metainfo = Metainfo(coordinator_url, api_key, self.session)
         self.project_id = project_id

@@ -14,6 +14,7 @@ from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
 from skymesh.gateway.openai.app import OpenAIGateway  # inference slice
 from skymesh.gateway.s3.app import S3Context, make_app
+from skymesh.rpc import STREAM_BUFSIZE
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class GatewayService:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+            read_bufsize=STREAM_BUFSIZE,
         )
         clients = {c.access_key_id: self._client(c) for c in self.credentials}
         self.context = S3Context(
@@ -58,7 +60,9 @@ class GatewayService:
         self.openai = OpenAIGateway(self.config, self.context.credentials, self._session)
         self.openai.install(app)
         # ---- end inference slice
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, read_bufsize=STREAM_BUFSIZE
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()

@@ -29,7 +29,7 @@ from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.retain import RetainSweeper, install_retain
 from skymesh.node.store import PieceStore
 from skymesh.node.trust import TRUST_FILE, load_trusted_keys
-from skymesh.rpc import RpcClient
+from skymesh.rpc import STREAM_BUFSIZE, RpcClient
 from skymesh.wire.identity import Identity
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,12 @@ class NodeService:
             self._closers.append(self.compute.close)
         # ---- end inference slice
 
-        self._runner = web.AppRunner(self.app, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        self._runner = web.AppRunner(
+            self.app,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            access_log=None,
+            read_bufsize=STREAM_BUFSIZE,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.host, config.port)
         await site.start()
