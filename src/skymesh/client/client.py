@@ -20,6 +20,7 @@ import aiohttp
 import msgspec
 
 from skymesh import errors
+from skymesh.client.buffers import BufferPool
 from skymesh.client.download import (
     FIRST_CALL_SEGMENTS,
     SEGMENTS_PER_CALL,
@@ -206,6 +207,7 @@ class Client:
         self._root_secret = root_secret
         self._codec: m.CodecParams | None = None
         self.extra = download_extra_pieces
+        self.buffers = BufferPool()
 
     async def close(self) -> None:
         if self._own_session:
@@ -286,7 +288,8 @@ class Client:
         segment_cap = codec.max_segment_size
         first_cap = min(segment_cap, size) if size is not None else segment_cap
         first_cap = max(first_cap, codec.inline_threshold + 1)
-        buf = bytearray(first_cap)
+        buf = self.buffers.take(first_cap)
+        taken = [buf]  # back to the pool once the object is stored
         n = await reader.read_into(buf, first_cap)
         if reader.eof and n <= codec.inline_threshold:
             view = memoryview(buf)[:n]
@@ -311,6 +314,7 @@ class Client:
                     if_none_match=if_none_match,
                 )
             )
+            self.buffers.give(buf)
             return StoredObject(info, meta)
 
         begin = await self.metainfo.begin_object(
@@ -337,7 +341,8 @@ class Client:
                         if size is None
                         else max(1, min(segment_cap, size - reader.total))
                     )
-                    next_buf = bytearray(cap)
+                    next_buf = self.buffers.take(cap)
+                    taken.append(next_buf)
                 reading = asyncio.create_task(reader.read_into(next_buf, len(next_buf)))
             try:
                 if pending_commit is not None:
@@ -383,6 +388,8 @@ class Client:
                 if_none_match=if_none_match,
             )
         )
+        for b in taken:
+            self.buffers.give(b)
         return StoredObject(info, meta)
 
     async def _store_with_retry(
@@ -470,7 +477,7 @@ class Client:
         all_hashers: list[Hasher] = [md5, *hashers]
         reader = ChunkReader(source)
         cap = codec.max_segment_size if size is None else max(1, min(codec.max_segment_size, size))
-        buf = bytearray(cap)
+        buf = self.buffers.take(cap)
         segments: list[m.SegmentCommit] = []
         index = 0
         while True:
@@ -534,6 +541,7 @@ class Client:
                 checksum=checksum,
             )
         )
+        self.buffers.give(buf)
         return m.PartInfo(
             part_number=part_number,
             size=reader.total,

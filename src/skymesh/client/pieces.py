@@ -67,7 +67,7 @@ async def put_piece(
     session: aiohttp.ClientSession,
     target: AddressedOrder,
     root_piece_id: str,
-    body: AsyncIterator[bytes | bytearray],
+    body: AsyncIterator[bytes | bytearray | memoryview],
     size: int,
 ) -> Signed:
     """Stream one piece to its node; answers the node's signed receipt."""
