@@ -528,3 +528,133 @@ def test_batch_tokens_are_metered_once_by_the_node_that_ran_them(ai: PlanetThrea
 
 def _serial(order_header: str) -> str:
     return msgspec.msgpack.decode(decode_header(order_header).body, type=BatchOrder).serial
+
+
+# ---------------------------------------------------------------- interactive requests over stored data
+
+
+def _constrained(
+    ai: PlanetThread, bucket: str, region: str, objects: dict[str, bytes], cred: Any = None
+) -> None:
+    s3 = ai.boto3(cred)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    for key, body in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+STORED = ["data stays home", "embedded where it lives", "third line"]
+
+
+def test_stored_input_is_embedded_by_a_node_inside_its_residency(ai: PlanetThread) -> None:
+    gateway = ai.planet.gateway
+    assert gateway is not None
+    cred = ai.run(ai.planet.create_credential("stored-inputs"))
+    gateway.add_credential(cred)
+    client = openai.OpenAI(
+        base_url=ai.planet.endpoint + "/v1", api_key=cred.secret_access_key, max_retries=0
+    )
+    direct = [d.embedding for d in client.embeddings.create(model=EMBED, input=STORED).data]
+    region_of = {n.node_id: n.config.region for n in ai.planet.nodes}
+    objects = {
+        "in/texts.jsonl": _jsonl(STORED),
+        "in/texts.json": json.dumps(STORED).encode(),
+        "in/texts.txt": ("\n".join(STORED) + "\n\n").encode(),
+    }
+    for bucket, region in (("eu-stored", "eu-west"), ("us-stored", "us-east")):
+        _constrained(ai, bucket, region, objects, cred)
+        for key in objects:
+            raw = client.embeddings.with_raw_response.create(
+                model=EMBED,
+                input=[],
+                extra_body={"skymesh": {"input_object": f"{bucket}/{key}"}},
+            )
+            assert region_of[raw.headers["x-skymesh-node"]] == region
+            assert raw.headers["x-skymesh-region"] == region
+            got = raw.parse()
+            assert got.usage.prompt_tokens > 0
+            assert len(got.data) == len(STORED)
+            for mine, want in zip(got.data, direct, strict=True):
+                assert mine.embedding == pytest.approx(want, abs=1e-6)  # base64 by default
+
+    # the node meters what it served (in the background, signed by itself): six reads
+    deadline = time.monotonic() + 10
+    while True:
+        rows = _get_usage(ai, cred.api_key)
+        if sum(r["requests"] for r in rows) >= 7 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    by_region: dict[str, int] = {}
+    for r in rows:
+        by_region[r["region"]] = by_region.get(r["region"], 0) + r["requests"]
+    assert sum(by_region.values()) == 7  # the direct call, reported by the gateway, and six reads
+    assert by_region.get("eu-west", 0) >= 3 and by_region.get("us-east", 0) >= 3
+
+
+def test_stored_input_never_runs_outside_its_residency(ai: PlanetThread) -> None:
+    client = _client(ai)
+    _constrained(ai, "ap-stored", "ap-south", {"in/texts.jsonl": _jsonl(STORED)})
+    with pytest.raises(openai.InternalServerError) as e:
+        client.embeddings.create(
+            model=EMBED,
+            input=[],
+            extra_body={"skymesh": {"input_object": "ap-stored/in/texts.jsonl"}},
+        )
+    assert e.value.status_code == 503
+    err = e.value.body
+    assert err["code"] == "no_compute_in_residency" and err["type"] == "server_error"
+    assert "ap-south" in err["message"] and err["param"] == "skymesh.input_object"
+    # the request's own regions narrow the residency further, never widen it
+    _constrained(ai, "eu-only", "eu-west", {"in/texts.jsonl": _jsonl(STORED)})
+    with pytest.raises(openai.InternalServerError) as e:
+        client.embeddings.create(
+            model=EMBED,
+            input=[],
+            extra_body={
+                "skymesh": {"input_object": "eu-only/in/texts.jsonl", "regions": ["us-east"]}
+            },
+        )
+    assert e.value.body["code"] == "no_compute_in_residency"
+
+
+def test_stored_input_errors(ai: PlanetThread) -> None:
+    client = _client(ai)
+    _constrained(
+        ai,
+        "bad-stored",
+        "eu-west",
+        {"in/numbers.json": b"[1, 2]", "in/texts.jsonl": _jsonl(STORED)},
+    )
+
+    def embed(ref: str, **kw: Any) -> Any:
+        return client.embeddings.create(
+            model=kw.pop("model", EMBED),
+            input=kw.pop("input", []),
+            extra_body={"skymesh": {"input_object": ref}},
+            **kw,
+        )
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        embed("bad-stored/in/numbers.json")
+    assert bad.value.body["code"] == "invalid_input_object"
+    assert bad.value.body["param"] == "skymesh.input_object"
+    with pytest.raises(openai.NotFoundError) as missing:
+        embed("bad-stored/in/nothing.jsonl")
+    assert missing.value.body["code"] == "input_object_not_found"
+    with pytest.raises(openai.BadRequestError) as both:
+        embed("bad-stored/in/texts.jsonl", input=["also this"])
+    assert both.value.body["param"] == "input"
+    with pytest.raises(openai.BadRequestError) as shape:
+        embed("no-key")
+    assert shape.value.body["param"] == "skymesh.input_object"
+    with pytest.raises(openai.NotFoundError):
+        embed("bad-stored/in/texts.jsonl", model="no-such-model")
+    with pytest.raises(openai.BadRequestError) as dims:
+        embed("bad-stored/in/texts.jsonl", dimensions=12)
+    assert dims.value.body["param"] == "dimensions"
+    with pytest.raises(openai.BadRequestError) as chat:
+        client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"skymesh": {"input_object": "bad-stored/in/texts.jsonl"}},
+        )
+    assert chat.value.body["param"] == "skymesh"

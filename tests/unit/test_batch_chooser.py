@@ -50,6 +50,7 @@ def nodes(draw: st.DrawFn) -> list[ComputeNode]:
     use_map=st.booleans(),
     model=st.sampled_from(MODELS),
     prefer=st.lists(st.sampled_from([f"n{i:02d}" for i in range(14)]), max_size=6),
+    regions=st.lists(st.sampled_from(REGIONS), max_size=3),
 )
 def test_never_outside_the_residency(
     topology: list[ComputeNode],
@@ -57,14 +58,17 @@ def test_never_outside_the_residency(
     use_map: bool,
     model: tuple[str, str],
     prefer: list[str],
+    regions: list[str],
 ) -> None:
+    """Also with a request's own ``regions`` (interactive reads): they narrow, never widen."""
     where = residency(constraint, JURISDICTIONS if use_map else {})
     name, kind = model
-    chosen = choose_batch_node(topology, name, kind, where, prefer)
+    chosen = choose_batch_node(topology, name, kind, where, prefer, regions)
     eligible = [
         n
         for n in topology
         if where.allows(n.region)
+        and (not regions or n.region in regions)
         and any(m.name == name and m.kind == kind for m in n.advert.models)
     ]
     if chosen is None:

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +15,7 @@ from skymesh.coordinator.batch import in_scope
 from skymesh.errors import BadRequest
 from skymesh.gateway.openai.errors import OpenAIError
 from skymesh.gateway.openai.files import file_id, parse_file_id, purpose_of
-from skymesh.node.batch import MAX_LINE, _lines
+from skymesh.node.batch import MAX_LINE, LineError, _lines, object_inputs
 from skymesh.wire import messages as m
 from skymesh.wire.batch import BatchOrder
 
@@ -66,6 +67,29 @@ def test_an_order_covers_its_input_version_and_two_uploads(req: object, allowed:
     assert in_scope(ORDER, req) is allowed
 
 
+READ = msgspec.structs.replace(
+    ORDER, output_key="", output_upload="", error_key="", error_upload="", purpose="read"
+)
+
+
+@pytest.mark.parametrize(
+    ("req", "allowed"),
+    [
+        (None, True),
+        (m.DownloadRequest(bucket="data", key="in.jsonl", version_id="v1"), True),
+        (m.DownloadRequest(bucket="data", key="other", version_id="v1"), False),
+        (m.UploadRequest(bucket="data", key="", upload_id=""), False),
+        (m.BeginSegmentRequest(stream_id="", position=POS, plain_size=1), False),
+    ],
+)  # fmt: skip
+def test_a_read_order_covers_its_input_version_only(req: object, allowed: bool) -> None:
+    """Interactive reads (``skymesh.input_object``): no upload, not even an empty-named one."""
+    assert in_scope(READ, req) is allowed
+    # a batch order's uploads stay writable only under purpose "batch"
+    upload = m.UploadRequest(bucket="data", key="out.jsonl", upload_id="u-out")
+    assert not in_scope(msgspec.structs.replace(ORDER, purpose="read"), upload)
+
+
 @given(
     bucket=st.from_regex(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", fullmatch=True),
     key=st.text(min_size=1, max_size=300).filter(lambda k: "\x00" not in k),
@@ -114,3 +138,29 @@ def test_lines_survive_any_chunking(lines: list[bytes], cuts: list[int]) -> None
 def test_a_line_over_the_limit_fails_the_run() -> None:
     with pytest.raises(BadRequest):
         _split([b"x" * (MAX_LINE + 1)])
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "inputs"),
+    [
+        ("a.json", b'"one"', ["one"]),
+        ("a.json", b'["one", "two"]', ["one", "two"]),
+        ("a.jsonl", b'"one"\n\n"two"\n', ["one", "two"]),
+        ("a.txt", b"one\n  two  \n\n", ["one", "two"]),
+        ("notes", b'["not json here"]\n', ['["not json here"]']),  # the suffix decides
+        ("a.json", b"[1, 2]", None),
+        ("a.json", b"[]", None),
+        ("a.json", b'["", "x"]', None),
+        ("a.jsonl", b'"one"\n{"input": "x"}\n', None),
+        ("a.jsonl", b"not json\n", None),
+        ("a.txt", b"\xff\xfe", None),
+        ("a.txt", b"\n\n", None),
+    ],
+)
+def test_object_inputs(key: str, raw: bytes, inputs: list[str] | None) -> None:
+    if inputs is None:
+        with pytest.raises(LineError) as e:
+            object_inputs(key, raw)
+        assert e.value.code == "invalid_input_object"
+    else:
+        assert object_inputs(key, raw) == inputs

@@ -17,6 +17,7 @@ and can touch nothing else of the project.
 | route | auth | request -> response |
 |---|---|---|
 | POST /v1/compute/batch-orders | project | BatchOrderRequest -> BatchOrderGrant |
+| POST /v1/compute/read-orders | project | ReadOrderRequest -> BatchOrderGrant (a read order) |
 | POST /v1/compute/batch-scope/v1/codec | batch order | CodecParams |
 | POST /v1/compute/batch-scope/v1/objects/download | batch order | the input version only |
 | POST /v1/compute/batch-scope/v1/uploads/{get,begin-part,commit-part,parts,complete,abort} | batch order | the two uploads only |
@@ -53,6 +54,7 @@ from skymesh.wire.batch import (
     BatchOrderGrant,
     BatchOrderRequest,
     BatchUsage,
+    ReadOrderRequest,
 )
 from skymesh.wire.identity import id_from_public_key
 from skymesh.wire.signing import Signed, decode_header, open_signed, sign
@@ -75,8 +77,10 @@ def choose_batch_node(
     kind: str,
     where: Residency,
     prefer: Sequence[str] = (),
+    regions: Sequence[str] = (),
 ) -> msg.ComputeNode | None:
-    """The node to run a batch on: inside ``where``, serving ``model`` as ``kind``.
+    """The node to run a batch (or a read order) on: inside ``where``, serving ``model``
+    as ``kind``, and in ``regions`` when the request names some (never loosened).
 
     Among those, the first in ``prefer`` (the gateway's ranking by measured
     latency, price and carbon); then the shortest queue. None when no node inside
@@ -86,10 +90,14 @@ def choose_batch_node(
         n
         for n in nodes
         if where.allows(n.region)
+        and (not regions or n.region in regions)
         and any(m.name == model and m.kind == kind for m in n.advert.models)
     ]
-    rank = {node_id: i for i, node_id in enumerate(prefer)}
-    inside.sort(key=lambda n: (rank.get(n.node_id, len(rank)), n.advert.queue_depth, n.node_id))
+    rank: dict[str, int] = {}
+    for i, node_id in enumerate(prefer):
+        rank.setdefault(node_id, i)  # a node named twice keeps its first place
+    last = len(prefer)
+    inside.sort(key=lambda n: (rank.get(n.node_id, last), n.advert.queue_depth, n.node_id))
     return inside[0] if inside else None
 
 
@@ -106,16 +114,9 @@ async def issue_batch_order(
         raise BadRequest(f"prefer at most {MAX_PREFER} nodes")
     if req.output_upload in ("", req.error_upload) or not req.batch_id:
         raise BadRequest("name a batch id and two distinct uploads")
-    bucket = await buckets.get_bucket(m, project_id, msg.BucketRequest(name=req.bucket))
-    where = residency(bucket.region, m.config.jurisdictions)
-    node = choose_batch_node((await book.nodes()).nodes, req.model, kind, where, req.prefer)
-    if node is None:
-        scope = "anywhere" if where.anywhere else f"inside residency {where.describe()}"
-        raise NoComputeInResidency(
-            f"no online compute node {scope} of bucket {req.bucket!r} serves {req.model!r}"
-            f" as {kind}: the batch does not run outside the bucket's residency"
-        )
-    offer = next(o for o in node.advert.models if o.name == req.model and o.kind == kind)
+    node, offer, constraint = await _node_inside(
+        book, m, project_id, req.bucket, req.model, kind, req.prefer, (), "the batch"
+    )
     now = book.clock()
     order = BatchOrder(
         serial=secrets.token_hex(16),
@@ -133,12 +134,93 @@ async def issue_batch_order(
         model=req.model,
         endpoint=req.endpoint,
         max_tokens=req.max_tokens,
-        residency=bucket.region,
+        residency=constraint,
         expires_at=now + BATCH_ORDER_TTL,
         issued_at=now,
         price_in=offer.price_in,  # metering: priced as offered when signed
         price_out=offer.price_out,
         region=node.region,
+    )
+    book.orders_issued += 1
+    return BatchOrderGrant(
+        order=sign(book.identity, order),
+        node_id=node.node_id,
+        address=node.address,
+        region=node.region,
+    )
+
+
+async def _node_inside(
+    book: ComputeBook,
+    m: Metainfo,
+    project_id: str,
+    bucket_name: str,
+    model: str,
+    kind: str,
+    prefer: Sequence[str],
+    regions: Sequence[str],
+    what: str,
+) -> tuple[msg.ComputeNode, msg.ModelOffer, str]:
+    """The node chosen inside the bucket's residency, its offer, and the bucket's constraint.
+
+    Raises :class:`NoComputeInResidency` (naming the residency) when there is none.
+    """
+    bucket = await buckets.get_bucket(m, project_id, msg.BucketRequest(name=bucket_name))
+    where = residency(bucket.region, m.config.jurisdictions)
+    node = choose_batch_node((await book.nodes()).nodes, model, kind, where, prefer, regions)
+    if node is None:
+        scope = "anywhere" if where.anywhere else f"inside residency {where.describe()}"
+        also = f" in regions {', '.join(regions)}" if regions else ""
+        raise NoComputeInResidency(
+            f"no online compute node {scope} of bucket {bucket_name!r}{also} serves {model!r}"
+            f" as {kind}: {what} does not run outside the bucket's residency"
+        )
+    offer = next(o for o in node.advert.models if o.name == model and o.kind == kind)
+    return node, offer, bucket.region
+
+
+async def issue_read_order(
+    book: ComputeBook, m: Metainfo, project_id: str, req: ReadOrderRequest
+) -> BatchOrderGrant:
+    """Sign a read order: one interactive request on a node inside the object's residency.
+
+    The order opens only ``bucket/key@version_id`` at the scoped routes (no uploads)
+    and lives as long as an inference order.
+    """
+    kind = KIND.get(req.endpoint)
+    if kind != "embedding":
+        raise BadRequest("read orders serve /v1/embeddings only")
+    if len(req.prefer) > MAX_PREFER or len(req.regions) > MAX_PREFER:
+        raise BadRequest(f"prefer and regions: at most {MAX_PREFER} each")
+    if not req.key or not req.version_id:
+        raise BadRequest("name the object's key and version")
+    node, offer, constraint = await _node_inside(
+        book, m, project_id, req.bucket, req.model, kind, req.prefer, req.regions, "the request"
+    )
+    now = book.clock()
+    order = BatchOrder(
+        serial=secrets.token_hex(16),
+        coordinator_id=book.identity.id,
+        node_id=node.node_id,
+        project_id=project_id,
+        batch_id="read_" + secrets.token_hex(12),
+        bucket=req.bucket,
+        input_key=req.key,
+        input_version=req.version_id,
+        output_key="",
+        output_upload="",
+        error_key="",
+        error_upload="",
+        model=req.model,
+        endpoint=req.endpoint,
+        max_tokens=1,
+        residency=constraint,
+        expires_at=now + book.order_ttl,
+        issued_at=now,
+        price_in=offer.price_in,
+        price_out=offer.price_out,
+        region=node.region,
+        purpose="read",
     )
     book.orders_issued += 1
     return BatchOrderGrant(
@@ -188,6 +270,8 @@ def batch_served(order: BatchOrder, signed: Signed) -> Served:
 
 
 def _uploads(order: BatchOrder) -> dict[str, str]:
+    if order.purpose != "batch":  # a read order writes nothing
+        return {}
     return {order.output_upload: order.output_key, order.error_upload: order.error_key}
 
 
@@ -232,6 +316,11 @@ def add_batch_routes(
         req = await read_json(request, BatchOrderRequest)
         return json_response(await issue_batch_order(book, m, project_id, req))
 
+    async def read_orders(request: web.Request) -> web.Response:
+        project_id = await auth.project_of(request)
+        req = await read_json(request, ReadOrderRequest)
+        return json_response(await issue_read_order(book, m, project_id, req))
+
     def verified(request: web.Request) -> BatchOrder:
         value = request.headers.get(msg.ORDER_HEADER)
         if not value:
@@ -258,6 +347,7 @@ def add_batch_routes(
         return json_response(await meter.record_served([served]))
 
     app.router.add_post("/v1/compute/batch-orders", orders)
+    app.router.add_post("/v1/compute/read-orders", read_orders)
     app.router.add_post(SCOPE_PREFIX + "/usage", usage)
     routes = {path: (kind, op) for path, kind, op in PROJECT_ROUTES}
     for path in SCOPED_PATHS:

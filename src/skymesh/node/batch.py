@@ -25,6 +25,11 @@ answers 202 and runs the batch in the background:
 | POST /v1/batch/run | batch order (serial spent) | 202 BatchProgress |
 | GET /v1/batch/{id} | batch order of that batch | BatchProgress |
 | POST /v1/batch/{id}/cancel | batch order of that batch | BatchProgress |
+| POST /v1/infer/embeddings-object | read order (serial spent) | ObjectEmbedRequest -> OpenAI embeddings body |
+
+The last one is an interactive request over stored data (``skymesh.input_object``
+on the gateway): the same order check, scoped client and embeddings path as a
+batch line, answered in the request; metered by the node as a batch is.
 
 Runs live in memory: a node restarted mid-batch has forgotten it (the gateway
 then reports the batch failed).
@@ -50,7 +55,14 @@ from skymesh.compute.engines import ChatEngine, EmbeddingEngine
 from skymesh.compute.errors import Overloaded
 from skymesh.errors import BadRequest, Forbidden, NotFound, SkymeshError, Unavailable
 from skymesh.rpc import RpcClient, json_response, read_json
-from skymesh.wire.batch import SCOPE_PREFIX, BatchOrder, BatchProgress, BatchStart, BatchUsage
+from skymesh.wire.batch import (
+    SCOPE_PREFIX,
+    BatchOrder,
+    BatchProgress,
+    BatchStart,
+    BatchUsage,
+    ObjectEmbedRequest,
+)
 from skymesh.wire.messages import ORDER_HEADER, CompletePart, UsageRecorded
 from skymesh.wire.signing import decode_header, encode_header, open_signed, sign
 
@@ -63,9 +75,11 @@ MAX_LINE = 1024 * 1024  # bytes of one input line
 MAX_INPUTS = 2048  # embeddings inputs per line
 DEFAULT_MAX_TOKENS = 256
 MAX_RUNS = 1000  # runs remembered, finished ones included
+MAX_OBJECT = 4 * 1024 * 1024  # bytes of an interactive request's input object (the API's cap)
 METER_TRIES = 4  # usage report attempts (1, 2, 4 s apart): each batch counts once anyway
 ROLES = ("system", "developer", "user", "assistant")
 _encoder = msgspec.json.Encoder()
+_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 
 
 class LineError(Exception):
@@ -113,11 +127,13 @@ class NodeBatches:
         self.clock = clock
         self.runs: dict[str, BatchRun] = {}
         self._spent: set[str] = set()
+        self._metering: set[asyncio.Task[None]] = set()  # reports of read orders, in flight
 
     def install(self, app: web.Application) -> None:
         app.router.add_post("/v1/batch/run", self._run)
         app.router.add_get("/v1/batch/{batch_id}", self._status)
         app.router.add_post("/v1/batch/{batch_id}/cancel", self._cancel)
+        app.router.add_post("/v1/infer/embeddings-object", self._embed_object)
 
     def _order(self, request: web.Request) -> tuple[BatchOrder, str]:
         value = request.headers.get(ORDER_HEADER)
@@ -140,6 +156,8 @@ class NodeBatches:
 
     async def _run(self, request: web.Request) -> web.Response:
         order, header = self._order(request)
+        if order.purpose != "batch":
+            raise Forbidden("a read order cannot start a batch")
         if order.serial in self._spent:
             raise Forbidden("the batch order was used before")
         if order.model not in self.compute.specs:
@@ -172,6 +190,50 @@ class NodeBatches:
         for run in self.runs.values():
             if run.task is not None and not run.task.done():
                 run.task.cancel()
+        for task in self._metering:
+            task.cancel()
+
+    # ------------------------------------------------------------ one request over stored data
+
+    async def _embed_object(self, request: web.Request) -> web.Response:
+        """Embed the inputs of the one object version a read order opens, on this node.
+
+        The object is read as a batch input is (scoped client, pieces from the nodes
+        holding them), so the data leaves its residency no more than for a batch.
+        """
+        order, header = self._order(request)
+        if order.purpose != "read" or order.endpoint != "/v1/embeddings":
+            raise Forbidden("this route needs a read order for /v1/embeddings")
+        if order.serial in self._spent:
+            raise Forbidden("the read order was used before")
+        req = await read_json(request, ObjectEmbedRequest)
+        if req.model != order.model:
+            raise Forbidden(f"the read order is for {order.model!r}, not {req.model!r}")
+        if order.model not in self.compute.specs:
+            raise NotFound(f"this node does not serve {order.model!r}")
+        self._spent.add(order.serial)
+        keys = {(order.bucket, order.input_key): req.input_data_key}
+        async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+            client = _scoped_client(self.compute.config.coordinator_url, header, keys, session)
+            handle = await client.open_object(order.bucket, order.input_key, order.input_version)
+            if handle.info.size > MAX_OBJECT:
+                raise BadRequest(f"the input object is over {MAX_OBJECT} bytes")
+            raw = b"".join([chunk async for chunk in handle.read()])
+        try:
+            inputs = object_inputs(order.input_key, raw)
+            body = {"input": inputs, "encoding_format": req.encoding_format}
+            result = await self._embeddings(order.model, body)
+        except LineError as e:
+            raise SkymeshError(str(e), code=e.code, status=e.status) from e
+        task = asyncio.create_task(self._meter_read(order, header, result["usage"]))
+        self._metering.add(task)
+        task.add_done_callback(self._metering.discard)
+        return json_response(result)
+
+    async def _meter_read(self, order: BatchOrder, header: str, usage: dict[str, int]) -> None:
+        async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+            client = _scoped_client(self.compute.config.coordinator_url, header, {}, session)
+            await self._meter(order, client.metainfo.rpc, 1, usage["prompt_tokens"], 0, True)
 
     # ------------------------------------------------------------ running
 
@@ -182,15 +244,11 @@ class NodeBatches:
             (o.bucket, o.output_key): run.keys.output_data_key,
             (o.bucket, o.error_key): run.keys.error_data_key,
         }
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
         failure = ""
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                client = ScopedClient(
-                    self.compute.config.coordinator_url.rstrip("/") + SCOPE_PREFIX,
-                    {ORDER_HEADER: run.header},
-                    keys,
-                    session,
+            async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+                client = _scoped_client(
+                    self.compute.config.coordinator_url, run.header, keys, session
                 )
                 try:
                     await self._write(run, client)
@@ -199,7 +257,14 @@ class NodeBatches:
                     failure = str(e) or type(e).__name__
                 # metered before the status says the run ended, so whoever sees it
                 # ended sees its usage too
-                await self._meter(run, client.metainfo.rpc, complete=not failure)
+                await self._meter(
+                    o,
+                    client.metainfo.rpc,
+                    run.completed,
+                    run.prompt_tokens,
+                    run.completion_tokens,
+                    complete=not failure and not run.cancelled,
+                )
         except asyncio.CancelledError:
             run.status, run.message = "failed", "the node stopped during the batch"
             raise
@@ -214,18 +279,26 @@ class NodeBatches:
             "batch %s %s: %d done, %d failed", o.batch_id, run.status, run.completed, run.failed
         )
 
-    async def _meter(self, run: BatchRun, rpc: RpcClient, *, complete: bool) -> None:
+    async def _meter(
+        self,
+        order: BatchOrder,
+        rpc: RpcClient,
+        lines: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        complete: bool,
+    ) -> None:
         """Report the tokens of the lines that ran, signed by this node (retried: once is once)."""
         identity = self.compute.identity
-        if run.completed == 0 or identity is None:
+        if lines == 0 or identity is None:
             return
         usage = BatchUsage(
-            order_serial=run.order.serial,
-            batch_id=run.order.batch_id,
-            lines=run.completed,
-            prompt_tokens=run.prompt_tokens,
-            completion_tokens=run.completion_tokens,
-            complete=complete and not run.cancelled,
+            order_serial=order.serial,
+            batch_id=order.batch_id,
+            lines=lines,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            complete=complete,
         )
         signed = sign(identity, usage)
         for attempt in range(METER_TRIES):
@@ -234,11 +307,11 @@ class NodeBatches:
                 return
             except Unavailable as e:
                 if attempt + 1 == METER_TRIES:
-                    log.warning("batch %s: usage not reported: %s", run.order.batch_id, e)
+                    log.warning("batch %s: usage not reported: %s", order.batch_id, e)
                     return
                 await asyncio.sleep(2.0**attempt)
             except SkymeshError as e:  # refused: retrying would not help
-                log.warning("batch %s: usage refused: %s", run.order.batch_id, e)
+                log.warning("batch %s: usage refused: %s", order.batch_id, e)
                 return
 
     async def _write(self, run: BatchRun, client: ScopedClient) -> None:
@@ -423,6 +496,48 @@ class NodeBatches:
                 "total_tokens": gen.prompt_tokens + gen.completion_tokens,
             },
         }
+
+
+def _scoped_client(
+    coordinator_url: str,
+    header: str,
+    keys: dict[tuple[str, str], bytes],
+    session: aiohttp.ClientSession,
+) -> ScopedClient:
+    """A client holding only ``keys``, reaching the coordinator through the order's scope."""
+    base = coordinator_url.rstrip("/") + SCOPE_PREFIX
+    return ScopedClient(base, {ORDER_HEADER: header}, keys, session)
+
+
+def object_inputs(key: str, raw: bytes) -> list[str]:
+    """The embeddings inputs a stored object holds, by its key's suffix.
+
+    ``.json``: a string or a list of strings (what ``input`` takes); ``.jsonl``: one
+    JSON string per non-blank line; anything else: UTF-8 text, one input per
+    non-blank line. The suffix decides, so a text line that looks like JSON stays text.
+    """
+    try:
+        if key.endswith(".json"):
+            value = msgspec.json.decode(raw)
+        elif key.endswith(".jsonl"):
+            value = [msgspec.json.decode(line) for line in raw.splitlines() if line.strip()]
+        else:
+            value = [line.strip() for line in raw.decode().splitlines() if line.strip()]
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise LineError("invalid_input_object", f"the input object cannot be read: {e}") from e
+    inputs = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(inputs, list)
+        or not 1 <= len(inputs) <= MAX_INPUTS
+        or not all(isinstance(s, str) and s for s in inputs)
+    ):
+        raise LineError(
+            "invalid_input_object",
+            f"the input object must hold 1 to {MAX_INPUTS} non-empty strings"
+            " (.json: a string or a list of strings; .jsonl: a JSON string per line;"
+            " other keys: UTF-8 text, an input per line)",
+        )
+    return inputs
 
 
 def _error_line(custom_id: str | None, request_id: str, status: int, code: str, msg: str) -> bytes:

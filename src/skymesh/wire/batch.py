@@ -8,6 +8,11 @@ and the node shows the same order to the coordinator's scoped routes
 (``/v1/compute/batch-scope/...``) to read that one input and write those two
 uploads, and nothing else. docs/spec/node-protocol.md and
 docs/spec/coordinator-api.md describe the routes.
+
+An interactive request that reads a stored object (``/v1/embeddings`` with
+``skymesh.input_object``) uses the same machinery with a *read* order
+(``purpose="read"``, :class:`ReadOrderRequest`): one object version to read, no
+uploads, the node answering in the same request (:class:`ObjectEmbedRequest`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from skymesh.wire.signing import Signed
 
 BatchEndpoint = Literal["/v1/embeddings", "/v1/chat/completions"]
 BatchRunStatus = Literal["in_progress", "completed", "failed", "cancelled"]
+OrderPurpose = Literal["batch", "read"]
 SCOPE_PREFIX = "/v1/compute/batch-scope"  # coordinator routes a batch order opens
 
 
@@ -55,6 +61,9 @@ class BatchOrder(Base, frozen=True):
     price_in: float = 0.0
     price_out: float = 0.0
     region: str = ""
+    # "read": one interactive request reading the input (no uploads; output keys
+    # and upload ids empty), served by POST /v1/infer/embeddings-object
+    purpose: OrderPurpose = "batch"
 
 
 class BatchOrderRequest(Base, frozen=True):
@@ -73,6 +82,29 @@ class BatchOrderRequest(Base, frozen=True):
     endpoint: BatchEndpoint
     max_tokens: int
     prefer: list[str] = msgspec.field(default_factory=list)
+
+
+class ReadOrderRequest(Base, frozen=True):
+    """``POST /v1/compute/read-orders``: a read order for an interactive request on the
+    object version ``bucket/key@version_id``, for a node inside the bucket's residency
+    (and in ``regions`` when the request names some), ``prefer`` first."""
+
+    bucket: str
+    key: str
+    version_id: str
+    model: str
+    endpoint: BatchEndpoint = "/v1/embeddings"
+    prefer: list[str] = msgspec.field(default_factory=list)
+    regions: list[str] = msgspec.field(default_factory=list)
+
+
+class ObjectEmbedRequest(Base, frozen=True):
+    """``POST /v1/infer/embeddings-object`` on a node (with a read order): embed the
+    object's inputs; the data key is the object version's, unwrapped by the gateway."""
+
+    model: str
+    input_data_key: bytes
+    encoding_format: Literal["float", "base64"] = "float"
 
 
 class BatchOrderGrant(Base, frozen=True):

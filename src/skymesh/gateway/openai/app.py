@@ -52,6 +52,7 @@ from skymesh.gateway.openai.schema import (
     parse_chat,
     parse_embeddings,
 )
+from skymesh.gateway.openai.stored import StoredInputs
 from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient, error_from_body
 from skymesh.wire.messages import (
@@ -99,6 +100,7 @@ class OpenAIGateway:
         self.directory = ComputeDirectory(session, routes=config.node_routes)
         self.files = ProjectFiles(config, session)  # batch API: /v1/files, /v1/batches
         self.batches = BatchAPI(self.files, self.directory, session)
+        self.stored = StoredInputs(self.files, self.directory, session)  # skymesh.input_object
         self._rpcs: dict[str, RpcClient] = {}
         self.usage = UsageReporter()  # metering: reports each served order to the coordinator
         self.requests = 0
@@ -142,7 +144,7 @@ class OpenAIGateway:
             if path.startswith("/v1/models/") and method == "GET":
                 return await self._get_model(rpc, path[len("/v1/models/") :])
             if path == "/v1/embeddings" and method == "POST":
-                return await self._embeddings(request, rpc)
+                return await self._embeddings(request, rpc, credential)
             if path == "/v1/chat/completions" and method == "POST":
                 return await self._chat(request, rpc)
             if path.startswith(BATCH_PATHS[0]):  # batch API (files.py, batches.py)
@@ -307,8 +309,12 @@ class OpenAIGateway:
 
     # ------------------------------------------------------------ embeddings
 
-    async def _embeddings(self, request: web.Request, rpc: RpcClient) -> web.Response:
+    async def _embeddings(
+        self, request: web.Request, rpc: RpcClient, credential: Credential
+    ) -> web.Response:
         p = parse_embeddings(await self._body(request))
+        if p.input_object:  # inputs in a stored object: served inside its residency
+            return await self.stored.embeddings(p, credential, rpc)
         body = _node_body(EmbedRequest(model=p.model, input=p.inputs))
         fails: list[_NodeFailed] = []
         for c, order in await self._plan(rpc, p.model, "embedding", p.routing, EMBED_ORDER_TOKENS):

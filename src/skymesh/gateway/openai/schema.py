@@ -4,7 +4,9 @@ Unknown fields are ignored (clients send ``user`` and friends); known fields
 with values we cannot honour are refused, never silently dropped. The
 ``skymesh`` extension field (``extra_body={"skymesh": {...}}`` in the openai
 client) chooses routing: ``weights`` (latency, price, carbon) and ``regions``
-(a hard filter: only nodes in these regions may serve the request).
+(a hard filter: only nodes in these regions may serve the request). On
+``/v1/embeddings`` it may also name ``input_object`` (``"bucket/key"``): the
+inputs are read from that stored object, on a node inside its bucket's residency.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class EmbeddingsParams:
     encoding_format: str  # "float" | "base64"
     dimensions: int | None
     routing: Routing
+    input_object: str = ""  # "bucket/key": inputs read from this object (then inputs is [])
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,13 @@ def _int(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
     return value
 
 
-def _routing(body: dict[str, Any]) -> Routing:
+def _routing(body: dict[str, Any], options: frozenset[str] = frozenset()) -> Routing:
     ext = body.get("skymesh")
     if ext is None:
         return Routing()
     if not isinstance(ext, dict):
         raise bad_request("'skymesh' must be an object with 'weights' and/or 'regions'", "skymesh")
-    unknown = set(ext) - {"weights", "regions"}
+    unknown = set(ext) - {"weights", "regions"} - options
     if unknown:
         raise bad_request(f"unknown skymesh option(s) {sorted(unknown)}", "skymesh")
     weights = Weights()
@@ -117,10 +120,31 @@ def _routing(body: dict[str, Any]) -> Routing:
     return Routing(weights=weights, regions=tuple(regions), weights_named=named)
 
 
+def _input_object(body: dict[str, Any]) -> str:
+    """``skymesh.input_object`` as ``"bucket/key"``, or "" when the request names none."""
+    ext = body.get("skymesh")
+    value = ext.get("input_object") if isinstance(ext, dict) else None
+    if value is None:
+        return ""
+    param = "skymesh.input_object"
+    bucket, _, key = value.partition("/") if isinstance(value, str) else ("", "", "")
+    if not 3 <= len(bucket) <= 63 or not key:
+        raise bad_request("'skymesh.input_object' must be 'bucket/key' of a stored object", param)
+    if body.get("input") not in (None, "", []):
+        raise bad_request(
+            "give either 'input' or 'skymesh.input_object' (send input=[] with it), not both",
+            "input",
+        )
+    return str(value)
+
+
 def parse_embeddings(body: dict[str, Any]) -> EmbeddingsParams:
     model = _model(body)
     raw = body.get("input")
-    if isinstance(raw, str):
+    input_object = _input_object(body)
+    if input_object:
+        inputs: list[str] = []
+    elif isinstance(raw, str):
         inputs = [raw]
     elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
         inputs = list(raw)
@@ -136,7 +160,8 @@ def parse_embeddings(body: dict[str, Any]) -> EmbeddingsParams:
     if fmt not in ("float", "base64"):
         raise bad_request("'encoding_format' must be 'float' or 'base64'", "encoding_format")
     dimensions = _int(body, "dimensions", 1, 1_000_000)
-    return EmbeddingsParams(model, inputs, fmt, dimensions, _routing(body))
+    routing = _routing(body, frozenset({"input_object"}))
+    return EmbeddingsParams(model, inputs, fmt, dimensions, routing, input_object)
 
 
 def _content(value: Any, i: int) -> str:
