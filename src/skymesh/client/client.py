@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 SEGMENT_ATTEMPTS = 3
 KEY_SALT_SIZE = 16
 METADATA_ATTEMPTS = 3  # update_object_meta retries when the object is overwritten meanwhile
+UPLOAD_CACHE = 1024  # multipart uploads whose info is remembered
 INLINE_HASH_LIMIT = 64 * 1024  # hash on the loop up to here (SHA-256: ~0.3 ms), else threads
 
 
@@ -208,6 +210,10 @@ class Client:
         self._codec: m.CodecParams | None = None
         self.extra = download_extra_pieces
         self.buffers = BufferPool()
+        # multipart uploads by (bucket, key, id): their key and codec never change,
+        # so each part saves a coordinator round trip. A stale entry (aborted or
+        # completed elsewhere) fails at begin_part with NoSuchUpload all the same.
+        self._uploads: OrderedDict[tuple[str, str, str], m.UploadInfo] = OrderedDict()
 
     async def close(self) -> None:
         if self._own_session:
@@ -469,7 +475,7 @@ class Client:
         The first checksum ``before_commit`` answers (``{algorithm: base64}``) is kept
         with the part, for S3's composite checksum at completion.
         """
-        upload = await self.metainfo.get_upload(bucket, key, upload_id)
+        upload = await self._upload_info(bucket, key, upload_id)
         codec = upload.codec
         key_salt = os.urandom(KEY_SALT_SIZE)
         part_key = segment_key(self._data_key(bucket, key, upload.encrypted_key), key_salt)
@@ -578,6 +584,7 @@ class Client:
                     f"part {p.part_number} has a malformed ETag", code="InvalidPart"
                 ) from e
         etag = f"{digest.hexdigest()}-{len(parts)}"
+        self._uploads.pop((bucket, key, upload_id), None)
         upload = await self.metainfo.get_upload(bucket, key, upload_id)
         data_key = self._data_key(bucket, key, upload.encrypted_key)
         meta = _with_checksums(open_meta(data_key, upload.encrypted_metadata), checksums)
@@ -618,7 +625,18 @@ class Client:
             marker = page.parts[-1].part_number
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        self._uploads.pop((bucket, key, upload_id), None)
         await self.metainfo.abort_upload(bucket, key, upload_id)
+
+    async def _upload_info(self, bucket: str, key: str, upload_id: str) -> m.UploadInfo:
+        ident = (bucket, key, upload_id)
+        upload = self._uploads.get(ident)
+        if upload is None:
+            upload = await self.metainfo.get_upload(bucket, key, upload_id)
+            self._uploads[ident] = upload
+            if len(self._uploads) > UPLOAD_CACHE:
+                self._uploads.popitem(last=False)
+        return upload
 
     # ------------------------------------------------------------ reading
 
