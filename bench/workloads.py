@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import cpu_per_gb
 from bench.data import NullSink, RandomReader, unique_bytes
 from bench.systems import Store
 
@@ -141,21 +142,29 @@ class Runner:
     def _put_get(self, tag: str, size: int, repeat: int) -> None:
         puts: list[float] = []
         gets: list[float] = []
+        roles: dict[str, list[int]] = getattr(self.store, "cpu_pids", {})
+        put_cpu: dict[str, float] = {}  # of the first run: where the CPU goes
+        get_cpu: dict[str, float] = {}
         for i in range(repeat):
             key = f"{tag}-{i}"
-            start = time.perf_counter()
-            self.store.put_stream(key, RandomReader(size))
-            puts.append(time.perf_counter() - start)
+            with cpu_per_gb(roles, size, put_cpu if i == 0 else {}):
+                start = time.perf_counter()
+                self.store.put_stream(key, RandomReader(size))
+                puts.append(time.perf_counter() - start)
             sink = NullSink()
-            start = time.perf_counter()
-            self.store.get_stream(key, sink)
-            gets.append(time.perf_counter() - start)
+            with cpu_per_gb(roles, size, get_cpu if i == 0 else {}):
+                start = time.perf_counter()
+                self.store.get_stream(key, sink)
+                gets.append(time.perf_counter() - start)
             if sink.written != size:
                 raise RuntimeError(f"{self.store.name}: GET {key} gave {sink.written} of {size} B")
             if tag == "big":
                 self._big_key = key
-        self.record(f"put-{tag}", _throughput(size, puts))
-        self.record(f"get-{tag}", _throughput(size, gets))
+        put, get = _throughput(size, puts), _throughput(size, gets)
+        put.detail.update(put_cpu)
+        get.detail.update(get_cpu)
+        self.record(f"put-{tag}", put)
+        self.record(f"get-{tag}", get)
 
     def big(self) -> None:
         self._put_get("big", self.plan.big, self.plan.big_repeat)

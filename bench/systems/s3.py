@@ -33,10 +33,13 @@ class S3Store:
         pid: int | None = None,
         pool: int = 64,
         profile_pids: dict[str, int] | None = None,
+        cpu_pids: dict[str, list[int]] | None = None,
     ) -> None:
         self.name = name
         self._pid = pid
         self.profile_pids = profile_pids or {}  # what --profile samples, by role
+        # whose CPU time big PUTs and GETs report per GB, by role (bench/cpu.py)
+        self.cpu_pids = cpu_pids if cpu_pids is not None else ({"server": [pid]} if pid else {})
         self.client: Any = boto3.client(  # boto3 ships no types
             "s3",
             endpoint_url=endpoint,

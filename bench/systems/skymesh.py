@@ -68,8 +68,12 @@ def running(
             raise RuntimeError(f"skymesh up did not come up; see {home / 'logs'}:\n{text}")
         threading.Thread(target=_drain, args=(proc.stdout, log), daemon=True).start()
         run = home / "run"
-        pids = {
-            n: int((run / f"{n}.pid").read_text()) for n in ("gateway", "coordinator", "node-01")
+        every = {f.stem: int(f.read_text()) for f in run.glob("*.pid")}
+        pids = {n: every[n] for n in ("gateway", "coordinator", "node-01")}
+        cpu_pids = {
+            "gateway": [every["gateway"]],
+            "coordinator": [every["coordinator"]],
+            "nodes": [p for n, p in every.items() if n.startswith("node-")],
         }
         yield S3Store(
             "skymesh",
@@ -78,6 +82,7 @@ def running(
             secret.group(1),
             pid=pids["gateway"],
             profile_pids=pids,
+            cpu_pids=cpu_pids,
         )
     finally:
         procs.stop([proc], timeout=30.0)
