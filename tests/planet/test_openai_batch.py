@@ -658,3 +658,42 @@ def test_stored_input_errors(ai: PlanetThread) -> None:
             extra_body={"skymesh": {"input_object": "bad-stored/in/texts.jsonl"}},
         )
     assert chat.value.body["param"] == "skymesh"
+
+
+def test_a_bad_line_is_refused_as_the_api_refuses_the_same_body(ai: PlanetThread) -> None:
+    """Batch lines and interactive requests share one parser (``compute/requests.py``)."""
+    client = _client(ai)
+    bodies: dict[str, dict[str, Any]] = {
+        "tokens": {"input": [1, 2]},
+        "format": {"input": "x", "encoding_format": "hex"},
+        "empty": {"input": ["x", ""]},
+        "dims": {"input": "x", "dimensions": 0},
+    }
+    lines = [
+        {
+            "custom_id": k,
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": EMBED, **b},
+        }
+        for k, b in bodies.items()
+    ]
+    f = client.files.create(file=("bad.jsonl", io.BytesIO(_jsonl(lines))), purpose="batch")
+    batch = _wait(
+        client,
+        client.batches.create(
+            input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h"
+        ).id,
+    )
+    assert batch.status == "completed" and batch.request_counts.failed == len(bodies)
+    errors = {
+        json.loads(raw)["custom_id"]: json.loads(raw)
+        for raw in client.files.content(batch.error_file_id).text.splitlines()
+    }
+    for custom_id, body in bodies.items():
+        with pytest.raises(openai.BadRequestError) as api:
+            client.embeddings.create(model=EMBED, **body)
+        line = errors[custom_id]
+        assert line["response"]["status_code"] == 400
+        assert line["error"]["code"] == api.value.body["code"] == "invalid_value"
+        assert line["error"]["message"] == api.value.body["message"]

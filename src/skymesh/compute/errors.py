@@ -32,3 +32,24 @@ class ContextTooLong(BadRequest):
     """The input does not fit the model's context."""
 
     code = "ContextTooLong"
+
+
+class InvalidRequest(BadRequest):
+    """A request field that cannot be honoured; ``param`` names it (OpenAI's ``param``).
+
+    Raised by :mod:`skymesh.compute.requests`, the one parser of inference bodies that
+    the gateway (interactive requests) and the nodes (batch lines) share; each maps
+    it to its own wire: an OpenAI error at the gateway, an error line in a batch.
+    """
+
+    code = "invalid_value"
+
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        code: str = "invalid_value",
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status)  # status: as rpc rebuilds errors
+        self.param = param

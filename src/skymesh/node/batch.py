@@ -51,6 +51,7 @@ import msgspec
 from aiohttp import web
 
 from skymesh.client.scoped import ScopedClient
+from skymesh.compute import requests
 from skymesh.compute.engines import ChatEngine, EmbeddingEngine
 from skymesh.compute.errors import Overloaded
 from skymesh.errors import BadRequest, Forbidden, NotFound, SkymeshError, Unavailable
@@ -72,12 +73,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_LINE = 1024 * 1024  # bytes of one input line
-MAX_INPUTS = 2048  # embeddings inputs per line
-DEFAULT_MAX_TOKENS = 256
 MAX_RUNS = 1000  # runs remembered, finished ones included
 MAX_OBJECT = 4 * 1024 * 1024  # bytes of an interactive request's input object (the API's cap)
 METER_TRIES = 4  # usage report attempts (1, 2, 4 s apart): each batch counts once anyway
-ROLES = ("system", "developer", "user", "assistant")
 _encoder = msgspec.json.Encoder()
 _TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
 
@@ -221,7 +219,7 @@ class NodeBatches:
             raw = b"".join([chunk async for chunk in handle.read()])
         try:
             inputs = object_inputs(order.input_key, raw)
-            body = {"input": inputs, "encoding_format": req.encoding_format}
+            body = {"model": order.model, "input": inputs, "encoding_format": req.encoding_format}
             result = await self._embeddings(order.model, body)
         except LineError as e:
             raise SkymeshError(str(e), code=e.code, status=e.status) from e
@@ -404,19 +402,9 @@ class NodeBatches:
                 await asyncio.sleep(min(e.retry_after or 1.0, 5.0))
 
     async def _embeddings(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        value = body.get("input")
-        inputs = [value] if isinstance(value, str) else value
-        if (
-            not isinstance(inputs, list)
-            or not 1 <= len(inputs) <= MAX_INPUTS
-            or not all(isinstance(s, str) and s for s in inputs)
-        ):
-            raise LineError(
-                "invalid_value", f"'input' must be a string or 1 to {MAX_INPUTS} non-empty strings"
-            )
-        encoding = body.get("encoding_format", "float")
-        if encoding not in ("float", "base64"):
-            raise LineError("invalid_value", "'encoding_format' must be 'float' or 'base64'")
+        """OpenAI's embeddings body for ``body`` (checked as the API checks it)."""
+        r = requests.parse_embeddings(body)
+        inputs, encoding = r.inputs, r.encoding_format
         engine = await self.compute.engine(model)
         if not isinstance(engine, EmbeddingEngine):
             raise LineError("model_not_supported", f"{model} is not an embedding model")
@@ -442,21 +430,11 @@ class NodeBatches:
     async def _chat(
         self, o: BatchOrder, body: dict[str, Any], cancelled: Callable[[], bool]
     ) -> dict[str, Any]:
-        messages = _messages(body.get("messages"))
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens", DEFAULT_MAX_TOKENS))
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-            raise LineError("invalid_value", "'max_tokens' must be an integer")
+        r = requests.parse_chat(body)  # as the API checks it
+        messages = [{"role": m.role, "content": m.content} for m in r.messages]
+        max_tokens = r.max_tokens or requests.DEFAULT_MAX_TOKENS
         if not 1 <= max_tokens <= o.max_tokens:
             raise LineError("invalid_value", f"'max_tokens' must be 1..{o.max_tokens} in a batch")
-        temperature = _number(body, "temperature", 1.0, 0.0, 2.0)
-        top_p = _number(body, "top_p", 1.0, 0.0, 1.0)
-        stop = body.get("stop") or []
-        stop = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) for s in stop):
-            raise LineError("invalid_value", "'stop' must be a string or up to 4 strings")
-        seed = body.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise LineError("invalid_value", "'seed' must be an integer")
         engine = await self.compute.engine(o.model)
         if not isinstance(engine, ChatEngine):
             raise LineError("model_not_supported", f"{o.model} is not a chat model")
@@ -466,10 +444,10 @@ class NodeBatches:
             return engine.generate(
                 messages,
                 max_tokens=max_tokens,
-                temperature=temperature,
-                top_p=top_p,
-                stop=stop,
-                seed=seed,
+                temperature=r.temperature,
+                top_p=r.top_p,
+                stop=r.stop,
+                seed=r.seed,
                 emit=text.append,
                 cancelled=cancelled,
             )
@@ -528,12 +506,12 @@ def object_inputs(key: str, raw: bytes) -> list[str]:
     inputs = [value] if isinstance(value, str) else value
     if (
         not isinstance(inputs, list)
-        or not 1 <= len(inputs) <= MAX_INPUTS
+        or not 1 <= len(inputs) <= requests.MAX_INPUTS
         or not all(isinstance(s, str) and s for s in inputs)
     ):
         raise LineError(
             "invalid_input_object",
-            f"the input object must hold 1 to {MAX_INPUTS} non-empty strings"
+            f"the input object must hold 1 to {requests.MAX_INPUTS} non-empty strings"
             " (.json: a string or a list of strings; .jsonl: a JSON string per line;"
             " other keys: UTF-8 text, an input per line)",
         )
@@ -552,35 +530,6 @@ def _error_line(custom_id: str | None, request_id: str, status: int, code: str, 
         "error": {"code": code, "message": msg},
     }
     return _encoder.encode(out) + b"\n"
-
-
-def _messages(value: Any) -> list[dict[str, str]]:
-    if not isinstance(value, list) or not value:
-        raise LineError("invalid_value", "'messages' must be a non-empty list")
-    out = []
-    for i, m in enumerate(value):
-        role = m.get("role") if isinstance(m, dict) else None
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, list):  # text parts
-            parts = [p.get("text") for p in content if isinstance(p, dict)]
-            if len(parts) != len(content) or not all(isinstance(t, str) for t in parts):
-                raise LineError("invalid_value", f"messages[{i}].content: text parts only")
-            content = "".join(t for t in parts if isinstance(t, str))
-        if role not in ROLES or not isinstance(content, str):
-            raise LineError(
-                "invalid_value", f"messages[{i}] needs a role ({', '.join(ROLES)}) and text content"
-            )
-        out.append({"role": role, "content": content})
-    return out
-
-
-def _number(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-        raise LineError("invalid_value", f"'{name}' must be a number in {lo}..{hi}")
-    return float(value)
 
 
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

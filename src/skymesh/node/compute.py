@@ -35,6 +35,7 @@ from skymesh.compute.catalog import KNOWN, ModelSpec, detect_hardware, packaged_
 from skymesh.compute.engines import ChatEngine, EmbeddingEngine, Engine, Generation, load_engine
 from skymesh.compute.errors import ModelNotFound
 from skymesh.compute.pool import WorkerPool
+from skymesh.compute.requests import MAX_INPUTS
 from skymesh.compute.store import ModelCache, read_manifest
 from skymesh.config import NodeConfig, load_credentials
 from skymesh.errors import BadRequest, ConfigError, Forbidden, SkymeshError
@@ -58,7 +59,6 @@ from skymesh.wire.signing import decode_header, open_signed
 log = logging.getLogger(__name__)
 
 COMPUTE_MS_HEADER = "X-Skymesh-Compute-Ms"  # service time on the node, for latency breakdowns
-MAX_INPUTS = 2048
 WATTS_PER_CORE = 10.0
 NDJSON = "application/x-ndjson"
 _encoder = msgspec.json.Encoder()

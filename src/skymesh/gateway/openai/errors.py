@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from skymesh.compute.errors import ContextTooLong, ModelNotFound, Overloaded
+from skymesh.compute.errors import ContextTooLong, InvalidRequest, ModelNotFound, Overloaded
 from skymesh.errors import SkymeshError
 
 _TYPES = {
@@ -61,6 +61,8 @@ def from_error(e: SkymeshError) -> OpenAIError:
     """The OpenAI shape of any skymesh error (from a node, the coordinator or ourselves)."""
     if isinstance(e, OpenAIError):
         return e
+    if isinstance(e, InvalidRequest):  # a field of the body (compute.requests)
+        return OpenAIError(e.message, status=400, code=e.code, param=e.param)
     if isinstance(e, ModelNotFound):
         return OpenAIError(e.message, status=404, code="model_not_found", param="model")
     if isinstance(e, ContextTooLong):
