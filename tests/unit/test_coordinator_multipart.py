@@ -176,6 +176,20 @@ async def test_multipart_happy_path(tmp_path: Path) -> None:
             DownloadResponse,
         )
         assert [s.number for s in at.segments] == [2]
+        # plain_end: a ranged read gets (and is signed orders for) only what it reads
+        for offset, end, numbers in [(0, 100, [0]), (0, 101, [0, 1]), (120, 351, [1, 2, 3])]:
+            ranged = await h.client.call(
+                "/v1/objects/download",
+                DownloadRequest(bucket="bkt", key="mp", plain_offset=offset, plain_end=end),
+                DownloadResponse,
+            )
+            assert [s.number for s in ranged.segments] == numbers, (offset, end)
+        with pytest.raises(BadRequest):
+            await h.client.call(
+                "/v1/objects/download",
+                DownloadRequest(bucket="bkt", key="mp", plain_end=-1),
+                DownloadResponse,
+            )
         with pytest.raises(NotFound) as e:  # the upload is gone
             await h.client.call(
                 "/v1/uploads/get",
