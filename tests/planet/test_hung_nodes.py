@@ -132,3 +132,46 @@ def test_repair_with_hung_sources_finishes(  # type: ignore[no-untyped-def]
     holders = {r.node_id for r in piece_rows(planet) if (r.stream_id, r.part, r.idx) == key}
     assert lost.node_id not in holders and len(holders) == 10
     assert s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == data
+
+
+def _piece_gets(planet: PlanetThread) -> int:
+    return sum(
+        n
+        for node in planet.planet.nodes
+        for key, n in node.counters.requests.items()
+        if key.startswith("GET /v1/pieces/{piece_id}")
+    )
+
+
+def test_healthy_read_asks_k_nodes_and_a_hung_one_is_hedged(planet: PlanetThread, s3) -> None:  # type: ignore[no-untyped-def]
+    """Reads ask k nodes per window, and the extra ones only for a straggler."""
+    s3.create_bucket(Bucket="hedged-read")
+    before = {(r.stream_id, r.part, r.idx) for r in piece_rows(planet)}
+    data = random_bytes(60_000, seed=81)  # one stripe: one window
+    s3.put_object(Bucket="hedged-read", Key="obj", Body=data)
+    holders = {
+        r.piece_num: r.node_id
+        for r in piece_rows(planet)
+        if (r.stream_id, r.part, r.idx) not in before
+    }
+    assert len(holders) >= 8  # an earlier test stopped a node for good
+    asked = []
+    for _ in range(5):
+        gets = _piece_gets(planet)
+        assert s3.get_object(Bucket="hedged-read", Key="obj")["Body"].read() == data
+        asked.append(_piece_gets(planet) - gets)
+    # k, not k + extra up front (a loaded machine may hedge a read now and then)
+    assert min(asked) == 6, asked
+
+    # The node holding the first data piece (asked first) hangs: the read still ends quickly.
+    by_id = {n.node_id: n for n in planet.planet.nodes}
+    h = _hang(planet, by_id[holders[min(holders)]])
+    try:
+        started = time.monotonic()
+        got = s3.get_object(Bucket="hedged-read", Key="obj")["Body"].read()
+        elapsed = time.monotonic() - started
+    finally:
+        _heal(planet, h)
+    print(f"read with a hung data piece: {elapsed:.2f} s")
+    assert got == data
+    assert elapsed < 3  # hedged once the others answered, not the 60 s read timeout
