@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
+from skymesh.coordinator.reputation import ReputationParams
 from tests.process.netutil import Up, short_of_optimal, start_up
 
 pytestmark = pytest.mark.slow
@@ -86,6 +87,19 @@ def _healthy(net: Up) -> None:
         if not net.alive(name):
             net.restart(name)
     net.wait_online(net.node_names())
+    # A node SIGKILLed often (the random kills) leaves audits unanswered and can be
+    # suspended from new pieces for a while (correctly); tests that count on every
+    # node taking pieces start once audits have brought it back.
+    threshold = ReputationParams().unknown_suspend_threshold
+    _wait(
+        "nodes suspended for unanswered audits",
+        lambda: [
+            n
+            for n, s in net.node_status().items()
+            if s["unknown_score"] < threshold and not s["disqualified"]
+        ],
+        timeout=90,
+    )
 
 
 # ---------------------------------------------------------------- helpers
