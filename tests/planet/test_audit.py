@@ -198,3 +198,23 @@ def test_a_correct_answer_releases_a_contained_node(planet: PlanetThread, stored
     assert node_id not in c.auditor.contained
     rep = c.reputation.cached(node_id)
     assert rep is not None and rep.audits_failed == 0 and not rep.disqualified
+
+
+def test_a_suspended_node_with_no_pieces_is_let_back(planet: PlanetThread) -> None:
+    """Suspension must not be a trap: a node emptied by repair while it was down has
+    nothing to be audited on, so while it stays reachable its suspension lifts."""
+    c = coordinator(planet)
+    p = planet.planet
+    node = planet.run(p.add_node(p.regions[0]))  # a new node: holds no piece
+    planet.run(p.wait_online(len(p.nodes)))
+    for _ in range(30):  # as if its audits had gone unanswered while it was down
+        planet.run(c.reputation.record(node.node_id, AuditOutcome.UNKNOWN))
+    record = planet.run(c.registry.lookup([node.node_id]))[node.node_id]
+    assert node.node_id in planet.run(c.registry.placement_filters())[0]  # barred
+    rounds = 0
+    while node.node_id in planet.run(c.registry.placement_filters())[0]:
+        assert planet.run(c.auditor.audit_node(record)) is None  # nothing to audit
+        rounds += 1
+        assert rounds < 50, "the suspension never lifted"
+    rep = c.reputation.cached(node.node_id)
+    assert rep is not None and rep.audits_success == 0 and rep.vetted_at is None

@@ -13,6 +13,7 @@ from skymesh.coordinator.reputation import (
     Reputation,
     ReputationParams,
     apply_outcome,
+    apply_reachable,
     suspended,
 )
 
@@ -103,3 +104,17 @@ def test_needs_move_only_while_exiting() -> None:
     assert not needs_move(None)
     assert needs_move(replace(FRESH, exit_requested_at=1.0))
     assert not needs_move(replace(FRESH, exit_requested_at=1.0, exit_finished_at=2.0))
+
+
+def test_a_reachable_node_with_nothing_to_audit_leaves_suspension() -> None:
+    """Emptied by repair while down, a suspended node can never answer an audit: being
+    reachable lifts the unknown score alone, vouching for nothing about data."""
+    rep = _run([S] * 3 + [U] * 30)
+    assert suspended(rep, P)
+    steps = 0
+    while suspended(rep, P):
+        rep = apply_reachable(rep, P)
+        steps += 1
+    assert 0 < steps < 30
+    assert (rep.audits_success, rep.audits_failed, rep.vetted_at) == (3, 0, None)
+    assert rep.audit_score == _run([S] * 3 + [U] * 30).audit_score

@@ -45,7 +45,7 @@ from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, leaf_hash, verify_inclusion
 from skymesh.coordinator.db.schema import pieces, segments
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.reputation import AuditOutcome, ReputationBook
+from skymesh.coordinator.reputation import AuditOutcome, ReputationBook, suspended
 from skymesh.wire.messages import ORDER_HEADER, AuditChunk, PieceAction
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import encode_header
@@ -184,6 +184,10 @@ class Auditor:
         if pending is None:
             target = await self._pick(node.node_id)
             if target is None:
+                if suspended(self.book.cached(node.node_id), self.book.params):
+                    # online (it heartbeats) and nothing to audit: let the suspension
+                    # lift, or a node emptied by repair while it was down stays barred
+                    await self.book.record_reachable(node.node_id)
                 return None
             index = self.rng.randrange(-(-target.piece_size // CHUNK))
         else:

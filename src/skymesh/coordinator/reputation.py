@@ -14,7 +14,8 @@ Two scores, because a failed audit and an unanswered one mean different things:
   lost and it gets no new ones.
 - **unknown score** (timeouts, refused connections, errors that may be ours):
   decays faster (``unknown_lambda``) and only suspends new uploads while it is
-  below ``unknown_suspend_threshold``; it recovers once the node answers again.
+  below ``unknown_suspend_threshold``; it recovers once the node answers again,
+  or, for a node holding no piece to be audited on, while it is reachable.
 
 The pure part (:func:`apply_outcome`) is table-tested; :class:`ReputationBook` keeps
 the rows (``node_reputation``) and a copy in memory for placement and repair.
@@ -146,6 +147,23 @@ def apply_outcome(
     return rep
 
 
+def apply_reachable(rep: Reputation, params: ReputationParams) -> Reputation:
+    """The reputation of a node seen reachable with nothing to audit (pure).
+
+    Only the unknown score moves, as one answered audit would move it: a node that
+    holds no piece cannot answer an audit, so a suspension would otherwise never
+    lift (its pieces repaired away while it was down, it gets no new ones while
+    suspended). The audit score and the vetting count are untouched: nothing was
+    proven about data.
+    """
+    ulam = params.unknown_lambda
+    return replace(
+        rep,
+        unknown_alpha=ulam * rep.unknown_alpha + 1.0,
+        unknown_beta=ulam * rep.unknown_beta,
+    )
+
+
 def suspended(rep: Reputation | None, params: ReputationParams) -> bool:
     """Too many unanswered audits lately: no new pieces until it answers again."""
     return rep is not None and rep.unknown_score < params.unknown_suspend_threshold
@@ -236,6 +254,10 @@ class ReputationBook:
                 rep.audits_failed,
             )
         return rep
+
+    async def record_reachable(self, node_id: str) -> Reputation:
+        """A reachable node with no piece to audit: see :func:`apply_reachable`."""
+        return await self._update(node_id, lambda r: apply_reachable(r, self.params))
 
     async def request_exit(self, node_id: str) -> Reputation:
         """Mark a graceful exit (idempotent: the first request's time is kept)."""
