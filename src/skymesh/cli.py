@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -49,6 +49,12 @@ def _setup_logging(level: str, role: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+def _fail(e: Exception, code: int) -> NoReturn:
+    """Say what went wrong, in red on stderr, and exit with ``code`` (2: bad input)."""
+    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code) from e
+
+
 def _run(coro: Any) -> None:
     tune_process()  # every role moves data through short-lived buffers
     # SIGTERM stops a role like Ctrl-C does: the main task is cancelled and cleans up.
@@ -57,8 +63,7 @@ def _run(coro: Any) -> None:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(coro)
     except SkymeshError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from e
+        _fail(e, 1)
 
 
 @app.command()
@@ -110,8 +115,7 @@ def up(
     try:
         matrix = RttMatrix.load(rtt_matrix) if rtt_matrix is not None else RttMatrix.default()
     except SkymeshError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from e
+        _fail(e, 1)
     spec = NetworkSpec(
         home=home_dir(home),
         nodes=nodes,
@@ -251,8 +255,7 @@ def durability(
     try:
         report = asyncio.run(_fetch_durability(url, admin_token))
     except SkymeshError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
     if as_json:
         typer.echo(msgspec.json.encode(report).decode())
     else:
@@ -351,8 +354,7 @@ def simulate(
         )
         params.check()
     except ValueError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
     show_simulation(run_model(params), Console())
 
 
@@ -488,16 +490,14 @@ def usage(
         start = parse_when(since) if since else 0.0
         end = parse_when(until) if until else None
     except ValueError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
     url, admin_token = _admin_target(coordinator, token, home)
     try:
         summary = asyncio.run(
             fetch_usage(url, admin_token, project=project, by=groups, since=start, until=end)
         )
     except SkymeshError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
     if as_json:
         typer.echo(msgspec.json.encode(summary).decode())
     else:
@@ -532,14 +532,12 @@ def routing_set(
     try:
         update = parse_weights(weights)
     except ValueError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
     url, admin_token = _admin_target(coordinator, token, home)
     try:
         changed = asyncio.run(change_routing(url, admin_token, project, update))
     except SkymeshError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
     show_routing([changed], Console(width=160))
 
 
@@ -559,8 +557,7 @@ def routing_reset(
     try:
         changed = asyncio.run(change_routing(url, admin_token, project, None))
     except SkymeshError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
     show_routing([changed], Console(width=160))
 
 
@@ -582,8 +579,7 @@ def routing_show(
     try:
         found = asyncio.run(fetch_routing(url, admin_token, project))
     except SkymeshError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
     if as_json:
         typer.echo(msgspec.json.encode(found).decode())
     else:
@@ -603,8 +599,7 @@ def _load(kind: type[Any], path: Path | None) -> Any:
     try:
         return load_config(kind, path)
     except SkymeshError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from e
+        _fail(e, 2)
 
 
 def main() -> None:
