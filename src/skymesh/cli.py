@@ -22,6 +22,7 @@ from skymesh.config import (
 )
 from skymesh.errors import SkymeshError
 from skymesh.tuning import tune_process
+from skymesh.wire.messages import RoutingWeights
 
 app = typer.Typer(
     help="skymesh: encrypted, erasure-coded S3 storage over independent provider nodes.",
@@ -525,20 +526,13 @@ def routing_set(
     home: HomeOpt = None,
 ) -> None:
     """Set a project's default routing weights, e.g. `--project P latency=1 carbon=5`."""
-    from rich.console import Console
-
-    from skymesh.usage_console import change_routing, parse_weights, show_routing
+    from skymesh.usage_console import parse_weights
 
     try:
         update = parse_weights(weights)
     except ValueError as e:
         _fail(e, 2)
-    url, admin_token = _admin_target(coordinator, token, home)
-    try:
-        changed = asyncio.run(change_routing(url, admin_token, project, update))
-    except SkymeshError as e:
-        _fail(e, 2)
-    show_routing([changed], Console(width=160))
+    _change_routing(project, update, coordinator, token, home)
 
 
 @routing_app.command("reset")
@@ -549,13 +543,24 @@ def routing_reset(
     home: HomeOpt = None,
 ) -> None:
     """Give a project the network's default routing weights again."""
+    _change_routing(project, None, coordinator, token, home)
+
+
+def _change_routing(
+    project: str,
+    update: RoutingWeights | None,
+    coordinator: str | None,
+    token: str | None,
+    home: str | None,
+) -> None:
+    """Set (``update``) or reset (None) a project's weights, then show what it has now."""
     from rich.console import Console
 
     from skymesh.usage_console import change_routing, show_routing
 
     url, admin_token = _admin_target(coordinator, token, home)
     try:
-        changed = asyncio.run(change_routing(url, admin_token, project, None))
+        changed = asyncio.run(change_routing(url, admin_token, project, update))
     except SkymeshError as e:
         _fail(e, 2)
     show_routing([changed], Console(width=160))
