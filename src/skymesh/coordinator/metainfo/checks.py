@@ -62,6 +62,14 @@ def check_text(name: str, value: str, limit: int = MAX_KEY_BYTES) -> None:
         raise BadRequest(f"{name} is too long or contains NUL", code="InvalidArgument")
 
 
+def check_listing(limit: int, texts: dict[str, str]) -> None:
+    """A listing request's page size and text parameters (name -> value)."""
+    if limit < 1:
+        raise BadRequest("limit must be at least 1", code="InvalidArgument")
+    for name, value in texts.items():
+        check_text(name, value)
+
+
 def check_blob(name: str, value: bytes, limit: int) -> None:
     if len(value) > limit:
         raise BadRequest(f"{name} is {len(value)} bytes; at most {limit}", code="InvalidArgument")

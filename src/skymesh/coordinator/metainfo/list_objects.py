@@ -13,10 +13,9 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import objects
 from skymesh.coordinator.listing import MAX_LIMIT, KeyPage, ListWalk
-from skymesh.coordinator.metainfo.checks import check_text
+from skymesh.coordinator.metainfo.checks import check_listing
 from skymesh.coordinator.metainfo.common import require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.errors import BadRequest
 from skymesh.wire.messages import ListObjectsRequest, ListObjectsResponse, ObjectEntry
 
 
@@ -56,14 +55,10 @@ def walk_bucket(conn: sa.Connection, bucket: str, walk: ListWalk[sa.Row]) -> Lis
 async def list_objects(
     m: Metainfo, project_id: str, req: ListObjectsRequest
 ) -> ListObjectsResponse:
-    if req.limit < 1:
-        raise BadRequest("limit must be at least 1", code="InvalidArgument")
-    for name, value in (
-        ("prefix", req.prefix),
-        ("delimiter", req.delimiter),
-        ("start_after", req.start_after),
-    ):
-        check_text(name, value)
+    check_listing(
+        req.limit,
+        {"prefix": req.prefix, "delimiter": req.delimiter, "start_after": req.start_after},
+    )
     walk: ListWalk[sa.Row] = ListWalk(
         req.prefix, req.delimiter, req.start_after, min(req.limit, MAX_LIMIT)
     )

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import objects
 from skymesh.coordinator.listing import MAX_LIMIT, VersionPage, VersionWalk
-from skymesh.coordinator.metainfo.checks import check_text, check_version_id
+from skymesh.coordinator.metainfo.checks import check_listing, check_version_id
 from skymesh.coordinator.metainfo.common import NULL_VERSION, find_version, require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest
@@ -86,14 +86,10 @@ def s3_version_id(row: Any) -> str:
 async def list_versions(
     m: Metainfo, project_id: str, req: ListVersionsRequest
 ) -> ListVersionsResponse:
-    if req.limit < 1:
-        raise BadRequest("limit must be at least 1", code="InvalidArgument")
-    for name, value in (
-        ("prefix", req.prefix),
-        ("delimiter", req.delimiter),
-        ("key marker", req.key_marker),
-    ):
-        check_text(name, value)
+    check_listing(
+        req.limit,
+        {"prefix": req.prefix, "delimiter": req.delimiter, "key marker": req.key_marker},
+    )
     check_version_id(req.version_id_marker)
     if req.version_id_marker and not req.key_marker:
         raise BadRequest(
