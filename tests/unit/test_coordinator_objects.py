@@ -21,6 +21,8 @@ from skymesh.wire.messages import (
     DownloadResponse,
     ListObjectsRequest,
     ListObjectsResponse,
+    ListVersionsRequest,
+    ListVersionsResponse,
     ObjectInfo,
     ObjectRequest,
     Order,
@@ -587,3 +589,24 @@ async def test_expired_uploads_are_dropped(tmp_path: Path) -> None:
         await h.service.expire_uploads.run_once()
         assert h.service.expire_uploads.last_result == 1
         assert await garbage(h) == pieces_of(seg)
+
+
+@pytest.mark.parametrize(
+    ("path", "request_", "response", "fault"),
+    [
+        ("/v1/objects/list", ListObjectsRequest(bucket="photos", limit=0), ListObjectsResponse, "limit"),
+        ("/v1/objects/list", ListObjectsRequest(bucket="photos", prefix="a\x00"), ListObjectsResponse, "prefix"),
+        ("/v1/objects/list", ListObjectsRequest(bucket="photos", start_after="x" * 2000), ListObjectsResponse, "start_after"),
+        ("/v1/objects/versions", ListVersionsRequest(bucket="photos", limit=0), ListVersionsResponse, "limit"),
+        ("/v1/objects/versions", ListVersionsRequest(bucket="photos", delimiter="\x00"), ListVersionsResponse, "delimiter"),
+        ("/v1/objects/versions", ListVersionsRequest(bucket="photos", key_marker="k" * 2000), ListVersionsResponse, "key marker"),
+    ],
+)  # fmt: skip
+async def test_listings_refuse_bad_parameters(
+    tmp_path: Path, path: str, request_: object, response: type, fault: str
+) -> None:
+    async with running(tmp_path) as h:
+        await setup(h)
+        with pytest.raises(BadRequest, match=fault) as e:
+            await h.client.call(path, request_, response)
+        assert e.value.code == "InvalidArgument"
