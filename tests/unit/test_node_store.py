@@ -58,7 +58,7 @@ async def test_write_head_read_delete(store: PieceStore) -> None:
     assert meta.merkle_root == merkle_root(chunk_hashes(data, CHUNK))
     assert store.head(piece) == meta
     path = store.path(piece)
-    assert path == store.root / "pieces" / piece[:2] / piece[2:4] / piece
+    assert path == store.root / "pieces" / piece[:2] / piece
     assert path.read_bytes() == data
     assert path.with_name(piece + META_SUFFIX).exists()
     assert (store.used_bytes, store.piece_count, store.reserved_bytes) == (len(data), 1, 0)
@@ -260,18 +260,16 @@ async def test_reopen_counts_and_tidies(tmp_path: Path) -> None:
     (root / "tmp" / "abc123").write_bytes(b"half a piece")
     (root / "tmp" / "abc123.meta").write_bytes(b"half a sidecar")
     orphan = pid()
-    (root / "pieces" / orphan[:2] / orphan[2:4]).mkdir(parents=True)
-    (root / "pieces" / orphan[:2] / orphan[2:4] / (orphan + META_SUFFIX)).write_bytes(b"x")
+    (root / "pieces" / orphan[:2] / (orphan + META_SUFFIX)).write_bytes(b"x")
     loose = pid()
-    (root / "pieces" / loose[:2] / loose[2:4]).mkdir(parents=True)
-    (root / "pieces" / loose[:2] / loose[2:4] / loose).write_bytes(b"no sidecar")
+    (root / "pieces" / loose[:2] / loose).write_bytes(b"no sidecar")
 
     store = await PieceStore.open(root, capacity_bytes=1 << 20, chunk_size=CHUNK)
     try:
         assert store.used_bytes == 12_000 and store.piece_count == 2
         assert sorted(store.iter_piece_ids()) == sorted(kept)
         assert files_under(root / "tmp") == []
-        assert not (root / "pieces" / orphan[:2] / orphan[2:4] / (orphan + META_SUFFIX)).exists()
+        assert not (root / "pieces" / orphan[:2] / (orphan + META_SUFFIX)).exists()
         assert [p.name.split(".")[0] for p in (root / "corrupt").iterdir()] == [loose]
         for p, d in kept.items():
             assert store.path(p).read_bytes() == d
@@ -285,10 +283,42 @@ async def test_truncated_piece_is_quarantined_on_open(tmp_path: Path) -> None:
     piece = pid()
     await store.write(piece, chunks_of(b"y" * 9000), 1 << 20, 9000, SERIAL)
     store.close()
-    os.truncate(tmp_path / "pieces" / piece[:2] / piece[2:4] / piece, 100)
+    os.truncate(tmp_path / "pieces" / piece[:2] / piece, 100)
     store = PieceStore(tmp_path, capacity_bytes=1 << 20, chunk_size=CHUNK)
     try:
         assert (store.used_bytes, store.piece_count) == (0, 0)
         assert len(list((tmp_path / "corrupt").iterdir())) == 2
+    finally:
+        store.close()
+
+
+async def test_two_level_store_moves_to_one_level_on_open(tmp_path: Path) -> None:
+    """A store written in the old <id[0:2]>/<id[2:4]>/ layout opens with every piece
+    readable, counted and in the one-level layout; a name already taken above stays."""
+    store = PieceStore(tmp_path, capacity_bytes=1 << 20, chunk_size=CHUNK)
+    kept = {pid(): os.urandom(5000), pid(): os.urandom(7000)}
+    for p, d in kept.items():
+        await store.write(p, chunks_of(d), 1 << 20, len(d), SERIAL)
+    store.close()
+    for p in kept:  # push them down into the old layout
+        old = tmp_path / "pieces" / p[:2] / p[2:4]
+        old.mkdir(exist_ok=True)
+        for name in (p, p + META_SUFFIX):
+            os.rename(tmp_path / "pieces" / p[:2] / name, old / name)
+    clash = pid()
+    (tmp_path / "pieces" / clash[:2] / clash[2:4]).mkdir()
+    (tmp_path / "pieces" / clash[:2] / clash[2:4] / clash).write_bytes(b"below")
+    (tmp_path / "pieces" / clash[:2] / clash).write_bytes(b"above")
+
+    store = await PieceStore.open(tmp_path, capacity_bytes=1 << 20, chunk_size=CHUNK)
+    try:
+        assert (store.used_bytes, store.piece_count) == (12_000, 2)
+        for p, d in kept.items():
+            assert store.path(p) == tmp_path / "pieces" / p[:2] / p
+            assert store.path(p).read_bytes() == d
+            assert store.head(p).size == len(d)
+            assert not (tmp_path / "pieces" / p[:2] / p[2:4]).exists()
+        assert (tmp_path / "pieces" / clash[:2] / clash[2:4] / clash).read_bytes() == b"below"
+        assert sorted(store.iter_piece_ids()) == sorted(kept)
     finally:
         store.close()
