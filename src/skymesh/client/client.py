@@ -47,6 +47,7 @@ SEGMENT_ATTEMPTS = 3
 KEY_SALT_SIZE = 16
 METADATA_ATTEMPTS = 3  # update_object_meta retries when the object is overwritten meanwhile
 UPLOAD_CACHE = 1024  # multipart uploads whose info is remembered
+MAX_CACHED_BUCKET_KEYS = 4096
 INLINE_HASH_LIMIT = 64 * 1024  # hash on the loop up to here (SHA-256: ~0.3 ms), else threads
 
 
@@ -214,6 +215,9 @@ class Client:
         # so each part saves a coordinator round trip. A stale entry (aborted or
         # completed elsewhere) fails at begin_part with NoSuchUpload all the same.
         self._uploads: OrderedDict[tuple[str, str, str], m.UploadInfo] = OrderedDict()
+        # bucket -> key: HKDF runs twice per request otherwise (4 % of the gateway's
+        # time on 4 KiB PUTs and GETs); the client holds the root secret anyway
+        self._bucket_keys: dict[str, bytes] = {}
 
     async def close(self) -> None:
         if self._own_session:
@@ -231,7 +235,13 @@ class Client:
         return self._codec
 
     def bucket_key(self, bucket: str) -> bytes:
-        return derive_bucket_key(self._root_secret, self.project_id, bucket)
+        key = self._bucket_keys.get(bucket)
+        if key is None:
+            if len(self._bucket_keys) >= MAX_CACHED_BUCKET_KEYS:
+                self._bucket_keys.clear()
+            key = derive_bucket_key(self._root_secret, self.project_id, bucket)
+            self._bucket_keys[bucket] = key
+        return key
 
     def _data_key(self, info_bucket: str, key: str, wrapped: bytes) -> bytes:
         return unwrap_key(self.bucket_key(info_bucket), wrapped, key_context(info_bucket, key))
