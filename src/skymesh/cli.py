@@ -84,6 +84,14 @@ def up(
         bool, typer.Option("--no-fsync", help="Skip fsync on nodes (faster, less durable).")
     ] = False,
     log_level: LogLevelOpt = "INFO",
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve S3 over HTTPS, with a certificate of a local CA made once under the"
+            " home (tls/ca.pem: point AWS_CA_BUNDLE at it).",
+        ),
+    ] = False,
     compute: Annotated[  # inference slice
         bool,
         typer.Option(
@@ -126,6 +134,7 @@ def up(
         node_base_port=node_base_port,
         fsync=not no_fsync,
         log_level=log_level,
+        tls=tls,
         compute=compute,  # inference slice
         compute_regions=[r.strip() for r in compute_regions.split(",") if r.strip()],
         distance=distance,

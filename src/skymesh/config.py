@@ -124,11 +124,25 @@ class GatewayConfig(_Config, frozen=True):
     download_extra_pieces: int = 2  # start downloads on k + this many nodes
     # virtual-hosted-style S3: a request to bucket.<suffix> names the bucket in its Host
     virtual_host_suffixes: list[str] = []
+    # HTTPS on `port` instead of HTTP: PEM certificate (chain) and private key, both or
+    # neither. Over HTTPS S3 clients send unsigned, CRC-checked bodies instead of
+    # SHA-256-signing each one. `skymesh up --tls` makes a local CA and both files.
+    tls_cert: str = ""
+    tls_key: str = ""
     # ---- distance: `skymesh up --distance` (docs/inference.md)
     # compute node URL -> the URL this gateway reaches it by (a delay proxy in between):
     # how a gateway in one simulated region sees nodes in the others. Empty: as advertised.
     node_routes: dict[str, str] = {}
     # ---- end distance
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
+            raise ConfigError(
+                f"gateway {given} is set but {missing} is not: HTTPS needs both PEM files"
+                f" (SKYMESH_GATEWAY_{missing.upper()} or {missing} in [gateway]);"
+                " set neither for plain HTTP"
+            )
 
 
 C = TypeVar("C", bound=_Config)

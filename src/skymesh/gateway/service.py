@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig, load_credentials
@@ -40,9 +43,14 @@ class GatewayService:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.port}"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{self.config.host}:{self.port}"
 
     async def start(self) -> None:
+        # first: a bad certificate stops the start before anything else is opened
+        tls = (
+            tls_context(self.config.tls_cert, self.config.tls_key) if self.config.tls_cert else None
+        )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
@@ -64,7 +72,9 @@ class GatewayService:
             app, access_log=None, handler_cancellation=True, read_bufsize=STREAM_BUFSIZE
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self.config.host, self.config.port, reuse_address=True, ssl_context=tls
+        )
         await site.start()
         self.port = self._runner.addresses[0][1]
         log.info("S3 gateway listening on %s for %d access key(s)", self.url, len(clients))
@@ -97,6 +107,32 @@ class GatewayService:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The server side of HTTPS (TLS 1.2 and later) from PEM files, with an error naming
+    the file at fault: ``ssl`` alone says neither which file is missing nor which is bad."""
+    pems: dict[str, bytes] = {}
+    for what, path in (("certificate", cert), ("key", key)):
+        try:
+            pems[what] = Path(path).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read TLS {what} {path}: {e.strerror or e}") from e
+    try:
+        x509.load_pem_x509_certificates(pems["certificate"])
+    except ValueError as e:
+        raise ConfigError(f"TLS certificate {cert} is not a PEM certificate: {e}") from e
+    try:
+        serialization.load_pem_private_key(pems["key"], password=None)
+    except (ValueError, TypeError) as e:  # TypeError: the key is encrypted
+        raise ConfigError(f"TLS key {key} is not an unencrypted PEM private key: {e}") from e
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as e:
+        raise ConfigError(f"TLS key {key} does not match certificate {cert}: {e}") from e
+    return ctx
 
 
 async def run_gateway(config: GatewayConfig) -> None:

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ from skymesh.config import (
 from skymesh.errors import ConfigError, SkymeshError
 from skymesh.network.distance import Distance, NodeSite
 from skymesh.network.rtt import RttMatrix
+from skymesh.tls import LocalTls, ensure_local_tls
 from skymesh.wire.messages import (
     CreateProjectRequest,
     NodeList,
@@ -65,6 +67,8 @@ class NetworkSpec:
     heartbeat_interval: float = 2.0
     fsync: bool = True
     log_level: str = "INFO"
+    # every gateway serves HTTPS with a certificate of a local CA under home/tls
+    tls: bool = False
     # ---- inference slice: one compute node per region when the ai extra is installed
     compute: bool = True
     compute_regions: Sequence[str] = ()  # regions whose first node computes; empty: all
@@ -142,10 +146,18 @@ class Network:
     credential: Credential | None = None
     gateways: dict[str, str] = field(default_factory=dict)  # region -> endpoint (--distance)
     distance: Distance | None = None
+    tls: LocalTls | None = None  # with spec.tls, once start() has made or found the files
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.spec.host}:{self.spec.gateway_port}"
+        return self._gateway_url(self.spec.gateway_port)
+
+    def _gateway_url(self, port: int) -> str:
+        return f"{'https' if self.spec.tls else 'http'}://{self.spec.host}:{port}"
+
+    def _gateway_tls(self) -> tuple[str, str]:
+        """A gateway's ``tls_cert`` and ``tls_key``: both empty (plain HTTP) without --tls."""
+        return (str(self.tls.cert), str(self.tls.key)) if self.tls else ("", "")
 
     @property
     def coordinator_url(self) -> str:
@@ -199,11 +211,14 @@ class Network:
                     node, compute=True, model_credentials=str(_models_credentials(s))
                 )
             self._write(Path(node.data_dir) / "config.toml", config_to_toml(node))
+        tls_cert, tls_key = self._gateway_tls()
         gw = GatewayConfig(
             data_dir=str(s.home / "gateway"),
             host=s.host,
             port=s.gateway_port,
             coordinator_url=self.coordinator_url,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         self._write(s.home / "gateway" / "config.toml", config_to_toml(gw))
 
@@ -227,8 +242,12 @@ class Network:
     async def start(self) -> None:
         s = self.spec
         state = self._state()
+        if s.tls:
+            self.tls = ensure_local_tls(s.home / "tls", _tls_hosts(s.host))
         self.write_configs(state)
-        async with aiohttp.ClientSession() as session:
+        # trusting only our CA is enough: every https URL here is one of our gateways
+        trust = ssl.create_default_context(cafile=self.tls.ca) if self.tls else True
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as session:
             coord = self._child(
                 "coordinator", "coordinator", s.home / "coordinator" / "config.toml"
             )
@@ -265,6 +284,7 @@ class Network:
             for i in range(s.nodes)
             if i < len(s.regions) and _compute_on(s) and _computes(s, s.regions[i])
         ]
+        tls_cert, tls_key = self._gateway_tls()
         for j, region in enumerate(s.regions):
             port = s.gateway_port if j == 0 else s.node_base_port + s.nodes + j - 1
             home = s.home / "gateway" if j == 0 else _gateway_home(s, region)
@@ -275,9 +295,11 @@ class Network:
                 coordinator_url=self.coordinator_url,
                 credentials_file=str(s.home / "gateway" / "credentials.toml"),
                 node_routes=await self.distance.routes_from(region, sites),
+                tls_cert=tls_cert,
+                tls_key=tls_key,
             )
             self._write(home / "config.toml", config_to_toml(gw))
-            self.gateways[region] = f"http://{s.host}:{port}"
+            self.gateways[region] = self._gateway_url(port)
 
     async def _wait_nodes(self, session: aiohttp.ClientSession, token: str, count: int) -> None:
         deadline = time.monotonic() + 60
@@ -367,19 +389,38 @@ skymesh is up: {s.nodes} nodes in {len(s.regions)} regions ({", ".join(s.regions
   access key id      {c.access_key_id}
   secret access key  {c.secret_access_key}
   region             us-east-1
-  data and logs      {s.home}
+{_tls_line(self)}  data and logs      {s.home}
 
 Use it with the AWS CLI:
 
   export AWS_ACCESS_KEY_ID={c.access_key_id}
   export AWS_SECRET_ACCESS_KEY={c.secret_access_key}
   export AWS_DEFAULT_REGION=us-east-1
-  aws --endpoint-url {self.endpoint} s3 mb s3://demo
+{_tls_export(self)}  aws --endpoint-url {self.endpoint} s3 mb s3://demo
   aws --endpoint-url {self.endpoint} s3 cp ./some-file s3://demo/
   aws --endpoint-url {self.endpoint} s3 ls s3://demo/
 
 Press Ctrl-C to stop; starting again serves the same objects.
 {_openai_banner(self)}{_distance_banner(self)}"""
+
+
+def _tls_hosts(host: str) -> list[str]:
+    """What the gateway certificate names: loopback by address and name, and ``host``."""
+    hosts = ["127.0.0.1", "localhost"]
+    if host not in (*hosts, "0.0.0.0", "::", ""):
+        hosts.append(host)
+    return hosts
+
+
+def _tls_line(net: Network) -> str:
+    return f"  CA certificate     {net.tls.ca}\n" if net.tls else ""
+
+
+def _tls_export(net: Network) -> str:
+    """How clients trust the local CA: boto3 and the AWS CLI read AWS_CA_BUNDLE."""
+    if net.tls is None:
+        return ""
+    return f"  export AWS_CA_BUNDLE={net.tls.ca}   # or: aws --ca-bundle {net.tls.ca} ...\n"
 
 
 # ---- inference slice: models in the network, compute nodes ----------------------------

@@ -44,6 +44,7 @@ class Planet:
     heartbeat_interval: float = 0.5
     node_capacity: int = 10 * 1024**3
     coordinator_overrides: dict[str, Any] = field(default_factory=dict)
+    gateway_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. tls_cert, tls_key
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     coordinator: CoordinatorService | None = None
     nodes: list[NodeService] = field(default_factory=list)
@@ -77,6 +78,7 @@ class Planet:
                 data_dir=str(self.root / "gateway"),
                 port=0,
                 coordinator_url=self.coordinator.url,
+                **self.gateway_overrides,
             ),
             credentials=[self.credential],
         )
@@ -202,8 +204,12 @@ class PlanetThread:
             self._thread.join(10)
             self.loop.close()
 
-    def boto3(self, credential: Credential | None = None, **config: Any) -> Any:
-        """A boto3 S3 client for the planet's gateway (path-style, like most S3-compatible use)."""
+    def boto3(
+        self, credential: Credential | None = None, verify: str | bool | None = None, **config: Any
+    ) -> Any:
+        """A boto3 S3 client for the planet's gateway (path-style, like most S3-compatible use).
+
+        ``verify``: over HTTPS, the CA bundle to trust (boto3's own argument)."""
         import boto3
         from botocore.config import Config
 
@@ -215,6 +221,7 @@ class PlanetThread:
             aws_access_key_id=cred.access_key_id,
             aws_secret_access_key=cred.secret_access_key,
             region_name="us-east-1",
+            verify=verify,
             config=Config(
                 s3={"addressing_style": "path"},
                 retries={"max_attempts": 1, "mode": "standard"},
