@@ -38,21 +38,31 @@ from bench.workloads import WORKLOADS, MiB, Plan, Runner
 
 SYSTEMS = ("skymesh", "tahoe", "moto")
 SKYMESH_ONLY = {"rss": "the gateway's memory is skymesh's own target", "codec": "skymesh's codec"}
+S3_ONLY = {"tls": "HTTPS is measured as boto3 uses it, over S3, which Tahoe-LAFS has not"}
+TLS = "tls"  # the one workload run against the system started again with HTTPS
 OUT = report.ROOT / ".bench" / "out"
 
 
-def _factory(name: str) -> Callable[[Path], AbstractContextManager[Store]]:
+def _factory(name: str, tls: bool = False) -> Callable[[Path], AbstractContextManager[Store]]:
+    """How to start ``name``; with ``tls``, serving S3 over HTTPS (skymesh and moto only)."""
     if name == "skymesh":
         from bench.systems import skymesh
 
-        return skymesh.running
+        return partial(skymesh.running, tls=tls)
     if name == "tahoe":
         from bench.systems import tahoe
 
+        assert not tls, "Tahoe-LAFS is not benchmarked over HTTPS"
         return tahoe.running
     from bench.systems import moto
 
-    return moto.running
+    return partial(moto.running, tls=tls)
+
+
+def _not_run(name: str) -> dict[str, str]:
+    """Workloads ``name`` skips, and why."""
+    skip = {} if name == "skymesh" else dict(SKYMESH_ONLY)
+    return {**skip, **S3_ONLY} if name == "tahoe" else skip
 
 
 def _names(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -120,31 +130,43 @@ def run_system(
     profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Start ``name``, run its workloads, stop it; its entry lands in ``into`` at once,
-    so that an interrupted run still reports what it measured."""
-    todo = [w for w in chosen if w != "codec" and (name == "skymesh" or w not in SKYMESH_ONLY)]
+    so that an interrupted run still reports what it measured.
+
+    The ``tls`` workload runs last, on the system started again, afresh in a folder of
+    its own, serving HTTPS: one listener per system, as its users would run it."""
+    not_run = _not_run(name)
+    todo = [w for w in chosen if w != "codec" and w not in not_run]
     entry: dict[str, Any] = {"rows": {}}
     into[name] = entry
-    skipped = [w for w in chosen if w in SKYMESH_ONLY and name != "skymesh"]
+    skipped = [w for w in chosen if w in not_run]
     if skipped:
         entry["skipped"] = skipped
-        entry["skip_reason"] = "; ".join(SKYMESH_ONLY[w] for w in skipped)
+        entry["skip_reason"] = "; ".join(not_run[w] for w in skipped)
     if not todo:
         return entry
     print(f"\n== {name}: {', '.join(todo)}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=parent))
     entry["load_before"] = list(os.getloadavg())
     start = time.perf_counter()
-    runner: Runner | None = None
+    runners: list[Runner] = []
+    phases = [(False, [w for w in todo if w != TLS]), (True, [w for w in todo if w == TLS])]
     try:
-        with _factory(name)(workdir) as store:
-            print(f"   up in {time.perf_counter() - start:.1f} s", flush=True)
-            pids: dict[str, int] = getattr(store, "profile_pids", {})
-            around = None
-            if profile_dir is not None and pids:
-                entry["profile"] = str(profile_dir)
-                around = partial(profile.profiling, pids, profile_dir)
-            runner = Runner(store, plan, around)
-            runner.run(todo)
+        for tls, phase in phases:
+            if not phase:
+                continue
+            began = time.perf_counter()
+            home = workdir / "https" if tls else workdir
+            home.mkdir(exist_ok=True)
+            with _factory(name, tls)(home) as store:
+                scheme = "https" if tls else "http"
+                print(f"   up ({scheme}) in {time.perf_counter() - began:.1f} s", flush=True)
+                pids: dict[str, int] = getattr(store, "profile_pids", {})
+                around = None
+                if profile_dir is not None and pids:
+                    entry["profile"] = str(profile_dir)
+                    around = partial(profile.profiling, pids, profile_dir)
+                runners.append(Runner(store, plan, around))
+                runners[-1].run(phase)
     except Exception as exc:  # one system failing must not cost the others' numbers
         traceback.print_exc()
         entry["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -152,8 +174,7 @@ def run_system(
     finally:
         entry["seconds"] = time.perf_counter() - start
         entry["load_after"] = list(os.getloadavg())
-        if runner is not None:
-            entry["rows"] = {k: asdict(v) for k, v in runner.results.items()}
+        entry["rows"] = {k: asdict(v) for r in runners for k, v in r.results.items()}
         if "error" not in entry:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
@@ -206,7 +227,8 @@ def main(argv: list[str]) -> int:
     plan = make_plan(args)
     docs = args.docs if args.docs is not None else not args.quick
     chart = args.chart if args.chart is not None else docs
-    os.environ.pop("AWS_CA_BUNDLE", None)  # our endpoints are plain http (PITFALLS.md)
+    # our endpoints are plain http, or https naming their own CA (PITFALLS.md)
+    os.environ.pop("AWS_CA_BUNDLE", None)
     started = time.perf_counter()
     run: dict[str, Any] = {
         "command": "python -m bench " + shlex.join(argv),

@@ -63,6 +63,10 @@ NOTES: dict[tuple[str, str], str] = {
     ("tahoe", "fill"): "one `POST /uri?t=mkdir-immutable` with every child (an empty LIT file): "
     "Tahoe has no bucket, and adding entries one by one rewrites a mutable directory each time",
     ("tahoe", "list"): "`GET /uri/<dircap>?t=json` of that immutable directory, parsed",
+    ("skymesh", "put-big-tls"): "the HTTPS rows come from a start of their own, after the "
+    "http workloads: `skymesh up --tls` (a fresh home), and `moto_server --ssl-cert` with a "
+    "certificate of the same kind of local CA; over HTTPS boto3 sends unsigned aws-chunked "
+    "bodies with a CRC32 trailer instead of SHA-256-signing them",
     ("skymesh", "list-raw"): "the listing through SigV4-presigned urllib3 GETs, counting keys "
     "from the XML, to separate the server's rate from boto3's response parsing",
 }
@@ -73,6 +77,8 @@ def row_labels(plan: Plan) -> dict[str, str]:
     return {
         "put-big": f"PUT {big}",
         "get-big": f"GET {big}",
+        "put-big-tls": f"PUT {big}, HTTPS",
+        "get-big-tls": f"GET {big}, HTTPS",
         "put-mid": f"PUT {mid}",
         "get-mid": f"GET {mid}",
         "ttfb": f"time to first byte, {big} GET",
@@ -227,6 +233,7 @@ def plan_text(plan: Plan, chosen: list[str] | None = None) -> str:
     p = plan
     parts = {
         "big": f"big object {human_size(p.big)} (x{p.big_repeat})",
+        "tls": f"{human_size(p.big)} over HTTPS (x1)",
         "mid": f"mid {human_size(p.mid)} (x{p.mid_repeat}, median)",
         "ttfb": f"TTFB median of {p.ttfb_repeat}",
         "small": f"{p.small_count} x {human_size(p.small_size)} on 1 thread",

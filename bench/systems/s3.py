@@ -1,7 +1,8 @@
 """`Store` over S3 with boto3, for every system that speaks S3 (skymesh, moto).
 
 boto3 runs as a user would run it: default TransferConfig for big objects
-(multipart above 8 MiB, 10 threads), path-style addressing, plain http. Only the
+(multipart above 8 MiB, 10 threads), path-style addressing, plain http, or https
+trusting the system's own CA (``verify``) for the ``tls`` workload. Only the
 connection pool is widened so that 16 (or the fill's) client threads never queue on it.
 """
 
@@ -34,6 +35,7 @@ class S3Store:
         pool: int = 64,
         profile_pids: dict[str, int] | None = None,
         cpu_pids: dict[str, list[int]] | None = None,
+        verify: str | None = None,  # https: the CA bundle to trust
     ) -> None:
         self.name = name
         self._pid = pid
@@ -46,6 +48,7 @@ class S3Store:
             aws_access_key_id=access_key,
             aws_secret_access_key=secret,
             region_name="us-east-1",
+            verify=verify,
             config=Config(
                 s3={"addressing_style": "path"},
                 retries={"max_attempts": 2},
@@ -60,9 +63,10 @@ class S3Store:
             aws_access_key_id=access_key,
             aws_secret_access_key=secret,
             region_name="us-east-1",
+            verify=verify,
             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
-        self._http = urllib3.PoolManager(maxsize=4)
+        self._http = urllib3.PoolManager(maxsize=4, ca_certs=verify)
 
     def put_stream(self, key: str, body: RandomReader) -> None:
         self.client.upload_fileobj(body, BUCKET, key)

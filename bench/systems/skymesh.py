@@ -3,7 +3,9 @@
 Started the way tests/process/netutil.py does (free port block, wait for the banner,
 keys from it), but under bench/procs.py so that no process outlives the run. Nodes
 run with ``--no-fsync``: Tahoe-LAFS does not fsync shares and moto keeps objects in
-memory, and on this VM fsync only reaches the host's cache anyway.
+memory, and on this VM fsync only reaches the host's cache anyway. With ``tls`` it is
+``skymesh up --tls``: the gateway serves https with a certificate of the CA ``up``
+makes, which boto3 then trusts.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ def running(
     nodes: int = NODES,
     args: Sequence[str] = ("--no-compute",),
     spare_ports: int = 0,
+    tls: bool = False,
 ) -> Iterator[S3Store]:
     """``args`` go to `skymesh up`; ``spare_ports`` follow the nodes' (region gateways)."""
+    if tls:
+        args = (*args, "--tls")
     home = workdir / "skymesh"
     base = procs.free_port_block(nodes + 2 + spare_ports)
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
@@ -64,7 +69,8 @@ def running(
         access = re.search(r"access key id\s+(\S+)", text)
         secret = re.search(r"secret access key\s+(\S+)", text)
         endpoint = re.search(r"S3 endpoint\s+(\S+)", text)
-        if not (access and secret and endpoint):
+        ca = re.search(r"CA certificate\s+(\S+)", text)
+        if not (access and secret and endpoint) or (tls and not ca):
             raise RuntimeError(f"skymesh up did not come up; see {home / 'logs'}:\n{text}")
         threading.Thread(target=_drain, args=(proc.stdout, log), daemon=True).start()
         run = home / "run"
@@ -83,6 +89,7 @@ def running(
             pid=pids["gateway"],
             profile_pids=pids,
             cpu_pids=cpu_pids,
+            verify=ca.group(1) if ca else None,
         )
     finally:
         procs.stop([proc], timeout=30.0)

@@ -138,7 +138,7 @@ def test_quick_bench_against_skymesh_end_to_end(tmp_path: Path) -> None:
     sky = run["systems"]["skymesh"]
     assert "error" not in sky
     rows = set(sky["rows"])
-    expected = {"put-big", "get-big", "put-mid", "get-mid", "ttfb", "put-small-1", "get-small-1",
+    expected = {"put-big", "get-big", "put-big-tls", "get-big-tls", "put-mid", "get-mid", "ttfb", "put-small-1", "get-small-1",
                 "put-small-n", "get-small-n", "fill", "list", "list-raw", "rss", "codec-encode", "codec-decode"}  # fmt: skip
     assert rows == expected, f"workloads {WORKLOADS} gave rows {sorted(rows)}"
     assert all(m["value"] > 0 for m in sky["rows"].values())
