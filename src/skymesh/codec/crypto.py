@@ -170,6 +170,11 @@ class SegmentCipher:
     def encrypt_block(self, block: int, plaintext: Buffer) -> bytes:
         return self._aead.encrypt(self._nonce(block), plaintext, None)
 
+    def encrypt_block_into(self, block: int, plaintext: Buffer, out: bytearray | memoryview) -> int:
+        """Encrypt straight into ``out`` (exactly len(plaintext) + TAG_SIZE bytes), so
+        the erasure coder reads the stripe where it was sealed, with no copy between."""
+        return self._aead.encrypt_into(self._nonce(block), plaintext, None, out)
+
     def decrypt_block(self, block: int, ciphertext: Buffer) -> bytes:
         if len(ciphertext) < TAG_SIZE:
             raise IntegrityError(f"block {block} is shorter than its tag")

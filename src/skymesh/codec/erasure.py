@@ -13,13 +13,14 @@ so a library upgrade that changes the rule fails loudly instead of misplacing by
 ISA-L Cauchy, not Vandermonde: ``isa_l_rs_vand`` cannot decode some piece subsets
 once there are 6 or more parity pieces.
 
-Threads: the pyeclib_c extension never releases the GIL (it imports neither
-``PyEval_SaveThread`` nor ``PyGILState_*``), so every call into one driver runs
-whole under the GIL. Sharing a driver between threads is therefore safe, and we
-share one per (k, m), but RS work never runs on two cores at once: measured here,
-two threads encoding together reach the same GB/s as one. AES-GCM and BLAKE3 do
-release the GIL, so threads still pay off for the rest of the pipeline; for
-parallel RS use processes.
+Threads and speed: the pyeclib_c extension never releases the GIL (it imports
+neither ``PyEval_SaveThread`` nor ``PyGILState_*``), copies every stripe and returns
+fresh ``bytes`` per fragment. So the hot paths, encoding (:class:`StripeWriter`) and
+decoding around missing data pieces, call ISA-L itself through ctypes
+(:mod:`skymesh.codec.isal`): the same matrix and layout, checked byte for byte
+against pyeclib when a shape's coder is first built, with the GIL released. pyeclib
+stays the reference: it writes the fragment headers, rebuilds pieces for repair,
+and does everything where ISA-L cannot be loaded.
 
 Integrity: RS has no checksum. A corrupt fragment decodes to a wrong stripe, which
 the AES-GCM tag then rejects; reconstruct (repair, which never decrypts) must only
@@ -28,13 +29,18 @@ be fed fragments already verified against their piece's Merkle root.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
 from pyeclib.ec_iface import ECDriver, ECDriverError
 
+from skymesh.codec import isal
 from skymesh.codec.scheme import RedundancyScheme
 from skymesh.errors import CodecError, IntegrityError
+
+log = logging.getLogger(__name__)
 
 EC_TYPE = "isa_l_rs_cauchy"
 FRAGMENT_HEADER_SIZE = 80
@@ -43,6 +49,9 @@ Buffer = bytes | bytearray | memoryview
 
 _drivers: dict[tuple[int, int], ECDriver] = {}
 _drivers_lock = threading.Lock()
+_direct: dict[tuple[int, int], isal.CauchyRS | None] = {}
+_headers: dict[tuple[int, int, int], list[bytes]] = {}
+_HEADER_CACHE = 256  # (shape, stripe length)s whose fragment headers are kept
 
 
 def fragment_size_for(k: int, stripe_len: int) -> int:
@@ -75,6 +84,43 @@ def _driver(k: int, m: int) -> ECDriver:
     return driver
 
 
+def _headers_for(driver: ECDriver, k: int, m: int, stripe_len: int) -> list[bytes]:
+    """pyeclib's 80-byte fragment headers for one stripe length: they depend on the
+    piece number and the lengths only, so one encode of zeros gives them for good."""
+    key = (k, m, stripe_len)
+    headers = _headers.get(key)
+    if headers is None:
+        if len(_headers) >= _HEADER_CACHE:
+            _headers.clear()
+        made = driver.encode(bytes(stripe_len))
+        headers = _headers[key] = [f[:FRAGMENT_HEADER_SIZE] for f in made]
+    return headers
+
+
+def _direct_rs(k: int, m: int, driver: ECDriver) -> isal.CauchyRS | None:
+    """ISA-L for this shape, once it has made exactly pyeclib's fragments; else None."""
+    with _drivers_lock:
+        if (k, m) in _direct:
+            return _direct[(k, m)]
+    lib = isal.library()
+    rs = isal.CauchyRS(lib, k, m) if lib is not None else None
+    if rs is not None:
+        for n in (65536, 8 * k + 5):  # a full stripe, and a short padded one
+            stripe = os.urandom(n)
+            writer = StripeWriter(k, m, n, rs, driver)
+            got = [bytearray(writer.fragment_size(n)) for _ in range(k + m)]
+            writer.buffer(n)[:] = stripe
+            writer.write(n, got, 0)
+            if [bytes(g) for g in got] != driver.encode(stripe):
+                log.warning(
+                    "ISA-L called directly disagrees with pyeclib for %d+%d; using pyeclib", k, m
+                )
+                rs = None
+                break
+    with _drivers_lock:
+        return _direct.setdefault((k, m), rs)
+
+
 def _byte_view(data: Buffer) -> memoryview:
     view = memoryview(data)
     if view.format != "B" or view.ndim != 1:
@@ -85,7 +131,7 @@ def _byte_view(data: Buffer) -> memoryview:
 class ErasureCoder:
     """Erasure coding for one scheme. Cheap to create; safe to share across threads."""
 
-    __slots__ = ("_driver", "k", "m", "scheme", "total")
+    __slots__ = ("_driver", "_rs", "k", "m", "scheme", "total")
 
     def __init__(self, scheme: RedundancyScheme) -> None:
         self.scheme = scheme
@@ -93,6 +139,16 @@ class ErasureCoder:
         self.m = scheme.total - scheme.k
         self.total = scheme.total
         self._driver = _driver(self.k, self.m)
+        self._rs = _direct_rs(self.k, self.m, self._driver) if self.m else None
+
+    @property
+    def direct(self) -> bool:
+        """Whether encoding and degraded decoding call ISA-L directly (else pyeclib)."""
+        return self._rs is not None
+
+    def stripe_writer(self, max_stripe_len: int) -> StripeWriter:
+        """A writer for stripes of up to ``max_stripe_len`` bytes; one per thread."""
+        return StripeWriter(self.k, self.m, max_stripe_len, self._rs, self._driver)
 
     def fragment_size(self, stripe_len: int) -> int:
         return fragment_size_for(self.k, stripe_len)
@@ -133,15 +189,16 @@ class ErasureCoder:
 
     def encode_stripes(self, stripes: Sequence[Buffer]) -> list[bytearray]:
         """Per piece number, that piece's fragments of all ``stripes`` in order."""
-        sizes = [self.fragment_size(len(s)) for s in stripes]
-        pieces = [bytearray(sum(sizes)) for _ in range(self.total)]
-        views = [memoryview(p) for p in pieces]
+        if any(len(s) == 0 for s in stripes):
+            raise CodecError("cannot encode an empty stripe")
+        pieces = [
+            bytearray(sum(self.fragment_size(len(s)) for s in stripes)) for _ in range(self.total)
+        ]
+        writer = self.stripe_writer(max((len(s) for s in stripes), default=1))
         offset = 0
-        for stripe, size in zip(stripes, sizes, strict=True):
-            end = offset + size
-            for view, fragment in zip(views, self.encode(stripe), strict=True):
-                view[offset:end] = fragment
-            offset = end
+        for stripe in stripes:
+            writer.buffer(len(stripe))[:] = stripe
+            offset += writer.write(len(stripe), pieces, offset)
         return pieces
 
     def decode_stripes(self, pieces: Mapping[int, Buffer], stripe_lens: Sequence[int]) -> bytearray:
@@ -250,6 +307,67 @@ class ErasureCoder:
     ) -> Iterator[memoryview]:
         # The lowest piece numbers hold the most data fragments: least RS work.
         use = sorted(views)[: self.k]
+        if self._rs is not None:
+            return self._direct_decode(self._rs, use, views, stripe_lens, sizes)
+        return self._pyeclib_decode(use, views, stripe_lens, sizes)
+
+    def _direct_decode(
+        self,
+        rs: isal.CauchyRS,
+        use: list[int],
+        views: Mapping[int, memoryview],
+        stripe_lens: Sequence[int],
+        sizes: list[int],
+    ) -> Iterator[memoryview]:
+        """Present data payloads go straight to their place in the stripe, parity ones
+        to a spare buffer, and ISA-L writes the missing data payloads in between.
+
+        Each fragment's header must be the one pyeclib writes for its piece number
+        and stripe length: a fragment of another piece or stripe is refused before
+        it is decoded into garbage (which the AEAD tag would refuse later anyway)."""
+        if not sizes:
+            return
+        k = self.k
+        missing = tuple(j for j in range(k) if j not in views)
+        tables = rs.decode_tables(tuple(use), missing)
+        widest = max(sizes) - FRAGMENT_HEADER_SIZE
+        stripe = bytearray(k * widest)
+        parity = [p for p in use if p >= k]
+        spare = bytearray(len(parity) * widest)
+        sview, pview = memoryview(stripe), memoryview(spare)
+        s_addr, p_addr = isal.address(stripe), isal.address(spare)
+        slots = {p: (sview, p) if p < k else (pview, parity.index(p)) for p in use}
+        arrays: dict[int, isal.PointerPair] = {}
+        offset = 0
+        for n, size in zip(stripe_lens, sizes, strict=True):
+            b = size - FRAGMENT_HEADER_SIZE
+            start = offset + FRAGMENT_HEADER_SIZE
+            headers = _headers_for(self._driver, k, self.m, n)
+            for p in use:
+                if views[p][offset:start] != headers[p]:
+                    raise IntegrityError(
+                        f"piece {p}'s fragment at {offset} has a header for another piece or stripe"
+                    )
+                into, slot = slots[p]
+                into[slot * b : (slot + 1) * b] = views[p][start : offset + size]
+            ptrs = arrays.get(b)
+            if ptrs is None:
+                sources = [s_addr + p * b if p < k else p_addr + parity.index(p) * b for p in use]
+                ptrs = arrays[b] = (
+                    isal.pointers(0, 1, sources),
+                    isal.pointers(s_addr, b, list(missing)),
+                )
+            rs.run(b, tables, len(missing), *ptrs)
+            yield sview[:n]
+            offset += size
+
+    def _pyeclib_decode(
+        self,
+        use: list[int],
+        views: Mapping[int, memoryview],
+        stripe_lens: Sequence[int],
+        sizes: list[int],
+    ) -> Iterator[memoryview]:
         offset = 0
         for n, size in zip(stripe_lens, sizes, strict=True):
             end = offset + size
@@ -262,3 +380,72 @@ class ErasureCoder:
                 raise IntegrityError(f"erasure decode gave {len(stripe)} bytes, expected {n}")
             yield memoryview(stripe)
             offset = end
+
+
+class StripeWriter:
+    """Encodes one stripe at a time into the pieces' buffers, with no copy it can avoid.
+
+    The caller seals each stripe into :meth:`buffer` (AES-GCM writes in place), then
+    :meth:`write` puts every fragment, header first, at ``offset`` of its piece. ISA-L
+    reads the data payloads where the cipher left them and writes parity into a
+    buffer of its own, so per stripe the only copies are the fragments into the
+    pieces. Holds its buffers: one writer per thread.
+    """
+
+    __slots__ = ("_driver", "_parity", "_ptrs", "_rs", "_stripe", "k", "m")
+
+    def __init__(
+        self, k: int, m: int, max_stripe_len: int, rs: isal.CauchyRS | None, driver: ECDriver
+    ) -> None:
+        if max_stripe_len < 1:
+            raise CodecError(f"stripe length must be positive, got {max_stripe_len}")
+        self.k, self.m = k, m
+        self._rs, self._driver = rs, driver
+        widest = -(-max_stripe_len // k)
+        self._stripe = bytearray(k * widest)
+        self._parity = bytearray(m * widest)
+        self._ptrs: dict[int, isal.PointerPair] = {}
+
+    def fragment_size(self, stripe_len: int) -> int:
+        return fragment_size_for(self.k, stripe_len)
+
+    def buffer(self, stripe_len: int) -> memoryview:
+        """Where the next stripe goes: exactly ``stripe_len`` bytes."""
+        if not 0 < stripe_len <= len(self._stripe):
+            raise CodecError(
+                f"stripe of {stripe_len} bytes; this writer takes 1..{len(self._stripe)}"
+            )
+        return memoryview(self._stripe)[:stripe_len]
+
+    def write(self, stripe_len: int, pieces: Sequence[memoryview | bytearray], offset: int) -> int:
+        """Encode the stripe in :meth:`buffer` into every piece at ``offset``; returns
+        the fragment size (how far each piece was written)."""
+        k, m = self.k, self.m
+        b = -(-stripe_len // k)
+        size = FRAGMENT_HEADER_SIZE + b
+        stripe = memoryview(self._stripe)
+        if self._rs is None:
+            fragments = self._driver.encode(bytes(stripe[:stripe_len]))
+            for piece, fragment in zip(pieces, fragments, strict=True):
+                piece[offset : offset + size] = fragment
+            return size
+        if k * b > stripe_len:
+            stripe[stripe_len : k * b] = bytes(k * b - stripe_len)  # pyeclib pads with zeros
+        ptrs = self._ptrs.get(b)
+        if ptrs is None:
+            ptrs = self._ptrs[b] = (
+                isal.pointers(isal.address(self._stripe), b, list(range(k))),
+                isal.pointers(isal.address(self._parity), b, list(range(m))),
+            )
+        self._rs.run(b, self._rs.encode_tables, m, *ptrs)
+        headers = _headers_for(self._driver, k, m, stripe_len)
+        parity = memoryview(self._parity)
+        body = offset + FRAGMENT_HEADER_SIZE
+        end = offset + size
+        for i in range(k + m):
+            piece = pieces[i]
+            piece[offset:body] = headers[i]
+            source = stripe if i < k else parity
+            j = i if i < k else i - k
+            piece[body:end] = source[j * b : (j + 1) * b]
+        return size

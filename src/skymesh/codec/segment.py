@@ -90,15 +90,14 @@ def encode_blocks_into(
     targets = [_byte_view(out) for out in outs]
     if any(len(t) < span for t in targets):
         raise CodecError(f"output buffers must hold {span} bytes")
+    lens = layout.stripe_lens(blocks)
+    writer = coder.stripe_writer(max(lens, default=1))
     offset = 0
     pos = 0
-    for block, stripe_len in zip(blocks, layout.stripe_lens(blocks), strict=True):
+    for block, stripe_len in zip(blocks, lens, strict=True):
         block_end = pos + stripe_len - TAG_SIZE
-        fragments = coder.encode(cipher.encrypt_block(block, view[pos:block_end]))
-        frag_end = offset + len(fragments[0])
-        for target, fragment in zip(targets, fragments, strict=True):
-            target[offset:frag_end] = fragment
-        offset = frag_end
+        cipher.encrypt_block_into(block, view[pos:block_end], writer.buffer(stripe_len))
+        offset += writer.write(stripe_len, targets, offset)
         pos = block_end
     if offset != span:
         raise CodecError("fragment sizes disagree with the layout")  # pyeclib rule changed
