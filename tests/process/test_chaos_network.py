@@ -143,7 +143,7 @@ def _db(net: Up, sql: str, *args: object) -> int:
 
 
 def _piece_files(net: Up, name: str = "*") -> list[Path]:
-    return [p for p in (net.home / "nodes").glob(f"{name}/pieces/*/*/*") if p.suffix != ".meta"]
+    return [p for p in (net.home / "nodes").glob(f"{name}/pieces/*/*") if p.suffix != ".meta"]
 
 
 def _data(n: int, rng: random.Random) -> bytes:
