@@ -336,7 +336,8 @@ class ErasureCoder:
         spare = bytearray(len(parity) * widest)
         sview, pview = memoryview(stripe), memoryview(spare)
         s_addr, p_addr = isal.address(stripe), isal.address(spare)
-        slots = {p: (sview, p) if p < k else (pview, parity.index(p)) for p in use}
+        # where each source fragment's payload goes: (buffer, its address, slot)
+        slots = {p: (sview, s_addr, p) if p < k else (pview, p_addr, parity.index(p)) for p in use}
         arrays: dict[int, isal.PointerPair] = {}
         offset = 0
         for n, size in zip(stripe_lens, sizes, strict=True):
@@ -348,14 +349,13 @@ class ErasureCoder:
                     raise IntegrityError(
                         f"piece {p}'s fragment at {offset} has a header for another piece or stripe"
                     )
-                into, slot = slots[p]
+                into, _, slot = slots[p]
                 into[slot * b : (slot + 1) * b] = views[p][start : offset + size]
             ptrs = arrays.get(b)
             if ptrs is None:
-                sources = [s_addr + p * b if p < k else p_addr + parity.index(p) * b for p in use]
                 ptrs = arrays[b] = (
-                    isal.pointers(0, 1, sources),
-                    isal.pointers(s_addr, b, list(missing)),
+                    isal.pointers([addr + slot * b for _, addr, slot in slots.values()]),
+                    isal.pointers([s_addr + j * b for j in missing]),
                 )
             rs.run(b, tables, len(missing), *ptrs)
             yield sview[:n]
@@ -433,9 +433,10 @@ class StripeWriter:
             stripe[stripe_len : k * b] = bytes(k * b - stripe_len)  # pyeclib pads with zeros
         ptrs = self._ptrs.get(b)
         if ptrs is None:
+            stripe_at, parity_at = isal.address(self._stripe), isal.address(self._parity)
             ptrs = self._ptrs[b] = (
-                isal.pointers(isal.address(self._stripe), b, list(range(k))),
-                isal.pointers(isal.address(self._parity), b, list(range(m))),
+                isal.pointers([stripe_at + i * b for i in range(k)]),
+                isal.pointers([parity_at + j * b for j in range(m)]),
             )
         self._rs.run(b, self._rs.encode_tables, m, *ptrs)
         headers = _headers_for(self._driver, k, m, stripe_len)

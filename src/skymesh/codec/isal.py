@@ -81,9 +81,9 @@ def library() -> ctypes.CDLL | None:
     return _lib
 
 
-def pointers(base: int, stride: int, slots: list[int]) -> Pointers:
-    """An array of ``base + slot * stride`` addresses, for ISA-L's ``unsigned char **``."""
-    return (_PTR * len(slots))(*(base + s * stride for s in slots))
+def pointers(addresses: list[int]) -> Pointers:
+    """The C array ISA-L takes as ``unsigned char **``."""
+    return (_PTR * len(addresses))(*addresses)
 
 
 def address(buf: bytearray) -> int:
