@@ -110,11 +110,23 @@ def test_repair_with_hung_sources_finishes(  # type: ignore[no-untyped-def]
     assert len(rows) == 10 and rows[0].k == 6
     key = (rows[0].stream_id, rows[0].part, rows[0].idx)
     by_id = {n.node_id: n for n in p.nodes}
-    # Lose the last piece; hang the holders of the first ones, which are asked first.
-    lost = by_id[rows[-1].node_id]
+    # Nine of ten pieces stay, above the repair threshold (8): repair then rebuilds only
+    # onto a node that keeps the regions spread. Lose a piece from a region that has a
+    # spare node, so that its copy can go back there; hang the holders of the first
+    # remaining pieces, which are asked first.
+    records = planet.run(c.registry.lookup({n.node_id for n in p.nodes}))
+    holders = {r.node_id for r in rows}
+    spare_regions = {
+        n.region for n in records.values() if n.node_id not in holders and c.registry.is_online(n)
+    }
+    lost_row = max(
+        (r for r in rows if records[r.node_id].region in spare_regions), key=lambda r: r.piece_num
+    )
+    lost = by_id[lost_row.node_id]
     planet.run(lost.stop())
     wait_offline(planet, {lost.node_id})
-    hung = [_hang(planet, by_id[r.node_id]) for r in rows[:hung_count]]
+    sources = [r for r in rows if r is not lost_row]
+    hung = [_hang(planet, by_id[r.node_id]) for r in sources[:hung_count]]
     try:
         started = time.monotonic()
         stats = planet.run(c.repair_worker.repair(key))
