@@ -262,6 +262,7 @@ def main(argv: list[str]) -> int:
         interrupted = True
         print("\ninterrupted: every process stopped; partial results follow", flush=True)
     run["seconds"] = time.perf_counter() - started
+    run["conditions"].update(report.venv_versions())
     run["conditions"]["load_end"] = list(os.getloadavg())
 
     results = args.out / f"results-{stamp}.json"

@@ -35,6 +35,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,13 @@ def _ready(net: Net, compute_regions: list[str]) -> None:
     )
     for region in net.gateways:  # loads the model on every node, starts each gateway's probes
         for pin in compute_regions:
-            _until(f"{pin} serving", lambda r=region, p=pin: net.embed(r, [TEXT], p)[1] == p)
+            _until(f"{pin} serving", partial(_serves, net, region, pin))
     time.sleep(2.0)  # probes through the farthest proxies take 2 RTT: well under this
+
+
+def _serves(net: Net, region: str, pin: str) -> bool:
+    """A request to ``region``'s gateway, pinned to ``pin``, was served there."""
+    return net.embed(region, [TEXT], pin)[1] == pin
 
 
 def _latency(net: Net, region: str, n: int) -> dict[str, Any]:
@@ -265,8 +271,12 @@ def table(run: dict[str, Any]) -> str:
     ):
         lat = entry.get("latency", {})
         if lat:
-            row(f"{label}: p50 / p99 ms (served by)", lambda r, lat=lat: _lat_cell(lat.get(r)))
+            row(f"{label}: p50 / p99 ms (served by)", partial(_region_lat_cell, lat))
     return "\n".join(lines)
+
+
+def _region_lat_cell(lat: dict[str, Any], region: str) -> str:
+    return _lat_cell(lat.get(region))
 
 
 def _lat_cell(m: dict[str, Any] | None) -> str:

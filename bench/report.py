@@ -222,9 +222,20 @@ def conditions() -> dict[str, Any]:
         "python": platform.python_version(),
         "skymesh": _version("skymesh") + (f" ({commit})" if commit else ""),
         "boto3": _version("boto3"),
+        **venv_versions(),
+        "load_start": list(os.getloadavg()),
+    }
+
+
+def venv_versions() -> dict[str, str]:
+    """Tahoe-LAFS's and moto's versions in their venvs ("" where not installed yet).
+
+    Asked again once the systems ran: a first run (or a changed requirement)
+    installs a venv only when its system starts, after the conditions were taken.
+    """
+    return {
         "tahoe-lafs": venvs.package_version("tahoe", "tahoe-lafs"),
         "moto": venvs.package_version("moto", "moto"),
-        "load_start": list(os.getloadavg()),
     }
 
 
