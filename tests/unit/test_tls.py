@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import ssl
@@ -13,7 +14,7 @@ from cryptography import x509
 from skymesh.config import Credential, GatewayConfig, load_config
 from skymesh.errors import ConfigError
 from skymesh.gateway.service import tls_context
-from skymesh.network.up import Network, NetworkSpec, NetworkState
+from skymesh.network.up import Network, NetworkSpec, NetworkState, _gateway_home
 from skymesh.tls import ensure_local_tls
 
 HOSTS = ["127.0.0.1", "localhost"]
@@ -127,3 +128,28 @@ def test_up_with_tls_writes_an_https_gateway_config(tmp_path: Path) -> None:
     assert gw.tls_cert == "" and plain.endpoint == "http://127.0.0.1:9000"
     plain.credential = plain_cred
     assert "AWS_CA_BUNDLE" not in plain.banner() and "CA certificate" not in plain.banner()
+
+
+def test_up_with_tls_and_distance_gives_every_region_gateway_https(tmp_path: Path) -> None:
+    """`up --tls --distance`: each region's gateway serves the same certificate over https."""
+    spec = NetworkSpec(home=tmp_path, nodes=2, compute=False, tls=True, distance=True)
+    net = Network(spec)
+    net.tls = ensure_local_tls(tmp_path / "tls", HOSTS)
+    net.write_configs(NetworkState(admin_token="t"))
+
+    async def regions() -> None:
+        try:
+            await net._region_gateways()
+        finally:
+            assert net.distance is not None
+            await net.distance.close()
+
+    asyncio.run(regions())
+    assert list(net.gateways) == list(spec.regions)
+    assert net.gateways[spec.regions[0]] == net.endpoint
+    for region, url in net.gateways.items():
+        assert url.startswith("https://"), region
+        home = tmp_path / "gateway" if region == spec.regions[0] else _gateway_home(spec, region)
+        gw = load_config(GatewayConfig, home / "config.toml", environ={})
+        assert (gw.tls_cert, gw.tls_key) == (str(net.tls.cert), str(net.tls.key)), region
+        assert gw.port == int(url.rsplit(":", 1)[1])
