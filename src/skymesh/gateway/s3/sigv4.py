@@ -622,11 +622,15 @@ def _parse_credential(credential: str, code: str, prefix: str) -> tuple[str, str
 
 
 def _parse_amz_date(value: str) -> datetime | None:
+    """``YYYYMMDDTHHMMSSZ`` by slicing: strptime took 2 % of a small request's gateway CPU."""
     if not _AMZ_DATE.fullmatch(value):
         return None
     try:
-        return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
+        return datetime(
+            int(value[0:4]), int(value[4:6]), int(value[6:8]),
+            int(value[9:11]), int(value[11:13]), int(value[13:15]), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:  # a month 13, a 30th of February
         return None
 
 
