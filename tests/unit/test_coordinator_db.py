@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -168,3 +170,46 @@ def _head_revision() -> str:
     head = ScriptDirectory.from_config(cfg).get_current_head()
     assert head is not None
     return head
+
+
+async def test_threads_keep_their_connections_and_a_failed_write_leaves_them_usable(
+    tmp_path: Path,
+) -> None:
+    """Each database thread reuses its own reader and writer; a raising transaction rolls
+    back, and the next one on the same connection starts clean."""
+    db = await Database.open(default_url(tmp_path))
+    try:
+        await db.write(lambda conn: conn.execute(sa.text("CREATE TABLE t (v INTEGER)")))
+
+        def which(conn: sa.Connection) -> tuple[str, int]:
+            return threading.current_thread().name, id(conn.connection.dbapi_connection)
+
+        seen: dict[str, set[int]] = {}
+        for _ in range(40):
+            name, conn_id = await db.read(which)
+            seen.setdefault(name, set()).add(conn_id)
+        assert all(len(ids) == 1 for ids in seen.values())  # one reader per thread, kept
+
+        class Boom(Exception):
+            pass
+
+        def fail(conn: sa.Connection) -> None:
+            conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+            raise Boom
+
+        for _ in range(8):  # through every thread's writer
+            with pytest.raises(Boom):
+                await db.write(fail)
+        await db.write(lambda conn: conn.execute(sa.text("INSERT INTO t VALUES (2)")))
+        rows = await db.read(lambda conn: conn.execute(sa.text("SELECT v FROM t")).scalars().all())
+        assert rows == [2]
+        # reads see what writers on other connections committed, not an old snapshot
+        await db.write(lambda conn: conn.execute(sa.text("INSERT INTO t VALUES (3)")))
+        for _ in range(8):
+            count = await db.read(
+                lambda conn: conn.execute(sa.text("SELECT count(*) FROM t")).scalar()
+            )
+            assert count == 2
+    finally:
+        await db.close()
+    assert db._held == []  # every thread's connections closed

@@ -193,10 +193,10 @@ class Database:
 
     async def close(self) -> None:
         if self._async is not None:
+            self._threads.shutdown(wait=False)  # never used with an asyncio driver
             await self._async.dispose()
             return
-        # Transactions still running finish first (each is bounded by the busy timeout):
-        # a connection must not close under one.
+        # Transactions still running finish first: a connection must not close under one.
         await asyncio.to_thread(self._threads.shutdown, wait=True, cancel_futures=True)
         with self._held_lock:
             held, self._held = self._held, []
