@@ -212,4 +212,4 @@ async def test_threads_keep_their_connections_and_a_failed_write_leaves_them_usa
             assert count == 2
     finally:
         await db.close()
-    assert db._held == []  # every thread's connections closed
+    assert db._held == {}  # every thread's connections closed

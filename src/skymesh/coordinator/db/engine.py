@@ -124,9 +124,8 @@ class Database:
         self._writer = self.engine.execution_options(**{_IMMEDIATE: True})
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._threads = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="db")
-        self._local = threading.local()  # each database thread's (reader, writer)
-        self._held: list[sa.Connection] = []  # every thread's, for close()
-        self._held_lock = threading.Lock()
+        # each database thread's (reader, writer), by thread id; only that thread adds its own
+        self._held: dict[int, tuple[sa.Connection, sa.Connection]] = {}
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Database:
@@ -171,11 +170,10 @@ class Database:
 
     def _connections(self) -> tuple[sa.Connection, sa.Connection]:
         """This database thread's reader and writer, opened on its first transaction."""
-        mine: tuple[sa.Connection, sa.Connection] | None = getattr(self._local, "conns", None)
+        me = threading.get_ident()
+        mine = self._held.get(me)
         if mine is None:
-            mine = self._local.conns = (self.engine.connect(), self._writer.connect())
-            with self._held_lock:
-                self._held.extend(mine)
+            mine = self._held[me] = (self.engine.connect(), self._writer.connect())
         return mine
 
     def _run_read(self, txn: Txn[T]) -> T:
@@ -198,8 +196,8 @@ class Database:
             return
         # Transactions still running finish first: a connection must not close under one.
         await asyncio.to_thread(self._threads.shutdown, wait=True, cancel_futures=True)
-        with self._held_lock:
-            held, self._held = self._held, []
-        for conn in held:
-            conn.close()
+        held, self._held = self._held, {}
+        for conns in held.values():
+            for conn in conns:
+                conn.close()
         self.engine.dispose()
