@@ -49,13 +49,8 @@ from skymesh.compute.catalog import MINILM
 from skymesh.config import Credential, load_credentials
 from skymesh.network.rtt import RttMatrix
 from skymesh.network.up import DEFAULT_REGIONS
-from skymesh.wire.messages import (
-    ORDER_HEADER,
-    ComputeNodeList,
-    InferenceOrderRequest,
-    InferenceOrders,
-)
-from skymesh.wire.signing import encode_header
+from skymesh.wire.inference import ComputeNodeList, InferenceOrderRequest, InferenceOrders
+from skymesh.wire.signing import ORDER_HEADER, encode_header
 
 BEGIN = "<!-- inference:begin -->"
 END = "<!-- inference:end -->"

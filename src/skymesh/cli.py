@@ -22,7 +22,7 @@ from skymesh.config import (
 )
 from skymesh.errors import SkymeshError
 from skymesh.tuning import tune_process
-from skymesh.wire.messages import RoutingWeights
+from skymesh.wire.metering import RoutingWeights
 
 app = typer.Typer(
     help="skymesh: encrypted, erasure-coded S3 storage over independent provider nodes.",
@@ -193,7 +193,7 @@ def node_drain(
     Stop the node only once it is reported drained.
     """
     from skymesh.node.drain import request_drain
-    from skymesh.wire.messages import DrainStatus
+    from skymesh.wire.durability import DrainStatus
 
     def show(s: DrainStatus) -> None:
         if s.drained_at is not None:
@@ -314,12 +314,12 @@ async def _fetch_durability(url: str, token: str) -> Any:
     import aiohttp
 
     from skymesh.rpc import RpcClient
-    from skymesh.wire.messages import DurabilityReport
+    from skymesh.wire import routes
 
     timeout = aiohttp.ClientTimeout(total=300, sock_connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         rpc = RpcClient(url, session, {"Authorization": f"Bearer {token}"})
-        return await rpc.request("GET", "/v1/admin/durability", DurabilityReport)
+        return await rpc.send(routes.DURABILITY, None)
 
 
 @app.command()

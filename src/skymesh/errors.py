@@ -2,7 +2,7 @@
 
 Every error we raise on purpose derives from :class:`SkymeshError`, so callers can
 catch ours apart from bugs. Each carries a stable ``code`` that crosses the wire
-(see :class:`skymesh.wire.messages.ErrorBody`) and the HTTP ``status`` a server
+(see :class:`skymesh.wire.base.ErrorBody`) and the HTTP ``status`` a server
 answers with. S3 error codes live with the gateway, which maps these once, at its
 edge.
 """

@@ -9,17 +9,20 @@ class by its code, so an error keeps its meaning across a hop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
 from skymesh import errors
-from skymesh.wire.messages import ErrorBody
+from skymesh.wire.base import ErrorBody
+from skymesh.wire.routes import Route
 
 T = TypeVar("T")
+Req = TypeVar("Req")
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
@@ -116,7 +119,23 @@ class RpcClient:
         self.session = session
         self.headers = headers or {}
 
+    async def send(
+        self,
+        route: Route[Req, T],
+        body: Req,
+        *,
+        params: dict[str, str] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> T:
+        """Call a declared route: its method, its path (``params`` fill ``{name}``), its types."""
+        path = route.url_path(params)
+        if query:
+            path += "?" + urlencode(query)
+        raw = _json_encoder.encode(body) if body is not None else b""
+        return await self.request(route.method, path, route.response, body=raw)
+
     async def call(self, path: str, request: Any, response_type: type[T]) -> T:
+        """``POST path`` with a JSON body: for node routes, which are not in ``wire.routes``."""
         body = _json_encoder.encode(request) if request is not None else b""
         return await self.request("POST", path, response_type, body=body)
 

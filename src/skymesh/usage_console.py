@@ -10,20 +10,14 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
-from urllib.parse import urlencode
 
 import aiohttp
-import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from skymesh.rpc import RpcClient
-from skymesh.wire.messages import (
-    ProjectRouting,
-    ProjectRoutingList,
-    RoutingWeights,
-    UsageSummary,
-)
+from skymesh.wire import routes
+from skymesh.wire.metering import ProjectRouting, RoutingWeights, UsageSummary
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -80,16 +74,15 @@ async def fetch_usage(
         query["project"] = project
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         rpc = RpcClient(url, session, {"Authorization": f"Bearer {token}"})
-        return await rpc.request("GET", f"/v1/usage?{urlencode(query)}", UsageSummary)
+        return await rpc.send(routes.USAGE, None, query=query)
 
 
 async def fetch_routing(url: str, token: str, project: str) -> list[ProjectRouting]:
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         rpc = RpcClient(url, session, {"Authorization": f"Bearer {token}"})
         if project:
-            path = f"/v1/admin/projects/{project}/routing"
-            return [await rpc.request("GET", path, ProjectRouting)]
-        return (await rpc.request("GET", "/v1/admin/routing", ProjectRoutingList)).projects
+            return [await rpc.send(routes.GET_ROUTING, None, params={"project": project})]
+        return (await rpc.send(routes.ALL_ROUTING, None)).projects
 
 
 async def change_routing(
@@ -98,11 +91,10 @@ async def change_routing(
     """Set some weights of ``project``; ``weights`` None resets them to the defaults."""
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         rpc = RpcClient(url, session, {"Authorization": f"Bearer {token}"})
-        path = f"/v1/admin/projects/{project}/routing"
+        params = {"project": project}
         if weights is None:
-            return await rpc.request("DELETE", path, ProjectRouting)
-        body = msgspec.json.encode(weights)
-        return await rpc.request("PUT", path, ProjectRouting, body=body)
+            return await rpc.send(routes.RESET_ROUTING, None, params=params)
+        return await rpc.send(routes.SET_ROUTING, weights, params=params)
 
 
 def _when(t: float) -> str:

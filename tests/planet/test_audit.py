@@ -129,8 +129,8 @@ def test_rotting_node_is_disqualified(planet: PlanetThread, s3, stored: bytes) -
 def test_audit_route_refuses_bad_requests(planet: PlanetThread, stored: bytes) -> None:
     import aiohttp
 
-    from skymesh.wire.messages import ORDER_HEADER, PieceAction
-    from skymesh.wire.signing import encode_header
+    from skymesh.wire.node import PieceAction
+    from skymesh.wire.signing import ORDER_HEADER, encode_header
 
     c = coordinator(planet)
     node = planet.planet.nodes[5]

@@ -16,7 +16,8 @@ from skymesh.config import CoordinatorConfig, config_to_toml
 from skymesh.coordinator.durability import SegmentRow, summarize
 from skymesh.rpc import RpcClient
 from skymesh.testing.planet import Planet, PlanetThread
-from skymesh.wire.messages import DurabilityReport
+from skymesh.wire import routes
+from skymesh.wire.durability import DurabilityReport
 from tests.conftest import random_bytes
 
 
@@ -48,7 +49,7 @@ async def _report(planet: Planet, token: str | None = None) -> DurabilityReport:
             s,
             {"Authorization": f"Bearer {token or planet.admin_token}"},
         )
-        return await rpc.request("GET", "/v1/admin/durability", DurabilityReport)
+        return await rpc.send(routes.DURABILITY, None)
 
 
 def _report_when(planet: PlanetThread, healthy_nodes: int) -> DurabilityReport:

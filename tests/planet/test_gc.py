@@ -21,14 +21,14 @@ from skymesh.coordinator.db.schema import garbage_pieces, pending_streams, piece
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
 from skymesh.errors import Forbidden
 from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.wire.durability import RetainFilter
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
+from skymesh.wire.metainfo import (
     BeginObjectRequest,
     BeginObjectResponse,
     CommitSegmentRequest,
     CommittedPiece,
     Placement,
-    RetainFilter,
     SegmentCommit,
     SegmentPosition,
 )

@@ -26,8 +26,8 @@ from skymesh.config import write_credentials
 from skymesh.errors import IntegrityError
 from skymesh.testing.planet import Planet, PlanetThread
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import ORDER_HEADER, EmbedRequest, InferenceOrder
-from skymesh.wire.signing import encode_header, sign
+from skymesh.wire.inference import EmbedRequest, InferenceOrder
+from skymesh.wire.signing import ORDER_HEADER, encode_header, sign
 
 np = pytest.importorskip("numpy")
 openai = pytest.importorskip("openai")

@@ -25,16 +25,15 @@ from skymesh.config import GatewayConfig
 from skymesh.gateway.openai.files import file_id
 from skymesh.gateway.service import GatewayService
 from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.wire import routes
 from skymesh.wire.batch import (
-    SCOPE_PREFIX,
     BatchOrder,
-    BatchOrderGrant,
     BatchOrderRequest,
     BatchUsage,
 )
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import ORDER_HEADER, DownloadRequest
-from skymesh.wire.signing import decode_header, encode_header, sign
+from skymesh.wire.metainfo import DownloadRequest
+from skymesh.wire.signing import ORDER_HEADER, decode_header, encode_header, sign
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("onnxruntime")
@@ -326,9 +325,9 @@ def test_a_batch_order_opens_only_its_own_objects(ai: PlanetThread) -> None:
                 endpoint="/v1/embeddings",
                 max_tokens=16,
             )
-            grant = await client.metainfo.rpc.call("/v1/compute/batch-orders", req, BatchOrderGrant)
+            grant = await client.metainfo.rpc.send(routes.BATCH_ORDERS, req)
             header = {ORDER_HEADER: encode_header(grant.order)}
-            url = coordinator.url + SCOPE_PREFIX + "/v1/objects/download"
+            url = coordinator.url + routes.SCOPE_PREFIX + "/v1/objects/download"
             statuses = []
             async with aiohttp.ClientSession() as s:
                 for key in ("jobs/input.jsonl", "secret.txt"):
@@ -338,7 +337,7 @@ def test_a_batch_order_opens_only_its_own_objects(ai: PlanetThread) -> None:
                     async with s.post(url, data=msgspec.json.encode(body), headers=header) as r:
                         statuses.append(r.status)
                 async with s.post(
-                    coordinator.url + SCOPE_PREFIX + "/v1/objects/download",
+                    coordinator.url + routes.SCOPE_PREFIX + "/v1/objects/download",
                     data=msgspec.json.encode(DownloadRequest(bucket="scope-batch", key="x")),
                 ) as r:
                     statuses.append(r.status)
@@ -459,7 +458,7 @@ def _post_usage(ai: PlanetThread, order: str, usage: BatchUsage, by: Identity) -
         async with (
             aiohttp.ClientSession() as s,
             s.post(
-                coordinator.url + SCOPE_PREFIX + "/usage",
+                coordinator.url + routes.SCOPE_PREFIX + "/usage",
                 data=msgspec.json.encode(sign(by, usage)),
                 headers={ORDER_HEADER: order},
             ) as r,

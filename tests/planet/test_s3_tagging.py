@@ -160,7 +160,7 @@ def test_malformed_tagging_xml(planet, s3, bucket) -> None:  # type: ignore[no-u
 
 def test_metadata_update_needs_the_version_it_read(planet, s3, bucket) -> None:  # type: ignore[no-untyped-def]
     from skymesh import errors
-    from skymesh.wire.messages import UpdateObjectMetadataRequest
+    from skymesh.wire.metainfo import UpdateObjectMetadataRequest
 
     s3.put_object(Bucket=bucket, Key="race", Body=b"1")
 

@@ -27,7 +27,7 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
 
 
 def _segments(planet: PlanetThread, bucket: str, key: str) -> list:  # type: ignore[type-arg]
-    from skymesh.wire.messages import DownloadRequest
+    from skymesh.wire.metainfo import DownloadRequest
 
     async def fetch() -> list:  # type: ignore[type-arg]
         client = planet.planet.client()

@@ -63,7 +63,7 @@ def _stored_piece_files(home: Path, name: str) -> list[Path]:
 def check_orders_on_node_processes(u: Up) -> None:
     """Forged, expired, replayed and misdirected orders are refused by a real node and store nothing."""
     from skymesh.wire.identity import Identity
-    from skymesh.wire.messages import Order, PieceAction
+    from skymesh.wire.node import Order, PieceAction
     from skymesh.wire.pieces import new_serial
     from skymesh.wire.signing import encode_header, sign
 

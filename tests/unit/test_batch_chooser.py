@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from skymesh.coordinator.batch import choose_batch_node
 from skymesh.coordinator.residency import residency
-from skymesh.wire.messages import ComputeAdvert, ComputeNode, ModelOffer
+from skymesh.wire.inference import ComputeAdvert, ComputeNode, ModelOffer
 
 REGIONS = ["eu-west", "eu-west-2", "eu-central", "us-east", "us-west", "ap-south", "euro"]
 CONSTRAINTS = ["", "eu", "eu-west", "us", "ap-south", "ap", "euro", "mars", "emea"]

@@ -16,8 +16,15 @@ from skymesh.errors import BadRequest
 from skymesh.gateway.openai.errors import OpenAIError
 from skymesh.gateway.openai.files import file_id, parse_file_id, purpose_of
 from skymesh.node.batch import MAX_LINE, LineError, _lines, object_inputs
-from skymesh.wire import messages as m
 from skymesh.wire.batch import BatchOrder
+from skymesh.wire.metainfo import (
+    BeginPartRequest,
+    BeginSegmentRequest,
+    BucketRequest,
+    DownloadRequest,
+    SegmentPosition,
+    UploadRequest,
+)
 
 ORDER = BatchOrder(
     serial="s",
@@ -40,27 +47,27 @@ ORDER = BatchOrder(
     issued_at=1e9,
 )
 
-POS = m.SegmentPosition(part=1, index=0)
+POS = SegmentPosition(part=1, index=0)
 
 
 @pytest.mark.parametrize(
     ("req", "allowed"),
     [
         (None, True),  # codec parameters
-        (m.DownloadRequest(bucket="data", key="in.jsonl", version_id="v1"), True),
-        (m.DownloadRequest(bucket="data", key="in.jsonl", version_id=""), False),  # latest: no
-        (m.DownloadRequest(bucket="data", key="other", version_id="v1"), False),
-        (m.DownloadRequest(bucket="else", key="in.jsonl", version_id="v1"), False),
-        (m.UploadRequest(bucket="data", key="out.jsonl", upload_id="u-out"), True),
-        (m.UploadRequest(bucket="data", key="err.jsonl", upload_id="u-err"), True),
-        (m.UploadRequest(bucket="data", key="out.jsonl", upload_id="u-err"), False),  # crossed
-        (m.UploadRequest(bucket="data", key="other", upload_id="u-x"), False),
-        (m.UploadRequest(bucket="else", key="out.jsonl", upload_id="u-out"), False),
-        (m.BeginPartRequest(bucket="data", key="out.jsonl", upload_id="u-out",
+        (DownloadRequest(bucket="data", key="in.jsonl", version_id="v1"), True),
+        (DownloadRequest(bucket="data", key="in.jsonl", version_id=""), False),  # latest: no
+        (DownloadRequest(bucket="data", key="other", version_id="v1"), False),
+        (DownloadRequest(bucket="else", key="in.jsonl", version_id="v1"), False),
+        (UploadRequest(bucket="data", key="out.jsonl", upload_id="u-out"), True),
+        (UploadRequest(bucket="data", key="err.jsonl", upload_id="u-err"), True),
+        (UploadRequest(bucket="data", key="out.jsonl", upload_id="u-err"), False),  # crossed
+        (UploadRequest(bucket="data", key="other", upload_id="u-x"), False),
+        (UploadRequest(bucket="else", key="out.jsonl", upload_id="u-out"), False),
+        (BeginPartRequest(bucket="data", key="out.jsonl", upload_id="u-out",
                             part_number=1, plain_size=9), True),
-        (m.BeginSegmentRequest(stream_id="u-out", position=POS, plain_size=1), True),
-        (m.BeginSegmentRequest(stream_id="someone-else", position=POS, plain_size=1), False),
-        (m.BucketRequest(name="data"), False),  # anything else: no
+        (BeginSegmentRequest(stream_id="u-out", position=POS, plain_size=1), True),
+        (BeginSegmentRequest(stream_id="someone-else", position=POS, plain_size=1), False),
+        (BucketRequest(name="data"), False),  # anything else: no
     ],
 )  # fmt: skip
 def test_an_order_covers_its_input_version_and_two_uploads(req: object, allowed: bool) -> None:
@@ -76,17 +83,17 @@ READ = msgspec.structs.replace(
     ("req", "allowed"),
     [
         (None, True),
-        (m.DownloadRequest(bucket="data", key="in.jsonl", version_id="v1"), True),
-        (m.DownloadRequest(bucket="data", key="other", version_id="v1"), False),
-        (m.UploadRequest(bucket="data", key="", upload_id=""), False),
-        (m.BeginSegmentRequest(stream_id="", position=POS, plain_size=1), False),
+        (DownloadRequest(bucket="data", key="in.jsonl", version_id="v1"), True),
+        (DownloadRequest(bucket="data", key="other", version_id="v1"), False),
+        (UploadRequest(bucket="data", key="", upload_id=""), False),
+        (BeginSegmentRequest(stream_id="", position=POS, plain_size=1), False),
     ],
 )  # fmt: skip
 def test_a_read_order_covers_its_input_version_only(req: object, allowed: bool) -> None:
     """Interactive reads (``skymesh.input_object``): no upload, not even an empty-named one."""
     assert in_scope(READ, req) is allowed
     # a batch order's uploads stay writable only under purpose "batch"
-    upload = m.UploadRequest(bucket="data", key="out.jsonl", upload_id="u-out")
+    upload = UploadRequest(bucket="data", key="out.jsonl", upload_id="u-out")
     assert not in_scope(msgspec.structs.replace(ORDER, purpose="read"), upload)
 
 

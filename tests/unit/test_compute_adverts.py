@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from skymesh.coordinator.compute import _valid
-from skymesh.wire.messages import ComputeAdvert, ModelOffer
+from skymesh.wire.inference import ComputeAdvert, ModelOffer
 
 OFFER = ModelOffer(name="m", kind="chat", context_length=2048, price_in=1.0, price_out=2.0)
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skymesh.compute.routing import Candidate, Weights, cost, eligible, rank
-from skymesh.wire.messages import ComputeAdvert, ModelOffer
+from skymesh.wire.inference import ComputeAdvert, ModelOffer
 
 MODELS = ("embed-a", "chat-b", "chat-c")
 REGIONS = ("eu-west", "us-east", "ap-south")

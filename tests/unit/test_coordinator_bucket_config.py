@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 
 from skymesh.errors import BadRequest, Forbidden, NotFound
-from skymesh.wire.messages import (
+from skymesh.wire import routes
+from skymesh.wire.metainfo import (
     BucketConfig,
-    BucketInfo,
     BucketRequest,
     CorsRule,
     CreateBucketRequest,
-    ObjectInfo,
     ObjectRequest,
     PutBucketAclRequest,
     PutBucketCorsRequest,
@@ -30,31 +29,19 @@ RULE = CorsRule(allowed_origins=["*"], allowed_methods=["GET"])
 async def test_bucket_config_round_trip_and_caps(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         c = h.client
-        await c.call(
-            "/v1/buckets/create", CreateBucketRequest(name="cfg", acl="public-read"), BucketInfo
-        )
-        got = await c.call("/v1/buckets/config", BucketRequest(name="cfg"), BucketConfig)
+        await c.send(routes.CREATE_BUCKET, CreateBucketRequest(name="cfg", acl="public-read"))
+        got = await c.send(routes.BUCKET_CONFIG, BucketRequest(name="cfg"))
         assert got == BucketConfig(name="cfg", acl="public-read", tags=None, cors=None)
         tags = [Tag(key="a", value="1"), Tag(key="b", value="")]
-        await c.call(
-            "/v1/buckets/put-tagging", PutBucketTaggingRequest(name="cfg", tags=tags), BucketConfig
-        )
-        await c.call(
-            "/v1/buckets/put-cors", PutBucketCorsRequest(name="cfg", rules=[RULE]), BucketConfig
-        )
-        got = await c.call(
-            "/v1/buckets/put-acl", PutBucketAclRequest(name="cfg", acl="private"), BucketConfig
-        )
+        await c.send(routes.PUT_BUCKET_TAGGING, PutBucketTaggingRequest(name="cfg", tags=tags))
+        await c.send(routes.PUT_BUCKET_CORS, PutBucketCorsRequest(name="cfg", rules=[RULE]))
+        got = await c.send(routes.PUT_BUCKET_ACL, PutBucketAclRequest(name="cfg", acl="private"))
         assert got == BucketConfig(name="cfg", acl="private", tags=tags, cors=[RULE])
         # an empty tag set is a tag set; null deletes
-        got = await c.call(
-            "/v1/buckets/put-tagging", PutBucketTaggingRequest(name="cfg", tags=[]), BucketConfig
-        )
+        got = await c.send(routes.PUT_BUCKET_TAGGING, PutBucketTaggingRequest(name="cfg", tags=[]))
         assert got.tags == []
-        got = await c.call(
-            "/v1/buckets/put-tagging", PutBucketTaggingRequest(name="cfg"), BucketConfig
-        )
-        got = await c.call("/v1/buckets/put-cors", PutBucketCorsRequest(name="cfg"), BucketConfig)
+        got = await c.send(routes.PUT_BUCKET_TAGGING, PutBucketTaggingRequest(name="cfg"))
+        got = await c.send(routes.PUT_BUCKET_CORS, PutBucketCorsRequest(name="cfg"))
         assert (got.tags, got.cors) == (None, None)
 
         for path, req, code in [
@@ -99,7 +86,7 @@ async def test_bucket_config_round_trip_and_caps(tmp_path: Path) -> None:
                 await c.call(path, req, dict)
             assert e.value.code == code, (path, req)
         with pytest.raises(NotFound) as nf:
-            await c.call("/v1/buckets/config", BucketRequest(name="cfg2"), BucketConfig)
+            await c.send(routes.BUCKET_CONFIG, BucketRequest(name="cfg2"))
         assert nf.value.code == "NoSuchBucket"
 
         other = await h.new_project("other")
@@ -123,35 +110,25 @@ async def test_update_metadata_only_on_the_version_read(tmp_path: Path) -> None:
                 bucket="meta", key="k", size=0, etag="e", encrypted_key=b"", encrypted_metadata=blob
             )
 
-        first = await h.client.call("/v1/objects/put-inline", put(b"m1"), ObjectInfo)
+        first = await h.client.send(routes.PUT_INLINE, put(b"m1"))
 
         def update(version: str, blob: bytes) -> UpdateObjectMetadataRequest:
             return UpdateObjectMetadataRequest(
                 bucket="meta", key="k", version_id=version, encrypted_metadata=blob
             )
 
-        done = await h.client.call(
-            "/v1/objects/update-metadata", update(first.version_id, b"m2"), ObjectInfo
-        )
+        done = await h.client.send(routes.UPDATE_METADATA, update(first.version_id, b"m2"))
         assert (done.version_id, done.encrypted_metadata) == (first.version_id, b"m2")
-        second = await h.client.call("/v1/objects/put-inline", put(b"n1"), ObjectInfo)
+        second = await h.client.send(routes.PUT_INLINE, put(b"n1"))
         with pytest.raises(NotFound) as e:
-            await h.client.call(
-                "/v1/objects/update-metadata", update(first.version_id, b"old"), ObjectInfo
-            )
+            await h.client.send(routes.UPDATE_METADATA, update(first.version_id, b"old"))
         assert e.value.code == "NoSuchVersion"
-        now = await h.client.call(
-            "/v1/objects/head", ObjectRequest(bucket="meta", key="k"), ObjectInfo
-        )
+        now = await h.client.send(routes.HEAD_OBJECT, ObjectRequest(bucket="meta", key="k"))
         assert (now.version_id, now.encrypted_metadata) == (second.version_id, b"n1")
         with pytest.raises(BadRequest):
-            await h.client.call("/v1/objects/update-metadata", update("", b"x"), ObjectInfo)
+            await h.client.send(routes.UPDATE_METADATA, update("", b"x"))
         with pytest.raises(BadRequest):
-            await h.client.call(
-                "/v1/objects/update-metadata", update(second.version_id, b"x" * 17000), ObjectInfo
-            )
+            await h.client.send(routes.UPDATE_METADATA, update(second.version_id, b"x" * 17000))
         other = await h.new_project("other-meta")
         with pytest.raises(Forbidden):
-            await other.call(
-                "/v1/objects/update-metadata", update(second.version_id, b"x"), ObjectInfo
-            )
+            await other.send(routes.UPDATE_METADATA, update(second.version_id, b"x"))

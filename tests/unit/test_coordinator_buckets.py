@@ -8,27 +8,20 @@ import pytest
 
 from skymesh.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from skymesh.rpc import RpcClient
-from skymesh.wire.messages import (
+from skymesh.wire import routes
+from skymesh.wire.metainfo import (
     BeginUploadRequest,
     BucketInfo,
-    BucketList,
     BucketRequest,
     CodecParams,
-    CodecParamsRequest,
     CommitSegmentRequest,
     CreateBucketRequest,
-    DeleteObjectResponse,
     DownloadRequest,
-    DownloadResponse,
     ListObjectsRequest,
-    ListObjectsResponse,
     ListUploadsRequest,
-    ListUploadsResponse,
-    ObjectInfo,
     ObjectRequest,
     PutInlineRequest,
     RegisterAccessKeyRequest,
-    UploadInfo,
 )
 from tests.unit.test_coordinator_support import running
 
@@ -42,15 +35,13 @@ def put_empty(bucket: str, key: str) -> PutInlineRequest:
 async def test_bucket_lifecycle_and_errors(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         await h.add_nodes(["eu-west"], per_region=1)  # "eu": a location constraint with nodes
-        made = await h.client.call(
-            "/v1/buckets/create", CreateBucketRequest(name="b-one", region="eu"), BucketInfo
+        made = await h.client.send(
+            routes.CREATE_BUCKET, CreateBucketRequest(name="b-one", region="eu")
         )
         assert made == BucketInfo(name="b-one", created_at=h.clock.now, region="eu")
         await h.create_bucket("a.two")
-        assert (
-            await h.client.call("/v1/buckets/get", BucketRequest(name="b-one"), BucketInfo) == made
-        )
-        listed = await h.client.call("/v1/buckets/list", None, BucketList)
+        assert await h.client.send(routes.GET_BUCKET, BucketRequest(name="b-one")) == made
+        listed = await h.client.send(routes.LIST_BUCKETS, None)
         assert [b.name for b in listed.buckets] == ["a.two", "b-one"]
 
         with pytest.raises(Conflict) as e:
@@ -61,42 +52,35 @@ async def test_bucket_lifecycle_and_errors(tmp_path: Path) -> None:
                 await h.create_bucket(bad)
             assert e.value.code == "InvalidBucketName"
         with pytest.raises(NotFound) as e:
-            await h.client.call("/v1/buckets/get", BucketRequest(name="nope"), BucketInfo)
+            await h.client.send(routes.GET_BUCKET, BucketRequest(name="nope"))
         assert e.value.code == "NoSuchBucket"
         with pytest.raises(NotFound) as e:
-            await h.client.call(
-                "/v1/objects/head", ObjectRequest(bucket="nope", key="k"), ObjectInfo
-            )
+            await h.client.send(routes.HEAD_OBJECT, ObjectRequest(bucket="nope", key="k"))
         assert e.value.code == "NoSuchBucket"
 
-        await h.client.call("/v1/objects/put-inline", put_empty("b-one", "k"), ObjectInfo)
+        await h.client.send(routes.PUT_INLINE, put_empty("b-one", "k"))
         with pytest.raises(Conflict) as e:
-            await h.client.call("/v1/buckets/delete", BucketRequest(name="b-one"), dict)
+            await h.client.send(routes.DELETE_BUCKET, BucketRequest(name="b-one"))
         assert e.value.code == "BucketNotEmpty"
-        await h.client.call(
-            "/v1/objects/delete", ObjectRequest(bucket="b-one", key="k"), DeleteObjectResponse
-        )
+        await h.client.send(routes.DELETE_OBJECT, ObjectRequest(bucket="b-one", key="k"))
         # Pending uploads do not keep a bucket alive: they go with it.
-        upload = await h.client.call(
-            "/v1/uploads/begin",
+        upload = await h.client.send(
+            routes.BEGIN_UPLOAD,
             BeginUploadRequest(bucket="b-one", key="u", encrypted_key=b"", encrypted_metadata=b""),
-            UploadInfo,
         )
         assert upload.upload_id
-        assert await h.client.call("/v1/buckets/delete", BucketRequest(name="b-one"), dict) == {}
+        assert await h.client.send(routes.DELETE_BUCKET, BucketRequest(name="b-one")) == {}
         with pytest.raises(NotFound):
-            await h.client.call("/v1/buckets/get", BucketRequest(name="b-one"), BucketInfo)
+            await h.client.send(routes.GET_BUCKET, BucketRequest(name="b-one"))
         # The name is free again.
         await h.create_bucket("b-one")
-        uploads = await h.client.call(
-            "/v1/uploads/list", ListUploadsRequest(bucket="b-one"), ListUploadsResponse
-        )
+        uploads = await h.client.send(routes.LIST_UPLOADS, ListUploadsRequest(bucket="b-one"))
         assert uploads.uploads == []
 
 
 async def test_codec_params(tmp_path: Path) -> None:
     async with running(tmp_path, inline_threshold=1000) as h:
-        params = await h.client.call("/v1/codec", CodecParamsRequest(), CodecParams)
+        params = await h.client.send(routes.CODEC, None)
         cfg = h.service.config
         assert params == CodecParams(
             max_segment_size=cfg.max_segment_size, inline_threshold=1000, block_size=cfg.block_size
@@ -107,25 +91,23 @@ async def test_api_keys(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         for header in [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"}]:
             with pytest.raises(Unauthorized):
-                await RpcClient(h.service.url, h.session, header).call(
-                    "/v1/buckets/list", None, BucketList
-                )
+                await RpcClient(h.service.url, h.session, header).send(routes.LIST_BUCKETS, None)
         wrong = h.project.api_key[:-2] + ("xy" if not h.project.api_key.endswith("xy") else "zz")
         for key in [wrong, "smk_nothing_here", "garbage", h.project.api_key + "x"]:
             with pytest.raises(Unauthorized):
-                await RpcClient(h.service.url, h.session, {"Authorization": f"Bearer {key}"}).call(
-                    "/v1/buckets/list", None, BucketList
+                await RpcClient(h.service.url, h.session, {"Authorization": f"Bearer {key}"}).send(
+                    routes.LIST_BUCKETS, None
                 )
         # the admin token is not a project key
         with pytest.raises(Unauthorized):
-            await h.admin.call("/v1/buckets/list", None, BucketList)
+            await h.admin.send(routes.LIST_BUCKETS, None)
         # access keys: idempotent for the owner, refused for another project
         req = RegisterAccessKeyRequest(access_key_id="AKIDEXAMPLE")
-        assert await h.client.call("/v1/projects/access-keys", req, dict) == {}
-        assert await h.client.call("/v1/projects/access-keys", req, dict) == {}
+        assert await h.client.send(routes.REGISTER_ACCESS_KEY, req) == {}
+        assert await h.client.send(routes.REGISTER_ACCESS_KEY, req) == {}
         other = await h.new_project("beta")
         with pytest.raises(Conflict):
-            await other.call("/v1/projects/access-keys", req, dict)
+            await other.send(routes.REGISTER_ACCESS_KEY, req)
 
 
 async def expect_denied(call: object) -> None:
@@ -137,45 +119,34 @@ async def expect_denied(call: object) -> None:
 async def test_tenancy(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         await h.create_bucket("alpha-data")
-        await h.client.call("/v1/objects/put-inline", put_empty("alpha-data", "secret"), ObjectInfo)
+        await h.client.send(routes.PUT_INLINE, put_empty("alpha-data", "secret"))
         b = await h.new_project("beta")
 
         with pytest.raises(Conflict) as e:
             await h.create_bucket("alpha-data", b)
         assert e.value.code == "BucketAlreadyExists"
-        assert (await b.call("/v1/buckets/list", None, BucketList)).buckets == []
+        assert (await b.send(routes.LIST_BUCKETS, None)).buckets == []
         key = ObjectRequest(bucket="alpha-data", key="secret")
-        await expect_denied(b.call("/v1/buckets/get", BucketRequest(name="alpha-data"), BucketInfo))
-        await expect_denied(b.call("/v1/buckets/delete", BucketRequest(name="alpha-data"), dict))
-        await expect_denied(b.call("/v1/objects/head", key, ObjectInfo))
+        await expect_denied(b.send(routes.GET_BUCKET, BucketRequest(name="alpha-data")))
+        await expect_denied(b.send(routes.DELETE_BUCKET, BucketRequest(name="alpha-data")))
+        await expect_denied(b.send(routes.HEAD_OBJECT, key))
         await expect_denied(
-            b.call(
-                "/v1/objects/download",
-                DownloadRequest(bucket="alpha-data", key="secret"),
-                DownloadResponse,
-            )
+            b.send(routes.DOWNLOAD, DownloadRequest(bucket="alpha-data", key="secret"))
         )
+        await expect_denied(b.send(routes.LIST_OBJECTS, ListObjectsRequest(bucket="alpha-data")))
+        await expect_denied(b.send(routes.DELETE_OBJECT, key))
+        await expect_denied(b.send(routes.PUT_INLINE, put_empty("alpha-data", "secret")))
         await expect_denied(
-            b.call("/v1/objects/list", ListObjectsRequest(bucket="alpha-data"), ListObjectsResponse)
-        )
-        await expect_denied(b.call("/v1/objects/delete", key, DeleteObjectResponse))
-        await expect_denied(
-            b.call("/v1/objects/put-inline", put_empty("alpha-data", "secret"), ObjectInfo)
-        )
-        await expect_denied(
-            b.call(
-                "/v1/uploads/begin",
+            b.send(
+                routes.BEGIN_UPLOAD,
                 BeginUploadRequest(
                     bucket="alpha-data", key="x", encrypted_key=b"", encrypted_metadata=b""
                 ),
-                UploadInfo,
             )
         )
-        await expect_denied(
-            b.call("/v1/uploads/list", ListUploadsRequest(bucket="alpha-data"), ListUploadsResponse)
-        )
+        await expect_denied(b.send(routes.LIST_UPLOADS, ListUploadsRequest(bucket="alpha-data")))
         # A's object is untouched.
-        assert (await h.client.call("/v1/objects/head", key, ObjectInfo)).key == "secret"
+        assert (await h.client.send(routes.HEAD_OBJECT, key)).key == "secret"
 
 
 async def test_pending_streams_belong_to_their_project(tmp_path: Path) -> None:
@@ -187,10 +158,8 @@ async def test_pending_streams_belong_to_their_project(tmp_path: Path) -> None:
         await h.create_bucket("beta-data", b)
         seg = h.store(begun.placement, 1000)
         with pytest.raises(NotFound) as e:
-            await b.call(
-                "/v1/segments/commit",
-                CommitSegmentRequest(stream_id=begun.stream_id, segment=seg),
-                dict,
+            await b.send(
+                routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=seg)
             )
         assert e.value.code == "NoSuchUpload"
 
@@ -204,8 +173,8 @@ async def test_keys_are_checked(tmp_path: Path) -> None:
             ("a\x00b", "InvalidArgument"),
         ]:
             with pytest.raises(BadRequest) as e:
-                await h.client.call("/v1/objects/put-inline", put_empty("keys", key), ObjectInfo)
+                await h.client.send(routes.PUT_INLINE, put_empty("keys", key))
             assert e.value.code == code
         long_ok = "é" * 512  # 1024 bytes
-        info = await h.client.call("/v1/objects/put-inline", put_empty("keys", long_ok), ObjectInfo)
+        info = await h.client.send(routes.PUT_INLINE, put_empty("keys", long_ok))
         assert info.key == long_ok

@@ -17,11 +17,10 @@ from sqlalchemy.dialects import postgresql
 from skymesh.coordinator.db.engine import Database, alembic_config, default_url
 from skymesh.coordinator.db.schema import metadata
 from skymesh.coordinator.metainfo import common, download, list_objects, list_versions, segments
-from skymesh.wire.messages import (
+from skymesh.wire import routes
+from skymesh.wire.metainfo import (
     BucketInfo,
-    BucketList,
     CreateBucketRequest,
-    NodeList,
     ObjectInfo,
     ObjectRequest,
     PutInlineRequest,
@@ -57,26 +56,22 @@ async def test_data_and_identity_survive_a_restart(tmp_path: Path) -> None:
         api_key = h.project.api_key
         await h.join(node)
         await h.create_bucket("keep")
-        info = await h.client.call(
-            "/v1/objects/put-inline",
+        info = await h.client.send(
+            routes.PUT_INLINE,
             PutInlineRequest(
                 bucket="keep", key="k", size=0, etag="e", encrypted_key=b"x", encrypted_metadata=b""
             ),
-            ObjectInfo,
         )
     async with running(tmp_path, with_project=False) as h:
         assert h.service.identity.id == identity
         h.client.headers["Authorization"] = f"Bearer {api_key}"
-        assert [
-            b.name for b in (await h.client.call("/v1/buckets/list", None, BucketList)).buckets
-        ] == ["keep"]
+        assert [b.name for b in (await h.client.send(routes.LIST_BUCKETS, None)).buckets] == [
+            "keep"
+        ]
         assert (
-            await h.client.call(
-                "/v1/objects/head", ObjectRequest(bucket="keep", key="k"), ObjectInfo
-            )
-            == info
+            await h.client.send(routes.HEAD_OBJECT, ObjectRequest(bucket="keep", key="k")) == info
         )
-        [status] = (await h.admin.request("GET", "/v1/nodes", NodeList)).nodes
+        [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
         assert status.node_id == node.id
 
 
@@ -105,16 +100,14 @@ async def test_concurrent_commits_are_safe(tmp_path: Path) -> None:
             )
 
         async def make(i: int) -> BucketInfo:
-            return await h.client.call(
-                "/v1/buckets/create", CreateBucketRequest(name=f"bucket-{i}"), BucketInfo
+            return await h.client.send(
+                routes.CREATE_BUCKET, CreateBucketRequest(name=f"bucket-{i}")
             )
 
         results = await asyncio.gather(*[put(i) for i in range(60)], *[make(i) for i in range(10)])
         assert len(results) == 70
         heads = [
-            await h.client.call(
-                "/v1/objects/head", ObjectRequest(bucket="busy", key=f"k{i}"), ObjectInfo
-            )
+            await h.client.send(routes.HEAD_OBJECT, ObjectRequest(bucket="busy", key=f"k{i}"))
             for i in range(5)
         ]
         assert len({x.version_id for x in heads}) == 5

@@ -16,10 +16,9 @@ from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.coordinator.db.schema import buckets, objects, projects
 from skymesh.coordinator.listing import ListWalk, list_sorted, prefix_end
 from skymesh.coordinator.metainfo.list_objects import walk_bucket
-from skymesh.wire.messages import (
+from skymesh.wire import routes
+from skymesh.wire.metainfo import (
     ListObjectsRequest,
-    ListObjectsResponse,
-    ObjectInfo,
     PutInlineRequest,
 )
 from tests.unit.test_coordinator_support import running
@@ -223,8 +222,8 @@ async def test_listing_over_http(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         await h.create_bucket("list")
         for key in ["a/1", "a/2", "b", "c/d/e"]:
-            await h.client.call(
-                "/v1/objects/put-inline",
+            await h.client.send(
+                routes.PUT_INLINE,
                 PutInlineRequest(
                     bucket="list",
                     key=key,
@@ -233,25 +232,18 @@ async def test_listing_over_http(tmp_path: Path) -> None:
                     encrypted_key=b"",
                     encrypted_metadata=b"",
                 ),
-                ObjectInfo,
             )
-        resp = await h.client.call(
-            "/v1/objects/list",
-            ListObjectsRequest(bucket="list", delimiter="/", limit=2),
-            ListObjectsResponse,
+        resp = await h.client.send(
+            routes.LIST_OBJECTS, ListObjectsRequest(bucket="list", delimiter="/", limit=2)
         )
         assert resp.prefixes == ["a/"] and [e.key for e in resp.entries] == ["b"]
         assert resp.truncated and resp.next_start_after == "b"
         assert resp.entries[0].etag == "etag-b" and resp.entries[0].created_at == h.clock.now
-        resp = await h.client.call(
-            "/v1/objects/list",
-            ListObjectsRequest(bucket="list", delimiter="/", start_after="b"),
-            ListObjectsResponse,
+        resp = await h.client.send(
+            routes.LIST_OBJECTS, ListObjectsRequest(bucket="list", delimiter="/", start_after="b")
         )
         assert (resp.prefixes, resp.entries, resp.truncated) == (["c/"], [], False)
-        resp = await h.client.call(
-            "/v1/objects/list",
-            ListObjectsRequest(bucket="list", prefix="a/", limit=5000),
-            ListObjectsResponse,
+        resp = await h.client.send(
+            routes.LIST_OBJECTS, ListObjectsRequest(bucket="list", prefix="a/", limit=5000)
         )
         assert [e.key for e in resp.entries] == ["a/1", "a/2"]

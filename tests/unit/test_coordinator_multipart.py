@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from skymesh.errors import BadRequest, NotFound
-from skymesh.wire.messages import (
+from skymesh.wire import routes
+from skymesh.wire.metainfo import (
     BeginPartRequest,
     BeginSegmentRequest,
     BeginUploadRequest,
@@ -15,15 +16,11 @@ from skymesh.wire.messages import (
     CompletePart,
     CompleteUploadRequest,
     DownloadRequest,
-    DownloadResponse,
     ListPartsRequest,
-    ListPartsResponse,
     ListUploadsRequest,
-    ListUploadsResponse,
     ObjectInfo,
     ObjectRequest,
     PartInfo,
-    Placement,
     SegmentCommit,
     SegmentPosition,
     UploadInfo,
@@ -35,10 +32,9 @@ KiB = 1024
 
 
 async def begin_upload(h: Harness, key: str = "mp") -> UploadInfo:
-    return await h.client.call(
-        "/v1/uploads/begin",
+    return await h.client.send(
+        routes.BEGIN_UPLOAD,
         BeginUploadRequest(bucket="bkt", key=key, encrypted_key=b"ek", encrypted_metadata=b"em"),
-        UploadInfo,
     )
 
 
@@ -49,8 +45,8 @@ async def upload_part(
     commits = []
     for i, size in enumerate(sizes):
         if i == 0:
-            placement = await h.client.call(
-                "/v1/uploads/begin-part",
+            placement = await h.client.send(
+                routes.BEGIN_PART,
                 BeginPartRequest(
                     bucket="bkt",
                     key=upload.key,
@@ -58,21 +54,19 @@ async def upload_part(
                     part_number=number,
                     plain_size=size,
                 ),
-                Placement,
             )
         else:
-            placement = await h.client.call(
-                "/v1/segments/begin",
+            placement = await h.client.send(
+                routes.BEGIN_SEGMENT,
                 BeginSegmentRequest(
                     stream_id=upload.upload_id,
                     position=SegmentPosition(part=number, index=i),
                     plain_size=size,
                 ),
-                Placement,
             )
         commits.append(h.store(placement, size, SegmentPosition(part=number, index=i)))
-    info = await h.client.call(
-        "/v1/uploads/commit-part",
+    info = await h.client.send(
+        routes.COMMIT_PART,
         CommitPartRequest(
             bucket="bkt",
             key=upload.key,
@@ -82,7 +76,6 @@ async def upload_part(
             etag=etag or f"etag-{number}",
             segments=commits,
         ),
-        PartInfo,
     )
     return info, commits
 
@@ -90,8 +83,8 @@ async def upload_part(
 async def complete(
     h: Harness, upload: UploadInfo, parts: list[tuple[int, str]], min_part_size: int = 0
 ) -> ObjectInfo:
-    return await h.client.call(
-        "/v1/uploads/complete",
+    return await h.client.send(
+        routes.COMPLETE_UPLOAD,
         CompleteUploadRequest(
             bucket="bkt",
             key=upload.key,
@@ -100,7 +93,6 @@ async def complete(
             etag="md5s-3",
             min_part_size=min_part_size,
         ),
-        ObjectInfo,
     )
 
 
@@ -114,10 +106,8 @@ async def test_multipart_happy_path(tmp_path: Path) -> None:
         await setup(h)
         upload = await begin_upload(h)
         assert upload.codec.max_segment_size == h.service.config.max_segment_size
-        got = await h.client.call(
-            "/v1/uploads/get",
-            UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id),
-            UploadInfo,
+        got = await h.client.send(
+            routes.GET_UPLOAD, UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id)
         )
         assert got == upload
 
@@ -128,27 +118,23 @@ async def test_multipart_happy_path(tmp_path: Path) -> None:
         _, part9 = await upload_part(h, upload, 9, [5])  # never completed
         assert await garbage(h) == pieces_of(first_part2[0])
 
-        listed = await h.client.call(
-            "/v1/uploads/parts",
+        listed = await h.client.send(
+            routes.LIST_PARTS,
             ListPartsRequest(bucket="bkt", key="mp", upload_id=upload.upload_id, limit=2),
-            ListPartsResponse,
         )
         assert [p.part_number for p in listed.parts] == [1, 2] and listed.truncated
         assert listed.parts[1] == part2_info
-        rest = await h.client.call(
-            "/v1/uploads/parts",
+        rest = await h.client.send(
+            routes.LIST_PARTS,
             ListPartsRequest(
                 bucket="bkt", key="mp", upload_id=upload.upload_id, part_number_marker=2
             ),
-            ListPartsResponse,
         )
         assert [(p.part_number, p.size) for p in rest.parts] == [(3, 300), (9, 5)]
         assert not rest.truncated
 
         with pytest.raises(NotFound):  # invisible until complete
-            await h.client.call(
-                "/v1/objects/head", ObjectRequest(bucket="bkt", key="mp"), ObjectInfo
-            )
+            await h.client.send(routes.HEAD_OBJECT, ObjectRequest(bucket="bkt", key="mp"))
 
         info = await complete(h, upload, [(1, '"etag-1"'), (2, "again"), (3, "etag-3")])
         assert (info.size, info.segment_count, info.etag) == (650, 4, "md5s-3")
@@ -156,9 +142,7 @@ async def test_multipart_happy_path(tmp_path: Path) -> None:
         assert info.version_id == upload.upload_id
         assert await garbage(h) == pieces_of(first_part2[0]) | pieces_of(part9[0])
 
-        got_object = await h.client.call(
-            "/v1/objects/download", DownloadRequest(bucket="bkt", key="mp"), DownloadResponse
-        )
+        got_object = await h.client.send(routes.DOWNLOAD, DownloadRequest(bucket="bkt", key="mp"))
         assert [(s.position.part, s.position.index) for s in got_object.segments] == [
             (1, 0),
             (1, 1),
@@ -170,31 +154,25 @@ async def test_multipart_happy_path(tmp_path: Path) -> None:
         assert [s.root_piece_id for s in got_object.segments] == [
             c.root_piece_id for c in (*part1, *part2, *part3)
         ]
-        at = await h.client.call(
-            "/v1/objects/download",
+        at = await h.client.send(
+            routes.DOWNLOAD,
             DownloadRequest(bucket="bkt", key="mp", plain_offset=349, segment_limit=1),
-            DownloadResponse,
         )
         assert [s.number for s in at.segments] == [2]
         # plain_end: a ranged read gets (and is signed orders for) only what it reads
         for offset, end, numbers in [(0, 100, [0]), (0, 101, [0, 1]), (120, 351, [1, 2, 3])]:
-            ranged = await h.client.call(
-                "/v1/objects/download",
+            ranged = await h.client.send(
+                routes.DOWNLOAD,
                 DownloadRequest(bucket="bkt", key="mp", plain_offset=offset, plain_end=end),
-                DownloadResponse,
             )
             assert [s.number for s in ranged.segments] == numbers, (offset, end)
         with pytest.raises(BadRequest):
-            await h.client.call(
-                "/v1/objects/download",
-                DownloadRequest(bucket="bkt", key="mp", plain_end=-1),
-                DownloadResponse,
+            await h.client.send(
+                routes.DOWNLOAD, DownloadRequest(bucket="bkt", key="mp", plain_end=-1)
             )
         with pytest.raises(NotFound) as e:  # the upload is gone
-            await h.client.call(
-                "/v1/uploads/get",
-                UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id),
-                UploadInfo,
+            await h.client.send(
+                routes.GET_UPLOAD, UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id)
             )
         assert e.value.code == "NoSuchUpload"
 
@@ -203,12 +181,11 @@ async def test_part_with_an_inline_tail_and_an_empty_part(tmp_path: Path) -> Non
     async with running(tmp_path) as h:
         await setup(h)
         upload = await begin_upload(h)
-        placement = await h.client.call(
-            "/v1/uploads/begin-part",
+        placement = await h.client.send(
+            routes.BEGIN_PART,
             BeginPartRequest(
                 bucket="bkt", key="mp", upload_id=upload.upload_id, part_number=1, plain_size=KiB
             ),
-            Placement,
         )
         seg0 = h.store(placement, KiB, SegmentPosition(part=1, index=0))
         tail = SegmentCommit(
@@ -224,8 +201,8 @@ async def test_part_with_an_inline_tail_and_an_empty_part(tmp_path: Path) -> Non
             inline_data=b"",
         )
         for number, segments in [(1, [seg0, tail]), (2, [empty])]:
-            await h.client.call(
-                "/v1/uploads/commit-part",
+            await h.client.send(
+                routes.COMMIT_PART,
                 CommitPartRequest(
                     bucket="bkt",
                     key="mp",
@@ -235,13 +212,10 @@ async def test_part_with_an_inline_tail_and_an_empty_part(tmp_path: Path) -> Non
                     etag=f"e{number}",
                     segments=segments,
                 ),
-                PartInfo,
             )
         info = await complete(h, upload, [(1, "e1"), (2, "e2")], min_part_size=KiB)
         assert (info.size, info.segment_count) == (KiB + 10, 3)
-        got = await h.client.call(
-            "/v1/objects/download", DownloadRequest(bucket="bkt", key="mp"), DownloadResponse
-        )
+        got = await h.client.send(routes.DOWNLOAD, DownloadRequest(bucket="bkt", key="mp"))
         assert [s.inline_data for s in got.segments] == [None, b"t" * 26, b""]
 
 
@@ -302,10 +276,10 @@ async def test_part_errors(tmp_path: Path) -> None:
         ]
         for req in bad_requests:
             with pytest.raises(BadRequest):
-                await h.client.call("/v1/uploads/commit-part", req, PartInfo)
+                await h.client.send(routes.COMMIT_PART, req)
         with pytest.raises(NotFound) as e:  # another key's upload
-            await h.client.call(
-                "/v1/uploads/commit-part",
+            await h.client.send(
+                routes.COMMIT_PART,
                 CommitPartRequest(
                     bucket="bkt",
                     key="other",
@@ -315,7 +289,6 @@ async def test_part_errors(tmp_path: Path) -> None:
                     etag="e",
                     segments=[seg],
                 ),
-                PartInfo,
             )
         assert e.value.code == "NoSuchUpload"
 
@@ -326,7 +299,7 @@ async def test_abort_and_no_such_upload(tmp_path: Path) -> None:
         upload = await begin_upload(h)
         _, segs = await upload_part(h, upload, 1, [1000, 20])
         req = UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id)
-        assert await h.client.call("/v1/uploads/abort", req, dict) == {}
+        assert await h.client.send(routes.ABORT_UPLOAD, req) == {}
         assert await garbage(h) == pieces_of(segs[0]) | pieces_of(segs[1])
         for path, body in [
             ("/v1/uploads/abort", req),
@@ -356,9 +329,7 @@ async def test_list_uploads(tmp_path: Path) -> None:
         await h.begin("bkt", "a/3", 10)
 
         async def listing(**kw: object) -> list[tuple[str, str]]:
-            resp = await h.client.call(
-                "/v1/uploads/list", ListUploadsRequest(bucket="bkt", **kw), ListUploadsResponse
-            )
+            resp = await h.client.send(routes.LIST_UPLOADS, ListUploadsRequest(bucket="bkt", **kw))
             return [(u.key, u.upload_id) for u in resp.uploads]
 
         everything = sorted((u.key, u.upload_id) for u in made)
@@ -369,7 +340,5 @@ async def test_list_uploads(tmp_path: Path) -> None:
         assert await listing(prefix="a/") == everything[:2]
         assert await listing(key_marker="a/2") == everything[2:]
         assert await listing(key_marker="b", upload_id_marker=b_ids[0]) == everything[3:]
-        page = await h.client.call(
-            "/v1/uploads/list", ListUploadsRequest(bucket="bkt", limit=2), ListUploadsResponse
-        )
+        page = await h.client.send(routes.LIST_UPLOADS, ListUploadsRequest(bucket="bkt", limit=2))
         assert page.truncated and len(page.uploads) == 2

@@ -10,8 +10,9 @@ from skymesh.codec import SegmentLayout
 from skymesh.coordinator.metainfo.download import GET_ALLOWANCE_FACTOR
 from skymesh.coordinator.metainfo.segments import to_scheme
 from skymesh.errors import BadRequest, Forbidden, NotFound, Unavailable
+from skymesh.wire import routes
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
+from skymesh.wire.metainfo import (
     BeginSegmentRequest,
     CommitObjectRequest,
     CommitSegmentRequest,
@@ -25,14 +26,12 @@ from skymesh.wire.messages import (
     ListVersionsResponse,
     ObjectInfo,
     ObjectRequest,
-    Order,
-    PieceAction,
-    PieceReceipt,
     Placement,
     PutInlineRequest,
     SegmentCommit,
     SegmentPosition,
 )
+from skymesh.wire.node import Order, PieceAction, PieceReceipt
 from skymesh.wire.pieces import derive_piece_id, is_valid_piece_id
 from skymesh.wire.signing import open_signed, sign
 from tests.unit.test_coordinator_support import (
@@ -53,15 +52,11 @@ async def setup(h: Harness, nodes_per_region: int = 2) -> None:
 
 
 async def head(h: Harness, key: str, bucket: str = "photos") -> ObjectInfo:
-    return await h.client.call(
-        "/v1/objects/head", ObjectRequest(bucket=bucket, key=key), ObjectInfo
-    )
+    return await h.client.send(routes.HEAD_OBJECT, ObjectRequest(bucket=bucket, key=key))
 
 
 async def fetch(h: Harness, key: str, **kw: object) -> DownloadResponse:
-    return await h.client.call(
-        "/v1/objects/download", DownloadRequest(bucket="photos", key=key, **kw), DownloadResponse
-    )
+    return await h.client.send(routes.DOWNLOAD, DownloadRequest(bucket="photos", key=key, **kw))
 
 
 async def test_begin_places_first_segment(tmp_path: Path) -> None:
@@ -139,7 +134,7 @@ async def test_offline_nodes_are_listed_last(tmp_path: Path) -> None:
         h.clock.advance(20)  # everyone offline; one node comes back
         seg = (await fetch(h, "x")).segments[0]
         back = h.nodes[seg.pieces[-1].node_id]
-        await h.client.call("/v1/nodes/heartbeat", back.heartbeat_request(h.clock.now), dict)
+        await h.client.send(routes.HEARTBEAT, back.heartbeat_request(h.clock.now))
         seg = (await fetch(h, "x")).segments[0]
         assert seg.pieces[0].node_id == back.id
         assert len(seg.pieces) == 5  # six nodes, one spare
@@ -150,20 +145,16 @@ async def test_object_is_invisible_until_commit(tmp_path: Path) -> None:
         await setup(h)
         begun = await h.begin("photos", "pending", MiB)
         commit = h.store(begun.placement, MiB)
-        await h.client.call(
-            "/v1/segments/commit",
-            CommitSegmentRequest(stream_id=begun.stream_id, segment=commit),
-            dict,
+        await h.client.send(
+            routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=commit)
         )
         with pytest.raises(NotFound) as e:
             await head(h, "pending")
         assert e.value.code == "NoSuchKey"
-        listing = await h.client.call(
-            "/v1/objects/list", ListObjectsRequest(bucket="photos"), ListObjectsResponse
-        )
+        listing = await h.client.send(routes.LIST_OBJECTS, ListObjectsRequest(bucket="photos"))
         assert listing.entries == []
-        info = await h.client.call(
-            "/v1/objects/commit",
+        info = await h.client.send(
+            routes.COMMIT_OBJECT,
             CommitObjectRequest(
                 stream_id=begun.stream_id,
                 bucket="photos",
@@ -172,12 +163,11 @@ async def test_object_is_invisible_until_commit(tmp_path: Path) -> None:
                 etag="e",
                 encrypted_metadata=b"",
             ),
-            ObjectInfo,
         )
         assert await head(h, "pending") == info
         with pytest.raises(NotFound) as e:  # a stream commits once
-            await h.client.call(
-                "/v1/objects/commit",
+            await h.client.send(
+                routes.COMMIT_OBJECT,
                 CommitObjectRequest(
                     stream_id=begun.stream_id,
                     bucket="photos",
@@ -186,7 +176,6 @@ async def test_object_is_invisible_until_commit(tmp_path: Path) -> None:
                     etag="e",
                     encrypted_metadata=b"",
                 ),
-                ObjectInfo,
             )
         assert e.value.code == "NoSuchUpload"
 
@@ -270,14 +259,12 @@ async def test_bad_segments_are_refused(tmp_path: Path, how: str, error: type[Ex
         begun = await h.begin("photos", "k", MiB)
         bad = forged(h, h.store(begun.placement, MiB), how)
         with pytest.raises(error):
-            await h.client.call(
-                "/v1/segments/commit",
-                CommitSegmentRequest(stream_id=begun.stream_id, segment=bad),
-                dict,
+            await h.client.send(
+                routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=bad)
             )
         with pytest.raises(error):
-            await h.client.call(
-                "/v1/objects/commit",
+            await h.client.send(
+                routes.COMMIT_OBJECT,
                 CommitObjectRequest(
                     stream_id=begun.stream_id,
                     bucket="photos",
@@ -287,7 +274,6 @@ async def test_bad_segments_are_refused(tmp_path: Path, how: str, error: type[Ex
                     encrypted_metadata=b"",
                     segments=[bad],
                 ),
-                ObjectInfo,
             )
         with pytest.raises(NotFound):
             await head(h, "k")
@@ -298,18 +284,17 @@ async def test_commit_checks_segments_and_size(tmp_path: Path) -> None:
         await setup(h)
         begun = await h.begin("photos", "k", MiB)
         seg0 = h.store(begun.placement, MiB)
-        p2 = await h.client.call(
-            "/v1/segments/begin",
+        p2 = await h.client.send(
+            routes.BEGIN_SEGMENT,
             BeginSegmentRequest(
                 stream_id=begun.stream_id, position=SegmentPosition(index=2), plain_size=10
             ),
-            Placement,
         )
         seg2 = h.store(p2, 10, SegmentPosition(index=2))
 
         async def commit(size: int, segments: list[SegmentCommit]) -> ObjectInfo:
-            return await h.client.call(
-                "/v1/objects/commit",
+            return await h.client.send(
+                routes.COMMIT_OBJECT,
                 CommitObjectRequest(
                     stream_id=begun.stream_id,
                     bucket="photos",
@@ -319,7 +304,6 @@ async def test_commit_checks_segments_and_size(tmp_path: Path) -> None:
                     encrypted_metadata=b"",
                     segments=segments,
                 ),
-                ObjectInfo,
             )
 
         with pytest.raises(BadRequest, match="missing"):  # index 1 never stored
@@ -349,24 +333,21 @@ async def test_recommitted_segment_replaces_the_earlier_one(tmp_path: Path) -> N
         begun = await h.begin("photos", "k", 1000)
         first = h.store(begun.placement, 1000)
         second = h.store(
-            await h.client.call(
-                "/v1/segments/begin",
+            await h.client.send(
+                routes.BEGIN_SEGMENT,
                 BeginSegmentRequest(
                     stream_id=begun.stream_id, position=SegmentPosition(), plain_size=1000
                 ),
-                Placement,
             ),
             1000,
         )
         for seg in (first, second):
-            await h.client.call(
-                "/v1/segments/commit",
-                CommitSegmentRequest(stream_id=begun.stream_id, segment=seg),
-                dict,
+            await h.client.send(
+                routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=seg)
             )
         assert await garbage(h) == pieces_of(first)
-        await h.client.call(
-            "/v1/objects/commit",
+        await h.client.send(
+            routes.COMMIT_OBJECT,
             CommitObjectRequest(
                 stream_id=begun.stream_id,
                 bucket="photos",
@@ -375,7 +356,6 @@ async def test_recommitted_segment_replaces_the_earlier_one(tmp_path: Path) -> N
                 etag="e",
                 encrypted_metadata=b"",
             ),
-            ObjectInfo,
         )
         got = (await fetch(h, "k")).segments[0]
         assert got.root_piece_id == second.root_piece_id
@@ -394,10 +374,8 @@ async def test_overwrite_is_atomic(tmp_path: Path) -> None:
         # A new version in flight: the old one stays whole and readable.
         begun = await h.begin("photos", "doc", 700)
         seg = h.store(begun.placement, 700)
-        await h.client.call(
-            "/v1/segments/commit",
-            CommitSegmentRequest(stream_id=begun.stream_id, segment=seg),
-            dict,
+        await h.client.send(
+            routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=seg)
         )
         assert await head(h, "doc") == old
         assert [s.root_piece_id for s in (await fetch(h, "doc")).segments] == [
@@ -405,8 +383,8 @@ async def test_overwrite_is_atomic(tmp_path: Path) -> None:
         ]
         assert await garbage(h) == set()
 
-        new = await h.client.call(
-            "/v1/objects/commit",
+        new = await h.client.send(
+            routes.COMMIT_OBJECT,
             CommitObjectRequest(
                 stream_id=begun.stream_id,
                 bucket="photos",
@@ -415,7 +393,6 @@ async def test_overwrite_is_atomic(tmp_path: Path) -> None:
                 etag="new",
                 encrypted_metadata=b"m2",
             ),
-            ObjectInfo,
         )
         assert new.version_id != old.version_id
         assert await head(h, "doc") == new
@@ -440,8 +417,8 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
                 inline_data=ciphertext,
             )
 
-        small = await h.client.call(
-            "/v1/objects/put-inline",
+        small = await h.client.send(
+            routes.PUT_INLINE,
             PutInlineRequest(
                 bucket="photos",
                 key="small",
@@ -451,7 +428,6 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
                 encrypted_metadata=b"em",
                 segment=inline(100, data),
             ),
-            ObjectInfo,
         )
         assert (small.size, small.segment_count, small.encrypted_key) == (100, 1, b"ek")
         got = await fetch(h, "small")
@@ -459,8 +435,8 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
         [seg] = got.segments
         assert (seg.inline_data, seg.plain_size, seg.pieces, seg.scheme) == (data, 100, [], None)
 
-        empty = await h.client.call(
-            "/v1/objects/put-inline",
+        empty = await h.client.send(
+            routes.PUT_INLINE,
             PutInlineRequest(
                 bucket="photos",
                 key="empty",
@@ -469,7 +445,6 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
                 encrypted_key=b"",
                 encrypted_metadata=b"",
             ),
-            ObjectInfo,
         )
         assert (empty.size, empty.segment_count) == (0, 0)
         assert (await fetch(h, "empty")).segments == []
@@ -486,8 +461,8 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
             if segment == "pos":
                 seg = SegmentCommit(**{**_fields(seg), "position": SegmentPosition(index=1)})
             with pytest.raises(BadRequest):
-                await h.client.call(
-                    "/v1/objects/put-inline",
+                await h.client.send(
+                    routes.PUT_INLINE,
                     PutInlineRequest(
                         bucket="photos",
                         key="bad",
@@ -497,14 +472,13 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
                         encrypted_metadata=b"",
                         segment=seg if segment else None,
                     ),
-                    ObjectInfo,
                 )
 
         # An inline object replacing a piece object sends the old pieces to garbage.
         await h.upload("photos", "grows-small", [MiB])
         before = await fetch(h, "grows-small")
-        await h.client.call(
-            "/v1/objects/put-inline",
+        await h.client.send(
+            routes.PUT_INLINE,
             PutInlineRequest(
                 bucket="photos",
                 key="grows-small",
@@ -514,7 +488,6 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
                 encrypted_metadata=b"",
                 segment=inline(100, data),
             ),
-            ObjectInfo,
         )
         assert await garbage(h) == {
             (p.node_id, derive_piece_id(before.segments[0].root_piece_id, p.piece_num))
@@ -527,9 +500,7 @@ async def test_delete_object(tmp_path: Path) -> None:
         await setup(h)
         info = await h.upload("photos", "gone", [1000])
         seg = (await fetch(h, "gone")).segments[0]
-        gone = await h.client.call(
-            "/v1/objects/delete", ObjectRequest(bucket="photos", key="gone"), DeleteObjectResponse
-        )
+        gone = await h.client.send(routes.DELETE_OBJECT, ObjectRequest(bucket="photos", key="gone"))
         assert gone == DeleteObjectResponse(
             deleted=True, version_id=info.version_id, null_version=True
         )
@@ -538,15 +509,13 @@ async def test_delete_object(tmp_path: Path) -> None:
         }
         with pytest.raises(NotFound):
             await head(h, "gone")
-        again = await h.client.call(
-            "/v1/objects/delete", ObjectRequest(bucket="photos", key="gone"), DeleteObjectResponse
+        again = await h.client.send(
+            routes.DELETE_OBJECT, ObjectRequest(bucket="photos", key="gone")
         )
         assert again == DeleteObjectResponse(deleted=False)
         kept = await h.upload("photos", "kept", [1000])
-        other_version = await h.client.call(
-            "/v1/objects/delete",
-            ObjectRequest(bucket="photos", key="kept", version_id="0" * 32),
-            DeleteObjectResponse,
+        other_version = await h.client.send(
+            routes.DELETE_OBJECT, ObjectRequest(bucket="photos", key="kept", version_id="0" * 32)
         )
         assert not other_version.deleted
         assert await head(h, "kept") == kept
@@ -572,19 +541,15 @@ async def test_expired_uploads_are_dropped(tmp_path: Path) -> None:
         await setup(h)
         begun = await h.begin("photos", "k", 1000)
         seg = h.store(begun.placement, 1000)
-        await h.client.call(
-            "/v1/segments/commit",
-            CommitSegmentRequest(stream_id=begun.stream_id, segment=seg),
-            dict,
+        await h.client.send(
+            routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=seg)
         )
         await h.service.expire_uploads.run_once()
         assert h.service.expire_uploads.last_result == 0
         h.clock.advance(61)
         with pytest.raises(NotFound):  # expired streams are gone at once for callers
-            await h.client.call(
-                "/v1/segments/commit",
-                CommitSegmentRequest(stream_id=begun.stream_id, segment=seg),
-                dict,
+            await h.client.send(
+                routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=seg)
             )
         await h.service.expire_uploads.run_once()
         assert h.service.expire_uploads.last_result == 1

@@ -8,16 +8,13 @@ import pytest
 
 from skymesh.errors import BadRequest, Forbidden, Unauthorized
 from skymesh.rpc import RpcClient
+from skymesh.wire import routes
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
-    CreateProjectRequest,
+from skymesh.wire.metainfo import CreateProjectRequest
+from skymesh.wire.registry import (
     Heartbeat,
-    HeartbeatResponse,
     JoinResponse,
     NodeInfo,
-    NodeList,
-    PeerIdentity,
-    ProjectCredentials,
 )
 from skymesh.wire.signing import Signed, sign
 from tests.unit.test_coordinator_support import FakeNode, running
@@ -25,7 +22,7 @@ from tests.unit.test_coordinator_support import FakeNode, running
 
 async def test_identity_and_health(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
-        peer = await h.client.request("GET", "/v1/identity", PeerIdentity)
+        peer = await h.client.send(routes.IDENTITY, None)
         assert peer.role == "coordinator"
         assert peer.id == h.service.identity.id
         assert peer.public_key == h.service.identity.public_key
@@ -41,20 +38,18 @@ async def test_join_heartbeat_and_offline(tmp_path: Path) -> None:
             coordinator_public_key=h.service.identity.public_key,
             heartbeat_interval=3.0,
         )
-        [status] = (await h.admin.request("GET", "/v1/nodes", NodeList)).nodes
+        [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
         assert (status.node_id, status.region, status.operator) == (node.id, "eu", "acme")
         assert status.online and status.capacity_bytes == 1000 and status.used_bytes == 10
 
         h.clock.advance(11)
-        [status] = (await h.admin.request("GET", "/v1/nodes", NodeList)).nodes
+        [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
         assert not status.online
 
         node.used, node.address = 500, "http://127.0.0.1:7999"
-        beat = await h.client.call(
-            "/v1/nodes/heartbeat", node.heartbeat_request(h.clock.now), HeartbeatResponse
-        )
+        beat = await h.client.send(routes.HEARTBEAT, node.heartbeat_request(h.clock.now))
         assert beat.known and beat.heartbeat_interval == 3.0
-        [status] = (await h.admin.request("GET", "/v1/nodes", NodeList)).nodes
+        [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
         assert status.online and status.used_bytes == 500
         assert status.address == "http://127.0.0.1:7999"
         assert status.last_seen == h.clock.now
@@ -67,7 +62,7 @@ async def test_rejoin_updates_the_node(tmp_path: Path) -> None:
         h.clock.advance(5)
         node.address = "http://127.0.0.1:8123"
         await h.join(node, region="us", capacity_bytes=77)
-        [status] = (await h.admin.request("GET", "/v1/nodes", NodeList)).nodes
+        [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
         assert (status.address, status.region, status.capacity_bytes) == (
             "http://127.0.0.1:8123",
             "us",
@@ -79,9 +74,7 @@ async def test_rejoin_updates_the_node(tmp_path: Path) -> None:
 async def test_unknown_node_heartbeat_asks_to_join(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         stranger = FakeNode(region="eu", operator="x")
-        beat = await h.client.call(
-            "/v1/nodes/heartbeat", stranger.heartbeat_request(h.clock.now), HeartbeatResponse
-        )
+        beat = await h.client.send(routes.HEARTBEAT, stranger.heartbeat_request(h.clock.now))
         assert not beat.known
 
 
@@ -100,16 +93,12 @@ async def test_forged_and_stale_joins_are_refused(tmp_path: Path) -> None:
             timestamp=h.clock.now,
         )
         with pytest.raises(Forbidden):  # signed by a key whose id is not node_id
-            await h.client.call("/v1/nodes/join", sign(forger, info), JoinResponse)
+            await h.client.send(routes.JOIN, sign(forger, info))
         with pytest.raises(Forbidden, match="timestamp"):
-            await h.client.call(
-                "/v1/nodes/join", victim.join_request(h.clock.now - 600), JoinResponse
-            )
+            await h.client.send(routes.JOIN, victim.join_request(h.clock.now - 600))
         with pytest.raises(BadRequest):
-            await h.client.call(
-                "/v1/nodes/join",
-                victim.join_request(h.clock.now, address="file:///etc"),
-                JoinResponse,
+            await h.client.send(
+                routes.JOIN, victim.join_request(h.clock.now, address="file:///etc")
             )
         # A join body tampered after signing fails the signature.
         good = victim.join_request(h.clock.now)
@@ -117,7 +106,7 @@ async def test_forged_and_stale_joins_are_refused(tmp_path: Path) -> None:
             body=good.body[:-1] + b"\x00", signer=good.signer, signature=good.signature
         )
         with pytest.raises(Forbidden):
-            await h.client.call("/v1/nodes/join", tampered, JoinResponse)
+            await h.client.send(routes.JOIN, tampered)
         # A heartbeat naming a registered node but signed by another key changes nothing.
         await h.join(victim)
         forged_beat = sign(
@@ -130,21 +119,21 @@ async def test_forged_and_stale_joins_are_refused(tmp_path: Path) -> None:
                 timestamp=h.clock.now,
             ),
         )
-        beat = await h.client.call("/v1/nodes/heartbeat", forged_beat, HeartbeatResponse)
+        beat = await h.client.send(routes.HEARTBEAT, forged_beat)
         assert not beat.known  # it is verified as the forger's, whose id is unknown
-        [status] = (await h.admin.request("GET", "/v1/nodes", NodeList)).nodes
+        [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
         assert status.capacity_bytes == victim.capacity
 
 
 async def test_admin_api(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         with pytest.raises(Unauthorized):  # a project key is not the admin token
-            await h.client.request("GET", "/v1/nodes", NodeList)
+            await h.client.send(routes.LIST_NODES, None)
         nobody = RpcClient(h.service.url, h.session)
         with pytest.raises(Unauthorized):
-            await nobody.request("GET", "/v1/nodes", NodeList)
+            await nobody.send(routes.LIST_NODES, None)
     async with running(tmp_path / "2", admin_token="", with_project=False) as h:
         with pytest.raises(Forbidden, match="disabled"):
-            await h.admin.request("GET", "/v1/nodes", NodeList)
+            await h.admin.send(routes.LIST_NODES, None)
         with pytest.raises(Forbidden, match="disabled"):
-            await h.admin.call("/v1/projects", CreateProjectRequest(name="x"), ProjectCredentials)
+            await h.admin.send(routes.CREATE_PROJECT, CreateProjectRequest(name="x"))

@@ -21,8 +21,9 @@ import blake3
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator import CoordinatorService
 from skymesh.rpc import RpcClient
+from skymesh.wire import routes
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
+from skymesh.wire.metainfo import (
     BeginObjectRequest,
     BeginObjectResponse,
     BeginSegmentRequest,
@@ -32,18 +33,14 @@ from skymesh.wire.messages import (
     CommittedPiece,
     CreateBucketRequest,
     CreateProjectRequest,
-    Heartbeat,
-    JoinResponse,
-    NodeInfo,
     ObjectInfo,
-    Order,
-    PieceAction,
-    PieceReceipt,
     Placement,
     ProjectCredentials,
     SegmentCommit,
     SegmentPosition,
 )
+from skymesh.wire.node import Order, PieceAction, PieceReceipt
+from skymesh.wire.registry import Heartbeat, JoinResponse, NodeInfo
 from skymesh.wire.signing import Signed, open_signed, sign
 
 ADMIN_TOKEN = "admin-secret-token"
@@ -141,9 +138,7 @@ class Harness:
         return self.service.identity.public_key
 
     async def join(self, node: FakeNode, **overrides: Any) -> JoinResponse:
-        resp = await self.client.call(
-            "/v1/nodes/join", node.join_request(self.clock.now, **overrides), JoinResponse
-        )
+        resp = await self.client.send(routes.JOIN, node.join_request(self.clock.now, **overrides))
         self.nodes[node.id] = node
         return resp
 
@@ -159,16 +154,14 @@ class Harness:
         return added
 
     async def new_project(self, name: str) -> RpcClient:
-        creds = await self.admin.call(
-            "/v1/projects", CreateProjectRequest(name=name), ProjectCredentials
-        )
+        creds = await self.admin.send(routes.CREATE_PROJECT, CreateProjectRequest(name=name))
         return RpcClient(
             self.service.url, self.session, {"Authorization": f"Bearer {creds.api_key}"}
         )
 
     async def create_bucket(self, name: str, client: RpcClient | None = None) -> BucketInfo:
-        return await (client or self.client).call(
-            "/v1/buckets/create", CreateBucketRequest(name=name), BucketInfo
+        return await (client or self.client).send(
+            routes.CREATE_BUCKET, CreateBucketRequest(name=name)
         )
 
     def store(
@@ -206,15 +199,14 @@ class Harness:
     async def begin(
         self, bucket: str, key: str, first_size: int, client: RpcClient | None = None
     ) -> BeginObjectResponse:
-        return await (client or self.client).call(
-            "/v1/objects/begin",
+        return await (client or self.client).send(
+            routes.BEGIN_OBJECT,
             BeginObjectRequest(
                 bucket=bucket,
                 key=key,
                 encrypted_key=b"k:" + key.encode(),
                 first_segment_size=first_size,
             ),
-            BeginObjectResponse,
         )
 
     async def upload(
@@ -226,24 +218,21 @@ class Harness:
         commits = []
         for i, size in enumerate(sizes):
             if i:
-                placement = await self.client.call(
-                    "/v1/segments/begin",
+                placement = await self.client.send(
+                    routes.BEGIN_SEGMENT,
                     BeginSegmentRequest(
                         stream_id=begun.stream_id,
                         position=SegmentPosition(index=i),
                         plain_size=size,
                     ),
-                    Placement,
                 )
             commits.append(self.store(placement, size, SegmentPosition(index=i)))
         for seg in commits[:-1]:
-            await self.client.call(
-                "/v1/segments/commit",
-                CommitSegmentRequest(stream_id=begun.stream_id, segment=seg),
-                dict,
+            await self.client.send(
+                routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=seg)
             )
-        return await self.client.call(
-            "/v1/objects/commit",
+        return await self.client.send(
+            routes.COMMIT_OBJECT,
             CommitObjectRequest(
                 stream_id=begun.stream_id,
                 bucket=bucket,
@@ -253,7 +242,6 @@ class Harness:
                 encrypted_metadata=b"meta",
                 segments=commits[-1:],
             ),
-            ObjectInfo,
         )
 
 
@@ -282,8 +270,8 @@ async def running(
             admin = RpcClient(service.url, session, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
             project = ProjectCredentials(project_id="", name="", api_key="none")
             if with_project:
-                project = await admin.call(
-                    "/v1/projects", CreateProjectRequest(name="alpha"), ProjectCredentials
+                project = await admin.send(
+                    routes.CREATE_PROJECT, CreateProjectRequest(name="alpha")
                 )
             client = RpcClient(service.url, session, {"Authorization": f"Bearer {project.api_key}"})
             yield Harness(service, session, clock, admin, project, client)

@@ -18,24 +18,25 @@ from skymesh.coordinator.metering import Served
 from skymesh.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient
+from skymesh.wire import routes
+from skymesh.wire.base import ErrorBody
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
+from skymesh.wire.inference import (
     ChatEvent,
     ComputeAdvert,
-    ErrorBody,
-    Heartbeat,
     InferenceOrder,
     InferenceOrderRequest,
-    InferenceOrders,
     ModelOffer,
+)
+from skymesh.wire.metering import (
     ProjectRouting,
-    ProjectRoutingList,
     RoutingWeights,
     UsageRecorded,
     UsageReport,
     UsageReports,
     UsageSummary,
 )
+from skymesh.wire.registry import Heartbeat
 from skymesh.wire.signing import Signed, sign
 from tests.unit.test_coordinator_support import FakeNode, Harness, running
 
@@ -54,19 +55,17 @@ async def compute_node(h: Harness, region: str, *offers: ModelOffer) -> FakeNode
         timestamp=h.clock.now,
         compute=ComputeAdvert(models=list(offers or [CHAT]), cores=2, memory_bytes=1 << 30),
     )
-    await h.client.call("/v1/nodes/heartbeat", sign(node.identity, beat), dict)
+    await h.client.send(routes.HEARTBEAT, sign(node.identity, beat))
     return node
 
 
 async def order(client: RpcClient, node: FakeNode, model: str = CHAT.name) -> Signed:
     req = InferenceOrderRequest(model=model, node_ids=[node.id], max_tokens=64)
-    return (await client.call("/v1/compute/orders", req, InferenceOrders)).orders[0]
+    return (await client.send(routes.INFERENCE_ORDERS, req)).orders[0]
 
 
 async def report(client: RpcClient, *reports: UsageReport) -> UsageRecorded:
-    return await client.call(
-        "/v1/compute/usage", UsageReports(reports=list(reports)), UsageRecorded
-    )
+    return await client.send(routes.USAGE_REPORTS, UsageReports(reports=list(reports)))
 
 
 async def usage(client: RpcClient, query: str = "") -> UsageSummary:
@@ -223,7 +222,7 @@ async def test_record_is_callable_in_process(tmp_path: Path) -> None:
 async def test_project_routing_weights_set_show_reset(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         path = "/v1/admin/projects/alpha/routing"
-        mine = await h.client.request("GET", "/v1/projects/self/routing", ProjectRouting)
+        mine = await h.client.send(routes.OWN_ROUTING, None)
         assert (mine.latency, mine.price, mine.carbon, mine.custom) == (1.0, 1.0, 0.01, False)
 
         body = msgspec.json.encode(RoutingWeights(carbon=5.0, latency=0.5))
@@ -233,11 +232,11 @@ async def test_project_routing_weights_set_show_reset(tmp_path: Path) -> None:
         body = msgspec.json.encode(RoutingWeights(price=0.0))
         set_ = await h.admin.request("PUT", path, ProjectRouting, body=body)
         assert (set_.latency, set_.price, set_.carbon) == (0.5, 0.0, 5.0)
-        mine = await h.client.request("GET", "/v1/projects/self/routing", ProjectRouting)
+        mine = await h.client.send(routes.OWN_ROUTING, None)
         assert (mine.latency, mine.price, mine.carbon, mine.custom) == (0.5, 0.0, 5.0, True)
 
         await h.new_project("beta")
-        listed = await h.admin.request("GET", "/v1/admin/routing", ProjectRoutingList)
+        listed = await h.admin.send(routes.ALL_ROUTING, None)
         assert [(p.name, p.custom) for p in listed.projects] == [("alpha", True), ("beta", False)]
 
         with pytest.raises(BadRequest, match="carbon must be finite and >= 0"):
@@ -245,7 +244,7 @@ async def test_project_routing_weights_set_show_reset(tmp_path: Path) -> None:
                 "PUT", path, ProjectRouting, body=msgspec.json.encode(RoutingWeights(carbon=-1))
             )
         with pytest.raises(NotFound, match="no project"):
-            await h.admin.request("GET", "/v1/admin/projects/nope/routing", ProjectRouting)
+            await h.admin.send(routes.GET_ROUTING, None, params={"project": "nope"})
         with pytest.raises(Unauthorized):  # a project key is not the admin token
             await h.client.request("PUT", path, ProjectRouting, body=b"{}")
 

@@ -17,18 +17,12 @@ from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, chunk_hashes, merkle_root, 
 from skymesh.config import NodeConfig
 from skymesh.node.api import MERKLE_ROOT_HEADER
 from skymesh.node.service import NodeService
+from skymesh.wire.base import ErrorBody
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
-    ORDER_HEADER,
-    ErrorBody,
-    Order,
-    PeerIdentity,
-    PieceAction,
-    PieceHashes,
-    PieceReceipt,
-)
+from skymesh.wire.node import Order, PieceAction, PieceHashes, PieceReceipt
 from skymesh.wire.pieces import derive_piece_id, new_root_piece_id, new_serial
-from skymesh.wire.signing import Signed, encode_header, open_signed, sign
+from skymesh.wire.registry import PeerIdentity
+from skymesh.wire.signing import ORDER_HEADER, Signed, encode_header, open_signed, sign
 
 CHUNK = DEFAULT_CHUNK_SIZE  # the protocol's Merkle chunk; nodes and uploaders agree on it
 COORD = Identity.generate()

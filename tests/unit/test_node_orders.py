@@ -12,7 +12,7 @@ import pytest
 from skymesh.errors import Forbidden
 from skymesh.node.orders import PURGE_GRACE, OrderVerifier, SerialStore
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import Order, PieceAction
+from skymesh.wire.node import Order, PieceAction
 from skymesh.wire.pieces import new_serial
 from skymesh.wire.signing import Signed, encode_header, sign
 

@@ -21,18 +21,10 @@ from skymesh.node.store import PieceStore
 from skymesh.node.trust import TRUST_FILE
 from skymesh.rpc import json_response, read_json
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
-    ORDER_HEADER,
-    Heartbeat,
-    HeartbeatResponse,
-    JoinResponse,
-    NodeInfo,
-    Order,
-    PeerIdentity,
-    PieceAction,
-)
+from skymesh.wire.node import Order, PieceAction
 from skymesh.wire.pieces import new_serial
-from skymesh.wire.signing import Signed, encode_header, open_signed, sign
+from skymesh.wire.registry import Heartbeat, HeartbeatResponse, JoinResponse, NodeInfo, PeerIdentity
+from skymesh.wire.signing import ORDER_HEADER, Signed, encode_header, open_signed, sign
 
 
 class FakeCoordinator:

@@ -30,7 +30,7 @@ from skymesh.compute.routing import (
     gco2_per_1k_tokens,
     rank,
 )
-from skymesh.wire.messages import ComputeAdvert, ModelOffer
+from skymesh.wire.inference import ComputeAdvert, ModelOffer
 
 MODEL = "m"
 REGIONS = ("eu-west", "eu-central", "us-east", "ap-south", "sa-east")

@@ -7,7 +7,7 @@ import pytest
 from skymesh.gateway.s3 import cors
 from skymesh.gateway.s3.errors import S3Error
 from skymesh.gateway.s3.xml import cors_xml, parse_cors
-from skymesh.wire.messages import CorsRule
+from skymesh.wire.metainfo import CorsRule
 
 RULES = [
     CorsRule(

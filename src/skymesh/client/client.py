@@ -28,7 +28,7 @@ from skymesh.client.download import (
     SegmentSource,
     read_object_range,
 )
-from skymesh.client.metainfo import Metainfo
+from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.objectmeta import ObjectMeta, key_context, open_meta, seal_meta, segment_key
 from skymesh.client.upload import SegmentUploadError, store_segment
 from skymesh.codec.crypto import (
@@ -39,7 +39,39 @@ from skymesh.codec.crypto import (
     wrap_key,
 )
 from skymesh.rpc import STREAM_BUFSIZE
-from skymesh.wire import messages as m
+from skymesh.wire.metainfo import (
+    BeginObjectRequest,
+    BeginPartRequest,
+    BeginSegmentRequest,
+    BeginUploadRequest,
+    BucketConfig,
+    BucketInfo,
+    CodecParams,
+    CommitObjectRequest,
+    CommitPartRequest,
+    CommitSegmentRequest,
+    CompletePart,
+    CompleteUploadRequest,
+    DeleteObjectResponse,
+    DeleteObjectsItem,
+    DeleteObjectsRequest,
+    DeleteObjectsResult,
+    DownloadRequest,
+    ListObjectsRequest,
+    ListObjectsResponse,
+    ListPartsRequest,
+    ListVersionsRequest,
+    ListVersionsResponse,
+    ObjectInfo,
+    PartInfo,
+    Placement,
+    PutInlineRequest,
+    SegmentCommit,
+    SegmentDownload,
+    SegmentPosition,
+    UpdateObjectMetadataRequest,
+    UploadInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +101,7 @@ class DeleteMarkerError(errors.NotFound):
     ``MethodNotAllowed`` (405) when asked for by id, as S3 answers. ``info`` is the
     marker, so the gateway can say so (``x-amz-delete-marker``, its version id)."""
 
-    def __init__(self, info: m.ObjectInfo, by_id: bool):
+    def __init__(self, info: ObjectInfo, by_id: bool):
         if by_id:
             super().__init__(
                 f"version {info.version_id} of {info.key!r} is a delete marker, which has no data",
@@ -84,7 +116,7 @@ class DeleteMarkerError(errors.NotFound):
         self.info = info
 
 
-def s3_version_id(info: m.ObjectInfo | m.DeleteObjectResponse) -> str:
+def s3_version_id(info: ObjectInfo | DeleteObjectResponse) -> str:
     """The version id S3 clients see: "null" for the null version, else the stream id."""
     return "null" if info.null_version else info.version_id
 
@@ -98,7 +130,7 @@ class Hasher(Protocol):
 
 @dataclass(frozen=True)
 class StoredObject:
-    info: m.ObjectInfo
+    info: ObjectInfo
     meta: ObjectMeta
 
 
@@ -155,14 +187,14 @@ class ChunkReader:
 
 def _inline_segment(
     key: bytes,
-    position: m.SegmentPosition,
+    position: SegmentPosition,
     plain: memoryview,
     block_size: int,
     key_salt: bytes = b"",
-) -> m.SegmentCommit:
+) -> SegmentCommit:
     """A segment small enough to live, encrypted, inside the metadata."""
     cipher = SegmentCipher(key, position.nonce_segment())
-    return m.SegmentCommit(
+    return SegmentCommit(
         position=position,
         plain_size=len(plain),
         block_size=block_size,
@@ -205,16 +237,16 @@ class Client:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
             read_bufsize=STREAM_BUFSIZE,
         )
-        self.metainfo = Metainfo(coordinator_url, api_key, self.session)
+        self.metainfo = MetainfoClient(coordinator_url, api_key, self.session)
         self.project_id = project_id
         self._root_secret = root_secret
-        self._codec: m.CodecParams | None = None
+        self._codec: CodecParams | None = None
         self.extra = download_extra_pieces
         self.buffers = BufferPool()
         # multipart uploads by (bucket, key, id): their key and codec never change,
         # so each part saves a coordinator round trip. A stale entry (aborted or
         # completed elsewhere) fails at begin_part with NoSuchUpload all the same.
-        self._uploads: OrderedDict[tuple[str, str, str], m.UploadInfo] = OrderedDict()
+        self._uploads: OrderedDict[tuple[str, str, str], UploadInfo] = OrderedDict()
         # bucket -> key: HKDF runs twice per request otherwise (4 % of the gateway's
         # time on 4 KiB PUTs and GETs); the client holds the root secret anyway
         self._bucket_keys: dict[str, bytes] = {}
@@ -229,7 +261,7 @@ class Client:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    async def codec(self) -> m.CodecParams:
+    async def codec(self) -> CodecParams:
         if self._codec is None:
             self._codec = await self.metainfo.codec()
         return self._codec
@@ -248,21 +280,19 @@ class Client:
 
     # ------------------------------------------------------------ buckets
 
-    async def create_bucket(
-        self, name: str, region: str = "", acl: str = "private"
-    ) -> m.BucketInfo:
+    async def create_bucket(self, name: str, region: str = "", acl: str = "private") -> BucketInfo:
         return await self.metainfo.create_bucket(name, region, acl)
 
-    async def get_bucket(self, name: str) -> m.BucketInfo:
+    async def get_bucket(self, name: str) -> BucketInfo:
         return await self.metainfo.get_bucket(name)
 
-    async def list_buckets(self) -> list[m.BucketInfo]:
+    async def list_buckets(self) -> list[BucketInfo]:
         return (await self.metainfo.list_buckets()).buckets
 
     async def delete_bucket(self, name: str) -> None:
         await self.metainfo.delete_bucket(name)
 
-    async def put_bucket_versioning(self, name: str, status: str) -> m.BucketConfig:
+    async def put_bucket_versioning(self, name: str, status: str) -> BucketConfig:
         """``Enabled`` or ``Suspended``; a bucket is never unversioned again, as in S3."""
         return await self.metainfo.put_bucket_versioning(name, status)
 
@@ -315,10 +345,10 @@ class Client:
             sealed = seal_meta(data_key, meta)
             segment = None
             if n:
-                position = m.SegmentPosition(part=0, index=0)
+                position = SegmentPosition(part=0, index=0)
                 segment = _inline_segment(data_key, position, view, codec.block_size)
             info = await self.metainfo.put_inline(
-                m.PutInlineRequest(
+                PutInlineRequest(
                     bucket=bucket,
                     key=key,
                     size=n,
@@ -334,18 +364,16 @@ class Client:
             return StoredObject(info, meta)
 
         begin = await self.metainfo.begin_object(
-            m.BeginObjectRequest(
-                bucket=bucket, key=key, encrypted_key=wrapped, first_segment_size=n
-            )
+            BeginObjectRequest(bucket=bucket, key=key, encrypted_key=wrapped, first_segment_size=n)
         )
         stream_id = begin.stream_id
-        placement: m.Placement | None = begin.placement
+        placement: Placement | None = begin.placement
         index = 0
-        pending_commit: m.SegmentCommit | None = None
+        pending_commit: SegmentCommit | None = None
         spare: bytearray | None = None
         while True:
             view = memoryview(buf)[:n]
-            position = m.SegmentPosition(part=0, index=index)
+            position = SegmentPosition(part=0, index=index)
             hashing = asyncio.create_task(_hash_all(all_hashers, view))
             # read the next segment while this one is stored
             next_buf = spare if spare is not None else None
@@ -363,7 +391,7 @@ class Client:
             try:
                 if pending_commit is not None:
                     await self.metainfo.commit_segment(
-                        m.CommitSegmentRequest(stream_id=stream_id, segment=pending_commit)
+                        CommitSegmentRequest(stream_id=stream_id, segment=pending_commit)
                     )
                 if index > 0 and n <= codec.inline_threshold:
                     # a short last segment lives in the metadata, like a small object
@@ -392,7 +420,7 @@ class Client:
         if before_commit is not None:
             meta = _with_checksums(meta, before_commit(md5.hexdigest(), reader.total))
         info = await self.metainfo.commit_object(
-            m.CommitObjectRequest(
+            CommitObjectRequest(
                 stream_id=stream_id,
                 bucket=bucket,
                 key=key,
@@ -411,13 +439,13 @@ class Client:
     async def _store_with_retry(
         self,
         stream_id: str,
-        position: m.SegmentPosition,
+        position: SegmentPosition,
         view: memoryview,
         data_key: bytes,
         block_size: int,
-        placement: m.Placement | None,
-        part_begin: m.BeginPartRequest | None,
-    ) -> m.SegmentCommit:
+        placement: Placement | None,
+        part_begin: BeginPartRequest | None,
+    ) -> SegmentCommit:
         """Store one segment, asking for fresh nodes when too few took their piece."""
         exclude: list[str] = []
         last: errors.SkymeshError | None = None
@@ -427,7 +455,7 @@ class Client:
                     placement = await self.metainfo.begin_part(part_begin)
                 else:
                     placement = await self.metainfo.begin_segment(
-                        m.BeginSegmentRequest(
+                        BeginSegmentRequest(
                             stream_id=stream_id,
                             position=position,
                             plain_size=len(view),
@@ -456,11 +484,11 @@ class Client:
 
     async def create_multipart(
         self, bucket: str, key: str, meta: ObjectMeta | None = None
-    ) -> m.UploadInfo:
+    ) -> UploadInfo:
         data_key = new_data_key()
         wrapped = wrap_key(self.bucket_key(bucket), data_key, key_context(bucket, key))
         return await self.metainfo.begin_upload(
-            m.BeginUploadRequest(
+            BeginUploadRequest(
                 bucket=bucket,
                 key=key,
                 encrypted_key=wrapped,
@@ -479,7 +507,7 @@ class Client:
         size: int | None = None,
         hashers: Sequence[Hasher] = (),
         before_commit: BeforeCommit | None = None,
-    ) -> m.PartInfo:
+    ) -> PartInfo:
         """Store one part (streamed segment by segment); answers its size and MD5 ETag.
 
         The first checksum ``before_commit`` answers (``{algorithm: base64}``) is kept
@@ -494,7 +522,7 @@ class Client:
         reader = ChunkReader(source)
         cap = codec.max_segment_size if size is None else max(1, min(codec.max_segment_size, size))
         buf = self.buffers.take(cap)
-        segments: list[m.SegmentCommit] = []
+        segments: list[SegmentCommit] = []
         index = 0
         while True:
             n = await reader.read_into(buf, len(buf))
@@ -503,7 +531,7 @@ class Client:
             view = memoryview(buf)[:n]
             # hash while the segment is stored: both read the same buffer
             hashing = asyncio.create_task(_hash_all(all_hashers, view))
-            position = m.SegmentPosition(part=part_number, index=index)
+            position = SegmentPosition(part=part_number, index=index)
             at_end = reader.eof or (size is not None and reader.total >= size)
             if n <= codec.inline_threshold and at_end:
                 await hashing
@@ -512,7 +540,7 @@ class Client:
                 )
                 break
             begin = (
-                m.BeginPartRequest(
+                BeginPartRequest(
                     bucket=bucket,
                     key=key,
                     upload_id=upload_id,
@@ -546,7 +574,7 @@ class Client:
             if sums:
                 checksum = ":".join(next(iter(sums.items())))
         await self.metainfo.commit_part(
-            m.CommitPartRequest(
+            CommitPartRequest(
                 bucket=bucket,
                 key=key,
                 upload_id=upload_id,
@@ -558,7 +586,7 @@ class Client:
             )
         )
         self.buffers.give(buf)
-        return m.PartInfo(
+        return PartInfo(
             part_number=part_number,
             size=reader.total,
             etag=etag,
@@ -571,13 +599,13 @@ class Client:
         bucket: str,
         key: str,
         upload_id: str,
-        parts: list[m.CompletePart],
+        parts: list[CompletePart],
         *,
         if_match: str = "",
         if_none_match: str = "",
         checksums: Mapping[str, str] | None = None,
-        composite: Callable[[list[m.PartInfo]], Mapping[str, str] | None] | None = None,
-    ) -> m.ObjectInfo:
+        composite: Callable[[list[PartInfo]], Mapping[str, str] | None] | None = None,
+    ) -> ObjectInfo:
         """Join the parts; the ETag is S3's: MD5 of the part MD5s, a dash, the part count.
 
         The object's sealed metadata is re-sealed with each part's size (so
@@ -607,7 +635,7 @@ class Client:
             parts=[stored[p.part_number].size if p.part_number in stored else -1 for p in parts],
         )
         return await self.metainfo.complete_upload(
-            m.CompleteUploadRequest(
+            CompleteUploadRequest(
                 bucket=bucket,
                 key=key,
                 upload_id=upload_id,
@@ -619,13 +647,13 @@ class Client:
             )
         )
 
-    async def list_all_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, m.PartInfo]:
+    async def list_all_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, PartInfo]:
         """Every uploaded part by number (the coordinator checks the ETags at completion)."""
-        sizes: dict[int, m.PartInfo] = {}
+        sizes: dict[int, PartInfo] = {}
         marker = 0
         while True:
             page = await self.metainfo.list_parts(
-                m.ListPartsRequest(
+                ListPartsRequest(
                     bucket=bucket, key=key, upload_id=upload_id, part_number_marker=marker
                 )
             )
@@ -638,7 +666,7 @@ class Client:
         self._uploads.pop((bucket, key, upload_id), None)
         await self.metainfo.abort_upload(bucket, key, upload_id)
 
-    async def _upload_info(self, bucket: str, key: str, upload_id: str) -> m.UploadInfo:
+    async def _upload_info(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         ident = (bucket, key, upload_id)
         upload = self._uploads.get(ident)
         if upload is None:
@@ -669,7 +697,7 @@ class Client:
         """An object's info, ready to read; segments from ``offset_hint`` (up to
         ``end_hint``, where the reader knows it stops there) come in the same call."""
         resp = await self.metainfo.download(
-            m.DownloadRequest(
+            DownloadRequest(
                 bucket=bucket,
                 key=key,
                 version_id=version_id,
@@ -685,9 +713,9 @@ class Client:
         data_key = self._data_key(bucket, key, info.encrypted_key)
         meta = open_meta(data_key, info.encrypted_metadata)
 
-        async def fetch(number: int | None, offset: int | None) -> list[m.SegmentDownload]:
+        async def fetch(number: int | None, offset: int | None) -> list[SegmentDownload]:
             more = await self.metainfo.download(
-                m.DownloadRequest(
+                DownloadRequest(
                     bucket=bucket,
                     key=key,
                     version_id=info.version_id,
@@ -708,26 +736,26 @@ class Client:
 
     async def delete_version(
         self, bucket: str, key: str, version_id: str = ""
-    ) -> m.DeleteObjectResponse:
+    ) -> DeleteObjectResponse:
         """As :meth:`delete_object`, answering what was removed or which marker was written."""
         return await self.metainfo.delete_object(bucket, key, version_id)
 
     async def delete_objects(
         self, bucket: str, items: Sequence[tuple[str, str]]
-    ) -> list[m.DeleteObjectsResult]:
+    ) -> list[DeleteObjectsResult]:
         """Delete ``(key, version id)`` pairs in one coordinator transaction per 1000."""
-        out: list[m.DeleteObjectsResult] = []
+        out: list[DeleteObjectsResult] = []
         for start in range(0, len(items), 1000):
-            req = m.DeleteObjectsRequest(
+            req = DeleteObjectsRequest(
                 bucket=bucket,
                 objects=[
-                    m.DeleteObjectsItem(key=k, version_id=v) for k, v in items[start : start + 1000]
+                    DeleteObjectsItem(key=k, version_id=v) for k, v in items[start : start + 1000]
                 ],
             )
             out.extend((await self.metainfo.delete_objects(req)).results)
         return out
 
-    async def list_versions(self, req: m.ListVersionsRequest) -> m.ListVersionsResponse:
+    async def list_versions(self, req: ListVersionsRequest) -> ListVersionsResponse:
         return await self.metainfo.list_versions(req)
 
     # ------------------------------------------------------------ S3 slice B: metadata edits
@@ -751,7 +779,7 @@ class Client:
             meta = change(open_meta(data_key, info.encrypted_metadata))
             try:
                 info = await self.metainfo.update_metadata(
-                    m.UpdateObjectMetadataRequest(
+                    UpdateObjectMetadataRequest(
                         bucket=bucket,
                         key=key,
                         version_id=info.version_id,
@@ -765,5 +793,5 @@ class Client:
             return StoredObject(info, meta)
         raise AssertionError("unreachable")
 
-    async def list_objects(self, req: m.ListObjectsRequest) -> m.ListObjectsResponse:
+    async def list_objects(self, req: ListObjectsRequest) -> ListObjectsResponse:
         return await self.metainfo.list_objects(req)

@@ -30,7 +30,7 @@ from skymesh.codec.crypto import SegmentCipher
 from skymesh.codec.layout import SegmentLayout
 from skymesh.codec.merkle import verify_chunks
 from skymesh.codec.segment import decode_blocks
-from skymesh.wire import messages as m
+from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,10 @@ class SegmentReader:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        segment: m.SegmentDownload,
+        segment: SegmentDownload,
         data_key: bytes,
         extra: int,
-        refresh: Callable[[], Awaitable[m.SegmentDownload]] | None = None,
+        refresh: Callable[[], Awaitable[SegmentDownload]] | None = None,
     ):
         assert segment.scheme is not None
         self.session = session
@@ -81,10 +81,10 @@ class SegmentReader:
             key=lambda p: (not p.online, p.piece_num >= self.scheme.k, p.piece_num),
         )
 
-    def _usable(self, piece: m.DownloadPiece) -> bool:
+    def _usable(self, piece: DownloadPiece) -> bool:
         return piece.piece_num not in self.bad and piece.piece_num not in self.exhausted
 
-    def _failed(self, piece: m.DownloadPiece, err: BaseException) -> None:
+    def _failed(self, piece: DownloadPiece, err: BaseException) -> None:
         """A refused order is not the node's fault: fresh orders may be asked for it."""
         if isinstance(err, errors.Forbidden):
             self.exhausted.add(piece.piece_num)
@@ -114,7 +114,7 @@ class SegmentReader:
                 f"segment {self.segment.number}: only {len(candidates)} of {k} needed pieces reachable"
             )
         queue = iter(candidates)
-        running: dict[asyncio.Task[bytes], m.DownloadPiece] = {}
+        running: dict[asyncio.Task[bytes], DownloadPiece] = {}
 
         def launch() -> bool:
             piece = next(queue, None)
@@ -283,12 +283,12 @@ class SegmentSource:
 
     def __init__(
         self,
-        fetch: Callable[[int | None, int | None], Awaitable[list[m.SegmentDownload]]],
-        first: list[m.SegmentDownload],
+        fetch: Callable[[int | None, int | None], Awaitable[list[SegmentDownload]]],
+        first: list[SegmentDownload],
         segment_count: int,
     ):
         self._fetch = fetch
-        self.known: dict[int, m.SegmentDownload] = {s.number: s for s in first}
+        self.known: dict[int, SegmentDownload] = {s.number: s for s in first}
         self.segment_count = segment_count
 
     async def holding(self, offset: int) -> int:
@@ -303,14 +303,14 @@ class SegmentSource:
                 return s.number
         raise errors.IntegrityError(f"no segment holds byte {offset} of the object")
 
-    async def refetch(self, number: int) -> m.SegmentDownload:
+    async def refetch(self, number: int) -> SegmentDownload:
         """Segment ``number`` again, with fresh orders."""
         for s in await self._fetch(number, None):
             if s.number == number:
                 return s
         raise errors.IntegrityError(f"segment {number} is missing from the object")
 
-    async def take(self, number: int) -> m.SegmentDownload:
+    async def take(self, number: int) -> SegmentDownload:
         if number not in self.known:
             for s in await self._fetch(number, None):
                 self.known[s.number] = s

@@ -10,15 +10,11 @@ import msgspec
 
 from skymesh import errors
 from skymesh.rpc import error_from_body
-from skymesh.wire.messages import (
-    ORDER_HEADER,
-    AddressedOrder,
-    DownloadPiece,
-    ErrorBody,
-    PieceHashes,
-)
+from skymesh.wire.base import ErrorBody
+from skymesh.wire.metainfo import AddressedOrder, DownloadPiece
+from skymesh.wire.node import PieceHashes
 from skymesh.wire.pieces import derive_piece_id
-from skymesh.wire.signing import Signed, encode_header
+from skymesh.wire.signing import ORDER_HEADER, Signed, encode_header
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from skymesh.client.client import Client
-from skymesh.client.metainfo import Metainfo
+from skymesh.client.metainfo import MetainfoClient
 from skymesh.errors import Forbidden
 from skymesh.rpc import RpcClient
 
@@ -32,7 +32,7 @@ class ScopedClient(Client):
         download_extra_pieces: int = 2,
     ) -> None:
         super().__init__(base_url, "", "", b"", session, download_extra_pieces)
-        self.metainfo = Metainfo(base_url, "", session)
+        self.metainfo = MetainfoClient(base_url, "", session)
         self.metainfo.rpc = RpcClient(base_url, session, headers=dict(auth_headers))
         self._keys = dict(keys)
 

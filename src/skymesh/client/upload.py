@@ -34,8 +34,15 @@ from skymesh.codec.layout import SegmentLayout
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, MerkleBuilder
 from skymesh.codec.scheme import RedundancyScheme
 from skymesh.codec.segment import encode_blocks
-from skymesh.wire import messages as m
-from skymesh.wire.messages import PieceReceipt
+from skymesh.wire.metainfo import (
+    AddressedOrder,
+    CommittedPiece,
+    Placement,
+    Scheme,
+    SegmentCommit,
+    SegmentPosition,
+)
+from skymesh.wire.node import PieceReceipt
 from skymesh.wire.signing import Signed, open_signed
 
 log = logging.getLogger(__name__)
@@ -50,7 +57,7 @@ STALL_TIMEOUT = 5.0
 _coders: dict[tuple[int, int, int, int], ErasureCoder] = {}
 
 
-def scheme_of(s: m.Scheme) -> RedundancyScheme:
+def scheme_of(s: Scheme) -> RedundancyScheme:
     return RedundancyScheme(k=s.k, repair=s.repair, optimal=s.optimal, total=s.total)
 
 
@@ -68,7 +75,7 @@ Chunk = bytes | bytearray
 
 @dataclass(eq=False)
 class _Sender:
-    target: m.AddressedOrder
+    target: AddressedOrder
     queue: asyncio.Queue[Chunk | None]
     task: asyncio.Task[object] | None = None
     merkle: MerkleBuilder = field(default_factory=lambda: MerkleBuilder(DEFAULT_CHUNK_SIZE))
@@ -146,13 +153,13 @@ class SegmentUploadError(errors.Unavailable):
 
 async def store_segment(
     session: aiohttp.ClientSession,
-    placement: m.Placement,
-    position: m.SegmentPosition,
+    placement: Placement,
+    position: SegmentPosition,
     plaintext: memoryview,
     data_key: bytes,
     block_size: int,
     stall_timeout: float = STALL_TIMEOUT,
-) -> m.SegmentCommit:
+) -> SegmentCommit:
     scheme = scheme_of(placement.scheme)
     layout = SegmentLayout(len(plaintext), block_size, scheme)
     if layout.piece_size > placement.max_piece_size:
@@ -230,17 +237,17 @@ async def _distribute(senders: list[_Sender], frags: list[bytearray], optimal: i
 
 async def _collect(
     senders: list[_Sender],
-    placement: m.Placement,
-    position: m.SegmentPosition,
+    placement: Placement,
+    position: SegmentPosition,
     layout: SegmentLayout,
     block_size: int,
     scheme: RedundancyScheme,
-) -> m.SegmentCommit:
+) -> SegmentCommit:
     all_regions = [p.region for p in placement.pieces]
     # hold out for a region-safe stored set only where the whole placement is one
     placement_safe = placement_spread(all_regions) and region_safe(all_regions, scheme.k)
     by_task = {s.task: s for s in senders if s.task is not None and not s.dropped}
-    stored: list[tuple[_Sender, m.CommittedPiece]] = []
+    stored: list[tuple[_Sender, CommittedPiece]] = []
     failures: list[str] = []
     failed_nodes: list[str] = [s.target.node_id for s in senders if s.dropped]
     waiting = set(by_task)
@@ -263,7 +270,7 @@ async def _collect(
                 failures.append(f"{s.target.node_id}: {problem}")
                 failed_nodes.append(s.target.node_id)
                 continue
-            committed = m.CommittedPiece(
+            committed = CommittedPiece(
                 piece_num=s.target.piece_num, node_id=s.target.node_id, receipt=receipt_signed
             )
             stored.append((s, committed))
@@ -274,7 +281,7 @@ async def _collect(
             failed_nodes,
         )
     pieces = sorted((cp for _, cp in stored), key=lambda cp: cp.piece_num)
-    return m.SegmentCommit(
+    return SegmentCommit(
         position=position,
         plain_size=layout.plain_size,
         block_size=block_size,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skymesh.compute.errors import InvalidRequest
-from skymesh.wire.messages import ChatMessage
+from skymesh.wire.inference import ChatMessage
 
 MAX_INPUTS = 2048
 MAX_STOPS = 4

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from skymesh.wire.messages import ComputeAdvert, ModelOffer
+from skymesh.wire.inference import ComputeAdvert, ModelOffer
 
 DEFAULT_RTT = 0.05  # seconds, for a node we have not measured yet
 DEFAULT_TOKENS_PER_SECOND = 50.0  # for carbon, before a node has measured its throughput

@@ -33,7 +33,8 @@ from skymesh.compute.catalog import KINDS, ModelSpec
 from skymesh.config import Credential, load_credentials, write_credentials
 from skymesh.errors import BadRequest, Conflict, IntegrityError, SkymeshError
 from skymesh.rpc import RpcClient
-from skymesh.wire.messages import CreateProjectRequest, ProjectCredentials
+from skymesh.wire import routes
+from skymesh.wire.metainfo import CreateProjectRequest
 
 log = logging.getLogger(__name__)
 
@@ -288,9 +289,7 @@ async def models_credential(
     if existing:
         return existing[0]
     rpc = RpcClient(coordinator_url, session, {"Authorization": f"Bearer {admin_token}"})
-    project = await rpc.call(
-        "/v1/projects", CreateProjectRequest(name="skymesh-models"), ProjectCredentials
-    )
+    project = await rpc.send(routes.CREATE_PROJECT, CreateProjectRequest(name="skymesh-models"))
     cred = Credential(
         access_key_id="MODELS" + secrets.token_hex(7).upper(),  # not an S3 key: never registered
         secret_access_key=secrets.token_urlsafe(30),

@@ -46,9 +46,9 @@ from skymesh.coordinator.db.schema import pieces, segments
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.reputation import AuditOutcome, ReputationBook, suspended
-from skymesh.wire.messages import ORDER_HEADER, AuditChunk, PieceAction
+from skymesh.wire.node import AuditChunk, PieceAction
 from skymesh.wire.pieces import derive_piece_id
-from skymesh.wire.signing import encode_header
+from skymesh.wire.signing import ORDER_HEADER, encode_header
 
 log = logging.getLogger(__name__)
 

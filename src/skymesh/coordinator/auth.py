@@ -21,7 +21,7 @@ from aiohttp import web
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import access_keys, projects
 from skymesh.errors import BadRequest, Conflict, Forbidden, Unauthorized
-from skymesh.wire.messages import ProjectCredentials
+from skymesh.wire.metainfo import ProjectCredentials
 
 KEY_PREFIX = "smk"
 MAX_NAME = 200

@@ -14,15 +14,8 @@ and a multipart write need, and answer only for that object version and those
 two uploads, as the order's project. So a node running a batch holds no API key
 and can touch nothing else of the project.
 
-| route | auth | request -> response |
-|---|---|---|
-| POST /v1/compute/batch-orders | project | BatchOrderRequest -> BatchOrderGrant |
-| POST /v1/compute/read-orders | project | ReadOrderRequest -> BatchOrderGrant (a read order) |
-| POST /v1/compute/batch-scope/v1/codec | batch order | CodecParams |
-| POST /v1/compute/batch-scope/v1/objects/download | batch order | the input version only |
-| POST /v1/compute/batch-scope/v1/uploads/{get,begin-part,commit-part,parts,complete,abort} | batch order | the two uploads only |
-| POST /v1/compute/batch-scope/v1/segments/begin | batch order | a stream of the two uploads only |
-| POST /v1/compute/batch-scope/usage | batch order + node signature | Signed[BatchUsage] -> UsageRecorded |
+The routes are ``BATCH_ORDERS``, ``READ_ORDERS``, ``BATCH_USAGE`` and ``BATCH_SCOPED``
+in ``skymesh.wire.routes``.
 
 Metering: the node that ran the batch reports what its lines consumed, once,
 signed with its own key (:func:`batch_served`); the row's key is the batch
@@ -38,18 +31,17 @@ from typing import Any
 
 from aiohttp import web
 
-from skymesh.coordinator.api import PROJECT_ROUTES, Operation
+from skymesh.coordinator.api import PROJECT_OPERATIONS, ProjectOperation
 from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.compute import ComputeBook
+from skymesh.coordinator.endpoints import Call, Operation, RouteTable
 from skymesh.coordinator.metainfo import buckets
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metering import MAX_PROMPT_TOKENS, Meter, Served
 from skymesh.coordinator.residency import Residency, residency
 from skymesh.errors import BadRequest, Forbidden, Unavailable
-from skymesh.rpc import json_response, read_json
-from skymesh.wire import messages as msg
+from skymesh.wire import routes
 from skymesh.wire.batch import (
-    SCOPE_PREFIX,
     BatchOrder,
     BatchOrderGrant,
     BatchOrderRequest,
@@ -57,7 +49,10 @@ from skymesh.wire.batch import (
     ReadOrderRequest,
 )
 from skymesh.wire.identity import id_from_public_key
-from skymesh.wire.signing import Signed, decode_header, open_signed, sign
+from skymesh.wire.inference import ComputeNode, ModelOffer
+from skymesh.wire.metainfo import BeginSegmentRequest, BucketRequest, DownloadRequest
+from skymesh.wire.metering import UsageRecorded
+from skymesh.wire.signing import ORDER_HEADER, Signed, decode_header, open_signed, sign
 
 BATCH_ORDER_TTL = 24 * 3600.0 + 600.0  # the completion window, and a little to finish writing
 MAX_BATCH_TOKENS = 4096  # per chat line
@@ -72,13 +67,13 @@ class NoComputeInResidency(Unavailable):
 
 
 def choose_batch_node(
-    nodes: Sequence[msg.ComputeNode],
+    nodes: Sequence[ComputeNode],
     model: str,
     kind: str,
     where: Residency,
     prefer: Sequence[str] = (),
     regions: Sequence[str] = (),
-) -> msg.ComputeNode | None:
+) -> ComputeNode | None:
     """The node to run a batch (or a read order) on: inside ``where``, serving ``model``
     as ``kind``, and in ``regions`` when the request names some (never loosened).
 
@@ -160,12 +155,12 @@ async def _node_inside(
     prefer: Sequence[str],
     regions: Sequence[str],
     what: str,
-) -> tuple[msg.ComputeNode, msg.ModelOffer, str]:
+) -> tuple[ComputeNode, ModelOffer, str]:
     """The node chosen inside the bucket's residency, its offer, and the bucket's constraint.
 
     Raises :class:`NoComputeInResidency` (naming the residency) when there is none.
     """
-    bucket = await buckets.get_bucket(m, project_id, msg.BucketRequest(name=bucket_name))
+    bucket = await buckets.get_bucket(m, project_id, BucketRequest(name=bucket_name))
     where = residency(bucket.region, m.config.jurisdictions)
     node = choose_batch_node((await book.nodes()).nodes, model, kind, where, prefer, regions)
     if node is None:
@@ -279,13 +274,13 @@ def in_scope(order: BatchOrder, req: Any) -> bool:
     """Whether a scoped request touches only what ``order`` grants."""
     if req is None:  # codec parameters
         return True
-    if isinstance(req, msg.DownloadRequest):
+    if isinstance(req, DownloadRequest):
         return (req.bucket, req.key, req.version_id) == (
             order.bucket,
             order.input_key,
             order.input_version,
         )
-    if isinstance(req, msg.BeginSegmentRequest):
+    if isinstance(req, BeginSegmentRequest):
         return req.stream_id in _uploads(order)
     upload_id = getattr(req, "upload_id", None)
     return (
@@ -295,61 +290,43 @@ def in_scope(order: BatchOrder, req: Any) -> bool:
     )
 
 
-SCOPED_PATHS = (
-    "/v1/codec",
-    "/v1/objects/download",
-    "/v1/uploads/get",
-    "/v1/uploads/begin-part",
-    "/v1/uploads/commit-part",
-    "/v1/uploads/parts",
-    "/v1/uploads/complete",
-    "/v1/uploads/abort",
-    "/v1/segments/begin",
-)
-
-
 def add_batch_routes(
-    app: web.Application, auth: Auth, book: ComputeBook, m: Metainfo, meter: Meter
+    table: RouteTable, auth: Auth, book: ComputeBook, m: Metainfo, meter: Meter
 ) -> None:
-    async def orders(request: web.Request) -> web.Response:
-        project_id = await auth.project_of(request)
-        req = await read_json(request, BatchOrderRequest)
-        return json_response(await issue_batch_order(book, m, project_id, req))
+    """Batch and read orders, and the project routes each order opens for its node."""
 
-    async def read_orders(request: web.Request) -> web.Response:
-        project_id = await auth.project_of(request)
-        req = await read_json(request, ReadOrderRequest)
-        return json_response(await issue_read_order(book, m, project_id, req))
+    async def orders(call: Call, req: BatchOrderRequest) -> BatchOrderGrant:
+        return await issue_batch_order(book, m, call.project_id, req)
+
+    async def read_orders(call: Call, req: ReadOrderRequest) -> BatchOrderGrant:
+        return await issue_read_order(book, m, call.project_id, req)
 
     def verified(request: web.Request) -> BatchOrder:
-        value = request.headers.get(msg.ORDER_HEADER)
+        value = request.headers.get(ORDER_HEADER)
         if not value:
-            raise Forbidden(f"scoped batch routes need a batch order in {msg.ORDER_HEADER}")
+            raise Forbidden(f"scoped batch routes need a batch order in {ORDER_HEADER}")
         order = open_signed(decode_header(value), BatchOrder, [book.identity.public_key])
         if order.expires_at < book.clock():
             raise Forbidden("the batch order has expired")
         return order
 
-    def scoped(kind: type | None, op: Operation) -> Any:
-        async def handle(request: web.Request) -> web.Response:
-            order = verified(request)
-            req: Any = None if kind is None else await read_json(request, kind)
+    def scoped(op: ProjectOperation) -> Operation:
+        async def run(call: Call, req: Any) -> Any:
+            order = call.order
+            assert order is not None  # BATCH_ORDER routes always carry one
             if not in_scope(order, req):
                 raise Forbidden(f"batch {order.batch_id}'s order does not cover this request")
-            result: Any = await op(m, order.project_id, req)
-            return json_response({} if result is None else result)
+            return await op(m, order.project_id, req)
 
-        return handle
+        return run
 
-    async def usage(request: web.Request) -> web.Response:
-        order = verified(request)
-        served = batch_served(order, await read_json(request, Signed))
-        return json_response(await meter.record_served([served]))
+    async def usage(call: Call, signed: Signed) -> UsageRecorded:
+        assert call.order is not None
+        return await meter.record_served([batch_served(call.order, signed)])
 
-    app.router.add_post("/v1/compute/batch-orders", orders)
-    app.router.add_post("/v1/compute/read-orders", read_orders)
-    app.router.add_post(SCOPE_PREFIX + "/usage", usage)
-    routes = {path: (kind, op) for path, kind, op in PROJECT_ROUTES}
-    for path in SCOPED_PATHS:
-        kind, op = routes[path]
-        app.router.add_post(SCOPE_PREFIX + path, scoped(kind, op))
+    table.order_check = verified
+    table.add(routes.BATCH_ORDERS, orders)
+    table.add(routes.READ_ORDERS, read_orders)
+    table.add(routes.BATCH_USAGE, usage)
+    for route in routes.BATCH_SCOPED:
+        table.add_scoped(routes.SCOPE_PREFIX, route, scoped(PROJECT_OPERATIONS[route]))

@@ -19,23 +19,21 @@ import secrets
 import time
 from collections.abc import Callable
 
-from aiohttp import web
-
-from skymesh.coordinator.auth import Auth
+from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.registry import Registry
 from skymesh.errors import BadRequest, NotFound
-from skymesh.rpc import json_response, read_json
+from skymesh.wire import routes
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
+from skymesh.wire.inference import (
     ComputeAdvert,
     ComputeNode,
     ComputeNodeList,
-    Heartbeat,
     InferenceOrder,
     InferenceOrderRequest,
     InferenceOrders,
     ModelOffer,
 )
+from skymesh.wire.registry import Heartbeat
 from skymesh.wire.signing import sign
 
 log = logging.getLogger(__name__)
@@ -160,15 +158,12 @@ def _offer(node: ComputeNode, model: str) -> ModelOffer | None:
     return next((m for m in node.advert.models if m.name == model), None)
 
 
-def add_compute_routes(app: web.Application, auth: Auth, book: ComputeBook) -> None:
-    async def list_nodes(request: web.Request) -> web.Response:
-        await auth.project_of(request)
-        return json_response(await book.nodes())
+def add_compute_routes(table: RouteTable, book: ComputeBook) -> None:
+    async def list_nodes(_call: Call, _req: None) -> ComputeNodeList:
+        return await book.nodes()
 
-    async def orders(request: web.Request) -> web.Response:
-        project_id = await auth.project_of(request)
-        req = await read_json(request, InferenceOrderRequest)
-        return json_response(await book.orders(project_id, req))
+    async def orders(call: Call, req: InferenceOrderRequest) -> InferenceOrders:
+        return await book.orders(call.project_id, req)
 
-    app.router.add_get("/v1/compute/nodes", list_nodes)
-    app.router.add_post("/v1/compute/orders", orders)
+    table.add(routes.COMPUTE_NODES, list_nodes)
+    table.add(routes.INFERENCE_ORDERS, orders)

@@ -33,8 +33,8 @@ from skymesh.coordinator.db.schema import garbage_pieces
 from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.registry import Registry
-from skymesh.wire.messages import ORDER_HEADER, PieceAction
-from skymesh.wire.signing import encode_header
+from skymesh.wire.node import PieceAction
+from skymesh.wire.signing import ORDER_HEADER, encode_header
 
 log = logging.getLogger(__name__)
 

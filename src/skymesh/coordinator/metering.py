@@ -29,14 +29,14 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from skymesh.compute.routing import Weights
-from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import inference_usage, project_routing, projects
-from skymesh.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from skymesh.rpc import json_response, read_json
+from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.errors import BadRequest, Forbidden, NotFound
+from skymesh.wire import routes
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
-    InferenceOrder,
+from skymesh.wire.inference import InferenceOrder
+from skymesh.wire.metering import (
     ProjectRouting,
     ProjectRoutingList,
     RoutingWeights,
@@ -344,63 +344,49 @@ def _number(request: web.Request, name: str, default: float) -> float:
     return value
 
 
-async def _project_or_admin(auth: Auth, request: web.Request) -> str | None:
-    """The calling project, or None for the admin token."""
-    try:
-        auth.require_admin(request)
-        return None
-    except (Unauthorized, Forbidden):
-        pass
-    try:
-        return await auth.project_of(request)
-    except Unauthorized as e:
-        raise Unauthorized(f"neither the admin token nor a project's API key ({e.message})") from e
+def add_metering_routes(table: RouteTable, meter: Meter) -> None:
+    async def report(call: Call, body: UsageReports) -> UsageRecorded:
+        return await meter.record(body.reports, None if call.admin else call.project_id)
 
-
-def add_metering_routes(app: web.Application, auth: Auth, meter: Meter) -> None:
-    async def report(request: web.Request) -> web.Response:
-        caller = await _project_or_admin(auth, request)
-        body = await read_json(request, UsageReports)
-        return json_response(await meter.record(body.reports, caller))
-
-    async def usage(request: web.Request) -> web.Response:
-        caller = await _project_or_admin(auth, request)
-        wanted = request.query.get("project", "")
+    async def usage(call: Call, _req: None) -> UsageSummary:
+        query = call.request.query
+        wanted = query.get("project", "")
         project_id = await meter.resolve_project(wanted) if wanted else None
-        if caller is not None:
-            if project_id not in (None, caller):
+        if not call.admin:
+            if project_id not in (None, call.project_id):
                 raise Forbidden("a project key sees only its own usage")
-            project_id = caller
-        since = _number(request, "since", 0.0)
-        until = _number(request, "until", math.inf)
+            project_id = call.project_id
+        since = _number(call.request, "since", 0.0)
+        until = _number(call.request, "until", math.inf)
         if until <= since:
             raise BadRequest("until must be after since")
-        group_by = parse_group_by(request.query.get("group_by", "project"))
-        return json_response(
-            await meter.summary(project_id=project_id, since=since, until=until, group_by=group_by)
+        group_by = parse_group_by(query.get("group_by", "project"))
+        return await meter.summary(
+            project_id=project_id, since=since, until=until, group_by=group_by
         )
 
-    async def own_routing(request: web.Request) -> web.Response:
-        project_id = await auth.project_of(request)
-        return json_response((await meter.routing(project_id))[0])
+    async def own_routing(call: Call, _req: None) -> ProjectRouting:
+        return (await meter.routing(call.project_id))[0]
 
-    async def all_routing(request: web.Request) -> web.Response:
-        auth.require_admin(request)
-        return json_response(ProjectRoutingList(projects=await meter.routing()))
+    async def all_routing(_call: Call, _req: None) -> ProjectRoutingList:
+        return ProjectRoutingList(projects=await meter.routing())
 
-    async def project_routing_route(request: web.Request) -> web.Response:
-        auth.require_admin(request)
-        project_id = await meter.resolve_project(request.match_info["project"])
-        if request.method == "PUT":
-            update = await read_json(request, RoutingWeights)
-            return json_response(await meter.set_routing(project_id, update))
-        if request.method == "DELETE":
-            return json_response(await meter.reset_routing(project_id))
-        return json_response((await meter.routing(project_id))[0])
+    async def project_of(call: Call) -> str:
+        return await meter.resolve_project(call.request.match_info["project"])
 
-    app.router.add_post("/v1/compute/usage", report)
-    app.router.add_get("/v1/usage", usage)
-    app.router.add_get("/v1/projects/self/routing", own_routing)
-    app.router.add_get("/v1/admin/routing", all_routing)
-    for method in ("GET", "PUT", "DELETE"):
-        app.router.add_route(method, "/v1/admin/projects/{project}/routing", project_routing_route)
+    async def get_routing(call: Call, _req: None) -> ProjectRouting:
+        return (await meter.routing(await project_of(call)))[0]
+
+    async def set_routing(call: Call, update: RoutingWeights) -> ProjectRouting:
+        return await meter.set_routing(await project_of(call), update)
+
+    async def reset_routing(call: Call, _req: None) -> ProjectRouting:
+        return await meter.reset_routing(await project_of(call))
+
+    table.add(routes.USAGE_REPORTS, report)
+    table.add(routes.USAGE, usage)
+    table.add(routes.OWN_ROUTING, own_routing)
+    table.add(routes.ALL_ROUTING, all_routing)
+    table.add(routes.GET_ROUTING, get_routing)
+    table.add(routes.SET_ROUTING, set_routing)
+    table.add(routes.RESET_ROUTING, reset_routing)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import Order, PieceAction
+from skymesh.wire.node import Order, PieceAction
 from skymesh.wire.pieces import new_serial
 from skymesh.wire.signing import Signed, sign
 

@@ -27,7 +27,7 @@ from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.reputation import Reputation, ReputationBook, suspended
 from skymesh.errors import BadRequest, Forbidden
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
+from skymesh.wire.registry import (
     Heartbeat,
     HeartbeatResponse,
     JoinResponse,

@@ -35,8 +35,8 @@ from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.registry import Registry
 from skymesh.errors import SkymeshError
 from skymesh.rpc import RpcClient
+from skymesh.wire.durability import RetainFilter, RetainResponse
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import RetainFilter, RetainResponse
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import sign
 

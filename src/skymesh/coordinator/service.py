@@ -14,21 +14,21 @@ from aiohttp import web
 
 from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
-from skymesh.coordinator.api import add_drain_route, add_durability_route, create_app
+from skymesh.coordinator.api import add_metainfo_routes, add_registry_routes
 from skymesh.coordinator.audit import Auditor
 from skymesh.coordinator.auth import Auth
-from skymesh.coordinator.batch import add_batch_routes  # batch API
-from skymesh.coordinator.compute import ComputeBook, add_compute_routes  # inference slice
+from skymesh.coordinator.batch import add_batch_routes
+from skymesh.coordinator.compute import ComputeBook, add_compute_routes
 from skymesh.coordinator.db.engine import Database, default_url
-from skymesh.coordinator.durability import durability_report
+from skymesh.coordinator.durability import add_durability_routes
+from skymesh.coordinator.endpoints import RouteTable
 from skymesh.coordinator.gc import GarbageCollector
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
-from skymesh.coordinator.metering import Meter, add_metering_routes  # metering slice
+from skymesh.coordinator.metering import Meter, add_metering_routes
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.registry import Registry
 from skymesh.coordinator.repair.checker import RepairChecker
-from skymesh.coordinator.repair.drain import request_drain
 from skymesh.coordinator.repair.worker import RepairWorker
 from skymesh.coordinator.reputation import ReputationBook, ReputationParams
 from skymesh.coordinator.retain import Reconciler
@@ -194,23 +194,18 @@ class CoordinatorService:
             )
             self.repair_loop = DrivenLoop("repair", self.repair_worker.step)
             # ---- end durability slice B
-            app = create_app(self.metainfo, self.auth, self.identity)
-            add_durability_route(  # durability slice A
-                app,
-                self.auth,
-                lambda: durability_report(self.metainfo, self.reputation.cached),
-            )
-            add_drain_route(  # durability slice B
-                app, lambda signed: request_drain(self.registry, self.reputation, signed)
-            )
-            # ---- inference slice: compute adverts and inference orders
+            table = RouteTable(self.auth)
+            add_registry_routes(table, self.registry, self.auth, self.identity)
+            add_metainfo_routes(table, self.metainfo)
+            add_durability_routes(table, self.registry, self.reputation, self.metainfo)
             self.compute = ComputeBook(self.registry, self.identity, clock=self.clock)
             self.registry.on_heartbeat = self.compute.observe
-            add_compute_routes(app, self.auth, self.compute)
-            self.meter = Meter(self.db, self.identity, clock=self.clock)  # metering slice
-            add_batch_routes(app, self.auth, self.compute, self.metainfo, self.meter)  # batch API
-            add_metering_routes(app, self.auth, self.meter)
-            # ---- end inference slice
+            add_compute_routes(table, self.compute)
+            self.meter = Meter(self.db, self.identity, clock=self.clock)
+            add_batch_routes(table, self.auth, self.compute, self.metainfo, self.meter)
+            add_metering_routes(table, self.meter)
+            self.table = table
+            app = table.app
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, cfg.host, cfg.port)

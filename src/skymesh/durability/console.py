@@ -19,7 +19,8 @@ from skymesh.durability.model import (
     threshold_loss_per_year,
     whitepaper_loss_per_year,
 )
-from skymesh.wire.messages import DurabilityReport, Scheme, SegmentHealth
+from skymesh.wire.durability import DurabilityReport, SegmentHealth
+from skymesh.wire.metainfo import Scheme
 
 
 def _scheme(s: Scheme) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
+from skymesh.admin import AdminClient
 from skymesh.config import (
     CoordinatorConfig,
     Credential,
@@ -40,12 +41,6 @@ from skymesh.errors import ConfigError, SkymeshError
 from skymesh.network.distance import Distance, NodeSite
 from skymesh.network.rtt import RttMatrix
 from skymesh.tls import LocalTls, ensure_local_tls
-from skymesh.wire.messages import (
-    CreateProjectRequest,
-    NodeList,
-    ProjectCredentials,
-    RegisterAccessKeyRequest,
-)
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +80,6 @@ class NetworkState(msgspec.Struct, kw_only=True):
     admin_token: str
     project_id: str = ""
     access_key_id: str = ""
-
-
-def _alphanumeric(n: int) -> str:
-    """A secret safe to paste anywhere: no leading dash, no shell or URL metacharacters."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
 def home_dir(explicit: str | None = None) -> Path:
@@ -304,18 +293,13 @@ class Network:
     async def _wait_nodes(self, session: aiohttp.ClientSession, token: str, count: int) -> None:
         deadline = time.monotonic() + 60
         online = 0
+        admin = AdminClient(self.coordinator_url, token, session)
         while time.monotonic() < deadline:
             try:
-                async with session.get(
-                    f"{self.coordinator_url}/v1/nodes",
-                    headers={"Authorization": f"Bearer {token}"},
-                ) as resp:
-                    if resp.status == 200:
-                        nodes = msgspec.json.decode(await resp.read(), type=NodeList).nodes
-                        online = sum(1 for n in nodes if n.online)
-                        if online >= count:
-                            return
-            except aiohttp.ClientError:
+                online = await admin.online_count()
+                if online >= count:
+                    return
+            except SkymeshError:
                 pass
             dead = [c.name for c in self.children if not c.alive()]
             if dead:
@@ -330,33 +314,14 @@ class Network:
         existing = load_credentials(path)
         if existing:
             return existing[0]
-        headers = {"Authorization": f"Bearer {state.admin_token}"}
-        async with session.post(
-            f"{self.coordinator_url}/v1/projects",
-            data=msgspec.json.encode(CreateProjectRequest(name="default")),
-            headers=headers,
-        ) as resp:
-            if resp.status != 200:
-                raise SkymeshError(f"creating the project failed: {await resp.text()}")
-            project = msgspec.json.decode(await resp.read(), type=ProjectCredentials)
-        access_key = "SKY" + secrets.token_hex(8).upper()[:17]
-        async with session.post(
-            f"{self.coordinator_url}/v1/projects/access-keys",
-            data=msgspec.json.encode(RegisterAccessKeyRequest(access_key_id=access_key)),
-            headers={"Authorization": f"Bearer {project.api_key}"},
-        ) as resp:
-            if resp.status != 200:
-                raise SkymeshError(f"registering the access key failed: {await resp.text()}")
-        cred = Credential(
-            access_key_id=access_key,
-            secret_access_key=_alphanumeric(40),
-            project_id=project.project_id,
-            api_key=project.api_key,
-            encryption_secret=secrets.token_hex(32),
-        )
+        admin = AdminClient(self.coordinator_url, state.admin_token, session)
+        try:
+            cred = await admin.create_credential("default")
+        except SkymeshError as e:
+            raise SkymeshError(f"creating the default project failed: {e}") from e
         write_credentials(path, [cred])
-        state.project_id = project.project_id
-        state.access_key_id = access_key
+        state.project_id = cred.project_id
+        state.access_key_id = cred.access_key_id
         self._save_state(state)
         return cred
 

@@ -17,7 +17,7 @@ POST     /v1/retain                       -       202 RetainResponse (signed fil
 The order travels in the ``X-Skymesh-Order`` header and is checked before any
 body is read; a malformed piece id is a 400 before anything else. Only ``GET``
 of piece bytes is charged against a get order's allowance (``HEAD`` and
-``/hashes`` are not). Errors are JSON :class:`~skymesh.wire.messages.ErrorBody`.
+``/hashes`` are not). Errors are JSON :class:`~skymesh.wire.base.ErrorBody`.
 """
 
 from __future__ import annotations
@@ -41,17 +41,12 @@ from skymesh.node.audit import audit_chunk
 from skymesh.node.orders import OrderVerifier
 from skymesh.node.store import PieceStore
 from skymesh.rpc import Handler, error_middleware, json_response
+from skymesh.wire.base import ErrorBody
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
-    ORDER_HEADER,
-    ErrorBody,
-    PeerIdentity,
-    PieceAction,
-    PieceHashes,
-    PieceReceipt,
-)
+from skymesh.wire.node import PieceAction, PieceHashes, PieceReceipt
 from skymesh.wire.pieces import is_valid_piece_id
-from skymesh.wire.signing import sign
+from skymesh.wire.registry import PeerIdentity
+from skymesh.wire.signing import ORDER_HEADER, sign
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import os
 from skymesh.codec.merkle import inclusion_proof
 from skymesh.errors import BadRequest, NotFound
 from skymesh.node.store import PieceStore
-from skymesh.wire.messages import AuditChunk
+from skymesh.wire.node import AuditChunk
 
 
 def _pread(path: str, size: int, offset: int) -> bytes:

@@ -56,16 +56,16 @@ from skymesh.compute.engines import ChatEngine, EmbeddingEngine
 from skymesh.compute.errors import Overloaded
 from skymesh.errors import BadRequest, Forbidden, NotFound, SkymeshError, Unavailable
 from skymesh.rpc import RpcClient, json_response, read_json
+from skymesh.wire import routes
 from skymesh.wire.batch import (
-    SCOPE_PREFIX,
     BatchOrder,
     BatchProgress,
     BatchStart,
     BatchUsage,
     ObjectEmbedRequest,
 )
-from skymesh.wire.messages import ORDER_HEADER, CompletePart, UsageRecorded
-from skymesh.wire.signing import decode_header, encode_header, open_signed, sign
+from skymesh.wire.metainfo import CompletePart
+from skymesh.wire.signing import ORDER_HEADER, decode_header, encode_header, open_signed, sign
 
 if TYPE_CHECKING:
     from skymesh.node.compute import NodeCompute
@@ -230,8 +230,8 @@ class NodeBatches:
 
     async def _meter_read(self, order: BatchOrder, header: str, usage: dict[str, int]) -> None:
         async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
-            client = _scoped_client(self.compute.config.coordinator_url, header, {}, session)
-            await self._meter(order, client.metainfo.rpc, 1, usage["prompt_tokens"], 0, True)
+            rpc = self._order_rpc(header, session)
+            await self._meter(order, rpc, 1, usage["prompt_tokens"], 0, True)
 
     # ------------------------------------------------------------ running
 
@@ -257,7 +257,7 @@ class NodeBatches:
                 # ended sees its usage too
                 await self._meter(
                     o,
-                    client.metainfo.rpc,
+                    self._order_rpc(run.header, session),
                     run.completed,
                     run.prompt_tokens,
                     run.completion_tokens,
@@ -276,6 +276,10 @@ class NodeBatches:
         log.info(
             "batch %s %s: %d done, %d failed", o.batch_id, run.status, run.completed, run.failed
         )
+
+    def _order_rpc(self, header: str, session: aiohttp.ClientSession) -> RpcClient:
+        """The coordinator, called with the batch order as the only credential."""
+        return RpcClient(self.compute.config.coordinator_url, session, {ORDER_HEADER: header})
 
     async def _meter(
         self,
@@ -301,7 +305,7 @@ class NodeBatches:
         signed = sign(identity, usage)
         for attempt in range(METER_TRIES):
             try:
-                await rpc.call("/usage", signed, UsageRecorded)
+                await rpc.send(routes.BATCH_USAGE, signed)
                 return
             except Unavailable as e:
                 if attempt + 1 == METER_TRIES:
@@ -483,7 +487,7 @@ def _scoped_client(
     session: aiohttp.ClientSession,
 ) -> ScopedClient:
     """A client holding only ``keys``, reaching the coordinator through the order's scope."""
-    base = coordinator_url.rstrip("/") + SCOPE_PREFIX
+    base = coordinator_url.rstrip("/") + routes.SCOPE_PREFIX
     return ScopedClient(base, {ORDER_HEADER: header}, keys, session)
 
 

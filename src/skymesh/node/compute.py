@@ -1,6 +1,6 @@
 """Inference on a provider node (``skymesh node --compute``): engines, pool, HTTP routes.
 
-Every request carries a signed :class:`~skymesh.wire.messages.InferenceOrder`
+Every request carries a signed :class:`~skymesh.wire.inference.InferenceOrder`
 (header ``X-Skymesh-Order``) from a coordinator this node trusts, naming this
 node and the model, unexpired and not used before; so compute on a node is never
 open to whoever finds its port, and what it serves is accounted to a project.
@@ -42,19 +42,18 @@ from skymesh.errors import BadRequest, ConfigError, Forbidden, SkymeshError
 from skymesh.node.batch import NodeBatches
 from skymesh.node.orders import OrderVerifier
 from skymesh.rpc import json_response, read_json
+from skymesh.wire.base import ErrorBody
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import (
-    ORDER_HEADER,
+from skymesh.wire.inference import (
     ChatEvent,
     ChatRequest,
     ComputeAdvert,
     EmbedRequest,
     EmbedResponse,
-    ErrorBody,
     InferenceOrder,
     ModelOffer,
 )
-from skymesh.wire.signing import decode_header, open_signed
+from skymesh.wire.signing import ORDER_HEADER, decode_header, open_signed
 
 log = logging.getLogger(__name__)
 

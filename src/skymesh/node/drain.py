@@ -17,8 +17,9 @@ import aiohttp
 from skymesh.config import NodeConfig
 from skymesh.errors import ConfigError
 from skymesh.rpc import RpcClient
+from skymesh.wire import routes
+from skymesh.wire.durability import DrainRequest, DrainStatus
 from skymesh.wire.identity import Identity
-from skymesh.wire.messages import DrainRequest, DrainStatus
 from skymesh.wire.signing import sign
 
 IDENTITY_FILE = "identity.key"
@@ -44,7 +45,7 @@ async def request_drain(
         rpc = RpcClient(config.coordinator_url, session)
         while True:
             signed = sign(identity, DrainRequest(node_id=identity.id, timestamp=time.time()))
-            status = await rpc.call("/v1/nodes/drain", signed, DrainStatus)
+            status = await rpc.send(routes.DRAIN, signed)
             if progress is not None:
                 progress(status)
             if not wait or status.drained_at is not None or time.monotonic() > deadline:

@@ -2,7 +2,7 @@
 
 One :meth:`CoordinatorLink.step` does what is due next: fetch the coordinator's
 identity and check it is trusted (pinning it on first use), join with a signed
-:class:`~skymesh.wire.messages.NodeInfo`, or send a signed heartbeat. It returns
+:class:`~skymesh.wire.registry.NodeInfo`, or send a signed heartbeat. It returns
 the seconds until the next step, so a :class:`~skymesh.loops.DrivenLoop`
 runs it. When the coordinator is unreachable the node keeps serving pieces; the
 link logs one warning per outage and retries with capped exponential backoff.
@@ -24,15 +24,10 @@ from skymesh.node.orders import OrderVerifier
 from skymesh.node.store import PieceStore
 from skymesh.node.trust import pin_key
 from skymesh.rpc import RpcClient
+from skymesh.wire import routes
 from skymesh.wire.identity import Identity, id_from_public_key
-from skymesh.wire.messages import (
-    ComputeAdvert,
-    Heartbeat,
-    HeartbeatResponse,
-    JoinResponse,
-    NodeInfo,
-    PeerIdentity,
-)
+from skymesh.wire.inference import ComputeAdvert
+from skymesh.wire.registry import Heartbeat, JoinResponse, NodeInfo
 from skymesh.wire.signing import sign
 
 log = logging.getLogger(__name__)
@@ -90,9 +85,7 @@ class CoordinatorLink:
             if not self.joined:
                 await self.join()
             else:
-                resp = await self.rpc.call(
-                    "/v1/nodes/heartbeat", sign(self.identity, self._heartbeat()), HeartbeatResponse
-                )
+                resp = await self.rpc.send(routes.HEARTBEAT, sign(self.identity, self._heartbeat()))
                 self.heartbeats += 1
                 self.interval = self._interval(resp.heartbeat_interval)
                 if not resp.known:
@@ -109,7 +102,7 @@ class CoordinatorLink:
 
     async def join(self) -> JoinResponse:
         """Check the coordinator is one we trust (pinning it on first use) and join it."""
-        peer = await self.rpc.request("GET", "/v1/identity", PeerIdentity)
+        peer = await self.rpc.send(routes.IDENTITY, None)
         if peer.role != "coordinator" or len(peer.public_key) != 32:
             raise Forbidden(f"{self.url} is a {peer.role!r}, not a coordinator")
         if id_from_public_key(peer.public_key) != peer.id:
@@ -142,7 +135,7 @@ class CoordinatorLink:
             version=__version__,
             timestamp=self._clock(),
         )
-        resp = await self.rpc.call("/v1/nodes/join", sign(self.identity, info), JoinResponse)
+        resp = await self.rpc.send(routes.JOIN, sign(self.identity, info))
         if resp.coordinator_public_key != peer.public_key:
             raise Forbidden(f"join at {self.url} was answered with another coordinator's key")
         self.joined = True

@@ -1,6 +1,6 @@
 """Orders: who may do what to which piece on this node.
 
-A node acts on a piece only when shown an :class:`~skymesh.wire.messages.Order`
+A node acts on a piece only when shown an :class:`~skymesh.wire.node.Order`
 signed by a coordinator it trusts, for this node, this piece and this action,
 not expired. ``put`` and ``delete`` orders are single-use: the serial is spent
 when the order is accepted, before any body is read, so a failed upload needs a
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from skymesh.errors import Forbidden
 from skymesh.wire.identity import id_from_public_key
-from skymesh.wire.messages import ORDER_HEADER, Order, PieceAction
-from skymesh.wire.signing import decode_header, open_signed
+from skymesh.wire.node import Order, PieceAction
+from skymesh.wire.signing import ORDER_HEADER, decode_header, open_signed
 
 log = logging.getLogger(__name__)
 

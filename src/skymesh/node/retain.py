@@ -4,7 +4,7 @@ Some pieces are recorded nowhere: the slow uploads the long tail cut off after
 they had stored, attempts that failed, uploads that never committed. The
 coordinator cannot send delete orders for what it does not know, so now and then
 it sends each node a signed Bloom filter of every piece it references there
-(:class:`~skymesh.wire.messages.RetainFilter`, ``POST /v1/retain``). The node
+(:class:`~skymesh.wire.durability.RetainFilter`, ``POST /v1/retain``). The node
 deletes a piece when the filter does not contain it **and** it was stored before
 the filter's ``stored_before``; pieces of uploads in flight are younger than
 that and survive. A member is never missing from a Bloom filter, so a referenced
@@ -31,7 +31,7 @@ from skymesh.errors import BadRequest, CodecError, Conflict, Forbidden, TooLarge
 from skymesh.node.orders import OrderVerifier
 from skymesh.node.store import PieceStore
 from skymesh.rpc import json_response
-from skymesh.wire.messages import RetainFilter, RetainReport, RetainResponse
+from skymesh.wire.durability import RetainFilter, RetainReport, RetainResponse
 from skymesh.wire.signing import Signed, open_signed
 
 log = logging.getLogger(__name__)

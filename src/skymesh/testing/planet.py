@@ -18,18 +18,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import msgspec
 
+from skymesh.admin import AdminClient
 from skymesh.client.client import Client
 from skymesh.config import CoordinatorConfig, Credential, GatewayConfig, NodeConfig
 from skymesh.coordinator.service import CoordinatorService
 from skymesh.gateway.service import GatewayService
 from skymesh.node.service import NodeService
-from skymesh.wire.messages import (
-    CreateProjectRequest,
-    ProjectCredentials,
-    RegisterAccessKeyRequest,
-)
 
 T = TypeVar("T")
 
@@ -113,13 +108,9 @@ class Planet:
         assert self.coordinator is not None
         deadline = asyncio.get_running_loop().time() + timeout
         async with aiohttp.ClientSession() as s:
+            admin = AdminClient(self.coordinator.url, self.admin_token, s)
             while True:
-                async with s.get(
-                    f"{self.coordinator.url}/v1/nodes",
-                    headers={"Authorization": f"Bearer {self.admin_token}"},
-                ) as resp:
-                    body = await resp.json()
-                online = sum(1 for n in body["nodes"] if n["online"])
+                online = await admin.online_count()
                 if online >= count:
                     return
                 if asyncio.get_running_loop().time() > deadline:
@@ -130,27 +121,9 @@ class Planet:
         """A new project with one S3 access key, as ``skymesh up`` makes one."""
         assert self.coordinator is not None
         async with aiohttp.ClientSession() as s:
-            async with s.post(
-                f"{self.coordinator.url}/v1/projects",
-                data=msgspec.json.encode(CreateProjectRequest(name=name)),
-                headers={"Authorization": f"Bearer {self.admin_token}"},
-            ) as resp:
-                resp.raise_for_status()
-                project = msgspec.json.decode(await resp.read(), type=ProjectCredentials)
-            access_key = "SKY" + secrets.token_hex(8).upper()
-            async with s.post(
-                f"{self.coordinator.url}/v1/projects/access-keys",
-                data=msgspec.json.encode(RegisterAccessKeyRequest(access_key_id=access_key)),
-                headers={"Authorization": f"Bearer {project.api_key}"},
-            ) as resp:
-                resp.raise_for_status()
-        return Credential(
-            access_key_id=access_key,
-            secret_access_key=secrets.token_urlsafe(30),
-            project_id=project.project_id,
-            api_key=project.api_key,
-            encryption_secret=secrets.token_hex(32),
-        )
+            return await AdminClient(self.coordinator.url, self.admin_token, s).create_credential(
+                name
+            )
 
     def client(self, credential: Credential | None = None) -> Client:
         """A data-path client for a project (the library users embed)."""

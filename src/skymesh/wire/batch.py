@@ -21,13 +21,12 @@ from typing import Literal
 
 import msgspec
 
-from skymesh.wire.messages import Base
+from skymesh.wire.base import Base
 from skymesh.wire.signing import Signed
 
 BatchEndpoint = Literal["/v1/embeddings", "/v1/chat/completions"]
 BatchRunStatus = Literal["in_progress", "completed", "failed", "cancelled"]
 OrderPurpose = Literal["batch", "read"]
-SCOPE_PREFIX = "/v1/compute/batch-scope"  # coordinator routes a batch order opens
 
 
 class BatchOrder(Base, frozen=True):

@@ -20,6 +20,8 @@ from skymesh.wire.identity import Identity, id_from_public_key, verify_signature
 T = TypeVar("T", bound=msgspec.Struct)
 
 DOMAIN_PREFIX = b"skymesh/signed/v1/"
+#: The HTTP header that carries a signed order (piece, inference or batch) to its node.
+ORDER_HEADER = "X-Skymesh-Order"
 
 
 class Signed(msgspec.Struct, frozen=True):

@@ -9,7 +9,7 @@ from skymesh.coordinator.metainfo.checks import MAX_ENCRYPTED_KEY, SIMPLE, check
 from skymesh.coordinator.metainfo.common import new_stream_id, require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import BeginObjectRequest, BeginObjectResponse
+from skymesh.wire.metainfo import BeginObjectRequest, BeginObjectResponse
 
 _INSERT_PENDING = pending_streams.insert()
 

@@ -8,7 +8,7 @@ from skymesh.coordinator.metainfo.checks import MAX_EXCLUDED_NODES, check_positi
 from skymesh.coordinator.metainfo.common import PendingStream, load_pending
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import BeginSegmentRequest, Placement
+from skymesh.wire.metainfo import BeginSegmentRequest, Placement
 
 
 async def begin_segment(m: Metainfo, project_id: str, req: BeginSegmentRequest) -> Placement:

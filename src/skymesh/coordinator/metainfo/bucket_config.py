@@ -18,7 +18,7 @@ from skymesh.coordinator.db.schema import buckets
 from skymesh.coordinator.metainfo.common import require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import (
+from skymesh.wire.metainfo import (
     BucketConfig,
     BucketRequest,
     CorsRule,

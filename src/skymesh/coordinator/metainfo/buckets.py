@@ -12,7 +12,7 @@ from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import drop_pending
 from skymesh.coordinator.residency import check_constraint
 from skymesh.errors import BadRequest, Conflict
-from skymesh.wire.messages import BucketInfo, BucketList, BucketRequest, CreateBucketRequest
+from skymesh.wire.metainfo import BucketInfo, BucketList, BucketRequest, CreateBucketRequest
 
 MAX_REGION = 64
 

@@ -34,7 +34,7 @@ from skymesh.coordinator.metainfo.common import (
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import order_segments
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import CommitObjectRequest, ObjectInfo
+from skymesh.wire.metainfo import CommitObjectRequest, ObjectInfo
 
 
 async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) -> ObjectInfo:

@@ -23,7 +23,7 @@ from skymesh.coordinator.metainfo.segments import (
     verify_segment,
 )
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import CommitSegmentRequest, SegmentCommit
+from skymesh.wire.metainfo import CommitSegmentRequest, SegmentCommit
 
 
 async def verify_segments(

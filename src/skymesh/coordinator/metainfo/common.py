@@ -22,7 +22,7 @@ from skymesh.coordinator.db.schema import buckets, objects, pending_streams
 from skymesh.coordinator.metainfo.checks import check_version_id, check_write_conditions
 from skymesh.coordinator.metainfo.segments import discard_segments
 from skymesh.errors import Forbidden, NotFound, SkymeshError
-from skymesh.wire.messages import ObjectInfo
+from skymesh.wire.metainfo import ObjectInfo
 
 
 def new_stream_id(now: float) -> str:

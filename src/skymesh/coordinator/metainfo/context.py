@@ -15,7 +15,8 @@ from skymesh.coordinator.placement import plan_segment
 from skymesh.coordinator.registry import Registry
 from skymesh.coordinator.residency import bucket_constraint, residency
 from skymesh.coordinator.roots import RootKey
-from skymesh.wire.messages import AddressedOrder, CodecParams, PieceAction, Placement, Scheme
+from skymesh.wire.metainfo import AddressedOrder, CodecParams, Placement, Scheme
+from skymesh.wire.node import PieceAction
 from skymesh.wire.pieces import derive_piece_id
 
 

@@ -21,7 +21,7 @@ from skymesh.coordinator.metainfo.common import (
 )
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest, SkymeshError
-from skymesh.wire.messages import (
+from skymesh.wire.metainfo import (
     DeleteObjectResponse,
     DeleteObjectsRequest,
     DeleteObjectsResponse,

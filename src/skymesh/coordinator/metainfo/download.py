@@ -17,16 +17,16 @@ from skymesh.coordinator.metainfo.checks import check_key
 from skymesh.coordinator.metainfo.common import load_object
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import (
+from skymesh.wire.metainfo import (
     DownloadPiece,
     DownloadRequest,
     DownloadResponse,
     ObjectInfo,
-    PieceAction,
     Scheme,
     SegmentDownload,
     SegmentPosition,
 )
+from skymesh.wire.node import PieceAction
 from skymesh.wire.pieces import derive_piece_id
 
 MAX_SEGMENT_LIMIT = 64

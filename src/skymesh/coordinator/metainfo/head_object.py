@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from skymesh.coordinator.metainfo.checks import check_key
 from skymesh.coordinator.metainfo.common import load_object
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.wire.messages import ObjectInfo, ObjectRequest
+from skymesh.wire.metainfo import ObjectInfo, ObjectRequest
 
 
 async def head_object(m: Metainfo, project_id: str, req: ObjectRequest) -> ObjectInfo:

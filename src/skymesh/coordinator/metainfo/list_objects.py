@@ -16,7 +16,7 @@ from skymesh.coordinator.listing import MAX_LIMIT, KeyPage, ListWalk
 from skymesh.coordinator.metainfo.checks import check_listing
 from skymesh.coordinator.metainfo.common import require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.wire.messages import ListObjectsRequest, ListObjectsResponse, ObjectEntry
+from skymesh.wire.metainfo import ListObjectsRequest, ListObjectsResponse, ObjectEntry
 
 
 def _page_statement(inclusive: bool, bounded: bool) -> sa.Select:

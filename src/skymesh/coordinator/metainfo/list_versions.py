@@ -17,7 +17,7 @@ from skymesh.coordinator.metainfo.checks import check_listing, check_version_id
 from skymesh.coordinator.metainfo.common import NULL_VERSION, find_version, require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import ListVersionsRequest, ListVersionsResponse, VersionEntry
+from skymesh.wire.metainfo import ListVersionsRequest, ListVersionsResponse, VersionEntry
 
 _COLUMNS = (
     objects.c.key,

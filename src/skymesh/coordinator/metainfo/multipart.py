@@ -47,7 +47,7 @@ from skymesh.coordinator.metainfo.segments import (
     segment_row,
 )
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import (
+from skymesh.wire.metainfo import (
     BeginPartRequest,
     BeginUploadRequest,
     CommitPartRequest,

@@ -28,7 +28,7 @@ from skymesh.coordinator.metainfo.segments import (
     verify_segment,
 )
 from skymesh.errors import BadRequest
-from skymesh.wire.messages import ObjectInfo, PutInlineRequest
+from skymesh.wire.metainfo import ObjectInfo, PutInlineRequest
 
 
 async def put_inline(m: Metainfo, project_id: str, req: PutInlineRequest) -> ObjectInfo:

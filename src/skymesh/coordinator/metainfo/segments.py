@@ -19,7 +19,8 @@ from skymesh.coordinator.db.schema import garbage_pieces, parts, pending_streams
 from skymesh.coordinator.metainfo.checks import MAX_BLOCK_SIZE
 from skymesh.coordinator.model import NodeRecord
 from skymesh.errors import BadRequest, CodecError, Forbidden
-from skymesh.wire.messages import PieceReceipt, Scheme, SegmentCommit
+from skymesh.wire.metainfo import Scheme, SegmentCommit
+from skymesh.wire.node import PieceReceipt
 from skymesh.wire.pieces import derive_piece_id, is_valid_piece_id
 from skymesh.wire.signing import open_signed
 

@@ -16,7 +16,7 @@ from skymesh.coordinator.metainfo.checks import MAX_ENCRYPTED_METADATA, check_bl
 from skymesh.coordinator.metainfo.common import load_object
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest, NotFound
-from skymesh.wire.messages import ObjectInfo, UpdateObjectMetadataRequest
+from skymesh.wire.metainfo import ObjectInfo, UpdateObjectMetadataRequest
 
 
 async def update_metadata(

@@ -22,7 +22,7 @@ from skymesh.coordinator.db.schema import pieces
 from skymesh.coordinator.registry import MAX_CLOCK_SKEW, Registry
 from skymesh.coordinator.reputation import ReputationBook
 from skymesh.errors import Forbidden, NotFound
-from skymesh.wire.messages import DrainRequest, DrainStatus
+from skymesh.wire.durability import DrainRequest, DrainStatus
 from skymesh.wire.signing import Signed, open_signed
 
 

@@ -50,7 +50,8 @@ from skymesh.coordinator.placement import limit_new_nodes, select_additional_nod
 from skymesh.coordinator.repair.plan import StoredPiece, assess, numbers_to_rebuild
 from skymesh.coordinator.reputation import ReputationBook
 from skymesh.coordinator.residency import Residency, residency, stream_constraints
-from skymesh.wire.messages import AddressedOrder, DownloadPiece, PieceAction, PieceReceipt
+from skymesh.wire.metainfo import AddressedOrder, DownloadPiece
+from skymesh.wire.node import PieceAction, PieceReceipt
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import Signed, open_signed
 

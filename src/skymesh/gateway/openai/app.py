@@ -55,17 +55,16 @@ from skymesh.gateway.openai.schema import (
 from skymesh.gateway.openai.stored import StoredInputs
 from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient, error_from_body
-from skymesh.wire.messages import (
-    ORDER_HEADER,
+from skymesh.wire.base import ErrorBody
+from skymesh.wire.inference import (
     ChatEvent,
     ChatRequest,
     ComputeNode,
     EmbedRequest,
     EmbedResponse,
-    ErrorBody,
     InferenceOrder,
 )
-from skymesh.wire.signing import Signed, encode_header
+from skymesh.wire.signing import ORDER_HEADER, Signed, encode_header
 
 log = logging.getLogger(__name__)
 

@@ -52,9 +52,10 @@ from skymesh.gateway.openai.errors import OpenAIError, bad_request
 from skymesh.gateway.openai.files import JSONL, ProjectFiles, file_id, not_found, parse_file_id
 from skymesh.gateway.openai.schema import decode
 from skymesh.rpc import RpcClient
-from skymesh.wire import messages as m
+from skymesh.wire import routes
 from skymesh.wire.batch import BatchOrderGrant, BatchOrderRequest, BatchProgress, BatchStart
-from skymesh.wire.signing import encode_header
+from skymesh.wire.metainfo import ListObjectsRequest, ObjectInfo, UploadInfo
+from skymesh.wire.signing import ORDER_HEADER, encode_header
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class BatchAPI:
         return state
 
     async def _order(
-        self, rpc: RpcClient, state: BatchState, info: m.ObjectInfo, out: str, err: str
+        self, rpc: RpcClient, state: BatchState, info: ObjectInfo, out: str, err: str
     ) -> BatchOrderGrant:
         kind = KINDS[state.endpoint]
         nodes = await self.directory.nodes(rpc)
@@ -297,7 +298,7 @@ class BatchAPI:
             max_tokens=LINE_MAX_TOKENS,
             prefer=prefer,
         )
-        return await rpc.call("/v1/compute/batch-orders", req, BatchOrderGrant)
+        return await rpc.send(routes.BATCH_ORDERS, req)
 
     async def _start(self, state: BatchState, start: BatchStart) -> str:
         """Hand the batch to its node; answers why it failed ("" when it runs)."""
@@ -305,7 +306,7 @@ class BatchAPI:
             async with self.session.post(
                 f"{state.node_address}/v1/batch/run",
                 data=msgspec.json.encode(start),
-                headers={m.ORDER_HEADER: state.order, "Content-Type": "application/json"},
+                headers={ORDER_HEADER: state.order, "Content-Type": "application/json"},
             ) as resp:
                 if resp.status == 202:
                     return ""
@@ -322,7 +323,7 @@ class BatchAPI:
         url = f"{state.node_address}/v1/batch/{state.id}{suffix}"
         try:
             async with self.session.request(
-                method, url, headers={m.ORDER_HEADER: state.order}
+                method, url, headers={ORDER_HEADER: state.order}
             ) as resp:
                 raw = await resp.read()
                 if resp.status == 404:
@@ -388,7 +389,7 @@ class BatchAPI:
         after = request.query.get("after", "")
         bucket = await self.files.default_bucket(c)
         page = await self.files.client(c).list_objects(
-            m.ListObjectsRequest(
+            ListObjectsRequest(
                 bucket=bucket,
                 prefix=STATE_PREFIX,
                 start_after=f"{STATE_PREFIX}{after}.json" if after else "",
@@ -433,7 +434,7 @@ async def _first_model(chunks: AsyncIterator[bytes]) -> str:
     return model
 
 
-async def _abort(client: Client, bucket: str, uploads: list[tuple[str, m.UploadInfo]]) -> None:
+async def _abort(client: Client, bucket: str, uploads: list[tuple[str, UploadInfo]]) -> None:
     for key, up in uploads:
         try:
             await client.abort_multipart(bucket, key, up.upload_id)

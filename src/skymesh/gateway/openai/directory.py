@@ -26,12 +26,10 @@ import msgspec
 from skymesh.compute.routing import DEFAULT_RTT, Candidate, Weights
 from skymesh.errors import NotFound, SkymeshError
 from skymesh.rpc import RpcClient
-from skymesh.wire.messages import (
+from skymesh.wire import routes
+from skymesh.wire.inference import (
     ComputeNode,
-    ComputeNodeList,
     InferenceOrderRequest,
-    InferenceOrders,
-    ProjectRouting,
 )
 from skymesh.wire.signing import Signed
 
@@ -82,7 +80,7 @@ class ComputeDirectory:
     async def nodes(self, rpc: RpcClient, *, fresh: bool = False) -> list[ComputeNode]:
         async with self._lock:
             if fresh or self.clock() - self._fetched_at > self.ttl:
-                listed = await rpc.request("GET", "/v1/compute/nodes", ComputeNodeList)
+                listed = await rpc.send(routes.COMPUTE_NODES, None)
                 self._nodes = [self._routed(n) for n in listed.nodes]
                 self._fetched_at = self.clock()
                 self._probe_stale()
@@ -103,7 +101,7 @@ class ComputeDirectory:
         if known is not None and now - known[0] <= self.weights_ttl:
             return known[1]
         try:
-            r = await rpc.request("GET", "/v1/projects/self/routing", ProjectRouting)
+            r = await rpc.send(routes.OWN_ROUTING, None)
             weights = Weights.parse({"latency": r.latency, "price": r.price, "carbon": r.carbon})
         except (SkymeshError, ValueError) as e:
             log.info("project routing weights unavailable, using the last known: %s", e)
@@ -144,14 +142,14 @@ class ComputeDirectory:
         """Signed orders for these nodes; a stale list is refreshed once and asked again."""
         req = InferenceOrderRequest(model=model, node_ids=node_ids, max_tokens=max_tokens)
         try:
-            return (await rpc.call("/v1/compute/orders", req, InferenceOrders)).orders
+            return (await rpc.send(routes.INFERENCE_ORDERS, req)).orders
         except NotFound:
             listed = {n.node_id for n in await self.nodes(rpc, fresh=True)}
             ids = [i for i in node_ids if i in listed]
             if not ids:
                 raise
             req = InferenceOrderRequest(model=model, node_ids=ids, max_tokens=max_tokens)
-            signed = (await rpc.call("/v1/compute/orders", req, InferenceOrders)).orders
+            signed = (await rpc.send(routes.INFERENCE_ORDERS, req)).orders
             by_id = dict(zip(ids, signed, strict=True))
             return [by_id[i] for i in node_ids if i in by_id]
 

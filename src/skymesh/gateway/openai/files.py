@@ -41,7 +41,7 @@ from skymesh.client.objectmeta import ObjectMeta
 from skymesh.config import Credential, GatewayConfig
 from skymesh.errors import Conflict, NotFound
 from skymesh.gateway.openai.errors import OpenAIError, bad_request
-from skymesh.wire import messages as m
+from skymesh.wire.metainfo import ListObjectsRequest, ObjectInfo
 
 MAX_FILE = 200 * 1024 * 1024  # OpenAI's limit for a batch input
 UPLOAD_PREFIX = "openai-files/"
@@ -152,7 +152,7 @@ class ProjectFiles:
         reader = await request.multipart()
         purpose = ""
         bucket = request.headers.get(BUCKET_HEADER, "")
-        stored: tuple[str, str, m.ObjectInfo] | None = None
+        stored: tuple[str, str, ObjectInfo] | None = None
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise bad_request("nested multipart bodies are not accepted")
@@ -192,7 +192,7 @@ class ProjectFiles:
         prefix = {"batch": UPLOAD_PREFIX, "batch_output": OUTPUT_PREFIX}.get(purpose, "openai-")
         after = parse_file_id(q["after"])[1] if q.get("after") else ""
         page = await self.client(c).list_objects(
-            m.ListObjectsRequest(bucket=bucket, prefix=prefix, start_after=after, limit=limit)
+            ListObjectsRequest(bucket=bucket, prefix=prefix, start_after=after, limit=limit)
         )
         data = [
             file_object(bucket, e.key, e.size, e.created_at)

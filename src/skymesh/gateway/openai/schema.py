@@ -22,7 +22,7 @@ from skymesh.compute import requests
 from skymesh.compute.requests import DEFAULT_MAX_TOKENS
 from skymesh.compute.routing import Weights
 from skymesh.gateway.openai.errors import bad_request
-from skymesh.wire.messages import ChatMessage
+from skymesh.wire.inference import ChatMessage
 
 __all__ = ["DEFAULT_MAX_TOKENS", "MAX_BODY", "decode", "parse_chat", "parse_embeddings"]
 

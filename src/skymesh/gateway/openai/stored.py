@@ -39,9 +39,10 @@ from skymesh.gateway.openai.errors import OpenAIError, bad_request, from_error
 from skymesh.gateway.openai.files import ProjectFiles
 from skymesh.gateway.openai.schema import EmbeddingsParams
 from skymesh.rpc import RpcClient, error_from_body
+from skymesh.wire import routes
+from skymesh.wire.base import ErrorBody
 from skymesh.wire.batch import BatchOrderGrant, ObjectEmbedRequest, ReadOrderRequest
-from skymesh.wire.messages import ORDER_HEADER, ErrorBody
-from skymesh.wire.signing import encode_header
+from skymesh.wire.signing import ORDER_HEADER, encode_header
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class StoredInputs:
             regions=list(p.routing.regions),
         )
         try:
-            grant = await rpc.call("/v1/compute/read-orders", req, BatchOrderGrant)
+            grant = await rpc.send(routes.READ_ORDERS, req)
         except SkymeshError as e:
             if e.code == "NoComputeInResidency":
                 raise OpenAIError(

@@ -23,7 +23,9 @@ from collections.abc import AsyncGenerator
 
 from skymesh.errors import SkymeshError, Unavailable
 from skymesh.rpc import RpcClient
-from skymesh.wire.messages import ChatEvent, UsageRecorded, UsageReport, UsageReports
+from skymesh.wire import routes
+from skymesh.wire.inference import ChatEvent
+from skymesh.wire.metering import UsageReport, UsageReports
 from skymesh.wire.signing import Signed
 
 log = logging.getLogger(__name__)
@@ -148,7 +150,7 @@ class UsageReporter:
         delay = self.backoff
         for attempt in range(RETRIES + 1):
             try:
-                await rpc.call("/v1/compute/usage", UsageReports(reports=reports), UsageRecorded)
+                await rpc.send(routes.USAGE_REPORTS, UsageReports(reports=reports))
                 self.sent += len(reports)
                 return
             except SkymeshError as e:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from skymesh.gateway.s3.errors import S3Error, s3_error
-from skymesh.wire.messages import CorsRule
+from skymesh.wire.metainfo import CorsRule
 
 METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
 MAX_RULES = 100

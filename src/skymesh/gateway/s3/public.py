@@ -28,7 +28,7 @@ from skymesh.client.objectmeta import ObjectMeta
 from skymesh.config import Credential, GatewayConfig
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.errors import S3Error, s3_error
-from skymesh.wire import messages as m
+from skymesh.wire.metainfo import BucketConfig, BucketInfo, ListObjectsRequest, ListObjectsResponse
 
 CACHE_TTL = 5.0
 MAX_CACHED = 10_000
@@ -44,7 +44,7 @@ class Owned:
     """A bucket owned by one of this gateway's projects, with its configuration."""
 
     credential: Credential
-    config: m.BucketConfig
+    config: BucketConfig
 
 
 class PublicReadClient(Client):
@@ -91,12 +91,12 @@ class PublicReadClient(Client):
         self._require_public(handle.meta)  # the version being read, before any byte
         return handle
 
-    async def get_bucket(self, name: str) -> m.BucketInfo:
+    async def get_bucket(self, name: str) -> BucketInfo:
         if not await self._bucket_public(name):
             raise _denied()
         return await super().get_bucket(name)
 
-    async def list_objects(self, req: m.ListObjectsRequest) -> m.ListObjectsResponse:
+    async def list_objects(self, req: ListObjectsRequest) -> ListObjectsResponse:
         if not await self._bucket_public(req.bucket):
             raise _denied()
         return await super().list_objects(req)

@@ -25,7 +25,7 @@ from urllib.parse import quote_plus
 from xml.parsers import expat
 
 from skymesh.gateway.s3.errors import S3Error, s3_error
-from skymesh.wire.messages import CorsRule
+from skymesh.wire.metainfo import CorsRule
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'

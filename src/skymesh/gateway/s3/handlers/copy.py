@@ -41,7 +41,7 @@ from skymesh.gateway.s3.handlers.objects import (
 )
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import copy_object_result_xml, copy_part_result_xml, error_xml
-from skymesh.wire.messages import ObjectInfo
+from skymesh.wire.metainfo import ObjectInfo
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from skymesh.gateway.s3.xml import (
     list_objects_v2_xml,
     list_versions_xml,
 )
-from skymesh.wire.messages import (
+from skymesh.wire.metainfo import (
     ListObjectsRequest,
     ListObjectsResponse,
     ListVersionsRequest,

@@ -25,7 +25,7 @@ from skymesh.gateway.s3.xml import (
     list_parts_xml,
     parse_complete_parts,
 )
-from skymesh.wire.messages import CompletePart, ListPartsRequest, ListUploadsRequest, PartInfo
+from skymesh.wire.metainfo import CompletePart, ListPartsRequest, ListUploadsRequest, PartInfo
 
 MAX_PART_SIZE = 5 * 1024**3
 

@@ -27,7 +27,7 @@ from skymesh.gateway.s3.xml import (
     parse_http_date,
     quote_etag,
 )
-from skymesh.wire.messages import DeleteObjectResponse, ObjectInfo
+from skymesh.wire.metainfo import DeleteObjectResponse, ObjectInfo
 
 log = logging.getLogger(__name__)
 

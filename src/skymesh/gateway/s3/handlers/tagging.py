@@ -21,7 +21,7 @@ from skymesh.client.objectmeta import ObjectMeta
 from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.xml import MAX_TAGGING_BODY, parse_tagging, tagging_xml
-from skymesh.wire.messages import Tag
+from skymesh.wire.metainfo import Tag
 
 MAX_OBJECT_TAGS = 10
 MAX_BUCKET_TAGS = 50

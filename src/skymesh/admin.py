@@ -1,0 +1,61 @@
+"""The coordinator's admin API as the network's tools call it: `skymesh up`, the CLI, tests."""
+
+from __future__ import annotations
+
+import secrets
+
+import aiohttp
+
+from skymesh.config import Credential
+from skymesh.rpc import RpcClient
+from skymesh.wire import routes
+from skymesh.wire.metainfo import CreateProjectRequest, RegisterAccessKeyRequest
+from skymesh.wire.registry import NodeList
+
+_ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def alphanumeric(n: int) -> str:
+    """A secret safe to paste anywhere: no leading dash, no shell or URL metacharacters."""
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(n))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class AdminClient:
+    """Calls the coordinator with the network's admin token."""
+
+    def __init__(self, coordinator_url: str, admin_token: str, session: aiohttp.ClientSession):
+        self.url = coordinator_url
+        self.session = session
+        self.rpc = RpcClient(coordinator_url, session, bearer(admin_token))
+
+    async def nodes(self) -> NodeList:
+        return await self.rpc.send(routes.LIST_NODES, None)
+
+    async def online_count(self) -> int:
+        return sum(1 for n in (await self.nodes()).nodes if n.online)
+
+    async def create_credential(self, project_name: str) -> Credential:
+        """A new project with one S3 access key: what a gateway's credentials file holds.
+
+        The coordinator learns the project, its API key hash and the access key id;
+        the S3 secret and the encryption secret are made here and never sent.
+        """
+        project = await self.rpc.send(
+            routes.CREATE_PROJECT, CreateProjectRequest(name=project_name)
+        )
+        access_key = "SKY" + secrets.token_hex(8).upper()
+        as_project = RpcClient(self.url, self.session, bearer(project.api_key))
+        await as_project.send(
+            routes.REGISTER_ACCESS_KEY, RegisterAccessKeyRequest(access_key_id=access_key)
+        )
+        return Credential(
+            access_key_id=access_key,
+            secret_access_key=alphanumeric(40),
+            project_id=project.project_id,
+            api_key=project.api_key,
+            encryption_secret=secrets.token_hex(32),
+        )

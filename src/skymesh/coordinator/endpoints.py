@@ -1,0 +1,122 @@
+"""The coordinator's HTTP edge: mounts routes of ``wire.routes``, checking their caller first.
+
+Each subsystem gives an operation per route: ``(call, body) -> answer``. The table
+checks who is calling (``Route.caller``) before the body is read, decodes the body as
+the route's request type, and encodes the answer; errors leave through
+:func:`skymesh.rpc.error_middleware`. Nothing is mounted that ``wire.routes`` does not
+declare, so the route list there is the whole API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from skymesh.coordinator.auth import Auth
+from skymesh.errors import Forbidden, Unauthorized
+from skymesh.rpc import MAX_RPC_BODY, error_middleware, json_response, read_json
+from skymesh.wire.base import Empty
+from skymesh.wire.batch import BatchOrder
+from skymesh.wire.routes import Caller, Route
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+@dataclass(frozen=True)
+class Call:
+    """Who called, as the route's caller check found it."""
+
+    request: web.Request
+    project_id: str = ""  # the calling project (PROJECT, PROJECT_OR_ADMIN, BATCH_ORDER)
+    admin: bool = False
+    order: BatchOrder | None = None  # BATCH_ORDER: the verified order
+
+
+#: ``(call, body) -> answer``; an answer of None is sent as ``{}``.
+Operation = Callable[[Call, Any], Awaitable[Any]]
+#: Checks a batch order header and returns the order (raises ``Forbidden`` otherwise).
+OrderCheck = Callable[[web.Request], BatchOrder]
+
+
+class RouteTable:
+    """The coordinator's aiohttp application, filled one declared route at a time."""
+
+    def __init__(self, auth: Auth) -> None:
+        self.auth = auth
+        self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_RPC_BODY)
+        self.order_check: OrderCheck | None = None
+        self.mounted: list[tuple[str, str]] = []  # (method, path), in mount order
+
+    def add(self, route: Route[Req, Resp], op: Callable[[Call, Req], Awaitable[Resp]]) -> None:
+        """Serve ``route`` with ``op``."""
+        self._mount(route.method, route.path, route, op)
+
+    def add_scoped(self, prefix: str, route: Route[Req, Resp], op: Operation) -> None:
+        """Serve ``route`` again under ``prefix``, for callers holding a batch order."""
+        self._mount(route.method, prefix + route.path, route, op, Caller.BATCH_ORDER)
+
+    def _mount(
+        self,
+        method: str,
+        path: str,
+        route: Route[Any, Any],
+        op: Operation,
+        caller: Caller | None = None,
+    ) -> None:
+        check = self._checker(caller or route.caller)
+        kind = route.request if route.has_body else None
+
+        async def handle(request: web.Request) -> web.Response:
+            call = await check(request)
+            body: Any = None if kind is None else await read_json(request, kind)
+            result = await op(call, body)
+            return json_response(Empty() if result is None else result)
+
+        self.app.router.add_route(method, path, handle)
+        self.mounted.append((method, path))
+
+    def _checker(self, caller: Caller) -> Callable[[web.Request], Awaitable[Call]]:
+        auth = self.auth
+
+        async def anyone(request: web.Request) -> Call:
+            return Call(request)
+
+        async def admin(request: web.Request) -> Call:
+            auth.require_admin(request)
+            return Call(request, admin=True)
+
+        async def project(request: web.Request) -> Call:
+            return Call(request, project_id=await auth.project_of(request))
+
+        async def project_or_admin(request: web.Request) -> Call:
+            try:
+                auth.require_admin(request)
+                return Call(request, admin=True)
+            except (Unauthorized, Forbidden):
+                pass
+            try:
+                return Call(request, project_id=await auth.project_of(request))
+            except Unauthorized as e:
+                raise Unauthorized(
+                    f"neither the admin token nor a project's API key ({e.message})"
+                ) from e
+
+        async def batch_order(request: web.Request) -> Call:
+            if self.order_check is None:
+                raise Forbidden("this coordinator issues no batch orders")
+            order = self.order_check(request)
+            return Call(request, project_id=order.project_id, order=order)
+
+        checks: dict[Caller, Callable[[web.Request], Awaitable[Call]]] = {
+            Caller.ANYONE: anyone,
+            Caller.NODE: anyone,  # the body's signature is the operation's to check
+            Caller.ADMIN: admin,
+            Caller.PROJECT: project,
+            Caller.PROJECT_OR_ADMIN: project_or_admin,
+            Caller.BATCH_ORDER: batch_order,
+        }
+        return checks[caller]

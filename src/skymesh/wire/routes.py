@@ -1,0 +1,234 @@
+"""Every route of the coordinator, declared once: method, path, body, answer and who may call.
+
+The coordinator mounts these and nothing else (``skymesh.coordinator``), and every
+caller reaches it through :meth:`skymesh.rpc.RpcClient.send` with the same
+:class:`Route`, so a path, its body type and its answer type cannot drift apart.
+``docs/spec/coordinator-api.md`` describes each one; a test checks that it names them all.
+
+Bodies and answers are JSON of the structs in this package; a route with no body takes
+``None`` (its request type is ``NoneType``). ``{name}`` in a path is filled from the caller's ``params``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from types import NoneType
+from typing import Generic, TypeVar
+
+from skymesh.wire.base import Empty, Health
+from skymesh.wire.batch import BatchOrderGrant, BatchOrderRequest, ReadOrderRequest
+from skymesh.wire.durability import DrainStatus, DurabilityReport
+from skymesh.wire.inference import ComputeNodeList, InferenceOrderRequest, InferenceOrders
+from skymesh.wire.metainfo import (
+    BeginObjectRequest,
+    BeginObjectResponse,
+    BeginPartRequest,
+    BeginSegmentRequest,
+    BeginUploadRequest,
+    BucketConfig,
+    BucketInfo,
+    BucketList,
+    BucketRequest,
+    CodecParams,
+    CommitObjectRequest,
+    CommitPartRequest,
+    CommitSegmentRequest,
+    CompleteUploadRequest,
+    CreateBucketRequest,
+    CreateProjectRequest,
+    DeleteObjectResponse,
+    DeleteObjectsRequest,
+    DeleteObjectsResponse,
+    DownloadRequest,
+    DownloadResponse,
+    ListObjectsRequest,
+    ListObjectsResponse,
+    ListPartsRequest,
+    ListPartsResponse,
+    ListUploadsRequest,
+    ListUploadsResponse,
+    ListVersionsRequest,
+    ListVersionsResponse,
+    ObjectInfo,
+    ObjectRequest,
+    PartInfo,
+    Placement,
+    ProjectCredentials,
+    PutBucketAclRequest,
+    PutBucketCorsRequest,
+    PutBucketTaggingRequest,
+    PutBucketVersioningRequest,
+    PutInlineRequest,
+    RegisterAccessKeyRequest,
+    UpdateObjectMetadataRequest,
+    UploadInfo,
+    UploadRequest,
+)
+from skymesh.wire.metering import (
+    ProjectRouting,
+    ProjectRoutingList,
+    RoutingWeights,
+    UsageRecorded,
+    UsageReports,
+    UsageSummary,
+)
+from skymesh.wire.registry import HeartbeatResponse, JoinResponse, NodeList, PeerIdentity
+from skymesh.wire.signing import Signed
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+#: Where the routes a batch or read order opens are mounted: ``SCOPE_PREFIX + route.path``.
+SCOPE_PREFIX = "/v1/compute/batch-scope"
+
+
+class Caller(enum.Enum):
+    """Who may call a route, checked before its body is read."""
+
+    ANYONE = "-"
+    ADMIN = "admin"  # Authorization: Bearer <admin token>
+    PROJECT = "project"  # Authorization: Bearer <project API key>
+    PROJECT_OR_ADMIN = "project or admin"
+    NODE = "node"  # the body is a Signed envelope of a registered (or joining) node
+    BATCH_ORDER = "batch order"  # a signed BatchOrder in X-Skymesh-Order
+
+
+@dataclass(frozen=True)
+class Route(Generic[Req, Resp]):
+    """One coordinator route: ``method path``, body type (None: no body) and answer type."""
+
+    method: str
+    path: str
+    request: type[Req]  # NoneType: no body
+    response: type[Resp]
+    caller: Caller
+
+    @property
+    def has_body(self) -> bool:
+        return self.request is not NoneType
+
+    def url_path(self, params: dict[str, str] | None = None) -> str:
+        """The path with its ``{name}`` parts filled in from ``params``."""
+        return self.path.format(**params) if params else self.path
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _route(
+    method: str, path: str, request: type[Req], response: type[Resp], caller: Caller
+) -> Route[Req, Resp]:
+    return Route(method, path, request, response, caller)
+
+
+ANYONE, ADMIN, PROJECT, NODE = Caller.ANYONE, Caller.ADMIN, Caller.PROJECT, Caller.NODE
+
+# ---------------------------------------------------------------- registry
+HEALTHZ = _route("GET", "/healthz", NoneType, Health, ANYONE)
+IDENTITY = _route("GET", "/v1/identity", NoneType, PeerIdentity, ANYONE)
+JOIN = _route("POST", "/v1/nodes/join", Signed, JoinResponse, NODE)  # Signed[NodeInfo]
+HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NODE)
+LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
+
+# ---------------------------------------------------------------- durability
+DRAIN = _route("POST", "/v1/nodes/drain", Signed, DrainStatus, NODE)  # Signed[DrainRequest]
+DURABILITY = _route("GET", "/v1/admin/durability", NoneType, DurabilityReport, ADMIN)
+
+# ---------------------------------------------------------------- projects
+CREATE_PROJECT = _route("POST", "/v1/projects", CreateProjectRequest, ProjectCredentials, ADMIN)
+REGISTER_ACCESS_KEY = _route(
+    "POST", "/v1/projects/access-keys", RegisterAccessKeyRequest, Empty, PROJECT
+)
+
+# ---------------------------------------------------------------- metainfo: buckets
+CODEC = _route("POST", "/v1/codec", NoneType, CodecParams, PROJECT)
+CREATE_BUCKET = _route("POST", "/v1/buckets/create", CreateBucketRequest, BucketInfo, PROJECT)
+GET_BUCKET = _route("POST", "/v1/buckets/get", BucketRequest, BucketInfo, PROJECT)
+LIST_BUCKETS = _route("POST", "/v1/buckets/list", NoneType, BucketList, PROJECT)
+DELETE_BUCKET = _route("POST", "/v1/buckets/delete", BucketRequest, Empty, PROJECT)
+BUCKET_CONFIG = _route("POST", "/v1/buckets/config", BucketRequest, BucketConfig, PROJECT)
+PUT_BUCKET_ACL = _route("POST", "/v1/buckets/put-acl", PutBucketAclRequest, BucketConfig, PROJECT)
+PUT_BUCKET_TAGGING = _route(
+    "POST", "/v1/buckets/put-tagging", PutBucketTaggingRequest, BucketConfig, PROJECT
+)
+PUT_BUCKET_CORS = _route(
+    "POST", "/v1/buckets/put-cors", PutBucketCorsRequest, BucketConfig, PROJECT
+)
+PUT_BUCKET_VERSIONING = _route(
+    "POST", "/v1/buckets/put-versioning", PutBucketVersioningRequest, BucketConfig, PROJECT
+)
+
+# ---------------------------------------------------------------- metainfo: objects
+BEGIN_OBJECT = _route("POST", "/v1/objects/begin", BeginObjectRequest, BeginObjectResponse, PROJECT)
+BEGIN_SEGMENT = _route("POST", "/v1/segments/begin", BeginSegmentRequest, Placement, PROJECT)
+COMMIT_SEGMENT = _route("POST", "/v1/segments/commit", CommitSegmentRequest, Empty, PROJECT)
+COMMIT_OBJECT = _route("POST", "/v1/objects/commit", CommitObjectRequest, ObjectInfo, PROJECT)
+PUT_INLINE = _route("POST", "/v1/objects/put-inline", PutInlineRequest, ObjectInfo, PROJECT)
+HEAD_OBJECT = _route("POST", "/v1/objects/head", ObjectRequest, ObjectInfo, PROJECT)
+DOWNLOAD = _route("POST", "/v1/objects/download", DownloadRequest, DownloadResponse, PROJECT)
+LIST_OBJECTS = _route("POST", "/v1/objects/list", ListObjectsRequest, ListObjectsResponse, PROJECT)
+DELETE_OBJECT = _route("POST", "/v1/objects/delete", ObjectRequest, DeleteObjectResponse, PROJECT)
+DELETE_OBJECTS = _route(
+    "POST", "/v1/objects/delete-many", DeleteObjectsRequest, DeleteObjectsResponse, PROJECT
+)
+LIST_VERSIONS = _route(
+    "POST", "/v1/objects/versions", ListVersionsRequest, ListVersionsResponse, PROJECT
+)
+UPDATE_METADATA = _route(
+    "POST", "/v1/objects/update-metadata", UpdateObjectMetadataRequest, ObjectInfo, PROJECT
+)
+
+# ---------------------------------------------------------------- metainfo: multipart
+BEGIN_UPLOAD = _route("POST", "/v1/uploads/begin", BeginUploadRequest, UploadInfo, PROJECT)
+GET_UPLOAD = _route("POST", "/v1/uploads/get", UploadRequest, UploadInfo, PROJECT)
+BEGIN_PART = _route("POST", "/v1/uploads/begin-part", BeginPartRequest, Placement, PROJECT)
+COMMIT_PART = _route("POST", "/v1/uploads/commit-part", CommitPartRequest, PartInfo, PROJECT)
+LIST_PARTS = _route("POST", "/v1/uploads/parts", ListPartsRequest, ListPartsResponse, PROJECT)
+COMPLETE_UPLOAD = _route("POST", "/v1/uploads/complete", CompleteUploadRequest, ObjectInfo, PROJECT)
+ABORT_UPLOAD = _route("POST", "/v1/uploads/abort", UploadRequest, Empty, PROJECT)
+LIST_UPLOADS = _route("POST", "/v1/uploads/list", ListUploadsRequest, ListUploadsResponse, PROJECT)
+
+# ---------------------------------------------------------------- inference
+COMPUTE_NODES = _route("GET", "/v1/compute/nodes", NoneType, ComputeNodeList, PROJECT)
+INFERENCE_ORDERS = _route(
+    "POST", "/v1/compute/orders", InferenceOrderRequest, InferenceOrders, PROJECT
+)
+BATCH_ORDERS = _route(
+    "POST", "/v1/compute/batch-orders", BatchOrderRequest, BatchOrderGrant, PROJECT
+)
+READ_ORDERS = _route("POST", "/v1/compute/read-orders", ReadOrderRequest, BatchOrderGrant, PROJECT)
+#: Signed[BatchUsage], signed by the order's node.
+BATCH_USAGE = _route("POST", SCOPE_PREFIX + "/usage", Signed, UsageRecorded, Caller.BATCH_ORDER)
+
+# ---------------------------------------------------------------- metering
+USAGE_REPORTS = _route(
+    "POST", "/v1/compute/usage", UsageReports, UsageRecorded, Caller.PROJECT_OR_ADMIN
+)
+#: Query: project, since, until, group_by.
+USAGE = _route("GET", "/v1/usage", NoneType, UsageSummary, Caller.PROJECT_OR_ADMIN)
+OWN_ROUTING = _route("GET", "/v1/projects/self/routing", NoneType, ProjectRouting, PROJECT)
+ALL_ROUTING = _route("GET", "/v1/admin/routing", NoneType, ProjectRoutingList, ADMIN)
+_PROJECT_ROUTING = "/v1/admin/projects/{project}/routing"
+GET_ROUTING = _route("GET", _PROJECT_ROUTING, NoneType, ProjectRouting, ADMIN)
+SET_ROUTING = _route("PUT", _PROJECT_ROUTING, RoutingWeights, ProjectRouting, ADMIN)
+RESET_ROUTING = _route("DELETE", _PROJECT_ROUTING, NoneType, ProjectRouting, ADMIN)
+
+#: The project routes a batch (or read) order also opens under ``SCOPE_PREFIX``, run as
+#: the order's project for its input and its uploads only.
+BATCH_SCOPED: tuple[Route, ...] = (
+    CODEC,
+    DOWNLOAD,
+    GET_UPLOAD,
+    BEGIN_PART,
+    COMMIT_PART,
+    LIST_PARTS,
+    COMPLETE_UPLOAD,
+    ABORT_UPLOAD,
+    BEGIN_SEGMENT,
+)
+
+#: Every route the coordinator serves, BATCH_SCOPED ones only at their own path.
+COORDINATOR_ROUTES: tuple[Route, ...] = tuple(
+    value for value in list(globals().values()) if isinstance(value, Route)
+)
