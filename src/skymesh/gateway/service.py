@@ -16,7 +16,8 @@ from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
 from skymesh.gateway.openai.app import OpenAIGateway  # inference slice
-from skymesh.gateway.s3.app import S3Context, make_app
+from skymesh.gateway.s3.app import make_app
+from skymesh.gateway.s3.request import S3Context
 from skymesh.rpc import STREAM_BUFSIZE
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.handlers.acl import PRIVATE, canned_acl
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_bucket_name
 from skymesh.gateway.s3.xml import (  # S3 versioning
     MAX_CREATE_BUCKET_BODY,

@@ -7,8 +7,8 @@ import binascii
 
 from aiohttp import web
 
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import s3_error
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.xml import (
     VersionItem,
     list_objects_v1_xml,

@@ -11,13 +11,13 @@ from aiohttp import web
 from skymesh.client.client import DeleteMarkerError, StoredObject, s3_version_id
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.errors import SkymeshError
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers.acl import object_acl  # S3 slice B
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
 from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
 from skymesh.gateway.s3.handlers.tagging import tags_from_header  # S3 slice B
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import (
     MAX_DELETE_BODY,
