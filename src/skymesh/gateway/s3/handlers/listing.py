@@ -126,9 +126,6 @@ async def list_objects_v1(req: S3Request) -> web.StreamResponse:
     return web.Response(body=body, content_type=XML)
 
 
-# ---- S3 versioning ---------------------------------------------------------------------
-
-
 async def list_object_versions(req: S3Request) -> web.StreamResponse:
     """ListObjectVersions: one page of the coordinator's walk over (key, version)."""
     limit = max_keys(req)
