@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# inference slice: the ai extra (model runtimes) is installed for `make test` too;
+	# the ai extra (model runtimes) is installed for `make test` too;
 	# llama-cpp-python builds from source, without its multimodal tools
 	CMAKE_ARGS="$${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $(BIN)/pip install -q -e '.[dev,ai]'
 	touch $(STAMP)
@@ -35,7 +35,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-# bench (issue 5): skymesh vs Tahoe-LAFS vs moto; makes .bench/venvs/ on first use,
+# bench: skymesh vs Tahoe-LAFS vs moto; makes .bench/venvs/ on first use,
 # rewrites docs/benchmarks.md and .png. e.g. make bench BENCH_ARGS="--quick --only skymesh"
 BENCH_ARGS ?=
 bench: $(STAMP)

@@ -92,18 +92,18 @@ def up(
             " home (tls/ca.pem: point AWS_CA_BUNDLE at it).",
         ),
     ] = False,
-    compute: Annotated[  # inference slice
+    compute: Annotated[
         bool,
         typer.Option(
             "--compute/--no-compute",
             help="One compute node per region, models pushed (needs skymesh[ai]).",
         ),
     ] = True,
-    compute_regions: Annotated[  # inference slice
+    compute_regions: Annotated[
         str,
         typer.Option(help="Comma-separated regions whose first node computes (default: all)."),
     ] = "",
-    distance: Annotated[  # distance: docs/inference.md
+    distance: Annotated[  # docs/inference.md
         bool,
         typer.Option(
             "--distance/--no-distance",
@@ -135,7 +135,7 @@ def up(
         fsync=not no_fsync,
         log_level=log_level,
         tls=tls,
-        compute=compute,  # inference slice
+        compute=compute,
         compute_regions=[r.strip() for r in compute_regions.split(",") if r.strip()],
         distance=distance,
         rtt_matrix=matrix,
@@ -152,7 +152,7 @@ def coordinator(config: ConfigOpt = None, log_level: LogLevelOpt = "INFO") -> No
     _run(run_coordinator(_load(CoordinatorConfig, config)))
 
 
-# `skymesh node` runs a node; `skymesh node drain` (durability slice B) asks it to leave.
+# `skymesh node` runs a node; `skymesh node drain` asks it to leave.
 node_app = typer.Typer(help="Run a provider node (or manage one: drain).")
 app.add_typer(node_app, name="node", invoke_without_command=True)
 
@@ -162,7 +162,7 @@ def node(
     ctx: typer.Context,
     config: ConfigOpt = None,
     log_level: LogLevelOpt = "INFO",
-    compute: Annotated[  # inference slice
+    compute: Annotated[
         bool,
         typer.Option("--compute", help="Also serve inference (the config's compute_models)."),
     ] = False,
@@ -176,7 +176,7 @@ def node(
 
     _setup_logging(log_level, "node")
     cfg = _load(NodeConfig, config)
-    if compute:  # inference slice
+    if compute:
         cfg = msgspec.structs.replace(cfg, compute=True)
     _run(run_node(cfg))
 
@@ -230,7 +230,7 @@ def config_show(
     typer.echo(config_to_toml(_load(kinds[role], config)), nl=False)
 
 
-# ---- durability slice A: durability report and model --------------------------------
+# ---------------------------------------------------------------- durability report and model
 
 
 @app.command()
@@ -368,10 +368,7 @@ def simulate(
     show_simulation(run_model(params), Console())
 
 
-# ---- end durability slice A ------------------------------------------------------------
-
-
-# ---- inference slice: models stored in the network ----------------------------------
+# ---------------------------------------------------------------- models stored in the network
 
 models_app = typer.Typer(help="Models stored in the network for compute nodes.")
 app.add_typer(models_app, name="models", no_args_is_help=True)
@@ -441,10 +438,7 @@ def models_push(
     _run(push_all())
 
 
-# ---- end inference slice ------------------------------------------------------------
-
-
-# ---- metering slice: `skymesh usage` and `skymesh routing` ---------------------------
+# ---------------------------------------------------------------- usage and routing weights
 
 CoordinatorOpt = Annotated[
     str | None, typer.Option(help="Coordinator URL (default: from the home of `skymesh up`).")
@@ -598,9 +592,6 @@ def routing_show(
         typer.echo(msgspec.json.encode(found).decode())
     else:
         show_routing(found, Console(width=160))
-
-
-# ---- end metering slice -----------------------------------------------------------------
 
 
 @app.command()

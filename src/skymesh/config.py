@@ -42,7 +42,7 @@ class NodeConfig(_Config, frozen=True):
     trusted_coordinators: list[str] = []
     heartbeat_interval: float = 5.0
     fsync: bool = True
-    # ---- inference slice: compute (docs/inference.md)
+    # inference (docs/inference.md)
     compute: bool = False  # serve inference (`skymesh node --compute`)
     compute_models: list[str] = []  # model names served; empty: every packaged model
     compute_concurrency: int = 1  # requests run at once
@@ -58,7 +58,6 @@ class NodeConfig(_Config, frozen=True):
     model_credentials: str = ""
     model_bucket: str = "models"
     model_cache_bytes: int = 4 * GiB  # least recently used models are evicted past this
-    # ---- end inference slice
 
 
 class CoordinatorConfig(_Config, frozen=True):
@@ -77,13 +76,12 @@ class CoordinatorConfig(_Config, frozen=True):
     block_size: int = 64 * 1024 - 16  # plaintext per AES-GCM block: stripes of 64 KiB
     scheme: str = ""  # "k/repair/optimal/total"; empty: chosen from the network's size
     pending_upload_ttl: float = 7 * 24 * 3600.0
-    # ---- durability slice A: garbage collection and reconciliation
+    # garbage collection and reconciliation
     gc_grace: float = 24 * 3600.0  # seconds a queued garbage piece waits before deletion
     gc_interval: float = 600.0  # seconds between garbage collector runs
     retain_interval: float = 24 * 3600.0  # seconds between reconciliation rounds (0: off)
     retain_grace: float = 24 * 3600.0  # nodes keep unreferenced pieces younger than this
-    # ---- end durability slice A
-    # ---- durability slice B: audits, reputation, repair
+    # audits, reputation, repair
     audit_interval: float = 30.0  # seconds between audit rounds
     audits_per_round: int = 4  # online nodes audited per round (one random chunk each)
     audit_timeout: float = 10.0  # seconds a node has to answer; longer counts as unknown
@@ -96,8 +94,7 @@ class CoordinatorConfig(_Config, frozen=True):
     repair_check_interval: float = 60.0  # seconds between repair checker scans
     repair_interval: float = 5.0  # seconds between repair worker runs when idle
     repair_retry_after: float = 300.0  # a failed repair is retried after this long
-    # ---- end durability slice B
-    # ---- placement: residency and audit containment (docs/operations.md)
+    # residency and audit containment (docs/operations.md)
     # Location constraint groups: {"eu": ["eu-west", "eu-central"]}. A constraint not
     # named here covers the region of that name and every "<name>-*" region.
     # Environment: SKYMESH_COORDINATOR_JURISDICTIONS="eu=eu-west,eu-central;us=us-east"
@@ -108,7 +105,6 @@ class CoordinatorConfig(_Config, frozen=True):
     # Between full scans of every segment, a repair checker round judges only segments
     # on nodes whose state changed (and new ones). 0: every round is a full scan.
     repair_full_scan_interval: float = 600.0
-    # ---- end placement
 
 
 class GatewayConfig(_Config, frozen=True):
@@ -129,11 +125,10 @@ class GatewayConfig(_Config, frozen=True):
     # SHA-256-signing each one. `skymesh up --tls` makes a local CA and both files.
     tls_cert: str = ""
     tls_key: str = ""
-    # ---- distance: `skymesh up --distance` (docs/inference.md)
     # compute node URL -> the URL this gateway reaches it by (a delay proxy in between):
-    # how a gateway in one simulated region sees nodes in the others. Empty: as advertised.
+    # how a gateway in one simulated region sees nodes in the others (`skymesh up
+    # --distance`, docs/inference.md). Empty: as advertised.
     node_routes: dict[str, str] = {}
-    # ---- end distance
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -166,7 +161,7 @@ def _env_values(kind: type[_Config], environ: dict[str, str]) -> dict[str, Any]:
             raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(fields))}")
         if field in ("trusted_coordinators", "compute_models"):
             out[field] = [v for v in value.replace(",", " ").split() if v]
-        elif field == "jurisdictions":  # placement: residency groups
+        elif field == "jurisdictions":  # residency groups
             out[field] = _parse_groups(name, value)
         else:
             out[field] = value

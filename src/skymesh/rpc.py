@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 MAX_RPC_BODY = 64 * 1024 * 1024
 # How much of a body aiohttp buffers before it stops reading the socket (its default
-# is 64 KiB, resumed at half that). Piece bodies are megabytes: at 64 KiB every
-# piece moved in dozens of pause/resume rounds, each a syscall and a loop turn.
+# is 64 KiB, resumed at half that). Piece bodies are megabytes: at 64 KiB each
+# piece would move in dozens of pause/resume rounds, each a syscall and a loop turn.
 # Servers (``AppRunner(read_bufsize=...)``) and client sessions set it.
 STREAM_BUFSIZE = 1024 * 1024
 

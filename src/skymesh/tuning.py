@@ -5,12 +5,11 @@ The data path allocates a few hundred KiB to a few MiB per batch (fragments of
 serves blocks of that size from fresh ``mmap`` pages, or, once its dynamic
 threshold has risen, from the heap top, which it trims back to the kernel as soon
 as more than twice that threshold is free. Either way every batch pays for page
-faults and zeroing of memory it just gave back: measured here with
-``bench/bench_codec.py``, the encode pipeline ran at 0.30 GB/s with fresh buffers
-against 0.53 GB/s with reused ones, and after :func:`tune_allocator` at 0.55 GB/s
-with fresh ones (decode 0.47 -> 0.96 GB/s). Fixed thresholds keep blocks up to
-``MMAP_THRESHOLD`` on the heap and up to ``TRIM_THRESHOLD`` of free heap mapped;
-that much idle memory is the price, and it stays far below a segment in flight.
+faults and zeroing of memory it just gave back, which nearly halves the codec
+pipeline's throughput (``bench/bench_codec.py``, fresh against reused buffers).
+Fixed thresholds keep blocks up to ``MMAP_THRESHOLD`` on the heap and up to
+``TRIM_THRESHOLD`` of free heap mapped; that much idle memory is the price, and it
+stays far below a segment in flight.
 """
 
 from __future__ import annotations
@@ -28,13 +27,12 @@ M_ARENA_MAX = -8
 MMAP_THRESHOLD = 4 * 1024 * 1024  # larger blocks (whole segments) still come from mmap
 TRIM_THRESHOLD = 32 * 1024 * 1024
 # Every thread that allocates gets its own arena (up to 8 per core), and each keeps
-# its free memory: after a few PUTs the gateway held ~180 MiB more than it started
-# with. Two arenas (the loop's and one for all worker threads) keep that bounded.
+# its free memory, so a server's footprint grows with its worker threads. Two arenas
+# (the loop's and one for all worker threads) keep that bounded.
 ARENA_MAX = 2
 # Python's cyclic GC runs a young collection every 700 net allocations; a server
 # makes thousands per request (aiohttp's request, headers and futures), and every
-# third-generation pass walks all the modules' objects again. py-spy showed the
-# gateway spending 3 % of a 1 GiB PUT in gc_collect_main.
+# third-generation pass walks all the modules' objects again.
 GC_THRESHOLDS = (20_000, 20, 50)
 
 _done = False

@@ -9,9 +9,8 @@ Blocks are sealed one by one (AES-256-GCM) so a ranged read decrypts only the
 blocks it touches. Their position is bound by the nonce and the object by its
 unique key, so blocks carry no associated data.
 
-cryptography releases the GIL inside AES-GCM (measured: two threads ran ~2x one),
-so SegmentCipher may be used from several threads at once; AESGCM keeps no
-per-call state.
+cryptography releases the GIL inside AES-GCM, so SegmentCipher may be used from
+several threads at once; AESGCM keeps no per-call state.
 """
 
 from __future__ import annotations

@@ -239,7 +239,7 @@ class ModelCache:
         return freed
 
 
-# ---- `skymesh up` and `skymesh models push packaged` ----------------------------------
+# -- packaged models into the network (`skymesh up`, `skymesh models push packaged`) ----
 
 
 async def push_packaged(client: Client, bucket: str = MODELS_BUCKET) -> list[tuple[str, bool]]:

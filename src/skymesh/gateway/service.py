@@ -1,4 +1,4 @@
-"""The gateway process: the S3 API over aiohttp, in front of the client library."""
+"""The gateway process: the S3 and OpenAI APIs on one aiohttp server, in front of the client library."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
-from skymesh.gateway.openai.app import OpenAIGateway  # inference slice
-from skymesh.gateway.s3.app import S3Context, make_app
+from skymesh.gateway.openai.app import OpenAIGateway
+from skymesh.gateway.s3.app import make_app
+from skymesh.gateway.s3.request import S3Context
 from skymesh.rpc import STREAM_BUFSIZE
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class GatewayService:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.context: S3Context | None = None
-        self.openai: OpenAIGateway | None = None  # inference slice
+        self.openai: OpenAIGateway | None = None
 
     @property
     def url(self) -> str:
@@ -64,10 +65,9 @@ class GatewayService:
             base_hosts=list(self.config.virtual_host_suffixes),
         )
         app = make_app(self.context)
-        # ---- inference slice: the OpenAI API on the same server (gateway/openai/app.py)
+        # the OpenAI API on the same server, with the same credentials
         self.openai = OpenAIGateway(self.config, self.context.credentials, self._session)
         self.openai.install(app)
-        # ---- end inference slice
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, read_bufsize=STREAM_BUFSIZE
         )
@@ -101,7 +101,7 @@ class GatewayService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self.openai is not None:  # inference slice
+        if self.openai is not None:
             await self.openai.close()
             self.openai = None
         if self._session is not None:

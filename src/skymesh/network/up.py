@@ -64,14 +64,12 @@ class NetworkSpec:
     log_level: str = "INFO"
     # every gateway serves HTTPS with a certificate of a local CA under home/tls
     tls: bool = False
-    # ---- inference slice: one compute node per region when the ai extra is installed
+    # one compute node per region when the ai extra is installed
     compute: bool = True
     compute_regions: Sequence[str] = ()  # regions whose first node computes; empty: all
-    # ---- end inference slice
-    # ---- distance: a gateway per region, delayed links to compute nodes (network/distance.py)
+    # a gateway per region, delayed links to compute nodes (network/distance.py)
     distance: bool = False
     rtt_matrix: RttMatrix = field(default_factory=RttMatrix.default)
-    # ---- end distance
 
 
 class NetworkState(msgspec.Struct, kw_only=True):
@@ -100,10 +98,9 @@ class Child:
     args: list[str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    # ---- chaos tests: restart one role by hand, with its own environment or entry point
+    # a role restarted by hand (chaos tests) may have its own environment or entry point
     env: dict[str, str] | None = None  # None: this process's environment
     module: str = "skymesh"  # run as ``python -m <module> <args>``
-    # ---- end chaos tests
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +192,8 @@ class Network:
                 heartbeat_interval=s.heartbeat_interval,
                 fsync=s.fsync,
             )
-            if i < len(s.regions) and _compute_on(s) and _computes(s, region):  # inference
+            # the first node of each computing region also serves inference
+            if i < len(s.regions) and _compute_on(s) and _computes(s, region):
                 node = msgspec.structs.replace(
                     node, compute=True, model_credentials=str(_models_credentials(s))
                 )
@@ -246,7 +244,7 @@ class Network:
                 self._child(name, "node", s.home / "nodes" / name / "config.toml")
             await self._wait_nodes(session, state.admin_token, s.nodes)
             self.credential = await self._ensure_credentials(session, state)
-            if _compute_on(s):  # inference slice: packaged models become objects
+            if _compute_on(s):  # packaged models become objects
                 await _push_models(session, self.coordinator_url, state.admin_token, s)
             if s.distance:
                 await self._region_gateways()
@@ -388,7 +386,7 @@ def _tls_export(net: Network) -> str:
     return f"  export AWS_CA_BUNDLE={net.tls.ca}   # or: aws --ca-bundle {net.tls.ca} ...\n"
 
 
-# ---- inference slice: models in the network, compute nodes ----------------------------
+# ---------------------------------------------------------------- models, compute nodes
 
 
 def _compute_on(spec: NetworkSpec) -> bool:
@@ -432,9 +430,6 @@ async def _push_models(
         ", ".join(f"{n} ({'pushed' if p else 'present'})" for n, p in pushed),
         time.monotonic() - started,
     )
-
-
-# ---- end inference slice ----------------------------------------------------------------
 
 
 def _gateway_home(spec: NetworkSpec, region: str) -> Path:

@@ -6,6 +6,8 @@
   do what to which piece, and single-use serials that survive restarts.
 - :mod:`skymesh.node.api`: the HTTP face (``/v1/pieces/...``).
 - :mod:`skymesh.node.heartbeat`: joining the coordinator and heartbeats.
+- :mod:`skymesh.node.compute` and :mod:`skymesh.node.batch`: with ``--compute``,
+  inference requests and batch runs against signed inference and batch orders.
 - :mod:`skymesh.node.service`: :class:`~skymesh.node.service.NodeService`, one
   lifecycle for all of the above.
 """

@@ -101,7 +101,7 @@ def create_app(
     app.router.add_head("/v1/pieces/{piece_id}", _head_piece)
     app.router.add_get("/v1/pieces/{piece_id}/hashes", _get_hashes)
     app.router.add_delete("/v1/pieces/{piece_id}", _delete_piece)
-    app.router.add_get("/v1/pieces/{piece_id}/audit", _audit_piece)  # durability slice B
+    app.router.add_get("/v1/pieces/{piece_id}/audit", _audit_piece)
     return app
 
 
@@ -350,7 +350,7 @@ async def _delete_piece(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-# ---- durability slice B: audits -------------------------------------------------
+# ---------------------------------------------------------------- audits
 
 
 async def _audit_piece(request: web.Request) -> web.Response:

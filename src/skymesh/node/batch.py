@@ -44,7 +44,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -55,6 +55,7 @@ from skymesh.compute import requests
 from skymesh.compute.engines import ChatEngine, EmbeddingEngine
 from skymesh.compute.errors import Overloaded
 from skymesh.errors import BadRequest, Forbidden, NotFound, SkymeshError, Unavailable
+from skymesh.node.compute import NodeCompute
 from skymesh.rpc import RpcClient, json_response, read_json
 from skymesh.wire import routes
 from skymesh.wire.batch import (
@@ -66,9 +67,6 @@ from skymesh.wire.batch import (
 )
 from skymesh.wire.metainfo import CompletePart
 from skymesh.wire.signing import ORDER_HEADER, decode_header, encode_header, open_signed, sign
-
-if TYPE_CHECKING:
-    from skymesh.node.compute import NodeCompute
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,6 @@ from skymesh.compute.requests import MAX_INPUTS
 from skymesh.compute.store import ModelCache, read_manifest
 from skymesh.config import NodeConfig, load_credentials
 from skymesh.errors import BadRequest, ConfigError, Forbidden, SkymeshError
-from skymesh.node.batch import NodeBatches
 from skymesh.node.orders import OrderVerifier
 from skymesh.rpc import json_response, read_json
 from skymesh.wire.base import ErrorBody
@@ -90,7 +89,6 @@ class NodeCompute:
         self.cache: ModelCache | None = None
         self.from_network: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
-        self.batches: NodeBatches | None = None  # batch API, once installed
 
     async def prepare(self, session: aiohttp.ClientSession) -> None:
         """Read the manifests of network models, so adverts say what each one is.
@@ -236,8 +234,6 @@ class NodeCompute:
     def install(self, app: web.Application) -> None:
         app.router.add_post("/v1/infer/embeddings", self._embeddings)
         app.router.add_post("/v1/infer/chat", self._chat)
-        self.batches = NodeBatches(self, self.clock)  # batch API: /v1/batch/*
-        self.batches.install(app)
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         order = self.check_order(request)
@@ -341,8 +337,6 @@ class NodeCompute:
                     await asyncio.shield(job)
 
     def close(self) -> None:
-        if self.batches is not None:
-            self.batches.close()
         self.pool.close()
 
 

@@ -72,7 +72,7 @@ class CoordinatorLink:
         self.failures = 0  # consecutive
         self.outage_since: float | None = None
         self.last_error: str | None = None
-        # inference slice: the node's compute advert, sent with every heartbeat
+        # the node's compute advert (skymesh node --compute), sent with every heartbeat
         self.advert: Callable[[], ComputeAdvert] | None = None
 
     @property
@@ -160,7 +160,7 @@ class CoordinatorLink:
             capacity_bytes=self.store.capacity_bytes,
             used_bytes=self.store.used_bytes,
             timestamp=self._clock(),
-            compute=self.advert() if self.advert is not None else None,  # inference slice
+            compute=self.advert() if self.advert is not None else None,
         )
 
     def _interval(self, value: float) -> float:

@@ -23,7 +23,8 @@ from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE as MERKLE_CHUNK_SIZE
 from skymesh.config import NodeConfig
 from skymesh.loops import DrivenLoop
 from skymesh.node.api import NODE, NodeCounters, create_app
-from skymesh.node.compute import NodeCompute  # inference slice
+from skymesh.node.batch import NodeBatches
+from skymesh.node.compute import NodeCompute
 from skymesh.node.heartbeat import CoordinatorLink
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.retain import RetainSweeper, install_retain
@@ -118,15 +119,18 @@ class NodeService:
         self.app = create_app(self.store, self.verifier, self.identity, clock=self.clock)
         self.retainer = RetainSweeper(self.identity.id, self.store, self.verifier, self.clock)
         install_retain(self.app, self.retainer)
-        # ---- inference slice: `skymesh node --compute`
+        # `skymesh node --compute`: inference and batch runs beside the piece store
         self.compute: NodeCompute | None = None
+        self.batches: NodeBatches | None = None
         if config.compute:
             self.compute = NodeCompute(
                 config, self.identity.id, self.verifier, self.clock, identity=self.identity
             )
             self.compute.install(self.app)
             self._closers.append(self.compute.close)
-        # ---- end inference slice
+            self.batches = NodeBatches(self.compute, self.clock)
+            self.batches.install(self.app)
+            self._closers.append(self.batches.close)  # closed first: runs stop before the pool
 
         self._runner = web.AppRunner(
             self.app,
@@ -154,7 +158,7 @@ class NodeService:
             may_pin=may_pin,
             clock=self.clock,
         )
-        if self.compute is not None:  # inference slice: adverts ride on heartbeats
+        if self.compute is not None:  # adverts ride on heartbeats
             await self.compute.prepare(self.session)
             self.link.advert = self.compute.advert
         self.heartbeat = DrivenLoop("heartbeat", self.link.step)

@@ -97,7 +97,7 @@ class OpenAIGateway:
         self.credentials = credentials  # access key id -> credential (live: keys get added)
         self.session = session
         self.directory = ComputeDirectory(session, routes=config.node_routes)
-        self.files = ProjectFiles(config, session)  # batch API: /v1/files, /v1/batches
+        self.files = ProjectFiles(config, session)  # /v1/files: batch inputs and outputs
         self.batches = BatchAPI(self.files, self.directory, session)
         self.stored = StoredInputs(self.files, self.directory, session)  # skymesh.input_object
         self._rpcs: dict[str, RpcClient] = {}
@@ -146,7 +146,7 @@ class OpenAIGateway:
                 return await self._embeddings(request, rpc, credential)
             if path == "/v1/chat/completions" and method == "POST":
                 return await self._chat(request, rpc)
-            if path.startswith(BATCH_PATHS[0]):  # batch API (files.py, batches.py)
+            if path.startswith(BATCH_PATHS[0]):
                 return await self.files.handle(request, credential)
             if path.startswith(BATCH_PATHS[1]):
                 return await self.batches.handle(request, credential, rpc)

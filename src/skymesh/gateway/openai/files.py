@@ -2,11 +2,10 @@
 
 A file id names its object: ``file-`` + URL-safe base64 (unpadded) of
 ``"<bucket>/<key>"``. So any JSONL object already stored in a bucket of the
-project is a batch input without re-upload (:func:`file_id` gives its id; the
-``skymesh files id`` idea is just this function), and nothing but the object
-itself has to be kept: no index to lose or fall out of step. The id shows the
-bucket and key to whoever holds it; they are names the project chose, and the
-coordinator sees them anyway.
+project is a batch input without re-upload (:func:`file_id` gives its id), and
+nothing but the object itself has to be kept: no index to lose or fall out of
+step. The id shows the bucket and key to whoever holds it; they are names the
+project chose, and the coordinator sees them anyway.
 
 Uploads go to the bucket named by the ``X-Skymesh-Bucket`` header or a ``bucket``
 form field sent before the file, else to the project's own

@@ -11,85 +11,76 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from skymesh.client.client import Client
-from skymesh.config import Credential, GatewayConfig
+from skymesh.config import Credential
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
+from skymesh.gateway.s3.handlers import (
+    acl,
+    bucket,
+    copy,
+    cors,
+    listing,
+    multipart,
+    objects,
+    tagging,
+)
 from skymesh.gateway.s3.public import BucketDirectory
+from skymesh.gateway.s3.request import XML, Handler, S3Context, S3Request
 from skymesh.gateway.s3.router import Endpoint, Op, route
-from skymesh.gateway.s3.sigv4 import AuthResult, SigV4Request, verify
+from skymesh.gateway.s3.sigv4 import SigV4Request, verify
 from skymesh.gateway.s3.xml import error_xml
 
 log = logging.getLogger(__name__)
 
-XML = "application/xml"
+#: The handler of each operation skymesh implements; any other answers NotImplemented.
+#: OPTIONS (a CORS preflight, never signed) is answered before authentication instead.
+HANDLERS: Mapping[Op, Handler] = {
+    Op.ListBuckets: bucket.list_buckets,
+    Op.CreateBucket: bucket.create_bucket,
+    Op.HeadBucket: bucket.head_bucket,
+    Op.DeleteBucket: bucket.delete_bucket,
+    Op.GetBucketLocation: bucket.get_bucket_location,
+    Op.GetBucketVersioning: bucket.get_bucket_versioning,
+    Op.PutBucketVersioning: bucket.put_bucket_versioning,
+    Op.ListObjectVersions: listing.list_object_versions,
+    Op.ListObjects: listing.list_objects_v1,
+    Op.ListObjectsV2: listing.list_objects_v2,
+    Op.PutObject: objects.put_object,
+    Op.GetObject: objects.get_object,
+    Op.HeadObject: objects.head_object,
+    Op.DeleteObject: objects.delete_object,
+    Op.DeleteObjects: objects.delete_objects,
+    Op.CopyObject: copy.copy_object,
+    Op.CreateMultipartUpload: multipart.create_multipart_upload,
+    Op.UploadPart: multipart.upload_part,
+    Op.UploadPartCopy: copy.upload_part_copy,
+    Op.CompleteMultipartUpload: multipart.complete_multipart_upload,
+    Op.AbortMultipartUpload: multipart.abort_multipart_upload,
+    Op.ListParts: multipart.list_parts,
+    Op.ListMultipartUploads: multipart.list_multipart_uploads,
+    Op.GetBucketAcl: acl.get_bucket_acl,
+    Op.PutBucketAcl: acl.put_bucket_acl,
+    Op.GetObjectAcl: acl.get_object_acl,
+    Op.PutObjectAcl: acl.put_object_acl,
+    Op.GetObjectTagging: tagging.get_object_tagging,
+    Op.PutObjectTagging: tagging.put_object_tagging,
+    Op.DeleteObjectTagging: tagging.delete_object_tagging,
+    Op.GetBucketTagging: tagging.get_bucket_tagging,
+    Op.PutBucketTagging: tagging.put_bucket_tagging,
+    Op.DeleteBucketTagging: tagging.delete_bucket_tagging,
+    Op.GetBucketCors: cors.get_bucket_cors,
+    Op.PutBucketCors: cors.put_bucket_cors,
+    Op.DeleteBucketCors: cors.delete_bucket_cors,
+}
 
-
-@dataclass
-class S3Context:
-    config: GatewayConfig
-    credentials: dict[str, Credential]
-    clients: dict[str, Client]
-    base_hosts: list[str] = field(default_factory=list)
-    requests: int = 0
-    errors: int = 0
-    # S3 slice B: bucket owners and configuration for unsigned requests (set by make_app)
-    directory: BucketDirectory | None = None
-
-    def lookup_secret(self, access_key: str) -> str | None:
-        cred = self.credentials.get(access_key)
-        return cred.secret_access_key if cred else None
-
-
-@dataclass
-class S3Request:
-    """One authenticated S3 request on its way to a handler."""
-
-    http: web.Request
-    endpoint: Endpoint
-    auth: AuthResult
-    credential: Credential
-    client: Client
-    ctx: S3Context
-    request_id: str
-
-    @property
-    def bucket(self) -> str:
-        if not self.endpoint.bucket:
-            raise s3_error("InvalidRequest", "this operation needs a bucket")
-        return self.endpoint.bucket
-
-    @property
-    def key(self) -> str:
-        if not self.endpoint.key:
-            raise s3_error("InvalidRequest", "this operation needs an object key")
-        return self.endpoint.key
-
-    def query(self, name: str, default: str | None = None) -> str | None:
-        return self.http.query.get(name, default)
-
-    async def read_small_body(self, cap: int) -> bytes:
-        """The whole body of a control request (XML), refusing more than ``cap`` bytes."""
-        length = self.http.content_length
-        if length is not None and length > cap:
-            raise s3_error("MaxMessageLengthExceeded", f"the body may be at most {cap} bytes")
-        data = bytearray()
-        while chunk := await self.http.content.read(64 * 1024):
-            data += chunk
-            if len(data) > cap:
-                raise s3_error("MaxMessageLengthExceeded", f"the body may be at most {cap} bytes")
-        return bytes(data)
-
-
-Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
-
-#: S3 slice B: the CORS headers a request earned, added just before its answer's headers go
+#: The CORS headers a request earned, added just before its answer's headers go
 CORS_KEY = web.RequestKey("skymesh_cors_headers", dict[str, str])
 
 
@@ -99,69 +90,15 @@ async def _add_cors_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.update(headers)
 
 
-def _handlers() -> dict[str, Handler]:
-    from skymesh.gateway.s3.handlers import (  # S3 slice B
-        acl,
-        bucket,
-        copy,
-        cors,
-        listing,
-        multipart,
-        objects,
-        tagging,
-    )
-
-    return {
-        "ListBuckets": bucket.list_buckets,
-        "CreateBucket": bucket.create_bucket,
-        "HeadBucket": bucket.head_bucket,
-        "DeleteBucket": bucket.delete_bucket,
-        "GetBucketLocation": bucket.get_bucket_location,
-        "GetBucketVersioning": bucket.get_bucket_versioning,
-        "PutBucketVersioning": bucket.put_bucket_versioning,  # S3 versioning
-        "ListObjectVersions": listing.list_object_versions,  # S3 versioning
-        "ListObjects": listing.list_objects_v1,
-        "ListObjectsV2": listing.list_objects_v2,
-        "PutObject": objects.put_object,
-        "GetObject": objects.get_object,
-        "HeadObject": objects.head_object,
-        "DeleteObject": objects.delete_object,
-        "DeleteObjects": objects.delete_objects,
-        "CreateMultipartUpload": multipart.create_multipart_upload,
-        "UploadPart": multipart.upload_part,
-        "CompleteMultipartUpload": multipart.complete_multipart_upload,
-        "AbortMultipartUpload": multipart.abort_multipart_upload,
-        "ListParts": multipart.list_parts,
-        "ListMultipartUploads": multipart.list_multipart_uploads,
-        # S3 slice B: ACLs, tagging, CORS
-        "GetBucketAcl": acl.get_bucket_acl,
-        "PutBucketAcl": acl.put_bucket_acl,
-        "GetObjectAcl": acl.get_object_acl,
-        "PutObjectAcl": acl.put_object_acl,
-        "GetObjectTagging": tagging.get_object_tagging,
-        "PutObjectTagging": tagging.put_object_tagging,
-        "DeleteObjectTagging": tagging.delete_object_tagging,
-        "GetBucketTagging": tagging.get_bucket_tagging,
-        "PutBucketTagging": tagging.put_bucket_tagging,
-        "DeleteBucketTagging": tagging.delete_bucket_tagging,
-        "GetBucketCors": cors.get_bucket_cors,
-        "PutBucketCors": cors.put_bucket_cors,
-        "DeleteBucketCors": cors.delete_bucket_cors,
-        # server-side copies (S3 compatibility, slice A)
-        "CopyObject": copy.copy_object,
-        "UploadPartCopy": copy.upload_part_copy,
-    }
-
-
 def error_response(err: S3Error, resource: str, request_id: str, head: bool) -> web.Response:
     body = b"" if head else error_xml(err, resource, request_id)
     resp = web.Response(body=body, status=err.status, content_type=XML)
-    resp.headers.update(err.headers)  # S3 versioning: x-amz-delete-marker; also Allow on 405
+    resp.headers.update(err.headers)  # x-amz-delete-marker; Allow on 405
     resp.headers["x-amz-request-id"] = request_id
     return resp
 
 
-# S3 slice B: what an unsigned request may do (public-read decides per bucket/object)
+# What an unsigned request may do (public-read decides per bucket/object)
 ANONYMOUS_OPS = frozenset(
     {Op.GetObject, Op.HeadObject, Op.ListObjects, Op.ListObjectsV2, Op.HeadBucket}
 )
@@ -199,9 +136,6 @@ async def _run_handler(ctx: S3Context, handler: Handler, req: S3Request) -> web.
 
 
 def make_app(ctx: S3Context) -> web.Application:
-    handlers = _handlers()
-    from skymesh.gateway.s3.handlers import cors as cors_handlers  # S3 slice B
-
     if ctx.directory is None:
         ctx.directory = BucketDirectory(ctx.config, ctx.credentials, ctx.clients)
 
@@ -228,15 +162,13 @@ def make_app(ctx: S3Context) -> web.Application:
                 ctx.base_hosts,
                 request.headers,
             )
-            # S3 slice B: CORS preflight (never signed) and CORS headers on real answers
+            # CORS preflight (never signed) and CORS headers on real answers
             if endpoint.name == Op.Options:
-                preflight = await cors_handlers.preflight(ctx, request, endpoint)
+                preflight = await cors.preflight(ctx, request, endpoint)
                 preflight.headers["x-amz-request-id"] = request_id
                 return preflight
             if endpoint.bucket and "Origin" in request.headers:
-                request[CORS_KEY] = await cors_handlers.response_headers(
-                    ctx, request, endpoint.bucket
-                )
+                request[CORS_KEY] = await cors.response_headers(ctx, request, endpoint.bucket)
             auth = verify(
                 SigV4Request(
                     method=request.method,
@@ -248,9 +180,9 @@ def make_app(ctx: S3Context) -> web.Application:
                 ctx.lookup_secret,
                 max_skew=ctx.config.max_clock_skew,
             )
-            handler = handlers.get(endpoint.name)
+            handler = HANDLERS.get(endpoint.name)
             if auth.access_key is None:
-                credential, client = await _anonymous(ctx, endpoint)  # S3 slice B
+                credential, client = await _anonymous(ctx, endpoint)
             else:
                 credential = ctx.credentials[auth.access_key]
                 client = ctx.clients[auth.access_key]
@@ -267,7 +199,7 @@ def make_app(ctx: S3Context) -> web.Application:
                 ctx=ctx,
                 request_id=request_id,
             )
-            resp = await _run_handler(ctx, handler, req)  # S3 slice B
+            resp = await _run_handler(ctx, handler, req)
         except S3Error as e:
             ctx.errors += 1
             resp = error_response(e, request.path, request_id, request.method == "HEAD")
@@ -299,5 +231,5 @@ def make_app(ctx: S3Context) -> web.Application:
 
     app = web.Application(client_max_size=1024**4)
     app.router.add_route("*", "/{tail:.*}", dispatch)
-    app.on_response_prepare.append(_add_cors_headers)  # S3 slice B
+    app.on_response_prepare.append(_add_cors_headers)
     return app

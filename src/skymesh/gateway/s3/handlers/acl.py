@@ -20,8 +20,8 @@ import msgspec
 from aiohttp import web
 
 from skymesh.client.objectmeta import ObjectMeta
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import S3Error, s3_error
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.xml import ALL_USERS, MAX_ACL_BODY, acl_xml, parse_acl
 
 PRIVATE = "private"

@@ -17,10 +17,10 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from skymesh.client.client import Hasher
-from skymesh.gateway.s3.app import S3Request
 from skymesh.gateway.s3.chunked import AwsChunkedDecoder
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX, Checksum, check_value, requested
+from skymesh.gateway.s3.request import S3Request
 
 READ_CHUNK = 1024 * 1024
 

@@ -1,13 +1,13 @@
-"""Bucket operations: list, create (with a canned ACL), head, delete, location."""
+"""Bucket operations: list, create (with a canned ACL), head, delete, location, versioning."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.handlers.acl import PRIVATE, canned_acl
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_bucket_name
-from skymesh.gateway.s3.xml import (  # S3 versioning
+from skymesh.gateway.s3.xml import (
     MAX_CREATE_BUCKET_BODY,
     MAX_VERSIONING_BODY,
     list_buckets_xml,
@@ -69,9 +69,6 @@ async def get_bucket_location(req: S3Request) -> web.StreamResponse:
     return web.Response(body=location_xml(info.region or ""), content_type=XML)
 
 
-# ---- S3 versioning ---------------------------------------------------------------------
-
-
 async def get_bucket_versioning(req: S3Request) -> web.StreamResponse:
     """Enabled or Suspended; a never-versioned bucket answers the empty configuration.
 
@@ -86,6 +83,3 @@ async def put_bucket_versioning(req: S3Request) -> web.StreamResponse:
     status = parse_versioning(await req.read_small_body(MAX_VERSIONING_BODY))
     await req.client.put_bucket_versioning(req.bucket, status)
     return web.Response(status=200)
-
-
-# ---- end S3 versioning -----------------------------------------------------------------

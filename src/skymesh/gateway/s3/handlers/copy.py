@@ -29,7 +29,6 @@ from aiohttp import web
 
 from skymesh.client.client import ObjectHandle, s3_version_id
 from skymesh.client.objectmeta import ObjectMeta
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers.checksums import ALGORITHMS, HEADER_PREFIX, Checksum
 from skymesh.gateway.s3.handlers.multipart import upload_id_of
@@ -39,6 +38,7 @@ from skymesh.gateway.s3.handlers.objects import (
     version_headers,
     write_conditions,
 )
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import copy_object_result_xml, copy_part_result_xml, error_xml
 from skymesh.wire.metainfo import ObjectInfo

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3 import cors
-from skymesh.gateway.s3.app import XML, S3Context, S3Request
 from skymesh.gateway.s3.errors import S3Error, s3_error
+from skymesh.gateway.s3.request import XML, S3Context, S3Request
 from skymesh.gateway.s3.router import Endpoint
 from skymesh.gateway.s3.xml import MAX_CORS_BODY, cors_xml, parse_cors
 

@@ -7,8 +7,8 @@ import binascii
 
 from aiohttp import web
 
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import s3_error
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.xml import (
     VersionItem,
     list_objects_v1_xml,
@@ -124,9 +124,6 @@ async def list_objects_v1(req: S3Request) -> web.StreamResponse:
         owner=(req.credential.project_id, req.credential.project_id),
     )
     return web.Response(body=body, content_type=XML)
-
-
-# ---- S3 versioning ---------------------------------------------------------------------
 
 
 async def list_object_versions(req: S3Request) -> web.StreamResponse:

@@ -6,7 +6,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import composite
@@ -16,6 +15,7 @@ from skymesh.gateway.s3.handlers.objects import (
     version_headers,
     write_conditions,
 )
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import (
     MAX_COMPLETE_BODY,

@@ -11,13 +11,13 @@ from aiohttp import web
 from skymesh.client.client import DeleteMarkerError, StoredObject, s3_version_id
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.errors import SkymeshError
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
-from skymesh.gateway.s3.handlers.acl import object_acl  # S3 slice B
+from skymesh.gateway.s3.handlers.acl import object_acl
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
 from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
-from skymesh.gateway.s3.handlers.tagging import tags_from_header  # S3 slice B
+from skymesh.gateway.s3.handlers.tagging import tags_from_header
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import (
     MAX_DELETE_BODY,
@@ -66,7 +66,7 @@ def meta_from_headers(headers: Mapping[str, str]) -> ObjectMeta:
         content_type=headers.get("Content-Type", "binary/octet-stream"),
         user=user,
         headers=stored,
-        # S3 slice B: x-amz-acl and x-amz-tagging are sealed with the object
+        # x-amz-acl and x-amz-tagging are sealed with the object
         acl=object_acl(headers),
         tags=tags_from_header(headers.get("x-amz-tagging")),
     )
@@ -84,12 +84,9 @@ def object_headers(obj: StoredObject) -> dict[str, str]:
         headers[name.title()] = value
     for name, value in meta.user.items():
         headers[f"x-amz-meta-{name}"] = value
-    if meta.tags:  # S3 slice B
+    if meta.tags:
         headers["x-amz-tagging-count"] = str(len(meta.tags))
     return headers
-
-
-# ---- S3 versioning ---------------------------------------------------------------------
 
 
 def version_headers(info: ObjectInfo | DeleteObjectResponse) -> dict[str, str]:
@@ -108,9 +105,6 @@ def delete_marker_error(e: DeleteMarkerError) -> S3Error:
 
 def version_query(req: S3Request) -> str:
     return req.query("versionId", "") or ""
-
-
-# ---- end S3 versioning -----------------------------------------------------------------
 
 
 def write_conditions(req: S3Request) -> tuple[str, str]:

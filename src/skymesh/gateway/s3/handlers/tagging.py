@@ -18,8 +18,8 @@ import msgspec
 from aiohttp import web
 
 from skymesh.client.objectmeta import ObjectMeta
-from skymesh.gateway.s3.app import XML, S3Request
 from skymesh.gateway.s3.errors import s3_error
+from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.xml import MAX_TAGGING_BODY, parse_tagging, tagging_xml
 from skymesh.wire.metainfo import Tag
 
