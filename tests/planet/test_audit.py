@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from skymesh.coordinator.health import healthy
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.reputation import AuditOutcome
+from skymesh.coordinator.durability.health import healthy
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.reputation import AuditOutcome
 from skymesh.testing.faults import heal, inject
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from skymesh.cli import app
-from skymesh.coordinator.health import healthy
+from skymesh.coordinator.durability.health import healthy
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows

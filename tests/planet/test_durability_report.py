@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from skymesh.cli import app
 from skymesh.config import CoordinatorConfig, config_to_toml
-from skymesh.coordinator.durability import SegmentRow, summarize
+from skymesh.coordinator.durability.report import SegmentRow, summarize
 from skymesh.rpc import RpcClient
 from skymesh.testing.planet import Planet, PlanetThread
 from skymesh.wire import routes

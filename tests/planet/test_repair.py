@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from skymesh.coordinator.repair.worker import RepairStats
+from skymesh.coordinator.durability.repair.worker import RepairStats
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import (

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from skymesh.coordinator.repair import checker
+from skymesh.coordinator.durability.repair import checker
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows, wait_offline

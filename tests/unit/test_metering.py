@@ -1,4 +1,4 @@
-"""Inference metering and project routing weights on a real coordinator (skymesh.coordinator.metering).
+"""Inference metering and project routing weights on a real coordinator (skymesh.coordinator.inference.metering).
 
 Orders come from the coordinator's own ``/v1/compute/orders`` for nodes that
 advertised compute in a signed heartbeat, so every report below names an order
@@ -14,7 +14,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from skymesh.coordinator.metering import Served
+from skymesh.coordinator.inference.metering import Served
 from skymesh.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient

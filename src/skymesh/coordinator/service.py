@@ -14,25 +14,25 @@ from aiohttp import web
 
 from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
-from skymesh.coordinator.api import add_metainfo_routes, add_registry_routes
-from skymesh.coordinator.audit import Auditor
 from skymesh.coordinator.auth import Auth
-from skymesh.coordinator.batch import add_batch_routes
-from skymesh.coordinator.compute import ComputeBook, add_compute_routes
 from skymesh.coordinator.db.engine import Database, default_url
-from skymesh.coordinator.durability import add_durability_routes
+from skymesh.coordinator.durability.audit import Auditor
+from skymesh.coordinator.durability.gc import GarbageCollector
+from skymesh.coordinator.durability.repair.checker import RepairChecker
+from skymesh.coordinator.durability.repair.worker import RepairWorker
+from skymesh.coordinator.durability.report import add_durability_routes
+from skymesh.coordinator.durability.retain import Reconciler
 from skymesh.coordinator.endpoints import RouteTable
-from skymesh.coordinator.gc import GarbageCollector
+from skymesh.coordinator.inference.batch import add_batch_routes
+from skymesh.coordinator.inference.compute import ComputeBook, add_compute_routes
+from skymesh.coordinator.inference.metering import Meter, add_metering_routes
+from skymesh.coordinator.metainfo.api import add_metainfo_routes, add_registry_routes
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
-from skymesh.coordinator.metering import Meter, add_metering_routes
+from skymesh.coordinator.metainfo.roots import load_root_key
 from skymesh.coordinator.orders import OrderSigner
-from skymesh.coordinator.registry import Registry
-from skymesh.coordinator.repair.checker import RepairChecker
-from skymesh.coordinator.repair.worker import RepairWorker
-from skymesh.coordinator.reputation import ReputationBook, ReputationParams
-from skymesh.coordinator.retain import Reconciler
-from skymesh.coordinator.roots import load_root_key
+from skymesh.coordinator.overlay.registry import Registry
+from skymesh.coordinator.overlay.reputation import ReputationBook, ReputationParams
 from skymesh.errors import ConfigError, SchemeError
 from skymesh.loops import DrivenLoop
 from skymesh.wire.identity import Identity

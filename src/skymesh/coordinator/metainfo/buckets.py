@@ -10,7 +10,7 @@ from skymesh.coordinator.metainfo.checks import check_bucket_name
 from skymesh.coordinator.metainfo.common import require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import drop_pending
-from skymesh.coordinator.residency import check_constraint
+from skymesh.coordinator.overlay.residency import check_constraint
 from skymesh.errors import BadRequest, Conflict
 from skymesh.wire.metainfo import BucketInfo, BucketList, BucketRequest, CreateBucketRequest
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.db.engine import Database
+from skymesh.coordinator.metainfo.roots import RootKey
 from skymesh.coordinator.orders import OrderSigner
-from skymesh.coordinator.placement import plan_segment
-from skymesh.coordinator.registry import Registry
-from skymesh.coordinator.residency import bucket_constraint, residency
-from skymesh.coordinator.roots import RootKey
+from skymesh.coordinator.overlay.placement import plan_segment
+from skymesh.coordinator.overlay.registry import Registry
+from skymesh.coordinator.overlay.residency import bucket_constraint, residency
 from skymesh.wire.metainfo import AddressedOrder, CodecParams, Placement, Scheme
 from skymesh.wire.node import PieceAction
 from skymesh.wire.pieces import derive_piece_id

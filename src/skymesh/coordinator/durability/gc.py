@@ -30,9 +30,9 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import garbage_pieces
-from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.orders import OrderSigner
-from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.registry import Registry
 from skymesh.wire.node import PieceAction
 from skymesh.wire.signing import ORDER_HEADER, encode_header
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from skymesh.coordinator import health
 from skymesh.coordinator.db.schema import objects, segments
+from skymesh.coordinator.durability import health
+from skymesh.coordinator.durability.repair.drain import request_drain
 from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.registry import Registry
-from skymesh.coordinator.repair.drain import request_drain
-from skymesh.coordinator.reputation import Reputation, ReputationBook
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.registry import Registry
+from skymesh.coordinator.overlay.reputation import Reputation, ReputationBook
 from skymesh.wire import routes
 from skymesh.wire.durability import DrainStatus, DurabilityReport, SchemeHealth, SegmentHealth
 from skymesh.wire.metainfo import Scheme, SegmentPosition

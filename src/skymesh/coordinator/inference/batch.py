@@ -31,14 +31,14 @@ from typing import Any
 
 from aiohttp import web
 
-from skymesh.coordinator.api import PROJECT_OPERATIONS, ProjectOperation
 from skymesh.coordinator.auth import Auth
-from skymesh.coordinator.compute import ComputeBook
 from skymesh.coordinator.endpoints import Call, Operation, RouteTable
+from skymesh.coordinator.inference.compute import ComputeBook
+from skymesh.coordinator.inference.metering import MAX_PROMPT_TOKENS, Meter, Served
 from skymesh.coordinator.metainfo import buckets
+from skymesh.coordinator.metainfo.api import PROJECT_OPERATIONS, ProjectOperation
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.metering import MAX_PROMPT_TOKENS, Meter, Served
-from skymesh.coordinator.residency import Residency, residency
+from skymesh.coordinator.overlay.residency import Residency, residency
 from skymesh.errors import BadRequest, Forbidden, Unavailable
 from skymesh.wire import routes
 from skymesh.wire.batch import (

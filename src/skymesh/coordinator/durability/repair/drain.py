@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import pieces
-from skymesh.coordinator.registry import MAX_CLOCK_SKEW, Registry
-from skymesh.coordinator.reputation import ReputationBook
+from skymesh.coordinator.overlay.registry import MAX_CLOCK_SKEW, Registry
+from skymesh.coordinator.overlay.reputation import ReputationBook
 from skymesh.errors import Forbidden, NotFound
 from skymesh.wire.durability import DrainRequest, DrainStatus
 from skymesh.wire.signing import Signed, open_signed

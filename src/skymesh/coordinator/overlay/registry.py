@@ -23,8 +23,8 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import nodes
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.reputation import Reputation, ReputationBook, suspended
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.reputation import Reputation, ReputationBook, suspended
 from skymesh.errors import BadRequest, Forbidden
 from skymesh.wire.identity import Identity
 from skymesh.wire.registry import (

@@ -31,7 +31,7 @@ from skymesh.coordinator.metainfo import (
     update_metadata,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.overlay.registry import Registry
 from skymesh.wire import routes
 from skymesh.wire.base import Empty, Health
 from skymesh.wire.identity import Identity

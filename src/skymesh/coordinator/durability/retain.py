@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from skymesh.codec.bloom import DEFAULT_FP_RATE, BloomFilter
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import garbage_pieces, pieces, segments
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.registry import Registry
 from skymesh.errors import SkymeshError
 from skymesh.rpc import RpcClient
 from skymesh.wire.durability import RetainFilter, RetainResponse

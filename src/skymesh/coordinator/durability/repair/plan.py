@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from skymesh.codec import RedundancyScheme
-from skymesh.coordinator.health import SegmentHealth, StoredPiece, assess, needs_repair
+from skymesh.coordinator.durability.health import SegmentHealth, StoredPiece, assess, needs_repair
 
 __all__ = ["SegmentHealth", "StoredPiece", "assess", "needs_repair", "numbers_to_rebuild"]
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from skymesh.coordinator.endpoints import Call, RouteTable
-from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.overlay.registry import Registry
 from skymesh.errors import BadRequest, NotFound
 from skymesh.wire import routes
 from skymesh.wire.identity import Identity
