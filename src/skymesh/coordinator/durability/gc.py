@@ -13,7 +13,7 @@ A row goes once its node answers 204 (deleted) or 404 (already gone). Rows of
 offline nodes are not tried; they and rows whose node failed stay queued and
 are retried on a later run. Rows of nodes that are no longer registered are
 dropped: nobody can reach those pieces, and the node's next reconciliation
-(``coordinator/retain.py``) removes them if it ever comes back.
+(``durability/retain.py``) removes them if it ever comes back.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ redundancy scheme, how many segments sit at each count of healthy pieces, how
 many are at or below their repair threshold (what the repair checker queues),
 and any below ``k``: lost until enough of their nodes come back.
 
-What counts as healthy is decided in one place, ``coordinator/health.py``: the
+What counts as healthy is decided in one place, ``durability/health.py``: the
 report walks the segments with the repair checker's scan
 (:func:`health.scan_segments`) and counts each segment's healthy pieces with the
 checker's :class:`health.Judge`, so the two never disagree. Only committed

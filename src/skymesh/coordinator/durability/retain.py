@@ -1,6 +1,6 @@
 """Reconciliation: tell each node, with a signed Bloom filter, which pieces to keep.
 
-The garbage collector (``coordinator/gc.py``) deletes what the metadata knows is
+The garbage collector (``durability/gc.py``) deletes what the metadata knows is
 garbage. Pieces recorded nowhere (long-tail uploads cancelled after they had
 stored, failed attempts, uploads that never committed) need the other
 direction: for every online node this loop builds a filter of the piece ids it

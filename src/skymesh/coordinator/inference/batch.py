@@ -131,7 +131,7 @@ async def issue_batch_order(
         residency=constraint,
         expires_at=now + BATCH_ORDER_TTL,
         issued_at=now,
-        price_in=offer.price_in,  # metering: priced as offered when signed
+        price_in=offer.price_in,  # priced as offered when signed
         price_out=offer.price_out,
         region=node.region,
     )

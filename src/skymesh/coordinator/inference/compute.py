@@ -162,7 +162,7 @@ class ComputeBook:
                 max_tokens=req.max_tokens,
                 expires_at=now + self.order_ttl,
                 issued_at=now,
-                price_in=offer.price_in,  # metering: priced as offered
+                price_in=offer.price_in,  # priced as offered
                 price_out=offer.price_out,
                 region=node.region,
             )

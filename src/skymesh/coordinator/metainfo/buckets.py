@@ -24,10 +24,9 @@ async def create_bucket(m: Metainfo, project_id: str, req: CreateBucketRequest) 
     if len(req.region) > MAX_REGION:
         raise BadRequest("region name too long", code="InvalidArgument")
     check_acl(req.acl)
-    # ---- residency: the constraint must cover a region with nodes (or be empty)
+    # The location constraint must cover a region with nodes (or be empty).
     regions = {n.region for n in await m.registry.all_nodes()}
     check_constraint(req.region, regions, m.config.jurisdictions)
-    # ---- end residency
     now = m.clock()
 
     def txn(conn: sa.Connection) -> None:

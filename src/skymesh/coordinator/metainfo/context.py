@@ -56,11 +56,9 @@ class Metainfo:
         constraint are chosen.
         """
         now = self.clock()
-        # ---- residency: pieces stay inside the bucket's location constraint
         constraint = await self.db.read(lambda conn: bucket_constraint(conn, bucket))
         where = residency(constraint, self.config.jurisdictions)
-        # ---- end residency
-        barred, unvetted = await self.registry.placement_filters()  # durability slice B
+        barred, unvetted = await self.registry.placement_filters()
         plan = plan_segment(
             await self.registry.all_nodes(),
             plain_size=plain_size,
@@ -72,7 +70,7 @@ class Metainfo:
             rng=self.rng,
             unvetted=unvetted,
             new_node_fraction=self.config.new_node_fraction,
-            residency=where,  # residency
+            residency=where,
         )
         root = self.roots.issue(stream_id, part, index)
         s = plan.scheme

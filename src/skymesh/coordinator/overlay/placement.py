@@ -149,7 +149,7 @@ def region_loss_safe(nodes: Sequence[NodeRecord], k: int) -> bool:
     return all(len(nodes) - c >= k for c in counts.values())
 
 
-# ---- durability slice B: vetting and repair placement ---------------------------
+# ---------------------------------------------------------------- vetting and repair placement
 
 
 def new_node_quota(count: int, fraction: float, rng: random.Random) -> int:

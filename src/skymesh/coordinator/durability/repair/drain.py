@@ -7,7 +7,7 @@ coordinator's admin token. The signature also means nobody else can drain a node
 (which would cost it its share of data).
 
 From the request on, the node gets no new pieces and its pieces are *misplaced*
-(still healthy and readable, see ``coordinator/health.py``), so the repair checker
+(still healthy and readable, see ``durability/health.py``), so the repair checker
 queues every segment holding one and the worker moves it: a replacement is stored
 elsewhere and the row swapped in one transaction, so a segment's healthy count never
 drops during the drain. When a checker scan finds the node holds no piece, the exit
