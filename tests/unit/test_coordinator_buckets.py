@@ -9,6 +9,7 @@ import pytest
 from skymesh.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
+from skymesh.wire.base import Empty
 from skymesh.wire.metainfo import (
     BeginUploadRequest,
     BucketInfo,
@@ -69,7 +70,7 @@ async def test_bucket_lifecycle_and_errors(tmp_path: Path) -> None:
             BeginUploadRequest(bucket="b-one", key="u", encrypted_key=b"", encrypted_metadata=b""),
         )
         assert upload.upload_id
-        assert await h.client.send(routes.DELETE_BUCKET, BucketRequest(name="b-one")) == {}
+        assert await h.client.send(routes.DELETE_BUCKET, BucketRequest(name="b-one")) == Empty()
         with pytest.raises(NotFound):
             await h.client.send(routes.GET_BUCKET, BucketRequest(name="b-one"))
         # The name is free again.
@@ -103,8 +104,8 @@ async def test_api_keys(tmp_path: Path) -> None:
             await h.admin.send(routes.LIST_BUCKETS, None)
         # access keys: idempotent for the owner, refused for another project
         req = RegisterAccessKeyRequest(access_key_id="AKIDEXAMPLE")
-        assert await h.client.send(routes.REGISTER_ACCESS_KEY, req) == {}
-        assert await h.client.send(routes.REGISTER_ACCESS_KEY, req) == {}
+        assert await h.client.send(routes.REGISTER_ACCESS_KEY, req) == Empty()
+        assert await h.client.send(routes.REGISTER_ACCESS_KEY, req) == Empty()
         other = await h.new_project("beta")
         with pytest.raises(Conflict):
             await other.send(routes.REGISTER_ACCESS_KEY, req)

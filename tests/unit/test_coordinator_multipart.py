@@ -8,6 +8,7 @@ import pytest
 
 from skymesh.errors import BadRequest, NotFound
 from skymesh.wire import routes
+from skymesh.wire.base import Empty
 from skymesh.wire.metainfo import (
     BeginPartRequest,
     BeginSegmentRequest,
@@ -299,7 +300,7 @@ async def test_abort_and_no_such_upload(tmp_path: Path) -> None:
         upload = await begin_upload(h)
         _, segs = await upload_part(h, upload, 1, [1000, 20])
         req = UploadRequest(bucket="bkt", key="mp", upload_id=upload.upload_id)
-        assert await h.client.send(routes.ABORT_UPLOAD, req) == {}
+        assert await h.client.send(routes.ABORT_UPLOAD, req) == Empty()
         assert await garbage(h) == pieces_of(segs[0]) | pieces_of(segs[1])
         for path, body in [
             ("/v1/uploads/abort", req),
