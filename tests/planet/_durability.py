@@ -1,4 +1,4 @@
-"""Helpers shared by the audit, repair and drain tests (durability slice B)."""
+"""Helpers shared by the audit, repair and drain tests."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def coordinator(planet: PlanetThread) -> CoordinatorService:
 
 def pause_durability_loops(planet: PlanetThread) -> None:
     """Tests drive audits and repair with run_once-style calls, never the background loops."""
-    for loop in coordinator(planet).durability_loops:
-        loop.pause()
+    loops = coordinator(planet).loops
+    for name in ("audit", "repair-checker", "repair"):
+        loops[name].pause()
 
 
 def piece_rows(planet: PlanetThread) -> list[Any]:
@@ -53,8 +54,8 @@ def wait_offline(planet: PlanetThread, node_ids: set[str], timeout: float = 15.0
     c = coordinator(planet)
     deadline = time.monotonic() + timeout
     while True:
-        nodes = planet.run(c.registry.lookup(node_ids))
-        if all(not c.registry.is_online(n) for n in nodes.values()):
+        nodes = planet.run(c.overlay.registry.lookup(node_ids))
+        if all(not c.overlay.registry.is_online(n) for n in nodes.values()):
             return
         assert time.monotonic() < deadline, "nodes still online"
         time.sleep(0.1)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from skymesh.coordinator.health import healthy
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.reputation import AuditOutcome
+from skymesh.coordinator.durability.health import healthy
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.reputation import AuditOutcome
 from skymesh.testing.faults import heal, inject
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
@@ -18,11 +18,11 @@ from tests.planet._durability import coordinator, pause_durability_loops, piece_
 
 def _record(planet: PlanetThread, index: int) -> NodeRecord:
     node_id = planet.planet.nodes[index].node_id
-    return planet.run(coordinator(planet).registry.lookup([node_id]))[node_id]
+    return planet.run(coordinator(planet).overlay.registry.lookup([node_id]))[node_id]
 
 
 def _audit(planet: PlanetThread, index: int) -> AuditOutcome:
-    result = planet.run(coordinator(planet).auditor.audit_node(_record(planet, index)))
+    result = planet.run(coordinator(planet).durability.auditor.audit_node(_record(planet, index)))
     assert result is not None, "the node holds no piece to audit"
     return result.outcome
 
@@ -58,11 +58,11 @@ def stored(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
 
 def test_honest_nodes_pass_audits(planet: PlanetThread, stored: bytes) -> None:
     c = coordinator(planet)
-    results = planet.run(c.auditor.step())
+    results = planet.run(c.durability.auditor.step())
     assert results and all(r.outcome is AuditOutcome.SUCCESS for r in results)
     for i in range(len(planet.planet.nodes)):
         assert _audit(planet, i) is AuditOutcome.SUCCESS
-    rep = c.reputation.cached(planet.planet.nodes[3].node_id)
+    rep = c.overlay.reputation.cached(planet.planet.nodes[3].node_id)
     assert rep is not None and rep.audit_score == 1.0 and not rep.disqualified
 
 
@@ -76,7 +76,7 @@ def test_lying_store_is_caught(planet: PlanetThread, stored: bytes) -> None:
             heal(node)
         assert faulty.reads or mode == "missing"
     assert _audit(planet, 1) is AuditOutcome.SUCCESS
-    rep = coordinator(planet).reputation.cached(node.node_id)
+    rep = coordinator(planet).overlay.reputation.cached(node.node_id)
     assert rep is not None and rep.audits_failed == 3 and not rep.disqualified
 
 
@@ -84,11 +84,13 @@ def test_offline_node_scores_unknown_not_failure(planet: PlanetThread, stored: b
     c = coordinator(planet)
     record = _record(planet, 2)
     planet.run(planet.planet.nodes[2].stop())
-    before = c.reputation.cached(record.node_id)
-    result = planet.run(c.auditor.audit_node(record))
+    before = c.overlay.reputation.cached(record.node_id)
+    result = planet.run(c.durability.auditor.audit_node(record))
     assert result is not None and result.outcome is AuditOutcome.UNKNOWN
-    assert record.node_id not in c.auditor.contained  # down, not stalling: no containment
-    after = c.reputation.cached(record.node_id)
+    assert (
+        record.node_id not in c.durability.auditor.contained
+    )  # down, not stalling: no containment
+    after = c.overlay.reputation.cached(record.node_id)
     assert after is not None and after.audits_unknown == 1
     assert after.audit_score == (before.audit_score if before else 1.0)
     assert after.unknown_score < 1.0
@@ -101,7 +103,7 @@ def test_rotting_node_is_disqualified(planet: PlanetThread, s3, stored: bytes) -
     scores = []
     for _ in range(100):
         assert _audit(planet, 0) is AuditOutcome.FAILURE
-        rep = c.reputation.cached(node_id)
+        rep = c.overlay.reputation.cached(node_id)
         assert rep is not None
         scores.append(rep.audit_score)
         if rep.disqualified:
@@ -112,12 +114,12 @@ def test_rotting_node_is_disqualified(planet: PlanetThread, s3, stored: bytes) -
     # lambda 0.999 from a fresh start: 41 failures bring it under 0.96; a background
     # audit that passed before the loops were paused adds one or two more
     assert 41 <= len(scores) <= 43, len(scores)
-    status = {n.node_id: n for n in planet.run(c.registry.node_list()).nodes}[node_id]
+    status = {n.node_id: n for n in planet.run(c.overlay.registry.node_list()).nodes}[node_id]
     assert status.disqualified and status.audits >= 41 and status.audit_score < 0.96
     # its pieces no longer count, and it gets no new ones
     record = _record(planet, 0)
     assert not healthy(record, rep, c.clock(), offline_after=c.config.offline_after)
-    assert planet.run(c.auditor.step()) is not None
+    assert planet.run(c.durability.auditor.step()) is not None
     s3.put_object(Bucket="audited", Key="after", Body=random_bytes(400_000, seed=12))
     info = s3.head_object(Bucket="audited", Key="after")
     assert info["ContentLength"] == 400_000
@@ -137,7 +139,7 @@ def test_audit_route_refuses_bad_requests(planet: PlanetThread, stored: bytes) -
     piece_id = next(iter(node.store.iter_piece_ids()))
 
     async def ask(chunk: str, action: PieceAction = PieceAction.AUDIT) -> tuple[int, str]:
-        order = c.metainfo.orders.order(node.node_id, piece_id, action, 65536)
+        order = c.orders.order(node.node_id, piece_id, action, 65536)
         async with (
             aiohttp.ClientSession() as s,
             s.get(
@@ -159,7 +161,7 @@ def test_audit_route_refuses_bad_requests(planet: PlanetThread, stored: bytes) -
 
 def _stalled(planet: PlanetThread, index: int) -> tuple[AuditOutcome, str, int]:
     """Audit node ``index`` with a deadline no answer can meet: (outcome, piece id, chunk)."""
-    auditor = coordinator(planet).auditor
+    auditor = coordinator(planet).durability.auditor
     patient, auditor.timeout = auditor.timeout, 1e-6
     try:
         result = planet.run(auditor.audit_node(_record(planet, index)))
@@ -172,17 +174,17 @@ def _stalled(planet: PlanetThread, index: int) -> tuple[AuditOutcome, str, int]:
 def test_a_stalling_node_is_contained_then_failed(planet: PlanetThread, stored: bytes) -> None:
     c = coordinator(planet)
     node_id = planet.planet.nodes[7].node_id
-    failed_before = getattr(c.reputation.cached(node_id), "audits_failed", 0)
+    failed_before = getattr(c.overlay.reputation.cached(node_id), "audits_failed", 0)
     outcome, piece, chunk = _stalled(planet, 7)
-    assert outcome is AuditOutcome.UNKNOWN and node_id in c.auditor.contained
+    assert outcome is AuditOutcome.UNKNOWN and node_id in c.durability.auditor.contained
     # The same chunk every time, until the re-asks run out: then one failed audit.
     for reask in range(1, c.config.audit_contained_retries + 1):
         outcome, again, again_chunk = _stalled(planet, 7)
         assert (again, again_chunk) == (piece, chunk)
         last = reask == c.config.audit_contained_retries
         assert outcome is (AuditOutcome.FAILURE if last else AuditOutcome.UNKNOWN)
-    assert node_id not in c.auditor.contained
-    rep = c.reputation.cached(node_id)
+    assert node_id not in c.durability.auditor.contained
+    rep = c.overlay.reputation.cached(node_id)
     assert rep is not None and rep.audits_failed == failed_before + 1
 
 
@@ -190,13 +192,13 @@ def test_a_correct_answer_releases_a_contained_node(planet: PlanetThread, stored
     c = coordinator(planet)
     node_id = planet.planet.nodes[8].node_id
     outcome, piece, chunk = _stalled(planet, 8)
-    assert outcome is AuditOutcome.UNKNOWN and node_id in c.auditor.contained
+    assert outcome is AuditOutcome.UNKNOWN and node_id in c.durability.auditor.contained
     # A round audits every contained node, whatever the sample draws.
-    results = {r.node_id: r for r in planet.run(c.auditor.step())}
+    results = {r.node_id: r for r in planet.run(c.durability.auditor.step())}
     assert (results[node_id].piece_id, results[node_id].chunk) == (piece, chunk)
     assert results[node_id].outcome is AuditOutcome.SUCCESS
-    assert node_id not in c.auditor.contained
-    rep = c.reputation.cached(node_id)
+    assert node_id not in c.durability.auditor.contained
+    rep = c.overlay.reputation.cached(node_id)
     assert rep is not None and rep.audits_failed == 0 and not rep.disqualified
 
 
@@ -208,13 +210,13 @@ def test_a_suspended_node_with_no_pieces_is_let_back(planet: PlanetThread) -> No
     node = planet.run(p.add_node(p.regions[0]))  # a new node: holds no piece
     planet.run(p.wait_online(len(p.nodes)))
     for _ in range(30):  # as if its audits had gone unanswered while it was down
-        planet.run(c.reputation.record(node.node_id, AuditOutcome.UNKNOWN))
-    record = planet.run(c.registry.lookup([node.node_id]))[node.node_id]
-    assert node.node_id in planet.run(c.registry.placement_filters())[0]  # barred
+        planet.run(c.overlay.reputation.record(node.node_id, AuditOutcome.UNKNOWN))
+    record = planet.run(c.overlay.registry.lookup([node.node_id]))[node.node_id]
+    assert node.node_id in planet.run(c.overlay.registry.placement_filters())[0]  # barred
     rounds = 0
-    while node.node_id in planet.run(c.registry.placement_filters())[0]:
-        assert planet.run(c.auditor.audit_node(record)) is None  # nothing to audit
+    while node.node_id in planet.run(c.overlay.registry.placement_filters())[0]:
+        assert planet.run(c.durability.auditor.audit_node(record)) is None  # nothing to audit
         rounds += 1
         assert rounds < 50, "the suspension never lifted"
-    rep = c.reputation.cached(node.node_id)
+    rep = c.overlay.reputation.cached(node.node_id)
     assert rep is not None and rep.audits_success == 0 and rep.vetted_at is None

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from skymesh.cli import app
-from skymesh.coordinator.health import healthy
+from skymesh.coordinator.durability.health import healthy
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
@@ -42,8 +42,8 @@ def _drain_cli(planet: PlanetThread, tmp_path: Path, index: int) -> str:
 
 def _healthy_counts(planet: PlanetThread) -> Counter[tuple[str, int, int]]:
     c = coordinator(planet)
-    nodes = planet.run(c.registry.lookup({n.node_id for n in planet.planet.nodes}))
-    reps = c.reputation.snapshot()
+    nodes = planet.run(c.overlay.registry.lookup({n.node_id for n in planet.planet.nodes}))
+    reps = c.overlay.reputation.snapshot()
     now = c.clock()
     counts: Counter[tuple[str, int, int]] = Counter()
     for r in piece_rows(planet):
@@ -66,19 +66,19 @@ def test_drain_moves_every_piece(planet: PlanetThread, s3, stored, tmp_path: Pat
     assert f"{held} pieces left to move" in out
     rows = piece_rows(planet)
     optimal = {(r.stream_id, r.part, r.idx): r.optimal for r in rows}
-    report = planet.run(c.repair_checker.step())
+    report = planet.run(c.durability.repair_checker.step())
     assert report.queued == held and report.misplaced == held
     # one segment at a time; no segment ever has fewer healthy pieces than before
-    while (stats := planet.run(c.repair_worker.repair_next())) is not None:
+    while (stats := planet.run(c.durability.repair_worker.repair_next())) is not None:
         assert stats.outcome == "repaired" and stats.rebuilt == 1 and stats.dropped == 1
         for seg, count in _healthy_counts(planet).items():
             assert count >= optimal[seg]
     assert leaving not in {r.node_id for r in piece_rows(planet)}
-    planet.run(c.repair_checker.step())
+    planet.run(c.durability.repair_checker.step())
     assert "is drained" in _drain_cli(planet, tmp_path, index)
-    rep = c.reputation.cached(leaving)
+    rep = c.overlay.reputation.cached(leaving)
     assert rep is not None and rep.exited
-    status = {n.node_id: n for n in planet.run(c.registry.node_list()).nodes}[leaving]
+    status = {n.node_id: n for n in planet.run(c.overlay.registry.node_list()).nodes}[leaving]
     assert status.exit == "drained"
     # the data reads back, and the drained node gets nothing new
     for key, data in stored.items():

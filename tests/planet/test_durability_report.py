@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from skymesh.cli import app
 from skymesh.config import CoordinatorConfig, config_to_toml
-from skymesh.coordinator.durability import SegmentRow, summarize
+from skymesh.coordinator.durability.report import SegmentRow, summarize
 from skymesh.rpc import RpcClient
 from skymesh.testing.planet import Planet, PlanetThread
 from skymesh.wire import routes
@@ -28,11 +28,10 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     planet = Planet(root=root, node_count=6, coordinator_overrides={"scheme": "4/5/6/6"})
     thread = PlanetThread(planet).start()
     coord = thread.planet.coordinator
-    # Keep repair from healing what this test breaks on purpose (durability slice B's loops).
-    for name in ("checker_loop", "repair_loop", "audit_loop"):
-        loop = getattr(coord, name, None)
-        if loop is not None:
-            loop.pause()
+    # Keep repair from healing what this test breaks on purpose.
+    assert coord is not None
+    for name in ("repair-checker", "repair", "audit"):
+        coord.loops[name].pause()
     try:
         yield thread
     finally:

@@ -88,7 +88,7 @@ def _on_disk(planet: PlanetThread, pairs: set[Pair]) -> set[Pair]:
 def _collect(planet: PlanetThread) -> None:
     coord = planet.planet.coordinator
     assert coord is not None
-    planet.run(coord.gc.run_once())
+    planet.run(coord.durability.gc.run_once())
 
 
 def _collects(planet: PlanetThread, operation: object) -> None:
@@ -103,12 +103,12 @@ def _collects(planet: PlanetThread, operation: object) -> None:
     assert _on_disk(planet, gone) == gone  # still there until the collector runs
     coord = planet.planet.coordinator
     assert coord is not None
-    deleted_before = coord.gc.totals.deleted
+    deleted_before = coord.durability.gc.totals.deleted
     _collect(planet)
     assert _on_disk(planet, gone) == set()
     assert _on_disk(planet, after) == after  # what is still referenced stays
     assert not (gone & _queued(planet))
-    assert coord.gc.totals.deleted - deleted_before >= len(gone)
+    assert coord.durability.gc.totals.deleted - deleted_before >= len(gone)
 
 
 DATA = 40 * 1024  # over the inline threshold: stored in pieces
@@ -122,7 +122,7 @@ def test_overwrite_and_delete_free_the_old_pieces(planet, s3) -> None:  # type: 
     _collects(planet, lambda: s3.delete_object(Bucket="gc-obj", Key="k"))
     coord = planet.planet.coordinator
     assert coord is not None
-    assert coord.gc.totals.bytes > 0
+    assert coord.durability.gc.totals.bytes > 0
 
 
 def test_replaced_part_and_abort_free_their_pieces(planet, s3) -> None:  # type: ignore[no-untyped-def]
@@ -145,7 +145,7 @@ def test_expired_upload_frees_its_pieces(planet, s3) -> None:  # type: ignore[no
     s3.upload_part(Bucket="gc-exp", Key="m", UploadId=up, PartNumber=1, Body=random_bytes(DATA))
     coord = planet.planet.coordinator
     assert coord is not None
-    m = coord.metainfo
+    m = coord.metainfo.context
     past = pending_streams.update().where(pending_streams.c.stream_id == up)
 
     def expire() -> None:
@@ -168,15 +168,15 @@ def test_offline_node_keeps_its_garbage_for_later(planet, s3) -> None:  # type: 
     s3.delete_object(Bucket="gc-off", Key="k")
     coord = planet.planet.coordinator
     assert coord is not None
-    stats = planet.run(coord.gc.run_once())
+    stats = planet.run(coord.durability.gc.run_once())
     assert stats.failed + stats.deferred >= len(mine)
     assert mine <= _queued(planet)  # kept for retry
     planet.run(node.start())  # same store, a new port: it joins again with its new address
 
     async def rejoined() -> None:
         for _ in range(200):
-            await coord.registry.load()
-            known = await coord.registry.lookup([node.node_id])
+            await coord.overlay.registry.load()
+            known = await coord.overlay.registry.lookup([node.node_id])
             if known[node.node_id].address == node.address:
                 return
             await asyncio.sleep(0.05)
@@ -293,7 +293,7 @@ def test_reconciliation_removes_pieces_recorded_nowhere(planet, s3) -> None:  # 
     assert _on_disk(planet, orphans) == orphans
     referenced = _referenced(planet)
     assert not orphans & referenced
-    rec = coord.reconciler
+    rec = coord.durability.reconciler
     nodes = {n.node_id: n for n in planet.planet.nodes}
 
     async def round_(grace: float) -> float:

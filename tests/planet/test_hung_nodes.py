@@ -59,7 +59,7 @@ def _heal(planet: PlanetThread, h: Hang) -> None:
 
 
 def _wait_address(planet: PlanetThread, node: NodeService, address: str) -> None:
-    registry = coordinator(planet).registry
+    registry = coordinator(planet).overlay.registry
     deadline = time.monotonic() + 10
     while planet.run(registry.lookup([node.node_id]))[node.node_id].address != address:
         assert time.monotonic() < deadline, "the coordinator never saw the new address"
@@ -114,10 +114,12 @@ def test_repair_with_hung_sources_finishes(  # type: ignore[no-untyped-def]
     # onto a node that keeps the regions spread. Lose a piece from a region that has a
     # spare node, so that its copy can go back there; hang the holders of the first
     # remaining pieces, which are asked first.
-    records = planet.run(c.registry.lookup({n.node_id for n in p.nodes}))
+    records = planet.run(c.overlay.registry.lookup({n.node_id for n in p.nodes}))
     holders = {r.node_id for r in rows}
     spare_regions = {
-        n.region for n in records.values() if n.node_id not in holders and c.registry.is_online(n)
+        n.region
+        for n in records.values()
+        if n.node_id not in holders and c.overlay.registry.is_online(n)
     }
     lost_row = max(
         (r for r in rows if records[r.node_id].region in spare_regions), key=lambda r: r.piece_num
@@ -129,7 +131,7 @@ def test_repair_with_hung_sources_finishes(  # type: ignore[no-untyped-def]
     hung = [_hang(planet, by_id[r.node_id]) for r in sources[:hung_count]]
     try:
         started = time.monotonic()
-        stats = planet.run(c.repair_worker.repair(key))
+        stats = planet.run(c.durability.repair_worker.repair(key))
         elapsed = time.monotonic() - started
     finally:
         for h in hung:

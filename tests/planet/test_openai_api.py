@@ -71,7 +71,7 @@ def _wait_adverts(
     """Until the coordinator holds ``count`` compute adverts (and one of ``node_id``)."""
     coordinator = planet.planet.coordinator
     assert coordinator is not None
-    adverts = coordinator.compute.adverts
+    adverts = coordinator.inference.adverts
     deadline = time.monotonic() + timeout
     while len(adverts) < count or (node_id and node_id not in adverts):
         assert time.monotonic() < deadline, "compute nodes did not advertise in time"

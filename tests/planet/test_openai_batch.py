@@ -61,7 +61,7 @@ def ai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         coordinator = planet.coordinator
         assert coordinator is not None
         deadline = time.monotonic() + 20
-        while len(coordinator.compute.adverts) < 2:
+        while len(coordinator.inference.adverts) < 2:
             assert time.monotonic() < deadline, "compute nodes did not advertise"
             time.sleep(0.05)
         yield thread

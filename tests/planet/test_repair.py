@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from skymesh.coordinator.repair.worker import RepairStats
+from skymesh.coordinator.durability.repair.worker import RepairStats
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import (
@@ -23,7 +23,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
 
 
 def _repair_all(planet: PlanetThread) -> list[RepairStats]:
-    worker = coordinator(planet).repair_worker
+    worker = coordinator(planet).durability.repair_worker
     done = []
     while (stats := planet.run(worker.repair_next())) is not None:
         done.append(stats)
@@ -57,7 +57,7 @@ def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-un
 
 
 def test_checker_queues_every_damaged_segment(planet: PlanetThread, stopped) -> None:  # type: ignore[no-untyped-def]
-    report = planet.run(coordinator(planet).repair_checker.step())
+    report = planet.run(coordinator(planet).durability.repair_checker.step())
     assert report.segments == report.queued >= 3
     assert report.lowest_healthy is not None and 6 <= report.lowest_healthy <= 8
 
@@ -65,7 +65,7 @@ def test_checker_queues_every_damaged_segment(planet: PlanetThread, stopped) -> 
 def test_overwritten_object_is_not_resurrected(planet: PlanetThread, s3, stopped) -> None:  # type: ignore[no-untyped-def]
     """An overwrite between the worker's read and its swap: new pieces go to garbage."""
     c = coordinator(planet)
-    worker = c.repair_worker
+    worker = c.durability.repair_worker
     stream = planet.run(_stream_of(planet, "repaired", "doomed"))
     key = next((r.stream_id, r.part, r.idx) for r in piece_rows(planet) if r.stream_id == stream)
     original_upload = worker._upload
@@ -114,11 +114,11 @@ async def _stream_of(planet: PlanetThread, bucket: str, key: str) -> str:
 
 def test_repair_restores_every_segment(planet: PlanetThread, s3, stopped) -> None:  # type: ignore[no-untyped-def]
     c = coordinator(planet)
-    planet.run(c.repair_checker.step())
+    planet.run(c.durability.repair_checker.step())
     done = _repair_all(planet)
     assert done and all(s.outcome == "repaired" for s in done), done
     assert all(s.bytes_downloaded > 0 and s.bytes_uploaded > 0 for s in done)
-    assert c.repair_worker.totals.pieces_rebuilt >= 2 * len(done)
+    assert c.durability.repair_worker.totals.pieces_rebuilt >= 2 * len(done)
     down = {n.node_id for n in planet.planet.nodes[:4]}
     per_segment = Counter((r.stream_id, r.part, r.idx) for r in piece_rows(planet))
     region = {n.node_id: n.config.region for n in planet.planet.nodes}
@@ -129,7 +129,7 @@ def test_repair_restores_every_segment(planet: PlanetThread, s3, stopped) -> Non
         per_region[(r.stream_id, r.part, r.idx, region[r.node_id])] += 1
     # still spread: losing any one region leaves k pieces
     assert max(per_region.values()) <= r.optimal - r.k
-    report = planet.run(c.repair_checker.step())
+    report = planet.run(c.durability.repair_checker.step())
     assert report.queued == 0
     for key, data in stopped.items():
         assert s3.get_object(Bucket="repaired", Key=key)["Body"].read() == data

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from skymesh.coordinator.repair import checker
+from skymesh.coordinator.durability.repair import checker
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows, wait_offline
@@ -39,21 +39,21 @@ def test_lost_nodes_are_repaired_onto_the_spares(  # type: ignore[no-untyped-def
     planet.run(first.stop())
     wait_offline(planet, {first.node_id})
     # Lazy repair: 9 healthy pieces are above the repair threshold of 8.
-    first_round = planet.run(c.repair_checker.step())
+    first_round = planet.run(c.durability.repair_checker.step())
     assert first_round.full and first_round.queued == 0
     # Later rounds are incremental: only segments on nodes whose state changed (and
     # new segments; none count as new here) are judged.
     monkeypatch.setattr(checker, "CREATED_SLACK", -1e9)
-    quiet = planet.run(c.repair_checker.step())
+    quiet = planet.run(c.durability.repair_checker.step())
     assert not quiet.full and quiet.segments == 0
 
     planet.run(second.stop())
     wait_offline(planet, {second.node_id})
-    report = planet.run(c.repair_checker.step())
+    report = planet.run(c.durability.repair_checker.step())
     assert not report.full and report.segments == 3  # the three on `second`
     assert (report.queued, report.lowest_healthy) == (3, 8)
     done = []
-    while (stats := planet.run(c.repair_worker.repair_next())) is not None:
+    while (stats := planet.run(c.durability.repair_worker.repair_next())) is not None:
         done.append(stats)
         assert len(done) <= 3
     assert [(s.outcome, s.rebuilt) for s in done] == [("repaired", 2)] * 3
@@ -68,6 +68,6 @@ def test_lost_nodes_are_repaired_onto_the_spares(  # type: ignore[no-untyped-def
         # back at optimal, on the 10 nodes still up: the two spares took the rebuilt pieces
         assert nodes == online
         assert max(Counter(region[n] for n in nodes).values()) <= 10 - 6
-    assert planet.run(c.repair_checker.step()).queued == 0
+    assert planet.run(c.durability.repair_checker.step()).queued == 0
     for key, data in objects.items():
         assert s3.get_object(Bucket="spares", Key=key)["Body"].read() == data

@@ -66,16 +66,16 @@ def test_drain_moves_pieces_inside_the_residency(planet: PlanetThread, s3) -> No
     assert set(before) == {"eu-central"} and len(before["eu-central"]) == 2
     c = coordinator(planet)
     leaving = sorted(before["eu-central"])[0]
-    planet.run(c.reputation.request_exit(leaving))
-    report = planet.run(c.repair_checker.step())
+    planet.run(c.overlay.reputation.request_exit(leaving))
+    report = planet.run(c.durability.repair_checker.step())
     assert (report.queued, report.misplaced) == (1, 1)
-    stats = planet.run(c.repair_worker.repair_next())
+    stats = planet.run(c.durability.repair_worker.repair_next())
     assert stats is not None and stats.outcome == "repaired" and stats.rebuilt == 1
     after = _regions_of(planet, "in-ec")
     # the one eu-central node that held nothing took it; nothing went to another region
     assert set(after) == {"eu-central"} and len(after["eu-central"]) == 2
     assert leaving not in after["eu-central"]
-    assert planet.run(c.repair_checker.step()).drained == 1
+    assert planet.run(c.durability.repair_checker.step()).drained == 1
     assert s3.get_object(Bucket="in-ec", Key="obj")["Body"].read() == body
 
 
@@ -106,9 +106,9 @@ def test_constraints_keep_pieces_inside_through_repair(planet: PlanetThread, s3)
     victim = next(n for n in planet.planet.nodes if n.node_id in west["eu-west"])
     planet.run(victim.stop())
     wait_offline(planet, {victim.node_id})
-    report = planet.run(c.repair_checker.step())
+    report = planet.run(c.durability.repair_checker.step())
     assert report.queued >= 1
-    while (stats := planet.run(c.repair_worker.repair_next())) is not None:
+    while (stats := planet.run(c.durability.repair_worker.repair_next())) is not None:
         assert stats.outcome == "repaired", stats
     after = _regions_of(planet, "in-west")
     assert set(after) == {"eu-west"} and len(after["eu-west"]) == 2

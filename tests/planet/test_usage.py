@@ -92,7 +92,7 @@ def _wait_adverts(thread: PlanetThread, node_ids: list[str], timeout: float = 20
     coordinator = thread.planet.coordinator
     assert coordinator is not None
     deadline = time.monotonic() + timeout
-    while not all(n in coordinator.compute.adverts for n in node_ids):
+    while not all(n in coordinator.inference.adverts for n in node_ids):
         assert time.monotonic() < deadline, "compute nodes did not advertise in time"
         time.sleep(0.05)
 

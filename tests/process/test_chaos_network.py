@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from skymesh.coordinator.reputation import ReputationParams
+from skymesh.coordinator.overlay.reputation import ReputationParams
 from tests.process.netutil import Up, short_of_optimal, start_up
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """The batch node chooser over random topologies: a batch never runs outside its residency.
 
-:func:`skymesh.coordinator.batch.choose_batch_node` is pure; these properties hold
+:func:`skymesh.coordinator.inference.batch.choose_batch_node` is pure; these properties hold
 for any nodes, regions, models, location constraints (prefix rule or a
 jurisdictions map) and gateway preference order.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skymesh.coordinator.batch import choose_batch_node
-from skymesh.coordinator.residency import residency
+from skymesh.coordinator.inference.batch import choose_batch_node
+from skymesh.coordinator.overlay.residency import residency
 from skymesh.wire.inference import ComputeAdvert, ComputeNode, ModelOffer
 
 REGIONS = ["eu-west", "eu-west-2", "eu-central", "us-east", "us-west", "ap-south", "euro"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skymesh.coordinator.batch import in_scope
+from skymesh.coordinator.inference.batch import in_scope
 from skymesh.errors import BadRequest
 from skymesh.gateway.openai.errors import OpenAIError
 from skymesh.gateway.openai.files import file_id, parse_file_id, purpose_of

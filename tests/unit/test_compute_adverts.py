@@ -1,10 +1,10 @@
-"""Which compute adverts the coordinator accepts (skymesh.coordinator.compute)."""
+"""Which compute adverts the coordinator accepts (skymesh.coordinator.inference.compute)."""
 
 from __future__ import annotations
 
 import pytest
 
-from skymesh.coordinator.compute import _valid
+from skymesh.coordinator.inference.compute import _valid
 from skymesh.wire.inference import ComputeAdvert, ModelOffer
 
 OFFER = ModelOffer(name="m", kind="chat", context_length=2048, price_in=1.0, price_out=2.0)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.coordinator.db.schema import buckets, objects, projects
-from skymesh.coordinator.listing import ListWalk, list_sorted, prefix_end
 from skymesh.coordinator.metainfo.list_objects import walk_bucket
+from skymesh.coordinator.metainfo.listing import ListWalk, list_sorted, prefix_end
 from skymesh.wire import routes
 from skymesh.wire.metainfo import (
     ListObjectsRequest,

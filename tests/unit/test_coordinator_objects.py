@@ -544,15 +544,15 @@ async def test_expired_uploads_are_dropped(tmp_path: Path) -> None:
         await h.client.send(
             routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=seg)
         )
-        await h.service.expire_uploads.run_once()
-        assert h.service.expire_uploads.last_result == 0
+        await h.service.loops["expire-uploads"].run_once()
+        assert h.service.loops["expire-uploads"].last_result == 0
         h.clock.advance(61)
         with pytest.raises(NotFound):  # expired streams are gone at once for callers
             await h.client.send(
                 routes.COMMIT_SEGMENT, CommitSegmentRequest(stream_id=begun.stream_id, segment=seg)
             )
-        await h.service.expire_uploads.run_once()
-        assert h.service.expire_uploads.last_result == 1
+        await h.service.loops["expire-uploads"].run_once()
+        assert h.service.loops["expire-uploads"].last_result == 1
         assert await garbage(h) == pieces_of(seg)
 
 

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from skymesh.codec import DEFAULT_SCHEME, RedundancyScheme, SegmentLayout
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.placement import (
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.placement import (
     network_scheme,
     plan_segment,
     region_loss_safe,

@@ -263,7 +263,7 @@ async def running(
 ) -> AsyncIterator[Harness]:
     """A started coordinator, an admin client and one project's client."""
     clock = Clock()
-    service = CoordinatorService(coordinator_config(tmp_path, **overrides), clock=clock)
+    service = await CoordinatorService.open(coordinator_config(tmp_path, **overrides), clock=clock)
     await service.start()
     try:
         async with aiohttp.ClientSession() as session:

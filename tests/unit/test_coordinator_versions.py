@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from skymesh.coordinator.db.engine import Database, alembic_config, default_url
 from skymesh.coordinator.db.schema import buckets, objects, projects
-from skymesh.coordinator.listing import ListWalk, VersionWalk, prefix_end
 from skymesh.coordinator.metainfo.list_objects import walk_bucket
 from skymesh.coordinator.metainfo.list_versions import walk_versions
+from skymesh.coordinator.metainfo.listing import ListWalk, VersionWalk, prefix_end
 from tests.unit.test_coordinator_listing import model
 
 T = TypeVar("T")

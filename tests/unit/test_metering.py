@@ -1,4 +1,4 @@
-"""Inference metering and project routing weights on a real coordinator (skymesh.coordinator.metering).
+"""Inference metering and project routing weights on a real coordinator (skymesh.coordinator.inference.metering).
 
 Orders come from the coordinator's own ``/v1/compute/orders`` for nodes that
 advertised compute in a signed heartbeat, so every report below names an order
@@ -14,7 +14,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from skymesh.coordinator.metering import Served
+from skymesh.coordinator.inference.metering import Served
 from skymesh.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient
@@ -95,7 +95,7 @@ async def test_an_order_counts_once_at_the_price_signed_into_it(tmp_path: Path) 
         assert (row.model, row.node_id, row.region) == (CHAT.name, node.id, "eu-west")
         assert (row.requests, row.prompt_tokens, row.completion_tokens) == (1, 1000, 50)
         assert row.cost == pytest.approx((1000 * 1.0 + 50 * 2.0) / 1e6)
-        assert h.service.meter.recorded == 1
+        assert h.service.inference.meter.recorded == 1
 
 
 async def test_forged_foreign_and_implausible_reports_are_refused(tmp_path: Path) -> None:
@@ -195,9 +195,9 @@ async def test_record_is_callable_in_process(tmp_path: Path) -> None:
     async with running(tmp_path) as h:
         node = await compute_node(h, "eu-west")
         signed = await order(h.client, node)
-        assert await h.service.meter.record([used(signed, 5, 6)]) == UsageRecorded(1, 0)
-        assert await h.service.meter.record([used(signed, 5, 6)]) == UsageRecorded(0, 1)
-        summary = await h.service.meter.summary(group_by=["node"])
+        assert await h.service.inference.meter.record([used(signed, 5, 6)]) == UsageRecorded(1, 0)
+        assert await h.service.inference.meter.record([used(signed, 5, 6)]) == UsageRecorded(0, 1)
+        summary = await h.service.inference.meter.summary(group_by=["node"])
         assert [(r.node_id, r.completion_tokens) for r in summary.rows] == [(node.id, 6)]
         # work the caller verified itself (a batch order it signed), once per serial
         batch = Served(
@@ -213,9 +213,9 @@ async def test_record_is_callable_in_process(tmp_path: Path) -> None:
             complete=True,
             issued_at=h.clock.now,
         )
-        assert await h.service.meter.record_served([batch]) == UsageRecorded(1, 0)
-        assert await h.service.meter.record_served([batch]) == UsageRecorded(0, 1)
-        (row,) = (await h.service.meter.summary()).rows
+        assert await h.service.inference.meter.record_served([batch]) == UsageRecorded(1, 0)
+        assert await h.service.inference.meter.record_served([batch]) == UsageRecorded(0, 1)
+        (row,) = (await h.service.inference.meter.summary()).rows
         assert (row.requests, row.cost) == (2, pytest.approx(0.25 + (5 * 1.0 + 6 * 2.0) / 1e6))
 
 

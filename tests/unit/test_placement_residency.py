@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skymesh.codec import RedundancyScheme
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.placement import plan_segment, region_loss_safe
-from skymesh.coordinator.repair.plan import StoredPiece, assess
-from skymesh.coordinator.residency import ANYWHERE, check_constraint, residency
+from skymesh.coordinator.durability.repair.plan import StoredPiece, assess
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.placement import plan_segment, region_loss_safe
+from skymesh.coordinator.overlay.residency import ANYWHERE, check_constraint, residency
 from skymesh.errors import BadRequest, Unavailable
 from tests.unit.test_coordinator_placement import BLOCK, NOW, OFFLINE_AFTER, node
 

@@ -9,14 +9,19 @@ from dataclasses import replace
 import pytest
 
 from skymesh.codec import RedundancyScheme
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.placement import (
+from skymesh.coordinator.durability.repair.plan import (
+    StoredPiece,
+    assess,
+    needs_repair,
+    numbers_to_rebuild,
+)
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.placement import (
     limit_new_nodes,
     new_node_quota,
     select_additional_nodes,
 )
-from skymesh.coordinator.repair.plan import StoredPiece, assess, needs_repair, numbers_to_rebuild
-from skymesh.coordinator.reputation import Reputation, ReputationParams
+from skymesh.coordinator.overlay.reputation import Reputation, ReputationParams
 from skymesh.errors import Unavailable
 
 SCHEME = RedundancyScheme(4, 5, 6, 6)
@@ -130,7 +135,7 @@ def test_new_node_quota_is_right_on_average() -> None:
 
 
 def test_vetting_never_costs_region_safety() -> None:
-    from skymesh.coordinator.placement import plan_segment
+    from skymesh.coordinator.overlay.placement import plan_segment
 
     nodes = [_node(i, "abc"[i % 3]) for i in range(9)]
     unvetted = {n.node_id for n in nodes if n.region == "c"}  # only a and b are vetted

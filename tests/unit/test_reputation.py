@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from skymesh.coordinator.health import healthy, needs_move
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.reputation import (
+from skymesh.coordinator.durability.health import healthy, needs_move
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.reputation import (
     AuditOutcome,
     Reputation,
     ReputationParams,

@@ -1,8 +1,10 @@
 """The coordinator (control plane): node registry, placement, metadata, orders.
 
 It never sees plaintext or keys: only ciphertext sizes, hashes, piece locations
-and object names. See ``api.py`` for its routes and ``metainfo/`` for one module
-per metadata operation.
+and object names. ``service.py`` builds it from its subsystems: ``overlay/``
+(nodes and their reputation), ``metainfo/`` (one module per metadata operation),
+``durability/`` (audit, repair, garbage collection, retain) and ``inference/``
+(compute, batch, metering); ``endpoints.py`` mounts the routes of ``wire.routes``.
 """
 
 from skymesh.coordinator.service import CoordinatorService, run_coordinator

@@ -45,10 +45,10 @@ OrderCheck = Callable[[web.Request], BatchOrder]
 class RouteTable:
     """The coordinator's aiohttp application, filled one declared route at a time."""
 
-    def __init__(self, auth: Auth) -> None:
+    def __init__(self, auth: Auth, order_check: OrderCheck) -> None:
         self.auth = auth
+        self.order_check = order_check
         self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_RPC_BODY)
-        self.order_check: OrderCheck | None = None
         self.mounted: list[tuple[str, str]] = []  # (method, path), in mount order
 
     def add(self, route: Route[Req, Resp], op: Callable[[Call, Req], Awaitable[Resp]]) -> None:
@@ -106,8 +106,6 @@ class RouteTable:
                 ) from e
 
         async def batch_order(request: web.Request) -> Call:
-            if self.order_check is None:
-                raise Forbidden("this coordinator issues no batch orders")
             order = self.order_check(request)
             return Call(request, project_id=order.project_id, order=order)
 

@@ -62,7 +62,7 @@ class Planet:
             admin_token=self.admin_token,
             **settings,
         )
-        self.coordinator = CoordinatorService(cfg)
+        self.coordinator = await CoordinatorService.open(cfg)
         await self.coordinator.start()
         for i in range(self.node_count):
             await self.add_node(self.regions[i % len(self.regions)])

@@ -6,16 +6,14 @@ runs as a whole:
 
 - SQLite (the embedded default) runs in-process with the stdlib driver, so each
   transaction runs whole on a small pool of database threads: one hop off the
-  event loop per transaction instead of one (or three) per statement. Measured
-  here on a 7-statement transaction: 0.7 ms this way, 3.0 ms through
+  event loop per transaction, not one (or three) per statement as through
   SQLAlchemy's asyncio engine over aiosqlite. WAL mode lets readers run beside
   the writer; foreign keys are on; there is a busy timeout for other processes.
   SQLite has one writer at a time: writers queue on an ``asyncio.Lock`` and
   take the write lock up front (``BEGIN IMMEDIATE``), so a transaction that
   reads then writes never fails half way with "database is locked". Each
   database thread keeps its own two connections (one for reads, one for
-  writes) for its whole life: checking one out of the pool and back for every
-  transaction cost 0.1 ms of CPU, half of a one-statement transaction here.
+  writes) for its whole life, so no transaction pays for a pool checkout.
 - A URL with an asyncio driver (``postgresql+asyncpg://``) gets SQLAlchemy's
   asyncio engine, and the same function runs through ``AsyncConnection.run_sync``.
   A sync server driver (``postgresql://``, psycopg) runs on the threads like SQLite.

@@ -70,11 +70,11 @@ buckets = sa.Table(
     sa.Column("project_id", sa.String, sa.ForeignKey("projects.project_id"), nullable=False),
     sa.Column("region", sa.String, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
-    # S3 slice B (migration 0002): canned ACL; tags and CORS rules as JSON, NULL = never set
+    # migration 0002: canned ACL; tags and CORS rules as JSON, NULL = never set
     sa.Column("acl", sa.String, nullable=False, server_default="private"),
     sa.Column("tags", sa.Text, nullable=True),
     sa.Column("cors", sa.Text, nullable=True),
-    # S3 versioning (migration 0005): "" never configured, "Enabled", "Suspended"
+    # versioning state (migration 0005): "" never configured, "Enabled", "Suspended"
     sa.Column("versioning", sa.String, nullable=False, server_default=""),
     sa.Index("ix_buckets_project", "project_id", "name"),
 )
@@ -181,12 +181,10 @@ garbage_pieces = sa.Table(
     sa.Column("node_id", sa.String, nullable=False),
     sa.Column("piece_id", sa.String, nullable=False),
     sa.Column("queued_at", sa.Double, nullable=False),
-    # durability slice A (migration 0003): piece bytes, for the collector's counters
+    # piece bytes, for the collector's counters (migration 0003)
     sa.Column("piece_size", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_garbage_node", "node_id", "queued_at"),
 )
-
-# ---- durability slice A: garbage collection (migration 0003) -------------------------
 
 # Secrets every replica over this database shares (the root piece id key).
 coordinator_secrets = sa.Table(
@@ -197,10 +195,7 @@ coordinator_secrets = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
 )
 
-# ---- end durability slice A ----------------------------------------------------------
-
-# ---- durability slice B: audits, reputation, repair (migration 0004) ----------------
-
+# Each node's audit scores, vetting, disqualification and graceful exit (migration 0004).
 node_reputation = sa.Table(
     "node_reputation",
     metadata,
@@ -231,11 +226,8 @@ repair_queue = sa.Table(
     sa.Index("ix_repair_queue_priority", "healthy", "queued_at"),
 )
 
-# ---- end durability slice B ----------------------------------------------------------
-
-# ---- metering slice: inference usage, per-project routing weights (migration 0006) ----
-
-# One row per served inference order: the serial is the order's, so a report counts once.
+# One row per served inference order (migration 0006): the serial is the order's, so a
+# report counts once.
 inference_usage = sa.Table(
     "inference_usage",
     metadata,
@@ -266,5 +258,3 @@ project_routing = sa.Table(
     sa.Column("carbon", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
-
-# ---- end metering slice -----------------------------------------------------------------

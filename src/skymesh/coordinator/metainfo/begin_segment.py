@@ -29,7 +29,7 @@ async def begin_segment(m: Metainfo, project_id: str, req: BeginSegmentRequest) 
         req.plain_size,
         exclude=req.exclude_nodes,
         stream_id=req.stream_id,
-        bucket=stream.bucket,  # residency
+        bucket=stream.bucket,  # pieces stay inside its location constraint
         part=req.position.part,
         index=req.position.index,
     )

@@ -115,7 +115,7 @@ async def put_cors(m: Metainfo, project_id: str, req: PutBucketCorsRequest) -> B
     return await _update(m, project_id, req.name, cors=_encode_cors(req.rules))
 
 
-# ---- S3 versioning ---------------------------------------------------------------------
+# ---------------------------------------------------------------- versioning
 
 VERSIONING_STATES = ("Enabled", "Suspended")
 

@@ -10,7 +10,7 @@ from skymesh.coordinator.metainfo.checks import check_bucket_name
 from skymesh.coordinator.metainfo.common import require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import drop_pending
-from skymesh.coordinator.residency import check_constraint
+from skymesh.coordinator.overlay.residency import check_constraint
 from skymesh.errors import BadRequest, Conflict
 from skymesh.wire.metainfo import BucketInfo, BucketList, BucketRequest, CreateBucketRequest
 
@@ -24,10 +24,9 @@ async def create_bucket(m: Metainfo, project_id: str, req: CreateBucketRequest) 
     if len(req.region) > MAX_REGION:
         raise BadRequest("region name too long", code="InvalidArgument")
     check_acl(req.acl)
-    # ---- residency: the constraint must cover a region with nodes (or be empty)
+    # The location constraint must cover a region with nodes (or be empty).
     regions = {n.region for n in await m.registry.all_nodes()}
     check_constraint(req.region, regions, m.config.jurisdictions)
-    # ---- end residency
     now = m.clock()
 
     def txn(conn: sa.Connection) -> None:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.db.engine import Database
+from skymesh.coordinator.metainfo.roots import RootKey
 from skymesh.coordinator.orders import OrderSigner
-from skymesh.coordinator.placement import plan_segment
-from skymesh.coordinator.registry import Registry
-from skymesh.coordinator.residency import bucket_constraint, residency
-from skymesh.coordinator.roots import RootKey
+from skymesh.coordinator.overlay.placement import plan_segment
+from skymesh.coordinator.overlay.registry import Registry
+from skymesh.coordinator.overlay.residency import bucket_constraint, residency
 from skymesh.wire.metainfo import AddressedOrder, CodecParams, Placement, Scheme
 from skymesh.wire.node import PieceAction
 from skymesh.wire.pieces import derive_piece_id
@@ -56,11 +56,9 @@ class Metainfo:
         constraint are chosen.
         """
         now = self.clock()
-        # ---- residency: pieces stay inside the bucket's location constraint
         constraint = await self.db.read(lambda conn: bucket_constraint(conn, bucket))
         where = residency(constraint, self.config.jurisdictions)
-        # ---- end residency
-        barred, unvetted = await self.registry.placement_filters()  # durability slice B
+        barred, unvetted = await self.registry.placement_filters()
         plan = plan_segment(
             await self.registry.all_nodes(),
             plain_size=plain_size,
@@ -72,7 +70,7 @@ class Metainfo:
             rng=self.rng,
             unvetted=unvetted,
             new_node_fraction=self.config.new_node_fraction,
-            residency=where,  # residency
+            residency=where,
         )
         root = self.roots.issue(stream_id, part, index)
         s = plan.scheme

@@ -9,6 +9,7 @@ from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import drop_pending
 
 BATCH = 100
+EXPIRE_UPLOADS_INTERVAL = 600.0  # seconds between runs (or the upload TTL, if shorter)
 
 
 async def expire_uploads(m: Metainfo, batch: int = BATCH) -> int:

@@ -1,7 +1,7 @@
 """List a bucket's committed objects, S3 style, by indexed range scans page by page.
 
 The walk itself (prefixes, delimiter roll-up, seeks, truncation) is the pure
-:class:`~skymesh.coordinator.listing.ListWalk`; this module runs its pages as
+:class:`~skymesh.coordinator.metainfo.listing.ListWalk`; this module runs its pages as
 ``WHERE bucket = ? AND latest AND key > ? AND key < ? ORDER BY key LIMIT ?`` over
 ``ix_objects_latest`` (only the latest version of each key; a key whose latest
 version is a delete marker is skipped), in one read snapshot.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import objects
-from skymesh.coordinator.listing import MAX_LIMIT, KeyPage, ListWalk
 from skymesh.coordinator.metainfo.checks import check_listing
 from skymesh.coordinator.metainfo.common import require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.metainfo.listing import MAX_LIMIT, KeyPage, ListWalk
 from skymesh.wire.metainfo import ListObjectsRequest, ListObjectsResponse, ObjectEntry
 
 

@@ -1,6 +1,6 @@
 """ListObjectVersions: every version and delete marker, by key, newest first within a key.
 
-The walk is the pure :class:`~skymesh.coordinator.listing.VersionWalk`; its pages
+The walk is the pure :class:`~skymesh.coordinator.metainfo.listing.VersionWalk`; its pages
 run as range scans over the objects primary key (bucket, key, seq), whose order is
 S3's (``seq`` falls as versions are added), in one read snapshot.
 """
@@ -12,10 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import objects
-from skymesh.coordinator.listing import MAX_LIMIT, VersionPage, VersionWalk
 from skymesh.coordinator.metainfo.checks import check_listing, check_version_id
 from skymesh.coordinator.metainfo.common import NULL_VERSION, find_version, require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.metainfo.listing import MAX_LIMIT, VersionPage, VersionWalk
 from skymesh.errors import BadRequest
 from skymesh.wire.metainfo import ListVersionsRequest, ListVersionsResponse, VersionEntry
 

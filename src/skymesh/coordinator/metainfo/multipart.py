@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import parts, pending_streams
-from skymesh.coordinator.listing import MAX_LIMIT, prefix_end
 from skymesh.coordinator.metainfo.checks import (
     MAX_ENCRYPTED_KEY,
     MAX_ENCRYPTED_METADATA,
@@ -39,6 +38,7 @@ from skymesh.coordinator.metainfo.common import (
     require_bucket,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.metainfo.listing import MAX_LIMIT, prefix_end
 from skymesh.coordinator.metainfo.segments import (
     discard_segments,
     drop_pending,

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from skymesh.codec import TAG_SIZE, RedundancyScheme, SegmentLayout
 from skymesh.coordinator.db.schema import garbage_pieces, parts, pending_streams, pieces, segments
 from skymesh.coordinator.metainfo.checks import MAX_BLOCK_SIZE
-from skymesh.coordinator.model import NodeRecord
+from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.errors import BadRequest, CodecError, Forbidden
 from skymesh.wire.metainfo import Scheme, SegmentCommit
 from skymesh.wire.node import PieceReceipt

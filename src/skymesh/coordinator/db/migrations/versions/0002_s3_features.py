@@ -20,7 +20,7 @@ def upgrade() -> None:
     # each multipart part upload encrypts under its own subkey: a re-uploaded part
     # must never reuse the (part, block) nonces of the upload's data key
     op.add_column("segments", sa.Column("key_salt", sa.LargeBinary, nullable=True))
-    # bucket ACL, tagging and CORS (S3 slice B); object tags and ACLs live in the
+    # bucket ACL, tagging and CORS; object tags and ACLs live in the
     # object's sealed metadata, so objects get no column
     op.add_column("buckets", sa.Column("acl", sa.String, nullable=False, server_default="private"))
     op.add_column("buckets", sa.Column("tags", sa.Text, nullable=True))

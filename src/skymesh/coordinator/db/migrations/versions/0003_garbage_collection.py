@@ -2,7 +2,7 @@
 
 ``garbage_pieces.piece_size`` lets the collector count the bytes it frees;
 ``coordinator_secrets`` holds the key that binds root piece ids to the segment
-they were handed out for (``coordinator/roots.py``).
+they were handed out for (``coordinator/metainfo/roots.py``).
 
 Revision ID: 0003
 Revises: 0002

@@ -31,14 +31,13 @@ from typing import Any
 
 from aiohttp import web
 
-from skymesh.coordinator.api import PROJECT_OPERATIONS, ProjectOperation
-from skymesh.coordinator.auth import Auth
-from skymesh.coordinator.compute import ComputeBook
 from skymesh.coordinator.endpoints import Call, Operation, RouteTable
+from skymesh.coordinator.inference.compute import ComputeBook
+from skymesh.coordinator.inference.metering import MAX_PROMPT_TOKENS, Meter, Served
 from skymesh.coordinator.metainfo import buckets
+from skymesh.coordinator.metainfo.api import PROJECT_OPERATIONS, ProjectOperation
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.metering import MAX_PROMPT_TOKENS, Meter, Served
-from skymesh.coordinator.residency import Residency, residency
+from skymesh.coordinator.overlay.residency import Residency, residency
 from skymesh.errors import BadRequest, Forbidden, Unavailable
 from skymesh.wire import routes
 from skymesh.wire.batch import (
@@ -132,7 +131,7 @@ async def issue_batch_order(
         residency=constraint,
         expires_at=now + BATCH_ORDER_TTL,
         issued_at=now,
-        price_in=offer.price_in,  # metering: priced as offered when signed
+        price_in=offer.price_in,  # priced as offered when signed
         price_out=offer.price_out,
         region=node.region,
     )
@@ -290,25 +289,28 @@ def in_scope(order: BatchOrder, req: Any) -> bool:
     )
 
 
-def add_batch_routes(
-    table: RouteTable, auth: Auth, book: ComputeBook, m: Metainfo, meter: Meter
-) -> None:
-    """Batch and read orders, and the project routes each order opens for its node."""
+def verified_order(book: ComputeBook, request: web.Request) -> BatchOrder:
+    """The batch order in the request's order header, signed by us and unexpired, or Forbidden."""
+    value = request.headers.get(ORDER_HEADER)
+    if not value:
+        raise Forbidden(f"scoped batch routes need a batch order in {ORDER_HEADER}")
+    order = open_signed(decode_header(value), BatchOrder, [book.identity.public_key])
+    if order.expires_at < book.clock():
+        raise Forbidden("the batch order has expired")
+    return order
+
+
+def add_batch_routes(table: RouteTable, book: ComputeBook, m: Metainfo, meter: Meter) -> None:
+    """Batch and read orders, and the project routes each order opens for its node.
+
+    The table checks each scoped route's order with :func:`verified_order` first.
+    """
 
     async def orders(call: Call, req: BatchOrderRequest) -> BatchOrderGrant:
         return await issue_batch_order(book, m, call.project_id, req)
 
     async def read_orders(call: Call, req: ReadOrderRequest) -> BatchOrderGrant:
         return await issue_read_order(book, m, call.project_id, req)
-
-    def verified(request: web.Request) -> BatchOrder:
-        value = request.headers.get(ORDER_HEADER)
-        if not value:
-            raise Forbidden(f"scoped batch routes need a batch order in {ORDER_HEADER}")
-        order = open_signed(decode_header(value), BatchOrder, [book.identity.public_key])
-        if order.expires_at < book.clock():
-            raise Forbidden("the batch order has expired")
-        return order
 
     def scoped(op: ProjectOperation) -> Operation:
         async def run(call: Call, req: Any) -> Any:
@@ -324,7 +326,6 @@ def add_batch_routes(
         assert call.order is not None
         return await meter.record_served([batch_served(call.order, signed)])
 
-    table.order_check = verified
     table.add(routes.BATCH_ORDERS, orders)
     table.add(routes.READ_ORDERS, read_orders)
     table.add(routes.BATCH_USAGE, usage)

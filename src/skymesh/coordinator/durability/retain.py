@@ -1,6 +1,6 @@
 """Reconciliation: tell each node, with a signed Bloom filter, which pieces to keep.
 
-The garbage collector (``coordinator/gc.py``) deletes what the metadata knows is
+The garbage collector (``durability/gc.py``) deletes what the metadata knows is
 garbage. Pieces recorded nowhere (long-tail uploads cancelled after they had
 stored, failed attempts, uploads that never committed) need the other
 direction: for every online node this loop builds a filter of the piece ids it
@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from skymesh.codec.bloom import DEFAULT_FP_RATE, BloomFilter
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import garbage_pieces, pieces, segments
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.registry import Registry
 from skymesh.errors import SkymeshError
 from skymesh.rpc import RpcClient
 from skymesh.wire.durability import RetainFilter, RetainResponse

@@ -44,8 +44,8 @@ import sqlalchemy as sa
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, leaf_hash, verify_inclusion
 from skymesh.coordinator.db.schema import pieces, segments
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.reputation import AuditOutcome, ReputationBook, suspended
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.reputation import AuditOutcome, ReputationBook, suspended
 from skymesh.wire.node import AuditChunk, PieceAction
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import ORDER_HEADER, encode_header

@@ -13,7 +13,7 @@ A row goes once its node answers 204 (deleted) or 404 (already gone). Rows of
 offline nodes are not tried; they and rows whose node failed stay queued and
 are retried on a later run. Rows of nodes that are no longer registered are
 dropped: nobody can reach those pieces, and the node's next reconciliation
-(``coordinator/retain.py``) removes them if it ever comes back.
+(``durability/retain.py``) removes them if it ever comes back.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import garbage_pieces
-from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.orders import OrderSigner
-from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.registry import Registry
 from skymesh.wire.node import PieceAction
 from skymesh.wire.signing import ORDER_HEADER, encode_header
 

@@ -37,9 +37,9 @@ from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import objects, pieces, segments
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.reputation import Reputation
-from skymesh.coordinator.residency import (
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.reputation import Reputation
+from skymesh.coordinator.overlay.residency import (
     ANYWHERE,
     Jurisdictions,
     Residency,

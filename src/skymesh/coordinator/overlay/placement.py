@@ -24,8 +24,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from skymesh.codec import DEFAULT_SCHEME, RedundancyScheme, SegmentLayout, scheme_for_network
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.residency import ANYWHERE, Residency
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.residency import ANYWHERE, Residency
 from skymesh.errors import SchemeError, Unavailable
 
 
@@ -149,7 +149,7 @@ def region_loss_safe(nodes: Sequence[NodeRecord], k: int) -> bool:
     return all(len(nodes) - c >= k for c in counts.values())
 
 
-# ---- durability slice B: vetting and repair placement ---------------------------
+# ---------------------------------------------------------------- vetting and repair placement
 
 
 def new_node_quota(count: int, fraction: float, rng: random.Random) -> int:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import pieces, repair_queue
-from skymesh.coordinator.health import (
+from skymesh.coordinator.durability.health import (
     Judge,
     Since,
     StoredSegment,
@@ -42,7 +42,7 @@ from skymesh.coordinator.health import (
     scan_segments,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.reputation import ReputationBook
+from skymesh.coordinator.overlay.reputation import ReputationBook
 
 __all__ = ["CheckReport", "RepairChecker", "region_spread_possible"]
 

@@ -1,7 +1,7 @@
 """What repairing one segment means, decided from its pieces alone (pure, table-tested).
 
 Which pieces are kept, misplaced or lost, and whether a segment needs repair, is
-the one health rule in ``coordinator/health.py`` (re-exported here). Repair
+the one health rule in ``durability/health.py`` (re-exported here). Repair
 rebuilds ``optimal - kept`` pieces, under the lowest piece numbers no kept piece
 uses.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from skymesh.codec import RedundancyScheme
-from skymesh.coordinator.health import SegmentHealth, StoredPiece, assess, needs_repair
+from skymesh.coordinator.durability.health import SegmentHealth, StoredPiece, assess, needs_repair
 
 __all__ = ["SegmentHealth", "StoredPiece", "assess", "needs_repair", "numbers_to_rebuild"]
 

@@ -7,7 +7,7 @@ coordinator's admin token. The signature also means nobody else can drain a node
 (which would cost it its share of data).
 
 From the request on, the node gets no new pieces and its pieces are *misplaced*
-(still healthy and readable, see ``coordinator/health.py``), so the repair checker
+(still healthy and readable, see ``durability/health.py``), so the repair checker
 queues every segment holding one and the worker moves it: a replacement is stored
 elsewhere and the row swapped in one transaction, so a segment's healthy count never
 drops during the drain. When a checker scan finds the node holds no piece, the exit
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import pieces
-from skymesh.coordinator.registry import MAX_CLOCK_SKEW, Registry
-from skymesh.coordinator.reputation import ReputationBook
+from skymesh.coordinator.overlay.registry import MAX_CLOCK_SKEW, Registry
+from skymesh.coordinator.overlay.reputation import ReputationBook
 from skymesh.errors import Forbidden, NotFound
 from skymesh.wire.durability import DrainRequest, DrainStatus
 from skymesh.wire.signing import Signed, open_signed

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import nodes
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.reputation import Reputation, ReputationBook, suspended
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.reputation import Reputation, ReputationBook, suspended
 from skymesh.errors import BadRequest, Forbidden
 from skymesh.wire.identity import Identity
 from skymesh.wire.registry import (
@@ -70,7 +70,7 @@ _UPDATE_HEARTBEAT = (
 
 
 def _reputation_fields(rep: Reputation | None) -> dict[str, Any]:
-    """NodeStatus fields from a node's reputation (durability slice B)."""
+    """NodeStatus fields from a node's reputation (none before its first audit or exit)."""
     if rep is None:
         return {}
     return {
@@ -100,28 +100,33 @@ def _check_sizes(capacity: int, used: int) -> None:
 
 
 class Registry:
+    """Every registered node; ``reputation`` bars and vets nodes for placement.
+
+    ``on_heartbeat`` is told of every accepted heartbeat (compute adverts ride on them).
+    """
+
     def __init__(
         self,
         db: Database,
         identity: Identity,
+        reputation: ReputationBook,
         *,
         heartbeat_interval: float,
         offline_after: float,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 2.0,
+        on_heartbeat: Callable[[str, Heartbeat], None] | None = None,
     ) -> None:
         self.db = db
         self.identity = identity
+        self.reputation = reputation
         self.heartbeat_interval = heartbeat_interval
         self.offline_after = offline_after
         self.clock = clock
         self.cache_ttl = cache_ttl
+        self.on_heartbeat = on_heartbeat
         self._nodes: dict[str, NodeRecord] = {}
         self._loaded_at = -float("inf")
-        # durability slice B: set by the service; placement reads vetting and bars from it
-        self.reputation: ReputationBook | None = None
-        # inference slice: told of every accepted heartbeat (compute adverts ride on them)
-        self.on_heartbeat: Callable[[str, Heartbeat], None] | None = None
 
     # ------------------------------------------------------------ reads
 
@@ -155,12 +160,9 @@ class Registry:
 
         Barred: disqualified, exiting or exited, or suspended for unanswered audits.
         Unvetted: every node without ``vetting_audits`` successful audits yet.
-        (durability slice B)
         """
         book = self.reputation
         nodes_now = await self.all_nodes()
-        if book is None:
-            return set(), set()
         reps = await book.refresh()
         barred: set[str] = set()
         unvetted: set[str] = set()
@@ -180,7 +182,7 @@ class Registry:
 
     async def node_list(self) -> NodeList:
         now = self.clock()
-        reps = await self.reputation.refresh() if self.reputation is not None else {}
+        reps = await self.reputation.refresh()
         return NodeList(
             nodes=[
                 NodeStatus(
@@ -193,7 +195,7 @@ class Registry:
                     online=self.is_online(n, now),
                     last_seen=n.last_seen,
                     joined_at=n.joined_at,
-                    **_reputation_fields(reps.get(n.node_id)),  # durability slice B
+                    **_reputation_fields(reps.get(n.node_id)),
                 )
                 for n in sorted(await self.all_nodes(), key=lambda n: (n.region, n.node_id))
             ]
@@ -281,6 +283,6 @@ class Registry:
             used_bytes=beat.used_bytes,
             last_seen=now,
         )
-        if self.on_heartbeat is not None:  # inference slice
+        if self.on_heartbeat is not None:
             self.on_heartbeat(node_id, beat)
         return HeartbeatResponse(heartbeat_interval=self.heartbeat_interval)

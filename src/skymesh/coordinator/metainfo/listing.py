@@ -157,7 +157,7 @@ def list_sorted(
     )
 
 
-# ---- S3 versioning: ListObjectVersions ----------------------------------------------
+# ---------------------------------------------------------------- ListObjectVersions
 
 
 class HasVersion(Protocol):

@@ -43,13 +43,13 @@ from skymesh.client.pieces import get_piece_hashes, get_piece_range, put_piece
 from skymesh.codec import ErasureCoder, RedundancyScheme, SegmentLayout
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, chunk_hashes, merkle_root, verify_chunks
 from skymesh.coordinator.db.schema import garbage_pieces, pieces, repair_queue, segments
-from skymesh.coordinator.health import needs_move, region_spread_possible
+from skymesh.coordinator.durability.health import needs_move, region_spread_possible
+from skymesh.coordinator.durability.repair.plan import StoredPiece, assess, numbers_to_rebuild
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.placement import limit_new_nodes, select_additional_nodes
-from skymesh.coordinator.repair.plan import StoredPiece, assess, numbers_to_rebuild
-from skymesh.coordinator.reputation import ReputationBook
-from skymesh.coordinator.residency import Residency, residency, stream_constraints
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.placement import limit_new_nodes, select_additional_nodes
+from skymesh.coordinator.overlay.reputation import ReputationBook
+from skymesh.coordinator.overlay.residency import Residency, residency, stream_constraints
 from skymesh.wire.metainfo import AddressedOrder, DownloadPiece
 from skymesh.wire.node import PieceAction, PieceReceipt
 from skymesh.wire.pieces import derive_piece_id

@@ -17,10 +17,10 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from skymesh.coordinator.endpoints import Call, RouteTable
-from skymesh.coordinator.registry import Registry
+from skymesh.coordinator.overlay.registry import Registry
 from skymesh.errors import BadRequest, NotFound
 from skymesh.wire import routes
 from skymesh.wire.identity import Identity
@@ -71,40 +71,57 @@ def _valid(advert: ComputeAdvert) -> str | None:
     return None
 
 
-class ComputeBook:
-    """The latest compute advert of each node, and the orders that let gateways use them."""
+class ComputeAdverts(Mapping[str, ComputeAdvert]):
+    """The latest usable compute advert of each node, by node id, from its heartbeats."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        identity: Identity,
-        *,
-        order_ttl: float = ORDER_TTL,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.registry = registry
-        self.identity = identity
-        self.order_ttl = order_ttl
-        self.clock = clock
-        self.adverts: dict[str, ComputeAdvert] = {}
-        self.orders_issued = 0
+    def __init__(self) -> None:
+        self._adverts: dict[str, ComputeAdvert] = {}
         self._rejected: dict[str, str] = {}
 
+    def __getitem__(self, node_id: str) -> ComputeAdvert:
+        return self._adverts[node_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._adverts)
+
+    def __len__(self) -> int:
+        return len(self._adverts)
+
     def observe(self, node_id: str, beat: Heartbeat) -> None:
-        """Registry hook: a verified heartbeat arrived."""
+        """A verified heartbeat arrived (the registry's ``on_heartbeat``)."""
         advert = beat.compute
         if advert is None:
-            self.adverts.pop(node_id, None)
+            self._adverts.pop(node_id, None)
             return
         problem = _valid(advert)
         if problem is not None:
             if self._rejected.get(node_id) != problem:  # once per new fault, not per beat
                 log.warning("ignoring the compute advert of node %s: %s", node_id, problem)
             self._rejected[node_id] = problem
-            self.adverts.pop(node_id, None)
+            self._adverts.pop(node_id, None)
             return
         self._rejected.pop(node_id, None)
-        self.adverts[node_id] = advert
+        self._adverts[node_id] = advert
+
+
+class ComputeBook:
+    """The compute nodes a project may use, and the orders that let gateways use them."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        adverts: ComputeAdverts,
+        identity: Identity,
+        *,
+        order_ttl: float = ORDER_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.adverts = adverts
+        self.identity = identity
+        self.order_ttl = order_ttl
+        self.clock = clock
+        self.orders_issued = 0
 
     async def nodes(self) -> ComputeNodeList:
         """Online compute nodes that are not disqualified, exiting or suspended."""
@@ -145,7 +162,7 @@ class ComputeBook:
                 max_tokens=req.max_tokens,
                 expires_at=now + self.order_ttl,
                 issued_at=now,
-                price_in=offer.price_in,  # metering: priced as offered
+                price_in=offer.price_in,  # priced as offered
                 price_out=offer.price_out,
                 region=node.region,
             )

@@ -5,7 +5,7 @@ redundancy scheme, how many segments sit at each count of healthy pieces, how
 many are at or below their repair threshold (what the repair checker queues),
 and any below ``k``: lost until enough of their nodes come back.
 
-What counts as healthy is decided in one place, ``coordinator/health.py``: the
+What counts as healthy is decided in one place, ``durability/health.py``: the
 report walks the segments with the repair checker's scan
 (:func:`health.scan_segments`) and counts each segment's healthy pieces with the
 checker's :class:`health.Judge`, so the two never disagree. Only committed
@@ -20,18 +20,13 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from skymesh.coordinator import health
 from skymesh.coordinator.db.schema import objects, segments
-from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.coordinator.durability import health
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.model import NodeRecord
-from skymesh.coordinator.registry import Registry
-from skymesh.coordinator.repair.drain import request_drain
-from skymesh.coordinator.reputation import Reputation, ReputationBook
-from skymesh.wire import routes
-from skymesh.wire.durability import DrainStatus, DurabilityReport, SchemeHealth, SegmentHealth
+from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.reputation import Reputation
+from skymesh.wire.durability import DurabilityReport, SchemeHealth, SegmentHealth
 from skymesh.wire.metainfo import Scheme, SegmentPosition
-from skymesh.wire.signing import Signed
 
 LIST_CAP = 100  # segments listed by name in each of at_risk and lost
 
@@ -214,18 +209,3 @@ def _row(seg: health.StoredSegment, healthy: int) -> SegmentRow:
         stored=len(seg.pieces),
         healthy=healthy,
     )
-
-
-def add_durability_routes(
-    table: RouteTable, registry: Registry, book: ReputationBook, m: Metainfo
-) -> None:
-    """The durability report (admin) and graceful exit (signed by the leaving node)."""
-
-    async def report(_call: Call, _req: None) -> DurabilityReport:
-        return await durability_report(m, book.cached)
-
-    async def drain(_call: Call, signed: Signed) -> DrainStatus:
-        return await request_drain(registry, book, signed)
-
-    table.add(routes.DURABILITY, report)
-    table.add(routes.DRAIN, drain)

@@ -1,0 +1,1 @@
+"""Keeping stored pieces alive: audits, segment health, repair, garbage collection, retain."""

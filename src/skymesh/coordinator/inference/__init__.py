@@ -1,0 +1,1 @@
+"""Inference: compute adverts and orders, batch orders, and metering of served tokens."""

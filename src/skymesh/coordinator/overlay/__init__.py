@@ -1,0 +1,1 @@
+"""Node bookkeeping: who the nodes are, how they stand, and where pieces may go."""
