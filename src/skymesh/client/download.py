@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 
 from skymesh import errors
-from skymesh.client.objectmeta import segment_key
+from skymesh.client.keys import segment_key
 from skymesh.client.upload import coder_for, scheme_of
 from skymesh.codec.crypto import SegmentCipher
 from skymesh.codec.layout import SegmentLayout

@@ -159,10 +159,11 @@ async def store_segment(
     plaintext: memoryview,
     data_key: bytes,
     block_size: int,
+    key_salt: bytes = b"",
     stall_timeout: float = STALL_TIMEOUT,
 ) -> SegmentCommit:
     """Encrypt, erasure-code and send one segment; answers its commit once enough nodes
-    signed for their piece."""
+    signed for their piece. ``key_salt`` is recorded with it (a part's key)."""
     scheme = scheme_of(placement.scheme)
     layout = SegmentLayout(len(plaintext), block_size, scheme)
     if layout.piece_size > placement.max_piece_size:
@@ -199,7 +200,7 @@ async def store_segment(
         for s in senders:
             if s.alive:
                 await _put(s, None)
-        return await _collect(senders, placement, position, layout, block_size, scheme)
+        return await _collect(senders, placement, position, layout, block_size, scheme, key_salt)
     finally:
         for s in senders:
             if s.task is not None and not s.task.done():
@@ -245,6 +246,7 @@ async def _collect(
     layout: SegmentLayout,
     block_size: int,
     scheme: RedundancyScheme,
+    key_salt: bytes,
 ) -> SegmentCommit:
     all_regions = [p.region for p in placement.pieces]
     # hold out for a region-safe stored set only where the whole placement is one
@@ -299,4 +301,5 @@ async def _collect(
         scheme=placement.scheme,
         piece_size=layout.piece_size,
         pieces=pieces,
+        key_salt=key_salt,
     )

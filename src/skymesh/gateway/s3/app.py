@@ -203,7 +203,7 @@ def make_app(ctx: S3Context) -> web.Application:
     from skymesh.gateway.s3.handlers import cors as cors_handlers  # S3 slice B
 
     if ctx.directory is None:
-        ctx.directory = BucketDirectory(ctx.config, ctx.credentials, ctx.clients)
+        ctx.directory = BucketDirectory(ctx.credentials, ctx.clients)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "requests": ctx.requests})

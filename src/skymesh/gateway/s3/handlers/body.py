@@ -16,7 +16,7 @@ import binascii
 import hashlib
 from collections.abc import AsyncIterator
 
-from skymesh.client.client import Hasher
+from skymesh.client.writer import Hasher
 from skymesh.gateway.s3.app import S3Request
 from skymesh.gateway.s3.chunked import AwsChunkedDecoder
 from skymesh.gateway.s3.errors import s3_error
