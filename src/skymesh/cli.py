@@ -427,7 +427,9 @@ def models_push(
         from skymesh.compute.store import push_model
 
         c = creds[0]
-        async with Client(url, c.api_key, c.project_id, bytes.fromhex(c.encryption_secret)) as cl:
+        async with Client.for_project(
+            url, c.api_key, c.project_id, bytes.fromhex(c.encryption_secret)
+        ) as cl:
             for model, files, k, ctx, dims in jobs:
                 manifest = await push_model(
                     cl, model, files, kind=k, context_length=ctx, dimensions=dims, bucket=bucket

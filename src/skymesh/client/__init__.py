@@ -2,7 +2,7 @@
 
 Embedded by the gateway, or by a Python program that wants skymesh without S3::
 
-    async with Client(coordinator_url, api_key, project_id, root_secret) as client:
+    async with Client.for_project(coordinator_url, api_key, project_id, root_secret) as client:
         await client.put_object("bucket", "key", chunks)
 """
 

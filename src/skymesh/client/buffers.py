@@ -1,11 +1,11 @@
 """Segment buffers kept for the next upload instead of allocated afresh.
 
 A new ``bytearray`` of a part's size (8 MiB from boto3) is zero-filled under the
-GIL and then faulted in page by page as the body is copied into it: py-spy put
-that one line at 8 % of the gateway's time during a 1 GiB multipart PUT. Buffers
-come back only once the upload that used them succeeded (a failed one may leave a
-worker thread still reading its buffer), and the pool keeps at most ``max_bytes``
-so an idle gateway does not hold a PUT's worth of memory.
+GIL and then faulted in page by page as the body is copied into it, on every part
+of a large upload. Buffers come back only once the upload that used them
+succeeded (a failed one may leave a worker thread still reading its buffer), and
+the pool keeps at most ``max_bytes`` so an idle gateway does not hold a PUT's
+worth of memory.
 """
 
 from __future__ import annotations

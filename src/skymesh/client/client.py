@@ -1,26 +1,27 @@
 """The data path for one project: what the gateway (or a Python program) calls.
 
-A :class:`Client` holds the project's API key (to talk to the coordinator) and
-its root secret (to derive bucket keys); nothing it sends out can be read
-without that secret. Objects stream through segment by segment: memory is
-bounded by the segment size, never by the object size.
+A :class:`Client` is made of explicit parts: a :class:`MetainfoClient` (the
+coordinator routes its caller may use), a :class:`KeySource` (the data keys it
+can open) and an :class:`AccessRule` (what its caller may read). The project
+owner's (:meth:`Client.for_project`) holds the API key and the root secret and
+may read everything; nothing it sends out can be read without that secret.
+Objects stream through segment by segment (:mod:`.writer`, :mod:`.download`):
+memory is bounded by the segment size, never by the object size.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn
 
 import aiohttp
 import msgspec
 
 from skymesh import errors
+from skymesh.client.access import OWNER, AccessRule
 from skymesh.client.buffers import BufferPool
 from skymesh.client.download import (
     FIRST_CALL_SEGMENTS,
@@ -28,16 +29,10 @@ from skymesh.client.download import (
     SegmentSource,
     read_object_range,
 )
+from skymesh.client.keys import KeySource, RootSecretKeys, new_part_key
 from skymesh.client.metainfo import MetainfoClient
-from skymesh.client.objectmeta import ObjectMeta, key_context, open_meta, seal_meta, segment_key
-from skymesh.client.upload import SegmentUploadError, store_segment
-from skymesh.codec.crypto import (
-    SegmentCipher,
-    derive_bucket_key,
-    new_data_key,
-    unwrap_key,
-    wrap_key,
-)
+from skymesh.client.objectmeta import ObjectMeta, open_meta, seal_meta
+from skymesh.client.writer import Hasher, SegmentWriter
 from skymesh.rpc import STREAM_BUFSIZE
 from skymesh.wire.metainfo import (
     BeginObjectRequest,
@@ -73,14 +68,8 @@ from skymesh.wire.metainfo import (
     UploadInfo,
 )
 
-log = logging.getLogger(__name__)
-
-SEGMENT_ATTEMPTS = 3
-KEY_SALT_SIZE = 16
 METADATA_ATTEMPTS = 3  # update_object_meta retries when the object is overwritten meanwhile
 UPLOAD_CACHE = 1024  # multipart uploads whose info is remembered
-MAX_CACHED_BUCKET_KEYS = 4096
-INLINE_HASH_LIMIT = 64 * 1024  # hash on the loop up to here (SHA-256: ~0.3 ms), else threads
 
 
 #: ``(md5_hex, size)`` -> checksums to keep in the object's metadata (or None).
@@ -91,9 +80,6 @@ def _with_checksums(meta: ObjectMeta, checksums: Mapping[str, str] | None) -> Ob
     if not checksums:
         return meta
     return msgspec.structs.replace(meta, checksums={**meta.checksums, **checksums})
-
-
-# ---- S3 versioning ---------------------------------------------------------------------
 
 
 class DeleteMarkerError(errors.NotFound):
@@ -121,13 +107,6 @@ def s3_version_id(info: ObjectInfo | DeleteObjectResponse) -> str:
     return "null" if info.null_version else info.version_id
 
 
-# ---- end S3 versioning -----------------------------------------------------------------
-
-
-class Hasher(Protocol):
-    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
-
-
 @dataclass(frozen=True)
 class StoredObject:
     info: ObjectInfo
@@ -153,106 +132,60 @@ class ObjectHandle:
         )
 
 
-class ChunkReader:
-    """Reads exact-size runs from an async iterator of chunks, into reusable buffers."""
-
-    def __init__(self, chunks: AsyncIterator[bytes]):
-        self._chunks = chunks
-        self._left = memoryview(b"")
-        self.eof = False
-        self.total = 0
-
-    async def read_into(self, buf: bytearray, limit: int) -> int:
-        """Fill ``buf[:limit]``; fewer bytes only at the end of the stream."""
-        view = memoryview(buf)
-        n = 0
-        while n < limit:
-            if not self._left:
-                if self.eof:
-                    break
-                try:
-                    chunk = await anext(self._chunks)
-                except StopAsyncIteration:
-                    self.eof = True
-                    break
-                self._left = memoryview(chunk)
-                continue
-            take = min(limit - n, len(self._left))
-            view[n : n + take] = self._left[:take]
-            self._left = self._left[take:]
-            n += take
-        self.total += n
-        return n
-
-
-def _inline_segment(
-    key: bytes,
-    position: SegmentPosition,
-    plain: memoryview,
-    block_size: int,
-    key_salt: bytes = b"",
-) -> SegmentCommit:
-    """A segment small enough to live, encrypted, inside the metadata."""
-    cipher = SegmentCipher(key, position.nonce_segment())
-    return SegmentCommit(
-        position=position,
-        plain_size=len(plain),
-        block_size=block_size,
-        inline_data=cipher.encrypt_block(0, plain),
-        key_salt=key_salt,
-    )
-
-
-async def _hash_all(hashers: Sequence[Hasher], data: memoryview) -> None:
-    """Feed ``data`` to every hasher, each on its own worker thread.
-
-    hashlib and the checksum routines release the GIL, so MD5 (0.58 GB/s here) and
-    SHA-256 (0.23 GB/s without SHA-NI), the costliest stages of a signed PUT, run
-    on both cores side by side rather than one after the other.
-    """
-    if len(data) <= INLINE_HASH_LIMIT:
-        for h in hashers:  # a thread hop costs more than hashing a small object
-            h.update(data)
-    elif len(hashers) == 1:
-        await asyncio.to_thread(hashers[0].update, data)
-    else:
-        await asyncio.gather(*(asyncio.to_thread(h.update, data) for h in hashers))
-
-
 class Client:
-    """Buckets and objects of one project."""
+    """Buckets and objects of one project, as far as its keys and its access rule allow."""
 
     def __init__(
         self,
+        metainfo: MetainfoClient,
+        keys: KeySource,
+        session: aiohttp.ClientSession,
+        *,
+        access: AccessRule = OWNER,
+        download_extra_pieces: int = 2,
+        owns_session: bool = False,
+    ) -> None:
+        self.metainfo = metainfo
+        self.keys = keys
+        self.access = access
+        self.session = session
+        self.extra = download_extra_pieces
+        self.buffers = BufferPool()
+        self._owns_session = owns_session
+        self._codec: CodecParams | None = None
+        # multipart uploads by (bucket, key, id): their key and codec never change,
+        # so each part saves a coordinator round trip. A stale entry (aborted or
+        # completed elsewhere) fails at begin_part with NoSuchUpload all the same.
+        self._uploads: OrderedDict[tuple[str, str, str], UploadInfo] = OrderedDict()
+
+    @classmethod
+    def for_project(
+        cls,
         coordinator_url: str,
         api_key: str,
         project_id: str,
         root_secret: bytes,
         session: aiohttp.ClientSession | None = None,
         download_extra_pieces: int = 2,
-    ):
-        self._own_session = session is None
-        self.session = session or aiohttp.ClientSession(
+    ) -> Client:
+        """The project owner's client: its API key, bucket keys derived from its root
+        secret, every read allowed. Without a ``session`` it makes one, closed with it."""
+        owns_session = session is None
+        session = session or aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
             read_bufsize=STREAM_BUFSIZE,
         )
-        self.metainfo = MetainfoClient(coordinator_url, api_key, self.session)
-        self.project_id = project_id
-        self._root_secret = root_secret
-        self._codec: CodecParams | None = None
-        self.extra = download_extra_pieces
-        self.buffers = BufferPool()
-        # multipart uploads by (bucket, key, id): their key and codec never change,
-        # so each part saves a coordinator round trip. A stale entry (aborted or
-        # completed elsewhere) fails at begin_part with NoSuchUpload all the same.
-        self._uploads: OrderedDict[tuple[str, str, str], UploadInfo] = OrderedDict()
-        # bucket -> key: HKDF runs twice per request otherwise (4 % of the gateway's
-        # time on 4 KiB PUTs and GETs); the client holds the root secret anyway
-        self._bucket_keys: dict[str, bytes] = {}
+        return cls(
+            MetainfoClient.for_project(coordinator_url, api_key, session),
+            RootSecretKeys(project_id, root_secret),
+            session,
+            download_extra_pieces=download_extra_pieces,
+            owns_session=owns_session,
+        )
 
     async def close(self) -> None:
-        if self._own_session:
+        if self._owns_session:
             await self.session.close()
 
     async def __aenter__(self) -> Client:
@@ -266,17 +199,10 @@ class Client:
             self._codec = await self.metainfo.codec()
         return self._codec
 
-    def bucket_key(self, bucket: str) -> bytes:
-        key = self._bucket_keys.get(bucket)
-        if key is None:
-            if len(self._bucket_keys) >= MAX_CACHED_BUCKET_KEYS:
-                self._bucket_keys.clear()
-            key = derive_bucket_key(self._root_secret, self.project_id, bucket)
-            self._bucket_keys[bucket] = key
-        return key
-
-    def _data_key(self, info_bucket: str, key: str, wrapped: bytes) -> bytes:
-        return unwrap_key(self.bucket_key(info_bucket), wrapped, key_context(info_bucket, key))
+    def data_key(self, item: ObjectInfo | UploadInfo) -> bytes:
+        """The data key of an object version or a multipart upload: what a node that holds
+        no key of its own is handed to read or write that one object."""
+        return self.keys.data_key(item.bucket, item.key, item.encrypted_key)
 
     # ------------------------------------------------------------ buckets
 
@@ -284,6 +210,7 @@ class Client:
         return await self.metainfo.create_bucket(name, region, acl)
 
     async def get_bucket(self, name: str) -> BucketInfo:
+        await self.access.check_bucket(name)
         return await self.metainfo.get_bucket(name)
 
     async def list_buckets(self) -> list[BucketInfo]:
@@ -325,168 +252,80 @@ class Client:
         """
         codec = await self.codec()
         meta = meta or ObjectMeta()
-        data_key = new_data_key()
-        wrapped = wrap_key(self.bucket_key(bucket), data_key, key_context(bucket, key))
-        md5 = hashlib.md5(usedforsecurity=False)
-        all_hashers: list[Hasher] = [md5, *hashers]
-        reader = ChunkReader(source)
+        data_key, wrapped = self.keys.new_key(bucket, key)
+        writer = SegmentWriter(
+            self.session, self.buffers, codec, source, data_key, size=size, hashers=hashers
+        )
+        stream_id = ""  # begun with the first segment that goes to nodes
 
-        segment_cap = codec.max_segment_size
-        first_cap = min(segment_cap, size) if size is not None else segment_cap
-        first_cap = max(first_cap, codec.inline_threshold + 1)
-        buf = self.buffers.take(first_cap)
-        taken = [buf]  # back to the pool once the object is stored
-        n = await reader.read_into(buf, first_cap)
-        if reader.eof and n <= codec.inline_threshold:
-            view = memoryview(buf)[:n]
-            await _hash_all(all_hashers, view)
-            if before_commit is not None:
-                meta = _with_checksums(meta, before_commit(md5.hexdigest(), n))
-            sealed = seal_meta(data_key, meta)
-            segment = None
-            if n:
-                position = SegmentPosition(part=0, index=0)
-                segment = _inline_segment(data_key, position, view, codec.block_size)
+        async def place(
+            position: SegmentPosition, plain_size: int, exclude: list[str]
+        ) -> Placement:
+            nonlocal stream_id
+            if not stream_id:
+                begin = await self.metainfo.begin_object(
+                    BeginObjectRequest(
+                        bucket=bucket, key=key, encrypted_key=wrapped, first_segment_size=plain_size
+                    )
+                )
+                stream_id = begin.stream_id
+                return begin.placement
+            return await self.metainfo.begin_segment(
+                BeginSegmentRequest(
+                    stream_id=stream_id,
+                    position=position,
+                    plain_size=plain_size,
+                    exclude_nodes=exclude,
+                )
+            )
+
+        async def commit(segment: SegmentCommit) -> None:
+            await self.metainfo.commit_segment(
+                CommitSegmentRequest(stream_id=stream_id, segment=segment)
+            )
+
+        last = await writer.write(place, commit_earlier=commit)
+        md5 = writer.md5.hexdigest()
+        if before_commit is not None:
+            meta = _with_checksums(meta, before_commit(md5, writer.total))
+        if not stream_id:
+            # the whole object is one inline segment (none when empty): a single call
             info = await self.metainfo.put_inline(
                 PutInlineRequest(
                     bucket=bucket,
                     key=key,
-                    size=n,
-                    etag=etag or md5.hexdigest(),
+                    size=writer.total,
+                    etag=etag or md5,
                     encrypted_key=wrapped,
-                    encrypted_metadata=sealed,
-                    segment=segment,
+                    encrypted_metadata=seal_meta(data_key, meta),
+                    segment=last[0] if writer.total else None,
                     if_match=if_match,
                     if_none_match=if_none_match,
                 )
             )
-            self.buffers.give(buf)
-            return StoredObject(info, meta)
-
-        begin = await self.metainfo.begin_object(
-            BeginObjectRequest(bucket=bucket, key=key, encrypted_key=wrapped, first_segment_size=n)
-        )
-        stream_id = begin.stream_id
-        placement: Placement | None = begin.placement
-        index = 0
-        pending_commit: SegmentCommit | None = None
-        spare: bytearray | None = None
-        while True:
-            view = memoryview(buf)[:n]
-            position = SegmentPosition(part=0, index=index)
-            hashing = asyncio.create_task(_hash_all(all_hashers, view))
-            # read the next segment while this one is stored
-            next_buf = spare if spare is not None else None
-            reading: asyncio.Task[int] | None = None
-            if not reader.eof and n == len(buf):
-                if next_buf is None:
-                    cap = (
-                        segment_cap
-                        if size is None
-                        else max(1, min(segment_cap, size - reader.total))
-                    )
-                    next_buf = self.buffers.take(cap)
-                    taken.append(next_buf)
-                reading = asyncio.create_task(reader.read_into(next_buf, len(next_buf)))
-            try:
-                if pending_commit is not None:
-                    await self.metainfo.commit_segment(
-                        CommitSegmentRequest(stream_id=stream_id, segment=pending_commit)
-                    )
-                if index > 0 and n <= codec.inline_threshold:
-                    # a short last segment lives in the metadata, like a small object
-                    commit = _inline_segment(data_key, position, view, codec.block_size)
-                else:
-                    commit = await self._store_with_retry(
-                        stream_id, position, view, data_key, codec.block_size, placement, None
-                    )
-                await hashing
-            except BaseException:
-                hashing.cancel()
-                if reading is not None:
-                    reading.cancel()
-                await asyncio.gather(
-                    hashing, *([reading] if reading else []), return_exceptions=True
+        else:
+            info = await self.metainfo.commit_object(
+                CommitObjectRequest(
+                    stream_id=stream_id,
+                    bucket=bucket,
+                    key=key,
+                    size=writer.total,
+                    etag=etag or md5,
+                    encrypted_metadata=seal_meta(data_key, meta),
+                    segments=last,
+                    if_match=if_match,
+                    if_none_match=if_none_match,
                 )
-                raise
-            placement = None
-            pending_commit = commit
-            next_n = await reading if reading is not None else 0
-            if next_n == 0:
-                break
-            assert next_buf is not None
-            spare, buf, n = buf, next_buf, next_n
-            index += 1
-        if before_commit is not None:
-            meta = _with_checksums(meta, before_commit(md5.hexdigest(), reader.total))
-        info = await self.metainfo.commit_object(
-            CommitObjectRequest(
-                stream_id=stream_id,
-                bucket=bucket,
-                key=key,
-                size=reader.total,
-                etag=etag or md5.hexdigest(),
-                encrypted_metadata=seal_meta(data_key, meta),
-                segments=[pending_commit] if pending_commit else [],
-                if_match=if_match,
-                if_none_match=if_none_match,
             )
-        )
-        for b in taken:
-            self.buffers.give(b)
+        writer.release()
         return StoredObject(info, meta)
-
-    async def _store_with_retry(
-        self,
-        stream_id: str,
-        position: SegmentPosition,
-        view: memoryview,
-        data_key: bytes,
-        block_size: int,
-        placement: Placement | None,
-        part_begin: BeginPartRequest | None,
-    ) -> SegmentCommit:
-        """Store one segment, asking for fresh nodes when too few took their piece."""
-        exclude: list[str] = []
-        last: errors.SkymeshError | None = None
-        for attempt in range(SEGMENT_ATTEMPTS):
-            if placement is None:
-                if part_begin is not None and not exclude:
-                    placement = await self.metainfo.begin_part(part_begin)
-                else:
-                    placement = await self.metainfo.begin_segment(
-                        BeginSegmentRequest(
-                            stream_id=stream_id,
-                            position=position,
-                            plain_size=len(view),
-                            exclude_nodes=exclude,
-                        )
-                    )
-            try:
-                return await store_segment(
-                    self.session, placement, position, view, data_key, block_size
-                )
-            except SegmentUploadError as e:
-                last = e
-                exclude.extend(n for n in e.failed_nodes if n not in exclude)
-                log.warning(
-                    "segment %s attempt %d failed (%s); retrying without %d nodes",
-                    position,
-                    attempt + 1,
-                    e,
-                    len(exclude),
-                )
-                placement = None
-        assert last is not None
-        raise last
 
     # ------------------------------------------------------------ multipart
 
     async def create_multipart(
         self, bucket: str, key: str, meta: ObjectMeta | None = None
     ) -> UploadInfo:
-        data_key = new_data_key()
-        wrapped = wrap_key(self.bucket_key(bucket), data_key, key_context(bucket, key))
+        data_key, wrapped = self.keys.new_key(bucket, key)
         return await self.metainfo.begin_upload(
             BeginUploadRequest(
                 bucket=bucket,
@@ -514,63 +353,46 @@ class Client:
         with the part, for S3's composite checksum at completion.
         """
         upload = await self._upload_info(bucket, key, upload_id)
-        codec = upload.codec
-        key_salt = os.urandom(KEY_SALT_SIZE)
-        part_key = segment_key(self._data_key(bucket, key, upload.encrypted_key), key_salt)
-        md5 = hashlib.md5(usedforsecurity=False)
-        all_hashers: list[Hasher] = [md5, *hashers]
-        reader = ChunkReader(source)
-        cap = codec.max_segment_size if size is None else max(1, min(codec.max_segment_size, size))
-        buf = self.buffers.take(cap)
-        segments: list[SegmentCommit] = []
-        index = 0
-        while True:
-            n = await reader.read_into(buf, len(buf))
-            if n == 0 and index > 0:
-                break
-            view = memoryview(buf)[:n]
-            # hash while the segment is stored: both read the same buffer
-            hashing = asyncio.create_task(_hash_all(all_hashers, view))
-            position = SegmentPosition(part=part_number, index=index)
-            at_end = reader.eof or (size is not None and reader.total >= size)
-            if n <= codec.inline_threshold and at_end:
-                await hashing
-                segments.append(
-                    _inline_segment(part_key, position, view, codec.block_size, key_salt)
+        part_key, key_salt = new_part_key(self.data_key(upload))
+        writer = SegmentWriter(
+            self.session,
+            self.buffers,
+            upload.codec,
+            source,
+            part_key,
+            key_salt=key_salt,
+            part=part_number,
+            size=size,
+            hashers=hashers,
+        )
+
+        async def place(
+            position: SegmentPosition, plain_size: int, exclude: list[str]
+        ) -> Placement:
+            if position.index == 0 and not exclude:
+                return await self.metainfo.begin_part(
+                    BeginPartRequest(
+                        bucket=bucket,
+                        key=key,
+                        upload_id=upload_id,
+                        part_number=part_number,
+                        plain_size=plain_size,
+                    )
                 )
-                break
-            begin = (
-                BeginPartRequest(
-                    bucket=bucket,
-                    key=key,
-                    upload_id=upload_id,
-                    part_number=part_number,
-                    plain_size=n,
+            return await self.metainfo.begin_segment(
+                BeginSegmentRequest(
+                    stream_id=upload_id,
+                    position=position,
+                    plain_size=plain_size,
+                    exclude_nodes=exclude,
                 )
-                if index == 0
-                else None
             )
-            try:
-                commit = await self._store_with_retry(
-                    upload_id, position, view, part_key, codec.block_size, None, part_begin=begin
-                )
-                await hashing
-            except BaseException:
-                hashing.cancel()
-                await asyncio.gather(hashing, return_exceptions=True)
-                raise
-            segments.append(msgspec.structs.replace(commit, key_salt=key_salt))
-            index += 1
-            if reader.eof or (size is not None and reader.total >= size):
-                break
-        if not reader.eof:
-            # drain to the end: a body longer than declared must fail the size check,
-            # and an aws-chunked body's final chunk and trailers come only after its data
-            await reader.read_into(bytearray(1), 1)
-        etag = md5.hexdigest()
+
+        segments = await writer.write(place)
+        etag = writer.md5.hexdigest()
         checksum = ""
         if before_commit is not None:
-            sums = before_commit(etag, reader.total)
+            sums = before_commit(etag, writer.total)
             if sums:
                 checksum = ":".join(next(iter(sums.items())))
         await self.metainfo.commit_part(
@@ -579,16 +401,16 @@ class Client:
                 key=key,
                 upload_id=upload_id,
                 part_number=part_number,
-                size=reader.total,
+                size=writer.total,
                 etag=etag,
                 segments=segments,
                 checksum=checksum,
             )
         )
-        self.buffers.give(buf)
+        writer.release()
         return PartInfo(
             part_number=part_number,
-            size=reader.total,
+            size=writer.total,
             etag=etag,
             uploaded_at=0.0,
             checksum=checksum,
@@ -624,7 +446,7 @@ class Client:
         etag = f"{digest.hexdigest()}-{len(parts)}"
         self._uploads.pop((bucket, key, upload_id), None)
         upload = await self.metainfo.get_upload(bucket, key, upload_id)
-        data_key = self._data_key(bucket, key, upload.encrypted_key)
+        data_key = self.data_key(upload)
         meta = _with_checksums(open_meta(data_key, upload.encrypted_metadata), checksums)
         stored = await self.list_all_parts(bucket, key, upload_id)
         if composite is not None:
@@ -680,11 +502,15 @@ class Client:
 
     async def head_object(self, bucket: str, key: str, version_id: str = "") -> StoredObject:
         """One version ("" the latest); a delete marker raises :class:`DeleteMarkerError`."""
-        info = await self.metainfo.head_object(bucket, key, version_id, delete_markers=True)
-        if info.delete_marker:
-            raise DeleteMarkerError(info, by_id=bool(version_id))
-        data_key = self._data_key(bucket, key, info.encrypted_key)
-        return StoredObject(info, open_meta(data_key, info.encrypted_metadata))
+        try:
+            info = await self.metainfo.head_object(bucket, key, version_id, delete_markers=True)
+            if info.delete_marker:
+                raise DeleteMarkerError(info, by_id=bool(version_id))
+            obj = StoredObject(info, open_meta(self.data_key(info), info.encrypted_metadata))
+        except errors.SkymeshError as e:
+            await self._refuse(bucket, e)
+        self.access.check_object(obj.meta)
+        return obj
 
     async def open_object(
         self,
@@ -696,22 +522,28 @@ class Client:
     ) -> ObjectHandle:
         """An object's info, ready to read; segments from ``offset_hint`` (up to
         ``end_hint``, where the reader knows it stops there) come in the same call."""
-        resp = await self.metainfo.download(
-            DownloadRequest(
-                bucket=bucket,
-                key=key,
-                version_id=version_id,
-                plain_offset=offset_hint,
-                segment_limit=FIRST_CALL_SEGMENTS,
-                delete_markers=True,
-                plain_end=end_hint,
+        if self.access.head_first:
+            version_id = (await self.head_object(bucket, key, version_id)).info.version_id
+        try:
+            resp = await self.metainfo.download(
+                DownloadRequest(
+                    bucket=bucket,
+                    key=key,
+                    version_id=version_id,
+                    plain_offset=offset_hint,
+                    segment_limit=FIRST_CALL_SEGMENTS,
+                    delete_markers=True,
+                    plain_end=end_hint,
+                )
             )
-        )
-        info = resp.object
-        if info.delete_marker:
-            raise DeleteMarkerError(info, by_id=bool(version_id))
-        data_key = self._data_key(bucket, key, info.encrypted_key)
-        meta = open_meta(data_key, info.encrypted_metadata)
+            info = resp.object
+            if info.delete_marker:
+                raise DeleteMarkerError(info, by_id=bool(version_id))
+            data_key = self.data_key(info)
+            meta = open_meta(data_key, info.encrypted_metadata)
+        except errors.SkymeshError as e:
+            await self._refuse(bucket, e)
+        self.access.check_object(meta)  # the version being read, before any byte
 
         async def fetch(number: int | None, offset: int | None) -> list[SegmentDownload]:
             more = await self.metainfo.download(
@@ -729,10 +561,15 @@ class Client:
         source = SegmentSource(fetch, resp.segments, info.segment_count)
         return ObjectHandle(self, StoredObject(info, meta), data_key, source)
 
+    async def _refuse(self, bucket: str, err: errors.SkymeshError) -> NoReturn:
+        """Raise what the access rule lets the caller know of ``err``."""
+        refusal = await self.access.refusal(bucket, err)
+        if refusal is err:
+            raise err
+        raise refusal from err
+
     async def delete_object(self, bucket: str, key: str, version_id: str = "") -> bool:
         return (await self.metainfo.delete_object(bucket, key, version_id)).deleted
-
-    # ------------------------------------------------------------ S3 versioning
 
     async def delete_version(
         self, bucket: str, key: str, version_id: str = ""
@@ -758,7 +595,7 @@ class Client:
     async def list_versions(self, req: ListVersionsRequest) -> ListVersionsResponse:
         return await self.metainfo.list_versions(req)
 
-    # ------------------------------------------------------------ S3 slice B: metadata edits
+    # ------------------------------------------------------------ metadata edits
 
     async def update_object_meta(
         self,
@@ -775,7 +612,7 @@ class Client:
         """
         for attempt in range(METADATA_ATTEMPTS):
             info = await self.metainfo.head_object(bucket, key, version_id)
-            data_key = self._data_key(bucket, key, info.encrypted_key)
+            data_key = self.data_key(info)
             meta = change(open_meta(data_key, info.encrypted_metadata))
             try:
                 info = await self.metainfo.update_metadata(
@@ -794,4 +631,5 @@ class Client:
         raise AssertionError("unreachable")
 
     async def list_objects(self, req: ListObjectsRequest) -> ListObjectsResponse:
+        await self.access.check_bucket(req.bucket)
         return await self.metainfo.list_objects(req)

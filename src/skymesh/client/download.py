@@ -5,12 +5,13 @@ needs, data pieces first (decoding them needs no arithmetic), and hedges: once a
 straggler has taken twice as long as the first piece to arrive (or ``HEDGE_MAX``
 passed with none), ``extra`` more nodes are asked, the first ``k`` answers win
 and the rest are cancelled; a node that fails is replaced by another at once.
-Asking ``k + extra`` up front cost every node a quarter more requests, and every
-cancelled response a dropped connection, on each window of a healthy network. AES-GCM then authenticates every block, so a wrong byte from any node
-can never reach the caller: on a failed tag the window is fetched again with
-every piece checked against its Merkle root, and the liars are left out.
-Windows grow from one stripe (a quick first byte) to a few MiB, and the next
-window is fetched while the current one is decoded.
+The extra nodes are asked only then, not up front, because on a healthy network
+each of them would cost every window a request and a dropped connection.
+AES-GCM then authenticates every block, so a wrong byte from any node can never
+reach the caller: on a failed tag the window is fetched again with every piece
+checked against its Merkle root, and the liars are left out. Windows grow from
+one stripe (a quick first byte) to a few MiB, and the next window is fetched
+while the current one is decoded.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 
 from skymesh import errors
-from skymesh.client.objectmeta import segment_key
-from skymesh.client.pieces import get_piece_hashes, get_piece_range
+from skymesh.client.keys import segment_key
 from skymesh.client.upload import coder_for, scheme_of
 from skymesh.codec.crypto import SegmentCipher
 from skymesh.codec.layout import SegmentLayout
 from skymesh.codec.merkle import verify_chunks
 from skymesh.codec.segment import decode_blocks
+from skymesh.piecetransfer.exchange import get_piece_hashes, get_piece_range
 from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ WINDOW_GROWTH = (4, 64)
 HEDGE_MIN = 0.02  # s: a straggler gets at least this long past the first piece
 HEDGE_MAX = 1.0  # s: with no piece at all by then, ask the extra nodes anyway
 SEGMENTS_PER_CALL = 8
-# Segments in the call that opens an object: each comes with a signed order per piece
-# (0.1-0.5 ms each here), all before the first byte; the rest follow in batches.
+# Segments in the call that opens an object: each comes with a signed order per piece,
+# all signed before the first byte can flow; the rest follow in batches.
 FIRST_CALL_SEGMENTS = 2
 REFRESH_ATTEMPTS = 2  # fresh get orders per window, after allowances run out
 

@@ -52,12 +52,18 @@ from skymesh.wire.metainfo import (
 
 
 class MetainfoClient:
-    """The coordinator as seen by one project (its API key)."""
+    """The coordinator as one caller sees it: a project (its API key in ``rpc``'s headers),
+    or a node under a batch or read order (the order's scoped routes)."""
 
-    def __init__(self, coordinator_url: str, api_key: str, session: aiohttp.ClientSession):
-        self.rpc = RpcClient(
-            coordinator_url, session, headers={"Authorization": f"Bearer {api_key}"}
-        )
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    @classmethod
+    def for_project(
+        cls, coordinator_url: str, api_key: str, session: aiohttp.ClientSession
+    ) -> MetainfoClient:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        return cls(RpcClient(coordinator_url, session, headers=headers))
 
     async def codec(self) -> CodecParams:
         return await self.rpc.send(routes.CODEC, None)
@@ -76,7 +82,7 @@ class MetainfoClient:
     async def delete_bucket(self, name: str) -> None:
         await self.rpc.send(routes.DELETE_BUCKET, BucketRequest(name=name))
 
-    # S3 slice B: bucket ACL, tagging, CORS; object metadata replacement
+    # bucket ACL, tagging, CORS
     async def bucket_config(self, name: str) -> BucketConfig:
         return await self.rpc.send(routes.BUCKET_CONFIG, BucketRequest(name=name))
 
@@ -92,7 +98,7 @@ class MetainfoClient:
         req = PutBucketCorsRequest(name=name, rules=rules)
         return await self.rpc.send(routes.PUT_BUCKET_CORS, req)
 
-    # S3 versioning
+    # versions and metadata replacement
     async def put_bucket_versioning(self, name: str, status: str) -> BucketConfig:
         req = PutBucketVersioningRequest(name=name, status=status)
         return await self.rpc.send(routes.PUT_BUCKET_VERSIONING, req)

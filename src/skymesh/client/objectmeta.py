@@ -17,8 +17,8 @@ class ObjectMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     headers: dict[str, str] = {}  # cache-control, content-disposition, content-encoding, ...
     checksums: dict[str, str] = {}  # e.g. {"crc32": "<base64>"}
     parts: list[int] = []  # multipart: size of each part, for partNumber reads
-    # S3 slice B: canned ACL ("" private, "public-read") and tags; sealed, so only
-    # the owner's gateway reads them, and a new version starts without the old ones
+    # canned ACL ("" private, "public-read") and tags: sealed, so only the owner's
+    # gateway reads them, and a new version starts without the old ones
     acl: str = ""
     tags: dict[str, str] = {}
 
@@ -33,21 +33,3 @@ def open_meta(data_key: bytes, blob: bytes) -> ObjectMeta:
         return ObjectMeta()
     key = derive_subkey(data_key, META_CONTEXT)
     return msgspec.msgpack.decode(open_sealed(key, blob, META_CONTEXT), type=ObjectMeta)
-
-
-PART_KEY_LABEL = b"skymesh/part-key/v1"
-
-
-def segment_key(data_key: bytes, key_salt: bytes) -> bytes:
-    """The key a segment's blocks are encrypted with.
-
-    Simple uploads use the object's data key. Each multipart part upload uses a
-    subkey with a fresh salt, so re-uploading a part never repeats a nonce.
-    """
-    return derive_subkey(data_key, PART_KEY_LABEL, key_salt) if key_salt else data_key
-
-
-def key_context(bucket: str, key: str) -> bytes:
-    """Binds a wrapped data key to its object's name: the coordinator cannot swap objects."""
-    b = bucket.encode()
-    return b"skymesh/object-key/v1" + len(b).to_bytes(2, "big") + b + key.encode()

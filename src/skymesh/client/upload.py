@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from skymesh import errors
-from skymesh.client.pieces import put_piece
 from skymesh.codec.crypto import SegmentCipher
 from skymesh.codec.erasure import ErasureCoder
 from skymesh.codec.layout import SegmentLayout
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, MerkleBuilder
 from skymesh.codec.scheme import RedundancyScheme
 from skymesh.codec.segment import encode_blocks
+from skymesh.piecetransfer.exchange import put_piece
+from skymesh.piecetransfer.receipts import check_receipt
 from skymesh.wire.metainfo import (
     AddressedOrder,
     CommittedPiece,
@@ -42,8 +43,8 @@ from skymesh.wire.metainfo import (
     SegmentCommit,
     SegmentPosition,
 )
-from skymesh.wire.node import PieceReceipt
-from skymesh.wire.signing import Signed, open_signed
+from skymesh.wire.pieces import derive_piece_id
+from skymesh.wire.signing import Signed
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ Chunk = bytes | bytearray
 class _Sender:
     target: AddressedOrder
     queue: asyncio.Queue[Chunk | None]
-    task: asyncio.Task[object] | None = None
+    task: asyncio.Task[Signed] | None = None
     merkle: MerkleBuilder = field(default_factory=lambda: MerkleBuilder(DEFAULT_CHUNK_SIZE))
     dropped: bool = False
     progress: float = 0.0  # loop time the node last took a chunk (or its transfer began)
@@ -98,7 +99,7 @@ async def _drain(s: _Sender) -> AsyncIterator[memoryview]:
         if item is None:
             return
         # a view: aiohttp slices every chunk to the declared length, and slicing
-        # a bytearray copies it (10 % of the gateway's time in a big PUT)
+        # a bytearray would copy it
         yield memoryview(item)
 
 
@@ -158,8 +159,11 @@ async def store_segment(
     plaintext: memoryview,
     data_key: bytes,
     block_size: int,
+    key_salt: bytes = b"",
     stall_timeout: float = STALL_TIMEOUT,
 ) -> SegmentCommit:
+    """Encrypt, erasure-code and send one segment; answers its commit once enough nodes
+    signed for their piece. ``key_salt`` is recorded with it (a part's key)."""
     scheme = scheme_of(placement.scheme)
     layout = SegmentLayout(len(plaintext), block_size, scheme)
     if layout.piece_size > placement.max_piece_size:
@@ -196,7 +200,7 @@ async def store_segment(
         for s in senders:
             if s.alive:
                 await _put(s, None)
-        return await _collect(senders, placement, position, layout, block_size, scheme)
+        return await _collect(senders, placement, position, layout, block_size, scheme, key_salt)
     finally:
         for s in senders:
             if s.task is not None and not s.task.done():
@@ -242,6 +246,7 @@ async def _collect(
     layout: SegmentLayout,
     block_size: int,
     scheme: RedundancyScheme,
+    key_salt: bytes,
 ) -> SegmentCommit:
     all_regions = [p.region for p in placement.pieces]
     # hold out for a region-safe stored set only where the whole placement is one
@@ -264,14 +269,21 @@ async def _collect(
                 failures.append(f"{s.target.node_id}: {err}")
                 failed_nodes.append(s.target.node_id)
                 continue
-            receipt_signed = task.result()
-            problem = _check_receipt(receipt_signed, s, layout)
-            if problem or not isinstance(receipt_signed, Signed):
-                failures.append(f"{s.target.node_id}: {problem}")
+            receipt = task.result()
+            try:
+                check_receipt(
+                    receipt,
+                    node_id=s.target.node_id,
+                    piece_id=derive_piece_id(placement.root_piece_id, s.target.piece_num),
+                    size=layout.piece_size,
+                    merkle_root=s.merkle.finish()[0],
+                )
+            except errors.SkymeshError as e:
+                failures.append(f"{s.target.node_id}: {e}")
                 failed_nodes.append(s.target.node_id)
                 continue
             committed = CommittedPiece(
-                piece_num=s.target.piece_num, node_id=s.target.node_id, receipt=receipt_signed
+                piece_num=s.target.piece_num, node_id=s.target.node_id, receipt=receipt
             )
             stored.append((s, committed))
     if len(stored) < scheme.optimal:
@@ -289,22 +301,5 @@ async def _collect(
         scheme=placement.scheme,
         piece_size=layout.piece_size,
         pieces=pieces,
+        key_salt=key_salt,
     )
-
-
-def _check_receipt(signed: object, s: _Sender, layout: SegmentLayout) -> str:
-    """Accept a receipt only if the node signed exactly what we sent it."""
-    if not isinstance(signed, Signed):
-        return "no receipt"
-    try:
-        receipt = open_signed(signed, PieceReceipt)
-    except errors.Forbidden as e:
-        return str(e)
-    if receipt.node_id != s.target.node_id or signed.signer_id != s.target.node_id:
-        return "receipt signed by another node"
-    if receipt.size != layout.piece_size:
-        return f"stored {receipt.size} bytes, sent {layout.piece_size}"
-    root, _ = s.merkle.finish()
-    if receipt.merkle_root != root:
-        return "stored bytes differ from those sent (Merkle root mismatch)"
-    return ""

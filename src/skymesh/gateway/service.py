@@ -81,7 +81,7 @@ class GatewayService:
 
     def _client(self, c: Credential) -> Client:
         assert self._session is not None
-        return Client(
+        return Client.for_project(
             self.config.coordinator_url,
             c.api_key,
             c.project_id,

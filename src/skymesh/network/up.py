@@ -423,7 +423,7 @@ async def _push_models(
     started = time.monotonic()
     c = await models_credential(session, url, admin_token, _models_credentials(spec))
     secret = bytes.fromhex(c.encryption_secret)
-    async with Client(url, c.api_key, c.project_id, secret, session=session) as client:
+    async with Client.for_project(url, c.api_key, c.project_id, secret, session=session) as client:
         pushed = await push_packaged(client)
     log.info(
         "models in the network: %s (%.1f s)",

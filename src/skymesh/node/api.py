@@ -40,13 +40,20 @@ from skymesh.errors import BadRequest, NotFound, SkymeshError, TooLarge
 from skymesh.node.audit import audit_chunk
 from skymesh.node.orders import OrderVerifier
 from skymesh.node.store import PieceStore
+from skymesh.piecetransfer.receipts import sign_receipt
 from skymesh.rpc import Handler, error_middleware, json_response
 from skymesh.wire.base import ErrorBody
 from skymesh.wire.identity import Identity
-from skymesh.wire.node import PieceAction, PieceHashes, PieceReceipt
+from skymesh.wire.node import (
+    PIECE_AUDIT_PATH,
+    PIECE_HASHES_PATH,
+    PIECE_PATH,
+    PieceAction,
+    PieceHashes,
+)
 from skymesh.wire.pieces import is_valid_piece_id
 from skymesh.wire.registry import PeerIdentity
-from skymesh.wire.signing import ORDER_HEADER, sign
+from skymesh.wire.signing import ORDER_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +103,12 @@ def create_app(
     app[NODE] = NodeContext(store, verifier, identity, NodeCounters(), clock, sendfile)
     app.router.add_get("/v1/identity", _identity)
     app.router.add_get("/healthz", _healthz)
-    app.router.add_put("/v1/pieces/{piece_id}", _put_piece)
-    app.router.add_get("/v1/pieces/{piece_id}", _get_piece, allow_head=False)
-    app.router.add_head("/v1/pieces/{piece_id}", _head_piece)
-    app.router.add_get("/v1/pieces/{piece_id}/hashes", _get_hashes)
-    app.router.add_delete("/v1/pieces/{piece_id}", _delete_piece)
-    app.router.add_get("/v1/pieces/{piece_id}/audit", _audit_piece)
+    app.router.add_put(PIECE_PATH, _put_piece)
+    app.router.add_get(PIECE_PATH, _get_piece, allow_head=False)
+    app.router.add_head(PIECE_PATH, _head_piece)
+    app.router.add_get(PIECE_HASHES_PATH, _get_hashes)
+    app.router.add_delete(PIECE_PATH, _delete_piece)
+    app.router.add_get(PIECE_AUDIT_PATH, _audit_piece)
     return app
 
 
@@ -194,15 +201,15 @@ async def _put_piece(request: web.Request) -> web.Response:
     )
     node.counters.pieces_stored += 1
     log.debug("stored piece %s (%d bytes, order %s)", piece_id, meta.size, order.serial)
-    receipt = PieceReceipt(
-        node_id=node.identity.id,
+    receipt = sign_receipt(
+        node.identity,
         piece_id=piece_id,
         serial=order.serial,
         size=meta.size,
         merkle_root=meta.merkle_root,
         stored_at=meta.stored_at,
     )
-    return json_response(sign(node.identity, receipt), status=201)
+    return json_response(receipt, status=201)
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:

@@ -5,10 +5,10 @@ The gateway posts a coordinator-signed :class:`~skymesh.wire.batch.BatchOrder`
 checks the order (a trusted coordinator, this node, unexpired, serial unused),
 answers 202 and runs the batch in the background:
 
-- it reads the input object version through a
-  :class:`~skymesh.client.scoped.ScopedClient`: pieces straight from the nodes
-  that hold them, the coordinator reached only through the order's scoped
-  routes, so the data stays inside the bucket's residency;
+- it reads the input object version through a client that holds the three
+  data keys and nothing else (:class:`~skymesh.client.keys.GivenKeys`): pieces
+  straight from the nodes that hold them, the coordinator reached only through
+  the order's scoped routes, so the data stays inside the bucket's residency;
 - each JSONL line runs on the local engine, one line per worker slot, so
   interactive requests interleave with a long batch;
 - successes stream into the output upload (one part), failures (a malformed
@@ -50,7 +50,9 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from skymesh.client.scoped import ScopedClient
+from skymesh.client.client import Client
+from skymesh.client.keys import GivenKeys
+from skymesh.client.metainfo import MetainfoClient
 from skymesh.compute import requests
 from skymesh.compute.engines import ChatEngine, EmbeddingEngine
 from skymesh.compute.errors import Overloaded
@@ -314,7 +316,7 @@ class NodeBatches:
                 log.warning("batch %s: usage refused: %s", order.batch_id, e)
                 return
 
-    async def _write(self, run: BatchRun, client: ScopedClient) -> None:
+    async def _write(self, run: BatchRun, client: Client) -> None:
         o = run.order
         handle = await client.open_object(o.bucket, o.input_key, o.input_version)
         errors: list[bytes] = []
@@ -483,10 +485,11 @@ def _scoped_client(
     header: str,
     keys: dict[tuple[str, str], bytes],
     session: aiohttp.ClientSession,
-) -> ScopedClient:
+) -> Client:
     """A client holding only ``keys``, reaching the coordinator through the order's scope."""
     base = coordinator_url.rstrip("/") + routes.SCOPE_PREFIX
-    return ScopedClient(base, {ORDER_HEADER: header}, keys, session)
+    rpc = RpcClient(base, session, headers={ORDER_HEADER: header})
+    return Client(MetainfoClient(rpc), GivenKeys(keys), session)
 
 
 def object_inputs(key: str, raw: bytes) -> list[str]:

@@ -113,7 +113,7 @@ class NodeCompute:
             log.info("no model credentials in %s yet: packaged models only", cfg.model_credentials)
             return None
         c = creds[0]
-        self.client = Client(
+        self.client = Client.for_project(
             cfg.coordinator_url,
             c.api_key,
             c.project_id,

@@ -130,7 +130,7 @@ class Planet:
         assert self.coordinator is not None
         cred = credential or self.credential
         assert cred is not None
-        return Client(
+        return Client.for_project(
             self.coordinator.url,
             cred.api_key,
             cred.project_id,

@@ -1,8 +1,9 @@
 """The node's piece protocol: orders that allow an action on a piece, receipts, hashes, audits.
 
 A piece transfer carries a coordinator-signed :class:`Order` in the ``X-Skymesh-Order``
-header (``skymesh.wire.signing.ORDER_HEADER``); a stored piece is answered with a
-:class:`PieceReceipt` signed by the node. ``docs/spec/node-protocol.md`` is the prose form.
+header (``skymesh.wire.signing.ORDER_HEADER``) to one of the piece paths below; a
+stored piece is answered with a :class:`PieceReceipt` signed by the node.
+``docs/spec/node-protocol.md`` is the prose form.
 """
 
 from __future__ import annotations
@@ -10,6 +11,12 @@ from __future__ import annotations
 import enum
 
 from skymesh.wire.base import Base
+
+#: The node's piece routes, in aiohttp's ``{name}`` form: the node mounts them as they
+#: are and callers fill them in with ``.format(piece_id=...)``.
+PIECE_PATH = "/v1/pieces/{piece_id}"  # PUT, GET, HEAD, DELETE
+PIECE_HASHES_PATH = PIECE_PATH + "/hashes"  # GET
+PIECE_AUDIT_PATH = PIECE_PATH + "/audit"  # GET ?chunk=N
 
 
 class PieceAction(enum.Enum):

@@ -19,10 +19,9 @@ from skymesh.coordinator.db.schema import garbage_pieces, parts, pending_streams
 from skymesh.coordinator.metainfo.checks import MAX_BLOCK_SIZE
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.errors import BadRequest, CodecError, Forbidden
+from skymesh.piecetransfer.receipts import check_receipt
 from skymesh.wire.metainfo import Scheme, SegmentCommit
-from skymesh.wire.node import PieceReceipt
 from skymesh.wire.pieces import derive_piece_id, is_valid_piece_id
-from skymesh.wire.signing import open_signed
 
 _BATCH = 500  # ids per IN (...) list
 
@@ -139,16 +138,13 @@ def verify_segment(
         node = nodes.get(piece.node_id)
         if node is None:
             raise Forbidden(f"piece {piece.piece_num} is on unknown node {piece.node_id!r}")
-        receipt = open_signed(piece.receipt, PieceReceipt, trusted=[node.public_key])
-        if receipt.node_id != piece.node_id:
-            raise Forbidden(f"receipt for piece {piece.piece_num} names another node")
-        if receipt.piece_id != derive_piece_id(seg.root_piece_id, piece.piece_num):
-            raise Forbidden(f"receipt for piece {piece.piece_num} is for another piece")
-        if receipt.size != seg.piece_size:
-            raise BadRequest(
-                f"piece {piece.piece_num} stored {receipt.size} bytes;"
-                f" the segment's pieces are {seg.piece_size}"
-            )
+        receipt = check_receipt(
+            piece.receipt,
+            node_id=piece.node_id,
+            piece_id=derive_piece_id(seg.root_piece_id, piece.piece_num),
+            size=seg.piece_size,
+            node_key=node.public_key,
+        )
         stored.append((piece.piece_num, piece.node_id, receipt.merkle_root))
     return VerifiedSegment(
         part=pos.part,

@@ -42,8 +42,7 @@ import msgspec
 from aiohttp import web
 
 from skymesh.client.client import Client
-from skymesh.client.objectmeta import ObjectMeta, key_context
-from skymesh.codec.crypto import unwrap_key
+from skymesh.client.objectmeta import ObjectMeta
 from skymesh.compute.routing import rank
 from skymesh.config import Credential
 from skymesh.errors import NotFound, SkymeshError
@@ -252,17 +251,10 @@ class BatchAPI:
             return state
         state.node_id, state.node_region = grant.node_id, grant.region
         state.node_address, state.order = grant.address, encode_header(grant.order)
-        bucket_key = client.bucket_key(bucket)
         start = BatchStart(
-            input_data_key=unwrap_key(
-                bucket_key, handle.info.encrypted_key, key_context(bucket, key)
-            ),
-            output_data_key=unwrap_key(
-                bucket_key, out.encrypted_key, key_context(bucket, state.output_key)
-            ),
-            error_data_key=unwrap_key(
-                bucket_key, err.encrypted_key, key_context(bucket, state.error_key)
-            ),
+            input_data_key=client.data_key(handle.info),
+            output_data_key=client.data_key(out),
+            error_data_key=client.data_key(err),
         )
         problem = await self._start(state, start)
         if problem:

@@ -102,7 +102,7 @@ class ProjectFiles:
     def client(self, c: Credential) -> Client:
         client = self._clients.get(c.api_key)
         if client is None:
-            client = Client(
+            client = Client.for_project(
                 self.config.coordinator_url,
                 c.api_key,
                 c.project_id,

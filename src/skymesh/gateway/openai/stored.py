@@ -29,8 +29,6 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from skymesh.client.objectmeta import key_context
-from skymesh.codec.crypto import unwrap_key
 from skymesh.compute.routing import rank
 from skymesh.config import Credential
 from skymesh.errors import NotFound, SkymeshError
@@ -99,12 +97,9 @@ class StoredInputs:
                     e.message, status=503, code="no_compute_in_residency", param=PARAM
                 ) from e
             raise
-        data_key = unwrap_key(
-            client.bucket_key(bucket), handle.info.encrypted_key, key_context(bucket, key)
-        )
         body = ObjectEmbedRequest(
             model=p.model,
-            input_data_key=data_key,
+            input_data_key=client.data_key(handle.info),
             encoding_format=p.encoding_format,  # type: ignore[arg-type]
         )
         result = await self._run(grant, body)

@@ -137,7 +137,7 @@ async def _run_handler(ctx: S3Context, handler: Handler, req: S3Request) -> web.
 
 def make_app(ctx: S3Context) -> web.Application:
     if ctx.directory is None:
-        ctx.directory = BucketDirectory(ctx.config, ctx.credentials, ctx.clients)
+        ctx.directory = BucketDirectory(ctx.credentials, ctx.clients)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "requests": ctx.requests})

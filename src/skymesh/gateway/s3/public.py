@@ -9,9 +9,9 @@ search at once) and keeps the answer for :data:`CACHE_TTL` seconds. With one
 project per gateway, the usual case, that is one call per bucket per TTL. A
 bucket no project of this gateway owns is never served anonymously.
 
-Reads then go through :class:`PublicReadClient`, the owner's client with the
-access check built in: an object is served only when its own sealed metadata
-says ``public-read``, checked on the very version being read (no window between
+Reads then go through the owner's client with the :class:`PublicRead` access
+rule: an object is served only when its own sealed metadata says
+``public-read``, checked on the very version being read (no window between
 check and read); a listing only when the bucket's ACL, fetched fresh, says so.
 Missing keys read as ``AccessDenied`` unless the bucket is publicly listable, as
 in S3, so anonymous callers cannot probe for names.
@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from skymesh.client.client import Client, ObjectHandle, StoredObject
+from skymesh.client.client import Client
+from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.objectmeta import ObjectMeta
-from skymesh.config import Credential, GatewayConfig
+from skymesh.config import Credential
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.errors import S3Error, s3_error
-from skymesh.wire.metainfo import BucketConfig, BucketInfo, ListObjectsRequest, ListObjectsResponse
+from skymesh.wire.metainfo import BucketConfig
 
 CACHE_TTL = 5.0
 MAX_CACHED = 10_000
@@ -47,59 +48,29 @@ class Owned:
     config: BucketConfig
 
 
-class PublicReadClient(Client):
-    """The owner's client, limited to what an anonymous caller may read."""
+class PublicRead:
+    """The access rule of anonymous callers: what the owner made ``public-read``, no more."""
+
+    head_first = True  # refusing a private object must not make the coordinator sign orders
+
+    def __init__(self, metainfo: MetainfoClient) -> None:
+        self.metainfo = metainfo  # the owner's: bucket ACLs are read with its API key
 
     async def _bucket_public(self, bucket: str) -> bool:
         return (await self.metainfo.bucket_config(bucket)).acl == PUBLIC_READ
 
-    async def _hide_missing(self, bucket: str, err: SkymeshError) -> SkymeshError:
-        if err.code in ("NoSuchKey", "NoSuchVersion") and await self._bucket_public(bucket):
-            return err
-        return _denied()
+    async def check_bucket(self, bucket: str) -> None:
+        if not await self._bucket_public(bucket):
+            raise _denied()
 
-    @staticmethod
-    def _require_public(meta: ObjectMeta) -> None:
+    def check_object(self, meta: ObjectMeta) -> None:
         if meta.acl != PUBLIC_READ:
             raise _denied()
 
-    async def head_object(self, bucket: str, key: str, version_id: str = "") -> StoredObject:
-        try:
-            obj = await super().head_object(bucket, key, version_id)
-        except SkymeshError as e:
-            raise await self._hide_missing(bucket, e) from e
-        self._require_public(obj.meta)
-        return obj
-
-    async def open_object(
-        self,
-        bucket: str,
-        key: str,
-        version_id: str = "",
-        offset_hint: int = 0,
-        end_hint: int | None = None,
-    ) -> ObjectHandle:
-        # HEAD first: refusing a private object must not cost the coordinator a
-        # batch of signed GET orders, or anonymous callers could make it sign at will
-        checked = await self.head_object(bucket, key, version_id)
-        try:
-            handle = await super().open_object(
-                bucket, key, checked.info.version_id, offset_hint, end_hint
-            )
-        except SkymeshError as e:
-            raise await self._hide_missing(bucket, e) from e
-        self._require_public(handle.meta)  # the version being read, before any byte
-        return handle
-
-    async def get_bucket(self, name: str) -> BucketInfo:
-        if not await self._bucket_public(name):
-            raise _denied()
-        return await super().get_bucket(name)
-
-    async def list_objects(self, req: ListObjectsRequest) -> ListObjectsResponse:
-        if not await self._bucket_public(req.bucket):
-            raise _denied()
-        return await super().list_objects(req)
+    async def refusal(self, bucket: str, err: SkymeshError) -> SkymeshError:
+        if err.code in ("NoSuchKey", "NoSuchVersion") and await self._bucket_public(bucket):
+            return err
+        return _denied()
 
 
 @dataclass
@@ -117,17 +88,15 @@ class BucketDirectory:
 
     def __init__(
         self,
-        config: GatewayConfig,
         credentials: Mapping[str, Credential],
         clients: Mapping[str, Client],
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.config = config
         self.credentials = credentials
         self.clients = clients
         self.clock = clock
         self._cache: dict[str, _Entry] = {}
-        self._public: dict[str, PublicReadClient] = {}
+        self._public: dict[str, Client] = {}
 
     def forget(self, bucket: str) -> None:
         self._cache.pop(bucket, None)
@@ -161,17 +130,16 @@ class BucketDirectory:
             return Owned(cred, config)
         return None
 
-    def public_client(self, owner: Credential) -> PublicReadClient:
-        """The read-only, ACL-checking client of ``owner``'s project (made once)."""
+    def public_client(self, owner: Credential) -> Client:
+        """``owner``'s client under the :class:`PublicRead` rule (made once per project)."""
         client = self._public.get(owner.project_id)
         if client is None:
             own = self.clients[owner.access_key_id]
-            client = PublicReadClient(
-                self.config.coordinator_url,
-                owner.api_key,
-                owner.project_id,
-                bytes.fromhex(owner.encryption_secret),
-                session=own.session,
+            client = Client(
+                own.metainfo,
+                own.keys,
+                own.session,
+                access=PublicRead(own.metainfo),
                 download_extra_pieces=own.extra,
             )
             self._public[owner.project_id] = client

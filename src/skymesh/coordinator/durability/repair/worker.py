@@ -39,7 +39,6 @@ import aiohttp
 import sqlalchemy as sa
 
 from skymesh import errors
-from skymesh.client.pieces import get_piece_hashes, get_piece_range, put_piece
 from skymesh.codec import ErasureCoder, RedundancyScheme, SegmentLayout
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, chunk_hashes, merkle_root, verify_chunks
 from skymesh.coordinator.db.schema import garbage_pieces, pieces, repair_queue, segments
@@ -50,10 +49,11 @@ from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.placement import limit_new_nodes, select_additional_nodes
 from skymesh.coordinator.overlay.reputation import ReputationBook
 from skymesh.coordinator.overlay.residency import Residency, residency, stream_constraints
+from skymesh.piecetransfer.exchange import get_piece_hashes, get_piece_range, put_piece
+from skymesh.piecetransfer.receipts import check_receipt
 from skymesh.wire.metainfo import AddressedOrder, DownloadPiece
-from skymesh.wire.node import PieceAction, PieceReceipt
+from skymesh.wire.node import PieceAction
 from skymesh.wire.pieces import derive_piece_id
-from skymesh.wire.signing import Signed, open_signed
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +446,14 @@ class RepairWorker:
             signed = await put_piece(
                 self.session, target, seg.root_piece_id, _chunks(rebuilt[num]), seg.piece_size
             )
-            _check_receipt(signed, node, piece_id, seg.piece_size, roots[num])
+            check_receipt(
+                signed,
+                node_id=node.node_id,
+                piece_id=piece_id,
+                size=seg.piece_size,
+                node_key=node.public_key,
+                merkle_root=roots[num],
+            )
             stats.bytes_uploaded += seg.piece_size
             return num, node.node_id, roots[num]
 
@@ -475,14 +482,6 @@ async def _chunks(data: bytearray) -> AsyncIterator[bytes]:
     view = memoryview(data)
     for start in range(0, len(view), UPLOAD_CHUNK):
         yield bytes(view[start : start + UPLOAD_CHUNK])
-
-
-def _check_receipt(signed: Signed, node: NodeRecord, piece_id: str, size: int, root: bytes) -> None:
-    receipt = open_signed(signed, PieceReceipt, trusted=[node.public_key])
-    if receipt.node_id != node.node_id or receipt.piece_id != piece_id:
-        raise errors.IntegrityError("receipt names another node or piece")
-    if receipt.size != size or receipt.merkle_root != root:
-        raise errors.IntegrityError("receipt does not match the bytes sent")
 
 
 # ---------------------------------------------------------------- transactions

@@ -16,7 +16,7 @@ import binascii
 import hashlib
 from collections.abc import AsyncIterator
 
-from skymesh.client.client import Hasher
+from skymesh.client.writer import Hasher
 from skymesh.gateway.s3.chunked import AwsChunkedDecoder
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX, Checksum, check_value, requested

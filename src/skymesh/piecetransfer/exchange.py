@@ -1,4 +1,9 @@
-"""Moving one piece (or a byte range of it) between the client and one node."""
+"""Requests to one node's piece routes: store a piece, read a byte range of it, read its hashes.
+
+Each request carries the coordinator's order for that piece and node; a refusal
+comes back as the node's own error (``ErrorBody``), a node that cannot be reached
+as :class:`~skymesh.errors.Unavailable`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from skymesh import errors
 from skymesh.rpc import error_from_body
 from skymesh.wire.base import ErrorBody
 from skymesh.wire.metainfo import AddressedOrder, DownloadPiece
-from skymesh.wire.node import PieceHashes
+from skymesh.wire.node import PIECE_HASHES_PATH, PIECE_PATH, PieceHashes
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import ORDER_HEADER, Signed, encode_header
 
@@ -25,18 +30,17 @@ async def _exchange(
     target: AddressedOrder | DownloadPiece,
     root_piece_id: str,
     expect: tuple[int, ...],
-    suffix: str = "",
+    path: str = PIECE_PATH,
     headers: dict[str, str] | None = None,
     data: Any = None,
     timeout: aiohttp.ClientTimeout | None = None,
 ) -> tuple[int, bytes]:
     """One request to the node holding ``target``'s piece, with its order; errors as ours."""
     piece_id = derive_piece_id(root_piece_id, target.piece_num)
-    url = f"{target.address.rstrip('/')}/v1/pieces/{piece_id}{suffix}"
+    url = target.address.rstrip("/") + path.format(piece_id=piece_id)
     all_headers = {ORDER_HEADER: encode_header(target.order), **(headers or {})}
-    # ---- hung nodes: a caller may bound a stall (sock_read) tighter than the session's
+    # a caller may bound a stall (sock_read) tighter than the session's timeout
     extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-    # ---- end hung nodes
     try:
         async with session.request(method, url, headers=all_headers, data=data, **extra) as resp:
             raw = await resp.read()
@@ -104,6 +108,6 @@ async def get_piece_hashes(
 ) -> PieceHashes:
     """The Merkle leaves of a piece, to verify ranges against the root we trust."""
     _, raw = await _exchange(
-        session, "GET", piece, root_piece_id, (200,), suffix="/hashes", timeout=timeout
+        session, "GET", piece, root_piece_id, (200,), path=PIECE_HASHES_PATH, timeout=timeout
     )
     return _decode(raw, PieceHashes, piece)
