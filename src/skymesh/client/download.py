@@ -28,9 +28,8 @@ from skymesh.client.keys import segment_key
 from skymesh.client.upload import coder_for, scheme_of
 from skymesh.codec.crypto import SegmentCipher
 from skymesh.codec.layout import SegmentLayout
-from skymesh.codec.merkle import verify_chunks
 from skymesh.codec.segment import decode_blocks
-from skymesh.piecetransfer.exchange import get_piece_hashes, get_piece_range
+from skymesh.piecetransfer.exchange import get_piece_range, get_verified_range
 from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
 log = logging.getLogger(__name__)
@@ -184,18 +183,14 @@ class SegmentReader:
             if not self._usable(piece):
                 continue
             try:
-                hashes = await get_piece_hashes(self.session, piece, self.segment.root_piece_id)
-                chunk = hashes.chunk_size
-                if chunk <= 0 or hashes.size != self.layout.piece_size:
-                    raise errors.IntegrityError("piece hashes describe another piece")
-                aligned = start - start % chunk
-                aligned_end = min(hashes.size, -(-end // chunk) * chunk)
-                data = await get_piece_range(
-                    self.session, piece, self.segment.root_piece_id, aligned, aligned_end
+                got[piece.piece_num] = await get_verified_range(
+                    self.session,
+                    piece,
+                    self.segment.root_piece_id,
+                    self.layout.piece_size,
+                    start,
+                    end,
                 )
-                if not verify_chunks(piece.merkle_root, hashes.leaves, chunk, aligned, data):
-                    raise errors.IntegrityError("piece bytes do not match their Merkle root")
-                got[piece.piece_num] = data[start - aligned : end - aligned]
             except errors.SkymeshError as e:
                 log.warning(
                     "segment %d piece %d on node %s is bad: %s",

@@ -14,6 +14,7 @@ import aiohttp
 import msgspec
 
 from skymesh import errors
+from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, verify_chunks
 from skymesh.rpc import error_from_body
 from skymesh.wire.base import ErrorBody
 from skymesh.wire.metainfo import AddressedOrder, DownloadPiece
@@ -22,6 +23,11 @@ from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import ORDER_HEADER, Signed, encode_header
 
 T = TypeVar("T")
+
+
+def piece_url(address: str, piece_id: str, path: str = PIECE_PATH) -> str:
+    """The URL of one of a node's piece routes (``wire.node.PIECE_*_PATH``) for ``piece_id``."""
+    return address.rstrip("/") + path.format(piece_id=piece_id)
 
 
 async def _exchange(
@@ -37,7 +43,7 @@ async def _exchange(
 ) -> tuple[int, bytes]:
     """One request to the node holding ``target``'s piece, with its order; errors as ours."""
     piece_id = derive_piece_id(root_piece_id, target.piece_num)
-    url = target.address.rstrip("/") + path.format(piece_id=piece_id)
+    url = piece_url(target.address, piece_id, path)
     all_headers = {ORDER_HEADER: encode_header(target.order), **(headers or {})}
     # a caller may bound a stall (sock_read) tighter than the session's timeout
     extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
@@ -111,3 +117,32 @@ async def get_piece_hashes(
         session, "GET", piece, root_piece_id, (200,), path=PIECE_HASHES_PATH, timeout=timeout
     )
     return _decode(raw, PieceHashes, piece)
+
+
+async def get_verified_range(
+    session: aiohttp.ClientSession,
+    piece: DownloadPiece,
+    root_piece_id: str,
+    piece_size: int,
+    start: int,
+    end: int,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> bytes:
+    """Bytes [start, end) of one piece, checked against the Merkle root the coordinator recorded.
+
+    Reads the piece's hashes, then the range widened to whole Merkle chunks, and
+    verifies those chunks; :class:`~skymesh.errors.IntegrityError` when the node's
+    hashes describe another piece or its bytes do not match ``piece.merkle_root``.
+    """
+    hashes = await get_piece_hashes(session, piece, root_piece_id, timeout=timeout)
+    chunk = hashes.chunk_size
+    if chunk != DEFAULT_CHUNK_SIZE or hashes.size != piece_size:
+        raise errors.IntegrityError(f"node {piece.node_id} sent the hashes of another piece")
+    aligned = start - start % chunk
+    aligned_end = min(piece_size, -(-end // chunk) * chunk)
+    data = await get_piece_range(session, piece, root_piece_id, aligned, aligned_end, timeout)
+    if not verify_chunks(piece.merkle_root, hashes.leaves, chunk, aligned, data):
+        raise errors.IntegrityError(
+            f"piece {piece.piece_num} from node {piece.node_id} does not match its Merkle root"
+        )
+    return data[start - aligned : end - aligned]

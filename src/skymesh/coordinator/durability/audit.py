@@ -46,7 +46,8 @@ from skymesh.coordinator.db.schema import pieces, segments
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import AuditOutcome, ReputationBook, suspended
-from skymesh.wire.node import AuditChunk, PieceAction
+from skymesh.piecetransfer.exchange import piece_url
+from skymesh.wire.node import PIECE_AUDIT_PATH, AuditChunk, PieceAction
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import ORDER_HEADER, encode_header
 
@@ -281,7 +282,7 @@ class Auditor:
     ) -> tuple[AuditOutcome, str, bool]:
         """(outcome, why, stalled): stalled is an up node that gave no answer (containment)."""
         order = self.m.orders.order(node.node_id, target.piece_id, PieceAction.AUDIT, CHUNK)
-        url = f"{node.address.rstrip('/')}/v1/pieces/{target.piece_id}/audit"
+        url = piece_url(node.address, target.piece_id, PIECE_AUDIT_PATH)
         try:
             async with asyncio.timeout(self.timeout):
                 async with self.session.get(

@@ -33,6 +33,7 @@ from skymesh.coordinator.db.schema import garbage_pieces
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.registry import Registry
+from skymesh.piecetransfer.exchange import piece_url
 from skymesh.wire.node import PieceAction
 from skymesh.wire.signing import ORDER_HEADER, encode_header
 
@@ -193,7 +194,7 @@ class GarbageCollector:
     async def _delete(self, node: NodeRecord, piece_id: str, now: float) -> int:
         """The node's answer to a signed DELETE, or 0 when it could not be reached."""
         order = self.orders.order(node.node_id, piece_id, PieceAction.DELETE, 0, now)
-        url = f"{node.address.rstrip('/')}/v1/pieces/{piece_id}"
+        url = piece_url(node.address, piece_id)
         try:
             async with self.session.delete(
                 url, headers={ORDER_HEADER: encode_header(order)}

@@ -40,7 +40,7 @@ import sqlalchemy as sa
 
 from skymesh import errors
 from skymesh.codec import ErasureCoder, RedundancyScheme, SegmentLayout
-from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE, chunk_hashes, merkle_root, verify_chunks
+from skymesh.codec.merkle import chunk_hashes, merkle_root
 from skymesh.coordinator.db.schema import garbage_pieces, pieces, repair_queue, segments
 from skymesh.coordinator.durability.health import needs_move, region_spread_possible
 from skymesh.coordinator.durability.repair.plan import StoredPiece, assess, numbers_to_rebuild
@@ -49,7 +49,7 @@ from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.placement import limit_new_nodes, select_additional_nodes
 from skymesh.coordinator.overlay.reputation import ReputationBook
 from skymesh.coordinator.overlay.residency import Residency, residency, stream_constraints
-from skymesh.piecetransfer.exchange import get_piece_hashes, get_piece_range, put_piece
+from skymesh.piecetransfer.exchange import get_verified_range, put_piece
 from skymesh.piecetransfer.receipts import check_receipt
 from skymesh.wire.metainfo import AddressedOrder, DownloadPiece
 from skymesh.wire.node import PieceAction
@@ -367,17 +367,16 @@ class RepairWorker:
             merkle_root=p.merkle_root,
             order=order,
         )
-        hashes = await get_piece_hashes(
-            self.session, target, seg.root_piece_id, timeout=_SOURCE_TIMEOUT
+        data = await get_verified_range(
+            self.session,
+            target,
+            seg.root_piece_id,
+            seg.piece_size,
+            0,
+            seg.piece_size,
+            timeout=_SOURCE_TIMEOUT,
         )
-        data = await get_piece_range(
-            self.session, target, seg.root_piece_id, 0, seg.piece_size, timeout=_SOURCE_TIMEOUT
-        )
-        stats.bytes_downloaded += len(data)  # received, whether it verifies or is needed
-        if hashes.chunk_size != DEFAULT_CHUNK_SIZE or not verify_chunks(
-            p.merkle_root, hashes.leaves, hashes.chunk_size, 0, data
-        ):
-            raise errors.IntegrityError("bytes do not match the recorded Merkle root")
+        stats.bytes_downloaded += len(data)
         return data
 
     # ------------------------------------------------------------ upload
