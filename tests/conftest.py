@@ -15,7 +15,7 @@ from skymesh.testing.planet import Planet, PlanetThread
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     """A coordinator, 12 nodes over three regions and a gateway, shared by a test module."""
     root = tmp_path_factory.mktemp("planet")
-    thread = PlanetThread(Planet(root=root)).start()
+    thread = PlanetThread(Planet(root)).start()
     try:
         yield thread
     finally:

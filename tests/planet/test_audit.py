@@ -10,7 +10,6 @@ import pytest
 from skymesh.coordinator.health import healthy
 from skymesh.coordinator.model import NodeRecord
 from skymesh.coordinator.reputation import AuditOutcome
-from skymesh.testing.faults import heal, inject
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
@@ -67,14 +66,15 @@ def test_honest_nodes_pass_audits(planet: PlanetThread, stored: bytes) -> None:
 
 
 def test_lying_store_is_caught(planet: PlanetThread, stored: bytes) -> None:
-    node = planet.planet.nodes[1]
-    for mode in ("corrupt", "swap", "missing"):
-        faulty = inject(node, mode)  # type: ignore[arg-type]
+    p = planet.planet
+    node = p.nodes[1]
+    for fault in ("corrupt", "swap", "missing"):
+        faulty = p.fault(node, fault)  # type: ignore[arg-type]
         try:
-            assert _audit(planet, 1) is AuditOutcome.FAILURE, mode
+            assert _audit(planet, 1) is AuditOutcome.FAILURE, fault
         finally:
-            heal(node)
-        assert faulty.reads or mode == "missing"
+            planet.run(p.heal(node))
+        assert faulty.reads or fault == "missing"
     assert _audit(planet, 1) is AuditOutcome.SUCCESS
     rep = coordinator(planet).reputation.cached(node.node_id)
     assert rep is not None and rep.audits_failed == 3 and not rep.disqualified
@@ -205,7 +205,7 @@ def test_a_suspended_node_with_no_pieces_is_let_back(planet: PlanetThread) -> No
     nothing to be audited on, so while it stays reachable its suspension lifts."""
     c = coordinator(planet)
     p = planet.planet
-    node = planet.run(p.add_node(p.regions[0]))  # a new node: holds no piece
+    node = planet.run(p.add_node(p.config.regions[0]))  # a new node: holds no piece
     planet.run(p.wait_online(len(p.nodes)))
     for _ in range(30):  # as if its audits had gone unanswered while it was down
         planet.run(c.reputation.record(node.node_id, AuditOutcome.UNKNOWN))

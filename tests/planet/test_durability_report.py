@@ -15,7 +15,7 @@ from skymesh.cli import app
 from skymesh.config import CoordinatorConfig, config_to_toml
 from skymesh.coordinator.durability import SegmentRow, summarize
 from skymesh.rpc import RpcClient
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire import routes
 from skymesh.wire.durability import DurabilityReport
 from tests.conftest import random_bytes
@@ -25,7 +25,7 @@ from tests.conftest import random_bytes
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("durability")
     # Every segment on every node (no spares), so stopping any node costs each a piece.
-    planet = Planet(root=root, node_count=6, coordinator_overrides={"scheme": "4/5/6/6"})
+    planet = Planet(root, PlanetConfig(node_count=6, coordinator_overrides={"scheme": "4/5/6/6"}))
     thread = PlanetThread(planet).start()
     coord = thread.planet.coordinator
     # Keep repair from healing what this test breaks on purpose (durability slice B's loops).

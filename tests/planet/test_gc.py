@@ -20,7 +20,7 @@ from skymesh.client.pieces import put_piece
 from skymesh.coordinator.db.schema import garbage_pieces, pending_streams, pieces, segments
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
 from skymesh.errors import Forbidden
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire.durability import RetainFilter
 from skymesh.wire.identity import Identity
 from skymesh.wire.metainfo import (
@@ -43,7 +43,9 @@ Pair = tuple[str, str]  # (node id, piece id)
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("gc")
     overrides = {"gc_grace": 0.0, "gc_interval": 3600.0, "retain_interval": 0.0}
-    thread = PlanetThread(Planet(root=root, node_count=6, coordinator_overrides=overrides)).start()
+    thread = PlanetThread(
+        Planet(root, PlanetConfig(node_count=6, coordinator_overrides=overrides))
+    ).start()
     try:
         yield thread
     finally:

@@ -16,9 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import segments
-from skymesh.node.service import NodeService
-from skymesh.testing.faults import Hang, hang
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows, wait_offline
 
@@ -27,10 +25,12 @@ SMALL_NODE = 256 * 1024  # holds the repair test's pieces, not the upload test's
 
 @pytest.fixture(scope="module")
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
-    thread = PlanetThread(Planet(root=tmp_path_factory.mktemp("planet"), node_count=10)).start()
+    thread = PlanetThread(
+        Planet(tmp_path_factory.mktemp("planet"), PlanetConfig(node_count=10))
+    ).start()
     try:
         p = thread.planet
-        for region in p.regions[:2]:
+        for region in p.config.regions[:2]:
             thread.run(p.add_node(region, capacity=SMALL_NODE))
         thread.run(p.wait_online(len(p.nodes)))
         pause_durability_loops(thread)
@@ -39,44 +39,17 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         thread.stop()
 
 
-def _hang(planet: PlanetThread, node: NodeService) -> Hang:
-    """Hang ``node`` and wait until the coordinator hands out its black-hole address."""
-
-    async def start() -> Hang:
-        return hang(node)
-
-    h = planet.run(start())
-    _wait_address(planet, node, h.address)
-    return h
-
-
-def _heal(planet: PlanetThread, h: Hang) -> None:
-    async def close() -> None:
-        h.close()
-
-    planet.run(close())
-    _wait_address(planet, h.node, h.real_address)
-
-
-def _wait_address(planet: PlanetThread, node: NodeService, address: str) -> None:
-    registry = coordinator(planet).registry
-    deadline = time.monotonic() + 10
-    while planet.run(registry.lookup([node.node_id]))[node.node_id].address != address:
-        assert time.monotonic() < deadline, "the coordinator never saw the new address"
-        time.sleep(0.05)
-
-
 def test_upload_with_a_hung_target_retries_elsewhere(planet: PlanetThread, s3) -> None:  # type: ignore[no-untyped-def]
     s3.create_bucket(Bucket="hung-upload")
     hung = planet.planet.nodes[0]  # a large node: every large object's placement holds it
     data = random_bytes(3 * 1024 * 1024 + 5, seed=71)
-    h = _hang(planet, hung)
+    planet.run(planet.planet.hang(hung))
     try:
         started = time.monotonic()
         s3.put_object(Bucket="hung-upload", Key="obj", Body=data)
         elapsed = time.monotonic() - started
     finally:
-        _heal(planet, h)
+        planet.run(planet.planet.heal(hung))
     print(f"upload with one hung target: {elapsed:.1f} s")
     assert elapsed < 15  # the stall timeout (5 s) and a retry, not the 60 s read timeout
     assert hung.node_id not in {r.node_id for r in piece_rows(planet)}
@@ -126,14 +99,16 @@ def test_repair_with_hung_sources_finishes(  # type: ignore[no-untyped-def]
     planet.run(lost.stop())
     wait_offline(planet, {lost.node_id})
     sources = [r for r in rows if r is not lost_row]
-    hung = [_hang(planet, by_id[r.node_id]) for r in sources[:hung_count]]
+    hung = [by_id[r.node_id] for r in sources[:hung_count]]
+    for node in hung:
+        planet.run(p.hang(node))
     try:
         started = time.monotonic()
         stats = planet.run(c.repair_worker.repair(key))
         elapsed = time.monotonic() - started
     finally:
-        for h in hung:
-            _heal(planet, h)
+        for node in hung:
+            planet.run(p.heal(node))
     print(f"repair with {hung_count} hung source(s): {elapsed:.1f} s")
     assert stats.outcome == "repaired" and stats.rebuilt == 1
     assert elapsed < limit  # not the 60 s node RPC timeout
@@ -177,13 +152,14 @@ def test_healthy_read_asks_k_nodes_and_a_hung_one_is_hedged(planet: PlanetThread
 
     # The node holding the first data piece (asked first) hangs: the read still ends quickly.
     by_id = {n.node_id: n for n in planet.planet.nodes}
-    h = _hang(planet, by_id[holders[min(holders)]])
+    hung = by_id[holders[min(holders)]]
+    planet.run(planet.planet.hang(hung))
     try:
         started = time.monotonic()
         got = s3.get_object(Bucket="hedged-read", Key="obj")["Body"].read()
         elapsed = time.monotonic() - started
     finally:
-        _heal(planet, h)
+        planet.run(planet.planet.heal(hung))
     print(f"read with a hung data piece: {elapsed:.2f} s")
     assert got == data
     assert elapsed < 3  # hedged once the others answered, not the 60 s read timeout

@@ -24,7 +24,7 @@ from skymesh.compute.catalog import MINILM, SMOLLM2
 from skymesh.compute.store import ModelCache, ModelManifest, push_model, read_manifest
 from skymesh.config import write_credentials
 from skymesh.errors import IntegrityError
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire.identity import Identity
 from skymesh.wire.inference import EmbedRequest, InferenceOrder
 from skymesh.wire.signing import ORDER_HEADER, encode_header, sign
@@ -50,12 +50,14 @@ def _chat_ready() -> None:
 def ai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("openai")
     planet = Planet(
-        root=root,
-        node_count=4,
-        compute_nodes=COMPUTE_NODES,
-        # a killed node stays "online" for 4 heartbeats: the failover test needs that window
-        heartbeat_interval=1.0,
-        compute_overrides={"price_in": 1.0, "price_out": 2.0, "compute_threads": 1},
+        root,
+        PlanetConfig(
+            node_count=4,
+            compute_nodes=COMPUTE_NODES,
+            # a killed node stays "online" for 4 heartbeats: the failover test needs that window
+            heartbeat_interval=1.0,
+            compute_overrides={"price_in": 1.0, "price_out": 2.0, "compute_threads": 1},
+        ),
     )
     thread = PlanetThread(planet).start()
     try:

@@ -44,7 +44,7 @@ def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-un
     for key, data in objects.items():
         s3.put_object(Bucket="repaired", Key=key, Body=data)
     p = planet.planet
-    for region in p.regions:
+    for region in p.config.regions:
         planet.run(p.add_node(region))
     planet.run(p.wait_online(len(p.nodes)))
     # scheme 6/8/10/10 on 12 nodes: any 4 stopped hold at least 2 pieces of every

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from skymesh.coordinator.db.schema import objects
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows, wait_offline
 
@@ -24,7 +24,7 @@ REGIONS = ("eu-west", "us-east", "eu-central", "ap-south")
 @pytest.fixture(scope="module")
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("residency")
-    thread = PlanetThread(Planet(root=root, node_count=12, regions=REGIONS)).start()
+    thread = PlanetThread(Planet(root, PlanetConfig(node_count=12, regions=REGIONS))).start()
     pause_durability_loops(thread)
     try:
         yield thread
