@@ -22,6 +22,17 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         thread.stop()
 
 
+@pytest.fixture
+def own_planet(tmp_path: Path) -> Iterator[PlanetThread]:
+    """A planet for one test alone: for a test that leaves behind what no later test
+    should inherit (a disqualified node, one more node, segments repaired)."""
+    thread = PlanetThread(Planet(tmp_path / "planet")).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
 @pytest.fixture(scope="module")
 def s3(planet: PlanetThread):  # type: ignore[no-untyped-def]
     return planet.boto3()

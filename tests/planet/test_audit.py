@@ -39,20 +39,25 @@ def _corrupt_on_disk(planet: PlanetThread, index: int) -> int:
     return count
 
 
-@pytest.fixture(scope="module")
-def stored(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+def _fill(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+    """Store objects until every node holds at least two pieces (one to audit, another
+    for the store that answers with the wrong one); drive audits by hand from now on."""
     pause_durability_loops(planet)
     s3.create_bucket(Bucket="audited")
     data = random_bytes(1_500_000, seed=11)
     s3.put_object(Bucket="audited", Key="obj", Body=data)
-    # Segments use 10 of the 12 nodes: more objects until every node holds at least
-    # two pieces (one to audit, another for the store that answers with the wrong one).
+    # Segments use 10 of the 12 nodes: more objects until every node holds enough.
     for i in range(20):
         held = Counter(r.node_id for r in piece_rows(planet))
         if all(held[n.node_id] >= 2 for n in planet.planet.nodes):
             break
         s3.put_object(Bucket="audited", Key=f"other{i}", Body=random_bytes(70_000, seed=13 + i))
     return data
+
+
+@pytest.fixture(scope="module")
+def stored(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+    return _fill(planet, s3)
 
 
 def test_honest_nodes_pass_audits(planet: PlanetThread, stored: bytes) -> None:
@@ -82,19 +87,25 @@ def test_lying_store_is_caught(planet: PlanetThread, stored: bytes) -> None:
 
 def test_offline_node_scores_unknown_not_failure(planet: PlanetThread, stored: bytes) -> None:
     c = coordinator(planet)
+    p = planet.planet
     record = _record(planet, 2)
-    planet.run(planet.planet.nodes[2].stop())
-    before = c.reputation.cached(record.node_id)
-    result = planet.run(c.auditor.audit_node(record))
-    assert result is not None and result.outcome is AuditOutcome.UNKNOWN
-    assert record.node_id not in c.auditor.contained  # down, not stalling: no containment
-    after = c.reputation.cached(record.node_id)
-    assert after is not None and after.audits_unknown == 1
-    assert after.audit_score == (before.audit_score if before else 1.0)
-    assert after.unknown_score < 1.0
+    planet.run(p.stop_node(p.nodes[2]))
+    try:
+        before = c.reputation.cached(record.node_id)
+        result = planet.run(c.auditor.audit_node(record))
+        assert result is not None and result.outcome is AuditOutcome.UNKNOWN
+        assert record.node_id not in c.auditor.contained  # down, not stalling: no containment
+        after = c.reputation.cached(record.node_id)
+        assert after is not None and after.audits_unknown == 1
+        assert after.audit_score == (before.audit_score if before else 1.0)
+        assert after.unknown_score < 1.0
+    finally:
+        planet.run(p.start_node(p.nodes[2]))
 
 
-def test_rotting_node_is_disqualified(planet: PlanetThread, s3, stored: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_rotting_node_is_disqualified(own_planet: PlanetThread) -> None:
+    planet, s3 = own_planet, own_planet.boto3()
+    _fill(planet, s3)
     c = coordinator(planet)
     node_id = planet.planet.nodes[0].node_id
     assert _corrupt_on_disk(planet, 0) >= 1
@@ -200,9 +211,11 @@ def test_a_correct_answer_releases_a_contained_node(planet: PlanetThread, stored
     assert rep is not None and rep.audits_failed == 0 and not rep.disqualified
 
 
-def test_a_suspended_node_with_no_pieces_is_let_back(planet: PlanetThread) -> None:
+def test_a_suspended_node_with_no_pieces_is_let_back(own_planet: PlanetThread) -> None:
     """Suspension must not be a trap: a node emptied by repair while it was down has
     nothing to be audited on, so while it stays reachable its suspension lifts."""
+    planet = own_planet
+    pause_durability_loops(planet)
     c = coordinator(planet)
     p = planet.planet
     node = planet.run(p.add_node(p.config.regions[0]))  # a new node: holds no piece
