@@ -32,7 +32,6 @@ import concurrent.futures
 import contextlib
 import errno
 import fcntl
-import functools
 import logging
 import os
 import secrets
@@ -173,18 +172,10 @@ class DiskPieceStore:
 
     @classmethod
     async def open(
-        cls,
-        root: Path,
-        capacity_bytes: int,
-        chunk_size: int,
-        fsync: bool = True,
-        *,
-        writev: Writev | None = None,
+        cls, root: Path, capacity_bytes: int, chunk_size: int, fsync: bool = True
     ) -> DiskPieceStore:
         """Open a store without blocking the event loop on the initial scan."""
-        return await asyncio.to_thread(
-            functools.partial(cls, root, capacity_bytes, chunk_size, fsync, writev=writev)
-        )
+        return await asyncio.to_thread(cls, root, capacity_bytes, chunk_size, fsync)
 
     def close(self) -> None:
         """Release the store's lock and threads. Writes in flight should be finished first."""
