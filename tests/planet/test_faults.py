@@ -1,4 +1,5 @@
-"""Reads survive nodes that lie: corrupt piece bytes never reach the caller."""
+"""Nodes that lie or fill up: corrupt piece bytes never reach the caller, full disks keep
+nothing."""
 
 from __future__ import annotations
 
@@ -69,3 +70,26 @@ def test_reads_around_liars_ask_for_fresh_orders(planet, s3) -> None:  # type: i
         _corrupt(paths[0])
     for _ in range(2):
         assert s3.get_object(Bucket="renew", Key="obj")["Body"].read() == data
+
+
+def test_full_disks_refuse_pieces_and_keep_nothing(planet, s3) -> None:  # type: ignore[no-untyped-def]
+    """Two of the twelve nodes' disks fill up under them: uploads go to the other ten."""
+    p = planet.planet
+    full = p.nodes[:2]
+    held = [(n.store.piece_count, n.store.used_bytes) for n in full]
+    s3.create_bucket(Bucket="full")
+    objects = {f"o{i}": random_bytes(300_000, seed=40 + i) for i in range(3)}
+    for node in full:
+        p.fault(node, "full")
+    try:
+        for key, data in objects.items():  # each placement holds a full node but 1 time in 66
+            s3.put_object(Bucket="full", Key=key, Body=data)
+    finally:
+        for node in full:
+            planet.run(p.heal(node))
+    assert sum(n.counters.refusals["InsufficientStorage"] for n in full) >= 1
+    assert [(n.store.piece_count, n.store.used_bytes) for n in full] == held
+    assert all(n.store.reserved_bytes == 0 for n in full)
+    assert all(not any((Path(n.config.data_dir) / "tmp").iterdir()) for n in full)
+    for key, data in objects.items():
+        assert s3.get_object(Bucket="full", Key=key)["Body"].read() == data

@@ -40,8 +40,12 @@ DEFAULT_REGIONS = ("eu-west", "us-east", "ap-south")
 
 @dataclass(frozen=True)
 class PlanetConfig:
-    """The shape of a test network. Overrides are config fields of one role each,
-    and may replace any of the planet's own settings for that role."""
+    """The shape of a test network.
+
+    Overrides are config fields of one role each. They win over the planet's own
+    settings (heartbeats, liveness, operators, ``fsync`` off) but not over where a
+    part lives and whom it talks to (data directory, port, region, coordinator URL).
+    """
 
     node_count: int = 12
     regions: Sequence[str] = DEFAULT_REGIONS  # node i is in regions[i % len(regions)]
@@ -200,8 +204,8 @@ class Planet:
         return h
 
     async def heal(self, node: NodeService) -> None:
-        """Undo :meth:`fault` and :meth:`hang` on ``node``: once this returns, the
-        coordinator hands out its real address again."""
+        """Undo :meth:`fault` and :meth:`hang` on ``node``; a hung node is healed once
+        the coordinator hands out its real address again."""
         self.store(node).fault = None
         h = self._hangs.pop(node.node_id, None)
         if h is not None:
