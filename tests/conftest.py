@@ -15,7 +15,18 @@ from skymesh.testing.planet import Planet, PlanetThread
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     """A coordinator, 12 nodes over three regions and a gateway, shared by a test module."""
     root = tmp_path_factory.mktemp("planet")
-    thread = PlanetThread(Planet(root=root)).start()
+    thread = PlanetThread(Planet(root)).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def own_planet(tmp_path: Path) -> Iterator[PlanetThread]:
+    """A planet for one test alone: for a test that leaves behind what no later test
+    should inherit (a disqualified node, one more node, segments repaired)."""
+    thread = PlanetThread(Planet(tmp_path / "planet")).start()
     try:
         yield thread
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,15 +46,3 @@ def piece_rows(planet: PlanetThread) -> list[Any]:
         segments.c.optimal,
     ).select_from(join)
     return planet.run(c.db.read(lambda conn: list(conn.execute(q).all())))
-
-
-def wait_offline(planet: PlanetThread, node_ids: set[str], timeout: float = 15.0) -> None:
-    """Until the coordinator counts every one of ``node_ids`` offline."""
-    c = coordinator(planet)
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = planet.run(c.overlay.registry.lookup(node_ids))
-        if all(not c.overlay.registry.is_online(n) for n in nodes.values()):
-            return
-        assert time.monotonic() < deadline, "nodes still online"
-        time.sleep(0.1)

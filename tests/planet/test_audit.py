@@ -10,7 +10,6 @@ import pytest
 from skymesh.coordinator.durability.health import healthy
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import AuditOutcome
-from skymesh.testing.faults import heal, inject
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
@@ -40,20 +39,25 @@ def _corrupt_on_disk(planet: PlanetThread, index: int) -> int:
     return count
 
 
-@pytest.fixture(scope="module")
-def stored(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+def _fill(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+    """Store objects until every node holds at least two pieces (one to audit, another
+    for the store that answers with the wrong one); drive audits by hand from now on."""
     pause_durability_loops(planet)
     s3.create_bucket(Bucket="audited")
     data = random_bytes(1_500_000, seed=11)
     s3.put_object(Bucket="audited", Key="obj", Body=data)
-    # Segments use 10 of the 12 nodes: more objects until every node holds at least
-    # two pieces (one to audit, another for the store that answers with the wrong one).
+    # Segments use 10 of the 12 nodes: more objects until every node holds enough.
     for i in range(20):
         held = Counter(r.node_id for r in piece_rows(planet))
         if all(held[n.node_id] >= 2 for n in planet.planet.nodes):
             break
         s3.put_object(Bucket="audited", Key=f"other{i}", Body=random_bytes(70_000, seed=13 + i))
     return data
+
+
+@pytest.fixture(scope="module")
+def stored(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+    return _fill(planet, s3)
 
 
 def test_honest_nodes_pass_audits(planet: PlanetThread, stored: bytes) -> None:
@@ -67,14 +71,15 @@ def test_honest_nodes_pass_audits(planet: PlanetThread, stored: bytes) -> None:
 
 
 def test_lying_store_is_caught(planet: PlanetThread, stored: bytes) -> None:
-    node = planet.planet.nodes[1]
-    for mode in ("corrupt", "swap", "missing"):
-        faulty = inject(node, mode)  # type: ignore[arg-type]
+    p = planet.planet
+    node = p.nodes[1]
+    for fault in ("corrupt", "swap", "missing"):
+        faulty = p.fault(node, fault)  # type: ignore[arg-type]
         try:
-            assert _audit(planet, 1) is AuditOutcome.FAILURE, mode
+            assert _audit(planet, 1) is AuditOutcome.FAILURE, fault
         finally:
-            heal(node)
-        assert faulty.reads or mode == "missing"
+            planet.run(p.heal(node))
+        assert faulty.reads or fault == "missing"
     assert _audit(planet, 1) is AuditOutcome.SUCCESS
     rep = coordinator(planet).overlay.reputation.cached(node.node_id)
     assert rep is not None and rep.audits_failed == 3 and not rep.disqualified
@@ -82,21 +87,27 @@ def test_lying_store_is_caught(planet: PlanetThread, stored: bytes) -> None:
 
 def test_offline_node_scores_unknown_not_failure(planet: PlanetThread, stored: bytes) -> None:
     c = coordinator(planet)
+    p = planet.planet
     record = _record(planet, 2)
-    planet.run(planet.planet.nodes[2].stop())
-    before = c.overlay.reputation.cached(record.node_id)
-    result = planet.run(c.durability.auditor.audit_node(record))
-    assert result is not None and result.outcome is AuditOutcome.UNKNOWN
-    assert (
-        record.node_id not in c.durability.auditor.contained
-    )  # down, not stalling: no containment
-    after = c.overlay.reputation.cached(record.node_id)
-    assert after is not None and after.audits_unknown == 1
-    assert after.audit_score == (before.audit_score if before else 1.0)
-    assert after.unknown_score < 1.0
+    planet.run(p.stop_node(p.nodes[2]))
+    try:
+        before = c.overlay.reputation.cached(record.node_id)
+        result = planet.run(c.durability.auditor.audit_node(record))
+        assert result is not None and result.outcome is AuditOutcome.UNKNOWN
+        assert (
+            record.node_id not in c.durability.auditor.contained
+        )  # down, not stalling: no containment
+        after = c.overlay.reputation.cached(record.node_id)
+        assert after is not None and after.audits_unknown == 1
+        assert after.audit_score == (before.audit_score if before else 1.0)
+        assert after.unknown_score < 1.0
+    finally:
+        planet.run(p.start_node(p.nodes[2]))
 
 
-def test_rotting_node_is_disqualified(planet: PlanetThread, s3, stored: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_rotting_node_is_disqualified(own_planet: PlanetThread) -> None:
+    planet, s3 = own_planet, own_planet.boto3()
+    _fill(planet, s3)
     c = coordinator(planet)
     node_id = planet.planet.nodes[0].node_id
     assert _corrupt_on_disk(planet, 0) >= 1
@@ -202,12 +213,14 @@ def test_a_correct_answer_releases_a_contained_node(planet: PlanetThread, stored
     assert rep is not None and rep.audits_failed == 0 and not rep.disqualified
 
 
-def test_a_suspended_node_with_no_pieces_is_let_back(planet: PlanetThread) -> None:
+def test_a_suspended_node_with_no_pieces_is_let_back(own_planet: PlanetThread) -> None:
     """Suspension must not be a trap: a node emptied by repair while it was down has
     nothing to be audited on, so while it stays reachable its suspension lifts."""
+    planet = own_planet
+    pause_durability_loops(planet)
     c = coordinator(planet)
     p = planet.planet
-    node = planet.run(p.add_node(p.regions[0]))  # a new node: holds no piece
+    node = planet.run(p.add_node(p.config.regions[0]))  # a new node: holds no piece
     planet.run(p.wait_online(len(p.nodes)))
     for _ in range(30):  # as if its audits had gone unanswered while it was down
         planet.run(c.overlay.reputation.record(node.node_id, AuditOutcome.UNKNOWN))

@@ -23,7 +23,7 @@ def stored(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-unt
     for key, data in objects.items():
         s3.put_object(Bucket="drained", Key=key, Body=data)
     p = planet.planet
-    planet.run(p.add_node(p.regions[0]))  # one more node with room besides the spares
+    planet.run(p.add_node(p.config.regions[0]))  # one more node with room besides the spares
     planet.run(p.wait_online(len(p.nodes)))
     return objects
 

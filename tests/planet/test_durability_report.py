@@ -15,23 +15,20 @@ from skymesh.cli import app
 from skymesh.config import CoordinatorConfig, config_to_toml
 from skymesh.coordinator.durability.report import SegmentRow, summarize
 from skymesh.rpc import RpcClient
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire import routes
 from skymesh.wire.durability import DurabilityReport
 from tests.conftest import random_bytes
+from tests.planet._durability import pause_durability_loops
 
 
 @pytest.fixture(scope="module")
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("durability")
     # Every segment on every node (no spares), so stopping any node costs each a piece.
-    planet = Planet(root=root, node_count=6, coordinator_overrides={"scheme": "4/5/6/6"})
+    planet = Planet(root, PlanetConfig(node_count=6, coordinator_overrides={"scheme": "4/5/6/6"}))
     thread = PlanetThread(planet).start()
-    coord = thread.planet.coordinator
-    # Keep repair from healing what this test breaks on purpose.
-    assert coord is not None
-    for name in ("repair-checker", "repair", "audit"):
-        coord.loops[name].pause()
+    pause_durability_loops(thread)  # repair must not heal what the test breaks on purpose
     try:
         yield thread
     finally:
@@ -92,7 +89,7 @@ def test_report_counts_healthy_pieces_as_nodes_stop(planet, s3, tmp_path: Path) 
     assert "scheme 4/5/6/6: 3 segments" in out and "no segment is lost" in out
 
     # One node down: every segment drops to 5 = repair, queued for repair.
-    planet.run(p.nodes[0].stop())
+    planet.run(p.stop_node(p.nodes[0]))
     one_down = _report_when(planet, 5)
     assert one_down.schemes[0].histogram == {5: 3}
     assert one_down.schemes[0].at_or_below_repair == 3 and one_down.at_risk_total == 3
@@ -100,8 +97,8 @@ def test_report_counts_healthy_pieces_as_nodes_stop(planet, s3, tmp_path: Path) 
     assert one_down.lost_total == 0
 
     # Three down: 3 < k = 4, lost until they return; the CLI says so and exits 1.
-    planet.run(p.nodes[1].stop())
-    planet.run(p.nodes[2].stop())
+    planet.run(p.stop_node(p.nodes[1]))
+    planet.run(p.stop_node(p.nodes[2]))
     lost = _report_when(planet, 3)
     assert lost.schemes[0].histogram == {3: 3} and lost.lost_total == 3
     assert {(s.bucket, s.key, s.healthy, s.stored) for s in lost.lost} == {

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator, Iterator
 import msgspec
 import pytest
 import sqlalchemy as sa
+from skymesh.client.pieces import put_piece
 
 from skymesh.coordinator.db.schema import garbage_pieces, pending_streams, pieces, segments
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
 from skymesh.errors import Forbidden
-from skymesh.piecetransfer.exchange import put_piece
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire.durability import RetainFilter
 from skymesh.wire.identity import Identity
 from skymesh.wire.metainfo import (
@@ -43,7 +43,9 @@ Pair = tuple[str, str]  # (node id, piece id)
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("gc")
     overrides = {"gc_grace": 0.0, "gc_interval": 3600.0, "retain_interval": 0.0}
-    thread = PlanetThread(Planet(root=root, node_count=6, coordinator_overrides=overrides)).start()
+    thread = PlanetThread(
+        Planet(root, PlanetConfig(node_count=6, coordinator_overrides=overrides))
+    ).start()
     try:
         yield thread
     finally:
@@ -157,32 +159,25 @@ def test_expired_upload_frees_its_pieces(planet, s3) -> None:  # type: ignore[no
 
 def test_offline_node_keeps_its_garbage_for_later(planet, s3) -> None:  # type: ignore[no-untyped-def]
     s3.create_bucket(Bucket="gc-off")
-    s3.put_object(Bucket="gc-off", Key="k", Body=random_bytes(DATA, 5))
     before = _referenced(planet)
+    s3.put_object(Bucket="gc-off", Key="k", Body=random_bytes(DATA, 5))
+    pieces = _referenced(planet) - before
     # Small networks keep spare nodes, so take a node that holds a piece of it.
-    holders = {n for n, _ in before}
-    node = next(n for n in planet.planet.nodes if n.node_id in holders)
-    mine = {(n, p) for n, p in before if n == node.node_id}
+    holders = {n for n, _ in pieces}
+    p = planet.planet
+    node = next(n for n in p.nodes if n.node_id in holders)
+    mine = {(n, piece) for n, piece in pieces if n == node.node_id}
     assert mine
-    planet.run(node.stop())
-    s3.delete_object(Bucket="gc-off", Key="k")
-    coord = planet.planet.coordinator
-    assert coord is not None
-    stats = planet.run(coord.durability.gc.run_once())
-    assert stats.failed + stats.deferred >= len(mine)
-    assert mine <= _queued(planet)  # kept for retry
-    planet.run(node.start())  # same store, a new port: it joins again with its new address
-
-    async def rejoined() -> None:
-        for _ in range(200):
-            await coord.overlay.registry.load()
-            known = await coord.overlay.registry.lookup([node.node_id])
-            if known[node.node_id].address == node.address:
-                return
-            await asyncio.sleep(0.05)
-        raise TimeoutError("the restarted node did not join again")
-
-    planet.run(rejoined())
+    planet.run(p.stop_node(node))
+    try:
+        s3.delete_object(Bucket="gc-off", Key="k")
+        coord = p.coordinator
+        assert coord is not None
+        stats = planet.run(coord.durability.gc.run_once())
+        assert stats.failed + stats.deferred >= len(mine)
+        assert mine <= _queued(planet)  # kept for retry
+    finally:
+        planet.run(p.start_node(node))  # same store, a new port: it joins again
     _collect(planet)
     assert _on_disk(planet, mine) == set()
     assert not (mine & _queued(planet))
@@ -294,6 +289,7 @@ def test_reconciliation_removes_pieces_recorded_nowhere(planet, s3) -> None:  # 
     referenced = _referenced(planet)
     assert not orphans & referenced
     rec = coord.durability.reconciler
+    grace, clock = rec.grace, rec.clock
     nodes = {n.node_id: n for n in planet.planet.nodes}
 
     async def round_(grace: float) -> float:
@@ -305,26 +301,29 @@ def test_reconciliation_removes_pieces_recorded_nowhere(planet, s3) -> None:  # 
         await asyncio.gather(*(_wait_sweep(n, now) for n in nodes.values()))
         return now
 
-    # Younger than the grace (an upload in flight): kept.
-    planet.run(round_(3600.0))
-    assert _on_disk(planet, orphans) == orphans
-    # young orphans were seen and spared (a few may instead sit in the filter's ~1%
-    # of false positives, which spares them as well)
-    assert sum(n.retainer.last.kept_young for n in nodes.values()) >= 1
-    # Past the grace: removed; everything referenced stays. A Bloom filter keeps ~1%
-    # of what it should drop, and each round draws a fresh seed, so a few rounds
-    # remove every orphan (one surviving four rounds: ~1e-8).
-    removed = 0
-    for _ in range(4):
-        time.sleep(0.05)
-        planet.run(round_(0.0))
-        removed += sum(n.retainer.last.removed for n in nodes.values())
-        assert _on_disk(planet, referenced) == referenced
-        if not _on_disk(planet, orphans):
-            break
-    assert _on_disk(planet, orphans) == set()
-    assert removed >= len(orphans)
-    assert s3.get_object(Bucket="gc-retain", Key="kept")["Body"].read() == random_bytes(DATA, 7)
+    try:
+        # Younger than the grace (an upload in flight): kept.
+        planet.run(round_(3600.0))
+        assert _on_disk(planet, orphans) == orphans
+        # young orphans were seen and spared (a few may instead sit in the filter's ~1%
+        # of false positives, which spares them as well)
+        assert sum(n.retainer.last.kept_young for n in nodes.values()) >= 1
+        # Past the grace: removed; everything referenced stays. A Bloom filter keeps ~1%
+        # of what it should drop, and each round draws a fresh seed, so a few rounds
+        # remove every orphan (one surviving four rounds: ~1e-8).
+        removed = 0
+        for _ in range(4):
+            time.sleep(0.05)
+            planet.run(round_(0.0))
+            removed += sum(n.retainer.last.removed for n in nodes.values())
+            assert _on_disk(planet, referenced) == referenced
+            if not _on_disk(planet, orphans):
+                break
+        assert _on_disk(planet, orphans) == set()
+        assert removed >= len(orphans)
+        assert s3.get_object(Bucket="gc-retain", Key="kept")["Body"].read() == random_bytes(DATA, 7)
+    finally:
+        rec.grace, rec.clock = grace, clock
 
 
 def test_retain_filter_from_an_untrusted_key_is_refused(planet) -> None:  # type: ignore[no-untyped-def]

@@ -16,21 +16,21 @@ import pytest
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import segments
-from skymesh.node.service import NodeService
-from skymesh.testing.faults import Hang, hang
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from tests.conftest import random_bytes
-from tests.planet._durability import coordinator, pause_durability_loops, piece_rows, wait_offline
+from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 SMALL_NODE = 256 * 1024  # holds the repair test's pieces, not the upload test's
 
 
 @pytest.fixture(scope="module")
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
-    thread = PlanetThread(Planet(root=tmp_path_factory.mktemp("planet"), node_count=10)).start()
+    thread = PlanetThread(
+        Planet(tmp_path_factory.mktemp("planet"), PlanetConfig(node_count=10))
+    ).start()
     try:
         p = thread.planet
-        for region in p.regions[:2]:
+        for region in p.config.regions[:2]:
             thread.run(p.add_node(region, capacity=SMALL_NODE))
         thread.run(p.wait_online(len(p.nodes)))
         pause_durability_loops(thread)
@@ -39,47 +39,22 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         thread.stop()
 
 
-def _hang(planet: PlanetThread, node: NodeService) -> Hang:
-    """Hang ``node`` and wait until the coordinator hands out its black-hole address."""
-
-    async def start() -> Hang:
-        return hang(node)
-
-    h = planet.run(start())
-    _wait_address(planet, node, h.address)
-    return h
-
-
-def _heal(planet: PlanetThread, h: Hang) -> None:
-    async def close() -> None:
-        h.close()
-
-    planet.run(close())
-    _wait_address(planet, h.node, h.real_address)
-
-
-def _wait_address(planet: PlanetThread, node: NodeService, address: str) -> None:
-    registry = coordinator(planet).overlay.registry
-    deadline = time.monotonic() + 10
-    while planet.run(registry.lookup([node.node_id]))[node.node_id].address != address:
-        assert time.monotonic() < deadline, "the coordinator never saw the new address"
-        time.sleep(0.05)
-
-
 def test_upload_with_a_hung_target_retries_elsewhere(planet: PlanetThread, s3) -> None:  # type: ignore[no-untyped-def]
     s3.create_bucket(Bucket="hung-upload")
     hung = planet.planet.nodes[0]  # a large node: every large object's placement holds it
     data = random_bytes(3 * 1024 * 1024 + 5, seed=71)
-    h = _hang(planet, hung)
+    before = {(r.stream_id, r.part, r.idx) for r in piece_rows(planet)}
+    planet.run(planet.planet.hang(hung))
     try:
         started = time.monotonic()
         s3.put_object(Bucket="hung-upload", Key="obj", Body=data)
         elapsed = time.monotonic() - started
     finally:
-        _heal(planet, h)
+        planet.run(planet.planet.heal(hung))
     print(f"upload with one hung target: {elapsed:.1f} s")
     assert elapsed < 15  # the stall timeout (5 s) and a retry, not the 60 s read timeout
-    assert hung.node_id not in {r.node_id for r in piece_rows(planet)}
+    rows = [r for r in piece_rows(planet) if (r.stream_id, r.part, r.idx) not in before]
+    assert rows and hung.node_id not in {r.node_id for r in rows}
     assert s3.get_object(Bucket="hung-upload", Key="obj")["Body"].read() == data
 
 
@@ -125,27 +100,32 @@ def test_repair_with_hung_sources_finishes(  # type: ignore[no-untyped-def]
         (r for r in rows if records[r.node_id].region in spare_regions), key=lambda r: r.piece_num
     )
     lost = by_id[lost_row.node_id]
-    planet.run(lost.stop())
-    wait_offline(planet, {lost.node_id})
-    sources = [r for r in rows if r is not lost_row]
-    hung = [_hang(planet, by_id[r.node_id]) for r in sources[:hung_count]]
+    planet.run(p.stop_node(lost))
     try:
-        started = time.monotonic()
-        stats = planet.run(c.durability.repair_worker.repair(key))
-        elapsed = time.monotonic() - started
+        planet.run(p.wait_offline([lost]))
+        sources = [r for r in rows if r is not lost_row]
+        hung = [by_id[r.node_id] for r in sources[:hung_count]]
+        for node in hung:
+            planet.run(p.hang(node))
+        try:
+            started = time.monotonic()
+            stats = planet.run(c.durability.repair_worker.repair(key))
+            elapsed = time.monotonic() - started
+        finally:
+            for node in hung:
+                planet.run(p.heal(node))
+        print(f"repair with {hung_count} hung source(s): {elapsed:.1f} s")
+        assert stats.outcome == "repaired" and stats.rebuilt == 1
+        assert elapsed < limit  # not the 60 s node RPC timeout
+        # Metered: the whole pieces received, k used and at most the extras besides.
+        piece_size = _piece_size(planet, key)
+        assert stats.bytes_downloaded % piece_size == 0
+        assert 6 <= stats.bytes_downloaded // piece_size <= 8
+        holders = {r.node_id for r in piece_rows(planet) if (r.stream_id, r.part, r.idx) == key}
+        assert lost.node_id not in holders and len(holders) == 10
+        assert s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == data
     finally:
-        for h in hung:
-            _heal(planet, h)
-    print(f"repair with {hung_count} hung source(s): {elapsed:.1f} s")
-    assert stats.outcome == "repaired" and stats.rebuilt == 1
-    assert elapsed < limit  # not the 60 s node RPC timeout
-    # Metered: the whole pieces received, k used and at most the extras besides.
-    piece_size = _piece_size(planet, key)
-    assert stats.bytes_downloaded % piece_size == 0
-    assert 6 <= stats.bytes_downloaded // piece_size <= 8
-    holders = {r.node_id for r in piece_rows(planet) if (r.stream_id, r.part, r.idx) == key}
-    assert lost.node_id not in holders and len(holders) == 10
-    assert s3.get_object(Bucket=bucket, Key="obj")["Body"].read() == data
+        planet.run(p.start_node(lost))
 
 
 def _piece_gets(planet: PlanetThread) -> int:
@@ -168,7 +148,7 @@ def test_healthy_read_asks_k_nodes_and_a_hung_one_is_hedged(planet: PlanetThread
         for r in piece_rows(planet)
         if (r.stream_id, r.part, r.idx) not in before
     }
-    assert len(holders) >= 8  # an earlier test stopped a node for good
+    assert len(holders) >= 8  # k = 6, and the extras a hedged read may ask
     asked = []
     for _ in range(5):
         gets = _piece_gets(planet)
@@ -179,13 +159,14 @@ def test_healthy_read_asks_k_nodes_and_a_hung_one_is_hedged(planet: PlanetThread
 
     # The node holding the first data piece (asked first) hangs: the read still ends quickly.
     by_id = {n.node_id: n for n in planet.planet.nodes}
-    h = _hang(planet, by_id[holders[min(holders)]])
+    hung = by_id[holders[min(holders)]]
+    planet.run(planet.planet.hang(hung))
     try:
         started = time.monotonic()
         got = s3.get_object(Bucket="hedged-read", Key="obj")["Body"].read()
         elapsed = time.monotonic() - started
     finally:
-        _heal(planet, h)
+        planet.run(planet.planet.heal(hung))
     print(f"read with a hung data piece: {elapsed:.2f} s")
     assert got == data
     assert elapsed < 3  # hedged once the others answered, not the 60 s read timeout

@@ -24,7 +24,9 @@ from skymesh.compute.catalog import MINILM, SMOLLM2
 from skymesh.compute.store import ModelCache, ModelManifest, push_model, read_manifest
 from skymesh.config import write_credentials
 from skymesh.errors import IntegrityError
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.gateway.openai.directory import LIST_TTL
+from skymesh.node.service import NodeService
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire.identity import Identity
 from skymesh.wire.inference import EmbedRequest, InferenceOrder
 from skymesh.wire.signing import ORDER_HEADER, encode_header, sign
@@ -50,12 +52,14 @@ def _chat_ready() -> None:
 def ai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("openai")
     planet = Planet(
-        root=root,
-        node_count=4,
-        compute_nodes=COMPUTE_NODES,
-        # a killed node stays "online" for 4 heartbeats: the failover test needs that window
-        heartbeat_interval=1.0,
-        compute_overrides={"price_in": 1.0, "price_out": 2.0, "compute_threads": 1},
+        root,
+        PlanetConfig(
+            node_count=4,
+            compute_nodes=COMPUTE_NODES,
+            # a killed node stays "online" for 4 heartbeats: the failover test needs that window
+            heartbeat_interval=1.0,
+            compute_overrides={"price_in": 1.0, "price_out": 2.0, "compute_threads": 1},
+        ),
     )
     thread = PlanetThread(planet).start()
     try:
@@ -76,6 +80,15 @@ def _wait_adverts(
     while len(adverts) < count or (node_id and node_id not in adverts):
         assert time.monotonic() < deadline, "compute nodes did not advertise in time"
         time.sleep(0.05)
+
+
+def _retire(planet: PlanetThread, node: NodeService) -> None:
+    """Stop a node a test added, until the gateway lists it no more: the tests after it
+    see the module's network as it began."""
+    p = planet.planet
+    planet.run(p.stop_node(node))
+    planet.run(p.wait_offline([node]))
+    time.sleep(LIST_TTL)  # the gateway's list of compute nodes is at most this old
 
 
 @pytest.fixture(scope="module")
@@ -447,7 +460,7 @@ def test_model_cache_verifies_hashes_and_evicts_least_recently_used(
     ai.run(run())
 
 
-# ---------------------------------------------------------------- failover (last: kills a node)
+# ---------------------------------------------------------------- failover
 
 
 def test_a_node_killed_before_the_first_token_is_replaced_by_the_next(
@@ -458,29 +471,35 @@ def test_a_node_killed_before_the_first_token_is_replaced_by_the_next(
         p.add_node("eu-west", compute=True, price_in=0.0, price_out=0.0, compute_threads=1)
     )
     _wait_adverts(ai, node_id=cheap.node_id)
-    by_price = {"skymesh": {"weights": {"latency": 0, "price": 1, "carbon": 0}}}
-    first = client.embeddings.with_raw_response.create(model=EMBED, input="x", extra_body=by_price)
-    assert first.headers["x-skymesh-node"] == cheap.node_id
-
-    ai.run(cheap.stop())  # still listed online for a few heartbeats
-    raw = client.embeddings.with_raw_response.create(
-        model=EMBED, input="still served", extra_body=by_price
-    )
-    assert raw.headers["x-skymesh-node"] != cheap.node_id
-    assert _cosine(raw.parse().data[0].embedding, _reference("still served")) > 0.999
-    gateway = p.gateway
-    assert gateway is not None and gateway.openai is not None
-    assert gateway.openai.failovers >= 1
-    if SMOLLM2.packaged_files() is not None:
-        pytest.importorskip("llama_cpp")
-        reply = client.chat.completions.create(
-            model=CHAT,
-            messages=[{"role": "user", "content": "hi"}],
-            max_tokens=4,
-            extra_body=by_price,
-            stream=True,
+    time.sleep(LIST_TTL)  # until the gateway's list of compute nodes has it
+    try:
+        by_price = {"skymesh": {"weights": {"latency": 0, "price": 1, "carbon": 0}}}
+        first = client.embeddings.with_raw_response.create(
+            model=EMBED, input="x", extra_body=by_price
         )
-        assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+        assert first.headers["x-skymesh-node"] == cheap.node_id
+
+        ai.run(p.stop_node(cheap))  # still listed online for a few heartbeats
+        raw = client.embeddings.with_raw_response.create(
+            model=EMBED, input="still served", extra_body=by_price
+        )
+        assert raw.headers["x-skymesh-node"] != cheap.node_id
+        assert _cosine(raw.parse().data[0].embedding, _reference("still served")) > 0.999
+        gateway = p.gateway
+        assert gateway is not None and gateway.openai is not None
+        assert gateway.openai.failovers >= 1
+        if SMOLLM2.packaged_files() is not None:
+            pytest.importorskip("llama_cpp")
+            reply = client.chat.completions.create(
+                model=CHAT,
+                messages=[{"role": "user", "content": "hi"}],
+                max_tokens=4,
+                extra_body=by_price,
+                stream=True,
+            )
+            assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+    finally:
+        _retire(ai, cheap)
 
 
 def test_a_full_node_answers_429_and_frees_when_the_caller_leaves(
@@ -492,34 +511,37 @@ def test_a_full_node_answers_429_and_frees_when_the_caller_leaves(
         p.add_node("busy", compute=True, compute_threads=1, compute_concurrency=1, compute_queue=0)
     )
     _wait_adverts(ai, node_id=node.node_id)
-    only_busy = {"skymesh": {"regions": ["busy"]}}
-    stream = client.chat.completions.create(
-        model=CHAT,
-        messages=[{"role": "user", "content": "Tell a long story."}],
-        max_tokens=500,
-        stream=True,
-        extra_body=only_busy,
-    )
-    next(iter(stream))  # the node's one worker is generating now
-    with pytest.raises(openai.RateLimitError) as full:
-        client.embeddings.create(model=EMBED, input="x", extra_body=only_busy)
-    assert full.value.body["code"] == "overloaded"
-    assert full.value.response.headers["retry-after"] == "1"
-    stream.close()  # the caller leaves: the node stops generating and frees its worker
-    assert node.compute is not None
-    deadline = time.monotonic() + 20
-    while node.compute.pool.depth:
-        assert time.monotonic() < deadline, "the node kept generating for a caller who left"
-        time.sleep(0.05)
-    # served again once the node's next heartbeat shows its free worker (Retry-After: 1)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            assert client.embeddings.create(model=EMBED, input="x", extra_body=only_busy).data
-            break
-        except openai.RateLimitError:
-            assert time.monotonic() < deadline, "the node stayed busy"
-            time.sleep(1)
+    try:
+        only_busy = {"skymesh": {"regions": ["busy"]}}
+        stream = client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": "Tell a long story."}],
+            max_tokens=500,
+            stream=True,
+            extra_body=only_busy,
+        )
+        next(iter(stream))  # the node's one worker is generating now
+        with pytest.raises(openai.RateLimitError) as full:
+            client.embeddings.create(model=EMBED, input="x", extra_body=only_busy)
+        assert full.value.body["code"] == "overloaded"
+        assert full.value.response.headers["retry-after"] == "1"
+        stream.close()  # the caller leaves: the node stops generating and frees its worker
+        assert node.compute is not None
+        deadline = time.monotonic() + 20
+        while node.compute.pool.depth:
+            assert time.monotonic() < deadline, "the node kept generating for a caller who left"
+            time.sleep(0.05)
+        # served again once the node's next heartbeat shows its free worker (Retry-After: 1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert client.embeddings.create(model=EMBED, input="x", extra_body=only_busy).data
+                break
+            except openai.RateLimitError:
+                assert time.monotonic() < deadline, "the node stayed busy"
+                time.sleep(1)
+    finally:
+        _retire(ai, node)
 
 
 @pytest.mark.slow
@@ -534,22 +556,25 @@ def test_a_stream_that_breaks_midway_ends_with_an_error_event(
     p = ai.planet
     node = ai.run(p.add_node("doomed", compute=True, compute_threads=1))
     _wait_adverts(ai, node_id=node.node_id)
-    stream = client.chat.completions.create(
-        model=CHAT,
-        messages=[{"role": "user", "content": "Write a long story about the sea."}],
-        max_tokens=400,
-        temperature=0,
-        stream=True,
-        extra_body={"skymesh": {"regions": ["doomed"]}},
-    )
-    received = []
-    with pytest.raises(openai.APIError) as broken:
-        for chunk in stream:
-            received.append(chunk)
-            if len(received) == 3:
-                ai.loop.call_soon_threadsafe(lambda: ai.loop.create_task(node.stop()))
-    assert len(received) >= 3
-    assert "failed midway" in str(broken.value)
+    try:
+        stream = client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": "Write a long story about the sea."}],
+            max_tokens=400,
+            temperature=0,
+            stream=True,
+            extra_body={"skymesh": {"regions": ["doomed"]}},
+        )
+        received = []
+        with pytest.raises(openai.APIError) as broken:
+            for chunk in stream:
+                received.append(chunk)
+                if len(received) == 3:
+                    ai.loop.call_soon_threadsafe(lambda: ai.loop.create_task(node.stop()))
+        assert len(received) >= 3
+        assert "failed midway" in str(broken.value)
+    finally:
+        _retire(ai, node)
 
 
 # ---------------------------------------------------------------- helpers

@@ -24,7 +24,7 @@ from skymesh.compute.catalog import MINILM, SMOLLM2
 from skymesh.config import GatewayConfig
 from skymesh.gateway.openai.files import file_id
 from skymesh.gateway.service import GatewayService
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire import routes
 from skymesh.wire.batch import (
     BatchOrder,
@@ -49,12 +49,14 @@ PRICE_IN, PRICE_OUT = 3.0, 5.0  # USD per 1M tokens, offered by every compute no
 @pytest.fixture(scope="module")
 def ai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     planet = Planet(
-        root=tmp_path_factory.mktemp("batch"),
-        node_count=6,
-        regions=REGIONS,
-        compute_nodes=2,  # node 0 (eu-west) and node 1 (us-east)
-        heartbeat_interval=0.5,
-        compute_overrides={"compute_threads": 1, "price_in": PRICE_IN, "price_out": PRICE_OUT},
+        tmp_path_factory.mktemp("batch"),
+        PlanetConfig(
+            node_count=6,
+            regions=REGIONS,
+            compute_nodes=2,  # node 0 (eu-west) and node 1 (us-east)
+            heartbeat_interval=0.5,
+            compute_overrides={"compute_threads": 1, "price_in": PRICE_IN, "price_out": PRICE_OUT},
+        ),
     )
     thread = PlanetThread(planet).start()
     try:

@@ -10,12 +10,7 @@ import pytest
 from skymesh.coordinator.durability.repair.worker import RepairStats
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
-from tests.planet._durability import (
-    coordinator,
-    pause_durability_loops,
-    piece_rows,
-    wait_offline,
-)
+from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
@@ -31,7 +26,18 @@ def _repair_all(planet: PlanetThread) -> list[RepairStats]:
     return done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def planet(own_planet: PlanetThread) -> PlanetThread:
+    """Each test here repairs the damage it is given: a planet per test."""
+    return own_planet
+
+
+@pytest.fixture
+def s3(planet: PlanetThread):  # type: ignore[no-untyped-def]
+    return planet.boto3()
+
+
+@pytest.fixture
 def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     """Objects stored on 10 of 12 nodes, 3 more nodes added, then 4 original nodes stopped."""
     pause_durability_loops(planet)
@@ -44,15 +50,15 @@ def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-un
     for key, data in objects.items():
         s3.put_object(Bucket="repaired", Key=key, Body=data)
     p = planet.planet
-    for region in p.regions:
+    for region in p.config.regions:
         planet.run(p.add_node(region))
     planet.run(p.wait_online(len(p.nodes)))
     # scheme 6/8/10/10 on 12 nodes: any 4 stopped hold at least 2 pieces of every
     # segment (each misses only 2 nodes), which puts it at 8 = repair or under
     victims = p.nodes[:4]
     for node in victims:
-        planet.run(node.stop())
-    wait_offline(planet, {n.node_id for n in victims})
+        planet.run(p.stop_node(node))
+    planet.run(p.wait_offline(victims))
     return objects
 
 
@@ -86,7 +92,6 @@ def test_overwritten_object_is_not_resurrected(planet: PlanetThread, s3, stopped
     assert stream not in {r.stream_id for r in piece_rows(planet)}
     garbage = planet.run(_garbage_for(planet, stats.new_nodes))
     assert garbage >= stats.rebuilt
-    del stopped["doomed"]
 
 
 async def _garbage_for(planet: PlanetThread, node_ids: list[str]) -> int:

@@ -13,7 +13,7 @@ import pytest
 from skymesh.coordinator.durability.repair import checker
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import random_bytes
-from tests.planet._durability import coordinator, pause_durability_loops, piece_rows, wait_offline
+from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 
 def test_lost_nodes_are_repaired_onto_the_spares(  # type: ignore[no-untyped-def]
@@ -36,8 +36,8 @@ def test_lost_nodes_are_repaired_onto_the_spares(  # type: ignore[no-untyped-def
     assert len(full) >= 6
     first, second = full[0], full[1]
 
-    planet.run(first.stop())
-    wait_offline(planet, {first.node_id})
+    planet.run(p.stop_node(first))
+    planet.run(p.wait_offline([first]))
     # Lazy repair: 9 healthy pieces are above the repair threshold of 8.
     first_round = planet.run(c.durability.repair_checker.step())
     assert first_round.full and first_round.queued == 0
@@ -47,8 +47,8 @@ def test_lost_nodes_are_repaired_onto_the_spares(  # type: ignore[no-untyped-def
     quiet = planet.run(c.durability.repair_checker.step())
     assert not quiet.full and quiet.segments == 0
 
-    planet.run(second.stop())
-    wait_offline(planet, {second.node_id})
+    planet.run(p.stop_node(second))
+    planet.run(p.wait_offline([second]))
     report = planet.run(c.durability.repair_checker.step())
     assert not report.full and report.segments == 3  # the three on `second`
     assert (report.queued, report.lowest_healthy) == (3, 8)

@@ -8,28 +8,34 @@ nodes, all on a live network.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from skymesh.coordinator.db.schema import objects
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from tests.conftest import random_bytes
-from tests.planet._durability import coordinator, pause_durability_loops, piece_rows, wait_offline
+from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 REGIONS = ("eu-west", "us-east", "eu-central", "ap-south")
 
 
-@pytest.fixture(scope="module")
-def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
-    root = tmp_path_factory.mktemp("residency")
-    thread = PlanetThread(Planet(root=root, node_count=12, regions=REGIONS)).start()
+@pytest.fixture
+def planet(tmp_path: Path) -> Iterator[PlanetThread]:
+    """A planet per test: each drains or stops nodes of a region the other places in."""
+    thread = PlanetThread(Planet(tmp_path, PlanetConfig(node_count=12, regions=REGIONS))).start()
     pause_durability_loops(thread)
     try:
         yield thread
     finally:
         thread.stop()
+
+
+@pytest.fixture
+def s3(planet: PlanetThread):  # type: ignore[no-untyped-def]
+    return planet.boto3()
 
 
 def _regions_of(planet: PlanetThread, bucket: str) -> dict[str, set[str]]:
@@ -103,9 +109,10 @@ def test_constraints_keep_pieces_inside_through_repair(planet: PlanetThread, s3)
 
     # Lose an eu-west node holding a piece of each: repair rebuilds inside the residency.
     c = coordinator(planet)
-    victim = next(n for n in planet.planet.nodes if n.node_id in west["eu-west"])
-    planet.run(victim.stop())
-    wait_offline(planet, {victim.node_id})
+    p = planet.planet
+    victim = next(n for n in p.nodes if n.node_id in west["eu-west"])
+    planet.run(p.stop_node(victim))
+    planet.run(p.wait_offline([victim]))
     report = planet.run(c.durability.repair_checker.step())
     assert report.queued >= 1
     while (stats := planet.run(c.durability.repair_worker.repair_next())) is not None:
@@ -119,13 +126,9 @@ def test_constraints_keep_pieces_inside_through_repair(planet: PlanetThread, s3)
 
     # One eu-west node left: uploads to that bucket are refused, never placed outside;
     # the eu group still has four nodes.
-    other = next(
-        n
-        for n in planet.planet.nodes
-        if n.config.region == "eu-west" and n.node_id != victim.node_id
-    )
-    planet.run(other.stop())
-    wait_offline(planet, {other.node_id})
+    other = next(n for n in p.nodes if n.config.region == "eu-west" and n.node_id != victim.node_id)
+    planet.run(p.stop_node(other))
+    planet.run(p.wait_offline([other]))
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket="in-west", Key="later", Body=random_bytes(100_000, seed=9))
     err = e.value.response

@@ -16,7 +16,7 @@ import botocore.exceptions
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.tls import LocalTls, ensure_local_tls
 from tests.conftest import random_bytes
 
@@ -32,9 +32,11 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> LocalTls:
 @pytest.fixture(scope="module")
 def planet(tmp_path_factory: pytest.TempPathFactory, tls_files: LocalTls) -> Iterator[PlanetThread]:
     planet = Planet(
-        root=tmp_path_factory.mktemp("planet"),
-        node_count=6,
-        gateway_overrides={"tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key)},
+        tmp_path_factory.mktemp("planet"),
+        PlanetConfig(
+            node_count=6,
+            gateway_overrides={"tls_cert": str(tls_files.cert), "tls_key": str(tls_files.key)},
+        ),
     )
     thread = PlanetThread(planet).start()
     try:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from skymesh.client.upload import region_safe
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from tests.conftest import random_bytes
 
 SEGMENT = 256 * 1024
@@ -18,7 +18,7 @@ SEGMENT = 256 * 1024
 def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("small-segments")
     thread = PlanetThread(
-        Planet(root=root, coordinator_overrides={"max_segment_size": SEGMENT})
+        Planet(root, PlanetConfig(coordinator_overrides={"max_segment_size": SEGMENT}))
     ).start()
     try:
         yield thread

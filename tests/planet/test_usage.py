@@ -22,7 +22,7 @@ from skymesh.compute.catalog import MINILM, SMOLLM2
 from skymesh.config import Credential
 from skymesh.network.delay import DelayProxy
 from skymesh.node.service import NodeService
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 
 openai = pytest.importorskip("openai")
 pytest.importorskip("onnxruntime")
@@ -64,11 +64,13 @@ class Net:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     planet = Planet(
-        root=tmp_path_factory.mktemp("usage"),
-        node_count=0,
-        compute_nodes=2,
-        heartbeat_interval=1.0,
-        compute_overrides={"price_in": PRICE_IN, "price_out": PRICE_OUT, "compute_threads": 1},
+        tmp_path_factory.mktemp("usage"),
+        PlanetConfig(
+            node_count=0,
+            compute_nodes=2,
+            heartbeat_interval=1.0,
+            compute_overrides={"price_in": PRICE_IN, "price_out": PRICE_OUT, "compute_threads": 1},
+        ),
     )
     thread = PlanetThread(planet).start()
     proxy: DelayProxy | None = None

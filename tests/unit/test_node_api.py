@@ -89,7 +89,7 @@ class Node:
         return URL(f"{self.url}/v1/pieces/{piece_id}{suffix}", encoded=True)
 
     def stored_files(self) -> list[str]:
-        root = self.service.store.root
+        root = self.service.data_dir
         return sorted(
             str(p.relative_to(root))
             for d in ("pieces", "tmp")

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from skymesh.config import NodeConfig
 from skymesh.loops import DrivenLoop
+from skymesh.node.diskstore import DiskPieceStore
 from skymesh.node.service import NodeService, run_node
-from skymesh.node.store import PieceStore
 from skymesh.node.trust import TRUST_FILE
 from skymesh.rpc import json_response, read_json
 from skymesh.wire.identity import Identity
@@ -339,5 +339,5 @@ async def test_run_node_until_cancelled(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    PieceStore(tmp_path, 1 << 20, 4096).close()  # its lock was released
+    DiskPieceStore(tmp_path, 1 << 20, 4096).close()  # its lock was released
     assert (tmp_path / "identity.key").is_file()

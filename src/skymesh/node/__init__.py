@@ -1,7 +1,9 @@
 """The provider node: pieces on local disk, served only against signed orders.
 
-- :mod:`skymesh.node.store`: :class:`~skymesh.node.store.PieceStore`, pieces and
-  their Merkle sidecars on disk.
+- :mod:`skymesh.node.store`: :class:`~skymesh.node.store.PieceStore`, what the
+  node asks of its piece store; :mod:`skymesh.node.diskstore`:
+  :class:`~skymesh.node.diskstore.DiskPieceStore`, pieces and their Merkle
+  sidecars on disk.
 - :mod:`skymesh.node.orders`: :class:`~skymesh.node.orders.OrderVerifier`, who may
   do what to which piece, and single-use serials that survive restarts.
 - :mod:`skymesh.node.api`: the HTTP face (``/v1/pieces/...``).

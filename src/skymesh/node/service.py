@@ -5,7 +5,7 @@
     identity.key            the node's Ed25519 seed (its id derives from the key)
     trusted_coordinators    coordinator keys pinned on first use (see node.trust)
     orders.sqlite3          spent order serials and get allowances
-    lock, pieces/, tmp/     the piece store (see node.store)
+    lock, pieces/, tmp/     the piece store (see node.diskstore)
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from skymesh.loops import DrivenLoop
 from skymesh.node.api import NODE, NodeCounters, create_app
 from skymesh.node.batch import NodeBatches
 from skymesh.node.compute import NodeCompute
+from skymesh.node.diskstore import DiskPieceStore
 from skymesh.node.heartbeat import CoordinatorLink
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.retain import RetainSweeper, install_retain
-from skymesh.node.store import PieceStore
+from skymesh.node.store import PieceStore, StoreOpener
 from skymesh.node.trust import TRUST_FILE, load_trusted_keys
 from skymesh.rpc import STREAM_BUFSIZE, RpcClient
 from skymesh.wire.identity import Identity
@@ -44,8 +45,9 @@ class NodeService:
     """A node: piece store, order verifier, HTTP API and coordinator link.
 
     ``run_loops=False`` starts the background loops paused, for tests that drive
-    them with ``run_once()``. Attributes other than ``config`` exist once
-    :meth:`start` has run.
+    them with ``run_once()``. ``open_store`` opens the piece store under
+    ``data_dir`` (the test harness opens one it can make faulty). Attributes other
+    than ``config`` exist once :meth:`start` has run.
     """
 
     identity: Identity
@@ -68,11 +70,13 @@ class NodeService:
         *,
         run_loops: bool = True,
         clock: Callable[[], float] = time.time,
+        open_store: StoreOpener = DiskPieceStore.open,
     ):
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.run_loops = run_loops
         self.clock = clock
+        self.open_store = open_store
         self._runner: web.AppRunner | None = None
         self._loops: list[DrivenLoop] = []
         self._closers: list[Callable[[], object]] = []
@@ -100,7 +104,7 @@ class NodeService:
         config = self.config
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.identity = Identity.load_or_create(self.data_dir / "identity.key")
-        self.store = await PieceStore.open(
+        self.store = await self.open_store(
             self.data_dir, config.capacity_bytes, MERKLE_CHUNK_SIZE, config.fsync
         )
         self._closers.append(self.store.close)
@@ -119,7 +123,6 @@ class NodeService:
         self.app = create_app(self.store, self.verifier, self.identity, clock=self.clock)
         self.retainer = RetainSweeper(self.identity.id, self.store, self.verifier, self.clock)
         install_retain(self.app, self.retainer)
-        # `skymesh node --compute`: inference and batch runs beside the piece store
         self.compute: NodeCompute | None = None
         self.batches: NodeBatches | None = None
         if config.compute:

@@ -1,77 +1,26 @@
-"""Pieces on local disk.
+"""What a node asks of its piece store.
 
-Layout under ``root``::
-
-    lock                         flock: one process per store
-    tmp/<random>                 pieces being received (deleted on open)
-    tmp/<random>.meta            their sidecars, before they move into place
-    pieces/<id[0:2]>/<id>        raw piece bytes
-    pieces/<id[0:2]>/<id>.meta   msgpack of PieceMeta (version 1)
-    corrupt/                     inconsistent files found on open, kept for a human
-
-One level of 256 directories, all made when the store opens: a write never creates
-a directory. Two levels (65,536 directories, made as pieces arrived) had put a
-``mkdir`` with an inode allocation on nearly every write of a young store, 9 % of a
-node's CPU during an upload; at millions of pieces a directory holds tens of
-thousands of entries, which ext4's and XFS's hashed directories look up in constant
-time. Stores in the old layout move over when they open (:func:`_flatten`).
-
-The data file holds the piece's bytes and nothing else, so a ranged read is an
-``lseek`` and the kernel's ``sendfile`` can serve it. The sidecar moves into place
-first and the data file last: a data file's presence means the piece is complete.
-A piece id is checked with :func:`~skymesh.wire.pieces.is_valid_piece_id` before
-any path is built from it: no path is ever made from anything else.
-
-Disk work (writes, fsync, rename, unlink) runs on a small thread pool owned by
-the store, one batched ``writev`` per MiB received; the event loop moves buffers,
-counts bytes and hashes the Merkle leaves as they arrive.
+:class:`PieceStore` is the interface the node's HTTP API, audits, heartbeats and
+reconciliation use; :class:`~skymesh.node.diskstore.DiskPieceStore` is the store
+of pieces on local disk, and the test harness's
+:class:`~skymesh.testing.faults.FaultyStore` wraps one to lie or fail on demand.
+One contract suite (``tests/unit/test_piece_store_contract.py``) runs over both.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
-import errno
-import fcntl
-import logging
-import os
-import secrets
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol
 
 import msgspec
 
-from skymesh.codec.merkle import MerkleBuilder
-from skymesh.errors import (
-    BadRequest,
-    ConfigError,
-    Conflict,
-    InsufficientStorage,
-    NotFound,
-    SkymeshError,
-    TooLarge,
-)
-from skymesh.wire.pieces import is_valid_piece_id
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
 META_VERSION = 1
-META_SUFFIX = ".meta"
-WRITE_BATCH = 1024 * 1024  # bytes handed to the disk thread at a time
-DISK_THREADS = 4
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-_HEX = frozenset("0123456789abcdef")
-_PREFIXES = tuple(f"{i:02x}" for i in range(256))  # the directories under pieces/
 
 
 class PieceMeta(msgspec.Struct, frozen=True, kw_only=True):
-    """The sidecar of a stored piece (``<id>.meta``, msgpack). A stored format: versioned."""
+    """What a store records of a piece; the disk store keeps it as its sidecar
+    (``<id>.meta``, msgpack). A stored format: versioned."""
 
     version: int = META_VERSION
     piece_id: str
@@ -83,194 +32,34 @@ class PieceMeta(msgspec.Struct, frozen=True, kw_only=True):
     stored_at: float
 
 
-class _MetaHead(msgspec.Struct):
-    """What the open scan needs of a sidecar; decoding it skips the leaves."""
+class PieceStore(Protocol):
+    """Pieces held by one node, with capacity accounting.
 
-    version: int
-    piece_id: str
-    size: int
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode_meta = msgspec.msgpack.Decoder(PieceMeta).decode
-_decode_head = msgspec.msgpack.Decoder(_MetaHead).decode
-
-
-class _Temp:
-    """A piece being received: its temp file and, later, its temp sidecar."""
-
-    __slots__ = ("fd", "meta_path", "path")
-
-    def __init__(self, path: Path, fd: int):
-        self.path: Path | None = path
-        self.fd: int | None = fd
-        self.meta_path: Path | None = None
-
-    def close(self) -> None:
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            os.close(fd)
-
-    def discard(self) -> None:
-        """Close and delete whatever is left; safe to call from any thread, twice."""
-        with contextlib.suppress(OSError):
-            self.close()
-        for attr in ("path", "meta_path"):
-            p = getattr(self, attr)
-            if p is not None:
-                setattr(self, attr, None)
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    log.warning("cannot remove temp file %s: %s", p, e)
-
-
-class PieceStore:
-    """Pieces on one local filesystem, with capacity accounting.
-
-    One process owns a store at a time (an ``flock`` on ``root/lock``); call
-    :meth:`close` to release it.
+    Every method that takes a piece id raises
+    :class:`~skymesh.errors.BadRequest` for anything but 64 lowercase hex
+    characters, before it touches storage.
     """
 
-    def __init__(self, root: Path, capacity_bytes: int, chunk_size: int, fsync: bool = True):
-        if capacity_bytes < 0:
-            raise ConfigError(f"capacity_bytes must be >= 0, not {capacity_bytes}")
-        if chunk_size <= 0:
-            raise ConfigError(f"chunk_size must be > 0, not {chunk_size}")
-        self.root = Path(root)
-        self.chunk_size = chunk_size
-        self.fsync = fsync
-        self._capacity = capacity_bytes
-        self._pieces_dir = self.root / "pieces"
-        self._tmp_dir = self.root / "tmp"
-        self._corrupt_dir = self.root / "corrupt"
-        for d in (self.root, self._pieces_dir, self._tmp_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        for prefix in _PREFIXES:
-            (self._pieces_dir / prefix).mkdir(exist_ok=True)
-        self._lock_fd: int | None = self._lock()
-        self._used = 0
-        self._count = 0
-        self._reserved = 0
-        self._writing: set[str] = set()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            DISK_THREADS, thread_name_prefix="piecestore"
-        )
-        try:
-            self._clean_tmp()
-            _flatten(self._pieces_dir)
-            self._scan()
-        except BaseException:
-            self.close()
-            raise
-        log.info(
-            "piece store %s: %d pieces, %d of %d bytes used",
-            self.root,
-            self._count,
-            self._used,
-            self._capacity,
-        )
-
-    @classmethod
-    async def open(
-        cls, root: Path, capacity_bytes: int, chunk_size: int, fsync: bool = True
-    ) -> PieceStore:
-        """Open a store without blocking the event loop on the initial scan."""
-        return await asyncio.to_thread(cls, root, capacity_bytes, chunk_size, fsync)
-
-    def close(self) -> None:
-        """Release the store's lock and threads. Writes in flight should be finished first."""
-        self._pool.shutdown(wait=True)
-        if self._lock_fd is not None:
-            fd, self._lock_fd = self._lock_fd, None
-            os.close(fd)
-
-    # ------------------------------------------------------------ accounting
-
     @property
-    def capacity_bytes(self) -> int:
-        return self._capacity
+    def capacity_bytes(self) -> int: ...
 
     @property
     def used_bytes(self) -> int:
-        """Bytes of stored pieces (piece data; sidecars are not counted)."""
-        return self._used
+        """Bytes of stored pieces."""
+        ...
 
     @property
     def reserved_bytes(self) -> int:
         """Bytes promised to pieces being received."""
-        return self._reserved
+        ...
 
     @property
     def free_bytes(self) -> int:
-        return max(0, self._capacity - self._used - self._reserved)
+        """Capacity neither used nor reserved (never negative)."""
+        ...
 
     @property
-    def piece_count(self) -> int:
-        return self._count
-
-    # ------------------------------------------------------------ paths
-
-    @staticmethod
-    def _check_id(piece_id: str) -> None:
-        if not isinstance(piece_id, str) or not is_valid_piece_id(piece_id):
-            shown = repr(piece_id)[:80]
-            raise BadRequest(f"invalid piece id {shown}: expected 64 lowercase hex characters")
-
-    def _dir(self, piece_id: str) -> Path:
-        return self._pieces_dir / piece_id[0:2]
-
-    def path(self, piece_id: str) -> Path:
-        """The data file of ``piece_id`` (which may not exist)."""
-        self._check_id(piece_id)
-        return self._dir(piece_id) / piece_id
-
-    def _meta_path(self, piece_id: str) -> Path:
-        return self._dir(piece_id) / (piece_id + META_SUFFIX)
-
-    def exists(self, piece_id: str) -> bool:
-        return self.path(piece_id).exists()
-
-    def head(self, piece_id: str) -> PieceMeta:
-        """The sidecar of a stored piece; :class:`NotFound` when it is not stored."""
-        data = self.path(piece_id)
-        if not data.exists():
-            raise NotFound(f"piece {piece_id} is not stored here")
-        try:
-            raw = self._meta_path(piece_id).read_bytes()
-        except FileNotFoundError:
-            raise NotFound(f"piece {piece_id} is not stored here") from None
-        try:
-            meta = _decode_meta(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise SkymeshError(f"sidecar of piece {piece_id} is corrupt: {e}") from e
-        if meta.version != META_VERSION or meta.piece_id != piece_id:
-            raise SkymeshError(
-                f"sidecar of piece {piece_id} has version {meta.version} "
-                f"and id {meta.piece_id}: not readable by this node"
-            )
-        return meta
-
-    def iter_piece_ids(self) -> Iterator[str]:
-        """Ids of stored pieces, in no order (blocking directory walk: use from a thread)."""
-        for d in _subdirs(self._pieces_dir):
-            with os.scandir(d.path) as it:
-                for entry in it:
-                    if is_valid_piece_id(entry.name):
-                        yield entry.name
-
-    # ------------------------------------------------------------ write
-
-    def _reserve(self, nbytes: int, held: list[int]) -> None:
-        if self._used + self._reserved + nbytes > self._capacity:
-            raise InsufficientStorage(
-                f"piece does not fit: {self._used} bytes used and {self._reserved} "
-                f"reserved of {self._capacity}, {nbytes} more needed"
-            )
-        self._reserved += nbytes
-        held[0] += nbytes
+    def piece_count(self) -> int: ...
 
     async def write(
         self,
@@ -282,328 +71,42 @@ class PieceStore:
     ) -> PieceMeta:
         """Receive a piece from ``chunks``, hash it, and store it durably.
 
-        Raises :class:`TooLarge` as soon as more than ``max_bytes`` arrive,
-        :class:`InsufficientStorage` when the piece would not fit,
-        :class:`BadRequest` when the body is shorter or longer than
-        ``expected_size``, :class:`Conflict` when the piece is already stored (or
-        being stored). Whatever fails leaves nothing behind.
+        Raises :class:`~skymesh.errors.TooLarge` as soon as more than ``max_bytes``
+        arrive, :class:`~skymesh.errors.InsufficientStorage` when the piece does
+        not fit (or the disk fills up), :class:`~skymesh.errors.BadRequest` when the
+        body is shorter or longer than ``expected_size``,
+        :class:`~skymesh.errors.Conflict` when the piece is already stored (or
+        being stored). Whatever fails leaves nothing behind and nothing reserved.
         """
-        self._check_id(piece_id)
-        if expected_size is not None:
-            if expected_size < 0:
-                raise BadRequest(f"negative piece size {expected_size}")
-            if expected_size > max_bytes:
-                raise TooLarge(f"piece of {expected_size} bytes exceeds the allowed {max_bytes}")
-        if piece_id in self._writing or self.path(piece_id).exists():
-            raise Conflict(f"piece {piece_id} is already stored")
-        self._writing.add(piece_id)
-        held = [0]  # bytes this write has reserved
-        try:
-            if expected_size is not None:
-                self._reserve(expected_size, held)
-            return await self._receive(piece_id, chunks, max_bytes, expected_size, serial, held)
-        finally:
-            self._reserved -= held[0]
-            self._writing.discard(piece_id)
+        ...
 
-    async def _receive(
-        self,
-        piece_id: str,
-        chunks: AsyncIterator[bytes],
-        max_bytes: int,
-        expected_size: int | None,
-        serial: str,
-        held: list[int],
-    ) -> PieceMeta:
-        path = self._tmp_dir / secrets.token_hex(16)
-        # Creating an empty file takes microseconds; in the loop, it cannot leak on cancel.
-        tmp = _Temp(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        builder = MerkleBuilder(self.chunk_size)
-        # The disk thread appends batch n while the loop receives and hashes batch n + 1.
-        pending: concurrent.futures.Future[None] | None = None
-        try:
-            size = 0
-            batch: list[bytes] = []
-            batch_len = 0
-            async for chunk in chunks:
-                if not chunk:
-                    continue
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TooLarge(f"piece exceeds the allowed {max_bytes} bytes")
-                if expected_size is not None:
-                    if size > expected_size:
-                        raise BadRequest(f"body longer than its declared {expected_size} bytes")
-                elif size > held[0]:
-                    self._reserve(size - held[0], held)
-                # Hash here, not in the disk thread: BLAKE3 releases the GIL per
-                # 64 KiB leaf, and a thread re-taking it from a busy loop for every
-                # leaf ran at half speed (convoy); one writev per batch does not.
-                builder.update(chunk)
-                batch.append(chunk)
-                batch_len += len(chunk)
-                if batch_len >= WRITE_BATCH:
-                    if pending is not None:
-                        await asyncio.wrap_future(pending)
-                    pending = self._pool.submit(_append, tmp, batch)
-                    batch, batch_len = [], 0
-            if pending is not None:
-                await asyncio.wrap_future(pending)
-            pending = None
-            if expected_size is not None and size != expected_size:
-                raise BadRequest(
-                    f"body of {size} bytes is shorter than its declared {expected_size}"
-                )
-            root, leaves = builder.finish()
-            meta = PieceMeta(
-                piece_id=piece_id,
-                size=size,
-                chunk_size=self.chunk_size,
-                merkle_root=root,
-                leaves=leaves,
-                serial=serial,
-                stored_at=time.time(),
-            )
-            # The last batch goes with the commit: one trip to the disk thread, not two.
-            pending = self._pool.submit(self._commit, tmp, batch, meta)
-            done = asyncio.wrap_future(pending)
+    def exists(self, piece_id: str) -> bool: ...
 
-            def account(f: asyncio.Future[None]) -> None:
-                # Registered before the await below, so it runs before write() returns;
-                # and it still runs if the caller is cancelled mid-commit.
-                if not f.cancelled() and f.exception() is None:
-                    self._used += size
-                    self._count += 1
+    def head(self, piece_id: str) -> PieceMeta:
+        """The record of a stored piece; :class:`~skymesh.errors.NotFound` when it is not stored."""
+        ...
 
-            done.add_done_callback(account)
-            await asyncio.shield(done)
-            return meta
-        except BaseException:
-            if pending is not None and not pending.done():
-                # A disk thread still holds the fd: clean up once it lets go.
-                pending.add_done_callback(lambda _f: tmp.discard())
-            else:
-                tmp.discard()
-            raise
+    def path(self, piece_id: str) -> Path:
+        """The file holding the bytes of ``piece_id`` (which may not exist): reads
+        open it, so that a ranged read is an ``lseek`` and ``sendfile`` can serve it."""
+        ...
 
-    def _commit(self, tmp: _Temp, tail: list[bytes], meta: PieceMeta) -> None:
-        """Append the piece's last bytes, then make it durable and visible (disk thread)."""
-        assert tmp.fd is not None and tmp.path is not None
-        if tail:
-            _append(tmp, tail)
-        if self.fsync:
-            _fdatasync(tmp.fd)
-        tmp.close()
-        meta_tmp = tmp.path.with_name(tmp.path.name + META_SUFFIX)
-        tmp.meta_path = meta_tmp
-        _write_file(meta_tmp, _encode(meta), self.fsync)
-        pid = meta.piece_id
-        d = self._dir(pid)
-        final_meta, final_data = d / (pid + META_SUFFIX), d / pid
-        try:
-            os.replace(meta_tmp, final_meta)
-            tmp.meta_path = None
-            os.replace(tmp.path, final_data)  # last: its presence means complete
-            tmp.path = None
-            if self.fsync:
-                _fsync_dir(d)
-        except BaseException:
-            for p in (final_data, final_meta):
-                with contextlib.suppress(OSError):
-                    os.unlink(p)
-            raise
-
-    # ------------------------------------------------------------ delete
+    def iter_piece_ids(self) -> Iterator[str]:
+        """Ids of stored pieces, in no order (may block on the disk: use from a thread)."""
+        ...
 
     async def delete(self, piece_id: str) -> bool:
         """Remove a piece; False when it was not stored."""
-        data = self.path(piece_id)
-        try:
-            size = data.stat().st_size
-        except FileNotFoundError:
-            return False
-        removed = await self._run(_remove, data, self._meta_path(piece_id))
-        if removed:
-            self._used -= size
-            self._count -= 1
-        return removed
+        ...
 
-    # ------------------------------------------------------------ open
-
-    def _lock(self) -> int:
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigError(f"piece store {self.root} is in use by another process") from None
-        return fd
-
-    def _clean_tmp(self) -> None:
-        removed = 0
-        with os.scandir(self._tmp_dir) as it:
-            for entry in it:
-                try:
-                    os.unlink(entry.path)
-                    removed += 1
-                except IsADirectoryError:
-                    log.warning("leaving unexpected directory %s", entry.path)
-                except FileNotFoundError:
-                    pass
-        if removed:
-            log.info("removed %d leftover temp files from %s", removed, self._tmp_dir)
-
-    def _quarantine(self, path: Path, why: str) -> None:
-        self._corrupt_dir.mkdir(exist_ok=True)
-        target = self._corrupt_dir / f"{path.name}.{int(time.time())}"
-        log.warning("moving %s to %s: %s", path, target, why)
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(path, target)
-
-    def _scan(self) -> None:
-        """Count stored pieces from their sidecars, and tidy what a crash left behind."""
-        used = count = 0
-        for entry in _subdirs(self._pieces_dir):
-            d = Path(entry.path)
-            names = set(os.listdir(d))
-            for name in sorted(names):
-                if name.endswith(META_SUFFIX):
-                    if name[: -len(META_SUFFIX)] not in names:
-                        # sidecar placed, data not: an interrupted write or delete
-                        log.info("removing orphan sidecar %s", d / name)
-                        (d / name).unlink(missing_ok=True)
-                    continue
-                if not (is_valid_piece_id(name) and name[0:2] == entry.name):
-                    log.warning("ignoring unexpected file %s", d / name)
-                    continue
-                size = self._check_piece(d, name, names)
-                if size is not None:
-                    used += size
-                    count += 1
-        self._used, self._count = used, count
-
-    def _check_piece(self, d: Path, name: str, names: set[str]) -> int | None:
-        data = d / name
-        if name + META_SUFFIX not in names:
-            self._quarantine(data, "piece without a sidecar")
-            return None
-        try:
-            head = _decode_head((d / (name + META_SUFFIX)).read_bytes())
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
-            self._quarantine(data, f"unreadable sidecar: {e}")
-            self._quarantine(d / (name + META_SUFFIX), "unreadable sidecar")
-            return None
-        actual = data.stat().st_size
-        if head.version != META_VERSION or head.piece_id != name or head.size != actual:
-            self._quarantine(
-                data,
-                f"sidecar v{head.version} for {head.piece_id} of {head.size} bytes "
-                f"does not match the {actual}-byte data file",
-            )
-            self._quarantine(d / (name + META_SUFFIX), "mismatched sidecar")
-            return None
-        return head.size
-
-    # ------------------------------------------------------------ helpers
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.wrap_future(self._pool.submit(fn, *args))
+    def close(self) -> None:
+        """Release the store; writes in flight should be finished first."""
+        ...
 
 
-def _subdirs(path: Path) -> list[os.DirEntry[str]]:
-    """Two-hex-character subdirectories of ``path``."""
-    with os.scandir(path) as it:
-        return [
-            e
-            for e in it
-            if len(e.name) == 2 and _HEX.issuperset(e.name) and e.is_dir(follow_symlinks=False)
-        ]
+class StoreOpener(Protocol):
+    """How a node opens its store: ``(root, capacity_bytes, chunk_size, fsync)``."""
 
-
-def _append(tmp: _Temp, chunks: list[bytes]) -> None:
-    """Append ``chunks`` to the temp file (disk thread)."""
-    assert tmp.fd is not None
-    try:
-        _writev_all(tmp.fd, chunks)
-    except OSError as e:
-        if e.errno in _DISK_FULL:
-            raise InsufficientStorage(f"disk full: {e}") from e
-        raise SkymeshError(f"cannot write piece: {e}") from e
-
-
-def _writev_all(fd: int, bufs: list[bytes]) -> None:
-    views = [memoryview(b) for b in bufs]
-    i = 0
-    while i < len(views):
-        n = os.writev(fd, views[i : i + _IOV_MAX])
-        while n > 0:
-            if n >= len(views[i]):
-                n -= len(views[i])
-                i += 1
-            else:
-                views[i] = views[i][n:]
-                n = 0
-
-
-def _write_file(path: Path, data: bytes, fsync: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        _writev_all(fd, [data])
-        if fsync:
-            _fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fdatasync(fd: int) -> None:
-    try:
-        getattr(os, "fdatasync", os.fsync)(fd)
-    except OSError as e:
-        if e.errno in _DISK_FULL:
-            raise InsufficientStorage(f"disk full: {e}") from e
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _flatten(pieces_dir: Path) -> None:
-    """Move a store in the old two-level layout (``<id[0:2]>/<id[2:4]>/``) to one level.
-
-    Each file moves up by a rename within one filesystem, sidecars before their data
-    files as a write places them, so a crash part-way leaves both layouts' rules
-    intact and the next open finishes the move. A name already taken one level up
-    (which only a crash between the two renames of one file could cause) is left
-    for the scan to report.
-    """
-    moved = 0
-    for outer in _subdirs(pieces_dir):
-        for inner in _subdirs(Path(outer.path)):
-            names = sorted(os.listdir(inner.path), key=lambda n: not n.endswith(META_SUFFIX))
-            for name in names:
-                target = Path(outer.path) / name
-                if target.exists():
-                    log.warning(
-                        "not moving %s over an existing %s", Path(inner.path) / name, target
-                    )
-                    continue
-                os.rename(Path(inner.path) / name, target)
-                moved += 1
-            with contextlib.suppress(OSError):  # not empty: something was left behind
-                os.rmdir(inner.path)
-    if moved:
-        log.info("moved %d piece files of %s to the one-level layout", moved, pieces_dir)
-
-
-def _remove(data: Path, meta: Path) -> bool:
-    try:
-        os.unlink(data)  # first: without it the piece is gone
-    except FileNotFoundError:
-        return False
-    meta.unlink(missing_ok=True)
-    return True
+    def __call__(
+        self, root: Path, capacity_bytes: int, chunk_size: int, fsync: bool
+    ) -> Awaitable[PieceStore]: ...

@@ -1,62 +1,130 @@
-"""Faults at the storage seam, for tests only: a node whose piece store lies.
+"""Faults at the storage seam, for tests only: a node whose piece store lies or fails.
 
-:func:`inject` puts a :class:`FaultyStore` between a running node's HTTP API and
-its real :class:`~skymesh.node.store.PieceStore`; the bytes on disk stay intact, so
-:func:`heal` makes the node honest again. Like Storj's testing backend and Tahoe's
-no-network grid, it models a dishonest or broken node without touching its code.
+:class:`FaultyStore` is a :class:`~skymesh.node.store.PieceStore` around a real
+:class:`~skymesh.node.diskstore.DiskPieceStore`. While its ``fault`` is None it is
+that store; set a fault and it misbehaves from the next call on, with the bytes on
+disk left intact, so clearing the fault makes the node honest again. Like Storj's
+testing backend and Tahoe's no-network grid, it models a dishonest or broken node
+without touching the node's code.
 
-| mode | what reads (GET, audits) get |
+| fault | what happens |
 |---|---|
-| ``corrupt`` | the right length, every 997th byte flipped |
-| ``swap`` | the bytes of another piece the node holds (a node that keeps one piece and answers with it) |
-| ``missing`` | nothing: the piece is not there (404) |
-| ``forge`` | the true bytes, but the Merkle leaves (``/hashes``, audit proofs) are forged |
+| ``corrupt`` | reads (GET, audits) get the right length, every 997th byte flipped |
+| ``swap`` | reads get the bytes of another piece the node holds (a node that keeps one piece and answers with it) |
+| ``missing`` | reads get nothing: the piece is not there (404) |
+| ``forge`` | reads get the true bytes, but the Merkle leaves (``/hashes``, audit proofs) are forged |
+| ``full`` | every write fails half-way with ENOSPC, as a disk that filled up under the node |
 
 ``forge`` is the subtler liar: reads decode, so only a verifier of proofs (the
-auditor; a reader's Merkle fallback) can tell. :func:`disk_full` makes writes fail
-half-way with ENOSPC instead, as a node whose disk filled up under it.
-:func:`hang` makes a node look SIGSTOPped to everyone else: still heartbeating,
+auditor; a reader's Merkle fallback) can tell. ``full`` fails inside the disk
+store's own writes, so its handling runs: the node answers 507 and leaves nothing
+behind (no temp file, no bytes counted).
+
+:class:`Hang` makes a node look SIGSTOPped to everyone else: still heartbeating,
 so listed online, while its announced address takes connections and never answers.
-:mod:`skymesh.testing.faulty_node` runs a node process with any of these.
+The planet (:mod:`skymesh.testing.planet`) applies these by name;
+:mod:`skymesh.testing.faulty_node` runs a node process with a store fault.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import functools
 import os
+import shutil
 import socket
 import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal
 
 import msgspec
 
 from skymesh.errors import NotFound
-from skymesh.node import store as store_module
-from skymesh.node.api import NODE
+from skymesh.node.diskstore import DiskPieceStore, writev_all
 from skymesh.node.service import NodeService
-from skymesh.node.store import PieceMeta, PieceStore
+from skymesh.node.store import PieceMeta
 
-Mode = Literal["corrupt", "swap", "missing", "forge"]
+Fault = Literal["corrupt", "swap", "missing", "forge", "full"]
 
 
 class FaultyStore:
-    """Delegates to a real store, except that piece reads lie as ``mode`` says."""
+    """A disk piece store that lies or fails as ``fault`` says; honest while it is None."""
 
-    def __init__(self, inner: PieceStore, mode: Mode) -> None:
-        self.inner = inner
-        self.mode = mode
-        self._scratch = Path(tempfile.mkdtemp(prefix="skymesh-faults-"))
+    def __init__(
+        self,
+        root: Path,
+        capacity_bytes: int,
+        chunk_size: int,
+        fsync: bool = True,
+        *,
+        fault: Fault | None = None,
+    ) -> None:
+        self.fault = fault
         self.reads = 0  # piece reads served falsely
+        self._scratch: Path | None = None  # where lying reads are written
+        self.inner = DiskPieceStore(root, capacity_bytes, chunk_size, fsync, writev=self._writev)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    @classmethod
+    async def open(
+        cls,
+        root: Path,
+        capacity_bytes: int,
+        chunk_size: int,
+        fsync: bool = True,
+        *,
+        fault: Fault | None = None,
+    ) -> FaultyStore:
+        """Open a store without blocking the event loop on the initial scan."""
+        return await asyncio.to_thread(
+            functools.partial(cls, root, capacity_bytes, chunk_size, fsync, fault=fault)
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.inner.capacity_bytes
+
+    @property
+    def used_bytes(self) -> int:
+        return self.inner.used_bytes
+
+    @property
+    def reserved_bytes(self) -> int:
+        return self.inner.reserved_bytes
+
+    @property
+    def free_bytes(self) -> int:
+        return self.inner.free_bytes
+
+    @property
+    def piece_count(self) -> int:
+        return self.inner.piece_count
+
+    async def write(
+        self,
+        piece_id: str,
+        chunks: AsyncIterator[bytes],
+        max_bytes: int,
+        expected_size: int | None,
+        serial: str,
+    ) -> PieceMeta:
+        return await self.inner.write(piece_id, chunks, max_bytes, expected_size, serial)
+
+    def exists(self, piece_id: str) -> bool:
+        return self.inner.exists(piece_id)
 
     def head(self, piece_id: str) -> PieceMeta:
-        if self.mode == "missing":
-            raise NotFound(f"piece {piece_id} is not stored here")
         meta = self.inner.head(piece_id)
-        if self.mode == "forge":
+        if self.fault == "missing":
+            raise NotFound(f"piece {piece_id} is not stored here")
+        if self.fault == "forge":
             self.reads += 1
             # Every leaf wrong: proofs and hash lists no longer lead to the recorded root.
             forged = [bytes([leaf[0] ^ 0xFF]) + leaf[1:] for leaf in meta.leaves]
@@ -65,58 +133,43 @@ class FaultyStore:
 
     def path(self, piece_id: str) -> Path:
         real = self.inner.path(piece_id)
-        if not real.exists() or self.mode == "forge":
+        if self.fault not in ("corrupt", "swap", "missing") or not real.exists():
             return real
         self.reads += 1
-        if self.mode == "missing":
-            return self._scratch / "absent"
-        if self.mode == "swap":
+        if self.fault == "missing":
+            return self._scratch_dir() / "absent"
+        if self.fault == "swap":
             for other in self.inner.iter_piece_ids():
                 if other != piece_id:
                     return self.inner.path(other)
             return real
-        fake = self._scratch / piece_id
+        fake = self._scratch_dir() / piece_id
         data = bytearray(real.read_bytes())
         for i in range(0, len(data), 997):
             data[i] ^= 0xFF
         fake.write_bytes(bytes(data))
         return fake
 
+    def iter_piece_ids(self) -> Iterator[str]:
+        return self.inner.iter_piece_ids()
 
-def inject(node: NodeService, mode: Mode) -> FaultyStore:
-    """Make ``node`` answer piece reads falsely from now on."""
-    ctx = node.app[NODE]
-    inner = ctx.store.inner if isinstance(ctx.store, FaultyStore) else ctx.store
-    faulty = FaultyStore(inner, mode)
-    ctx.store = cast(PieceStore, faulty)
-    return faulty
+    async def delete(self, piece_id: str) -> bool:
+        return await self.inner.delete(piece_id)
 
+    def _scratch_dir(self) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="skymesh-faults-"))
+        return self._scratch
 
-def heal(node: NodeService) -> None:
-    """Undo :func:`inject`."""
-    ctx = node.app[NODE]
-    if isinstance(ctx.store, FaultyStore):
-        ctx.store = ctx.store.inner
-
-
-def disk_full() -> None:
-    """From now on every piece write in this process fails half-way with ENOSPC.
-
-    It replaces the store's write primitive, so the real store's own handling runs:
-    the node answers 507 and must leave nothing behind (no temp file, no bytes
-    counted). Process-wide: only for a node in a process of its own
-    (:mod:`skymesh.testing.faulty_node`), never inside a shared test process.
-    """
-
-    def full(fd: int, bufs: list[bytes]) -> None:
+    def _writev(self, fd: int, bufs: list[bytes]) -> None:
+        """The inner store's disk writes (disk threads): half of the first buffer, then
+        ENOSPC, while the fault is ``full``."""
+        if self.fault != "full":
+            writev_all(fd, bufs)
+            return
         if bufs and len(bufs[0]) > 1:
             os.write(fd, bufs[0][: len(bufs[0]) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    store_module._writev_all = full
-
-
-# ---- hung nodes: a node that accepts connections and never answers
 
 
 class Hang:
@@ -125,6 +178,7 @@ class Hang:
     The kernel completes every TCP handshake into the listen backlog and buffers
     what is sent, exactly as for a SIGSTOPped process; nothing is ever read or
     answered. The node itself keeps running, so its heartbeats keep it online.
+    Make one on the node's event loop: it triggers the node's heartbeat.
     """
 
     def __init__(self, node: NodeService) -> None:
@@ -134,20 +188,11 @@ class Hang:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(1024)
         self.address = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        node.link.address = self.address
+        node.heartbeat.trigger()
 
     def close(self) -> None:
         """Announce the real address again and drop (reset) every queued connection."""
         self.node.link.address = self.real_address
         self.node.heartbeat.trigger()
         self.sock.close()
-
-
-def hang(node: NodeService) -> Hang:
-    """Make ``node`` unreachable but online: its next heartbeat announces a black hole."""
-    h = Hang(node)
-    node.link.address = h.address
-    node.heartbeat.trigger()
-    return h
-
-
-# ---- end hung nodes

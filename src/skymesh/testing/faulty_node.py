@@ -5,9 +5,10 @@
     python -m skymesh.testing.faulty_node --config node.toml --fault corrupt
 
 runs the real node service (:class:`~skymesh.node.service.NodeService`) from a
-real node config, then puts one fault of :mod:`skymesh.testing.faults` at its
-storage seam: ``corrupt``, ``swap``, ``missing`` or ``forge`` (its reads and audit
-answers lie) or ``full`` (every piece write fails half-way with ENOSPC). The
+real node config, with a :class:`~skymesh.testing.faults.FaultyStore` for its
+pieces and one fault set on it from the start: ``corrupt``, ``swap``, ``missing``
+or ``forge`` (its reads and audit answers lie) or ``full`` (every piece write
+fails half-way with ENOSPC). The
 production ``skymesh node`` has no such switch on purpose: a node misbehaves only
 when a test starts it through this module, alongside a ``skymesh up`` network
 (tests/process/netutil.py restarts a node of that network this way).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -26,23 +28,20 @@ from typing import cast, get_args
 
 from skymesh.config import NodeConfig, load_config
 from skymesh.node.service import NodeService
-from skymesh.testing.faults import Mode, disk_full, inject
+from skymesh.testing.faults import Fault, FaultyStore
 
 log = logging.getLogger(__name__)
 
-FAULTS = (*get_args(Mode), "full")
+FAULTS: tuple[str, ...] = get_args(Fault)
 
 
 async def run_faulty_node(config: NodeConfig, fault: str) -> None:
     """Run a node with ``fault`` until cancelled."""
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
-    if fault == "full":
-        disk_full()
-    service = NodeService(config)
+    open_store = functools.partial(FaultyStore.open, fault=cast(Fault, fault))  # checked above
+    service = NodeService(config, open_store=open_store)
     await service.start()
-    if fault != "full":
-        inject(service, cast(Mode, fault))  # checked against FAULTS above
     log.warning("node %s is faulty on purpose: %s (a chaos test)", service.node_id, fault)
     try:
         await asyncio.Event().wait()

@@ -1,9 +1,14 @@
 """A whole skymesh network in one process: real servers on loopback, real SQLite, real disk.
 
-Like Storj's testplanet: a test gets a live coordinator, N nodes and a gateway
-as real aiohttp servers on ephemeral ports, and holds a handle to every part.
-:class:`PlanetThread` runs it on its own event loop in a background thread, so
-synchronous clients (boto3, the AWS CLI) can talk to it from the test.
+Like Storj's testplanet: a test describes the network in a :class:`PlanetConfig`
+and gets a live coordinator, N nodes and a gateway as real aiohttp servers on
+ephemeral ports, and holds a handle to every part. Faults have names on the
+planet: :meth:`Planet.fault` makes a node's store lie or fill up,
+:meth:`Planet.hang` makes it unreachable while it stays online,
+:meth:`Planet.heal` undoes both, and :meth:`Planet.stop_node` and
+:meth:`Planet.start_node` take it down and bring it back. :class:`PlanetThread`
+runs a planet on its own event loop in a background thread, so synchronous
+clients (boto3, the AWS CLI) can talk to it from the test.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,55 +30,73 @@ from skymesh.config import CoordinatorConfig, Credential, GatewayConfig, NodeCon
 from skymesh.coordinator.service import CoordinatorService
 from skymesh.gateway.service import GatewayService
 from skymesh.node.service import NodeService
+from skymesh.testing.faults import Fault, FaultyStore, Hang
+from skymesh.wire.registry import NodeStatus
 
 T = TypeVar("T")
 
 DEFAULT_REGIONS = ("eu-west", "us-east", "ap-south")
 
 
-@dataclass
-class Planet:
-    root: Path
+@dataclass(frozen=True)
+class PlanetConfig:
+    """The shape of a test network.
+
+    Overrides are config fields of one role each. They win over the planet's own
+    settings (heartbeats, liveness, operators, ``fsync`` off) but not over where a
+    part lives and whom it talks to (data directory, port, region, coordinator URL).
+    """
+
     node_count: int = 12
-    regions: Sequence[str] = DEFAULT_REGIONS
-    heartbeat_interval: float = 0.5
+    regions: Sequence[str] = DEFAULT_REGIONS  # node i is in regions[i % len(regions)]
+    heartbeat_interval: float = 0.5  # nodes count as offline after four missed
     node_capacity: int = 10 * 1024**3
-    coordinator_overrides: dict[str, Any] = field(default_factory=dict)
-    gateway_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. tls_cert, tls_key
-    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
-    coordinator: CoordinatorService | None = None
-    nodes: list[NodeService] = field(default_factory=list)
-    gateway: GatewayService | None = None
-    credential: Credential | None = None
-    # ---- inference slice: the first compute_nodes nodes also run `--compute`
-    compute_nodes: int = 0
-    compute_overrides: dict[str, Any] = field(default_factory=dict)  # NodeConfig fields
-    # ---- end inference slice
+    compute_nodes: int = 0  # the first compute_nodes nodes also run `--compute`
+    coordinator_overrides: Mapping[str, Any] = field(default_factory=dict)
+    gateway_overrides: Mapping[str, Any] = field(default_factory=dict)  # e.g. tls_cert, tls_key
+    node_overrides: Mapping[str, Any] = field(default_factory=dict)  # every node
+    compute_overrides: Mapping[str, Any] = field(default_factory=dict)  # compute nodes
+
+
+class Planet:
+    """A network on this event loop: :meth:`start` it, :meth:`stop` it."""
+
+    def __init__(self, root: Path, config: PlanetConfig | None = None):
+        self.root = root
+        self.config = config or PlanetConfig()
+        self.admin_token = secrets.token_urlsafe(16)
+        self.coordinator: CoordinatorService | None = None
+        self.nodes: list[NodeService] = []
+        self.gateway: GatewayService | None = None
+        self.credential: Credential | None = None
+        self._hangs: dict[str, Hang] = {}  # by node id
 
     async def start(self) -> None:
+        config = self.config
         settings: dict[str, Any] = {
-            "heartbeat_interval": self.heartbeat_interval,
-            "offline_after": self.heartbeat_interval * 4,
-            **self.coordinator_overrides,  # an override may replace any of the above
+            "heartbeat_interval": config.heartbeat_interval,
+            "offline_after": config.heartbeat_interval * 4,
+            **config.coordinator_overrides,
         }
-        cfg = CoordinatorConfig(
-            data_dir=str(self.root / "coordinator"),
-            port=0,
-            admin_token=self.admin_token,
-            **settings,
+        self.coordinator = await CoordinatorService.open(
+            CoordinatorConfig(
+                data_dir=str(self.root / "coordinator"),
+                port=0,
+                admin_token=self.admin_token,
+                **settings,
+            )
         )
-        self.coordinator = await CoordinatorService.open(cfg)
         await self.coordinator.start()
-        for i in range(self.node_count):
-            await self.add_node(self.regions[i % len(self.regions)])
-        await self.wait_online(self.node_count)
+        for i in range(config.node_count):
+            await self.add_node(config.regions[i % len(config.regions)])
+        await self.wait_online(config.node_count)
         self.credential = await self.create_credential("default")
         self.gateway = GatewayService(
             GatewayConfig(
                 data_dir=str(self.root / "gateway"),
                 port=0,
                 coordinator_url=self.coordinator.url,
-                **self.gateway_overrides,
+                **config.gateway_overrides,
             ),
             credentials=[self.credential],
         )
@@ -82,22 +105,28 @@ class Planet:
     async def add_node(
         self, region: str, capacity: int | None = None, **overrides: Any
     ) -> NodeService:
+        """Start one more node; ``overrides`` are NodeConfig fields."""
         assert self.coordinator is not None
         i = len(self.nodes)
-        if i < self.compute_nodes:  # inference slice
-            overrides = {"compute": True, **self.compute_overrides, **overrides}
+        settings: dict[str, Any] = {
+            "operator": f"op-{i % 5}",
+            "heartbeat_interval": self.config.heartbeat_interval,
+            "fsync": False,
+            **self.config.node_overrides,
+        }
+        if i < self.config.compute_nodes:
+            settings.update(compute=True, **self.config.compute_overrides)
+        settings.update(overrides)
         node = NodeService(
             NodeConfig(
                 data_dir=str(self.root / f"node-{i:02d}"),
                 port=0,
                 region=region,
-                operator=f"op-{i % 5}",
-                capacity_bytes=capacity or self.node_capacity,
+                capacity_bytes=capacity or self.config.node_capacity,
                 coordinator_url=self.coordinator.url,
-                heartbeat_interval=self.heartbeat_interval,
-                fsync=False,
-                **overrides,
-            )
+                **settings,
+            ),
+            open_store=FaultyStore.open,
         )
         await node.start()
         self.nodes.append(node)
@@ -105,17 +134,99 @@ class Planet:
 
     async def wait_online(self, count: int, timeout: float = 20.0) -> None:
         """Until the coordinator counts ``count`` nodes online."""
+        await self._wait_nodes(
+            lambda nodes: sum(n.online for n in nodes.values()) >= count,
+            f"{count} nodes online",
+            timeout,
+        )
+
+    async def wait_offline(self, nodes: Collection[NodeService], timeout: float = 15.0) -> None:
+        """Until the coordinator counts every one of ``nodes`` offline."""
+        ids = {n.node_id for n in nodes}
+        await self._wait_nodes(
+            lambda listed: not any(listed[i].online for i in ids if i in listed),
+            f"nodes {sorted(ids)} offline",
+            timeout,
+        )
+
+    async def _wait_nodes(
+        self, done: Callable[[dict[str, NodeStatus]], bool], what: str, timeout: float
+    ) -> None:
+        """Until ``done`` holds of the coordinator's node list (as its admin API gives it)."""
         assert self.coordinator is not None
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as s:
             admin = AdminClient(self.coordinator.url, self.admin_token, s)
             while True:
-                online = await admin.online_count()
-                if online >= count:
+                listed = {n.node_id: n for n in (await admin.nodes()).nodes}
+                if done(listed):
                     return
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError(f"{online} of {count} nodes online")
+                if loop.time() > deadline:
+                    raise TimeoutError(f"the coordinator never saw {what}")
                 await asyncio.sleep(0.05)
+
+    async def _wait_address(self, node: NodeService, address: str, timeout: float = 10.0) -> None:
+        """Until the coordinator lists ``node`` online at ``address``."""
+        await self._wait_nodes(
+            lambda listed: (
+                node.node_id in listed
+                and listed[node.node_id].online
+                and listed[node.node_id].address == address
+            ),
+            f"node {node.node_id} online at {address}",
+            timeout,
+        )
+
+    # ------------------------------------------------------------ faults
+
+    def store(self, node: NodeService) -> FaultyStore:
+        """The piece store of a node of this planet, on which faults are set."""
+        store = node.store
+        if not isinstance(store, FaultyStore):
+            raise TypeError(f"node {node.node_id} was not started by this planet")
+        return store
+
+    def fault(self, node: NodeService, fault: Fault) -> FaultyStore:
+        """From now on ``node``'s store misbehaves as ``fault`` says (see
+        :mod:`skymesh.testing.faults`), until :meth:`heal`."""
+        store = self.store(node)
+        store.fault = fault
+        return store
+
+    async def hang(self, node: NodeService) -> Hang:
+        """Make ``node`` unreachable but online, and wait until the coordinator hands
+        out its black-hole address; until :meth:`heal`."""
+        if node.node_id in self._hangs:
+            raise RuntimeError(f"node {node.node_id} is already hung")
+        h = self._hangs[node.node_id] = Hang(node)
+        await self._wait_address(node, h.address)
+        return h
+
+    async def heal(self, node: NodeService) -> None:
+        """Undo :meth:`fault` and :meth:`hang` on ``node``; a hung node is healed once
+        the coordinator hands out its real address again."""
+        self.store(node).fault = None
+        h = self._hangs.pop(node.node_id, None)
+        if h is not None:
+            h.close()
+            await self._wait_address(node, h.real_address)
+
+    async def stop_node(self, node: NodeService) -> None:
+        """Stop ``node`` as a crash would look to others (they learn it from missed
+        heartbeats: see :meth:`wait_offline`)."""
+        h = self._hangs.pop(node.node_id, None)
+        if h is not None:
+            h.close()
+        await node.stop()
+
+    async def start_node(self, node: NodeService) -> None:
+        """Start a stopped node again: the same identity and pieces, a new port. Returns
+        once the coordinator lists it online at its new address."""
+        await node.start()
+        await self._wait_address(node, node.address)
+
+    # ------------------------------------------------------------ clients
 
     async def create_credential(self, name: str) -> Credential:
         """A new project with one S3 access key, as ``skymesh up`` makes one."""
@@ -146,7 +257,7 @@ class Planet:
         if self.gateway is not None:
             await self.gateway.stop()
         for node in self.nodes:
-            await node.stop()
+            await self.stop_node(node)
         if self.coordinator is not None:
             await self.coordinator.stop()
 
