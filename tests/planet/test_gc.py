@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import msgspec
 import pytest
 import sqlalchemy as sa
-from skymesh.client.pieces import put_piece
+from skymesh.piecetransfer.exchange import put_piece
 
 from skymesh.coordinator.db.schema import garbage_pieces, pending_streams, pieces, segments
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads

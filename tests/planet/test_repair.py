@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -74,19 +75,21 @@ def test_overwritten_object_is_not_resurrected(planet: PlanetThread, s3, stopped
     worker = c.durability.repair_worker
     stream = planet.run(_stream_of(planet, "repaired", "doomed"))
     key = next((r.stream_id, r.part, r.idx) for r in piece_rows(planet) if r.stream_id == stream)
-    original_upload = worker._upload
-    fresh = b"new content " * 1000
+    fresh = b"new content " * 300  # inline: the overwrite needs no node, so no write
+    p = planet.planet
 
-    async def overwrite_then_upload(*args, **kwargs):  # type: ignore[no-untyped-def]
-        async with planet.planet.client() as client:
-            await client.put_object("repaired", "doomed", _one(fresh), size=len(fresh))
-        return await original_upload(*args, **kwargs)
+    async def overwrite_while_uploading() -> RepairStats:
+        gate = p.hold_writes()
+        try:
+            repair = asyncio.create_task(worker.repair(key))
+            await asyncio.wait_for(gate.arrived.wait(), 60)  # rebuilt pieces reach a node
+            async with p.client() as client:
+                await client.put_object("repaired", "doomed", _one(fresh), size=len(fresh))
+        finally:
+            gate.open()
+        return await repair
 
-    worker._upload = overwrite_then_upload  # type: ignore[method-assign]
-    try:
-        stats = planet.run(worker.repair(key))
-    finally:
-        worker._upload = original_upload  # type: ignore[method-assign]
+    stats = planet.run(overwrite_while_uploading())
     assert stats.outcome == "stale" and 2 <= stats.rebuilt <= 4
     assert s3.get_object(Bucket="repaired", Key="doomed")["Body"].read() == fresh
     assert stream not in {r.stream_id for r in piece_rows(planet)}

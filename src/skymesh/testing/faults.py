@@ -20,6 +20,9 @@ auditor; a reader's Merkle fallback) can tell. ``full`` fails inside the disk
 store's own writes, so its handling runs: the node answers 507 and leaves nothing
 behind (no temp file, no bytes counted).
 
+:class:`WriteGate` holds piece writes where they arrive until a test opens it, to put
+something else (an overwrite, a delete) between a writer's read and its commit.
+
 :class:`Hang` makes a node look SIGSTOPped to everyone else: still heartbeating,
 so listed online, while its announced address takes connections and never answers.
 The planet (:mod:`skymesh.testing.planet`) applies these by name;
@@ -62,6 +65,7 @@ class FaultyStore:
         fault: Fault | None = None,
     ) -> None:
         self.fault = fault
+        self.gate: WriteGate | None = None  # writes wait here while set
         self.reads = 0  # piece reads served falsely
         self._scratch: Path | None = None  # where lying reads are written
         self.inner = DiskPieceStore(root, capacity_bytes, chunk_size, fsync, writev=self._writev)
@@ -115,6 +119,8 @@ class FaultyStore:
         expected_size: int | None,
         serial: str,
     ) -> PieceMeta:
+        if self.gate is not None:
+            await self.gate.hold()
         return await self.inner.write(piece_id, chunks, max_bytes, expected_size, serial)
 
     def exists(self, piece_id: str) -> bool:
@@ -170,6 +176,28 @@ class FaultyStore:
         if bufs and len(bufs[0]) > 1:
             os.write(fd, bufs[0][: len(bufs[0]) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class WriteGate:
+    """Holds every piece write of the stores it is set on until :meth:`open`."""
+
+    def __init__(self, stores: list[FaultyStore]) -> None:
+        self.arrived = asyncio.Event()  # set once the first write is held
+        self._opened = asyncio.Event()
+        self._stores = stores
+        for store in stores:
+            store.gate = self
+
+    async def hold(self) -> None:
+        self.arrived.set()
+        await self._opened.wait()
+
+    def open(self) -> None:
+        """Let the held writes go on, and stop holding new ones."""
+        for store in self._stores:
+            if store.gate is self:
+                store.gate = None
+        self._opened.set()
 
 
 class Hang:

@@ -30,7 +30,7 @@ from skymesh.config import CoordinatorConfig, Credential, GatewayConfig, NodeCon
 from skymesh.coordinator.service import CoordinatorService
 from skymesh.gateway.service import GatewayService
 from skymesh.node.service import NodeService
-from skymesh.testing.faults import Fault, FaultyStore, Hang
+from skymesh.testing.faults import Fault, FaultyStore, Hang, WriteGate
 from skymesh.wire.registry import NodeStatus
 
 T = TypeVar("T")
@@ -193,6 +193,12 @@ class Planet:
         store = self.store(node)
         store.fault = fault
         return store
+
+    def hold_writes(self, nodes: Collection[NodeService] | None = None) -> WriteGate:
+        """Hold every piece write on ``nodes`` (all by default) until the gate is opened.
+
+        Call it on the planet's loop (inside :meth:`PlanetThread.run`)."""
+        return WriteGate([self.store(n) for n in (self.nodes if nodes is None else nodes)])
 
     async def hang(self, node: NodeService) -> Hang:
         """Make ``node`` unreachable but online, and wait until the coordinator hands
