@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 
 
 def _row(name: str, value: str, detail: str = "") -> str:
@@ -28,7 +28,7 @@ def run(big_mib: int, small_count: int) -> list[str]:
     os.environ.pop("AWS_CA_BUNDLE", None)
     rows = ["| workload | result | detail |", "|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
-        planet = PlanetThread(Planet(root=Path(tmp))).start()
+        planet = PlanetThread(Planet(Path(tmp), PlanetConfig(fault_hooks=False))).start()
         try:
             s3 = planet.boto3()
             s3.create_bucket(Bucket="bench")

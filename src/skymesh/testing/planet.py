@@ -29,6 +29,7 @@ from skymesh.client.client import Client
 from skymesh.config import CoordinatorConfig, Credential, GatewayConfig, NodeConfig
 from skymesh.coordinator.service import CoordinatorService
 from skymesh.gateway.service import GatewayService
+from skymesh.node.diskstore import DiskPieceStore
 from skymesh.node.service import NodeService
 from skymesh.testing.faults import Fault, FaultyStore, Hang, WriteGate
 from skymesh.wire.registry import NodeStatus
@@ -56,6 +57,7 @@ class PlanetConfig:
     gateway_overrides: Mapping[str, Any] = field(default_factory=dict)  # e.g. tls_cert, tls_key
     node_overrides: Mapping[str, Any] = field(default_factory=dict)  # every node
     compute_overrides: Mapping[str, Any] = field(default_factory=dict)  # compute nodes
+    fault_hooks: bool = True  # nodes store through FaultyStore; benchmarks measure DiskPieceStore
 
 
 class Planet:
@@ -126,7 +128,7 @@ class Planet:
                 coordinator_url=self.coordinator.url,
                 **settings,
             ),
-            open_store=FaultyStore.open,
+            open_store=FaultyStore.open if self.config.fault_hooks else DiskPieceStore.open,
         )
         await node.start()
         self.nodes.append(node)
@@ -184,7 +186,7 @@ class Planet:
         """The piece store of a node of this planet, on which faults are set."""
         store = node.store
         if not isinstance(store, FaultyStore):
-            raise TypeError(f"node {node.node_id} was not started by this planet")
+            raise TypeError(f"node {node.node_id} has no fault hooks (PlanetConfig.fault_hooks)")
         return store
 
     def fault(self, node: NodeService, fault: Fault) -> FaultyStore:
