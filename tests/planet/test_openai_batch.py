@@ -312,8 +312,8 @@ def test_a_batch_order_opens_only_its_own_objects(ai: PlanetThread) -> None:
         client = ai.planet.client()
         try:
             handle = await client.open_object("scope-batch", "jobs/input.jsonl")
-            out = await client.create_multipart("scope-batch", "o.jsonl")
-            err = await client.create_multipart("scope-batch", "e.jsonl")
+            out = await client.multipart.create("scope-batch", "o.jsonl")
+            err = await client.multipart.create("scope-batch", "e.jsonl")
             req = BatchOrderRequest(
                 batch_id="batch_test",
                 bucket="scope-batch",

@@ -11,14 +11,11 @@ memory is bounded by the segment size, never by the object size.
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import aiohttp
-import msgspec
 
 from skymesh import errors
 from skymesh.client.access import OWNER, AccessRule
@@ -29,24 +26,20 @@ from skymesh.client.download import (
     SegmentSource,
     read_object_range,
 )
-from skymesh.client.keys import KeySource, RootSecretKeys, new_part_key
+from skymesh.client.keys import KeySource, RootSecretKeys
 from skymesh.client.metainfo import MetainfoClient
-from skymesh.client.objectmeta import ObjectMeta, open_meta, seal_meta
+from skymesh.client.multipart import MultipartUploads
+from skymesh.client.objectmeta import BeforeCommit, ObjectMeta, open_meta, seal_meta, with_checksums
 from skymesh.client.writer import Hasher, SegmentWriter
 from skymesh.rpc import STREAM_BUFSIZE
 from skymesh.wire.metainfo import (
     BeginObjectRequest,
-    BeginPartRequest,
     BeginSegmentRequest,
-    BeginUploadRequest,
     BucketConfig,
     BucketInfo,
     CodecParams,
     CommitObjectRequest,
-    CommitPartRequest,
     CommitSegmentRequest,
-    CompletePart,
-    CompleteUploadRequest,
     DeleteObjectResponse,
     DeleteObjectsItem,
     DeleteObjectsRequest,
@@ -54,11 +47,9 @@ from skymesh.wire.metainfo import (
     DownloadRequest,
     ListObjectsRequest,
     ListObjectsResponse,
-    ListPartsRequest,
     ListVersionsRequest,
     ListVersionsResponse,
     ObjectInfo,
-    PartInfo,
     Placement,
     PutInlineRequest,
     SegmentCommit,
@@ -69,17 +60,6 @@ from skymesh.wire.metainfo import (
 )
 
 METADATA_ATTEMPTS = 3  # update_object_meta retries when the object is overwritten meanwhile
-UPLOAD_CACHE = 1024  # multipart uploads whose info is remembered
-
-
-#: ``(md5_hex, size)`` -> checksums to keep in the object's metadata (or None).
-BeforeCommit = Callable[[str, int], Mapping[str, str] | None]
-
-
-def _with_checksums(meta: ObjectMeta, checksums: Mapping[str, str] | None) -> ObjectMeta:
-    if not checksums:
-        return meta
-    return msgspec.structs.replace(meta, checksums={**meta.checksums, **checksums})
 
 
 class DeleteMarkerError(errors.NotFound):
@@ -153,10 +133,7 @@ class Client:
         self.buffers = BufferPool()
         self._owns_session = owns_session
         self._codec: CodecParams | None = None
-        # multipart uploads by (bucket, key, id): their key and codec never change,
-        # so each part saves a coordinator round trip. A stale entry (aborted or
-        # completed elsewhere) fails at begin_part with NoSuchUpload all the same.
-        self._uploads: OrderedDict[tuple[str, str, str], UploadInfo] = OrderedDict()
+        self.multipart = MultipartUploads(metainfo, keys, session, self.buffers)
 
     @classmethod
     def for_project(
@@ -287,7 +264,7 @@ class Client:
         last = await writer.write(place, commit_earlier=commit)
         md5 = writer.md5.hexdigest()
         if before_commit is not None:
-            meta = _with_checksums(meta, before_commit(md5, writer.total))
+            meta = with_checksums(meta, before_commit(md5, writer.total))
         if not stream_id:
             # the whole object is one inline segment (none when empty): a single call
             info = await self.metainfo.put_inline(
@@ -319,184 +296,6 @@ class Client:
             )
         writer.release()
         return StoredObject(info, meta)
-
-    # ------------------------------------------------------------ multipart
-
-    async def create_multipart(
-        self, bucket: str, key: str, meta: ObjectMeta | None = None
-    ) -> UploadInfo:
-        data_key, wrapped = self.keys.new_key(bucket, key)
-        return await self.metainfo.begin_upload(
-            BeginUploadRequest(
-                bucket=bucket,
-                key=key,
-                encrypted_key=wrapped,
-                encrypted_metadata=seal_meta(data_key, meta or ObjectMeta()),
-            )
-        )
-
-    async def upload_part(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        part_number: int,
-        source: AsyncIterator[bytes],
-        *,
-        size: int | None = None,
-        hashers: Sequence[Hasher] = (),
-        before_commit: BeforeCommit | None = None,
-    ) -> PartInfo:
-        """Store one part (streamed segment by segment); answers its size and MD5 ETag.
-
-        The first checksum ``before_commit`` answers (``{algorithm: base64}``) is kept
-        with the part, for S3's composite checksum at completion.
-        """
-        upload = await self._upload_info(bucket, key, upload_id)
-        part_key, key_salt = new_part_key(self.data_key(upload))
-        writer = SegmentWriter(
-            self.session,
-            self.buffers,
-            upload.codec,
-            source,
-            part_key,
-            key_salt=key_salt,
-            part=part_number,
-            size=size,
-            hashers=hashers,
-        )
-
-        async def place(
-            position: SegmentPosition, plain_size: int, exclude: list[str]
-        ) -> Placement:
-            if position.index == 0 and not exclude:
-                return await self.metainfo.begin_part(
-                    BeginPartRequest(
-                        bucket=bucket,
-                        key=key,
-                        upload_id=upload_id,
-                        part_number=part_number,
-                        plain_size=plain_size,
-                    )
-                )
-            return await self.metainfo.begin_segment(
-                BeginSegmentRequest(
-                    stream_id=upload_id,
-                    position=position,
-                    plain_size=plain_size,
-                    exclude_nodes=exclude,
-                )
-            )
-
-        segments = await writer.write(place)
-        etag = writer.md5.hexdigest()
-        checksum = ""
-        if before_commit is not None:
-            sums = before_commit(etag, writer.total)
-            if sums:
-                checksum = ":".join(next(iter(sums.items())))
-        await self.metainfo.commit_part(
-            CommitPartRequest(
-                bucket=bucket,
-                key=key,
-                upload_id=upload_id,
-                part_number=part_number,
-                size=writer.total,
-                etag=etag,
-                segments=segments,
-                checksum=checksum,
-            )
-        )
-        writer.release()
-        return PartInfo(
-            part_number=part_number,
-            size=writer.total,
-            etag=etag,
-            uploaded_at=0.0,
-            checksum=checksum,
-        )
-
-    async def complete_multipart(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        parts: list[CompletePart],
-        *,
-        if_match: str = "",
-        if_none_match: str = "",
-        checksums: Mapping[str, str] | None = None,
-        composite: Callable[[list[PartInfo]], Mapping[str, str] | None] | None = None,
-    ) -> ObjectInfo:
-        """Join the parts; the ETag is S3's: MD5 of the part MD5s, a dash, the part count.
-
-        The object's sealed metadata is re-sealed with each part's size (so
-        ``partNumber`` reads can find a part's bytes) and ``checksums``, plus what
-        ``composite`` answers from the listed parts as stored (S3's checksum of
-        the part checksums).
-        """
-        digest = hashlib.md5(usedforsecurity=False)
-        for p in parts:
-            try:
-                digest.update(bytes.fromhex(p.etag.strip('"')))
-            except ValueError as e:
-                raise errors.BadRequest(
-                    f"part {p.part_number} has a malformed ETag", code="InvalidPart"
-                ) from e
-        etag = f"{digest.hexdigest()}-{len(parts)}"
-        self._uploads.pop((bucket, key, upload_id), None)
-        upload = await self.metainfo.get_upload(bucket, key, upload_id)
-        data_key = self.data_key(upload)
-        meta = _with_checksums(open_meta(data_key, upload.encrypted_metadata), checksums)
-        stored = await self.list_all_parts(bucket, key, upload_id)
-        if composite is not None:
-            listed = [stored[p.part_number] for p in parts if p.part_number in stored]
-            meta = _with_checksums(meta, composite(listed))
-        meta = msgspec.structs.replace(
-            meta,
-            parts=[stored[p.part_number].size if p.part_number in stored else -1 for p in parts],
-        )
-        return await self.metainfo.complete_upload(
-            CompleteUploadRequest(
-                bucket=bucket,
-                key=key,
-                upload_id=upload_id,
-                parts=parts,
-                etag=etag,
-                if_match=if_match,
-                if_none_match=if_none_match,
-                encrypted_metadata=seal_meta(data_key, meta),
-            )
-        )
-
-    async def list_all_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, PartInfo]:
-        """Every uploaded part by number (the coordinator checks the ETags at completion)."""
-        sizes: dict[int, PartInfo] = {}
-        marker = 0
-        while True:
-            page = await self.metainfo.list_parts(
-                ListPartsRequest(
-                    bucket=bucket, key=key, upload_id=upload_id, part_number_marker=marker
-                )
-            )
-            sizes.update((p.part_number, p) for p in page.parts)
-            if not page.truncated or not page.parts:
-                return sizes
-            marker = page.parts[-1].part_number
-
-    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        self._uploads.pop((bucket, key, upload_id), None)
-        await self.metainfo.abort_upload(bucket, key, upload_id)
-
-    async def _upload_info(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
-        ident = (bucket, key, upload_id)
-        upload = self._uploads.get(ident)
-        if upload is None:
-            upload = await self.metainfo.get_upload(bucket, key, upload_id)
-            self._uploads[ident] = upload
-            if len(self._uploads) > UPLOAD_CACHE:
-                self._uploads.popitem(last=False)
-        return upload
 
     # ------------------------------------------------------------ reading
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import msgspec
 
 from skymesh.codec.crypto import derive_subkey, open_sealed, seal
@@ -33,3 +35,14 @@ def open_meta(data_key: bytes, blob: bytes) -> ObjectMeta:
         return ObjectMeta()
     key = derive_subkey(data_key, META_CONTEXT)
     return msgspec.msgpack.decode(open_sealed(key, blob, META_CONTEXT), type=ObjectMeta)
+
+
+#: ``(md5_hex, size)`` -> checksums to keep in the object's metadata (or None).
+BeforeCommit = Callable[[str, int], Mapping[str, str] | None]
+
+
+def with_checksums(meta: ObjectMeta, checksums: Mapping[str, str] | None) -> ObjectMeta:
+    """``meta`` with ``checksums`` added (``{algorithm: base64}``)."""
+    if not checksums:
+        return meta
+    return msgspec.structs.replace(meta, checksums={**meta.checksums, **checksums})

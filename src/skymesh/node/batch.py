@@ -336,20 +336,24 @@ class NodeBatches:
                     run.failed += 1
                     errors.append(line)
 
-        part = await client.upload_part(o.bucket, o.output_key, o.output_upload, 1, output())
-        await client.complete_multipart(
+        part = await client.multipart.upload_part(
+            o.bucket, o.output_key, o.output_upload, 1, output()
+        )
+        await client.multipart.complete(
             o.bucket, o.output_key, o.output_upload, [CompletePart(part_number=1, etag=part.etag)]
         )
         if not errors:
-            await client.abort_multipart(o.bucket, o.error_key, o.error_upload)
+            await client.multipart.abort(o.bucket, o.error_key, o.error_upload)
             return
 
         async def error_lines() -> AsyncIterator[bytes]:
             for line in errors:
                 yield line
 
-        part = await client.upload_part(o.bucket, o.error_key, o.error_upload, 1, error_lines())
-        await client.complete_multipart(
+        part = await client.multipart.upload_part(
+            o.bucket, o.error_key, o.error_upload, 1, error_lines()
+        )
+        await client.multipart.complete(
             o.bucket, o.error_key, o.error_upload, [CompletePart(part_number=1, etag=part.etag)]
         )
         run.errors_written = True

@@ -237,8 +237,8 @@ class BatchAPI:
             error_key=f"openai-batches/{batch_id}/errors.jsonl",
         )
         meta = ObjectMeta(content_type=JSONL)
-        out = await client.create_multipart(bucket, state.output_key, meta)
-        err = await client.create_multipart(bucket, state.error_key, meta)
+        out = await client.multipart.create(bucket, state.output_key, meta)
+        err = await client.multipart.create(bucket, state.error_key, meta)
         try:
             grant = await self._order(rpc, state, handle.info, out.upload_id, err.upload_id)
         except SkymeshError as e:
@@ -429,7 +429,7 @@ async def _first_model(chunks: AsyncIterator[bytes]) -> str:
 async def _abort(client: Client, bucket: str, uploads: list[tuple[str, UploadInfo]]) -> None:
     for key, up in uploads:
         try:
-            await client.abort_multipart(bucket, key, up.upload_id)
+            await client.multipart.abort(bucket, key, up.upload_id)
         except SkymeshError as e:  # it expires on its own
             log.info("could not abort %s/%s: %s", bucket, key, e)
 

@@ -276,7 +276,7 @@ async def upload_part_copy(req: S3Request) -> web.StreamResponse:
         raise s3_error("EntityTooLarge", "a part may be at most 5 GiB")
 
     async def work() -> tuple[bytes, dict[str, str]]:
-        part = await req.client.upload_part(
+        part = await req.client.multipart.upload_part(
             req.bucket,
             req.key,
             upload_id,

@@ -39,7 +39,7 @@ def upload_id_of(req: S3Request) -> str:
 
 async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
-    info = await req.client.create_multipart(
+    info = await req.client.multipart.create(
         req.bucket, req.key, meta_from_headers(req.http.headers)
     )
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
@@ -53,7 +53,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     body = PutBody(req)
     if body.size is not None and body.size > MAX_PART_SIZE:
         raise s3_error("EntityTooLarge", "a part may be at most 5 GiB")
-    part = await req.client.upload_part(
+    part = await req.client.multipart.upload_part(
         req.bucket,
         req.key,
         upload_id_of(req),
@@ -87,7 +87,7 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
         combined.append(found)
         return {found[0]: found[1]}
 
-    info = await req.client.complete_multipart(
+    info = await req.client.multipart.complete(
         req.bucket,
         req.key,
         upload_id_of(req),
@@ -119,7 +119,7 @@ def _split_checksum(stored: str) -> tuple[str, str] | None:
 
 
 async def abort_multipart_upload(req: S3Request) -> web.StreamResponse:
-    await req.client.abort_multipart(req.bucket, req.key, upload_id_of(req))
+    await req.client.multipart.abort(req.bucket, req.key, upload_id_of(req))
     return web.Response(status=204)
 
 
