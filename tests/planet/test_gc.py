@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 import msgspec
 import pytest
 import sqlalchemy as sa
-from skymesh.client.pieces import put_piece
 
 from skymesh.coordinator.db.schema import garbage_pieces, pending_streams, pieces, segments
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
 from skymesh.errors import Forbidden
+from skymesh.piecetransfer.exchange import put_piece
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire.durability import RetainFilter
 from skymesh.wire.identity import Identity
