@@ -137,7 +137,7 @@ def test_projects_are_isolated(planet: PlanetThread, s3: S3Client) -> None:
     assert s3.get_object(Bucket="private-a", Key="secret")["Body"].read() == b"a's data"
 
 
-# ---- S3 slice B: bucket names, and tenancy of ACLs, tags, CORS and DeleteObjects ----------
+# ---- bucket names, and tenancy of ACLs, tags, CORS and DeleteObjects ----------
 
 
 def test_bucket_name_rules(s3: S3Client) -> None:
