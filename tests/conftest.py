@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import pytest
 
 from skymesh.testing.planet import Planet, PlanetThread
+
+# A boto3 S3 client. boto3 builds its clients at run time and ships no types, so
+# tests name it through this one alias instead of installing a stubs package.
+S3Client: TypeAlias = Any
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,8 @@ def own_planet(tmp_path: Path) -> Iterator[PlanetThread]:
 
 
 @pytest.fixture(scope="module")
-def s3(planet: PlanetThread):  # type: ignore[no-untyped-def]
+def s3(planet: PlanetThread) -> S3Client:
+    """A boto3 client of the module's planet gateway, shared by the module's tests."""
     return planet.boto3()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import s3fs  # type: ignore[import-untyped]
+import s3fs
 
 from tests.clients.conftest import TREE, read_tree, write_tree
 from tests.conftest import random_bytes

@@ -24,13 +24,11 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _http = urllib3.PoolManager(retries=False)
 
 
-class _FixedPayloadAuth(S3SigV4Auth):
-    def __init__(self, credentials: Credentials, payload: str):
-        super().__init__(credentials, "s3", "us-east-1")
-        self._payload = payload
-
-    def payload(self, request: Any) -> str:
-        return self._payload
+def _signer(credentials: Credentials, payload: str) -> S3SigV4Auth:
+    """botocore's S3 signer, signing ``payload`` as the request's payload hash."""
+    signer = S3SigV4Auth(credentials, "s3", "us-east-1")
+    signer.payload = lambda _request: payload  # where botocore asks for the hash
+    return signer
 
 
 @dataclass
@@ -78,9 +76,7 @@ def sign(
     assert cred is not None
     url = (endpoint or planet.planet.endpoint) + path
     request = AWSRequest(method=method, url=url, headers=headers or {})
-    _FixedPayloadAuth(Credentials(cred.access_key_id, cred.secret_access_key), payload).add_auth(
-        request
-    )
+    _signer(Credentials(cred.access_key_id, cred.secret_access_key), payload).add_auth(request)
     timestamp = request.context["timestamp"]
     auth = request.headers["Authorization"]
     return Signed(

@@ -11,7 +11,7 @@ from skymesh.coordinator.durability.health import healthy
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import AuditOutcome
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 
@@ -39,7 +39,7 @@ def _corrupt_on_disk(planet: PlanetThread, index: int) -> int:
     return count
 
 
-def _fill(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+def _fill(planet: PlanetThread, s3: S3Client) -> bytes:
     """Store objects until every node holds at least two pieces (one to audit, another
     for the store that answers with the wrong one); drive audits by hand from now on."""
     pause_durability_loops(planet)
@@ -56,7 +56,7 @@ def _fill(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def stored(planet: PlanetThread, s3) -> bytes:  # type: ignore[no-untyped-def]
+def stored(planet: PlanetThread, s3: S3Client) -> bytes:
     return _fill(planet, s3)
 
 
@@ -74,7 +74,7 @@ def test_lying_store_is_caught(planet: PlanetThread, stored: bytes) -> None:
     p = planet.planet
     node = p.nodes[1]
     for fault in ("corrupt", "swap", "missing"):
-        faulty = p.fault(node, fault)  # type: ignore[arg-type]
+        faulty = p.fault(node, fault)
         try:
             assert _audit(planet, 1) is AuditOutcome.FAILURE, fault
         finally:
@@ -119,7 +119,7 @@ def test_rotting_node_is_disqualified(own_planet: PlanetThread) -> None:
         scores.append(rep.audit_score)
         if rep.disqualified:
             break
-    assert rep.disqualified, scores[-1]
+    assert rep is not None and rep.disqualified, scores[-1]
     assert scores == sorted(scores, reverse=True)
     assert rep.audit_score < c.config.audit_dq_threshold
     # lambda 0.999 from a fresh start: 41 failures bring it under 0.96; a background

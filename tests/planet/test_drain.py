@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 from skymesh.cli import app
 from skymesh.coordinator.durability.health import healthy
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 
 @pytest.fixture(scope="module")
-def stored(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+def stored(planet: PlanetThread, s3: S3Client) -> dict[str, bytes]:
     pause_durability_loops(planet)
     s3.create_bucket(Bucket="drained")
     objects = {f"obj-{i}": random_bytes(400_000 + i * 1000, seed=30 + i) for i in range(3)}
@@ -54,7 +54,9 @@ def _healthy_counts(planet: PlanetThread) -> Counter[tuple[str, int, int]]:
     return counts
 
 
-def test_drain_moves_every_piece(planet: PlanetThread, s3, stored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_drain_moves_every_piece(
+    planet: PlanetThread, s3: S3Client, stored: dict[str, bytes], tmp_path: Path
+) -> None:
     c = coordinator(planet)
     # Segments use 10 of the 12 first nodes: drain one of those holding the most.
     per_node = Counter(r.node_id for r in piece_rows(planet))

@@ -18,7 +18,7 @@ from skymesh.rpc import RpcClient
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire import routes
 from skymesh.wire.durability import DurabilityReport
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import pause_durability_loops
 
 
@@ -67,7 +67,9 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_report_counts_healthy_pieces_as_nodes_stop(planet, s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_report_counts_healthy_pieces_as_nodes_stop(
+    planet: PlanetThread, s3: S3Client, tmp_path: Path
+) -> None:
     from skymesh.errors import Unauthorized
 
     p = planet.planet
@@ -83,6 +85,7 @@ def test_report_counts_healthy_pieces_as_nodes_stop(planet, s3, tmp_path: Path) 
     [scheme] = full.schemes
     assert (scheme.scheme.k, scheme.scheme.repair, scheme.scheme.total) == (4, 5, 6)
     assert scheme.histogram == {6: 3} and scheme.lost == 0 and full.lost_total == 0
+    assert p.coordinator is not None
     url, token = p.coordinator.url, p.admin_token
     code, out = _cli("--coordinator", url, "--token", token)
     assert code == 0, out

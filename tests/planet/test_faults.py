@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.conftest import random_bytes
+from skymesh.testing.planet import PlanetThread
+from tests.conftest import S3Client, random_bytes
 
 
-def _piece_files(planet) -> list[list[Path]]:  # type: ignore[no-untyped-def]
+def _piece_files(planet: PlanetThread) -> list[list[Path]]:
     """The piece files on disk, node by node."""
     return [[n.store.path(pid) for pid in n.store.iter_piece_ids()] for n in planet.planet.nodes]
 
 
-def _new_piece_files(planet, store: Callable[[], object]) -> list[list[Path]]:  # type: ignore[no-untyped-def]
+def _new_piece_files(planet: PlanetThread, store: Callable[[], object]) -> list[list[Path]]:
     """The piece files ``store`` adds, node by node (nodes that got none left out)."""
     before = {p for files in _piece_files(planet) for p in files}
     store()
@@ -29,7 +30,7 @@ def _corrupt(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_corrupt_pieces_are_detected_and_avoided(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_pieces_are_detected_and_avoided(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="faults")
     data = random_bytes(3 * 1024 * 1024 + 17, seed=99)
     new = _new_piece_files(planet, lambda: s3.put_object(Bucket="faults", Key="obj", Body=data))
@@ -46,7 +47,7 @@ def test_corrupt_pieces_are_detected_and_avoided(planet, s3) -> None:  # type: i
     assert r["Body"].read() == data[1000:200001]
 
 
-def test_too_many_corrupt_pieces_fail_loudly(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_corrupt_pieces_fail_loudly(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="doomed")
     data = random_bytes(200_000, seed=5)
     new = _new_piece_files(planet, lambda: s3.put_object(Bucket="doomed", Key="obj", Body=data))
@@ -60,7 +61,7 @@ def test_too_many_corrupt_pieces_fail_loudly(planet, s3) -> None:  # type: ignor
     raise AssertionError("a read with every piece corrupt returned a whole body")
 
 
-def test_reads_around_liars_ask_for_fresh_orders(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_reads_around_liars_ask_for_fresh_orders(planet: PlanetThread, s3: S3Client) -> None:
     """Merkle-checked re-reads can spend honest nodes' get allowances; the reader renews them."""
     s3.create_bucket(Bucket="renew")
     data = random_bytes(600_000, seed=11)  # ~10 stripes, pieces under one Merkle chunk
@@ -72,7 +73,7 @@ def test_reads_around_liars_ask_for_fresh_orders(planet, s3) -> None:  # type: i
         assert s3.get_object(Bucket="renew", Key="obj")["Body"].read() == data
 
 
-def test_full_disks_refuse_pieces_and_keep_nothing(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_full_disks_refuse_pieces_and_keep_nothing(planet: PlanetThread, s3: S3Client) -> None:
     """Two of the twelve nodes' disks fill up under them: uploads go to the other ten."""
     p = planet.planet
     full = p.nodes[:2]

@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from skymesh.coordinator.db.schema import garbage_pieces, pending_streams, pieces, segments
 from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
 from skymesh.errors import Forbidden
+from skymesh.node.service import NodeService
 from skymesh.piecetransfer.exchange import put_piece
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
-from skymesh.wire.durability import RetainFilter
+from skymesh.wire.durability import RetainFilter, RetainReport
 from skymesh.wire.identity import Identity
 from skymesh.wire.metainfo import (
     BeginObjectRequest,
@@ -34,7 +35,7 @@ from skymesh.wire.metainfo import (
 )
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import sign
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 
 Pair = tuple[str, str]  # (node id, piece id)
 
@@ -116,7 +117,7 @@ def _collects(planet: PlanetThread, operation: object) -> None:
 DATA = 40 * 1024  # over the inline threshold: stored in pieces
 
 
-def test_overwrite_and_delete_free_the_old_pieces(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_overwrite_and_delete_free_the_old_pieces(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="gc-obj")
     s3.put_object(Bucket="gc-obj", Key="k", Body=random_bytes(DATA, 1))
     _collects(planet, lambda: s3.put_object(Bucket="gc-obj", Key="k", Body=random_bytes(DATA, 2)))
@@ -127,7 +128,7 @@ def test_overwrite_and_delete_free_the_old_pieces(planet, s3) -> None:  # type: 
     assert coord.durability.gc.totals.bytes > 0
 
 
-def test_replaced_part_and_abort_free_their_pieces(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_replaced_part_and_abort_free_their_pieces(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="gc-mp")
     up = s3.create_multipart_upload(Bucket="gc-mp", Key="m")["UploadId"]
     s3.upload_part(Bucket="gc-mp", Key="m", UploadId=up, PartNumber=1, Body=random_bytes(DATA, 3))
@@ -141,7 +142,7 @@ def test_replaced_part_and_abort_free_their_pieces(planet, s3) -> None:  # type:
     _collects(planet, lambda: s3.abort_multipart_upload(Bucket="gc-mp", Key="m", UploadId=up))
 
 
-def test_expired_upload_frees_its_pieces(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_expired_upload_frees_its_pieces(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="gc-exp")
     up = s3.create_multipart_upload(Bucket="gc-exp", Key="m")["UploadId"]
     s3.upload_part(Bucket="gc-exp", Key="m", UploadId=up, PartNumber=1, Body=random_bytes(DATA))
@@ -157,7 +158,7 @@ def test_expired_upload_frees_its_pieces(planet, s3) -> None:  # type: ignore[no
     _collects(planet, expire)
 
 
-def test_offline_node_keeps_its_garbage_for_later(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_offline_node_keeps_its_garbage_for_later(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="gc-off")
     before = _referenced(planet)
     s3.put_object(Bucket="gc-off", Key="k", Body=random_bytes(DATA, 5))
@@ -244,7 +245,7 @@ async def _commit(planet: PlanetThread, stream_id: str, seg: SegmentCommit) -> N
         await client.close()
 
 
-def test_a_root_commits_only_where_it_was_issued(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_a_root_commits_only_where_it_was_issued(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="gc-roots")
     coord = planet.planet.coordinator
     assert coord is not None
@@ -268,8 +269,8 @@ def test_a_root_commits_only_where_it_was_issued(planet, s3) -> None:  # type: i
 # ---------------------------------------------------------------- reconciliation
 
 
-async def _wait_sweep(node: object, created_at: float) -> None:
-    retainer = node.retainer  # type: ignore[attr-defined]
+async def _wait_sweep(node: NodeService, created_at: float) -> None:
+    retainer = node.retainer
     for _ in range(200):
         if retainer.last is not None and retainer.last.created_at >= created_at:
             return
@@ -277,7 +278,14 @@ async def _wait_sweep(node: object, created_at: float) -> None:
     raise TimeoutError("the node did not apply its retain filter")
 
 
-def test_reconciliation_removes_pieces_recorded_nowhere(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def _swept(node: NodeService) -> RetainReport:
+    """The node's last sweep, there once :func:`_wait_sweep` returned."""
+    last = node.retainer.last
+    assert last is not None
+    return last
+
+
+def test_reconciliation_removes_pieces_recorded_nowhere(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="gc-retain")
     s3.put_object(Bucket="gc-retain", Key="kept", Body=random_bytes(DATA, 7))
     coord = planet.planet.coordinator
@@ -307,7 +315,7 @@ def test_reconciliation_removes_pieces_recorded_nowhere(planet, s3) -> None:  # 
         assert _on_disk(planet, orphans) == orphans
         # young orphans were seen and spared (a few may instead sit in the filter's ~1%
         # of false positives, which spares them as well)
-        assert sum(n.retainer.last.kept_young for n in nodes.values()) >= 1
+        assert sum(_swept(n).kept_young for n in nodes.values()) >= 1
         # Past the grace: removed; everything referenced stays. A Bloom filter keeps ~1%
         # of what it should drop, and each round draws a fresh seed, so a few rounds
         # remove every orphan (one surviving four rounds: ~1e-8).
@@ -315,7 +323,7 @@ def test_reconciliation_removes_pieces_recorded_nowhere(planet, s3) -> None:  # 
         for _ in range(4):
             time.sleep(0.05)
             planet.run(round_(0.0))
-            removed += sum(n.retainer.last.removed for n in nodes.values())
+            removed += sum(_swept(n).removed for n in nodes.values())
             assert _on_disk(planet, referenced) == referenced
             if not _on_disk(planet, orphans):
                 break
@@ -326,7 +334,7 @@ def test_reconciliation_removes_pieces_recorded_nowhere(planet, s3) -> None:  # 
         rec.grace, rec.clock = grace, clock
 
 
-def test_retain_filter_from_an_untrusted_key_is_refused(planet) -> None:  # type: ignore[no-untyped-def]
+def test_retain_filter_from_an_untrusted_key_is_refused(planet: PlanetThread) -> None:
     import aiohttp
 
     node = planet.planet.nodes[1]

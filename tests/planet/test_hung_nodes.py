@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import segments
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 SMALL_NODE = 256 * 1024  # holds the repair test's pieces, not the upload test's
@@ -39,7 +39,7 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         thread.stop()
 
 
-def test_upload_with_a_hung_target_retries_elsewhere(planet: PlanetThread, s3) -> None:  # type: ignore[no-untyped-def]
+def test_upload_with_a_hung_target_retries_elsewhere(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="hung-upload")
     hung = planet.planet.nodes[0]  # a large node: every large object's placement holds it
     data = random_bytes(3 * 1024 * 1024 + 5, seed=71)
@@ -67,8 +67,8 @@ def _piece_size(planet: PlanetThread, key: tuple[str, int, int]) -> int:
 
 
 @pytest.mark.parametrize(("hung_count", "limit"), [(1, 5.0), (3, 12.0)])
-def test_repair_with_hung_sources_finishes(  # type: ignore[no-untyped-def]
-    planet: PlanetThread, s3, hung_count: int, limit: float
+def test_repair_with_hung_sources_finishes(
+    planet: PlanetThread, s3: S3Client, hung_count: int, limit: float
 ) -> None:
     """One hung source is covered by the two extra ones at once; three wait out the stall."""
     p = planet.planet
@@ -137,7 +137,9 @@ def _piece_gets(planet: PlanetThread) -> int:
     )
 
 
-def test_healthy_read_asks_k_nodes_and_a_hung_one_is_hedged(planet: PlanetThread, s3) -> None:  # type: ignore[no-untyped-def]
+def test_healthy_read_asks_k_nodes_and_a_hung_one_is_hedged(
+    planet: PlanetThread, s3: S3Client
+) -> None:
     """Reads ask k nodes per window, and the extra ones only for a straggler."""
     s3.create_bucket(Bucket="hedged-read")
     before = {(r.stream_id, r.part, r.idx) for r in piece_rows(planet)}

@@ -10,7 +10,7 @@ import pytest
 
 from skymesh.coordinator.durability.repair.worker import RepairStats
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 
@@ -34,12 +34,12 @@ def planet(own_planet: PlanetThread) -> PlanetThread:
 
 
 @pytest.fixture
-def s3(planet: PlanetThread):  # type: ignore[no-untyped-def]
+def s3(planet: PlanetThread) -> S3Client:
     return planet.boto3()
 
 
 @pytest.fixture
-def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+def stopped(planet: PlanetThread, s3: S3Client) -> dict[str, bytes]:
     """Objects stored on 10 of 12 nodes, 3 more nodes added, then 4 original nodes stopped."""
     pause_durability_loops(planet)
     s3.create_bucket(Bucket="repaired")
@@ -63,13 +63,17 @@ def stopped(planet: PlanetThread, s3) -> dict[str, bytes]:  # type: ignore[no-un
     return objects
 
 
-def test_checker_queues_every_damaged_segment(planet: PlanetThread, stopped) -> None:  # type: ignore[no-untyped-def]
+def test_checker_queues_every_damaged_segment(
+    planet: PlanetThread, stopped: dict[str, bytes]
+) -> None:
     report = planet.run(coordinator(planet).durability.repair_checker.step())
     assert report.segments == report.queued >= 3
     assert report.lowest_healthy is not None and 6 <= report.lowest_healthy <= 8
 
 
-def test_overwritten_object_is_not_resurrected(planet: PlanetThread, s3, stopped) -> None:  # type: ignore[no-untyped-def]
+def test_overwritten_object_is_not_resurrected(
+    planet: PlanetThread, s3: S3Client, stopped: dict[str, bytes]
+) -> None:
     """An overwrite between the worker's read and its swap: new pieces go to garbage."""
     c = coordinator(planet)
     worker = c.durability.repair_worker
@@ -120,7 +124,9 @@ async def _stream_of(planet: PlanetThread, bucket: str, key: str) -> str:
     )
 
 
-def test_repair_restores_every_segment(planet: PlanetThread, s3, stopped) -> None:  # type: ignore[no-untyped-def]
+def test_repair_restores_every_segment(
+    planet: PlanetThread, s3: S3Client, stopped: dict[str, bytes]
+) -> None:
     c = coordinator(planet)
     planet.run(c.durability.repair_checker.step())
     done = _repair_all(planet)

@@ -12,12 +12,12 @@ import pytest
 
 from skymesh.coordinator.durability.repair import checker
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 
-def test_lost_nodes_are_repaired_onto_the_spares(  # type: ignore[no-untyped-def]
-    planet: PlanetThread, s3, monkeypatch: pytest.MonkeyPatch
+def test_lost_nodes_are_repaired_onto_the_spares(
+    planet: PlanetThread, s3: S3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pause_durability_loops(planet)
     c = coordinator(planet)

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from skymesh.coordinator.db.schema import objects
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
 
 REGIONS = ("eu-west", "us-east", "eu-central", "ap-south")
@@ -34,7 +34,7 @@ def planet(tmp_path: Path) -> Iterator[PlanetThread]:
 
 
 @pytest.fixture
-def s3(planet: PlanetThread):  # type: ignore[no-untyped-def]
+def s3(planet: PlanetThread) -> S3Client:
     return planet.boto3()
 
 
@@ -60,11 +60,12 @@ def _regions_of(planet: PlanetThread, bucket: str) -> dict[str, set[str]]:
     return out
 
 
-def _location(s3, bucket: str) -> str | None:  # type: ignore[no-untyped-def]
-    return s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")  # type: ignore[no-any-return]
+def _location(s3: S3Client, bucket: str) -> str | None:
+    location: str | None = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    return location
 
 
-def test_drain_moves_pieces_inside_the_residency(planet: PlanetThread, s3) -> None:  # type: ignore[no-untyped-def]
+def test_drain_moves_pieces_inside_the_residency(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="in-ec", CreateBucketConfiguration={"LocationConstraint": "eu-central"})
     body = random_bytes(200_000, seed=5)
     s3.put_object(Bucket="in-ec", Key="obj", Body=body)
@@ -85,7 +86,7 @@ def test_drain_moves_pieces_inside_the_residency(planet: PlanetThread, s3) -> No
     assert s3.get_object(Bucket="in-ec", Key="obj")["Body"].read() == body
 
 
-def test_constraints_keep_pieces_inside_through_repair(planet: PlanetThread, s3) -> None:  # type: ignore[no-untyped-def]
+def test_constraints_keep_pieces_inside_through_repair(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="in-west", CreateBucketConfiguration={"LocationConstraint": "eu-west"})
     s3.create_bucket(Bucket="in-eu", CreateBucketConfiguration={"LocationConstraint": "eu"})
     s3.create_bucket(Bucket="anywhere")

@@ -8,6 +8,9 @@ import pytest
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
+from skymesh.testing.planet import PlanetThread
+from tests.conftest import S3Client
+
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 
 
@@ -26,11 +29,11 @@ def _public(grants: list[dict[str, Any]]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def anon(planet):  # type: ignore[no-untyped-def]
+def anon(planet: PlanetThread) -> S3Client:
     return planet.boto3(signature_version=UNSIGNED)
 
 
-def test_bucket_acl_canned_and_policy(s3) -> None:  # type: ignore[no-untyped-def]
+def test_bucket_acl_canned_and_policy(s3: S3Client) -> None:
     s3.create_bucket(Bucket="acl-pub", ACL="public-read")
     acl = s3.get_bucket_acl(Bucket="acl-pub")
     owner = acl["Owner"]["ID"]
@@ -40,7 +43,7 @@ def test_bucket_acl_canned_and_policy(s3) -> None:  # type: ignore[no-untyped-de
     s3.put_bucket_acl(Bucket="acl-pub", ACL="private")
     assert not _public(s3.get_bucket_acl(Bucket="acl-pub")["Grants"])
     # the same through an AccessControlPolicy body
-    policy = {
+    policy: dict[str, Any] = {
         "Owner": {"ID": owner},
         "Grants": [
             {"Grantee": {"Type": "CanonicalUser", "ID": owner}, "Permission": "FULL_CONTROL"},
@@ -55,7 +58,7 @@ def test_bucket_acl_canned_and_policy(s3) -> None:  # type: ignore[no-untyped-de
     )
 
 
-def test_unsupported_and_invalid_acls(s3) -> None:  # type: ignore[no-untyped-def]
+def test_unsupported_and_invalid_acls(s3: S3Client) -> None:
     assert _error(lambda: s3.create_bucket(Bucket="acl-rw", ACL="public-read-write")) == (
         "NotImplemented"
     )
@@ -78,7 +81,7 @@ def test_unsupported_and_invalid_acls(s3) -> None:  # type: ignore[no-untyped-de
         s3.head_bucket(Bucket="acl-rw")  # nothing was created
 
 
-def test_public_object_read_anonymously(s3, anon) -> None:  # type: ignore[no-untyped-def]
+def test_public_object_read_anonymously(s3: S3Client, anon: S3Client) -> None:
     s3.create_bucket(Bucket="acl-site")
     s3.put_object(Bucket="acl-site", Key="index.html", Body=b"<h1>hi</h1>", ACL="public-read")
     s3.put_object(Bucket="acl-site", Key="secret", Body=b"no")
@@ -112,7 +115,7 @@ def test_public_object_read_anonymously(s3, anon) -> None:  # type: ignore[no-un
     assert s3.get_object(Bucket="acl-site", Key="index.html")["Body"].read() == b"v2"
 
 
-def test_public_bucket_lists_anonymously(s3, anon) -> None:  # type: ignore[no-untyped-def]
+def test_public_bucket_lists_anonymously(s3: S3Client, anon: S3Client) -> None:
     s3.create_bucket(Bucket="acl-list", ACL="public-read")
     s3.put_object(Bucket="acl-list", Key="a", Body=b"a")
     s3.put_object(Bucket="acl-list", Key="b", Body=b"b", ACL="public-read")
@@ -129,12 +132,12 @@ def test_public_bucket_lists_anonymously(s3, anon) -> None:  # type: ignore[no-u
     assert _error(lambda: anon.list_objects_v2(Bucket="acl-list")) == "AccessDenied"
 
 
-def test_anonymous_without_an_owner_here(planet, anon) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_without_an_owner_here(planet: PlanetThread, anon: S3Client) -> None:
     assert _error(lambda: anon.list_objects_v2(Bucket="acl-no-such-bucket")) == "AccessDenied"
     assert _error(lambda: anon.list_buckets()) == "AccessDenied"
 
 
-def test_object_acl_on_missing_key(s3) -> None:  # type: ignore[no-untyped-def]
+def test_object_acl_on_missing_key(s3: S3Client) -> None:
     s3.create_bucket(Bucket="acl-missing")
     assert _error(lambda: s3.get_object_acl(Bucket="acl-missing", Key="k")) == "NoSuchKey"
     assert (

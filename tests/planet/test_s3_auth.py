@@ -14,25 +14,26 @@ from collections.abc import Iterator
 
 import pytest
 import urllib3
+from botocore.awsrequest import AWSPreparedRequest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from skymesh.config import GatewayConfig
 from skymesh.gateway.service import GatewayService
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet import s3raw
 
 BUCKET = "auth"
 
 
 @pytest.fixture(scope="module")
-def bucket(s3):  # type: ignore[no-untyped-def]
+def bucket(s3: S3Client) -> str:
     s3.create_bucket(Bucket=BUCKET)
     return BUCKET
 
 
-def _missing(s3, key: str) -> bool:  # type: ignore[no-untyped-def]
+def _missing(s3: S3Client, key: str) -> bool:
     try:
         s3.head_object(Bucket=BUCKET, Key=key)
     except ClientError as e:
@@ -67,14 +68,16 @@ def test_presigned_url_expires(planet: PlanetThread, bucket: str) -> None:
     assert b"<Code>AccessDenied</Code>" in resp.data and b"expired" in resp.data
 
 
-def test_unsigned_payload(planet: PlanetThread, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_unsigned_payload(planet: PlanetThread, s3: S3Client, bucket: str) -> None:
     data = random_bytes(10_000, seed=2)
     r = s3raw.request(planet, "PUT", f"/{bucket}/unsigned", data, payload="UNSIGNED-PAYLOAD")
     assert r.status == 200, r.body
     assert s3.get_object(Bucket=bucket, Key="unsigned")["Body"].read() == data
 
 
-def test_signed_payload_mismatch_stores_nothing(planet: PlanetThread, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_signed_payload_mismatch_stores_nothing(
+    planet: PlanetThread, s3: S3Client, bucket: str
+) -> None:
     r = s3raw.request(planet, "PUT", f"/{bucket}/bad-sha", b"hello", payload="a" * 64)
     assert r.status == 400 and r.code == "XAmzContentSHA256Mismatch"
     assert _missing(s3, "bad-sha")
@@ -91,7 +94,7 @@ def _streaming_put(
     return s3raw.send(planet, "PUT", path, signed.headers, body)
 
 
-def test_streaming_signed_chunks(planet: PlanetThread, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_streaming_signed_chunks(planet: PlanetThread, s3: S3Client, bucket: str) -> None:
     chunks = [random_bytes(64 * 1024, seed=3), random_bytes(64 * 1024, seed=4), b"tail" * 25]
     r = _streaming_put(planet, "streamed", chunks)
     assert r.status == 200, r.body
@@ -101,7 +104,7 @@ def test_streaming_signed_chunks(planet: PlanetThread, s3, bucket: str) -> None:
 @pytest.mark.parametrize("tamper", [0, 2, 3])
 def test_wrong_chunk_signature_stores_nothing(
     planet: PlanetThread,
-    s3,  # type: ignore[no-untyped-def]
+    s3: S3Client,
     bucket: str,
     tamper: int,
 ) -> None:
@@ -111,7 +114,7 @@ def test_wrong_chunk_signature_stores_nothing(
     assert _missing(s3, f"tampered-{tamper}")
 
 
-def test_streaming_unsigned_trailer(planet: PlanetThread, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_streaming_unsigned_trailer(planet: PlanetThread, s3: S3Client, bucket: str) -> None:
     import base64
     import zlib
 
@@ -162,7 +165,9 @@ def virtual_gateway(planet: PlanetThread) -> Iterator[str]:
         planet.run(service.stop())
 
 
-def test_virtual_hosted_style(planet: PlanetThread, s3, bucket: str, virtual_gateway: str) -> None:  # type: ignore[no-untyped-def]
+def test_virtual_hosted_style(
+    planet: PlanetThread, s3: S3Client, bucket: str, virtual_gateway: str
+) -> None:
     port = virtual_gateway.rsplit(":", 1)[1]
     host = {"Host": f"{bucket}.s3.localhost:{port}"}
     data = b"virtually hosted"
@@ -180,7 +185,7 @@ def test_virtual_hosted_style(planet: PlanetThread, s3, bucket: str, virtual_gat
     assert s3.get_object(Bucket=bucket, Key="vhost-boto3")["Body"].read() == b"via boto3"
 
 
-def boto3_virtual(planet: PlanetThread, endpoint: str):  # type: ignore[no-untyped-def]
+def boto3_virtual(planet: PlanetThread, endpoint: str) -> S3Client:
     """A virtual-addressing boto3 client whose connections go to 127.0.0.1 (no DNS needed)."""
     from urllib.parse import urlsplit
 
@@ -198,7 +203,7 @@ def boto3_virtual(planet: PlanetThread, endpoint: str):  # type: ignore[no-untyp
         config=Config(s3={"addressing_style": "virtual"}, retries={"max_attempts": 1}),
     )
 
-    def to_loopback(request, **_kw):  # type: ignore[no-untyped-def]
+    def to_loopback(request: AWSPreparedRequest, **_kw: object) -> None:
         url = urlsplit(request.url)
         assert url.netloc.endswith(f".s3.localhost:{port}")
         request.headers["Host"] = url.netloc
@@ -209,7 +214,9 @@ def boto3_virtual(planet: PlanetThread, endpoint: str):  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize("good", [True, False])
-def test_streaming_signed_trailer(planet: PlanetThread, s3, bucket: str, good: bool) -> None:  # type: ignore[no-untyped-def]
+def test_streaming_signed_trailer(
+    planet: PlanetThread, s3: S3Client, bucket: str, good: bool
+) -> None:
     import base64
     import hashlib
 

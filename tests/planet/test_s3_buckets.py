@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from botocore.exceptions import ClientError
+
+from skymesh.testing.planet import PlanetThread
+from tests.conftest import S3Client
 
 
 def _code(err: ClientError) -> str:
     return str(err.response["Error"]["Code"])
 
 
-def test_bucket_lifecycle(s3) -> None:  # type: ignore[no-untyped-def]
+def test_bucket_lifecycle(s3: S3Client) -> None:
     s3.create_bucket(Bucket="life")
     assert "life" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     s3.head_bucket(Bucket="life")
@@ -32,14 +37,14 @@ def test_bucket_lifecycle(s3) -> None:  # type: ignore[no-untyped-def]
     assert _code(e.value) == "NoSuchBucket"
 
 
-def test_invalid_bucket_name(s3) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_bucket_name(s3: S3Client) -> None:
     for name in ["ab", "UPPER", "bad..dots", "192.168.1.1", "-dash"]:
         with pytest.raises(ClientError) as e:
             s3.create_bucket(Bucket=name)
         assert _code(e.value) == "InvalidBucketName", name
 
 
-def test_list_objects_v2(s3) -> None:  # type: ignore[no-untyped-def]
+def test_list_objects_v2(s3: S3Client) -> None:
     s3.create_bucket(Bucket="listing")
     keys = ["a/1", "a/2", "a/b/3", "b/1", "c", "d/", "d/x"]
     for k in keys:
@@ -55,9 +60,9 @@ def test_list_objects_v2(s3) -> None:  # type: ignore[no-untyped-def]
     assert [p["Prefix"] for p in r["CommonPrefixes"]] == ["a/b/"]
     # paging with max-keys and continuation tokens
     seen: list[str] = []
-    token = None
+    token: str | None = None
     while True:
-        kw = {"ContinuationToken": token} if token else {}
+        kw: dict[str, str] = {"ContinuationToken": token} if token else {}
         r = s3.list_objects_v2(Bucket="listing", MaxKeys=2, **kw)
         seen += [o["Key"] for o in r.get("Contents", [])]
         assert r["KeyCount"] <= 2
@@ -76,26 +81,29 @@ def test_list_objects_v2(s3) -> None:  # type: ignore[no-untyped-def]
     assert [p["Prefix"] for p in v1["CommonPrefixes"]] == ["a/", "b/", "d/"]
 
 
-def test_wrong_secret_is_signature_mismatch(planet) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_secret_is_signature_mismatch(planet: PlanetThread) -> None:
     import msgspec
 
     cred = planet.planet.credential
+    assert cred is not None
     bad = msgspec.structs.replace(cred, secret_access_key="not-the-secret")
     with pytest.raises(ClientError) as e:
         planet.boto3(bad).list_buckets()
     assert _code(e.value) == "SignatureDoesNotMatch"
 
 
-def test_unknown_access_key(planet) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_access_key(planet: PlanetThread) -> None:
     import msgspec
 
-    bad = msgspec.structs.replace(planet.planet.credential, access_key_id="AKIDUNKNOWN")
+    cred = planet.planet.credential
+    assert cred is not None
+    bad = msgspec.structs.replace(cred, access_key_id="AKIDUNKNOWN")
     with pytest.raises(ClientError) as e:
         planet.boto3(bad).list_buckets()
     assert _code(e.value) == "InvalidAccessKeyId"
 
 
-def test_anonymous_denied(planet) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_denied(planet: PlanetThread) -> None:
     import urllib.error
     import urllib.request
 
@@ -105,19 +113,21 @@ def test_anonymous_denied(planet) -> None:  # type: ignore[no-untyped-def]
     assert b"AccessDenied" in e.value.read()
 
 
-def test_projects_are_isolated(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_projects_are_isolated(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="private-a")
     s3.put_object(Bucket="private-a", Key="secret", Body=b"a's data")
     other = planet.run(planet.planet.create_credential("other"))
+    assert planet.planet.gateway is not None
     planet.planet.gateway.add_credential(other)
     s3b = planet.boto3(other)
     assert "private-a" not in [b["Name"] for b in s3b.list_buckets()["Buckets"]]
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: s3b.get_object(Bucket="private-a", Key="secret"),
         lambda: s3b.list_objects_v2(Bucket="private-a"),
         lambda: s3b.delete_object(Bucket="private-a", Key="secret"),
         lambda: s3b.put_object(Bucket="private-a", Key="x", Body=b"x"),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ClientError) as e:
             call()
         assert _code(e.value) == "AccessDenied"
@@ -127,10 +137,10 @@ def test_projects_are_isolated(planet, s3) -> None:  # type: ignore[no-untyped-d
     assert s3.get_object(Bucket="private-a", Key="secret")["Body"].read() == b"a's data"
 
 
-# ---- S3 slice B: bucket names, and tenancy of ACLs, tags, CORS and DeleteObjects ----------
+# ---- bucket names, and tenancy of ACLs, tags, CORS and DeleteObjects ----------
 
 
-def test_bucket_name_rules(s3) -> None:  # type: ignore[no-untyped-def]
+def test_bucket_name_rules(s3: S3Client) -> None:
     for name in ["a" * 64, "xn--abc", "ends-", "under_score", "bucket-s3alias", "a..b"]:
         with pytest.raises(ClientError) as e:
             s3.create_bucket(Bucket=name)
@@ -141,7 +151,7 @@ def test_bucket_name_rules(s3) -> None:  # type: ignore[no-untyped-def]
         s3.delete_bucket(Bucket=name)
 
 
-def test_bucket_features_are_isolated(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_bucket_features_are_isolated(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="iso-a")
     s3.put_object(Bucket="iso-a", Key="k", Body=b"a", Tagging="t=1")
     s3.put_object(Bucket="iso-a", Key="pub", Body=b"public", ACL="public-read")
@@ -149,10 +159,11 @@ def test_bucket_features_are_isolated(planet, s3) -> None:  # type: ignore[no-un
     cors = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]}
     s3.put_bucket_cors(Bucket="iso-a", CORSConfiguration=cors)
     other = planet.run(planet.planet.create_credential("iso-other"))
+    assert planet.planet.gateway is not None
     planet.planet.gateway.add_credential(other)
     s3b = planet.boto3(other)
     tagging = {"TagSet": [{"Key": "x", "Value": "y"}]}
-    for call in (
+    calls: list[Callable[[], object]] = [
         lambda: s3b.get_bucket_acl(Bucket="iso-a"),
         lambda: s3b.put_bucket_acl(Bucket="iso-a", ACL="public-read"),
         lambda: s3b.get_object_acl(Bucket="iso-a", Key="k"),
@@ -169,7 +180,8 @@ def test_bucket_features_are_isolated(planet, s3) -> None:  # type: ignore[no-un
         lambda: s3b.delete_objects(Bucket="iso-a", Delete={"Objects": [{"Key": "k"}]}),
         lambda: s3b.get_object(Bucket="iso-a", Key="k"),
         lambda: s3b.list_objects_v2(Bucket="iso-a"),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ClientError) as e:
             call()
         assert _code(e.value) == "AccessDenied"

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet import s3raw
 
 BUCKET = "sums"
@@ -22,7 +22,7 @@ ALGORITHMS = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]
 
 
 @pytest.fixture(scope="module")
-def bucket(s3):  # type: ignore[no-untyped-def]
+def bucket(s3: S3Client) -> str:
     s3.create_bucket(Bucket=BUCKET)
     return BUCKET
 
@@ -31,7 +31,7 @@ def _code(err: ClientError) -> str:
     return str(err.response["Error"]["Code"])
 
 
-def _missing(s3, key: str) -> bool:  # type: ignore[no-untyped-def]
+def _missing(s3: S3Client, key: str) -> bool:
     try:
         s3.head_object(Bucket=BUCKET, Key=key)
     except ClientError as e:
@@ -41,7 +41,7 @@ def _missing(s3, key: str) -> bool:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("size", [100, 70_000])
-def test_checksum_round_trip(s3, bucket: str, algorithm: str, size: int) -> None:  # type: ignore[no-untyped-def]
+def test_checksum_round_trip(s3: S3Client, bucket: str, algorithm: str, size: int) -> None:
     key = f"{algorithm}-{size}"
     data = random_bytes(size, seed=size)
     put = s3.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm=algorithm)
@@ -61,7 +61,7 @@ def test_checksum_round_trip(s3, bucket: str, algorithm: str, size: int) -> None
     assert f"Checksum{algorithm}" not in plain  # only when asked
 
 
-def test_ranged_get_has_no_whole_object_checksum(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_ranged_get_has_no_whole_object_checksum(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="ranged", Body=b"0123456789", ChecksumAlgorithm="CRC32")
     got = s3.get_object(Bucket=bucket, Key="ranged", Range="bytes=2-4", ChecksumMode="ENABLED")
     assert got["Body"].read() == b"234"
@@ -69,7 +69,7 @@ def test_ranged_get_has_no_whole_object_checksum(s3, bucket: str) -> None:  # ty
 
 
 @pytest.mark.parametrize("size", [10, 70_000])
-def test_wrong_checksum_is_bad_digest(s3, bucket: str, size: int) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_checksum_is_bad_digest(s3: S3Client, bucket: str, size: int) -> None:
     wrong = base64.b64encode(b"\0\0\0\0").decode()
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=bucket, Key=f"wrong-{size}", Body=b"x" * size, ChecksumCRC32=wrong)
@@ -96,7 +96,7 @@ def test_bad_checksum_headers(planet: PlanetThread, bucket: str) -> None:
     assert r.status == 400 and r.code == "InvalidRequest", r.body
 
 
-def test_wrong_trailer_is_bad_digest(planet: PlanetThread, s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_trailer_is_bad_digest(planet: PlanetThread, s3: S3Client, bucket: str) -> None:
     data = random_bytes(80_000, seed=9)
     wrong = base64.b64encode(hashlib.sha256(b"no").digest()).decode()
     body = s3raw.unsigned_chunks([data], {"x-amz-checksum-sha256": wrong})
@@ -110,7 +110,7 @@ def test_wrong_trailer_is_bad_digest(planet: PlanetThread, s3, bucket: str) -> N
     assert _missing(s3, "bad-trailer")
 
 
-def test_content_md5(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_content_md5(s3: S3Client, bucket: str) -> None:
     data = b"content md5"
     good = base64.b64encode(hashlib.md5(data).digest()).decode()
     s3.put_object(Bucket=bucket, Key="md5-ok", Body=data, ContentMD5=good)
@@ -126,7 +126,7 @@ def test_content_md5(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
     assert _missing(s3, "md5-invalid")
 
 
-def test_multipart_part_checksums(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_multipart_part_checksums(s3: S3Client, bucket: str) -> None:
     key = "mp-sums"
     up = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32C")
     parts = []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.conftest import S3Client
 
-def test_get_bucket_versioning_is_never_enabled(s3) -> None:  # type: ignore[no-untyped-def]
+
+def test_get_bucket_versioning_is_never_enabled(s3: S3Client) -> None:
     """rclone's purge asks before deleting and logs an ERROR on 501; AWS answers an empty config."""
     s3.create_bucket(Bucket="never-versioned")
     answer = s3.get_bucket_versioning(Bucket="never-versioned")

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from skymesh.gateway.s3.xml import http_date
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 from tests.planet import s3raw
 
 BUCKET = "cond"
@@ -19,7 +19,7 @@ PART = 5 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def bucket(s3):  # type: ignore[no-untyped-def]
+def bucket(s3: S3Client) -> str:
     s3.create_bucket(Bucket=BUCKET)
     return BUCKET
 
@@ -33,7 +33,7 @@ def _code(err: ClientError) -> str:
 
 
 @pytest.fixture(scope="module")
-def obj(s3, bucket: str):  # type: ignore[no-untyped-def]
+def obj(s3: S3Client, bucket: str) -> tuple[str, datetime.datetime]:
     s3.put_object(Bucket=bucket, Key="read", Body=b"conditional")
     head = s3.head_object(Bucket=bucket, Key="read")
     return head["ETag"], head["LastModified"]
@@ -43,7 +43,9 @@ HOUR = datetime.timedelta(hours=1)
 
 
 @pytest.mark.parametrize("method", ["get_object", "head_object"])
-def test_conditional_reads(s3, bucket: str, obj, method: str) -> None:  # type: ignore[no-untyped-def]
+def test_conditional_reads(
+    s3: S3Client, bucket: str, obj: tuple[str, datetime.datetime], method: str
+) -> None:
     etag, modified = obj
     call = getattr(s3, method)
     ok: list[dict[str, object]] = [
@@ -79,7 +81,9 @@ def test_conditional_reads(s3, bucket: str, obj, method: str) -> None:  # type: 
         assert _status(e.value) == status, conditions
 
 
-def test_not_modified_has_no_body(planet: PlanetThread, bucket: str, obj) -> None:  # type: ignore[no-untyped-def]
+def test_not_modified_has_no_body(
+    planet: PlanetThread, bucket: str, obj: tuple[str, datetime.datetime]
+) -> None:
     etag, modified = obj
     r = s3raw.request(planet, "GET", f"/{bucket}/read", headers={"If-None-Match": etag})
     assert r.status == 304 and r.body == b""
@@ -92,7 +96,7 @@ def test_not_modified_has_no_body(planet: PlanetThread, bucket: str, obj) -> Non
 
 
 @pytest.mark.parametrize("size", [10, 300_000])
-def test_conditional_put(s3, bucket: str, size: int) -> None:  # type: ignore[no-untyped-def]
+def test_conditional_put(s3: S3Client, bucket: str, size: int) -> None:
     key = f"cput-{size}"
     first = s3.put_object(Bucket=bucket, Key=key, Body=b"a" * size, IfNoneMatch="*")
     with pytest.raises(ClientError) as e:
@@ -130,7 +134,7 @@ def test_racing_create_only_one_wins(planet: PlanetThread, bucket: str) -> None:
     assert sorted(results) == ["PreconditionFailed", "PreconditionFailed", "ok"]
 
 
-def test_conditional_complete(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+def test_conditional_complete(s3: S3Client, bucket: str) -> None:
     key = "cmp"
     s3.put_object(Bucket=bucket, Key=key, Body=b"existing")
     up = s3.create_multipart_upload(Bucket=bucket, Key=key)

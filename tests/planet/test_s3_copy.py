@@ -4,12 +4,13 @@ stored headers, response overrides, partNumber reads of multipart objects."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import pytest
 from botocore.exceptions import ClientError
 
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 
 SRC = "copy-src"
 DST = "copy-dst"
@@ -25,7 +26,7 @@ def _status(err: ClientError) -> int:
 
 
 @pytest.fixture(scope="module")
-def buckets(s3):  # type: ignore[no-untyped-def]
+def buckets(s3: S3Client) -> None:
     s3.create_bucket(Bucket=SRC)
     s3.create_bucket(Bucket=DST)
 
@@ -40,12 +41,12 @@ HEADERS = {
 }
 
 
-def _assert_headers(resp: dict[str, object], expected: dict[str, object]) -> None:
+def _assert_headers(resp: Mapping[str, object], expected: Mapping[str, object]) -> None:
     for name, value in expected.items():
         assert resp[name] == value, name
 
 
-def test_stored_headers_round_trip(s3, buckets) -> None:  # type: ignore[no-untyped-def]
+def test_stored_headers_round_trip(s3: S3Client, buckets: None) -> None:
     import datetime
 
     expires = datetime.datetime(2031, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
@@ -60,7 +61,7 @@ def test_stored_headers_round_trip(s3, buckets) -> None:  # type: ignore[no-unty
         )
 
 
-def test_response_overrides(s3, buckets) -> None:  # type: ignore[no-untyped-def]
+def test_response_overrides(s3: S3Client, buckets: None) -> None:
     s3.put_object(Bucket=SRC, Key="override", Body=b"x", ContentType="text/plain")
     got = s3.get_object(
         Bucket=SRC,
@@ -81,7 +82,7 @@ def test_response_overrides(s3, buckets) -> None:  # type: ignore[no-untyped-def
     assert h["expires"] == "Wed, 21 Oct 2015 07:28:00 GMT"
 
 
-def test_user_metadata_limit(s3, buckets) -> None:  # type: ignore[no-untyped-def]
+def test_user_metadata_limit(s3: S3Client, buckets: None) -> None:
     s3.put_object(Bucket=SRC, Key="meta-ok", Body=b"x", Metadata={"k": "v" * 2000})
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=SRC, Key="meta-big", Body=b"x", Metadata={"k": "v" * 2048})
@@ -89,7 +90,7 @@ def test_user_metadata_limit(s3, buckets) -> None:  # type: ignore[no-untyped-de
 
 
 @pytest.mark.parametrize("size", [5, 70_000])
-def test_copy_keeps_metadata(s3, buckets, size: int) -> None:  # type: ignore[no-untyped-def]
+def test_copy_keeps_metadata(s3: S3Client, buckets: None, size: int) -> None:
     data = random_bytes(size, seed=size)
     s3.put_object(Bucket=SRC, Key=f"orig-{size}", Body=data, **HEADERS)
     for bucket in (SRC, DST):
@@ -102,7 +103,7 @@ def test_copy_keeps_metadata(s3, buckets, size: int) -> None:  # type: ignore[no
         _assert_headers(got, HEADERS)
 
 
-def test_copy_replace_and_self_copy(s3, buckets) -> None:  # type: ignore[no-untyped-def]
+def test_copy_replace_and_self_copy(s3: S3Client, buckets: None) -> None:
     s3.put_object(Bucket=SRC, Key="self", Body=b"same bytes", **HEADERS)
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket=SRC, Key="self", CopySource={"Bucket": SRC, "Key": "self"})
@@ -123,7 +124,7 @@ def test_copy_replace_and_self_copy(s3, buckets) -> None:  # type: ignore[no-unt
     assert "ContentDisposition" not in got
 
 
-def test_copy_encoded_keys_and_versions(s3, buckets) -> None:  # type: ignore[no-untyped-def]
+def test_copy_encoded_keys_and_versions(s3: S3Client, buckets: None) -> None:
     key = "dir/a b+c%d?ü=&.txt"
     s3.put_object(Bucket=SRC, Key=key, Body=b"odd name")
     s3.copy_object(Bucket=DST, Key=key, CopySource={"Bucket": SRC, "Key": key})
@@ -143,7 +144,7 @@ def test_copy_encoded_keys_and_versions(s3, buckets) -> None:  # type: ignore[no
     assert _status(e.value) == 404
 
 
-def test_copy_source_conditions(s3, buckets) -> None:  # type: ignore[no-untyped-def]
+def test_copy_source_conditions(s3: S3Client, buckets: None) -> None:
     import datetime
 
     s3.put_object(Bucket=SRC, Key="cond", Body=b"c")
@@ -170,7 +171,7 @@ def test_copy_source_conditions(s3, buckets) -> None:  # type: ignore[no-untyped
         assert _status(e.value) == 412 and _code(e.value) == "PreconditionFailed", bad
 
 
-def test_copy_errors(planet: PlanetThread, s3, buckets) -> None:  # type: ignore[no-untyped-def]
+def test_copy_errors(planet: PlanetThread, s3: S3Client, buckets: None) -> None:
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket=DST, Key="x", CopySource={"Bucket": SRC, "Key": "absent"})
     assert _code(e.value) == "NoSuchKey"
@@ -190,7 +191,7 @@ def test_copy_errors(planet: PlanetThread, s3, buckets) -> None:  # type: ignore
 
 
 @pytest.fixture(scope="module")
-def multipart_source(s3, buckets):  # type: ignore[no-untyped-def]
+def multipart_source(s3: S3Client, buckets: None) -> list[bytes]:
     datas = [random_bytes(PART, seed=21), random_bytes(PART, seed=22), random_bytes(1000, seed=23)]
     up = s3.create_multipart_upload(Bucket=SRC, Key="mp", ContentType="video/mp4")
     parts = []
@@ -203,7 +204,7 @@ def multipart_source(s3, buckets):  # type: ignore[no-untyped-def]
     return datas
 
 
-def test_part_number_reads(s3, multipart_source) -> None:  # type: ignore[no-untyped-def]
+def test_part_number_reads(s3: S3Client, multipart_source: list[bytes]) -> None:
     datas = multipart_source
     total = sum(len(d) for d in datas)
     start = 0
@@ -227,7 +228,7 @@ def test_part_number_reads(s3, multipart_source) -> None:  # type: ignore[no-unt
     assert _status(e.value) == 416
 
 
-def test_copy_multipart_object(s3, multipart_source) -> None:  # type: ignore[no-untyped-def]
+def test_copy_multipart_object(s3: S3Client, multipart_source: list[bytes]) -> None:
     whole = b"".join(multipart_source)
     r = s3.copy_object(Bucket=DST, Key="mp-copy", CopySource={"Bucket": SRC, "Key": "mp"})
     assert r["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(whole).hexdigest()}"'
@@ -236,7 +237,7 @@ def test_copy_multipart_object(s3, multipart_source) -> None:  # type: ignore[no
     assert got["Body"].read() == whole
 
 
-def test_upload_part_copy(s3, multipart_source) -> None:  # type: ignore[no-untyped-def]
+def test_upload_part_copy(s3: S3Client, multipart_source: list[bytes]) -> None:
     whole = b"".join(multipart_source)
     src = {"Bucket": SRC, "Key": "mp"}
     up = s3.create_multipart_upload(Bucket=DST, Key="assembled")
@@ -283,7 +284,7 @@ def test_upload_part_copy(s3, multipart_source) -> None:  # type: ignore[no-unty
     assert got == whole + whole[100 : 100 + PART] + whole[7:8]
 
 
-def test_copy_tags_follow_the_directive(s3, buckets) -> None:  # type: ignore[no-untyped-def]
+def test_copy_tags_follow_the_directive(s3: S3Client, buckets: None) -> None:
     s3.put_object(Bucket=SRC, Key="tagged", Body=b"t", Tagging="team=blue")
     src = {"Bucket": SRC, "Key": "tagged"}
     s3.copy_object(Bucket=DST, Key="tags-copied", CopySource=src)
@@ -302,8 +303,8 @@ def test_copy_tags_follow_the_directive(s3, buckets) -> None:  # type: ignore[no
 
 def test_slow_copy_keeps_the_connection_alive(
     planet: PlanetThread,
-    s3,  # type: ignore[no-untyped-def]
-    multipart_source,  # type: ignore[no-untyped-def]
+    s3: S3Client,
+    multipart_source: list[bytes],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from skymesh.gateway.s3.handlers import copy as copy_handlers

@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from skymesh.testing.planet import PlanetThread
+from tests.conftest import S3Client
+
 RULES = [
     {
         "ID": "app",
@@ -42,14 +45,14 @@ def _send(url: str, method: str, headers: dict[str, str]) -> tuple[int, Any, byt
 
 
 @pytest.fixture(scope="module")
-def bucket(s3) -> str:  # type: ignore[no-untyped-def]
+def bucket(s3: S3Client) -> str:
     s3.create_bucket(Bucket="cors")
     s3.put_bucket_cors(Bucket="cors", CORSConfiguration={"CORSRules": RULES})
     s3.put_object(Bucket="cors", Key="page", Body=b"hello")
     return "cors"
 
 
-def test_cors_configuration_round_trip(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_cors_configuration_round_trip(s3: S3Client, bucket: str) -> None:
     assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"] == RULES
     s3.create_bucket(Bucket="cors-none")
     assert _error(lambda: s3.get_bucket_cors(Bucket="cors-none")) == "NoSuchCORSConfiguration"
@@ -68,13 +71,13 @@ def test_cors_configuration_round_trip(s3, bucket) -> None:  # type: ignore[no-u
         ({"AllowedOrigins": ["https://*.*.com"], "AllowedMethods": ["GET"]}, "InvalidRequest"),
     ],
 )
-def test_bad_cors_rules(s3, bucket, rule, code) -> None:  # type: ignore[no-untyped-def]
+def test_bad_cors_rules(s3: S3Client, bucket: str, rule: dict[str, list[str]], code: str) -> None:
     config = {"CORSRules": [rule]}
     assert _error(lambda: s3.put_bucket_cors(Bucket=bucket, CORSConfiguration=config)) == code
     assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"] == RULES  # unchanged
 
 
-def test_malformed_cors_xml(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_cors_xml(s3: S3Client, bucket: str) -> None:
     def send(params: Any, **kwargs: Any) -> None:
         params["body"] = b"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin>"
 
@@ -88,7 +91,7 @@ def test_malformed_cors_xml(s3, bucket) -> None:  # type: ignore[no-untyped-def]
         s3.meta.events.unregister("before-call.s3.PutBucketCors", send)
 
 
-def test_preflight(planet, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_preflight(planet: PlanetThread, bucket: str) -> None:
     url = f"{planet.planet.endpoint}/{bucket}/page"
     status, h, _ = _send(
         url,
@@ -136,7 +139,7 @@ def test_preflight(planet, bucket) -> None:  # type: ignore[no-untyped-def]
     assert status == 403 and b"CORSResponse" in body
 
 
-def test_headers_on_real_responses(planet, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_headers_on_real_responses(planet: PlanetThread, bucket: str) -> None:
     s3 = planet.boto3(signature_version="s3v4")  # presigned URLs are SigV2 by default
     url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "page"})
     status, h, body = _send(url, "GET", {"Origin": "https://b.example.org"})

@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from skymesh.testing.planet import PlanetThread
+from tests.conftest import S3Client
+
 
 def _code(err: ClientError) -> str:
     return str(err.response["Error"]["Code"])
@@ -23,7 +26,7 @@ def _delete(keys: list[str], quiet: bool = False) -> dict[str, Any]:
     return {"Objects": [{"Key": k} for k in keys], "Quiet": quiet}
 
 
-def test_delete_objects_reports_each_key(s3) -> None:  # type: ignore[no-untyped-def]
+def test_delete_objects_reports_each_key(s3: S3Client) -> None:
     s3.create_bucket(Bucket="dobj")
     keys = ["a", "b/c", " spaced ", "ünï"]
     for k in keys:
@@ -35,7 +38,7 @@ def test_delete_objects_reports_each_key(s3) -> None:  # type: ignore[no-untyped
     assert _keys(s3, "dobj") == []
 
 
-def test_delete_objects_quiet(s3) -> None:  # type: ignore[no-untyped-def]
+def test_delete_objects_quiet(s3: S3Client) -> None:
     s3.create_bucket(Bucket="dobj-quiet")
     s3.put_object(Bucket="dobj-quiet", Key="k", Body=b"x")
     r = s3.delete_objects(Bucket="dobj-quiet", Delete=_delete(["k", "gone"], quiet=True))
@@ -44,7 +47,7 @@ def test_delete_objects_quiet(s3) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_delete_1000_keys(s3, planet) -> None:  # type: ignore[no-untyped-def]
+def test_delete_1000_keys(s3: S3Client, planet: PlanetThread) -> None:
     s3.create_bucket(Bucket="dobj-many")
     keys = [f"k/{i:04d}" for i in range(1000)]
 
@@ -73,7 +76,7 @@ def test_delete_1000_keys(s3, planet) -> None:  # type: ignore[no-untyped-def]
     assert elapsed < 15, f"1000 deletes took {elapsed:.1f} s"
 
 
-def test_more_than_1000_keys_is_malformed(s3) -> None:  # type: ignore[no-untyped-def]
+def test_more_than_1000_keys_is_malformed(s3: S3Client) -> None:
     s3.create_bucket(Bucket="dobj-over")
     s3.put_object(Bucket="dobj-over", Key="k0", Body=b"x")
     with pytest.raises(ClientError) as e:
@@ -82,7 +85,7 @@ def test_more_than_1000_keys_is_malformed(s3) -> None:  # type: ignore[no-untype
     assert _keys(s3, "dobj-over") == ["k0"]  # nothing deleted
 
 
-def test_delete_objects_errors(s3) -> None:  # type: ignore[no-untyped-def]
+def test_delete_objects_errors(s3: S3Client) -> None:
     with pytest.raises(ClientError) as e:
         s3.delete_objects(Bucket="dobj-no-such-bucket", Delete=_delete(["k"]))
     assert _code(e.value) == "NoSuchBucket"

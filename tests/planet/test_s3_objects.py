@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 
 SIZES = [0, 1, 4096, 4097, 5 * 1024 * 1024]
 
@@ -17,13 +18,13 @@ def _code(err: ClientError) -> str:
 
 
 @pytest.fixture(scope="module")
-def bucket(s3):  # type: ignore[no-untyped-def]
+def bucket(s3: S3Client) -> str:
     s3.create_bucket(Bucket="objects")
     return "objects"
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_round_trip(s3, bucket, size: int) -> None:  # type: ignore[no-untyped-def]
+def test_round_trip(s3: S3Client, bucket: str, size: int) -> None:
     data = random_bytes(size, seed=size)
     put = s3.put_object(Bucket=bucket, Key=f"obj-{size}", Body=data)
     assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
@@ -36,7 +37,7 @@ def test_round_trip(s3, bucket, size: int) -> None:  # type: ignore[no-untyped-d
 
 
 @pytest.mark.parametrize("size", [4097, 5 * 1024 * 1024])
-def test_ranged_reads(s3, bucket, size: int) -> None:  # type: ignore[no-untyped-def]
+def test_ranged_reads(s3: S3Client, bucket: str, size: int) -> None:
     data = random_bytes(size, seed=size + 1)
     s3.put_object(Bucket=bucket, Key=f"range-{size}", Body=data)
     for start, end in [
@@ -60,14 +61,14 @@ def test_ranged_reads(s3, bucket, size: int) -> None:  # type: ignore[no-untyped
     assert got["Body"].read() == data[-10:]
 
 
-def test_invalid_range(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_range(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="small", Body=b"hello")
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="small", Range="bytes=5-10")
     assert _code(e.value) == "InvalidRange"
 
 
-def test_metadata_and_content_type(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_metadata_and_content_type(s3: S3Client, bucket: str) -> None:
     s3.put_object(
         Bucket=bucket,
         Key="meta",
@@ -82,14 +83,14 @@ def test_metadata_and_content_type(s3, bucket) -> None:  # type: ignore[no-untyp
     assert head["CacheControl"] == "max-age=60"
 
 
-def test_overwrite_replaces(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_overwrite_replaces(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="over", Body=random_bytes(100_000, 1))
     new = random_bytes(50_000, 2)
     s3.put_object(Bucket=bucket, Key="over", Body=new)
     assert s3.get_object(Bucket=bucket, Key="over")["Body"].read() == new
 
 
-def test_delete(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_delete(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="gone", Body=b"bye")
     s3.delete_object(Bucket=bucket, Key="gone")
     with pytest.raises(ClientError) as e:
@@ -102,7 +103,7 @@ def test_delete(s3, bucket) -> None:  # type: ignore[no-untyped-def]
     s3.delete_object(Bucket=bucket, Key="gone")
 
 
-def test_unicode_and_odd_keys(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_unicode_and_odd_keys(s3: S3Client, bucket: str) -> None:
     for key in [
         "dir/sub dir/file name.txt",
         "ünïcødé/ключ/鍵",
@@ -115,7 +116,7 @@ def test_unicode_and_odd_keys(s3, bucket) -> None:  # type: ignore[no-untyped-de
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
 
 
-def test_multipart_upload(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_multipart_upload(s3: S3Client, bucket: str) -> None:
     part = 5 * 1024 * 1024
     parts_data = [random_bytes(part, 10), random_bytes(part, 11), random_bytes(1234, 12)]
     up = s3.create_multipart_upload(Bucket=bucket, Key="mp", ContentType="application/x-test")
@@ -146,7 +147,7 @@ def test_multipart_upload(s3, bucket) -> None:  # type: ignore[no-untyped-def]
     assert r["Body"].read() == whole[part - 5 : part + 6]
 
 
-def test_multipart_errors(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_multipart_errors(s3: S3Client, bucket: str) -> None:
     uid = s3.create_multipart_upload(Bucket=bucket, Key="mp-bad")["UploadId"]
     e1 = s3.upload_part(Bucket=bucket, Key="mp-bad", UploadId=uid, PartNumber=1, Body=b"a" * 100)[
         "ETag"
@@ -188,7 +189,7 @@ def test_multipart_errors(s3, bucket) -> None:  # type: ignore[no-untyped-def]
     assert _code(e.value) == "NoSuchUpload"
 
 
-def test_upload_fileobj_uses_multipart(s3, bucket, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_upload_fileobj_uses_multipart(s3: S3Client, bucket: str, tmp_path: Path) -> None:
     from boto3.s3.transfer import TransferConfig
 
     data = random_bytes(12 * 1024 * 1024, 5)

@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from skymesh.testing.planet import PlanetThread
+from tests.conftest import S3Client
+
 
 def _code(err: ClientError) -> str:
     return str(err.response["Error"]["Code"])
@@ -27,12 +30,12 @@ def _as_dict(resp: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def bucket(s3) -> str:  # type: ignore[no-untyped-def]
+def bucket(s3: S3Client) -> str:
     s3.create_bucket(Bucket="tags")
     return "tags"
 
 
-def test_object_tagging_round_trip(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_object_tagging_round_trip(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"data", Metadata={"m": "1"})
     assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == []
     assert "TagCount" not in s3.get_object(Bucket=bucket, Key="k")
@@ -47,7 +50,7 @@ def test_object_tagging_round_trip(s3, bucket) -> None:  # type: ignore[no-untyp
     assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == []
 
 
-def test_tagging_header_on_put(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_tagging_header_on_put(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="h", Body=b"x", Tagging="a=1&b=two%20words&c=")
     assert _as_dict(s3.get_object_tagging(Bucket=bucket, Key="h")) == {
         "a": "1",
@@ -85,14 +88,14 @@ def test_tagging_header_on_put(s3, bucket) -> None:  # type: ignore[no-untyped-d
         {"bad<char>": "v"},
     ],
 )
-def test_object_tag_limits(s3, bucket, tags) -> None:  # type: ignore[no-untyped-def]
+def test_object_tag_limits(s3: S3Client, bucket: str, tags: dict[str, str]) -> None:
     s3.put_object(Bucket=bucket, Key="lim", Body=b"x")
     assert _error(lambda: s3.put_object_tagging(Bucket=bucket, Key="lim", Tagging=_tags(tags))) == (
         "InvalidTag"
     )
 
 
-def test_object_tag_edges(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_object_tag_edges(s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="edge", Body=b"x")
     # exactly at the limits: 10 tags, 128-unit key, 256-unit value; "𝐀" (U+1D400) is 2 UTF-16 units
     tags = {f"k{i}": "v" for i in range(9)}
@@ -125,7 +128,7 @@ def test_object_tag_edges(s3, bucket) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def test_bucket_tagging(s3) -> None:  # type: ignore[no-untyped-def]
+def test_bucket_tagging(s3: S3Client) -> None:
     s3.create_bucket(Bucket="btags")
     assert _error(lambda: s3.get_bucket_tagging(Bucket="btags")) == "NoSuchTagSet"
     tags = {f"k{i}": f"v{i}" for i in range(50)}
@@ -140,7 +143,7 @@ def test_bucket_tagging(s3) -> None:  # type: ignore[no-untyped-def]
     assert _error(lambda: s3.get_bucket_tagging(Bucket="no-such-bucket-tags")) == "NoSuchBucket"
 
 
-def test_malformed_tagging_xml(planet, s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_tagging_xml(planet: PlanetThread, s3: S3Client, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="xml", Body=b"x")
 
     def send(params: Any, **kwargs: Any) -> None:
@@ -158,7 +161,9 @@ def test_malformed_tagging_xml(planet, s3, bucket) -> None:  # type: ignore[no-u
         s3.meta.events.unregister("before-call.s3.PutObjectTagging", send)
 
 
-def test_metadata_update_needs_the_version_it_read(planet, s3, bucket) -> None:  # type: ignore[no-untyped-def]
+def test_metadata_update_needs_the_version_it_read(
+    planet: PlanetThread, s3: S3Client, bucket: str
+) -> None:
     from skymesh import errors
     from skymesh.wire.metainfo import UpdateObjectMetadataRequest
 

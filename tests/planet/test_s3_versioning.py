@@ -1,7 +1,7 @@
 """S3 versioning through boto3: bucket state, versions, delete markers, null versions.
 
-Every behaviour of issue 3's versioning list, and its error cases, against the
-in-process network (real coordinator, nodes and gateway).
+Each behaviour, and its error cases, against the in-process network (real
+coordinator, nodes and gateway).
 """
 
 from __future__ import annotations

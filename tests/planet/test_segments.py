@@ -9,7 +9,7 @@ import pytest
 
 from skymesh.client.upload import region_safe
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import S3Client, random_bytes
 
 SEGMENT = 256 * 1024
 
@@ -26,10 +26,10 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         thread.stop()
 
 
-def _segments(planet: PlanetThread, bucket: str, key: str) -> list:  # type: ignore[type-arg]
+def _segments(planet: PlanetThread, bucket: str, key: str) -> list:
     from skymesh.wire.metainfo import DownloadRequest
 
-    async def fetch() -> list:  # type: ignore[type-arg]
+    async def fetch() -> list:
         client = planet.planet.client()
         try:
             resp = await client.metainfo.download(
@@ -42,7 +42,7 @@ def _segments(planet: PlanetThread, bucket: str, key: str) -> list:  # type: ign
     return planet.run(fetch())
 
 
-def test_many_segments_and_an_inline_tail(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_many_segments_and_an_inline_tail(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="segs")
     data = random_bytes(3 * SEGMENT + 100, seed=3)
     s3.put_object(Bucket="segs", Key="k", Body=data)
@@ -56,7 +56,7 @@ def test_many_segments_and_an_inline_tail(planet, s3) -> None:  # type: ignore[n
         assert got["Body"].read() == data[start : end + 1]
 
 
-def test_reuploaded_part_gets_a_fresh_key(planet, s3) -> None:  # type: ignore[no-untyped-def]
+def test_reuploaded_part_gets_a_fresh_key(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="parts")
     uid = s3.create_multipart_upload(Bucket="parts", Key="mp")["UploadId"]
     first = random_bytes(5 * 1024 * 1024, seed=1)

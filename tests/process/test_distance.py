@@ -135,8 +135,8 @@ def test_each_region_is_served_near_and_fails_over_to_the_next_nearest(up: Up) -
     alive = [r for r in REGIONS if r not in ("eu-west", "ap-south")]
     for region in ("eu-west", "ap-south"):
         expected = matrix.nearest(region, alive)[0]
-        served, seconds = _embed(gateways[region], up)
-        assert served == expected, f"{region}'s caller went to {served}, not {expected}"
+        server, seconds = _embed(gateways[region], up)
+        assert server == expected, f"{region}'s caller went to {server}, not {expected}"
         # the answer crossed the simulated distance: at least one round trip
         assert seconds >= matrix.seconds(region, expected)
     for region in alive:

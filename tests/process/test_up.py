@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,8 +75,8 @@ def check_orders_on_node_processes(u: Up) -> None:
     before = set(_stored_piece_files(u.home, name))
     now = time.time()
 
-    def order(signer: Identity, **kw: object) -> str:
-        fields: dict[str, object] = dict(
+    def order(signer: Identity, **kw: Any) -> str:
+        fields: dict[str, Any] = dict(
             serial=new_serial(),
             coordinator_id=signer.id,
             node_id=node_id,
@@ -86,7 +87,7 @@ def check_orders_on_node_processes(u: Up) -> None:
             issued_at=now,
         )
         fields.update(kw)
-        return encode_header(sign(signer, Order(**fields)))  # type: ignore[arg-type]
+        return encode_header(sign(signer, Order(**fields)))
 
     piece = "cd" * 32
     forged = order(Identity.generate(), piece_id=piece)

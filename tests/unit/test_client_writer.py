@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from typing import cast
 
 import aiohttp
 import pytest
@@ -21,6 +22,8 @@ SEGMENT = 64 * 1024
 INLINE = 4096
 CODEC = CodecParams(max_segment_size=SEGMENT, inline_threshold=INLINE, block_size=16 * 1024)
 KEY = new_data_key()
+# The writer hands its session only to store_segment, which these tests fake.
+NO_SESSION = cast(aiohttp.ClientSession, None)
 
 
 class FakeNodes:
@@ -88,14 +91,11 @@ async def chunks(data: bytes, size: int = 10_000) -> AsyncIterator[bytes]:
         yield data[start : start + size]
 
 
-def make(data: bytes, **kw: object) -> SegmentWriter:
+def make(
+    data: bytes, *, size: int | None = None, part: int = 0, key_salt: bytes = b""
+) -> SegmentWriter:
     return SegmentWriter(
-        None,  # type: ignore[arg-type]  # only store_segment, faked here, uses it
-        BufferPool(),
-        CODEC,
-        chunks(data),
-        KEY,
-        **kw,  # type: ignore[arg-type]
+        NO_SESSION, BufferPool(), CODEC, chunks(data), KEY, key_salt=key_salt, part=part, size=size
     )
 
 
@@ -166,7 +166,7 @@ async def test_the_next_segment_is_read_while_one_is_stored(nodes: FakeNodes) ->
                 nodes.gate.set()  # stores wait until the whole body was read
             yield chunk
 
-    w = SegmentWriter(None, BufferPool(), CODEC, source(), KEY, size=len(data))  # type: ignore[arg-type]
+    w = SegmentWriter(NO_SESSION, BufferPool(), CODEC, source(), KEY, size=len(data))
     segments = await w.write(Placer())
     assert plaintext(nodes, segments) == data
 
@@ -195,7 +195,7 @@ async def test_buffers_return_to_the_pool_only_when_released(nodes: FakeNodes) -
     codec = CodecParams(max_segment_size=big, inline_threshold=INLINE, block_size=16 * 1024)
     pool = BufferPool()
     data = random_bytes(2 * big)
-    w = SegmentWriter(None, pool, codec, chunks(data), KEY, size=len(data))  # type: ignore[arg-type]
+    w = SegmentWriter(NO_SESSION, pool, codec, chunks(data), KEY, size=len(data))
     await w.write(Placer())
     assert pool.held == 0
     w.release()

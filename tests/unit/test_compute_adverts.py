@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from skymesh.coordinator.inference.compute import _valid
@@ -10,10 +12,10 @@ from skymesh.wire.inference import ComputeAdvert, ModelOffer
 OFFER = ModelOffer(name="m", kind="chat", context_length=2048, price_in=1.0, price_out=2.0)
 
 
-def advert(**change: object) -> ComputeAdvert:
-    fields: dict[str, object] = {"models": [OFFER], "cores": 4, "memory_bytes": 1 << 30}
+def advert(**change: Any) -> ComputeAdvert:
+    fields: dict[str, Any] = {"models": [OFFER], "cores": 4, "memory_bytes": 1 << 30}
     fields.update(change)
-    return ComputeAdvert(**fields)  # type: ignore[arg-type]
+    return ComputeAdvert(**fields)
 
 
 def test_a_sane_advert_is_accepted() -> None:

@@ -64,13 +64,15 @@ def test_rank_never_picks_an_ineligible_node_and_puts_the_cheapest_first(
     nodes: list[Candidate], model: str, w: Weights, regions: list[str] | None
 ) -> None:
     ranked = rank(nodes, model, w, regions)
+    costs = []
     for c in ranked:
         assert c.online and c.healthy and not c.queue_full()
-        assert c.offer(model) is not None
+        offer = c.offer(model)
+        assert offer is not None
         assert regions is None or c.region in regions
+        costs.append(cost(c, offer, w))
     # every eligible node is ranked, and none other
     assert {c.node_id for c in ranked} == {c.node_id for c in nodes if eligible(c, model, regions)}
-    costs = [cost(c, c.offer(model), w) for c in ranked]  # type: ignore[arg-type]
     assert costs == sorted(costs)
     if ranked:
         assert costs[0] == min(costs)

@@ -1,4 +1,4 @@
-"""Coordinator routes of S3 slice B: bucket ACL, tags, CORS, and metadata replacement."""
+"""Coordinator routes for bucket ACLs, tags and CORS, and for replacing object metadata."""
 
 from __future__ import annotations
 

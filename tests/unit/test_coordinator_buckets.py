@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,15 +51,15 @@ async def test_bucket_lifecycle_and_errors(tmp_path: Path) -> None:
             await h.create_bucket("b-one")
         assert (e.value.code, e.value.status) == ("BucketAlreadyOwnedByYou", 409)
         for bad in ["ab", "x" * 64, "Upper", "under_score", "spa ce", "ünï"]:
-            with pytest.raises(BadRequest) as e:
+            with pytest.raises(BadRequest) as invalid:
                 await h.create_bucket(bad)
-            assert e.value.code == "InvalidBucketName"
-        with pytest.raises(NotFound) as e:
+            assert invalid.value.code == "InvalidBucketName"
+        with pytest.raises(NotFound) as missing:
             await h.client.send(routes.GET_BUCKET, BucketRequest(name="nope"))
-        assert e.value.code == "NoSuchBucket"
-        with pytest.raises(NotFound) as e:
+        assert missing.value.code == "NoSuchBucket"
+        with pytest.raises(NotFound) as missing:
             await h.client.send(routes.HEAD_OBJECT, ObjectRequest(bucket="nope", key="k"))
-        assert e.value.code == "NoSuchBucket"
+        assert missing.value.code == "NoSuchBucket"
 
         await h.client.send(routes.PUT_INLINE, put_empty("b-one", "k"))
         with pytest.raises(Conflict) as e:
@@ -111,9 +113,9 @@ async def test_api_keys(tmp_path: Path) -> None:
             await other.send(routes.REGISTER_ACCESS_KEY, req)
 
 
-async def expect_denied(call: object) -> None:
+async def expect_denied(call: Awaitable[Any]) -> None:
     with pytest.raises(Forbidden) as e:
-        await call  # type: ignore[misc]
+        await call
     assert (e.value.code, e.value.status) == ("AccessDenied", 403)
 
 

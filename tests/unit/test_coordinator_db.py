@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy.dialects import postgresql
 
 from skymesh.coordinator.db.engine import Database, alembic_config, default_url
 from skymesh.coordinator.db.schema import metadata
@@ -42,7 +41,8 @@ async def test_migrations_build_the_schema_and_are_idempotent(tmp_path: Path) ->
             assert version == [(_head_revision(),)]
             assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
-            assert conn.execute(sa.text("PRAGMA busy_timeout")).scalar() > 0
+            busy_timeout = conn.execute(sa.text("PRAGMA busy_timeout")).scalar()
+            assert busy_timeout is not None and busy_timeout > 0
 
         await db.read(check)
     finally:
@@ -129,7 +129,7 @@ def test_migrations_render_for_postgresql() -> None:
 
 
 def test_statements_compile_for_postgresql() -> None:
-    dialect = postgresql.dialect()
+    dialect = sa.make_url("postgresql://").get_dialect()()
     statements = [
         download._PIECES_BETWEEN,
         download._SEGMENT_AT,

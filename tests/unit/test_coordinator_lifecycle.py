@@ -96,10 +96,10 @@ async def test_loops_by_name_and_only_running_chores_start() -> None:
     with pytest.raises(ValueError, match="'on'"):
         lc.add_chores([Chore(DrivenLoop("on", _idle))])
     await lc.start()
-    assert on.running and not off.running
+    assert (on.running, off.running) == (True, False)
     off.start()  # a test may run it by hand; stop() stops it too
     await lc.stop()
-    assert not on.running and not off.running
+    assert (on.running, off.running) == (False, False)
 
 
 async def test_coordinator_lists_its_loops_and_runs_them_after_binding(tmp_path: Path) -> None:

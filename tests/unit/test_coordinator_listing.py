@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,7 +167,7 @@ class SqlBucket:
 
 
 @pytest.fixture(scope="module")
-def sql_bucket():  # type: ignore[no-untyped-def]
+def sql_bucket() -> Iterator[SqlBucket]:
     with tempfile.TemporaryDirectory() as root:
         bucket = SqlBucket(Path(root))
         yield bucket

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,7 +279,7 @@ async def test_part_errors(tmp_path: Path) -> None:
         for req in bad_requests:
             with pytest.raises(BadRequest):
                 await h.client.send(routes.COMMIT_PART, req)
-        with pytest.raises(NotFound) as e:  # another key's upload
+        with pytest.raises(NotFound) as missing:  # another key's upload
             await h.client.send(
                 routes.COMMIT_PART,
                 CommitPartRequest(
@@ -291,7 +292,7 @@ async def test_part_errors(tmp_path: Path) -> None:
                     segments=[seg],
                 ),
             )
-        assert e.value.code == "NoSuchUpload"
+        assert missing.value.code == "NoSuchUpload"
 
 
 async def test_abort_and_no_such_upload(tmp_path: Path) -> None:
@@ -329,7 +330,7 @@ async def test_list_uploads(tmp_path: Path) -> None:
         # a simple upload in flight is not a multipart upload
         await h.begin("bkt", "a/3", 10)
 
-        async def listing(**kw: object) -> list[tuple[str, str]]:
+        async def listing(**kw: Any) -> list[tuple[str, str]]:
             resp = await h.client.send(routes.LIST_UPLOADS, ListUploadsRequest(bucket="bkt", **kw))
             return [(u.key, u.upload_id) for u in resp.uploads]
 

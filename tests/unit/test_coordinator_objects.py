@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from skymesh.codec import SegmentLayout
@@ -55,7 +57,7 @@ async def head(h: Harness, key: str, bucket: str = "photos") -> ObjectInfo:
     return await h.client.send(routes.HEAD_OBJECT, ObjectRequest(bucket=bucket, key=key))
 
 
-async def fetch(h: Harness, key: str, **kw: object) -> DownloadResponse:
+async def fetch(h: Harness, key: str, **kw: Any) -> DownloadResponse:
     return await h.client.send(routes.DOWNLOAD, DownloadRequest(bucket="photos", key=key, **kw))
 
 
@@ -216,7 +218,7 @@ def forged(h: Harness, commit: SegmentCommit, how: str) -> SegmentCommit:
             piece_num=pieces[1].piece_num, node_id=node.id, receipt=pieces[0].receipt
         )
     elif how == "piece size":
-        return SegmentCommit(**{**_fields(commit), "piece_size": commit.piece_size + 1})
+        return msgspec.structs.replace(commit, piece_size=commit.piece_size + 1)
     elif how == "unknown node":
         stranger = Identity.generate()
         pieces[0] = CommittedPiece(
@@ -234,11 +236,7 @@ def forged(h: Harness, commit: SegmentCommit, how: str) -> SegmentCommit:
                 ),
             ),
         )
-    return SegmentCommit(**{**_fields(commit), "pieces": pieces})
-
-
-def _fields(commit: SegmentCommit) -> dict[str, object]:
-    return {f: getattr(commit, f) for f in commit.__struct_fields__}
+    return msgspec.structs.replace(commit, pieces=pieces)
 
 
 @pytest.mark.parametrize(
@@ -457,9 +455,9 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
             (5, b"", False),  # size without a segment
             (10, b"x" * 26, "pos"),
         ]:
-            seg = inline(size, ciphertext)
+            bad = inline(size, ciphertext)
             if segment == "pos":
-                seg = SegmentCommit(**{**_fields(seg), "position": SegmentPosition(index=1)})
+                bad = msgspec.structs.replace(bad, position=SegmentPosition(index=1))
             with pytest.raises(BadRequest):
                 await h.client.send(
                     routes.PUT_INLINE,
@@ -470,7 +468,7 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
                         etag="",
                         encrypted_key=b"",
                         encrypted_metadata=b"",
-                        segment=seg if segment else None,
+                        segment=bad if segment else None,
                     ),
                 )
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Collection
 
 import pytest
 
 from skymesh.codec import DEFAULT_SCHEME, RedundancyScheme, SegmentLayout
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.placement import (
+    SegmentPlan,
     network_scheme,
     plan_segment,
     region_loss_safe,
@@ -55,15 +57,22 @@ def fleet(spec: dict[str, int], operators_per_region: int = 0) -> list[NodeRecor
     return out
 
 
-def plan(nodes: list[NodeRecord], seed: int = 0, **kw):  # type: ignore[no-untyped-def]
-    kw.setdefault("plain_size", 1024 * 1024)
+def plan(
+    nodes: list[NodeRecord],
+    seed: int = 0,
+    *,
+    fixed_scheme: RedundancyScheme | None = None,
+    exclude: Collection[str] = (),
+) -> SegmentPlan:
     return plan_segment(
         nodes,
+        plain_size=1024 * 1024,
         block_size=BLOCK,
         now=NOW,
         offline_after=OFFLINE_AFTER,
+        exclude=exclude,
+        fixed_scheme=fixed_scheme,
         rng=random.Random(seed),
-        **kw,
     )
 
 

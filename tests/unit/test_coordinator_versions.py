@@ -8,7 +8,8 @@ import bisect
 import random
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -197,7 +198,7 @@ def test_version_pages_chain(store: Store) -> None:
         key_marker, seq = "", None
         while True:
             walk: VersionWalk[Any] = VersionWalk("", "", key_marker, seq, limit)
-            store.read(lambda conn, w=walk: walk_versions(conn, bucket, w))
+            store.read(partial(walk_versions, bucket=bucket, walk=walk))
             seen += [(r.key, r.seq) for r in walk.entries]
             if not walk.truncated:
                 break
@@ -248,7 +249,7 @@ async def test_upgrade_keeps_rows_as_null_versions(tmp_path: Path) -> None:
         await db.write(to_0004)
         await db.migrate()
 
-        def read(conn: sa.Connection) -> tuple[list[Any], list[Any], list[Any]]:
+        def read(conn: sa.Connection) -> tuple[Sequence[sa.Row[Any]], ...]:
             return (
                 conn.execute(sa.select(objects).order_by(objects.c.key)).all(),
                 conn.execute(sa.text("SELECT versioning FROM buckets")).all(),

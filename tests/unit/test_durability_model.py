@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import pytest
 
@@ -75,9 +76,9 @@ def test_default_scheme_loses_nothing_measurable_and_runs_are_reproducible() -> 
         ({"repair_hours": 0}, "repair hours"),
     ],
 )
-def test_bad_parameters_say_what_to_fix(kwargs: dict[str, float], message: str) -> None:
-    base = {"k": 4, "repair": 5, "optimal": 6, "total": 12}
-    p = ModelParams(**{**base, **kwargs})  # type: ignore[arg-type]
+def test_bad_parameters_say_what_to_fix(kwargs: dict[str, Any], message: str) -> None:
+    base: dict[str, Any] = {"k": 4, "repair": 5, "optimal": 6, "total": 12}
+    p = ModelParams(**{**base, **kwargs})
     with pytest.raises(ValueError, match=message):
         p.check()
 

@@ -216,7 +216,7 @@ async def test_record_is_callable_in_process(tmp_path: Path) -> None:
         assert await h.service.inference.meter.record_served([batch]) == UsageRecorded(1, 0)
         assert await h.service.inference.meter.record_served([batch]) == UsageRecorded(0, 1)
         (row,) = (await h.service.inference.meter.summary()).rows
-        assert (row.requests, row.cost) == (2, pytest.approx(0.25 + (5 * 1.0 + 6 * 2.0) / 1e6))
+        assert row.requests == 2 and row.cost == pytest.approx(0.25 + (5 * 1.0 + 6 * 2.0) / 1e6)
 
 
 async def test_project_routing_weights_set_show_reset(tmp_path: Path) -> None:

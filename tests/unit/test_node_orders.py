@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import msgspec
@@ -14,7 +14,7 @@ from skymesh.node.orders import PURGE_GRACE, OrderVerifier, SerialStore
 from skymesh.wire.identity import Identity
 from skymesh.wire.node import Order, PieceAction
 from skymesh.wire.pieces import new_serial
-from skymesh.wire.signing import Signed, encode_header, sign
+from skymesh.wire.signing import Signed, encode_header, open_signed, sign
 
 COORD = Identity.from_seed(b"c" * 32)
 NODE = Identity.from_seed(b"n" * 32)
@@ -192,12 +192,15 @@ def test_get_order_verified_once_but_checked_every_time(
     import skymesh.node.orders as orders_mod
 
     calls = 0
-    real = orders_mod.open_signed
 
-    def counting(*args: object, **kwargs: object) -> Order:
+    def counting(
+        signed: Signed,
+        kind: type[Order],
+        trusted: Collection[bytes] | Callable[[bytes], bool] | None = None,
+    ) -> Order:
         nonlocal calls
         calls += 1
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return open_signed(signed, kind, trusted)
 
     monkeypatch.setattr(orders_mod, "open_signed", counting)
     h = header(action=PieceAction.GET, expires_at=NOW + 10)

@@ -147,7 +147,7 @@ async def test_trust_on_first_use_join_and_heartbeat(
         assert await put(service, headers, piece) == 403  # nobody trusted yet
 
         assert await service.heartbeat.run_once() == pytest.approx(0.05)
-        assert service.link.joined and service.link.coordinator_id == coordinator.identity.id
+        assert (service.link.joined, service.link.coordinator_id) == (True, coordinator.identity.id)
         info = coordinator.nodes[service.node_id]
         assert (info.address, info.region, info.capacity_bytes) == (
             service.address,

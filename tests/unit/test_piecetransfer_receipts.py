@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from skymesh.errors import BadRequest, Forbidden, IntegrityError, SkymeshError
@@ -19,8 +21,8 @@ SIZE = 4096
 MERKLE = b"m" * 32
 
 
-def receipt(signer: Identity = NODE, **fields: object) -> Signed:
-    values: dict[str, object] = {
+def receipt(signer: Identity = NODE, **fields: Any) -> Signed:
+    values: dict[str, Any] = {
         "node_id": NODE.id,
         "piece_id": PIECE,
         "serial": "0" * 32,
@@ -29,13 +31,13 @@ def receipt(signer: Identity = NODE, **fields: object) -> Signed:
         "stored_at": 1.0,
     }
     values.update(fields)
-    return sign(signer, PieceReceipt(**values))  # type: ignore[arg-type]
+    return sign(signer, PieceReceipt(**values))
 
 
-def check(signed: Signed, **known: object) -> PieceReceipt:
-    args: dict[str, object] = {"node_id": NODE.id, "piece_id": PIECE, "size": SIZE}
+def check(signed: Signed, **known: Any) -> PieceReceipt:
+    args: dict[str, Any] = {"node_id": NODE.id, "piece_id": PIECE, "size": SIZE}
     args.update(known)
-    return check_receipt(signed, **args)  # type: ignore[arg-type]
+    return check_receipt(signed, **args)
 
 
 def test_a_node_signs_receipts_in_its_own_name() -> None:

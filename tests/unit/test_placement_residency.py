@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -142,9 +143,11 @@ def test_pieces_outside_the_residency_are_misplaced() -> None:
     nodes = {f"n{i}": node(f"n{i}", "eu-west" if i < 4 else "us-east") for i in range(6)}
     stored = [StoredPiece(i, f"n{i}", b"r") for i in range(6)]
     scheme = RedundancyScheme.parse("3/4/6/6")
-    kw = {"offline_after": OFFLINE_AFTER, "region_spread": False}
-    anywhere = assess(stored, scheme, nodes, {}, NOW, residency=ANYWHERE, **kw)  # type: ignore[arg-type]
+    assess_in = partial(
+        assess, stored, scheme, nodes, {}, NOW, offline_after=OFFLINE_AFTER, region_spread=False
+    )
+    anywhere = assess_in(residency=ANYWHERE)
     assert not anywhere.misplaced and len(anywhere.keep) == 6
-    eu = assess(stored, scheme, nodes, {}, NOW, residency=residency("eu", {}), **kw)  # type: ignore[arg-type]
+    eu = assess_in(residency=residency("eu", {}))
     assert [p.node_id for p in eu.misplaced] == ["n4", "n5"]
     assert eu.healthy_count == 6  # still readable: repair uses them as sources

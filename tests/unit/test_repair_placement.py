@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
 
 from skymesh.codec import RedundancyScheme
 from skymesh.coordinator.durability.repair.plan import (
+    SegmentHealth,
     StoredPiece,
     assess,
     needs_repair,
@@ -50,7 +52,12 @@ def _pieces(*node_nums: int) -> list[StoredPiece]:
     return [StoredPiece(num, f"n{n:02d}", b"r") for num, n in enumerate(node_nums)]
 
 
-def _assess(stored: list[StoredPiece], nodes=NODES, reps=None, spread=True):  # type: ignore[no-untyped-def]
+def _assess(
+    stored: list[StoredPiece],
+    nodes: Mapping[str, NodeRecord] = NODES,
+    reps: Mapping[str, Reputation] | None = None,
+    spread: bool = True,
+) -> SegmentHealth:
     return assess(stored, SCHEME, nodes, reps or {}, NOW, offline_after=20.0, region_spread=spread)
 
 
@@ -69,14 +76,20 @@ P = ReputationParams()
         ("region crowded", (0, 3, 6, 1, 4, 2), (), {}, True, 5, [2]),
     ],
 )
-def test_assess(  # type: ignore[no-untyped-def]
-    case, stored, offline, rep_change, repair, keep, rebuild
+def test_assess(
+    case: str,
+    stored: tuple[int, ...],
+    offline: tuple[int, ...],
+    rep_change: dict[int, str],
+    repair: bool,
+    keep: int,
+    rebuild: list[int],
 ) -> None:
     nodes = dict(NODES)
     for n in offline:
         node = nodes[f"n{n:02d}"]
         nodes[node.node_id] = replace(node, last_seen=0.0)
-    reps = {}
+    reps: dict[str, Reputation] = {}
     for n, what in rep_change.items():
         base = Reputation.new(f"n{n:02d}", P)
         reps[base.node_id] = (

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,13 +101,7 @@ def down(c: Candidate, how: int) -> Candidate:
     if how == 1:
         return replace(c, healthy=False)
     a = c.advert
-    return replace(
-        c, advert=ComputeAdvert(**{**_fields(a), "queue_depth": a.concurrency + a.queue_limit})
-    )
-
-
-def _fields(a: ComputeAdvert) -> dict[str, object]:
-    return {f: getattr(a, f) for f in a.__struct_fields__}
+    return replace(c, advert=msgspec.structs.replace(a, queue_depth=a.concurrency + a.queue_limit))
 
 
 @settings(max_examples=150, deadline=None)
@@ -133,7 +128,7 @@ def test_a_region_down_fails_over_inside_the_residency_and_never_outside(
         node_id="node-live",
         address="http://127.0.0.1:6999",
         region=survivor_region,
-        advert=ComputeAdvert(**{**_fields(data.draw(adverts(serves=True))), "queue_depth": 0}),
+        advert=msgspec.structs.replace(data.draw(adverts(serves=True)), queue_depth=0),
     )
     victim = replace(survivor, node_id="node-dead", address="http://127.0.0.1:6998", region=dead)
     hows = st.integers(0, 2)

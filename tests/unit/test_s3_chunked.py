@@ -279,7 +279,7 @@ def test_boto3_put_object_over_https() -> None:
 # -- every split point, hand-built bodies ----------------------------------------------------
 
 SMALL = b"The quick brown fox jumps over the lazy dog. " * 4
-CASES = {
+CASES: dict[str, tuple[PayloadMode, dict[str, str]]] = {
     "unsigned-trailer": ("streaming-unsigned-trailer", {"x-amz-checksum-crc32": crc32_b64(SMALL)}),
     "signed": ("streaming-signed", {}),
     "signed-trailer": ("streaming-signed-trailer", {"x-amz-checksum-crc32c": "sOO8/Q=="}),
@@ -293,7 +293,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_every_split_point(case: str) -> None:
     mode, trailers = CASES[case]
-    auth = make_auth(mode)  # type: ignore[arg-type]
+    auth = make_auth(mode)
     body = encode(SMALL, 64, auth, trailers)
     for cut in range(len(body) + 1):
         got, got_trailers = decode([body[:cut], body[cut:]], auth, trailers)
@@ -305,7 +305,7 @@ def test_every_truncation_fails(case: str) -> None:
     """A body cut anywhere is refused, except right before its final blank line (the
     trailers are complete there; some clients omit that line)."""
     mode, trailers = CASES[case]
-    auth = make_auth(mode)  # type: ignore[arg-type]
+    auth = make_auth(mode)
     body = encode(SMALL, 64, auth, trailers)
     for cut in range(len(body)):
         decoder = AwsChunkedDecoder(auth, set(trailers))

@@ -185,7 +185,8 @@ def test_list_objects_v2_url_encoding_round_trips_in_botocore() -> None:
         start_after="ü x",
         encoding_type="url",
     )
-    assert b" " not in root(body).findtext("s3:Contents/s3:Key", namespaces=NS).encode()  # type: ignore[union-attr]
+    key = root(body).findtext("s3:Contents/s3:Key", namespaces=NS)
+    assert key is not None and b" " not in key.encode()
     parsed = boto_parse("ListObjectsV2", body)
     assert parsed["EncodingType"] == "url"
     decode_list_object_v2(parsed, {"encoding_type_auto_set": True})
