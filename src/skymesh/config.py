@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from skymesh.errors import ConfigError
+from skymesh.private import write_private
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -264,9 +265,4 @@ def write_credentials(path: Path, credentials: list[Credential]) -> None:
         for name in c.__struct_fields__:
             lines.append(f"{name} = {_toml_value(getattr(c, name))}")
         lines.append("")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, path)
+    write_private(path, "\n".join(lines))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from skymesh.private import private_dir, write_private
 
 VALIDITY = dt.timedelta(days=365)
 # made again when less than this is left, so a long-running network does not expire
@@ -46,6 +47,7 @@ def ensure_local_tls(directory: Path, hosts: Sequence[str]) -> LocalTls:
     """The CA and a server certificate for ``hosts`` (names or IP addresses) in ``directory``,
     reused when still good, else made anew."""
     files = LocalTls(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    private_dir(directory)
     ca_key_path = directory / "ca-key.pem"
     now = dt.datetime.now(dt.UTC)
     ca = _load_cert(files.ca)
@@ -174,10 +176,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Atomically, so that a crash never leaves half a key; keys readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    """Atomically, so that a crash never leaves half a key; keys readable by the owner only
+    (created so), certificates by anyone who may enter the folder."""
+    write_private(path, data, mode=0o600 if private else 0o644)

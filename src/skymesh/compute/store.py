@@ -32,6 +32,7 @@ from skymesh.client.client import Client
 from skymesh.compute.catalog import KINDS, ModelSpec
 from skymesh.config import Credential, load_credentials, write_credentials
 from skymesh.errors import BadRequest, Conflict, IntegrityError, SkymeshError
+from skymesh.private import make_dirs
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.metainfo import CreateProjectRequest
@@ -159,7 +160,7 @@ class ModelCache:
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.root)
         self._locks: dict[str, asyncio.Lock] = {}
         self.fetched_bytes = 0
 
@@ -189,7 +190,7 @@ class ModelCache:
             raise IntegrityError(
                 f"{name}/{f.name} has {handle.info.size} bytes, its manifest says {f.size}"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         tmp = path.with_name(path.name + ".part")
         hasher = blake3.blake3()
         try:

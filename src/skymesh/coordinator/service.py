@@ -29,6 +29,7 @@ from skymesh.coordinator.metainfo.service import MetainfoService
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.overlay.service import OverlayService
 from skymesh.errors import ConfigError, SchemeError
+from skymesh.private import private_dir
 from skymesh.wire import routes
 from skymesh.wire.base import Health
 from skymesh.wire.identity import Identity
@@ -65,7 +66,7 @@ class CoordinatorService:
             fixed_scheme = RedundancyScheme.parse(config.scheme) if config.scheme else None
         except SchemeError as e:
             raise ConfigError(f"coordinator scheme: {e}") from e
-        data_dir = Path(config.data_dir)
+        data_dir = private_dir(Path(config.data_dir))
         identity = Identity.load_or_create(data_dir / IDENTITY_FILE)
         db = await Database.open(config.database_url or default_url(data_dir))
         try:

@@ -18,6 +18,7 @@ from skymesh.errors import ConfigError
 from skymesh.gateway.openai.app import OpenAIGateway
 from skymesh.gateway.s3.app import make_app
 from skymesh.gateway.s3.request import S3Context
+from skymesh.private import private_dir
 from skymesh.rpc import STREAM_BUFSIZE
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ class GatewayService:
 
     def __init__(self, config: GatewayConfig, credentials: list[Credential] | None = None):
         self.config = config
+        data_dir = Path(config.data_dir)
+        if data_dir.exists():  # it holds the credentials; the gateway writes nothing there
+            private_dir(data_dir)
         if credentials is None:
             path = Path(config.credentials_file or Path(config.data_dir) / "credentials.toml")
             credentials = load_credentials(path)

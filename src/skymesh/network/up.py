@@ -40,6 +40,7 @@ from skymesh.config import (
 from skymesh.errors import ConfigError, SkymeshError
 from skymesh.network.distance import Distance, NodeSite
 from skymesh.network.rtt import RttMatrix
+from skymesh.private import make_dirs, private_dir, write_private
 from skymesh.tls import LocalTls, ensure_local_tls
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class Child:
     module: str = "skymesh"  # run as ``python -m <module> <args>``
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.log_path.parent)
         logf = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, *self.args],
@@ -114,8 +115,7 @@ class Child:
             preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
         )
         logf.close()
-        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        self.pid_path.write_text(f"{self.proc.pid}\n")
+        write_private(self.pid_path, f"{self.proc.pid}\n")
 
     @property
     def pid_path(self) -> Path:
@@ -160,13 +160,7 @@ class Network:
         return state
 
     def _save_state(self, state: NetworkState) -> None:
-        path = self.spec.home / "state.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(msgspec.json.encode(state))
-        os.replace(tmp, path)
+        write_private(self.spec.home / "state.json", msgspec.json.encode(state))
 
     def write_configs(self, state: NetworkState) -> None:
         s = self.spec
@@ -211,8 +205,8 @@ class Network:
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        """Owner-only, as every file of the home: configs hold tokens (admin_token)."""
+        write_private(path, text)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -228,6 +222,7 @@ class Network:
 
     async def start(self) -> None:
         s = self.spec
+        private_dir(s.home)
         state = self._state()
         if s.tls:
             self.tls = ensure_local_tls(s.home / "tls", _tls_hosts(s.host))

@@ -53,6 +53,7 @@ from skymesh.errors import (
     TooLarge,
 )
 from skymesh.node.store import META_VERSION, PieceMeta
+from skymesh.private import make_dirs
 from skymesh.wire.pieces import is_valid_piece_id
 
 log = logging.getLogger(__name__)
@@ -144,9 +145,9 @@ class DiskPieceStore:
         self._tmp_dir = self.root / "tmp"
         self._corrupt_dir = self.root / "corrupt"
         for d in (self.root, self._pieces_dir, self._tmp_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            make_dirs(d)
         for prefix in _PREFIXES:
-            (self._pieces_dir / prefix).mkdir(exist_ok=True)
+            (self._pieces_dir / prefix).mkdir(mode=0o700, exist_ok=True)
         self._lock_fd: int | None = self._lock()
         self._used = 0
         self._count = 0
@@ -451,7 +452,7 @@ class DiskPieceStore:
             log.info("removed %d leftover temp files from %s", removed, self._tmp_dir)
 
     def _quarantine(self, path: Path, why: str) -> None:
-        self._corrupt_dir.mkdir(exist_ok=True)
+        self._corrupt_dir.mkdir(mode=0o700, exist_ok=True)
         target = self._corrupt_dir / f"{path.name}.{int(time.time())}"
         log.warning("moving %s to %s: %s", path, target, why)
         with contextlib.suppress(FileNotFoundError):

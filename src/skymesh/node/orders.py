@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from skymesh.errors import Forbidden
+from skymesh.private import make_dirs
 from skymesh.wire.identity import id_from_public_key
 from skymesh.wire.node import Order, PieceAction
 from skymesh.wire.signing import ORDER_HEADER, decode_header, open_signed
@@ -58,7 +59,7 @@ class SerialStore:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         self._conn = _connect(self.path)
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):

@@ -31,6 +31,7 @@ from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.retain import RetainSweeper, install_retain
 from skymesh.node.store import PieceStore, StoreOpener
 from skymesh.node.trust import TRUST_FILE, load_trusted_keys
+from skymesh.private import private_dir
 from skymesh.rpc import STREAM_BUFSIZE, RpcClient
 from skymesh.wire.identity import Identity
 
@@ -102,7 +103,7 @@ class NodeService:
 
     async def _start(self) -> None:
         config = self.config
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         self.identity = Identity.load_or_create(self.data_dir / "identity.key")
         self.store = await self.open_store(
             self.data_dir, config.capacity_bytes, MERKLE_CHUNK_SIZE, config.fsync

@@ -9,12 +9,12 @@ on every later start. To move to another coordinator, set
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from skymesh.config import NodeConfig
 from skymesh.errors import ConfigError
+from skymesh.private import write_private
 
 TRUST_FILE = "trusted_coordinators"
 
@@ -47,17 +47,10 @@ def load_trusted_keys(config: NodeConfig, trust_file: Path) -> tuple[set[bytes],
 
 def pin_key(trust_file: Path, public_key: bytes, coordinator_id: str, url: str) -> None:
     """Write ``public_key`` as the one trusted coordinator key (atomically)."""
-    trust_file.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     text = (
         "# Coordinator keys whose orders this node honours, one hex key a line.\n"
         f"# Pinned on first use: coordinator {coordinator_id} at {url}, {stamp}.\n"
         f"{public_key.hex()}\n"
     )
-    tmp = trust_file.with_name(trust_file.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, trust_file)
+    write_private(trust_file, text)

@@ -6,7 +6,6 @@ the matching private key: whoever signs a join for id X must hold X's key.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import blake3
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from skymesh.errors import ConfigError
+from skymesh.private import write_private
 
 ID_DOMAIN = b"skymesh/identity/v1"
 ID_HEX_LEN = 40
@@ -74,12 +74,7 @@ class Identity:
 
     def save(self, path: Path) -> None:
         """Write the seed as hex, readable by the owner only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.seed().hex() + "\n")
-        os.replace(tmp, path)
+        write_private(path, self.seed().hex() + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Identity:

@@ -37,6 +37,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 
+from skymesh.private import make_dirs
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -102,7 +104,7 @@ class Database:
             parsed = parsed.set(drivername="sqlite")  # the stdlib driver, on our threads
             path = parsed.database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                make_dirs(Path(path).parent)
         self._async: AsyncEngine | None = None
         if parsed.get_dialect().is_async:
             # Imported here: SQLAlchemy's asyncio layer needs greenlet, which only
