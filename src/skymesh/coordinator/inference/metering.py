@@ -12,7 +12,7 @@ relayed it; a node-signed receipt would bind them to the node too (not yet).
 | route | auth | request -> response |
 |---|---|---|
 | POST /v1/compute/usage | project (its own orders) or admin | UsageReports -> UsageRecorded |
-| GET /v1/usage?project=&since=&until=&group_by= | admin, or a project for itself | UsageSummary |
+| GET /v1/usage?project=&since=&until=&group_by= | admin, or a project for itself (403 for any other, known or not) | UsageSummary |
 | GET /v1/projects/self/routing | project | ProjectRouting |
 | GET /v1/admin/routing | admin | ProjectRoutingList |
 | GET, PUT, DELETE /v1/admin/projects/{project}/routing | admin | (RoutingWeights ->) ProjectRouting |
@@ -259,6 +259,18 @@ class Meter:
             raise BadRequest(f"{len(found)} projects are named {project!r}: give the project id")
         return found[0]
 
+    async def is_own(self, project_id: str, project: str) -> bool:
+        """Whether ``project`` (an id or a name) names ``project_id`` itself; nothing is
+        looked up beyond that project, so the answer says nothing of any other."""
+        if project == project_id:
+            return True
+        name = await self.db.read(
+            lambda conn: conn.execute(
+                sa.select(projects.c.name).where(projects.c.project_id == project_id)
+            ).scalar_one_or_none()
+        )
+        return name == project
+
     async def routing(self, project_id: str | None = None) -> list[ProjectRouting]:
         """Weights of one project (or of every project), defaults where none were set."""
         query = sa.select(
@@ -351,9 +363,11 @@ def add_metering_routes(table: RouteTable, meter: Meter) -> None:
     async def usage(call: Call, _req: None) -> UsageSummary:
         query = call.request.query
         wanted = query.get("project", "")
-        project_id = await meter.resolve_project(wanted) if wanted else None
-        if not call.admin:
-            if project_id not in (None, call.project_id):
+        if call.admin:
+            project_id = await meter.resolve_project(wanted) if wanted else None
+        else:
+            # one answer for a foreign project and for none: a key learns nothing of others
+            if wanted and not await meter.is_own(call.project_id, wanted):
                 raise Forbidden("a project key sees only its own usage")
             project_id = call.project_id
         since = _number(call.request, "since", 0.0)
