@@ -66,6 +66,7 @@ class Net:
         self.home = home
         self.gateways: dict[str, str] = json.loads((home / "run" / "gateways.json").read_text())
         self.cred: Credential = load_credentials(home / "gateway" / "credentials.toml")[0]
+        self.inference_key: str = json.loads((home / "state.json").read_text())["inference_key"]
         coord = tomllib.loads((home / "coordinator" / "config.toml").read_text())["coordinator"]
         self.coordinator = f"http://{coord['host']}:{coord['port']}"
         self.http = urllib3.PoolManager(maxsize=8)
@@ -81,7 +82,7 @@ class Net:
             f"{self.gateways[region]}/v1/embeddings",
             body=json.dumps(body).encode(),
             headers={
-                "Authorization": f"Bearer {self.cred.secret_access_key}",
+                "Authorization": f"Bearer {self.inference_key}",
                 "Content-Type": "application/json",
             },
         )

@@ -1,4 +1,4 @@
-"""The coordinator's admin API as the network's tools call it: `skymesh up`, the CLI, tests."""
+"""The coordinator's admin API and a project's inference keys, as `up`, the CLI and tests call them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ import secrets
 import aiohttp
 
 from skymesh.config import Credential
+from skymesh.errors import NotFound
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
+from skymesh.wire.inference import (
+    CheckInferenceKeyRequest,
+    CreateInferenceKeyRequest,
+    InferenceKeyCreated,
+    InferenceKeyInfo,
+    InferenceKeyList,
+)
 from skymesh.wire.metainfo import CreateProjectRequest, RegisterAccessKeyRequest
 from skymesh.wire.registry import NodeList
 
@@ -59,3 +67,30 @@ class AdminClient:
             api_key=project.api_key,
             encryption_secret=secrets.token_hex(32),
         )
+
+
+class InferenceKeys:
+    """A project's inference API keys (the OpenAI API's bearer keys), with its API key."""
+
+    def __init__(self, coordinator_url: str, api_key: str, session: aiohttp.ClientSession):
+        self.rpc = RpcClient(coordinator_url, session, bearer(api_key))
+
+    async def create(self, name: str = "") -> InferenceKeyCreated:
+        """A new key: the answer is the only place the key itself is ever shown."""
+        return await self.rpc.send(
+            routes.CREATE_INFERENCE_KEY, CreateInferenceKeyRequest(name=name)
+        )
+
+    async def list(self) -> InferenceKeyList:
+        return await self.rpc.send(routes.LIST_INFERENCE_KEYS, None)
+
+    async def is_live(self, key: str) -> bool:
+        """Whether ``key`` is a live inference key of this project."""
+        try:
+            await self.rpc.send(routes.CHECK_INFERENCE_KEY, CheckInferenceKeyRequest(key=key))
+        except NotFound:
+            return False
+        return True
+
+    async def revoke(self, key_id: str) -> InferenceKeyInfo:
+        return await self.rpc.send(routes.REVOKE_INFERENCE_KEY, None, params={"key_id": key_id})

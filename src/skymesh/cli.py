@@ -15,6 +15,7 @@ import typer
 from skymesh import __version__
 from skymesh.config import (
     CoordinatorConfig,
+    Credential,
     GatewayConfig,
     NodeConfig,
     config_to_toml,
@@ -398,19 +399,11 @@ def models_push(
     use and verify every file against the manifest.
     """
     from skymesh.compute.catalog import packaged_models
-    from skymesh.config import load_credentials
-    from skymesh.network.up import home_dir
 
     if name != "packaged" and not paths:
         typer.secho("error: give the model's files after its name", fg="red", err=True)
         raise typer.Exit(2)
-    root = home_dir(home)
-    cred_path = credentials or root / "gateway" / "credentials.toml"
-    creds = load_credentials(cred_path)
-    if not creds:
-        typer.secho(f"error: no credentials in {cred_path}: pass --credentials", fg="red", err=True)
-        raise typer.Exit(2)
-    url = coordinator or _load(GatewayConfig, root / "gateway" / "config.toml").coordinator_url
+    url, c = _project_target(credentials, coordinator, home)
     if name == "packaged":
         jobs = [
             (m.name, m.packaged_files() or [], m.kind, m.context_length, m.dimensions)
@@ -426,7 +419,6 @@ def models_push(
         from skymesh.client.client import Client
         from skymesh.compute.store import push_model
 
-        c = creds[0]
         async with Client.for_project(
             url, c.api_key, c.project_id, bytes.fromhex(c.encryption_secret)
         ) as cl:
@@ -438,6 +430,24 @@ def models_push(
                 typer.echo(f"pushed {model}: {len(manifest.files)} file(s), {size} bytes")
 
     _run(push_all())
+
+
+def _project_target(
+    credentials: Path | None, coordinator: str | None, home: str | None
+) -> tuple[str, Credential]:
+    """The coordinator URL and a project's credential: from the options, else from the
+    home of `skymesh up` (its gateway's credentials and config)."""
+    from skymesh.config import load_credentials
+    from skymesh.network.up import home_dir
+
+    root = home_dir(home)
+    cred_path = credentials or root / "gateway" / "credentials.toml"
+    creds = load_credentials(cred_path)
+    if not creds:
+        typer.secho(f"error: no credentials in {cred_path}: pass --credentials", fg="red", err=True)
+        raise typer.Exit(2)
+    url = coordinator or _load(GatewayConfig, root / "gateway" / "config.toml").coordinator_url
+    return url, creds[0]
 
 
 # ---------------------------------------------------------------- usage and routing weights
@@ -594,6 +604,81 @@ def routing_show(
         typer.echo(msgspec.json.encode(found).decode())
     else:
         show_routing(found, Console(width=160))
+
+
+# ---------------------------------------------------------------- inference API keys
+
+inference_key_app = typer.Typer(
+    help="A project's API keys for the OpenAI-compatible API (docs/inference.md)."
+)
+app.add_typer(inference_key_app, name="inference-key", no_args_is_help=True)
+CredentialsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Credentials TOML of the project (default: the `skymesh up` one)."),
+]
+ProjectCoordinatorOpt = Annotated[str | None, typer.Option(help="Coordinator URL.")]
+
+
+def _inference_keys(
+    credentials: Path | None, coordinator: str | None, home: str | None, call: Any
+) -> Any:
+    """``call(keys)`` with the project's :class:`~skymesh.admin.InferenceKeys`; exit 2 on error."""
+    import aiohttp
+
+    from skymesh.admin import InferenceKeys
+
+    url, c = _project_target(credentials, coordinator, home)
+
+    async def run() -> Any:
+        async with aiohttp.ClientSession() as session:
+            return await call(InferenceKeys(url, c.api_key, session))
+
+    try:
+        return asyncio.run(run())
+    except SkymeshError as e:
+        _fail(e, 2)
+
+
+@inference_key_app.command("create")
+def inference_key_create(
+    name: Annotated[str, typer.Option(help="What the key is for (shown by list).")] = "",
+    credentials: CredentialsOpt = None,
+    coordinator: ProjectCoordinatorOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Make a key and print it: this is the only time it is shown."""
+    made = _inference_keys(credentials, coordinator, home, lambda k: k.create(name))
+    typer.echo(made.key)
+    typer.echo(f"key id {made.info.key_id}: keep the key now, it is not shown again", err=True)
+
+
+@inference_key_app.command("list")
+def inference_key_list(
+    credentials: CredentialsOpt = None,
+    coordinator: ProjectCoordinatorOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """The project's keys (never the keys themselves): id, created, revoked, name."""
+    import datetime as dt
+
+    def when(t: float | None) -> str:
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else "-"
+
+    found = _inference_keys(credentials, coordinator, home, lambda k: k.list())
+    for k in found.keys:
+        typer.echo(f"{k.key_id}  {when(k.created_at)}  {when(k.revoked_at):20}  {k.name}")
+
+
+@inference_key_app.command("revoke")
+def inference_key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from create or list).")],
+    credentials: CredentialsOpt = None,
+    coordinator: ProjectCoordinatorOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Revoke a key: gateways refuse it within their inference_key_ttl (5 s by default)."""
+    _inference_keys(credentials, coordinator, home, lambda k: k.revoke(key_id))
+    typer.echo(f"revoked {key_id}")
 
 
 @app.command()

@@ -130,6 +130,12 @@ class GatewayConfig(_Config, frozen=True):
     # how a gateway in one simulated region sees nodes in the others (`skymesh up
     # --distance`, docs/inference.md). Empty: as advertised.
     node_routes: dict[str, str] = {}
+    # the OpenAI-compatible API's bearer keys (docs/inference.md): a project's inference
+    # API keys, checked with the coordinator and trusted for inference_key_ttl seconds
+    # (a revoked key stops working within that long). openai_accept_s3_secret also
+    # takes a project's S3 secret access key, as gateways did before inference keys.
+    inference_key_ttl: float = 5.0
+    openai_accept_s3_secret: bool = False
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -93,10 +93,8 @@ def _retire(planet: PlanetThread, node: NodeService) -> None:
 
 @pytest.fixture(scope="module")
 def client(ai: PlanetThread) -> Any:
-    cred = ai.planet.credential
-    assert cred is not None
     return openai.OpenAI(
-        base_url=ai.planet.endpoint + "/v1", api_key=cred.secret_access_key, max_retries=0
+        base_url=ai.planet.endpoint + "/v1", api_key=ai.planet.inference_key, max_retries=0
     )
 
 
@@ -385,10 +383,7 @@ def test_a_node_fetches_a_pushed_model_through_the_network(
         )
     )
     _wait_adverts(ai, node_id=node.node_id)
-    cred = p.credential
-    client_ai = openai.OpenAI(
-        base_url=p.endpoint + "/v1", api_key=cred.secret_access_key, max_retries=0
-    )
+    client_ai = openai.OpenAI(base_url=p.endpoint + "/v1", api_key=p.inference_key, max_retries=0)
     raw = client_ai.embeddings.with_raw_response.create(model="minilm-net", input="from the mesh")
     assert raw.headers["x-skymesh-node"] == node.node_id
     assert _cosine(raw.parse().data[0].embedding, _reference("from the mesh")) > 0.999
@@ -593,11 +588,9 @@ def _post_raw(
     headers: dict[str, str] | None = None,
     auth: bool = True,
 ) -> tuple[int, Any]:
-    cred = ai.planet.credential
-    assert cred is not None
     h = {"Content-Type": "application/json", **(headers or {})}
     if auth:
-        h["Authorization"] = f"Bearer {cred.secret_access_key}"
+        h["Authorization"] = f"Bearer {ai.planet.inference_key}"
 
     async def go() -> tuple[int, Any]:
         async with (

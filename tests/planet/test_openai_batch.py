@@ -21,7 +21,7 @@ import msgspec
 import pytest
 
 from skymesh.compute.catalog import MINILM, SMOLLM2
-from skymesh.config import GatewayConfig
+from skymesh.config import Credential, GatewayConfig
 from skymesh.gateway.openai.files import file_id
 from skymesh.gateway.service import GatewayService
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
@@ -72,13 +72,17 @@ def ai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
 
 
 def _client(ai: PlanetThread, endpoint: str | None = None) -> Any:
-    cred = ai.planet.credential
-    assert cred is not None
     return openai.OpenAI(
         base_url=(endpoint or ai.planet.endpoint) + "/v1",
-        api_key=cred.secret_access_key,
+        api_key=ai.planet.inference_key,
         max_retries=0,
     )
+
+
+def _project_client(ai: PlanetThread, cred: Credential) -> Any:
+    """An openai client of another project, with an inference key of its own."""
+    key = ai.run(ai.planet.create_inference_key(cred))
+    return openai.OpenAI(base_url=ai.planet.endpoint + "/v1", api_key=key, max_retries=0)
 
 
 def _jsonl(lines: list[Any]) -> bytes:
@@ -475,9 +479,7 @@ def test_batch_tokens_are_metered_once_by_the_node_that_ran_them(ai: PlanetThrea
     assert gateway is not None
     cred = ai.run(ai.planet.create_credential("batch-metered"))
     gateway.add_credential(cred)
-    client = openai.OpenAI(
-        base_url=ai.planet.endpoint + "/v1", api_key=cred.secret_access_key, max_retries=0
-    )
+    client = _project_client(ai, cred)
     lines: list[Any] = [_embed_line(k, v) for k, v in TEXTS.items()]
     lines.append(_embed_line("wrong-model", "x", model="no-such-model"))  # fails: not metered
     f = client.files.create(file=("m.jsonl", io.BytesIO(_jsonl(lines))), purpose="batch")
@@ -551,9 +553,7 @@ def test_stored_input_is_embedded_by_a_node_inside_its_residency(ai: PlanetThrea
     assert gateway is not None
     cred = ai.run(ai.planet.create_credential("stored-inputs"))
     gateway.add_credential(cred)
-    client = openai.OpenAI(
-        base_url=ai.planet.endpoint + "/v1", api_key=cred.secret_access_key, max_retries=0
-    )
+    client = _project_client(ai, cred)
     direct = [d.embedding for d in client.embeddings.create(model=EMBED, input=STORED).data]
     region_of = {n.node_id: n.config.region for n in ai.planet.nodes}
     objects = {

@@ -40,17 +40,20 @@ class Net:
         self.thread = thread
         self.near = near
         self.far = far
+        self.keys: dict[str, str] = {}  # project id -> its inference key
 
     @property
     def planet(self) -> Planet:
         return self.thread.planet
 
     def openai(self, cred: Credential | None = None) -> Any:
-        cred = cred or self.planet.credential
-        assert cred is not None
-        return openai.OpenAI(
-            base_url=self.planet.endpoint + "/v1", api_key=cred.secret_access_key, max_retries=0
-        )
+        """An openai client of the default project, or of ``cred``'s with a key of its own."""
+        key = self.planet.inference_key
+        if cred is not None:
+            if cred.project_id not in self.keys:
+                self.keys[cred.project_id] = self.thread.run(self.planet.create_inference_key(cred))
+            key = self.keys[cred.project_id]
+        return openai.OpenAI(base_url=self.planet.endpoint + "/v1", api_key=key, max_retries=0)
 
     def cli(self, *args: str) -> Any:
         coordinator = self.planet.coordinator

@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
-from skymesh.admin import AdminClient
+from skymesh.admin import AdminClient, InferenceKeys
 from skymesh.config import (
     CoordinatorConfig,
     Credential,
@@ -79,6 +79,7 @@ class NetworkState(msgspec.Struct, kw_only=True):
     admin_token: str
     project_id: str = ""
     access_key_id: str = ""
+    inference_key: str = ""  # the default project's OpenAI API key, printed in the banner
 
 
 def home_dir(explicit: str | None = None) -> Path:
@@ -130,6 +131,7 @@ class Network:
     spec: NetworkSpec
     children: list[Child] = field(default_factory=list)
     credential: Credential | None = None
+    inference_key: str = ""
     gateways: dict[str, str] = field(default_factory=dict)  # region -> endpoint (--distance)
     distance: Distance | None = None
     tls: LocalTls | None = None  # with spec.tls, once start() has made or found the files
@@ -239,6 +241,7 @@ class Network:
                 self._child(name, "node", s.home / "nodes" / name / "config.toml")
             await self._wait_nodes(session, state.admin_token, s.nodes)
             self.credential = await self._ensure_credentials(session, state)
+            self.inference_key = await self._ensure_inference_key(session, state, self.credential)
             if _compute_on(s):  # packaged models become objects
                 await _push_models(session, self.coordinator_url, state.admin_token, s)
             if s.distance:
@@ -318,6 +321,21 @@ class Network:
         self._save_state(state)
         return cred
 
+    async def _ensure_inference_key(
+        self, session: aiohttp.ClientSession, state: NetworkState, cred: Credential
+    ) -> str:
+        """The inference API key of the banner: the one made before while it is live, else
+        a new one (the first start, or the old one was revoked)."""
+        keys = InferenceKeys(self.coordinator_url, cred.api_key, session)
+        if state.inference_key and await keys.is_live(state.inference_key):
+            return state.inference_key
+        try:
+            state.inference_key = (await keys.create("skymesh up")).key
+        except SkymeshError as e:
+            raise SkymeshError(f"creating an inference API key failed: {e}") from e
+        self._save_state(state)
+        return state.inference_key
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the gateway first, then nodes, then the coordinator; kill what lingers."""
         for c in reversed(self.children):
@@ -347,6 +365,7 @@ skymesh is up: {s.nodes} nodes in {len(s.regions)} regions ({", ".join(s.regions
   access key id      {c.access_key_id}
   secret access key  {c.secret_access_key}
   region             us-east-1
+  inference API key  {self.inference_key}
 {_tls_line(self)}  data and logs      {s.home}
 
 Use it with the AWS CLI:
@@ -400,7 +419,7 @@ def _openai_banner(net: Network) -> str:
         return ""
     return (
         f"\nOpenAI-compatible API (docs/inference.md): base URL {net.endpoint}/v1, API key:"
-        f" the secret access key above. Models: GET {net.endpoint}/v1/models\n"
+        f" the inference API key above. Models: GET {net.endpoint}/v1/models\n"
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from skymesh.admin import AdminClient
+from skymesh.admin import AdminClient, InferenceKeys
 from skymesh.client.client import Client
 from skymesh.config import CoordinatorConfig, Credential, GatewayConfig, NodeConfig
 from skymesh.coordinator.service import CoordinatorService
@@ -71,6 +71,7 @@ class Planet:
         self.nodes: list[NodeService] = []
         self.gateway: GatewayService | None = None
         self.credential: Credential | None = None
+        self.inference_key = ""  # an inference API key of the default project (OpenAI API)
         self._hangs: dict[str, Hang] = {}  # by node id
 
     async def start(self) -> None:
@@ -93,6 +94,7 @@ class Planet:
             await self.add_node(config.regions[i % len(config.regions)])
         await self.wait_online(config.node_count)
         self.credential = await self.create_credential("default")
+        self.inference_key = await self.create_inference_key(self.credential)
         self.gateway = GatewayService(
             GatewayConfig(
                 data_dir=str(self.root / "gateway"),
@@ -243,6 +245,13 @@ class Planet:
             return await AdminClient(self.coordinator.url, self.admin_token, s).create_credential(
                 name
             )
+
+    async def create_inference_key(self, credential: Credential, name: str = "test") -> str:
+        """A new inference API key of ``credential``'s project: the OpenAI API's bearer key."""
+        assert self.coordinator is not None
+        async with aiohttp.ClientSession() as s:
+            keys = InferenceKeys(self.coordinator.url, credential.api_key, s)
+            return (await keys.create(name)).key
 
     def client(self, credential: Credential | None = None) -> Client:
         """A data-path client for a project (the library users embed)."""

@@ -130,3 +130,39 @@ class ChatEvent(Base, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: ErrorBody | None = None
+
+
+# ---------------------------------------------------------------- inference API keys
+
+
+class CreateInferenceKeyRequest(Base, frozen=True):
+    """A new API key for a project's OpenAI-compatible calls at a gateway."""
+
+    name: str = ""  # what the key is for, shown in listings
+
+
+class InferenceKeyInfo(Base, frozen=True):
+    """One inference API key as listed: never the key itself."""
+
+    key_id: str
+    project_id: str
+    name: str
+    created_at: float
+    revoked_at: float | None = None  # None: in use
+
+
+class InferenceKeyCreated(Base, frozen=True):
+    """The answer to creating a key: the only time the key itself is shown."""
+
+    key: str  # smi_<project id>_<key id>_<secret>; the coordinator keeps its SHA-256
+    info: InferenceKeyInfo
+
+
+class InferenceKeyList(Base, frozen=True):
+    keys: list[InferenceKeyInfo]
+
+
+class CheckInferenceKeyRequest(Base, frozen=True):
+    """A gateway asks whether a bearer key is a live inference key of the calling project."""
+
+    key: str

@@ -19,7 +19,16 @@ from typing import Generic, TypeVar
 from skymesh.wire.base import Empty, Health
 from skymesh.wire.batch import BatchOrderGrant, BatchOrderRequest, ReadOrderRequest
 from skymesh.wire.durability import DrainStatus, DurabilityReport
-from skymesh.wire.inference import ComputeNodeList, InferenceOrderRequest, InferenceOrders
+from skymesh.wire.inference import (
+    CheckInferenceKeyRequest,
+    ComputeNodeList,
+    CreateInferenceKeyRequest,
+    InferenceKeyCreated,
+    InferenceKeyInfo,
+    InferenceKeyList,
+    InferenceOrderRequest,
+    InferenceOrders,
+)
 from skymesh.wire.metainfo import (
     BeginObjectRequest,
     BeginObjectResponse,
@@ -200,6 +209,20 @@ BATCH_ORDERS = _route(
 READ_ORDERS = _route("POST", "/v1/compute/read-orders", ReadOrderRequest, BatchOrderGrant, PROJECT)
 #: Signed[BatchUsage], signed by the order's node.
 BATCH_USAGE = _route("POST", SCOPE_PREFIX + "/usage", Signed, UsageRecorded, Caller.BATCH_ORDER)
+
+# ---------------------------------------------------------------- inference API keys
+_INFERENCE_KEYS = "/v1/projects/inference-keys"
+CREATE_INFERENCE_KEY = _route(
+    "POST", _INFERENCE_KEYS, CreateInferenceKeyRequest, InferenceKeyCreated, PROJECT
+)
+LIST_INFERENCE_KEYS = _route("GET", _INFERENCE_KEYS, NoneType, InferenceKeyList, PROJECT)
+REVOKE_INFERENCE_KEY = _route(
+    "DELETE", _INFERENCE_KEYS + "/{key_id}", NoneType, InferenceKeyInfo, PROJECT
+)
+#: A gateway, with the project's API key: is this bearer key one of the project's, live?
+CHECK_INFERENCE_KEY = _route(
+    "POST", _INFERENCE_KEYS + "/check", CheckInferenceKeyRequest, InferenceKeyInfo, PROJECT
+)
 
 # ---------------------------------------------------------------- metering
 USAGE_REPORTS = _route(

@@ -258,3 +258,17 @@ project_routing = sa.Table(
     sa.Column("carbon", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+# A project's API keys for the OpenAI-compatible API at gateways: only the SHA-256 of
+# each key is kept; a revoked key keeps its row (revoked_at) so its listing says so.
+inference_keys = sa.Table(
+    "inference_keys",
+    metadata,
+    sa.Column("key_id", sa.String, primary_key=True),
+    sa.Column("project_id", sa.String, sa.ForeignKey("projects.project_id"), nullable=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("key_hash", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Index("ix_inference_keys_project", "project_id", "created_at"),
+)

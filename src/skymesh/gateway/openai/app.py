@@ -8,8 +8,9 @@ bucket. Path-style S3 cannot collide: bucket names have 3 to 63 characters, so
 no bucket is called ``v1``. A virtual-hosted request for the key ``v1/models``
 goes to S3 unless it carries a bearer token.
 
-Auth: the bearer token is an S3 secret access key of a project (the one
-``skymesh up`` prints); requests run as that project.
+Auth: the bearer token is an inference API key of a project (:mod:`.keys`: made
+at the coordinator, revocable, checked there and trusted for a few seconds);
+requests run as that project.
 
 Each request is routed (:mod:`skymesh.compute.routing`) over the coordinator's
 list of compute nodes; the gateway asks the coordinator for signed inference
@@ -23,7 +24,6 @@ that names no routing weights gets its project's.
 from __future__ import annotations
 
 import base64
-import hmac
 import logging
 import secrets
 import time
@@ -43,6 +43,7 @@ from skymesh.gateway.openai.batches import BatchAPI
 from skymesh.gateway.openai.directory import ComputeDirectory
 from skymesh.gateway.openai.errors import OpenAIError, error_response, from_error
 from skymesh.gateway.openai.files import ProjectFiles
+from skymesh.gateway.openai.keys import BearerKeys
 from skymesh.gateway.openai.schema import (
     DEFAULT_MAX_TOKENS,
     MAX_BODY,
@@ -96,6 +97,7 @@ class OpenAIGateway:
         self.config = config
         self.credentials = credentials  # access key id -> credential (live: keys get added)
         self.session = session
+        self.keys = BearerKeys(config, credentials, self._rpc)  # who calls: inference API keys
         self.directory = ComputeDirectory(session, routes=config.node_routes)
         self.files = ProjectFiles(config, session)  # /v1/files: batch inputs and outputs
         self.batches = BatchAPI(self.files, self.directory, session)
@@ -135,7 +137,7 @@ class OpenAIGateway:
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         try:
-            credential = self._authenticate(request)
+            credential = await self.keys.authenticate(request)
             rpc = self._rpc(credential)
             path, method = request.path, request.method
             if path == "/v1/models" and method == "GET":
@@ -161,27 +163,6 @@ class OpenAIGateway:
             if e.status >= 500:
                 log.warning("%s %s failed: %s", request.method, request.path, e)
             return error_response(from_error(e))
-
-    def _authenticate(self, request: web.Request) -> Credential:
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip():
-            raise OpenAIError(
-                "missing 'Authorization: Bearer <key>': use your S3 secret access key as the key",
-                status=401,
-                code="missing_api_key",
-            )
-        token = auth[7:].strip().encode()
-        found = None
-        for c in list(self.credentials.values()):
-            if hmac.compare_digest(c.secret_access_key.encode(), token):
-                found = c
-        if found is None:
-            raise OpenAIError(
-                "incorrect API key: use an S3 secret access key of your project",
-                status=401,
-                code="invalid_api_key",
-            )
-        return found
 
     def _rpc(self, c: Credential) -> RpcClient:
         rpc = self._rpcs.get(c.api_key)
