@@ -52,6 +52,7 @@ from skymesh.gateway.openai.schema import (
     decode,
     parse_chat,
     parse_embeddings,
+    read_body,
 )
 from skymesh.gateway.openai.stored import StoredInputs
 from skymesh.gateway.openai.usage import UsageReporter, UsageTally
@@ -174,19 +175,7 @@ class OpenAIGateway:
         return rpc
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise OpenAIError(
-                f"the body is over {MAX_BODY} bytes", status=413, code="request_too_large"
-            )
-        chunks, total = [], 0
-        while chunk := await request.content.read(64 * 1024):
-            total += len(chunk)
-            if total > MAX_BODY:
-                raise OpenAIError(
-                    f"the body is over {MAX_BODY} bytes", status=413, code="request_too_large"
-                )
-            chunks.append(chunk)
-        return decode(b"".join(chunks))
+        return decode(await read_body(request, MAX_BODY))
 
     # ------------------------------------------------------------ models
 

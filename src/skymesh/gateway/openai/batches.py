@@ -49,7 +49,7 @@ from skymesh.errors import NotFound, SkymeshError
 from skymesh.gateway.openai.directory import ComputeDirectory
 from skymesh.gateway.openai.errors import OpenAIError, bad_request
 from skymesh.gateway.openai.files import JSONL, ProjectFiles, file_id, not_found, parse_file_id
-from skymesh.gateway.openai.schema import decode
+from skymesh.gateway.openai.schema import decode, read_body
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.batch import BatchOrderGrant, BatchOrderRequest, BatchProgress, BatchStart
@@ -64,6 +64,9 @@ WINDOW = 24 * 3600
 STATE_PREFIX = "openai-batch-state/"
 MAX_FIRST_LINE = 1024 * 1024
 MAX_CREATE_BODY = 64 * 1024
+# A state object is a few KiB (its errors list is short); one over this was not written
+# by a gateway, and is refused rather than read into memory.
+MAX_STATE = 1024 * 1024
 LINE_MAX_TOKENS = 2048  # per chat line: the packaged chat model's context
 TERMINAL = ("completed", "failed", "cancelled", "expired")
 
@@ -190,13 +193,27 @@ class BatchAPI:
             handle = await client.open_object(bucket, f"{STATE_PREFIX}{batch_id}.json")
         except NotFound as e:
             raise _no_batch(batch_id) from e
-        raw = b"".join([chunk async for chunk in handle.read()])
-        return msgspec.json.decode(raw, type=BatchState)
+        if handle.info.size > MAX_STATE:
+            raise OpenAIError(
+                f"the state object of batch {batch_id} is {handle.info.size} bytes, over the"
+                f" {MAX_STATE} a batch's state may have: it was not written by a gateway",
+                status=413,
+                code="batch_state_too_large",
+            )
+        raw = b"".join([chunk async for chunk in handle.read(0, MAX_STATE)])
+        try:
+            return msgspec.json.decode(raw, type=BatchState)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise OpenAIError(
+                f"the state object of batch {batch_id} is not one a gateway wrote: {e}",
+                status=409,
+                code="batch_state_invalid",
+            ) from e
 
     # ------------------------------------------------------------ create
 
     async def _create(self, request: web.Request, c: Credential, rpc: RpcClient) -> BatchState:
-        body = decode(await request.content.read(MAX_CREATE_BODY + 1))
+        body = decode(await read_body(request, MAX_CREATE_BODY))
         input_file_id = body.get("input_file_id")
         if not isinstance(input_file_id, str) or not input_file_id:
             raise bad_request("'input_file_id' is required", "input_file_id")

@@ -8,11 +8,21 @@ step. The id shows the bucket and key to whoever holds it; they are names the
 project chose, and the coordinator sees them anyway.
 
 Uploads go to the bucket named by the ``X-Skymesh-Bucket`` header or a ``bucket``
-form field sent before the file, else to the project's own
-``openai-files-<project id>`` (created on first use, no location constraint), at
-``openai-files/<random>/<filename>``. Batch outputs are written next to their
-input at ``openai-batches/<batch id>/{output,errors}.jsonl``: purpose
-``batch_output``. The upload streams into the object; it is never held whole.
+form field sent before the file, else to the project's own files bucket (created
+on first use, no location constraint), at ``openai-files/<random>/<filename>``.
+Batch outputs are written next to their input at
+``openai-batches/<batch id>/{output,errors}.jsonl``: purpose ``batch_output``.
+
+The files bucket is ``openai-files-<tag>``, the tag an HMAC of the project's
+encryption secret (:func:`files_bucket`). Bucket names are global, so a name
+others could work out (the project id is no secret) could be taken by another
+project first and break this API for the victim; this one only holders of the
+project's keys can know, and every gateway holding them finds the same bucket.
+Should the name be taken anyway, the answer is a 409 that says so.
+
+Limits: the file part streams into the object (never held whole) up to
+``MAX_FILE``; every other field is read up to ``MAX_FIELD`` bytes and a form has at
+most ``MAX_PARTS`` parts; beyond, 413 (too many parts: 400).
 
 | route | answer |
 |---|---|
@@ -27,6 +37,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -43,12 +55,24 @@ from skymesh.gateway.openai.errors import OpenAIError, bad_request
 from skymesh.wire.metainfo import ListObjectsRequest, ObjectInfo
 
 MAX_FILE = 200 * 1024 * 1024  # OpenAI's limit for a batch input
+MAX_FIELD = 1024  # a form field other than the file: purpose, bucket
+MAX_PARTS = 8  # parts of one upload form (purpose, bucket, file, and a few extra)
+FILES_BUCKET_PREFIX = "openai-files-"
 UPLOAD_PREFIX = "openai-files/"
 OUTPUT_PREFIX = "openai-batches/"
 BUCKET_HEADER = "X-Skymesh-Bucket"
 PURPOSES = ("batch",)
 JSONL = "application/jsonl"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]")
+
+
+def files_bucket(c: Credential) -> str:
+    """The project's files bucket: a name derived from its encryption secret, so no one
+    without the project's keys can know it before it exists (and take it)."""
+    tag = hmac.new(
+        bytes.fromhex(c.encryption_secret), b"skymesh/openai-files-bucket/v1", hashlib.sha256
+    )
+    return FILES_BUCKET_PREFIX + tag.hexdigest()[:40]
 
 
 def file_id(bucket: str, key: str) -> str:
@@ -114,12 +138,20 @@ class ProjectFiles:
         return client
 
     async def default_bucket(self, c: Credential) -> str:
-        """``openai-files-<project id>``, created on first use."""
-        name = f"openai-files-{c.project_id}".lower()[:63]
+        """The project's files bucket (:func:`files_bucket`), created on first use."""
+        name = files_bucket(c)
         if name not in self._ready:
             try:
                 await self.client(c).create_bucket(name)
             except Conflict as e:
+                if e.code == "BucketAlreadyExists":
+                    raise OpenAIError(
+                        f"the project's files bucket {name} belongs to another project: name"
+                        f" a bucket of yours with the {BUCKET_HEADER} header (or a 'bucket'"
+                        " field before the file), and tell the network's operator",
+                        status=409,
+                        code="files_bucket_taken",
+                    ) from e
                 if e.code != "BucketAlreadyOwnedByYou":
                     raise
             self._ready.add(name)
@@ -152,13 +184,17 @@ class ProjectFiles:
         purpose = ""
         bucket = request.headers.get(BUCKET_HEADER, "")
         stored: tuple[str, str, ObjectInfo] | None = None
+        parts = 0
         while (part := await reader.next()) is not None:
+            parts += 1
+            if parts > MAX_PARTS:
+                raise bad_request(f"the form has over {MAX_PARTS} parts: send purpose and file")
             if not isinstance(part, BodyPartReader):
                 raise bad_request("nested multipart bodies are not accepted")
             if part.name == "purpose":
-                purpose = (await part.text()).strip()
+                purpose = await _field(part)
             elif part.name == "bucket":
-                bucket = bucket or (await part.text()).strip()
+                bucket = bucket or await _field(part)
             elif part.name == "file" and stored is None:
                 if purpose and purpose not in PURPOSES:
                     raise _bad_purpose(purpose)
@@ -252,6 +288,21 @@ def _filename(name: str | None) -> str:
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     safe = _UNSAFE.sub("_", base).strip(" .")[:200]
     return safe or "upload.jsonl"
+
+
+async def _field(part: BodyPartReader) -> str:
+    """A form field's text, read up to ``MAX_FIELD`` bytes: a field is a word, not a file."""
+    data = b""
+    while chunk := await part.read_chunk(4096):
+        data += chunk
+        if len(data) > MAX_FIELD:
+            raise OpenAIError(
+                f"the form field {part.name!r} is over {MAX_FIELD} bytes",
+                status=413,
+                code="request_too_large",
+                param=part.name,
+            )
+    return data.decode(part.get_charset("utf-8"), errors="replace").strip()
 
 
 async def _capped(part: BodyPartReader) -> AsyncIterator[bytes]:

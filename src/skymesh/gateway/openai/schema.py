@@ -17,14 +17,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from aiohttp import web
 
 from skymesh.compute import requests
 from skymesh.compute.requests import DEFAULT_MAX_TOKENS
 from skymesh.compute.routing import Weights
-from skymesh.gateway.openai.errors import bad_request
+from skymesh.gateway.openai.errors import OpenAIError, bad_request
 from skymesh.wire.inference import ChatMessage
 
-__all__ = ["DEFAULT_MAX_TOKENS", "MAX_BODY", "decode", "parse_chat", "parse_embeddings"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "MAX_BODY",
+    "decode",
+    "parse_chat",
+    "parse_embeddings",
+    "read_body",
+    "too_large",
+]
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -58,6 +67,24 @@ class ChatParams:
     stream: bool = False
     include_usage: bool = False
     routing: Routing = field(default_factory=Routing)
+
+
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused with 413 as soon as it is over ``limit`` bytes (by its
+    Content-Length before a byte is read, else as it arrives)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    chunks, total = [], 0
+    while chunk := await request.content.read(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> OpenAIError:
+    return OpenAIError(f"the body is over {limit} bytes", status=413, code="request_too_large")
 
 
 def decode(raw: bytes) -> dict[str, Any]:
