@@ -167,3 +167,28 @@ def test_batch_state_objects_are_read_only_up_to_their_cap(net: PlanetThread) ->
     assert status == 409 and _is_openai_error(body, "batch_state_invalid"), body
     # the rest of the API is unharmed
     assert client.files.list().object == "list"
+
+
+def test_a_malformed_form_is_a_400_in_openai_shape(net: PlanetThread) -> None:
+    """aiohttp bounds part headers (line length, count) and boundaries: what it refuses is
+    the client's fault, answered as such, not a 500."""
+    before = _uploads(net)
+    head = b'--XX\r\nContent-Disposition: form-data; name="purpose"\r\n'
+    bodies = {
+        "long header": head + b"X-Big: " + b"a" * 20_000 + b"\r\n\r\nbatch\r\n--XX--\r\n",
+        "many headers": head
+        + b"".join(b"X-H%d: a\r\n" % i for i in range(1000))
+        + b"\r\nbatch\r\n--XX--\r\n",
+        "no closing boundary": head + b"\r\nbatch",
+        "wrong boundary": b"--YY\r\n" + head[6:] + b"\r\nbatch\r\n--YY--\r\n",
+    }
+    for what, raw in bodies.items():
+        status, body = _send(
+            net,
+            "POST",
+            "/v1/files",
+            raw,
+            **{"Content-Type": "multipart/form-data; boundary=XX"},
+        )
+        assert status == 400 and _is_openai_error(body, "invalid_multipart"), (what, body)
+    assert _uploads(net) == before

@@ -22,7 +22,9 @@ Should the name be taken anyway, the answer is a 409 that says so.
 
 Limits: the file part streams into the object (never held whole) up to
 ``MAX_FILE``; every other field is read up to ``MAX_FIELD`` bytes and a form has at
-most ``MAX_PARTS`` parts; beyond, 413 (too many parts: 400).
+most ``MAX_PARTS`` parts; beyond, 413 (too many parts: 400). aiohttp bounds each
+part's headers (8190 bytes a line, 128 lines); a form it cannot parse is a 400
+``invalid_multipart``.
 
 | route | answer |
 |---|---|
@@ -46,11 +48,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from skymesh.client.client import Client
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.config import Credential, GatewayConfig
-from skymesh.errors import Conflict, NotFound
+from skymesh.errors import Conflict, NotFound, SkymeshError
 from skymesh.gateway.openai.errors import OpenAIError, bad_request
 from skymesh.wire.metainfo import ListObjectsRequest, ObjectInfo
 
@@ -163,7 +166,14 @@ class ProjectFiles:
         parts = request.path.rstrip("/").split("/")[3:]  # after /v1/files
         method = request.method
         if not parts and method == "POST":
-            return await self._upload(request, c)
+            try:
+                return await self._upload(request, c)
+            except SkymeshError:
+                raise
+            except (ValueError, HttpProcessingError) as e:  # what aiohttp's multipart refuses
+                raise bad_request(
+                    f"the multipart body is malformed: {e}", code="invalid_multipart"
+                ) from e
         if not parts and method == "GET":
             return await self._list(request, c)
         if len(parts) == 1 and method == "GET":
@@ -188,7 +198,10 @@ class ProjectFiles:
         while (part := await reader.next()) is not None:
             parts += 1
             if parts > MAX_PARTS:
-                raise bad_request(f"the form has over {MAX_PARTS} parts: send purpose and file")
+                raise bad_request(
+                    f"the form has over {MAX_PARTS} parts: send purpose and file",
+                    code="invalid_multipart",
+                )
             if not isinstance(part, BodyPartReader):
                 raise bad_request("nested multipart bodies are not accepted")
             if part.name == "purpose":
