@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from skymesh.admin import InferenceKeys
-from skymesh.config import Credential, GatewayConfig
+from skymesh.cli import app
+from skymesh.config import Credential, GatewayConfig, write_credentials
 from skymesh.coordinator.db.schema import inference_keys
 from skymesh.errors import NotFound
 from skymesh.gateway.service import GatewayService
@@ -229,3 +231,27 @@ def test_malformed_and_unknown_keys_are_refused_without_asking_for_each_again(
     for _ in range(5):  # the "no" is remembered for the TTL too
         assert _raw(net, guessed)[0] == 401
     assert api.keys.checks <= asked + 1
+
+
+def test_the_cli_creates_lists_and_revokes_keys(net: PlanetThread, tmp_path: Path) -> None:
+    coordinator = net.planet.coordinator
+    assert coordinator is not None
+    creds = tmp_path / "credentials.toml"
+    write_credentials(creds, [_credential(net)])
+    target = ["--credentials", str(creds), "--coordinator", coordinator.url]
+    runner = CliRunner()
+
+    made = runner.invoke(app, ["inference-key", "create", "--name", "from the cli", *target])
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip()
+    assert _openai(net.planet.endpoint, key).models.list().object == "list"
+    key_id = key.split("_")[2]
+    listed = runner.invoke(app, ["inference-key", "list", *target])
+    (line,) = [row for row in listed.stdout.splitlines() if row.startswith(key_id)]
+    assert line.endswith("from the cli") and " - " in line
+
+    revoked = runner.invoke(app, ["inference-key", "revoke", key_id, *target])
+    assert revoked.exit_code == 0, revoked.output
+    assert not _as_project(net, _credential(net), lambda k: k.is_live(key))
+    unknown = runner.invoke(app, ["inference-key", "revoke", "0" * 16, *target])
+    assert unknown.exit_code == 2 and "unknown or revoked" in unknown.output
