@@ -3,7 +3,9 @@
 Every role runs as its own child process (``python -m skymesh <role> --config
 ...``), exactly as an operator would run it, and keeps its data under one home
 directory, so stopping and starting again serves the same objects. The first
-start creates a project, an S3 access key and the gateway's credentials file.
+start creates a project, an S3 access key and the gateway's credentials file;
+every start admits the local operators and gives each node its operator's join
+token, as a network's administrator would.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ class Network:
         os.replace(tmp, path)
 
     def write_configs(self, state: NetworkState) -> None:
+        """The coordinator's and the gateway's configs (nodes' wait for their tokens)."""
         s = self.spec
         coord = CoordinatorConfig(
             data_dir=str(s.home / "coordinator"),
@@ -179,6 +182,21 @@ class Network:
             offline_after=max(3 * s.heartbeat_interval, 6.0),
         )
         self._write(s.home / "coordinator" / "config.toml", config_to_toml(coord))
+        tls_cert, tls_key = self._gateway_tls()
+        gw = GatewayConfig(
+            data_dir=str(s.home / "gateway"),
+            host=s.host,
+            port=s.gateway_port,
+            coordinator_url=self.coordinator_url,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
+        self._write(s.home / "gateway" / "config.toml", config_to_toml(gw))
+
+    def node_configs(self) -> list[NodeConfig]:
+        """Every node's config, without its join token yet."""
+        s = self.spec
+        configs = []
         for i in range(s.nodes):
             region = s.regions[i % len(s.regions)]
             node = NodeConfig(
@@ -197,22 +215,42 @@ class Network:
                 node = msgspec.structs.replace(
                     node, compute=True, model_credentials=str(_models_credentials(s))
                 )
-            self._write(Path(node.data_dir) / "config.toml", config_to_toml(node))
-        tls_cert, tls_key = self._gateway_tls()
-        gw = GatewayConfig(
-            data_dir=str(s.home / "gateway"),
-            host=s.host,
-            port=s.gateway_port,
-            coordinator_url=self.coordinator_url,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-        )
-        self._write(s.home / "gateway" / "config.toml", config_to_toml(gw))
+            configs.append(node)
+        return configs
+
+    async def admit_operators(
+        self, session: aiohttp.ClientSession, admin_token: str, nodes: Sequence[NodeConfig]
+    ) -> list[NodeConfig]:
+        """Admit the local operators (one token each, fresh on every start) and give each
+        node its operator's token."""
+        regions: dict[str, set[str]] = {}
+        computes: dict[str, bool] = {}
+        for n in nodes:
+            regions.setdefault(n.operator, set()).add(n.region)
+            computes[n.operator] = computes.get(n.operator, False) or n.compute
+        admin = AdminClient(self.coordinator_url, admin_token, session)
+        tokens = {}
+        for name, where in regions.items():
+            admission = await admin.admit_operator(name, sorted(where), compute=computes[name])
+            tokens[name] = admission.join_token
+        return [msgspec.structs.replace(n, join_token=tokens[n.operator]) for n in nodes]
+
+    def write_node_configs(self, nodes: Sequence[NodeConfig]) -> None:
+        """Each node's config, readable by the owner only: it holds a join token."""
+        for node in nodes:
+            self._write(Path(node.data_dir) / "config.toml", config_to_toml(node), private=True)
 
     @staticmethod
-    def _write(path: Path, text: str) -> None:
+    def _write(path: Path, text: str, *, private: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        if not private:
+            path.write_text(text)
+            return
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -239,6 +277,8 @@ class Network:
                 "coordinator", "coordinator", s.home / "coordinator" / "config.toml"
             )
             await _wait_http(session, f"{self.coordinator_url}/healthz", coord)
+            nodes = await self.admit_operators(session, state.admin_token, self.node_configs())
+            self.write_node_configs(nodes)
             for i in range(s.nodes):
                 name = f"node-{i + 1:02d}"
                 self._child(name, "node", s.home / "nodes" / name / "config.toml")
