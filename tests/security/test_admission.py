@@ -18,8 +18,10 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
+from typer.testing import CliRunner
 
 from skymesh.admin import AdminClient
+from skymesh.cli import app
 from skymesh.coordinator.db.schema import garbage_pieces, pieces
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.service import CoordinatorService
@@ -33,6 +35,8 @@ from skymesh.wire.inference import ComputeAdvert, ModelOffer
 from skymesh.wire.registry import (
     AdmitOperatorRequest,
     JoinToken,
+    OperatorAdmission,
+    OperatorList,
     decode_join_token,
     encode_join_token,
 )
@@ -339,6 +343,65 @@ def test_a_node_without_a_token_never_registers(planet: PlanetThread) -> None:
     c = _coordinator(planet)
     listed = planet.run(c.overlay.registry.lookup([stranger.node_id]))
     assert listed == {}
+
+
+def test_operator_commands_admit_list_and_revoke(tmp_path: Path) -> None:
+    """`skymesh operator add/list/revoke` against a running network; a node joins with the
+    printed token as the token's operator."""
+    thread = PlanetThread(Planet(tmp_path / "planet", PlanetConfig(node_count=3))).start()
+    try:
+        p = thread.planet
+        c = _coordinator(thread)
+        token_file = tmp_path / "admin-token"
+        token_file.write_text(p.admin_token + "\n")
+        target = ["--coordinator", c.url, "--admin-token-file", str(token_file)]
+        runner = CliRunner()
+
+        def cli(*args: str, code: int = 0) -> str:
+            result = runner.invoke(app, [*args, *target])
+            assert result.exit_code == code, result.output
+            return result.output
+
+        out = cli(
+            "operator",
+            "add",
+            "acme",
+            "--regions",
+            "eu-west,eu-central",
+            "--compute",
+            "--expires",
+            "2h",
+            "--json",
+        )
+        admission = msgspec.json.decode(out, type=OperatorAdmission)
+        assert admission.operator.regions == ["eu-west", "eu-central"]
+        assert admission.operator.compute
+        assert (
+            7100 < admission.operator.token_expires_at - admission.operator.token_issued_at <= 7200
+        )
+        node = thread.run(
+            p.add_node("eu-central", operator="claims-other", join_token=admission.join_token)
+        )
+        thread.run(p.wait_online(4))
+        record = thread.run(c.overlay.registry.lookup([node.node_id]))[node.node_id]
+        assert record.operator == "acme"
+        listed = msgspec.json.decode(cli("operator", "list", "--json"), type=OperatorList)
+        acme = next(o for o in listed.operators if o.name == "acme")
+        assert (acme.nodes, acme.revoked_at) == (1, None)
+        assert "acme" in cli("operator", "list")
+        assert "revoked" in cli("operator", "revoke", "acme")
+        assert "was revoked" in cli("operator", "add", "acme", "--regions", "eu-west", code=2)
+        assert "--expires" in cli(
+            "operator", "add", "x", "--regions", "a", "--expires", "soon", code=2
+        )
+        wrong = tmp_path / "wrong-token"
+        wrong.write_text("not-the-admin-token")
+        bad = runner.invoke(
+            app, ["operator", "list", "--coordinator", c.url, "--admin-token-file", str(wrong)]
+        )
+        assert bad.exit_code == 2 and "admin token" in bad.output
+    finally:
+        thread.stop()
 
 
 # ---------------------------------------------------------------- redirects
