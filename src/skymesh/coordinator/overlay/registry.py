@@ -154,9 +154,9 @@ class Registry:
         *,
         heartbeat_interval: float,
         offline_after: float,
-        operators: OperatorBook | None = None,
-        networks: NodeNetworks | None = None,
-        stale_after: float = 0.0,
+        operators: OperatorBook,
+        networks: NodeNetworks,
+        stale_after: float,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 2.0,
         on_heartbeat: Callable[[str, Heartbeat], None] | None = None,
@@ -166,8 +166,8 @@ class Registry:
         self.reputation = reputation
         self.heartbeat_interval = heartbeat_interval
         self.offline_after = offline_after
-        self.operators = operators or OperatorBook(db, identity, clock=clock)
-        self.networks = networks or NodeNetworks([])
+        self.operators = operators
+        self.networks = networks
         self.stale_after = stale_after
         self.clock = clock
         self.cache_ttl = cache_ttl
