@@ -734,8 +734,11 @@ def operator_revoke(
     token: TokenOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Revoke an operator for good: at once, its nodes get no pieces, are not audited or
-    routed to, their joins and heartbeats are refused, and repair moves their pieces away."""
+    """Revoke an operator for good: none of its nodes is used from now on.
+
+    At once its nodes get no pieces, are not audited or routed to, their joins and
+    heartbeats are refused, and repair moves their pieces to other nodes.
+    """
     import msgspec
 
     url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
