@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import quote
 
 import aiohttp
 
@@ -18,7 +19,15 @@ from skymesh.wire.inference import (
     InferenceKeyList,
 )
 from skymesh.wire.metainfo import CreateProjectRequest, RegisterAccessKeyRequest
-from skymesh.wire.registry import NodeList
+from skymesh.wire.registry import (
+    AdmitOperatorRequest,
+    NodeList,
+    OperatorAdmission,
+    OperatorInfo,
+    OperatorList,
+)
+
+DEFAULT_TOKEN_LIFETIME = 30 * 24 * 3600.0  # seconds a join token admits new nodes
 
 _ALPHANUMERIC = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -45,6 +54,29 @@ class AdminClient:
 
     async def online_count(self) -> int:
         return sum(1 for n in (await self.nodes()).nodes if n.online)
+
+    async def admit_operator(
+        self,
+        name: str,
+        regions: list[str],
+        *,
+        compute: bool = False,
+        expires_in: float = DEFAULT_TOKEN_LIFETIME,
+    ) -> OperatorAdmission:
+        """Admit an operator (or issue it a new join token, with these regions)."""
+        req = AdmitOperatorRequest(
+            name=name, regions=regions, compute=compute, expires_in=expires_in
+        )
+        return await self.rpc.send(routes.ADMIT_OPERATOR, req)
+
+    async def operators(self) -> OperatorList:
+        return await self.rpc.send(routes.LIST_OPERATORS, None)
+
+    async def revoke_operator(self, name: str) -> OperatorInfo:
+        """Revoke an operator for good: none of its nodes is used from now on."""
+        return await self.rpc.send(
+            routes.REVOKE_OPERATOR, None, params={"operator": quote(name, safe="")}
+        )
 
     async def create_credential(self, project_name: str) -> Credential:
         """A new project with one S3 access key: what a gateway's credentials file holds.

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -24,6 +25,12 @@ from skymesh.config import (
 from skymesh.errors import SkymeshError
 from skymesh.tuning import tune_process
 from skymesh.wire.metering import RoutingWeights
+
+if TYPE_CHECKING:
+    from skymesh.admin import AdminClient
+    from skymesh.wire.registry import OperatorAdmission, OperatorInfo, OperatorList
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="skymesh: encrypted, erasure-coded S3 storage over independent provider nodes.",
@@ -167,6 +174,13 @@ def node(
         bool,
         typer.Option("--compute", help="Also serve inference (the config's compute_models)."),
     ] = False,
+    join_token: Annotated[
+        str | None,
+        typer.Option(
+            help="The operator's join token (`skymesh operator add`); default: the config's"
+            " join_token, or SKYMESH_NODE_JOIN_TOKEN.",
+        ),
+    ] = None,
 ) -> None:
     """Run a provider node."""
     if ctx.invoked_subcommand is not None:
@@ -179,6 +193,8 @@ def node(
     cfg = _load(NodeConfig, config)
     if compute:
         cfg = msgspec.structs.replace(cfg, compute=True)
+    if join_token:
+        cfg = msgspec.structs.replace(cfg, join_token=join_token)
     _run(run_node(cfg))
 
 
@@ -274,8 +290,16 @@ def durability(
     raise typer.Exit(1 if report.lost_total else 0)
 
 
-def _admin_target(url: str | None, token: str | None, home: str | None) -> tuple[str, str]:
-    """Coordinator URL and admin token: the options, else what `skymesh up` wrote in its home."""
+def _admin_target(
+    url: str | None, token: str | None, home: str | None, token_file: Path | None = None
+) -> tuple[str, str]:
+    """Coordinator URL and admin token: the options (the token from ``token_file``
+    if given), else what `skymesh up` wrote in its home."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as e:
+            _fail(ValueError(f"cannot read the admin token file: {e}"), 2)
     if url and token:
         return url, token
     import msgspec
@@ -679,6 +703,163 @@ def inference_key_revoke(
     """Revoke a key: gateways refuse it within their inference_key_ttl (5 s by default)."""
     _inference_keys(credentials, coordinator, home, lambda k: k.revoke(key_id))
     typer.echo(f"revoked {key_id}")
+
+
+# ---------------------------------------------------------------- operator admission
+
+operator_app = typer.Typer(
+    help="Operators admitted to run nodes: add (issues a join token), list, revoke."
+)
+app.add_typer(operator_app, name="operator", no_args_is_help=True)
+
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--admin-token-file", help="File holding the admin token (default: from the home)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")]
+
+
+@operator_app.command("add")
+def operator_add(
+    name: Annotated[str, typer.Argument(help="The operator's name (letters, digits, . _ -).")],
+    regions: Annotated[
+        str,
+        typer.Option(help="Comma-separated regions its nodes may be in, e.g. eu-west,eu-central."),
+    ],
+    compute: Annotated[
+        bool, typer.Option("--compute", help="Its nodes may also serve inference.")
+    ] = False,
+    expires: Annotated[
+        str, typer.Option(help="How long the token admits new nodes: 30m, 12h, 30d, 2w.")
+    ] = "30d",
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Admit an operator and print its join token, once: give it to the operator as a secret.
+
+    Adding an admitted operator again sets its regions and compute admission and issues
+    a new token; its earlier tokens admit no new node. Its nodes already registered
+    keep working either way.
+    """
+    import msgspec
+
+    from skymesh.usage_console import parse_age
+
+    lifetime = parse_age(expires)
+    if lifetime is None or lifetime <= 0:
+        _fail(ValueError(f"--expires {expires!r}: give a span such as 30m, 12h, 30d or 2w"), 2)
+    region_list = [r.strip() for r in regions.split(",") if r.strip()]
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+
+    async def admit(admin: AdminClient) -> OperatorAdmission:
+        return await admin.admit_operator(name, region_list, compute=compute, expires_in=lifetime)
+
+    admission = _with_admin(url, admin_token, admit)
+    if as_json:
+        typer.echo(msgspec.json.encode(admission).decode())
+        return
+    op = admission.operator
+    typer.echo(
+        f"operator {op.name} admitted: regions {', '.join(op.regions)},"
+        f" compute {'yes' if op.compute else 'no'}; its token admits new nodes until"
+        f" {_when(op.token_expires_at)}.\n"
+        "Join token (shown once; give it to the operator as a secret, for each node's"
+        " join_token or SKYMESH_NODE_JOIN_TOKEN):\n"
+    )
+    typer.echo(admission.join_token)
+
+
+@operator_app.command("list")
+def operator_list(
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Every operator: regions, compute admission, created, token expiry, revoked, nodes."""
+    import msgspec
+    from rich.console import Console
+    from rich.table import Table
+
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+
+    async def fetch(admin: AdminClient) -> OperatorList:
+        return await admin.operators()
+
+    listed = _with_admin(url, admin_token, fetch)
+    if as_json:
+        typer.echo(msgspec.json.encode(listed).decode())
+        return
+    table = Table("operator", "regions", "compute", "created", "token expires", "revoked", "nodes")
+    for op in listed.operators:
+        table.add_row(
+            op.name,
+            ", ".join(op.regions),
+            "yes" if op.compute else "no",
+            _when(op.created_at),
+            _when(op.token_expires_at),
+            _when(op.revoked_at) if op.revoked_at is not None else "",
+            str(op.nodes),
+        )
+    Console(width=160).print(table)
+
+
+@operator_app.command("revoke")
+def operator_revoke(
+    name: Annotated[str, typer.Argument(help="The operator to revoke.")],
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Revoke an operator for good: none of its nodes is used from now on.
+
+    At once its nodes get no pieces, are not audited or routed to, their joins and
+    heartbeats are refused, and repair moves their pieces to other nodes.
+    """
+    import msgspec
+
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+
+    async def revoke(admin: AdminClient) -> OperatorInfo:
+        return await admin.revoke_operator(name)
+
+    op = _with_admin(url, admin_token, revoke)
+    if as_json:
+        typer.echo(msgspec.json.encode(op).decode())
+    else:
+        typer.echo(f"operator {op.name} revoked; its {op.nodes} node(s) are no longer used")
+
+
+def _with_admin(url: str, admin_token: str, call: Callable[[AdminClient], Awaitable[T]]) -> T:
+    """``await call(AdminClient)`` against the coordinator; exit status 2 if it fails."""
+    import aiohttp
+
+    from skymesh.admin import AdminClient
+
+    async def run() -> T:
+        timeout = aiohttp.ClientTimeout(total=60, sock_connect=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            return await call(AdminClient(url, admin_token, session))
+
+    try:
+        return asyncio.run(run())
+    except SkymeshError as e:
+        _fail(e, 2)
+
+
+def _when(t: float) -> str:
+    """A unix time as UTC, to the minute."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @app.command()

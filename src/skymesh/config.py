@@ -9,6 +9,7 @@ are an error, so a typo does not silently fall back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -21,6 +22,16 @@ from skymesh.private import write_private
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+
+#: Where node addresses may be by default: loopback and the private ranges.
+LOCAL_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
 
 
 class _Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -35,7 +46,12 @@ class NodeConfig(_Config, frozen=True):
     port: int = 7800  # 0: any free port
     public_address: str = ""  # base URL others use; default http://host:port
     region: str = "local"
-    operator: str = "local"
+    operator: str = "local"  # informational: the coordinator records the join token's
+    # the join token the network's administrator issued this node's operator
+    # (`skymesh operator add`): needed to register; once registered, a node rejoins
+    # without a valid one until its operator is revoked. Environment:
+    # SKYMESH_NODE_JOIN_TOKEN; command line: `skymesh node --join-token`.
+    join_token: str = ""
     capacity_bytes: int = 100 * GiB
     coordinator_url: str = "http://127.0.0.1:7700"
     # hex Ed25519 public keys of coordinators whose orders we honour; empty: pin the
@@ -106,6 +122,24 @@ class CoordinatorConfig(_Config, frozen=True):
     # Between full scans of every segment, a repair checker round judges only segments
     # on nodes whose state changed (and new ones). 0: every round is a full scan.
     repair_full_scan_interval: float = 600.0
+    # admission (docs/operations.md "Operator admission")
+    # Networks (CIDR) a node's address must resolve into; empty: any address (but never
+    # an unspecified or multicast one). The default admits a local network: loopback
+    # and the private ranges, not link-local (where cloud metadata services answer).
+    # Environment: SKYMESH_COORDINATOR_NODE_NETWORKS="10.0.0.0/8,192.168.0.0/16"
+    node_networks: list[str] = msgspec.field(default_factory=lambda: list(LOCAL_NETWORKS))
+    # Unvetted nodes that never stored anything are forgotten once unseen this long
+    # (seconds; 0: never). The `expire-nodes` loop checks every hour at most.
+    stale_node_after: float = 7 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        for network in self.node_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as e:
+                raise ConfigError(
+                    f"coordinator node_networks: {network!r} is not a network (CIDR): {e}"
+                ) from e
 
 
 class GatewayConfig(_Config, frozen=True):
@@ -166,7 +200,7 @@ def _env_values(kind: type[_Config], environ: dict[str, str]) -> dict[str, Any]:
         field = fields.get(name[len(prefix) :])
         if field is None:
             raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(fields))}")
-        if field in ("trusted_coordinators", "compute_models"):
+        if field in ("trusted_coordinators", "compute_models", "node_networks"):
             out[field] = [v for v in value.replace(",", " ").split() if v]
         elif field == "jurisdictions":  # residency groups
             out[field] = _parse_groups(name, value)

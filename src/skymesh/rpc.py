@@ -35,6 +35,39 @@ STREAM_BUFSIZE = 1024 * 1024
 
 _json_encoder = msgspec.json.Encoder()
 
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+class RedirectRefused(aiohttp.ClientResponseError):
+    """A peer answered with a redirect, which is never followed."""
+
+
+async def refuse_redirects(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """A client session middleware: a redirect answer fails the request, unfollowed.
+
+    No skymesh role redirects, and aiohttp would follow one (for any method) to
+    wherever it points: a node could turn the coordinator's or a gateway's request
+    into one to an internal URL. Being a ``ClientError``, the refusal reads as the
+    peer being unusable wherever the caller handles an unreachable one.
+    """
+    response = await handler(request)
+    if response.status in REDIRECT_STATUSES:
+        location = response.headers.get("Location", "")[:200]
+        response.release()
+        raise RedirectRefused(
+            response.request_info,
+            (),
+            status=response.status,
+            message=f"answered with a redirect to {location!r}, not followed",
+        )
+    return response
+
+
+#: ``aiohttp.ClientSession(middlewares=NO_REDIRECTS)``: every session that reaches nodes.
+NO_REDIRECTS = (refuse_redirects,)
+
 
 def _error_classes() -> dict[str, type[errors.SkymeshError]]:
     out: dict[str, type[errors.SkymeshError]] = {}

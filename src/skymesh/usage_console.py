@@ -24,13 +24,19 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10)
 
 
+def parse_age(value: str) -> float | None:
+    """Seconds in a span such as ``30m``, ``24h``, ``7d`` or ``2w``; None if it is not one."""
+    m = _AGO.match(value.strip())
+    return float(m.group(1)) * _UNIT[m.group(2)] if m else None
+
+
 def parse_when(value: str, now: float | None = None) -> float:
     """Unix seconds from ``1732600000``, ``2026-11-26``, ``2026-11-26T10:00`` (UTC unless
     it names a zone) or an age such as ``30m``, ``24h``, ``7d``; ValueError says what works."""
     value = value.strip()
     now = time.time() if now is None else now
-    if m := _AGO.match(value):
-        return now - float(m.group(1)) * _UNIT[m.group(2)]
+    if (age := parse_age(value)) is not None:
+        return now - age
     try:
         return float(value)
     except ValueError:

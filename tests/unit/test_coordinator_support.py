@@ -40,7 +40,7 @@ from skymesh.wire.metainfo import (
     SegmentPosition,
 )
 from skymesh.wire.node import Order, PieceAction, PieceReceipt
-from skymesh.wire.registry import Heartbeat, JoinResponse, NodeInfo
+from skymesh.wire.registry import AdmitOperatorRequest, Heartbeat, JoinResponse, NodeInfo
 from skymesh.wire.signing import Signed, open_signed, sign
 
 ADMIN_TOKEN = "admin-secret-token"
@@ -72,7 +72,9 @@ class FakeNode:
     address: str = ""
 
     def __post_init__(self) -> None:
-        self.address = self.address or f"http://127.0.0.1:9/{self.identity.id[:8]}"
+        # a loopback address of its own where nothing listens (port 9: discard)
+        b = bytes.fromhex(self.identity.id[:4])
+        self.address = self.address or f"http://127.1.{b[0]}.{b[1]}:9"
 
     @property
     def id(self) -> str:
@@ -132,12 +134,33 @@ class Harness:
     project: ProjectCredentials
     client: RpcClient  # the project's
     nodes: dict[str, FakeNode] = field(default_factory=dict)
+    # operator -> the regions it was admitted for, and its latest join token
+    operators: dict[str, tuple[set[str], str]] = field(default_factory=dict)
 
     @property
     def coordinator_key(self) -> bytes:
         return self.service.identity.public_key
 
+    async def admit(self, operator: str, region: str) -> str:
+        """A join token of ``operator`` allowing ``region`` (admitting it, or again with
+        one more region, as the administrator would)."""
+        regions, token = self.operators.get(operator, (set(), ""))
+        if region not in regions:
+            regions = regions | {region}
+            admission = await self.admin.send(
+                routes.ADMIT_OPERATOR,
+                AdmitOperatorRequest(name=operator, regions=sorted(regions)),
+            )
+            token = admission.join_token
+            self.operators[operator] = (regions, token)
+        return token
+
     async def join(self, node: FakeNode, **overrides: Any) -> JoinResponse:
+        """Join ``node`` with a token of its operator for its region (``overrides``
+        are NodeInfo fields, ``join_token`` among them)."""
+        if "join_token" not in overrides:
+            region = overrides.get("region", node.region)
+            overrides["join_token"] = await self.admit(node.operator, region)
         resp = await self.client.send(routes.JOIN, node.join_request(self.clock.now, **overrides))
         self.nodes[node.id] = node
         return resp

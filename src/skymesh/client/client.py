@@ -31,7 +31,7 @@ from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.multipart import MultipartUploads
 from skymesh.client.objectmeta import BeforeCommit, ObjectMeta, open_meta, seal_meta, with_checksums
 from skymesh.client.writer import Hasher, SegmentWriter
-from skymesh.rpc import STREAM_BUFSIZE
+from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
 from skymesh.wire.metainfo import (
     BeginObjectRequest,
     BeginSegmentRequest,
@@ -152,6 +152,7 @@ class Client:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
             read_bufsize=STREAM_BUFSIZE,
+            middlewares=NO_REDIRECTS,
         )
         return cls(
             MetainfoClient.for_project(coordinator_url, api_key, session),

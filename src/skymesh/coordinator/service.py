@@ -30,6 +30,7 @@ from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.overlay.service import OverlayService
 from skymesh.errors import ConfigError, SchemeError
 from skymesh.private import private_dir
+from skymesh.rpc import NO_REDIRECTS
 from skymesh.wire import routes
 from skymesh.wire.base import Health
 from skymesh.wire.identity import Identity
@@ -101,7 +102,9 @@ class CoordinatorService:
         self.clock = clock
         self.port = 0
         self.url = ""
-        self.session = aiohttp.ClientSession(timeout=NODE_RPC_TIMEOUT)  # to nodes
+        self.session = aiohttp.ClientSession(  # to nodes: redirects never followed
+            timeout=NODE_RPC_TIMEOUT, middlewares=NO_REDIRECTS
+        )
         self.auth = Auth(db, config.admin_token, clock)
         self.orders = OrderSigner(identity, config.order_ttl, clock)
         adverts = ComputeAdverts()

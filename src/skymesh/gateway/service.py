@@ -19,7 +19,7 @@ from skymesh.gateway.openai.app import OpenAIGateway
 from skymesh.gateway.s3.app import make_app
 from skymesh.gateway.s3.request import S3Context
 from skymesh.private import private_dir
-from skymesh.rpc import STREAM_BUFSIZE
+from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class GatewayService:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
             read_bufsize=STREAM_BUFSIZE,
+            middlewares=NO_REDIRECTS,  # nodes' redirects are never followed
         )
         clients = {c.access_key_id: self._client(c) for c in self.credentials}
         self.context = S3Context(

@@ -3,7 +3,9 @@
 Every role runs as its own child process (``python -m skymesh <role> --config
 ...``), exactly as an operator would run it, and keeps its data under one home
 directory, so stopping and starting again serves the same objects. The first
-start creates a project, an S3 access key and the gateway's credentials file.
+start creates a project, an S3 access key and the gateway's credentials file;
+every start admits the local operators and gives each node its operator's join
+token, as a network's administrator would.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class Network:
         write_private(self.spec.home / "state.json", msgspec.json.encode(state))
 
     def write_configs(self, state: NetworkState) -> None:
+        """The coordinator's and the gateway's configs (nodes' wait for their tokens)."""
         s = self.spec
         coord = CoordinatorConfig(
             data_dir=str(s.home / "coordinator"),
@@ -175,6 +178,21 @@ class Network:
             offline_after=max(3 * s.heartbeat_interval, 6.0),
         )
         self._write(s.home / "coordinator" / "config.toml", config_to_toml(coord))
+        tls_cert, tls_key = self._gateway_tls()
+        gw = GatewayConfig(
+            data_dir=str(s.home / "gateway"),
+            host=s.host,
+            port=s.gateway_port,
+            coordinator_url=self.coordinator_url,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
+        self._write(s.home / "gateway" / "config.toml", config_to_toml(gw))
+
+    def node_configs(self) -> list[NodeConfig]:
+        """Every node's config, without its join token yet."""
+        s = self.spec
+        configs = []
         for i in range(s.nodes):
             region = s.regions[i % len(s.regions)]
             node = NodeConfig(
@@ -193,21 +211,34 @@ class Network:
                 node = msgspec.structs.replace(
                     node, compute=True, model_credentials=str(_models_credentials(s))
                 )
+            configs.append(node)
+        return configs
+
+    async def admit_operators(
+        self, session: aiohttp.ClientSession, admin_token: str, nodes: Sequence[NodeConfig]
+    ) -> list[NodeConfig]:
+        """Admit the local operators (one token each, fresh on every start) and give each
+        node its operator's token."""
+        regions: dict[str, set[str]] = {}
+        computes: dict[str, bool] = {}
+        for n in nodes:
+            regions.setdefault(n.operator, set()).add(n.region)
+            computes[n.operator] = computes.get(n.operator, False) or n.compute
+        admin = AdminClient(self.coordinator_url, admin_token, session)
+        tokens = {}
+        for name, where in regions.items():
+            admission = await admin.admit_operator(name, sorted(where), compute=computes[name])
+            tokens[name] = admission.join_token
+        return [msgspec.structs.replace(n, join_token=tokens[n.operator]) for n in nodes]
+
+    def write_node_configs(self, nodes: Sequence[NodeConfig]) -> None:
+        """Each node's config, readable by the owner only: it holds a join token."""
+        for node in nodes:
             self._write(Path(node.data_dir) / "config.toml", config_to_toml(node))
-        tls_cert, tls_key = self._gateway_tls()
-        gw = GatewayConfig(
-            data_dir=str(s.home / "gateway"),
-            host=s.host,
-            port=s.gateway_port,
-            coordinator_url=self.coordinator_url,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-        )
-        self._write(s.home / "gateway" / "config.toml", config_to_toml(gw))
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
-        """Owner-only, as every file of the home: configs hold tokens (admin_token)."""
+        """Owner-only, as every file of the home: configs hold tokens (admin_token, join tokens)."""
         write_private(path, text)
 
     # ------------------------------------------------------------ lifecycle
@@ -236,6 +267,8 @@ class Network:
                 "coordinator", "coordinator", s.home / "coordinator" / "config.toml"
             )
             await _wait_http(session, f"{self.coordinator_url}/healthz", coord)
+            nodes = await self.admit_operators(session, state.admin_token, self.node_configs())
+            self.write_node_configs(nodes)
             for i in range(s.nodes):
                 name = f"node-{i + 1:02d}"
                 self._child(name, "node", s.home / "nodes" / name / "config.toml")

@@ -2,7 +2,8 @@
 
 One :meth:`CoordinatorLink.step` does what is due next: fetch the coordinator's
 identity and check it is trusted (pinning it on first use), join with a signed
-:class:`~skymesh.wire.registry.NodeInfo`, or send a signed heartbeat. It returns
+:class:`~skymesh.wire.registry.NodeInfo` carrying the operator's join token, or
+send a signed heartbeat. It returns
 the seconds until the next step, so a :class:`~skymesh.loops.DrivenLoop`
 runs it. When the coordinator is unreachable the node keeps serving pieces; the
 link logs one warning per outage and retries with capped exponential backoff.
@@ -134,6 +135,7 @@ class CoordinatorLink:
             used_bytes=self.store.used_bytes,
             version=__version__,
             timestamp=self._clock(),
+            join_token=self.config.join_token.strip(),
         )
         resp = await self.rpc.send(routes.JOIN, sign(self.identity, info))
         if resp.coordinator_public_key != peer.public_key:

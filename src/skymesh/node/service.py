@@ -32,7 +32,7 @@ from skymesh.node.retain import RetainSweeper, install_retain
 from skymesh.node.store import PieceStore, StoreOpener
 from skymesh.node.trust import TRUST_FILE, load_trusted_keys
 from skymesh.private import private_dir
-from skymesh.rpc import STREAM_BUFSIZE, RpcClient
+from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE, RpcClient
 from skymesh.wire.identity import Identity
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class NodeService:
         if not config.public_address and config.host in ("0.0.0.0", "::", ""):
             log.warning("listening on all interfaces: set public_address so others can reach us")
 
-        self.session = aiohttp.ClientSession(timeout=RPC_TIMEOUT)
+        self.session = aiohttp.ClientSession(timeout=RPC_TIMEOUT, middlewares=NO_REDIRECTS)
         self.link = CoordinatorLink(
             config=config,
             identity=self.identity,

@@ -73,6 +73,8 @@ class Planet:
         self.credential: Credential | None = None
         self.inference_key = ""  # an inference API key of the default project (OpenAI API)
         self._hangs: dict[str, Hang] = {}  # by node id
+        # operator -> (regions, compute) it is admitted with, and its latest join token
+        self._operators: dict[str, tuple[frozenset[str], bool, str]] = {}
 
     async def start(self) -> None:
         config = self.config
@@ -106,10 +108,25 @@ class Planet:
         )
         await self.gateway.start()
 
+    async def admit(self, operator: str, region: str, compute: bool = False) -> str:
+        """A join token of ``operator`` for ``region``: the administrator admits it (again,
+        with the region or compute added, when its admission lacks them)."""
+        assert self.coordinator is not None
+        regions, computes, token = self._operators.get(operator, (frozenset(), False, ""))
+        if region not in regions or (compute and not computes):
+            regions, computes = regions | {region}, computes or compute
+            async with aiohttp.ClientSession() as s:
+                admin = AdminClient(self.coordinator.url, self.admin_token, s)
+                admission = await admin.admit_operator(operator, sorted(regions), compute=computes)
+            token = admission.join_token
+            self._operators[operator] = (regions, computes, token)
+        return token
+
     async def add_node(
         self, region: str, capacity: int | None = None, **overrides: Any
     ) -> NodeService:
-        """Start one more node; ``overrides`` are NodeConfig fields."""
+        """Start one more node, with a join token of its operator for its region;
+        ``overrides`` are NodeConfig fields (``join_token`` among them)."""
         assert self.coordinator is not None
         i = len(self.nodes)
         settings: dict[str, Any] = {
@@ -121,6 +138,9 @@ class Planet:
         if i < self.config.compute_nodes:
             settings.update(compute=True, **self.config.compute_overrides)
         settings.update(overrides)
+        if "join_token" not in settings:
+            compute = bool(settings.get("compute"))
+            settings["join_token"] = await self.admit(settings["operator"], region, compute)
         node = NodeService(
             NodeConfig(
                 data_dir=str(self.root / f"node-{i:02d}"),

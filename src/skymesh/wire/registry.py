@@ -1,13 +1,63 @@
-"""The registry protocol: node identity, joining, heartbeats and the node list.
+"""The registry protocol: node identity, admission, joining, heartbeats and the node list.
 
 Nodes sign :class:`NodeInfo` and :class:`Heartbeat` (``skymesh.wire.signing``);
-the coordinator answers who it is and how often to beat.
+the coordinator answers who it is and how often to beat. A node joins with a
+join token: a :class:`JoinToken` its operator was given by the network's
+administrator, signed by the coordinator, as text (:func:`encode_join_token`).
 """
 
 from __future__ import annotations
 
+import base64
+
+import msgspec
+
+from skymesh.errors import Forbidden
 from skymesh.wire.base import Base
 from skymesh.wire.inference import ComputeAdvert
+from skymesh.wire.signing import Signed
+
+#: What every join token starts with (the version of its format).
+JOIN_TOKEN_PREFIX = "smj1_"
+MAX_JOIN_TOKEN = 4096  # characters
+
+
+class JoinToken(Base, frozen=True):
+    """An operator's admission, signed by the coordinator: who may join, where, until when.
+
+    Only the operator's latest token (``token_id``) admits new nodes; a node once
+    admitted keeps working after it expires, until its operator is revoked.
+    """
+
+    token_id: str
+    operator: str
+    regions: list[str]
+    compute: bool
+    issued_at: float
+    expires_at: float
+
+
+def encode_join_token(signed: Signed) -> str:
+    """A signed :class:`JoinToken` as text safe in a shell, a URL or a TOML string."""
+    raw = msgspec.msgpack.encode(signed)
+    return JOIN_TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_join_token(text: str) -> Signed:
+    """The envelope of a join token (not yet verified); :class:`Forbidden` when malformed."""
+    text = text.strip()
+    if not text.startswith(JOIN_TOKEN_PREFIX) or len(text) > MAX_JOIN_TOKEN:
+        raise Forbidden(
+            f"malformed join token: it must start with {JOIN_TOKEN_PREFIX!r}"
+            f" and be at most {MAX_JOIN_TOKEN} characters",
+            code="JoinTokenInvalid",
+        )
+    body = text[len(JOIN_TOKEN_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return msgspec.msgpack.decode(raw, type=Signed)
+    except (ValueError, msgspec.DecodeError) as e:
+        raise Forbidden(f"malformed join token: {e}", code="JoinTokenInvalid") from e
 
 
 class PeerIdentity(Base, frozen=True):
@@ -30,6 +80,10 @@ class NodeInfo(Base, frozen=True):
     used_bytes: int
     version: str
     timestamp: float
+    # The operator's join token (``JOIN_TOKEN_PREFIX``...): required to register a new
+    # node; the node's operator and allowed regions come from it, never from
+    # ``operator`` above, which the coordinator ignores.
+    join_token: str = ""
 
 
 class JoinResponse(Base, frozen=True):
@@ -73,7 +127,50 @@ class NodeStatus(Base, frozen=True):
     vetted: bool = False
     disqualified: bool = False
     exit: str = ""  # "", "draining" or "drained"
+    # its operator is admitted, not revoked, and allows its region; False: it gets no
+    # pieces, its pieces count as lost, it is neither audited nor routed to
+    admitted: bool = True
 
 
 class NodeList(Base, frozen=True):
     nodes: list[NodeStatus]
+
+
+# ---------------------------------------------------------------- operators (admin)
+
+
+class AdmitOperatorRequest(Base, frozen=True):
+    """``POST /v1/admin/operators``: admit an operator, or issue it a new token.
+
+    Admitting an admitted operator again replaces its regions and compute flag and
+    issues a new token; its earlier tokens admit no new node from then on.
+    """
+
+    name: str
+    regions: list[str]
+    compute: bool = False
+    expires_in: float = 30 * 24 * 3600.0  # seconds the token admits new nodes
+
+
+class OperatorInfo(Base, frozen=True):
+    """One admitted (or revoked) operator, as ``GET /v1/admin/operators`` lists it."""
+
+    name: str
+    regions: list[str]
+    compute: bool
+    created_at: float
+    token_issued_at: float
+    token_expires_at: float
+    revoked_at: float | None = None
+    nodes: int = 0  # registered nodes of this operator
+
+
+class OperatorAdmission(Base, frozen=True):
+    """The answer to an admission: the operator and its join token (shown once)."""
+
+    operator: OperatorInfo
+    join_token: str
+
+
+class OperatorList(Base, frozen=True):
+    operators: list[OperatorInfo]

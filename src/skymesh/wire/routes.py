@@ -82,7 +82,16 @@ from skymesh.wire.metering import (
     UsageReports,
     UsageSummary,
 )
-from skymesh.wire.registry import HeartbeatResponse, JoinResponse, NodeList, PeerIdentity
+from skymesh.wire.registry import (
+    AdmitOperatorRequest,
+    HeartbeatResponse,
+    JoinResponse,
+    NodeList,
+    OperatorAdmission,
+    OperatorInfo,
+    OperatorList,
+    PeerIdentity,
+)
 from skymesh.wire.signing import Signed
 
 Req = TypeVar("Req")
@@ -139,6 +148,15 @@ IDENTITY = _route("GET", "/v1/identity", NoneType, PeerIdentity, ANYONE)
 JOIN = _route("POST", "/v1/nodes/join", Signed, JoinResponse, NODE)  # Signed[NodeInfo]
 HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NODE)
 LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
+
+# ---------------------------------------------------------------- admission (operators)
+ADMIT_OPERATOR = _route(
+    "POST", "/v1/admin/operators", AdmitOperatorRequest, OperatorAdmission, ADMIN
+)
+LIST_OPERATORS = _route("GET", "/v1/admin/operators", NoneType, OperatorList, ADMIN)
+REVOKE_OPERATOR = _route(
+    "POST", "/v1/admin/operators/{operator}/revoke", NoneType, OperatorInfo, ADMIN
+)
 
 # ---------------------------------------------------------------- durability
 DRAIN = _route("POST", "/v1/nodes/drain", Signed, DrainStatus, NODE)  # Signed[DrainRequest]

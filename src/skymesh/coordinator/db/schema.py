@@ -46,6 +46,22 @@ nodes = sa.Table(
     sa.Column("last_seen", sa.Double, nullable=False),
 )
 
+# Operators the administrator admitted (migration 0007). Only the token ``token_id``
+# admits new nodes; a revoked operator keeps its row (``revoked_at``) so its nodes stay
+# refused and its name is not handed out again.
+operators = sa.Table(
+    "operators",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("regions", sa.Text, nullable=False),  # JSON list of region names
+    sa.Column("compute", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("token_id", sa.String, nullable=False),
+    sa.Column("token_issued_at", sa.Double, nullable=False),
+    sa.Column("token_expires_at", sa.Double, nullable=False),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+)
+
 projects = sa.Table(
     "projects",
     metadata,

@@ -1,7 +1,7 @@
 """Audits: ask nodes for random Merkle chunks of pieces they hold, and score the answers.
 
-Each round picks up to ``audits_per_round`` online nodes at random (not yet
-disqualified or gone), then one random piece that node holds and one random
+Each round picks up to ``audits_per_round`` online nodes at random (admitted,
+not yet disqualified or gone), then one random piece that node holds and one random
 64 KiB chunk of it. Sampling nodes first, not segments, gives every node the same
 audit rate whatever it stores, so new nodes get vetted and a small node cannot hide
 behind big ones (Storj moved to per-node audits for the same reason).
@@ -163,7 +163,7 @@ class Auditor:
         candidates = []
         for node in await self.m.registry.all_nodes():
             rep = reps.get(node.node_id)
-            if rep is not None and (rep.disqualified or rep.exited):
+            if not node.admitted or (rep is not None and (rep.disqualified or rep.exited)):
                 continue
             if self.m.registry.is_online(node, now):
                 candidates.append(node)

@@ -1,7 +1,8 @@
 """Is a piece healthy, and how healthy is a segment? One rule, for repair, audits and reports.
 
 A piece counts towards its segment's durability when its node is registered,
-online, and not disqualified. Pieces on a node that is exiting gracefully stay
+admitted (its operator not revoked: ``NodeRecord.admitted``), online, and not
+disqualified. Pieces on a node that is exiting gracefully stay
 healthy (they are still there and readable) until repair has moved them; they
 are *misplaced* (:func:`needs_move`), which is what makes repair move them
 before the node leaves, so a drain never lowers a segment's health.
@@ -13,7 +14,7 @@ Every stored piece of a segment is one of (:func:`assess`):
   residency, or one piece too many in a region (losing that region would leave
   fewer than ``k``); still readable, so it can be a source, but it is replaced and
   dropped;
-- **lost**: unknown, offline or disqualified node; dropped.
+- **lost**: unknown, not admitted, offline or disqualified node; dropped.
 
 A segment needs repair when its healthy pieces are at or under ``repair``, or when
 anything is misplaced.
@@ -61,8 +62,9 @@ def healthy(
     """True when a piece on ``node`` can be counted on (pass the registry's ``offline_after``).
 
     ``reputation`` None means the node has no audit history yet: judged on being online.
+    A node whose operator was revoked holds nothing that counts, online or not.
     """
-    if node is None or not node.is_online(now, offline_after):
+    if node is None or not node.admitted or not node.is_online(now, offline_after):
         return False
     return reputation is None or not (reputation.disqualified or reputation.exited)
 
@@ -155,7 +157,7 @@ def region_spread_possible(
     regions = {
         n.region
         for n in nodes.values()
-        if n.is_online(now, offline_after) and where.allows(n.region)
+        if n.admitted and n.is_online(now, offline_after) and where.allows(n.region)
     }
     return len(regions) >= 3
 

@@ -19,6 +19,9 @@ class NodeRecord:
     version: str
     joined_at: float
     last_seen: float
+    # its operator is admitted, not revoked, and allows its region (overlay.admission);
+    # a node that is not gets no pieces, holds none that count, and is not audited
+    admitted: bool = True
 
     @property
     def free_bytes(self) -> int:

@@ -5,43 +5,60 @@ is the ``node_id`` proves the claim, and a rejoin can only come from the same ke
 Heartbeats are verified with the key registered at join. A node is online when
 its last heartbeat (or join) is at most ``offline_after`` seconds old.
 
-The registry keeps every node in memory (placement and downloads read it on each
-request); its own writes update that copy at once, and it reloads from the
-database when the copy is older than ``cache_ttl``, which is how replicas over a
-shared database see each other's joins and heartbeats.
+A node registers only with its operator's join token and only at an address
+the coordinator may reach (``overlay.admission``, ``overlay.addresses``); each
+record says whether the node is *admitted* (its operator is, and allows its
+region), which placement, health, audits and compute routing all honour.
+Unvetted nodes that never stored anything are forgotten once unseen for
+``stale_after`` seconds (:meth:`Registry.expire_stale`, the ``expire-nodes`` loop).
+
+The registry keeps every node and operator in memory (placement and downloads
+read it on each request); its own writes update that copy at once, and it reloads
+from the database when the copy is older than ``cache_ttl``, which is how replicas
+over a shared database see each other's joins, heartbeats and revocations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.engine import Database
-from skymesh.coordinator.db.schema import nodes
+from skymesh.coordinator.db.schema import garbage_pieces, node_reputation, nodes, operators, pieces
+from skymesh.coordinator.overlay.addresses import NodeNetworks, parse_node_address
+from skymesh.coordinator.overlay.admission import OperatorBook, admit_join
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import Reputation, ReputationBook, suspended
 from skymesh.errors import BadRequest, Forbidden
 from skymesh.wire.identity import Identity
 from skymesh.wire.registry import (
+    AdmitOperatorRequest,
     Heartbeat,
     HeartbeatResponse,
     JoinResponse,
     NodeInfo,
     NodeList,
     NodeStatus,
+    OperatorAdmission,
+    OperatorInfo,
+    OperatorList,
 )
 from skymesh.wire.signing import Signed, open_signed
 
+log = logging.getLogger(__name__)
+
 MAX_CLOCK_SKEW = 300.0  # seconds a signed join or heartbeat may be off our clock
 MAX_LABEL = 64
-MAX_ADDRESS = 512
 MAX_BYTES = 2**62  # what a BIGINT holds, with room to add
 MISS_RELOAD_INTERVAL = 1.0  # unknown ids reload the cache at most this often
+EXPIRE_BATCH = 500  # stale nodes removed per transaction
 
 _SELECT_ALL = sa.select(nodes)
 _UPDATE_JOIN = (
@@ -83,12 +100,6 @@ def _reputation_fields(rep: Reputation | None) -> dict[str, Any]:
     }
 
 
-def _check_address(address: str) -> None:
-    parts = urlsplit(address)
-    if len(address) > MAX_ADDRESS or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BadRequest(f"node address must be an http(s) base URL, got {address[:100]!r}")
-
-
 def _check_label(name: str, value: str) -> None:
     if not value or len(value) > MAX_LABEL or not value.isprintable():
         raise BadRequest(f"node {name} must be 1-{MAX_LABEL} printable characters")
@@ -99,10 +110,40 @@ def _check_sizes(capacity: int, used: int) -> None:
         raise BadRequest(f"capacity and used bytes must be within 0..{MAX_BYTES}")
 
 
+def _proven(rep: Reputation | None) -> bool:
+    """The node has a record of holding data: audited, vetted or asked to exit."""
+    return rep is not None and (
+        rep.vetted
+        or rep.audits_success + rep.audits_failed > 0
+        or rep.exit_requested_at is not None
+    )
+
+
+def _delete_stale(conn: sa.Connection, ids: list[str], cutoff: float) -> list[str]:
+    """Delete the nodes of ``ids`` still unseen since ``cutoff`` and holding no piece."""
+    holds = sa.exists().where(pieces.c.node_id == nodes.c.node_id)
+    queued = sa.exists().where(garbage_pieces.c.node_id == nodes.c.node_id)
+    stale = sa.and_(
+        nodes.c.node_id.in_(ids),
+        nodes.c.last_seen < cutoff,
+        nodes.c.used_bytes == 0,
+        ~holds,
+        ~queued,
+    )
+    gone = list(conn.execute(sa.select(nodes.c.node_id).where(stale)).scalars())
+    if gone:
+        conn.execute(nodes.delete().where(nodes.c.node_id.in_(gone)))
+        conn.execute(node_reputation.delete().where(node_reputation.c.node_id.in_(gone)))
+    return gone
+
+
 class Registry:
     """Every registered node; ``reputation`` bars and vets nodes for placement.
 
-    ``on_heartbeat`` is told of every accepted heartbeat (compute adverts ride on them).
+    ``operators`` admits nodes; ``networks`` are where their addresses may be;
+    ``stale_after`` (seconds, 0: never) is how long an unvetted node that never
+    stored anything may stay unseen. ``on_heartbeat`` is told of every accepted
+    heartbeat (compute adverts ride on them).
     """
 
     def __init__(
@@ -113,6 +154,9 @@ class Registry:
         *,
         heartbeat_interval: float,
         offline_after: float,
+        operators: OperatorBook,
+        networks: NodeNetworks,
+        stale_after: float,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 2.0,
         on_heartbeat: Callable[[str, Heartbeat], None] | None = None,
@@ -122,18 +166,42 @@ class Registry:
         self.reputation = reputation
         self.heartbeat_interval = heartbeat_interval
         self.offline_after = offline_after
+        self.operators = operators
+        self.networks = networks
+        self.stale_after = stale_after
         self.clock = clock
         self.cache_ttl = cache_ttl
         self.on_heartbeat = on_heartbeat
         self._nodes: dict[str, NodeRecord] = {}
         self._loaded_at = -float("inf")
+        # node id -> the address this process checked against ``networks``; a
+        # heartbeat from another address (or after a restart) is checked again
+        self._checked: dict[str, str] = {}
+        self.expired = 0  # stale nodes forgotten since start, for metrics
 
     # ------------------------------------------------------------ reads
 
+    def _record(self, row: sa.Row) -> NodeRecord:
+        values = row._asdict()
+        admitted = self.operators.admits(values["operator"], values["region"])
+        return NodeRecord(**values, admitted=admitted)
+
     async def load(self) -> None:
-        rows = await self.db.read(lambda conn: conn.execute(_SELECT_ALL).all())
-        self._nodes = {r.node_id: NodeRecord(**r._asdict()) for r in rows}
+        def read(conn: sa.Connection) -> tuple[list[sa.Row], list[sa.Row]]:
+            return list(conn.execute(_SELECT_ALL)), list(conn.execute(sa.select(operators)))
+
+        node_rows, operator_rows = await self.db.read(read)
+        self.operators.replace(operator_rows)
+        self._nodes = {r.node_id: self._record(r) for r in node_rows}
         self._loaded_at = time.monotonic()
+
+    def _readmit(self) -> None:
+        """Recompute every node's ``admitted`` after the operators changed here."""
+        admits = self.operators.admits
+        self._nodes = {
+            i: dataclasses.replace(n, admitted=admits(n.operator, n.region))
+            for i, n in self._nodes.items()
+        }
 
     async def all_nodes(self) -> list[NodeRecord]:
         """Every known node (from the cache, reloaded when stale)."""
@@ -156,9 +224,10 @@ class Registry:
         return {i: self._nodes[i] for i in wanted if i in self._nodes}
 
     async def placement_filters(self) -> tuple[set[str], set[str]]:
-        """(nodes that get no new pieces, unvetted nodes) from their reputation.
+        """(nodes that get no new pieces, unvetted nodes) from admission and reputation.
 
-        Barred: disqualified, exiting or exited, or suspended for unanswered audits.
+        Barred: not admitted (operator revoked, or the region not its operator's),
+        disqualified, exiting or exited, or suspended for unanswered audits.
         Unvetted: every node without ``vetting_audits`` successful audits yet.
         """
         book = self.reputation
@@ -168,10 +237,13 @@ class Registry:
         unvetted: set[str] = set()
         for n in nodes_now:
             rep = reps.get(n.node_id)
-            if rep is None:
+            if not n.admitted:
+                barred.add(n.node_id)
+            elif rep is None:
                 unvetted.add(n.node_id)
-                continue
-            if rep.disqualified or rep.exit_requested_at is not None or suspended(rep, book.params):
+            elif (
+                rep.disqualified or rep.exit_requested_at is not None or suspended(rep, book.params)
+            ):
                 barred.add(n.node_id)
             elif not rep.vetted:
                 unvetted.add(n.node_id)
@@ -195,6 +267,7 @@ class Registry:
                     online=self.is_online(n, now),
                     last_seen=n.last_seen,
                     joined_at=n.joined_at,
+                    admitted=n.admitted,
                     **_reputation_fields(reps.get(n.node_id)),
                 )
                 for n in sorted(await self.all_nodes(), key=lambda n: (n.region, n.node_id))
@@ -210,22 +283,41 @@ class Registry:
                 f" (at most {MAX_CLOCK_SKEW:.0f}s allowed)"
             )
 
+    async def _check_address(self, node_id: str, address: str) -> None:
+        """The address is a base URL (every time) into ``networks`` (once per new address)."""
+        parse_node_address(address)
+        if self._checked.get(node_id) != address:
+            await self.networks.check(address)
+            self._checked[node_id] = address
+
     async def join(self, signed: Signed) -> JoinResponse:
+        """Register or update the signer: admitted by its token (or its registration)."""
         info = open_signed(signed, NodeInfo)
         if info.node_id != signed.signer_id:
             raise Forbidden("a node may only join as the id of its own key")
         now = self.clock()
         self._check_fresh(info.timestamp, now, "join")
-        _check_address(info.address)
+        parse_node_address(info.address)
         _check_label("region", info.region)
-        _check_label("operator", info.operator)
         _check_sizes(info.capacity_bytes, info.used_bytes)
         if len(info.version) > MAX_LABEL:
             raise BadRequest("node version too long")
+        # Admission before the address's network check: only admitted nodes make us
+        # resolve a name.
+        token = self.operators.verify(info.join_token) if info.join_token else None
+        known = (await self.lookup([info.node_id])).get(info.node_id)
+        op = admit_join(
+            token,
+            None if known is None else known.operator,
+            info.region,
+            self.operators.operators,
+            now,
+        )
+        await self._check_address(info.node_id, info.address)
         values = {
             "address": info.address,
             "region": info.region,
-            "operator": info.operator,
+            "operator": op.name,
             "capacity_bytes": info.capacity_bytes,
             "used_bytes": info.used_bytes,
             "version": info.version,
@@ -246,7 +338,7 @@ class Registry:
             return conn.execute(sa.select(nodes).where(nodes.c.node_id == info.node_id)).one()
 
         row = await self.db.write(txn)
-        self._nodes[info.node_id] = NodeRecord(**row._asdict())
+        self._nodes[info.node_id] = self._record(row)
         return JoinResponse(
             coordinator_id=self.identity.id,
             coordinator_public_key=self.identity.public_key,
@@ -254,6 +346,8 @@ class Registry:
         )
 
     async def heartbeat(self, signed: Signed) -> HeartbeatResponse:
+        """Refresh a known node; a revoked operator's node is refused, one not admitted
+        (no operator row, its region withdrawn) is asked to join again, which says why."""
         node_id = signed.signer_id
         known = (await self.lookup([node_id])).get(node_id)
         if known is None:
@@ -263,7 +357,11 @@ class Registry:
             raise Forbidden("heartbeat names another node than its signer")
         now = self.clock()
         self._check_fresh(beat.timestamp, now, "heartbeat")
-        _check_address(beat.address)
+        if not known.admitted:
+            if self.operators.is_revoked(known.operator):
+                raise Forbidden(f"operator {known.operator!r} was revoked", code="OperatorRevoked")
+            return HeartbeatResponse(heartbeat_interval=self.heartbeat_interval, known=False)
+        await self._check_address(node_id, beat.address)
         _check_sizes(beat.capacity_bytes, beat.used_bytes)
         params = {
             "b_node_id": node_id,
@@ -286,3 +384,67 @@ class Registry:
         if self.on_heartbeat is not None:
             self.on_heartbeat(node_id, beat)
         return HeartbeatResponse(heartbeat_interval=self.heartbeat_interval)
+
+    # ------------------------------------------------------------ operators
+
+    async def admit_operator(self, req: AdmitOperatorRequest) -> OperatorAdmission:
+        """Admit (or re-admit) an operator; its nodes' standing follows at once."""
+        op, token = await self.operators.admit(req)
+        self._readmit()
+        count = sum(1 for n in self._nodes.values() if n.operator == op.name)
+        return OperatorAdmission(operator=op.info(count), join_token=token)
+
+    async def revoke_operator(self, name: str) -> OperatorInfo:
+        """Revoke ``name``: from now on none of its nodes is admitted."""
+        op = await self.operators.revoke(name)
+        self._readmit()
+        count = sum(1 for n in self._nodes.values() if n.operator == name)
+        log.warning(
+            "operator %s revoked: its %d node(s) get no pieces, are not audited or routed"
+            " to, and their pieces will be repaired elsewhere",
+            name,
+            count,
+        )
+        return op.info(count)
+
+    async def operator_list(self) -> OperatorList:
+        counts = Counter(n.operator for n in await self.all_nodes())
+        return OperatorList(
+            operators=[
+                op.info(counts[name]) for name, op in sorted(self.operators.operators.items())
+            ]
+        )
+
+    # ------------------------------------------------------------ expiry
+
+    async def expire_stale(self) -> int:
+        """Forget unvetted nodes unseen for ``stale_after`` that never stored anything.
+
+        Never stored anything: no piece or queued garbage piece on it, no used bytes
+        in its last report, and no audit, vetting or exit on record. The count removed.
+        """
+        if self.stale_after <= 0:
+            return 0
+        cutoff = self.clock() - self.stale_after
+        reps = await self.reputation.refresh()
+        candidates = [
+            n.node_id
+            for n in await self.all_nodes()
+            if n.last_seen < cutoff and n.used_bytes == 0 and not _proven(reps.get(n.node_id))
+        ]
+        gone: list[str] = []
+        for i in range(0, len(candidates), EXPIRE_BATCH):
+            batch = candidates[i : i + EXPIRE_BATCH]
+            gone += await self.db.write(functools.partial(_delete_stale, ids=batch, cutoff=cutoff))
+        for node_id in gone:
+            self._nodes.pop(node_id, None)
+            self._checked.pop(node_id, None)
+        self.reputation.forget(gone)
+        if gone:
+            self.expired += len(gone)
+            log.info(
+                "forgot %d unvetted node(s) unseen for %.0f s that never stored anything",
+                len(gone),
+                self.stale_after,
+            )
+        return len(gone)

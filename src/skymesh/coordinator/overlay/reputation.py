@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
@@ -212,6 +212,11 @@ class ReputationBook:
 
     def snapshot(self) -> dict[str, Reputation]:
         return dict(self._reps)
+
+    def forget(self, node_ids: Iterable[str]) -> None:
+        """Drop the copies of nodes the registry removed (their rows are gone with them)."""
+        for node_id in node_ids:
+            self._reps.pop(node_id, None)
 
     async def _update(self, node_id: str, change: Callable[[Reputation], Reputation]) -> Reputation:
         params = self.params
