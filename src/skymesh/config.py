@@ -129,8 +129,17 @@ class GatewayConfig(_Config, frozen=True):
     # how a gateway in one simulated region sees nodes in the others (`skymesh up
     # --distance`, docs/inference.md). Empty: as advertised.
     node_routes: dict[str, str] = {}
+    # resource limits: uploads of every access key share one budget of segment buffers
+    # (up to two segments, 64 MiB each, per upload); a request that cannot get its
+    # buffers within buffer_wait seconds is answered 503 SlowDown
+    buffer_budget_bytes: int = 1 * GiB
+    buffer_wait: float = 2.0
 
     def __post_init__(self) -> None:
+        if self.buffer_budget_bytes < 1:
+            raise ConfigError(
+                f"gateway buffer_budget_bytes must be positive, not {self.buffer_budget_bytes}"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
             raise ConfigError(

@@ -10,11 +10,9 @@ a few bytes: a node that read first would sit waiting for the rest.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import blake3
 import msgspec
@@ -26,9 +24,9 @@ from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire.durability import RETAIN_PATH, RetainFilter, RetainOrder
 from skymesh.wire.identity import Identity
 from skymesh.wire.signing import ORDER_HEADER, encode_header, sign
+from tests.security.rawhttp import RawRequest
 
 HUGE = 384 * 1024 * 1024  # what an unchecked node used to buffer
-ANSWER_WITHIN = 5.0  # seconds: a refusal that waits for the body never comes
 
 
 @pytest.fixture(scope="module")
@@ -41,44 +39,17 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         thread.stop()
 
 
-class Raw:
-    """An HTTP/1.1 request on its own socket, its body sent as the test says."""
+async def _open(node: NodeService, headers: dict[str, str], length: int) -> RawRequest:
+    return await RawRequest.open(
+        node.address, "POST", RETAIN_PATH, {**headers, "Content-Length": str(length)}
+    )
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader = reader
-        self.writer = writer
 
-    @classmethod
-    async def open(cls, node: NodeService, headers: dict[str, str], length: int) -> Raw:
-        url = urlsplit(node.address)
-        assert url.hostname is not None and url.port is not None
-        reader, writer = await asyncio.open_connection(url.hostname, url.port)
-        lines = [f"POST {RETAIN_PATH} HTTP/1.1", f"Host: {url.netloc}"]
-        lines += [f"{k}: {v}" for k, v in {**headers, "Content-Length": str(length)}.items()]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        await writer.drain()
-        return cls(reader, writer)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def answer(self, timeout: float = ANSWER_WITHIN) -> tuple[int, dict[str, str]]:
-        """The status and JSON body of the answer, which must come within ``timeout``."""
-        async with asyncio.timeout(timeout):
-            status = int((await self.reader.readline()).split()[1])
-            length = 0
-            while (line := await self.reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            raw = await self.reader.readexactly(length) if length else b""
-        return status, json.loads(raw) if raw.startswith(b"{") else {"message": raw.decode()}
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
+async def _answer(raw: RawRequest) -> tuple[int, dict[str, str]]:
+    """Status and JSON error body (``{}`` on success) of a node's answer."""
+    answer = await raw.answer()
+    body = json.loads(answer.body) if answer.status >= 400 else {}
+    return answer.status, body
 
 
 def _filter(node: NodeService, created_at: float) -> bytes:
@@ -119,10 +90,10 @@ async def _refused_before_body(
     node: NodeService, headers: dict[str, str], length: int = HUGE
 ) -> tuple[int, dict[str, str]]:
     """Declare ``length`` bytes, send a few of them: the answer must not wait for the rest."""
-    raw = await Raw.open(node, headers, length)
+    raw = await _open(node, headers, length)
     try:
         await raw.send(b"\0" * min(1024, length // 2))
-        return await raw.answer()
+        return await _answer(raw)
     finally:
         await raw.close()
 
@@ -171,7 +142,7 @@ def test_one_retain_body_at_a_time(planet: PlanetThread) -> None:
 
     async def scenario() -> None:
         first = _filter(node, time.time())
-        slow = await Raw.open(node, _order(coordinator, node, first), len(first))
+        slow = await _open(node, _order(coordinator, node, first), len(first))
         try:
             await slow.send(first[:10])  # the slot is taken while the rest is awaited
             for _ in range(100):
@@ -184,16 +155,16 @@ def test_one_retain_body_at_a_time(planet: PlanetThread) -> None:
             )
             assert status == 503 and "being received" in answer["message"], answer
             await slow.send(first[10:])
-            status, _ = await slow.answer()
+            status, _ = await _answer(slow)
             assert status == 202
         finally:
             await slow.close()
         # the slot is free again: the next filter is taken
         third = _filter(node, time.time())
-        again = await Raw.open(node, _order(coordinator, node, third), len(third))
+        again = await _open(node, _order(coordinator, node, third), len(third))
         try:
             await again.send(third)
-            status, _ = await again.answer()
+            status, _ = await _answer(again)
             assert status == 202
         finally:
             await again.close()
@@ -210,10 +181,10 @@ def test_retain_body_that_is_not_its_orders_is_refused(planet: PlanetThread) -> 
     swapped[-1] ^= 0xFF  # one bit of the filter changed after signing
 
     async def post(headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
-        raw = await Raw.open(node, headers, len(body))
+        raw = await _open(node, headers, len(body))
         try:
             await raw.send(body)
-            return await raw.answer()
+            return await _answer(raw)
         finally:
             await raw.close()
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from skymesh.client.buffers import BufferPool
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
@@ -41,6 +42,8 @@ class GatewayService:
         self._session: aiohttp.ClientSession | None = None
         self.context: S3Context | None = None
         self.openai: OpenAIGateway | None = None
+        # one memory budget for the upload buffers of every access key's client
+        self.buffers = BufferPool(config.buffer_budget_bytes, wait=config.buffer_wait)
 
     @property
     def url(self) -> str:
@@ -88,6 +91,7 @@ class GatewayService:
             bytes.fromhex(c.encryption_secret),
             session=self._session,
             download_extra_pieces=self.config.download_extra_pieces,
+            buffers=self.buffers,
         )
 
     def add_credential(self, c: Credential) -> None:

@@ -141,6 +141,7 @@ class BucketDirectory:
                 own.session,
                 access=PublicRead(own.metainfo),
                 download_extra_pieces=own.extra,
+                buffers=own.buffers,
             )
             self._public[owner.project_id] = client
         return client
