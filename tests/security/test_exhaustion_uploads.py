@@ -184,9 +184,9 @@ def test_aws_chunked_body_longer_than_declared_stores_nothing(planet: PlanetThre
     headers = s3raw.chunked_headers(1, s3raw.signed_chunks_length(chunks))
     signed = s3raw.sign(planet, "PUT", path, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD", headers)
     reply = s3raw.send(planet, "PUT", path, signed.headers, s3raw.signed_chunks(signed, chunks))
+    assert stored.unchanged()  # stopped at the chunk's header: not a byte stored
     assert reply.status == 400 and reply.code == "InvalidArgument", reply.body
     assert b"x-amz-decoded-content-length" in reply.body
-    assert stored.unchanged()  # stopped at the chunk's header: not a byte stored
 
 
 def test_put_with_no_length_stops_at_the_single_put_limit(
