@@ -18,6 +18,7 @@ from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
 from skymesh.gateway.openai.app import OpenAIGateway
 from skymesh.gateway.s3.app import make_app
+from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.request import S3Context
 from skymesh.rpc import STREAM_BUFSIZE
 
@@ -61,11 +62,18 @@ class GatewayService:
             read_bufsize=STREAM_BUFSIZE,
         )
         clients = {c.access_key_id: self._client(c) for c in self.credentials}
+        credentials = {c.access_key_id: c for c in self.credentials}
         self.context = S3Context(
             config=self.config,
-            credentials={c.access_key_id: c for c in self.credentials},
+            credentials=credentials,
             clients=clients,
             base_hosts=list(self.config.virtual_host_suffixes),
+            directory=BucketDirectory(
+                credentials,
+                clients,
+                rate=self.config.bucket_lookups_per_second,
+                in_flight=self.config.bucket_lookups_in_flight,
+            ),
         )
         app = make_app(self.context)
         # the OpenAI API on the same server, with the same credentials
