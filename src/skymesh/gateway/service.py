@@ -77,7 +77,9 @@ class GatewayService:
         )
         app = make_app(self.context)
         # the OpenAI API on the same server, with the same credentials
-        self.openai = OpenAIGateway(self.config, self.context.credentials, self._session)
+        self.openai = OpenAIGateway(
+            self.config, self.context.credentials, self._session, self.buffers
+        )
         self.openai.install(app)
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, read_bufsize=STREAM_BUFSIZE
