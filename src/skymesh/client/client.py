@@ -173,6 +173,8 @@ class Client:
         )
 
     async def close(self) -> None:
+        if self._aborts:  # aborts of failed uploads still under way need the session
+            await asyncio.gather(*self._aborts, return_exceptions=True)
         if self._owns_session:
             await self.session.close()
 
