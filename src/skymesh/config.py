@@ -170,8 +170,24 @@ class GatewayConfig(_Config, frozen=True):
     # takes a project's S3 secret access key, as gateways did before inference keys.
     inference_key_ttl: float = 5.0
     openai_accept_s3_secret: bool = False
+    # resource limits: uploads of every access key share one budget of segment buffers
+    # (up to two segments, 64 MiB each, per upload); a request that cannot get its
+    # buffers within buffer_wait seconds is answered 503 SlowDown
+    buffer_budget_bytes: int = 1 * GiB
+    buffer_wait: float = 2.0
+    # owner lookups of buckets named by anonymous and CORS requests (gateway/s3/public.py):
+    # searches started per second (and the burst) and at once; past them, 503 SlowDown
+    bucket_lookups_per_second: float = 50.0
+    bucket_lookups_in_flight: int = 16
 
     def __post_init__(self) -> None:
+        for name in (
+            "buffer_budget_bytes",
+            "bucket_lookups_per_second",
+            "bucket_lookups_in_flight",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"gateway {name} must be positive, not {getattr(self, name)}")
         if bool(self.tls_cert) != bool(self.tls_key):
             given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
             raise ConfigError(

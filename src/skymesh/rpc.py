@@ -26,6 +26,7 @@ Req = TypeVar("Req")
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+MSGPACK = "application/msgpack"
 MAX_RPC_BODY = 64 * 1024 * 1024
 # How much of a body aiohttp buffers before it stops reading the socket (its default
 # is 64 KiB, resumed at half that). Piece bodies are megabytes: at 64 KiB each
@@ -172,8 +173,16 @@ class RpcClient:
         body = _json_encoder.encode(request) if request is not None else b""
         return await self.request("POST", path, response_type, body=body)
 
-    async def request(self, method: str, path: str, response_type: type[T], body: bytes = b"") -> T:
-        headers = {"Content-Type": JSON, **self.headers}
+    async def request(
+        self,
+        method: str,
+        path: str,
+        response_type: type[T],
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> T:
+        """``method path`` with ``body`` (JSON unless ``headers`` say otherwise)."""
+        headers = {"Content-Type": JSON, **self.headers, **(headers or {})}
         try:
             async with self.session.request(
                 method, self.base_url + path, data=body, headers=headers

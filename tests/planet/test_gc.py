@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import blake3
 import msgspec
 import pytest
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from skymesh.errors import Forbidden
 from skymesh.node.service import NodeService
 from skymesh.piecetransfer.exchange import put_piece
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
-from skymesh.wire.durability import RetainFilter, RetainReport
+from skymesh.wire.durability import RETAIN_PATH, RetainFilter, RetainOrder, RetainReport
 from skymesh.wire.identity import Identity
 from skymesh.wire.metainfo import (
     BeginObjectRequest,
@@ -34,7 +35,7 @@ from skymesh.wire.metainfo import (
     SegmentPosition,
 )
 from skymesh.wire.pieces import derive_piece_id
-from skymesh.wire.signing import sign
+from skymesh.wire.signing import ORDER_HEADER, encode_header, sign
 from tests.conftest import S3Client, random_bytes
 
 Pair = tuple[str, str]  # (node id, piece id)
@@ -349,13 +350,22 @@ def test_retain_filter_from_an_untrusted_key_is_refused(planet: PlanetThread) ->
         seed=b"\0" * 32,
         bits=b"\0" * 8,
     )
+    body = msgspec.msgpack.encode(f)
+    order = RetainOrder(
+        node_id=node.node_id,
+        created_at=f.created_at,
+        size=len(body),
+        digest=blake3.blake3(body).digest(),
+    )
     count = node.store.piece_count
 
     async def post() -> tuple[int, str]:
         async with (
             aiohttp.ClientSession() as s,
             s.post(
-                f"{node.address}/v1/retain", data=msgspec.json.encode(sign(stranger, f))
+                f"{node.address}{RETAIN_PATH}",
+                data=body,
+                headers={ORDER_HEADER: encode_header(sign(stranger, order))},
             ) as resp,
         ):
             return resp.status, await resp.text()

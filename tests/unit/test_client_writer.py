@@ -190,13 +190,57 @@ async def test_a_failed_attempt_asks_again_without_the_nodes_that_failed(
     assert len(segments) == 1
 
 
-async def test_buffers_return_to_the_pool_only_when_released(nodes: FakeNodes) -> None:
+async def test_buffers_go_back_for_reuse_when_the_write_succeeds(nodes: FakeNodes) -> None:
     big = MIN_POOLED  # smaller buffers are not pooled
     codec = CodecParams(max_segment_size=big, inline_threshold=INLINE, block_size=16 * 1024)
     pool = BufferPool()
     data = random_bytes(2 * big)
     w = SegmentWriter(NO_SESSION, pool, codec, chunks(data), KEY, size=len(data))
     await w.write(Placer())
-    assert pool.held == 0
-    w.release()
-    assert pool.held == 2 * big
+    assert pool.lent == 0 and pool.held == 2 * big
+
+
+async def test_a_failed_write_returns_its_budget_but_not_its_buffers(nodes: FakeNodes) -> None:
+    big = MIN_POOLED
+    codec = CodecParams(max_segment_size=big, inline_threshold=INLINE, block_size=16 * 1024)
+    pool = BufferPool(budget=4 * big)
+
+    async def fail(*_: object) -> Placement:
+        raise SegmentUploadError("no nodes", ["n1"])
+
+    w = SegmentWriter(NO_SESSION, pool, codec, chunks(random_bytes(3 * big)), KEY)
+    with pytest.raises(SegmentUploadError):
+        await w.write(fail)
+    assert pool.lent == 0 and pool.held == 0
+
+
+async def test_without_budget_for_read_ahead_segments_are_read_one_after_another(
+    nodes: FakeNodes,
+) -> None:
+    big = MIN_POOLED
+    codec = CodecParams(max_segment_size=big, inline_threshold=INLINE, block_size=16 * 1024)
+    pool = BufferPool(budget=big, wait=0.1)  # room for one segment buffer only
+    data = random_bytes(3 * big + 100)
+    w = SegmentWriter(NO_SESSION, pool, codec, chunks(data), KEY, size=len(data))
+    segments = await w.write(Placer())
+    assert plaintext(nodes, segments) == data
+    assert pool.lent == 0 and pool.refused == 0
+
+
+async def test_a_body_that_sends_nothing_holds_no_buffer(nodes: FakeNodes) -> None:
+    pool = BufferPool(budget=4 * SEGMENT)
+    started = asyncio.Event()
+
+    async def silent() -> AsyncIterator[bytes]:
+        started.set()
+        await asyncio.sleep(3600)
+        yield b""
+
+    w = SegmentWriter(NO_SESSION, pool, CODEC, silent(), KEY, size=SEGMENT)
+    task = asyncio.create_task(w.write(Placer()))
+    await started.wait()
+    await asyncio.sleep(0.01)
+    assert pool.lent == 0  # declared a full segment, sent nothing: nothing lent yet
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

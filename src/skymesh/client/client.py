@@ -11,6 +11,8 @@ memory is bounded by the segment size, never by the object size.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -33,6 +35,7 @@ from skymesh.client.objectmeta import BeforeCommit, ObjectMeta, open_meta, seal_
 from skymesh.client.writer import Hasher, SegmentWriter
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
 from skymesh.wire.metainfo import (
+    AbortObjectRequest,
     BeginObjectRequest,
     BeginSegmentRequest,
     BucketConfig,
@@ -58,6 +61,8 @@ from skymesh.wire.metainfo import (
     UpdateObjectMetadataRequest,
     UploadInfo,
 )
+
+log = logging.getLogger(__name__)
 
 METADATA_ATTEMPTS = 3  # update_object_meta retries when the object is overwritten meanwhile
 
@@ -124,15 +129,18 @@ class Client:
         access: AccessRule = OWNER,
         download_extra_pieces: int = 2,
         owns_session: bool = False,
+        buffers: BufferPool | None = None,
     ) -> None:
         self.metainfo = metainfo
         self.keys = keys
         self.access = access
         self.session = session
         self.extra = download_extra_pieces
-        self.buffers = BufferPool()
+        # upload buffers and their budget; a gateway shares one pool among its clients
+        self.buffers = buffers if buffers is not None else BufferPool()
         self._owns_session = owns_session
         self._codec: CodecParams | None = None
+        self._aborts: set[asyncio.Task[None]] = set()  # aborts that outlive their request
         self.multipart = MultipartUploads(metainfo, keys, session, self.buffers)
 
     @classmethod
@@ -144,9 +152,11 @@ class Client:
         root_secret: bytes,
         session: aiohttp.ClientSession | None = None,
         download_extra_pieces: int = 2,
+        buffers: BufferPool | None = None,
     ) -> Client:
         """The project owner's client: its API key, bucket keys derived from its root
-        secret, every read allowed. Without a ``session`` it makes one, closed with it."""
+        secret, every read allowed. Without a ``session`` it makes one, closed with it;
+        without ``buffers``, its uploads have a pool of their own with no budget."""
         owns_session = session is None
         session = session or aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
@@ -160,9 +170,12 @@ class Client:
             session,
             download_extra_pieces=download_extra_pieces,
             owns_session=owns_session,
+            buffers=buffers,
         )
 
     async def close(self) -> None:
+        if self._aborts:  # aborts of failed uploads still under way need the session
+            await asyncio.gather(*self._aborts, return_exceptions=True)
         if self._owns_session:
             await self.session.close()
 
@@ -227,6 +240,10 @@ class Client:
         the checksums it answers are sealed into the metadata. ``if_match`` (an
         ETag) and ``if_none_match`` ("*") are checked by the coordinator inside
         the commit transaction: S3's conditional writes, free of races.
+
+        An upload that fails or is cancelled once its stream was begun is aborted
+        at the coordinator (``objects/abort``) before the error goes on, so its
+        pieces go at the garbage collector's next run, not after the upload TTL.
         """
         codec = await self.codec()
         meta = meta or ObjectMeta()
@@ -262,41 +279,83 @@ class Client:
                 CommitSegmentRequest(stream_id=stream_id, segment=segment)
             )
 
-        last = await writer.write(place, commit_earlier=commit)
-        md5 = writer.md5.hexdigest()
-        if before_commit is not None:
-            meta = with_checksums(meta, before_commit(md5, writer.total))
-        if not stream_id:
-            # the whole object is one inline segment (none when empty): a single call
-            info = await self.metainfo.put_inline(
-                PutInlineRequest(
-                    bucket=bucket,
-                    key=key,
-                    size=writer.total,
-                    etag=etag or md5,
-                    encrypted_key=wrapped,
-                    encrypted_metadata=seal_meta(data_key, meta),
-                    segment=last[0] if writer.total else None,
-                    if_match=if_match,
-                    if_none_match=if_none_match,
+        try:
+            last = await writer.write(place, commit_earlier=commit)
+            md5 = writer.md5.hexdigest()
+            if before_commit is not None:
+                meta = with_checksums(meta, before_commit(md5, writer.total))
+            if not stream_id:
+                # the whole object is one inline segment (none when empty): a single call
+                info = await self.metainfo.put_inline(
+                    PutInlineRequest(
+                        bucket=bucket,
+                        key=key,
+                        size=writer.total,
+                        etag=etag or md5,
+                        encrypted_key=wrapped,
+                        encrypted_metadata=seal_meta(data_key, meta),
+                        segment=last[0] if writer.total else None,
+                        if_match=if_match,
+                        if_none_match=if_none_match,
+                    )
                 )
-            )
-        else:
-            info = await self.metainfo.commit_object(
-                CommitObjectRequest(
-                    stream_id=stream_id,
-                    bucket=bucket,
-                    key=key,
-                    size=writer.total,
-                    etag=etag or md5,
-                    encrypted_metadata=seal_meta(data_key, meta),
-                    segments=last,
-                    if_match=if_match,
-                    if_none_match=if_none_match,
+            else:
+                info = await self.metainfo.commit_object(
+                    CommitObjectRequest(
+                        stream_id=stream_id,
+                        bucket=bucket,
+                        key=key,
+                        size=writer.total,
+                        etag=etag or md5,
+                        encrypted_metadata=seal_meta(data_key, meta),
+                        segments=last,
+                        if_match=if_match,
+                        if_none_match=if_none_match,
+                    )
                 )
-            )
-        writer.release()
+        except (Exception, asyncio.CancelledError):  # not GeneratorExit: nothing can run then
+            if stream_id:
+                abort = AbortObjectRequest(bucket=bucket, key=key, stream_id=stream_id)
+                await self._abort(abort, list(writer.unrecorded))
+            raise
         return StoredObject(info, meta)
+
+    async def _abort(self, req: AbortObjectRequest, unrecorded: list[SegmentCommit]) -> None:
+        """Drop a failed upload's pending stream, first recording the segments it stored
+        that no commit recorded, so that their pieces are deleted with it. Runs to its
+        end even when the request that failed is being cancelled (a client hung up)."""
+        task = asyncio.create_task(self._send_abort(req, unrecorded))
+        self._aborts.add(task)
+        task.add_done_callback(self._aborts.discard)
+        await asyncio.shield(task)
+
+    async def _send_abort(self, req: AbortObjectRequest, unrecorded: list[SegmentCommit]) -> None:
+        for segment in unrecorded:
+            try:
+                await self.metainfo.commit_segment(
+                    CommitSegmentRequest(stream_id=req.stream_id, segment=segment)
+                )
+            except errors.SkymeshError as e:
+                log.info(
+                    "segment %s of the failed upload %s not recorded (%s): its pieces go"
+                    " by reconciliation",
+                    segment.position,
+                    req.stream_id,
+                    e,
+                )
+        try:
+            await self.metainfo.abort_object(req)
+        except errors.NotFound:
+            pass  # committed after all (its answer was lost), or already gone
+        except Exception as e:
+            log.warning(
+                "could not abort the failed upload %s of %s/%s; it expires after the"
+                " pending upload TTL: %s",
+                req.stream_id,
+                req.bucket,
+                req.key,
+                e,
+            )
 
     # ------------------------------------------------------------ reading
 

@@ -7,6 +7,7 @@ import aiohttp
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.metainfo import (
+    AbortObjectRequest,
     BeginObjectRequest,
     BeginObjectResponse,
     BeginPartRequest,
@@ -127,6 +128,9 @@ class MetainfoClient:
 
     async def put_inline(self, req: PutInlineRequest) -> ObjectInfo:
         return await self.rpc.send(routes.PUT_INLINE, req)
+
+    async def abort_object(self, req: AbortObjectRequest) -> None:
+        await self.rpc.send(routes.ABORT_OBJECT, req)
 
     async def head_object(
         self, bucket: str, key: str, version_id: str = "", *, delete_markers: bool = False

@@ -147,7 +147,6 @@ class MultipartUploads:
                 checksum=checksum,
             )
         )
-        writer.release()
         return PartInfo(
             part_number=part_number,
             size=writer.total,

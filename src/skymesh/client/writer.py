@@ -3,9 +3,15 @@
 The body is read into a segment buffer; while that segment is hashed (on worker
 threads) and stored (on nodes, or inline in the metadata when it is at or under
 the inline threshold), the next one is already being read into a second buffer.
-Memory is bounded by two segments, never by the object. Where a segment goes is
-the caller's :data:`Place`; a segment the coordinator may record at once is
-handed to ``commit_earlier``, so only the last ones wait for the caller's commit.
+Memory is bounded by two segments, never by the object. Buffers are lent by the
+client's :class:`~skymesh.client.buffers.BufferPool` under its budget: the first
+is taken once the body's first bytes are there (waiting for the budget, or
+:class:`~skymesh.client.buffers.SlowDown`), the read-ahead one only when the
+budget has room at once (else the next segment is read after this one is
+stored), and all go back when :meth:`SegmentWriter.write` ends, however it ends.
+Where a segment goes is the caller's :data:`Place`; a segment the coordinator
+may record at once is handed to ``commit_earlier``, so only the last ones wait
+for the caller's commit.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SEGMENT_ATTEMPTS = 3  # placements tried per segment, each without the nodes that failed
 INLINE_HASH_LIMIT = 64 * 1024  # hashed on the event loop up to here: a thread hop costs more
+STORE_GRACE = 30.0  # seconds a store under way may finish after its upload was cancelled
 
 #: Nodes for one segment: ``(position, plain size, nodes to leave out)`` -> a placement.
 Place = Callable[[SegmentPosition, int, list[str]], Awaitable[Placement]]
@@ -45,6 +52,14 @@ class ChunkReader:
         self._left = memoryview(b"")
         self.eof = False
         self.total = 0
+
+    async def wait_data(self) -> None:
+        """Wait for the body's next bytes (or its end), holding no buffer meanwhile."""
+        if not self._left and not self.eof:
+            try:
+                self._left = memoryview(await anext(self._chunks))
+            except StopAsyncIteration:
+                self.eof = True
 
     async def read_into(self, buf: bytearray, limit: int) -> int:
         """Fill ``buf[:limit]``; fewer bytes only at the end of the stream."""
@@ -131,7 +146,10 @@ class SegmentWriter:
         self.md5 = hashlib.md5(usedforsecurity=False)
         self._hashers: list[Hasher] = [self.md5, *hashers]
         self._reader = ChunkReader(source)
-        self._taken: list[bytearray] = []  # back to the pool once the upload is committed
+        self._taken: list[bytearray] = []  # lent by the pool: back when write() ends
+        # segments stored in pieces that no commit has recorded yet: after write()
+        # those it answers; after a failure, what the caller must still get deleted
+        self.unrecorded: list[SegmentCommit] = []
 
     @property
     def total(self) -> int:
@@ -150,9 +168,23 @@ class SegmentWriter:
         segment's buffer holds more than the inline threshold, so a body that
         fits it is one inline segment, and ``place`` is then never called.
         """
+        try:
+            segments = await self._write(place, commit_earlier)
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._release(reuse=True)
+        return segments
+
+    async def _write(
+        self,
+        place: Place,
+        commit_earlier: Callable[[SegmentCommit], Awaitable[None]] | None,
+    ) -> list[SegmentCommit]:
         codec = self.codec
         reader = self._reader
-        buf = self._take(max(self._next_size(), codec.inline_threshold + 1))
+        await reader.wait_data()
+        buf = await self._take(max(self._next_size(), codec.inline_threshold + 1))
         n = await reader.read_into(buf, len(buf))
         spare: bytearray | None = None
         kept: list[SegmentCommit] = []
@@ -161,23 +193,28 @@ class SegmentWriter:
             view = memoryview(buf)[:n]
             position = SegmentPosition(part=self.part, index=index)
             hashing = asyncio.create_task(hash_all(self._hashers, view))
-            # read the next segment while this one is stored, into the buffer of the
-            # one before where it is large enough
+            more = not reader.eof and n == len(buf)
+            # read the next segment while this one is stored: into the buffer of the
+            # one before where it is large enough, else into one the budget has room for
             next_buf: bytearray | None = None
             reading: asyncio.Task[int] | None = None
-            if not reader.eof and n == len(buf):
+            if more:
                 size = self._next_size()
-                next_buf = spare if spare is not None and len(spare) >= size else self._take(size)
-                reading = asyncio.create_task(reader.read_into(next_buf, len(next_buf)))
+                next_buf = spare if spare is not None and len(spare) >= size else None
+                next_buf = next_buf or self._try_take(size)
+                if next_buf is not None:
+                    reading = asyncio.create_task(reader.read_into(next_buf, len(next_buf)))
             try:
                 if commit_earlier is not None and kept:
-                    await commit_earlier(kept.pop())
+                    earlier = kept.pop()
+                    await commit_earlier(earlier)
+                    self.unrecorded.remove(earlier)
                 if n <= codec.inline_threshold:
                     segment = inline_segment(
                         self.key, position, view, codec.block_size, self.key_salt
                     )
                 else:
-                    segment = await self._store(position, view, place)
+                    segment = await self._store_noted(position, view, place)
                 await hashing
             except BaseException:
                 hashing.cancel()
@@ -188,18 +225,33 @@ class SegmentWriter:
                 )
                 raise
             kept.append(segment)
-            next_n = await reading if reading is not None else 0
+            if reading is not None:
+                next_n = await reading
+            elif more:
+                # no read-ahead: this segment is stored, so its buffer is free again
+                size = self._next_size()
+                if len(buf) >= size:
+                    next_buf = buf
+                elif spare is not None and len(spare) >= size:
+                    next_buf = spare
+                else:
+                    next_buf = await self._take(size)
+                next_n = await reader.read_into(next_buf, len(next_buf))
+            else:
+                next_n = 0
             if next_n == 0:
                 return kept
             assert next_buf is not None
-            spare, buf, n = buf, next_buf, next_n
+            if next_buf is not buf:
+                spare, buf = buf, next_buf
+            n = next_n
             index += 1
 
-    def release(self) -> None:
-        """Give the buffers back: only once the upload succeeded, since after a failure
-        a worker thread may still be reading one."""
+    def _release(self, *, reuse: bool) -> None:
+        """Give every buffer back to the budget; kept for reuse only after a success,
+        since after a failure a worker thread may still be reading one."""
         for buf in self._taken:
-            self.buffers.give(buf)
+            self.buffers.give(buf, reuse=reuse)
         self._taken.clear()
 
     def _next_size(self) -> int:
@@ -210,10 +262,40 @@ class SegmentWriter:
             return cap
         return max(1, min(cap, self.size - self.total))
 
-    def _take(self, size: int) -> bytearray:
-        buf = self.buffers.take(size)
+    async def _take(self, size: int) -> bytearray:
+        buf = await self.buffers.take(size)
         self._taken.append(buf)
         return buf
+
+    def _try_take(self, size: int) -> bytearray | None:
+        buf = self.buffers.try_take(size)
+        if buf is not None:
+            self._taken.append(buf)
+        return buf
+
+    async def _store_noted(
+        self, position: SegmentPosition, view: memoryview, place: Place
+    ) -> SegmentCommit:
+        """:meth:`_store`, noting the segment in :attr:`unrecorded`.
+
+        Cancelled midway (the client hung up), the store is given up to
+        :data:`STORE_GRACE` seconds to finish, so that its pieces are known and
+        the caller's abort can have them deleted rather than left for
+        reconciliation.
+        """
+        storing = asyncio.ensure_future(self._store(position, view, place))
+        try:
+            segment = await asyncio.shield(storing)
+        except asyncio.CancelledError:
+            if not storing.done():
+                await asyncio.wait({storing}, timeout=STORE_GRACE)
+            if storing.done() and not storing.cancelled() and storing.exception() is None:
+                self.unrecorded.append(storing.result())
+            else:
+                storing.cancel()
+            raise
+        self.unrecorded.append(segment)
+        return segment
 
     async def _store(
         self, position: SegmentPosition, view: memoryview, place: Place

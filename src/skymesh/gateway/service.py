@@ -12,11 +12,13 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from skymesh.client.buffers import BufferPool
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
 from skymesh.gateway.openai.app import OpenAIGateway
 from skymesh.gateway.s3.app import make_app
+from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.request import S3Context
 from skymesh.private import private_dir
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
@@ -45,6 +47,8 @@ class GatewayService:
         self._session: aiohttp.ClientSession | None = None
         self.context: S3Context | None = None
         self.openai: OpenAIGateway | None = None
+        # one memory budget for the upload buffers of every access key's client
+        self.buffers = BufferPool(config.buffer_budget_bytes, wait=config.buffer_wait)
 
     @property
     def url(self) -> str:
@@ -63,15 +67,24 @@ class GatewayService:
             middlewares=NO_REDIRECTS,  # nodes' redirects are never followed
         )
         clients = {c.access_key_id: self._client(c) for c in self.credentials}
+        credentials = {c.access_key_id: c for c in self.credentials}
         self.context = S3Context(
             config=self.config,
-            credentials={c.access_key_id: c for c in self.credentials},
+            credentials=credentials,
             clients=clients,
             base_hosts=list(self.config.virtual_host_suffixes),
+            directory=BucketDirectory(
+                credentials,
+                clients,
+                rate=self.config.bucket_lookups_per_second,
+                in_flight=self.config.bucket_lookups_in_flight,
+            ),
         )
         app = make_app(self.context)
         # the OpenAI API on the same server, with the same credentials
-        self.openai = OpenAIGateway(self.config, self.context.credentials, self._session)
+        self.openai = OpenAIGateway(
+            self.config, self.context.credentials, self._session, self.buffers
+        )
         self.openai.install(app)
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, read_bufsize=STREAM_BUFSIZE
@@ -93,6 +106,7 @@ class GatewayService:
             bytes.fromhex(c.encryption_secret),
             session=self._session,
             download_extra_pieces=self.config.download_extra_pieces,
+            buffers=self.buffers,
         )
 
     def add_credential(self, c: Credential) -> None:

@@ -3,12 +3,18 @@
 Some pieces are recorded nowhere: the slow uploads the long tail cut off after
 they had stored, attempts that failed, uploads that never committed. The
 coordinator cannot send delete orders for what it does not know, so now and then
-it sends each node a signed Bloom filter of every piece it references there
+it sends each node a Bloom filter of every piece it references there
 (:class:`~skymesh.wire.durability.RetainFilter`, ``POST /v1/retain``). The node
 deletes a piece when the filter does not contain it **and** it was stored before
 the filter's ``stored_before``; pieces of uploads in flight are younger than
 that and survive. A member is never missing from a Bloom filter, so a referenced
 piece is never deleted; about 1% of the garbage survives each round.
+
+A filter is large (about 1.2 bytes a piece), so nothing of it is read before
+the signed :class:`~skymesh.wire.durability.RetainOrder` in the order header
+says a trusted coordinator sent it, for this node, recently, and of a size this
+node's filter can need (:func:`max_filter_body`); one body is read at a time,
+and only its ``size`` bytes, checked against the order's digest.
 
 The route only checks and queues the filter; the sweep runs in the node's
 ``retain`` loop, one at a time, and its report is the answer to the next filter
@@ -23,27 +29,53 @@ import os
 import time
 from collections.abc import Callable
 
+import blake3
 import msgspec
 from aiohttp import web
 
-from skymesh.codec.bloom import BloomFilter
-from skymesh.errors import BadRequest, CodecError, Conflict, Forbidden, TooLarge
+from skymesh.codec.bloom import DEFAULT_FP_RATE, MAX_BITS, BloomFilter, optimal_size
+from skymesh.errors import BadRequest, CodecError, Conflict, Forbidden, TooLarge, Unavailable
 from skymesh.node.orders import OrderVerifier
 from skymesh.node.store import PieceStore
 from skymesh.rpc import json_response
-from skymesh.wire.durability import RetainFilter, RetainReport, RetainResponse
-from skymesh.wire.signing import Signed, open_signed
+from skymesh.wire.durability import (
+    RETAIN_PATH,
+    RetainFilter,
+    RetainOrder,
+    RetainReport,
+    RetainResponse,
+)
+from skymesh.wire.signing import ORDER_HEADER, decode_header, open_signed
 
 log = logging.getLogger(__name__)
 
-MAX_RETAIN_BODY = 384 * 1024 * 1024  # a 256 MiB filter, base64 in JSON
 MAX_CLOCK_SKEW = 300.0  # a filter from the future by more than this is refused
 MAX_FILTER_AGE = 2 * 24 * 3600.0  # an older filter (a replay) is refused
 IDLE_DELAY = 3600.0  # the loop sleeps this long when no filter waits (a POST wakes it)
+# Sizing the largest filter a node accepts (max_filter_body):
+MIN_PIECE_FOOTPRINT = 4096  # a stored piece takes at least a filesystem block
+MIN_FILTER_MEMBERS = 1 << 20  # a filter of a million pieces (1.2 MiB) always fits
+FILTER_ENVELOPE = 4096  # msgpack field names, seed and numbers around the bits
+READ_CHUNK = 1024 * 1024
+
+
+def max_filter_body(capacity_bytes: int, piece_count: int) -> int:
+    """The largest retain body a node of this capacity, holding this many pieces, accepts.
+
+    The coordinator's filter for a node holds every piece it references there,
+    sized at :data:`DEFAULT_FP_RATE` (about 9.6 bits a piece). A node cannot hold
+    more pieces than its capacity has filesystem blocks, nor (with slack for
+    pieces the coordinator still counts while they are being deleted) more than
+    twice what it holds now; a million pieces always fit. A 100 GiB node accepts
+    about 31 MiB; nothing accepts more than the largest filter there is (256 MiB).
+    """
+    members = max(capacity_bytes // MIN_PIECE_FOOTPRINT, 2 * piece_count, MIN_FILTER_MEMBERS)
+    bits, _ = optimal_size(members, DEFAULT_FP_RATE)
+    return min(bits, MAX_BITS) // 8 + FILTER_ENVELOPE
 
 
 class RetainSweeper:
-    """Checks filters (:meth:`accept`) and applies the newest one (:meth:`step`)."""
+    """Checks filters (:meth:`admit`, :meth:`accept`) and applies the newest one (:meth:`step`)."""
 
     def __init__(
         self,
@@ -58,37 +90,69 @@ class RetainSweeper:
         self.clock = clock
         self.pending: tuple[RetainFilter, BloomFilter] | None = None
         self.last: RetainReport | None = None
+        self.receiving = False  # a body is being read: one at a time
         self.removed_total = 0  # for metrics
         self.wake: Callable[[], None] = lambda: None  # set to the loop's trigger
 
-    def accept(self, signed: Signed) -> RetainResponse:
-        """Check a signed filter and queue it for the sweep (replacing an older queued one)."""
+    @property
+    def max_body(self) -> int:
+        return max_filter_body(self.store.capacity_bytes, self.store.piece_count)
+
+    def _newest(self) -> float | None:
+        """Creation time of the newest filter received (applied or queued)."""
+        times = [x.created_at for x in (self.last, self.pending and self.pending[0]) if x]
+        return max(times, default=None)
+
+    def admit(self, header: str | None) -> RetainOrder:
+        """Check a retain POST's signed order: who sent it, for whom, when, how large.
+
+        Runs before any of the body is read, so a caller without a trusted
+        coordinator's signature costs the node no more than its headers.
+        """
         trusted = self.verifier.trusted_keys
         if not trusted:
-            raise Forbidden("RetainFilter refused: this node trusts no coordinator yet")
-        f = open_signed(signed, RetainFilter, trusted=trusted)
+            raise Forbidden("RetainOrder refused: this node trusts no coordinator yet")
+        if not header:
+            raise Forbidden(f"a retain filter needs a signed RetainOrder in {ORDER_HEADER}")
+        order = open_signed(decode_header(header), RetainOrder, trusted=trusted)
         now = self.clock()
-        if f.node_id != self.node_id:
-            raise Forbidden(f"filter is for node {f.node_id}, not this node ({self.node_id})")
-        if f.created_at > now + MAX_CLOCK_SKEW:
+        if order.node_id != self.node_id:
+            raise Forbidden(f"filter is for node {order.node_id}, not this node ({self.node_id})")
+        if order.created_at > now + MAX_CLOCK_SKEW:
             raise Forbidden(
-                f"filter created {f.created_at - now:.0f} s in the future; check clocks"
+                f"filter created {order.created_at - now:.0f} s in the future; check clocks"
             )
-        if f.created_at < now - MAX_FILTER_AGE:
-            raise Forbidden(f"filter created {now - f.created_at:.0f} s ago is too old")
+        if order.created_at < now - MAX_FILTER_AGE:
+            raise Forbidden(f"filter created {now - order.created_at:.0f} s ago is too old")
+        newest = self._newest()
+        if newest is not None and order.created_at < newest:
+            raise Conflict("a newer filter was already received; this one is stale")
+        cap = self.max_body
+        if not 0 <= order.size <= cap:
+            raise TooLarge(f"retain filter of {order.size} bytes; this node accepts {cap}")
+        return order
+
+    def accept(self, order: RetainOrder, body: bytes | bytearray) -> RetainResponse:
+        """Check the body ``order`` named and queue its filter (replacing an older queued one)."""
+        if blake3.blake3(body).digest() != order.digest:
+            raise Forbidden("retain body does not match its order's digest")
+        try:
+            f = msgspec.msgpack.decode(body, type=RetainFilter)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise BadRequest(f"malformed RetainFilter: {e}") from e
+        if f.node_id != order.node_id or f.created_at != order.created_at:
+            raise BadRequest("the filter's node or creation time is not its order's")
         if f.stored_before > f.created_at:
             raise BadRequest("filter's stored_before is after its creation")
-        newest = max(
-            (x.created_at for x in (self.last, self.pending and self.pending[0]) if x is not None),
-            default=None,
-        )
+        newest = self._newest()  # again: another may have been queued meanwhile
         if newest is not None and f.created_at < newest:
             raise Conflict("a newer filter was already received; this one is stale")
         try:
             bloom = BloomFilter(f.num_bits, f.hashes, f.seed, f.bits)
         except CodecError as e:
             raise BadRequest(f"malformed filter: {e}") from e
-        self.pending = (f, bloom)
+        # the bloom holds its own copy of the bits: keep one copy queued, not two
+        self.pending = (msgspec.structs.replace(f, bits=b""), bloom)
         self.wake()
         log.info(
             "retain filter of %d pieces (%d bytes) queued; pieces stored before %s may go",
@@ -161,20 +225,35 @@ RETAIN = web.AppKey("retain", RetainSweeper)
 def install_retain(app: web.Application, sweeper: RetainSweeper) -> None:
     """Add ``POST /v1/retain`` to the node's application (before it starts)."""
     app[RETAIN] = sweeper
-    app.router.add_post("/v1/retain", _retain)
+    app.router.add_post(RETAIN_PATH, _retain)
 
 
 async def _retain(request: web.Request) -> web.Response:
     sweeper = request.app[RETAIN]
-    if request.content_length is not None and request.content_length > MAX_RETAIN_BODY:
-        raise TooLarge(f"retain body over {MAX_RETAIN_BODY} bytes")
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(1024 * 1024):
-        body += chunk
-        if len(body) > MAX_RETAIN_BODY:
-            raise TooLarge(f"retain body over {MAX_RETAIN_BODY} bytes")
+    order = sweeper.admit(request.headers.get(ORDER_HEADER))
+    length = request.content_length
+    if length is not None and length != order.size:
+        raise BadRequest(f"body of {length} bytes; its order names {order.size}")
+    if sweeper.receiving:
+        raise Unavailable("another retain filter is being received; retry later")
+    sweeper.receiving = True
     try:
-        signed = msgspec.json.decode(bytes(body), type=Signed)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise BadRequest(f"malformed Signed[RetainFilter]: {e}") from e
-    return json_response(sweeper.accept(signed), status=202)
+        body = await _read_exact(request, order.size)
+        return json_response(sweeper.accept(order, body), status=202)
+    finally:
+        sweeper.receiving = False
+
+
+async def _read_exact(request: web.Request, size: int) -> bytearray:
+    """Exactly ``size`` bytes of body, into one buffer; more or fewer is a BadRequest."""
+    body = bytearray(size)
+    view = memoryview(body)
+    got = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        if got + len(chunk) > size:
+            raise BadRequest(f"retain body longer than its order's {size} bytes")
+        view[got : got + len(chunk)] = chunk
+        got += len(chunk)
+    if got != size:
+        raise BadRequest(f"retain body of {got} bytes is shorter than its order's {size}")
+    return body

@@ -22,8 +22,27 @@ class DrainStatus(Base, frozen=True):
     drained_at: float | None = None
 
 
+#: The node route that takes a retain filter.
+RETAIN_PATH = "/v1/retain"
+
+
+class RetainOrder(Base, frozen=True):
+    """The ``X-Skymesh-Order`` of ``POST /v1/retain``, signed by a coordinator.
+
+    It names the body that follows (``size`` bytes whose BLAKE3-256 is
+    ``digest``: the msgpack of a :class:`RetainFilter`), so the node checks who
+    sent a filter, that it is for this node and fresh, and that it fits, before
+    it reads or allocates a byte of it.
+    """
+
+    node_id: str
+    created_at: float  # the filter's
+    size: int
+    digest: bytes
+
+
 class RetainFilter(Base, frozen=True):
-    """``POST /v1/retain`` on a node, signed by a coordinator: keep these pieces.
+    """The body of ``POST /v1/retain`` on a node, named by a signed :class:`RetainOrder`.
 
     A Bloom filter (``codec/bloom.py``) of every piece the coordinator references
     on ``node_id``. The node deletes a stored piece only when the filter does not

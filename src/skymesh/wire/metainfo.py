@@ -230,6 +230,14 @@ class BeginObjectResponse(Base, frozen=True):
     placement: Placement
 
 
+class AbortObjectRequest(Base, frozen=True):
+    """``POST /v1/objects/abort``: drop a simple upload that failed after ``objects/begin``."""
+
+    bucket: str
+    key: str
+    stream_id: str
+
+
 class BeginSegmentRequest(Base, frozen=True):
     """``POST /v1/segments/begin``: placement for one more segment, avoiding ``exclude_nodes``."""
 

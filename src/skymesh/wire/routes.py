@@ -30,6 +30,7 @@ from skymesh.wire.inference import (
     InferenceOrders,
 )
 from skymesh.wire.metainfo import (
+    AbortObjectRequest,
     BeginObjectRequest,
     BeginObjectResponse,
     BeginPartRequest,
@@ -192,6 +193,7 @@ BEGIN_SEGMENT = _route("POST", "/v1/segments/begin", BeginSegmentRequest, Placem
 COMMIT_SEGMENT = _route("POST", "/v1/segments/commit", CommitSegmentRequest, Empty, PROJECT)
 COMMIT_OBJECT = _route("POST", "/v1/objects/commit", CommitObjectRequest, ObjectInfo, PROJECT)
 PUT_INLINE = _route("POST", "/v1/objects/put-inline", PutInlineRequest, ObjectInfo, PROJECT)
+ABORT_OBJECT = _route("POST", "/v1/objects/abort", AbortObjectRequest, Empty, PROJECT)
 HEAD_OBJECT = _route("POST", "/v1/objects/head", ObjectRequest, ObjectInfo, PROJECT)
 DOWNLOAD = _route("POST", "/v1/objects/download", DownloadRequest, DownloadResponse, PROJECT)
 LIST_OBJECTS = _route("POST", "/v1/objects/list", ListObjectsRequest, ListObjectsResponse, PROJECT)

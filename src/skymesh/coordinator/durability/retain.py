@@ -7,9 +7,11 @@ direction: for every online node this loop builds a filter of the piece ids it
 should hold (every piece of every committed or pending segment there, derived
 from the segment's root with ``derive_piece_id``, plus garbage rows still inside
 ``gc_grace``, so readers of a just-overwritten object keep their pieces until the
-collector's own deadline), signs it with its creation time and ``stored_before
-= created_at - retain_grace``, and posts it to ``/v1/retain``. The node deletes
-pieces outside the filter that are older than that (``node/retain.py``).
+collector's own deadline), with its creation time and ``stored_before =
+created_at - retain_grace``, and posts it to ``/v1/retain`` as msgpack behind a
+signed ``RetainOrder`` naming its size and digest, which the node checks before
+it reads the body. The node deletes pieces outside the filter that are older
+than that (``node/retain.py``).
 
 A filter is built from one read snapshot. A piece stored after ``stored_before``
 is never deleted, whatever the filter says, so an upload whose segment commits
@@ -26,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
+import blake3
+import msgspec
 import sqlalchemy as sa
 
 from skymesh.codec.bloom import DEFAULT_FP_RATE, BloomFilter
@@ -34,11 +38,11 @@ from skymesh.coordinator.db.schema import garbage_pieces, pieces, segments
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.registry import Registry
 from skymesh.errors import SkymeshError
-from skymesh.rpc import RpcClient
-from skymesh.wire.durability import RetainFilter, RetainResponse
+from skymesh.rpc import MSGPACK, RpcClient
+from skymesh.wire.durability import RETAIN_PATH, RetainFilter, RetainOrder, RetainResponse
 from skymesh.wire.identity import Identity
 from skymesh.wire.pieces import derive_piece_id
-from skymesh.wire.signing import sign
+from skymesh.wire.signing import ORDER_HEADER, encode_header, sign
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +133,23 @@ class Reconciler:
     async def send(self, node: NodeRecord, now: float) -> RetainFilter:
         """Build and post ``node``'s filter; raises what the node answered on refusal."""
         f = await self.build(node.node_id, now)
+        body = msgspec.msgpack.encode(f)
+        order = RetainOrder(
+            node_id=node.node_id,
+            created_at=f.created_at,
+            size=len(body),
+            digest=blake3.blake3(body).digest(),
+        )
         rpc = RpcClient(node.address, self.session)
-        self.last[node.node_id] = await rpc.call(
-            "/v1/retain", sign(self.identity, f), RetainResponse
+        self.last[node.node_id] = await rpc.request(
+            "POST",
+            RETAIN_PATH,
+            RetainResponse,
+            body=body,
+            headers={
+                "Content-Type": MSGPACK,
+                ORDER_HEADER: encode_header(sign(self.identity, order)),
+            },
         )
         return f
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from skymesh.coordinator.metainfo import (
+    abort_object,
     begin_object,
     begin_segment,
     bucket_config,
@@ -54,6 +55,7 @@ PROJECT_OPERATIONS: dict[routes.Route[Any, Any], ProjectOperation] = {
     routes.BEGIN_OBJECT: begin_object.begin_object,
     routes.COMMIT_OBJECT: commit_object.commit_object,
     routes.PUT_INLINE: put_inline.put_inline,
+    routes.ABORT_OBJECT: abort_object.abort_object,
     routes.HEAD_OBJECT: head_object.head_object,
     routes.DOWNLOAD: download.download,
     routes.LIST_OBJECTS: list_objects.list_objects,

@@ -271,26 +271,30 @@ def discard_segments(
     part: int | None = None,
     positions: Collection[tuple[int, int]] | None = None,
     parts: Collection[int] | None = None,
+    queued_at: float | None = None,
 ) -> int:
     """Drop segments of ``stream_ids``: all of them, one ``part``, some ``parts`` or ``positions``.
 
-    Their pieces are queued as garbage first, in the same transaction. Returns
-    how many segments went.
+    Their pieces are queued as garbage first, in the same transaction, as of
+    ``queued_at`` (default ``now``; the collector deletes a row ``gc_grace``
+    after it). Returns how many segments went.
     """
+    when = now if queued_at is None else queued_at
     if isinstance(stream_ids, str):
         base: dict[str, Any] = {"stream_id": stream_ids}
         if positions is not None:
             return sum(
-                _discard(conn, now, "position", {**base, "part": p, "idx": i}) for p, i in positions
+                _discard(conn, when, "position", {**base, "part": p, "idx": i})
+                for p, i in positions
             )
         if parts is not None:
-            return _discard(conn, now, "parts", {**base, "parts": list(parts)}) if parts else 0
+            return _discard(conn, when, "parts", {**base, "parts": list(parts)}) if parts else 0
         if part is not None:
-            return _discard(conn, now, "part", {**base, "part": part})
-        return _discard(conn, now, "stream", base)
+            return _discard(conn, when, "part", {**base, "part": part})
+        return _discard(conn, when, "stream", base)
     if part is not None or parts is not None or positions is not None:
         raise ValueError("several streams are discarded whole")
-    return _discard(conn, now, "streams", {"stream_ids": list(stream_ids)}) if stream_ids else 0
+    return _discard(conn, when, "streams", {"stream_ids": list(stream_ids)}) if stream_ids else 0
 
 
 def _discard(conn: sa.Connection, now: float, scope: str, params: dict[str, Any]) -> int:
@@ -321,11 +325,14 @@ _DELETE_PENDING = pending_streams.delete().where(
 )
 
 
-def drop_pending(conn: sa.Connection, now: float, stream_ids: Sequence[str]) -> None:
-    """Forget pending streams: their segments (pieces to garbage), parts and rows."""
+def drop_pending(
+    conn: sa.Connection, now: float, stream_ids: Sequence[str], queued_at: float | None = None
+) -> None:
+    """Forget pending streams: their segments (pieces to garbage, as of ``queued_at``),
+    parts and rows."""
     for start in range(0, len(stream_ids), _BATCH):
         ids = list(stream_ids[start : start + _BATCH])
-        discard_segments(conn, now, ids)
+        discard_segments(conn, now, ids, queued_at=queued_at)
         conn.execute(_DELETE_PARTS, {"stream_ids": ids})
         conn.execute(_DELETE_PENDING, {"stream_ids": ids})
 

@@ -34,6 +34,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from skymesh.client.buffers import BufferPool
 from skymesh.compute.catalog import KNOWN
 from skymesh.compute.errors import ModelNotFound
 from skymesh.compute.routing import Candidate, rank
@@ -94,13 +95,14 @@ class OpenAIGateway:
         config: GatewayConfig,
         credentials: Mapping[str, Credential],
         session: aiohttp.ClientSession,
+        buffers: BufferPool | None = None,  # the gateway's upload budget, shared with S3
     ) -> None:
         self.config = config
         self.credentials = credentials  # access key id -> credential (live: keys get added)
         self.session = session
         self.keys = BearerKeys(config, credentials, self._rpc)  # who calls: inference API keys
         self.directory = ComputeDirectory(session, routes=config.node_routes)
-        self.files = ProjectFiles(config, session)  # /v1/files: batch inputs and outputs
+        self.files = ProjectFiles(config, session, buffers)  # /v1/files: batch inputs and outputs
         self.batches = BatchAPI(self.files, self.directory, session)
         self.stored = StoredInputs(self.files, self.directory, session)  # skymesh.input_object
         self._rpcs: dict[str, RpcClient] = {}

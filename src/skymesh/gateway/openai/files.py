@@ -50,6 +50,7 @@ import aiohttp
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from skymesh.client.buffers import BufferPool
 from skymesh.client.client import Client
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.config import Credential, GatewayConfig
@@ -120,9 +121,15 @@ def not_found(e: NotFound, fid: str) -> OpenAIError:
 class ProjectFiles:
     """The files of every project this gateway holds keys for, one :class:`Client` each."""
 
-    def __init__(self, config: GatewayConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        session: aiohttp.ClientSession,
+        buffers: BufferPool | None = None,
+    ) -> None:
         self.config = config
         self.session = session
+        self.buffers = buffers
         self._clients: dict[str, Client] = {}
         self._ready: set[str] = set()  # default buckets known to exist
 
@@ -136,6 +143,7 @@ class ProjectFiles:
                 bytes.fromhex(c.encryption_secret),
                 session=self.session,
                 download_extra_pieces=self.config.download_extra_pieces,
+                buffers=self.buffers,
             )
             self._clients[c.api_key] = client
         return client

@@ -5,7 +5,8 @@ A PUT body may come raw (with its SHA-256 signed, or ``UNSIGNED-PAYLOAD``) or as
 :class:`PutBody` yields the payload bytes and, through :meth:`verify`, checks the
 declared length, the signed SHA-256, Content-MD5 and the S3 checksum (header or
 trailer) before the object is committed: a body that fails any check is never
-made visible. The checksum it verified is what :meth:`verify` returns, for the
+made visible. Lengths are checked as the body streams: no byte past the declared
+length, or past the request's limit, reaches a segment. The checksum it verified is what :meth:`verify` returns, for the
 object's sealed metadata.
 """
 
@@ -17,7 +18,7 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from skymesh.client.writer import Hasher
-from skymesh.gateway.s3.chunked import AwsChunkedDecoder
+from skymesh.gateway.s3.chunked import AwsChunkedDecoder, decoded_content_length
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX, Checksum, check_value, requested
 from skymesh.gateway.s3.request import S3Request
@@ -26,26 +27,32 @@ READ_CHUNK = 1024 * 1024
 
 
 class PutBody:
-    def __init__(self, req: S3Request):
+    """One PUT or UploadPart body of at most ``max_size`` bytes (``EntityTooLarge``
+    beyond: at once when the declared length says so, else at the first byte past it)."""
+
+    def __init__(self, req: S3Request, max_size: int, too_large: str):
         self.req = req
         h = req.http.headers
         mode = req.auth.payload_mode
         self.chunked = mode.startswith("streaming")
+        self.max_size = max_size
+        self._too_large = too_large
         self.size: int | None = None
-        declared = (
-            h.get("x-amz-decoded-content-length") if self.chunked else h.get("Content-Length")
-        )
-        if declared is not None:
+        if self.chunked:
+            self.size = decoded_content_length(h)
+            if self.size is None:
+                raise s3_error(
+                    "MissingContentLength", "aws-chunked bodies need x-amz-decoded-content-length"
+                )
+        elif (declared := h.get("Content-Length")) is not None:
             try:
                 self.size = int(declared)
             except ValueError as e:
                 raise s3_error("InvalidArgument", "the content length is not a number") from e
             if self.size < 0:
                 raise s3_error("InvalidArgument", "negative content length")
-        elif self.chunked:
-            raise s3_error(
-                "MissingContentLength", "aws-chunked bodies need x-amz-decoded-content-length"
-            )
+        if self.size is not None and self.size > max_size:
+            raise s3_error("EntityTooLarge", too_large)
         self.hashers: list[Hasher] = []
         self._sha256: hashlib._Hash | None = None
         if mode == "signed" and req.auth.payload_sha256:
@@ -70,15 +77,27 @@ class PutBody:
         trailer_names = {
             t.strip().lower() for t in h.get("x-amz-trailer", "").split(",") if t.strip()
         }
-        self._decoder = AwsChunkedDecoder(req.auth, trailer_names) if self.chunked else None
+        # the decoder stops at the first chunk that would carry a byte past the
+        # declared length, before any of it is stored
+        self._decoder = (
+            AwsChunkedDecoder(req.auth, trailer_names, decoded_length=self.size)
+            if self.chunked
+            else None
+        )
 
     async def chunks(self) -> AsyncIterator[bytes]:
         content = self.req.http.content
         if self._decoder is None:
+            # aiohttp stops a body at its Content-Length; one without (chunked
+            # transfer encoding) is stopped here at max_size
+            total = 0
             while True:
                 data = await content.readany()
                 if not data:
                     return
+                total += len(data)
+                if total > self.max_size:
+                    raise s3_error("EntityTooLarge", self._too_large)
                 yield data
         decoder = self._decoder
         while True:

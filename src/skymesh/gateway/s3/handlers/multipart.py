@@ -50,9 +50,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     part_number = req.endpoint.part_number
     if part_number is None:
         raise s3_error("InvalidArgument", "partNumber is required", ArgumentName="partNumber")
-    body = PutBody(req)
-    if body.size is not None and body.size > MAX_PART_SIZE:
-        raise s3_error("EntityTooLarge", "a part may be at most 5 GiB")
+    body = PutBody(req, MAX_PART_SIZE, "a part may be at most 5 GiB")
     part = await req.client.multipart.upload_part(
         req.bucket,
         req.key,

@@ -123,12 +123,11 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
     meta = meta_from_headers(req.http.headers)
     if_match, if_none_match = write_conditions(req)
-    body = PutBody(req)
-    if body.size is not None and body.size > MAX_PUT_SIZE:
-        raise s3_error(
-            "EntityTooLarge",
-            f"a single PUT may be at most {MAX_PUT_SIZE} bytes; use a multipart upload",
-        )
+    body = PutBody(
+        req,
+        MAX_PUT_SIZE,
+        f"a single PUT may be at most {MAX_PUT_SIZE} bytes; use a multipart upload",
+    )
     stored = await req.client.put_object(
         req.bucket,
         req.key,
