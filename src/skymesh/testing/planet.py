@@ -92,6 +92,11 @@ class Planet:
             )
         )
         await self.coordinator.start()
+        # Each operator admitted once for every region, before any node joins: admitting
+        # again replaces the token, and a node not yet joined with the old one is refused.
+        for op in sorted({self._settings(i)["operator"] for i in range(config.node_count)}):
+            for region in config.regions:
+                await self.admit(op, region, compute=config.compute_nodes > 0)
         for i in range(config.node_count):
             await self.add_node(config.regions[i % len(config.regions)])
         await self.wait_online(config.node_count)
@@ -129,15 +134,7 @@ class Planet:
         ``overrides`` are NodeConfig fields (``join_token`` among them)."""
         assert self.coordinator is not None
         i = len(self.nodes)
-        settings: dict[str, Any] = {
-            "operator": f"op-{i % 5}",
-            "heartbeat_interval": self.config.heartbeat_interval,
-            "fsync": False,
-            **self.config.node_overrides,
-        }
-        if i < self.config.compute_nodes:
-            settings.update(compute=True, **self.config.compute_overrides)
-        settings.update(overrides)
+        settings = {**self._settings(i), **overrides}
         if "join_token" not in settings:
             compute = bool(settings.get("compute"))
             settings["join_token"] = await self.admit(settings["operator"], region, compute)
@@ -155,6 +152,18 @@ class Planet:
         await node.start()
         self.nodes.append(node)
         return node
+
+    def _settings(self, i: int) -> dict[str, Any]:
+        """The NodeConfig fields the planet gives its ``i``-th node."""
+        settings: dict[str, Any] = {
+            "operator": f"op-{i % 5}",
+            "heartbeat_interval": self.config.heartbeat_interval,
+            "fsync": False,
+            **self.config.node_overrides,
+        }
+        if i < self.config.compute_nodes:
+            settings.update(compute=True, **self.config.compute_overrides)
+        return settings
 
     async def wait_online(self, count: int, timeout: float = 20.0) -> None:
         """Until the coordinator counts ``count`` nodes online."""
