@@ -62,6 +62,12 @@ def encoding_type(req: S3Request) -> str | None:
     return value
 
 
+def _owner(req: S3Request) -> tuple[str, str] | None:
+    """The Owner shown in listings: only to the owner, since it is the project id, and
+    anonymous or other projects' readers of a public bucket must not learn it."""
+    return (req.credential.project_id, req.credential.project_id) if req.caller_owns else None
+
+
 async def _page(req: S3Request, start_after: str, limit: int) -> ListObjectsResponse:
     if limit == 0:
         # S3 answers an empty, untruncated page for max-keys=0 (after checking the bucket)
@@ -97,9 +103,7 @@ async def list_objects_v2(req: S3Request) -> web.StreamResponse:
         next_continuation_token=encode_token(page.next_start_after) if page.truncated else None,
         start_after=start_after or None,
         encoding_type=enc,
-        owner=(req.credential.project_id, req.credential.project_id)
-        if req.query("fetch-owner") == "true"
-        else None,
+        owner=_owner(req) if req.query("fetch-owner") == "true" else None,
     )
     return web.Response(body=body, content_type=XML)
 
@@ -121,7 +125,7 @@ async def list_objects_v1(req: S3Request) -> web.StreamResponse:
         marker=marker,
         next_marker=page.next_start_after if page.truncated and delimiter else None,
         encoding_type=enc,
-        owner=(req.credential.project_id, req.credential.project_id),
+        owner=_owner(req),
     )
     return web.Response(body=body, content_type=XML)
 
@@ -181,6 +185,6 @@ async def list_object_versions(req: S3Request) -> web.StreamResponse:
         if page.truncated and page.next_version_id_marker
         else None,
         encoding_type=enc,
-        owner=(req.credential.project_id, req.credential.project_id),
+        owner=_owner(req),
     )
     return web.Response(body=body, content_type=XML)

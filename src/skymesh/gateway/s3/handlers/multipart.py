@@ -15,6 +15,7 @@ from skymesh.gateway.s3.handlers.objects import (
     version_headers,
     write_conditions,
 )
+from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import (
@@ -74,7 +75,7 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
     object gets S3's composite (``base64(checksum of part checksums)-N``), answered
     here and by GET/HEAD with checksum mode; a part checksum the client lists must
     match the one the part was uploaded with (``InvalidPart``)."""
-    parts = parse_complete_parts(await req.read_small_body(MAX_COMPLETE_BODY))
+    parts = parse_complete_parts(await read_small_body(req, MAX_COMPLETE_BODY))
     if not parts:
         raise s3_error("MalformedXML", "CompleteMultipartUpload needs at least one part")
     if_match, if_none_match = write_conditions(req)
