@@ -42,7 +42,16 @@ STORED_HEADERS = (
 MAX_PUT_SIZE = 5 * 1024**3  # S3's limit for one PUT; larger objects go by multipart
 MAX_USER_METADATA = 2048  # bytes of x-amz-meta-* names and values, as S3 allows
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only: re's \d also takes other scripts' digits, which int() reads
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_PAST_ANY_END = 2**62  # more than any object's size, and still an int64 on the wire
+
+
+def _bound(digits: str) -> int:
+    """A Range bound, at most :data:`_PAST_ANY_END`: int() refuses more than 4300
+    digits (a 500 before), and a bound past every object needs no more precision."""
+    digits = digits.lstrip("0") or "0"
+    return min(int(digits), _PAST_ANY_END) if len(digits) <= 19 else _PAST_ANY_END
 
 
 def meta_from_headers(headers: Mapping[str, str]) -> ObjectMeta:
@@ -239,15 +248,15 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:
-        n = int(last)
+        n = _bound(last)
         if n == 0 or size == 0:
             raise s3_error(
                 "InvalidRange", "the requested range is not satisfiable", ActualObjectSize=size
             )
         return max(0, size - n), size
-    start = int(first)
-    end = size if not last else min(size, int(last) + 1)
-    if last and int(last) < start:
+    start = _bound(first)
+    end = size if not last else min(size, _bound(last) + 1)
+    if last and _bound(last) < start:
         return None
     if start >= size:
         raise s3_error(
@@ -263,9 +272,9 @@ async def get_object(req: S3Request) -> web.StreamResponse:
     end_hint: int | None = None  # where a plain "bytes=a-b" range stops: orders up to there
     m = _RANGE.match(range_header.strip()) if range_header else None
     if m and m.group(1):
-        hint = int(m.group(1))
+        hint = _bound(m.group(1))
         if m.group(2) and req.query("partNumber") is None:
-            end_hint = int(m.group(2)) + 1
+            end_hint = _bound(m.group(2)) + 1
     try:
         handle = await req.client.open_object(
             req.bucket, req.key, version_query(req), hint, end_hint
