@@ -9,6 +9,8 @@ broken SigV4 headers.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from skymesh.testing.planet import PlanetThread
@@ -110,3 +112,31 @@ def test_broken_authorization_headers(
     assert reply.status == status, reply.body[:300]
     if code is not None:
         assert reply.code == code
+
+
+@pytest.mark.parametrize("value", ["9" * 20, "9" * 5000, "-1", "\u0663", "1e3", " 5"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "list-type=2&max-keys={}",
+        "max-keys={}",
+        "versions&max-keys={}",
+        "uploads&max-uploads={}",
+    ],
+)
+def test_integer_parameters_out_of_range(
+    planet: PlanetThread, bucket: str, query: str, value: str
+) -> None:
+    reply = s3raw.request(planet, "GET", f"/{bucket}?" + query.format(quote(value)))
+    assert (reply.status, reply.code) == (400, "InvalidArgument"), reply.body[:300]
+
+
+@pytest.mark.parametrize("value", ["9" * 20, "9" * 5000, "-1", "\u0663"])
+@pytest.mark.parametrize("name", ["max-parts", "part-number-marker"])
+def test_list_parts_integers_out_of_range(
+    planet: PlanetThread, s3: S3Client, bucket: str, name: str, value: str
+) -> None:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    path = f"/{bucket}/mp?uploadId={quote(upload)}&{name}={quote(value)}"
+    reply = s3raw.request(planet, "GET", path)
+    assert (reply.status, reply.code) == (400, "InvalidArgument"), reply.body[:300]

@@ -19,6 +19,7 @@ from skymesh.gateway.s3.router import Endpoint
 from skymesh.gateway.s3.sigv4 import AuthResult
 
 XML = "application/xml"
+MAX_INT_PARAM = 2**31 - 1
 
 
 @dataclass
@@ -72,6 +73,25 @@ class S3Request:
         """
         values = self.params.get(name)
         return values[0] if values else default
+
+    def int_query(self, name: str, default: int) -> int:
+        """An integer query parameter (``max-keys``, ``max-parts``, ``part-number-marker``...):
+        ASCII digits from 0 to 2**31 - 1, as S3 takes them, else ``InvalidArgument``.
+
+        Never int() on the raw value: it reads other scripts' digits, and a number
+        past what the coordinator's database holds was a 500.
+        """
+        raw = self.query(name)
+        if raw is None:
+            return default
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > MAX_INT_PARAM:
+            raise s3_error(
+                "InvalidArgument",
+                f"Provided {name} not an integer or within integer range",
+                ArgumentName=name,
+                ArgumentValue=raw[:64],
+            )
+        return int(raw)
 
     @property
     def caller_owns(self) -> bool:

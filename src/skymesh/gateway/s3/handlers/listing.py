@@ -26,18 +26,7 @@ MAX_KEYS = 1000
 
 
 def max_keys(req: S3Request) -> int:
-    raw = req.query("max-keys")
-    if raw is None:
-        return MAX_KEYS
-    try:
-        value = int(raw)
-    except ValueError as e:
-        raise s3_error(
-            "InvalidArgument", "max-keys must be an integer", ArgumentName="max-keys"
-        ) from e
-    if value < 0:
-        raise s3_error("InvalidArgument", "max-keys must not be negative", ArgumentName="max-keys")
-    return min(value, MAX_KEYS)
+    return min(req.int_query("max-keys", MAX_KEYS), MAX_KEYS)
 
 
 def encode_token(start_after: str) -> str:

@@ -126,13 +126,8 @@ async def abort_multipart_upload(req: S3Request) -> web.StreamResponse:
 
 async def list_parts(req: S3Request) -> web.StreamResponse:
     upload_id = upload_id_of(req)
-    try:
-        marker = int(req.query("part-number-marker", "0") or 0)
-        limit = min(1000, int(req.query("max-parts", "1000") or 1000))
-    except ValueError as e:
-        raise s3_error(
-            "InvalidArgument", "part-number-marker and max-parts must be integers"
-        ) from e
+    marker = req.int_query("part-number-marker", 0)
+    limit = min(1000, req.int_query("max-parts", 1000))
     page = await req.client.metainfo.list_parts(
         ListPartsRequest(
             bucket=req.bucket,
@@ -157,10 +152,7 @@ async def list_parts(req: S3Request) -> web.StreamResponse:
 
 
 async def list_multipart_uploads(req: S3Request) -> web.StreamResponse:
-    try:
-        limit = min(1000, int(req.query("max-uploads", "1000") or 1000))
-    except ValueError as e:
-        raise s3_error("InvalidArgument", "max-uploads must be an integer") from e
+    limit = min(1000, req.int_query("max-uploads", 1000))
     page = await req.client.metainfo.list_uploads(
         ListUploadsRequest(
             bucket=req.bucket,
