@@ -125,3 +125,14 @@ def test_the_owner_still_sees_itself(planet: PlanetThread, s3: S3Client, public:
     assert _owners(s3.list_objects(Bucket=public)) == [owner]
     assert _owners(s3.list_objects_v2(Bucket=public, FetchOwner=True)) == [owner]
     assert _owners(s3.list_object_versions(Bucket=public)) == [owner]
+
+
+@pytest.mark.parametrize("query", ["?acl", "?versions", "/page?acl", "?uploads", "?tagging"])
+def test_anonymous_owner_revealing_reads_are_denied(
+    planet: PlanetThread, public: str, query: str
+) -> None:
+    """GetBucketAcl, GetObjectAcl, ListObjectVersions... name the owner: S3 denies them to
+    anonymous callers even on a public-read bucket, and the denial names no one."""
+    resp = _http.request("GET", f"{planet.planet.endpoint}/{public}{query}")
+    assert resp.status == 403 and b"<Code>AccessDenied</Code>" in resp.data
+    assert _owner_id(planet).encode() not in resp.data

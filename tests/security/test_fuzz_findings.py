@@ -1,7 +1,8 @@
 """Malformed input against a live gateway: S3's error, never a 500, nothing changed.
 
-The parser fuzzing (``test_fuzz_parsers.py``) found that a Range bound of more than
-4300 digits made ``int()`` raise, which the gateway answered ``500 InternalError``;
+The parser fuzzing (``test_fuzz_parsers.py``, ``make fuzz``) found that a Range bound
+of more than 4300 digits made ``int()`` raise and that an XML declaration naming an
+unknown encoding made expat raise ``LookupError``, both answered ``500 InternalError``;
 these tests hold each such finding end to end, with the other malformed inputs a
 caller controls: a query that is not UTF-8, broken or oversized XML bodies, and
 broken SigV4 headers.
@@ -74,8 +75,14 @@ def test_query_that_is_not_utf8(planet: PlanetThread, bucket: str) -> None:
             b"<Delete>" + b"<Object><Key>keep</Key></Object>" * 70_000 + b"</Delete>",
             "MaxMessageLengthExceeded",
         ),
+        # found by `make fuzz`: expat raised LookupError for an unknown encoding (a 500)
+        (
+            b'<?xml version="1.0" encoding="U-TF-8"?>'
+            b"<Delete><Object><Key>keep</Key></Object></Delete>",
+            "MalformedXML",
+        ),
     ],
-    ids=["unclosed", "empty", "not-utf8", "entity", "oversized"],
+    ids=["unclosed", "empty", "not-utf8", "entity", "oversized", "unknown-encoding"],
 )
 def test_broken_delete_bodies_delete_nothing(
     planet: PlanetThread, s3: S3Client, bucket: str, body: bytes, code: str

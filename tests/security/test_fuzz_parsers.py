@@ -158,15 +158,20 @@ element = st.recursive(
     ),
     max_leaves=30,
 )
+# an XML declaration, or none; its encoding may be one expat, Python or nobody knows
+prolog = st.just("") | st.builds(
+    lambda enc: f'<?xml version="1.0" encoding="{enc}"?>',
+    st.sampled_from(["UTF-8", "utf-16", "ISO-8859-1", "cp1252", "shift_jis", "U-TF-8"])
+    | st.text(string.ascii_letters + string.digits + "-_", max_size=10),
+)
 document = st.builds(
     lambda root, ns, kids, prolog: (
-        ('<?xml version="1.0" encoding="UTF-8"?>' if prolog else "")
-        + f"<{root}{NS if ns else ''}>{''.join(kids)}</{root}>"
+        prolog + f"<{root}{NS if ns else ''}>{''.join(kids)}</{root}>"
     ).encode(),
     st.sampled_from(TAGS),
     st.booleans(),
     st.lists(element, max_size=8),
-    st.booleans(),
+    prolog,
 )
 
 

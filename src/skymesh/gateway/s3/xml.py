@@ -726,7 +726,8 @@ def _parse(body: bytes, limit: int, root_tag: str) -> ET.Element:
         root = builder.close()
     except _Rejected:
         _malformed("DTDs and entity declarations are not allowed")
-    except (expat.ExpatError, ValueError, AssertionError, SyntaxError) as e:
+    # LookupError: an XML declaration naming an encoding Python does not know
+    except (expat.ExpatError, ValueError, LookupError, AssertionError, SyntaxError) as e:
         _malformed(str(e)[:100])
     if root.tag != root_tag:
         _malformed(f"expected a {root_tag} element, got {root.tag[:60]}")
