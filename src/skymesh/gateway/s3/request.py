@@ -79,7 +79,7 @@ class S3Request:
         ASCII digits from 0 to 2**31 - 1, as S3 takes them, else ``InvalidArgument``.
 
         Never int() on the raw value: it reads other scripts' digits, and a number
-        past what the coordinator's database holds was a 500.
+        past the coordinator's integer columns must not reach it.
         """
         raw = self.query(name)
         if raw is None:

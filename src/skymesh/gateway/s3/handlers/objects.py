@@ -49,7 +49,7 @@ _PAST_ANY_END = 2**62  # more than any object's size, and still an int64 on the 
 
 def _bound(digits: str) -> int:
     """A Range bound, at most :data:`_PAST_ANY_END`: int() refuses more than 4300
-    digits (a 500 before), and a bound past every object needs no more precision."""
+    digits, and a bound past every object needs no more precision."""
     digits = digits.lstrip("0") or "0"
     return min(int(digits), _PAST_ANY_END) if len(digits) <= 19 else _PAST_ANY_END
 
