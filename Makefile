@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint format bench clean
+.PHONY: setup run test test-fast lint format bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# fuzz: the parser property tests (tests/security/test_fuzz_parsers.py) with many more
+# examples than CI runs; not part of `make test`. e.g. make fuzz FUZZ_EXAMPLES=50000
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	SKYMESH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q --hypothesis-show-statistics \
+		tests/security/test_fuzz_parsers.py
 
 # bench: skymesh vs Tahoe-LAFS vs moto; makes .bench/venvs/ on first use,
 # rewrites docs/benchmarks.md and .png. e.g. make bench BENCH_ARGS="--quick --only skymesh"

@@ -212,9 +212,10 @@ def test_list_object_versions_pages_prefixes_and_markers(s3: Any) -> None:
     resp = s3.list_object_versions(Bucket=bucket, Prefix="b/", MaxKeys=3)
     assert [v["Key"] for v in resp["Versions"]] == ["b/1", "b/1", "b/2"]
     assert resp["IsTruncated"] and resp["NextKeyMarker"] == "b/2"
-    # encoding-type=url asked for explicitly: botocore leaves the keys encoded
+    # encoding-type=url asked for explicitly: botocore leaves the keys encoded (a space
+    # as %20, as S3 encodes it)
     resp = s3.list_object_versions(Bucket=bucket, EncodingType="url", Prefix="c")
-    assert [v["Key"] for v in resp["Versions"]] == ["c+d", "c+d"]
+    assert [v["Key"] for v in resp["Versions"]] == ["c%20d", "c%20d"]
     resp = s3.list_object_versions(Bucket=bucket, EncodingType="url", KeyMarker="c d")
     assert [v["Key"] for v in resp["Versions"]] == ["%C3%A9", "%C3%A9"]
     # a version-id-marker needs a key-marker

@@ -34,7 +34,7 @@ from skymesh.gateway.s3.handlers import (
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.request import XML, Handler, S3Context, S3Request
 from skymesh.gateway.s3.router import Endpoint, Op, route
-from skymesh.gateway.s3.sigv4 import SigV4Request, verify
+from skymesh.gateway.s3.sigv4 import SigV4Request, parse_query, verify
 from skymesh.gateway.s3.xml import error_xml
 
 log = logging.getLogger(__name__)
@@ -153,11 +153,16 @@ def make_app(ctx: S3Context) -> web.Application:
         ctx.requests += 1
         started = time.perf_counter()
         raw_path = request.raw_path.split("?", 1)[0]
+        raw_query = request.rel_url.raw_query_string
         try:
+            # the query as the signature reads it, for the router and the handlers alike
+            params: dict[str, list[str]] = {}
+            for name, value in parse_query(raw_query):
+                params.setdefault(name, []).append(value)
             endpoint = route(
                 request.method,
                 raw_path,
-                request.query,
+                params,
                 request.host,
                 ctx.base_hosts,
                 request.headers,
@@ -173,7 +178,7 @@ def make_app(ctx: S3Context) -> web.Application:
                 SigV4Request(
                     method=request.method,
                     path=raw_path,
-                    query=request.rel_url.raw_query_string,
+                    query=raw_query,
                     headers=list(request.headers.items()),
                     now=datetime.now(UTC),
                 ),
@@ -198,6 +203,7 @@ def make_app(ctx: S3Context) -> web.Application:
                 client=client,
                 ctx=ctx,
                 request_id=request_id,
+                params=params,
             )
             resp = await _run_handler(ctx, handler, req)
         except S3Error as e:
@@ -230,6 +236,7 @@ def make_app(ctx: S3Context) -> web.Application:
         return resp
 
     app = web.Application(client_max_size=1024**4)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    # every path, newlines included: keys may hold any character (``.`` stops at "\n")
+    app.router.add_route("*", "/{tail:[\\s\\S]*}", dispatch)
     app.on_response_prepare.append(_add_cors_headers)
     return app

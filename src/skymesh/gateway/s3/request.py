@@ -6,7 +6,7 @@ handler to build its table, so the dependency runs one way.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from skymesh.gateway.s3.router import Endpoint
 from skymesh.gateway.s3.sigv4 import AuthResult
 
 XML = "application/xml"
+MAX_INT_PARAM = 2**31 - 1
 
 
 @dataclass
@@ -48,6 +49,9 @@ class S3Request:
     client: Client
     ctx: S3Context
     request_id: str
+    #: the query parameters as the signature covers them (``sigv4.parse_query``),
+    #: each name's values in order; handlers read them through :meth:`query`
+    params: Mapping[str, Sequence[str]]
 
     @property
     def bucket(self) -> str:
@@ -62,19 +66,45 @@ class S3Request:
         return self.endpoint.key
 
     def query(self, name: str, default: str | None = None) -> str | None:
-        return self.http.query.get(name, default)
+        """The first value of query parameter ``name``, exactly as signed, or ``default``.
 
-    async def read_small_body(self, cap: int) -> bytes:
-        """The whole body of a control request (XML), refusing more than ``cap`` bytes."""
-        length = self.http.content_length
-        if length is not None and length > cap:
-            raise s3_error("MaxMessageLengthExceeded", f"the body may be at most {cap} bytes")
-        data = bytearray()
-        while chunk := await self.http.content.read(64 * 1024):
-            data += chunk
-            if len(data) > cap:
-                raise s3_error("MaxMessageLengthExceeded", f"the body may be at most {cap} bytes")
-        return bytes(data)
+        Never read ``http.query``: aiohttp decodes a ``+`` as a space, which the
+        signature does not (``sigv4.parse_query``).
+        """
+        values = self.params.get(name)
+        return values[0] if values else default
+
+    def int_query(self, name: str, default: int) -> int:
+        """An integer query parameter (``max-keys``, ``max-parts``, ``part-number-marker``...):
+        ASCII digits from 0 to 2**31 - 1, as S3 takes them, else ``InvalidArgument``.
+
+        Never int() on the raw value: it reads other scripts' digits, and a number
+        past the coordinator's integer columns must not reach it.
+        """
+        raw = self.query(name)
+        if raw is None:
+            return default
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > MAX_INT_PARAM:
+            raise s3_error(
+                "InvalidArgument",
+                f"Provided {name} not an integer or within integer range",
+                ArgumentName=name,
+                ArgumentValue=raw[:64],
+            )
+        return int(raw)
+
+    @property
+    def caller_owns(self) -> bool:
+        """Whether the signed caller's project owns what this request acts on.
+
+        False for an unsigned request and for a signed read of another project's
+        public bucket (``app._run_handler`` runs it with the owner's credential):
+        neither may learn the owner's project id.
+        """
+        if self.auth.access_key is None:
+            return False
+        own = self.ctx.credentials.get(self.auth.access_key)
+        return own is not None and own.project_id == self.credential.project_id
 
 
 Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]

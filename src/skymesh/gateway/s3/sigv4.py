@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Literal
-from urllib.parse import quote, unquote, unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from skymesh.gateway.s3.errors import S3Error, s3_error
 
@@ -220,8 +220,8 @@ def verify(
     elif now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     headers = _index_headers(req.headers)
-    pairs = _split_query(req.query)
-    names = {unquote(k) for k, _ in pairs}
+    pairs = parse_query(req.query)
+    names = {k for k, _ in pairs}
     authorization = headers.get("authorization")
     presigned = any(p in names for p in ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"))
     if "AWSAccessKeyId" in names and "Signature" in names:
@@ -412,12 +412,11 @@ def _verify_presigned(
 ) -> AuthResult:
     code = "AuthorizationQueryParametersError"
     params: dict[str, str] = {}
-    for raw_name, raw_value in pairs:
-        name = unquote(raw_name)
+    for name, value in pairs:
         if name.startswith("X-Amz-"):
             if name in params:
                 raise s3_error(code, f"The query parameter {name} appears more than once.")
-            params[name] = unquote(raw_value)
+            params[name] = value
     if any(not params.get(p) for p in _PRESIGN_PARAMS):
         raise s3_error(
             code,
@@ -551,27 +550,41 @@ def aws_uri_encode(data: bytes | str, safe: str = "") -> str:
     return quote(data, safe=safe)
 
 
-def _split_query(raw: str) -> list[tuple[str, str]]:
+def parse_query(raw: str) -> list[tuple[str, str]]:
+    """The query string's (name, value) pairs: what the signature covers and handlers read.
+
+    One decoding for both, so that no rewriting of the query can keep a signature
+    and change what a handler acts on: the canonical query is these pairs
+    re-encoded. A ``+`` is a space, as S3 reads it (and HTML forms, MinIO, Garage):
+    ``prefix=a+b`` is "a b" and signs as ``a%20b``, so a request signed for
+    ``prefix=a%2Bb`` ("a+b") and rewritten to ``a+b`` no longer verifies. A name
+    without ``=`` has the value "" (``?acl``). Bytes that are not UTF-8 are
+    ``InvalidURI``.
+    """
     pairs = []
-    for item in raw.split("&"):
-        if item:
-            name, _, value = item.partition("=")
-            pairs.append((name, value))
+    try:
+        for item in raw.split("&"):
+            if item:
+                name, _, value = item.replace("+", " ").partition("=")
+                pairs.append(
+                    (
+                        unquote_to_bytes(name).decode("utf-8"),
+                        unquote_to_bytes(value).decode("utf-8"),
+                    )
+                )
+    except UnicodeDecodeError:
+        raise s3_error(
+            "InvalidURI", "The query string is not valid percent-encoded UTF-8."
+        ) from None
     return pairs
 
 
 def _canonical_query(pairs: list[tuple[str, str]], *, drop_signature: bool) -> str:
-    encoded = []
-    for raw_name, raw_value in pairs:
-        if drop_signature and unquote(raw_name) == "X-Amz-Signature":
-            continue
-        encoded.append(
-            (
-                aws_uri_encode(unquote_to_bytes(raw_name)),
-                aws_uri_encode(unquote_to_bytes(raw_value)),
-            )
-        )
-    encoded.sort()
+    encoded = sorted(
+        (aws_uri_encode(name), aws_uri_encode(value))
+        for name, value in pairs
+        if not (drop_signature and name == "X-Amz-Signature")
+    )
     return "&".join(f"{n}={v}" for n, v in encoded)
 
 

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.gateway.s3.errors import S3Error, s3_error
+from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.xml import ALL_USERS, MAX_ACL_BODY, acl_xml, parse_acl
 
@@ -88,7 +89,7 @@ def _owner(req: S3Request) -> tuple[str, str]:
 async def _requested_acl(req: S3Request, *, bucket: bool) -> str:
     """PutBucketAcl / PutObjectAcl: the canned ACL from the header or the policy body."""
     header = canned_acl(req.http.headers, bucket=bucket)
-    body = await req.read_small_body(MAX_ACL_BODY)
+    body = await read_small_body(req, MAX_ACL_BODY)
     if header is not None:
         if body.strip():
             raise s3_error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from skymesh.gateway.s3.handlers.acl import PRIVATE, canned_acl
+from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_bucket_name
 from skymesh.gateway.s3.xml import (
@@ -36,7 +37,7 @@ async def list_buckets(req: S3Request) -> web.StreamResponse:
 
 async def create_bucket(req: S3Request) -> web.StreamResponse:
     validate_bucket_name(req.bucket)
-    body = await req.read_small_body(MAX_CREATE_BUCKET_BODY)
+    body = await read_small_body(req, MAX_CREATE_BUCKET_BODY)
     region = parse_create_bucket(body) if body else None
     # The gateway's own S3 region (what clients are configured with, and what the AWS
     # CLI sends as the constraint) and AWS's default stand for the whole network;
@@ -80,6 +81,6 @@ async def get_bucket_versioning(req: S3Request) -> web.StreamResponse:
 
 
 async def put_bucket_versioning(req: S3Request) -> web.StreamResponse:
-    status = parse_versioning(await req.read_small_body(MAX_VERSIONING_BODY))
+    status = parse_versioning(await read_small_body(req, MAX_VERSIONING_BODY))
     await req.client.put_bucket_versioning(req.bucket, status)
     return web.Response(status=200)

@@ -15,6 +15,7 @@ from aiohttp import web
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3 import cors
 from skymesh.gateway.s3.errors import S3Error, s3_error
+from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Context, S3Request
 from skymesh.gateway.s3.router import Endpoint
 from skymesh.gateway.s3.xml import MAX_CORS_BODY, cors_xml, parse_cors
@@ -28,7 +29,7 @@ async def get_bucket_cors(req: S3Request) -> web.StreamResponse:
 
 
 async def put_bucket_cors(req: S3Request) -> web.StreamResponse:
-    body = await req.read_small_body(MAX_CORS_BODY)
+    body = await read_small_body(req, MAX_CORS_BODY)
     rules = parse_cors(body)
     cors.validate_rules(rules)
     await req.client.metainfo.put_bucket_cors(req.bucket, rules)

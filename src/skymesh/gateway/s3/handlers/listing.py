@@ -26,18 +26,7 @@ MAX_KEYS = 1000
 
 
 def max_keys(req: S3Request) -> int:
-    raw = req.query("max-keys")
-    if raw is None:
-        return MAX_KEYS
-    try:
-        value = int(raw)
-    except ValueError as e:
-        raise s3_error(
-            "InvalidArgument", "max-keys must be an integer", ArgumentName="max-keys"
-        ) from e
-    if value < 0:
-        raise s3_error("InvalidArgument", "max-keys must not be negative", ArgumentName="max-keys")
-    return min(value, MAX_KEYS)
+    return min(req.int_query("max-keys", MAX_KEYS), MAX_KEYS)
 
 
 def encode_token(start_after: str) -> str:
@@ -60,6 +49,12 @@ def encoding_type(req: S3Request) -> str | None:
     if value is not None and value != "url":
         raise s3_error("InvalidArgument", "encoding-type must be url", ArgumentName="encoding-type")
     return value
+
+
+def _owner(req: S3Request) -> tuple[str, str] | None:
+    """The Owner shown in listings: only to the owner, since it is the project id, and
+    anonymous or other projects' readers of a public bucket must not learn it."""
+    return (req.credential.project_id, req.credential.project_id) if req.caller_owns else None
 
 
 async def _page(req: S3Request, start_after: str, limit: int) -> ListObjectsResponse:
@@ -97,9 +92,7 @@ async def list_objects_v2(req: S3Request) -> web.StreamResponse:
         next_continuation_token=encode_token(page.next_start_after) if page.truncated else None,
         start_after=start_after or None,
         encoding_type=enc,
-        owner=(req.credential.project_id, req.credential.project_id)
-        if req.query("fetch-owner") == "true"
-        else None,
+        owner=_owner(req) if req.query("fetch-owner") == "true" else None,
     )
     return web.Response(body=body, content_type=XML)
 
@@ -121,7 +114,7 @@ async def list_objects_v1(req: S3Request) -> web.StreamResponse:
         marker=marker,
         next_marker=page.next_start_after if page.truncated and delimiter else None,
         encoding_type=enc,
-        owner=(req.credential.project_id, req.credential.project_id),
+        owner=_owner(req),
     )
     return web.Response(body=body, content_type=XML)
 
@@ -181,6 +174,6 @@ async def list_object_versions(req: S3Request) -> web.StreamResponse:
         if page.truncated and page.next_version_id_marker
         else None,
         encoding_type=enc,
-        owner=(req.credential.project_id, req.credential.project_id),
+        owner=_owner(req),
     )
     return web.Response(body=body, content_type=XML)

@@ -15,6 +15,7 @@ from skymesh.gateway.s3.handlers.objects import (
     version_headers,
     write_conditions,
 )
+from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_key
 from skymesh.gateway.s3.xml import (
@@ -72,7 +73,7 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
     object gets S3's composite (``base64(checksum of part checksums)-N``), answered
     here and by GET/HEAD with checksum mode; a part checksum the client lists must
     match the one the part was uploaded with (``InvalidPart``)."""
-    parts = parse_complete_parts(await req.read_small_body(MAX_COMPLETE_BODY))
+    parts = parse_complete_parts(await read_small_body(req, MAX_COMPLETE_BODY))
     if not parts:
         raise s3_error("MalformedXML", "CompleteMultipartUpload needs at least one part")
     if_match, if_none_match = write_conditions(req)
@@ -123,13 +124,8 @@ async def abort_multipart_upload(req: S3Request) -> web.StreamResponse:
 
 async def list_parts(req: S3Request) -> web.StreamResponse:
     upload_id = upload_id_of(req)
-    try:
-        marker = int(req.query("part-number-marker", "0") or 0)
-        limit = min(1000, int(req.query("max-parts", "1000") or 1000))
-    except ValueError as e:
-        raise s3_error(
-            "InvalidArgument", "part-number-marker and max-parts must be integers"
-        ) from e
+    marker = req.int_query("part-number-marker", 0)
+    limit = min(1000, req.int_query("max-parts", 1000))
     page = await req.client.metainfo.list_parts(
         ListPartsRequest(
             bucket=req.bucket,
@@ -154,10 +150,7 @@ async def list_parts(req: S3Request) -> web.StreamResponse:
 
 
 async def list_multipart_uploads(req: S3Request) -> web.StreamResponse:
-    try:
-        limit = min(1000, int(req.query("max-uploads", "1000") or 1000))
-    except ValueError as e:
-        raise s3_error("InvalidArgument", "max-uploads must be an integer") from e
+    limit = min(1000, req.int_query("max-uploads", 1000))
     page = await req.client.metainfo.list_uploads(
         ListUploadsRequest(
             bucket=req.bucket,

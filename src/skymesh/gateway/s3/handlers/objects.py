@@ -16,6 +16,7 @@ from skymesh.gateway.s3.handlers.acl import object_acl
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
 from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
+from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.handlers.tagging import tags_from_header
 from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.router import validate_key
@@ -41,7 +42,16 @@ STORED_HEADERS = (
 MAX_PUT_SIZE = 5 * 1024**3  # S3's limit for one PUT; larger objects go by multipart
 MAX_USER_METADATA = 2048  # bytes of x-amz-meta-* names and values, as S3 allows
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only: re's \d also takes other scripts' digits, which int() reads
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_PAST_ANY_END = 2**62  # more than any object's size, and still an int64 on the wire
+
+
+def _bound(digits: str) -> int:
+    """A Range bound, at most :data:`_PAST_ANY_END`: int() refuses more than 4300
+    digits, and a bound past every object needs no more precision."""
+    digits = digits.lstrip("0") or "0"
+    return min(int(digits), _PAST_ANY_END) if len(digits) <= 19 else _PAST_ANY_END
 
 
 def meta_from_headers(headers: Mapping[str, str]) -> ObjectMeta:
@@ -237,15 +247,15 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:
-        n = int(last)
+        n = _bound(last)
         if n == 0 or size == 0:
             raise s3_error(
                 "InvalidRange", "the requested range is not satisfiable", ActualObjectSize=size
             )
         return max(0, size - n), size
-    start = int(first)
-    end = size if not last else min(size, int(last) + 1)
-    if last and int(last) < start:
+    start = _bound(first)
+    end = size if not last else min(size, _bound(last) + 1)
+    if last and _bound(last) < start:
         return None
     if start >= size:
         raise s3_error(
@@ -255,14 +265,15 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 async def get_object(req: S3Request) -> web.StreamResponse:
+    refuse_anonymous_overrides(req)
     range_header = req.http.headers.get("Range")
     hint = 0
     end_hint: int | None = None  # where a plain "bytes=a-b" range stops: orders up to there
     m = _RANGE.match(range_header.strip()) if range_header else None
     if m and m.group(1):
-        hint = int(m.group(1))
-        if m.group(2) and "partNumber" not in req.http.query:
-            end_hint = int(m.group(2)) + 1
+        hint = _bound(m.group(1))
+        if m.group(2) and req.query("partNumber") is None:
+            end_hint = _bound(m.group(2)) + 1
     try:
         handle = await req.client.open_object(
             req.bucket, req.key, version_query(req), hint, end_hint
@@ -311,21 +322,37 @@ async def get_object(req: S3Request) -> web.StreamResponse:
     return resp
 
 
+#: GetObject's ``response-*`` query parameters and the headers they override
+RESPONSE_OVERRIDES = (
+    ("response-content-type", "Content-Type"),
+    ("response-content-language", "Content-Language"),
+    ("response-expires", "Expires"),
+    ("response-cache-control", "Cache-Control"),
+    ("response-content-disposition", "Content-Disposition"),
+    ("response-content-encoding", "Content-Encoding"),
+)
+
+
+def refuse_anonymous_overrides(req: S3Request) -> None:
+    """S3 lets only signed requests choose the answer's headers: otherwise anyone could
+    serve a public object as ``text/html`` from the bucket's origin, or as an attachment
+    of any name."""
+    if req.auth.anonymous and any(req.query(p) is not None for p, _ in RESPONSE_OVERRIDES):
+        raise s3_error(
+            "InvalidRequest",
+            "Request specific response headers cannot be used for anonymous GET requests.",
+        )
+
+
 def _apply_response_overrides(req: S3Request, resp: web.StreamResponse) -> None:
-    for param, header in (
-        ("response-content-type", "Content-Type"),
-        ("response-content-language", "Content-Language"),
-        ("response-expires", "Expires"),
-        ("response-cache-control", "Cache-Control"),
-        ("response-content-disposition", "Content-Disposition"),
-        ("response-content-encoding", "Content-Encoding"),
-    ):
+    for param, header in RESPONSE_OVERRIDES:
         value = req.query(param)
         if value is not None:
             resp.headers[header] = value
 
 
 async def head_object(req: S3Request) -> web.StreamResponse:
+    refuse_anonymous_overrides(req)
     try:
         obj = await req.client.head_object(req.bucket, req.key, version_query(req))
     except DeleteMarkerError as e:
@@ -360,7 +387,7 @@ async def delete_object(req: S3Request) -> web.StreamResponse:
 
 
 async def delete_objects(req: S3Request) -> web.StreamResponse:
-    body = await req.read_small_body(MAX_DELETE_BODY)
+    body = await read_small_body(req, MAX_DELETE_BODY)
     quiet, keys = parse_delete_objects(body)
     if len(keys) > 1000:
         raise s3_error("MalformedXML", "at most 1000 keys per DeleteObjects request")

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.gateway.s3.errors import s3_error
+from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Request
 from skymesh.gateway.s3.xml import MAX_TAGGING_BODY, parse_tagging, tagging_xml
 from skymesh.wire.metainfo import Tag
@@ -103,7 +104,7 @@ async def _set_object_tags(req: S3Request, tags: dict[str, str]) -> web.StreamRe
 
 
 async def put_object_tagging(req: S3Request) -> web.StreamResponse:
-    body = await req.read_small_body(MAX_TAGGING_BODY)
+    body = await read_small_body(req, MAX_TAGGING_BODY)
     tags = validate_tags(parse_tagging(body), MAX_OBJECT_TAGS)
     return await _set_object_tags(req, tags)
 
@@ -124,7 +125,7 @@ async def get_bucket_tagging(req: S3Request) -> web.StreamResponse:
 
 
 async def put_bucket_tagging(req: S3Request) -> web.StreamResponse:
-    body = await req.read_small_body(MAX_TAGGING_BODY)
+    body = await read_small_body(req, MAX_TAGGING_BODY)
     tags = validate_tags(parse_tagging(body), MAX_BUCKET_TAGS)
     await req.client.metainfo.put_bucket_tagging(
         req.bucket, [Tag(key=k, value=v) for k, v in tags.items()]
