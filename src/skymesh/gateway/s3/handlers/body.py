@@ -30,13 +30,19 @@ class PutBody:
     """One PUT or UploadPart body of at most ``max_size`` bytes (``EntityTooLarge``
     beyond: at once when the declared length says so, else at the first byte past it)."""
 
-    def __init__(self, req: S3Request, max_size: int, too_large: str):
+    def __init__(
+        self,
+        req: S3Request,
+        max_size: int,
+        too_large: str,
+        too_large_code: str = "EntityTooLarge",
+    ):
         self.req = req
         h = req.http.headers
         mode = req.auth.payload_mode
         self.chunked = mode.startswith("streaming")
         self.max_size = max_size
-        self._too_large = too_large
+        self._too_large = (too_large_code, too_large)
         self.size: int | None = None
         if self.chunked:
             self.size = decoded_content_length(h)
@@ -52,7 +58,7 @@ class PutBody:
             if self.size < 0:
                 raise s3_error("InvalidArgument", "negative content length")
         if self.size is not None and self.size > max_size:
-            raise s3_error("EntityTooLarge", too_large)
+            raise s3_error(*self._too_large)
         self.hashers: list[Hasher] = []
         self._sha256: hashlib._Hash | None = None
         if mode == "signed" and req.auth.payload_sha256:
@@ -97,7 +103,7 @@ class PutBody:
                     return
                 total += len(data)
                 if total > self.max_size:
-                    raise s3_error("EntityTooLarge", self._too_large)
+                    raise s3_error(*self._too_large)
                 yield data
         decoder = self._decoder
         while True:

@@ -26,10 +26,6 @@ from skymesh.gateway.s3.request import S3Request
 UNCOVERED_MODES = ("unsigned", "streaming-unsigned-trailer")
 
 
-def _too_big(cap: int) -> Exception:
-    return s3_error("MaxMessageLengthExceeded", f"the body may be at most {cap} bytes")
-
-
 def require_signed_cover(req: S3Request, body: PutBody) -> None:
     """Refuse an unsigned payload that no signed digest header vouches for."""
     if req.auth.payload_mode not in UNCOVERED_MODES:
@@ -58,16 +54,15 @@ async def read_small_body(req: S3Request, cap: int) -> bytes:
     ``BadDigest``, ``InvalidDigest``, ``InvalidRequest`` (no digest for an unsigned
     payload) or ``MaxMessageLengthExceeded``.
     """
-    body = PutBody(req)
+    # PutBody refuses a declared size over the cap, and a body without one as it
+    # streams past it
+    body = PutBody(
+        req, cap, f"the body may be at most {cap} bytes", too_large_code="MaxMessageLengthExceeded"
+    )
     require_signed_cover(req, body)
-    # the declared size: Content-Length, or for aws-chunked the decoded length
-    if body.size is not None and body.size > cap:
-        raise _too_big(cap)
     data = bytearray()
     async for chunk in body.chunks():
         data += chunk
-        if len(data) > cap:
-            raise _too_big(cap)
     for hasher in body.hashers:
         hasher.update(data)
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest() if body.content_md5 else ""
