@@ -58,7 +58,7 @@ from skymesh.compute.engines import ChatEngine, EmbeddingEngine
 from skymesh.compute.errors import Overloaded
 from skymesh.errors import BadRequest, Forbidden, NotFound, SkymeshError, Unavailable
 from skymesh.node.compute import NodeCompute
-from skymesh.rpc import RpcClient, json_response, read_json
+from skymesh.rpc import NO_REDIRECTS, RpcClient, json_response, read_json
 from skymesh.wire import routes
 from skymesh.wire.batch import (
     BatchOrder,
@@ -211,7 +211,7 @@ class NodeBatches:
             raise NotFound(f"this node does not serve {order.model!r}")
         self._spent.add(order.serial)
         keys = {(order.bucket, order.input_key): req.input_data_key}
-        async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+        async with aiohttp.ClientSession(timeout=_TIMEOUT, middlewares=NO_REDIRECTS) as session:
             client = _scoped_client(self.compute.config.coordinator_url, header, keys, session)
             handle = await client.open_object(order.bucket, order.input_key, order.input_version)
             if handle.info.size > MAX_OBJECT:
@@ -229,7 +229,7 @@ class NodeBatches:
         return json_response(result)
 
     async def _meter_read(self, order: BatchOrder, header: str, usage: dict[str, int]) -> None:
-        async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+        async with aiohttp.ClientSession(timeout=_TIMEOUT, middlewares=NO_REDIRECTS) as session:
             rpc = self._order_rpc(header, session)
             await self._meter(order, rpc, 1, usage["prompt_tokens"], 0, True)
 
@@ -244,7 +244,7 @@ class NodeBatches:
         }
         failure = ""
         try:
-            async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+            async with aiohttp.ClientSession(timeout=_TIMEOUT, middlewares=NO_REDIRECTS) as session:
                 client = _scoped_client(
                     self.compute.config.coordinator_url, run.header, keys, session
                 )
