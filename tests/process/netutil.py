@@ -75,6 +75,7 @@ class Up:
     access_key: str
     secret: str
     ports: tuple[int, int, int]
+    inference_key: str = ""  # the OpenAI API's key the banner printed
     env: dict[str, str] = field(default_factory=dict)  # what start_up added for the children
     nodes: int = NODES
     restarted: dict[str, Child] = field(default_factory=dict)
@@ -366,7 +367,8 @@ def start_up(
     access = re.search(r"access key id\s+(\S+)", text)
     secret = re.search(r"secret access key\s+(\S+)", text)
     endpoint = re.search(r"S3 endpoint\s+(\S+)", text)
-    assert access and secret and endpoint, text
+    inference_key = re.search(r"inference API key\s+(\S+)", text)
+    assert access and secret and endpoint and inference_key, text
     return Up(
         home,
         proc,
@@ -374,6 +376,7 @@ def start_up(
         access.group(1),
         secret.group(1),
         ports,
+        inference_key=inference_key.group(1),
         env=extra,
         nodes=nodes,
     )

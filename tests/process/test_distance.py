@@ -71,7 +71,7 @@ def _gateways(u: Up) -> dict[str, str]:
 
 
 def _client(url: str, u: Up) -> Any:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=u.secret, max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=u.inference_key, max_retries=0, timeout=60)
 
 
 def _embed(url: str, u: Up) -> tuple[str, float]:
