@@ -44,8 +44,11 @@ class PlanetConfig:
     """The shape of a test network.
 
     Overrides are config fields of one role each. They win over the planet's own
-    settings (heartbeats, liveness, operators, ``fsync`` off) but not over where a
-    part lives and whom it talks to (data directory, port, region, coordinator URL).
+    settings (heartbeats, liveness, operators, ``fsync`` off; compute without vetting
+    audits, ``compute_vetting_audits`` 0, as on ``skymesh up``; no spot checks,
+    ``spot_check_fraction`` 0, so a test sees only the requests it makes) but not over
+    where a part lives and whom it talks to (data directory, port, region,
+    coordinator URL).
     """
 
     node_count: int = 12
@@ -81,6 +84,7 @@ class Planet:
         settings: dict[str, Any] = {
             "heartbeat_interval": config.heartbeat_interval,
             "offline_after": config.heartbeat_interval * 4,
+            "compute_vetting_audits": 0,
             **config.coordinator_overrides,
         }
         self.coordinator = await CoordinatorService.open(
@@ -94,9 +98,16 @@ class Planet:
         await self.coordinator.start()
         # Each operator admitted once for every region, before any node joins: admitting
         # again replaces the token, and a node not yet joined with the old one is refused.
-        for op in sorted({self._settings(i)["operator"] for i in range(config.node_count)}):
+        # Operators of compute nodes hold compute admission, the others do not.
+        computes: dict[str, bool] = {}
+        for i in range(config.node_count):
+            node = self._settings(i)
+            computes[node["operator"]] = computes.get(node["operator"], False) or bool(
+                node.get("compute")
+            )
+        for op, compute in sorted(computes.items()):
             for region in config.regions:
-                await self.admit(op, region, compute=config.compute_nodes > 0)
+                await self.admit(op, region, compute=compute)
         for i in range(config.node_count):
             await self.add_node(config.regions[i % len(config.regions)])
         await self.wait_online(config.node_count)
@@ -107,7 +118,7 @@ class Planet:
                 data_dir=str(self.root / "gateway"),
                 port=0,
                 coordinator_url=self.coordinator.url,
-                **config.gateway_overrides,
+                **{"spot_check_fraction": 0.0, **config.gateway_overrides},
             ),
             credentials=[self.credential],
         )
