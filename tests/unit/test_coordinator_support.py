@@ -155,7 +155,9 @@ class Harness:
             self.operators[operator] = (regions, computes, token)
         return token
 
-    async def join(self, node: FakeNode, *, compute: bool = False, **overrides: Any) -> JoinResponse:
+    async def join(
+        self, node: FakeNode, *, compute: bool = False, **overrides: Any
+    ) -> JoinResponse:
         """Join ``node`` with a token of its operator for its region, holding compute
         admission when ``compute`` (``overrides`` are NodeInfo fields, ``join_token``
         among them)."""

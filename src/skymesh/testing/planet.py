@@ -4,8 +4,9 @@ Like Storj's testplanet: a test describes the network in a :class:`PlanetConfig`
 and gets a live coordinator, N nodes and a gateway as real aiohttp servers on
 ephemeral ports, and holds a handle to every part. Faults have names on the
 planet: :meth:`Planet.fault` makes a node's store lie or fill up,
+:meth:`Planet.lie` makes a compute node answer a model wrongly,
 :meth:`Planet.hang` makes it unreachable while it stays online,
-:meth:`Planet.heal` undoes both, and :meth:`Planet.stop_node` and
+:meth:`Planet.heal` undoes the store fault and the hang, and :meth:`Planet.stop_node` and
 :meth:`Planet.start_node` take it down and bring it back. :class:`PlanetThread`
 runs a planet on its own event loop in a background thread, so synchronous
 clients (boto3, the AWS CLI) can talk to it from the test.
@@ -32,6 +33,7 @@ from skymesh.gateway.service import GatewayService
 from skymesh.node.diskstore import DiskPieceStore
 from skymesh.node.service import NodeService
 from skymesh.testing.faults import Fault, FaultyStore, Hang, WriteGate
+from skymesh.testing.lying_compute import lie
 from skymesh.wire.registry import NodeStatus
 
 T = TypeVar("T")
@@ -237,6 +239,13 @@ class Planet:
         store = self.store(node)
         store.fault = fault
         return store
+
+    async def lie(self, node: NodeService, model: str) -> None:
+        """From now on compute node ``node`` answers ``model`` wrongly (embeddings off by
+        noise, chats with other tokens: :mod:`skymesh.testing.lying_compute`), for good."""
+        if node.compute is None:
+            raise TypeError(f"node {node.node_id} runs no compute")
+        await lie(node.compute, model)
 
     def hold_writes(self, nodes: Collection[NodeService] | None = None) -> WriteGate:
         """Hold every piece write on ``nodes`` (all by default) until the gate is opened.
