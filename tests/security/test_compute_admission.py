@@ -147,8 +147,12 @@ async def test_only_nodes_of_operators_with_compute_admission_serve_compute(
     async with running(tmp_path) as h:
         gpu = await _compute_node(h, "eu-west", "gpu-co", compute=True)
         disk = await _compute_node(h, "us-east", "disk-co", compute=False)
-        await h.client.send(routes.CREATE_BUCKET, CreateBucketRequest(name="in-eu", region="eu-west"))
-        await h.client.send(routes.CREATE_BUCKET, CreateBucketRequest(name="in-us", region="us-east"))
+        await h.client.send(
+            routes.CREATE_BUCKET, CreateBucketRequest(name="in-eu", region="eu-west")
+        )
+        await h.client.send(
+            routes.CREATE_BUCKET, CreateBucketRequest(name="in-us", region="us-east")
+        )
         await h.create_bucket("anywhere")
         await _ordered(h, gpu, "in-eu")
         await _never_ordered(h, disk, "in-us")
@@ -167,7 +171,9 @@ async def test_unvetted_nodes_serve_no_compute_until_their_audits_vet_them(
 ) -> None:
     async with running(tmp_path, compute_vetting_audits=3) as h:
         node = await _compute_node(h, "eu-west", "gpu-co", compute=True)
-        await h.client.send(routes.CREATE_BUCKET, CreateBucketRequest(name="in-eu", region="eu-west"))
+        await h.client.send(
+            routes.CREATE_BUCKET, CreateBucketRequest(name="in-eu", region="eu-west")
+        )
         reputation = h.service.overlay.reputation
         for _ in range(2):
             await reputation.record(node.id, AuditOutcome.SUCCESS)
