@@ -144,6 +144,26 @@ def _outcomes(conn: sa.Connection, node_id: str, since: float) -> dict[str, tupl
     return {op: (int(a), int(n) - int(a)) for op, a, n in rows}
 
 
+def _fold(
+    conn: sa.Connection, node_id: str, agree: bool, now: float, params: ComputeParams
+) -> ComputeStanding:
+    """Fold one outcome into ``node_id``'s row, excluding it when the rule says so (in the
+    caller's transaction, after its ``spot_checks`` rows are in)."""
+    where = compute_reputation.c.node_id == node_id
+    row = conn.execute(sa.select(compute_reputation).where(where).with_for_update()).one_or_none()
+    before = ComputeStanding(**row._asdict()) if row else ComputeStanding.new(node_id, params)
+    after = apply_check(before, agree, params)
+    contradictors = contradicting(_outcomes(conn, node_id, now - params.window))
+    if should_exclude(after, contradictors, params):
+        after = replace(after, excluded_at=now)
+    values = {c: getattr(after, c) for c in _COLUMNS}
+    if row is None:
+        conn.execute(compute_reputation.insert().values(**values))
+    else:
+        conn.execute(compute_reputation.update().where(where).values(**values))
+    return after
+
+
 class ComputeReputationBook:
     """Compute standings, with an in-memory copy routing reads (reloaded when older
     than ``cache_ttl``, so replicas over one database see each other's reports)."""
@@ -205,27 +225,7 @@ class ComputeReputationBook:
                         reported_at=now,
                     )
                 )
-            return [_update(conn, node_id) for node_id in check.node_ids]
-
-        def _update(conn: sa.Connection, node_id: str) -> ComputeStanding:
-            where = compute_reputation.c.node_id == node_id
-            row = conn.execute(
-                sa.select(compute_reputation).where(where).with_for_update()
-            ).one_or_none()
-            before = (
-                ComputeStanding(**row._asdict()) if row else ComputeStanding.new(node_id, params)
-            )
-            after = apply_check(before, check.agree, params)
-            if should_exclude(
-                after, contradicting(_outcomes(conn, node_id, now - params.window)), params
-            ):
-                after = replace(after, excluded_at=now)
-            values = {c: getattr(after, c) for c in _COLUMNS}
-            if row is None:
-                conn.execute(compute_reputation.insert().values(**values))
-            else:
-                conn.execute(compute_reputation.update().where(where).values(**values))
-            return after
+            return [_fold(conn, n, check.agree, now, params) for n in check.node_ids]
 
         try:
             standings = await self.db.write(txn)
