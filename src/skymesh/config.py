@@ -131,8 +131,29 @@ class CoordinatorConfig(_Config, frozen=True):
     # Unvetted nodes that never stored anything are forgotten once unseen this long
     # (seconds; 0: never). The `expire-nodes` loop checks every hour at most.
     stale_node_after: float = 7 * 24 * 3600.0
+    # compute admission and spot checks (docs/inference.md "Trust")
+    # A node of a compute-admitted operator serves inference once its storage audits
+    # record this many successes (its vetting); 0: at once (`skymesh up`, the test planet).
+    compute_vetting_audits: int = 10
+    compute_lambda: float = 0.95  # forgetting factor of the compute score (spot checks)
+    # a node is excluded from compute when its compute score is below this threshold
+    # and nodes of compute_exclude_operators distinct other operators contradict it
+    compute_exclude_threshold: float = 0.8
+    compute_exclude_operators: int = 2
+    compute_check_window: float = 7 * 24 * 3600.0  # seconds spot checks count as evidence
 
     def __post_init__(self) -> None:
+        if self.compute_vetting_audits < 0 or self.compute_exclude_operators < 1:
+            raise ConfigError(
+                "coordinator compute_vetting_audits must be >= 0 and compute_exclude_operators >= 1"
+            )
+        if not (0 < self.compute_lambda < 1 and 0 <= self.compute_exclude_threshold <= 1):
+            raise ConfigError(
+                "coordinator compute_lambda must be in (0, 1) and compute_exclude_threshold"
+                " in [0, 1]"
+            )
+        if self.compute_check_window <= 0:
+            raise ConfigError("coordinator compute_check_window must be positive")
         for network in self.node_networks:
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -179,8 +200,24 @@ class GatewayConfig(_Config, frozen=True):
     # searches started per second (and the burst) and at once; past them, 503 SlowDown
     bucket_lookups_per_second: float = 50.0
     bucket_lookups_in_flight: int = 16
+    # spot-check inference (docs/inference.md "Spot checks"): this fraction of eligible
+    # requests (embeddings; chats at temperature 0) is run again, after the answer, on a
+    # node of another operator, and the two answers compared: embeddings agree when
+    # every vector's cosine similarity is at least spot_check_cosine, chats when their
+    # first spot_check_chat_tokens streamed tokens are the same. 0 turns checks off.
+    spot_check_fraction: float = 0.01
+    spot_check_cosine: float = 0.99
+    spot_check_chat_tokens: int = 32
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.spot_check_fraction <= 1.0:
+            raise ConfigError(
+                f"gateway spot_check_fraction must be in [0, 1], not {self.spot_check_fraction}"
+            )
+        if not -1.0 <= self.spot_check_cosine <= 1.0 or self.spot_check_chat_tokens < 1:
+            raise ConfigError(
+                "gateway spot_check_cosine must be in [-1, 1] and spot_check_chat_tokens >= 1"
+            )
         for name in (
             "buffer_budget_bytes",
             "bucket_lookups_per_second",

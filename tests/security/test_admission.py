@@ -289,7 +289,9 @@ def test_revocation_stops_placement_audits_and_routing_and_repair_moves_pieces_a
     members = [n for n in p.nodes if n.config.operator == operator]
     ids = {n.node_id for n in members}
     assert sum(held.get(i, 0) for i in ids) > 0
-    # its nodes advertise compute, as a compute node's heartbeats do
+    # its nodes advertise compute, as a compute node's heartbeats do, and it holds
+    # compute admission, so they are listed for compute
+    planet.run(p.admit(operator, members[0].config.region, compute=True))
     for n in members:
         n.link.advert = lambda: ADVERT
         planet.run(n.link.step())

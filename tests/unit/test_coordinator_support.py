@@ -134,33 +134,36 @@ class Harness:
     project: ProjectCredentials
     client: RpcClient  # the project's
     nodes: dict[str, FakeNode] = field(default_factory=dict)
-    # operator -> the regions it was admitted for, and its latest join token
-    operators: dict[str, tuple[set[str], str]] = field(default_factory=dict)
+    # operator -> the regions it was admitted for, compute admission, its latest join token
+    operators: dict[str, tuple[set[str], bool, str]] = field(default_factory=dict)
 
     @property
     def coordinator_key(self) -> bytes:
         return self.service.identity.public_key
 
-    async def admit(self, operator: str, region: str) -> str:
+    async def admit(self, operator: str, region: str, compute: bool = False) -> str:
         """A join token of ``operator`` allowing ``region`` (admitting it, or again with
-        one more region, as the administrator would)."""
-        regions, token = self.operators.get(operator, (set(), ""))
-        if region not in regions:
-            regions = regions | {region}
+        one more region or compute admission, as the administrator would)."""
+        regions, computes, token = self.operators.get(operator, (set(), False, ""))
+        if region not in regions or (compute and not computes):
+            regions, computes = regions | {region}, computes or compute
             admission = await self.admin.send(
                 routes.ADMIT_OPERATOR,
-                AdmitOperatorRequest(name=operator, regions=sorted(regions)),
+                AdmitOperatorRequest(name=operator, regions=sorted(regions), compute=computes),
             )
             token = admission.join_token
-            self.operators[operator] = (regions, token)
+            self.operators[operator] = (regions, computes, token)
         return token
 
-    async def join(self, node: FakeNode, **overrides: Any) -> JoinResponse:
-        """Join ``node`` with a token of its operator for its region (``overrides``
-        are NodeInfo fields, ``join_token`` among them)."""
+    async def join(
+        self, node: FakeNode, *, compute: bool = False, **overrides: Any
+    ) -> JoinResponse:
+        """Join ``node`` with a token of its operator for its region, holding compute
+        admission when ``compute`` (``overrides`` are NodeInfo fields, ``join_token``
+        among them)."""
         if "join_token" not in overrides:
             region = overrides.get("region", node.region)
-            overrides["join_token"] = await self.admit(node.operator, region)
+            overrides["join_token"] = await self.admit(node.operator, region, compute)
         resp = await self.client.send(routes.JOIN, node.join_request(self.clock.now, **overrides))
         self.nodes[node.id] = node
         return resp
@@ -275,6 +278,7 @@ def coordinator_config(tmp_path: Path, **overrides: Any) -> CoordinatorConfig:
         "port": 0,
         "admin_token": ADMIN_TOKEN,
         "max_segment_size": 1024 * 1024,
+        "compute_vetting_audits": 0,  # compute nodes serve at once, as on the planet
         **overrides,
     }
     return CoordinatorConfig(**values)

@@ -46,7 +46,7 @@ EMBED = ModelOffer(name="embed-m", kind="embedding", context_length=256, price_i
 
 async def compute_node(h: Harness, region: str, *offers: ModelOffer) -> FakeNode:
     node = FakeNode(region=region, operator=f"op-{region}")
-    await h.join(node)
+    await h.join(node, compute=True)
     beat = Heartbeat(
         node_id=node.id,
         address=node.address,

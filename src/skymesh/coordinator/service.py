@@ -125,7 +125,7 @@ class CoordinatorService:
         self.durability = DurabilityService(
             context, self.overlay.reputation, identity, self.session
         )
-        self.inference = InferenceService(context, adverts, identity)
+        self.inference = InferenceService(context, adverts, identity, self.overlay.compute)
         subsystems: tuple[Subsystem, ...] = (
             self.overlay,
             self.metainfo,

@@ -176,6 +176,9 @@ class Network:
             admin_token=state.admin_token,
             heartbeat_interval=s.heartbeat_interval,
             offline_after=max(3 * s.heartbeat_interval, 6.0),
+            # a local network's compute nodes serve at once; a real network's wait until
+            # their storage audits have vetted them (docs/inference.md "Trust")
+            compute_vetting_audits=0,
         )
         self._write(s.home / "coordinator" / "config.toml", config_to_toml(coord))
         tls_cert, tls_key = self._gateway_tls()

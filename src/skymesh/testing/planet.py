@@ -4,8 +4,9 @@ Like Storj's testplanet: a test describes the network in a :class:`PlanetConfig`
 and gets a live coordinator, N nodes and a gateway as real aiohttp servers on
 ephemeral ports, and holds a handle to every part. Faults have names on the
 planet: :meth:`Planet.fault` makes a node's store lie or fill up,
+:meth:`Planet.lie` makes a compute node answer a model wrongly,
 :meth:`Planet.hang` makes it unreachable while it stays online,
-:meth:`Planet.heal` undoes both, and :meth:`Planet.stop_node` and
+:meth:`Planet.heal` undoes the store fault and the hang, and :meth:`Planet.stop_node` and
 :meth:`Planet.start_node` take it down and bring it back. :class:`PlanetThread`
 runs a planet on its own event loop in a background thread, so synchronous
 clients (boto3, the AWS CLI) can talk to it from the test.
@@ -32,6 +33,7 @@ from skymesh.gateway.service import GatewayService
 from skymesh.node.diskstore import DiskPieceStore
 from skymesh.node.service import NodeService
 from skymesh.testing.faults import Fault, FaultyStore, Hang, WriteGate
+from skymesh.testing.lying_compute import lie
 from skymesh.wire.registry import NodeStatus
 
 T = TypeVar("T")
@@ -44,8 +46,11 @@ class PlanetConfig:
     """The shape of a test network.
 
     Overrides are config fields of one role each. They win over the planet's own
-    settings (heartbeats, liveness, operators, ``fsync`` off) but not over where a
-    part lives and whom it talks to (data directory, port, region, coordinator URL).
+    settings (heartbeats, liveness, operators, ``fsync`` off; compute without vetting
+    audits, ``compute_vetting_audits`` 0, as on ``skymesh up``; no spot checks,
+    ``spot_check_fraction`` 0, so a test sees only the requests it makes) but not over
+    where a part lives and whom it talks to (data directory, port, region,
+    coordinator URL).
     """
 
     node_count: int = 12
@@ -81,6 +86,7 @@ class Planet:
         settings: dict[str, Any] = {
             "heartbeat_interval": config.heartbeat_interval,
             "offline_after": config.heartbeat_interval * 4,
+            "compute_vetting_audits": 0,
             **config.coordinator_overrides,
         }
         self.coordinator = await CoordinatorService.open(
@@ -94,9 +100,16 @@ class Planet:
         await self.coordinator.start()
         # Each operator admitted once for every region, before any node joins: admitting
         # again replaces the token, and a node not yet joined with the old one is refused.
-        for op in sorted({self._settings(i)["operator"] for i in range(config.node_count)}):
+        # Operators of compute nodes hold compute admission, the others do not.
+        computes: dict[str, bool] = {}
+        for i in range(config.node_count):
+            node = self._settings(i)
+            computes[node["operator"]] = computes.get(node["operator"], False) or bool(
+                node.get("compute")
+            )
+        for op, compute in sorted(computes.items()):
             for region in config.regions:
-                await self.admit(op, region, compute=config.compute_nodes > 0)
+                await self.admit(op, region, compute=compute)
         for i in range(config.node_count):
             await self.add_node(config.regions[i % len(config.regions)])
         await self.wait_online(config.node_count)
@@ -107,7 +120,7 @@ class Planet:
                 data_dir=str(self.root / "gateway"),
                 port=0,
                 coordinator_url=self.coordinator.url,
-                **config.gateway_overrides,
+                **{"spot_check_fraction": 0.0, **config.gateway_overrides},
             ),
             credentials=[self.credential],
         )
@@ -226,6 +239,13 @@ class Planet:
         store = self.store(node)
         store.fault = fault
         return store
+
+    async def lie(self, node: NodeService, model: str) -> None:
+        """From now on compute node ``node`` answers ``model`` wrongly (embeddings off by
+        noise, chats with other tokens: :mod:`skymesh.testing.lying_compute`), for good."""
+        if node.compute is None:
+            raise TypeError(f"node {node.node_id} runs no compute")
+        await lie(node.compute, model)
 
     def hold_writes(self, nodes: Collection[NodeService] | None = None) -> WriteGate:
         """Hold every piece write on ``nodes`` (all by default) until the gate is opened.

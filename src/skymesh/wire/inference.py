@@ -45,6 +45,8 @@ class ComputeNode(Base, frozen=True):
     address: str
     region: str
     advert: ComputeAdvert
+    # the node's operator: a spot check runs the request again on another operator's node
+    operator: str = ""
 
 
 class ComputeNodeList(Base, frozen=True):
@@ -72,6 +74,9 @@ class InferenceOrder(Base, frozen=True):
     price_in: float = 0.0
     price_out: float = 0.0
     region: str = ""
+    # hex SHA-256 of the request body the gateway sends the node ("": not given): two
+    # orders naming one digest were issued for the same request (spot-check evidence)
+    request_sha256: str = ""
 
 
 class InferenceOrderRequest(Base, frozen=True):
@@ -80,6 +85,26 @@ class InferenceOrderRequest(Base, frozen=True):
     model: str
     node_ids: list[str]
     max_tokens: int
+    request_sha256: str = ""  # signed into each order as it is
+
+
+class SpotCheckReport(Base, frozen=True):
+    """``POST /v1/compute/spot-checks`` (project key): one request, answered by two nodes.
+
+    ``orders`` are the two :class:`InferenceOrder` s exactly as the coordinator signed
+    them for that request (the same ``request_sha256``): the node that answered the
+    caller first, then the node of another operator that ran it again.
+    """
+
+    orders: list[Signed]
+    agree: bool
+
+
+class SpotCheckRecorded(Base, frozen=True):
+    """``recorded`` False: these orders were reported before, and nothing changed."""
+
+    recorded: bool
+    excluded: list[str] = []  # nodes this report excluded from compute routing
 
 
 class InferenceOrders(Base, frozen=True):

@@ -130,6 +130,11 @@ class NodeStatus(Base, frozen=True):
     # its operator is admitted, not revoked, and allows its region; False: it gets no
     # pieces, its pieces count as lost, it is neither audited nor routed to
     admitted: bool = True
+    # spot checks of its inference answers (docs/inference.md): compute score, checks
+    # counted, and whether it is excluded from compute routing
+    compute_score: float = 1.0
+    spot_checks: int = 0
+    compute_excluded: bool = False
 
 
 class NodeList(Base, frozen=True):

@@ -28,6 +28,8 @@ from skymesh.wire.inference import (
     InferenceKeyList,
     InferenceOrderRequest,
     InferenceOrders,
+    SpotCheckRecorded,
+    SpotCheckReport,
 )
 from skymesh.wire.metainfo import (
     AbortObjectRequest,
@@ -227,6 +229,9 @@ BATCH_ORDERS = _route(
     "POST", "/v1/compute/batch-orders", BatchOrderRequest, BatchOrderGrant, PROJECT
 )
 READ_ORDERS = _route("POST", "/v1/compute/read-orders", ReadOrderRequest, BatchOrderGrant, PROJECT)
+#: A gateway, with the project's API key: two nodes of different operators answered one
+#: request alike or not (both signed inference orders as evidence).
+SPOT_CHECKS = _route("POST", "/v1/compute/spot-checks", SpotCheckReport, SpotCheckRecorded, PROJECT)
 #: Signed[BatchUsage], signed by the order's node.
 BATCH_USAGE = _route("POST", SCOPE_PREFIX + "/usage", Signed, UsageRecorded, Caller.BATCH_ORDER)
 

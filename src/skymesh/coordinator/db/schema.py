@@ -288,3 +288,33 @@ inference_keys = sa.Table(
     sa.Column("revoked_at", sa.Double, nullable=True),
     sa.Index("ix_inference_keys_project", "project_id", "created_at"),
 )
+
+# Each compute node's standing from spot checks of its inference answers (migration
+# 0009): a beta score over agreements and disagreements, and when it was excluded.
+compute_reputation = sa.Table(
+    "compute_reputation",
+    metadata,
+    sa.Column("node_id", sa.String, primary_key=True),
+    sa.Column("alpha", sa.Double, nullable=False),
+    sa.Column("beta", sa.Double, nullable=False),
+    sa.Column("agreed", sa.BigInteger, nullable=False),
+    sa.Column("disagreed", sa.BigInteger, nullable=False),
+    sa.Column("excluded_at", sa.Double, nullable=True),
+)
+
+# One row per inference order reported as spot-check evidence, so an order is evidence
+# once: the node it named, the node of another operator it was compared with, and the
+# outcome. Rows older than the coordinator's compute_check_window are pruned.
+spot_checks = sa.Table(
+    "spot_checks",
+    metadata,
+    sa.Column("serial", sa.String, primary_key=True),
+    sa.Column("node_id", sa.String, nullable=False),
+    sa.Column("other_node_id", sa.String, nullable=False),
+    sa.Column("other_operator", sa.String, nullable=False),
+    sa.Column("project_id", sa.String, nullable=False),
+    sa.Column("agree", sa.Boolean, nullable=False),
+    sa.Column("reported_at", sa.Double, nullable=False),
+    sa.Index("ix_spot_checks_node", "node_id", "reported_at"),
+    sa.Index("ix_spot_checks_reported", "reported_at"),
+)

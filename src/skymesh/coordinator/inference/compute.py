@@ -5,9 +5,18 @@ advert, and a node that stops beating drops out with its liveness. So they live
 in memory, not in the database; a restarted coordinator knows them again within
 one heartbeat interval.
 
+Who may serve compute (:func:`compute_refusal`, pure): a node advertising models
+is listed, and so can be named in an inference, batch or read order, only while
+it is online and admitted and not barred from placement (disqualified, exiting,
+suspended), its operator holds **compute admission**, it is **vetted for
+compute** (its storage audits record ``vetting_audits`` successes, the
+coordinator's ``compute_vetting_audits``; 0: at once), and spot checks have not
+excluded it (``overlay.compute_reputation``). Every order goes through
+:meth:`ComputeBook.nodes`, so a gateway is never handed any other node.
+
 | route | auth | request -> response |
 |---|---|---|
-| GET /v1/compute/nodes | project | ComputeNodeList (online, not barred) |
+| GET /v1/compute/nodes | project | ComputeNodeList (those that may serve compute) |
 | POST /v1/compute/orders | project | InferenceOrderRequest -> InferenceOrders |
 """
 
@@ -20,7 +29,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.coordinator.overlay.admission import OperatorRecord
+from skymesh.coordinator.overlay.compute_reputation import ComputeReputationBook
+from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.registry import Registry
+from skymesh.coordinator.overlay.reputation import Reputation
 from skymesh.errors import BadRequest, NotFound
 from skymesh.wire import routes
 from skymesh.wire.identity import Identity
@@ -43,6 +56,7 @@ MAX_ORDER_NODES = 8
 MAX_MODELS = 64
 MAX_NAME = 128
 MAX_TOKENS = 1_000_000
+_HEX = frozenset("0123456789abcdef")
 
 
 def _valid(advert: ComputeAdvert) -> str | None:
@@ -104,36 +118,84 @@ class ComputeAdverts(Mapping[str, ComputeAdvert]):
         self._adverts[node_id] = advert
 
 
+def compute_refusal(
+    node: NodeRecord,
+    operator: OperatorRecord | None,
+    rep: Reputation | None,
+    vetting_audits: int,
+    excluded: bool,
+) -> str | None:
+    """Why an admitted, online, unbarred node may still not serve compute, or None (pure).
+
+    ``operator``: the node's operator row; ``rep``: its audit reputation (None: never
+    audited); ``vetting_audits``: successful audits that vet a node for compute;
+    ``excluded``: spot checks excluded it.
+    """
+    if operator is None or not operator.compute:
+        return f"operator {node.operator!r} holds no compute admission"
+    passed = 0 if rep is None else rep.audits_success
+    if passed < vetting_audits:
+        return f"not vetted for compute: {passed} of {vetting_audits} successful audits"
+    if excluded:
+        return "excluded from compute by spot checks of its answers"
+    return None
+
+
 class ComputeBook:
-    """The compute nodes a project may use, and the orders that let gateways use them."""
+    """The compute nodes a project may use, and the orders that let gateways use them.
+
+    ``standing`` is the compute reputation from spot checks; ``vetting_audits`` the
+    successful audits a node needs before it serves compute (0: none).
+    """
 
     def __init__(
         self,
         registry: Registry,
         adverts: ComputeAdverts,
         identity: Identity,
+        standing: ComputeReputationBook,
         *,
+        vetting_audits: int,
         order_ttl: float = ORDER_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry
         self.adverts = adverts
         self.identity = identity
+        self.standing = standing
+        self.vetting_audits = vetting_audits
         self.order_ttl = order_ttl
         self.clock = clock
         self.orders_issued = 0
 
     async def nodes(self) -> ComputeNodeList:
-        """Online compute nodes that are not disqualified, exiting or suspended."""
+        """The nodes that may serve compute now (see the module docstring)."""
         known = await self.registry.lookup(list(self.adverts))
-        barred, _unvetted = await self.registry.placement_filters()
+        barred, _unvetted = await self.registry.placement_filters()  # reputation refreshed
+        excluded = await self.standing.excluded()
+        operators = self.registry.operators.operators
+        reputation = self.registry.reputation
         now = self.clock()
         out = [
-            ComputeNode(node_id=n.node_id, address=n.address, region=n.region, advert=advert)
+            ComputeNode(
+                node_id=n.node_id,
+                address=n.address,
+                region=n.region,
+                advert=advert,
+                operator=n.operator,
+            )
             for node_id, advert in sorted(self.adverts.items())
             if (n := known.get(node_id)) is not None
             and self.registry.is_online(n, now)
             and node_id not in barred
+            and compute_refusal(
+                n,
+                operators.get(n.operator),
+                reputation.cached(node_id),
+                self.vetting_audits,
+                node_id in excluded,
+            )
+            is None
         ]
         return ComputeNodeList(nodes=out)
 
@@ -142,6 +204,9 @@ class ComputeBook:
             raise BadRequest(f"ask orders for 1 to {MAX_ORDER_NODES} nodes")
         if not 1 <= req.max_tokens <= MAX_TOKENS:
             raise BadRequest(f"max_tokens must be 1..{MAX_TOKENS}")
+        digest = req.request_sha256
+        if digest and (len(digest) != 64 or not _HEX.issuperset(digest)):
+            raise BadRequest("request_sha256 must be 64 lower-case hex digits, or empty")
         listed = {n.node_id: n for n in (await self.nodes()).nodes}
         now = self.clock()
         signed = []
@@ -165,6 +230,7 @@ class ComputeBook:
                 price_in=offer.price_in,  # priced as offered
                 price_out=offer.price_out,
                 region=node.region,
+                request_sha256=digest,
             )
             signed.append(sign(self.identity, order))
         self.orders_issued += len(signed)

@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +34,7 @@ from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import garbage_pieces, node_reputation, nodes, operators, pieces
 from skymesh.coordinator.overlay.addresses import NodeNetworks, parse_node_address
 from skymesh.coordinator.overlay.admission import OperatorBook, admit_join
+from skymesh.coordinator.overlay.compute_reputation import ComputeStanding
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import Reputation, ReputationBook, suspended
 from skymesh.errors import BadRequest, Forbidden
@@ -84,6 +85,13 @@ _UPDATE_HEARTBEAT = (
         last_seen=sa.bindparam("last_seen"),
     )
 )
+
+
+def _compute_fields(st: ComputeStanding | None) -> dict[str, Any]:
+    """NodeStatus fields from a node's compute standing (none before its first spot check)."""
+    if st is None:
+        return {}
+    return {"compute_score": st.score, "spot_checks": st.checks, "compute_excluded": st.excluded}
 
 
 def _reputation_fields(rep: Reputation | None) -> dict[str, Any]:
@@ -252,8 +260,10 @@ class Registry:
     def is_online(self, node: NodeRecord, now: float | None = None) -> bool:
         return node.is_online(self.clock() if now is None else now, self.offline_after)
 
-    async def node_list(self) -> NodeList:
+    async def node_list(self, compute: Mapping[str, ComputeStanding] | None = None) -> NodeList:
+        """Every node with its reputation, and its ``compute`` standing where given."""
         now = self.clock()
+        standings = compute or {}
         reps = await self.reputation.refresh()
         return NodeList(
             nodes=[
@@ -269,6 +279,7 @@ class Registry:
                     joined_at=n.joined_at,
                     admitted=n.admitted,
                     **_reputation_fields(reps.get(n.node_id)),
+                    **_compute_fields(standings.get(n.node_id)),
                 )
                 for n in sorted(await self.all_nodes(), key=lambda n: (n.region, n.node_id))
             ]

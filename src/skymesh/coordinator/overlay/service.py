@@ -11,6 +11,7 @@ from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.lifecycle import Chore
 from skymesh.coordinator.overlay.addresses import NodeNetworks
 from skymesh.coordinator.overlay.admission import OperatorBook
+from skymesh.coordinator.overlay.compute_reputation import ComputeParams, ComputeReputationBook
 from skymesh.coordinator.overlay.registry import Registry
 from skymesh.coordinator.overlay.reputation import ReputationBook, ReputationParams
 from skymesh.loops import DrivenLoop
@@ -32,7 +33,8 @@ EXPIRE_INTERVAL_MAX = 3600.0  # seconds between `expire-nodes` rounds at most
 
 
 class OverlayService:
-    """Who the nodes are and how they stand: admission, joins, heartbeats, scores and exits.
+    """Who the nodes are and how they stand: admission, joins, heartbeats, scores and exits,
+    and ``compute``, the standing of compute nodes' answers in spot checks.
 
     Chore: ``expire-nodes`` forgets stale unvetted nodes that never stored anything
     (only with ``stale_node_after > 0``). ``on_heartbeat`` is told of every accepted
@@ -60,6 +62,16 @@ class OverlayService:
             clock=clock,
         )
         self.operators = OperatorBook(db, identity, clock=clock)
+        self.compute = ComputeReputationBook(  # spot checks of inference answers
+            db,
+            ComputeParams(
+                lam=config.compute_lambda,
+                exclude_threshold=config.compute_exclude_threshold,
+                exclude_operators=config.compute_exclude_operators,
+                window=config.compute_check_window,
+            ),
+            clock=clock,
+        )
         self.registry = Registry(
             db,
             identity,
@@ -81,9 +93,10 @@ class OverlayService:
         ]
 
     async def load(self) -> None:
-        """Read operators, nodes and their reputation into memory (all reload when stale)."""
+        """Read operators, nodes and their reputations into memory (all reload when stale)."""
         await self.registry.load()
         await self.reputation.load()
+        await self.compute.load()
 
     def add_routes(self, table: RouteTable) -> None:
         """Joins and heartbeats (signed by the node); the node list and operators (admin)."""
@@ -96,7 +109,7 @@ class OverlayService:
             return await registry.heartbeat(signed)
 
         async def list_nodes(_call: Call, _req: None) -> NodeList:
-            return await registry.node_list()
+            return await registry.node_list(await self.compute.refresh())
 
         async def admit_operator(_call: Call, req: AdmitOperatorRequest) -> OperatorAdmission:
             return await registry.admit_operator(req)

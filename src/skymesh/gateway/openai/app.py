@@ -18,12 +18,15 @@ orders for the best few and tries them in turn. A node that fails before the
 first token is retried on the next; a stream that breaks after it ends with an
 SSE error event, never a silent truncation. What each order served is reported
 to the coordinator for metering in the background (:mod:`.usage`), and a request
-that names no routing weights gets its project's.
+that names no routing weights gets its project's. A sample of deterministic
+requests is run again on another operator's node after the answer and the two
+compared (:mod:`.spotcheck`).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import secrets
 import time
@@ -41,7 +44,7 @@ from skymesh.compute.routing import Candidate, rank
 from skymesh.config import Credential, GatewayConfig
 from skymesh.errors import SkymeshError
 from skymesh.gateway.openai.batches import BatchAPI
-from skymesh.gateway.openai.directory import ComputeDirectory
+from skymesh.gateway.openai.directory import ComputeDirectory, order_of
 from skymesh.gateway.openai.errors import OpenAIError, error_response, from_error
 from skymesh.gateway.openai.files import ProjectFiles
 from skymesh.gateway.openai.keys import BearerKeys
@@ -55,6 +58,7 @@ from skymesh.gateway.openai.schema import (
     parse_embeddings,
     read_body,
 )
+from skymesh.gateway.openai.spotcheck import SpotChecker
 from skymesh.gateway.openai.stored import StoredInputs
 from skymesh.gateway.openai.usage import UsageReporter, UsageTally
 from skymesh.rpc import RpcClient, error_from_body
@@ -65,7 +69,6 @@ from skymesh.wire.inference import (
     ComputeNode,
     EmbedRequest,
     EmbedResponse,
-    InferenceOrder,
 )
 from skymesh.wire.signing import ORDER_HEADER, Signed, encode_header
 
@@ -107,6 +110,8 @@ class OpenAIGateway:
         self.stored = StoredInputs(self.files, self.directory, session)  # skymesh.input_object
         self._rpcs: dict[str, RpcClient] = {}
         self.usage = UsageReporter()  # metering: reports each served order to the coordinator
+        # runs a sample of answered requests again on another operator's node, compares
+        self.spot = SpotChecker(config, self.directory, self._embed_on, self._chat_pieces_on)
         self.requests = 0
         self.errors = 0
         self.failovers = 0
@@ -223,9 +228,9 @@ class OpenAIGateway:
     # ------------------------------------------------------------ routing
 
     async def _plan(
-        self, rpc: RpcClient, model: str, kind: str, routing: Routing, max_tokens: int
+        self, rpc: RpcClient, model: str, kind: str, routing: Routing, max_tokens: int, body: bytes
     ) -> list[tuple[Candidate, Signed]]:
-        """The best few nodes for this request, each with a signed order."""
+        """The best few nodes for this request, each with an order signed for ``body``."""
         nodes = await self.directory.nodes(rpc)
         offers = [(n, m) for n in nodes for m in n.advert.models if m.name == model]
         if not offers:
@@ -260,9 +265,12 @@ class OpenAIGateway:
                 retry_after=1,
             )
         best = ranked[:TRIES]
-        orders = await self.directory.orders(rpc, model, [c.node_id for c in best], max_tokens)
+        digest = hashlib.sha256(body).hexdigest()
+        orders = await self.directory.orders(
+            rpc, model, [c.node_id for c in best], max_tokens, digest
+        )
         by_id = {c.node_id: c for c in best}
-        return [(by_id[_order_node(o)], o) for o in orders]
+        return [(by_id[order_of(o).node_id], o) for o in orders]
 
     def _retry_or_raise(self, c: Candidate, status: int, raw: bytes) -> None:
         """Raise the node's error to the caller when it is the caller's fault; else fail over."""
@@ -288,7 +296,8 @@ class OpenAIGateway:
             return await self.stored.embeddings(p, credential, rpc)
         body = _node_body(EmbedRequest(model=p.model, input=p.inputs))
         fails: list[_NodeFailed] = []
-        for c, order in await self._plan(rpc, p.model, "embedding", p.routing, EMBED_ORDER_TOKENS):
+        plan = await self._plan(rpc, p.model, "embedding", p.routing, EMBED_ORDER_TOKENS, body)
+        for c, order in plan:
             try:
                 result = await self._embed_on(c, order, body)
             except _NodeFailed as e:
@@ -303,6 +312,8 @@ class OpenAIGateway:
                     param="dimensions",
                     code="invalid_value",
                 )
+            if self.spot.sample():  # after the answer, in the background
+                self.spot.embeddings(rpc, p.model, p.routing.regions, c, order, body, result)
             data = []
             for i, raw in enumerate(result.embeddings):
                 vector: Any = (
@@ -362,9 +373,11 @@ class OpenAIGateway:
             seed=p.seed,
         )
         body = _node_body(node_req)
+        # only greedy answers are deterministic, so only they can be compared
+        check = p.temperature == 0 and self.spot.sample()
         fails: list[_NodeFailed] = []
-        for c, order in await self._plan(rpc, p.model, "chat", p.routing, max_tokens):
-            tally = UsageTally()
+        for c, order in await self._plan(rpc, p.model, "chat", p.routing, max_tokens, body):
+            tally = UsageTally(keep=self.spot.chat_tokens if check else 0)
             try:
                 events = tally.watch(await self._open_chat(c, order, body))
                 first = await anext(events)
@@ -394,6 +407,17 @@ class OpenAIGateway:
                     tally.completion_tokens,
                     complete=tally.complete,
                 )
+                if check and tally.complete:  # the answer is out: compare in the background
+                    self.spot.chat(
+                        rpc,
+                        p.model,
+                        p.routing.regions,
+                        c,
+                        order,
+                        body,
+                        tally.pieces,
+                        tally.finish_reason,
+                    )
         raise _all_failed(p.model, fails)
 
     async def _open_chat(
@@ -440,6 +464,27 @@ class OpenAIGateway:
                 resp.release()
 
         return events()
+
+    async def _chat_pieces_on(
+        self, c: Candidate, order: Signed, body: bytes, keep: int
+    ) -> tuple[list[str], str | None]:
+        """A chat on node ``c``: its first ``keep`` text pieces, and its finish reason (None:
+        cut off there, and the node told to stop)."""
+        events = await self._open_chat(c, order, body)
+        pieces: list[str] = []
+        try:
+            async for event in events:
+                if event.error is not None:
+                    raise _NodeFailed(event.error.message)
+                if event.finish_reason is not None:
+                    return pieces, event.finish_reason
+                if event.delta:
+                    pieces.append(event.delta)
+                    if len(pieces) >= keep:
+                        return pieces, None
+        finally:
+            await events.aclose()  # hang up: the node stops generating
+        raise _NodeFailed(f"node {c.node_id} ended the stream early")
 
     async def _collect(
         self, p: ChatParams, c: Candidate, first: ChatEvent, events: AsyncIterator[ChatEvent]
@@ -538,6 +583,7 @@ class OpenAIGateway:
         return resp
 
     async def close(self) -> None:
+        await self.spot.close()
         await self.usage.close()
         await self.directory.close()
 
@@ -552,11 +598,6 @@ def _node_body(req: object) -> bytes:
             code="request_too_large",
         )
     return body
-
-
-def _order_node(signed: Signed) -> str:
-    """The node an order names (the coordinator signed it; the node verifies it)."""
-    return msgspec.msgpack.decode(signed.body, type=InferenceOrder).node_id
 
 
 def _id(entry: dict[str, Any]) -> str:

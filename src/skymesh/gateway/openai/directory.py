@@ -29,6 +29,7 @@ from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.inference import (
     ComputeNode,
+    InferenceOrder,
     InferenceOrderRequest,
 )
 from skymesh.wire.signing import Signed
@@ -137,19 +138,29 @@ class ComputeDirectory:
         self._banned_until.pop(node_id, None)
 
     async def orders(
-        self, rpc: RpcClient, model: str, node_ids: list[str], max_tokens: int
+        self,
+        rpc: RpcClient,
+        model: str,
+        node_ids: list[str],
+        max_tokens: int,
+        request_sha256: str = "",
     ) -> list[Signed]:
-        """Signed orders for these nodes; a stale list is refreshed once and asked again."""
-        req = InferenceOrderRequest(model=model, node_ids=node_ids, max_tokens=max_tokens)
+        """Signed orders for these nodes, for the request body of digest ``request_sha256``;
+        a stale list is refreshed once and asked again."""
+
+        def ask(ids: list[str]) -> InferenceOrderRequest:
+            return InferenceOrderRequest(
+                model=model, node_ids=ids, max_tokens=max_tokens, request_sha256=request_sha256
+            )
+
         try:
-            return (await rpc.send(routes.INFERENCE_ORDERS, req)).orders
+            return (await rpc.send(routes.INFERENCE_ORDERS, ask(node_ids))).orders
         except NotFound:
             listed = {n.node_id for n in await self.nodes(rpc, fresh=True)}
             ids = [i for i in node_ids if i in listed]
             if not ids:
                 raise
-            req = InferenceOrderRequest(model=model, node_ids=ids, max_tokens=max_tokens)
-            signed = (await rpc.send(routes.INFERENCE_ORDERS, req)).orders
+            signed = (await rpc.send(routes.INFERENCE_ORDERS, ask(ids))).orders
             by_id = dict(zip(ids, signed, strict=True))
             return [by_id[i] for i in node_ids if i in by_id]
 
@@ -189,3 +200,8 @@ class ComputeDirectory:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def order_of(signed: Signed) -> InferenceOrder:
+    """What an order says (the coordinator signed it; the node verifies it)."""
+    return msgspec.msgpack.decode(signed.body, type=InferenceOrder)

@@ -41,14 +41,18 @@ class UsageTally:
 
     The node sends exact counts in its last event; a stream that breaks before
     it counts one completion token per text piece seen and no prompt tokens (the
-    node has not said them).
+    node has not said them). The first ``keep`` text pieces and the finish reason
+    are kept (a spot check compares them).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 0) -> None:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.complete = False
         self.events = 0
+        self.keep = keep
+        self.pieces: list[str] = []
+        self.finish_reason: str | None = None
 
     def add(self, event: ChatEvent) -> None:
         self.events += 1
@@ -56,8 +60,11 @@ class UsageTally:
             self.prompt_tokens = event.prompt_tokens
             self.completion_tokens = event.completion_tokens
             self.complete = True
+            self.finish_reason = event.finish_reason
         elif event.delta:
             self.completion_tokens += 1
+            if len(self.pieces) < self.keep:
+                self.pieces.append(event.delta)
 
     async def watch(
         self, events: AsyncGenerator[ChatEvent, None]
