@@ -569,6 +569,13 @@ def nested_header(depth: int = 5000) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def signed_nested_body(depth: int = 5000) -> str:
+    """An ``Order`` envelope signed by the trusted key whose body nests ``depth`` deep."""
+    body = b"\x81\xa1x" + b"\x91" * depth + b"\x90"
+    signature = COORD.sign(DOMAIN_PREFIX + b"Order" + body)
+    return encode_header(Signed(body, COORD.public_key, signature))
+
+
 async def test_every_bit_flipped_order_is_refused_and_spends_nothing(pair: Pair) -> None:
     a = pair.a
     piece = pid()
@@ -616,6 +623,7 @@ def _swap_char(header: str, i: int) -> str:
         ("a msgpack string", lambda _h: base64.urlsafe_b64encode(b"\xa3abc").decode()),
         ("nested 5000 deep", lambda _h: nested_header()),
         ("nested 100 deep", lambda _h: nested_header(100)),
+        ("a trusted signature over a nested body", lambda _h: signed_nested_body()),
     ],
 )
 async def test_malformed_order_headers_are_refused(pair: Pair, name: str, make: Any) -> None:
