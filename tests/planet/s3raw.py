@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +93,7 @@ def send(
     planet: PlanetThread,
     method: str,
     path: str,
-    headers: dict[str, str],
+    headers: Mapping[str, str],
     body: bytes = b"",
     endpoint: str | None = None,
 ) -> Reply:

@@ -138,7 +138,8 @@ class RetainSweeper:
             raise Forbidden("retain body does not match its order's digest")
         try:
             f = msgspec.msgpack.decode(body, type=RetainFilter)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        # RecursionError: a value nested past Python's recursion limit
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
             raise BadRequest(f"malformed RetainFilter: {e}") from e
         if f.node_id != order.node_id or f.created_at != order.created_at:
             raise BadRequest("the filter's node or creation time is not its order's")

@@ -56,7 +56,7 @@ def decode_join_token(text: str) -> Signed:
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         return msgspec.msgpack.decode(raw, type=Signed)
-    except (ValueError, msgspec.DecodeError) as e:
+    except (ValueError, msgspec.DecodeError, RecursionError) as e:  # nested too deep
         raise Forbidden(f"malformed join token: {e}", code="JoinTokenInvalid") from e
 
 

@@ -69,7 +69,7 @@ def open_signed(
         raise Forbidden(f"{kind.__name__} has a bad signature")
     try:
         return msgspec.msgpack.decode(signed.body, type=kind)
-    except msgspec.DecodeError as e:
+    except (msgspec.DecodeError, RecursionError) as e:
         raise Forbidden(f"{kind.__name__} body is malformed: {e}") from e
 
 
@@ -79,8 +79,14 @@ def encode_header(signed: Signed) -> str:
 
 
 def decode_header(value: str) -> Signed:
+    """The envelope in an order header (not yet verified); :class:`Forbidden` when malformed.
+
+    msgspec raises RecursionError for values nested past Python's recursion limit
+    (an unknown field is skipped by recursing into it): a header of a few KiB of
+    nested arrays is malformed, not a crash.
+    """
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         return msgspec.msgpack.decode(raw, type=Signed)
-    except (ValueError, msgspec.DecodeError) as e:
+    except (ValueError, msgspec.DecodeError, RecursionError) as e:
         raise Forbidden(f"malformed signed header: {e}") from e

@@ -58,8 +58,10 @@ _NAMED_PAYLOADS: dict[str, PayloadMode] = {
     STREAMING_SIGNED_TRAILER: "streaming-signed-trailer",
 }
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
-_DATE8 = re.compile(r"\d{8}")
+# ASCII digits only: re's \d also takes other scripts' digits, which int() reads, so
+# a date in Arabic-Indic digits would pass for today's
+_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+_DATE8 = re.compile(r"[0-9]{8}")
 _PRESIGN_PARAMS = (
     "X-Amz-Algorithm",
     "X-Amz-Credential",

@@ -794,7 +794,20 @@ class Grant:
 
 def parse_acl(body: bytes) -> list[Grant]:
     """An ``AccessControlPolicy`` body's grants. The grantee's kind comes from the child
-    element present (``ID``, ``URI``, ``EmailAddress``), since ``xsi:type`` says the same."""
+    element present (``ID``, ``URI``, ``EmailAddress``), since ``xsi:type`` says the same.
+
+    A body that is not a well-formed policy is ``MalformedACLError``, S3's code for
+    ACL bodies, where other operations answer ``MalformedXML``.
+    """
+    try:
+        return _parse_acl(body)
+    except S3Error as e:
+        if e.code != "MalformedXML":
+            raise
+        raise s3_error("MalformedACLError", e.message) from None
+
+
+def _parse_acl(body: bytes) -> list[Grant]:
     root = _parse(body, MAX_ACL_BODY, "AccessControlPolicy")
     acl = [el for el in root if el.tag == "AccessControlList"]
     if len(acl) != 1:
