@@ -110,27 +110,38 @@ def error_response(err: errors.SkymeshError) -> web.Response:
     return json_response(ErrorBody(code=err.code, message=err.message), status=err.status)
 
 
-async def read_json(request: web.Request, kind: type[T]) -> T:
+async def read_json(request: web.Request, kind: type[T], limit: int | None = None) -> T:
     """Decode the request body as ``kind``; a malformed body is a ``BadRequest``.
 
-    A body declared longer than the request's ``client_max_size`` is refused before
-    a byte of it is read (aiohttp itself would read up to the limit first, for a
-    caller that may not even be authenticated); one without a declared length stops
-    at the limit. msgspec raises RecursionError
-    for values nested past Python's recursion limit (an unknown field is skipped by
-    recursing into it): such a body is malformed, not a crash.
+    ``limit`` (default: the request's ``client_max_size``) caps the body: one declared
+    longer is refused before a byte of it is read (aiohttp itself would read up to its
+    limit first, for a caller that may not even be authenticated); one without a
+    declared length stops at the limit. msgspec raises RecursionError for values
+    nested past Python's recursion limit (an unknown field is skipped by recursing
+    into it): such a body is malformed, not a crash.
     """
-    limit = request.client_max_size
+    limit = limit or request.client_max_size
     if limit and request.content_length is not None and request.content_length > limit:
-        raise errors.TooLarge(
-            f"a body of {request.content_length} bytes; at most {limit} are read",
-            code="RequestEntityTooLarge",
-        )
-    raw = await request.read()
+        raise _too_large(request.content_length, limit)
+    if limit and limit < request.client_max_size:
+        data = bytearray()
+        while chunk := await request.content.read(64 * 1024):
+            data += chunk
+            if len(data) > limit:
+                raise _too_large(len(data), limit)
+        raw = bytes(data)
+    else:
+        raw = await request.read()
     try:
         return msgspec.json.decode(raw, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
         raise errors.BadRequest(f"malformed {getattr(kind, '__name__', 'request')}: {e}") from e
+
+
+def _too_large(size: int, limit: int) -> errors.TooLarge:
+    return errors.TooLarge(
+        f"a body of {size} bytes or more; at most {limit} are read", code="RequestEntityTooLarge"
+    )
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -181,11 +181,14 @@ async def test_deeply_nested_json_gets_400_on_every_route(coordinator: Harness) 
     before = await _snapshot(h)
     for target in TARGETS:
         first = msgspec.structs.fields(target.route.request)[0].encode_name
+        # node routes read at most NODE_BODY_LIMIT: nest within it (still far past
+        # the recursion limit)
+        deep = DEEP if target.route.caller is not routes.Caller.NODE else 5_000
         for body in (
-            nested_json(),
-            b"[" * DEEP + b"]" * DEEP,
-            b'{"zz":' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"}",
-            b'{"%s":' % first.encode() + b"[" * DEEP + b"]" * DEEP + b"}",
+            nested_json(deep),
+            b"[" * deep + b"]" * deep,
+            b'{"zz":' + b'{"a":' * deep + b"1" + b"}" * deep + b"}",
+            b'{"%s":' % first.encode() + b"[" * deep + b"]" * deep + b"}",
         ):
             status, error = await _post(h, target, body)
             assert status == 400, (str(target), body[:20], error)
@@ -729,3 +732,37 @@ def test_http_chunked_framing_errors_store_nothing(planet: PlanetThread, name: s
     except TimeoutError:
         status = None  # then the test hangs up
     assert status == expected, name
+
+
+@pytest.mark.parametrize("route", [routes.JOIN, routes.HEARTBEAT, routes.DRAIN], ids=str)
+async def test_node_routes_take_only_small_bodies(
+    coordinator: Harness, route: routes.Route[Any, Any]
+) -> None:
+    """Anyone may call a node route (the body's own signature is the check), so its body is
+    capped at NODE_BODY_LIMIT, declared or streamed, not at the 64 MiB of the others."""
+    h = coordinator
+    before = await _snapshot(h)
+    target = Target(route, route.path)
+    headers = {
+        **_headers(h, target),
+        "Content-Type": "application/json",
+        "Content-Length": str(routes.NODE_BODY_LIMIT + 1),
+    }
+    raw = await RawRequest.open(h.service.url, route.method, route.path, headers)
+    try:
+        await raw.send(b'{"body": "')
+        answer = await raw.answer()
+    finally:
+        await raw.close()
+    assert answer.status == 413, answer.body[:200]
+
+    async def streamed() -> AsyncIterator[bytes]:
+        yield b'{"body": "'
+        for _ in range(4):
+            yield b"A" * routes.NODE_BODY_LIMIT
+
+    plain = {**_headers(h, target), "Content-Type": "application/json"}
+    async with h.session.post(_url(h, target), data=streamed(), headers=plain) as r:
+        assert r.status == 413, await r.read()
+        assert msgspec.json.decode(await r.read(), type=ErrorBody).code == "RequestEntityTooLarge"
+    assert await _snapshot(h) == before

@@ -9,6 +9,7 @@ declare, so the route list there is the whole API.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,11 +17,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from skymesh.coordinator.auth import Auth
-from skymesh.errors import Forbidden, Unauthorized
+from skymesh.errors import Forbidden, Unauthorized, Unavailable
 from skymesh.rpc import MAX_RPC_BODY, error_middleware, json_response, read_json
 from skymesh.wire.base import Empty
 from skymesh.wire.batch import BatchOrder
-from skymesh.wire.routes import Caller, Route
+from skymesh.wire.routes import NODE_BODY_LIMIT, Caller, Route
+
+#: NODE bodies (joins, heartbeats, drains) read at once; past it, 503 until one ends.
+NODE_BODIES_AT_ONCE = 64
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -50,6 +54,7 @@ class RouteTable:
         self.order_check = order_check
         self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_RPC_BODY)
         self.mounted: list[tuple[str, str]] = []  # (method, path), in mount order
+        self._node_bodies = asyncio.Semaphore(NODE_BODIES_AT_ONCE)
 
     def add(self, route: Route[Req, Resp], op: Callable[[Call, Req], Awaitable[Resp]]) -> None:
         """Serve ``route`` with ``op``."""
@@ -67,17 +72,30 @@ class RouteTable:
         op: Operation,
         caller: Caller | None = None,
     ) -> None:
-        check = self._checker(caller or route.caller)
+        who = caller or route.caller
+        check = self._checker(who)
         kind = route.request if route.has_body else None
+        node_body = who is Caller.NODE
 
         async def handle(request: web.Request) -> web.Response:
             call = await check(request)
-            body: Any = None if kind is None else await read_json(request, kind)
+            body: Any = None
+            if kind is not None and node_body:
+                body = await self._read_node_body(request, kind)
+            elif kind is not None:
+                body = await read_json(request, kind)
             result = await op(call, body)
             return json_response(Empty() if result is None else result)
 
         self.app.router.add_route(method, path, handle)
         self.mounted.append((method, path))
+
+    async def _read_node_body(self, request: web.Request, kind: type[Req]) -> Req:
+        """A NODE route's body: anyone may send one, so it is small and few are read at once."""
+        if self._node_bodies.locked():
+            raise Unavailable("too many node requests at once; try again shortly")
+        async with self._node_bodies:
+            return await read_json(request, kind, NODE_BODY_LIMIT)
 
     def _checker(self, caller: Caller) -> Callable[[web.Request], Awaitable[Call]]:
         auth = self.auth

@@ -100,6 +100,9 @@ from skymesh.wire.signing import Signed
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
+#: The most a NODE route's body may be: a signed join, heartbeat or drain is a few KiB.
+NODE_BODY_LIMIT = 64 * 1024
+
 #: Where the routes a batch or read order opens are mounted: ``SCOPE_PREFIX + route.path``.
 SCOPE_PREFIX = "/v1/compute/batch-scope"
 
@@ -111,7 +114,8 @@ class Caller(enum.Enum):
     ADMIN = "admin"  # Authorization: Bearer <admin token>
     PROJECT = "project"  # Authorization: Bearer <project API key>
     PROJECT_OR_ADMIN = "project or admin"
-    NODE = "node"  # the body is a Signed envelope of a registered (or joining) node
+    NODE = "node"  # the body is a Signed envelope of a registered (or joining) node; anyone
+    # may send one, so its body is capped at NODE_BODY_LIMIT
     BATCH_ORDER = "batch order"  # a signed BatchOrder in X-Skymesh-Order
 
 
