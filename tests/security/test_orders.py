@@ -259,6 +259,12 @@ async def test_an_inference_or_batch_order_is_spent_by_its_first_use(pair: Pair)
     assert pair.a.service.batches is not None
     assert list(pair.a.service.batches.runs) == ["batch-1"]
 
+    await a.restart()  # spent on disk with the piece serials: a restart forgets none
+    reply = await a.call("POST", "/v1/infer/embeddings", inference, body, {"Content-Type": JSON})
+    refused(reply, None, "used before")
+    refused(await a.call("POST", "/v1/batch/run", batch, keys), None, "used before")
+    assert a.service.batches is not None and not a.service.batches.runs
+
 
 # ---------------------------------------------------------------- someone else's order
 

@@ -164,13 +164,13 @@ def test_a_put_order_is_no_allowance(verifier: OrderVerifier) -> None:
 def test_purge_forgets_long_expired_serials(db: Path) -> None:
     serials = SerialStore(db)
     try:
-        assert serials.use("1" * 32, PieceAction.PUT, NOW - PURGE_GRACE - 1)
-        assert serials.use("2" * 32, PieceAction.PUT, NOW - 1)  # within the grace
+        assert serials.use("1" * 32, PieceAction.PUT.value, NOW - PURGE_GRACE - 1)
+        assert serials.use("2" * 32, PieceAction.PUT.value, NOW - 1)  # within the grace
         assert serials.charge("3" * 32, NOW + 60, 5, 10) == 5
         assert serials.purge(NOW) == 1
         assert serials.count() == 2
-        assert not serials.use("2" * 32, PieceAction.PUT, NOW - 1)
-        assert serials.use("1" * 32, PieceAction.PUT, NOW + 60)
+        assert not serials.use("2" * 32, PieceAction.PUT.value, NOW - 1)
+        assert serials.use("1" * 32, PieceAction.PUT.value, NOW + 60)
     finally:
         serials.close()
 

@@ -124,7 +124,6 @@ class NodeBatches:
         self.compute = compute
         self.clock = clock
         self.runs: dict[str, BatchRun] = {}
-        self._spent: set[str] = set()
         self._metering: set[asyncio.Task[None]] = set()  # reports of read orders, in flight
 
     def install(self, app: web.Application) -> None:
@@ -156,12 +155,14 @@ class NodeBatches:
         order, header = self._order(request)
         if order.purpose != "batch":
             raise Forbidden("a read order cannot start a batch")
-        if order.serial in self._spent:
+        serials = self.compute.verifier.serials
+        if serials.spent(order.serial):
             raise Forbidden("the batch order was used before")
         if order.model not in self.compute.specs:
             raise NotFound(f"this node does not serve {order.model!r}")
         keys = await read_json(request, BatchStart)
-        self._spent.add(order.serial)
+        if not serials.use(order.serial, "batch", order.expires_at):
+            raise Forbidden("the batch order was used before")
         self._forget_finished()
         run = BatchRun(order=order, header=header, keys=keys)
         self.runs[order.batch_id] = run
@@ -202,14 +203,16 @@ class NodeBatches:
         order, header = self._order(request)
         if order.purpose != "read" or order.endpoint != "/v1/embeddings":
             raise Forbidden("this route needs a read order for /v1/embeddings")
-        if order.serial in self._spent:
+        serials = self.compute.verifier.serials
+        if serials.spent(order.serial):
             raise Forbidden("the read order was used before")
         req = await read_json(request, ObjectEmbedRequest)
         if req.model != order.model:
             raise Forbidden(f"the read order is for {order.model!r}, not {req.model!r}")
         if order.model not in self.compute.specs:
             raise NotFound(f"this node does not serve {order.model!r}")
-        self._spent.add(order.serial)
+        if not serials.use(order.serial, "read", order.expires_at):
+            raise Forbidden("the read order was used before")
         keys = {(order.bucket, order.input_key): req.input_data_key}
         async with aiohttp.ClientSession(timeout=_TIMEOUT, middlewares=NO_REDIRECTS) as session:
             client = _scoped_client(self.compute.config.coordinator_url, header, keys, session)

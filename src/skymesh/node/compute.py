@@ -4,9 +4,8 @@ Every request carries a signed :class:`~skymesh.wire.inference.InferenceOrder`
 (header ``X-Skymesh-Order``) from a coordinator this node trusts, naming this
 node and the model, unexpired and not used before; so compute on a node is never
 open to whoever finds its port, and what it serves is accounted to a project.
-Spent serials are kept in memory until their order expires (orders live about
-a minute): a restart could accept a replay within that minute, which costs the
-node one bounded request and reads no data.
+Spent serials go to the node's serial store (``orders.sqlite3``) with the piece
+orders', so a restart accepts no replay.
 
 | route | body -> answer |
 |---|---|
@@ -83,7 +82,6 @@ class NodeCompute:
         self.pool = WorkerPool(config.compute_concurrency, config.compute_queue)
         self.engines: dict[str, Engine] = {}
         self._loading: dict[str, asyncio.Lock] = {}
-        self._spent: dict[str, float] = {}
         # models from the network (config.model_credentials): fetched on first use
         self.client: Client | None = None
         self.cache: ModelCache | None = None
@@ -219,15 +217,9 @@ class NodeCompute:
             raise Forbidden("the inference order is for another node")
         if order.expires_at < now:
             raise Forbidden("the inference order has expired: ask the coordinator for a new one")
-        self._purge(now)
-        if order.serial in self._spent:
+        if not self.verifier.serials.use(order.serial, "inference", order.expires_at):
             raise Forbidden("the inference order was used before")
-        self._spent[order.serial] = order.expires_at
         return order
-
-    def _purge(self, now: float) -> None:
-        if len(self._spent) > 1024:
-            self._spent = {s: t for s, t in self._spent.items() if t >= now}
 
     # ------------------------------------------------------------ routes
 

@@ -55,7 +55,11 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class SerialStore:
-    """Spent order serials and bytes served per ``get`` serial, persisted in SQLite."""
+    """Spent order serials and bytes served per ``get`` serial, persisted in SQLite.
+
+    Piece orders (put, delete, audit) and inference, batch and read orders share it,
+    each serial tagged with its kind: a restart forgets no spent serial of any kind.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -72,13 +76,18 @@ class SerialStore:
     def close(self) -> None:
         self._conn.close()
 
-    def use(self, serial: str, action: PieceAction, expires_at: float) -> bool:
-        """Spend ``serial``; False when it was spent before."""
+    def use(self, serial: str, kind: str, expires_at: float) -> bool:
+        """Spend ``serial`` (``kind``: a piece action's value, or ``inference``,
+        ``batch``, ``read``); False when it was spent before."""
         cur = self._conn.execute(
             "INSERT OR IGNORE INTO serials (serial, action, expires_at) VALUES (?, ?, ?)",
-            (serial, action.value, expires_at),
+            (serial, kind, expires_at),
         )
         return cur.rowcount == 1
+
+    def spent(self, serial: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM serials WHERE serial = ?", (serial,)).fetchone()
+        return row is not None
 
     def charge(self, serial: str, expires_at: float, nbytes: int, limit: int) -> int | None:
         """Add ``nbytes`` to what ``serial`` has served; the new total, or None (and no
@@ -186,7 +195,7 @@ class OrderVerifier:
         if order.max_bytes < 0:
             raise Forbidden("order has a negative max_bytes")
         if action is not PieceAction.GET and not self.serials.use(
-            order.serial, action, order.expires_at
+            order.serial, action.value, order.expires_at
         ):
             raise Forbidden(f"order serial {order.serial} was already used")
         return order
