@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
+from skymesh.coordinator.db.cache import RowCache
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import compute_reputation, spot_checks
 
@@ -179,21 +180,17 @@ class ComputeReputationBook:
         self.db = db
         self.params = params
         self.clock = clock
-        self.cache_ttl = cache_ttl
-        self._standings: dict[str, ComputeStanding] = {}
-        self._loaded_at = -float("inf")
+        self._cache = RowCache(
+            db, compute_reputation, lambda r: ComputeStanding(**r._asdict()), cache_ttl
+        )
         self.exclusions = 0  # since start, for metrics
 
     async def load(self) -> None:
-        rows = await self.db.read(lambda conn: conn.execute(sa.select(compute_reputation)).all())
-        self._standings = {r.node_id: ComputeStanding(**r._asdict()) for r in rows}
-        self._loaded_at = time.monotonic()
+        await self._cache.load()
 
     async def refresh(self) -> dict[str, ComputeStanding]:
         """Every node with a standing (reloaded when the copy is stale)."""
-        if time.monotonic() - self._loaded_at > self.cache_ttl:
-            await self.load()
-        return self._standings
+        return await self._cache.refresh()
 
     async def excluded(self) -> set[str]:
         return {i for i, st in (await self.refresh()).items() if st.excluded}
@@ -235,7 +232,7 @@ class ComputeReputationBook:
             return False, []
         excluded = []
         for st in standings:
-            self._standings[st.node_id] = st
+            self._cache.put(st.node_id, st)
             if st.excluded_at == now:
                 excluded.append(st.node_id)
                 self.exclusions += 1

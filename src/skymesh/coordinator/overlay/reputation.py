@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
+from skymesh.coordinator.db.cache import RowCache
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import node_reputation
 
@@ -190,33 +191,27 @@ class ReputationBook:
         self.db = db
         self.params = params
         self.clock = clock
-        self.cache_ttl = cache_ttl
-        self._reps: dict[str, Reputation] = {}
-        self._loaded_at = -float("inf")
+        self._cache = RowCache(db, node_reputation, lambda r: Reputation(**r._asdict()), cache_ttl)
         self.disqualifications = 0  # since start, for metrics
 
     async def load(self) -> None:
-        rows = await self.db.read(lambda conn: conn.execute(sa.select(node_reputation)).all())
-        self._reps = {r.node_id: Reputation(**r._asdict()) for r in rows}
-        self._loaded_at = time.monotonic()
+        await self._cache.load()
 
     async def refresh(self) -> dict[str, Reputation]:
         """Every node with a reputation row (reloaded when the copy is stale)."""
-        if time.monotonic() - self._loaded_at > self.cache_ttl:
-            await self.load()
-        return self._reps
+        return await self._cache.refresh()
 
     def cached(self, node_id: str) -> Reputation | None:
         """The in-memory copy (None: no audits or exit recorded yet: a fresh node)."""
-        return self._reps.get(node_id)
+        return self._cache.rows.get(node_id)
 
     def snapshot(self) -> dict[str, Reputation]:
-        return dict(self._reps)
+        return dict(self._cache.rows)
 
     def forget(self, node_ids: Iterable[str]) -> None:
         """Drop the copies of nodes the registry removed (their rows are gone with them)."""
         for node_id in node_ids:
-            self._reps.pop(node_id, None)
+            self._cache.rows.pop(node_id, None)
 
     async def _update(self, node_id: str, change: Callable[[Reputation], Reputation]) -> Reputation:
         params = self.params
@@ -241,7 +236,7 @@ class ReputationBook:
             return after
 
         rep = await self.db.write(txn)
-        self._reps[node_id] = rep
+        self._cache.put(node_id, rep)
         return rep
 
     async def record(self, node_id: str, outcome: AuditOutcome) -> Reputation:

@@ -1,0 +1,45 @@
+"""A table's rows in memory, by node id, for the hot reads of placement and routing.
+
+Writers write the database first, then :meth:`RowCache.put`; :meth:`RowCache.refresh`
+reloads the whole table once the copy is older than ``ttl``, which is how several
+coordinators over one database see each other's writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from skymesh.coordinator.db.engine import Database
+
+T = TypeVar("T")
+
+
+class RowCache(Generic[T]):
+    """Rows of ``table`` as ``make(row)``, keyed by their ``node_id``."""
+
+    def __init__(self, db: Database, table: sa.Table, make: Callable[[Any], T], ttl: float) -> None:
+        self.db = db
+        self.table = table
+        self.make = make
+        self.ttl = ttl
+        self.rows: dict[str, T] = {}
+        self._loaded_at = -float("inf")
+
+    async def load(self) -> None:
+        table, make = self.table, self.make
+        rows = await self.db.read(lambda conn: conn.execute(sa.select(table)).all())
+        self.rows = {r.node_id: make(r) for r in rows}
+        self._loaded_at = time.monotonic()
+
+    async def refresh(self) -> dict[str, T]:
+        """Every row (reloaded first when the copy is older than ``ttl``)."""
+        if time.monotonic() - self._loaded_at > self.ttl:
+            await self.load()
+        return self.rows
+
+    def put(self, node_id: str, value: T) -> None:
+        self.rows[node_id] = value
