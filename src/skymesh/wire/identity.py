@@ -35,10 +35,6 @@ def id_from_public_key(public_key: bytes) -> str:
     return blake3.blake3(ID_DOMAIN + public_key).hexdigest()[:ID_HEX_LEN]
 
 
-def is_valid_id(value: str) -> bool:
-    return len(value) == ID_HEX_LEN and all(c in "0123456789abcdef" for c in value)
-
-
 def verify_signature(public_key: bytes, signature: bytes, data: bytes) -> bool:
     """True when ``signature`` is ``public_key``'s signature of ``data``."""
     try:

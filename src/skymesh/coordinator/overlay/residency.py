@@ -91,11 +91,6 @@ def check_constraint(
     )
 
 
-def regions_of(stored: Mapping[str, str], jurisdictions: Jurisdictions) -> dict[str, Residency]:
-    """``{stream_id: constraint}`` (from :func:`stream_constraints`) as residencies."""
-    return {sid: residency(c, jurisdictions) for sid, c in stored.items()}
-
-
 # ---------------------------------------------------------------- reads
 
 
