@@ -1,12 +1,12 @@
 """PostgreSQL failover under the coordinators' URL: a real pg_auto_failover formation
 (monitor, primary, synchronous standby), its primary's machine killed mid-write.
 
-Needs ``pg_autoctl`` (Debian's ``postgresql-15-auto-failover``); skipped without it.
+Needs ``pg_autoctl`` (Debian's ``postgresql-15-auto-failover``, which ``.ci/run``
+installs): without it the tests fail, they do not skip.
 """
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -22,10 +22,7 @@ from skymesh.network.pgcluster import (
     start_formation,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("pg_autoctl") is None, reason="pg_autoctl not installed"),
-]
+pytestmark = pytest.mark.slow
 
 FAILOVER_BOUND_S = 60.0
 
