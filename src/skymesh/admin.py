@@ -18,6 +18,7 @@ from skymesh.wire.inference import (
     InferenceKeyInfo,
     InferenceKeyList,
 )
+from skymesh.wire.keys import CoordinatorKeyInfo, CoordinatorKeyList
 from skymesh.wire.metainfo import CreateProjectRequest, RegisterAccessKeyRequest
 from skymesh.wire.registry import (
     AdmitOperatorRequest,
@@ -76,6 +77,18 @@ class AdminClient:
         """Revoke an operator for good: none of its nodes is used from now on."""
         return await self.rpc.send(
             routes.REVOKE_OPERATOR, None, params={"operator": quote(name, safe="")}
+        )
+
+    async def coordinator_keys(self) -> CoordinatorKeyList:
+        """Every coordinator key, current ones first, and the key set's version."""
+        return await self.rpc.send(routes.LIST_COORDINATOR_KEYS, None)
+
+    async def retire_coordinator_key(self, coordinator_id: str) -> CoordinatorKeyInfo:
+        """Retire a coordinator's key for good: nodes stop honouring what it signs."""
+        return await self.rpc.send(
+            routes.RETIRE_COORDINATOR_KEY,
+            None,
+            params={"coordinator_id": quote(coordinator_id, safe="")},
         )
 
     async def create_credential(self, project_name: str) -> Credential:

@@ -28,6 +28,7 @@ from skymesh.wire.metering import RoutingWeights
 
 if TYPE_CHECKING:
     from skymesh.admin import AdminClient
+    from skymesh.wire.keys import CoordinatorKeyInfo, CoordinatorKeyList
     from skymesh.wire.registry import OperatorAdmission, OperatorInfo, OperatorList
 
 T = TypeVar("T")
@@ -836,6 +837,86 @@ def operator_revoke(
         typer.echo(msgspec.json.encode(op).decode())
     else:
         typer.echo(f"operator {op.name} revoked; its {op.nodes} node(s) are no longer used")
+
+
+# ---------------------------------------------------------------- coordinator keys
+
+coordinator_keys_app = typer.Typer(
+    help="The network's coordinator keys, whose orders nodes honour: list, retire."
+)
+app.add_typer(coordinator_keys_app, name="coordinator-keys", no_args_is_help=True)
+
+
+@coordinator_keys_app.command("list")
+def coordinator_keys_list(
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Every coordinator key: id, public key, URL, added, retired; current ones first."""
+    import msgspec
+    from rich.console import Console
+    from rich.table import Table
+
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+
+    async def fetch(admin: AdminClient) -> CoordinatorKeyList:
+        return await admin.coordinator_keys()
+
+    listed = _with_admin(url, admin_token, fetch)
+    if as_json:
+        typer.echo(msgspec.json.encode(listed).decode())
+        return
+    table = Table(
+        "coordinator", "public key", "url", "added", "retired", title=f"version {listed.version}"
+    )
+    for key in listed.keys:
+        table.add_row(
+            key.coordinator_id,
+            key.public_key.hex(),
+            key.url,
+            _when(key.added_at),
+            _when(key.retired_at) if key.retired_at is not None else "",
+        )
+    Console(width=200).print(table)
+
+
+@coordinator_keys_app.command("retire")
+def coordinator_keys_retire(
+    coordinator_id: Annotated[
+        str, typer.Argument(help="The coordinator whose key to retire (its id, from list).")
+    ],
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Retire a coordinator's key for good: nodes stop honouring what it signs.
+
+    Nodes drop the key at their next heartbeat. Retire a key only once nodes have heard
+    of its successor (a few heartbeats after the new coordinator started), and keep the
+    retired coordinator running a few heartbeats more for nodes that trust only it; it
+    refuses to start again with this key (give it a new identity.key). The last current
+    key cannot be retired.
+    """
+    import msgspec
+
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+
+    async def retire(admin: AdminClient) -> CoordinatorKeyInfo:
+        return await admin.retire_coordinator_key(coordinator_id)
+
+    key = _with_admin(url, admin_token, retire)
+    if as_json:
+        typer.echo(msgspec.json.encode(key).decode())
+    else:
+        typer.echo(
+            f"coordinator key {key.coordinator_id} retired; nodes stop honouring what it"
+            " signs at their next heartbeat"
+        )
 
 
 def _with_admin(url: str, admin_token: str, call: Callable[[AdminClient], Awaitable[T]]) -> T:

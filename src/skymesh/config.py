@@ -54,8 +54,10 @@ class NodeConfig(_Config, frozen=True):
     join_token: str = ""
     capacity_bytes: int = 100 * GiB
     coordinator_url: str = "http://127.0.0.1:7700"
-    # hex Ed25519 public keys of coordinators whose orders we honour; empty: pin the
-    # key of coordinator_url on first join (trust on first use) and keep it.
+    # hex Ed25519 public keys of coordinators whose orders we honour at first; empty:
+    # pin the key of coordinator_url on first join (trust on first use). Either way the
+    # node then follows the network's key statements (node/trust.py), kept in its
+    # data_dir's trusted_coordinators file, which wins over this list once written.
     trusted_coordinators: list[str] = []
     heartbeat_interval: float = 5.0
     fsync: bool = True

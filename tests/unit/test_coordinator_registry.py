@@ -10,13 +10,14 @@ from skymesh.errors import BadRequest, Forbidden, Unauthorized
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.identity import Identity
+from skymesh.wire.keys import CoordinatorKeys
 from skymesh.wire.metainfo import CreateProjectRequest
 from skymesh.wire.registry import (
     Heartbeat,
     JoinResponse,
     NodeInfo,
 )
-from skymesh.wire.signing import Signed, sign
+from skymesh.wire.signing import Signed, open_signed, sign
 from tests.unit.test_coordinator_support import FakeNode, running
 
 
@@ -37,7 +38,12 @@ async def test_join_heartbeat_and_offline(tmp_path: Path) -> None:
             coordinator_id=h.service.identity.id,
             coordinator_public_key=h.service.identity.public_key,
             heartbeat_interval=3.0,
+            keys=joined.keys,
         )
+        assert joined.keys is not None
+        statement = open_signed(joined.keys, CoordinatorKeys, [h.coordinator_key])
+        assert [k.public_key for k in statement.keys] == [h.coordinator_key]
+        assert statement.version == 1 and statement.keys[0].url == h.service.url
         [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
         assert (status.node_id, status.region, status.operator) == (node.id, "eu", "acme")
         assert status.online and status.capacity_bytes == 1000 and status.used_bytes == 10
@@ -49,6 +55,7 @@ async def test_join_heartbeat_and_offline(tmp_path: Path) -> None:
         node.used, node.address = 500, "http://127.0.0.1:7999"
         beat = await h.client.send(routes.HEARTBEAT, node.heartbeat_request(h.clock.now))
         assert beat.known and beat.heartbeat_interval == 3.0
+        assert beat.keys == joined.keys  # the same set: the same signed statement
         [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
         assert status.online and status.used_bytes == 500
         assert status.address == "http://127.0.0.1:7999"

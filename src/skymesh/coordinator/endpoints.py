@@ -43,7 +43,7 @@ class Call:
 #: ``(call, body) -> answer``; an answer of None is sent as ``{}``.
 Operation = Callable[[Call, Any], Awaitable[Any]]
 #: Checks a batch order header and returns the order (raises ``Forbidden`` otherwise).
-OrderCheck = Callable[[web.Request], BatchOrder]
+OrderCheck = Callable[[web.Request], Awaitable[BatchOrder]]
 
 
 class RouteTable:
@@ -124,7 +124,7 @@ class RouteTable:
                 ) from e
 
         async def batch_order(request: web.Request) -> Call:
-            order = self.order_check(request)
+            order = await self.order_check(request)
             return Call(request, project_id=order.project_id, order=order)
 
         checks: dict[Caller, Callable[[web.Request], Awaitable[Call]]] = {

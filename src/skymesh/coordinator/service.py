@@ -22,6 +22,7 @@ from skymesh.coordinator.durability.service import DurabilityService
 from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.inference.compute import ComputeAdverts
 from skymesh.coordinator.inference.service import InferenceService
+from skymesh.coordinator.keyring import Keyring, register_key
 from skymesh.coordinator.lifecycle import Lifecycle, Subsystem
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.roots import RootKey, load_root_key
@@ -34,6 +35,7 @@ from skymesh.rpc import NO_REDIRECTS
 from skymesh.wire import routes
 from skymesh.wire.base import Health
 from skymesh.wire.identity import Identity
+from skymesh.wire.keys import CoordinatorKeyInfo, CoordinatorKeyList
 from skymesh.wire.registry import PeerIdentity
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,10 @@ class CoordinatorService:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> CoordinatorService:
-        """Load the identity, open (and migrate) the database, and build; nothing runs yet.
+        """Load the identity, open (and migrate) the database, register the identity's key
+        among the network's coordinator keys, and build; nothing runs yet.
 
+        Raises :class:`ConfigError` when the key was retired (``coordinator/keyring.py``).
         ``clock`` and ``rng`` are for tests (expiry, offline nodes, placement).
         """
         try:
@@ -71,6 +75,7 @@ class CoordinatorService:
         identity = Identity.load_or_create(data_dir / IDENTITY_FILE)
         db = await Database.open(config.database_url or default_url(data_dir))
         try:
+            await register_key(db, identity, _configured_url(config), clock())
             roots = await load_root_key(db, clock())
             return cls(
                 config,
@@ -107,9 +112,10 @@ class CoordinatorService:
         )
         self.auth = Auth(db, config.admin_token, clock)
         self.orders = OrderSigner(identity, config.order_ttl, clock)
+        self.keyring = Keyring(db, identity, clock=clock)  # the network's coordinator keys
         adverts = ComputeAdverts()
         self.overlay = OverlayService(
-            config, db, identity, clock=clock, on_heartbeat=adverts.observe
+            config, db, identity, self.keyring, clock=clock, on_heartbeat=adverts.observe
         )
         context = Metainfo(
             config=config,
@@ -125,7 +131,9 @@ class CoordinatorService:
         self.durability = DurabilityService(
             context, self.overlay.reputation, identity, self.session
         )
-        self.inference = InferenceService(context, adverts, identity, self.overlay.compute)
+        self.inference = InferenceService(
+            context, adverts, identity, self.keyring, self.overlay.compute
+        )
         subsystems: tuple[Subsystem, ...] = (
             self.overlay,
             self.metainfo,
@@ -144,6 +152,7 @@ class CoordinatorService:
         self.lifecycle.add("session to nodes", stop=self.session.close)
         self.lifecycle.add("node and reputation caches", start=self.overlay.load)
         self.lifecycle.add("HTTP server", start=self._serve, stop=self._unserve)
+        self.lifecycle.add("coordinator key's URL", start=self._register_url)
         for subsystem in subsystems:
             self.lifecycle.add_chores(subsystem.chores)
         self.loops = self.lifecycle.loops
@@ -157,7 +166,8 @@ class CoordinatorService:
         await self.lifecycle.stop()
 
     def _add_routes(self, table: RouteTable) -> None:
-        """The peer's own: health (the database answers) and identity."""
+        """The peer's own: health (the database answers), identity, and the network's
+        coordinator keys (admin)."""
         peer = PeerIdentity(
             id=self.identity.id,
             public_key=self.identity.public_key,
@@ -165,6 +175,7 @@ class CoordinatorService:
             version=skymesh.__version__,
         )
         db = self.db
+        keyring = self.keyring
 
         async def healthz(_call: Call, _req: None) -> Health:
             await db.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
@@ -173,8 +184,21 @@ class CoordinatorService:
         async def identity(_call: Call, _req: None) -> PeerIdentity:
             return peer
 
+        async def list_keys(_call: Call, _req: None) -> CoordinatorKeyList:
+            return await keyring.list()
+
+        async def retire_key(call: Call, _req: None) -> CoordinatorKeyInfo:
+            return await keyring.retire(call.request.match_info["coordinator_id"])
+
         table.add(routes.HEALTHZ, healthz)
         table.add(routes.IDENTITY, identity)
+        table.add(routes.LIST_COORDINATOR_KEYS, list_keys)
+        table.add(routes.RETIRE_COORDINATOR_KEY, retire_key)
+
+    async def _register_url(self) -> None:
+        """Record the URL now served at with this coordinator's key (informative to nodes)."""
+        await register_key(self.db, self.identity, self.url, self.clock())
+        await self.keyring.load()
 
     async def _serve(self) -> None:
         self._runner = web.AppRunner(self.table.app, access_log=None)
@@ -187,6 +211,11 @@ class CoordinatorService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def _configured_url(config: CoordinatorConfig) -> str:
+    """Where the config says this coordinator serves; "" for an ephemeral port."""
+    return f"http://{_url_host(config.host)}:{config.port}" if config.port else ""
 
 
 def _url_host(host: str) -> str:

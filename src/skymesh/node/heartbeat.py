@@ -3,7 +3,8 @@
 One :meth:`CoordinatorLink.step` does what is due next: fetch the coordinator's
 identity and check it is trusted (pinning it on first use), join with a signed
 :class:`~skymesh.wire.registry.NodeInfo` carrying the operator's join token, or
-send a signed heartbeat. It returns
+send a signed heartbeat. Each answer's statement of the network's coordinator keys
+goes to :meth:`CoordinatorTrust.follow` (``node/trust.py``). It returns
 the seconds until the next step, so a :class:`~skymesh.loops.DrivenLoop`
 runs it. When the coordinator is unreachable the node keeps serving pieces; the
 link logs one warning per outage and retries with capped exponential backoff.
@@ -16,14 +17,13 @@ import math
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from skymesh import __version__
 from skymesh.config import NodeConfig
 from skymesh.errors import Forbidden, SkymeshError, Unavailable
 from skymesh.node.orders import OrderVerifier
 from skymesh.node.store import PieceStore
-from skymesh.node.trust import pin_key
+from skymesh.node.trust import CoordinatorTrust
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.identity import Identity, id_from_public_key
@@ -51,8 +51,7 @@ class CoordinatorLink:
         verifier: OrderVerifier,
         rpc: RpcClient,
         address: str,
-        trust_file: Path,
-        may_pin: bool,
+        trust: CoordinatorTrust,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ):
@@ -62,8 +61,7 @@ class CoordinatorLink:
         self.verifier = verifier
         self.rpc = rpc
         self.address = address
-        self.trust_file = trust_file
-        self.may_pin = may_pin  # trust on first use still allowed
+        self.trust = trust
         self._clock = clock
         self._jitter = jitter
         self.joined = False
@@ -89,6 +87,7 @@ class CoordinatorLink:
                 resp = await self.rpc.send(routes.HEARTBEAT, sign(self.identity, self._heartbeat()))
                 self.heartbeats += 1
                 self.interval = self._interval(resp.heartbeat_interval)
+                self.trust.follow(resp.keys, self.url)
                 if not resp.known:
                     log.info("coordinator %s no longer knows this node; joining again", self.url)
                     self.joined = False
@@ -109,23 +108,14 @@ class CoordinatorLink:
         if id_from_public_key(peer.public_key) != peer.id:
             raise Forbidden(f"{self.url} claims id {peer.id}, which its key does not prove")
         if peer.public_key not in self.verifier.trusted_keys:
-            if not self.may_pin:
+            if not self.trust.may_pin:
                 raise Forbidden(
                     f"coordinator {peer.id} at {self.url} has key {peer.public_key.hex()}, "
-                    "which this node does not trust; not joining (set trusted_coordinators "
-                    f"or remove {self.trust_file} to pin it)"
+                    "which this node does not trust; not joining (a trusted coordinator's "
+                    "key statement adds it; or set trusted_coordinators and remove "
+                    f"{self.trust.trust_file})"
                 )
-            pin_key(self.trust_file, peer.public_key, peer.id, self.url)
-            self.verifier.trust(peer.public_key)
-            self.may_pin = False
-            log.warning(
-                "trust on first use: pinned coordinator %s at %s (key %s) in %s; "
-                "only its orders are honoured from now on",
-                peer.id,
-                self.url,
-                peer.public_key.hex(),
-                self.trust_file,
-            )
+            self.trust.pin(peer.public_key, peer.id, self.url)
         info = NodeInfo(
             node_id=self.identity.id,
             address=self.address,
@@ -142,6 +132,7 @@ class CoordinatorLink:
             raise Forbidden(f"join at {self.url} was answered with another coordinator's key")
         self.joined = True
         self.coordinator_id = resp.coordinator_id
+        self.trust.follow(resp.keys, self.url)
         self.interval = self._interval(resp.heartbeat_interval)
         log.info(
             "joined coordinator %s at %s as node %s in region %s (serving %s, %d of %d bytes used)",

@@ -1,7 +1,9 @@
 """Orders: who may do what to which piece on this node.
 
 A node acts on a piece only when shown an :class:`~skymesh.wire.node.Order`
-signed by a coordinator it trusts, for this node, this piece and this action,
+signed by a coordinator key it trusts now (``node/trust.py``: the network's current
+keys, which change as coordinators are added and retired) whose id the order names,
+for this node, this piece and this action,
 not expired. ``put`` and ``delete`` orders are single-use: the serial is spent
 when the order is accepted, before any body is read, so a failed upload needs a
 new order. ``get`` orders are an allowance of ``max_bytes`` over any number of
@@ -166,6 +168,17 @@ class OrderVerifier:
         if len(public_key) != 32:
             raise ValueError("an Ed25519 public key is 32 bytes")
         self._trusted.add(public_key)
+
+    def replace_trusted(self, public_keys: frozenset[bytes]) -> None:
+        """Honour orders signed by exactly ``public_keys`` from now on (never none).
+
+        Forgets the get orders already verified: one signed by a key no longer trusted
+        must not keep serving from the cache.
+        """
+        if not public_keys or any(len(k) != 32 for k in public_keys):
+            raise ValueError("trust at least one key, each a 32-byte Ed25519 public key")
+        self._trusted = set(public_keys)
+        self._verified.clear()
 
     def check(
         self, header_value: str | None, piece_id: str, action: PieceAction, now: float

@@ -3,7 +3,8 @@
 ``data_dir`` holds everything the node keeps::
 
     identity.key            the node's Ed25519 seed (its id derives from the key)
-    trusted_coordinators    coordinator keys pinned on first use (see node.trust)
+    trusted_coordinators    coordinator keys trusted: pinned on first use, then the
+                            network's latest key statement (see node.trust)
     orders.sqlite3          spent order serials and get allowances
     lock, pieces/, tmp/     the piece store (see node.diskstore)
 """
@@ -30,7 +31,7 @@ from skymesh.node.heartbeat import CoordinatorLink
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.retain import RetainSweeper, install_retain
 from skymesh.node.store import PieceStore, StoreOpener
-from skymesh.node.trust import TRUST_FILE, load_trusted_keys
+from skymesh.node.trust import TRUST_FILE, CoordinatorTrust, load_trust
 from skymesh.private import private_dir
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE, RpcClient
 from skymesh.wire.identity import Identity
@@ -55,6 +56,7 @@ class NodeService:
     store: PieceStore
     serials: SerialStore
     verifier: OrderVerifier
+    trust: CoordinatorTrust  # the trusted coordinator keys, following key statements
     app: web.Application
     session: aiohttp.ClientSession
     link: CoordinatorLink
@@ -112,15 +114,23 @@ class NodeService:
         self.serials = SerialStore(self.data_dir / "orders.sqlite3")
         self._closers.append(self.serials.close)
         trust_file = self.data_dir / TRUST_FILE
-        keys, may_pin = load_trusted_keys(config, trust_file)
-        if keys and not config.trusted_coordinators:
-            log.info("trusting %d coordinator key(s) pinned in %s", len(keys), trust_file)
+        state, may_pin = load_trust(config, trust_file)
+        if state.version > 0:
+            log.info(
+                "trusting %d coordinator key(s) of key statement version %d in %s",
+                len(state.keys),
+                state.version,
+                trust_file,
+            )
+        elif state.keys and not config.trusted_coordinators:
+            log.info("trusting %d coordinator key(s) pinned in %s", len(state.keys), trust_file)
         elif may_pin:
             log.info(
                 "no coordinator trusted yet: will pin the key of %s on first contact",
                 config.coordinator_url,
             )
-        self.verifier = OrderVerifier(self.identity.id, keys, self.serials)
+        self.verifier = OrderVerifier(self.identity.id, state.keys, self.serials)
+        self.trust = CoordinatorTrust(self.verifier, trust_file, state, may_pin)
         self.app = create_app(self.store, self.verifier, self.identity, clock=self.clock)
         self.retainer = RetainSweeper(self.identity.id, self.store, self.verifier, self.clock)
         install_retain(self.app, self.retainer)
@@ -158,8 +168,7 @@ class NodeService:
             verifier=self.verifier,
             rpc=RpcClient(config.coordinator_url, self.session),
             address=self.address,
-            trust_file=trust_file,
-            may_pin=may_pin,
+            trust=self.trust,
             clock=self.clock,
         )
         if self.compute is not None:  # adverts ride on heartbeats

@@ -90,6 +90,9 @@ class JoinResponse(Base, frozen=True):
     coordinator_id: str
     coordinator_public_key: bytes
     heartbeat_interval: float
+    # Signed[CoordinatorKeys] (``wire.keys``): the network's current coordinator keys,
+    # signed by the answering coordinator; None from coordinators older than it
+    keys: Signed | None = None
 
 
 class Heartbeat(Base, frozen=True):
@@ -106,6 +109,7 @@ class Heartbeat(Base, frozen=True):
 class HeartbeatResponse(Base, frozen=True):
     heartbeat_interval: float
     known: bool = True  # False: the coordinator forgot us, join again
+    keys: Signed | None = None  # Signed[CoordinatorKeys], as in JoinResponse
 
 
 class NodeStatus(Base, frozen=True):

@@ -31,6 +31,7 @@ from skymesh.wire.inference import (
     SpotCheckRecorded,
     SpotCheckReport,
 )
+from skymesh.wire.keys import CoordinatorKeyInfo, CoordinatorKeyList
 from skymesh.wire.metainfo import (
     AbortObjectRequest,
     BeginObjectRequest,
@@ -163,6 +164,18 @@ ADMIT_OPERATOR = _route(
 LIST_OPERATORS = _route("GET", "/v1/admin/operators", NoneType, OperatorList, ADMIN)
 REVOKE_OPERATOR = _route(
     "POST", "/v1/admin/operators/{operator}/revoke", NoneType, OperatorInfo, ADMIN
+)
+
+# ---------------------------------------------------------------- coordinator keys
+LIST_COORDINATOR_KEYS = _route(
+    "GET", "/v1/admin/coordinator-keys", NoneType, CoordinatorKeyList, ADMIN
+)
+RETIRE_COORDINATOR_KEY = _route(
+    "POST",
+    "/v1/admin/coordinator-keys/{coordinator_id}/retire",
+    NoneType,
+    CoordinatorKeyInfo,
+    ADMIN,
 )
 
 # ---------------------------------------------------------------- durability

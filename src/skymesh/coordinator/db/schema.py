@@ -318,3 +318,16 @@ spot_checks = sa.Table(
     sa.Index("ix_spot_checks_node", "node_id", "reported_at"),
     sa.Index("ix_spot_checks_reported", "reported_at"),
 )
+
+# Every coordinator's Ed25519 public key (migration 0011): each coordinator registers
+# its own at start. Rows are never deleted and a retirement is never undone, so the
+# count of rows plus retired rows is the key set's version (``coordinator/keyring.py``).
+coordinator_keys = sa.Table(
+    "coordinator_keys",
+    metadata,
+    sa.Column("coordinator_id", sa.String, primary_key=True),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("url", sa.String, nullable=False),
+    sa.Column("added_at", sa.Double, nullable=False),
+    sa.Column("retired_at", sa.Double, nullable=True),
+)

@@ -34,6 +34,7 @@ from aiohttp import web
 from skymesh.coordinator.endpoints import Call, Operation, RouteTable
 from skymesh.coordinator.inference.compute import ComputeBook
 from skymesh.coordinator.inference.metering import MAX_PROMPT_TOKENS, Meter, Served
+from skymesh.coordinator.keyring import Keyring
 from skymesh.coordinator.metainfo import buckets
 from skymesh.coordinator.metainfo.api import PROJECT_OPERATIONS, ProjectOperation
 from skymesh.coordinator.metainfo.context import Metainfo
@@ -289,12 +290,13 @@ def in_scope(order: BatchOrder, req: Any) -> bool:
     )
 
 
-def verified_order(book: ComputeBook, request: web.Request) -> BatchOrder:
-    """The batch order in the request's order header, signed by us and unexpired, or Forbidden."""
+async def verified_order(book: ComputeBook, keyring: Keyring, request: web.Request) -> BatchOrder:
+    """The batch order in the request's order header, signed by a current coordinator key
+    (any coordinator of the network may have issued it) and unexpired, or Forbidden."""
     value = request.headers.get(ORDER_HEADER)
     if not value:
         raise Forbidden(f"scoped batch routes need a batch order in {ORDER_HEADER}")
-    order = open_signed(decode_header(value), BatchOrder, [book.identity.public_key])
+    order = await keyring.open(decode_header(value), BatchOrder)
     if order.expires_at < book.clock():
         raise Forbidden("the batch order has expired")
     return order

@@ -32,9 +32,9 @@ from skymesh.compute.routing import Weights
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import inference_usage, project_routing, projects
 from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.coordinator.keyring import Keyring
 from skymesh.errors import BadRequest, Forbidden, NotFound
 from skymesh.wire import routes
-from skymesh.wire.identity import Identity
 from skymesh.wire.inference import InferenceOrder
 from skymesh.wire.metering import (
     ProjectRouting,
@@ -46,7 +46,6 @@ from skymesh.wire.metering import (
     UsageRow,
     UsageSummary,
 )
-from skymesh.wire.signing import open_signed
 
 MAX_REPORTS = 500  # per POST
 MAX_PROMPT_TOKENS = 1_000_000  # as the coordinator's order cap: more is not a real request
@@ -89,19 +88,20 @@ class Meter:
     """Usage records and project routing weights over the metadata database."""
 
     def __init__(
-        self, db: Database, identity: Identity, *, clock: Callable[[], float] = time.time
+        self, db: Database, keyring: Keyring, *, clock: Callable[[], float] = time.time
     ) -> None:
         self.db = db
-        self.identity = identity
+        self.keyring = keyring  # usage is counted for orders any current coordinator signed
         self.clock = clock
         self.recorded = 0  # counters, for a metrics endpoint to read
         self.duplicates = 0
 
     # ------------------------------------------------------------ usage
 
-    def check(self, report: UsageReport, project_id: str | None) -> InferenceOrder:
-        """The report's order, verified: signed here, of ``project_id`` (None: any), plausible."""
-        order = open_signed(report.order, InferenceOrder, {self.identity.public_key})
+    async def check(self, report: UsageReport, project_id: str | None) -> InferenceOrder:
+        """The report's order, verified: signed by a current coordinator key, of
+        ``project_id`` (None: any), plausible."""
+        order = await self.keyring.open(report.order, InferenceOrder)
         if project_id is not None and order.project_id != project_id:
             raise Forbidden("the inference order belongs to another project")
         if self.clock() - order.issued_at > REPORT_WINDOW:
@@ -121,7 +121,7 @@ class Meter:
         served = []
         for i, report in enumerate(reports):
             try:
-                order = self.check(report, project_id)
+                order = await self.check(report, project_id)
             except (BadRequest, Forbidden) as e:
                 raise type(e)(f"usage report {i}: {e.message}") from e
             served.append(

@@ -13,6 +13,7 @@ from skymesh.coordinator.inference.compute import ComputeAdverts, ComputeBook, a
 from skymesh.coordinator.inference.keys import InferenceKeys, add_key_routes
 from skymesh.coordinator.inference.metering import Meter, add_metering_routes
 from skymesh.coordinator.inference.spotcheck import add_spot_check_routes
+from skymesh.coordinator.keyring import Keyring
 from skymesh.coordinator.lifecycle import Chore
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.overlay.compute_reputation import ComputeReputationBook
@@ -34,11 +35,13 @@ class InferenceService:
         m: Metainfo,
         adverts: ComputeAdverts,
         identity: Identity,
+        keyring: Keyring,
         standing: ComputeReputationBook,
     ) -> None:
         self.m = m
         self.adverts = adverts
         self.identity = identity
+        self.keyring = keyring  # orders shown back to us are checked against every current key
         self.standing = standing
         self.compute = ComputeBook(
             m.registry,
@@ -48,18 +51,18 @@ class InferenceService:
             vetting_audits=m.config.compute_vetting_audits,
             clock=m.clock,
         )
-        self.meter = Meter(m.db, identity, clock=m.clock)
+        self.meter = Meter(m.db, keyring, clock=m.clock)
         self.keys = InferenceKeys(m.db, clock=m.clock)  # projects' OpenAI API keys
 
-    def check_order(self, request: web.Request) -> BatchOrder:
+    async def check_order(self, request: web.Request) -> BatchOrder:
         """The batch order a scoped route's caller holds (Forbidden without a valid one)."""
-        return verified_order(self.compute, request)
+        return await verified_order(self.compute, self.keyring, request)
 
     def add_routes(self, table: RouteTable) -> None:
         """Compute nodes and inference orders, batch and read orders, spot-check reports,
         usage and routing, and the projects' inference API keys."""
         add_compute_routes(table, self.compute)
-        add_spot_check_routes(table, self.standing, self.identity, self.m.registry, self.m.clock)
+        add_spot_check_routes(table, self.standing, self.keyring, self.m.registry, self.m.clock)
         add_batch_routes(table, self.compute, self.m, self.meter)
         add_metering_routes(table, self.meter)
         add_key_routes(table, self.keys)

@@ -19,13 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.coordinator.keyring import Keyring
 from skymesh.coordinator.overlay.compute_reputation import ComputeReputationBook, SpotCheck
 from skymesh.coordinator.overlay.registry import Registry
 from skymesh.errors import BadRequest, Forbidden
 from skymesh.wire import routes
-from skymesh.wire.identity import Identity
 from skymesh.wire.inference import InferenceOrder, SpotCheckRecorded, SpotCheckReport
-from skymesh.wire.signing import open_signed
 
 #: Seconds after issue within which an order may be reported (a check runs right after
 #: its request; orders live a minute).
@@ -35,16 +34,14 @@ REPORT_WINDOW = 3600.0
 async def verify_report(
     report: SpotCheckReport,
     project_id: str,
-    identity: Identity,
+    keyring: Keyring,
     registry: Registry,
     now: float,
 ) -> SpotCheck:
     """The report as evidence, or :class:`Forbidden` / :class:`BadRequest` saying why not."""
     if len(report.orders) != 2:
         raise BadRequest("a spot check report carries exactly two inference orders")
-    first, second = (
-        open_signed(signed, InferenceOrder, {identity.public_key}) for signed in report.orders
-    )
+    first, second = [await keyring.open(signed, InferenceOrder) for signed in report.orders]
     for order in (first, second):
         if order.project_id != project_id:
             raise Forbidden("an inference order of the report belongs to another project")
@@ -80,12 +77,12 @@ async def verify_report(
 def add_spot_check_routes(
     table: RouteTable,
     standing: ComputeReputationBook,
-    identity: Identity,
+    keyring: Keyring,
     registry: Registry,
     clock: Callable[[], float],
 ) -> None:
     async def report(call: Call, req: SpotCheckReport) -> SpotCheckRecorded:
-        check = await verify_report(req, call.project_id, identity, registry, clock())
+        check = await verify_report(req, call.project_id, keyring, registry, clock())
         recorded, excluded = await standing.record(check)
         return SpotCheckRecorded(recorded=recorded, excluded=excluded)
 

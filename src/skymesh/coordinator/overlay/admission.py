@@ -4,7 +4,9 @@ The network's administrator admits an *operator* (a company running data
 centres): a name, the regions its nodes may be in, and whether it holds compute
 admission. Admission issues a join token (:class:`~skymesh.wire.registry.JoinToken`)
 signed by the coordinator's identity and expiring; its text is shown once and
-only its id is kept. A node joins with it:
+only its id is kept. A token signed by any current coordinator key
+(``coordinator/keyring.py``) is honoured, so a node may join through another
+coordinator than the one that issued its token. A node joins with it:
 
 - a **new node** needs the operator's latest token, unexpired; admitting the
   operator again issues a new token and retires the earlier ones;
@@ -36,6 +38,7 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import operators
+from skymesh.coordinator.keyring import Keyring
 from skymesh.errors import BadRequest, Conflict, Forbidden, NotFound
 from skymesh.wire.identity import Identity
 from skymesh.wire.registry import (
@@ -45,7 +48,7 @@ from skymesh.wire.registry import (
     decode_join_token,
     encode_join_token,
 )
-from skymesh.wire.signing import open_signed, sign
+from skymesh.wire.signing import sign
 
 #: Operator names: what may sit in a URL path and a log line as it is.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -162,14 +165,21 @@ def _record(row: sa.Row) -> OperatorRecord:
 class OperatorBook:
     """The operators, in the database and as an in-memory copy the registry reads.
 
-    Join tokens are signed with ``identity`` and checked against it.
+    Join tokens are signed with ``identity`` and checked against every current
+    coordinator key (``keyring``).
     """
 
     def __init__(
-        self, db: Database, identity: Identity, *, clock: Callable[[], float] = time.time
+        self,
+        db: Database,
+        identity: Identity,
+        keyring: Keyring,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.identity = identity
+        self.keyring = keyring
         self.clock = clock
         self._ops: dict[str, OperatorRecord] = {}
 
@@ -194,14 +204,15 @@ class OperatorBook:
         op = self._ops.get(operator)
         return op is not None and op.revoked
 
-    def verify(self, text: str) -> JoinToken:
-        """The join token ``text`` says, if this coordinator signed it (:class:`Forbidden` else)."""
+    async def verify(self, text: str) -> JoinToken:
+        """The join token ``text`` says, if a current coordinator key signed it
+        (:class:`Forbidden` else)."""
         signed = decode_join_token(text)
         try:
-            return open_signed(signed, JoinToken, trusted=[self.identity.public_key])
+            return await self.keyring.open(signed, JoinToken)
         except Forbidden as e:
             raise Forbidden(
-                f"join token not issued by this network's coordinator ({e})",
+                f"join token not issued by this network's coordinators ({e})",
                 code="JoinTokenInvalid",
             ) from e
 

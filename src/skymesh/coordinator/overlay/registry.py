@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import garbage_pieces, node_reputation, nodes, operators, pieces
+from skymesh.coordinator.keyring import Keyring
 from skymesh.coordinator.overlay.addresses import NodeNetworks, parse_node_address
 from skymesh.coordinator.overlay.admission import OperatorBook, admit_join
 from skymesh.coordinator.overlay.compute_reputation import ComputeStanding
@@ -148,6 +149,9 @@ def _delete_stale(conn: sa.Connection, ids: list[str], cutoff: float) -> list[st
 class Registry:
     """Every registered node; ``reputation`` bars and vets nodes for placement.
 
+    Every join and heartbeat answer carries ``keyring``'s signed statement of the
+    network's coordinator keys, which is how nodes follow keys added and retired.
+
     ``operators`` admits nodes; ``networks`` are where their addresses may be;
     ``stale_after`` (seconds, 0: never) is how long an unvetted node that never
     stored anything may stay unseen. ``on_heartbeat`` is told of every accepted
@@ -158,6 +162,7 @@ class Registry:
         self,
         db: Database,
         identity: Identity,
+        keyring: Keyring,
         reputation: ReputationBook,
         *,
         heartbeat_interval: float,
@@ -171,6 +176,7 @@ class Registry:
     ) -> None:
         self.db = db
         self.identity = identity
+        self.keyring = keyring
         self.reputation = reputation
         self.heartbeat_interval = heartbeat_interval
         self.offline_after = offline_after
@@ -315,7 +321,7 @@ class Registry:
             raise BadRequest("node version too long")
         # Admission before the address's network check: only admitted nodes make us
         # resolve a name.
-        token = self.operators.verify(info.join_token) if info.join_token else None
+        token = await self.operators.verify(info.join_token) if info.join_token else None
         known = (await self.lookup([info.node_id])).get(info.node_id)
         op = admit_join(
             token,
@@ -354,6 +360,7 @@ class Registry:
             coordinator_id=self.identity.id,
             coordinator_public_key=self.identity.public_key,
             heartbeat_interval=self.heartbeat_interval,
+            keys=await self.keyring.statement(),
         )
 
     async def heartbeat(self, signed: Signed) -> HeartbeatResponse:
@@ -394,7 +401,9 @@ class Registry:
         )
         if self.on_heartbeat is not None:
             self.on_heartbeat(node_id, beat)
-        return HeartbeatResponse(heartbeat_interval=self.heartbeat_interval)
+        return HeartbeatResponse(
+            heartbeat_interval=self.heartbeat_interval, keys=await self.keyring.statement()
+        )
 
     # ------------------------------------------------------------ operators
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.coordinator.keyring import Keyring
 from skymesh.coordinator.lifecycle import Chore
 from skymesh.coordinator.overlay.addresses import NodeNetworks
 from skymesh.coordinator.overlay.admission import OperatorBook
@@ -46,6 +47,7 @@ class OverlayService:
         config: CoordinatorConfig,
         db: Database,
         identity: Identity,
+        keyring: Keyring,
         *,
         clock: Callable[[], float] = time.time,
         on_heartbeat: Callable[[str, Heartbeat], None] | None = None,
@@ -61,7 +63,7 @@ class OverlayService:
             ),
             clock=clock,
         )
-        self.operators = OperatorBook(db, identity, clock=clock)
+        self.operators = OperatorBook(db, identity, keyring, clock=clock)
         self.compute = ComputeReputationBook(  # spot checks of inference answers
             db,
             ComputeParams(
@@ -75,6 +77,7 @@ class OverlayService:
         self.registry = Registry(
             db,
             identity,
+            keyring,
             self.reputation,
             heartbeat_interval=config.heartbeat_interval,
             offline_after=config.offline_after,
