@@ -107,7 +107,7 @@ class CoordinatorService:
         )
         self.auth = Auth(db, config.admin_token, clock)
         self.orders = OrderSigner(identity, config.order_ttl, clock)
-        adverts = ComputeAdverts()
+        adverts = ComputeAdverts(db, clock=clock)
         self.overlay = OverlayService(
             config, db, identity, clock=clock, on_heartbeat=adverts.observe
         )

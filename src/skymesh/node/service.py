@@ -21,6 +21,7 @@ from aiohttp import web
 
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE as MERKLE_CHUNK_SIZE
 from skymesh.config import NodeConfig
+from skymesh.failover import Endpoints
 from skymesh.loops import DrivenLoop
 from skymesh.node.api import NODE, NodeCounters, create_app
 from skymesh.node.batch import NodeBatches
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 MAINTENANCE_INTERVAL = 600.0  # purge expired serials this often
 SHUTDOWN_TIMEOUT = 10.0
 RPC_TIMEOUT = aiohttp.ClientTimeout(total=15.0, sock_connect=5.0)
+RPC_ATTEMPT = 10.0  # seconds one coordinator has to answer before the next is asked
 
 
 class NodeService:
@@ -118,7 +120,7 @@ class NodeService:
         elif may_pin:
             log.info(
                 "no coordinator trusted yet: will pin the key of %s on first contact",
-                config.coordinator_url,
+                ", ".join(config.coordinators),
             )
         self.verifier = OrderVerifier(self.identity.id, keys, self.serials)
         self.app = create_app(self.store, self.verifier, self.identity, clock=self.clock)
@@ -156,7 +158,7 @@ class NodeService:
             identity=self.identity,
             store=self.store,
             verifier=self.verifier,
-            rpc=RpcClient(config.coordinator_url, self.session),
+            rpc=RpcClient(Endpoints.failover(config.coordinators, RPC_ATTEMPT), self.session),
             address=self.address,
             trust_file=trust_file,
             may_pin=may_pin,

@@ -318,3 +318,14 @@ spot_checks = sa.Table(
     sa.Index("ix_spot_checks_node", "node_id", "reported_at"),
     sa.Index("ix_spot_checks_reported", "reported_at"),
 )
+
+# The latest compute advert of each node that serves inference, written on each of its
+# heartbeats by whichever coordinator received it, so every replica routes to it. Soft
+# state: a row of a node that stopped beating is ignored with the node's liveness.
+compute_adverts = sa.Table(
+    "compute_adverts",
+    metadata,
+    sa.Column("node_id", sa.String, primary_key=True),
+    sa.Column("advert", sa.LargeBinary, nullable=False),  # JSON of a wire ComputeAdvert
+    sa.Column("updated_at", sa.Double, nullable=False),
+)

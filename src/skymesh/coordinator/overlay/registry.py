@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -167,7 +167,7 @@ class Registry:
         stale_after: float,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 2.0,
-        on_heartbeat: Callable[[str, Heartbeat], None] | None = None,
+        on_heartbeat: Callable[[str, Heartbeat], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.identity = identity
@@ -393,7 +393,7 @@ class Registry:
             last_seen=now,
         )
         if self.on_heartbeat is not None:
-            self.on_heartbeat(node_id, beat)
+            await self.on_heartbeat(node_id, beat)
         return HeartbeatResponse(heartbeat_interval=self.heartbeat_interval)
 
     # ------------------------------------------------------------ operators

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.db.engine import Database
@@ -48,7 +48,7 @@ class OverlayService:
         identity: Identity,
         *,
         clock: Callable[[], float] = time.time,
-        on_heartbeat: Callable[[str, Heartbeat], None] | None = None,
+        on_heartbeat: Callable[[str, Heartbeat], Awaitable[None]] | None = None,
     ) -> None:
         self.reputation = ReputationBook(
             db,
