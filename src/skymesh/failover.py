@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import aiohttp
@@ -62,6 +63,7 @@ class Endpoints:
         *,
         down_for: float = DOWN_FOR,
         timeout: aiohttp.ClientTimeout | None = None,
+        start: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.urls = parse_urls(urls)
@@ -70,8 +72,11 @@ class Endpoints:
         self.timeout = timeout
         self._clock = clock
         self._down_until: dict[str, float] = {}
-        # a random start, so processes started together do not all begin on the first
-        self._turn = itertools.count(random.randrange(len(self.urls)))
+        self.answered: Counter[str] = Counter()  # calls each URL answered
+        # the URL of the first call: random (unless a test says), so processes started
+        # together do not all begin on the first
+        first = random.randrange(len(self.urls)) if start is None else start
+        self._turn = itertools.count(first)
 
     @classmethod
     def failover(cls, urls: str | Sequence[str], timeout: float = ATTEMPT_TIMEOUT) -> Endpoints:
@@ -107,6 +112,7 @@ class Endpoints:
 
     def succeeded(self, url: str) -> None:
         self._down_until.pop(url, None)
+        self.answered[url] += 1
 
     def is_down(self, url: str) -> bool:
         return self._down_until.get(url, 0.0) > self._clock()

@@ -252,6 +252,7 @@ class RpcClient:
                     continue
                 outcome = "" if never_sent(e) or idempotent else "; it may have been done"
                 raise errors.Unavailable(f"{base} unreachable: {e!r}{outcome}") from e
+            endpoints.succeeded(base)  # it answered: reachable, whatever it said
             if status >= 400:
                 try:
                     err = msgspec.json.decode(raw, type=ErrorBody)
@@ -270,7 +271,6 @@ class RpcClient:
                     )
                     continue
                 raise error_from_body(status, err)
-            endpoints.succeeded(base)
             try:
                 return msgspec.json.decode(raw, type=response_type)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
