@@ -247,7 +247,13 @@ class RpcClient:
                 endpoints.failed(base)
                 if not last and may_retry(idempotent=idempotent, err=e):
                     log.info(
-                        "%s %s on %s failed (%r); trying %s", method, path, base, e, plan[i + 1]
+                        "%s %s on %s failed (%s: %s); trying %s",
+                        method,
+                        path,
+                        base,
+                        type(e).__name__,
+                        e,
+                        plan[i + 1],
                     )
                     continue
                 outcome = "" if never_sent(e) or idempotent else "; it may have been done"
