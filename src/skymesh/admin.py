@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import aiohttp
@@ -45,7 +46,10 @@ def bearer(token: str) -> dict[str, str]:
 class AdminClient:
     """Calls the coordinator with the network's admin token."""
 
-    def __init__(self, coordinator_url: str, admin_token: str, session: aiohttp.ClientSession):
+    def __init__(
+        self, coordinator_url: str | Sequence[str], admin_token: str, session: aiohttp.ClientSession
+    ):
+        """``coordinator_url``: one URL or several (a list, or separated by commas)."""
         self.url = coordinator_url
         self.session = session
         self.rpc = RpcClient(coordinator_url, session, bearer(admin_token))
@@ -117,7 +121,9 @@ class AdminClient:
 class InferenceKeys:
     """A project's inference API keys (the OpenAI API's bearer keys), with its API key."""
 
-    def __init__(self, coordinator_url: str, api_key: str, session: aiohttp.ClientSession):
+    def __init__(
+        self, coordinator_url: str | Sequence[str], api_key: str, session: aiohttp.ClientSession
+    ):
         self.rpc = RpcClient(coordinator_url, session, bearer(api_key))
 
     async def create(self, name: str = "") -> InferenceKeyCreated:

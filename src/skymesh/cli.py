@@ -48,6 +48,22 @@ ConfigOpt = Annotated[
     ),
 ]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
+CoordinatorsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--coordinator",
+        help="Coordinator URL; repeat it (or separate URLs with commas) for several"
+        " coordinators over one database. Default: the config's coordinator_urls.",
+    ),
+]
+
+
+def _with_coordinators(cfg: Any, urls: list[str] | None) -> Any:
+    """``cfg`` with ``coordinator_urls`` from ``--coordinator`` options, when given."""
+    import msgspec
+
+    listed = [u for value in urls or [] for u in value.replace(",", " ").split()]
+    return msgspec.structs.replace(cfg, coordinator_urls=listed) if listed else cfg
 
 
 def _setup_logging(level: str, role: str) -> None:
@@ -171,6 +187,7 @@ def node(
     ctx: typer.Context,
     config: ConfigOpt = None,
     log_level: LogLevelOpt = "INFO",
+    coordinator: CoordinatorsOpt = None,
     compute: Annotated[
         bool,
         typer.Option("--compute", help="Also serve inference (the config's compute_models)."),
@@ -191,7 +208,7 @@ def node(
     from skymesh.node.service import run_node
 
     _setup_logging(log_level, "node")
-    cfg = _load(NodeConfig, config)
+    cfg = _with_coordinators(_load(NodeConfig, config), coordinator)
     if compute:
         cfg = msgspec.structs.replace(cfg, compute=True)
     if join_token:
@@ -223,12 +240,14 @@ def node_drain(
 
 
 @app.command()
-def gateway(config: ConfigOpt = None, log_level: LogLevelOpt = "INFO") -> None:
+def gateway(
+    config: ConfigOpt = None, log_level: LogLevelOpt = "INFO", coordinator: CoordinatorsOpt = None
+) -> None:
     """Run the S3 gateway."""
     from skymesh.gateway.service import run_gateway
 
     _setup_logging(log_level, "gateway")
-    _run(run_gateway(_load(GatewayConfig, config)))
+    _run(run_gateway(_with_coordinators(_load(GatewayConfig, config), coordinator)))
 
 
 @config_app.command("show")
@@ -471,14 +490,19 @@ def _project_target(
     if not creds:
         typer.secho(f"error: no credentials in {cred_path}: pass --credentials", fg="red", err=True)
         raise typer.Exit(2)
-    url = coordinator or _load(GatewayConfig, root / "gateway" / "config.toml").coordinator_url
+    gateway = _load(GatewayConfig, root / "gateway" / "config.toml")
+    url = coordinator or ",".join(gateway.coordinators)  # RpcClient takes "url,url"
     return url, creds[0]
 
 
 # ---------------------------------------------------------------- usage and routing weights
 
 CoordinatorOpt = Annotated[
-    str | None, typer.Option(help="Coordinator URL (default: from the home of `skymesh up`).")
+    str | None,
+    typer.Option(
+        help="Coordinator URL, or several separated by commas (default: from the home of"
+        " `skymesh up`)."
+    ),
 ]
 TokenOpt = Annotated[
     str | None,
@@ -641,7 +665,9 @@ CredentialsOpt = Annotated[
     Path | None,
     typer.Option(help="Credentials TOML of the project (default: the `skymesh up` one)."),
 ]
-ProjectCoordinatorOpt = Annotated[str | None, typer.Option(help="Coordinator URL.")]
+ProjectCoordinatorOpt = Annotated[
+    str | None, typer.Option(help="Coordinator URL, or several separated by commas.")
+]
 
 
 def _inference_keys(

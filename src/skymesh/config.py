@@ -54,6 +54,11 @@ class NodeConfig(_Config, frozen=True):
     join_token: str = ""
     capacity_bytes: int = 100 * GiB
     coordinator_url: str = "http://127.0.0.1:7700"
+    # several coordinators over one database (wins over coordinator_url when set): joins
+    # and heartbeats are spread over them and fail over (docs/operations.md). Environment:
+    # SKYMESH_NODE_COORDINATOR_URLS="http://c1:7700,http://c2:7700"; `skymesh node
+    # --coordinator URL` (repeatable).
+    coordinator_urls: list[str] = []
     # hex Ed25519 public keys of coordinators whose orders we honour at first; empty:
     # pin the key of coordinator_url on first join (trust on first use). Either way the
     # node then follows the network's key statements (node/trust.py), kept in its
@@ -77,6 +82,11 @@ class NodeConfig(_Config, frozen=True):
     model_credentials: str = ""
     model_bucket: str = "models"
     model_cache_bytes: int = 4 * GiB  # least recently used models are evicted past this
+
+    @property
+    def coordinators(self) -> list[str]:
+        """Every coordinator URL: ``coordinator_urls``, else ``coordinator_url``."""
+        return list(self.coordinator_urls) or [self.coordinator_url]
 
 
 class CoordinatorConfig(_Config, frozen=True):
@@ -172,6 +182,14 @@ class GatewayConfig(_Config, frozen=True):
     host: str = "127.0.0.1"
     port: int = 9000
     coordinator_url: str = "http://127.0.0.1:7700"
+    # several coordinators over one database (wins over coordinator_url when set): calls
+    # are spread over them and fail over (docs/operations.md). Environment:
+    # SKYMESH_GATEWAY_COORDINATOR_URLS="http://c1:7700,http://c2:7700"; `skymesh gateway
+    # --coordinator URL` (repeatable).
+    coordinator_urls: list[str] = []
+    # seconds one attempt of a coordinator call may take before the next coordinator is
+    # asked (or, when the call may not be repeated, the client is answered 503)
+    coordinator_timeout: float = 30.0
     s3_region: str = "us-east-1"
     credentials_file: str = ""  # default: data_dir/credentials.toml
     max_clock_skew: float = 15 * 60.0
@@ -211,7 +229,14 @@ class GatewayConfig(_Config, frozen=True):
     spot_check_cosine: float = 0.99
     spot_check_chat_tokens: int = 32
 
+    @property
+    def coordinators(self) -> list[str]:
+        """Every coordinator URL: ``coordinator_urls``, else ``coordinator_url``."""
+        return list(self.coordinator_urls) or [self.coordinator_url]
+
     def __post_init__(self) -> None:
+        if self.coordinator_timeout <= 0:
+            raise ConfigError("gateway coordinator_timeout must be positive")
         if not 0.0 <= self.spot_check_fraction <= 1.0:
             raise ConfigError(
                 f"gateway spot_check_fraction must be in [0, 1], not {self.spot_check_fraction}"
@@ -255,7 +280,7 @@ def _env_values(kind: type[_Config], environ: dict[str, str]) -> dict[str, Any]:
         field = fields.get(name[len(prefix) :])
         if field is None:
             raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(fields))}")
-        if field in ("trusted_coordinators", "compute_models", "node_networks"):
+        if field in ("trusted_coordinators", "compute_models", "node_networks", "coordinator_urls"):
             out[field] = [v for v in value.replace(",", " ").split() if v]
         elif field == "jurisdictions":  # residency groups
             out[field] = _parse_groups(name, value)

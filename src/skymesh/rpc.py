@@ -9,7 +9,7 @@ class by its code, so an error keeps its meaning across a hop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from skymesh import errors
+from skymesh.failover import Endpoints, may_retry, never_sent
 from skymesh.wire.base import ErrorBody
 from skymesh.wire.routes import Route
 
@@ -166,17 +167,28 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 class RpcClient:
-    """Calls one server's JSON RPCs over a pooled aiohttp session."""
+    """Calls a server's JSON RPCs over a pooled aiohttp session.
+
+    ``base_url`` is one URL, several (a list, or one string separated by commas), or
+    an :class:`~skymesh.failover.Endpoints` shared with other clients: with several,
+    calls are spread over them and an attempt that fails goes on to the next when
+    :func:`~skymesh.failover.may_retry` allows (see :mod:`skymesh.failover`).
+    """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str] | Endpoints,
         session: aiohttp.ClientSession,
         headers: dict[str, str] | None = None,
     ):
-        self.base_url = base_url.rstrip("/")
+        self.endpoints = base_url if isinstance(base_url, Endpoints) else Endpoints(base_url)
         self.session = session
         self.headers = headers or {}
+
+    @property
+    def base_url(self) -> str:
+        """The first URL (for messages; calls may go to any of ``endpoints``)."""
+        return self.endpoints.first
 
     async def send(
         self,
@@ -186,12 +198,18 @@ class RpcClient:
         params: dict[str, str] | None = None,
         query: Mapping[str, str] | None = None,
     ) -> T:
-        """Call a declared route: its method, its path (``params`` fill ``{name}``), its types."""
+        """Call a declared route: its method, its path (``params`` fill ``{name}``), its types.
+
+        With several URLs, a route declared ``idempotent`` may be sent again to another
+        after a timeout, a dropped connection or a 502/503/504; any route after a
+        connection that never opened."""
         path = route.url_path(params)
         if query:
             path += "?" + urlencode(query)
         raw = _json_encoder.encode(body) if body is not None else b""
-        return await self.request(route.method, path, route.response, body=raw)
+        return await self.request(
+            route.method, path, route.response, body=raw, idempotent=route.idempotent
+        )
 
     async def call(self, path: str, request: Any, response_type: type[T]) -> T:
         """``POST path`` with a JSON body: for node routes, which are not in ``wire.routes``."""
@@ -205,24 +223,62 @@ class RpcClient:
         response_type: type[T],
         body: bytes = b"",
         headers: Mapping[str, str] | None = None,
+        *,
+        idempotent: bool = False,
     ) -> T:
-        """``method path`` with ``body`` (JSON unless ``headers`` say otherwise)."""
+        """``method path`` with ``body`` (JSON unless ``headers`` say otherwise).
+
+        ``idempotent``: the call is safe to repeat on another URL after it may have
+        reached the first (else only when it certainly did not)."""
         headers = {"Content-Type": JSON, **self.headers, **(headers or {})}
-        try:
-            async with self.session.request(
-                method, self.base_url + path, data=body, headers=headers
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise errors.Unavailable(f"{self.base_url} unreachable: {e}") from e
-        if status >= 400:
+        endpoints = self.endpoints
+        # per attempt: a hung replica costs this much before the next is asked
+        timeout = endpoints.timeout or self.session.timeout
+        plan = endpoints.plan()
+        for i, base in enumerate(plan):
+            last = i == len(plan) - 1
             try:
-                err = msgspec.json.decode(raw, type=ErrorBody)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                err = ErrorBody(code="", message=raw[:200].decode(errors="replace") or str(status))
-            raise error_from_body(status, err)
-        try:
-            return msgspec.json.decode(raw, type=response_type)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise errors.SkymeshError(f"bad answer from {self.base_url}{path}: {e}") from e
+                async with self.session.request(
+                    method, base + path, data=body, headers=headers, timeout=timeout
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                endpoints.failed(base)
+                if not last and may_retry(idempotent=idempotent, err=e):
+                    log.info(
+                        "%s %s on %s failed (%s: %s); trying %s",
+                        method,
+                        path,
+                        base,
+                        type(e).__name__,
+                        e,
+                        plan[i + 1],
+                    )
+                    continue
+                outcome = "" if never_sent(e) or idempotent else "; it may have been done"
+                raise errors.Unavailable(f"{base} unreachable: {e!r}{outcome}") from e
+            endpoints.succeeded(base)  # it answered: reachable, whatever it said
+            if status >= 400:
+                try:
+                    err = msgspec.json.decode(raw, type=ErrorBody)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    err = ErrorBody(
+                        code="", message=raw[:200].decode(errors="replace") or str(status)
+                    )
+                if not last and may_retry(idempotent=idempotent, status=status):
+                    log.info(
+                        "%s %s on %s answered %d; trying %s",
+                        method,
+                        path,
+                        base,
+                        status,
+                        plan[i + 1],
+                    )
+                    continue
+                raise error_from_body(status, err)
+            try:
+                return msgspec.json.decode(raw, type=response_type)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                raise errors.SkymeshError(f"bad answer from {base}{path}: {e}") from e
+        raise AssertionError("unreachable: a plan has at least one URL")

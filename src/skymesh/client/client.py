@@ -33,6 +33,7 @@ from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.multipart import MultipartUploads
 from skymesh.client.objectmeta import BeforeCommit, ObjectMeta, open_meta, seal_meta, with_checksums
 from skymesh.client.writer import Hasher, SegmentWriter
+from skymesh.failover import Endpoints
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
 from skymesh.wire.metainfo import (
     AbortObjectRequest,
@@ -146,7 +147,7 @@ class Client:
     @classmethod
     def for_project(
         cls,
-        coordinator_url: str,
+        coordinator_url: str | Sequence[str] | Endpoints,
         api_key: str,
         project_id: str,
         root_secret: bytes,
@@ -155,7 +156,8 @@ class Client:
         buffers: BufferPool | None = None,
     ) -> Client:
         """The project owner's client: its API key, bucket keys derived from its root
-        secret, every read allowed. Without a ``session`` it makes one, closed with it;
+        secret, every read allowed. ``coordinator_url``: one URL or several
+        (:class:`~skymesh.rpc.RpcClient`). Without a ``session`` it makes one, closed with it;
         without ``buffers``, its uploads have a pool of their own with no budget."""
         owns_session = session is None
         session = session or aiohttp.ClientSession(

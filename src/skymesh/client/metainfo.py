@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aiohttp
 
+from skymesh.failover import Endpoints
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.metainfo import (
@@ -61,7 +64,10 @@ class MetainfoClient:
 
     @classmethod
     def for_project(
-        cls, coordinator_url: str, api_key: str, session: aiohttp.ClientSession
+        cls,
+        coordinator_url: str | Sequence[str] | Endpoints,
+        api_key: str,
+        session: aiohttp.ClientSession,
     ) -> MetainfoClient:
         headers = {"Authorization": f"Bearer {api_key}"}
         return cls(RpcClient(coordinator_url, session, headers=headers))

@@ -2,9 +2,10 @@
 
 An API key is ``smk_<project id>_<secret>``; the coordinator stores only its
 SHA-256 and compares hashes in constant time. The project id inside the key
-makes the lookup a primary-key read; verified keys are remembered in memory so
-the hot path does not touch the database (projects and keys are never removed
-yet; when rotation arrives, forget the key there).
+makes the lookup a primary-key read; verified keys are remembered in memory for
+``key_ttl`` seconds so the hot path seldom touches the database. With several
+coordinators over one database a key removed (or rotated) through one stops
+working on the others within that long.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ KEY_PREFIX = "smk"
 MAX_NAME = 200
 MAX_ACCESS_KEY_ID = 128
 _CACHE_LIMIT = 10_000
+#: Seconds a verified API key is trusted without reading the database again.
+KEY_TTL = 5.0
 
 _SELECT_HASH = sa.select(projects.c.api_key_hash).where(
     projects.c.project_id == sa.bindparam("project_id")
@@ -47,12 +50,18 @@ def bearer_token(request: web.Request) -> str:
 
 class Auth:
     def __init__(
-        self, db: Database, admin_token: str, clock: Callable[[], float] = time.time
+        self,
+        db: Database,
+        admin_token: str,
+        clock: Callable[[], float] = time.time,
+        key_ttl: float = KEY_TTL,
     ) -> None:
         self.db = db
         self.admin_token = admin_token
         self.clock = clock
-        self._known: dict[bytes, str] = {}  # sha256 of a verified key -> project id
+        self.key_ttl = key_ttl
+        # sha256 of a verified key -> (project id, monotonic time it was verified)
+        self._known: dict[bytes, tuple[str, float]] = {}
 
     def require_admin(self, request: web.Request) -> None:
         if not self.admin_token:
@@ -65,9 +74,9 @@ class Auth:
         """The project whose API key authorises ``request``."""
         key = bearer_token(request)
         digest = hash_key(key)
-        project_id = self._known.get(digest)
-        if project_id is not None:
-            return project_id
+        known = self._known.get(digest)
+        if known is not None and time.monotonic() - known[1] < self.key_ttl:
+            return known[0]
         prefix, _, rest = key.partition("_")
         project_id, _, secret = rest.partition("_")
         if prefix != KEY_PREFIX or not project_id or not secret:
@@ -79,7 +88,7 @@ class Auth:
             raise Unauthorized("unknown API key")
         if len(self._known) >= _CACHE_LIMIT:
             self._known.clear()
-        self._known[digest] = project_id
+        self._known[digest] = (project_id, time.monotonic())
         return project_id
 
     async def create_project(self, name: str) -> ProjectCredentials:

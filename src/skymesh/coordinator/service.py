@@ -113,7 +113,7 @@ class CoordinatorService:
         self.auth = Auth(db, config.admin_token, clock)
         self.orders = OrderSigner(identity, config.order_ttl, clock)
         self.keyring = Keyring(db, identity, clock=clock)  # the network's coordinator keys
-        adverts = ComputeAdverts()
+        adverts = ComputeAdverts(db, clock=clock)
         self.overlay = OverlayService(
             config, db, identity, self.keyring, clock=clock, on_heartbeat=adverts.observe
         )
@@ -164,6 +164,21 @@ class CoordinatorService:
 
     async def stop(self) -> None:
         await self.lifecycle.stop()
+
+    async def crash(self) -> None:
+        """Stop as a crash looks to callers (tests): the port closes and every connection
+        is reset at once, mid-request ones unanswered; then the rest stops as usual
+        (what a handler already sent to the database still commits, as a killed
+        process's last transaction may)."""
+        runner = self._runner
+        if runner is not None:
+            for site in list(runner.sites):
+                await site.stop()
+            server = runner.server
+            for handler in list(server.connections if server is not None else []):
+                if handler.transport is not None:
+                    handler.transport.abort()
+        await self.stop()
 
     def _add_routes(self, table: RouteTable) -> None:
         """The peer's own: health (the database answers), identity, and the network's

@@ -16,6 +16,7 @@ from skymesh.client.buffers import BufferPool
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
+from skymesh.failover import Endpoints
 from skymesh.gateway.openai.app import OpenAIGateway
 from skymesh.gateway.s3.app import make_app
 from skymesh.gateway.s3.public import BucketDirectory
@@ -47,6 +48,7 @@ class GatewayService:
         self._session: aiohttp.ClientSession | None = None
         self.context: S3Context | None = None
         self.openai: OpenAIGateway | None = None
+        self.coordinators: Endpoints | None = None  # from start()
         # one memory budget for the upload buffers of every access key's client
         self.buffers = BufferPool(config.buffer_budget_bytes, wait=config.buffer_wait)
 
@@ -66,6 +68,10 @@ class GatewayService:
             read_bufsize=STREAM_BUFSIZE,
             middlewares=NO_REDIRECTS,  # nodes' redirects are never followed
         )
+        # every project's calls share what is learnt of each coordinator's health
+        self.coordinators = Endpoints.failover(
+            self.config.coordinators, self.config.coordinator_timeout
+        )
         clients = {c.access_key_id: self._client(c) for c in self.credentials}
         credentials = {c.access_key_id: c for c in self.credentials}
         self.context = S3Context(
@@ -83,7 +89,7 @@ class GatewayService:
         app = make_app(self.context)
         # the OpenAI API on the same server, with the same credentials
         self.openai = OpenAIGateway(
-            self.config, self.context.credentials, self._session, self.buffers
+            self.config, self.context.credentials, self._session, self.buffers, self.coordinators
         )
         self.openai.install(app)
         self._runner = web.AppRunner(
@@ -99,8 +105,9 @@ class GatewayService:
 
     def _client(self, c: Credential) -> Client:
         assert self._session is not None
+        assert self.coordinators is not None
         return Client.for_project(
-            self.config.coordinator_url,
+            self.coordinators,
             c.api_key,
             c.project_id,
             bytes.fromhex(c.encryption_secret),

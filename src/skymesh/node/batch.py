@@ -215,7 +215,7 @@ class NodeBatches:
             raise Forbidden("the read order was used before")
         keys = {(order.bucket, order.input_key): req.input_data_key}
         async with aiohttp.ClientSession(timeout=_TIMEOUT, middlewares=NO_REDIRECTS) as session:
-            client = _scoped_client(self.compute.config.coordinator_url, header, keys, session)
+            client = _scoped_client(self.compute.config.coordinators, header, keys, session)
             handle = await client.open_object(order.bucket, order.input_key, order.input_version)
             if handle.info.size > MAX_OBJECT:
                 raise BadRequest(f"the input object is over {MAX_OBJECT} bytes")
@@ -248,9 +248,7 @@ class NodeBatches:
         failure = ""
         try:
             async with aiohttp.ClientSession(timeout=_TIMEOUT, middlewares=NO_REDIRECTS) as session:
-                client = _scoped_client(
-                    self.compute.config.coordinator_url, run.header, keys, session
-                )
+                client = _scoped_client(self.compute.config.coordinators, run.header, keys, session)
                 try:
                     await self._write(run, client)
                 except Exception as e:
@@ -282,7 +280,7 @@ class NodeBatches:
 
     def _order_rpc(self, header: str, session: aiohttp.ClientSession) -> RpcClient:
         """The coordinator, called with the batch order as the only credential."""
-        return RpcClient(self.compute.config.coordinator_url, session, {ORDER_HEADER: header})
+        return RpcClient(self.compute.config.coordinators, session, {ORDER_HEADER: header})
 
     async def _meter(
         self,
@@ -488,14 +486,14 @@ class NodeBatches:
 
 
 def _scoped_client(
-    coordinator_url: str,
+    coordinators: list[str],
     header: str,
     keys: dict[tuple[str, str], bytes],
     session: aiohttp.ClientSession,
 ) -> Client:
     """A client holding only ``keys``, reaching the coordinator through the order's scope."""
-    base = coordinator_url.rstrip("/") + routes.SCOPE_PREFIX
-    rpc = RpcClient(base, session, headers={ORDER_HEADER: header})
+    bases = [url.rstrip("/") + routes.SCOPE_PREFIX for url in coordinators]
+    rpc = RpcClient(bases, session, headers={ORDER_HEADER: header})
     return Client(MetainfoClient(rpc), GivenKeys(keys), session)
 
 

@@ -112,7 +112,7 @@ class NodeCompute:
             return None
         c = creds[0]
         self.client = Client.for_project(
-            cfg.coordinator_url,
+            cfg.coordinators,
             c.api_key,
             c.project_id,
             bytes.fromhex(c.encryption_secret),

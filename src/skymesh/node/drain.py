@@ -42,7 +42,7 @@ async def request_drain(
     identity = Identity.load(key_file)
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30.0)) as session:
-        rpc = RpcClient(config.coordinator_url, session)
+        rpc = RpcClient(config.coordinators, session)
         while True:
             signed = sign(identity, DrainRequest(node_id=identity.id, timestamp=time.time()))
             status = await rpc.send(routes.DRAIN, signed)

@@ -40,7 +40,11 @@ MAX_INTERVAL = 3600.0
 
 
 class CoordinatorLink:
-    """Join and heartbeat state towards ``config.coordinator_url``."""
+    """Join and heartbeat state towards the coordinators (``config.coordinators``).
+
+    With several, ``rpc`` spreads the calls over them and fails over; any of them
+    answers for all (one database), so the identity check, the join and the heartbeats
+    may each reach another one: each answer must come from a trusted key."""
 
     def __init__(
         self,
@@ -128,8 +132,14 @@ class CoordinatorLink:
             join_token=self.config.join_token.strip(),
         )
         resp = await self.rpc.send(routes.JOIN, sign(self.identity, info))
-        if resp.coordinator_public_key != peer.public_key:
-            raise Forbidden(f"join at {self.url} was answered with another coordinator's key")
+        # (with several URLs the join may have reached another coordinator than the
+        # identity call: its key must be trusted too)
+        if resp.coordinator_public_key not in self.verifier.trusted_keys:
+            raise Forbidden(
+                f"join at {self.url} was answered with coordinator key"
+                f" {resp.coordinator_public_key.hex()}, which this node does not trust"
+                " (with several coordinators, set trusted_coordinators to all their keys)"
+            )
         self.joined = True
         self.coordinator_id = resp.coordinator_id
         self.trust.follow(resp.keys, self.url)

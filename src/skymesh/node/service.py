@@ -22,6 +22,7 @@ from aiohttp import web
 
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE as MERKLE_CHUNK_SIZE
 from skymesh.config import NodeConfig
+from skymesh.failover import Endpoints
 from skymesh.loops import DrivenLoop
 from skymesh.node.api import NODE, NodeCounters, create_app
 from skymesh.node.batch import NodeBatches
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 MAINTENANCE_INTERVAL = 600.0  # purge expired serials this often
 SHUTDOWN_TIMEOUT = 10.0
 RPC_TIMEOUT = aiohttp.ClientTimeout(total=15.0, sock_connect=5.0)
+RPC_ATTEMPT = 10.0  # seconds one coordinator has to answer before the next is asked
 
 
 class NodeService:
@@ -127,7 +129,7 @@ class NodeService:
         elif may_pin:
             log.info(
                 "no coordinator trusted yet: will pin the key of %s on first contact",
-                config.coordinator_url,
+                ", ".join(config.coordinators),
             )
         self.verifier = OrderVerifier(self.identity.id, state.keys, self.serials)
         self.trust = CoordinatorTrust(self.verifier, trust_file, state, may_pin)
@@ -166,7 +168,9 @@ class NodeService:
             identity=self.identity,
             store=self.store,
             verifier=self.verifier,
-            rpc=RpcClient(config.coordinator_url, self.session),
+            rpc=RpcClient(
+                Endpoints.failover(config.coordinators, RPC_ATTEMPT, sticky=True), self.session
+            ),
             address=self.address,
             trust=self.trust,
             clock=self.clock,

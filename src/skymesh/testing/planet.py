@@ -7,7 +7,11 @@ planet: :meth:`Planet.fault` makes a node's store lie or fill up,
 :meth:`Planet.lie` makes a compute node answer a model wrongly,
 :meth:`Planet.hang` makes it unreachable while it stays online,
 :meth:`Planet.heal` undoes the store fault and the hang, and :meth:`Planet.stop_node` and
-:meth:`Planet.start_node` take it down and bring it back. :class:`PlanetThread`
+:meth:`Planet.start_node` take it down and bring it back. With
+``PlanetConfig.coordinators`` above one, several coordinators share one database,
+every node and the gateway get all their URLs, and :meth:`Planet.stop_coordinator`
+(clean or crash-like) and :meth:`Planet.start_coordinator` take one down and bring
+it back. :class:`PlanetThread`
 runs a planet on its own event loop in a background thread, so synchronous
 clients (boto3, the AWS CLI) can talk to it from the test.
 """
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import msgspec
 
 from skymesh.admin import AdminClient, InferenceKeys
 from skymesh.client.client import Client
@@ -54,6 +59,10 @@ class PlanetConfig:
     """
 
     node_count: int = 12
+    # coordinators over one database: a SQLite file under the planet's root (WAL works
+    # across engines) unless database_url names one; nodes trust every coordinator key
+    coordinators: int = 1
+    database_url: str = ""
     regions: Sequence[str] = DEFAULT_REGIONS  # node i is in regions[i % len(regions)]
     heartbeat_interval: float = 0.5  # nodes count as offline after four missed
     node_capacity: int = 10 * 1024**3
@@ -72,7 +81,9 @@ class Planet:
         self.root = root
         self.config = config or PlanetConfig()
         self.admin_token = secrets.token_urlsafe(16)
-        self.coordinator: CoordinatorService | None = None
+        self.coordinator: CoordinatorService | None = None  # the first of coordinators
+        self.coordinators: list[CoordinatorService] = []
+        self._coordinator_configs: list[CoordinatorConfig] = []
         self.nodes: list[NodeService] = []
         self.gateway: GatewayService | None = None
         self.credential: Credential | None = None
@@ -89,15 +100,25 @@ class Planet:
             "compute_vetting_audits": 0,
             **config.coordinator_overrides,
         }
-        self.coordinator = await CoordinatorService.open(
-            CoordinatorConfig(
-                data_dir=str(self.root / "coordinator"),
+        database_url = config.database_url
+        if config.coordinators > 1 and not database_url:
+            database_url = f"sqlite:///{(self.root / 'coordinators.sqlite3').resolve()}"
+        for i in range(config.coordinators):
+            data_dir = self.root / ("coordinator" if i == 0 else f"coordinator-{i}")
+            cfg = CoordinatorConfig(
+                data_dir=str(data_dir),
                 port=0,
                 admin_token=self.admin_token,
+                database_url=database_url,
                 **settings,
             )
-        )
-        await self.coordinator.start()
+            self._coordinator_configs.append(cfg)
+            service = await CoordinatorService.open(cfg)  # one at a time: each migrates
+            await service.start()
+            # a restart (start_coordinator) comes back on the same port: URLs stay valid
+            self._coordinator_configs[i] = msgspec.structs.replace(cfg, port=service.port)
+            self.coordinators.append(service)
+        self.coordinator = self.coordinators[0]
         # Each operator admitted once for every region, before any node joins: admitting
         # again replaces the token, and a node not yet joined with the old one is refused.
         # Operators of compute nodes hold compute admission, the others do not.
@@ -120,6 +141,7 @@ class Planet:
                 data_dir=str(self.root / "gateway"),
                 port=0,
                 coordinator_url=self.coordinator.url,
+                coordinator_urls=self.coordinator_urls,
                 **{"spot_check_fraction": 0.0, **config.gateway_overrides},
             ),
             credentials=[self.credential],
@@ -134,7 +156,7 @@ class Planet:
         if region not in regions or (compute and not computes):
             regions, computes = regions | {region}, computes or compute
             async with aiohttp.ClientSession() as s:
-                admin = AdminClient(self.coordinator.url, self.admin_token, s)
+                admin = AdminClient(self.coordinator_urls, self.admin_token, s)
                 admission = await admin.admit_operator(operator, sorted(regions), compute=computes)
             token = admission.join_token
             self._operators[operator] = (regions, computes, token)
@@ -147,7 +169,8 @@ class Planet:
         ``overrides`` are NodeConfig fields (``join_token`` among them)."""
         assert self.coordinator is not None
         i = len(self.nodes)
-        settings = {**self._settings(i), **overrides}
+        # every coordinator, unless the test names the ones this node reaches
+        settings = {"coordinator_urls": self.coordinator_urls, **self._settings(i), **overrides}
         if "join_token" not in settings:
             compute = bool(settings.get("compute"))
             settings["join_token"] = await self.admit(settings["operator"], region, compute)
@@ -165,6 +188,27 @@ class Planet:
         await node.start()
         self.nodes.append(node)
         return node
+
+    @property
+    def coordinator_urls(self) -> list[str]:
+        """Every coordinator's URL, running or stopped (a stopped one keeps its port)."""
+        return [f"http://127.0.0.1:{c.port}" for c in self._coordinator_configs]
+
+    async def stop_coordinator(self, i: int, *, crash: bool = False) -> None:
+        """Stop coordinator ``i``: cleanly (in-flight calls finish), or with ``crash`` as a
+        killed process looks to its callers (connections reset, calls unanswered)."""
+        service = self.coordinators[i]
+        await (service.crash() if crash else service.stop())
+
+    async def start_coordinator(self, i: int) -> CoordinatorService:
+        """Start stopped coordinator ``i`` again: its identity, the shared database and its
+        port, so every node and gateway reaches it at the URL they were given."""
+        service = await CoordinatorService.open(self._coordinator_configs[i])
+        await service.start()
+        self.coordinators[i] = service
+        if i == 0:
+            self.coordinator = service
+        return service
 
     def _settings(self, i: int) -> dict[str, Any]:
         """The NodeConfig fields the planet gives its ``i``-th node."""
@@ -203,7 +247,7 @@ class Planet:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as s:
-            admin = AdminClient(self.coordinator.url, self.admin_token, s)
+            admin = AdminClient(self.coordinator_urls, self.admin_token, s)
             while True:
                 listed = {n.node_id: n for n in (await admin.nodes()).nodes}
                 if done(listed):
@@ -291,7 +335,7 @@ class Planet:
         """A new project with one S3 access key, as ``skymesh up`` makes one."""
         assert self.coordinator is not None
         async with aiohttp.ClientSession() as s:
-            return await AdminClient(self.coordinator.url, self.admin_token, s).create_credential(
+            return await AdminClient(self.coordinator_urls, self.admin_token, s).create_credential(
                 name
             )
 
@@ -299,7 +343,7 @@ class Planet:
         """A new inference API key of ``credential``'s project: the OpenAI API's bearer key."""
         assert self.coordinator is not None
         async with aiohttp.ClientSession() as s:
-            keys = InferenceKeys(self.coordinator.url, credential.api_key, s)
+            keys = InferenceKeys(self.coordinator_urls, credential.api_key, s)
             return (await keys.create(name)).key
 
     def client(self, credential: Credential | None = None) -> Client:
@@ -308,7 +352,7 @@ class Planet:
         cred = credential or self.credential
         assert cred is not None
         return Client.for_project(
-            self.coordinator.url,
+            self.coordinator_urls,
             cred.api_key,
             cred.project_id,
             bytes.fromhex(cred.encryption_secret),
@@ -324,8 +368,8 @@ class Planet:
             await self.gateway.stop()
         for node in self.nodes:
             await self.stop_node(node)
-        if self.coordinator is not None:
-            await self.coordinator.stop()
+        for coordinator in self.coordinators:
+            await coordinator.stop()  # (a stopped one again: its lifecycle makes it a no-op)
 
 
 class PlanetThread:

@@ -129,6 +129,10 @@ class Route(Generic[Req, Resp]):
     request: type[Req]  # NoneType: no body
     response: type[Resp]
     caller: Caller
+    #: Safe to send again to another coordinator when an attempt may have reached the
+    #: first (a timeout, a dropped connection, 502/503/504): doing it twice leaves what
+    #: doing it once does, or at most an orphan that expiry removes. ``skymesh.failover``.
+    idempotent: bool = False
 
     @property
     def has_body(self) -> bool:
@@ -143,9 +147,26 @@ class Route(Generic[Req, Resp]):
 
 
 def _route(
-    method: str, path: str, request: type[Req], response: type[Resp], caller: Caller
+    method: str,
+    path: str,
+    request: type[Req],
+    response: type[Resp],
+    caller: Caller,
+    idempotent: bool | None = None,
 ) -> Route[Req, Resp]:
-    return Route(method, path, request, response, caller)
+    """A route; ``idempotent`` defaults to True for GET (a read) and False otherwise."""
+    safe = method == "GET" if idempotent is None else idempotent
+    return Route(method, path, request, response, caller, safe)
+
+
+#: Written beside a route that is safe to repeat (see ``Route.idempotent``). Reads are;
+#: so are writes that set a value (bucket ACL, tags, CORS, versioning, routing), node
+#: joins, heartbeats and drains (signed state, not events), usage reports (counted once
+#: by serial) and orders (unused ones expire). Begin object/upload, repeated, leave an
+#: orphan pending stream that ``expire-uploads`` removes. Commits of segments, parts,
+#: objects and uploads answer a repeat as the first commit did (``coordinator.metainfo``).
+#: Not safe: creations and deletions that answer a repeat with an error or do it twice.
+SAFE = True
 
 
 ANYONE, ADMIN, PROJECT, NODE = Caller.ANYONE, Caller.ADMIN, Caller.PROJECT, Caller.NODE
@@ -153,8 +174,8 @@ ANYONE, ADMIN, PROJECT, NODE = Caller.ANYONE, Caller.ADMIN, Caller.PROJECT, Call
 # ---------------------------------------------------------------- registry
 HEALTHZ = _route("GET", "/healthz", NoneType, Health, ANYONE)
 IDENTITY = _route("GET", "/v1/identity", NoneType, PeerIdentity, ANYONE)
-JOIN = _route("POST", "/v1/nodes/join", Signed, JoinResponse, NODE)  # Signed[NodeInfo]
-HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NODE)
+JOIN = _route("POST", "/v1/nodes/join", Signed, JoinResponse, NODE, SAFE)  # Signed[NodeInfo]
+HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NODE, SAFE)
 LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
 
 # ---------------------------------------------------------------- admission (operators)
@@ -179,73 +200,85 @@ RETIRE_COORDINATOR_KEY = _route(
 )
 
 # ---------------------------------------------------------------- durability
-DRAIN = _route("POST", "/v1/nodes/drain", Signed, DrainStatus, NODE)  # Signed[DrainRequest]
+DRAIN = _route("POST", "/v1/nodes/drain", Signed, DrainStatus, NODE, SAFE)  # Signed[DrainRequest]
 DURABILITY = _route("GET", "/v1/admin/durability", NoneType, DurabilityReport, ADMIN)
 
 # ---------------------------------------------------------------- projects
 CREATE_PROJECT = _route("POST", "/v1/projects", CreateProjectRequest, ProjectCredentials, ADMIN)
 REGISTER_ACCESS_KEY = _route(
-    "POST", "/v1/projects/access-keys", RegisterAccessKeyRequest, Empty, PROJECT
+    "POST", "/v1/projects/access-keys", RegisterAccessKeyRequest, Empty, PROJECT, SAFE
 )
 
 # ---------------------------------------------------------------- metainfo: buckets
-CODEC = _route("POST", "/v1/codec", NoneType, CodecParams, PROJECT)
+CODEC = _route("POST", "/v1/codec", NoneType, CodecParams, PROJECT, SAFE)
 CREATE_BUCKET = _route("POST", "/v1/buckets/create", CreateBucketRequest, BucketInfo, PROJECT)
-GET_BUCKET = _route("POST", "/v1/buckets/get", BucketRequest, BucketInfo, PROJECT)
-LIST_BUCKETS = _route("POST", "/v1/buckets/list", NoneType, BucketList, PROJECT)
+GET_BUCKET = _route("POST", "/v1/buckets/get", BucketRequest, BucketInfo, PROJECT, SAFE)
+LIST_BUCKETS = _route("POST", "/v1/buckets/list", NoneType, BucketList, PROJECT, SAFE)
 DELETE_BUCKET = _route("POST", "/v1/buckets/delete", BucketRequest, Empty, PROJECT)
-BUCKET_CONFIG = _route("POST", "/v1/buckets/config", BucketRequest, BucketConfig, PROJECT)
-PUT_BUCKET_ACL = _route("POST", "/v1/buckets/put-acl", PutBucketAclRequest, BucketConfig, PROJECT)
+BUCKET_CONFIG = _route("POST", "/v1/buckets/config", BucketRequest, BucketConfig, PROJECT, SAFE)
+PUT_BUCKET_ACL = _route(
+    "POST", "/v1/buckets/put-acl", PutBucketAclRequest, BucketConfig, PROJECT, SAFE
+)
 PUT_BUCKET_TAGGING = _route(
-    "POST", "/v1/buckets/put-tagging", PutBucketTaggingRequest, BucketConfig, PROJECT
+    "POST", "/v1/buckets/put-tagging", PutBucketTaggingRequest, BucketConfig, PROJECT, SAFE
 )
 PUT_BUCKET_CORS = _route(
-    "POST", "/v1/buckets/put-cors", PutBucketCorsRequest, BucketConfig, PROJECT
+    "POST", "/v1/buckets/put-cors", PutBucketCorsRequest, BucketConfig, PROJECT, SAFE
 )
 PUT_BUCKET_VERSIONING = _route(
-    "POST", "/v1/buckets/put-versioning", PutBucketVersioningRequest, BucketConfig, PROJECT
+    "POST", "/v1/buckets/put-versioning", PutBucketVersioningRequest, BucketConfig, PROJECT, SAFE
 )
 
 # ---------------------------------------------------------------- metainfo: objects
-BEGIN_OBJECT = _route("POST", "/v1/objects/begin", BeginObjectRequest, BeginObjectResponse, PROJECT)
-BEGIN_SEGMENT = _route("POST", "/v1/segments/begin", BeginSegmentRequest, Placement, PROJECT)
-COMMIT_SEGMENT = _route("POST", "/v1/segments/commit", CommitSegmentRequest, Empty, PROJECT)
-COMMIT_OBJECT = _route("POST", "/v1/objects/commit", CommitObjectRequest, ObjectInfo, PROJECT)
+BEGIN_OBJECT = _route(
+    "POST", "/v1/objects/begin", BeginObjectRequest, BeginObjectResponse, PROJECT, SAFE
+)
+BEGIN_SEGMENT = _route("POST", "/v1/segments/begin", BeginSegmentRequest, Placement, PROJECT, SAFE)
+COMMIT_SEGMENT = _route("POST", "/v1/segments/commit", CommitSegmentRequest, Empty, PROJECT, SAFE)
+COMMIT_OBJECT = _route("POST", "/v1/objects/commit", CommitObjectRequest, ObjectInfo, PROJECT, SAFE)
 PUT_INLINE = _route("POST", "/v1/objects/put-inline", PutInlineRequest, ObjectInfo, PROJECT)
 ABORT_OBJECT = _route("POST", "/v1/objects/abort", AbortObjectRequest, Empty, PROJECT)
-HEAD_OBJECT = _route("POST", "/v1/objects/head", ObjectRequest, ObjectInfo, PROJECT)
-DOWNLOAD = _route("POST", "/v1/objects/download", DownloadRequest, DownloadResponse, PROJECT)
-LIST_OBJECTS = _route("POST", "/v1/objects/list", ListObjectsRequest, ListObjectsResponse, PROJECT)
+HEAD_OBJECT = _route("POST", "/v1/objects/head", ObjectRequest, ObjectInfo, PROJECT, SAFE)
+DOWNLOAD = _route("POST", "/v1/objects/download", DownloadRequest, DownloadResponse, PROJECT, SAFE)
+LIST_OBJECTS = _route(
+    "POST", "/v1/objects/list", ListObjectsRequest, ListObjectsResponse, PROJECT, SAFE
+)
 DELETE_OBJECT = _route("POST", "/v1/objects/delete", ObjectRequest, DeleteObjectResponse, PROJECT)
 DELETE_OBJECTS = _route(
     "POST", "/v1/objects/delete-many", DeleteObjectsRequest, DeleteObjectsResponse, PROJECT
 )
 LIST_VERSIONS = _route(
-    "POST", "/v1/objects/versions", ListVersionsRequest, ListVersionsResponse, PROJECT
+    "POST", "/v1/objects/versions", ListVersionsRequest, ListVersionsResponse, PROJECT, SAFE
 )
 UPDATE_METADATA = _route(
     "POST", "/v1/objects/update-metadata", UpdateObjectMetadataRequest, ObjectInfo, PROJECT
 )
 
 # ---------------------------------------------------------------- metainfo: multipart
-BEGIN_UPLOAD = _route("POST", "/v1/uploads/begin", BeginUploadRequest, UploadInfo, PROJECT)
-GET_UPLOAD = _route("POST", "/v1/uploads/get", UploadRequest, UploadInfo, PROJECT)
-BEGIN_PART = _route("POST", "/v1/uploads/begin-part", BeginPartRequest, Placement, PROJECT)
-COMMIT_PART = _route("POST", "/v1/uploads/commit-part", CommitPartRequest, PartInfo, PROJECT)
-LIST_PARTS = _route("POST", "/v1/uploads/parts", ListPartsRequest, ListPartsResponse, PROJECT)
-COMPLETE_UPLOAD = _route("POST", "/v1/uploads/complete", CompleteUploadRequest, ObjectInfo, PROJECT)
+BEGIN_UPLOAD = _route("POST", "/v1/uploads/begin", BeginUploadRequest, UploadInfo, PROJECT, SAFE)
+GET_UPLOAD = _route("POST", "/v1/uploads/get", UploadRequest, UploadInfo, PROJECT, SAFE)
+BEGIN_PART = _route("POST", "/v1/uploads/begin-part", BeginPartRequest, Placement, PROJECT, SAFE)
+COMMIT_PART = _route("POST", "/v1/uploads/commit-part", CommitPartRequest, PartInfo, PROJECT, SAFE)
+LIST_PARTS = _route("POST", "/v1/uploads/parts", ListPartsRequest, ListPartsResponse, PROJECT, SAFE)
+COMPLETE_UPLOAD = _route(
+    "POST", "/v1/uploads/complete", CompleteUploadRequest, ObjectInfo, PROJECT, SAFE
+)
 ABORT_UPLOAD = _route("POST", "/v1/uploads/abort", UploadRequest, Empty, PROJECT)
-LIST_UPLOADS = _route("POST", "/v1/uploads/list", ListUploadsRequest, ListUploadsResponse, PROJECT)
+LIST_UPLOADS = _route(
+    "POST", "/v1/uploads/list", ListUploadsRequest, ListUploadsResponse, PROJECT, SAFE
+)
 
 # ---------------------------------------------------------------- inference
 COMPUTE_NODES = _route("GET", "/v1/compute/nodes", NoneType, ComputeNodeList, PROJECT)
 INFERENCE_ORDERS = _route(
-    "POST", "/v1/compute/orders", InferenceOrderRequest, InferenceOrders, PROJECT
+    "POST", "/v1/compute/orders", InferenceOrderRequest, InferenceOrders, PROJECT, SAFE
 )
 BATCH_ORDERS = _route(
-    "POST", "/v1/compute/batch-orders", BatchOrderRequest, BatchOrderGrant, PROJECT
+    "POST", "/v1/compute/batch-orders", BatchOrderRequest, BatchOrderGrant, PROJECT, SAFE
 )
-READ_ORDERS = _route("POST", "/v1/compute/read-orders", ReadOrderRequest, BatchOrderGrant, PROJECT)
+READ_ORDERS = _route(
+    "POST", "/v1/compute/read-orders", ReadOrderRequest, BatchOrderGrant, PROJECT, SAFE
+)
 #: A gateway, with the project's API key: two nodes of different operators answered one
 #: request alike or not (both signed inference orders as evidence).
 SPOT_CHECKS = _route("POST", "/v1/compute/spot-checks", SpotCheckReport, SpotCheckRecorded, PROJECT)
@@ -263,12 +296,12 @@ REVOKE_INFERENCE_KEY = _route(
 )
 #: A gateway, with the project's API key: is this bearer key one of the project's, live?
 CHECK_INFERENCE_KEY = _route(
-    "POST", _INFERENCE_KEYS + "/check", CheckInferenceKeyRequest, InferenceKeyInfo, PROJECT
+    "POST", _INFERENCE_KEYS + "/check", CheckInferenceKeyRequest, InferenceKeyInfo, PROJECT, SAFE
 )
 
 # ---------------------------------------------------------------- metering
 USAGE_REPORTS = _route(
-    "POST", "/v1/compute/usage", UsageReports, UsageRecorded, Caller.PROJECT_OR_ADMIN
+    "POST", "/v1/compute/usage", UsageReports, UsageRecorded, Caller.PROJECT_OR_ADMIN, SAFE
 )
 #: Query: project, since, until, group_by.
 USAGE = _route("GET", "/v1/usage", NoneType, UsageSummary, Caller.PROJECT_OR_ADMIN)
@@ -276,8 +309,8 @@ OWN_ROUTING = _route("GET", "/v1/projects/self/routing", NoneType, ProjectRoutin
 ALL_ROUTING = _route("GET", "/v1/admin/routing", NoneType, ProjectRoutingList, ADMIN)
 _PROJECT_ROUTING = "/v1/admin/projects/{project}/routing"
 GET_ROUTING = _route("GET", _PROJECT_ROUTING, NoneType, ProjectRouting, ADMIN)
-SET_ROUTING = _route("PUT", _PROJECT_ROUTING, RoutingWeights, ProjectRouting, ADMIN)
-RESET_ROUTING = _route("DELETE", _PROJECT_ROUTING, NoneType, ProjectRouting, ADMIN)
+SET_ROUTING = _route("PUT", _PROJECT_ROUTING, RoutingWeights, ProjectRouting, ADMIN, SAFE)
+RESET_ROUTING = _route("DELETE", _PROJECT_ROUTING, NoneType, ProjectRouting, ADMIN, SAFE)
 
 #: The project routes a batch (or read) order also opens under ``SCOPE_PREFIX``, run as
 #: the order's project for its input and its uploads only.

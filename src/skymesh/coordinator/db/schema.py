@@ -319,7 +319,7 @@ spot_checks = sa.Table(
     sa.Index("ix_spot_checks_reported", "reported_at"),
 )
 
-# Every coordinator's Ed25519 public key (migration 0011): each coordinator registers
+# Every coordinator's Ed25519 public key (migration 0010): each coordinator registers
 # its own at start. Rows are never deleted and a retirement is never undone, so the
 # count of rows plus retired rows is the key set's version (``coordinator/keyring.py``).
 coordinator_keys = sa.Table(
@@ -330,4 +330,15 @@ coordinator_keys = sa.Table(
     sa.Column("url", sa.String, nullable=False),
     sa.Column("added_at", sa.Double, nullable=False),
     sa.Column("retired_at", sa.Double, nullable=True),
+)
+
+# The latest compute advert of each node that serves inference, written on each of its
+# heartbeats by whichever coordinator received it, so every replica routes to it. Soft
+# state: a row of a node that stopped beating is ignored with the node's liveness.
+compute_adverts = sa.Table(
+    "compute_adverts",
+    metadata,
+    sa.Column("node_id", sa.String, primary_key=True),
+    sa.Column("advert", sa.LargeBinary, nullable=False),  # JSON of a wire ComputeAdvert
+    sa.Column("updated_at", sa.Double, nullable=False),
 )

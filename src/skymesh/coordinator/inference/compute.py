@@ -1,9 +1,11 @@
 """Compute adverts from heartbeats, and signed inference orders for gateways.
 
 Adverts are soft state: each heartbeat of a ``--compute`` node replaces its
-advert, and a node that stops beating drops out with its liveness. So they live
-in memory, not in the database; a restarted coordinator knows them again within
-one heartbeat interval.
+advert, and a node that stops beating drops out with its liveness. They are kept
+in the database all the same (``compute_adverts``), written by whichever
+coordinator a heartbeat reached and read through a copy reloaded when older than
+``cache_ttl``: with several coordinators over one database, a node heartbeating
+to one is routed to by all.
 
 Who may serve compute (:func:`compute_refusal`, pure): a node advertising models
 is listed, and so can be named in an inference, batch or read order, only while
@@ -27,7 +29,14 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+import msgspec
+import sqlalchemy as sa
+
+from skymesh.coordinator.db.cache import RowCache
+from skymesh.coordinator.db.engine import Database
+from skymesh.coordinator.db.schema import compute_adverts
 from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.overlay.admission import OperatorRecord
 from skymesh.coordinator.overlay.compute_reputation import ComputeReputationBook
@@ -86,36 +95,82 @@ def _valid(advert: ComputeAdvert) -> str | None:
 
 
 class ComputeAdverts(Mapping[str, ComputeAdvert]):
-    """The latest usable compute advert of each node, by node id, from its heartbeats."""
+    """The latest usable compute advert of each node, by node id, from its heartbeats.
 
-    def __init__(self) -> None:
-        self._adverts: dict[str, ComputeAdvert] = {}
+    As a mapping it is this coordinator's copy: its own heartbeats at once, other
+    coordinators' once :meth:`refresh` reloads it (at most ``cache_ttl`` old)."""
+
+    def __init__(
+        self, db: Database, cache_ttl: float = 2.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._cache = RowCache(db, compute_adverts, _decode_row, cache_ttl)
         self._rejected: dict[str, str] = {}
 
     def __getitem__(self, node_id: str) -> ComputeAdvert:
-        return self._adverts[node_id]
+        return self._cache.rows[node_id]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._adverts)
+        return iter(self._cache.rows)
 
     def __len__(self) -> int:
-        return len(self._adverts)
+        return len(self._cache.rows)
 
-    def observe(self, node_id: str, beat: Heartbeat) -> None:
+    async def refresh(self) -> None:
+        """Reload the copy from the database when it is older than ``cache_ttl``."""
+        await self._cache.refresh()
+
+    async def observe(self, node_id: str, beat: Heartbeat) -> None:
         """A verified heartbeat arrived (the registry's ``on_heartbeat``)."""
         advert = beat.compute
-        if advert is None:
-            self._adverts.pop(node_id, None)
-            return
-        problem = _valid(advert)
+        problem = None if advert is None else _valid(advert)
         if problem is not None:
             if self._rejected.get(node_id) != problem:  # once per new fault, not per beat
                 log.warning("ignoring the compute advert of node %s: %s", node_id, problem)
             self._rejected[node_id] = problem
-            self._adverts.pop(node_id, None)
+        else:
+            self._rejected.pop(node_id, None)
+        if advert is None or problem is not None:
+            if node_id in self._cache.rows:  # (the copy holds every row, from any replica)
+                await self.db.write(
+                    lambda conn: conn.execute(_DELETE_ADVERT, {"b_node_id": node_id})
+                )
+                self._cache.rows.pop(node_id, None)
             return
-        self._rejected.pop(node_id, None)
-        self._adverts[node_id] = advert
+        params = {
+            "b_node_id": node_id,
+            "advert": _encoder.encode(advert),
+            "updated_at": self.clock(),
+        }
+
+        def txn(conn: sa.Connection) -> None:
+            if conn.execute(_UPDATE_ADVERT, params).rowcount == 0:
+                conn.execute(
+                    compute_adverts.insert().values(
+                        node_id=node_id, advert=params["advert"], updated_at=params["updated_at"]
+                    )
+                )
+
+        await self.db.write(txn)
+        self._cache.put(node_id, advert)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(ComputeAdvert)
+# (an UPDATE's bind names must differ from its columns')
+_UPDATE_ADVERT = (
+    compute_adverts.update()
+    .where(compute_adverts.c.node_id == sa.bindparam("b_node_id"))
+    .values(advert=sa.bindparam("advert"), updated_at=sa.bindparam("updated_at"))
+)
+_DELETE_ADVERT = compute_adverts.delete().where(
+    compute_adverts.c.node_id == sa.bindparam("b_node_id")
+)
+
+
+def _decode_row(row: Any) -> ComputeAdvert:
+    return _decoder.decode(row.advert)
 
 
 def compute_refusal(
@@ -170,6 +225,7 @@ class ComputeBook:
 
     async def nodes(self) -> ComputeNodeList:
         """The nodes that may serve compute now (see the module docstring)."""
+        await self.adverts.refresh()  # adverts other coordinators received
         known = await self.registry.lookup(list(self.adverts))
         barred, _unvetted = await self.registry.placement_filters()  # reputation refreshed
         excluded = await self.standing.excluded()

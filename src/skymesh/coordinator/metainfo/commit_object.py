@@ -6,7 +6,8 @@ offsets, puts the new version on top of (bucket, key) (replacing the null versio
 whose pieces go to garbage, unless the bucket is versioning-Enabled) and drops
 the pending stream. Until it commits
 the old version stays readable and the new one invisible; if any check fails,
-nothing changes.
+nothing changes. A commit sent again after it succeeded (its answer lost with a
+coordinator) is answered with the version it made.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from skymesh.coordinator.metainfo.checks import (
 )
 from skymesh.coordinator.metainfo.commit_segment import store_segments, verify_segments
 from skymesh.coordinator.metainfo.common import (
+    committed_before,
     install_object,
     load_pending,
     object_info,
@@ -45,8 +47,11 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
     verified = await verify_segments(m, req.segments, SIMPLE, req.stream_id)
     now = m.clock()
 
-    def txn(conn: sa.Connection) -> tuple[dict[str, Any], str]:
+    def txn(conn: sa.Connection) -> tuple[Any, str]:
         versioning = require_bucket(conn, project_id, req.bucket)
+        done = committed_before(conn, req.bucket, req.key, req.stream_id, req.etag)
+        if done is not None:  # committed already: a retry after a lost answer
+            return done, versioning
         stream = load_pending(
             conn, project_id, req.stream_id, now, kind=SIMPLE, bucket=req.bucket, key=req.key
         )

@@ -1,7 +1,8 @@
 """Record one stored segment of a pending simple upload; it stays invisible until commit.
 
 A segment committed again at the same position replaces the earlier one, whose
-pieces go to garbage. (A multipart upload commits a part's segments together,
+pieces go to garbage; the same segment (same root piece id) committed again, as a
+retry after a lost answer, changes nothing. (A multipart upload commits a part's segments together,
 with the part: see ``multipart.commit_part``.)
 """
 
@@ -16,6 +17,7 @@ from skymesh.coordinator.metainfo.common import load_pending
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import (
     VerifiedSegment,
+    already_stored,
     discard_segments,
     insert_segments,
     segment_nodes,
@@ -54,9 +56,11 @@ async def verify_segments(
 def store_segments(
     conn: sa.Connection, now: float, stream_id: str, verified: Sequence[VerifiedSegment]
 ) -> None:
-    """Insert segments of a pending stream, replacing any at the same positions."""
-    discard_segments(conn, now, stream_id, positions=[(v.part, v.idx) for v in verified])
-    insert_segments(conn, [segment_row(stream_id, v, now) for v in verified], verified)
+    """Insert segments of a pending stream, replacing any others at the same positions."""
+    same = already_stored(conn, stream_id, verified)
+    fresh = [v for v in verified if (v.part, v.idx) not in same]
+    discard_segments(conn, now, stream_id, positions=[(v.part, v.idx) for v in fresh])
+    insert_segments(conn, [segment_row(stream_id, v, now) for v in fresh], fresh)
 
 
 async def commit_segment(m: Metainfo, project_id: str, req: CommitSegmentRequest) -> None:

@@ -275,6 +275,16 @@ def find_version(conn: sa.Connection, bucket: str, key: str, version_id: str) ->
     return conn.execute(_SELECT_STREAM, {**params, "stream": version_id}).one_or_none()
 
 
+def committed_before(conn: sa.Connection, bucket: str, key: str, stream_id: str, etag: str) -> Any:
+    """The version a commit of ``stream_id`` made, if it was committed already (with
+    ``etag``): the row to answer a commit sent again, as the first was, with. None
+    when it was not (the caller then checks the pending stream as usual). The caller
+    has checked the bucket is the caller's."""
+    row = conn.execute(_SELECT_STREAM, {"bucket": bucket, "key": key, "stream": stream_id})
+    found = row.one_or_none()
+    return found if found is not None and found.etag == etag else None
+
+
 def load_object(
     conn: sa.Connection,
     project_id: str,

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from skymesh.coordinator.db.schema import parts, pending_streams
+from skymesh.coordinator.db.schema import parts, pending_streams, segments
 from skymesh.coordinator.metainfo.checks import (
     MAX_ENCRYPTED_KEY,
     MAX_ENCRYPTED_METADATA,
@@ -31,6 +31,7 @@ from skymesh.coordinator.metainfo.checks import (
 from skymesh.coordinator.metainfo.commit_segment import verify_segments
 from skymesh.coordinator.metainfo.common import (
     PendingStream,
+    committed_before,
     install_object,
     load_pending,
     new_stream_id,
@@ -40,6 +41,7 @@ from skymesh.coordinator.metainfo.common import (
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.listing import MAX_LIMIT, prefix_end
 from skymesh.coordinator.metainfo.segments import (
+    already_stored,
     discard_segments,
     drop_pending,
     insert_segments,
@@ -67,6 +69,11 @@ from skymesh.wire.metainfo import (
 #: Requests that name an upload: (bucket, key, upload_id).
 UploadNaming = (
     UploadRequest | BeginPartRequest | CommitPartRequest | ListPartsRequest | CompleteUploadRequest
+)
+
+
+_PART_INDEXES = sa.select(segments.c.idx).where(
+    segments.c.stream_id == sa.bindparam("stream_id"), segments.c.part == sa.bindparam("part")
 )
 
 
@@ -189,8 +196,14 @@ async def commit_part(m: Metainfo, project_id: str, req: CommitPartRequest) -> P
 
     def txn(conn: sa.Connection) -> None:
         _find_upload(conn, project_id, now, req)
-        discard_segments(conn, now, req.upload_id, part=req.part_number)
-        insert_segments(conn, rows, verified)
+        # the same part committed again (a retry after a lost answer) keeps its segments:
+        # replacing them would queue their own pieces as garbage
+        same = already_stored(conn, req.upload_id, verified)
+        held = conn.execute(_PART_INDEXES, {"stream_id": req.upload_id, "part": req.part_number})
+        stale = [(req.part_number, i) for i in held.scalars() if (req.part_number, i) not in same]
+        discard_segments(conn, now, req.upload_id, positions=stale)
+        fresh = [(r, v) for r, v in zip(rows, verified, strict=True) if (v.part, v.idx) not in same]
+        insert_segments(conn, [r for r, _ in fresh], [v for _, v in fresh])
         updated = conn.execute(
             _UPDATE_PART, {"b_stream_id": req.upload_id, "b_part_number": req.part_number, **values}
         )
@@ -263,8 +276,11 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
         previous_number = p.part_number
     now = m.clock()
 
-    def txn(conn: sa.Connection) -> tuple[dict[str, Any], str]:
+    def txn(conn: sa.Connection) -> tuple[Any, str]:
         versioning = require_bucket(conn, project_id, req.bucket)
+        done = committed_before(conn, req.bucket, req.key, req.upload_id, req.etag)
+        if done is not None:  # completed already: a retry after a lost answer
+            return done, versioning
         stream = _find_upload(conn, project_id, now, req)
         stored = {
             r.part_number: r

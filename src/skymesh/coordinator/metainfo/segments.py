@@ -195,6 +195,29 @@ def segment_row(
     }
 
 
+_ROOT_AT = sa.select(segments.c.root_piece_id).where(
+    segments.c.stream_id == sa.bindparam("stream_id"),
+    segments.c.part == sa.bindparam("part"),
+    segments.c.idx == sa.bindparam("idx"),
+)
+
+
+def already_stored(
+    conn: sa.Connection, stream_id: str, verified: Sequence[VerifiedSegment]
+) -> set[tuple[int, int]]:
+    """Positions of ``verified`` stored already with the same root piece id: a commit sent
+    again (a retry after its answer was lost). They must be kept as they are: replacing
+    a segment queues its pieces as garbage, and here they are the new segment's own."""
+    same: set[tuple[int, int]] = set()
+    for v in verified:
+        if not v.root_piece_id:  # inline: no pieces, replacing it loses nothing
+            continue
+        params = {"stream_id": stream_id, "part": v.part, "idx": v.idx}
+        if conn.execute(_ROOT_AT, params).scalar_one_or_none() == v.root_piece_id:
+            same.add((v.part, v.idx))
+    return same
+
+
 def insert_segments(
     conn: sa.Connection, rows: Sequence[dict[str, Any]], verified: Sequence[VerifiedSegment]
 ) -> None:

@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 MAX_CLOCK_SKEW = 300.0  # seconds a signed join or heartbeat may be off our clock
 MAX_LABEL = 64
 MAX_BYTES = 2**62  # what a BIGINT holds, with room to add
-MISS_RELOAD_INTERVAL = 1.0  # unknown ids reload the cache at most this often
+MAX_MISSES_READ = 256  # unknown ids of one lookup read from the database, at most
 EXPIRE_BATCH = 500  # stale nodes removed per transaction
 
 _SELECT_ALL = sa.select(nodes)
@@ -172,7 +172,7 @@ class Registry:
         stale_after: float,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 2.0,
-        on_heartbeat: Callable[[str, Heartbeat], None] | None = None,
+        on_heartbeat: Callable[[str, Heartbeat], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.identity = identity
@@ -226,15 +226,19 @@ class Registry:
     async def lookup(self, node_ids: Iterable[str]) -> dict[str, NodeRecord]:
         """The known nodes among ``node_ids``.
 
-        Missing ids reload the cache (another replica may have seen the join), but
-        at most once a ``MISS_RELOAD_INTERVAL``, so made-up ids cannot keep the
-        database busy.
+        Missing ids are read from the database by key (another replica may have seen
+        the join a moment ago: a placement it made names the node, and the commit
+        comes here): one indexed read of at most ``MAX_MISSES_READ`` ids, so made-up
+        ids cost little.
         """
         wanted = set(node_ids)
-        age = time.monotonic() - self._loaded_at
-        missing = not wanted <= self._nodes.keys()
-        if age > self.cache_ttl or (missing and age > MISS_RELOAD_INTERVAL):
+        if time.monotonic() - self._loaded_at > self.cache_ttl:
             await self.load()
+        missing = sorted(wanted - self._nodes.keys())[:MAX_MISSES_READ]
+        if missing:
+            select = _SELECT_ALL.where(nodes.c.node_id.in_(missing))
+            for row in await self.db.read(lambda conn: list(conn.execute(select))):
+                self._nodes[row.node_id] = self._record(row)
         return {i: self._nodes[i] for i in wanted if i in self._nodes}
 
     async def placement_filters(self) -> tuple[set[str], set[str]]:
@@ -322,6 +326,10 @@ class Registry:
         # Admission before the address's network check: only admitted nodes make us
         # resolve a name.
         token = await self.operators.verify(info.join_token) if info.join_token else None
+        current = None if token is None else self.operators.operators.get(token.operator)
+        if token is not None and (current is None or current.token_id != token.token_id):
+            # a genuine token this copy does not know: another replica may have issued it
+            await self.load()
         known = (await self.lookup([info.node_id])).get(info.node_id)
         op = admit_join(
             token,
@@ -400,7 +408,7 @@ class Registry:
             last_seen=now,
         )
         if self.on_heartbeat is not None:
-            self.on_heartbeat(node_id, beat)
+            await self.on_heartbeat(node_id, beat)
         return HeartbeatResponse(
             heartbeat_interval=self.heartbeat_interval, keys=await self.keyring.statement()
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.db.engine import Database
@@ -50,7 +50,7 @@ class OverlayService:
         keyring: Keyring,
         *,
         clock: Callable[[], float] = time.time,
-        on_heartbeat: Callable[[str, Heartbeat], None] | None = None,
+        on_heartbeat: Callable[[str, Heartbeat], Awaitable[None]] | None = None,
     ) -> None:
         self.reputation = ReputationBook(
             db,

@@ -43,6 +43,7 @@ from skymesh.compute.errors import ModelNotFound
 from skymesh.compute.routing import Candidate, rank
 from skymesh.config import Credential, GatewayConfig
 from skymesh.errors import SkymeshError
+from skymesh.failover import Endpoints
 from skymesh.gateway.openai.batches import BatchAPI
 from skymesh.gateway.openai.directory import ComputeDirectory, order_of
 from skymesh.gateway.openai.errors import OpenAIError, error_response, from_error
@@ -99,13 +100,19 @@ class OpenAIGateway:
         credentials: Mapping[str, Credential],
         session: aiohttp.ClientSession,
         buffers: BufferPool | None = None,  # the gateway's upload budget, shared with S3
+        coordinators: Endpoints | None = None,  # the S3 side's, to share what it learns
     ) -> None:
+        self.coordinators = coordinators or Endpoints.failover(
+            config.coordinators, config.coordinator_timeout
+        )
         self.config = config
         self.credentials = credentials  # access key id -> credential (live: keys get added)
         self.session = session
         self.keys = BearerKeys(config, credentials, self._rpc)  # who calls: inference API keys
         self.directory = ComputeDirectory(session, routes=config.node_routes)
-        self.files = ProjectFiles(config, session, buffers)  # /v1/files: batch inputs and outputs
+        self.files = ProjectFiles(
+            config, session, buffers, self.coordinators
+        )  # /v1/files: batch inputs and outputs
         self.batches = BatchAPI(self.files, self.directory, session)
         self.stored = StoredInputs(self.files, self.directory, session)  # skymesh.input_object
         self._rpcs: dict[str, RpcClient] = {}
@@ -176,7 +183,7 @@ class OpenAIGateway:
         rpc = self._rpcs.get(c.api_key)
         if rpc is None:
             rpc = RpcClient(
-                self.config.coordinator_url, self.session, {"Authorization": f"Bearer {c.api_key}"}
+                self.coordinators, self.session, {"Authorization": f"Bearer {c.api_key}"}
             )
             self._rpcs[c.api_key] = rpc
         return rpc

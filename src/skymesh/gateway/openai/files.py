@@ -55,6 +55,7 @@ from skymesh.client.client import Client
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.config import Credential, GatewayConfig
 from skymesh.errors import Conflict, NotFound, SkymeshError
+from skymesh.failover import Endpoints
 from skymesh.gateway.openai.errors import OpenAIError, bad_request
 from skymesh.wire.metainfo import ListObjectsRequest, ObjectInfo
 
@@ -126,10 +127,14 @@ class ProjectFiles:
         config: GatewayConfig,
         session: aiohttp.ClientSession,
         buffers: BufferPool | None = None,
+        coordinators: Endpoints | None = None,  # shared with the gateway's other clients
     ) -> None:
         self.config = config
         self.session = session
         self.buffers = buffers
+        self.coordinators = coordinators or Endpoints.failover(
+            config.coordinators, config.coordinator_timeout
+        )
         self._clients: dict[str, Client] = {}
         self._ready: set[str] = set()  # default buckets known to exist
 
@@ -137,7 +142,7 @@ class ProjectFiles:
         client = self._clients.get(c.api_key)
         if client is None:
             client = Client.for_project(
-                self.config.coordinator_url,
+                self.coordinators,
                 c.api_key,
                 c.project_id,
                 bytes.fromhex(c.encryption_secret),
