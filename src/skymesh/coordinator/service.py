@@ -22,6 +22,8 @@ from skymesh.coordinator.durability.service import DurabilityService
 from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.inference.compute import ComputeAdverts
 from skymesh.coordinator.inference.service import InferenceService
+from skymesh.coordinator.lease_keeper import LeaseKeeper
+from skymesh.coordinator.leases import LeaseBook, holder_id
 from skymesh.coordinator.lifecycle import Lifecycle, Subsystem
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.roots import RootKey, load_root_key
@@ -34,6 +36,7 @@ from skymesh.rpc import NO_REDIRECTS
 from skymesh.wire import routes
 from skymesh.wire.base import Health
 from skymesh.wire.identity import Identity
+from skymesh.wire.leases import LeaseList
 from skymesh.wire.registry import PeerIdentity
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,9 @@ class CoordinatorService:
     Built of four subsystems, each constructed with what it needs: ``overlay``
     (nodes and their reputation), ``metainfo`` (projects and the metadata API),
     ``durability`` (audit, repair, garbage collection, retain) and ``inference``
-    (compute, batch orders, metering). ``loops`` holds every background loop by name.
+    (compute, batch orders, metering). ``loops`` holds every background loop by name;
+    each runs only while this coordinator holds its lease (``leases``), so several
+    coordinators can share one database and any of them answers any call.
     """
 
     @classmethod
@@ -133,6 +138,9 @@ class CoordinatorService:
             self.inference,
         )
 
+        book = LeaseBook(db, holder_id(identity.id), config.lease_ttl, clock)
+        self.leases = LeaseKeeper(book)
+
         self.table = RouteTable(self.auth, self.inference.check_order)
         self._add_routes(self.table)
         for subsystem in subsystems:
@@ -144,7 +152,13 @@ class CoordinatorService:
         self.lifecycle.add("session to nodes", stop=self.session.close)
         self.lifecycle.add("node and reputation caches", start=self.overlay.load)
         self.lifecycle.add("HTTP server", start=self._serve, stop=self._unserve)
+        # Started before the loops (each holds its lease before its first step) and
+        # stopped after them (released only once no step of ours can be running).
+        self.lifecycle.add("loop leases", start=self.leases.start, stop=self.leases.stop)
         for subsystem in subsystems:
+            for chore in subsystem.chores:
+                if chore.runs:
+                    self.leases.keep(chore.loop)
             self.lifecycle.add_chores(subsystem.chores)
         self.loops = self.lifecycle.loops
 
@@ -157,7 +171,7 @@ class CoordinatorService:
         await self.lifecycle.stop()
 
     def _add_routes(self, table: RouteTable) -> None:
-        """The peer's own: health (the database answers) and identity."""
+        """The peer's own: health (the database answers), identity, and its loops' leases."""
         peer = PeerIdentity(
             id=self.identity.id,
             public_key=self.identity.public_key,
@@ -173,8 +187,12 @@ class CoordinatorService:
         async def identity(_call: Call, _req: None) -> PeerIdentity:
             return peer
 
+        async def leases(_call: Call, _req: None) -> LeaseList:
+            return await self.leases.report()
+
         table.add(routes.HEALTHZ, healthz)
         table.add(routes.IDENTITY, identity)
+        table.add(routes.LIST_LEASES, leases)
 
     async def _serve(self) -> None:
         self._runner = web.AppRunner(self.table.app, access_log=None)

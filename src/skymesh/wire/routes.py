@@ -31,6 +31,7 @@ from skymesh.wire.inference import (
     SpotCheckRecorded,
     SpotCheckReport,
 )
+from skymesh.wire.leases import LeaseList
 from skymesh.wire.metainfo import (
     AbortObjectRequest,
     BeginObjectRequest,
@@ -155,6 +156,8 @@ IDENTITY = _route("GET", "/v1/identity", NoneType, PeerIdentity, ANYONE)
 JOIN = _route("POST", "/v1/nodes/join", Signed, JoinResponse, NODE)  # Signed[NodeInfo]
 HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NODE)
 LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
+#: Which coordinator of several runs each background loop (``coordinator/leases.py``).
+LIST_LEASES = _route("GET", "/v1/admin/leases", NoneType, LeaseList, ADMIN)
 
 # ---------------------------------------------------------------- admission (operators)
 ADMIT_OPERATOR = _route(

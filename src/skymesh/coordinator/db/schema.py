@@ -318,3 +318,15 @@ spot_checks = sa.Table(
     sa.Index("ix_spot_checks_node", "node_id", "reported_at"),
     sa.Index("ix_spot_checks_reported", "reported_at"),
 )
+
+# Which coordinator of several runs each background loop (migration 0010): one row per
+# loop name, held by one coordinator process until ``expires_at`` (its clock) unless it
+# renews; ``holder`` is empty once released. See ``coordinator/leases.py``.
+loop_leases = sa.Table(
+    "loop_leases",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("holder", sa.String, nullable=False),
+    sa.Column("acquired_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
