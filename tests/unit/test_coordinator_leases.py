@@ -142,9 +142,10 @@ async def test_the_keeper_trusts_a_renewal_for_two_thirds_of_the_ttl(
     await a.loop.run_once()
     assert a.held == {"audit"}
     messages = [r.getMessage() for r in caplog.records]
-    assert "took the gc loop's lease as b/1" in messages
+    assert "took loop leases audit, gc as a/1" in messages
+    assert "lost loop leases audit, gc: not renewed in time" in messages
+    assert "took loop leases gc as b/1" in messages
     assert "lost the gc loop's lease to b/1" in messages
-    assert "lost the gc loop's lease: not renewed in time" in messages
 
 
 # ---------------------------------------------------------------- coordinators on one database

@@ -126,25 +126,28 @@ class LeaseKeeper:
         """Renew what is held and try to take the rest; the seconds until the next round."""
         ttl = self.book.ttl
         started = self._monotonic()
-        for name in [n for n in self._trusted_until if not self.holds(n)]:
+        lapsed = sorted(n for n in self._trusted_until if not self.holds(n))
+        for name in lapsed:
             del self._trusted_until[name]
-            log.info("lost the %s loop's lease: not renewed in time", name)
+        if lapsed:
+            log.info("lost loop leases %s: not renewed in time", ", ".join(lapsed))
         try:
             leases = await self.book.acquire(list(self._loops))
         except Exception:
             # The database is unreachable or busy: what is held lapses at its deadline.
             log.warning("renewing loop leases failed; next try in %.1f s", ttl / 3, exc_info=True)
             return ttl * RENEW_FRACTION
+        taken: list[str] = []
         for lease in leases:
-            if lease.holder == self.holder:
-                self._took(lease.name, started + ttl * TRUST_FRACTION)
-            elif self._trusted_until.pop(lease.name, None) is not None:
-                log.info("lost the %s loop's lease to %s", lease.name, lease.holder)
+            if lease.holder != self.holder:
+                if self._trusted_until.pop(lease.name, None) is not None:
+                    log.info("lost the %s loop's lease to %s", lease.name, lease.holder)
+                continue
+            if lease.name not in self._trusted_until:
+                taken.append(lease.name)
+            self._trusted_until[lease.name] = started + ttl * TRUST_FRACTION
+        if taken:
+            log.info("took loop leases %s as %s", ", ".join(taken), self.holder)
+            for name in taken:
+                self._loops[name].trigger()
         return ttl * RENEW_FRACTION
-
-    def _took(self, name: str, until: float) -> None:
-        new = name not in self._trusted_until
-        self._trusted_until[name] = until
-        if new:
-            log.info("took the %s loop's lease as %s", name, self.holder)
-            self._loops[name].trigger()

@@ -70,7 +70,7 @@ class LeaseBook:
         self.clock = clock
 
     async def acquire(self, names: Sequence[str]) -> list[Lease]:
-        """Take or renew each of ``names`` that is free, expired or ours; every one's lease after.
+        """Take or renew each of ``names`` that is free, expired or ours; then each one's, by name.
 
         A lease held is ours when its ``holder`` is :attr:`holder`; it then expires
         ``ttl`` seconds after this transaction, by the clock. A renewal keeps the
@@ -87,7 +87,8 @@ class LeaseBook:
                 for n in names
             ]
             conn.execute(_take_or_renew(conn.dialect.name, rows))
-            return _select(conn, sa.select(loop_leases).where(loop_leases.c.name.in_(names)))
+            t = loop_leases.c
+            return _select(conn, sa.select(loop_leases).where(t.name.in_(names)).order_by(t.name))
 
         return await self.db.write(txn)
 
