@@ -11,12 +11,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from skymesh.admin import AdminClient
 from skymesh.coordinator import CoordinatorService
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.lease_keeper import LeaseKeeper
-from skymesh.coordinator.leases import FREE, LeaseBook, holder_id
+from skymesh.coordinator.leases import FREE, LeaseBook, _take_or_renew, holder_id
 from skymesh.loops import DrivenLoop
 from tests.unit.test_coordinator_support import ADMIN_TOKEN, Clock, coordinator_config
 
@@ -83,6 +84,15 @@ async def test_one_transaction_takes_some_and_reports_all(db: Database) -> None:
     assert got == {"audit": "a/1", "gc": "b/1", "repair": "b/1"}
     assert [lease.name for lease in await a.list()] == ["audit", "gc", "repair"]
     assert await a.acquire([]) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_take_or_renew_upsert_compiles_for_each_backend(backend: str) -> None:
+    dialect = sa.make_url(f"{backend}://").get_dialect()()
+    row = {"name": "gc", "holder": "a/1", "acquired_at": 1.0, "expires_at": 11.0}
+    sql = " ".join(str(_take_or_renew(backend, [row, row]).compile(dialect=dialect)).split())
+    assert "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder" in sql
+    assert "WHERE loop_leases.holder = excluded.holder OR loop_leases.holder =" in sql
 
 
 def test_a_holder_is_one_process_of_an_identity() -> None:

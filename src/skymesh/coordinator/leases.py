@@ -117,7 +117,10 @@ class LeaseBook:
 
 def _take_or_renew(dialect: str, rows: list[dict[str, object]]) -> sa.Insert:
     """One upsert of ``rows`` (all one holder's): a new name is inserted; an existing one
-    is overwritten only where it is free, expired, or already this holder's."""
+    is overwritten only where it is free, expired, or already this holder's.
+
+    SQLite and PostgreSQL both take this form (SQLite from 3.24); no other backend is
+    supported."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(loop_leases).values(rows)
     t, new = loop_leases.c, stmt.excluded
