@@ -20,6 +20,7 @@ from skymesh.wire.inference import (
     InferenceKeyList,
 )
 from skymesh.wire.keys import CoordinatorKeyInfo, CoordinatorKeyList
+from skymesh.wire.leases import LeaseList
 from skymesh.wire.metainfo import CreateProjectRequest, RegisterAccessKeyRequest
 from skymesh.wire.registry import (
     AdmitOperatorRequest,
@@ -59,6 +60,10 @@ class AdminClient:
 
     async def online_count(self) -> int:
         return sum(1 for n in (await self.nodes()).nodes if n.online)
+
+    async def leases(self) -> LeaseList:
+        """Which coordinator holds each background loop's lease (from the answering one)."""
+        return await self.rpc.send(routes.LIST_LEASES, None)
 
     async def admit_operator(
         self,

@@ -153,8 +153,15 @@ class CoordinatorConfig(_Config, frozen=True):
     compute_exclude_threshold: float = 0.8
     compute_exclude_operators: int = 2
     compute_check_window: float = 7 * 24 * 3600.0  # seconds spot checks count as evidence
+    # several coordinators on one database (docs/operations.md "Several coordinators")
+    # Seconds a coordinator holds a background loop's lease without renewing it (it
+    # renews every third of this). A dead holder's loops move to another coordinator
+    # within 4/3 of it; clocks of coordinators must agree within a third of it.
+    lease_ttl: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.lease_ttl <= 0:
+            raise ConfigError("coordinator lease_ttl must be positive")
         if self.compute_vetting_audits < 0 or self.compute_exclude_operators < 1:
             raise ConfigError(
                 "coordinator compute_vetting_audits must be >= 0 and compute_exclude_operators >= 1"

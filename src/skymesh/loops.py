@@ -4,6 +4,11 @@ A :class:`DrivenLoop` runs an async ``step`` that returns how long to wait befor
 the next one. Tests :meth:`~DrivenLoop.pause` it and call
 :meth:`~DrivenLoop.run_once` themselves, or :meth:`~DrivenLoop.trigger` an early
 run (after Storj's chores: ``Pause()``, ``TriggerWait()``).
+
+A loop may be gated (:meth:`~DrivenLoop.gate`): it then steps on its own only while
+the gate is open, as a coordinator runs a loop only while it holds the loop's lease
+(``coordinator/lease_keeper.py``). :meth:`~DrivenLoop.run_once` is an explicit drive
+and runs whatever the gate says.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 ERROR_DELAY = 5.0  # after a step raised something it did not handle itself
+GATE_RECHECK = 1.0  # seconds between looks at a shut gate (trigger() looks at once)
 
 
 class DrivenLoop:
@@ -30,7 +37,9 @@ class DrivenLoop:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._task: asyncio.Task[None] | None = None
+        self._is_open: Callable[[], bool] = _always
         self.runs = 0  # completed steps, by the loop or run_once
+        self.last_run_at: float | None = None  # wall clock when the last step completed
         self.failures = 0  # steps that raised
         self.last_result: Any = None  # what the work of the last periodic step returned
 
@@ -61,15 +70,39 @@ class DrivenLoop:
         self._resumed.set()
 
     def trigger(self) -> None:
-        """Run the next step now instead of after the wait (once resumed)."""
+        """Run the next step now instead of after the wait (once resumed, and the gate open)."""
         self._wake.set()
 
+    def gate(self, is_open: Callable[[], bool]) -> None:
+        """Step on its own only while ``is_open()``, asked right before each step.
+
+        A step that comes due while the gate is shut waits until it opens (looking
+        every ``GATE_RECHECK`` seconds, or at :meth:`trigger`), so a gate shut for a
+        moment delays a step and never brings one forward. A step in progress
+        finishes whatever the gate does meanwhile.
+        """
+        self._is_open = is_open
+
     async def run_once(self) -> float:
-        """Run one step now (never at the same time as the loop's own); its delay."""
+        """Run one step now (never at the same time as the loop's own); its delay.
+
+        An explicit drive, for tests and tools: it runs whether the gate is open or not.
+        """
         async with self._lock:
-            delay = await self._step()
-            self.runs += 1
-            return delay
+            return await self._run_step()
+
+    async def _step_if_open(self) -> float | None:
+        """One step if the gate is open (asked under the lock, right before it); else None."""
+        async with self._lock:
+            if not self._is_open():
+                return None
+            return await self._run_step()
+
+    async def _run_step(self) -> float:
+        delay = await self._step()
+        self.runs += 1
+        self.last_run_at = time.time()
+        return delay
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -87,11 +120,16 @@ class DrivenLoop:
             await self._resumed.wait()
             self._wake.clear()
             try:
-                delay = await self.run_once()
+                ran = await self._step_if_open()
             except Exception:
                 self.failures += 1
                 log.exception("%s loop step failed; next try in %.0f s", self.name, ERROR_DELAY)
-                delay = ERROR_DELAY
+                ran = ERROR_DELAY
+            delay = GATE_RECHECK if ran is None else ran
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
+
+
+def _always() -> bool:
+    return True

@@ -23,6 +23,8 @@ from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.inference.compute import ComputeAdverts
 from skymesh.coordinator.inference.service import InferenceService
 from skymesh.coordinator.keyring import Keyring, register_key
+from skymesh.coordinator.lease_keeper import LeaseKeeper
+from skymesh.coordinator.leases import LeaseBook, holder_id
 from skymesh.coordinator.lifecycle import Lifecycle, Subsystem
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.roots import RootKey, load_root_key
@@ -36,6 +38,7 @@ from skymesh.wire import routes
 from skymesh.wire.base import Health
 from skymesh.wire.identity import Identity
 from skymesh.wire.keys import CoordinatorKeyInfo, CoordinatorKeyList
+from skymesh.wire.leases import LeaseList
 from skymesh.wire.registry import PeerIdentity
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,9 @@ class CoordinatorService:
     Built of four subsystems, each constructed with what it needs: ``overlay``
     (nodes and their reputation), ``metainfo`` (projects and the metadata API),
     ``durability`` (audit, repair, garbage collection, retain) and ``inference``
-    (compute, batch orders, metering). ``loops`` holds every background loop by name.
+    (compute, batch orders, metering). ``loops`` holds every background loop by name;
+    each runs only while this coordinator holds its lease (``leases``), so several
+    coordinators can share one database and any of them answers any call.
     """
 
     @classmethod
@@ -141,6 +146,9 @@ class CoordinatorService:
             self.inference,
         )
 
+        book = LeaseBook(db, holder_id(identity.id), config.lease_ttl, clock)
+        self.leases = LeaseKeeper(book)
+
         self.table = RouteTable(self.auth, self.inference.check_order)
         self._add_routes(self.table)
         for subsystem in subsystems:
@@ -153,7 +161,13 @@ class CoordinatorService:
         self.lifecycle.add("node and reputation caches", start=self.overlay.load)
         self.lifecycle.add("HTTP server", start=self._serve, stop=self._unserve)
         self.lifecycle.add("coordinator key's URL", start=self._register_url)
+        # Started before the loops (each holds its lease before its first step) and
+        # stopped after them (released only once no step of ours can be running).
+        self.lifecycle.add("loop leases", start=self.leases.start, stop=self.leases.stop)
         for subsystem in subsystems:
+            for chore in subsystem.chores:
+                if chore.runs:
+                    self.leases.keep(chore.loop)
             self.lifecycle.add_chores(subsystem.chores)
         self.loops = self.lifecycle.loops
 
@@ -178,11 +192,12 @@ class CoordinatorService:
             for handler in list(server.connections if server is not None else []):
                 if handler.transport is not None:
                     handler.transport.abort()
+        await self.leases.abandon()  # a dead process releases nothing: its leases expire
         await self.stop()
 
     def _add_routes(self, table: RouteTable) -> None:
-        """The peer's own: health (the database answers), identity, and the network's
-        coordinator keys (admin)."""
+        """The peer's own: health (the database answers), identity, the network's
+        coordinator keys (admin) and its loops' leases (admin)."""
         peer = PeerIdentity(
             id=self.identity.id,
             public_key=self.identity.public_key,
@@ -205,10 +220,14 @@ class CoordinatorService:
         async def retire_key(call: Call, _req: None) -> CoordinatorKeyInfo:
             return await keyring.retire(call.request.match_info["coordinator_id"])
 
+        async def leases(_call: Call, _req: None) -> LeaseList:
+            return await self.leases.report()
+
         table.add(routes.HEALTHZ, healthz)
         table.add(routes.IDENTITY, identity)
         table.add(routes.LIST_COORDINATOR_KEYS, list_keys)
         table.add(routes.RETIRE_COORDINATOR_KEY, retire_key)
+        table.add(routes.LIST_LEASES, leases)
 
     async def _register_url(self) -> None:
         """Record the URL now served at with this coordinator's key (informative to nodes)."""

@@ -32,6 +32,7 @@ from skymesh.wire.inference import (
     SpotCheckReport,
 )
 from skymesh.wire.keys import CoordinatorKeyInfo, CoordinatorKeyList
+from skymesh.wire.leases import LeaseList
 from skymesh.wire.metainfo import (
     AbortObjectRequest,
     BeginObjectRequest,
@@ -177,6 +178,8 @@ IDENTITY = _route("GET", "/v1/identity", NoneType, PeerIdentity, ANYONE)
 JOIN = _route("POST", "/v1/nodes/join", Signed, JoinResponse, NODE, SAFE)  # Signed[NodeInfo]
 HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NODE, SAFE)
 LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
+#: Which coordinator of several runs each background loop (``coordinator/leases.py``).
+LIST_LEASES = _route("GET", "/v1/admin/leases", NoneType, LeaseList, ADMIN)
 
 # ---------------------------------------------------------------- admission (operators)
 ADMIT_OPERATOR = _route(

@@ -342,3 +342,15 @@ compute_adverts = sa.Table(
     sa.Column("advert", sa.LargeBinary, nullable=False),  # JSON of a wire ComputeAdvert
     sa.Column("updated_at", sa.Double, nullable=False),
 )
+
+# Which coordinator of several runs each background loop (migration 0012): one row per
+# loop name, held by one coordinator process until ``expires_at`` (its clock) unless it
+# renews; ``holder`` is empty once released. See ``coordinator/leases.py``.
+loop_leases = sa.Table(
+    "loop_leases",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("holder", sa.String, nullable=False),
+    sa.Column("acquired_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
