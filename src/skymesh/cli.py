@@ -22,7 +22,7 @@ from skymesh.config import (
     config_to_toml,
     load_config,
 )
-from skymesh.errors import SkymeshError
+from skymesh.errors import ConfigError, SkymeshError
 from skymesh.tuning import tune_process
 from skymesh.wire.metering import RoutingWeights
 
@@ -140,6 +140,15 @@ def up(
         Path | None,
         typer.Option(help="TOML of round-trip times for --distance (default: built in)."),
     ] = None,
+    ha: Annotated[
+        bool,
+        typer.Option(
+            "--ha",
+            help="Highly available: PostgreSQL primary and standby (pg_auto_failover, Debian's"
+            " postgresql-15-auto-failover), two coordinators, two gateways; data under"
+            " <home>/ha, started afresh each time.",
+        ),
+    ] = False,
 ) -> None:
     """Start a whole local network (coordinator, nodes, gateway) and print how to use it."""
     from skymesh.network.rtt import RttMatrix
@@ -150,8 +159,11 @@ def up(
         matrix = RttMatrix.load(rtt_matrix) if rtt_matrix is not None else RttMatrix.default()
     except SkymeshError as e:
         _fail(e, 1)
+    if ha and distance:
+        _fail(ConfigError("--ha and --distance do not go together yet"), 2)
     spec = NetworkSpec(
-        home=home_dir(home),
+        home=home_dir(home) / "ha" if ha else home_dir(home),
+        ha=ha,
         nodes=nodes,
         regions=[r.strip() for r in regions.split(",") if r.strip()],
         gateway_port=port,

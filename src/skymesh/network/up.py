@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import ssl
 import subprocess
@@ -41,6 +42,7 @@ from skymesh.config import (
 )
 from skymesh.errors import ConfigError, SkymeshError
 from skymesh.network.distance import Distance, NodeSite
+from skymesh.network.pgcluster import Formation
 from skymesh.network.rtt import RttMatrix
 from skymesh.private import make_dirs, private_dir, write_private
 from skymesh.tls import LocalTls, ensure_local_tls
@@ -73,6 +75,19 @@ class NetworkSpec:
     # a gateway per region, delayed links to compute nodes (network/distance.py)
     distance: bool = False
     rtt_matrix: RttMatrix = field(default_factory=RttMatrix.default)
+    # highly available: PostgreSQL primary and standby under pg_auto_failover, two
+    # coordinators on it (coordinator_port and the next), two gateways (gateway_port and
+    # the next); nodes and gateways know both coordinators. The database lives in a
+    # temporary folder, so an HA network starts fresh each time (in home, made anew).
+    ha: bool = False
+
+    @property
+    def coordinator_ports(self) -> list[int]:
+        return [self.coordinator_port + i for i in range(2 if self.ha else 1)]
+
+    @property
+    def gateway_ports(self) -> list[int]:
+        return [self.gateway_port + i for i in range(2 if self.ha else 1)]
 
 
 class NetworkState(msgspec.Struct, kw_only=True):
@@ -137,6 +152,7 @@ class Network:
     gateways: dict[str, str] = field(default_factory=dict)  # region -> endpoint (--distance)
     distance: Distance | None = None
     tls: LocalTls | None = None  # with spec.tls, once start() has made or found the files
+    formation: Formation | None = None  # with spec.ha: the PostgreSQL primary and standby
 
     @property
     def endpoint(self) -> str:
@@ -153,6 +169,16 @@ class Network:
     def coordinator_url(self) -> str:
         return f"http://{self.spec.host}:{self.spec.coordinator_port}"
 
+    @property
+    def coordinator_urls(self) -> list[str]:
+        """Every coordinator's URL: gateways and nodes are given them all."""
+        return [f"http://{self.spec.host}:{port}" for port in self.spec.coordinator_ports]
+
+    @property
+    def database_url(self) -> str:
+        """The coordinators' database: the formation's (``--ha``), else each one's SQLite."""
+        return self.formation.url() if self.formation is not None else ""
+
     # ------------------------------------------------------------ configuration
 
     def _state(self) -> NetworkState:
@@ -167,30 +193,36 @@ class Network:
         write_private(self.spec.home / "state.json", msgspec.json.encode(state))
 
     def write_configs(self, state: NetworkState) -> None:
-        """The coordinator's and the gateway's configs (nodes' wait for their tokens)."""
+        """The coordinators' and the gateways' configs (nodes' wait for their tokens)."""
         s = self.spec
-        coord = CoordinatorConfig(
-            data_dir=str(s.home / "coordinator"),
-            host=s.host,
-            port=s.coordinator_port,
-            admin_token=state.admin_token,
-            heartbeat_interval=s.heartbeat_interval,
-            offline_after=max(3 * s.heartbeat_interval, 6.0),
-            # a local network's compute nodes serve at once; a real network's wait until
-            # their storage audits have vetted them (docs/inference.md "Trust")
-            compute_vetting_audits=0,
-        )
-        self._write(s.home / "coordinator" / "config.toml", config_to_toml(coord))
+        for i, port in enumerate(s.coordinator_ports):
+            coord = CoordinatorConfig(
+                data_dir=str(_coordinator_home(s, i)),
+                host=s.host,
+                port=port,
+                database_url=self.database_url,
+                admin_token=state.admin_token,
+                heartbeat_interval=s.heartbeat_interval,
+                offline_after=max(3 * s.heartbeat_interval, 6.0),
+                # a local network's compute nodes serve at once; a real network's wait
+                # until their storage audits have vetted them (docs/inference.md "Trust")
+                compute_vetting_audits=0,
+            )
+            self._write(_coordinator_home(s, i) / "config.toml", config_to_toml(coord))
         tls_cert, tls_key = self._gateway_tls()
-        gw = GatewayConfig(
-            data_dir=str(s.home / "gateway"),
-            host=s.host,
-            port=s.gateway_port,
-            coordinator_url=self.coordinator_url,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-        )
-        self._write(s.home / "gateway" / "config.toml", config_to_toml(gw))
+        for i, port in enumerate(s.gateway_ports):
+            gw = GatewayConfig(
+                data_dir=str(_ha_gateway_home(s, i)),
+                host=s.host,
+                port=port,
+                coordinator_url=self.coordinator_url,
+                coordinator_urls=self.coordinator_urls if s.ha else [],
+                # every gateway serves the same projects, with the first one's credentials
+                credentials_file=str(s.home / "gateway" / "credentials.toml"),
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+            )
+            self._write(_ha_gateway_home(s, i) / "config.toml", config_to_toml(gw))
 
     def node_configs(self) -> list[NodeConfig]:
         """Every node's config, without its join token yet."""
@@ -206,6 +238,7 @@ class Network:
                 operator=f"operator-{i // len(s.regions) % 4 + 1}-{region}",
                 capacity_bytes=s.node_capacity,
                 coordinator_url=self.coordinator_url,
+                coordinator_urls=self.coordinator_urls if s.ha else [],
                 heartbeat_interval=s.heartbeat_interval,
                 fsync=s.fsync,
             )
@@ -258,18 +291,24 @@ class Network:
 
     async def start(self) -> None:
         s = self.spec
+        if s.ha:
+            # its database is a fresh formation each time: what the home held is stale
+            shutil.rmtree(s.home, ignore_errors=True)
         private_dir(s.home)
         state = self._state()
         if s.tls:
             self.tls = ensure_local_tls(s.home / "tls", _tls_hosts(s.host))
+        if s.ha:
+            self.formation = _start_database(s)
         self.write_configs(state)
         # trusting only our CA is enough: every https URL here is one of our gateways
         trust = ssl.create_default_context(cafile=self.tls.ca) if self.tls else True
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as session:
-            coord = self._child(
-                "coordinator", "coordinator", s.home / "coordinator" / "config.toml"
-            )
-            await _wait_http(session, f"{self.coordinator_url}/healthz", coord)
+            for i, url in enumerate(self.coordinator_urls):
+                # one at a time: the first to start migrates the database
+                config = _coordinator_home(s, i) / "config.toml"
+                coord = self._child(_coordinator_name(i), "coordinator", config)
+                await _wait_http(session, f"{url}/healthz", coord)
             nodes = await self.admit_operators(session, state.admin_token, self.node_configs())
             self.write_node_configs(nodes)
             for i in range(s.nodes):
@@ -282,8 +321,10 @@ class Network:
                 await _push_models(session, self.coordinator_url, state.admin_token, s)
             if s.distance:
                 await self._region_gateways()
-            gw = self._child("gateway", "gateway", s.home / "gateway" / "config.toml")
-            await _wait_http(session, f"{self.endpoint}/healthz", gw)
+            for i, port in enumerate(s.gateway_ports):
+                name = "gateway" if i == 0 else f"gateway-{i + 1}"
+                gw = self._child(name, "gateway", _ha_gateway_home(s, i) / "config.toml")
+                await _wait_http(session, f"{self._gateway_url(port)}/healthz", gw)
             for region, url in list(self.gateways.items())[1:]:
                 gw = self._child(
                     f"gateway-{region}", "gateway", _gateway_home(s, region) / "config.toml"
@@ -389,6 +430,9 @@ class Network:
                 c.proc.wait()
             c.pid_path.unlink(missing_ok=True)
         (self.spec.home / "run" / "gateways.json").unlink(missing_ok=True)
+        if self.formation is not None:
+            self.formation.stop()
+            self.formation = None
 
     def banner(self) -> str:
         assert self.credential is not None
@@ -413,8 +457,92 @@ Use it with the AWS CLI:
   aws --endpoint-url {self.endpoint} s3 cp ./some-file s3://demo/
   aws --endpoint-url {self.endpoint} s3 ls s3://demo/
 
-Press Ctrl-C to stop; starting again serves the same objects.
-{_openai_banner(self)}{_distance_banner(self)}"""
+{_restart_line(self)}
+{_openai_banner(self)}{_distance_banner(self)}{_ha_banner(self)}"""
+
+
+def _coordinator_name(i: int) -> str:
+    return "coordinator" if i == 0 else f"coordinator-{i + 1}"
+
+
+def _coordinator_home(spec: NetworkSpec, i: int) -> Path:
+    return spec.home / _coordinator_name(i)
+
+
+def _ha_gateway_home(spec: NetworkSpec, i: int) -> Path:
+    return spec.home / ("gateway" if i == 0 else f"gateway-{i + 1}")
+
+
+def _start_database(spec: NetworkSpec) -> Formation:
+    """PostgreSQL for ``--ha``: a monitor, a primary and a synchronous standby.
+
+    Started from this (the main) thread: each server is told to stop when the thread
+    that started it ends, and this one lives as long as ``up``.
+    """
+    from skymesh.network.pgcluster import TEST_SERVER_SETTINGS, FormationSpec, start_formation
+
+    started = time.monotonic()
+    print("starting PostgreSQL (pg_auto_failover: monitor, primary, standby)...", flush=True)
+    formation = start_formation(
+        FormationSpec(
+            monitor_host=spec.host,
+            node_hosts=(spec.host, spec.host),
+            # small servers for one machine; fsync off: a killed process loses nothing
+            server_settings=TEST_SERVER_SETTINGS,
+        )
+    )
+    log.info("PostgreSQL formation in sync after %.1f s", time.monotonic() - started)
+    return formation
+
+
+def _as_pg_user() -> str:
+    """pg_autoctl refuses to run as root: as root, say to run it as ``postgres``."""
+    return "runuser -u postgres -- " if os.geteuid() == 0 else ""
+
+
+def _restart_line(net: Network) -> str:
+    if net.spec.ha:
+        return "Press Ctrl-C to stop; an HA network starts afresh each time (its database too)."
+    return "Press Ctrl-C to stop; starting again serves the same objects."
+
+
+def _pid(net: Network, name: str) -> str:
+    child = next((c for c in net.children if c.name == name), None)
+    return str(child.proc.pid) if child is not None and child.proc is not None else "?"
+
+
+def _ha_banner(net: Network) -> str:
+    """Each part of an HA network, how to kill it, and what to expect."""
+    f = net.formation
+    if f is None:
+        return ""
+    s = net.spec
+    primary = f.primary()
+    standby = next((n for n in f.nodes if n is not primary), None)
+    gateways = [net._gateway_url(p) for p in s.gateway_ports]
+    lines = [
+        "",
+        "Highly available: kill any one part, the network goes on (docs/operations.md).",
+        "",
+        f"  coordinators  {', '.join(net.coordinator_urls)}",
+        f"  gateways      {', '.join(gateways)}  (the same projects and keys)",
+        f"  PostgreSQL    {f.url()}",
+        "",
+        f"  kill -9 {_pid(net, 'coordinator')}    # coordinator 1: the other answers every call;",
+        "                   # its background loops move within 15 s"
+        f" (GET {net.coordinator_urls[-1]}/v1/admin/leases)",
+        f"  kill -9 {_pid(net, 'gateway')}    # gateway 1: use {gateways[-1]}",
+    ]
+    if primary is not None:
+        lines += [
+            f"  kill -9 $(head -1 {primary.pgdata}/postmaster.pid)    # the PostgreSQL primary:",
+            f"                   # {standby.name if standby else 'the standby'} is promoted within"
+            " seconds; coordinators reconnect by themselves",
+            f"  {_as_pg_user()}pg_autoctl show state --monitor '{f.monitor_uri}'"
+            "    # which is primary now",
+        ]
+    lines.append(f"  logs: {s.home / 'logs'}, PostgreSQL's: {f.root / 'logs'}")
+    return "\n".join(lines) + "\n"
 
 
 def _tls_hosts(host: str) -> list[str]:
