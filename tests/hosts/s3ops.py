@@ -9,8 +9,8 @@ The endpoint and keys come from ``S3_ENDPOINT``, ``AWS_ACCESS_KEY_ID`` and
 ``AWS_SECRET_ACCESS_KEY``. Each prints one JSON summary line and exits 1 on a mismatch.
 
 ``stream`` appends a line to RECORD per attempt *before* it is made and another once
-it is answered, so the record survives whatever happens to the process; an upload
-with no answer line was never acknowledged.
+it is answered (each with its wall-clock time ``t``), so the record survives whatever
+happens to the process; an upload with no answer line was never acknowledged.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import os
 import random
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ def stream(bucket: str, record: Path) -> int:
     with record.open("a") as out:
 
         def note(**entry: Any) -> None:
-            out.write(json.dumps(entry) + "\n")
+            out.write(json.dumps({**entry, "t": time.time()}) + "\n")
             out.flush()
 
         i = 0
