@@ -17,6 +17,12 @@ from skymesh.testing.hosts import HostNetwork, remove_stale
 from tests.hosts.cluster import Cluster, Layout
 
 
+@pytest.fixture
+def root_user() -> None:
+    """Fails the test unless it may make namespaces (root and iproute2)."""
+    _require_root()
+
+
 def _require_root() -> None:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.fail(

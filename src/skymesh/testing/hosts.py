@@ -5,8 +5,8 @@ network namespace joined to it by a veth pair, with one address of a private /24
 its loopback up. Processes started with :meth:`HostNetwork.popen` see only their
 host's interfaces, so a role bound to its host's address is reachable from the other
 hosts over the bridge, and one bound to 127.0.0.1 only from its own host. The
-machine's namespace gets no address on the bridge: nothing outside the hosts can
-reach them, and they reach nothing outside. :meth:`link_down` unplugs a host's cable
+machine's namespace gets no address on the bridge and the hosts no default route:
+the hosts reach only each other. :meth:`link_down` unplugs a host's cable
 (its veth's bridge end): its packets vanish silently, as on a cut link, with no
 reset for either side.
 
