@@ -215,7 +215,7 @@ class RpcClient:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
-            raise errors.Unavailable(f"{self.base_url} unreachable: {e}") from e
+            raise errors.Unavailable(f"{self.base_url} unreachable: {_reason(e)}") from e
         if status >= 400:
             try:
                 err = msgspec.json.decode(raw, type=ErrorBody)
@@ -226,3 +226,11 @@ class RpcClient:
             return msgspec.json.decode(raw, type=response_type)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             raise errors.SkymeshError(f"bad answer from {self.base_url}{path}: {e}") from e
+
+
+def _reason(e: BaseException) -> str:
+    """Why a call failed, never empty: a timeout (a peer gone silent, as behind a cut
+    link) has no message of its own, and "unreachable: " alone tells an operator nothing."""
+    if str(e):
+        return str(e)
+    return "no answer in time" if isinstance(e, TimeoutError) else type(e).__name__
