@@ -204,6 +204,7 @@ def test_region_host_cut_off_under_load(cluster: Cluster) -> None:
             30,
         )
         time.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - cut)))
+        before = _not_clean(cluster)  # shown only: repair may have caught up by now
         cluster.net.link_up(region)
         back, back_at = time.monotonic(), time.time()
         cluster.wait_online(timeout=60)
@@ -233,7 +234,8 @@ def test_region_host_cut_off_under_load(cluster: Cluster) -> None:
         f"\n{region} cut off for {CUT_SECONDS:.0f} s: offline after {offline:.1f} s, back online"
         f" {rejoined:.1f} s after the link; stream {counts}; durability clean"
         f" {repaired:.1f} s later; {len(during)} uploads acknowledged during the cut; segment"
-        f" uploads the gateway retried without a node: {retried}"
+        f" uploads the gateway retried without a node: {retried}; durability at the end of"
+        f" the cut: {before or 'clean'}"
     )
     assert len(during) >= 5, "too few uploads while the region was cut off to prove anything"
     assert not verified["read_errors"], verified["read_errors"]
