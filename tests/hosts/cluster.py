@@ -166,10 +166,8 @@ class Cluster:
             timeout=timeout + 10,
             check=False,
         )
-        alive = role.proc is not None and role.proc.poll() is None
-        assert out.returncode == 0, f"{role.name} ({'running' if alive else 'exited'}):" + (
-            f" {out.stderr.strip()}; see {role.log}"
-        )
+        state = "running" if role.proc is not None and role.proc.poll() is None else "exited"
+        assert out.returncode == 0, f"{role.name} ({state}): {out.stderr.strip()}; see {role.log}"
 
     # ---------------------------------------------------------------- start-up
 
@@ -177,9 +175,7 @@ class Cluster:
         self._start_coordinators()
         tokens = self._admit_operators()
         self._start_nodes(tokens)
-        self.probe(
-            CONTROL, "wait-online", self.coordinator_url, str(len(self.layout.nodes())), "90"
-        )
+        self.wait_online(timeout=90)
         self._start_gateway()
         return self
 
@@ -288,14 +284,20 @@ class Cluster:
 
     def wait_online(self, count: int | None = None, timeout: float = 60) -> None:
         count = len(self.layout.nodes()) if count is None else count
-        self.probe(
-            CONTROL,
-            "wait-online",
-            self.coordinator_url,
-            str(count),
-            str(timeout),
-            timeout=timeout + 10,
-        )
+        try:
+            self.probe(
+                CONTROL,
+                "wait-online",
+                self.coordinator_url,
+                str(count),
+                str(timeout),
+                timeout=timeout + 10,
+            )
+        except AssertionError as e:
+            dead = [
+                r.log for r in self.roles.values() if r.proc is None or r.proc.poll() is not None
+            ]
+            raise AssertionError(f"{e}\nexited: {[str(p) for p in dead]}") from e
 
     def durability(self) -> dict[str, Any]:
         """`skymesh durability --json`, run by the operator on the control host."""

@@ -8,6 +8,7 @@ and leaves the network whole.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -82,6 +83,21 @@ def test_configs_name_only_their_own_folder(cluster: Cluster) -> None:
         assert paths, name
         for value in paths:
             assert Path(value).is_relative_to(role.folder), f"{name}: {value}"
+
+
+def test_no_role_holds_another_roles_files_open(cluster: Cluster) -> None:
+    """A snapshot of each role's open files under the network's folder: its own only."""
+    for name, role in cluster.roles.items():
+        assert role.proc is not None
+        fds = Path(f"/proc/{role.proc.pid}/fd")
+        opened = []
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):  # closed since the listing
+                opened.append(Path(os.readlink(fd)))
+        ours = [p for p in opened if p.is_relative_to(cluster.root)]
+        assert ours, f"{name} holds nothing open under {cluster.root} (not even its log)"
+        for path in ours:
+            assert path.is_relative_to(role.folder) or path == role.log, f"{name}: {path}"
 
 
 def test_nodes_on_private_addresses_are_admitted_by_default(cluster: Cluster) -> None:
