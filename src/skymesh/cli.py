@@ -957,6 +957,64 @@ def coordinator_keys_retire(
         )
 
 
+# ---------------------------------------------------------------- projects for a gateway
+
+project_app = typer.Typer(help="Projects: add one with an S3 access key for a gateway.")
+app.add_typer(project_app, name="project", no_args_is_help=True)
+
+
+@project_app.command("add")
+def project_add(
+    name: Annotated[str, typer.Argument(help="The project's name.")],
+    credentials_file: Annotated[
+        Path,
+        typer.Option(
+            help="The gateway's credentials TOML: the new key is added to it (made 0600 if new)."
+        ),
+    ],
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Create a project with one S3 access key, written into a gateway's credentials file.
+
+    Run it where the gateway runs: the S3 secret and the encryption secret are made
+    here and written only to that file; the coordinator learns the project, its API
+    key and the access key id. Prints the access key id and secret for S3 clients.
+    """
+    import msgspec
+
+    from skymesh.config import load_credentials, write_credentials
+
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+    try:
+        existing = load_credentials(credentials_file)
+    except SkymeshError as e:
+        _fail(e, 2)
+
+    async def create(admin: AdminClient) -> Credential:
+        return await admin.create_credential(name)
+
+    cred = _with_admin(url, admin_token, create)
+    write_credentials(credentials_file, [*existing, cred])
+    if as_json:
+        shown = {
+            "project_id": cred.project_id,
+            "access_key_id": cred.access_key_id,
+            "secret_access_key": cred.secret_access_key,
+        }
+        typer.echo(msgspec.json.encode(shown).decode())
+        return
+    typer.echo(
+        f"project {name} ({cred.project_id}) added to {credentials_file};"
+        " restart the gateway to serve it.\n"
+        f"access key id      {cred.access_key_id}\n"
+        f"secret access key  {cred.secret_access_key}"
+    )
+
+
 def _with_admin(url: str, admin_token: str, call: Callable[[AdminClient], Awaitable[T]]) -> T:
     """``await call(AdminClient)`` against the coordinator; exit status 2 if it fails."""
     import aiohttp

@@ -257,7 +257,7 @@ class RpcClient:
                     )
                     continue
                 outcome = "" if never_sent(e) or idempotent else "; it may have been done"
-                raise errors.Unavailable(f"{base} unreachable: {e!r}{outcome}") from e
+                raise errors.Unavailable(f"{base} unreachable: {_reason(e)}{outcome}") from e
             endpoints.succeeded(base)  # it answered: reachable, whatever it said
             if status >= 400:
                 try:
@@ -282,3 +282,11 @@ class RpcClient:
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 raise errors.SkymeshError(f"bad answer from {base}{path}: {e}") from e
         raise AssertionError("unreachable: a plan has at least one URL")
+
+
+def _reason(e: BaseException) -> str:
+    """Why a call failed, never empty: a timeout (a peer gone silent, as behind a cut
+    link) has no message of its own, and "unreachable: " alone tells an operator nothing."""
+    if str(e):
+        return str(e)
+    return "no answer in time" if isinstance(e, TimeoutError) else type(e).__name__
