@@ -1,7 +1,10 @@
-"""Shared fixtures: a live in-process network (``planet``) and helpers for real clients."""
+"""Shared fixtures: a live in-process network (``planet``), the metadata database on
+each engine (``database_url``), and helpers for real clients."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +12,9 @@ from typing import Any, TypeAlias
 
 import pytest
 
+from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.postgres import PostgresServer
 
 # A boto3 S3 client. boto3 builds its clients at run time and ships no types, so
 # tests name it through this one alias instead of installing a stubs package.
@@ -42,6 +47,56 @@ def own_planet(tmp_path: Path) -> Iterator[PlanetThread]:
 def s3(planet: PlanetThread) -> S3Client:
     """A boto3 client of the module's planet gateway, shared by the module's tests."""
     return planet.boto3()
+
+
+ENGINES = ["sqlite", "postgresql"]
+PG_TEMPLATE = "skymesh_template"
+_pg_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run, started when a test first asks for it.
+    Without Debian's ``postgresql`` package installed, the tests that ask fail."""
+    with PostgresServer() as server:
+        yield server
+
+
+async def _migrate(url: str) -> None:
+    db = await Database.open(url)
+    await db.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresServer) -> str:
+    """A database migrated to the newest schema once, that each test's database copies
+    (``CREATE DATABASE ... TEMPLATE``: a file copy, much faster than migrating)."""
+    asyncio.run(_migrate(postgres.create_database(PG_TEMPLATE)))
+    return PG_TEMPLATE
+
+
+def fresh_postgres_database(request: pytest.FixtureRequest, *, migrated: bool = True) -> str:
+    """The URL of a new database of its own on the session's server."""
+    server: PostgresServer = request.getfixturevalue("postgres")
+    template = request.getfixturevalue("postgres_template") if migrated else None
+    return server.create_database(f"test_{next(_pg_names)}", template=template)
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A metadata database of the test's own, on each engine in turn, migrated to the
+    newest schema: a SQLite file, or a database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return default_url(tmp_path / "db")
+    return fresh_postgres_database(request)
+
+
+@pytest.fixture(params=ENGINES)
+def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """As ``database_url``, but empty: for tests of the migrations themselves."""
+    if request.param == "sqlite":
+        return default_url(tmp_path / "db")
+    return fresh_postgres_database(request, migrated=False)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -49,9 +49,9 @@ async def test_migrations_build_the_schema_and_are_idempotent(tmp_path: Path) ->
         await db.close()
 
 
-async def test_data_and_identity_survive_a_restart(tmp_path: Path) -> None:
+async def test_data_and_identity_survive_a_restart(database_url: str, tmp_path: Path) -> None:
     node = FakeNode(region="eu", operator="acme")
-    async with running(tmp_path) as h:
+    async with running(tmp_path, database_url=database_url) as h:
         identity = h.service.identity.id
         api_key = h.project.api_key
         await h.join(node)
@@ -62,7 +62,7 @@ async def test_data_and_identity_survive_a_restart(tmp_path: Path) -> None:
                 bucket="keep", key="k", size=0, etag="e", encrypted_key=b"x", encrypted_metadata=b""
             ),
         )
-    async with running(tmp_path, with_project=False) as h:
+    async with running(tmp_path, database_url=database_url, with_project=False) as h:
         assert h.service.identity.id == identity
         h.client.headers["Authorization"] = f"Bearer {api_key}"
         assert [b.name for b in (await h.client.send(routes.LIST_BUCKETS, None)).buckets] == [
@@ -75,8 +75,8 @@ async def test_data_and_identity_survive_a_restart(tmp_path: Path) -> None:
         assert status.node_id == node.id
 
 
-async def test_concurrent_commits_are_safe(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_concurrent_commits_are_safe(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await h.create_bucket("busy")
 
         async def put(i: int) -> ObjectInfo:

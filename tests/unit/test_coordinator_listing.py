@@ -219,8 +219,8 @@ def test_a_query_per_common_prefix_not_per_key(sql_bucket: SqlBucket) -> None:
     assert sql_bucket.queries == 1 + 1  # without a delimiter: one page of limit + 1 rows
 
 
-async def test_listing_over_http(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_listing_over_http(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await h.create_bucket("list")
         for key in ["a/1", "a/2", "b", "c/d/e"]:
             await h.client.send(
