@@ -91,6 +91,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_postgres_database(request)
 
 
+@pytest.fixture(scope="module", params=ENGINES)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """As ``database_url``, shared by a module's tests (each engine in turn)."""
+    if request.param == "sqlite":
+        return default_url(tmp_path_factory.mktemp("db"))
+    return fresh_postgres_database(request)
+
+
 @pytest.fixture(params=ENGINES)
 def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """As ``database_url``, but empty: for tests of the migrations themselves."""
