@@ -13,7 +13,7 @@ from typing import Any, TypeAlias
 import pytest
 
 from skymesh.coordinator.db.engine import Database, default_url
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.testing.postgres import PostgresServer
 
 # A boto3 S3 client. boto3 builds its clients at run time and ships no types, so
@@ -22,10 +22,26 @@ S3Client: TypeAlias = Any
 
 
 @pytest.fixture(scope="module")
-def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
+def planet_engine(request: pytest.FixtureRequest) -> str:
+    """The metadata engine of a module's planets: SQLite, unless the module runs on both
+    engines (``pytestmark = ON_BOTH_ENGINES``)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def planet_config(request: pytest.FixtureRequest, engine: str, **fields: Any) -> PlanetConfig:
+    """A planet's config on ``engine``: on PostgreSQL, with a fresh database of its own."""
+    if engine == "postgresql":
+        fields["database_url"] = fresh_postgres_database(request)
+    return PlanetConfig(**fields)
+
+
+@pytest.fixture(scope="module")
+def planet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, planet_engine: str
+) -> Iterator[PlanetThread]:
     """A coordinator, 12 nodes over three regions and a gateway, shared by a test module."""
     root = tmp_path_factory.mktemp("planet")
-    thread = PlanetThread(Planet(root)).start()
+    thread = PlanetThread(Planet(root, planet_config(request, planet_engine))).start()
     try:
         yield thread
     finally:
@@ -33,10 +49,13 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
 
 
 @pytest.fixture
-def own_planet(tmp_path: Path) -> Iterator[PlanetThread]:
+def own_planet(
+    request: pytest.FixtureRequest, tmp_path: Path, planet_engine: str
+) -> Iterator[PlanetThread]:
     """A planet for one test alone: for a test that leaves behind what no later test
     should inherit (a disqualified node, one more node, segments repaired)."""
-    thread = PlanetThread(Planet(tmp_path / "planet")).start()
+    config = planet_config(request, planet_engine)
+    thread = PlanetThread(Planet(tmp_path / "planet", config)).start()
     try:
         yield thread
     finally:
@@ -50,6 +69,8 @@ def s3(planet: PlanetThread) -> S3Client:
 
 
 ENGINES = ["sqlite", "postgresql"]
+#: ``pytestmark = ON_BOTH_ENGINES``: the module's planets run on SQLite, then on PostgreSQL.
+ON_BOTH_ENGINES = pytest.mark.parametrize("planet_engine", ENGINES, indirect=True, scope="module")
 PG_TEMPLATE = "skymesh_template"
 _pg_names = itertools.count()
 

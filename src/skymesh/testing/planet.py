@@ -63,6 +63,7 @@ class PlanetConfig:
     node_overrides: Mapping[str, Any] = field(default_factory=dict)  # every node
     compute_overrides: Mapping[str, Any] = field(default_factory=dict)  # compute nodes
     fault_hooks: bool = True  # nodes store through FaultyStore; benchmarks measure DiskPieceStore
+    database_url: str = ""  # the coordinator's metadata database; "" is SQLite in its folder
 
 
 class Planet:
@@ -94,6 +95,7 @@ class Planet:
                 data_dir=str(self.root / "coordinator"),
                 port=0,
                 admin_token=self.admin_token,
+                database_url=config.database_url,
                 **settings,
             )
         )
