@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -92,7 +93,10 @@ async def _migrate(url: str) -> None:
 def postgres_template(postgres: PostgresServer) -> str:
     """A database migrated to the newest schema once, that each test's database copies
     (``CREATE DATABASE ... TEMPLATE``: a file copy, much faster than migrating)."""
-    asyncio.run(_migrate(postgres.create_database(PG_TEMPLATE)))
+    url = postgres.create_database(PG_TEMPLATE)
+    # on a thread of its own: the first test to ask may be running an event loop
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, _migrate(url)).result()
     return PG_TEMPLATE
 
 
