@@ -299,30 +299,36 @@ class Database:
     async def _run_async(self, txn: Txn[T], *, write: bool) -> T:
         """One try of ``txn`` on the asyncio engine, failing as the threads' tries do."""
         assert self._async is not None
-        options = self._write_options if write else self._read_options
+        conn = self._async.connect()
         try:
-            async with self._async.connect() as conn:
-                await conn.execution_options(**options)
+            await conn.start()
+        except sa.exc.DBAPIError as e:
+            raise retry.ConnectionLost(str(e.orig)) from e
+        try:
+            try:
+                await conn.execution_options(
+                    **(self._write_options if write else self._read_options)
+                )
                 trans = await conn.begin()
                 try:
                     result = await conn.run_sync(txn)
-                except BaseException:
-                    await trans.rollback()
-                    raise
-                if not write:
-                    await trans.rollback()
-                    return result
+                finally:
+                    if not write:
+                        await trans.rollback()
+            except sa.exc.DBAPIError as e:
+                if retry.is_disconnect(e):
+                    raise retry.ConnectionLost(str(e.orig)) from e
+                raise
+            if write:
                 try:
                     await trans.commit()
                 except sa.exc.DBAPIError as e:
                     if retry.is_disconnect(e):
                         raise _unavailable(e) from e
                     raise
-                return result
-        except sa.exc.DBAPIError as e:
-            if retry.is_disconnect(e) or (not e.connection_invalidated and _at_connect(e)):
-                raise retry.ConnectionLost(str(e.orig)) from e
-            raise
+            return result
+        finally:
+            await conn.close()
 
     async def close(self) -> None:
         if self._async is not None:
@@ -342,8 +348,3 @@ class Database:
 def _unavailable(exc: BaseException) -> Unavailable:
     cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
     return Unavailable(f"metadata database unavailable: {cause}")
-
-
-def _at_connect(exc: sa.exc.DBAPIError) -> bool:
-    """Whether the error came from opening a connection (nothing ran yet)."""
-    return exc.statement is None
