@@ -199,3 +199,16 @@ def test_urls() -> None:
     assert (multi.username, multi.password, multi.database) == ("u", "pw", "db")
     query_form = parse("postgresql://u@/db?host=h1:5432&host=h2:5433")
     assert query_form.query["host"] == ("h1:5432", "h2:5433")
+
+
+async def test_coordinators_starting_together_migrate_once(request: pytest.FixtureRequest) -> None:
+    url = fresh_postgres_database(request, migrated=False)
+    dbs = await asyncio.gather(*(Database.open(url) for _ in range(3)))
+    try:
+        versions = await dbs[0].read(
+            lambda conn: conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        )
+        assert len(versions) == 1
+    finally:
+        for db in dbs:
+            await db.close()

@@ -68,6 +68,8 @@ DB_FILE = "coordinator.db"
 BUSY_TIMEOUT_MS = 10_000
 DB_THREADS = 4
 _IMMEDIATE = "skymesh_immediate"
+#: PostgreSQL advisory lock key that migrations hold (any constant no other user takes)
+MIGRATION_LOCK = 0x736B796D657368  # "skymesh"
 
 T = TypeVar("T")
 #: A transaction body: runs with an open connection inside BEGIN ... COMMIT.
@@ -160,15 +162,30 @@ class Database:
         db = cls(url)
         if migrate:
             try:
-                await db.write(upgrade)
+                await db.migrate()
             except BaseException:
                 await db.close()
                 raise
         return db
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest revision (a no-op when it is there)."""
-        await self.write(upgrade)
+        """Bring the schema to the newest revision (a no-op when it is there).
+
+        On PostgreSQL, coordinators starting together over one database take turns: each
+        migrates under a transaction-scoped advisory lock, at READ COMMITTED so that
+        after the wait it reads the revision the one before it left.
+        """
+        if self.is_sqlite:
+            await self.write(upgrade)
+        elif self._async is not None:
+            async with self._async.begin() as conn:
+                await conn.run_sync(_locked_upgrade)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._threads, self._migrate_pg)
+
+    def _migrate_pg(self) -> None:
+        with self.engine.connect() as conn, conn.begin():
+            _locked_upgrade(conn)
 
     async def read(self, txn: Txn[T]) -> T:
         """Run ``txn`` in a read-only snapshot (rolled back at the end)."""
@@ -343,6 +360,11 @@ class Database:
                 with contextlib.suppress(Exception):
                     conn.close()
         self.engine.dispose()
+
+
+def _locked_upgrade(conn: sa.Connection) -> None:
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    upgrade(conn)
 
 
 def _unavailable(exc: BaseException) -> Unavailable:
