@@ -132,6 +132,25 @@ def test_free_space_weights_the_draw() -> None:
     assert picks["big"] > 5 * picks["sma"] > 0  # emptier nodes are favoured, others still used
 
 
+def test_a_large_network_draws_from_samples_still_weighted_and_spread() -> None:
+    """Past SAMPLE_MIN nodes a region is drawn from a sample: emptier nodes are still
+    favoured, every node can be picked, and a tiny region beside a huge one keeps its turn."""
+    big = [node(f"big{i:04d}", "eu", operator=f"op{i % 7}", free=100 * GiB) for i in range(1500)]
+    small = [node(f"sma{i:04d}", "eu", operator=f"op{i % 7}", free=1 * GiB) for i in range(1500)]
+    tiny = [node("tiny0", "ap"), node("tiny1", "ap")]
+    rng = random.Random(3)
+    picks: Counter[str] = Counter()
+    everyone: set[str] = set()
+    for _ in range(300):
+        chosen = select_nodes(big + small + tiny, 14, rng)
+        assert len({n.node_id for n in chosen}) == 14
+        assert sum(n.region == "ap" for n in chosen) == 2  # regions take turns
+        picks.update(n.node_id[:3] for n in chosen)
+        everyone.update(n.node_id for n in chosen)
+    assert picks["big"] > 5 * picks["sma"] > 0
+    assert len(everyone) > 1000  # far past one sample (64): the samples move, load spreads
+
+
 def test_draw_spreads_load_over_equal_nodes() -> None:
     nodes = fleet({"eu": 10})
     picks: Counter[str] = Counter()

@@ -28,12 +28,16 @@ class RowCache(Generic[T]):
         self.ttl = ttl
         self.rows: dict[str, T] = {}
         self._loaded_at = -float("inf")
+        # changes with every load, put and drop: what is derived from the rows is
+        # current while the version it was derived at is
+        self.version = 0
 
     async def load(self) -> None:
         table, make = self.table, self.make
         rows = await self.db.read(lambda conn: conn.execute(sa.select(table)).all())
         self.rows = {r.node_id: make(r) for r in rows}
         self._loaded_at = time.monotonic()
+        self.version += 1
 
     async def refresh(self) -> dict[str, T]:
         """Every row (reloaded first when the copy is older than ``ttl``)."""
@@ -43,3 +47,8 @@ class RowCache(Generic[T]):
 
     def put(self, node_id: str, value: T) -> None:
         self.rows[node_id] = value
+        self.version += 1
+
+    def drop(self, node_id: str) -> None:
+        if self.rows.pop(node_id, None) is not None:
+            self.version += 1

@@ -70,8 +70,10 @@ def plan_segment(
     nodes outside ``residency`` are never chosen, however few are inside.
     """
     excluded = set(exclude)
-    inside = [n for n in nodes if residency.allows(n.region)]
-    online = [n for n in inside if n.node_id not in excluded and n.is_online(now, offline_after)]
+    # (plain attribute reads: these passes run over every node for every segment)
+    inside = nodes if residency.anywhere else [n for n in nodes if residency.allows(n.region)]
+    seen_since = now - offline_after  # NodeRecord.is_online, inlined
+    online = [n for n in inside if n.last_seen >= seen_since and n.node_id not in excluded]
     if not residency.anywhere and len(online) < 2:
         raise Unavailable(
             f"the bucket's location constraint {residency.describe()} has {len(online)} usable"
@@ -83,7 +85,7 @@ def plan_segment(
     scheme = fixed_scheme or network_scheme(len(online))
     while True:
         piece_size = SegmentLayout(plain_size, block_size, scheme).piece_size
-        eligible = [n for n in online if n.free_bytes >= piece_size]
+        eligible = [n for n in online if n.capacity_bytes - n.used_bytes >= piece_size]
         if len(eligible) >= scheme.total:
             break
         smaller = None if fixed_scheme else network_scheme(max(len(eligible), 2))
@@ -109,35 +111,66 @@ def plan_segment(
     return SegmentPlan(scheme=scheme, piece_size=piece_size, nodes=chosen)
 
 
+#: The weighted draw within a region looks at a uniform sample of that region's nodes:
+#: this many per piece the region could be asked for, at least SAMPLE_MIN. Drawing
+#: among all of them costs a random key per node per segment (tens of ms among
+#: 10,000 nodes); a sample of several per piece keeps the choice weighted by free
+#: space where it matters and costs the same however large the network grows.
+SAMPLE_PER_PIECE = 8
+SAMPLE_MIN = 64
+
+
 def select_nodes(
-    eligible: Sequence[NodeRecord], count: int, rng: random.Random
+    eligible: Sequence[NodeRecord], count: int, rng: random.Random, *, sample: bool = True
 ) -> list[NodeRecord]:
-    """``count`` distinct nodes spread over regions, then operators, weighted by free space."""
-    if count > len({n.node_id for n in eligible}):
-        raise Unavailable(f"need {count} distinct nodes, have {len(eligible)}")
+    """``count`` distinct nodes spread over regions, then operators, weighted by free space.
+
+    ``sample=False`` draws among every node of each region instead of a sample.
+    """
     by_region: dict[str, list[NodeRecord]] = defaultdict(list)
-    seen: set[str] = set()
-    # Weighted sampling without replacement: sort by Exp(1) / weight (exponential clocks).
-    keyed = sorted(
-        ((rng.expovariate(1.0) / max(n.free_bytes, 1), i) for i, n in enumerate(eligible)),
-    )
-    for _, i in keyed:
-        node = eligible[i]
-        if node.node_id not in seen:
-            seen.add(node.node_id)
-            by_region[node.region].append(node)
+    for node in eligible:
+        by_region[node.region].append(node)
     regions = list(by_region)
     rng.shuffle(regions)
+    # Each region's candidates in weighted order (exponential clocks: sort by Exp(1) /
+    # weight), by operator: a pick takes the first candidate of the region's
+    # least-used operator so far, as if scanning the region's whole weighted order.
+    quota = max(SAMPLE_MIN, SAMPLE_PER_PIECE * -(-count // max(len(regions), 1)))
+    queues: dict[str, dict[str, list[tuple[float, NodeRecord]]]] = {}
+    available = 0
+    seen: set[str] = set()
+    for region in regions:
+        pool = by_region[region]
+        if sample and len(pool) > quota:
+            pool = rng.sample(pool, quota)
+        keyed = sorted(
+            ((rng.expovariate(1.0) / max(n.capacity_bytes - n.used_bytes, 1), n) for n in pool),
+            key=lambda kn: kn[0],
+        )
+        ops: dict[str, list[tuple[float, NodeRecord]]] = {}
+        for key, node in keyed:
+            if node.node_id not in seen:
+                seen.add(node.node_id)
+                ops.setdefault(node.operator, []).append((key, node))
+                available += 1
+        for queue in ops.values():
+            queue.reverse()  # popped from the end: first in weighted order last
+        queues[region] = ops
+    if count > available:
+        if sample:  # the samples held too few distinct nodes: every node, then
+            return select_nodes(eligible, count, rng, sample=False)
+        raise Unavailable(f"need {count} distinct nodes, have {available}")
     per_operator: Counter[str] = Counter()
     chosen: list[NodeRecord] = []
     while len(chosen) < count:
         for region in regions:
-            pool = by_region[region]
-            if not pool or len(chosen) == count:
+            ops = queues[region]
+            if not ops or len(chosen) == count:
                 continue
-            # First node (in weighted order) of the least-used operator in this region.
-            best = min(range(len(pool)), key=lambda j: (per_operator[pool[j].operator], j))
-            node = pool.pop(best)
+            op = min(ops, key=lambda o: (per_operator[o], ops[o][-1][0]))
+            node = ops[op].pop()[1]
+            if not ops[op]:
+                del ops[op]
             per_operator[node.operator] += 1
             chosen.append(node)
     return chosen

@@ -187,6 +187,10 @@ class Registry:
         self.cache_ttl = cache_ttl
         self.on_heartbeat = on_heartbeat
         self._nodes: dict[str, NodeRecord] = {}
+        # changes whenever a node joins, leaves or is (re)admitted in the copy, not when a
+        # heartbeat updates one: placement_filters' result holds while it stays the same
+        self._membership = 0
+        self._filters: tuple[tuple[int, int], set[str], set[str]] | None = None
         self._loaded_at = -float("inf")
         # node id -> the address this process checked against ``networks``; a
         # heartbeat from another address (or after a restart) is checked again
@@ -207,6 +211,7 @@ class Registry:
         node_rows, operator_rows = await self.db.read(read)
         self.operators.replace(operator_rows)
         self._nodes = {r.node_id: self._record(r) for r in node_rows}
+        self._membership += 1
         self._loaded_at = time.monotonic()
 
     def _readmit(self) -> None:
@@ -216,6 +221,7 @@ class Registry:
             i: dataclasses.replace(n, admitted=admits(n.operator, n.region))
             for i, n in self._nodes.items()
         }
+        self._membership += 1
 
     async def all_nodes(self) -> list[NodeRecord]:
         """Every known node (from the cache, reloaded when stale)."""
@@ -239,6 +245,7 @@ class Registry:
             select = _SELECT_ALL.where(nodes.c.node_id.in_(missing))
             for row in await self.db.read(lambda conn: list(conn.execute(select))):
                 self._nodes[row.node_id] = self._record(row)
+                self._membership += 1
         return {i: self._nodes[i] for i in wanted if i in self._nodes}
 
     async def placement_filters(self) -> tuple[set[str], set[str]]:
@@ -251,6 +258,9 @@ class Registry:
         book = self.reputation
         nodes_now = await self.all_nodes()
         reps = await book.refresh()
+        key = (self._membership, book.version)
+        if self._filters is not None and self._filters[0] == key:
+            return self._filters[1], self._filters[2]
         barred: set[str] = set()
         unvetted: set[str] = set()
         for n in nodes_now:
@@ -265,6 +275,7 @@ class Registry:
                 barred.add(n.node_id)
             elif not rep.vetted:
                 unvetted.add(n.node_id)
+        self._filters = (key, barred, unvetted)
         return barred, unvetted
 
     def is_online(self, node: NodeRecord, now: float | None = None) -> bool:
@@ -364,6 +375,7 @@ class Registry:
 
         row = await self.db.write(txn)
         self._nodes[info.node_id] = self._record(row)
+        self._membership += 1
         return JoinResponse(
             coordinator_id=self.identity.id,
             coordinator_public_key=self.identity.public_key,
@@ -399,6 +411,7 @@ class Registry:
         updated = await self.db.write(lambda conn: conn.execute(_UPDATE_HEARTBEAT, params).rowcount)
         if updated == 0:  # removed from the database behind our back
             self._nodes.pop(node_id, None)
+            self._membership += 1
             return HeartbeatResponse(heartbeat_interval=self.heartbeat_interval, known=False)
         self._nodes[node_id] = dataclasses.replace(
             known,
@@ -467,6 +480,7 @@ class Registry:
         for node_id in gone:
             self._nodes.pop(node_id, None)
             self._checked.pop(node_id, None)
+        self._membership += 1
         self.reputation.forget(gone)
         if gone:
             self.expired += len(gone)

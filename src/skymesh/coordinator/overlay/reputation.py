@@ -201,6 +201,11 @@ class ReputationBook:
         """Every node with a reputation row (reloaded when the copy is stale)."""
         return await self._cache.refresh()
 
+    @property
+    def version(self) -> int:
+        """Changes whenever a copy does (:attr:`RowCache.version`)."""
+        return self._cache.version
+
     def cached(self, node_id: str) -> Reputation | None:
         """The in-memory copy (None: no audits or exit recorded yet: a fresh node)."""
         return self._cache.rows.get(node_id)
@@ -211,7 +216,7 @@ class ReputationBook:
     def forget(self, node_ids: Iterable[str]) -> None:
         """Drop the copies of nodes the registry removed (their rows are gone with them)."""
         for node_id in node_ids:
-            self._cache.rows.pop(node_id, None)
+            self._cache.drop(node_id)
 
     async def _update(self, node_id: str, change: Callable[[Reputation], Reputation]) -> Reputation:
         params = self.params
