@@ -96,7 +96,9 @@ def run_autoctl(
     """Run one ``pg_autoctl`` command as the server user (in ``netns``, when named, as it
     may have to reach addresses only there); return its standard output."""
     argv, user = pg_command(["pg_autoctl", *args], netns)
-    done = subprocess.run(argv, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True, **user)
+    done = subprocess.run(
+        argv, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True, **user
+    )
     with open(log_path, "ab") as log:
         log.write(b"$ pg_autoctl " + " ".join(args).encode() + b"\n" + done.stderr)
     if check and done.returncode != 0:
