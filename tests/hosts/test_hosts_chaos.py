@@ -124,7 +124,10 @@ def test_database_primary_machine_killed(cluster: Cluster) -> None:
     assert again - killed_at < DATABASE_BOUND_S
     # without a primary nothing is read or written: S3 answers 5xx, which SDKs retry
     assert all(u.kind == "5xx" for u in failed), "a failure an S3 client would not retry"
-    assert all(e["kind"] == "5xx" for e in reads), reads
+    # ... or, for a read whose answer had begun, a body cut short ("connection"): the
+    # gateway asks for an object's segments in batches as it streams, and a batch asked
+    # for while there is no primary fails after the status line is sent
+    assert all(e["kind"] in ("5xx", "connection") for e in reads), reads
 
 
 def test_gateway_killed(cluster: Cluster) -> None:
@@ -136,7 +139,7 @@ def test_gateway_killed(cluster: Cluster) -> None:
         killed_at = cluster.kill(victim)
         wait_for(
             "uploads after the gateway's death",
-            lambda: len(stream.acked_since(killed_at)) < 5 or "too few",
+            lambda: "too few" if len(stream.acked_since(killed_at)) < 5 else "",
             timeout=60,
             poll=0.5,
         )
