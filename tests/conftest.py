@@ -1,15 +1,21 @@
-"""Shared fixtures: a live in-process network (``planet``) and helpers for real clients."""
+"""Shared fixtures: a live in-process network (``planet``), the metadata database on
+each engine (``database_url``), and helpers for real clients."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import pytest
 
-from skymesh.testing.planet import Planet, PlanetThread
+from skymesh.coordinator.db.engine import Database, default_url
+from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
+from skymesh.testing.postgres import PostgresServer
 
 # A boto3 S3 client. boto3 builds its clients at run time and ships no types, so
 # tests name it through this one alias instead of installing a stubs package.
@@ -17,10 +23,26 @@ S3Client: TypeAlias = Any
 
 
 @pytest.fixture(scope="module")
-def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
+def planet_engine(request: pytest.FixtureRequest) -> str:
+    """The metadata engine of a module's planets: SQLite, unless the module runs on both
+    engines (``pytestmark = ON_BOTH_ENGINES``)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def planet_config(request: pytest.FixtureRequest, engine: str, **fields: Any) -> PlanetConfig:
+    """A planet's config on ``engine``: on PostgreSQL, with a fresh database of its own."""
+    if engine == "postgresql":
+        fields["database_url"] = fresh_postgres_database(request)
+    return PlanetConfig(**fields)
+
+
+@pytest.fixture(scope="module")
+def planet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, planet_engine: str
+) -> Iterator[PlanetThread]:
     """A coordinator, 12 nodes over three regions and a gateway, shared by a test module."""
     root = tmp_path_factory.mktemp("planet")
-    thread = PlanetThread(Planet(root)).start()
+    thread = PlanetThread(Planet(root, planet_config(request, planet_engine))).start()
     try:
         yield thread
     finally:
@@ -28,10 +50,13 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
 
 
 @pytest.fixture
-def own_planet(tmp_path: Path) -> Iterator[PlanetThread]:
+def own_planet(
+    request: pytest.FixtureRequest, tmp_path: Path, planet_engine: str
+) -> Iterator[PlanetThread]:
     """A planet for one test alone: for a test that leaves behind what no later test
     should inherit (a disqualified node, one more node, segments repaired)."""
-    thread = PlanetThread(Planet(tmp_path / "planet")).start()
+    config = planet_config(request, planet_engine)
+    thread = PlanetThread(Planet(tmp_path / "planet", config)).start()
     try:
         yield thread
     finally:
@@ -42,6 +67,71 @@ def own_planet(tmp_path: Path) -> Iterator[PlanetThread]:
 def s3(planet: PlanetThread) -> S3Client:
     """A boto3 client of the module's planet gateway, shared by the module's tests."""
     return planet.boto3()
+
+
+ENGINES = ["sqlite", "postgresql"]
+#: ``pytestmark = ON_BOTH_ENGINES``: the module's planets run on SQLite, then on PostgreSQL.
+ON_BOTH_ENGINES = pytest.mark.parametrize("planet_engine", ENGINES, indirect=True, scope="module")
+PG_TEMPLATE = "skymesh_template"
+_pg_names = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run, started when a test first asks for it.
+    Without Debian's ``postgresql`` package installed, the tests that ask fail."""
+    with PostgresServer() as server:
+        yield server
+
+
+async def _migrate(url: str) -> None:
+    db = await Database.open(url)
+    await db.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres: PostgresServer) -> str:
+    """A database migrated to the newest schema once, that each test's database copies
+    (``CREATE DATABASE ... TEMPLATE``: a file copy, much faster than migrating)."""
+    url = postgres.create_database(PG_TEMPLATE)
+    # on a thread of its own: the first test to ask may be running an event loop
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, _migrate(url)).result()
+    return PG_TEMPLATE
+
+
+def fresh_postgres_database(request: pytest.FixtureRequest, *, migrated: bool = True) -> str:
+    """The URL of a new database of its own on the session's server."""
+    server: PostgresServer = request.getfixturevalue("postgres")
+    template = request.getfixturevalue("postgres_template") if migrated else None
+    return server.create_database(f"test_{next(_pg_names)}", template=template)
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A metadata database of the test's own, on each engine in turn, migrated to the
+    newest schema: a SQLite file, or a database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return default_url(tmp_path / "db")
+    return fresh_postgres_database(request)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """As ``database_url``, shared by a module's tests (each engine in turn)."""
+    if request.param == "sqlite":
+        return default_url(tmp_path_factory.mktemp("db"))
+    return fresh_postgres_database(request)
+
+
+@pytest.fixture(params=ENGINES)
+def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """As ``database_url``, but empty: for tests of the migrations themselves."""
+    if request.param == "sqlite":
+        return default_url(tmp_path / "db")
+    return fresh_postgres_database(request, migrated=False)
 
 
 @pytest.fixture(autouse=True, scope="session")

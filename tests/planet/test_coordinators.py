@@ -1,8 +1,8 @@
 """Two coordinators over one database: the gateway and nodes spread their calls and
 fail over, and either coordinator answers any call.
 
-One planet for the module: two coordinators sharing a SQLite file, six nodes and a
-gateway, all given both coordinator URLs (nodes trust both keys).
+One planet for the module, on each engine: two coordinators sharing a database, six
+nodes and a gateway, all given both coordinator URLs (nodes follow the key set).
 """
 
 from __future__ import annotations
@@ -25,19 +25,24 @@ from skymesh import errors
 from skymesh.admin import InferenceKeys
 from skymesh.coordinator.db.schema import projects
 from skymesh.rpc import RpcClient
-from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
+from skymesh.testing.planet import Planet, PlanetThread
 from skymesh.wire import routes
 from skymesh.wire.inference import InferenceOrder, InferenceOrderRequest
 from skymesh.wire.signing import open_signed
-from tests.conftest import S3Client, random_bytes
+from tests.conftest import ON_BOTH_ENGINES, S3Client, planet_config, random_bytes
 
 MiB = 1024 * 1024
 
 
+pytestmark = ON_BOTH_ENGINES
+
+
 @pytest.fixture(scope="module")
-def duo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
+def duo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, planet_engine: str
+) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("coordinators")
-    config = PlanetConfig(node_count=6, coordinators=2)
+    config = planet_config(request, planet_engine, node_count=6, coordinators=2)
     thread = PlanetThread(Planet(root, config)).start()
     try:
         yield thread

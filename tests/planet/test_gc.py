@@ -22,7 +22,7 @@ from skymesh.coordinator.metainfo.expire_uploads import expire_uploads
 from skymesh.errors import Forbidden
 from skymesh.node.service import NodeService
 from skymesh.piecetransfer.exchange import put_piece
-from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
+from skymesh.testing.planet import Planet, PlanetThread
 from skymesh.wire.durability import RETAIN_PATH, RetainFilter, RetainOrder, RetainReport
 from skymesh.wire.identity import Identity
 from skymesh.wire.metainfo import (
@@ -36,18 +36,21 @@ from skymesh.wire.metainfo import (
 )
 from skymesh.wire.pieces import derive_piece_id
 from skymesh.wire.signing import ORDER_HEADER, encode_header, sign
-from tests.conftest import S3Client, random_bytes
+from tests.conftest import ON_BOTH_ENGINES, S3Client, planet_config, random_bytes
+
+pytestmark = ON_BOTH_ENGINES
 
 Pair = tuple[str, str]  # (node id, piece id)
 
 
 @pytest.fixture(scope="module")
-def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
+def planet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, planet_engine: str
+) -> Iterator[PlanetThread]:
     root = tmp_path_factory.mktemp("gc")
     overrides = {"gc_grace": 0.0, "gc_interval": 3600.0, "retain_interval": 0.0}
-    thread = PlanetThread(
-        Planet(root, PlanetConfig(node_count=6, coordinator_overrides=overrides))
-    ).start()
+    config = planet_config(request, planet_engine, node_count=6, coordinator_overrides=overrides)
+    thread = PlanetThread(Planet(root, config)).start()
     try:
         yield thread
     finally:

@@ -10,8 +10,10 @@ import pytest
 
 from skymesh.coordinator.durability.repair.worker import RepairStats
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import S3Client, random_bytes
+from tests.conftest import ON_BOTH_ENGINES, S3Client, random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
+
+pytestmark = ON_BOTH_ENGINES
 
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:

@@ -11,8 +11,10 @@ from botocore.exceptions import ClientError
 
 from skymesh.gateway.s3.xml import http_date
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import S3Client, random_bytes
+from tests.conftest import ON_BOTH_ENGINES, S3Client, random_bytes
 from tests.planet import s3raw
+
+pytestmark = ON_BOTH_ENGINES
 
 BUCKET = "cond"
 PART = 5 * 1024 * 1024

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import S3Client, random_bytes
+from tests.conftest import ON_BOTH_ENGINES, S3Client, random_bytes
+
+pytestmark = ON_BOTH_ENGINES
 
 SIZES = [0, 1, 4096, 4097, 5 * 1024 * 1024]
 

@@ -15,7 +15,9 @@ from botocore.exceptions import ClientError
 
 from skymesh.coordinator.db.schema import garbage_pieces
 from skymesh.testing.planet import PlanetThread
-from tests.conftest import random_bytes
+from tests.conftest import ON_BOTH_ENGINES, random_bytes
+
+pytestmark = ON_BOTH_ENGINES
 
 BIG = 10 * 1024  # over the inline threshold: stored in pieces
 

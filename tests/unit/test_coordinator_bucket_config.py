@@ -26,8 +26,8 @@ from tests.unit.test_coordinator_support import running
 RULE = CorsRule(allowed_origins=["*"], allowed_methods=["GET"])
 
 
-async def test_bucket_config_round_trip_and_caps(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_bucket_config_round_trip_and_caps(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         c = h.client
         await c.send(routes.CREATE_BUCKET, CreateBucketRequest(name="cfg", acl="public-read"))
         got = await c.send(routes.BUCKET_CONFIG, BucketRequest(name="cfg"))
@@ -101,8 +101,8 @@ async def test_bucket_config_round_trip_and_caps(tmp_path: Path) -> None:
             assert f.value.code == "AccessDenied"
 
 
-async def test_update_metadata_only_on_the_version_read(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_update_metadata_only_on_the_version_read(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await h.create_bucket("meta")
 
         def put(blob: bytes) -> PutInlineRequest:

@@ -35,8 +35,8 @@ def put_empty(bucket: str, key: str) -> PutInlineRequest:
     )
 
 
-async def test_bucket_lifecycle_and_errors(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_bucket_lifecycle_and_errors(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await h.add_nodes(["eu-west"], per_region=1)  # "eu": a location constraint with nodes
         made = await h.client.send(
             routes.CREATE_BUCKET, CreateBucketRequest(name="b-one", region="eu")
@@ -81,8 +81,8 @@ async def test_bucket_lifecycle_and_errors(tmp_path: Path) -> None:
         assert uploads.uploads == []
 
 
-async def test_codec_params(tmp_path: Path) -> None:
-    async with running(tmp_path, inline_threshold=1000) as h:
+async def test_codec_params(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url, inline_threshold=1000) as h:
         params = await h.client.send(routes.CODEC, None)
         cfg = h.service.config
         assert params == CodecParams(
@@ -90,8 +90,8 @@ async def test_codec_params(tmp_path: Path) -> None:
         )
 
 
-async def test_api_keys(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_api_keys(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         for header in [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"}]:
             with pytest.raises(Unauthorized):
                 await RpcClient(h.service.url, h.session, header).send(routes.LIST_BUCKETS, None)
@@ -119,8 +119,8 @@ async def expect_denied(call: Awaitable[Any]) -> None:
     assert (e.value.code, e.value.status) == ("AccessDenied", 403)
 
 
-async def test_tenancy(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_tenancy(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await h.create_bucket("alpha-data")
         await h.client.send(routes.PUT_INLINE, put_empty("alpha-data", "secret"))
         b = await h.new_project("beta")
@@ -152,8 +152,8 @@ async def test_tenancy(tmp_path: Path) -> None:
         assert (await h.client.send(routes.HEAD_OBJECT, key)).key == "secret"
 
 
-async def test_pending_streams_belong_to_their_project(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_pending_streams_belong_to_their_project(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await h.add_nodes(["eu", "us", "ap"], 2)
         await h.create_bucket("alpha-data")
         begun = await h.begin("alpha-data", "k", 1000)
@@ -167,8 +167,8 @@ async def test_pending_streams_belong_to_their_project(tmp_path: Path) -> None:
         assert e.value.code == "NoSuchUpload"
 
 
-async def test_keys_are_checked(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_keys_are_checked(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await h.create_bucket("keys")
         for key, code in [
             ("", "InvalidArgument"),

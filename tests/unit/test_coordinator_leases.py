@@ -27,12 +27,6 @@ LOOPS = {"expire-nodes", "expire-uploads", "gc", "audit", "repair-checker", "rep
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """One database for every coordinator of a test (SQLite here; PostgreSQL can join later)."""
-    return f"sqlite:///{tmp_path / 'shared.db'}"
-
-
-@pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     db = await Database.open(database_url)
     try:

@@ -102,8 +102,12 @@ async def test_loops_by_name_and_only_running_chores_start() -> None:
     assert (on.running, off.running) == (False, False)
 
 
-async def test_coordinator_lists_its_loops_and_runs_them_after_binding(tmp_path: Path) -> None:
-    service = await CoordinatorService.open(coordinator_config(tmp_path, retain_interval=0))
+async def test_coordinator_lists_its_loops_and_runs_them_after_binding(
+    database_url: str, tmp_path: Path
+) -> None:
+    service = await CoordinatorService.open(
+        coordinator_config(tmp_path, database_url=database_url, retain_interval=0)
+    )
     try:
         assert set(service.loops) == LOOPS
         assert not any(loop.running for loop in service.loops.values())
@@ -118,8 +122,10 @@ async def test_coordinator_lists_its_loops_and_runs_them_after_binding(tmp_path:
     assert service.session.closed
 
 
-async def test_retain_runs_when_it_has_an_interval(tmp_path: Path) -> None:
-    service = await CoordinatorService.open(coordinator_config(tmp_path, retain_interval=60.0))
+async def test_retain_runs_when_it_has_an_interval(database_url: str, tmp_path: Path) -> None:
+    service = await CoordinatorService.open(
+        coordinator_config(tmp_path, database_url=database_url, retain_interval=60.0)
+    )
     try:
         await service.start()
         assert service.loops["retain"].running
@@ -127,12 +133,16 @@ async def test_retain_runs_when_it_has_an_interval(tmp_path: Path) -> None:
         await service.stop()
 
 
-async def test_a_coordinator_that_cannot_bind_closes_everything(tmp_path: Path) -> None:
+async def test_a_coordinator_that_cannot_bind_closes_everything(
+    database_url: str, tmp_path: Path
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        service = await CoordinatorService.open(coordinator_config(tmp_path, port=port))
+        service = await CoordinatorService.open(
+            coordinator_config(tmp_path, database_url=database_url, port=port)
+        )
         with pytest.raises(OSError):
             await service.start()
     assert not any(loop.running for loop in service.loops.values())

@@ -103,8 +103,8 @@ async def setup(h: Harness) -> None:
     await h.create_bucket("bkt")
 
 
-async def test_multipart_happy_path(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_multipart_happy_path(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         upload = await begin_upload(h)
         assert upload.codec.max_segment_size == h.service.config.max_segment_size
@@ -179,8 +179,10 @@ async def test_multipart_happy_path(tmp_path: Path) -> None:
         assert e.value.code == "NoSuchUpload"
 
 
-async def test_part_with_an_inline_tail_and_an_empty_part(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_part_with_an_inline_tail_and_an_empty_part(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         upload = await begin_upload(h)
         placement = await h.client.send(
@@ -221,8 +223,8 @@ async def test_part_with_an_inline_tail_and_an_empty_part(tmp_path: Path) -> Non
         assert [s.inline_data for s in got.segments] == [None, b"t" * 26, b""]
 
 
-async def test_complete_errors(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_complete_errors(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         upload = await begin_upload(h)
         await upload_part(h, upload, 1, [1000])
@@ -247,8 +249,8 @@ async def test_complete_errors(tmp_path: Path) -> None:
         assert info.size == 1010
 
 
-async def test_part_errors(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_part_errors(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         upload = await begin_upload(h)
         for number in (0, 10001):
@@ -295,8 +297,8 @@ async def test_part_errors(tmp_path: Path) -> None:
         assert missing.value.code == "NoSuchUpload"
 
 
-async def test_abort_and_no_such_upload(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_abort_and_no_such_upload(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         upload = await begin_upload(h)
         _, segs = await upload_part(h, upload, 1, [1000, 20])
@@ -320,8 +322,8 @@ async def test_abort_and_no_such_upload(tmp_path: Path) -> None:
         assert e.value.code == "NoSuchUpload"
 
 
-async def test_list_uploads(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_list_uploads(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         made = []
         for key in ["b", "a/2", "a/1", "b", "c"]:

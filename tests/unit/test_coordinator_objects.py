@@ -61,8 +61,8 @@ async def fetch(h: Harness, key: str, **kw: Any) -> DownloadResponse:
     return await h.client.send(routes.DOWNLOAD, DownloadRequest(bucket="photos", key=key, **kw))
 
 
-async def test_begin_places_first_segment(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_begin_places_first_segment(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         begun = await h.begin("photos", "a", MiB)
         p = begun.placement
@@ -86,8 +86,8 @@ async def test_begin_places_first_segment(tmp_path: Path) -> None:
         assert len({open_signed(a.order, Order).serial for a in p.pieces}) == 5
 
 
-async def test_multi_segment_object_round_trip(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_multi_segment_object_round_trip(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         sizes = [MiB, MiB, 1000]
         info = await h.upload("photos", "big", sizes, etag="abc")
@@ -129,8 +129,8 @@ async def test_multi_segment_object_round_trip(tmp_path: Path) -> None:
         assert bad.value.code == "InvalidArgument"
 
 
-async def test_offline_nodes_are_listed_last(tmp_path: Path) -> None:
-    async with running(tmp_path, offline_after=10.0) as h:
+async def test_offline_nodes_are_listed_last(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url, offline_after=10.0) as h:
         await setup(h)
         await h.upload("photos", "x", [1000])
         h.clock.advance(20)  # everyone offline; one node comes back
@@ -142,8 +142,8 @@ async def test_offline_nodes_are_listed_last(tmp_path: Path) -> None:
         assert len(seg.pieces) == 5  # six nodes, one spare
 
 
-async def test_object_is_invisible_until_commit(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_object_is_invisible_until_commit(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         begun = await h.begin("photos", "pending", MiB)
         commit = h.store(begun.placement, MiB)
@@ -253,8 +253,10 @@ def forged(h: Harness, commit: SegmentCommit, how: str) -> SegmentCommit:
         ("piece size", BadRequest),
     ],
 )
-async def test_bad_segments_are_refused(tmp_path: Path, how: str, error: type[Exception]) -> None:
-    async with running(tmp_path) as h:
+async def test_bad_segments_are_refused(
+    database_url: str, tmp_path: Path, how: str, error: type[Exception]
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         begun = await h.begin("photos", "k", MiB)
         bad = forged(h, h.store(begun.placement, MiB), how)
@@ -279,8 +281,8 @@ async def test_bad_segments_are_refused(tmp_path: Path, how: str, error: type[Ex
             await head(h, "k")
 
 
-async def test_commit_checks_segments_and_size(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_commit_checks_segments_and_size(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         begun = await h.begin("photos", "k", MiB)
         seg0 = h.store(begun.placement, MiB)
@@ -327,8 +329,10 @@ async def test_commit_checks_segments_and_size(tmp_path: Path) -> None:
             )
 
 
-async def test_recommitted_segment_replaces_the_earlier_one(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_recommitted_segment_replaces_the_earlier_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         begun = await h.begin("photos", "k", 1000)
         first = h.store(begun.placement, 1000)
@@ -361,8 +365,8 @@ async def test_recommitted_segment_replaces_the_earlier_one(tmp_path: Path) -> N
         assert got.root_piece_id == second.root_piece_id
 
 
-async def test_overwrite_is_atomic(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_overwrite_is_atomic(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         old = await h.upload("photos", "doc", [MiB, 500])
         old_segments = (await fetch(h, "doc")).segments
@@ -404,8 +408,8 @@ async def test_overwrite_is_atomic(tmp_path: Path) -> None:
         assert e.value.code == "NoSuchVersion"
 
 
-async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_put_inline_and_empty_objects(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         data = b"c" * 116  # ciphertext of 100 bytes
 
@@ -495,8 +499,8 @@ async def test_put_inline_and_empty_objects(tmp_path: Path) -> None:
         }
 
 
-async def test_delete_object(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_delete_object(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         info = await h.upload("photos", "gone", [1000])
         seg = (await fetch(h, "gone")).segments[0]
@@ -521,8 +525,8 @@ async def test_delete_object(tmp_path: Path) -> None:
         assert await head(h, "kept") == kept
 
 
-async def test_not_enough_nodes_is_unavailable(tmp_path: Path) -> None:
-    async with running(tmp_path, scheme="8/10/12/14") as h:
+async def test_not_enough_nodes_is_unavailable(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url, scheme="8/10/12/14") as h:
         await setup(h)  # six nodes, the scheme needs 14
         with pytest.raises(Unavailable, match="needs 14 nodes"):
             await h.begin("photos", "k", MiB)
@@ -536,8 +540,8 @@ async def test_not_enough_nodes_is_unavailable(tmp_path: Path) -> None:
             await h.begin("photos", "k", MiB)
 
 
-async def test_expired_uploads_are_dropped(tmp_path: Path) -> None:
-    async with running(tmp_path, pending_upload_ttl=60.0) as h:
+async def test_expired_uploads_are_dropped(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url, pending_upload_ttl=60.0) as h:
         await setup(h)
         begun = await h.begin("photos", "k", 1000)
         seg = h.store(begun.placement, 1000)
@@ -568,9 +572,9 @@ async def test_expired_uploads_are_dropped(tmp_path: Path) -> None:
     ],
 )  # fmt: skip
 async def test_listings_refuse_bad_parameters(
-    tmp_path: Path, path: str, request_: object, response: type, fault: str
+    database_url: str, tmp_path: Path, path: str, request_: object, response: type, fault: str
 ) -> None:
-    async with running(tmp_path) as h:
+    async with running(tmp_path, database_url=database_url) as h:
         await setup(h)
         with pytest.raises(BadRequest, match=fault) as e:
             await h.client.call(path, request_, response)

@@ -21,8 +21,8 @@ from skymesh.wire.signing import Signed, open_signed, sign
 from tests.unit.test_coordinator_support import FakeNode, running
 
 
-async def test_identity_and_health(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_identity_and_health(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         peer = await h.client.send(routes.IDENTITY, None)
         assert peer.role == "coordinator"
         assert peer.id == h.service.identity.id
@@ -30,8 +30,10 @@ async def test_identity_and_health(tmp_path: Path) -> None:
         assert await h.client.request("GET", "/healthz", dict) == {"status": "ok"}
 
 
-async def test_join_heartbeat_and_offline(tmp_path: Path) -> None:
-    async with running(tmp_path, offline_after=10.0, heartbeat_interval=3.0) as h:
+async def test_join_heartbeat_and_offline(database_url: str, tmp_path: Path) -> None:
+    async with running(
+        tmp_path, database_url=database_url, offline_after=10.0, heartbeat_interval=3.0
+    ) as h:
         node = FakeNode(region="eu", operator="acme", capacity=1000, used=10)
         joined = await h.join(node)
         assert joined == JoinResponse(
@@ -62,8 +64,8 @@ async def test_join_heartbeat_and_offline(tmp_path: Path) -> None:
         assert status.last_seen == h.clock.now
 
 
-async def test_rejoin_updates_the_node(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_rejoin_updates_the_node(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         node = FakeNode(region="eu", operator="acme")
         await h.join(node)
         h.clock.advance(5)
@@ -78,15 +80,15 @@ async def test_rejoin_updates_the_node(tmp_path: Path) -> None:
         assert status.joined_at == status.last_seen - 5
 
 
-async def test_unknown_node_heartbeat_asks_to_join(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_unknown_node_heartbeat_asks_to_join(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         stranger = FakeNode(region="eu", operator="x")
         beat = await h.client.send(routes.HEARTBEAT, stranger.heartbeat_request(h.clock.now))
         assert not beat.known
 
 
-async def test_forged_and_stale_joins_are_refused(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_forged_and_stale_joins_are_refused(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         victim = FakeNode(region="eu", operator="a")
         forger = Identity.generate()
         info = NodeInfo(
@@ -132,8 +134,8 @@ async def test_forged_and_stale_joins_are_refused(tmp_path: Path) -> None:
         assert status.capacity_bytes == victim.capacity
 
 
-async def test_admin_api(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_admin_api(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         with pytest.raises(Unauthorized):  # a project key is not the admin token
             await h.client.send(routes.LIST_NODES, None)
         nobody = RpcClient(h.service.url, h.session)

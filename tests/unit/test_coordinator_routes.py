@@ -23,8 +23,10 @@ def declared() -> set[tuple[str, str]]:
     return own | scoped
 
 
-async def test_coordinator_mounts_every_declared_route_and_nothing_else(tmp_path: Path) -> None:
-    async with running(tmp_path, with_project=False) as h:
+async def test_coordinator_mounts_every_declared_route_and_nothing_else(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with running(tmp_path, database_url=database_url, with_project=False) as h:
         mounted = h.service.table.mounted
         assert len(mounted) == len(set(mounted)), "a route mounted twice"
         assert set(mounted) == declared()
@@ -37,8 +39,8 @@ async def test_coordinator_mounts_every_declared_route_and_nothing_else(tmp_path
         assert served == declared()
 
 
-async def test_caller_is_checked_before_the_body(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_caller_is_checked_before_the_body(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         nobody = RpcClient(h.service.url, h.session)
         # a project route without a key: 401 even though the body is garbage
         async with h.session.post(h.service.url + routes.GET_BUCKET.path, data=b"{") as resp:
@@ -69,8 +71,8 @@ def test_every_route_is_named_in_the_spec() -> None:
     assert not {p for p in unknown if not p[1].startswith(routes.SCOPE_PREFIX)}, unknown
 
 
-async def test_send_fills_path_parameters(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_send_fills_path_parameters(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         routing = await h.admin.send(
             routes.GET_ROUTING, None, params={"project": h.project.project_id}
         )

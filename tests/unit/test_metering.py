@@ -78,8 +78,10 @@ def used(signed: Signed, prompt: int, completion: int, complete: bool = True) ->
     )
 
 
-async def test_an_order_counts_once_at_the_price_signed_into_it(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_an_order_counts_once_at_the_price_signed_into_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         node = await compute_node(h, "eu-west")
         signed = await order(h.client, node)
         opened = msgspec.msgpack.decode(signed.body, type=InferenceOrder)
@@ -98,8 +100,10 @@ async def test_an_order_counts_once_at_the_price_signed_into_it(tmp_path: Path) 
         assert h.service.inference.meter.recorded == 1
 
 
-async def test_forged_foreign_and_implausible_reports_are_refused(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_forged_foreign_and_implausible_reports_are_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         node = await compute_node(h, "eu-west")
         signed = await order(h.client, node)
         real = msgspec.msgpack.decode(signed.body, type=InferenceOrder)
@@ -135,8 +139,10 @@ async def test_forged_foreign_and_implausible_reports_are_refused(tmp_path: Path
             await report(RpcClient(h.service.url, h.session, {}), used(signed, 1, 1))
 
 
-async def test_usage_groups_filters_and_is_private_to_each_project(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_usage_groups_filters_and_is_private_to_each_project(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         west = await compute_node(h, "eu-west", CHAT, EMBED)
         east = await compute_node(h, "us-east", CHAT)
         beta = await h.new_project("beta")
@@ -190,9 +196,9 @@ async def test_usage_groups_filters_and_is_private_to_each_project(tmp_path: Pat
             await usage(h.admin, "project=gamma")
 
 
-async def test_record_is_callable_in_process(tmp_path: Path) -> None:
+async def test_record_is_callable_in_process(database_url: str, tmp_path: Path) -> None:
     """The function other coordinator code calls to meter (no HTTP hop)."""
-    async with running(tmp_path) as h:
+    async with running(tmp_path, database_url=database_url) as h:
         node = await compute_node(h, "eu-west")
         signed = await order(h.client, node)
         assert await h.service.inference.meter.record([used(signed, 5, 6)]) == UsageRecorded(1, 0)
@@ -219,8 +225,8 @@ async def test_record_is_callable_in_process(tmp_path: Path) -> None:
         assert row.requests == 2 and row.cost == pytest.approx(0.25 + (5 * 1.0 + 6 * 2.0) / 1e6)
 
 
-async def test_project_routing_weights_set_show_reset(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_project_routing_weights_set_show_reset(database_url: str, tmp_path: Path) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         path = "/v1/admin/projects/alpha/routing"
         mine = await h.client.send(routes.OWN_ROUTING, None)
         assert (mine.latency, mine.price, mine.carbon, mine.custom) == (1.0, 1.0, 0.01, False)
@@ -256,9 +262,10 @@ async def test_project_routing_weights_set_show_reset(tmp_path: Path) -> None:
 
 
 async def test_the_gateway_reporter_sends_in_the_background_and_splits_a_refused_batch(
+    database_url: str,
     tmp_path: Path,
 ) -> None:
-    async with running(tmp_path) as h:
+    async with running(tmp_path, database_url=database_url) as h:
         node = await compute_node(h, "eu-west")
         reporter = UsageReporter(backoff=0.001)
         orders = [await order(h.client, node) for _ in range(3)]

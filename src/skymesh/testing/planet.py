@@ -60,9 +60,8 @@ class PlanetConfig:
 
     node_count: int = 12
     # coordinators over one database: a SQLite file under the planet's root (WAL works
-    # across engines) unless database_url names one; nodes trust every coordinator key
+    # across engines) unless database_url names one; nodes follow the key set
     coordinators: int = 1
-    database_url: str = ""
     regions: Sequence[str] = DEFAULT_REGIONS  # node i is in regions[i % len(regions)]
     heartbeat_interval: float = 0.5  # nodes count as offline after four missed
     node_capacity: int = 10 * 1024**3
@@ -72,6 +71,9 @@ class PlanetConfig:
     node_overrides: Mapping[str, Any] = field(default_factory=dict)  # every node
     compute_overrides: Mapping[str, Any] = field(default_factory=dict)  # compute nodes
     fault_hooks: bool = True  # nodes store through FaultyStore; benchmarks measure DiskPieceStore
+    # the coordinators' metadata database; "" is SQLite (in the coordinator's folder, or
+    # shared under the root by several)
+    database_url: str = ""
 
 
 class Planet:

@@ -2,7 +2,13 @@
 
 Every transaction is a plain function over a SQLAlchemy ``Connection``
 (``def txn(conn) -> result``) that :meth:`Database.read` or :meth:`Database.write`
-runs as a whole:
+runs as a whole. **A transaction function may run more than once** (see retries
+below), so it must be a pure function of the connection: it reads and writes only
+through ``conn`` and returns its result. It must not change anything outside (append
+to a list it closes over, fill a cache, bump a counter, send a request); do that
+with the returned value after ``await db.write(...)``. Logging is fine.
+
+Engines:
 
 - SQLite (the embedded default) runs in-process with the stdlib driver, so each
   transaction runs whole on a small pool of database threads: one hop off the
@@ -11,12 +17,24 @@ runs as a whole:
   the writer; foreign keys are on; there is a busy timeout for other processes.
   SQLite has one writer at a time: writers queue on an ``asyncio.Lock`` and
   take the write lock up front (``BEGIN IMMEDIATE``), so a transaction that
-  reads then writes never fails half way with "database is locked". Each
-  database thread keeps its own two connections (one for reads, one for
-  writes) for its whole life, so no transaction pays for a pool checkout.
-- A URL with an asyncio driver (``postgresql+asyncpg://``) gets SQLAlchemy's
-  asyncio engine, and the same function runs through ``AsyncConnection.run_sync``.
-  A sync server driver (``postgresql://``, psycopg) runs on the threads like SQLite.
+  reads then writes never fails half way with "database is locked".
+- PostgreSQL (``postgresql://``: psycopg 3, the default, on the same threads;
+  ``postgresql+asyncpg://`` through SQLAlchemy's asyncio engine) runs writers
+  concurrently, possibly from several coordinators. To keep SQLite's meaning (as if
+  writers ran one at a time), writes run at SERIALIZABLE isolation, and reads in a
+  REPEATABLE READ READ ONLY snapshot. PostgreSQL aborts a write that would break
+  serializability (SQLSTATE 40001) or deadlocks (40P01); :meth:`Database.write` then
+  runs the whole function again, up to ``retry.MAX_ATTEMPTS`` times with jittered
+  backoff, and raises :class:`~skymesh.errors.Unavailable` when it keeps conflicting.
+
+Each database thread keeps its own two connections (one for reads, one for writes),
+so no transaction pays for a pool checkout. A connection found dead (a killed
+server, a failover) is dropped and the next transaction on that thread opens a
+fresh one. A read that failed on a lost connection is run once more on a fresh
+one. A write is run once more only when it failed before COMMIT was sent (it
+cannot have committed); a connection lost during COMMIT leaves the outcome unknown
+and raises ``Unavailable`` ("metadata database unavailable: ..."), which callers
+see as a retryable 503, as they do when the second try fails too.
 
 Migrations (Alembic, in ``migrations/``) run at every start; on an up-to-date
 database they do nothing.
@@ -37,6 +55,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 
+from skymesh.coordinator.db import retry
+from skymesh.coordinator.db.url import parse as parse_url
+from skymesh.errors import Unavailable
 from skymesh.private import make_dirs
 
 if TYPE_CHECKING:
@@ -47,6 +68,8 @@ DB_FILE = "coordinator.db"
 BUSY_TIMEOUT_MS = 10_000
 DB_THREADS = 4
 _IMMEDIATE = "skymesh_immediate"
+#: PostgreSQL advisory lock key that migrations hold (any constant no other user takes)
+MIGRATION_LOCK = 0x736B796D657368  # "skymesh"
 
 T = TypeVar("T")
 #: A transaction body: runs with an open connection inside BEGIN ... COMMIT.
@@ -98,10 +121,9 @@ class Database:
     """An engine, and :meth:`read` / :meth:`write` to run transactions on it."""
 
     def __init__(self, url: str) -> None:
-        parsed = sa.engine.make_url(url)
+        parsed = parse_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
-            parsed = parsed.set(drivername="sqlite")  # the stdlib driver, on our threads
             path = parsed.database
             if path and path != ":memory:":
                 make_dirs(Path(path).parent)
@@ -111,7 +133,7 @@ class Database:
             # asyncio drivers (asyncpg) bring along.
             from sqlalchemy.ext.asyncio import create_async_engine
 
-            self._async = create_async_engine(parsed)
+            self._async = create_async_engine(parsed, pool_size=2 * DB_THREADS + 1)
             self.engine = self._async.sync_engine
         else:
             connect_args = {"check_same_thread": False} if self.is_sqlite else {}
@@ -120,41 +142,92 @@ class Database:
             )
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+            self._read_options: dict[str, Any] = {}
+            self._write_options: dict[str, Any] = {_IMMEDIATE: True}
+        else:
+            self._read_options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+            self._write_options = {"isolation_level": "SERIALIZABLE"}
         self.url = parsed.render_as_string(hide_password=True)
-        self._writer = self.engine.execution_options(**{_IMMEDIATE: True})
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._threads = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="db")
-        # each database thread's (reader, writer), by thread id; only that thread adds its own
-        self._held: dict[int, tuple[sa.Connection, sa.Connection]] = {}
+        # each database thread's (generation, reader, writer), by thread id; only that
+        # thread adds or drops its own
+        self._held: dict[int, tuple[int, sa.Connection, sa.Connection]] = {}
+        # bumped when a connection is found dead: the server restarted or failed over,
+        # so every thread's connections opened before are dead too
+        self._generation = 0
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Database:
         db = cls(url)
         if migrate:
             try:
-                await db.write(upgrade)
+                await db.migrate()
             except BaseException:
                 await db.close()
                 raise
         return db
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest revision (a no-op when it is there)."""
-        await self.write(upgrade)
+        """Bring the schema to the newest revision (a no-op when it is there).
+
+        On PostgreSQL, coordinators starting together over one database take turns: each
+        migrates under a transaction-scoped advisory lock, at READ COMMITTED so that
+        after the wait it reads the revision the one before it left.
+        """
+        if self.is_sqlite:
+            await self.write(upgrade)
+        elif self._async is not None:
+            async with self._async.begin() as conn:
+                await conn.run_sync(_locked_upgrade)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._threads, self._migrate_pg)
+
+    def _migrate_pg(self) -> None:
+        with self.engine.connect() as conn, conn.begin():
+            _locked_upgrade(conn)
 
     async def read(self, txn: Txn[T]) -> T:
         """Run ``txn`` in a read-only snapshot (rolled back at the end)."""
+        try:
+            return await self._read_once(txn)
+        except retry.ConnectionLost:
+            pass
+        try:
+            return await self._read_once(txn)
+        except retry.ConnectionLost as e:
+            raise _unavailable(e) from e.__cause__
+
+    async def write(self, txn: Txn[T]) -> T:
+        """Run ``txn`` in a write transaction: committed if it returns, rolled back if it
+        raises; run again on a conflict or a connection lost before COMMIT."""
+        lost = False
+        for attempt in range(retry.MAX_ATTEMPTS):
+            try:
+                return await self._write_once(txn)
+            except retry.ConnectionLost as e:
+                if lost:
+                    raise _unavailable(e) from e.__cause__
+                lost = True
+            except sa.exc.DBAPIError as e:
+                if not retry.is_conflict(e):
+                    raise
+                if attempt + 1 == retry.MAX_ATTEMPTS:
+                    raise Unavailable(
+                        f"metadata database unavailable: still conflicting after {attempt + 1} tries"
+                    ) from e
+                await asyncio.sleep(retry.backoff(attempt))
+        raise AssertionError("unreachable")
+
+    async def _read_once(self, txn: Txn[T]) -> T:
         if self._async is not None:
-            async with self._async.connect() as conn:
-                return await conn.run_sync(txn)
+            return await self._run_async(txn, write=False)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._run_read, txn)
 
-    async def write(self, txn: Txn[T]) -> T:
-        """Run ``txn`` in a write transaction: committed if it returns, rolled back if it raises."""
+    async def _write_once(self, txn: Txn[T]) -> T:
         if self._async is not None:
-            async with self._async.begin() as conn:
-                return await conn.run_sync(txn)
+            return await self._run_async(txn, write=True)
         loop = asyncio.get_running_loop()
         if self._write_lock is None:
             return await loop.run_in_executor(self._threads, self._run_write, txn)
@@ -169,25 +242,110 @@ class Database:
                 raise
 
     def _connections(self) -> tuple[sa.Connection, sa.Connection]:
-        """This database thread's reader and writer, opened on its first transaction."""
+        """This database thread's reader and writer, opened on its first transaction
+        (and again after :meth:`_drop`)."""
         me = threading.get_ident()
         mine = self._held.get(me)
+        if mine is not None and mine[0] != self._generation:
+            self._drop(found_dead=False)
+            mine = None
         if mine is None:
-            mine = self._held[me] = (self.engine.connect(), self._writer.connect())
-        return mine
+            generation = self._generation
+            try:
+                reader = self.engine.connect().execution_options(**self._read_options)
+                writer = self.engine.connect().execution_options(**self._write_options)
+            except sa.exc.DBAPIError as e:
+                raise retry.ConnectionLost(str(e.orig)) from e
+            mine = self._held[me] = (generation, reader, writer)
+        return mine[1], mine[2]
+
+    def _drop(self, *, found_dead: bool = True) -> None:
+        """Close this thread's connections; the next transaction opens fresh ones. When
+        one was ``found_dead``, the other threads' connections are retired too."""
+        if found_dead:
+            self._generation += 1
+        mine = self._held.pop(threading.get_ident(), None)
+        for conn in mine[1:] if mine else ():
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _run_read(self, txn: Txn[T]) -> T:
         conn = self._connections()[0]
-        conn.begin()
         try:
-            return txn(conn)
-        finally:
-            conn.rollback()
+            conn.begin()
+            try:
+                return txn(conn)
+            finally:
+                conn.rollback()
+        except sa.exc.DBAPIError as e:
+            if retry.is_disconnect(e):
+                self._drop()
+                raise retry.ConnectionLost(str(e.orig)) from e
+            raise
 
     def _run_write(self, txn: Txn[T]) -> T:
         conn = self._connections()[1]
-        with conn.begin():
-            return txn(conn)
+        trans = conn.begin()
+        try:
+            result = txn(conn)
+        except sa.exc.DBAPIError as e:
+            self._abort(trans)
+            if retry.is_disconnect(e):
+                self._drop()
+                raise retry.ConnectionLost(str(e.orig)) from e
+            raise
+        except BaseException:
+            self._abort(trans)
+            raise
+        try:
+            trans.commit()
+        except sa.exc.DBAPIError as e:
+            self._abort(trans)
+            if retry.is_disconnect(e):
+                self._drop()
+                raise _unavailable(e) from e  # it may have committed: not ours to run again
+            raise
+        return result
+
+    def _abort(self, trans: sa.RootTransaction) -> None:
+        try:
+            trans.rollback()
+        except sa.exc.DBAPIError:
+            self._drop()
+
+    async def _run_async(self, txn: Txn[T], *, write: bool) -> T:
+        """One try of ``txn`` on the asyncio engine, failing as the threads' tries do."""
+        assert self._async is not None
+        conn = self._async.connect()
+        try:
+            await conn.start()
+        except sa.exc.DBAPIError as e:
+            raise retry.ConnectionLost(str(e.orig)) from e
+        try:
+            try:
+                await conn.execution_options(
+                    **(self._write_options if write else self._read_options)
+                )
+                trans = await conn.begin()
+                try:
+                    result = await conn.run_sync(txn)
+                finally:
+                    if not write:
+                        await trans.rollback()
+            except sa.exc.DBAPIError as e:
+                if retry.is_disconnect(e):
+                    raise retry.ConnectionLost(str(e.orig)) from e
+                raise
+            if write:
+                try:
+                    await trans.commit()
+                except sa.exc.DBAPIError as e:
+                    if retry.is_disconnect(e):
+                        raise _unavailable(e) from e
+                    raise
+            return result
+        finally:
+            await conn.close()
 
     async def close(self) -> None:
         if self._async is not None:
@@ -197,7 +355,18 @@ class Database:
         # Transactions still running finish first: a connection must not close under one.
         await asyncio.to_thread(self._threads.shutdown, wait=True, cancel_futures=True)
         held, self._held = self._held, {}
-        for conns in held.values():
+        for _generation, *conns in held.values():
             for conn in conns:
-                conn.close()
+                with contextlib.suppress(Exception):
+                    conn.close()
         self.engine.dispose()
+
+
+def _locked_upgrade(conn: sa.Connection) -> None:
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    upgrade(conn)
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return Unavailable(f"metadata database unavailable: {cause}")

@@ -59,15 +59,16 @@ async def list_objects(
         req.limit,
         {"prefix": req.prefix, "delimiter": req.delimiter, "start_after": req.start_after},
     )
-    walk: ListWalk[sa.Row] = ListWalk(
-        req.prefix, req.delimiter, req.start_after, min(req.limit, MAX_LIMIT)
-    )
 
-    def txn(conn: sa.Connection) -> None:
+    def txn(conn: sa.Connection) -> ListWalk[sa.Row]:
+        # the walk is made here, not outside: a transaction may run twice (db/engine.py)
+        walk: ListWalk[sa.Row] = ListWalk(
+            req.prefix, req.delimiter, req.start_after, min(req.limit, MAX_LIMIT)
+        )
         require_bucket(conn, project_id, req.bucket)
-        walk_bucket(conn, req.bucket, walk)
+        return walk_bucket(conn, req.bucket, walk)
 
-    await m.db.read(txn)
+    walk = await m.db.read(txn)
     return ListObjectsResponse(
         entries=[
             ObjectEntry(key=r.key, size=r.size, etag=r.etag, created_at=r.created_at)

@@ -1,0 +1,202 @@
+"""A real PostgreSQL server in a temporary folder, for tests and benchmarks.
+
+:class:`PostgresServer` runs Debian's server binaries (``apt-get install postgresql``):
+``initdb`` into a fresh folder, then ``postgres`` on a free port with its unix socket
+inside that folder, so it shares nothing with a cluster the machine may run. The
+server refuses to run as root: as root, both run as the ``postgres`` user the
+package creates, and the folder belongs to it. Settings trade durability for speed
+(no fsync); never point it at data that matters.
+
+Missing binaries raise :class:`PostgresMissing`: a test that needs PostgreSQL fails
+and says what to install, it does not skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+DEBIAN_PACKAGE = "postgresql"
+PG_ROOT = Path("/usr/lib/postgresql")
+SUPERUSER = "postgres"
+PR_SET_PDEATHSIG = 1
+START_TIMEOUT = 30.0
+#: Test speed over durability: a lost test database costs nothing.
+SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "200",
+}
+
+
+class PostgresMissing(RuntimeError):
+    """PostgreSQL's server binaries are not installed."""
+
+
+def find_bindir() -> Path:
+    """The folder of ``initdb`` and ``postgres``: ``pg_config --bindir``, else the newest
+    ``/usr/lib/postgresql/<version>/bin``."""
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, check=True
+            )
+            candidates.append(Path(out.stdout.strip()))
+    if PG_ROOT.is_dir():
+        versions = [p for p in PG_ROOT.iterdir() if p.name.isdigit()]
+        candidates += [p / "bin" for p in sorted(versions, key=lambda p: -int(p.name))]
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
+            return bindir
+    raise PostgresMissing(
+        "PostgreSQL server binaries (initdb, postgres) not found; "
+        f"install Debian's package: apt-get install {DEBIAN_PACKAGE}"
+    )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: an immediate shutdown (SIGQUIT) when the process that
+    started the server dies, so a killed test run leaves no server behind (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class PostgresServer:
+    """One PostgreSQL server: :meth:`start` it, :meth:`url` for a database on it,
+    :meth:`stop` it (immediately, as a crash would), :meth:`close` to remove it all."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, settings: Mapping[str, str] | None = None
+    ) -> None:
+        """``settings`` replace the test-speed ones (``SETTINGS``) of the same names: a
+        benchmark keeps ``fsync`` and ``synchronous_commit`` on, as production does."""
+        self.bindir = find_bindir()
+        self.settings = {**SETTINGS, **(settings or {})}
+        self.host = host
+        self.port = port or free_port(host)
+        self.root = Path(tempfile.mkdtemp(prefix="skymesh-pg-"))
+        self.data = self.root / "data"
+        self._proc: subprocess.Popen[bytes] | None = None
+        # As root, the server runs as the package's user and owns its folder.
+        self._as: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(SUPERUSER)
+            self._as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+        self._run([self.bindir / "initdb", "-D", self.data, "-U", SUPERUSER, "-A", "trust"])
+
+    def _run(self, argv: list[Any]) -> None:
+        done = subprocess.run(
+            [str(a) for a in argv], capture_output=True, env=self._env(), **self._as
+        )
+        if done.returncode:
+            raise RuntimeError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')}")
+
+    def _env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> PostgresServer:
+        """Start the server (again, after :meth:`stop`, on the same port and data) and
+        wait until it accepts connections."""
+        argv = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+        argv += [
+            "-c",
+            f"listen_addresses={self.host}",
+            "-c",
+            f"unix_socket_directories={self.root}",
+        ]
+        for name, value in self.settings.items():
+            argv += ["-c", f"{name}={value}"]
+        log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the child holds it
+        try:
+            self._proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+                start_new_session=True,  # a Ctrl-C in the test run is not the server's
+                preexec_fn=_die_with_parent,
+                **self._as,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                psycopg.connect(self.dsn("postgres"), connect_timeout=2).close()
+                return self
+            except psycopg.OperationalError:
+                if not self.running or time.monotonic() > deadline:
+                    self.stop()
+                    tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"PostgreSQL did not start:\n{tail}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Kill the server at once (an immediate shutdown: no checkpoint, as a crash)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        """Stop the server and remove its folder."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def dsn(self, dbname: str) -> str:
+        """A libpq connection string (for psycopg directly)."""
+        return f"host={self.host} port={self.port} user={SUPERUSER} dbname={dbname}"
+
+    def url(self, dbname: str = "postgres") -> str:
+        """A SQLAlchemy URL of database ``dbname`` (the default driver, psycopg 3)."""
+        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{dbname}"
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database ``name`` (a copy of ``template``, if given); returns its URL.
+        A template must have no open connections while it is copied."""
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(stmt)
+        return self.url(name)
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
