@@ -31,10 +31,14 @@ def _require_root() -> None:
         )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Control host (coordinator), gateway host, three region hosts of four nodes each,
-    and a client host; every role a real process bound to its host's address."""
+    """The highly available network (`Layout`): a database host each for the formation's
+    monitor and two servers, two control hosts (a coordinator each), two gateway hosts,
+    three region hosts of four nodes each, and a client host; every role a real process
+    bound to its host's address. One for the package: the static checks
+    (``test_hosts.py``) run first, then the chaos cases (``test_hosts_chaos.py``), each
+    of which leaves it whole for the next."""
     _require_root()
     remove_stale()  # what runs killed before their teardown left behind
     layout = Layout()
@@ -42,9 +46,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     net = HostNetwork(layout.hosts()).create()
     try:
         c = Cluster(net, layout, tmp_path_factory.mktemp("hosts"))
-        c.start()
-        print(f"\nhosts network {net.subnet} up in {time.monotonic() - started:.1f} s")
-        yield c
-        c.stop()
+        try:
+            c.start()
+            print(f"\nhosts network {net.subnet} up in {time.monotonic() - started:.1f} s")
+            yield c
+        finally:
+            c.stop()
     finally:
         net.close()

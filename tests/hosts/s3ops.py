@@ -8,6 +8,12 @@ the gateway, so every S3 call is made from here. Needs boto3 only.
 The endpoint and keys come from ``S3_ENDPOINT``, ``AWS_ACCESS_KEY_ID`` and
 ``AWS_SECRET_ACCESS_KEY``. Each prints one JSON summary line and exits 1 on a mismatch.
 
+``S3_ENDPOINT`` may name several gateways, separated by commas: requests go to the
+first until it cannot be reached (connection refused or timed out, or dropped before
+an answer), then to the next, and the request is sent again there. That is what an
+operator's load balancer in front of the gateways would do; boto3 itself knows one
+endpoint. The switches are counted in the summary.
+
 ``stream`` appends a line to RECORD per attempt *before* it is made and another once
 it is answered (each with its wall-clock time ``t``), so the record survives whatever
 happens to the process; an upload with no answer line was never acknowledged.
@@ -28,17 +34,54 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+)
 
 MiB = 1024 * 1024
 SIZES = (0, 100, 300_000, 2 * MiB + 500_000)  # empty, inline, one segment, several
 PART = 5 * MiB
 
 
+# a gateway that is gone: the request never reached it, or it died before answering
+UNREACHABLE = (EndpointConnectionError, ConnectionClosedError)
+
+
+class Failover:
+    """An S3 client over several endpoints: calls go to the current one, and move on to
+    the next (sending the call again) when it cannot be reached; see the docstring."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self.clients = [one_client(e) for e in endpoints]
+        self.current = 0
+        self.switches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        def call(**kwargs: Any) -> Any:
+            for attempt in range(len(self.clients)):
+                try:
+                    return getattr(self.clients[self.current], name)(**kwargs)
+                except UNREACHABLE:
+                    if attempt == len(self.clients) - 1:
+                        raise
+                    self.current = (self.current + 1) % len(self.clients)
+                    self.switches += 1
+            raise AssertionError("unreachable")
+
+        return call
+
+
 def client() -> Any:
+    return Failover(os.environ["S3_ENDPOINT"].split(","))
+
+
+def one_client(endpoint: str) -> Any:
     return boto3.client(
         "s3",
-        endpoint_url=os.environ["S3_ENDPOINT"],
+        endpoint_url=endpoint,
         region_name="us-east-1",
         config=Config(
             s3={"addressing_style": "path"},
@@ -117,7 +160,10 @@ def stream(bucket: str, record: Path) -> int:
         s3.create_bucket(Bucket=bucket)
     rng = random.Random(2)
     acked: dict[str, str] = {}
+    # failed uploads by kind: "5xx" (retryable: an SDK sends it again), "4xx" (blames
+    # the request: never right here), "connection" (no endpoint answered)
     counts = {"acked": 0, "failed": 0, "reads": 0, "read_errors": 0}
+    failed: dict[str, int] = {"5xx": 0, "4xx": 0, "connection": 0}
     with record.open("a") as out:
 
         def note(**entry: Any) -> None:
@@ -130,33 +176,44 @@ def stream(bucket: str, record: Path) -> int:
             if rng.random() < 0.3 and acked:
                 key = rng.choice(sorted(acked))
                 counts["reads"] += 1
+                kind = ""
                 try:
                     ok = digest(get(s3, bucket, key)) == acked[key]
-                    error = "" if ok else "wrong bytes"
+                    error, kind = ("", "") if ok else ("wrong bytes", "bytes")
                 except (ClientError, BotoCoreError) as e:
-                    error = str(e)
+                    error, kind = str(e), failure_kind(e)
                 if error:
                     counts["read_errors"] += 1
-                    note(op="read", key=key, error=error)
+                    note(op="read", key=key, kind=kind, error=error)
                 continue
             key = rng.choice(("ow-a", "ow-b")) if rng.random() < 0.15 else f"k{i:05d}"
             multipart = rng.random() < 0.1
-            data = rng.randbytes(PART + 200_000 if multipart else rng.choice(SIZES))
-            note(op="put", key=key, sha256=digest(data), size=len(data))
+            size = PART * rng.choice((1, 2)) + 200_000 if multipart else rng.choice(SIZES)
+            data = rng.randbytes(size)  # a multipart upload has 2 or 3 parts
+            note(op="put", key=key, sha256=digest(data), size=len(data), multipart=multipart)
             try:
                 if multipart:
                     put_multipart(s3, bucket, key, data)
                 else:
                     s3.put_object(Bucket=bucket, Key=key, Body=data)
             except (ClientError, BotoCoreError) as e:
+                kind = failure_kind(e)
                 counts["failed"] += 1
-                note(op="failed", key=key, error=str(e)[:300])
+                failed[kind] += 1
+                note(op="failed", key=key, kind=kind, error=str(e)[:300])
                 continue
             acked[key] = digest(data)
             counts["acked"] += 1
             note(op="acked", key=key)
-    print(json.dumps(counts))
+    print(json.dumps({**counts, "failed_by_kind": failed, "switches": s3.switches}))
     return 0
+
+
+def failure_kind(e: ClientError | BotoCoreError) -> str:
+    if isinstance(e, ClientError):
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        return "5xx" if status >= 500 else "4xx"
+    return "connection"
 
 
 def verify(bucket: str, record: Path) -> int:

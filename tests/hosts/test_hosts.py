@@ -2,8 +2,7 @@
 
 What this proves that the loopback tiers cannot: no role listens on, or calls,
 127.0.0.1 when it runs on a host of its own, and no role reads another's files.
-The chaos case (a region's host cut off the bridge under load) is the last test,
-and leaves the network whole.
+The chaos cases follow in ``test_hosts_chaos.py``, on the same network.
 """
 
 from __future__ import annotations
@@ -14,19 +13,14 @@ import json
 import os
 import random
 import re
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from skymesh.config import LOCAL_NETWORKS
-from tests.hosts.cluster import CLIENT, CONTROL, Cluster, clean_env
-from tests.process.netutil import find_tool, short_of_optimal
+from tests.hosts.cluster import CLIENT, CONTROL, Cluster
+from tests.process.netutil import find_tool
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 
@@ -34,21 +28,6 @@ S3OPS = str(Path(__file__).with_name("s3ops.py"))
 MiB = 1024 * 1024
 # How long the chaos test keeps a region's host off the bridge: a minute in CI.
 CUT_SECONDS = float(os.environ.get("SKYMESH_HOSTS_CUT_SECONDS", "60"))
-
-
-def _s3_env(c: Cluster, **extra: str) -> dict[str, str]:
-    """The S3 clients' environment on the client host: our keys only, no config files."""
-    return clean_env(
-        S3_ENDPOINT=c.endpoint,
-        AWS_ACCESS_KEY_ID=c.access_key,
-        AWS_SECRET_ACCESS_KEY=c.secret_key,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-        AWS_PAGER="",
-        **extra,
-    )
 
 
 def _listening(c: Cluster, host: str) -> list[tuple[str, int, int]]:
@@ -70,8 +49,9 @@ def test_every_role_listens_on_its_hosts_address_only(cluster: Cluster) -> None:
         address = cluster.net.address(role.host)
         assert sockets, f"{name} listens on nothing"
         assert {a for a, _, _ in sockets} == {address}, f"{name} listens on {sockets}"
-    for host in (CONTROL, CLIENT):  # nothing but our roles listens anywhere
-        pids = {r.proc.pid for r in cluster.roles.values() if r.proc is not None}
+    pids = {r.proc.pid for r in cluster.roles.values() if r.proc is not None}
+    for host in {*(r.host for r in cluster.roles.values()), CLIENT}:
+        # nothing but our roles listens on their hosts (the database has hosts of its own)
         assert {p for _, _, p in _listening(cluster, host)} <= pids
 
 
@@ -120,7 +100,7 @@ def _aws(c: Cluster, *args: str, timeout: float = 120) -> str:
     """The AWS CLI (Debian's v2) on the client host; its stdout, after asserting success."""
     exe = find_tool("aws", "awscli")
     out = c.net.run(
-        CLIENT, [exe, "--endpoint-url", c.endpoint, *args], env=_s3_env(c), timeout=timeout
+        CLIENT, [exe, "--endpoint-url", c.endpoint, *args], env=c.s3_env(), timeout=timeout
     )
     return out.stdout
 
@@ -149,109 +129,7 @@ def test_aws_cli_from_the_client_host(cluster: Cluster) -> None:
 def test_boto3_from_the_client_host(cluster: Cluster) -> None:
     """Every object shape, a multipart upload and a ranged read, byte-exact."""
     out = cluster.net.run(
-        CLIENT, [sys.executable, S3OPS, "roundtrip", "boto3"], env=_s3_env(cluster), check=False
+        CLIENT, [sys.executable, S3OPS, "roundtrip", "boto3"], env=cluster.s3_env(), check=False
     )
     assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
     assert json.loads(out.stdout)["objects"] >= 5
-
-
-# ---------------------------------------------------------------- chaos: a region cut off
-
-
-def _wait(what: str, check: Callable[[], object], timeout: float, poll: float = 1.0) -> float:
-    """Until ``check()`` returns a falsy problem; seconds taken. Fails showing the last one."""
-    started = time.monotonic()
-    while problem := check():
-        assert time.monotonic() - started < timeout, f"{what} after {timeout:.0f} s: {problem}"
-        time.sleep(poll)
-    return time.monotonic() - started
-
-
-def _not_clean(c: Cluster) -> object:
-    """What keeps `skymesh durability` from clean: lost segments, or any under optimal."""
-    report = c.durability()
-    if report["lost_total"]:
-        return f"{report['lost_total']} segments lost: {report['lost']}"
-    return short_of_optimal(report)
-
-
-def _entries(record: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in record.read_text().splitlines()]
-
-
-def _log_count(c: Cluster, name: str, text: str) -> int:
-    return c.roles[name].log.read_text(errors="replace").count(text)
-
-
-def _online(c: Cluster, names: list[str]) -> dict[str, bool]:
-    ids = {}
-    for node in c.nodes():
-        host = node["address"].removeprefix("http://")
-        ids[host] = bool(node["online"])
-    return {n: ids[c.roles[n].url.removeprefix("http://")] for n in names}
-
-
-def test_region_host_cut_off_under_load(cluster: Cluster) -> None:
-    """A region's host is unplugged from the bridge (link down, packets dropped without a
-    reset) for ``CUT_SECONDS`` while the client host uploads and reads; then plugged back.
-
-    Every acknowledged upload reads back byte-exact, reads never fail (k of a segment's
-    pieces are always outside the region), and `skymesh durability` comes back clean.
-    """
-    region = cluster.layout.regions[0]
-    names = cluster.node_names(region)
-    record = cluster.folder(CLIENT, "stream") / "record.jsonl"
-    record.parent.mkdir(parents=True)
-    log = open(record.with_suffix(".out"), "wb")  # noqa: SIM115 - closed below
-    stream = cluster.net.popen(
-        CLIENT,
-        [sys.executable, S3OPS, "stream", "stream", str(record)],
-        env=_s3_env(cluster),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        time.sleep(8)  # objects on every region before the cut
-        cut, cut_at = time.monotonic(), time.time()
-        cluster.net.link_down(region)
-        offline = _wait(
-            "cut-off nodes still online",
-            lambda: [n for n, on in _online(cluster, names).items() if on],
-            30,
-        )
-        time.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - cut)))
-        before = _not_clean(cluster)  # shown only: repair may have caught up by now
-        cluster.net.link_up(region)
-        back, back_at = time.monotonic(), time.time()
-        cluster.wait_online(timeout=60)
-        rejoined = time.monotonic() - back
-        time.sleep(3)  # uploads again on every region
-    finally:
-        stream.send_signal(signal.SIGTERM)
-        try:
-            stream.wait(200)
-        finally:
-            log.close()
-    summary = record.with_suffix(".out").read_text()
-    assert stream.returncode == 0, summary
-    counts = json.loads(summary.strip().splitlines()[-1])
-    out = cluster.net.run(
-        CLIENT,
-        [sys.executable, S3OPS, "verify", "stream", str(record)],
-        env=_s3_env(cluster),
-        check=False,
-    )
-    verified = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
-    assert out.returncode == 0, f"{out.stdout}\n{out.stderr}"
-    during = [e for e in _entries(record) if e["op"] == "acked" and cut_at < e["t"] < back_at]
-    retried = _log_count(cluster, "gateway", "retrying without")
-    repaired = _wait("durability not clean", lambda: _not_clean(cluster), timeout=90, poll=2)
-    print(
-        f"\n{region} cut off for {CUT_SECONDS:.0f} s: offline after {offline:.1f} s, back online"
-        f" {rejoined:.1f} s after the link; stream {counts}; durability clean"
-        f" {repaired:.1f} s later; {len(during)} uploads acknowledged during the cut; segment"
-        f" uploads the gateway retried without a node: {retried}; durability at the end of"
-        f" the cut: {before or 'clean'}"
-    )
-    assert len(during) >= 5, "too few uploads while the region was cut off to prove anything"
-    assert not verified["read_errors"], verified["read_errors"]

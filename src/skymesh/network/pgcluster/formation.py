@@ -53,6 +53,9 @@ class FormationSpec:
     ssl: bool = False  # True: --ssl-self-signed (encrypted, not authenticated)
     timeouts: FailoverTimeouts = field(default_factory=FailoverTimeouts)
     server_settings: Mapping[str, str] = field(default_factory=dict)
+    # host address -> the network namespace (``ip netns``) that holds it: an instance on
+    # such an address runs there, and so do the commands that reach it (needs root)
+    netns: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Formation:
             ["show", "uri", "--formation", "default", "--pgdata", str(self.monitor.pgdata)],
             self.env,
             self.monitor.log_path,
+            netns=self.monitor.netns,
         )
         return out.strip()
 
@@ -95,6 +99,7 @@ class Formation:
             ["show", "events", "--count", str(count), "--monitor", self.monitor_uri],
             self.env,
             self.monitor.log_path,
+            netns=self.monitor.netns,
         )
 
     def states(self) -> list[NodeState]:
@@ -102,6 +107,7 @@ class Formation:
             ["show", "state", "--json", "--monitor", self.monitor_uri],
             self.env,
             self.monitor.log_path,
+            netns=self.monitor.netns,
         )
         return [
             NodeState(

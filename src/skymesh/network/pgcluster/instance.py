@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from skymesh.network.pgcluster.proc import as_pg_user, die_with_parent, kill_tree
+from skymesh.network.pgcluster.proc import die_with_parent, kill_tree, pg_command
 
 # "machine": the host loses power: keeper, postmaster and backends die at once.
 # "postgres": only the postmaster crashes; its keeper restarts it (no failover).
@@ -29,25 +29,28 @@ class Instance:
     port: int
     env: Mapping[str, str]  # pg_autoctl finds its config through XDG_CONFIG_HOME
     log_path: Path
+    netns: str = ""  # the network namespace it runs in, a host of its own; "": ours
     proc: subprocess.Popen[bytes] | None = None
 
     def autoctl(self, *args: str, check: bool = True) -> str:
         """Run ``pg_autoctl ARGS --pgdata <ours>`` to completion; its output goes to our log."""
-        return run_autoctl([*args, "--pgdata", str(self.pgdata)], self.env, self.log_path, check)
+        args = (*args, "--pgdata", str(self.pgdata))
+        return run_autoctl(args, self.env, self.log_path, check, self.netns)
 
     def start(self) -> None:
         """``pg_autoctl run``: it starts postgres, restarts it when it dies, and follows
         the monitor's orders. Also what a rebooted machine would do."""
+        argv, user = pg_command(["pg_autoctl", "run", "--pgdata", str(self.pgdata)], self.netns)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                ["pg_autoctl", "run", "--pgdata", str(self.pgdata)],
+                argv,
                 env=dict(self.env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C meant for us does not reach it first
                 preexec_fn=die_with_parent,
-                **as_pg_user(),
+                **user,
             )
 
     def alive(self) -> bool:
@@ -84,15 +87,17 @@ class Instance:
 
 
 def run_autoctl(
-    args: Sequence[str], env: Mapping[str, str], log_path: Path, check: bool = True
+    args: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    check: bool = True,
+    netns: str = "",
 ) -> str:
-    """Run one ``pg_autoctl`` command as the server user; return its standard output."""
+    """Run one ``pg_autoctl`` command as the server user (in ``netns``, when named, as it
+    may have to reach addresses only there); return its standard output."""
+    argv, user = pg_command(["pg_autoctl", *args], netns)
     done = subprocess.run(
-        ["pg_autoctl", *args],
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        **as_pg_user(),
+        argv, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True, **user
     )
     with open(log_path, "ab") as log:
         log.write(b"$ pg_autoctl " + " ".join(args).encode() + b"\n" + done.stderr)

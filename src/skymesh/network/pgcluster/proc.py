@@ -16,6 +16,7 @@ import signal
 import socket
 import stat
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,23 @@ def as_pg_user() -> dict[str, Any]:
         return {}
     entry = pwd.getpwnam(PG_USER)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def pg_command(argv: Sequence[str], netns: str = "") -> tuple[list[str], dict[str, Any]]:
+    """``argv`` and the ``subprocess`` keyword arguments that run it as the server user,
+    inside the network namespace ``netns`` when one is named.
+
+    ``ip netns exec`` needs root, so there the switch to the server user happens inside
+    it, by ``setpriv`` (which, like ``ip netns exec``, execs in place: the child's pid
+    stays the program's). A change of user clears the parent-death signal that
+    ``die_with_parent`` set, so ``setpriv`` sets it again."""
+    if not netns:
+        return list(argv), as_pg_user()
+    prefix = ["ip", "netns", "exec", netns]
+    if os.geteuid() == 0:
+        prefix += ["setpriv", "--reuid", PG_USER, "--regid", PG_USER, "--clear-groups"]
+        prefix += ["--pdeathsig", "TERM", "--"]
+    return [*prefix, *argv], {}
 
 
 def give_to_pg_user(path: Path) -> None:

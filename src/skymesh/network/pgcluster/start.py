@@ -16,11 +16,11 @@ from pathlib import Path
 from skymesh.network.pgcluster.formation import Formation, FormationSpec, NodeState
 from skymesh.network.pgcluster.instance import Instance
 from skymesh.network.pgcluster.proc import (
-    as_pg_user,
     check_reachable,
     free_port,
     give_to_pg_user,
     pg_bin_dir,
+    pg_command,
 )
 from skymesh.network.pgcluster.settings import conf_lines
 
@@ -48,7 +48,11 @@ def start_formation(spec: FormationSpec) -> Formation:
     logs.mkdir(exist_ok=True)
 
     def instance(name: str, host: str) -> Instance:
-        return Instance(name, root / name, host, free_port(host), env, logs / f"{name}.log")
+        netns = spec.netns.get(host, "")
+        # an address in another namespace cannot be bound here; a port free on our
+        # loopback is as good there, and clear of the Unix socket of a server beside us
+        port = free_port("127.0.0.1" if netns else host)
+        return Instance(name, root / name, host, port, env, logs / f"{name}.log", netns)
 
     monitor = instance("monitor", spec.monitor_host)
     nodes = [instance(f"node{i + 1}", host) for i, host in enumerate(spec.node_hosts)]
@@ -128,18 +132,24 @@ def _append_auto_conf(inst: Instance, settings: dict[str, str]) -> None:
 
 
 def _psql(f: Formation, node: Instance, sql: str) -> None:
-    subprocess.run(
+    argv, user = pg_command(
         [
             str(pg_bin_dir() / "psql"),
             "-X", "-q", "-v", "ON_ERROR_STOP=1",
             "-h", node.host, "-p", str(node.port), "-U", "postgres", "-d", f.spec.database,
             "-c", sql,
         ],
-        env=dict(f.env),
-        check=True,
-        capture_output=True,
-        **as_pg_user(),
+        node.netns,
     )  # fmt: skip
+    subprocess.run(argv, env=dict(f.env), check=True, capture_output=True, **user)
+
+
+def _reload(f: Formation, node: Instance) -> None:
+    """Make a server reread its files by signal (``pg_ctl reload``), not over a connection:
+    a standby's copied pg_hba.conf lets ``postgres`` in only from 127.0.0.1 and the
+    primary's address, neither of which it has on a host of its own."""
+    argv, user = pg_command([str(pg_bin_dir() / "pg_ctl"), "reload", "-D", str(node.pgdata)])
+    subprocess.run(argv, env=dict(f.env), check=True, capture_output=True, **user)
 
 
 def _create_app_role(f: Formation) -> None:
@@ -154,4 +164,4 @@ def _create_app_role(f: Formation) -> None:
             with open(node.pgdata / "pg_hba.conf", "a") as hba:
                 for cidr in f.spec.client_cidrs:
                     hba.write(f'host "{db}" "{user}" {cidr} trust # skymesh coordinators\n')
-            _psql(f, node, "SELECT pg_reload_conf()")
+            _reload(f, node)
