@@ -35,7 +35,7 @@ from skymesh.coordinator.db.schema import (
 )
 from skymesh.coordinator.durability.repair import worker as repair
 from skymesh.coordinator.inference import keys as inference_keys
-from skymesh.errors import Conflict, NotFound, PreconditionFailed, SkymeshError
+from skymesh.errors import Conflict, Forbidden, NotFound, PreconditionFailed, SkymeshError
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.base import Empty
@@ -574,3 +574,23 @@ async def test_a_key_revoked_through_one_is_refused_by_the_other_at_once(
         assert first.revoked_at is not None and first == second
         with pytest.raises(NotFound):  # no cache of live keys: refused at once
             await b.client.send(routes.CHECK_INFERENCE_KEY, check)
+
+
+async def test_a_replaced_or_revoked_join_token_is_refused_by_the_other_coordinator(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Admission is checked against the operator's row as committed, not against a
+    coordinator's copy of the operators (up to its cache period old)."""
+    async with duo(tmp_path, database_url) as (a, b):
+        old = await a.admit("acme", "eu")
+        await b.join(FakeNode("eu", "acme"), join_token=old)  # b's copy now knows it
+        await a.admit("acme", "us")  # re-admitted through a: a new token replaces it
+        with pytest.raises(Forbidden) as replaced:
+            await b.join(FakeNode("eu", "acme"), join_token=old)
+        assert replaced.value.code == "JoinTokenReplaced"
+        new = await a.admit("acme", "us")
+        await b.join(FakeNode("us", "acme"), join_token=new)
+        await a.admin.send(routes.REVOKE_OPERATOR, None, params={"operator": "acme"})
+        with pytest.raises(Forbidden) as revoked:
+            await b.join(FakeNode("us", "acme"), join_token=new)
+        assert revoked.value.code == "OperatorRevoked"
