@@ -62,13 +62,13 @@ async def _refused(h: Harness, node: FakeNode, code: str, **overrides: object) -
     assert (await h.admin.send(routes.LIST_NODES, None)).nodes == before
 
 
-async def test_a_node_without_a_token_is_refused(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_a_node_without_a_token_is_refused(tmp_path: Path, database_url: str) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         await _refused(h, FakeNode(region="eu-west", operator="acme"), "JoinTokenRequired")
 
 
-async def test_forged_and_tampered_tokens_are_refused(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_forged_and_tampered_tokens_are_refused(tmp_path: Path, database_url: str) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         good = await _admit(h, "acme", ["eu-west"])
         claims = open_signed(decode_join_token(good), JoinToken)
         node = FakeNode(region="eu-west", operator="acme")
@@ -91,8 +91,9 @@ async def test_forged_and_tampered_tokens_are_refused(tmp_path: Path) -> None:
 
 async def test_an_expired_token_is_refused_but_admitted_nodes_keep_working(
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    async with running(tmp_path) as h:
+    async with running(tmp_path, database_url=database_url) as h:
         token = await _admit(h, "acme", ["eu-west"], expires_in=60)
         early = FakeNode(region="eu-west", operator="acme")
         await h.join(early, join_token=token)
@@ -109,8 +110,8 @@ async def test_an_expired_token_is_refused_but_admitted_nodes_keep_working(
         assert status.online and status.admitted and status.operator == "acme"
 
 
-async def test_a_replaced_token_admits_no_new_node(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_a_replaced_token_admits_no_new_node(tmp_path: Path, database_url: str) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         first = await _admit(h, "acme", ["eu-west"])
         old_node = FakeNode(region="eu-west", operator="acme")
         await h.join(old_node, join_token=first)
@@ -122,8 +123,8 @@ async def test_a_replaced_token_admits_no_new_node(tmp_path: Path) -> None:
         await h.join(FakeNode(region="eu-west", operator="acme"), join_token=second)
 
 
-async def test_a_revoked_operators_nodes_are_refused(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_a_revoked_operators_nodes_are_refused(tmp_path: Path, database_url: str) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         token = await _admit(h, "acme", ["eu-west"])
         member = FakeNode(region="eu-west", operator="acme")
         await h.join(member, join_token=token)
@@ -155,8 +156,10 @@ async def test_a_revoked_operators_nodes_are_refused(tmp_path: Path) -> None:
         assert (listed.name, listed.revoked_at, listed.nodes) == ("acme", revoked.revoked_at, 1)
 
 
-async def test_the_token_not_the_node_says_operator_and_region(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:
+async def test_the_token_not_the_node_says_operator_and_region(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
         token = await _admit(h, "acme", ["eu-west", "eu-central"])
         node = FakeNode(region="us-east", operator="acme")
         await _refused(h, node, "RegionNotAllowed", join_token=token)
@@ -214,8 +217,10 @@ async def test_addresses_are_checked_on_heartbeats_and_names_resolved(tmp_path: 
 # ---------------------------------------------------------------- stale nodes
 
 
-async def test_stale_unvetted_nodes_that_stored_nothing_expire(tmp_path: Path) -> None:
-    async with running(tmp_path, stale_node_after=3600.0) as h:
+async def test_stale_unvetted_nodes_that_stored_nothing_expire(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running(tmp_path, database_url=database_url, stale_node_after=3600.0) as h:
         nodes = await h.add_nodes(["eu-west", "us-east", "ap-south"], per_region=2)
         await h.create_bucket("bucket")
         await h.upload("bucket", "obj", [100_000])

@@ -143,8 +143,9 @@ async def _ordered(h: Harness, node: FakeNode, inside: str) -> None:
 
 async def test_only_nodes_of_operators_with_compute_admission_serve_compute(
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    async with running(tmp_path) as h:
+    async with running(tmp_path, database_url=database_url) as h:
         gpu = await _compute_node(h, "eu-west", "gpu-co", compute=True)
         disk = await _compute_node(h, "us-east", "disk-co", compute=False)
         await h.client.send(
@@ -168,8 +169,9 @@ async def test_only_nodes_of_operators_with_compute_admission_serve_compute(
 
 async def test_unvetted_nodes_serve_no_compute_until_their_audits_vet_them(
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    async with running(tmp_path, compute_vetting_audits=3) as h:
+    async with running(tmp_path, database_url=database_url, compute_vetting_audits=3) as h:
         node = await _compute_node(h, "eu-west", "gpu-co", compute=True)
         await h.client.send(
             routes.CREATE_BUCKET, CreateBucketRequest(name="in-eu", region="eu-west")
@@ -205,8 +207,9 @@ async def _report(
 
 async def test_a_spot_check_report_counts_only_with_two_real_orders_for_one_request(
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    async with running(tmp_path) as h:
+    async with running(tmp_path, database_url=database_url) as h:
         a = await _compute_node(h, "eu-west", "op-a", compute=True)
         b = await _compute_node(h, "eu-west", "op-b", compute=True)
         a2 = await _compute_node(h, "eu-west", "op-a", compute=True)

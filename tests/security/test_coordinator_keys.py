@@ -103,9 +103,10 @@ async def _open(tmp: Path, name: str, database_url: str) -> CoordinatorService:
 
 
 @contextlib.asynccontextmanager
-async def network(tmp_path: Path, *, with_b: bool = True) -> AsyncIterator[Network]:
+async def network(
+    tmp_path: Path, database_url: str, *, with_b: bool = True
+) -> AsyncIterator[Network]:
     """Coordinator A (and B) over one database; operator acme admitted (token by A)."""
-    database_url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     a = await _open(tmp_path, "a", database_url)
     net: Network | None = None
     try:
@@ -122,8 +123,10 @@ async def network(tmp_path: Path, *, with_b: bool = True) -> AsyncIterator[Netwo
         await a.stop()
 
 
-async def test_a_node_follows_keys_added_and_retired_without_a_restart(tmp_path: Path) -> None:
-    async with network(tmp_path, with_b=False) as net:
+async def test_a_node_follows_keys_added_and_retired_without_a_restart(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with network(tmp_path, database_url, with_b=False) as net:
         node = await net.node("n1", via=net.a)
         try:
             await node.link.step()
@@ -161,8 +164,8 @@ async def test_a_node_follows_keys_added_and_retired_without_a_restart(tmp_path:
             await node.stop()
 
 
-async def test_a_forged_key_statement_changes_nothing(tmp_path: Path) -> None:
-    async with network(tmp_path) as net:
+async def test_a_forged_key_statement_changes_nothing(tmp_path: Path, database_url: str) -> None:
+    async with network(tmp_path, database_url) as net:
         node = await net.node("n1", via=net.a)
         try:
             await node.link.step()
@@ -188,8 +191,10 @@ async def test_a_forged_key_statement_changes_nothing(tmp_path: Path) -> None:
             await node.stop()
 
 
-async def test_a_token_of_one_coordinator_admits_through_another(tmp_path: Path) -> None:
-    async with network(tmp_path) as net:
+async def test_a_token_of_one_coordinator_admits_through_another(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with network(tmp_path, database_url) as net:
         node = await net.node("n1", via=net.b)  # the token is A's; the node pins B
         try:
             await node.link.step()
@@ -202,8 +207,9 @@ async def test_a_token_of_one_coordinator_admits_through_another(tmp_path: Path)
 
 async def test_retirement_is_refused_for_the_last_key_and_a_retired_coordinator_stays_down(
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    async with network(tmp_path) as net:
+    async with network(tmp_path, database_url) as net:
         listed = await net.admin.coordinator_keys()
         assert [k.coordinator_id for k in listed.keys] == [net.a.identity.id, net.b.identity.id]
         assert listed.version == 2
@@ -224,8 +230,8 @@ async def test_retirement_is_refused_for_the_last_key_and_a_retired_coordinator_
         assert (await net.admin.coordinator_keys()).version == 4
 
 
-async def test_coordinator_keys_commands_list_and_retire(tmp_path: Path) -> None:
-    async with network(tmp_path) as net:
+async def test_coordinator_keys_commands_list_and_retire(tmp_path: Path, database_url: str) -> None:
+    async with network(tmp_path, database_url) as net:
         token_file = tmp_path / "admin-token"
         token_file.write_text(ADMIN_TOKEN + "\n")
         target = ["--coordinator", net.a.url, "--admin-token-file", str(token_file)]

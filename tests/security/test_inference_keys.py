@@ -28,7 +28,8 @@ from skymesh.config import Credential, GatewayConfig, write_credentials
 from skymesh.coordinator.db.schema import inference_keys
 from skymesh.errors import NotFound
 from skymesh.gateway.service import GatewayService
-from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
+from skymesh.testing.planet import Planet, PlanetThread
+from tests.conftest import ON_BOTH_ENGINES, planet_config
 
 openai = pytest.importorskip("openai")
 
@@ -36,9 +37,18 @@ T = TypeVar("T")
 TTL = 0.5  # the gateway's inference_key_ttl here: revocation shows within this long
 
 
+pytestmark = ON_BOTH_ENGINES  # keys are database rows: revoked through one, refused by all
+
+
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
-    config = PlanetConfig(node_count=4, gateway_overrides={"inference_key_ttl": TTL})
+def net(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    planet_engine: str,
+) -> Iterator[PlanetThread]:
+    config = planet_config(
+        request, planet_engine, node_count=4, gateway_overrides={"inference_key_ttl": TTL}
+    )
     thread = PlanetThread(Planet(tmp_path_factory.mktemp("keys"), config)).start()
     try:
         yield thread

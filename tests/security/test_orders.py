@@ -531,8 +531,9 @@ async def test_orders_of_another_kind_never_pass_for_each_other(pair: Pair) -> N
 
 async def test_the_coordinators_scoped_routes_take_only_its_own_batch_orders(
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    async with running(tmp_path) as h:
+    async with running(tmp_path, database_url=database_url) as h:
         me = h.service.identity
         node = Identity.generate().id
         now = time.time()

@@ -28,8 +28,10 @@ async def _refusal(client: RpcClient, query: str) -> tuple[type[Exception], int,
     return type(err), err.status, err.code, err.message
 
 
-async def test_foreign_and_unknown_projects_get_the_same_answer(tmp_path: Path) -> None:
-    async with running(tmp_path) as h:  # project "alpha"
+async def test_foreign_and_unknown_projects_get_the_same_answer(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:  # project "alpha"
         beta = await h.new_project("beta")
         await h.new_project("twin")
         await h.new_project("twin")  # a name two projects share

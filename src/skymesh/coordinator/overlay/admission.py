@@ -156,7 +156,8 @@ def admit_join(
     return op
 
 
-def _record(row: sa.Row) -> OperatorRecord:
+def operator_record(row: sa.Row) -> OperatorRecord:
+    """The record of an ``operators`` row."""
     values = row._asdict()
     values["regions"] = tuple(json.loads(values["regions"]))
     return OperatorRecord(**values)
@@ -189,7 +190,7 @@ class OperatorBook:
 
     def replace(self, rows: list[sa.Row]) -> None:
         """Take ``operators`` rows read by the registry's reload."""
-        self._ops = {r.name: _record(r) for r in rows}
+        self._ops = {r.name: operator_record(r) for r in rows}
 
     async def load(self) -> None:
         rows = await self.db.read(lambda conn: conn.execute(sa.select(operators)).all())
@@ -251,7 +252,7 @@ class OperatorBook:
                 conn.execute(operators.update().where(where).values(**values))
             return conn.execute(sa.select(operators).where(where)).one()
 
-        op = _record(await self.db.write(txn))
+        op = operator_record(await self.db.write(txn))
         self._ops[op.name] = op
         return op, encode_join_token(sign(self.identity, token))
 
@@ -271,6 +272,6 @@ class OperatorBook:
                 raise NotFound(f"no operator {name!r}", code="NoSuchOperator")
             return row
 
-        op = _record(await self.db.write(txn))
+        op = operator_record(await self.db.write(txn))
         self._ops[op.name] = op
         return op

@@ -34,7 +34,7 @@ from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import garbage_pieces, node_reputation, nodes, operators, pieces
 from skymesh.coordinator.keyring import Keyring
 from skymesh.coordinator.overlay.addresses import NodeNetworks, parse_node_address
-from skymesh.coordinator.overlay.admission import OperatorBook, admit_join
+from skymesh.coordinator.overlay.admission import OperatorBook, admit_join, operator_record
 from skymesh.coordinator.overlay.compute_reputation import ComputeStanding
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import Reputation, ReputationBook, suspended
@@ -342,13 +342,8 @@ class Registry:
             # a genuine token this copy does not know: another replica may have issued it
             await self.load()
         known = (await self.lookup([info.node_id])).get(info.node_id)
-        op = admit_join(
-            token,
-            None if known is None else known.operator,
-            info.region,
-            self.operators.operators,
-            now,
-        )
+        known_operator = None if known is None else known.operator
+        op = admit_join(token, known_operator, info.region, self.operators.operators, now)
         await self._check_address(info.node_id, info.address)
         values = {
             "address": info.address,
@@ -361,6 +356,15 @@ class Registry:
         }
 
         def txn(conn: sa.Connection) -> sa.Row:
+            # Admission again, on the operator's row as committed: the copy checked above
+            # may be up to cache_ttl old (the token replaced, or the operator revoked,
+            # through another coordinator), and within this transaction a racing
+            # re-admission or revocation comes wholly before the join or after it.
+            row = conn.execute(
+                sa.select(operators).where(operators.c.name == op.name)
+            ).one_or_none()
+            book = {} if row is None else {op.name: operator_record(row)}
+            admit_join(token, known_operator, info.region, book, now)
             updated = conn.execute(_UPDATE_JOIN, {"b_node_id": info.node_id, **values})
             if updated.rowcount == 0:
                 conn.execute(
@@ -373,7 +377,11 @@ class Registry:
                 )
             return conn.execute(sa.select(nodes).where(nodes.c.node_id == info.node_id)).one()
 
-        row = await self.db.write(txn)
+        try:
+            row = await self.db.write(txn)
+        except Forbidden:
+            await self.load()  # the copy was stale: take the operators as they are now
+            raise
         self._nodes[info.node_id] = self._record(row)
         self._membership += 1
         return JoinResponse(
