@@ -1,10 +1,12 @@
-"""A read that outlives a coordinator outage: the object's later segments are asked
-for while its body already streams, so the client waits the outage out rather than
-cutting the body short (an S3 client would see fewer bytes than Content-Length)."""
+"""The network across an outage of its only coordinator: a read in progress waits it
+out (the object's later segments are asked for while its body already streams: a
+failure would cut the body short), and nodes count as online again within a
+heartbeat of its return (their retries are not left to a grown backoff)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -62,3 +64,22 @@ def test_a_read_waits_out_the_coordinator_being_down_mid_stream(
             return bytes(out)
 
     assert small_segments.run(scenario(), timeout=120) == data
+
+
+def test_nodes_are_back_online_within_a_heartbeat_of_the_coordinator(
+    small_segments: PlanetThread,
+) -> None:
+    planet = small_segments.planet
+    beat = planet.config.heartbeat_interval
+
+    async def scenario() -> float:
+        await planet.stop_coordinator(0, crash=True)
+        await asyncio.sleep(16 * beat)  # long enough for a doubling backoff to reach 4 s
+        await planet.start_coordinator(0)
+        started = time.monotonic()
+        await planet.wait_online(planet.config.node_count)
+        return time.monotonic() - started
+
+    back = small_segments.run(scenario(), timeout=120)
+    # a heartbeat's interval, and the sweep until the coordinator counts them
+    assert back < 4 * beat, f"nodes online again {back:.1f} s after the coordinator"
