@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 
@@ -64,6 +65,7 @@ from skymesh.wire.metainfo import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 METADATA_ATTEMPTS = 3  # update_object_meta retries when the object is overwritten meanwhile
 
@@ -97,6 +99,29 @@ def s3_version_id(info: ObjectInfo | DeleteObjectResponse) -> str:
 class StoredObject:
     info: ObjectInfo
     meta: ObjectMeta
+
+
+#: A later batch of an object's segments is asked for while its body already streams
+#: to the reader: a failure then cuts the body short. So the coordinators being
+#: unreachable (every one restarting, or the database failing over) is waited out
+#: this long, in growing steps, before the read fails.
+MID_STREAM_WAIT = 30.0
+
+
+async def _mid_stream(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """``call()``, retried while it raises :class:`~skymesh.errors.Unavailable`, for
+    ``MID_STREAM_WAIT`` seconds at most."""
+    deadline = time.monotonic() + MID_STREAM_WAIT
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except errors.Unavailable as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.info("segments of %s, mid-read: %s; asking again in %.1f s", what, e, delay)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)
 
 
 class ObjectHandle:
@@ -407,17 +432,17 @@ class Client:
         self.access.check_object(meta)  # the version being read, before any byte
 
         async def fetch(number: int | None, offset: int | None) -> list[SegmentDownload]:
-            more = await self.metainfo.download(
-                DownloadRequest(
-                    bucket=bucket,
-                    key=key,
-                    version_id=info.version_id,
-                    first_segment=number or 0,
-                    plain_offset=offset,
-                    segment_limit=SEGMENTS_PER_CALL,
-                )
+            req = DownloadRequest(
+                bucket=bucket,
+                key=key,
+                version_id=info.version_id,
+                first_segment=number or 0,
+                plain_offset=offset,
+                segment_limit=SEGMENTS_PER_CALL,
             )
-            return more.segments
+            return (
+                await _mid_stream(lambda: self.metainfo.download(req), f"{bucket}/{key}")
+            ).segments
 
         source = SegmentSource(fetch, resp.segments, info.segment_count)
         return ObjectHandle(self, StoredObject(info, meta), data_key, source)

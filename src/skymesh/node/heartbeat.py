@@ -183,12 +183,18 @@ class CoordinatorLink:
             if self.outage_since is None:
                 self.outage_since = self._clock()
                 log.warning(
-                    "lost the coordinator: %s; still serving pieces, retrying with backoff",
+                    "lost the coordinator: %s; still serving pieces, retrying every heartbeat",
                     message,
                 )
         elif message != self.last_error:
             log.warning("coordinator %s refused this node: %s %s", self.url, err.code, message)
         self.last_error = message
+        if outage:
+            # No coordinator answers (all restarting, or their database failing over):
+            # keep trying at the heartbeat rate, the load they take anyway, so the node
+            # counts as online again within a heartbeat of their return instead of
+            # after a backoff grown through the outage (placements lack it meanwhile).
+            return min(self.backoff(), max(self.interval, BACKOFF_BASE))
         return self.backoff()
 
     def _recovered(self) -> None:
