@@ -502,9 +502,10 @@ def _project_target(
     if not creds:
         typer.secho(f"error: no credentials in {cred_path}: pass --credentials", fg="red", err=True)
         raise typer.Exit(2)
-    gateway = _load(GatewayConfig, root / "gateway" / "config.toml")
-    url = coordinator or ",".join(gateway.coordinators)  # RpcClient takes "url,url"
-    return url, creds[0]
+    if coordinator:
+        return coordinator, creds[0]
+    gateway = _load(GatewayConfig, root / "gateway" / "config.toml")  # only without --coordinator
+    return ",".join(gateway.coordinators), creds[0]  # RpcClient takes "url,url"
 
 
 # ---------------------------------------------------------------- usage and routing weights
