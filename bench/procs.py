@@ -8,24 +8,19 @@ if the benchmark itself is killed with SIGKILL, which no ``finally`` can catch).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+from skymesh.children import die_with_parent
+
 _children: list[subprocess.Popen[bytes]] = []
-
-
-def _set_pdeathsig() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def spawn(
@@ -47,7 +42,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent,
         )
     _children.append(proc)
     return proc

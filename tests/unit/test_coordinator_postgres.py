@@ -21,7 +21,8 @@ from skymesh.coordinator.db.schema import buckets, node_reputation, objects, pro
 from skymesh.coordinator.db.url import parse
 from skymesh.coordinator.metainfo.common import current_stream, install_object
 from skymesh.errors import PreconditionFailed, Unavailable
-from skymesh.testing.postgres import PostgresServer, free_port
+from skymesh.pgprocs import free_port
+from skymesh.testing.postgres import PostgresServer
 from tests.conftest import fresh_postgres_database
 
 

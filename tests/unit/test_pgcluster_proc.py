@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from skymesh.network.pgcluster.proc import PG_USER, as_pg_user, pg_command
+from skymesh.network.pgcluster.proc import pg_command
+from skymesh.pgprocs import PG_USER, as_pg_user
 
 
 def test_without_a_namespace_the_switch_of_user_is_popens() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ import aiohttp
 import msgspec
 
 from skymesh.admin import AdminClient, InferenceKeys
+from skymesh.children import die_with_parent
 from skymesh.config import (
     CoordinatorConfig,
     Credential,
@@ -104,13 +104,6 @@ def home_dir(explicit: str | None = None) -> Path:
     return Path(explicit or os.environ.get("SKYMESH_HOME") or ".skymesh").resolve()
 
 
-def _set_pdeathsig() -> None:
-    """Children die with us, even if we are killed without a chance to stop them."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @dataclass
 class Child:
     name: str
@@ -130,7 +123,7 @@ class Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=self.env,
-            preexec_fn=_set_pdeathsig if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent,
         )
         logf.close()
         write_private(self.pid_path, f"{self.proc.pid}\n")

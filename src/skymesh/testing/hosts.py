@@ -21,7 +21,6 @@ network whose owner still runs (another test run beside this one).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import os
 import random
@@ -34,15 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from skymesh.children import die_with_parent
+
 PREFIX = "smhh"
 OWNERS = Path("/run/skymesh-hosts")
 _NAME = re.compile(rf"^{PREFIX}([0-9a-f]{{4}})")
-
-
-def _set_pdeathsig() -> None:
-    """The child dies with the test process, even one killed without cleaning up."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _ip(*args: str, input_text: str | None = None, check: bool = True) -> str:
@@ -186,7 +181,7 @@ class HostNetwork:
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
-            preexec_fn=_set_pdeathsig,
+            preexec_fn=die_with_parent,
         )
         self.procs.append(proc)
         return proc

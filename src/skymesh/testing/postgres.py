@@ -13,13 +13,9 @@ and says what to install, it does not skip.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,10 +26,16 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-DEBIAN_PACKAGE = "postgresql"
-PG_ROOT = Path("/usr/lib/postgresql")
-SUPERUSER = "postgres"
-PR_SET_PDEATHSIG = 1
+from skymesh.children import die_with_parent_by
+from skymesh.pgprocs import (
+    PG_USER,
+    as_pg_user,
+    free_port,
+    give_to_pg_user,
+    pg_bin_dir,
+)
+
+SUPERUSER = PG_USER
 START_TIMEOUT = 30.0
 #: Test speed over durability: a lost test database costs nothing.
 SETTINGS = {
@@ -42,47 +44,6 @@ SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "200",
 }
-
-
-class PostgresMissing(RuntimeError):
-    """PostgreSQL's server binaries are not installed."""
-
-
-def find_bindir() -> Path:
-    """The folder of ``initdb`` and ``postgres``: ``pg_config --bindir``, else the newest
-    ``/usr/lib/postgresql/<version>/bin``."""
-    candidates: list[Path] = []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        with contextlib.suppress(OSError, subprocess.CalledProcessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, check=True
-            )
-            candidates.append(Path(out.stdout.strip()))
-    if PG_ROOT.is_dir():
-        versions = [p for p in PG_ROOT.iterdir() if p.name.isdigit()]
-        candidates += [p / "bin" for p in sorted(versions, key=lambda p: -int(p.name))]
-    for bindir in candidates:
-        if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
-            return bindir
-    raise PostgresMissing(
-        "PostgreSQL server binaries (initdb, postgres) not found; "
-        f"install Debian's package: apt-get install {DEBIAN_PACKAGE}"
-    )
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: an immediate shutdown (SIGQUIT) when the process that
-    started the server dies, so a killed test run leaves no server behind (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresServer:
@@ -94,7 +55,7 @@ class PostgresServer:
     ) -> None:
         """``settings`` replace the test-speed ones (``SETTINGS``) of the same names: a
         benchmark keeps ``fsync`` and ``synchronous_commit`` on, as production does."""
-        self.bindir = find_bindir()
+        self.bindir = pg_bin_dir()
         self.settings = {**SETTINGS, **(settings or {})}
         self.host = host
         self.port = port or free_port(host)
@@ -102,11 +63,8 @@ class PostgresServer:
         self.data = self.root / "data"
         self._proc: subprocess.Popen[bytes] | None = None
         # As root, the server runs as the package's user and owns its folder.
-        self._as: dict[str, Any] = {}
-        if os.geteuid() == 0:
-            user = pwd.getpwnam(SUPERUSER)
-            self._as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-            os.chown(self.root, user.pw_uid, user.pw_gid)
+        self._as = as_pg_user()
+        give_to_pg_user(self.root)
         self._run([self.bindir / "initdb", "-D", self.data, "-U", SUPERUSER, "-A", "trust"])
 
     def _run(self, argv: list[Any]) -> None:
@@ -143,7 +101,9 @@ class PostgresServer:
                 stderr=subprocess.STDOUT,
                 env=self._env(),
                 start_new_session=True,  # a Ctrl-C in the test run is not the server's
-                preexec_fn=_die_with_parent,
+                # an immediate shutdown when the process that started it dies: a
+                # killed test run leaves no server behind
+                preexec_fn=die_with_parent_by(signal.SIGQUIT),
                 **self._as,
             )
         finally:

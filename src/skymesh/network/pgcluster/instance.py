@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from skymesh.network.pgcluster.proc import die_with_parent, kill_tree, pg_command
+from skymesh.children import die_with_parent
+from skymesh.network.pgcluster.proc import kill_tree, pg_command
 
 # "machine": the host loses power: keeper, postmaster and backends die at once.
 # "postgres": only the postmaster crashes; its keeper restarts it (no failover).

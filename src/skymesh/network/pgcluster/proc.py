@@ -1,54 +1,20 @@
-"""Processes of a local PostgreSQL: its binaries, its user, free ports, killing a process tree.
-
-PostgreSQL refuses to run as root, so when we are root every server and ``pg_autoctl``
-runs as the ``postgres`` user that Debian's package creates, in folders it owns.
-(``skymesh.testing.postgres`` has the same few lines for a single test server.)
+"""The formation's processes: ``pg_autoctl`` and ``psql`` as the server user (inside a
+network namespace where one is named), killing a machine's process tree, and the
+folders the server user must reach. Binaries, user and ports: ``skymesh.pgprocs``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pwd
-import shutil
 import signal
-import socket
 import stat
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-PG_USER = "postgres"
-
-
-def pg_bin_dir() -> Path:
-    """The folder of ``pg_ctl``: ``SKYMESH_PG_BIN``, else the newest Debian
-    ``/usr/lib/postgresql/<version>/bin`` (not on ``PATH`` there), else ``pg_config --bindir``."""
-    explicit = os.environ.get("SKYMESH_PG_BIN")
-    if explicit:
-        return Path(explicit)
-    debian = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if debian:
-        return debian[-1].parent
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
-        return Path(out.stdout.strip())
-    raise FileNotFoundError("no PostgreSQL binaries: set SKYMESH_PG_BIN to the folder of pg_ctl")
-
-
-def as_pg_user() -> dict[str, Any]:
-    """``subprocess.Popen`` keyword arguments that run a child as ``postgres`` when we are
-    root, and as ourselves otherwise."""
-    if os.geteuid() != 0:
-        return {}
-    entry = pwd.getpwnam(PG_USER)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+from skymesh.pgprocs import PG_USER, as_pg_user
 
 
 def pg_command(argv: Sequence[str], netns: str = "") -> tuple[list[str], dict[str, Any]]:
@@ -66,21 +32,6 @@ def pg_command(argv: Sequence[str], netns: str = "") -> tuple[list[str], dict[st
         prefix += ["setpriv", "--reuid", PG_USER, "--regid", PG_USER, "--clear-groups"]
         prefix += ["--pdeathsig", "TERM", "--"]
     return [*prefix, *argv], {}
-
-
-def give_to_pg_user(path: Path) -> None:
-    """Make ``path`` (a folder we created) the server user's, so it may write there."""
-    if os.geteuid() == 0:
-        entry = pwd.getpwnam(PG_USER)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
-def free_port(host: str) -> int:
-    """A port free on ``host`` now (the kernel's choice; a race with other binders is
-    possible but rare, and ``pg_autoctl create`` then fails loudly)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def process_tree(root: int) -> list[int]:
@@ -114,15 +65,6 @@ def kill_tree(root: int) -> list[int]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
     return pids
-
-
-def die_with_parent() -> None:
-    """For ``preexec_fn``: the child gets SIGTERM when the thread that started it ends,
-    so a killed test run leaves no server behind. Start children from a long-lived
-    thread (the main thread or an event loop's), never from a short-lived worker."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def check_reachable(path: Path) -> None:

@@ -15,14 +15,9 @@ from pathlib import Path
 
 from skymesh.network.pgcluster.formation import Formation, FormationSpec, NodeState
 from skymesh.network.pgcluster.instance import Instance
-from skymesh.network.pgcluster.proc import (
-    check_reachable,
-    free_port,
-    give_to_pg_user,
-    pg_bin_dir,
-    pg_command,
-)
+from skymesh.network.pgcluster.proc import check_reachable, pg_command
 from skymesh.network.pgcluster.settings import conf_lines
+from skymesh.pgprocs import free_port, give_to_pg_user, pg_bin_dir
 
 
 def start_formation(spec: FormationSpec) -> Formation:
