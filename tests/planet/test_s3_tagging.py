@@ -78,6 +78,12 @@ def test_tagging_header_on_put(s3: S3Client, bucket: str) -> None:
     assert _as_dict(s3.get_object_tagging(Bucket=bucket, Key="mp")) == {"x": "y"}
 
 
+def test_tagging_header_key_without_equals(s3: S3Client, bucket: str) -> None:
+    # S3 takes a key without "=" as a tag with an empty value
+    s3.put_object(Bucket=bucket, Key="noeq", Body=b"x", Tagging="k1&k2=v2")
+    assert _as_dict(s3.get_object_tagging(Bucket=bucket, Key="noeq")) == {"k1": "", "k2": "v2"}
+
+
 @pytest.mark.parametrize(
     "tags",
     [

@@ -73,15 +73,13 @@ def validate_tags(tags: Sequence[tuple[str, str]], limit: int) -> dict[str, str]
 
 
 def tags_from_header(value: str | None) -> dict[str, str]:
-    """``x-amz-tagging`` (URL query form, ``k1=v1&k2=v2``) as a checked tag set."""
+    """``x-amz-tagging`` (URL query form, ``k1=v1&k2=v2``) as a checked tag set.
+
+    A key without ``=`` (``k1``) is a tag with an empty value, as on S3.
+    """
     if not value:
         return {}
-    try:
-        pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=True)
-    except ValueError as e:
-        raise s3_error(
-            "InvalidArgument", "x-amz-tagging must be URL query form: k1=v1&k2=v2"
-        ) from e
+    pairs = parse_qsl(value, keep_blank_values=True)
     return validate_tags(pairs, MAX_OBJECT_TAGS)
 
 
