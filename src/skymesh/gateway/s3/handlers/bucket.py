@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from skymesh.errors import Conflict
 from skymesh.gateway.s3.handlers.acl import PRIVATE, canned_acl
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Request
@@ -45,7 +46,20 @@ async def create_bucket(req: S3Request) -> web.StreamResponse:
     if region in ("us-east-1", req.ctx.config.s3_region):
         region = None
     acl = canned_acl(req.http.headers, bucket=True) or PRIVATE
-    await req.client.create_bucket(req.bucket, region or "", acl)
+    try:
+        await req.client.create_bucket(req.bucket, region or "", acl)
+    except Conflict as e:
+        # S3's North Virginia region, for legacy compatibility, answers 200 to
+        # re-creating a bucket you own and resets its ACL; every other region
+        # answers BucketAlreadyOwnedByYou.
+        if (
+            e.code != "BucketAlreadyOwnedByYou"
+            or req.ctx.config.s3_region != "us-east-1"
+            or region
+            or (await req.client.get_bucket(req.bucket)).region
+        ):
+            raise
+        await req.client.metainfo.put_bucket_acl(req.bucket, acl)
     _forget(req)
     resp = web.Response(status=200)
     resp.headers["Location"] = f"/{req.bucket}"
