@@ -446,14 +446,16 @@ def _verify_presigned(
             f'X-Amz-Date: "{timestamp[:8]}".',
         )
     expires_raw = params["X-Amz-Expires"]
-    if not expires_raw.isdigit() or not expires_raw.isascii():
+    digits = expires_raw.removeprefix("-")
+    if not digits.isdigit() or not digits.isascii():
         raise s3_error(code, "X-Amz-Expires should be a number")
     expires = int(expires_raw)
+    # a number out of range is S3's 403 AccessDenied, not a malformed request
     if expires < 1:
-        raise s3_error(code, "X-Amz-Expires must be at least 1")
+        raise s3_error("AccessDenied", "X-Amz-Expires must be non-negative")
     if expires > MAX_PRESIGN_EXPIRES:
         raise s3_error(
-            code,
+            "AccessDenied",
             f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_PRESIGN_EXPIRES}",
         )
     secret = lookup(access_key)
