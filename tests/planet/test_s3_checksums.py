@@ -160,3 +160,24 @@ def test_multipart_part_checksums(s3: S3Client, bucket: str) -> None:
     )
     got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     assert got["Body"].read() == b"".join(datas)
+
+
+@pytest.mark.parametrize(("sent", "stored"), [("gzip, aws-chunked", "gzip"), ("aws-chunked", None)])
+def test_aws_chunked_is_not_stored_as_content_encoding(
+    planet: PlanetThread, s3: S3Client, bucket: str, sent: str, stored: str | None
+) -> None:
+    # aws-chunked frames the request's body; S3 strips it from the stored encoding
+    data = b"compressed, say"
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    body = s3raw.unsigned_chunks([data], {"x-amz-checksum-crc32": crc})
+    headers = s3raw.chunked_headers(
+        len(data), len(body), **{"x-amz-trailer": "x-amz-checksum-crc32"}
+    )
+    headers["Content-Encoding"] = sent
+    path = f"/{bucket}/encoded"
+    signed = s3raw.sign(planet, "PUT", path, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", headers)
+    r = s3raw.send(planet, "PUT", path, signed.headers, body)
+    assert r.status == 200, r.body
+    got = s3.get_object(Bucket=bucket, Key="encoded")
+    assert got["Body"].read() == data
+    assert got.get("ContentEncoding") == stored

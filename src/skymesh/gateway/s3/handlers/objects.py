@@ -54,6 +54,14 @@ def _bound(digits: str) -> int:
     return min(int(digits), _PAST_ANY_END) if len(digits) <= 19 else _PAST_ANY_END
 
 
+def _without_aws_chunked(value: str) -> str:
+    """A Content-Encoding without its ``aws-chunked`` coding (``gzip, aws-chunked``: ``gzip``)."""
+    codings = [c.strip() for c in value.split(",")]
+    if not any(c.lower() == "aws-chunked" for c in codings):
+        return value
+    return ", ".join(c for c in codings if c and c.lower() != "aws-chunked")
+
+
 def meta_from_headers(headers: Mapping[str, str]) -> ObjectMeta:
     user: dict[str, str] = {}
     stored: dict[str, str] = {}
@@ -64,6 +72,12 @@ def meta_from_headers(headers: Mapping[str, str]) -> ObjectMeta:
             key = lower[len("x-amz-meta-") :]
             user[key] = value
             size += len(key.encode()) + len(value.encode())
+        elif lower == "content-encoding":
+            # aws-chunked is how this request's body was framed, not the object's
+            # encoding: S3 strips it and stores what is left, if anything
+            coding = _without_aws_chunked(value)
+            if coding:
+                stored[lower] = coding
         elif lower in STORED_HEADERS:
             stored[lower] = value
     if size > MAX_USER_METADATA:
