@@ -7,6 +7,7 @@ visible; a good one keeps its checksum, returned with ``x-amz-checksum-mode``.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import zlib
 
@@ -181,3 +182,12 @@ def test_aws_chunked_is_not_stored_as_content_encoding(
     got = s3.get_object(Bucket=bucket, Key="encoded")
     assert got["Body"].read() == data
     assert got.get("ContentEncoding") == stored
+
+
+def test_gzip_body_is_stored_as_sent(s3: S3Client, bucket: str) -> None:
+    # the object's bytes are what was sent: S3 never inflates a gzip body
+    data = gzip.compress(b"hello " * 100)
+    s3.put_object(Bucket=bucket, Key="gz", Body=data, ContentEncoding="gzip")
+    got = s3.get_object(Bucket=bucket, Key="gz")
+    assert got["ContentEncoding"] == "gzip"
+    assert got["Body"].read() == data

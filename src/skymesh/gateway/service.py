@@ -92,8 +92,14 @@ class GatewayService:
             self.config, self.context.credentials, self._session, self.buffers, self.coordinators
         )
         self.openai.install(app)
+        # auto_decompress=False: a body sent with Content-Encoding: gzip is the object's
+        # bytes, stored as sent (as S3 does), never inflated by the server
         self._runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, read_bufsize=STREAM_BUFSIZE
+            app,
+            access_log=None,
+            handler_cancellation=True,
+            read_bufsize=STREAM_BUFSIZE,
+            auto_decompress=False,
         )
         await self._runner.setup()
         site = web.TCPSite(
