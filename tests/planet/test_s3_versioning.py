@@ -305,3 +305,34 @@ def test_tagging_by_version_and_isolation(planet: PlanetThread, s3: Any) -> None
     for v in _versions(s3, bucket):
         s3.delete_object(Bucket=bucket, Key=v[0], VersionId=v[1])
     s3.delete_bucket(Bucket=bucket)
+
+
+def test_never_versioned_bucket_answers_no_version_headers(s3: Any) -> None:
+    # S3 sends x-amz-version-id only for buckets that have had versioning, and a
+    # simple DELETE there answers neither it nor x-amz-delete-marker
+    bucket = _bucket(s3, enable=False)
+
+    def headers(resp: dict[str, Any]) -> dict[str, str]:
+        return dict(resp["ResponseMetadata"]["HTTPHeaders"])
+
+    for key, body in (("small", b"x"), ("big", random_bytes(BIG, seed=5))):
+        put = s3.put_object(Bucket=bucket, Key=key, Body=body)
+        assert "VersionId" not in put and "x-amz-version-id" not in headers(put)
+        for got in (
+            s3.get_object(Bucket=bucket, Key=key),
+            s3.head_object(Bucket=bucket, Key=key),
+        ):
+            assert "VersionId" not in got and "x-amz-version-id" not in headers(got)
+        copied = s3.copy_object(Bucket=bucket, Key=f"{key}-copy", CopySource=f"{bucket}/{key}")
+        assert not {"x-amz-version-id", "x-amz-copy-source-version-id"} & set(headers(copied))
+        deleted = s3.delete_object(Bucket=bucket, Key=key)
+        assert not {"x-amz-version-id", "x-amz-delete-marker"} & set(headers(deleted))
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p")
+    done = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert "VersionId" not in done and "x-amz-version-id" not in headers(done)
