@@ -149,6 +149,28 @@ def test_multipart_upload(s3: S3Client, bucket: str) -> None:
     assert r["Body"].read() == whole[part - 5 : part + 6]
 
 
+def test_complete_multipart_upload_repeated(s3: S3Client, bucket: str) -> None:
+    # a client whose first answer was lost completes again: S3 answers the same success
+    up = s3.create_multipart_upload(Bucket=bucket, Key="again")
+    uid = up["UploadId"]
+    parts = []
+    for n, data in ((1, random_bytes(5 * 1024 * 1024, 20)), (2, b"tail")):
+        r = s3.upload_part(Bucket=bucket, Key="again", UploadId=uid, PartNumber=n, Body=data)
+        parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    first = s3.complete_multipart_upload(
+        Bucket=bucket, Key="again", UploadId=uid, MultipartUpload={"Parts": parts}
+    )
+    second = s3.complete_multipart_upload(
+        Bucket=bucket, Key="again", UploadId=uid, MultipartUpload={"Parts": parts}
+    )
+    assert (second["ETag"], second["Key"], second["Bucket"]) == (
+        first["ETag"],
+        first["Key"],
+        first["Bucket"],
+    )
+    assert s3.head_object(Bucket=bucket, Key="again")["ETag"] == first["ETag"]
+
+
 def test_multipart_errors(s3: S3Client, bucket: str) -> None:
     uid = s3.create_multipart_upload(Bucket=bucket, Key="mp-bad")["UploadId"]
     e1 = s3.upload_part(Bucket=bucket, Key="mp-bad", UploadId=uid, PartNumber=1, Body=b"a" * 100)[

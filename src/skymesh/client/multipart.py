@@ -184,7 +184,24 @@ class MultipartUploads:
                 ) from e
         etag = f"{digest.hexdigest()}-{len(parts)}"
         self._uploads.pop((bucket, key, upload_id), None)
-        upload = await self.metainfo.get_upload(bucket, key, upload_id)
+        request = CompleteUploadRequest(
+            bucket=bucket,
+            key=key,
+            upload_id=upload_id,
+            parts=parts,
+            etag=etag,
+            if_match=if_match,
+            if_none_match=if_none_match,
+        )
+        try:
+            upload = await self.metainfo.get_upload(bucket, key, upload_id)
+        except errors.NotFound as e:
+            if e.code != "NoSuchUpload":
+                raise
+            # Completed already, perhaps: a client whose first answer was lost completes
+            # again, and the coordinator answers a repeat (same parts, same ETag) as it
+            # answered the first, or NoSuchUpload when there was none.
+            return await self.metainfo.complete_upload(request)
         data_key = self.keys.data_key(upload.bucket, upload.key, upload.encrypted_key)
         meta = with_checksums(open_meta(data_key, upload.encrypted_metadata), checksums)
         stored = await self.list_all_parts(bucket, key, upload_id)
@@ -196,16 +213,7 @@ class MultipartUploads:
             parts=[stored[p.part_number].size if p.part_number in stored else -1 for p in parts],
         )
         return await self.metainfo.complete_upload(
-            CompleteUploadRequest(
-                bucket=bucket,
-                key=key,
-                upload_id=upload_id,
-                parts=parts,
-                etag=etag,
-                if_match=if_match,
-                if_none_match=if_none_match,
-                encrypted_metadata=seal_meta(data_key, meta),
-            )
+            msgspec.structs.replace(request, encrypted_metadata=seal_meta(data_key, meta))
         )
 
     async def list_all_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, PartInfo]:
