@@ -170,7 +170,8 @@ class MultipartUploads:
         """Join the parts; the ETag is S3's: MD5 of the part MD5s, a dash, the part count.
 
         The object's sealed metadata is re-sealed with each part's size (so
-        ``partNumber`` reads can find a part's bytes) and ``checksums``, plus what
+        ``partNumber`` reads can find a part's bytes), each part's checksum as
+        uploaded (for GetObjectAttributes) and ``checksums``, plus what
         ``composite`` answers from the listed parts as stored (S3's checksum of
         the part checksums).
         """
@@ -208,9 +209,13 @@ class MultipartUploads:
         if composite is not None:
             listed = [stored[p.part_number] for p in parts if p.part_number in stored]
             meta = with_checksums(meta, composite(listed))
+        part_checksums = [
+            stored[p.part_number].checksum if p.part_number in stored else "" for p in parts
+        ]
         meta = msgspec.structs.replace(
             meta,
             parts=[stored[p.part_number].size if p.part_number in stored else -1 for p in parts],
+            part_checksums=part_checksums if any(part_checksums) else [],
         )
         return await self.metainfo.complete_upload(
             msgspec.structs.replace(request, encrypted_metadata=seal_meta(data_key, meta))

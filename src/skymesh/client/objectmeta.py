@@ -19,6 +19,9 @@ class ObjectMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     headers: dict[str, str] = {}  # cache-control, content-disposition, content-encoding, ...
     checksums: dict[str, str] = {}  # e.g. {"crc32": "<base64>"}
     parts: list[int] = []  # multipart: size of each part, for partNumber reads
+    # multipart: each part's checksum as uploaded ("<algorithm>:<base64>", "" none),
+    # for GetObjectAttributes; empty when no part had one
+    part_checksums: list[str] = []
     # canned ACL ("" private, "public-read") and tags: sealed, so only the owner's
     # gateway reads them, and a new version starts without the old ones
     acl: str = ""

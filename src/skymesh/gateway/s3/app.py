@@ -23,9 +23,11 @@ from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers import (
     acl,
+    attributes,
     bucket,
     copy,
     cors,
+    encryption,
     listing,
     multipart,
     objects,
@@ -55,6 +57,7 @@ HANDLERS: Mapping[Op, Handler] = {
     Op.PutObject: objects.put_object,
     Op.GetObject: objects.get_object,
     Op.HeadObject: objects.head_object,
+    Op.GetObjectAttributes: attributes.get_object_attributes,
     Op.DeleteObject: objects.delete_object,
     Op.DeleteObjects: objects.delete_objects,
     Op.CopyObject: copy.copy_object,
@@ -78,6 +81,9 @@ HANDLERS: Mapping[Op, Handler] = {
     Op.GetBucketCors: cors.get_bucket_cors,
     Op.PutBucketCors: cors.put_bucket_cors,
     Op.DeleteBucketCors: cors.delete_bucket_cors,
+    Op.GetBucketEncryption: encryption.get_bucket_encryption,
+    Op.PutBucketEncryption: encryption.put_bucket_encryption,
+    Op.DeleteBucketEncryption: encryption.delete_bucket_encryption,
 }
 
 #: The CORS headers a request earned, added just before its answer's headers go

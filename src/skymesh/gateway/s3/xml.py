@@ -876,3 +876,97 @@ def parse_cors(body: bytes) -> list[CorsRule]:
     if not rules:
         _malformed("CORSConfiguration has no CORSRule")
     return rules
+
+
+# -- GetObjectAttributes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttributeParts:
+    """One page of a multipart object's parts, for GetObjectAttributes' ``ObjectParts``."""
+
+    total: int
+    part_number_marker: int
+    next_part_number_marker: int
+    max_parts: int
+    is_truncated: bool
+    #: (part number, size, (algorithm, base64) or None), in order
+    parts: Sequence[tuple[int, int, tuple[str, str] | None]]
+
+
+def object_attributes_xml(
+    *,
+    etag: str | None = None,
+    checksums: Sequence[tuple[str, str]] | None = None,
+    parts: AttributeParts | None = None,
+    storage_class: str | None = None,
+    size: int | None = None,
+) -> bytes:
+    """GetObjectAttributesResponse with what was asked (None leaves an element out).
+
+    ``etag`` goes unquoted, as S3 answers here; ``checksums`` are (algorithm, value),
+    a composite ``base64-N`` value marking the object's checksum COMPOSITE.
+    """
+    body: list[str] = []
+    if etag is not None:
+        body.append(_el("ETag", etag.strip('"')))
+    if checksums:
+        inner = [_el(checksum_element(alg), value) for alg, value in checksums]
+        kind = "COMPOSITE" if any("-" in value for _, value in checksums) else "FULL_OBJECT"
+        inner.append(_el("ChecksumType", kind))
+        body.append("<Checksum>" + "".join(inner) + "</Checksum>")
+    if parts is not None:
+        inner = [
+            f"<PartsCount>{parts.total}</PartsCount>",
+            f"<PartNumberMarker>{parts.part_number_marker}</PartNumberMarker>",
+            f"<NextPartNumberMarker>{parts.next_part_number_marker}</NextPartNumberMarker>",
+            f"<MaxParts>{parts.max_parts}</MaxParts>",
+            f"<IsTruncated>{_bool(parts.is_truncated)}</IsTruncated>",
+        ]
+        for number, part_size, checksum in parts.parts:
+            checksum_xml = _el(checksum_element(checksum[0]), checksum[1]) if checksum else ""
+            inner.append(
+                f"<Part><PartNumber>{number}</PartNumber><Size>{part_size}</Size>"
+                f"{checksum_xml}</Part>"
+            )
+        body.append("<ObjectParts>" + "".join(inner) + "</ObjectParts>")
+    if storage_class is not None:
+        body.append(_el("StorageClass", storage_class))
+    if size is not None:
+        body.append(f"<ObjectSize>{size}</ObjectSize>")
+    return _doc("GetObjectAttributesResponse", body)
+
+
+# -- bucket encryption --------------------------------------------------------------------
+
+MAX_ENCRYPTION_BODY = 64 * 1024
+
+
+def encryption_xml(algorithm: str = "AES256") -> bytes:
+    """ServerSideEncryptionConfiguration with one default rule of ``algorithm``."""
+    return _doc(
+        "ServerSideEncryptionConfiguration",
+        [
+            "<Rule><ApplyServerSideEncryptionByDefault>"
+            + _el("SSEAlgorithm", algorithm)
+            + "</ApplyServerSideEncryptionByDefault>"
+            + "<BucketKeyEnabled>false</BucketKeyEnabled></Rule>"
+        ],
+    )
+
+
+def parse_encryption(body: bytes) -> list[str]:
+    """The SSEAlgorithm of each rule of a ServerSideEncryptionConfiguration."""
+    root = _parse(body, MAX_ENCRYPTION_BODY, "ServerSideEncryptionConfiguration")
+    algorithms: list[str] = []
+    for rule in root.findall("Rule"):
+        default = rule.find("ApplyServerSideEncryptionByDefault")
+        if default is None:
+            _malformed("a Rule needs ApplyServerSideEncryptionByDefault")
+        algorithm = _child_text(default, "SSEAlgorithm")
+        if not algorithm:
+            _malformed("ApplyServerSideEncryptionByDefault needs an SSEAlgorithm")
+        algorithms.append(algorithm)
+    if not algorithms:
+        _malformed("ServerSideEncryptionConfiguration needs a Rule")
+    return algorithms

@@ -31,6 +31,8 @@ from skymesh.client.client import ObjectHandle, s3_version_id
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.gateway.s3.errors import from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers.checksums import ALGORITHMS, HEADER_PREFIX, Checksum
+from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
+from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.multipart import upload_id_of
 from skymesh.gateway.s3.handlers.objects import (
     meta_from_headers,
@@ -189,6 +191,7 @@ def copy_meta(req: S3Request, source: ObjectMeta, directive: str) -> ObjectMeta:
 
 async def copy_object(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
+    check_sse(req.http.headers)
     directive = req.http.headers.get("x-amz-metadata-directive", "COPY").strip().upper()
     if directive not in ("COPY", "REPLACE"):
         raise s3_error(
@@ -232,7 +235,11 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
             if_match=if_match,
             if_none_match=if_none_match,
         )
-        headers = {**source_version_headers(handle.info), **version_headers(stored.info)}
+        headers = {
+            **source_version_headers(handle.info),
+            **version_headers(stored.info),
+            **SSE_HEADERS,
+        }
         if checksum is not None:
             headers[HEADER_PREFIX + checksum.algorithm] = checksum.b64()
         return copy_object_result_xml(stored.info.etag, stored.info.created_at), headers
@@ -284,7 +291,7 @@ async def upload_part_copy(req: S3Request) -> web.StreamResponse:
             handle.read(start, end),
             size=end - start,
         )
-        headers = source_version_headers(handle.info)
+        headers = {**source_version_headers(handle.info), **SSE_HEADERS}
         return copy_part_result_xml(part.etag, time.time()), headers
 
     return await answer_when_done(req, work())

@@ -9,6 +9,8 @@ from aiohttp import web
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import composite
+from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
+from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.objects import (
     body_checksum_headers,
     meta_from_headers,
@@ -40,11 +42,14 @@ def upload_id_of(req: S3Request) -> str:
 
 async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
+    check_sse(req.http.headers)
     info = await req.client.multipart.create(
         req.bucket, req.key, meta_from_headers(req.http.headers)
     )
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
-    return web.Response(body=body, content_type=XML)
+    resp = web.Response(body=body, content_type=XML)
+    resp.headers.update(SSE_HEADERS)
+    return resp
 
 
 async def upload_part(req: S3Request) -> web.StreamResponse:
@@ -65,6 +70,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     resp = web.Response(status=200)
     resp.headers["ETag"] = f'"{part.etag}"'
     resp.headers.update(body_checksum_headers(body))
+    resp.headers.update(SSE_HEADERS)
     return resp
 
 
@@ -108,6 +114,7 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
     )
     resp = web.Response(body=body, content_type=XML)
     resp.headers.update(version_headers(info))
+    resp.headers.update(SSE_HEADERS)
     return resp
 
 

@@ -16,6 +16,8 @@ from skymesh.gateway.s3.handlers.acl import object_acl
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
 from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
+from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
+from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.handlers.tagging import tags_from_header
 from skymesh.gateway.s3.request import XML, S3Request
@@ -103,6 +105,7 @@ def object_headers(obj: StoredObject) -> dict[str, str]:
         "Last-Modified": http_date(info.created_at),
         "Content-Type": meta.content_type,
         "Accept-Ranges": "bytes",
+        **SSE_HEADERS,  # every object is encrypted (handlers/encryption.py)
     }
     for name, value in meta.headers.items():
         headers[name.title()] = value
@@ -145,6 +148,7 @@ def body_checksum_headers(body: PutBody) -> dict[str, str]:
 
 async def put_object(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
+    check_sse(req.http.headers)
     meta = meta_from_headers(req.http.headers)
     if_match, if_none_match = write_conditions(req)
     body = PutBody(
@@ -167,6 +171,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     resp.headers["ETag"] = f'"{stored.info.etag}"'
     resp.headers.update(body_checksum_headers(body))
     resp.headers.update(version_headers(stored.info))
+    resp.headers.update(SSE_HEADERS)
     return resp
 
 
