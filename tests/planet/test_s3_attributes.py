@@ -222,3 +222,31 @@ def test_object_encryption_headers(s3: Any) -> None:
         assert "KMS" in message
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="k")  # nothing was written
+
+
+def test_customer_keys_are_refused_not_ignored(s3: Any) -> None:
+    """SSE-C is not built: a write naming a customer key is refused, never stored
+    without it (the client would believe its key protects the object)."""
+    bucket = _bucket(s3)
+    key = b"k" * 32
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"data")
+    for call in (
+        lambda: s3.put_object(
+            Bucket=bucket, Key="c", Body=b"x", SSECustomerAlgorithm="AES256", SSECustomerKey=key
+        ),
+        lambda: s3.create_multipart_upload(
+            Bucket=bucket, Key="c", SSECustomerAlgorithm="AES256", SSECustomerKey=key
+        ),
+        lambda: s3.copy_object(
+            Bucket=bucket,
+            Key="c",
+            CopySource={"Bucket": bucket, "Key": "plain"},
+            SSECustomerAlgorithm="AES256",
+            SSECustomerKey=key,
+        ),
+    ):
+        code, status, message = _error(call)
+        assert (code, status) == ("NotImplemented", 501)
+        assert "SSE-C" in message
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="c")  # nothing was written

@@ -12,7 +12,9 @@ What clients send is answered truthfully:
   refused; every object answer carries ``x-amz-server-side-encryption: AES256``
   (:data:`RESPONSE_HEADERS`), asked for or not, since every object is encrypted.
 
-Customer-provided keys (SSE-C) are not handled here.
+Customer-provided keys (SSE-C) are refused (501 NotImplemented) on every write that
+names one: accepting the headers and storing the object without that key would let a
+client believe a key of its own protects the object.
 """
 
 from __future__ import annotations
@@ -53,8 +55,23 @@ def _refuse(algorithm: str, argument: str) -> None:
     )
 
 
+_SSE_C_PREFIXES = (
+    "x-amz-server-side-encryption-customer-",
+    "x-amz-copy-source-server-side-encryption-customer-",
+)
+
+
 def check_request(headers: Mapping[str, str]) -> None:
-    """Refuse a write that asks for encryption other than AES256 (KMS above all)."""
+    """Refuse a write that asks for encryption other than AES256 (KMS above all), or
+    for a customer-provided key (SSE-C), which is not built."""
+    for name in headers:
+        if name.lower().startswith(_SSE_C_PREFIXES):
+            raise s3_error(
+                "NotImplemented",
+                "customer-provided encryption keys (SSE-C) are not supported yet; every"
+                " object is encrypted by the gateway with a key of its own: send no"
+                " x-amz-server-side-encryption-customer-* header",
+            )
     value = headers.get(SSE_HEADER)
     if value is not None and value.strip() != ALGORITHM:
         _refuse(value.strip(), SSE_HEADER)
