@@ -249,3 +249,14 @@ def test_turned_off_is_access_denied_and_sigv4_unaffected() -> None:
     anonymous = SigV4Request("GET", "/b/k")
     assert not is_sigv2(anonymous)
     assert authenticate(anonymous, lookup, sigv2=False).anonymous
+
+
+@pytest.mark.parametrize("signed", ["/bucket", "/bucket/"])
+@pytest.mark.parametrize("sent", ["/bucket", "/bucket/"])
+def test_a_bucket_is_signed_with_or_without_its_slash(signed: str, sent: str) -> None:
+    """botocore signs ``/bucket/`` (as AWS documents) for ``GET /bucket?list-type=2``."""
+    req = header_signed("GET", "http://gw/bucket?list-type=2&prefix=a", auth_path=signed)
+    assert verify_v2(SigV4Request("GET", sent, req.query, req.headers), lookup).access_key == AK
+    # but never a key for its bucket
+    with pytest.raises(S3Error):
+        verify_v2(SigV4Request("GET", sent + "k", req.query, req.headers), lookup)

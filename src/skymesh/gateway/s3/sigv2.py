@@ -198,11 +198,19 @@ def canonical_resource(path: str, raw_query: str, host_bucket: str | None = None
 
 def _resources(req: SigV4Request, host_bucket: str | None) -> list[str]:
     """The resource as sent, then with the path re-encoded per AWS's rules (clients
-    differ in which characters they leave unencoded), as for SigV4."""
+    differ in which characters they leave unencoded), as for SigV4. A bucket alone is
+    also tried with and without its trailing slash: AWS documents ``/bucket/`` and
+    botocore signs it, other tools sign the path as sent, and both name the bucket."""
     path = req.path.split("?", 1)[0] or "/"
+    if host_bucket:
+        path = "/" + host_bucket + path
     normalized = aws_uri_encode(unquote_to_bytes(path), safe="/")
     paths = [path] if normalized == path else [path, normalized]
-    return [canonical_resource(p, req.query, host_bucket) for p in paths]
+    bucket_only = path[1:].rstrip("/")
+    if bucket_only and "/" not in bucket_only:
+        other = "/" + bucket_only if path.endswith("/") else path + "/"
+        paths.append(other)
+    return [canonical_resource(p, req.query) for p in paths]
 
 
 def _amz_headers(headers: dict[str, list[str]]) -> dict[str, str]:
