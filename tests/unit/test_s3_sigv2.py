@@ -12,6 +12,8 @@ import pytest
 from botocore.auth import HmacV1Auth, HmacV1QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from skymesh.gateway.s3.errors import S3Error
 from skymesh.gateway.s3.sigv2 import authenticate, canonical_resource, is_sigv2, verify_v2
@@ -206,6 +208,9 @@ def test_skewed_header_request_is_refused() -> None:
         f"AWSAccessKeyId={AK}&Signature=abc",
         f"AWSAccessKeyId={AK}&Signature=abc&Expires=soon",
         f"Signature=abc&Expires={int(time.time()) + 60}",
+        f"AWSAccessKeyId={AK}&Signature=abc&Expires=999999999999",
+        f"AWSAccessKeyId={AK}&Signature=abc&Expires=253402300800",
+        f"AWSAccessKeyId={AK}&Signature=abc&Expires=0",
     ],
 )
 def test_incomplete_or_malformed_queries_are_access_denied(query: str) -> None:
@@ -260,3 +265,35 @@ def test_a_bucket_is_signed_with_or_without_its_slash(signed: str, sent: str) ->
     # but never a key for its bucket
     with pytest.raises(S3Error):
         verify_v2(SigV4Request("GET", sent + "k", req.query, req.headers), lookup)
+
+
+_TEXT = st.text(max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "PUT", "é", ""]),
+    path=_TEXT,
+    query=_TEXT | st.builds(lambda s: f"AWSAccessKeyId={AK}&Expires={s}&Signature={s}", _TEXT),
+    authorization=st.none() | st.builds(lambda s: "AWS " + s, _TEXT),
+    date=st.none() | _TEXT,
+    amz_date=st.none() | _TEXT,
+)
+def test_any_input_raises_only_s3_errors(
+    method: str,
+    path: str,
+    query: str,
+    authorization: str | None,
+    date: str | None,
+    amz_date: str | None,
+) -> None:
+    headers = [
+        (n, v)
+        for n, v in (("Authorization", authorization), ("Date", date), ("x-amz-date", amz_date))
+        if v is not None
+    ]
+    req = SigV4Request(method, "/" + path, query, headers)
+    try:
+        authenticate(req, lookup)
+    except S3Error:
+        pass

@@ -271,19 +271,21 @@ def _check_query(
     expires_raw = params["Expires"]
     if not (expires_raw.isascii() and expires_raw.isdigit()) or len(expires_raw) > 12:
         raise s3_error("AccessDenied", "Expires must be a number of seconds since the epoch")
-    expires = datetime.fromtimestamp(int(expires_raw), UTC)
+    # compared as numbers: a far Expires is no datetime (year 10000 and on)
+    expires = int(expires_raw)
     server_time = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if now > expires:
-        raise S3Error(
-            "AccessDenied",
-            "Request has expired",
-            fields={"Expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"), "ServerTime": server_time},
-        )
-    if expires - now > timedelta(seconds=MAX_PRESIGN_EXPIRES) + max_skew:
+    if expires - now.timestamp() > MAX_PRESIGN_EXPIRES + max_skew.total_seconds():
         raise S3Error(
             "AccessDenied",
             f"Expires must be less than a week ({MAX_PRESIGN_EXPIRES} seconds) away",
-            fields={"Expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"), "ServerTime": server_time},
+            fields={"Expires": expires_raw, "ServerTime": server_time},
+        )
+    if now.timestamp() > expires:
+        expired = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise S3Error(
+            "AccessDenied",
+            "Request has expired",
+            fields={"Expires": expired, "ServerTime": server_time},
         )
     # parse_query reads "+" as a space; base64 has no spaces, so a raw "+" is meant
     signature = params["Signature"].replace(" ", "+")
@@ -296,7 +298,7 @@ def _parse_http_date(value: str) -> datetime | None:
         return when
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
