@@ -1,8 +1,8 @@
 """The AWS CLI against a real `skymesh up`: `aws s3` and `aws s3api`.
 
 Debian's v2 binary by default; ``SKYMESH_TEST_AWS=/path/to/aws`` drives another (the
-v1 CLI from pip, say). Every test records which one it drove (``aws --version``) as
-a property in the JUnit report and prints it, since the two differ: the v1 CLI
+v1 CLI from pip, say). Every test prints which one it drove (``aws --version``) and the
+JUnit report records it as the test suite's property ``aws``, since the two differ: the v1 CLI
 presigns with Signature Version 2, the v2 CLI with Signature Version 4.
 """
 
@@ -29,18 +29,19 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def cli_version() -> str:
-    """Which `aws` this module drives, e.g. ``aws-cli/1.45.11 Python/3.11.7 ...``."""
+def cli_version(record_testsuite_property: Any) -> str:
+    """Which `aws` this module drives, e.g. ``aws-cli/1.45.11 Python/3.11.7 ...``,
+    recorded as the JUnit test suite's property ``aws``."""
     exe = aws_exe()
     version = aws_version(exe)
-    print(f"driving {exe}: {version}")
+    record_testsuite_property("aws", f"{exe}: {version}")
     return version
 
 
 @pytest.fixture(autouse=True)
-def _record_cli(cli_version: str, record_property: Any) -> None:
-    record_property("aws", cli_version)
-    print(f"aws: {cli_version}")
+def _print_cli(cli_version: str) -> None:
+    """Every test's captured output (shown when it fails, or with -s) names the CLI."""
+    print(f"aws: {aws_exe()}: {cli_version}")
 
 
 def api(net: Up, *args: str) -> Any:
