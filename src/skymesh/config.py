@@ -200,6 +200,11 @@ class GatewayConfig(_Config, frozen=True):
     s3_region: str = "us-east-1"
     credentials_file: str = ""  # default: data_dir/credentials.toml
     max_clock_skew: float = 15 * 60.0
+    # AWS Signature Version 2 (`Authorization: AWS key:signature` and presigned URLs with
+    # AWSAccessKeyId/Expires/Signature, which the AWS CLI v1 and old tools make). It
+    # signs neither the body nor the query parameters that are not sub-resources
+    # (docs/security.md); false answers such requests 403 AccessDenied.
+    sigv2: bool = True
     download_extra_pieces: int = 2  # start downloads on k + this many nodes
     # virtual-hosted-style S3: a request to bucket.<suffix> names the bucket in its Host
     virtual_host_suffixes: list[str] = []

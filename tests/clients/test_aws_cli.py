@@ -1,4 +1,10 @@
-"""The AWS CLI (Debian's v2 binary) against a real `skymesh up`: `aws s3` and `aws s3api`."""
+"""The AWS CLI against a real `skymesh up`: `aws s3` and `aws s3api`.
+
+Debian's v2 binary by default; ``SKYMESH_TEST_AWS=/path/to/aws`` drives another (the
+v1 CLI from pip, say). Every test prints which one it drove (``aws --version``) and the
+JUnit report records it as the test suite's property ``aws``, since the two differ: the v1 CLI
+presigns with Signature Version 2, the v2 CLI with Signature Version 4.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +15,33 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from tests.clients.conftest import TREE, md5_hex, read_tree, write_tree
 from tests.conftest import random_bytes, write_random_file
-from tests.process.netutil import Up, aws, aws_env, aws_run, find_tool
+from tests.process.netutil import Up, aws, aws_env, aws_exe, aws_run, aws_version
 
 pytestmark = pytest.mark.slow
 
 MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def cli_version(record_testsuite_property: Any) -> str:
+    """Which `aws` this module drives, e.g. ``aws-cli/1.45.11 Python/3.11.7 ...``,
+    recorded as the JUnit test suite's property ``aws``."""
+    exe = aws_exe()
+    version = aws_version(exe)
+    record_testsuite_property("aws", f"{exe}: {version}")
+    return version
+
+
+@pytest.fixture(autouse=True)
+def _print_cli(cli_version: str) -> None:
+    """Every test's captured output (shown when it fails, or with -s) names the CLI."""
+    print(f"aws: {aws_exe()}: {cli_version}")
 
 
 def api(net: Up, *args: str) -> Any:
@@ -201,11 +225,12 @@ def test_s3api_multipart_upload(net: Up, tmp_path: Path) -> None:
     assert keys == ["mp/obj"]
 
 
-def test_stream_stdin_stdout_and_presigned_get(net: Up) -> None:
-    """`cp -` uploads a stream of unknown length (multipart); `cp ... -` and presign read it."""
+def test_stream_stdin_stdout_and_presigned_get(net: Up, cli_version: str, tmp_path: Path) -> None:
+    """`cp -` uploads a stream of unknown length (multipart); `cp ... -` and presigned
+    URLs of both signature versions read it."""
     data = random_bytes(20 * MiB + 5, seed=20)
     aws(net, "s3", "mb", "s3://aws-stream")
-    argv = [find_tool("aws", "awscli"), "--endpoint-url", net.endpoint, "s3", "cp"]
+    argv = [aws_exe(), "--endpoint-url", net.endpoint, "s3", "cp"]
     up = subprocess.run(
         [*argv, "-", "s3://aws-stream/piped.bin"],
         input=data, capture_output=True, env=aws_env(net), timeout=120,
@@ -218,9 +243,37 @@ def test_stream_stdin_stdout_and_presigned_get(net: Up) -> None:
     assert down.returncode == 0, down.stderr
     assert down.stdout == data
 
+    # the CLI's own presigned URL: SigV2 from the v1 CLI, SigV4 from the v2 CLI
     url = aws(net, "s3", "presign", "--expires-in", "300", "s3://aws-stream/piped.bin").strip()
-    with urllib.request.urlopen(url, timeout=60) as resp:
-        assert resp.read() == data
+    v1 = cli_version.startswith("aws-cli/1.")
+    assert ("AWSAccessKeyId=" in url) == v1, (cli_version, url)
+    assert ("X-Amz-Signature=" in url) != v1, (cli_version, url)
+    urls = {"cli default": url}
+    # SigV4 from either CLI, asked for in its config file
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\ns3 =\n    signature_version = s3v4\n")
+    v4 = subprocess.run(
+        [aws_exe(), "--endpoint-url", net.endpoint, "s3", "presign", "--expires-in", "300",
+         "s3://aws-stream/piped.bin"],
+        capture_output=True, text=True, timeout=120,
+        env={**aws_env(net), "AWS_CONFIG_FILE": str(config)},
+    )  # fmt: skip
+    assert v4.returncode == 0, v4.stderr
+    assert "X-Amz-Signature=" in v4.stdout, v4.stdout
+    urls["sigv4"] = v4.stdout.strip()
+    # SigV2 as the v1 CLI makes it (botocore's HmacV1QueryAuth), whichever CLI is here
+    s3v2 = boto3.client(
+        "s3", endpoint_url=net.endpoint, aws_access_key_id=net.access_key,
+        aws_secret_access_key=net.secret, region_name="us-east-1",
+        config=Config(signature_version="s3", s3={"addressing_style": "path"}),
+    )  # fmt: skip
+    urls["sigv2"] = s3v2.generate_presigned_url(
+        "get_object", Params={"Bucket": "aws-stream", "Key": "piped.bin"}, ExpiresIn=300
+    )
+    assert "AWSAccessKeyId=" in urls["sigv2"], urls["sigv2"]
+    for kind, presigned in urls.items():
+        with urllib.request.urlopen(presigned, timeout=60) as resp:
+            assert resp.read() == data, (kind, cli_version)
 
 
 def test_s3api_versioning(net: Up, tmp_path: Path) -> None:

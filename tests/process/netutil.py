@@ -445,10 +445,35 @@ def aws_env(u: Up) -> dict[str, str]:
     )
 
 
+def aws_exe() -> str:
+    """The AWS CLI the tests drive: ``$SKYMESH_TEST_AWS`` when set (to test the v1 CLI
+    beside Debian's v2, say), else :func:`find_tool`'s."""
+    chosen = os.environ.get("SKYMESH_TEST_AWS")
+    if chosen:
+        exe = shutil.which(chosen)
+        if exe is None:
+            pytest.fail(f"SKYMESH_TEST_AWS={chosen!r} is not an executable")
+        return exe
+    return find_tool("aws", "awscli")
+
+
+def aws_version(exe: str | None = None) -> str:
+    """``aws --version`` of the CLI the tests drive: ``aws-cli/2.9.19 Python/3.11.2 ...``."""
+    out = subprocess.run(
+        [exe or aws_exe(), "--version"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
+    return (out.stdout or out.stderr).strip()
+
+
 def aws_run(
     u: Up, *args: str, timeout: float = 300, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    exe = find_tool("aws", "awscli")
+    exe = aws_exe()
     return run_tool(
         [exe, "--endpoint-url", u.endpoint, *args], aws_env(u), timeout=timeout, check=check
     )

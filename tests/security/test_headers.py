@@ -330,7 +330,9 @@ def _authorization_cases(headers: dict[str, str]) -> list[tuple[str, str, int, s
          f"Signature={sig}", 400, malformed),
         ("SigV4A", f"AWS4-ECDSA-P256-SHA256 Credential={cred}, SignedHeaders={signed}, "
          f"Signature={sig}", 501, "NotImplemented"),
-        ("SigV2", f"AWS {access}:c2lnbmF0dXJl", 400, "InvalidRequest"),
+        ("SigV2, wrong signature", f"AWS {access}:c2lnbmF0dXJl", 403, "SignatureDoesNotMatch"),
+        ("SigV2, unknown key", "AWS AKIDNOTREAL:c2lnbmF0dXJl", 403, "InvalidAccessKeyId"),
+        ("SigV2 without a signature", f"AWS {access}", 400, malformed),
         ("credential of four parts", f"{alg} Credential={access}/{date}/{region}/{service}, "
          f"SignedHeaders={signed}, Signature={sig}", 400, malformed),
         ("wrong service", f"{alg} Credential={access}/{date}/{region}/s4/{term}, "

@@ -1,7 +1,8 @@
 """The S3 front door: route, authenticate, dispatch to one handler per operation, map errors.
 
 Every request is parsed into an :class:`Endpoint` once (``router.route``), its
-SigV4 signature checked (``sigv4.verify``), and then handed to the handler for
+signature checked (``sigv2.authenticate``: SigV4, or SigV2 when
+``GatewayConfig.sigv2`` allows it), and then handed to the handler for
 that operation. Errors of any kind leave here as S3 XML with the right code and
 status; nothing else in the gateway formats an error.
 """
@@ -36,7 +37,8 @@ from skymesh.gateway.s3.handlers import (
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.request import XML, Handler, S3Context, S3Request
 from skymesh.gateway.s3.router import Endpoint, Op, route
-from skymesh.gateway.s3.sigv4 import SigV4Request, parse_query, verify
+from skymesh.gateway.s3.sigv2 import authenticate
+from skymesh.gateway.s3.sigv4 import SigV4Request, parse_query
 from skymesh.gateway.s3.xml import error_xml
 
 log = logging.getLogger(__name__)
@@ -180,7 +182,7 @@ def make_app(ctx: S3Context) -> web.Application:
                 return preflight
             if endpoint.bucket and "Origin" in request.headers:
                 request[CORS_KEY] = await cors.response_headers(ctx, request, endpoint.bucket)
-            auth = verify(
+            auth = authenticate(
                 SigV4Request(
                     method=request.method,
                     path=raw_path,
@@ -190,6 +192,8 @@ def make_app(ctx: S3Context) -> web.Application:
                 ),
                 ctx.lookup_secret,
                 max_skew=ctx.config.max_clock_skew,
+                sigv2=ctx.config.sigv2,
+                host_bucket=endpoint.bucket if endpoint.virtual_host else None,
             )
             handler = HANDLERS.get(endpoint.name)
             if auth.access_key is None:
