@@ -109,11 +109,18 @@ class DrivenLoop:
             self._task = asyncio.create_task(self._run(), name=f"loop:{self.name}")
 
     async def stop(self) -> None:
+        """Cancel the loop (a step in progress is cancelled too) and wait until it ended."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            return
+        current = asyncio.current_task()
+        cancelled_before = current.cancelling() if current is not None else 0
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if current is not None and current.cancelling() > cancelled_before:
+                raise  # the caller was cancelled while it waited: not ours to swallow
 
     async def _run(self) -> None:
         while True:
@@ -127,8 +134,18 @@ class DrivenLoop:
                 ran = ERROR_DELAY
             delay = GATE_RECHECK if ran is None else ran
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Until :meth:`trigger` or ``delay`` seconds, whichever comes first.
+
+        Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that arrives
+        as the wake event is set, and :meth:`stop` would then wait for ever on a loop
+        triggered just before (gh-86296). ``asyncio.timeout`` tells the two apart.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
 
 
 def _always() -> bool:

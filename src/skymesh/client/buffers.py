@@ -80,7 +80,8 @@ class BufferPool:
         while (left := deadline - loop.time()) > 0:
             self._returned.clear()
             try:
-                await asyncio.wait_for(self._returned.wait(), left)
+                async with asyncio.timeout(left):  # not wait_for: see loops.DrivenLoop._sleep
+                    await self._returned.wait()
             except TimeoutError:
                 break
             buf = self.try_take(size)

@@ -660,7 +660,8 @@ async def run_network(spec: NetworkSpec, ready: asyncio.Event | None = None) -> 
         reported: set[str] = set()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await stop.wait()
             for c in net.children:
                 if not c.alive() and c.name not in reported:
                     reported.add(c.name)

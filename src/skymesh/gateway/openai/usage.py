@@ -125,7 +125,8 @@ class UsageReporter:
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(self.flush(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.flush()
         except TimeoutError:
             log.warning("usage reports still queued at shutdown: %d dropped", self._queue.qsize())
         self._task.cancel()
