@@ -213,6 +213,10 @@ class GatewayConfig(_Config, frozen=True):
     # SHA-256-signing each one. `skymesh up --tls` makes a local CA and both files.
     tls_cert: str = ""
     tls_key: str = ""
+    # SSE-C (customer-provided keys) over plain HTTP: S3 refuses it (the key would
+    # cross the network in clear), and so do we unless this is true, for a gateway
+    # reached only over a trusted local network or loopback (docs/operations.md)
+    sse_c_over_http: bool = False
     # compute node URL -> the URL this gateway reaches it by (a delay proxy in between):
     # how a gateway in one simulated region sees nodes in the others (`skymesh up
     # --distance`, docs/inference.md). Empty: as advertised.

@@ -224,9 +224,10 @@ def test_object_encryption_headers(s3: Any) -> None:
         s3.head_object(Bucket=bucket, Key="k")  # nothing was written
 
 
-def test_customer_keys_are_refused_not_ignored(s3: Any) -> None:
-    """SSE-C is not built: a write naming a customer key is refused, never stored
-    without it (the client would believe its key protects the object)."""
+def test_customer_keys_are_refused_over_plain_http(s3: Any) -> None:
+    """SSE-C over plain HTTP would send the key in clear: refused as S3 refuses it
+    (this planet's gateway leaves sse_c_over_http off), reads as well as writes, and
+    nothing is stored without the key."""
     bucket = _bucket(s3)
     key = b"k" * 32
     s3.put_object(Bucket=bucket, Key="plain", Body=b"data")
@@ -244,9 +245,15 @@ def test_customer_keys_are_refused_not_ignored(s3: Any) -> None:
             SSECustomerAlgorithm="AES256",
             SSECustomerKey=key,
         ),
+        lambda: s3.get_object(
+            Bucket=bucket, Key="plain", SSECustomerAlgorithm="AES256", SSECustomerKey=key
+        ),
     ):
         code, status, message = _error(call)
-        assert (code, status) == ("NotImplemented", 501)
-        assert "SSE-C" in message
+        assert (code, status) == ("InvalidRequest", 400)
+        assert message == (
+            "Requests specifying Server Side Encryption with Customer provided keys must be"
+            " made over a secure connection."
+        )
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="c")  # nothing was written

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import aiohttp
+import msgspec
 
 from skymesh import errors
 from skymesh.client.access import OWNER, AccessRule
 from skymesh.client.buffers import BufferPool
+from skymesh.client.customerkey import CustomerKey, customer_etag, open_content, verifier
 from skymesh.client.download import (
     FIRST_CALL_SEGMENTS,
     SEGMENTS_PER_CALL,
@@ -256,6 +258,7 @@ class Client:
         before_commit: BeforeCommit | None = None,
         if_match: str = "",
         if_none_match: str = "",
+        customer_key: CustomerKey | None = None,
     ) -> StoredObject:
         """Store ``source`` as ``bucket/key``; the object appears only once all of it is stored.
 
@@ -271,12 +274,21 @@ class Client:
         An upload that fails or is cancelled once its stream was begun is aborted
         at the coordinator (``objects/abort``) before the error goes on, so its
         pieces go at the garbage collector's next run, not after the upload TTL.
+
+        With a ``customer_key`` (SSE-C) the bytes are encrypted under a key derived from
+        it and the data key (:mod:`.customerkey`), and the ETag is not the MD5.
         """
         codec = await self.codec()
         meta = meta or ObjectMeta()
         data_key, wrapped = self.keys.new_key(bucket, key)
+        content = data_key
+        if customer_key is not None:
+            meta = msgspec.structs.replace(
+                meta, customer_key_verifier=verifier(data_key, customer_key)
+            )
+            content = open_content(data_key, meta.customer_key_verifier, customer_key)
         writer = SegmentWriter(
-            self.session, self.buffers, codec, source, data_key, size=size, hashers=hashers
+            self.session, self.buffers, codec, source, content, size=size, hashers=hashers
         )
         stream_id = ""  # begun with the first segment that goes to nodes
 
@@ -311,6 +323,8 @@ class Client:
             md5 = writer.md5.hexdigest()
             if before_commit is not None:
                 meta = with_checksums(meta, before_commit(md5, writer.total))
+            if customer_key is not None:
+                etag = customer_etag(content, md5)
             if not stream_id:
                 # the whole object is one inline segment (none when empty): a single call
                 info = await self.metainfo.put_inline(
@@ -398,6 +412,11 @@ class Client:
         self.access.check_object(obj.meta)
         return obj
 
+    def check_customer_key(self, obj: StoredObject, customer_key: CustomerKey | None) -> None:
+        """Raise S3's error unless ``customer_key`` is what reading ``obj`` takes: the key
+        it was written with (SSE-C), or none for an object written without one."""
+        open_content(self.data_key(obj.info), obj.meta.customer_key_verifier, customer_key)
+
     async def open_object(
         self,
         bucket: str,
@@ -405,9 +424,11 @@ class Client:
         version_id: str = "",
         offset_hint: int = 0,
         end_hint: int | None = None,
+        customer_key: CustomerKey | None = None,
     ) -> ObjectHandle:
         """An object's info, ready to read; segments from ``offset_hint`` (up to
-        ``end_hint``, where the reader knows it stops there) come in the same call."""
+        ``end_hint``, where the reader knows it stops there) come in the same call.
+        An object written with a customer key (SSE-C) opens only with that key."""
         if self.access.head_first:
             version_id = (await self.head_object(bucket, key, version_id)).info.version_id
         try:
@@ -430,6 +451,7 @@ class Client:
         except errors.SkymeshError as e:
             await self._refuse(bucket, e)
         self.access.check_object(meta)  # the version being read, before any byte
+        content = open_content(data_key, meta.customer_key_verifier, customer_key)
 
         async def fetch(number: int | None, offset: int | None) -> list[SegmentDownload]:
             req = DownloadRequest(
@@ -445,7 +467,7 @@ class Client:
             ).segments
 
         source = SegmentSource(fetch, resp.segments, info.segment_count)
-        return ObjectHandle(self, StoredObject(info, meta), data_key, source)
+        return ObjectHandle(self, StoredObject(info, meta), content, source)
 
     async def _refuse(self, bucket: str, err: errors.SkymeshError) -> NoReturn:
         """Raise what the access rule lets the caller know of ``err``."""

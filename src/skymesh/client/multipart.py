@@ -15,6 +15,7 @@ import msgspec
 
 from skymesh import errors
 from skymesh.client.buffers import BufferPool
+from skymesh.client.customerkey import CustomerKey, customer_etag, open_content, verifier
 from skymesh.client.keys import KeySource, new_part_key
 from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.objectmeta import (
@@ -62,16 +63,52 @@ class MultipartUploads:
         # fails at begin_part with NoSuchUpload all the same.
         self._uploads: OrderedDict[tuple[str, str, str], UploadInfo] = OrderedDict()
 
-    async def create(self, bucket: str, key: str, meta: ObjectMeta | None = None) -> UploadInfo:
+    async def create(
+        self,
+        bucket: str,
+        key: str,
+        meta: ObjectMeta | None = None,
+        customer_key: CustomerKey | None = None,
+    ) -> UploadInfo:
+        """Begin an upload; with a ``customer_key`` (SSE-C) every part must bring it too."""
         data_key, wrapped = self.keys.new_key(bucket, key)
+        meta = meta or ObjectMeta()
+        if customer_key is not None:
+            meta = msgspec.structs.replace(
+                meta, customer_key_verifier=verifier(data_key, customer_key)
+            )
         return await self.metainfo.begin_upload(
             BeginUploadRequest(
                 bucket=bucket,
                 key=key,
                 encrypted_key=wrapped,
-                encrypted_metadata=seal_meta(data_key, meta or ObjectMeta()),
+                encrypted_metadata=seal_meta(data_key, meta),
             )
         )
+
+    def _content_key(self, upload: UploadInfo, customer_key: CustomerKey | None) -> bytes:
+        """The key the upload's parts are encrypted under (subkeys of it, one per part
+        upload), with S3's errors for a part whose customer key is not the upload's."""
+        data_key = self.keys.data_key(upload.bucket, upload.key, upload.encrypted_key)
+        stored = open_meta(data_key, upload.encrypted_metadata).customer_key_verifier
+        try:
+            return open_content(data_key, stored, customer_key)
+        except errors.SkymeshError as e:
+            if customer_key is None:
+                message = (
+                    "The multipart upload initiate requested encryption. Subsequent part"
+                    " requests must include the appropriate encryption parameters."
+                )
+            elif not stored:
+                message = (
+                    "The multipart upload initiate did not request encryption with a"
+                    " customer-provided key: send no customer key with its parts."
+                )
+            else:
+                message = (
+                    "The provided encryption parameters did not match the ones used originally."
+                )
+            raise errors.BadRequest(message, code="InvalidRequest") from e
 
     async def upload_part(
         self,
@@ -84,16 +121,17 @@ class MultipartUploads:
         size: int | None = None,
         hashers: Sequence[Hasher] = (),
         before_commit: BeforeCommit | None = None,
+        customer_key: CustomerKey | None = None,
     ) -> PartInfo:
-        """Store one part (streamed segment by segment); answers its size and MD5 ETag.
+        """Store one part (streamed segment by segment); answers its size and MD5 ETag
+        (with a ``customer_key``, which must be the upload's, an ETag derived from it).
 
         The first checksum ``before_commit`` answers (``{algorithm: base64}``) is kept
         with the part, for S3's composite checksum at completion.
         """
         upload = await self._upload_info(bucket, key, upload_id)
-        part_key, key_salt = new_part_key(
-            self.keys.data_key(upload.bucket, upload.key, upload.encrypted_key)
-        )
+        content = self._content_key(upload, customer_key)
+        part_key, key_salt = new_part_key(content)
         writer = SegmentWriter(
             self.session,
             self.buffers,
@@ -135,6 +173,8 @@ class MultipartUploads:
             sums = before_commit(etag, writer.total)
             if sums:
                 checksum = ":".join(next(iter(sums.items())))
+        if customer_key is not None:
+            etag = customer_etag(content, etag, key_salt)
         await self.metainfo.commit_part(
             CommitPartRequest(
                 bucket=bucket,

@@ -26,6 +26,9 @@ class ObjectMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # gateway reads them, and a new version starts without the old ones
     acl: str = ""
     tags: dict[str, str] = {}
+    # SSE-C: an HMAC of the customer's key under a subkey of the data key
+    # (client/customerkey.py), never the key or its MD5; "" for an object without one
+    customer_key_verifier: str = ""
 
 
 def seal_meta(data_key: bytes, meta: ObjectMeta) -> bytes:

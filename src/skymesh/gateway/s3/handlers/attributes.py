@@ -13,7 +13,7 @@ from aiohttp import web
 from skymesh.client.client import DeleteMarkerError
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.checksums import ALGORITHMS
-from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
+from skymesh.gateway.s3.handlers.encryption import customer_key, response_headers
 from skymesh.gateway.s3.handlers.objects import (
     delete_marker_error,
     version_headers,
@@ -78,10 +78,12 @@ async def get_object_attributes(req: S3Request) -> web.StreamResponse:
     wanted = requested_attributes(req)
     max_parts = min(MAX_PARTS, _int_header(req, "x-amz-max-parts", MAX_PARTS))
     marker = _int_header(req, "x-amz-part-number-marker", 0)
+    customer = customer_key(req)
     try:
         obj = await req.client.head_object(req.bucket, req.key, version_query(req))
     except DeleteMarkerError as e:
         raise delete_marker_error(e) from e
+    req.client.check_customer_key(obj, customer)
     info, meta = obj.info, obj.meta
     parts: AttributeParts | None = None
     if "ObjectParts" in wanted and meta.parts:
@@ -117,5 +119,5 @@ async def get_object_attributes(req: S3Request) -> web.StreamResponse:
     resp = web.Response(body=body, content_type=XML)
     resp.headers["Last-Modified"] = http_date(info.created_at)
     resp.headers.update(version_headers(info))
-    resp.headers.update(SSE_HEADERS)
+    resp.headers.update(response_headers(customer))
     return resp

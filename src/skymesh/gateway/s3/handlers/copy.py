@@ -31,7 +31,11 @@ from skymesh.client.client import ObjectHandle, s3_version_id
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.gateway.s3.errors import from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers.checksums import ALGORITHMS, HEADER_PREFIX, Checksum
-from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
+from skymesh.gateway.s3.handlers.encryption import (
+    COPY_SOURCE_CUSTOMER,
+    customer_key,
+    response_headers,
+)
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.multipart import upload_id_of
 from skymesh.gateway.s3.handlers.objects import (
@@ -88,9 +92,17 @@ def parse_copy_source(value: str) -> CopySource:
 
 
 async def open_source(req: S3Request, start_hint: int = 0) -> ObjectHandle:
-    """The copy source, opened and checked against the ``x-amz-copy-source-if-*`` headers."""
+    """The copy source, opened with its customer key (``x-amz-copy-source-server-side-
+    encryption-customer-*``, for an SSE-C source) and checked against the
+    ``x-amz-copy-source-if-*`` headers."""
     src = parse_copy_source(req.http.headers[COPY_SOURCE])
-    handle = await req.client.open_object(src.bucket, src.key, src.version_id, start_hint)
+    handle = await req.client.open_object(
+        src.bucket,
+        src.key,
+        src.version_id,
+        start_hint,
+        customer_key=customer_key(req, COPY_SOURCE_CUSTOMER),
+    )
     read_conditions(
         req.http.headers, handle.info.etag, handle.info.created_at, prefix="x-amz-copy-source-"
     )
@@ -191,6 +203,7 @@ def copy_meta(req: S3Request, source: ObjectMeta, directive: str) -> ObjectMeta:
 
 async def copy_object(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
+    customer = customer_key(req)  # the destination's (SSE-C), if any
     check_sse(req.http.headers)
     directive = req.http.headers.get("x-amz-metadata-directive", "COPY").strip().upper()
     if directive not in ("COPY", "REPLACE"):
@@ -202,10 +215,13 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
         )
     src = parse_copy_source(req.http.headers[COPY_SOURCE])
     # copying an older version onto its own key restores it (S3 allows that without REPLACE)
+    # so does a copy that changes its encryption (SSE-C on, off or another key)
     if (
         (src.bucket, src.key) == (req.bucket, req.key)
         and directive != "REPLACE"
         and not src.version_id
+        and customer is None
+        and customer_key(req, COPY_SOURCE_CUSTOMER) is None
     ):
         raise s3_error("InvalidRequest", _SELF_COPY)
     handle = await open_source(req)
@@ -234,11 +250,12 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
             before_commit=record_checksum,
             if_match=if_match,
             if_none_match=if_none_match,
+            customer_key=customer,
         )
         headers = {
             **source_version_headers(handle.info),
             **version_headers(stored.info),
-            **SSE_HEADERS,
+            **response_headers(customer),
         }
         if checksum is not None:
             headers[HEADER_PREFIX + checksum.algorithm] = checksum.b64()
@@ -275,6 +292,7 @@ async def upload_part_copy(req: S3Request) -> web.StreamResponse:
     if part_number is None:
         raise s3_error("InvalidArgument", "partNumber is required", ArgumentName="partNumber")
     upload_id = upload_id_of(req)
+    customer = customer_key(req)  # the upload's (SSE-C), if any
     range_header = req.http.headers.get("x-amz-copy-source-range")
     m = _COPY_RANGE.match(range_header.strip()) if range_header else None
     handle = await open_source(req, int(m.group(1)) if m else 0)
@@ -290,8 +308,9 @@ async def upload_part_copy(req: S3Request) -> web.StreamResponse:
             part_number,
             handle.read(start, end),
             size=end - start,
+            customer_key=customer,
         )
-        headers = {**source_version_headers(handle.info), **SSE_HEADERS}
+        headers = {**source_version_headers(handle.info), **response_headers(customer)}
         return copy_part_result_xml(part.etag, time.time()), headers
 
     return await answer_when_done(req, work())

@@ -12,17 +12,29 @@ What clients send is answered truthfully:
   refused; every object answer carries ``x-amz-server-side-encryption: AES256``
   (:data:`RESPONSE_HEADERS`), asked for or not, since every object is encrypted.
 
-Customer-provided keys (SSE-C) are refused (501 NotImplemented) on every write that
-names one: accepting the headers and storing the object without that key would let a
-client believe a key of its own protects the object.
+Customer-provided keys (SSE-C, :func:`customer_key`): the three
+``x-amz-server-side-encryption-customer-*`` headers (and their
+``x-amz-copy-source-`` twins for a copy's source) are checked as S3 checks them and
+handed to the client, which mixes the key into the object's own
+(:mod:`skymesh.client.customerkey`). The key lives only as long as the request; it
+is never stored, logged or put in an error. Answers about such an object echo the
+algorithm and the key's MD5 instead of ``x-amz-server-side-encryption``. As on S3,
+the headers are refused over plain HTTP unless ``GatewayConfig.sse_c_over_http``.
+Presigned URLs carry them as signed headers, never in the query (SigV4 refuses
+unsigned ``x-amz-*`` headers).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 from collections.abc import Mapping
 
 from aiohttp import web
 
+from skymesh.client.customerkey import CUSTOMER_KEY_SIZE, CustomerKey
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Request
@@ -55,23 +67,82 @@ def _refuse(algorithm: str, argument: str) -> None:
     )
 
 
-_SSE_C_PREFIXES = (
-    "x-amz-server-side-encryption-customer-",
-    "x-amz-copy-source-server-side-encryption-customer-",
-)
+CUSTOMER = "x-amz-server-side-encryption-customer-"
+COPY_SOURCE_CUSTOMER = "x-amz-copy-source-server-side-encryption-customer-"
+_REQUIRES = "Requests specifying Server Side Encryption with Customer provided keys must"
+_OVER_HTTP = f"{_REQUIRES} be made over a secure connection."
+
+
+def customer_key(req: S3Request, prefix: str = CUSTOMER) -> CustomerKey | None:
+    """The customer key a request names with ``prefix``-``algorithm``/``key``/``key-MD5``
+    (``x-amz-copy-source-...`` for a copy's source), or None; S3's errors for an
+    incomplete or inconsistent triple, and for one sent over plain HTTP."""
+    headers = req.http.headers
+    algorithm = headers.get(prefix + "algorithm")
+    encoded = headers.get(prefix + "key")
+    md5 = headers.get(prefix + "key-MD5")
+    if algorithm is None and encoded is None and md5 is None:
+        return None
+    if not req.http.secure and not req.ctx.config.sse_c_over_http:
+        raise s3_error("InvalidRequest", _OVER_HTTP)
+    if prefix == CUSTOMER and SSE_HEADER in headers:
+        raise s3_error(
+            "InvalidArgument",
+            "Server Side Encryption with Customer provided key is incompatible with the"
+            " encryption method specified",
+            ArgumentName=SSE_HEADER,
+            ArgumentValue=headers[SSE_HEADER][:64],
+        )
+    if algorithm is None or algorithm.strip() != ALGORITHM:
+        raise s3_error(
+            "InvalidArgument",
+            f"{_REQUIRES} provide a valid encryption algorithm.",
+            ArgumentName=prefix + "algorithm",
+            ArgumentValue=(algorithm or "")[:64],
+        )
+    if encoded is None:
+        raise s3_error(
+            "InvalidArgument",
+            f"{_REQUIRES} provide an appropriate secret key.",
+            ArgumentName=prefix + "key",
+        )
+    try:
+        key = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != CUSTOMER_KEY_SIZE:
+        # never the value: it is (or is meant to be) the customer's secret
+        raise s3_error(
+            "InvalidArgument",
+            "The secret key was invalid for the specified algorithm.",
+            ArgumentName=prefix + "key",
+        )
+    if md5 is None:
+        raise s3_error(
+            "InvalidArgument",
+            f"{_REQUIRES} provide the client calculated MD5 of the secret key.",
+            ArgumentName=prefix + "key-MD5",
+        )
+    digest = base64.b64encode(hashlib.md5(key, usedforsecurity=False).digest()).decode()
+    if not hmac.compare_digest(digest.encode(), md5.strip().encode()):
+        raise s3_error(
+            "InvalidArgument",
+            "The calculated MD5 hash of the key did not match the hash that was provided.",
+            ArgumentName=prefix + "key-MD5",
+        )
+    return CustomerKey(key, digest)
+
+
+def response_headers(customer: CustomerKey | None) -> Mapping[str, str]:
+    """What an answer about an object's bytes says of their encryption: AES256, or the
+    customer key's algorithm and MD5 (S3 echoes those, and no x-amz-server-side-encryption)."""
+    if customer is None:
+        return RESPONSE_HEADERS
+    return {CUSTOMER + "algorithm": ALGORITHM, CUSTOMER + "key-MD5": customer.md5}
 
 
 def check_request(headers: Mapping[str, str]) -> None:
-    """Refuse a write that asks for encryption other than AES256 (KMS above all), or
-    for a customer-provided key (SSE-C), which is not built."""
-    for name in headers:
-        if name.lower().startswith(_SSE_C_PREFIXES):
-            raise s3_error(
-                "NotImplemented",
-                "customer-provided encryption keys (SSE-C) are not supported yet; every"
-                " object is encrypted by the gateway with a key of its own: send no"
-                " x-amz-server-side-encryption-customer-* header",
-            )
+    """Refuse a write that asks for encryption other than AES256 (KMS above all)."""
     value = headers.get(SSE_HEADER)
     if value is not None and value.strip() != ALGORITHM:
         _refuse(value.strip(), SSE_HEADER)

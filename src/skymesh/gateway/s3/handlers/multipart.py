@@ -9,8 +9,8 @@ from aiohttp import web
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import composite
-from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
+from skymesh.gateway.s3.handlers.encryption import customer_key, response_headers
 from skymesh.gateway.s3.handlers.objects import (
     body_checksum_headers,
     meta_from_headers,
@@ -42,13 +42,14 @@ def upload_id_of(req: S3Request) -> str:
 
 async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
+    customer = customer_key(req)
     check_sse(req.http.headers)
     info = await req.client.multipart.create(
-        req.bucket, req.key, meta_from_headers(req.http.headers)
+        req.bucket, req.key, meta_from_headers(req.http.headers), customer
     )
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
     resp = web.Response(body=body, content_type=XML)
-    resp.headers.update(SSE_HEADERS)
+    resp.headers.update(response_headers(customer))
     return resp
 
 
@@ -56,6 +57,7 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
     part_number = req.endpoint.part_number
     if part_number is None:
         raise s3_error("InvalidArgument", "partNumber is required", ArgumentName="partNumber")
+    customer = customer_key(req)
     body = PutBody(req, MAX_PART_SIZE, "a part may be at most 5 GiB")
     part = await req.client.multipart.upload_part(
         req.bucket,
@@ -66,11 +68,12 @@ async def upload_part(req: S3Request) -> web.StreamResponse:
         size=body.size,
         hashers=body.hashers,
         before_commit=body.verify,
+        customer_key=customer,
     )
     resp = web.Response(status=200)
     resp.headers["ETag"] = f'"{part.etag}"'
     resp.headers.update(body_checksum_headers(body))
-    resp.headers.update(SSE_HEADERS)
+    resp.headers.update(response_headers(customer))
     return resp
 
 
@@ -83,6 +86,7 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
     if not parts:
         raise s3_error("MalformedXML", "CompleteMultipartUpload needs at least one part")
     if_match, if_none_match = write_conditions(req)
+    customer = customer_key(req)  # optional here, as on S3: only echoed
     combined: list[tuple[str, str]] = []
 
     def composite_checksum(listed: list[PartInfo]) -> dict[str, str]:
@@ -114,7 +118,7 @@ async def complete_multipart_upload(req: S3Request) -> web.StreamResponse:
     )
     resp = web.Response(body=body, content_type=XML)
     resp.headers.update(version_headers(info))
-    resp.headers.update(SSE_HEADERS)
+    resp.headers.update(response_headers(customer))
     return resp
 
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from skymesh.client.client import DeleteMarkerError, StoredObject, s3_version_id
+from skymesh.client.customerkey import CustomerKey
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
@@ -16,8 +17,8 @@ from skymesh.gateway.s3.handlers.acl import object_acl
 from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
 from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
-from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
+from skymesh.gateway.s3.handlers.encryption import customer_key, response_headers
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.handlers.tagging import tags_from_header
 from skymesh.gateway.s3.request import XML, S3Request
@@ -98,14 +99,16 @@ def meta_from_headers(headers: Mapping[str, str]) -> ObjectMeta:
     )
 
 
-def object_headers(obj: StoredObject) -> dict[str, str]:
+def object_headers(obj: StoredObject, customer: CustomerKey | None = None) -> dict[str, str]:
+    """Headers of GET/HEAD; ``customer``: the key the object was read with (SSE-C)."""
     info, meta = obj.info, obj.meta
     headers = {
         "ETag": f'"{info.etag}"',
         "Last-Modified": http_date(info.created_at),
         "Content-Type": meta.content_type,
         "Accept-Ranges": "bytes",
-        **SSE_HEADERS,  # every object is encrypted (handlers/encryption.py)
+        # every object is encrypted (handlers/encryption.py)
+        **response_headers(customer),
     }
     for name, value in meta.headers.items():
         headers[name.title()] = value
@@ -148,6 +151,7 @@ def body_checksum_headers(body: PutBody) -> dict[str, str]:
 
 async def put_object(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
+    customer = customer_key(req)
     check_sse(req.http.headers)
     meta = meta_from_headers(req.http.headers)
     if_match, if_none_match = write_conditions(req)
@@ -166,12 +170,13 @@ async def put_object(req: S3Request) -> web.StreamResponse:
         before_commit=body.verify,
         if_match=if_match,
         if_none_match=if_none_match,
+        customer_key=customer,
     )
     resp = web.Response(status=200)
     resp.headers["ETag"] = f'"{stored.info.etag}"'
     resp.headers.update(body_checksum_headers(body))
     resp.headers.update(version_headers(stored.info))
-    resp.headers.update(SSE_HEADERS)
+    resp.headers.update(response_headers(customer))
     return resp
 
 
@@ -285,6 +290,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 async def get_object(req: S3Request) -> web.StreamResponse:
     refuse_anonymous_overrides(req)
+    customer = customer_key(req)
     range_header = req.http.headers.get("Range")
     hint = 0
     end_hint: int | None = None  # where a plain "bytes=a-b" range stops: orders up to there
@@ -295,7 +301,7 @@ async def get_object(req: S3Request) -> web.StreamResponse:
             end_hint = _bound(m.group(2)) + 1
     try:
         handle = await req.client.open_object(
-            req.bucket, req.key, version_query(req), hint, end_hint
+            req.bucket, req.key, version_query(req), hint, end_hint, customer
         )
     except DeleteMarkerError as e:
         raise delete_marker_error(e) from e
@@ -307,7 +313,7 @@ async def get_object(req: S3Request) -> web.StreamResponse:
     start, end = rng if rng is not None else (0, size)
     partial = rng is not None and (part is None or len(handle.meta.parts) > 0)
     resp = web.StreamResponse(status=206 if partial else 200)
-    resp.headers.update(object_headers(handle.object))
+    resp.headers.update(object_headers(handle.object, customer))
     resp.headers.update(version_headers(handle.info))
     _apply_response_overrides(req, resp)
     if partial:
@@ -372,15 +378,17 @@ def _apply_response_overrides(req: S3Request, resp: web.StreamResponse) -> None:
 
 async def head_object(req: S3Request) -> web.StreamResponse:
     refuse_anonymous_overrides(req)
+    customer = customer_key(req)
     try:
         obj = await req.client.head_object(req.bucket, req.key, version_query(req))
     except DeleteMarkerError as e:
         raise delete_marker_error(e) from e
+    req.client.check_customer_key(obj, customer)
     if not read_conditions(req.http.headers, obj.info.etag, obj.info.created_at):
         return not_modified(obj)
     part = part_range(req, obj)
     resp = web.Response(status=200)
-    resp.headers.update(object_headers(obj))
+    resp.headers.update(object_headers(obj, customer))
     resp.headers.update(version_headers(obj.info))
     resp.headers["Content-Length"] = str(obj.info.size)
     if part is not None and obj.meta.parts:
