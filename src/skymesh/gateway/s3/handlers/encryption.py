@@ -77,6 +77,15 @@ def customer_key(req: S3Request, prefix: str = CUSTOMER) -> CustomerKey | None:
     """The customer key a request names with ``prefix``-``algorithm``/``key``/``key-MD5``
     (``x-amz-copy-source-...`` for a copy's source), or None; S3's errors for an
     incomplete or inconsistent triple, and for one sent over plain HTTP."""
+    if any(name.lower().startswith((CUSTOMER, COPY_SOURCE_CUSTOMER)) for name in req.params):
+        # a presigned URL that carries the key in its query (SigV2 presigners hoist
+        # x-amz-* headers there): the key has leaked into logs and histories, and S3
+        # reads SSE-C only from headers; refused rather than stored without the key
+        raise s3_error(
+            "InvalidArgument",
+            "Server Side Encryption with Customer provided keys must be sent as request"
+            " headers, not as query parameters",
+        )
     headers = req.http.headers
     algorithm = headers.get(prefix + "algorithm")
     encoded = headers.get(prefix + "key")
