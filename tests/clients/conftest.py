@@ -32,7 +32,10 @@ TREE: dict[str, bytes] = {
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     """A whole network as separate processes, shared by the tests of one module."""
-    u = start_up(tmp_path_factory.mktemp("up") / "home")
+    # SSE-C over the tests' plain HTTP (S3 and the gateway's default refuse it there)
+    u = start_up(
+        tmp_path_factory.mktemp("up") / "home", env={"SKYMESH_GATEWAY_SSE_C_OVER_HTTP": "true"}
+    )
     try:
         yield u
     finally:

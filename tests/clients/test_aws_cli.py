@@ -72,6 +72,24 @@ def test_cp_200_mib_multipart_both_ways(net: Up, tmp_path: Path) -> None:
     assert filecmp.cmp(big, back, shallow=False)
 
 
+def test_cp_with_a_customer_key_sse_c(net: Up, tmp_path: Path) -> None:
+    key = tmp_path / "key.bin"
+    key.write_bytes(random_bytes(32, seed=32))
+    sse_c = ["--sse-c", "AES256", "--sse-c-key", f"fileb://{key}"]
+    data = write_random_file(tmp_path / "secret.bin", 300_000, seed=33)
+    aws(net, "s3", "mb", "s3://aws-ssec")
+    aws(net, "s3", "cp", "--only-show-errors", *sse_c, str(data), "s3://aws-ssec/secret.bin")
+    back = tmp_path / "back.bin"
+    aws(net, "s3", "cp", "--only-show-errors", *sse_c, "s3://aws-ssec/secret.bin", str(back))
+    assert filecmp.cmp(data, back, shallow=False)
+    # without the key the object does not open
+    out = aws_run(
+        net, "s3", "cp", "s3://aws-ssec/secret.bin", str(tmp_path / "no.bin"), check=False
+    )
+    assert out.returncode != 0 and "400" in out.stderr, out.stderr
+    assert not (tmp_path / "no.bin").exists()
+
+
 def test_sync_tree_up_and_down_with_updates_delete_and_rm(net: Up, tmp_path: Path) -> None:
     src = write_tree(tmp_path / "src", TREE)
     aws(net, "s3", "mb", "s3://aws-sync")
