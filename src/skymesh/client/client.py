@@ -129,19 +129,22 @@ async def _mid_stream(call: Callable[[], Awaitable[T]], what: str) -> T:
 class ObjectHandle:
     """One object version being read: its info, and its bytes on demand."""
 
-    def __init__(self, client: Client, obj: StoredObject, data_key: bytes, source: SegmentSource):
+    def __init__(
+        self, client: Client, obj: StoredObject, content_key: bytes, source: SegmentSource
+    ):
         self.client = client
         self.object = obj
         self.info = obj.info
         self.meta = obj.meta
-        self._data_key = data_key
+        # the data key, or with SSE-C the key derived from it and the customer's
+        self._content_key = content_key
         self._source = source
 
     def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Plaintext [start, end) (``end`` None: to the end of the object)."""
         stop = self.info.size if end is None else min(end, self.info.size)
         return read_object_range(
-            self.client.session, self._source, self._data_key, start, stop, self.client.extra
+            self.client.session, self._source, self._content_key, start, stop, self.client.extra
         )
 
 
