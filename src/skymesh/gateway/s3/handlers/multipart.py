@@ -8,7 +8,7 @@ from aiohttp import web
 
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.body import PutBody
-from skymesh.gateway.s3.handlers.checksums import composite
+from skymesh.gateway.s3.handlers.checksums import composite, multipart_headers
 from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.objects import (
@@ -43,12 +43,14 @@ def upload_id_of(req: S3Request) -> str:
 async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
     check_sse(req.http.headers)
+    checksum = multipart_headers(req.http.headers)
     info = await req.client.multipart.create(
         req.bucket, req.key, meta_from_headers(req.http.headers)
     )
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
     resp = web.Response(body=body, content_type=XML)
     resp.headers.update(SSE_HEADERS)
+    resp.headers.update(checksum)
     return resp
 
 
