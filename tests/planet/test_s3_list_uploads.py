@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conftest import S3Client
@@ -17,7 +19,7 @@ def uploads(s3: S3Client) -> list[tuple[str, str]]:
     return sorted(made)
 
 
-def _page(s3: S3Client, **kw: object) -> tuple[list[tuple[str, str]], list[str], dict]:
+def _page(s3: S3Client, **kw: object) -> tuple[list[tuple[str, str]], list[str], dict[str, Any]]:
     r = s3.list_multipart_uploads(Bucket=BUCKET, **kw)
     return (
         [(u["Key"], u["UploadId"]) for u in r.get("Uploads", [])],
@@ -48,7 +50,9 @@ def test_pages_count_prefixes_and_chain(s3: S3Client, uploads: list[tuple[str, s
         listed, prefixes, r = _page(s3, **kw)
         pages += 1
         assert len(listed) + len(prefixes) <= 2
-        seen.extend(sorted([*listed, *prefixes], key=lambda i: i if isinstance(i, str) else i[0]))
+        merged: list[tuple[str, object]] = [(k, (k, u)) for k, u in listed]
+        merged += [(p, p) for p in prefixes]
+        seen.extend(item for _, item in sorted(merged, key=lambda m: m[0]))
         if not r["IsTruncated"]:
             break
         kw["KeyMarker"] = r["NextKeyMarker"]
