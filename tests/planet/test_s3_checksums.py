@@ -14,6 +14,7 @@ import zlib
 import pytest
 from botocore.exceptions import ClientError
 
+from skymesh.gateway.s3.handlers.checksums import Checksum
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import S3Client, random_bytes
 from tests.planet import s3raw
@@ -227,13 +228,28 @@ def test_every_path_checks_every_algorithm(
     for value, code in ((wrong, "BadDigest"), (malformed, "InvalidRequest")):
         body = s3raw.unsigned_chunks([b"body"], {name: value})
         headers = s3raw.chunked_headers(4, len(body), **{"x-amz-trailer": name})
-        signed = s3raw.sign(planet, "PUT", paths[0], "STREAMING-UNSIGNED-PAYLOAD-TRAILER", headers)
-        r = s3raw.send(planet, "PUT", paths[0], signed.headers, body)
-        assert r.status == 400 and r.code == code, r.body
-    assert _missing(s3, f"every-{algorithm}")
-    assert "Parts" not in s3.list_parts(
-        Bucket=bucket, Key=f"every-{algorithm}", UploadId=up["UploadId"]
-    )
+        for path in paths:
+            signed = s3raw.sign(planet, "PUT", path, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", headers)
+            r = s3raw.send(planet, "PUT", path, signed.headers, body)
+            assert r.status == 400 and r.code == code, r.body
+    key = f"every-{algorithm}"
+    assert _missing(s3, key)
+    assert "Parts" not in s3.list_parts(Bucket=bucket, Key=key, UploadId=up["UploadId"])
+    # CompleteMultipartUpload: a part checksum that is not the part's is InvalidPart
+    good = Checksum(algorithm)
+    good.update(b"body")
+    r = s3raw.request(planet, "PUT", paths[1], b"body", {name: good.b64()})
+    assert r.status == 200 and r.headers[name] == good.b64(), r.body
+    element = "Checksum" + algorithm.upper()
+    for listed in (wrong, malformed):
+        xml = (
+            f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{r.headers['ETag']}"
+            f"</ETag><{element}>{listed}</{element}></Part></CompleteMultipartUpload>"
+        ).encode()
+        done = s3raw.request(planet, "POST", f"{paths[0]}?uploadId={up['UploadId']}", xml)
+        assert done.status == 400 and done.code == "InvalidPart", done.body
+    assert _missing(s3, key)
+    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"])
 
 
 @pytest.mark.parametrize(
