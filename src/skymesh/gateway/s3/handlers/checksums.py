@@ -64,6 +64,21 @@ class Checksum:
         return base64.b64encode(self.digest()).decode()
 
 
+def verified(checksum: Checksum | None, expected: str | None) -> dict[str, str]:
+    """The checksum to keep with an object (``{"crc32": "<base64>"}``, or {}), once its
+    whole body went through ``checksum``; ``BadDigest`` when the client's ``expected``
+    value differs."""
+    if checksum is None:
+        return {}
+    actual = checksum.b64()
+    if expected is not None and expected != actual:
+        raise s3_error(
+            "BadDigest",
+            f"The {checksum.algorithm.upper()} you specified did not match the calculated checksum.",
+        )
+    return {checksum.algorithm: actual}
+
+
 def check_value(algorithm: str, value: str) -> str:
     """A client-sent checksum, refused early when it cannot be one of ``algorithm``."""
     try:

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 
 from skymesh.gateway.s3.errors import S3Error, s3_error
 from skymesh.gateway.s3.handlers.body import READ_CHUNK
-from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX, Checksum, requested
+from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX, Checksum, requested, verified
 from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.objects import MAX_PUT_SIZE, meta_from_headers, version_headers
@@ -127,12 +127,18 @@ def form_headers(fields: dict[str, str]) -> CIMultiDict[str]:
 class _FileBody:
     """The file part as PutObject's source: bounded as it streams, checked before commit."""
 
-    def __init__(self, part: BodyPartReader, size: SizeRange | None, checksum: Checksum | None):
+    def __init__(
+        self,
+        part: BodyPartReader,
+        size: SizeRange | None,
+        checksum: Checksum | None,
+        expected: str | None,
+    ):
         self.part = part
         self.size = size
         self.high = min(MAX_PUT_SIZE, size.high) if size is not None else MAX_PUT_SIZE
         self.checksum = checksum
-        self.expected: str | None = None
+        self.expected = expected
 
     async def chunks(self) -> AsyncIterator[bytes]:
         total = 0
@@ -161,15 +167,7 @@ class _FileBody:
                 ProposedSize=size,
                 MinSizeAllowed=self.size.low,
             )
-        c = self.checksum
-        if c is None:
-            return {}
-        if self.expected is not None and self.expected != c.b64():
-            raise s3_error(
-                "BadDigest",
-                f"The {c.algorithm.upper()} you specified did not match the calculated checksum.",
-            )
-        return {c.algorithm: c.b64()}
+        return verified(self.checksum, self.expected)
 
 
 def _object_url(request: web.Request, endpoint: Endpoint, bucket: str, key: str) -> str:
@@ -224,8 +222,7 @@ async def post_object(
         tags = validate_tags(parse_tagging(fields["tagging"].encode()), MAX_OBJECT_TAGS)
         meta = msgspec.structs.replace(meta, tags=tags)
     algorithm, expected, _ = requested(headers)
-    body = _FileBody(file_part, size, Checksum(algorithm) if algorithm else None)
-    body.expected = expected
+    body = _FileBody(file_part, size, Checksum(algorithm) if algorithm else None, expected)
     client = ctx.clients[access_key]
     stored = await client.put_object(
         bucket,
