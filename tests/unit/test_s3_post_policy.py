@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from skymesh.gateway.s3.errors import S3Error
 from skymesh.gateway.s3.postpolicy import (
@@ -44,6 +46,7 @@ def _error(call: Any) -> S3Error:
             "missing conditions",
         ),
         (_policy([], expiration="tomorrow"), "Invalid 'expiration'"),
+        (base64.b64encode(b"[" * 15000).decode(), "Invalid JSON."),
     ],
 )
 def test_invalid_policies(encoded: str, message: str) -> None:
@@ -115,3 +118,25 @@ def test_sigv4_signature() -> None:
     v2 = {"awsaccesskeyid": "AK", "signature": "x"}
     assert _error(lambda: authenticate(v2, policy, lookup, sigv2=False)).code == "AccessDenied"
     assert _error(lambda: authenticate({}, policy, lookup, sigv2=True)).code == "AccessDenied"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    conditions=st.lists(_JSON, max_size=5),
+    fields=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4),
+)
+def test_any_policy_raises_only_s3_errors(conditions: list[Any], fields: dict[str, str]) -> None:
+    try:
+        policy = decode_policy(_policy(conditions))
+        check_conditions(policy, {k.lower(): v for k, v in fields.items()}, "b", NOW)
+    except S3Error:
+        pass

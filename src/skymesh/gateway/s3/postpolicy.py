@@ -72,7 +72,7 @@ def decode_policy(encoded: str) -> Policy:
     """The policy field as a :class:`Policy`, or ``InvalidPolicyDocument``."""
     try:
         doc = json.loads(base64.b64decode(encoded.strip(), validate=True))
-    except (binascii.Error, ValueError) as e:
+    except (binascii.Error, ValueError, RecursionError) as e:  # "[[[[..." nests past the stack
         raise _invalid("Invalid JSON.") from e
     if not isinstance(doc, dict):
         raise _invalid("Invalid JSON.")
