@@ -230,6 +230,9 @@ def test_s3api_multipart_upload(net: Up, tmp_path: Path) -> None:
     )  # fmt: skip
     uploads = api(net, "list-multipart-uploads", "--bucket", "aws-mpu")
     assert [u["Key"] for u in uploads["Uploads"]] == ["mp/aborted"]
+    grouped = api(net, "list-multipart-uploads", "--bucket", "aws-mpu", "--delimiter", "/")
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["mp/"]
+    assert "Uploads" not in grouped
     api(
         net, "abort-multipart-upload", "--bucket", "aws-mpu", "--key", "mp/aborted",
         "--upload-id", other["UploadId"],

@@ -14,6 +14,7 @@ import zlib
 import pytest
 from botocore.exceptions import ClientError
 
+from skymesh.gateway.s3.handlers.checksums import Checksum
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import S3Client, random_bytes
 from tests.planet import s3raw
@@ -191,3 +192,86 @@ def test_gzip_body_is_stored_as_sent(s3: S3Client, bucket: str) -> None:
     got = s3.get_object(Bucket=bucket, Key="gz")
     assert got["ContentEncoding"] == "gzip"
     assert got["Body"].read() == data
+
+
+def _wrong_and_malformed(algorithm: str) -> tuple[str, str, str]:
+    """(header name, a well-formed value that is not the body's, one of the wrong length)."""
+    size = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}[algorithm]
+    return (
+        f"x-amz-checksum-{algorithm}",
+        base64.b64encode(b"\x07" * size).decode(),
+        base64.b64encode(b"\x07" * (size + 1)).decode(),
+    )
+
+
+@pytest.mark.parametrize("algorithm", [a.lower() for a in ALGORITHMS])
+def test_every_path_checks_every_algorithm(
+    planet: PlanetThread, s3: S3Client, bucket: str, algorithm: str
+) -> None:
+    """PutObject, UploadPart and an aws-chunked trailer: a mismatch is BadDigest naming the
+    algorithm, a value that cannot be one of the algorithm (wrong length, not base64) is
+    InvalidRequest; nothing is stored either way."""
+    name, wrong, malformed = _wrong_and_malformed(algorithm)
+    up = s3.create_multipart_upload(Bucket=bucket, Key=f"every-{algorithm}")
+    paths = [
+        f"/{bucket}/every-{algorithm}",
+        f"/{bucket}/every-{algorithm}?partNumber=1&uploadId={up['UploadId']}",
+    ]
+    for path in paths:
+        r = s3raw.request(planet, "PUT", path, b"body", {name: wrong})
+        assert r.status == 400 and r.code == "BadDigest", r.body
+        message = f"The {algorithm.upper()} you specified did not match the calculated checksum."
+        assert message.encode() in r.body
+        for bad in (malformed, "not base64!"):
+            r = s3raw.request(planet, "PUT", path, b"body", {name: bad})
+            assert r.status == 400 and r.code == "InvalidRequest", r.body
+    for value, code in ((wrong, "BadDigest"), (malformed, "InvalidRequest")):
+        body = s3raw.unsigned_chunks([b"body"], {name: value})
+        headers = s3raw.chunked_headers(4, len(body), **{"x-amz-trailer": name})
+        for path in paths:
+            signed = s3raw.sign(planet, "PUT", path, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", headers)
+            r = s3raw.send(planet, "PUT", path, signed.headers, body)
+            assert r.status == 400 and r.code == code, r.body
+    key = f"every-{algorithm}"
+    assert _missing(s3, key)
+    assert "Parts" not in s3.list_parts(Bucket=bucket, Key=key, UploadId=up["UploadId"])
+    # CompleteMultipartUpload: a part checksum that is not the part's is InvalidPart
+    good = Checksum(algorithm)
+    good.update(b"body")
+    r = s3raw.request(planet, "PUT", paths[1], b"body", {name: good.b64()})
+    assert r.status == 200 and r.headers[name] == good.b64(), r.body
+    element = "Checksum" + algorithm.upper()
+    for listed in (wrong, malformed):
+        xml = (
+            f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{r.headers['ETag']}"
+            f"</ETag><{element}>{listed}</{element}></Part></CompleteMultipartUpload>"
+        ).encode()
+        done = s3raw.request(planet, "POST", f"{paths[0]}?uploadId={up['UploadId']}", xml)
+        assert done.status == 400 and done.code == "InvalidPart", done.body
+    assert _missing(s3, key)
+    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"])
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "kind"),
+    [("CRC32", "COMPOSITE"), ("SHA256", "COMPOSITE"), ("CRC64NVME", "FULL_OBJECT")],
+)
+def test_create_multipart_upload_answers_its_checksum(
+    s3: S3Client, bucket: str, algorithm: str, kind: str
+) -> None:
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp-alg", ChecksumAlgorithm=algorithm)
+    assert up["ChecksumAlgorithm"] == algorithm
+    assert up["ChecksumType"] == kind
+    plain = s3.create_multipart_upload(Bucket=bucket, Key="mp-alg")
+    assert "ChecksumAlgorithm" not in plain and "ChecksumType" not in plain
+
+
+def test_create_multipart_upload_refuses_impossible_checksum_types(
+    s3: S3Client, bucket: str
+) -> None:
+    for algorithm, kind in (("SHA256", "FULL_OBJECT"), ("CRC64NVME", "COMPOSITE")):
+        with pytest.raises(ClientError) as e:
+            s3.create_multipart_upload(
+                Bucket=bucket, Key="mp-alg", ChecksumAlgorithm=algorithm, ChecksumType=kind
+            )
+        assert _code(e.value) == "InvalidRequest"

@@ -163,3 +163,48 @@ def test_headers_on_real_responses(planet: PlanetThread, bucket: str) -> None:
     # no Origin, no CORS headers
     status, h, _ = _send(url, "GET", {})
     assert status == 200 and "Access-Control-Allow-Origin" not in h
+
+
+MID_RULES = [
+    {"AllowedOrigins": ["https://*.example.com"], "AllowedMethods": ["GET"]},
+    {"AllowedOrigins": ["http://*.x"], "AllowedMethods": ["GET"]},
+    {"AllowedOrigins": ["https://app-*.example.com"], "AllowedMethods": ["PUT"]},
+]
+
+
+@pytest.mark.parametrize(
+    ("origin", "put_allowed", "get_allowed"),
+    [
+        ("https://a.example.com", False, True),
+        ("https://deep.sub.example.com", False, True),
+        ("http://anything.x", False, True),
+        ("https://app-staging.example.com", True, True),
+        ("https://example.com", False, False),  # "*." needs the dot
+        ("http://a.example.com", False, False),  # the scheme is part of the origin
+        ("https://a.example.com.evil.net", False, False),
+        ("https://app.evil.net", False, False),
+        ("https://x.y", False, False),
+    ],
+)
+def test_wildcard_in_the_middle_of_an_origin(
+    planet: PlanetThread, s3: S3Client, origin: str, put_allowed: bool, get_allowed: bool
+) -> None:
+    if "cors-mid" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket="cors-mid")
+        s3.put_bucket_cors(Bucket="cors-mid", CORSConfiguration={"CORSRules": MID_RULES})
+        s3.put_object(Bucket="cors-mid", Key="page", Body=b"mid")
+    url = f"{planet.planet.endpoint}/cors-mid/page"
+    for method, allowed in (("PUT", put_allowed), ("GET", get_allowed)):
+        status, h, _ = _send(
+            url, "OPTIONS", {"Origin": origin, "Access-Control-Request-Method": method}
+        )
+        if allowed:
+            assert status == 200 and h["Access-Control-Allow-Origin"] == origin
+            assert h["Access-Control-Allow-Methods"] == method
+        else:
+            assert status == 403 and "Access-Control-Allow-Origin" not in h
+    signed = planet.boto3(signature_version="s3v4")
+    get = signed.generate_presigned_url("get_object", Params={"Bucket": "cors-mid", "Key": "page"})
+    status, h, body = _send(get, "GET", {"Origin": origin})
+    assert (status, body) == (200, b"mid")
+    assert h.get("Access-Control-Allow-Origin") == (origin if get_allowed else None)

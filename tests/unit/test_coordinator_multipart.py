@@ -346,3 +346,36 @@ async def test_list_uploads(database_url: str, tmp_path: Path) -> None:
         assert await listing(key_marker="b", upload_id_marker=b_ids[0]) == everything[3:]
         page = await h.client.send(routes.LIST_UPLOADS, ListUploadsRequest(bucket="bkt", limit=2))
         assert page.truncated and len(page.uploads) == 2
+        # a delimiter rolls keys up into common prefixes, which count towards the limit
+        grouped = await h.client.send(
+            routes.LIST_UPLOADS, ListUploadsRequest(bucket="bkt", delimiter="/")
+        )
+        assert grouped.prefixes == ["a/"] and not grouped.truncated
+        assert [(u.key, u.upload_id) for u in grouped.uploads] == everything[2:]
+        first = await h.client.send(
+            routes.LIST_UPLOADS, ListUploadsRequest(bucket="bkt", delimiter="/", limit=2)
+        )
+        assert first.prefixes == ["a/"] and [u.upload_id for u in first.uploads] == b_ids[:1]
+        assert first.truncated
+        assert (first.next_key_marker, first.next_upload_id_marker) == ("b", b_ids[0])
+        rest = await h.client.send(
+            routes.LIST_UPLOADS,
+            ListUploadsRequest(
+                bucket="bkt",
+                delimiter="/",
+                key_marker=first.next_key_marker,
+                upload_id_marker=first.next_upload_id_marker,
+            ),
+        )
+        assert (
+            rest.prefixes == [] and [(u.key, u.upload_id) for u in rest.uploads] == everything[3:]
+        )
+        after_prefix = await h.client.send(
+            routes.LIST_UPLOADS, ListUploadsRequest(bucket="bkt", delimiter="/", key_marker="a/")
+        )
+        assert after_prefix.prefixes == [] and len(after_prefix.uploads) == 3
+        only_prefix = await h.client.send(
+            routes.LIST_UPLOADS, ListUploadsRequest(bucket="bkt", delimiter="/", limit=1)
+        )
+        assert only_prefix.prefixes == ["a/"] and only_prefix.truncated
+        assert (only_prefix.next_key_marker, only_prefix.next_upload_id_marker) == ("a/", "")

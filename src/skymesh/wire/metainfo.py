@@ -544,6 +544,7 @@ class ListUploadsRequest(Base, frozen=True):
     key_marker: str = ""
     upload_id_marker: str = ""
     limit: int = 1000
+    delimiter: str = ""  # keys with it after the prefix roll up into ``prefixes``
 
 
 class UploadEntry(Base, frozen=True):
@@ -555,3 +556,8 @@ class UploadEntry(Base, frozen=True):
 class ListUploadsResponse(Base, frozen=True):
     uploads: list[UploadEntry]
     truncated: bool
+    prefixes: list[str] = []
+    # when truncated: the last item listed (a key or a common prefix), and the
+    # upload id when that item was an upload
+    next_key_marker: str = ""
+    next_upload_id_marker: str = ""

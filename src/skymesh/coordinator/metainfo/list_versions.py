@@ -7,6 +7,7 @@ S3's (``seq`` falls as versions are added), in one read snapshot.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,22 +60,35 @@ _WITHIN = (
 
 
 def walk_versions(conn: sa.Connection, bucket: str, walk: VersionWalk[Any]) -> VersionWalk[Any]:
+    return run_version_walk(conn, walk, _RANGES, _WITHIN, {"bucket": bucket})
+
+
+def run_version_walk(
+    conn: sa.Connection,
+    walk: VersionWalk[Any],
+    ranges: Mapping[tuple[bool, bool], sa.Select[Any]],
+    within: sa.Select[Any],
+    params: Mapping[str, Any],
+) -> VersionWalk[Any]:
+    """Feed ``walk`` its pages. ``ranges[inclusive, bounded]`` reads rows of keys from
+    ``:start`` (up to ``:end``), ``within`` the rows of ``:key`` after ``:after``, both
+    ordered as the walk needs, ``:limit`` of them; ``params`` binds the rest."""
     page: VersionPage | None
     while (page := walk.next_page()) is not None:
         keys = page.keys
         if page.within is not None:
-            params: dict[str, Any] = {
-                "bucket": bucket,
+            bound: dict[str, Any] = {
+                **params,
                 "key": page.within,
                 "after": page.after,
                 "limit": keys.limit,
             }
-            rows = conn.execute(_WITHIN, params).all()
+            rows = conn.execute(within, bound).all()
         else:
-            params = {"bucket": bucket, "start": keys.start, "limit": keys.limit}
+            bound = {**params, "start": keys.start, "limit": keys.limit}
             if keys.end is not None:
-                params["end"] = keys.end
-            rows = conn.execute(_RANGES[keys.inclusive, keys.end is not None], params).all()
+                bound["end"] = keys.end
+            rows = conn.execute(ranges[keys.inclusive, keys.end is not None], bound).all()
         walk.feed(rows)
     return walk
 

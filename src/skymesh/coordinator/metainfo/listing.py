@@ -161,11 +161,14 @@ def list_sorted(
 
 
 class HasVersion(Protocol):
+    """A row of a key that has several: ``seq`` orders the rows within the key (an
+    object's version seq; a multipart upload's id, as ListMultipartUploads uses it)."""
+
     @property
     def key(self) -> str: ...
 
     @property
-    def seq(self) -> int: ...
+    def seq(self) -> int | str: ...
 
 
 V = TypeVar("V", bound=HasVersion)
@@ -182,7 +185,7 @@ class VersionPage:
 
     keys: KeyPage
     within: str | None = None
-    after: int = 0
+    after: int | str = 0
 
 
 @dataclass
@@ -199,7 +202,7 @@ class VersionWalk(Generic[V]):
     prefix: str
     delimiter: str
     key_marker: str
-    marker_seq: int | None
+    marker_seq: int | str | None
     limit: int
     entries: list[V] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)
@@ -212,7 +215,7 @@ class VersionWalk(Generic[V]):
         if not 1 <= self.limit <= MAX_LIMIT:
             raise ValueError(f"limit must be 1..{MAX_LIMIT}")
         self._start, self._inclusive, self._end = walk_start(self.prefix, self.key_marker)
-        self._within: tuple[str, int] | None = None
+        self._within: tuple[str, int | str] | None = None
         if self.marker_seq is not None and self.key_marker.startswith(self.prefix):
             self._within = (self.key_marker, self.marker_seq)
         self._listed = 0

@@ -39,7 +39,8 @@ from skymesh.coordinator.metainfo.common import (
     require_bucket,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.coordinator.metainfo.listing import MAX_LIMIT, prefix_end
+from skymesh.coordinator.metainfo.list_versions import run_version_walk
+from skymesh.coordinator.metainfo.listing import MAX_LIMIT, VersionWalk
 from skymesh.coordinator.metainfo.segments import (
     already_stored,
     discard_segments,
@@ -353,44 +354,76 @@ async def abort_upload(m: Metainfo, project_id: str, req: UploadRequest) -> None
     await m.db.write(txn)
 
 
+_UPLOAD_COLUMNS = (
+    pending_streams.c.key,
+    pending_streams.c.stream_id.label("seq"),
+    pending_streams.c.created_at,
+)
+
+
+def _live_uploads(key_conds: list[Any]) -> sa.Select[Any]:
+    p = pending_streams.c
+    return (
+        sa.select(*_UPLOAD_COLUMNS)
+        .where(
+            p.bucket == sa.bindparam("bucket"),
+            p.kind == MULTIPART,
+            p.expires_at >= sa.bindparam("now"),
+            *key_conds,
+        )
+        .order_by(p.key, p.stream_id)
+        .limit(sa.bindparam("limit"))
+    )
+
+
+def _upload_range(inclusive: bool, bounded: bool) -> sa.Select[Any]:
+    key = pending_streams.c.key
+    conds = [key >= sa.bindparam("start") if inclusive else key > sa.bindparam("start")]
+    if bounded:
+        conds.append(key < sa.bindparam("end"))
+    return _live_uploads(conds)
+
+
+# ListObjectVersions' walk, over uploads: a key's uploads in upload-id order
+_UPLOAD_RANGES = {(i, b): _upload_range(i, b) for i in (False, True) for b in (False, True)}
+_UPLOADS_WITHIN = _live_uploads(
+    [
+        pending_streams.c.key == sa.bindparam("key"),
+        pending_streams.c.stream_id > sa.bindparam("after"),
+    ]
+)
+
+
 async def list_uploads(
     m: Metainfo, project_id: str, req: ListUploadsRequest
 ) -> ListUploadsResponse:
+    """S3's ListMultipartUploads: live uploads by (key, upload id), keys with the
+    delimiter after the prefix rolled up into common prefixes (which count towards
+    the limit, as S3 counts them); the upload-id-marker applies only with a key-marker."""
     check_text("prefix", req.prefix)
     check_text("key marker", req.key_marker)
+    check_text("delimiter", req.delimiter)
     limit = max(1, min(req.limit, MAX_LIMIT))
-    p = pending_streams.c
-    conds = [p.bucket == req.bucket, p.kind == MULTIPART, p.expires_at >= m.clock()]
-    if req.prefix:
-        conds.append(p.key >= req.prefix)
-        end = prefix_end(req.prefix)
-        if end is not None:
-            conds.append(p.key < end)
-    if req.key_marker:
-        if req.upload_id_marker:
-            conds.append(
-                sa.or_(
-                    p.key > req.key_marker,
-                    sa.and_(p.key == req.key_marker, p.stream_id > req.upload_id_marker),
-                )
-            )
-        else:
-            conds.append(p.key > req.key_marker)
+    now = m.clock()
+    marker_id = req.upload_id_marker if req.key_marker and req.upload_id_marker else None
 
-    def txn(conn: sa.Connection) -> Sequence[sa.Row]:
+    def txn(conn: sa.Connection) -> VersionWalk[Any]:
         require_bucket(conn, project_id, req.bucket)
-        return conn.execute(
-            sa.select(p.key, p.stream_id, p.created_at)
-            .where(*conds)
-            .order_by(p.key, p.stream_id)
-            .limit(limit + 1)
-        ).all()
+        walk: VersionWalk[Any] = VersionWalk(
+            req.prefix, req.delimiter, req.key_marker, marker_id, limit
+        )
+        return run_version_walk(
+            conn, walk, _UPLOAD_RANGES, _UPLOADS_WITHIN, {"bucket": req.bucket, "now": now}
+        )
 
-    rows = await m.db.read(txn)
+    walk = await m.db.read(txn)
+    last = walk.next_row
     return ListUploadsResponse(
         uploads=[
-            UploadEntry(key=r.key, upload_id=r.stream_id, created_at=r.created_at)
-            for r in rows[:limit]
+            UploadEntry(key=r.key, upload_id=r.seq, created_at=r.created_at) for r in walk.entries
         ],
-        truncated=len(rows) > limit,
+        truncated=walk.truncated,
+        prefixes=walk.prefixes,
+        next_key_marker=walk.next_key_marker if walk.truncated else "",
+        next_upload_id_marker=last.seq if walk.truncated and last is not None else "",
     )

@@ -32,6 +32,7 @@ from skymesh.gateway.s3.handlers import (
     listing,
     multipart,
     objects,
+    post_object,
     tagging,
 )
 from skymesh.gateway.s3.public import BucketDirectory
@@ -143,6 +144,50 @@ async def _run_handler(ctx: S3Context, handler: Handler, req: S3Request) -> web.
         return await handler(replace(req, credential=credential, client=client))
 
 
+async def _signed(
+    ctx: S3Context,
+    request: web.Request,
+    endpoint: Endpoint,
+    raw_path: str,
+    raw_query: str,
+    params: dict[str, list[str]],
+    request_id: str,
+) -> web.StreamResponse:
+    """Authenticate a request by its header or query signature and run its handler."""
+    auth = authenticate(
+        SigV4Request(
+            method=request.method,
+            path=raw_path,
+            query=raw_query,
+            headers=list(request.headers.items()),
+            now=datetime.now(UTC),
+        ),
+        ctx.lookup_secret,
+        max_skew=ctx.config.max_clock_skew,
+        sigv2=ctx.config.sigv2,
+        host_bucket=endpoint.bucket if endpoint.virtual_host else None,
+    )
+    handler = HANDLERS.get(endpoint.name)
+    if auth.access_key is None:
+        credential, client = await _anonymous(ctx, endpoint)
+    else:
+        credential = ctx.credentials[auth.access_key]
+        client = ctx.clients[auth.access_key]
+    if handler is None:
+        raise s3_error("NotImplemented", f"{endpoint.name} is not implemented by skymesh yet")
+    req = S3Request(
+        http=request,
+        endpoint=endpoint,
+        auth=auth,
+        credential=credential,
+        client=client,
+        ctx=ctx,
+        request_id=request_id,
+        params=params,
+    )
+    return await _run_handler(ctx, handler, req)
+
+
 def make_app(ctx: S3Context) -> web.Application:
     if ctx.directory is None:
         ctx.directory = BucketDirectory(ctx.credentials, ctx.clients)
@@ -182,40 +227,13 @@ def make_app(ctx: S3Context) -> web.Application:
                 return preflight
             if endpoint.bucket and "Origin" in request.headers:
                 request[CORS_KEY] = await cors.response_headers(ctx, request, endpoint.bucket)
-            auth = authenticate(
-                SigV4Request(
-                    method=request.method,
-                    path=raw_path,
-                    query=raw_query,
-                    headers=list(request.headers.items()),
-                    now=datetime.now(UTC),
-                ),
-                ctx.lookup_secret,
-                max_skew=ctx.config.max_clock_skew,
-                sigv2=ctx.config.sigv2,
-                host_bucket=endpoint.bucket if endpoint.virtual_host else None,
-            )
-            handler = HANDLERS.get(endpoint.name)
-            if auth.access_key is None:
-                credential, client = await _anonymous(ctx, endpoint)
+            # a browser form carries its own authorization: a signed policy in the body
+            if endpoint.name == Op.PostObject:
+                resp = await post_object.post_object(ctx, request, endpoint)
             else:
-                credential = ctx.credentials[auth.access_key]
-                client = ctx.clients[auth.access_key]
-            if handler is None:
-                raise s3_error(
-                    "NotImplemented", f"{endpoint.name} is not implemented by skymesh yet"
+                resp = await _signed(
+                    ctx, request, endpoint, raw_path, raw_query, params, request_id
                 )
-            req = S3Request(
-                http=request,
-                endpoint=endpoint,
-                auth=auth,
-                credential=credential,
-                client=client,
-                ctx=ctx,
-                request_id=request_id,
-                params=params,
-            )
-            resp = await _run_handler(ctx, handler, req)
         except S3Error as e:
             ctx.errors += 1
             resp = error_response(e, request.path, request_id, request.method == "HEAD")

@@ -103,6 +103,10 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
         "The XML you provided was not well-formed or did not validate against our "
         "published schema.",
     ),
+    "InvalidPolicyDocument": (
+        400,
+        "The content of the form does not meet the conditions specified in the policy document.",
+    ),
     "MalformedPOSTRequest": (
         400,
         "The body of your POST request is not well-formed multipart/form-data.",
@@ -116,6 +120,10 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
         400,
         "The XML you provided was not well-formed or did not validate against our "
         "published schema.",
+    ),
+    "MaxPostPreDataLengthExceeded": (
+        400,
+        "Your POST request fields preceding the upload file were too large.",
     ),
     "MaxMessageLengthExceeded": (400, "Your request was too big."),
     "MetadataTooLarge": (

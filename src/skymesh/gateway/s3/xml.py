@@ -448,6 +448,17 @@ def complete_multipart_xml(
     return _doc("CompleteMultipartUploadResult", body)
 
 
+def post_response_xml(location: str, bucket: str, key: str, etag: str) -> bytes:
+    """PostObject's answer to ``success_action_status=201``."""
+    body = [
+        _el("Location", location),
+        _el("Bucket", bucket),
+        _el("Key", key),
+        _el("ETag", quote_etag(etag)),
+    ]
+    return _doc("PostResponse", body)
+
+
 def checksum_element(algorithm: str) -> str:
     """``crc64nvme`` -> ``ChecksumCRC64NVME``: S3's element (and boto3's field) name."""
     return "Checksum" + algorithm.upper()

@@ -20,7 +20,13 @@ from collections.abc import AsyncIterator
 from skymesh.client.writer import Hasher
 from skymesh.gateway.s3.chunked import AwsChunkedDecoder, decoded_content_length
 from skymesh.gateway.s3.errors import s3_error
-from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX, Checksum, check_value, requested
+from skymesh.gateway.s3.handlers.checksums import (
+    HEADER_PREFIX,
+    Checksum,
+    check_value,
+    requested,
+    verified,
+)
 from skymesh.gateway.s3.request import S3Request
 
 READ_CHUNK = 1024 * 1024
@@ -148,10 +154,4 @@ class PutBody:
                     f"the body ended without its {HEADER_PREFIX}{c.algorithm} trailer",
                 )
             expected = check_value(c.algorithm, trailer)
-        actual = c.b64()
-        if expected is not None and expected != actual:
-            raise s3_error(
-                "BadDigest",
-                f"The {c.algorithm.upper()} you specified did not match the calculated checksum.",
-            )
-        return {c.algorithm: actual}
+        return verified(c, expected)

@@ -64,6 +64,21 @@ class Checksum:
         return base64.b64encode(self.digest()).decode()
 
 
+def verified(checksum: Checksum | None, expected: str | None) -> dict[str, str]:
+    """The checksum to keep with an object (``{"crc32": "<base64>"}``, or {}), once its
+    whole body went through ``checksum``; ``BadDigest`` when the client's ``expected``
+    value differs."""
+    if checksum is None:
+        return {}
+    actual = checksum.b64()
+    if expected is not None and expected != actual:
+        raise s3_error(
+            "BadDigest",
+            f"The {checksum.algorithm.upper()} you specified did not match the calculated checksum.",
+        )
+    return {checksum.algorithm: actual}
+
+
 def check_value(algorithm: str, value: str) -> str:
     """A client-sent checksum, refused early when it cannot be one of ``algorithm``."""
     try:
@@ -123,6 +138,48 @@ def response_headers(checksums: Mapping[str, str]) -> dict[str, str]:
             out[HEADER_PREFIX + alg] = value
             out["x-amz-checksum-type"] = "COMPOSITE" if "-" in value else "FULL_OBJECT"
     return out
+
+
+def multipart_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """What CreateMultipartUpload answers for ``x-amz-checksum-algorithm`` (and ``-type``).
+
+    S3 echoes the algorithm and the type the object's checksum will have:
+    COMPOSITE by default, FULL_OBJECT for CRC64NVME (which has no composite).
+    skymesh computes only composites, and CRC64NVME's full-object checksum is
+    not computed for multipart objects (CompleteMultipartUpload answers none);
+    a full-object CRC32/CRC32C is refused rather than silently made composite,
+    and SHA-1/SHA-256 have no full-object form (``InvalidRequest``, as on S3).
+    """
+    alg = headers.get("x-amz-checksum-algorithm", "").strip().lower()
+    kind = headers.get("x-amz-checksum-type", "").strip().upper()
+    if not alg:
+        if kind:
+            raise s3_error(
+                "InvalidRequest",
+                "The x-amz-checksum-type header can only be used with the"
+                " x-amz-checksum-algorithm header.",
+            )
+        return {}
+    if alg not in ALGORITHMS:
+        raise s3_error(
+            "InvalidRequest",
+            "Checksum algorithm provided is unsupported. Please try again with any of the valid"
+            " types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]",
+        )
+    default = "FULL_OBJECT" if alg == "crc64nvme" else "COMPOSITE"
+    kind = kind or default
+    if kind not in ("COMPOSITE", "FULL_OBJECT"):
+        raise s3_error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    if kind != default:
+        if alg in ("sha1", "sha256", "crc64nvme"):
+            raise s3_error(
+                "InvalidRequest",
+                f"The {alg.upper()} checksum algorithm does not support {kind} checksum type.",
+            )
+        raise s3_error(
+            "NotImplemented", f"skymesh does not compute a full-object {alg.upper()} for multipart"
+        )
+    return {"x-amz-checksum-algorithm": alg.upper(), "x-amz-checksum-type": kind}
 
 
 def composite(part_checksums: Sequence[str]) -> tuple[str, str] | None:

@@ -8,9 +8,10 @@ from aiohttp import web
 
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.body import PutBody
-from skymesh.gateway.s3.handlers.checksums import composite
+from skymesh.gateway.s3.handlers.checksums import composite, multipart_headers
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.encryption import customer_key, response_headers
+from skymesh.gateway.s3.handlers.listing import encoding_type
 from skymesh.gateway.s3.handlers.objects import (
     body_checksum_headers,
     meta_from_headers,
@@ -44,12 +45,14 @@ async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
     customer = customer_key(req)
     check_sse(req.http.headers)
+    checksum = multipart_headers(req.http.headers)
     info = await req.client.multipart.create(
         req.bucket, req.key, meta_from_headers(req.http.headers), customer
     )
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
     resp = web.Response(body=body, content_type=XML)
     resp.headers.update(response_headers(customer))
+    resp.headers.update(checksum)
     return resp
 
 
@@ -161,19 +164,37 @@ async def list_parts(req: S3Request) -> web.StreamResponse:
 
 
 async def list_multipart_uploads(req: S3Request) -> web.StreamResponse:
+    """One page of live uploads; with a delimiter, keys roll up into CommonPrefixes."""
     limit = min(1000, req.int_query("max-uploads", 1000))
+    enc = encoding_type(req)
+    prefix = req.query("prefix", "") or ""
+    delimiter = req.query("delimiter", "") or ""
+    key_marker = req.query("key-marker", "") or ""
+    upload_id_marker = req.query("upload-id-marker", "") or ""
     page = await req.client.metainfo.list_uploads(
         ListUploadsRequest(
             bucket=req.bucket,
-            prefix=req.query("prefix", "") or "",
-            key_marker=req.query("key-marker", "") or "",
-            upload_id_marker=req.query("upload-id-marker", "") or "",
+            prefix=prefix,
+            delimiter=delimiter,
+            key_marker=key_marker,
+            upload_id_marker=upload_id_marker,
             limit=limit,
         )
     )
     body = list_multipart_uploads_xml(
         bucket=req.bucket,
         uploads=[(u.key, u.upload_id, u.created_at) for u in page.uploads],
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        upload_id_marker=upload_id_marker,
+        next_key_marker=page.next_key_marker if page.truncated else None,
+        next_upload_id_marker=page.next_upload_id_marker
+        if page.truncated and page.next_upload_id_marker
+        else None,
+        max_uploads=limit,
         is_truncated=page.truncated,
+        common_prefixes=page.prefixes,
+        encoding_type=enc,
     )
     return web.Response(body=body, content_type=XML)
