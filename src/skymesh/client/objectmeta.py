@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from skymesh.codec.crypto import derive_subkey, open_sealed, seal
+from skymesh.wire.metainfo import ObjectLock
 
 META_CONTEXT = b"skymesh/object-meta/v1"
 
@@ -26,6 +27,9 @@ class ObjectMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # gateway reads them, and a new version starts without the old ones
     acl: str = ""
     tags: dict[str, str] = {}
+    # multipart uploads only: the S3 Object Lock asked for at creation, handed to the
+    # coordinator at completion (which enforces it) and not kept in the object's metadata
+    lock: ObjectLock | None = None
 
 
 def seal_meta(data_key: bytes, meta: ObjectMeta) -> bytes:

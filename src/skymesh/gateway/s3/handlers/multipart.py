@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import msgspec
 from aiohttp import web
 
 from skymesh.gateway.s3.errors import s3_error
@@ -11,6 +12,7 @@ from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import composite
 from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
+from skymesh.gateway.s3.handlers.object_lock import write_lock
 from skymesh.gateway.s3.handlers.objects import (
     body_checksum_headers,
     meta_from_headers,
@@ -43,9 +45,9 @@ def upload_id_of(req: S3Request) -> str:
 async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     validate_key(req.key)
     check_sse(req.http.headers)
-    info = await req.client.multipart.create(
-        req.bucket, req.key, meta_from_headers(req.http.headers)
-    )
+    # the lock rides sealed with the upload until completion hands it to the coordinator
+    meta = msgspec.structs.replace(meta_from_headers(req.http.headers), lock=await write_lock(req))
+    info = await req.client.multipart.create(req.bucket, req.key, meta)
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
     resp = web.Response(body=body, content_type=XML)
     resp.headers.update(SSE_HEADERS)
