@@ -59,7 +59,7 @@ def test_bucket_configuration(s3: S3Client) -> None:
     ]:
         config = {"ObjectLockEnabled": "Enabled", "Rule": bad}
         assert _error(
-            lambda c=config: s3.put_object_lock_configuration(  # type: ignore[misc]
+            lambda c=config: s3.put_object_lock_configuration(
                 Bucket=bucket, ObjectLockConfiguration=c
             )
         ) == (code, 400)
@@ -115,7 +115,7 @@ def test_retention_and_legal_hold(s3: S3Client) -> None:
     # no delete by id, bypass or not; a delete marker on top is fine
     for bypass in (False, True):
         assert _error(
-            lambda b=bypass: s3.delete_object(  # type: ignore[misc]
+            lambda b=bypass: s3.delete_object(
                 Bucket=bucket, Key="k", VersionId=v1, BypassGovernanceRetention=b
             )
         ) == ("AccessDenied", 403)
@@ -137,7 +137,7 @@ def test_retention_and_legal_hold(s3: S3Client) -> None:
         {"Mode": "GOVERNANCE", "RetainUntilDate": _in(3)},
     ):
         assert _error(
-            lambda r=shorter: s3.put_object_retention(  # type: ignore[misc]
+            lambda r=shorter: s3.put_object_retention(
                 Bucket=bucket, Key="k", VersionId=v1, Retention=r, BypassGovernanceRetention=True
             )
         ) == ("AccessDenied", 403)
@@ -149,9 +149,10 @@ def test_retention_and_legal_hold(s3: S3Client) -> None:
         {"ObjectLockMode": "GOVERNANCE"},
         {"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": _in(-1)},
     ):
-        assert _error(
-            lambda e=extra: s3.put_object(Bucket=bucket, Key="bad", Body=b"x", **e)  # type: ignore[misc]
-        ) == ("InvalidArgument", 400)
+        assert _error(lambda e=extra: s3.put_object(Bucket=bucket, Key="bad", Body=b"x", **e)) == (
+            "InvalidArgument",
+            400,
+        )
 
 
 def test_governance_yields_to_the_bypass(s3: S3Client) -> None:
