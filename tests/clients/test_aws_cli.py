@@ -331,3 +331,37 @@ def test_s3api_versioning(net: Up, tmp_path: Path) -> None:
         str(out),
     )
     assert out.read_bytes() == b"one"
+
+
+def test_s3api_object_lock(net: Up, tmp_path: Path) -> None:
+    bucket = "aws-locked"
+    api(net, "create-bucket", "--bucket", bucket, "--object-lock-enabled-for-bucket")
+    config = (
+        '{"ObjectLockEnabled": "Enabled",'
+        ' "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}'
+    )
+    api(
+        net, "put-object-lock-configuration", "--bucket", bucket,
+        "--object-lock-configuration", config,
+    )  # fmt: skip
+    got = api(net, "get-object-lock-configuration", "--bucket", bucket)
+    assert got["ObjectLockConfiguration"] == json.loads(config)
+    body = tmp_path / "locked.txt"
+    body.write_bytes(b"worm")
+    version = api(net, "put-object", "--bucket", bucket, "--key", "k", "--body", str(body))[
+        "VersionId"
+    ]
+    retention = api(net, "get-object-retention", "--bucket", bucket, "--key", "k")["Retention"]
+    assert retention["Mode"] == "GOVERNANCE"
+    denied = aws_run(
+        net, "s3api", "delete-object", "--bucket", bucket, "--key", "k",
+        "--version-id", version, check=False,
+    )  # fmt: skip
+    assert denied.returncode != 0 and "AccessDenied" in denied.stderr
+    api(
+        net, "put-object-retention", "--bucket", bucket, "--key", "k",
+        "--version-id", version, "--bypass-governance-retention",
+        "--retention", '{"Mode": "COMPLIANCE", "RetainUntilDate": "2099-01-01T00:00:00Z"}',
+    )  # fmt: skip
+    retention = api(net, "get-object-retention", "--bucket", bucket, "--key", "k")["Retention"]
+    assert retention["Mode"] == "COMPLIANCE" and retention["RetainUntilDate"].startswith("2099")

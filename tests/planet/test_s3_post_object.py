@@ -257,7 +257,7 @@ def test_checksum_field(s3: S3Client, v4: S3Client, bucket: str) -> None:
     assert got["ChecksumSHA256"] == good
 
 
-def test_customer_key_fields_are_refused_not_ignored(
+def test_customer_key_and_lock_fields_are_refused_not_ignored(
     s3: S3Client, v4: S3Client, bucket: str
 ) -> None:
     key = base64.b64encode(b"k" * 32).decode()
@@ -273,6 +273,11 @@ def test_customer_key_fields_are_refused_not_ignored(
     r = post(f["url"], f["fields"], b"secret")
     assert (r.status, r.code) == (501, "NotImplemented")
     assert _missing(s3, "sse-c")  # never stored without the key it asked for
+    lock = {"x-amz-object-lock-legal-hold": "ON"}
+    f = v4.generate_presigned_post(bucket, "held", Fields=lock, Conditions=[lock])
+    r = post(f["url"], f["fields"], b"held")
+    assert (r.status, r.code) == (501, "NotImplemented")
+    assert _missing(s3, "held")
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,7 @@ from skymesh.wire.metainfo import (
     ListVersionsRequest,
     ListVersionsResponse,
     ObjectInfo,
+    ObjectLock,
     Placement,
     PutInlineRequest,
     SegmentCommit,
@@ -229,8 +230,10 @@ class Client:
 
     # ------------------------------------------------------------ buckets
 
-    async def create_bucket(self, name: str, region: str = "", acl: str = "private") -> BucketInfo:
-        return await self.metainfo.create_bucket(name, region, acl)
+    async def create_bucket(
+        self, name: str, region: str = "", acl: str = "private", *, object_lock: bool = False
+    ) -> BucketInfo:
+        return await self.metainfo.create_bucket(name, region, acl, object_lock=object_lock)
 
     async def get_bucket(self, name: str) -> BucketInfo:
         await self.access.check_bucket(name)
@@ -262,6 +265,7 @@ class Client:
         if_match: str = "",
         if_none_match: str = "",
         customer_key: CustomerKey | None = None,
+        lock: ObjectLock | None = None,
     ) -> StoredObject:
         """Store ``source`` as ``bucket/key``; the object appears only once all of it is stored.
 
@@ -272,7 +276,8 @@ class Client:
         before the object becomes visible; raising there leaves it invisible, and
         the checksums it answers are sealed into the metadata. ``if_match`` (an
         ETag) and ``if_none_match`` ("*") are checked by the coordinator inside
-        the commit transaction: S3's conditional writes, free of races.
+        the commit transaction: S3's conditional writes, free of races. ``lock`` is
+        the S3 Object Lock of the new version (None: the bucket's default retention).
 
         An upload that fails or is cancelled once its stream was begun is aborted
         at the coordinator (``objects/abort``) before the error goes on, so its
@@ -341,6 +346,7 @@ class Client:
                         segment=last[0] if writer.total else None,
                         if_match=if_match,
                         if_none_match=if_none_match,
+                        lock=lock,
                     )
                 )
             else:
@@ -355,6 +361,7 @@ class Client:
                         segments=last,
                         if_match=if_match,
                         if_none_match=if_none_match,
+                        lock=lock,
                     )
                 )
         except (Exception, asyncio.CancelledError):  # not GeneratorExit: nothing can run then
@@ -483,13 +490,19 @@ class Client:
         return (await self.metainfo.delete_object(bucket, key, version_id)).deleted
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str = ""
+        self, bucket: str, key: str, version_id: str = "", *, bypass_governance: bool = False
     ) -> DeleteObjectResponse:
-        """As :meth:`delete_object`, answering what was removed or which marker was written."""
-        return await self.metainfo.delete_object(bucket, key, version_id)
+        """As :meth:`delete_object`, answering what was removed or which marker was written.
+
+        A version under S3 Object Lock is refused (``AccessDenied``); ``bypass_governance``
+        lifts GOVERNANCE retention, never COMPLIANCE or a legal hold.
+        """
+        return await self.metainfo.delete_object(
+            bucket, key, version_id, bypass_governance=bypass_governance
+        )
 
     async def delete_objects(
-        self, bucket: str, items: Sequence[tuple[str, str]]
+        self, bucket: str, items: Sequence[tuple[str, str]], *, bypass_governance: bool = False
     ) -> list[DeleteObjectsResult]:
         """Delete ``(key, version id)`` pairs in one coordinator transaction per 1000."""
         out: list[DeleteObjectsResult] = []
@@ -499,6 +512,7 @@ class Client:
                 objects=[
                     DeleteObjectsItem(key=k, version_id=v) for k, v in items[start : start + 1000]
                 ],
+                bypass_governance=bypass_governance,
             )
             out.extend((await self.metainfo.delete_objects(req)).results)
         return out

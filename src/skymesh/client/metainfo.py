@@ -48,6 +48,8 @@ from skymesh.wire.metainfo import (
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
     PutInlineRequest,
+    PutObjectLockConfigRequest,
+    PutObjectLockRequest,
     Tag,
     UpdateObjectMetadataRequest,
     UploadInfo,
@@ -76,8 +78,10 @@ class MetainfoClient:
         return await self.rpc.send(routes.CODEC, None)
 
     # buckets
-    async def create_bucket(self, name: str, region: str = "", acl: str = "private") -> BucketInfo:
-        req = CreateBucketRequest(name=name, region=region, acl=acl)
+    async def create_bucket(
+        self, name: str, region: str = "", acl: str = "private", *, object_lock: bool = False
+    ) -> BucketInfo:
+        req = CreateBucketRequest(name=name, region=region, acl=acl, object_lock=object_lock)
         return await self.rpc.send(routes.CREATE_BUCKET, req)
 
     async def get_bucket(self, name: str) -> BucketInfo:
@@ -109,6 +113,12 @@ class MetainfoClient:
     async def put_bucket_versioning(self, name: str, status: str) -> BucketConfig:
         req = PutBucketVersioningRequest(name=name, status=status)
         return await self.rpc.send(routes.PUT_BUCKET_VERSIONING, req)
+
+    async def put_object_lock_config(self, req: PutObjectLockConfigRequest) -> BucketConfig:
+        return await self.rpc.send(routes.PUT_OBJECT_LOCK_CONFIG, req)
+
+    async def put_object_lock(self, req: PutObjectLockRequest) -> ObjectInfo:
+        return await self.rpc.send(routes.PUT_OBJECT_LOCK, req)
 
     async def delete_objects(self, req: DeleteObjectsRequest) -> DeleteObjectsResponse:
         return await self.rpc.send(routes.DELETE_OBJECTS, req)
@@ -153,9 +163,11 @@ class MetainfoClient:
         return await self.rpc.send(routes.LIST_OBJECTS, req)
 
     async def delete_object(
-        self, bucket: str, key: str, version_id: str = ""
+        self, bucket: str, key: str, version_id: str = "", *, bypass_governance: bool = False
     ) -> DeleteObjectResponse:
-        req = ObjectRequest(bucket=bucket, key=key, version_id=version_id)
+        req = ObjectRequest(
+            bucket=bucket, key=key, version_id=version_id, bypass_governance=bypass_governance
+        )
         return await self.rpc.send(routes.DELETE_OBJECT, req)
 
     # multipart

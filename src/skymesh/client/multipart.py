@@ -252,13 +252,17 @@ class MultipartUploads:
         part_checksums = [
             stored[p.part_number].checksum if p.part_number in stored else "" for p in parts
         ]
+        lock = meta.lock
         meta = msgspec.structs.replace(
             meta,
             parts=[stored[p.part_number].size if p.part_number in stored else -1 for p in parts],
             part_checksums=part_checksums if any(part_checksums) else [],
+            lock=None,
         )
         return await self.metainfo.complete_upload(
-            msgspec.structs.replace(request, encrypted_metadata=seal_meta(data_key, meta))
+            msgspec.structs.replace(
+                request, encrypted_metadata=seal_meta(data_key, meta), lock=lock
+            )
         )
 
     async def list_all_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, PartInfo]:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 
 from skymesh.codec.crypto import derive_subkey, open_sealed, seal
+from skymesh.wire.metainfo import ObjectLock
 
 META_CONTEXT = b"skymesh/object-meta/v1"
 
@@ -29,6 +30,9 @@ class ObjectMeta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # SSE-C: an HMAC of the customer's key under a subkey of the data key
     # (client/customerkey.py), never the key or its MD5; "" for an object without one
     customer_key_verifier: str = ""
+    # multipart uploads only: the S3 Object Lock asked for at creation, handed to the
+    # coordinator at completion (which enforces it) and not kept in the object's metadata
+    lock: ObjectLock | None = None
 
 
 def seal_meta(data_key: bytes, meta: ObjectMeta) -> bytes:

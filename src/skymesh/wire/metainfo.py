@@ -43,6 +43,7 @@ class CreateBucketRequest(Base, frozen=True):
     name: str
     region: str = ""
     acl: str = "private"
+    object_lock: bool = False  # S3 Object Lock from the start (versioning Enabled for good)
 
 
 class BucketRequest(Base, frozen=True):
@@ -86,6 +87,22 @@ class BucketConfig(Base, frozen=True):
     cors: list[CorsRule] | None = None
 
     versioning: str = ""
+    # S3 Object Lock: enabled for good once on; the default retention of new versions
+    # (lock_mode "" = none; exactly one of lock_days / lock_years when a mode is set)
+    object_lock: bool = False
+    lock_mode: str = ""
+    lock_days: int = 0
+    lock_years: int = 0
+
+
+class PutObjectLockConfigRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-object-lock`` -> BucketConfig: enable Object Lock (on a
+    bucket whose versioning is Enabled) and set or clear its default retention."""
+
+    name: str
+    mode: str = ""  # "" no default retention, GOVERNANCE or COMPLIANCE
+    days: int = 0
+    years: int = 0
 
 
 class PutBucketVersioningRequest(Base, frozen=True):
@@ -214,6 +231,24 @@ class ObjectInfo(Base, frozen=True):
     delete_marker: bool = False
     is_latest: bool = True
     versioning: str = ""
+    # S3 Object Lock of this version: retention mode ("" none) until retain_until
+    # (unix seconds; it may be past), and a legal hold
+    lock_mode: str = ""
+    retain_until: float = 0.0
+    legal_hold: bool = False
+
+
+class ObjectLock(Base, frozen=True):
+    """The Object Lock a write asks for (S3's x-amz-object-lock-* headers).
+
+    ``mode`` and ``retain_until`` come together or not at all; with no mode the
+    bucket's default retention applies. Any of it on a bucket without Object Lock is
+    refused (``InvalidRequest``).
+    """
+
+    mode: str = ""  # GOVERNANCE | COMPLIANCE
+    retain_until: float = 0.0
+    legal_hold: bool = False
 
 
 class BeginObjectRequest(Base, frozen=True):
@@ -271,6 +306,7 @@ class CommitObjectRequest(Base, frozen=True):
     # if_none_match "*" fails if the key exists; if_match fails unless its ETag is current.
     if_match: str = ""
     if_none_match: str = ""
+    lock: ObjectLock | None = None  # None: the bucket's default retention, if any
 
 
 class PutInlineRequest(Base, frozen=True):
@@ -285,6 +321,7 @@ class PutInlineRequest(Base, frozen=True):
     segment: SegmentCommit | None = None  # None for an empty object
     if_match: str = ""  # as in CommitObjectRequest
     if_none_match: str = ""
+    lock: ObjectLock | None = None
 
 
 class ObjectRequest(Base, frozen=True):
@@ -299,6 +336,8 @@ class ObjectRequest(Base, frozen=True):
 
     # instead of NoSuchKey / MethodNotAllowed, so the gateway can say so in headers
     delete_markers: bool = False
+    # delete: S3's x-amz-bypass-governance-retention (GOVERNANCE only, never COMPLIANCE)
+    bypass_governance: bool = False
 
 
 class DeleteObjectResponse(Base, frozen=True):
@@ -321,6 +360,7 @@ class DeleteObjectsRequest(Base, frozen=True):
 
     bucket: str
     objects: list[DeleteObjectsItem]
+    bypass_governance: bool = False  # as in ObjectRequest
 
 
 class DeleteObjectsResult(Base, frozen=True):
@@ -534,6 +574,7 @@ class CompleteUploadRequest(Base, frozen=True):
     if_none_match: str = ""
     # when set, replaces the upload's sealed metadata (the gateway adds part sizes, checksums)
     encrypted_metadata: bytes = b""
+    lock: ObjectLock | None = None  # as in CommitObjectRequest
 
 
 class ListUploadsRequest(Base, frozen=True):
@@ -561,3 +602,21 @@ class ListUploadsResponse(Base, frozen=True):
     # upload id when that item was an upload
     next_key_marker: str = ""
     next_upload_id_marker: str = ""
+
+
+class PutObjectLockRequest(Base, frozen=True):
+    """``POST /v1/objects/put-lock`` -> ObjectInfo: S3's PutObjectRetention (``retention``)
+    and PutObjectLegalHold (``legal_hold``) on one version ("" the latest).
+
+    ``retention`` with no mode removes it (allowed only where it is no longer in
+    force, or GOVERNANCE with ``bypass_governance``); a retention in force can be
+    lengthened or made COMPLIANCE by anyone, shortened or weakened only in
+    GOVERNANCE with ``bypass_governance``, and in COMPLIANCE never.
+    """
+
+    bucket: str
+    key: str
+    version_id: str = ""
+    retention: ObjectLock | None = None  # its mode and retain_until; legal_hold ignored
+    legal_hold: bool | None = None
+    bypass_governance: bool = False

@@ -74,6 +74,8 @@ from skymesh.wire.metainfo import (
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
     PutInlineRequest,
+    PutObjectLockConfigRequest,
+    PutObjectLockRequest,
     RegisterAccessKeyRequest,
     UpdateObjectMetadataRequest,
     UploadInfo,
@@ -231,6 +233,9 @@ PUT_BUCKET_CORS = _route(
 PUT_BUCKET_VERSIONING = _route(
     "POST", "/v1/buckets/put-versioning", PutBucketVersioningRequest, BucketConfig, PROJECT, SAFE
 )
+PUT_OBJECT_LOCK_CONFIG = _route(
+    "POST", "/v1/buckets/put-object-lock", PutObjectLockConfigRequest, BucketConfig, PROJECT, SAFE
+)
 
 # ---------------------------------------------------------------- metainfo: objects
 BEGIN_OBJECT = _route(
@@ -252,6 +257,9 @@ DELETE_OBJECTS = _route(
 )
 LIST_VERSIONS = _route(
     "POST", "/v1/objects/versions", ListVersionsRequest, ListVersionsResponse, PROJECT, SAFE
+)
+PUT_OBJECT_LOCK = _route(
+    "POST", "/v1/objects/put-lock", PutObjectLockRequest, ObjectInfo, PROJECT, SAFE
 )
 UPDATE_METADATA = _route(
     "POST", "/v1/objects/update-metadata", UpdateObjectMetadataRequest, ObjectInfo, PROJECT

@@ -92,6 +92,13 @@ buckets = sa.Table(
     sa.Column("cors", sa.Text, nullable=True),
     # versioning state (migration 0005): "" never configured, "Enabled", "Suspended"
     sa.Column("versioning", sa.String, nullable=False, server_default=""),
+    # S3 Object Lock (migration 0015): enabled for good once set; the default
+    # retention for new versions: mode "" (none), GOVERNANCE or COMPLIANCE, and
+    # exactly one of days / years (0 = unset), as PutObjectLockConfiguration gave it
+    sa.Column("object_lock", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("lock_mode", sa.String, nullable=False, server_default=""),
+    sa.Column("lock_days", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lock_years", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_buckets_project", "project_id", "name"),
 )
 
@@ -118,6 +125,12 @@ objects = sa.Table(
     sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("delete_marker", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("null_version", sa.Boolean, nullable=False, server_default=sa.true()),
+    # S3 Object Lock (migration 0015), in plain columns because the coordinator
+    # enforces them: retention mode ("" none, GOVERNANCE, COMPLIANCE) until
+    # ``retain_until`` (unix seconds, coordinator clock), and a legal hold
+    sa.Column("lock_mode", sa.String, nullable=False, server_default=""),
+    sa.Column("retain_until", sa.Double, nullable=False, server_default="0"),
+    sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_objects_latest", "bucket", "latest", "key"),
 )
 

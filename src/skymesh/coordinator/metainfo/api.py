@@ -24,6 +24,7 @@ from skymesh.coordinator.metainfo import (
     list_objects,
     list_versions,
     multipart,
+    object_lock,
     put_inline,
     update_metadata,
 )
@@ -51,6 +52,8 @@ PROJECT_OPERATIONS: dict[routes.Route[Any, Any], ProjectOperation] = {
     routes.PUT_BUCKET_TAGGING: bucket_config.put_tagging,
     routes.PUT_BUCKET_CORS: bucket_config.put_cors,
     routes.PUT_BUCKET_VERSIONING: bucket_config.put_versioning,
+    routes.PUT_OBJECT_LOCK_CONFIG: bucket_config.put_object_lock_config,
+    routes.PUT_OBJECT_LOCK: object_lock.put_object_lock,
     routes.UPDATE_METADATA: update_metadata.update_metadata,
     routes.BEGIN_OBJECT: begin_object.begin_object,
     routes.COMMIT_OBJECT: commit_object.commit_object,

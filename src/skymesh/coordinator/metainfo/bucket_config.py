@@ -15,9 +15,10 @@ import msgspec
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import buckets
-from skymesh.coordinator.metainfo.common import require_bucket
+from skymesh.coordinator.metainfo.common import ENABLED, require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
-from skymesh.errors import BadRequest
+from skymesh.coordinator.metainfo.lock_rules import check_default_retention
+from skymesh.errors import BadRequest, Conflict
 from skymesh.wire.metainfo import (
     BucketConfig,
     BucketRequest,
@@ -26,6 +27,7 @@ from skymesh.wire.metainfo import (
     PutBucketCorsRequest,
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
+    PutObjectLockConfigRequest,
     Tag,
 )
 
@@ -35,9 +37,16 @@ MAX_TAG_CHARS = 256  # generous: the gateway enforces S3's 128 (key) / 256 (valu
 MAX_CORS_RULES = 100
 MAX_CORS_JSON = 64 * 1024  # S3 caps a CORS configuration at 64 KB
 
-_SELECT = sa.select(buckets.c.acl, buckets.c.tags, buckets.c.cors, buckets.c.versioning).where(
-    buckets.c.name == sa.bindparam("name")
-)
+_SELECT = sa.select(
+    buckets.c.acl,
+    buckets.c.tags,
+    buckets.c.cors,
+    buckets.c.versioning,
+    buckets.c.object_lock,
+    buckets.c.lock_mode,
+    buckets.c.lock_days,
+    buckets.c.lock_years,
+).where(buckets.c.name == sa.bindparam("name"))
 
 
 def check_acl(acl: str) -> None:
@@ -81,6 +90,10 @@ def _config(name: str, row: Any) -> BucketConfig:
         tags=None if row.tags is None else msgspec.json.decode(row.tags, type=list[Tag]),
         cors=None if row.cors is None else msgspec.json.decode(row.cors, type=list[CorsRule]),
         versioning=row.versioning,
+        object_lock=bool(row.object_lock),
+        lock_mode=row.lock_mode,
+        lock_days=row.lock_days,
+        lock_years=row.lock_years,
     )
 
 
@@ -93,9 +106,11 @@ async def get_config(m: Metainfo, project_id: str, req: BucketRequest) -> Bucket
     return await m.db.read(lambda conn: _read(conn, project_id, req.name))
 
 
-async def _update(m: Metainfo, project_id: str, name: str, **values: str | None) -> BucketConfig:
+async def _update(m: Metainfo, project_id: str, name: str, **values: Any) -> BucketConfig:
     def txn(conn: sa.Connection) -> BucketConfig:
-        require_bucket(conn, project_id, name)
+        versioning = require_bucket(conn, project_id, name)
+        if "versioning" in values or "object_lock" in values:
+            _check_lock_and_versioning(conn, name, versioning, values)
         conn.execute(buckets.update().where(buckets.c.name == name).values(**values))
         return _read(conn, project_id, name)
 
@@ -130,3 +145,41 @@ async def put_versioning(
             code="MalformedXML",
         )
     return await _update(m, project_id, req.name, versioning=req.status)
+
+
+# ---------------------------------------------------------------- object lock
+
+
+def _check_lock_and_versioning(
+    conn: sa.Connection, name: str, versioning: str, values: dict[str, Any]
+) -> None:
+    """S3: Object Lock needs versioning Enabled, and holds it there for good."""
+    locked = bool(conn.execute(_SELECT, {"name": name}).one().object_lock)
+    if locked and values.get("versioning", ENABLED) != ENABLED:
+        raise Conflict(
+            "An Object Lock configuration is present on this bucket,"
+            " so the versioning state cannot be changed.",
+            code="InvalidBucketState",
+        )
+    if values.get("object_lock") and not locked and versioning != ENABLED:
+        raise Conflict(
+            "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration",
+            code="InvalidBucketState",
+        )
+
+
+async def put_object_lock_config(
+    m: Metainfo, project_id: str, req: PutObjectLockConfigRequest
+) -> BucketConfig:
+    """Enable Object Lock (for good; the bucket's versioning must be Enabled) and set
+    or clear its default retention."""
+    check_default_retention(req.mode, req.days, req.years)
+    return await _update(
+        m,
+        project_id,
+        req.name,
+        object_lock=True,
+        lock_mode=req.mode,
+        lock_days=req.days,
+        lock_years=req.years,
+    )

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from skymesh.coordinator.db.schema import buckets, objects, pending_streams
 from skymesh.coordinator.metainfo.bucket_config import check_acl
 from skymesh.coordinator.metainfo.checks import check_bucket_name
-from skymesh.coordinator.metainfo.common import require_bucket
+from skymesh.coordinator.metainfo.common import ENABLED, require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import drop_pending
 from skymesh.coordinator.overlay.residency import check_constraint
@@ -42,6 +42,8 @@ async def create_bucket(m: Metainfo, project_id: str, req: CreateBucketRequest) 
                 region=req.region,
                 created_at=now,
                 acl=req.acl,
+                # S3: a bucket made with Object Lock is versioning-Enabled for good
+                **({"object_lock": True, "versioning": ENABLED} if req.object_lock else {}),
             )
         )
 
@@ -77,7 +79,11 @@ async def list_buckets(m: Metainfo, project_id: str, _req: object) -> BucketList
 
 
 async def delete_bucket(m: Metainfo, project_id: str, req: BucketRequest) -> None:
-    """Delete an empty bucket; its pending uploads go with it (their pieces to garbage)."""
+    """Delete an empty bucket; its pending uploads go with it (their pieces to garbage).
+
+    Any version, locked ones included, makes the bucket not empty: a bucket holding
+    versions under S3 Object Lock cannot be deleted until they are.
+    """
     now = m.clock()
 
     def txn(conn: sa.Connection) -> None:

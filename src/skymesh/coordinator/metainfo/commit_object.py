@@ -81,6 +81,7 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
             versioning=versioning,
             if_match=req.if_match,
             if_none_match=req.if_none_match,
+            lock=req.lock,
         )
         conn.execute(
             pending_streams.delete().where(pending_streams.c.stream_id == stream.stream_id)

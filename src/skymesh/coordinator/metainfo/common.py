@@ -20,9 +20,10 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import buckets, objects, pending_streams
 from skymesh.coordinator.metainfo.checks import check_version_id, check_write_conditions
+from skymesh.coordinator.metainfo.lock_rules import check_removable, new_version_lock
 from skymesh.coordinator.metainfo.segments import discard_segments
 from skymesh.errors import Forbidden, NotFound, SkymeshError
-from skymesh.wire.metainfo import ObjectInfo
+from skymesh.wire.metainfo import ObjectInfo, ObjectLock
 
 
 def new_stream_id(now: float) -> str:
@@ -46,6 +47,9 @@ _VERSION_COLUMNS = (
     objects.c.latest,
     objects.c.delete_marker,
     objects.c.null_version,
+    objects.c.lock_mode,
+    objects.c.retain_until,
+    objects.c.legal_hold,
 )
 #: The latest version of (bucket, key), locked for the writer's transaction.
 _CURRENT_STREAM = (
@@ -65,6 +69,16 @@ def require_bucket(conn: sa.Connection, project_id: str, bucket: str) -> str:
     if row.project_id != project_id:
         raise Forbidden(f"bucket {bucket!r} belongs to another project", code="AccessDenied")
     return str(row.versioning)
+
+
+_BUCKET_LOCK = sa.select(
+    buckets.c.object_lock, buckets.c.lock_mode, buckets.c.lock_days, buckets.c.lock_years
+).where(buckets.c.name == sa.bindparam("bucket"))
+
+
+def bucket_lock(conn: sa.Connection, bucket: str) -> Any:
+    """The bucket's Object Lock switch and default retention (the caller checked it exists)."""
+    return conn.execute(_BUCKET_LOCK, {"bucket": bucket}).one()
 
 
 def current_stream(conn: sa.Connection, bucket: str, key: str) -> Any:
@@ -125,6 +139,7 @@ def load_pending(
 def object_info(bucket: str, key: str, row: Any, versioning: str = "") -> ObjectInfo:
     """An ``ObjectInfo`` from an objects row (or a dict of its values)."""
     get = row.__getitem__ if isinstance(row, dict) else row._mapping.__getitem__
+    lock = row if isinstance(row, dict) else row._mapping
     return ObjectInfo(
         bucket=bucket,
         key=key,
@@ -139,6 +154,9 @@ def object_info(bucket: str, key: str, row: Any, versioning: str = "") -> Object
         delete_marker=bool(get("delete_marker")),
         is_latest=bool(get("latest")),
         versioning=versioning,
+        lock_mode=lock.get("lock_mode") or "",
+        retain_until=float(lock.get("retain_until") or 0.0),
+        legal_hold=bool(lock.get("legal_hold")),
     )
 
 
@@ -167,12 +185,23 @@ _FIRST_SEQ = sa.select(objects.c.seq).where(*_KEY).order_by(objects.c.seq).limit
 
 
 def drop_version(
-    conn: sa.Connection, now: float, bucket: str, key: str, row: Any, *, promote: bool = True
+    conn: sa.Connection,
+    now: float,
+    bucket: str,
+    key: str,
+    row: Any,
+    *,
+    promote: bool = True,
+    bypass_governance: bool = False,
 ) -> None:
-    """Forget one version (``row`` has its seq and stream id); its pieces go to garbage.
+    """Forget one version (``row`` has its seq, stream id and lock); its pieces go to garbage.
 
+    A locked version (S3 Object Lock: legal hold, or retention until after ``now``)
+    is refused with ``VersionLocked`` before anything changes; GOVERNANCE retention
+    yields to ``bypass_governance``. Every path that removes a version comes here.
     When it was the latest and ``promote``, the newest remaining version becomes latest.
     """
+    check_removable(row, now, bypass_governance=bypass_governance)
     discard_segments(conn, now, row.stream_id)
     conn.execute(_DELETE_VERSION, {"bucket": bucket, "key": key, "seq": row.seq})
     if row.latest and promote:
@@ -228,17 +257,20 @@ def install_object(
     versioning: str,
     if_match: str = "",
     if_none_match: str = "",
+    lock: ObjectLock | None = None,
 ) -> dict[str, Any]:
     """Make ``values`` the latest version at (bucket, key), after S3's write conditions.
 
     The conditions are checked against the latest version under the writer's lock
     (a delete marker counts as no object), so of racing conditional writers exactly
-    one wins. Returns the new row's values.
+    one wins. The new version gets the Object Lock ``lock`` asks for, else the
+    bucket's default retention. Returns the new row's values.
     """
+    locked = new_version_lock(lock, bucket_lock(conn, bucket), now)
     latest = current_stream(conn, bucket, key)
     live = None if latest is None or latest.delete_marker else latest
     check_write_conditions(None if live is None else live.etag, if_match, if_none_match)
-    return add_version(conn, now, bucket, key, values, latest, versioning)
+    return add_version(conn, now, bucket, key, {**values, **locked}, latest, versioning)
 
 
 def add_delete_marker(

@@ -4,7 +4,9 @@ S3's rules (``_delete_one``): without a version id, an unversioned bucket loses 
 key's object, while a versioned one gets a delete marker on top and keeps every
 version (a Suspended bucket's marker is the null version, replacing the old one).
 With a version id, exactly that version (or marker) goes for good, its pieces to
-garbage. A missing key or version is not an error, as in S3.
+garbage. A missing key or version is not an error, as in S3. A version under
+S3 Object Lock (retention or legal hold) is refused by ``drop_version`` with
+``AccessDenied``; a delete marker on top of it is not (S3 allows that).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from skymesh.coordinator.metainfo.common import (
     require_bucket,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.metainfo.lock_rules import VersionLocked
 from skymesh.errors import BadRequest, SkymeshError
 from skymesh.wire.metainfo import (
     DeleteObjectResponse,
@@ -33,13 +36,19 @@ MAX_BATCH = 1000  # S3's DeleteObjects limit
 
 
 def _delete_one(
-    conn: sa.Connection, now: float, bucket: str, versioning: str, key: str, version_id: str
+    conn: sa.Connection,
+    now: float,
+    bucket: str,
+    versioning: str,
+    key: str,
+    version_id: str,
+    bypass_governance: bool,
 ) -> DeleteObjectResponse:
     if version_id:
         row = find_version(conn, bucket, key, version_id)
         if row is None:
             return DeleteObjectResponse(deleted=False, versioning=versioning)
-        drop_version(conn, now, bucket, key, row)
+        drop_version(conn, now, bucket, key, row, bypass_governance=bypass_governance)
         return DeleteObjectResponse(
             deleted=True,
             version_id=row.stream_id,
@@ -59,7 +68,7 @@ def _delete_one(
     latest = current_stream(conn, bucket, key)
     if latest is None:
         return DeleteObjectResponse(deleted=False)
-    drop_version(conn, now, bucket, key, latest)
+    drop_version(conn, now, bucket, key, latest, bypass_governance=bypass_governance)
     return DeleteObjectResponse(deleted=True, version_id=latest.stream_id, null_version=True)
 
 
@@ -70,7 +79,9 @@ async def delete_object(m: Metainfo, project_id: str, req: ObjectRequest) -> Del
 
     def txn(conn: sa.Connection) -> DeleteObjectResponse:
         versioning = require_bucket(conn, project_id, req.bucket)
-        return _delete_one(conn, now, req.bucket, versioning, req.key, req.version_id)
+        return _delete_one(
+            conn, now, req.bucket, versioning, req.key, req.version_id, req.bypass_governance
+        )
 
     return await m.db.write(txn)
 
@@ -110,7 +121,26 @@ async def delete_objects(
                     )
                 )
                 continue
-            outcome = _delete_one(conn, now, req.bucket, versioning, item.key, item.version_id)
+            try:
+                outcome = _delete_one(
+                    conn,
+                    now,
+                    req.bucket,
+                    versioning,
+                    item.key,
+                    item.version_id,
+                    req.bypass_governance,
+                )
+            except VersionLocked as e:  # refused before it changed anything
+                out.append(
+                    DeleteObjectsResult(
+                        key=item.key,
+                        version_id=item.version_id,
+                        error_code=e.code,
+                        error_message=e.message,
+                    )
+                )
+                continue
             out.append(
                 DeleteObjectsResult(key=item.key, version_id=item.version_id, outcome=outcome)
             )

@@ -334,6 +334,7 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
             versioning=versioning,
             if_match=req.if_match,
             if_none_match=req.if_none_match,
+            lock=req.lock,
         )
         conn.execute(parts.delete().where(parts.c.stream_id == stream.stream_id))
         conn.execute(

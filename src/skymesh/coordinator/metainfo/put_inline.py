@@ -81,6 +81,7 @@ async def put_inline(m: Metainfo, project_id: str, req: PutInlineRequest) -> Obj
             versioning=versioning,
             if_match=req.if_match,
             if_none_match=req.if_none_match,
+            lock=req.lock,
         )
         insert_segments(conn, rows, verified)
         return row, versioning

@@ -31,6 +31,7 @@ from skymesh.gateway.s3.handlers import (
     encryption,
     listing,
     multipart,
+    object_lock,
     objects,
     post_object,
     tagging,
@@ -87,6 +88,12 @@ HANDLERS: Mapping[Op, Handler] = {
     Op.GetBucketEncryption: encryption.get_bucket_encryption,
     Op.PutBucketEncryption: encryption.put_bucket_encryption,
     Op.DeleteBucketEncryption: encryption.delete_bucket_encryption,
+    Op.GetObjectLockConfiguration: object_lock.get_object_lock_configuration,
+    Op.PutObjectLockConfiguration: object_lock.put_object_lock_configuration,
+    Op.GetObjectRetention: object_lock.get_object_retention,
+    Op.PutObjectRetention: object_lock.put_object_retention,
+    Op.GetObjectLegalHold: object_lock.get_object_legal_hold,
+    Op.PutObjectLegalHold: object_lock.put_object_legal_hold,
 }
 
 #: The CORS headers a request earned, added just before its answer's headers go

@@ -154,6 +154,10 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
         "A header you provided implies functionality that is not implemented.",
     ),
     "NotModified": (304, "Not Modified"),
+    "NoSuchObjectLockConfiguration": (
+        404,
+        "The specified object does not have a ObjectLock configuration",
+    ),
     "ObjectLockConfigurationNotFoundError": (
         404,
         "Object Lock configuration does not exist for this bucket.",

@@ -17,7 +17,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 from typing import NoReturn
@@ -981,3 +981,103 @@ def parse_encryption(body: bytes) -> list[str]:
     if not algorithms:
         _malformed("ServerSideEncryptionConfiguration needs a Rule")
     return algorithms
+
+
+# -- object lock ------------------------------------------------------------------------
+
+MAX_OBJECT_LOCK_BODY = 64 * 1024
+
+
+def parse_timestamp(text: str) -> float | None:
+    """An ISO 8601 timestamp (``2030-01-01T00:00:00Z``, fractions allowed; no zone is
+    UTC) as unix seconds, or None when it is not one."""
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def object_lock_configuration_xml(mode: str, days: int, years: int) -> bytes:
+    """GetObjectLockConfiguration: enabled, with the default retention when there is one."""
+    body = [_el("ObjectLockEnabled", "Enabled")]
+    if mode:
+        period = _el("Days", str(days)) if days else _el("Years", str(years))
+        body.append(
+            f"<Rule><DefaultRetention>{_el('Mode', mode)}{period}</DefaultRetention></Rule>"
+        )
+    return _doc("ObjectLockConfiguration", body)
+
+
+def _positive(text: str | None, what: str) -> int:
+    if text is None:
+        return 0
+    text = text.strip()
+    if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 10:
+        _malformed(f"{what} must be an integer")
+    value = int(text)
+    if value <= 0:
+        raise s3_error(
+            "InvalidArgument", "Default retention period must be a positive integer value"
+        )
+    return value
+
+
+def parse_object_lock_configuration(body: bytes) -> tuple[str, int, int]:
+    """PutObjectLockConfiguration: (mode, days, years) of the default retention ("" none).
+
+    ``ObjectLockEnabled`` must be ``Enabled``; a ``Rule`` holds one ``DefaultRetention``
+    with a ``Mode`` and exactly one of ``Days`` / ``Years`` (else MalformedXML).
+    """
+    root = _parse(body, MAX_OBJECT_LOCK_BODY, "ObjectLockConfiguration")
+    if (_child_text(root, "ObjectLockEnabled") or "").strip() != "Enabled":
+        _malformed("ObjectLockEnabled must be Enabled")
+    rule = root.find("Rule")
+    if rule is None:
+        return "", 0, 0
+    default = rule.find("DefaultRetention")
+    if default is None:
+        _malformed("a Rule needs a DefaultRetention")
+    mode = (_child_text(default, "Mode") or "").strip()
+    days_text, years_text = _child_text(default, "Days"), _child_text(default, "Years")
+    if not mode or (days_text is None) == (years_text is None):
+        _malformed("a DefaultRetention needs a Mode and exactly one of Days and Years")
+    if mode not in ("GOVERNANCE", "COMPLIANCE"):
+        _malformed("Mode must be GOVERNANCE or COMPLIANCE")
+    return mode, _positive(days_text, "Days"), _positive(years_text, "Years")
+
+
+def retention_xml(mode: str, until: float) -> bytes:
+    return _doc("Retention", [_el("Mode", mode), _el("RetainUntilDate", iso8601(until))])
+
+
+def parse_retention(body: bytes) -> tuple[str, float]:
+    """PutObjectRetention: (mode, retain-until) or ("", 0.0) to remove it; a mode without
+    a date or the other way round is MalformedXML, an unknown mode too."""
+    root = _parse(body, MAX_OBJECT_LOCK_BODY, "Retention")
+    mode = (_child_text(root, "Mode") or "").strip()
+    date_text = (_child_text(root, "RetainUntilDate") or "").strip()
+    if bool(mode) != bool(date_text):
+        _malformed("Retention needs both Mode and RetainUntilDate, or neither")
+    if not mode:
+        return "", 0.0
+    if mode not in ("GOVERNANCE", "COMPLIANCE"):
+        _malformed("Mode must be GOVERNANCE or COMPLIANCE")
+    until = parse_timestamp(date_text)
+    if until is None:
+        _malformed("RetainUntilDate must be an ISO 8601 timestamp")
+    return mode, until
+
+
+def legal_hold_xml(on: bool) -> bytes:
+    return _doc("LegalHold", [_el("Status", "ON" if on else "OFF")])
+
+
+def parse_legal_hold(body: bytes) -> bool:
+    root = _parse(body, MAX_OBJECT_LOCK_BODY, "LegalHold")
+    status = (_child_text(root, "Status") or "").strip()
+    if status not in ("ON", "OFF"):
+        _malformed("Status must be ON or OFF")
+    return status == "ON"

@@ -1,4 +1,5 @@
-"""Bucket operations: list, create (with a canned ACL), head, delete, location, versioning."""
+"""Bucket operations: list, create (with a canned ACL or Object Lock), head, delete,
+location, versioning."""
 
 from __future__ import annotations
 
@@ -46,8 +47,10 @@ async def create_bucket(req: S3Request) -> web.StreamResponse:
     if region in ("us-east-1", req.ctx.config.s3_region):
         region = None
     acl = canned_acl(req.http.headers, bucket=True) or PRIVATE
+    lock_header = req.http.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower()
+    object_lock = lock_header == "true"
     try:
-        await req.client.create_bucket(req.bucket, region or "", acl)
+        await req.client.create_bucket(req.bucket, region or "", acl, object_lock=object_lock)
     except Conflict as e:
         # S3's North Virginia region, for legacy compatibility, answers 200 to
         # re-creating a bucket you own and resets its ACL; every other region

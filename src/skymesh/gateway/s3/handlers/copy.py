@@ -38,6 +38,7 @@ from skymesh.gateway.s3.handlers.encryption import (
 )
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.multipart import upload_id_of
+from skymesh.gateway.s3.handlers.object_lock import write_lock
 from skymesh.gateway.s3.handlers.objects import (
     meta_from_headers,
     read_conditions,
@@ -235,6 +236,8 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
     checksum = _copy_checksum(req, handle.meta)
 
     if_match, if_none_match = write_conditions(req)
+    # a copy never takes the source's lock: its own headers, else the bucket's default
+    lock = await write_lock(req)
 
     def record_checksum(_md5: str, _size: int) -> dict[str, str]:
         return {checksum.algorithm: checksum.b64()} if checksum is not None else {}
@@ -251,6 +254,7 @@ async def copy_object(req: S3Request) -> web.StreamResponse:
             if_match=if_match,
             if_none_match=if_none_match,
             customer_key=customer,
+            lock=lock,
         )
         headers = {
             **source_version_headers(handle.info),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import msgspec
 from aiohttp import web
 
 from skymesh.gateway.s3.errors import s3_error
@@ -12,6 +13,7 @@ from skymesh.gateway.s3.handlers.checksums import composite, multipart_headers
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.encryption import customer_key, response_headers
 from skymesh.gateway.s3.handlers.listing import encoding_type
+from skymesh.gateway.s3.handlers.object_lock import write_lock
 from skymesh.gateway.s3.handlers.objects import (
     body_checksum_headers,
     meta_from_headers,
@@ -46,9 +48,9 @@ async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     customer = customer_key(req)
     check_sse(req.http.headers)
     checksum = multipart_headers(req.http.headers)
-    info = await req.client.multipart.create(
-        req.bucket, req.key, meta_from_headers(req.http.headers), customer
-    )
+    # the lock rides sealed with the upload until completion hands it to the coordinator
+    meta = msgspec.structs.replace(meta_from_headers(req.http.headers), lock=await write_lock(req))
+    info = await req.client.multipart.create(req.bucket, req.key, meta, customer)
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
     resp = web.Response(body=body, content_type=XML)
     resp.headers.update(response_headers(customer))

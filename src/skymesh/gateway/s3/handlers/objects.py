@@ -19,6 +19,7 @@ from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
 from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.encryption import customer_key, response_headers
+from skymesh.gateway.s3.handlers.object_lock import bypass_governance, lock_headers, write_lock
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.handlers.tagging import tags_from_header
 from skymesh.gateway.s3.request import XML, S3Request
@@ -116,6 +117,7 @@ def object_headers(obj: StoredObject, customer: CustomerKey | None = None) -> di
         headers[f"x-amz-meta-{name}"] = value
     if meta.tags:
         headers["x-amz-tagging-count"] = str(len(meta.tags))
+    headers.update(lock_headers(info))
     return headers
 
 
@@ -155,6 +157,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     check_sse(req.http.headers)
     meta = meta_from_headers(req.http.headers)
     if_match, if_none_match = write_conditions(req)
+    lock = await write_lock(req, needs_integrity=True)
     body = PutBody(
         req,
         MAX_PUT_SIZE,
@@ -171,6 +174,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
         if_match=if_match,
         if_none_match=if_none_match,
         customer_key=customer,
+        lock=lock,
     )
     resp = web.Response(status=200)
     resp.headers["ETag"] = f'"{stored.info.etag}"'
@@ -404,7 +408,9 @@ async def head_object(req: S3Request) -> web.StreamResponse:
 
 async def delete_object(req: S3Request) -> web.StreamResponse:
     """Without versionId a versioned bucket gets a delete marker; with one, that version goes."""
-    result = await req.client.delete_version(req.bucket, req.key, version_query(req))
+    result = await req.client.delete_version(
+        req.bucket, req.key, version_query(req), bypass_governance=bypass_governance(req)
+    )
     resp = web.Response(status=204)
     if result.deleted:
         resp.headers.update(version_headers(result))
@@ -422,7 +428,9 @@ async def delete_objects(req: S3Request) -> web.StreamResponse:
     failed: list[tuple[str, str, str]] = []
     # one coordinator transaction for the lot; a bucket that is missing or another
     # project's fails the whole request (raised here), as in S3
-    results = await req.client.delete_objects(req.bucket, [(k, v or "") for k, v in keys])
+    results = await req.client.delete_objects(
+        req.bucket, [(k, v or "") for k, v in keys], bypass_governance=bypass_governance(req)
+    )
     for r in results:
         if r.outcome is None:
             err = from_skymesh_error(SkymeshError(r.error_message, code=r.error_code))

@@ -218,10 +218,13 @@ async def post_object(
     validate_key(key)
     headers = form_headers(fields)
     check_sse(headers)
-    if any(name.lower().startswith(CUSTOMER) for name in headers):
-        # never stored without the key the form asked for
+    unsupported = [n for n in fields if n.startswith((CUSTOMER, "x-amz-object-lock-"))]
+    if unsupported:
+        # never stored without the key or the lock the form asked for
         raise s3_error(
-            "NotImplemented", "customer-provided keys (SSE-C) are not supported in POST forms"
+            "NotImplemented",
+            "customer-provided keys (SSE-C) and Object Lock fields are not supported in"
+            f" POST forms: {', '.join(sorted(unsupported))[:200]}",
         )
     meta = meta_from_headers(headers)
     if "tagging" in fields:
