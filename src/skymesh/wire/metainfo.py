@@ -73,8 +73,18 @@ class CorsRule(Base, frozen=True):
     id: str = ""
 
 
+class PublicAccessBlock(Base, frozen=True):
+    """S3's PublicAccessBlockConfiguration of one bucket (absent flags are false)."""
+
+    block_public_acls: bool = False
+    ignore_public_acls: bool = False
+    block_public_policy: bool = False
+    restrict_public_buckets: bool = False
+
+
 class BucketConfig(Base, frozen=True):
-    """``POST /v1/buckets/config``: a bucket's ACL, tags and CORS rules.
+    """``POST /v1/buckets/config``: a bucket's ACL, tags, CORS rules, policy, Public
+    Access Block and ownership controls.
 
     ``tags`` / ``cors`` are None when never set (S3's NoSuchTagSet /
     NoSuchCORSConfiguration), which differs from an empty list.
@@ -86,6 +96,32 @@ class BucketConfig(Base, frozen=True):
     cors: list[CorsRule] | None = None
 
     versioning: str = ""
+    policy: str | None = None  # the bucket policy JSON as the owner gave it
+    public_access_block: PublicAccessBlock | None = None
+    ownership: str | None = None  # ObjectWriter | BucketOwnerPreferred | BucketOwnerEnforced
+
+
+class PutBucketPolicyRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-policy`` -> BucketConfig; ``policy`` None deletes it.
+
+    The gateway parses and validates the policy language; the coordinator caps its size."""
+
+    name: str
+    policy: str | None = None
+
+
+class PutPublicAccessBlockRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-public-access-block`` -> BucketConfig; None deletes it."""
+
+    name: str
+    config: PublicAccessBlock | None = None
+
+
+class PutBucketOwnershipRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-ownership`` -> BucketConfig; ``ownership`` None deletes it."""
+
+    name: str
+    ownership: str | None = None
 
 
 class PutBucketVersioningRequest(Base, frozen=True):

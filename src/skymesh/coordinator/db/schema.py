@@ -92,6 +92,11 @@ buckets = sa.Table(
     sa.Column("cors", sa.Text, nullable=True),
     # versioning state (migration 0005): "" never configured, "Enabled", "Suspended"
     sa.Column("versioning", sa.String, nullable=False, server_default=""),
+    # migration 0013: bucket policy (JSON as given), Public Access Block (JSON of four
+    # flags) and object ownership ("BucketOwnerEnforced", ...); NULL = never set
+    sa.Column("policy", sa.Text, nullable=True),
+    sa.Column("public_access_block", sa.String, nullable=True),
+    sa.Column("ownership", sa.String, nullable=True),
     sa.Index("ix_buckets_project", "project_id", "name"),
 )
 

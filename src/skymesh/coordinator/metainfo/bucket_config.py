@@ -1,4 +1,5 @@
-"""Bucket ACL, tags and CORS rules: what S3 calls bucket subresources.
+"""Bucket ACL, tags, CORS rules, policy, Public Access Block and ownership controls:
+what S3 calls bucket subresources.
 
 The gateway checks them against S3's rules (and answers S3's error codes); the
 coordinator only stores them, capped so that no caller can bloat a bucket row.
@@ -22,10 +23,14 @@ from skymesh.wire.metainfo import (
     BucketConfig,
     BucketRequest,
     CorsRule,
+    PublicAccessBlock,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketOwnershipRequest,
+    PutBucketPolicyRequest,
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
+    PutPublicAccessBlockRequest,
     Tag,
 )
 
@@ -34,10 +39,18 @@ MAX_BUCKET_TAGS = 50
 MAX_TAG_CHARS = 256  # generous: the gateway enforces S3's 128 (key) / 256 (value) UTF-16 units
 MAX_CORS_RULES = 100
 MAX_CORS_JSON = 64 * 1024  # S3 caps a CORS configuration at 64 KB
+MAX_POLICY_CHARS = 20 * 1024  # S3 caps a bucket policy at 20 KB
+OWNERSHIPS = ("ObjectWriter", "BucketOwnerPreferred", "BucketOwnerEnforced")
 
-_SELECT = sa.select(buckets.c.acl, buckets.c.tags, buckets.c.cors, buckets.c.versioning).where(
-    buckets.c.name == sa.bindparam("name")
-)
+_SELECT = sa.select(
+    buckets.c.acl,
+    buckets.c.tags,
+    buckets.c.cors,
+    buckets.c.versioning,
+    buckets.c.policy,
+    buckets.c.public_access_block,
+    buckets.c.ownership,
+).where(buckets.c.name == sa.bindparam("name"))
 
 
 def check_acl(acl: str) -> None:
@@ -81,6 +94,11 @@ def _config(name: str, row: Any) -> BucketConfig:
         tags=None if row.tags is None else msgspec.json.decode(row.tags, type=list[Tag]),
         cors=None if row.cors is None else msgspec.json.decode(row.cors, type=list[CorsRule]),
         versioning=row.versioning,
+        policy=row.policy,
+        public_access_block=None
+        if row.public_access_block is None
+        else msgspec.json.decode(row.public_access_block, type=PublicAccessBlock),
+        ownership=row.ownership,
     )
 
 
@@ -113,6 +131,31 @@ async def put_tagging(m: Metainfo, project_id: str, req: PutBucketTaggingRequest
 
 async def put_cors(m: Metainfo, project_id: str, req: PutBucketCorsRequest) -> BucketConfig:
     return await _update(m, project_id, req.name, cors=_encode_cors(req.rules))
+
+
+async def put_policy(m: Metainfo, project_id: str, req: PutBucketPolicyRequest) -> BucketConfig:
+    if req.policy is not None and not 0 < len(req.policy) <= MAX_POLICY_CHARS:
+        raise BadRequest(
+            f"a bucket policy has 1-{MAX_POLICY_CHARS} characters", code="PolicyTooLarge"
+        )
+    return await _update(m, project_id, req.name, policy=req.policy)
+
+
+async def put_public_access_block(
+    m: Metainfo, project_id: str, req: PutPublicAccessBlockRequest
+) -> BucketConfig:
+    text = None if req.config is None else msgspec.json.encode(req.config).decode()
+    return await _update(m, project_id, req.name, public_access_block=text)
+
+
+async def put_ownership(
+    m: Metainfo, project_id: str, req: PutBucketOwnershipRequest
+) -> BucketConfig:
+    if req.ownership is not None and req.ownership not in OWNERSHIPS:
+        raise BadRequest(
+            f"object ownership must be one of {', '.join(OWNERSHIPS)}", code="MalformedXML"
+        )
+    return await _update(m, project_id, req.name, ownership=req.ownership)
 
 
 # ---------------------------------------------------------------- versioning

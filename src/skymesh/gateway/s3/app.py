@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from skymesh.client.client import Client
-from skymesh.config import Credential
 from skymesh.errors import SkymeshError
+from skymesh.gateway.s3.access import ANONYMOUS_OPS, Grant, anonymous, authorize
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers import (
     acl,
@@ -32,11 +31,12 @@ from skymesh.gateway.s3.handlers import (
     listing,
     multipart,
     objects,
+    policy,
     tagging,
 )
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.request import XML, Handler, S3Context, S3Request
-from skymesh.gateway.s3.router import Endpoint, Op, route
+from skymesh.gateway.s3.router import Op, route
 from skymesh.gateway.s3.sigv2 import authenticate
 from skymesh.gateway.s3.sigv4 import SigV4Request, parse_query
 from skymesh.gateway.s3.xml import error_xml
@@ -86,6 +86,16 @@ HANDLERS: Mapping[Op, Handler] = {
     Op.GetBucketEncryption: encryption.get_bucket_encryption,
     Op.PutBucketEncryption: encryption.put_bucket_encryption,
     Op.DeleteBucketEncryption: encryption.delete_bucket_encryption,
+    Op.GetBucketPolicy: policy.get_bucket_policy,
+    Op.PutBucketPolicy: policy.put_bucket_policy,
+    Op.DeleteBucketPolicy: policy.delete_bucket_policy,
+    Op.GetBucketPolicyStatus: policy.get_bucket_policy_status,
+    Op.GetPublicAccessBlock: policy.get_public_access_block,
+    Op.PutPublicAccessBlock: policy.put_public_access_block,
+    Op.DeletePublicAccessBlock: policy.delete_public_access_block,
+    Op.GetBucketOwnershipControls: policy.get_bucket_ownership_controls,
+    Op.PutBucketOwnershipControls: policy.put_bucket_ownership_controls,
+    Op.DeleteBucketOwnershipControls: policy.delete_bucket_ownership_controls,
 }
 
 #: The CORS headers a request earned, added just before its answer's headers go
@@ -106,41 +116,27 @@ def error_response(err: S3Error, resource: str, request_id: str, head: bool) -> 
     return resp
 
 
-# What an unsigned request may do (public-read decides per bucket/object)
-ANONYMOUS_OPS = frozenset(
-    {Op.GetObject, Op.HeadObject, Op.ListObjects, Op.ListObjectsV2, Op.HeadBucket}
-)
-
-
-async def _anonymous(ctx: S3Context, endpoint: Endpoint) -> tuple[Credential, Client]:
-    """The owner's credential and public-read client for an unsigned read, or AccessDenied."""
-    if endpoint.name not in ANONYMOUS_OPS or not endpoint.bucket or ctx.directory is None:
-        raise s3_error("AccessDenied", "anonymous access is not allowed; sign your request")
-    owned = await ctx.directory.lookup(endpoint.bucket)
-    if owned is None:
-        raise s3_error("AccessDenied", "anonymous access is not allowed; sign your request")
-    return owned.credential, ctx.directory.public_client(owned.credential)
-
-
-async def _run_handler(ctx: S3Context, handler: Handler, req: S3Request) -> web.StreamResponse:
+async def _run_handler(
+    ctx: S3Context, handler: Handler, req: S3Request, grant: Grant
+) -> web.StreamResponse:
     """Run ``handler``; a signed read refused because the bucket is another project's
     is retried as a public read, since S3's public-read grants every caller, signed or not."""
     try:
         return await handler(req)
     except SkymeshError as e:
         if (
-            req.auth.access_key is None
+            not grant.acl_fallback
             or req.endpoint.name not in ANONYMOUS_OPS
             or e.code != "AccessDenied"
         ):
             raise
         try:
-            credential, client = await _anonymous(ctx, req.endpoint)
+            public = await anonymous(ctx.directory, req.endpoint)
         except S3Error:
             raise e from None
-        if credential.project_id == req.credential.project_id:
+        if public.credential.project_id == req.credential.project_id:
             raise
-        return await handler(replace(req, credential=credential, client=client))
+        return await handler(replace(req, credential=public.credential, client=public.client))
 
 
 def make_app(ctx: S3Context) -> web.Application:
@@ -196,11 +192,8 @@ def make_app(ctx: S3Context) -> web.Application:
                 host_bucket=endpoint.bucket if endpoint.virtual_host else None,
             )
             handler = HANDLERS.get(endpoint.name)
-            if auth.access_key is None:
-                credential, client = await _anonymous(ctx, endpoint)
-            else:
-                credential = ctx.credentials[auth.access_key]
-                client = ctx.clients[auth.access_key]
+            caller = None if auth.access_key is None else ctx.credentials[auth.access_key]
+            grant = await authorize(ctx.directory, ctx.clients, request, endpoint, params, caller)
             if handler is None:
                 raise s3_error(
                     "NotImplemented", f"{endpoint.name} is not implemented by skymesh yet"
@@ -209,13 +202,14 @@ def make_app(ctx: S3Context) -> web.Application:
                 http=request,
                 endpoint=endpoint,
                 auth=auth,
-                credential=credential,
-                client=client,
+                credential=grant.credential,
+                client=grant.client,
                 ctx=ctx,
                 request_id=request_id,
                 params=params,
+                access=grant.access,
             )
-            resp = await _run_handler(ctx, handler, req)
+            resp = await _run_handler(ctx, handler, req, grant)
         except S3Error as e:
             ctx.errors += 1
             resp = error_response(e, request.path, request_id, request.method == "HEAD")

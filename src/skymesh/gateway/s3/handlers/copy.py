@@ -90,6 +90,8 @@ def parse_copy_source(value: str) -> CopySource:
 async def open_source(req: S3Request, start_hint: int = 0) -> ObjectHandle:
     """The copy source, opened and checked against the ``x-amz-copy-source-if-*`` headers."""
     src = parse_copy_source(req.http.headers[COPY_SOURCE])
+    if req.access is not None:
+        await req.access.check_source(src.bucket, src.key, src.version_id)
     handle = await req.client.open_object(src.bucket, src.key, src.version_id, start_hint)
     read_conditions(
         req.http.headers, handle.info.etag, handle.info.created_at, prefix="x-amz-copy-source-"
