@@ -253,3 +253,13 @@ def test_bucket_owner_enforced(s3: S3Client, anon: S3Client) -> None:
         _code(lambda: s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=enforced))
         == "InvalidBucketAclWithObjectOwnership"
     )
+
+
+def test_missing_keys_are_hidden_without_list_permission(s3: S3Client, anon: S3Client) -> None:
+    bucket = "pol-missing"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, {"Action": "s3:GetObject"}))
+    assert _code(lambda: anon.get_object(Bucket=bucket, Key="nope")) == "AccessDenied"
+    listing = {"Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}
+    s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, {"Action": "s3:GetObject"}, listing))
+    assert _code(lambda: anon.get_object(Bucket=bucket, Key="nope")) == "NoSuchKey"

@@ -86,6 +86,7 @@ _HEADER_KEYS = (
     "x-amz-grant-full-control",
 )
 _NO_PAB = PublicAccessBlock()
+_MISSING = frozenset({"NoSuchKey", "NoSuchVersion"})
 
 
 def denied(message: str = "Access Denied") -> S3Error:
@@ -199,6 +200,17 @@ class Grant:
     access: Access | None = None
     #: a signed read refused by the coordinator may be retried as a public read
     acl_fallback: bool = False
+    #: granted by a policy Allow to a caller that is not the owner
+    by_policy: bool = False
+
+    def refusal(self, err: SkymeshError) -> SkymeshError:
+        """What a caller granted by policy may learn of a failure: as in S3, a missing
+        key is ``AccessDenied`` unless it may list the bucket."""
+        if not self.by_policy or self.access is None or err.code not in _MISSING:
+            return err
+        if self.access.allows("s3:ListBucket", actions.bucket_arn(self.access.config.name)):
+            return err
+        return denied()
 
 
 async def anonymous(ctx_directory: BucketDirectory | None, endpoint: Endpoint) -> Grant:
@@ -358,7 +370,7 @@ async def _decide(
     granted = access.may_allow() if per_key else decision is Decision.ALLOW
     if granted and (per_key or access.allows(action or "", actions.resource_for(endpoint))):
         _check_acl_header(request, endpoint, config)
-        return Grant(owner, owner_client, access)
+        return Grant(owner, owner_client, access, by_policy=True)
     # no policy grant: what the ACLs allow, unless they are ignored
     if ignores_public_acls(config):
         raise denied()

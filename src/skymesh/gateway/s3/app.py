@@ -124,6 +124,9 @@ async def _run_handler(
     try:
         return await handler(req)
     except SkymeshError as e:
+        refused = grant.refusal(e)
+        if refused is not e:
+            raise refused from None
         if (
             not grant.acl_fallback
             or req.endpoint.name not in ANONYMOUS_OPS
