@@ -16,6 +16,7 @@ from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
 from skymesh.config import Credential
+from skymesh.gateway.s3 import public
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import S3Client
 
@@ -263,3 +264,36 @@ def test_missing_keys_are_hidden_without_list_permission(s3: S3Client, anon: S3C
     listing = {"Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}
     s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, {"Action": "s3:GetObject"}, listing))
     assert _code(lambda: anon.get_object(Bucket=bucket, Key="nope")) == "NoSuchKey"
+
+
+def test_changes_through_another_gateway_are_seen_within_the_cache_time(
+    planet: PlanetThread, s3: S3Client, anon: S3Client
+) -> None:
+    """The owner's requests reuse the cached configuration (no coordinator call each),
+    and a policy written past this gateway is enforced once the cache expires."""
+    bucket = "pol-fresh"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    gateway = planet.planet.gateway
+    assert gateway is not None and gateway.context is not None
+    directory = gateway.context.directory
+    assert directory is not None and planet.planet.credential is not None
+    clock = directory.clock
+    now = clock()
+    try:
+        directory.clock = lambda: now  # frozen: the cache holds whatever the machine's speed
+        searches = directory.searches
+        for _ in range(5):
+            s3.head_object(Bucket=bucket, Key="k")
+        assert directory.searches - searches <= 1
+        # another gateway (here: the owner's metainfo client directly) denies reads
+        deny = _policy(bucket, {"Effect": "Deny", "Action": "s3:GetObject"})
+        client = gateway.context.clients[planet.planet.credential.access_key_id]
+        planet.run(client.metainfo.put_bucket_policy(bucket, deny))
+        assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"  # cached
+        directory.clock = lambda: now + public.CACHE_TTL
+        assert _code(lambda: s3.get_object(Bucket=bucket, Key="k")) == "AccessDenied"
+    finally:
+        directory.clock = clock
+    s3.delete_bucket_policy(Bucket=bucket)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"

@@ -122,10 +122,21 @@ def test_statement_may_be_one_object_and_version_may_be_omitted() -> None:
 # ---------------------------------------------------------------- wildcards
 
 
+def test_glob_is_linear_on_hostile_patterns() -> None:
+    import time
+
+    started = time.perf_counter()
+    assert not glob_match("*a" * 30 + "*b", "a" * 1024)
+    assert glob_match("*a*" * 30, "a" * 1024)
+    assert time.perf_counter() - started < 0.5
+
+
 def test_glob() -> None:
     assert glob_match("a*c", "abbbc") and glob_match("a?c", "abc") and not glob_match("a?c", "ac")
     assert glob_match("s3:get*", "s3:GetObject", ignore_case=True)
     assert not glob_match("A*", "abc") and glob_match("a.b", "a.b") and not glob_match("a.b", "axb")
+    assert glob_match("*", "") and glob_match("a**", "a") and not glob_match("?", "")
+    assert glob_match("*/x/*", "a/b/x/c") and not glob_match("*/x/*", "a/b/y/c")
 
 
 def test_actions_and_resources() -> None:

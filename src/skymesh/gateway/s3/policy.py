@@ -210,17 +210,36 @@ def _malformed(message: str) -> S3Error:
 # ---------------------------------------------------------------- wildcards
 
 
-@functools.lru_cache(maxsize=4096)
-def _glob(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
-
-
 def glob_match(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
-    """IAM's wildcard match: ``*`` any run of characters, ``?`` any one, whole string."""
+    """IAM's wildcard match: ``*`` any run of characters, ``?`` any one, whole string.
+
+    Two pointers, backing up only to the last ``*``: at worst len(pattern) *
+    len(value) steps, never the exponential backtracking a regex of many ``.*``
+    can take on a long key (the key is the caller's, the pattern the owner's)."""
+    if ignore_case:
+        pattern, value = pattern.lower(), value.lower()
     if "*" not in pattern and "?" not in pattern:
-        return pattern.lower() == value.lower() if ignore_case else pattern == value
-    return _glob(pattern, ignore_case).fullmatch(value) is not None
+        return pattern == value
+    p = v = 0
+    star = -1  # the pattern index after the last '*' seen
+    resume = 0  # where in value that '*' would next stop
+    while v < len(value):
+        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == value[v]):
+            p += 1
+            v += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star = p + 1
+            resume = v
+            p += 1
+        elif star >= 0:
+            resume += 1
+            v = resume
+            p = star
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
 
 
 # ---------------------------------------------------------------- conditions
