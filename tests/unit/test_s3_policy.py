@@ -328,3 +328,37 @@ def test_action_and_resource_of_requests() -> None:
     assert actions.action_for(Op.ListBuckets, None) is None
     assert actions.resource_for(Endpoint(Op.GetObject, B, "a/b")) == f"{BKT}/a/b"
     assert actions.resource_for(Endpoint(Op.ListObjects, B)) == BKT
+
+
+def test_any_json_raises_only_s3_errors() -> None:
+    """Random documents built from policy parts: parse answers a Policy or an S3Error."""
+    import random
+
+    rng = random.Random(15)
+    parts: list[Any] = [
+        "*",
+        "",
+        None,
+        1,
+        True,
+        [],
+        {},
+        ["s3:Get*", 3],
+        {"AWS": ["*", None]},
+        {"StringLike": {"s3:prefix": [[]]}},
+        {"IpAddress": {"aws:SourceIp": "x"}},
+        {"Null": {"aws:Referer": "maybe"}},
+        OBJ,
+        "arn:aws:s3:::*",
+    ]
+    fields = ["Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction"]
+    fields += ["Resource", "NotResource", "Condition", "Bogus"]
+    for _ in range(500):
+        stmt = _stmt()
+        for field in rng.sample(fields, rng.randint(1, 4)):
+            stmt[field] = rng.choice(parts)
+        doc: Any = {"Version": "2012-10-17", "Statement": rng.choice([stmt, [stmt], [stmt, 1]])}
+        try:
+            parse(json.dumps(doc), B)
+        except S3Error as e:
+            assert e.code == "MalformedPolicy", e
