@@ -362,3 +362,11 @@ def test_any_json_raises_only_s3_errors() -> None:
             parse(json.dumps(doc), B)
         except S3Error as e:
             assert e.code == "MalformedPolicy", e
+
+
+def test_source_ip_of_a_dual_stack_peer() -> None:
+    from skymesh.gateway.s3.access import _source_ip
+
+    assert _source_ip("::ffff:192.0.2.1") == "192.0.2.1"
+    assert _source_ip("2001:db8::1") == "2001:db8::1"
+    assert _source_ip("127.0.0.1") == "127.0.0.1"

@@ -26,6 +26,7 @@ the cache holds.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -225,6 +226,18 @@ async def anonymous(ctx_directory: BucketDirectory | None, endpoint: Endpoint) -
     return Grant(owned.credential, ctx_directory.public_client(owned.credential))
 
 
+def _source_ip(remote: str) -> str:
+    """The caller's address as policies name it: an IPv4 peer on a dual-stack socket
+    (``::ffff:192.0.2.1``) is the IPv4 address."""
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return remote
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 def context_for(
     request: web.Request,
     endpoint: Endpoint,
@@ -239,7 +252,7 @@ def context_for(
     found["aws:epochtime"] = [str(int(now))]
     found["aws:securetransport"] = ["true" if request.secure else "false"]
     if request.remote:
-        found["aws:sourceip"] = [request.remote]
+        found["aws:sourceip"] = [_source_ip(request.remote)]
     for header, key in (("Referer", "aws:referer"), ("User-Agent", "aws:useragent")):
         if header in request.headers:
             found[key] = [request.headers[header]]
