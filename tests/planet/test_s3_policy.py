@@ -128,6 +128,15 @@ def test_grant_to_another_project_by_canonical_id(
     assert s3.get_object(Bucket=bucket, Key="shared/new")["Body"].read() == b"from them"
     assert _code(lambda: other.get_object(Bucket=bucket, Key="mine/b")) == "AccessDenied"
     assert _code(lambda: other.delete_object(Bucket=bucket, Key="shared/a")) == "AccessDenied"
+    # a copy needs s3:GetObject on its source as well
+    other.copy_object(
+        Bucket=bucket, Key="shared/c", CopySource={"Bucket": bucket, "Key": "shared/a"}
+    )
+    assert s3.get_object(Bucket=bucket, Key="shared/c")["Body"].read() == b"for you"
+    stolen = {"Bucket": bucket, "Key": "mine/b"}
+    copy = lambda: other.copy_object(Bucket=bucket, Key="shared/d", CopySource=stolen)  # noqa: E731
+    assert _code(copy) == "AccessDenied"
+    s3.delete_object(Bucket=bucket, Key="shared/c")
     listing = other.list_objects_v2(Bucket=bucket, FetchOwner=True)
     assert [o["Key"] for o in listing["Contents"]] == ["mine/b", "shared/a", "shared/new"]
     assert all("Owner" not in o for o in listing["Contents"])  # the owner's id stays hidden
