@@ -365,3 +365,33 @@ def test_s3api_object_lock(net: Up, tmp_path: Path) -> None:
     )  # fmt: skip
     retention = api(net, "get-object-retention", "--bucket", bucket, "--key", "k")["Retention"]
     assert retention["Mode"] == "COMPLIANCE" and retention["RetainUntilDate"].startswith("2099")
+
+
+def test_s3api_bucket_policy(net: Up, tmp_path: Path) -> None:
+    api(net, "create-bucket", "--bucket", "aws-policy")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublicRead",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::aws-policy/public/*",
+            }
+        ],
+    }
+    text = json.dumps(policy)
+    api(net, "put-bucket-policy", "--bucket", "aws-policy", "--policy", text)
+    assert json.loads(api(net, "get-bucket-policy", "--bucket", "aws-policy")["Policy"]) == policy
+    status = api(net, "get-bucket-policy-status", "--bucket", "aws-policy")
+    assert status["PolicyStatus"]["IsPublic"] is True
+    body = tmp_path / "p.txt"
+    body.write_bytes(b"hello")
+    api(net, "put-object", "--bucket", "aws-policy", "--key", "public/p", "--body", str(body))
+    # the policy lets anyone read public/*: a plain unsigned GET
+    with urllib.request.urlopen(f"{net.endpoint}/aws-policy/public/p") as resp:
+        assert resp.read() == b"hello"
+    api(net, "delete-bucket-policy", "--bucket", "aws-policy")
+    failed = aws_run(net, "s3api", "get-bucket-policy", "--bucket", "aws-policy", check=False)
+    assert failed.returncode != 0 and "NoSuchBucketPolicy" in failed.stderr

@@ -310,3 +310,38 @@ def test_virtual_hosted_form(s3: S3Client, v4: S3Client, bucket: str, virtual_ga
     assert r.headers["Location"] == f"http://{bucket}.s3.localhost:{port}/vhost/a.txt"
     assert s3.get_object(Bucket=bucket, Key="vhost/a.txt")["Body"].read() == b"by host"
     assert json.loads(base64.b64decode(f["fields"]["policy"]))["conditions"]
+
+
+def test_bucket_policy_and_public_access_block_decide_forms(s3: S3Client, v4: S3Client) -> None:
+    # a form is a PutObject by its signer: the bucket's policy and Public Access Block
+    # apply to it as to any other write, the owner's included
+    name = "forms-guarded"
+    s3.create_bucket(Bucket=name)
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{name}/locked/*",
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=name, Policy=json.dumps(deny))
+    s3.put_public_access_block(
+        Bucket=name, PublicAccessBlockConfiguration={"BlockPublicAcls": True}
+    )
+    try:
+        f = v4.generate_presigned_post(name, "locked/x")
+        r = post(f["url"], f["fields"], b"no")
+        assert (r.status, r.code) == (403, "AccessDenied")
+        acl = {"acl": "public-read"}
+        f = v4.generate_presigned_post(name, "open/x", Fields=acl, Conditions=[acl])
+        r = post(f["url"], f["fields"], b"no")
+        assert (r.status, r.code) == (403, "AccessDenied")
+        f = v4.generate_presigned_post(name, "open/y")
+        assert post(f["url"], f["fields"], b"yes").status == 204
+        assert s3.list_objects_v2(Bucket=name)["KeyCount"] == 1
+    finally:
+        s3.delete_bucket_policy(Bucket=name)

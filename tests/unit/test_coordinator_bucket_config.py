@@ -14,10 +14,14 @@ from skymesh.wire.metainfo import (
     CorsRule,
     CreateBucketRequest,
     ObjectRequest,
+    PublicAccessBlock,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketOwnershipRequest,
+    PutBucketPolicyRequest,
     PutBucketTaggingRequest,
     PutInlineRequest,
+    PutPublicAccessBlockRequest,
     Tag,
     UpdateObjectMetadataRequest,
 )
@@ -132,3 +136,52 @@ async def test_update_metadata_only_on_the_version_read(database_url: str, tmp_p
         other = await h.new_project("other-meta")
         with pytest.raises(Forbidden):
             await other.send(routes.UPDATE_METADATA, update(second.version_id, b"x"))
+
+
+async def test_policy_access_block_and_ownership_round_trip(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with running(tmp_path, database_url=database_url) as h:
+        c = h.client
+        await c.send(routes.CREATE_BUCKET, CreateBucketRequest(name="pol"))
+        got = await c.send(routes.BUCKET_CONFIG, BucketRequest(name="pol"))
+        assert (got.policy, got.public_access_block, got.ownership) == (None, None, None)
+        text = '{"Statement": []}'
+        pab = PublicAccessBlock(block_public_acls=True, restrict_public_buckets=True)
+        await c.send(routes.PUT_BUCKET_POLICY, PutBucketPolicyRequest(name="pol", policy=text))
+        await c.send(
+            routes.PUT_PUBLIC_ACCESS_BLOCK, PutPublicAccessBlockRequest(name="pol", config=pab)
+        )
+        got = await c.send(
+            routes.PUT_BUCKET_OWNERSHIP,
+            PutBucketOwnershipRequest(name="pol", ownership="BucketOwnerEnforced"),
+        )
+        assert (got.policy, got.public_access_block, got.ownership) == (
+            text,
+            pab,
+            "BucketOwnerEnforced",
+        )
+        await c.send(routes.PUT_BUCKET_POLICY, PutBucketPolicyRequest(name="pol"))
+        await c.send(routes.PUT_PUBLIC_ACCESS_BLOCK, PutPublicAccessBlockRequest(name="pol"))
+        got = await c.send(routes.PUT_BUCKET_OWNERSHIP, PutBucketOwnershipRequest(name="pol"))
+        assert (got.policy, got.public_access_block, got.ownership) == (None, None, None)
+        for path, req, code in [
+            (
+                "/v1/buckets/put-policy",
+                PutBucketPolicyRequest(name="pol", policy="x" * (20 * 1024 + 1)),
+                "PolicyTooLarge",
+            ),
+            (
+                "/v1/buckets/put-ownership",
+                PutBucketOwnershipRequest(name="pol", ownership="Everyone"),
+                "MalformedXML",
+            ),
+        ]:
+            with pytest.raises(BadRequest) as e:
+                await c.call(path, req, dict)
+            assert e.value.code == code
+        other = await h.new_project("other")
+        with pytest.raises(Forbidden):
+            await other.call(
+                "/v1/buckets/put-policy", PutBucketPolicyRequest(name="pol", policy=text), dict
+            )

@@ -43,13 +43,17 @@ from skymesh.wire.metainfo import (
     ObjectInfo,
     ObjectRequest,
     Placement,
+    PublicAccessBlock,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketOwnershipRequest,
+    PutBucketPolicyRequest,
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
     PutInlineRequest,
     PutObjectLockConfigRequest,
     PutObjectLockRequest,
+    PutPublicAccessBlockRequest,
     Tag,
     UpdateObjectMetadataRequest,
     UploadInfo,
@@ -108,6 +112,21 @@ class MetainfoClient:
     async def put_bucket_cors(self, name: str, rules: list[CorsRule] | None) -> BucketConfig:
         req = PutBucketCorsRequest(name=name, rules=rules)
         return await self.rpc.send(routes.PUT_BUCKET_CORS, req)
+
+    # bucket policy, Public Access Block, ownership controls
+    async def put_bucket_policy(self, name: str, policy: str | None) -> BucketConfig:
+        req = PutBucketPolicyRequest(name=name, policy=policy)
+        return await self.rpc.send(routes.PUT_BUCKET_POLICY, req)
+
+    async def put_public_access_block(
+        self, name: str, config: PublicAccessBlock | None
+    ) -> BucketConfig:
+        req = PutPublicAccessBlockRequest(name=name, config=config)
+        return await self.rpc.send(routes.PUT_PUBLIC_ACCESS_BLOCK, req)
+
+    async def put_bucket_ownership(self, name: str, ownership: str | None) -> BucketConfig:
+        req = PutBucketOwnershipRequest(name=name, ownership=ownership)
+        return await self.rpc.send(routes.PUT_BUCKET_OWNERSHIP, req)
 
     # versions and metadata replacement
     async def put_bucket_versioning(self, name: str, status: str) -> BucketConfig:

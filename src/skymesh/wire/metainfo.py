@@ -74,8 +74,18 @@ class CorsRule(Base, frozen=True):
     id: str = ""
 
 
+class PublicAccessBlock(Base, frozen=True):
+    """S3's PublicAccessBlockConfiguration of one bucket (absent flags are false)."""
+
+    block_public_acls: bool = False
+    ignore_public_acls: bool = False
+    block_public_policy: bool = False
+    restrict_public_buckets: bool = False
+
+
 class BucketConfig(Base, frozen=True):
-    """``POST /v1/buckets/config``: a bucket's ACL, tags and CORS rules.
+    """``POST /v1/buckets/config``: a bucket's ACL, tags, CORS rules, policy, Public
+    Access Block and ownership controls.
 
     ``tags`` / ``cors`` are None when never set (S3's NoSuchTagSet /
     NoSuchCORSConfiguration), which differs from an empty list.
@@ -87,6 +97,9 @@ class BucketConfig(Base, frozen=True):
     cors: list[CorsRule] | None = None
 
     versioning: str = ""
+    policy: str | None = None  # the bucket policy JSON as the owner gave it
+    public_access_block: PublicAccessBlock | None = None
+    ownership: str | None = None  # ObjectWriter | BucketOwnerPreferred | BucketOwnerEnforced
     # S3 Object Lock: enabled for good once on; the default retention of new versions
     # (lock_mode "" = none; exactly one of lock_days / lock_years when a mode is set)
     object_lock: bool = False
@@ -103,6 +116,29 @@ class PutObjectLockConfigRequest(Base, frozen=True):
     mode: str = ""  # "" no default retention, GOVERNANCE or COMPLIANCE
     days: int = 0
     years: int = 0
+
+
+class PutBucketPolicyRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-policy`` -> BucketConfig; ``policy`` None deletes it.
+
+    The gateway parses and validates the policy language; the coordinator caps its size."""
+
+    name: str
+    policy: str | None = None
+
+
+class PutPublicAccessBlockRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-public-access-block`` -> BucketConfig; None deletes it."""
+
+    name: str
+    config: PublicAccessBlock | None = None
+
+
+class PutBucketOwnershipRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-ownership`` -> BucketConfig; ``ownership`` None deletes it."""
+
+    name: str
+    ownership: str | None = None
 
 
 class PutBucketVersioningRequest(Base, frozen=True):
@@ -231,6 +267,9 @@ class ObjectInfo(Base, frozen=True):
     delete_marker: bool = False
     is_latest: bool = True
     versioning: str = ""
+    policy: str | None = None  # the bucket policy JSON as the owner gave it
+    public_access_block: PublicAccessBlock | None = None
+    ownership: str | None = None  # ObjectWriter | BucketOwnerPreferred | BucketOwnerEnforced
     # S3 Object Lock of this version: retention mode ("" none) until retain_until
     # (unix seconds; it may be past), and a legal hold
     lock_mode: str = ""

@@ -71,11 +71,14 @@ from skymesh.wire.metainfo import (
     ProjectCredentials,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketOwnershipRequest,
+    PutBucketPolicyRequest,
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
     PutInlineRequest,
     PutObjectLockConfigRequest,
     PutObjectLockRequest,
+    PutPublicAccessBlockRequest,
     RegisterAccessKeyRequest,
     UpdateObjectMetadataRequest,
     UploadInfo,
@@ -229,6 +232,20 @@ PUT_BUCKET_TAGGING = _route(
 )
 PUT_BUCKET_CORS = _route(
     "POST", "/v1/buckets/put-cors", PutBucketCorsRequest, BucketConfig, PROJECT, SAFE
+)
+PUT_BUCKET_POLICY = _route(
+    "POST", "/v1/buckets/put-policy", PutBucketPolicyRequest, BucketConfig, PROJECT, SAFE
+)
+PUT_PUBLIC_ACCESS_BLOCK = _route(
+    "POST",
+    "/v1/buckets/put-public-access-block",
+    PutPublicAccessBlockRequest,
+    BucketConfig,
+    PROJECT,
+    SAFE,
+)
+PUT_BUCKET_OWNERSHIP = _route(
+    "POST", "/v1/buckets/put-ownership", PutBucketOwnershipRequest, BucketConfig, PROJECT, SAFE
 )
 PUT_BUCKET_VERSIONING = _route(
     "POST", "/v1/buckets/put-versioning", PutBucketVersioningRequest, BucketConfig, PROJECT, SAFE

@@ -99,6 +99,11 @@ buckets = sa.Table(
     sa.Column("lock_mode", sa.String, nullable=False, server_default=""),
     sa.Column("lock_days", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lock_years", sa.Integer, nullable=False, server_default="0"),
+    # migration 0013: bucket policy (JSON as given), Public Access Block (JSON of four
+    # flags) and object ownership ("BucketOwnerEnforced", ...); NULL = never set
+    sa.Column("policy", sa.Text, nullable=True),
+    sa.Column("public_access_block", sa.String, nullable=True),
+    sa.Column("ownership", sa.String, nullable=True),
     sa.Index("ix_buckets_project", "project_id", "name"),
 )
 

@@ -1,4 +1,5 @@
-"""Bucket ACL, tags and CORS rules: what S3 calls bucket subresources.
+"""Bucket ACL, tags, CORS rules, policy, Public Access Block and ownership controls:
+what S3 calls bucket subresources.
 
 The gateway checks them against S3's rules (and answers S3's error codes); the
 coordinator only stores them, capped so that no caller can bloat a bucket row.
@@ -23,11 +24,15 @@ from skymesh.wire.metainfo import (
     BucketConfig,
     BucketRequest,
     CorsRule,
+    PublicAccessBlock,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketOwnershipRequest,
+    PutBucketPolicyRequest,
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
     PutObjectLockConfigRequest,
+    PutPublicAccessBlockRequest,
     Tag,
 )
 
@@ -36,6 +41,8 @@ MAX_BUCKET_TAGS = 50
 MAX_TAG_CHARS = 256  # generous: the gateway enforces S3's 128 (key) / 256 (value) UTF-16 units
 MAX_CORS_RULES = 100
 MAX_CORS_JSON = 64 * 1024  # S3 caps a CORS configuration at 64 KB
+MAX_POLICY_CHARS = 20 * 1024  # S3 caps a bucket policy at 20 KB
+OWNERSHIPS = ("ObjectWriter", "BucketOwnerPreferred", "BucketOwnerEnforced")
 
 _SELECT = sa.select(
     buckets.c.acl,
@@ -46,6 +53,9 @@ _SELECT = sa.select(
     buckets.c.lock_mode,
     buckets.c.lock_days,
     buckets.c.lock_years,
+    buckets.c.policy,
+    buckets.c.public_access_block,
+    buckets.c.ownership,
 ).where(buckets.c.name == sa.bindparam("name"))
 
 
@@ -94,6 +104,11 @@ def _config(name: str, row: Any) -> BucketConfig:
         lock_mode=row.lock_mode,
         lock_days=row.lock_days,
         lock_years=row.lock_years,
+        policy=row.policy,
+        public_access_block=None
+        if row.public_access_block is None
+        else msgspec.json.decode(row.public_access_block, type=PublicAccessBlock),
+        ownership=row.ownership,
     )
 
 
@@ -128,6 +143,31 @@ async def put_tagging(m: Metainfo, project_id: str, req: PutBucketTaggingRequest
 
 async def put_cors(m: Metainfo, project_id: str, req: PutBucketCorsRequest) -> BucketConfig:
     return await _update(m, project_id, req.name, cors=_encode_cors(req.rules))
+
+
+async def put_policy(m: Metainfo, project_id: str, req: PutBucketPolicyRequest) -> BucketConfig:
+    if req.policy is not None and not 0 < len(req.policy) <= MAX_POLICY_CHARS:
+        raise BadRequest(
+            f"a bucket policy has 1-{MAX_POLICY_CHARS} characters", code="PolicyTooLarge"
+        )
+    return await _update(m, project_id, req.name, policy=req.policy)
+
+
+async def put_public_access_block(
+    m: Metainfo, project_id: str, req: PutPublicAccessBlockRequest
+) -> BucketConfig:
+    text = None if req.config is None else msgspec.json.encode(req.config).decode()
+    return await _update(m, project_id, req.name, public_access_block=text)
+
+
+async def put_ownership(
+    m: Metainfo, project_id: str, req: PutBucketOwnershipRequest
+) -> BucketConfig:
+    if req.ownership is not None and req.ownership not in OWNERSHIPS:
+        raise BadRequest(
+            f"object ownership must be one of {', '.join(OWNERSHIPS)}", code="MalformedXML"
+        )
+    return await _update(m, project_id, req.name, ownership=req.ownership)
 
 
 # ---------------------------------------------------------------- versioning

@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from skymesh.client.client import Client
-from skymesh.config import Credential
 from skymesh.errors import SkymeshError
+from skymesh.gateway.s3.access import ANONYMOUS_OPS, Grant, anonymous, authorize
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers import (
     acl,
@@ -33,6 +32,7 @@ from skymesh.gateway.s3.handlers import (
     multipart,
     object_lock,
     objects,
+    policy,
     post_object,
     tagging,
 )
@@ -94,6 +94,16 @@ HANDLERS: Mapping[Op, Handler] = {
     Op.PutObjectRetention: object_lock.put_object_retention,
     Op.GetObjectLegalHold: object_lock.get_object_legal_hold,
     Op.PutObjectLegalHold: object_lock.put_object_legal_hold,
+    Op.GetBucketPolicy: policy.get_bucket_policy,
+    Op.PutBucketPolicy: policy.put_bucket_policy,
+    Op.DeleteBucketPolicy: policy.delete_bucket_policy,
+    Op.GetBucketPolicyStatus: policy.get_bucket_policy_status,
+    Op.GetPublicAccessBlock: policy.get_public_access_block,
+    Op.PutPublicAccessBlock: policy.put_public_access_block,
+    Op.DeletePublicAccessBlock: policy.delete_public_access_block,
+    Op.GetBucketOwnershipControls: policy.get_bucket_ownership_controls,
+    Op.PutBucketOwnershipControls: policy.put_bucket_ownership_controls,
+    Op.DeleteBucketOwnershipControls: policy.delete_bucket_ownership_controls,
 }
 
 #: The CORS headers a request earned, added just before its answer's headers go
@@ -114,41 +124,30 @@ def error_response(err: S3Error, resource: str, request_id: str, head: bool) -> 
     return resp
 
 
-# What an unsigned request may do (public-read decides per bucket/object)
-ANONYMOUS_OPS = frozenset(
-    {Op.GetObject, Op.HeadObject, Op.ListObjects, Op.ListObjectsV2, Op.HeadBucket}
-)
-
-
-async def _anonymous(ctx: S3Context, endpoint: Endpoint) -> tuple[Credential, Client]:
-    """The owner's credential and public-read client for an unsigned read, or AccessDenied."""
-    if endpoint.name not in ANONYMOUS_OPS or not endpoint.bucket or ctx.directory is None:
-        raise s3_error("AccessDenied", "anonymous access is not allowed; sign your request")
-    owned = await ctx.directory.lookup(endpoint.bucket)
-    if owned is None:
-        raise s3_error("AccessDenied", "anonymous access is not allowed; sign your request")
-    return owned.credential, ctx.directory.public_client(owned.credential)
-
-
-async def _run_handler(ctx: S3Context, handler: Handler, req: S3Request) -> web.StreamResponse:
+async def _run_handler(
+    ctx: S3Context, handler: Handler, req: S3Request, grant: Grant
+) -> web.StreamResponse:
     """Run ``handler``; a signed read refused because the bucket is another project's
     is retried as a public read, since S3's public-read grants every caller, signed or not."""
     try:
         return await handler(req)
     except SkymeshError as e:
+        refused = grant.refusal(e)
+        if refused is not e:
+            raise refused from None
         if (
-            req.auth.access_key is None
+            not grant.acl_fallback
             or req.endpoint.name not in ANONYMOUS_OPS
             or e.code != "AccessDenied"
         ):
             raise
         try:
-            credential, client = await _anonymous(ctx, req.endpoint)
+            public = await anonymous(ctx.directory, req.endpoint)
         except S3Error:
             raise e from None
-        if credential.project_id == req.credential.project_id:
+        if public.credential.project_id == req.credential.project_id:
             raise
-        return await handler(replace(req, credential=credential, client=client))
+        return await handler(replace(req, credential=public.credential, client=public.client))
 
 
 async def _signed(
@@ -175,24 +174,22 @@ async def _signed(
         host_bucket=endpoint.bucket if endpoint.virtual_host else None,
     )
     handler = HANDLERS.get(endpoint.name)
-    if auth.access_key is None:
-        credential, client = await _anonymous(ctx, endpoint)
-    else:
-        credential = ctx.credentials[auth.access_key]
-        client = ctx.clients[auth.access_key]
+    caller = None if auth.access_key is None else ctx.credentials[auth.access_key]
+    grant = await authorize(ctx.directory, ctx.clients, request, endpoint, params, caller)
     if handler is None:
         raise s3_error("NotImplemented", f"{endpoint.name} is not implemented by skymesh yet")
     req = S3Request(
         http=request,
         endpoint=endpoint,
         auth=auth,
-        credential=credential,
-        client=client,
+        credential=grant.credential,
+        client=grant.client,
         ctx=ctx,
         request_id=request_id,
         params=params,
+        access=grant.access,
     )
-    return await _run_handler(ctx, handler, req)
+    return await _run_handler(ctx, handler, req, grant)
 
 
 def make_app(ctx: S3Context) -> web.Application:

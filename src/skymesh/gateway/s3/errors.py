@@ -42,6 +42,7 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
         "The Content-MD5 or checksum value that you specified did not match what the "
         "server received.",
     ),
+    "AccessControlListNotSupported": (400, "The bucket does not allow ACLs"),
     "BucketAlreadyExists": (
         409,
         "The requested bucket name is not available. The bucket namespace is shared by "
@@ -77,6 +78,10 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
     ),
     "InvalidArgument": (400, "Invalid Argument"),
     "InvalidBucketName": (400, "The specified bucket is not valid."),
+    "InvalidBucketAclWithObjectOwnership": (
+        400,
+        "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting",
+    ),
     "InvalidBucketState": (409, "The request is not valid with the current state of the bucket."),
     "InvalidDigest": (400, "The Content-MD5 you specified is not valid."),
     "InvalidLocationConstraint": (400, "The specified location constraint is not valid."),
@@ -125,6 +130,7 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
         400,
         "Your POST request fields preceding the upload file were too large.",
     ),
+    "MalformedPolicy": (400, "Policies must be valid JSON and the first byte must be '{'"),
     "MaxMessageLengthExceeded": (400, "Your request was too big."),
     "MetadataTooLarge": (
         400,
@@ -138,6 +144,10 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
     "NoSuchCORSConfiguration": (404, "The CORS configuration does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchVersion": (404, "The specified version does not exist."),
+    "NoSuchPublicAccessBlockConfiguration": (
+        404,
+        "The public access block configuration was not found",
+    ),
     "NoSuchLifecycleConfiguration": (404, "The lifecycle configuration does not exist."),
     "NoSuchTagSet": (404, "The TagSet does not exist."),
     "NoSuchUpload": (
@@ -162,11 +172,13 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
         404,
         "Object Lock configuration does not exist for this bucket.",
     ),
+    "OwnershipControlsNotFoundError": (404, "The bucket ownership controls were not found"),
     "OperationAborted": (
         409,
         "A conflicting conditional operation is currently in progress against this "
         "resource. Try again.",
     ),
+    "PolicyTooLarge": (400, "Policy exceeds the maximum allowed document size."),
     "PreconditionFailed": (412, "At least one of the pre-conditions you specified did not hold."),
     "RequestTimeTooSkewed": (
         403,

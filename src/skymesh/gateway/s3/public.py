@@ -130,10 +130,12 @@ class BucketDirectory:
     def forget(self, bucket: str) -> None:
         self._cache.pop(bucket, None)
 
-    async def lookup(self, bucket: str) -> Owned | None:
+    async def lookup(self, bucket: str, caller: Credential | None = None) -> Owned | None:
         """The owner and configuration of ``bucket``, or None if no project here owns it.
 
-        Raises ``SlowDown`` when a search is needed and the bounds allow none now."""
+        A signed ``caller`` (one of this gateway's projects, authenticated) is asked
+        about first and is not bounded: its requests need the bucket's policy.
+        Raises ``SlowDown`` when an unsigned search is needed and the bounds allow none."""
         now = self.clock()
         entry = self._cache.get(bucket)
         if entry is not None and now - entry.at < CACHE_TTL:
@@ -141,6 +143,11 @@ class BucketDirectory:
             return entry.owned
         search = self._searches.get(bucket)
         if search is None:
+            if caller is not None:
+                search = asyncio.create_task(self._search(bucket, caller))
+                self._searches[bucket] = search
+                search.add_done_callback(lambda t: self._done(bucket, t))
+                return await asyncio.shield(search)
             if len(self._searches) >= self.in_flight or not self._take_token(now):
                 if entry is not None and now - entry.at < STALE_TTL:
                     return entry.owned
@@ -163,9 +170,9 @@ class BucketDirectory:
         self._tokens -= 1
         return True
 
-    async def _search(self, bucket: str) -> Owned | None:
+    async def _search(self, bucket: str, first: Credential | None = None) -> Owned | None:
         self.searches += 1
-        owned = await self._ask(bucket)
+        owned = await self._ask(bucket, first)
         self._cache[bucket] = _Entry(owned, self.clock())
         self._cache.move_to_end(bucket)
         while len(self._cache) > MAX_CACHED:
@@ -177,9 +184,12 @@ class BucketDirectory:
         if not search.cancelled():
             search.exception()  # retrieved: each waiting caller got it already
 
-    async def _ask(self, bucket: str) -> Owned | None:
+    async def _ask(self, bucket: str, first: Credential | None = None) -> Owned | None:
         seen: set[str] = set()
-        for access_key, cred in list(self.credentials.items()):
+        ordered = list(self.credentials.items())
+        if first is not None:
+            ordered.insert(0, (first.access_key_id, first))
+        for access_key, cred in ordered:
             if cred.project_id in seen:
                 continue
             seen.add(cred.project_id)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig
+from skymesh.gateway.s3.access import Access
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.router import Endpoint
@@ -52,6 +53,9 @@ class S3Request:
     #: the query parameters as the signature covers them (``sigv4.parse_query``),
     #: each name's values in order; handlers read them through :meth:`query`
     params: Mapping[str, Sequence[str]]
+    #: the bucket policy's view of this request, for per-resource checks (None when
+    #: no project of this gateway owns the bucket, or there is no bucket)
+    access: Access | None = None
 
     @property
     def bucket(self) -> str:

@@ -1081,3 +1081,55 @@ def parse_legal_hold(body: bytes) -> bool:
     if status not in ("ON", "OFF"):
         _malformed("Status must be ON or OFF")
     return status == "ON"
+
+
+# -- policy status, Public Access Block, ownership controls ----------------------------
+
+MAX_ACCESS_CONFIG_BODY = 64 * 1024
+PUBLIC_ACCESS_FLAGS = (
+    "BlockPublicAcls",
+    "IgnorePublicAcls",
+    "BlockPublicPolicy",
+    "RestrictPublicBuckets",
+)
+
+
+def policy_status_xml(is_public: bool) -> bytes:
+    return _doc("PolicyStatus", [_el("IsPublic", _bool(is_public))])
+
+
+def public_access_block_xml(flags: Sequence[bool]) -> bytes:
+    """A PublicAccessBlockConfiguration, flags in :data:`PUBLIC_ACCESS_FLAGS` order."""
+    return _doc(
+        "PublicAccessBlockConfiguration",
+        [_el(name, _bool(on)) for name, on in zip(PUBLIC_ACCESS_FLAGS, flags, strict=True)],
+    )
+
+
+def parse_public_access_block(body: bytes) -> list[bool]:
+    """The four flags of a PublicAccessBlockConfiguration (absent ones are false)."""
+    root = _parse(body, MAX_ACCESS_CONFIG_BODY, "PublicAccessBlockConfiguration")
+    flags: list[bool] = []
+    for name in PUBLIC_ACCESS_FLAGS:
+        text = _child_text(root, name)
+        value = (text or "false").strip().lower()
+        if value not in ("true", "false"):
+            _malformed(f"{name} must be true or false")
+        flags.append(value == "true")
+    return flags
+
+
+def ownership_controls_xml(ownership: str) -> bytes:
+    return _doc("OwnershipControls", ["<Rule>" + _el("ObjectOwnership", ownership) + "</Rule>"])
+
+
+def parse_ownership_controls(body: bytes) -> str:
+    """The ObjectOwnership of an OwnershipControls body (exactly one rule)."""
+    root = _parse(body, MAX_ACCESS_CONFIG_BODY, "OwnershipControls")
+    rules = root.findall("Rule")
+    if len(rules) != 1:
+        _malformed("OwnershipControls needs exactly one Rule")
+    ownership = _child_text(rules[0], "ObjectOwnership")
+    if not ownership:
+        _malformed("a Rule needs an ObjectOwnership")
+    return ownership.strip()

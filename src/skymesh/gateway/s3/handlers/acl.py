@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from skymesh.client.objectmeta import ObjectMeta
+from skymesh.gateway.s3 import access
 from skymesh.gateway.s3.errors import S3Error, s3_error
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.request import XML, S3Request
@@ -119,14 +120,32 @@ async def _requested_acl(req: S3Request, *, bucket: bool) -> str:
 # ---------------------------------------------------------------- buckets
 
 
+def _public_acls_shown(req: S3Request) -> bool:
+    """With BucketOwnerEnforced, ACLs are disabled: they read as the owner's alone."""
+    return req.access is None or not access.acls_disabled(req.access.config)
+
+
+def _check_new_acl(req: S3Request, acl: str) -> None:
+    """BucketOwnerEnforced refuses any ACL but private; BlockPublicAcls a public one."""
+    if req.access is None:
+        return
+    config = req.access.config
+    if access.acls_disabled(config) and acl != PRIVATE:
+        raise s3_error("AccessControlListNotSupported")
+    pab = config.public_access_block
+    if pab is not None and pab.block_public_acls and acl == PUBLIC_READ:
+        raise access.denied()
+
+
 async def get_bucket_acl(req: S3Request) -> web.StreamResponse:
     config = await req.client.metainfo.bucket_config(req.bucket)
-    body = acl_xml(_owner(req), config.acl == PUBLIC_READ)
+    body = acl_xml(_owner(req), config.acl == PUBLIC_READ and _public_acls_shown(req))
     return web.Response(body=body, content_type=XML)
 
 
 async def put_bucket_acl(req: S3Request) -> web.StreamResponse:
     acl = await _requested_acl(req, bucket=True)
+    _check_new_acl(req, acl)
     await req.client.metainfo.put_bucket_acl(req.bucket, acl)
     if req.ctx.directory is not None:
         req.ctx.directory.forget(req.bucket)
@@ -138,12 +157,13 @@ async def put_bucket_acl(req: S3Request) -> web.StreamResponse:
 
 async def get_object_acl(req: S3Request) -> web.StreamResponse:
     obj = await req.client.head_object(req.bucket, req.key, req.query("versionId", "") or "")
-    body = acl_xml(_owner(req), obj.meta.acl == PUBLIC_READ)
+    body = acl_xml(_owner(req), obj.meta.acl == PUBLIC_READ and _public_acls_shown(req))
     return web.Response(body=body, content_type=XML)
 
 
 async def put_object_acl(req: S3Request) -> web.StreamResponse:
     acl = await _requested_acl(req, bucket=False)
+    _check_new_acl(req, acl)
     stored = PUBLIC_READ if acl == PUBLIC_READ else ""
 
     def change(meta: ObjectMeta) -> ObjectMeta:

@@ -97,6 +97,8 @@ async def open_source(req: S3Request, start_hint: int = 0) -> ObjectHandle:
     encryption-customer-*``, for an SSE-C source) and checked against the
     ``x-amz-copy-source-if-*`` headers."""
     src = parse_copy_source(req.http.headers[COPY_SOURCE])
+    if req.access is not None:
+        await req.access.check_source(src.bucket, src.key, src.version_id)
     handle = await req.client.open_object(
         src.bucket,
         src.key,

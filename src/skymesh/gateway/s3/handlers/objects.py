@@ -12,6 +12,7 @@ from skymesh.client.client import DeleteMarkerError, StoredObject, s3_version_id
 from skymesh.client.customerkey import CustomerKey
 from skymesh.client.objectmeta import ObjectMeta
 from skymesh.errors import SkymeshError
+from skymesh.gateway.s3 import actions
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers.acl import object_acl
 from skymesh.gateway.s3.handlers.body import PutBody
@@ -23,7 +24,7 @@ from skymesh.gateway.s3.handlers.object_lock import bypass_governance, lock_head
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.handlers.tagging import tags_from_header
 from skymesh.gateway.s3.request import XML, S3Request
-from skymesh.gateway.s3.router import validate_key
+from skymesh.gateway.s3.router import Op, validate_key
 from skymesh.gateway.s3.xml import (
     MAX_DELETE_BODY,
     delete_result_xml,
@@ -426,10 +427,23 @@ async def delete_objects(req: S3Request) -> web.StreamResponse:
         raise s3_error("MalformedXML", "at most 1000 keys per DeleteObjects request")
     deleted: list[tuple[str, str | None, str | None]] = []
     failed: list[tuple[str, str, str]] = []
+    if req.access is not None:  # the bucket policy decides key by key, as in S3
+        allowed: list[tuple[str, str | None]] = []
+        for k, v in keys:
+            action = actions.action_for(Op.DeleteObject, v) or "s3:DeleteObject"
+            if req.access.allows(action, actions.object_arn(req.bucket, k)):
+                allowed.append((k, v))
+            else:
+                failed.append((k, "AccessDenied", "Access Denied"))
+        keys = allowed
     # one coordinator transaction for the lot; a bucket that is missing or another
     # project's fails the whole request (raised here), as in S3
-    results = await req.client.delete_objects(
-        req.bucket, [(k, v or "") for k, v in keys], bypass_governance=bypass_governance(req)
+    results = (
+        await req.client.delete_objects(
+            req.bucket, [(k, v or "") for k, v in keys], bypass_governance=bypass_governance(req)
+        )
+        if keys
+        else []
     )
     for r in results:
         if r.outcome is None:

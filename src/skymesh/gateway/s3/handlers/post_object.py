@@ -12,6 +12,7 @@ commit. Fields after the file are ignored, as S3 ignores them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
@@ -19,6 +20,7 @@ import msgspec
 from aiohttp import BodyPartReader, MultipartReader, web
 from multidict import CIMultiDict
 
+from skymesh.gateway.s3.access import authorize, check_canned_acl
 from skymesh.gateway.s3.errors import S3Error, s3_error
 from skymesh.gateway.s3.handlers.body import READ_CHUNK
 from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX, Checksum, requested, verified
@@ -36,7 +38,7 @@ from skymesh.gateway.s3.postpolicy import (
     missing_field,
 )
 from skymesh.gateway.s3.request import XML, S3Context
-from skymesh.gateway.s3.router import Endpoint, validate_key
+from skymesh.gateway.s3.router import Endpoint, Op, validate_key
 from skymesh.gateway.s3.xml import parse_tagging, post_response_xml, quote_etag
 
 #: form fields that become the object's headers, by the header name PutObject reads
@@ -232,8 +234,19 @@ async def post_object(
         meta = msgspec.structs.replace(meta, tags=tags)
     algorithm, expected, _ = requested(headers)
     body = _FileBody(file_part, size, Checksum(algorithm) if algorithm else None, expected)
-    client = ctx.clients[access_key]
-    stored = await client.put_object(
+    # the bucket's policy, Public Access Block and ownership controls decide as for
+    # a PutObject of this key by the form's signer
+    grant = await authorize(
+        ctx.directory,
+        ctx.clients,
+        request,
+        replace(endpoint, name=Op.PutObject, key=key),
+        {},
+        ctx.credentials[access_key],
+    )
+    if grant.access is not None:
+        check_canned_acl(fields.get("acl"), grant.access.config)
+    stored = await grant.client.put_object(
         bucket,
         key,
         body.chunks(),
