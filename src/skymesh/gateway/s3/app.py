@@ -203,15 +203,16 @@ def _observe(
     started: float,
 ) -> None:
     """Count one answered request: a streamed answer was sent whole by now, another's body
-    is about to be (HEAD sends none)."""
+    is about to be. Bytes out are the answer's Content-Length (a stream cut short counts
+    whole); HEAD sends no body."""
     if ctx.metrics is None:
         return
-    if resp.prepared:
-        sent = resp.body_length
-    elif request.method == "HEAD":
+    if request.method == "HEAD":
         sent = 0
-    else:
-        sent = resp.content_length or 0
+    elif resp.content_length is not None:
+        sent = resp.content_length
+    else:  # streamed without a length: what went out, its header bytes included
+        sent = resp.body_length if resp.prepared else 0
     ctx.metrics.s3_request(
         operation,
         resp.status,
