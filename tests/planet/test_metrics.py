@@ -6,17 +6,21 @@ The gateway and the nodes serve ``/metrics`` on a listener of their own
 
 from __future__ import annotations
 
+import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from tests.conftest import S3Client
 
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 ANY_PORT = "127.0.0.1:0"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -35,14 +39,17 @@ def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         thread.stop()
 
 
-def scrape(url: str, token: str | None = None) -> Samples:
+def families(url: str, token: str | None = None) -> list[Metric]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
         assert r.headers["Content-Type"].startswith("text/plain")
-        text = r.read().decode()
+        return list(text_string_to_metric_families(r.read().decode()))
+
+
+def scrape(url: str, token: str | None = None) -> Samples:
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
+        for family in families(url, token)
         for s in family.samples
     }
 
@@ -155,3 +162,36 @@ def test_coordinator_metrics_need_the_admin_token(metered: PlanetThread) -> None
     assert value(after, "skymesh_coordinator_db_transactions_total", kind="write", outcome="ok") > 0
     assert value(after, "skymesh_coordinator_lease_held", loop="audit") == 1
     assert value(after, "process_open_fds") > 0
+
+
+def test_operations_doc_lists_every_metric(metered: PlanetThread) -> None:
+    """Each metric a role exports has its row in docs/operations.md "Metrics", and the
+    example Grafana dashboard queries only those."""
+    doc = (DOCS / "operations.md").read_text()
+    planet = metered.planet
+    assert planet.coordinator is not None and planet.nodes[0].metrics_listener is not None
+    exported = [
+        *families(gateway_url(metered)),
+        *families(planet.coordinator.url + "/metrics", planet.admin_token),
+        *families(planet.nodes[0].metrics_listener.url),
+    ]
+    names = {
+        f.name + ("_total" if f.type == "counter" else "")
+        for f in exported
+        if not f.name.endswith("_created")  # when a series began, beside each counter
+    }
+    assert {n for n in names if n.startswith("skymesh_")} >= {
+        "skymesh_gateway_s3_requests_total",
+        "skymesh_coordinator_nodes",
+        "skymesh_node_pieces",
+        "skymesh_loop_runs_total",
+    }
+    assert [n for n in sorted(names) if f"`{n}`" not in doc and "process_" not in n] == []
+    dashboard = json.loads((DOCS / "grafana" / "skymesh.json").read_text())
+    queried = {
+        re.sub(r"_bucket$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"skymesh_\w+", target["expr"])
+    }
+    assert len(queried) > 5 and [n for n in sorted(queried) if f"`{n}`" not in doc] == []
