@@ -66,8 +66,9 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 
 def gateway_url(planet: PlanetThread) -> str:
-    listener = planet.planet.gateway.metrics_listener
-    assert listener is not None
+    gateway = planet.planet.gateway
+    assert gateway is not None and gateway.metrics_listener is not None
+    listener = gateway.metrics_listener
     return listener.url
 
 
