@@ -82,6 +82,14 @@ class NodeConfig(_Config, frozen=True):
     model_credentials: str = ""
     model_bucket: str = "models"
     model_cache_bytes: int = 4 * GiB  # least recently used models are evicted past this
+    # Prometheus metrics (docs/operations.md "Metrics"): "host:port" of a listener of
+    # their own serving GET /metrics to anyone who reaches it, so keep it on loopback or
+    # a monitoring network; port 0 picks a free one. Empty: no metrics listener.
+    metrics_address: str = ""
+
+    def __post_init__(self) -> None:
+        if self.metrics_address:
+            host_port(self.metrics_address, "node metrics_address")
 
     @property
     def coordinators(self) -> list[str]:
@@ -244,6 +252,11 @@ class GatewayConfig(_Config, frozen=True):
     spot_check_fraction: float = 0.01
     spot_check_cosine: float = 0.99
     spot_check_chat_tokens: int = 32
+    # Prometheus metrics (docs/operations.md "Metrics"): "host:port" of a listener of
+    # their own serving GET /metrics to anyone who reaches it (not the S3 port, where
+    # /metrics is a bucket's path), so keep it on loopback or a monitoring network;
+    # port 0 picks a free one. Empty: no metrics listener.
+    metrics_address: str = ""
 
     @property
     def coordinators(self) -> list[str]:
@@ -251,6 +264,8 @@ class GatewayConfig(_Config, frozen=True):
         return list(self.coordinator_urls) or [self.coordinator_url]
 
     def __post_init__(self) -> None:
+        if self.metrics_address:
+            host_port(self.metrics_address, "gateway metrics_address")
         if self.coordinator_timeout <= 0:
             raise ConfigError("gateway coordinator_timeout must be positive")
         if not 0.0 <= self.spot_check_fraction <= 1.0:
@@ -275,6 +290,22 @@ class GatewayConfig(_Config, frozen=True):
                 f" (SKYMESH_GATEWAY_{missing.upper()} or {missing} in [gateway]);"
                 " set neither for plain HTTP"
             )
+
+
+def host_port(address: str, what: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) -> (host, port); ConfigError naming ``what``."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{what}: expected host:port, got {address!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as e:
+            raise ConfigError(f"{what}: {address!r} has a bad IPv6 address") from e
+    elif ":" in host:
+        raise ConfigError(f"{what}: write an IPv6 address in brackets, as [::1]:9464")
+    return host, int(port)
 
 
 C = TypeVar("C", bound=_Config)

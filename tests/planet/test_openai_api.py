@@ -287,8 +287,34 @@ def test_nodes_serve_inference_only_against_a_trusted_order(ai: PlanetThread) ->
 # ---------------------------------------------------------------- chat
 
 
-def test_chat_completion_reports_usage(client: Any) -> None:
+def _gateway_metric(ai: PlanetThread, name: str, **labels: str) -> float:
+    gateway = ai.planet.gateway
+    assert gateway is not None
+    return gateway.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def _node_tokens(ai: PlanetThread, kind: str) -> float:
+    return sum(
+        n.metrics.get_sample_value(
+            "skymesh_node_inference_tokens_total", {"model": CHAT, "kind": kind}
+        )
+        or 0.0
+        for n in ai.planet.nodes
+    )
+
+
+def test_chat_completion_reports_usage(ai: PlanetThread, client: Any) -> None:
     _chat_ready()
+    tokens = "skymesh_gateway_openai_tokens_total"
+    first = "skymesh_gateway_openai_time_to_first_token_seconds_count"
+    chats = {"endpoint": "/v1/chat/completions", "status": "200"}
+    before = {
+        "prompt": _gateway_metric(ai, tokens, model=CHAT, kind="prompt"),
+        "completion": _gateway_metric(ai, tokens, model=CHAT, kind="completion"),
+        "first": _gateway_metric(ai, first, model=CHAT),
+        "requests": _gateway_metric(ai, "skymesh_gateway_openai_requests_total", **chats),
+        "node": _node_tokens(ai, "completion"),
+    }
     reply = client.chat.completions.create(
         model=CHAT,
         messages=[{"role": "user", "content": "What is the capital of France?"}],
@@ -301,6 +327,17 @@ def test_chat_completion_reports_usage(client: Any) -> None:
     u = reply.usage
     assert u.prompt_tokens > 5 and 0 < u.completion_tokens <= 12
     assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+    # metrics: the gateway's by model, and the serving node's
+    grew = _gateway_metric(ai, tokens, model=CHAT, kind="prompt") - before["prompt"]
+    assert grew == u.prompt_tokens
+    grew = _gateway_metric(ai, tokens, model=CHAT, kind="completion") - before["completion"]
+    assert grew == u.completion_tokens
+    assert _gateway_metric(ai, first, model=CHAT) == before["first"] + 1
+    assert (
+        _gateway_metric(ai, "skymesh_gateway_openai_requests_total", **chats)
+        == before["requests"] + 1
+    )
+    assert _node_tokens(ai, "completion") - before["node"] == u.completion_tokens
 
 
 def test_chat_streams_chunks_then_usage_then_done(client: Any) -> None:

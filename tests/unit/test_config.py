@@ -71,3 +71,14 @@ def test_cli_config_show(tmp_path: Path) -> None:
     assert load_config(GatewayConfig, path, environ={}).port == 9999
     bad = CliRunner().invoke(app, ["config", "show", "nobody"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("kind", [GatewayConfig, NodeConfig])
+def test_metrics_address_is_host_and_port(kind: type[GatewayConfig] | type[NodeConfig]) -> None:
+    role = "GATEWAY" if kind is GatewayConfig else "NODE"
+    env = f"SKYMESH_{role}_METRICS_ADDRESS"
+    assert load_config(kind, None, environ={}).metrics_address == ""  # off by default
+    assert load_config(kind, None, environ={env: "[::1]:9464"}).metrics_address == "[::1]:9464"
+    for bad in ("9464", "127.0.0.1:", "127.0.0.1:http", "::1:9464", "[nope]:1", "h:70000"):
+        with pytest.raises(ConfigError, match="metrics_address"):
+            load_config(kind, None, environ={env: bad})

@@ -10,6 +10,7 @@ declare, so the route list there is the whole API.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from skymesh.coordinator.auth import Auth
 from skymesh.errors import Forbidden, Unauthorized, Unavailable
-from skymesh.rpc import MAX_RPC_BODY, error_middleware, json_response, read_json
+from skymesh.rpc import MAX_RPC_BODY, Handler, error_middleware, json_response, read_json
 from skymesh.wire.base import Empty
 from skymesh.wire.batch import BatchOrder
 from skymesh.wire.routes import NODE_BODY_LIMIT, Caller, Route
@@ -44,15 +45,22 @@ class Call:
 Operation = Callable[[Call, Any], Awaitable[Any]]
 #: Checks a batch order header and returns the order (raises ``Forbidden`` otherwise).
 OrderCheck = Callable[[web.Request], Awaitable[BatchOrder]]
+#: Told of each answered request: ``(method, route path, status, seconds)``.
+Observe = Callable[[str, str, int, float], None]
+
+#: How a route answering ``bytes`` sends them: Prometheus's text format (``GET /metrics``).
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class RouteTable:
     """The coordinator's aiohttp application, filled one declared route at a time."""
 
-    def __init__(self, auth: Auth, order_check: OrderCheck) -> None:
+    def __init__(self, auth: Auth, order_check: OrderCheck, observe: Observe | None = None) -> None:
         self.auth = auth
         self.order_check = order_check
-        self.app = web.Application(middlewares=[error_middleware], client_max_size=MAX_RPC_BODY)
+        self.observe = observe
+        middlewares = [error_middleware] if observe is None else [self._count, error_middleware]
+        self.app = web.Application(middlewares=middlewares, client_max_size=MAX_RPC_BODY)
         self.mounted: list[tuple[str, str]] = []  # (method, path), in mount order
         self._node_bodies = asyncio.Semaphore(NODE_BODIES_AT_ONCE)
 
@@ -85,10 +93,31 @@ class RouteTable:
             elif kind is not None:
                 body = await read_json(request, kind)
             result = await op(call, body)
+            if isinstance(result, bytes):
+                return web.Response(body=result, headers={"Content-Type": TEXT_CONTENT_TYPE})
             return json_response(Empty() if result is None else result)
 
         self.app.router.add_route(method, path, handle)
         self.mounted.append((method, path))
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Tell ``observe`` of each request, by its route's declared path (not the path
+        asked, whose ids would make a label per object)."""
+        assert self.observe is not None
+        started = time.perf_counter()
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            self.observe(request.method, route, status, time.perf_counter() - started)
 
     async def _read_node_body(self, request: web.Request, kind: type[Req]) -> Req:
         """A NODE route's body: anyone may send one, so it is small and few are read at once."""

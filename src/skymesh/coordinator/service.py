@@ -29,6 +29,7 @@ from skymesh.coordinator.lifecycle import Lifecycle, Subsystem
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.roots import RootKey, load_root_key
 from skymesh.coordinator.metainfo.service import MetainfoService
+from skymesh.coordinator.metrics import CoordinatorMetrics, Watched
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.overlay.service import OverlayService
 from skymesh.errors import ConfigError, SchemeError
@@ -112,6 +113,8 @@ class CoordinatorService:
         self.clock = clock
         self.port = 0
         self.url = ""
+        self.metrics = CoordinatorMetrics()  # GET /metrics (admin)
+        db.observer = self.metrics
         self.session = aiohttp.ClientSession(  # to nodes: redirects never followed
             timeout=NODE_RPC_TIMEOUT, middlewares=NO_REDIRECTS
         )
@@ -149,7 +152,9 @@ class CoordinatorService:
         book = LeaseBook(db, holder_id(identity.id), config.lease_ttl, clock)
         self.leases = LeaseKeeper(book)
 
-        self.table = RouteTable(self.auth, self.inference.check_order)
+        self.table = RouteTable(
+            self.auth, self.inference.check_order, observe=self.metrics.api_request
+        )
         self._add_routes(self.table)
         for subsystem in subsystems:
             subsystem.add_routes(self.table)
@@ -170,6 +175,16 @@ class CoordinatorService:
                     self.leases.keep(chore.loop)
             self.lifecycle.add_chores(subsystem.chores)
         self.loops = self.lifecycle.loops
+        self.metrics.watch(
+            Watched(
+                loops=self.loops,
+                leases=self.leases,
+                overlay=self.overlay,
+                durability=self.durability,
+                orders=self.orders,
+                meter=self.inference.meter,
+            )
+        )
 
     async def start(self) -> None:
         """Serve, then run the loops; a start that fails stops everything (the database too)."""
@@ -197,7 +212,7 @@ class CoordinatorService:
 
     def _add_routes(self, table: RouteTable) -> None:
         """The peer's own: health (the database answers), identity, the network's
-        coordinator keys (admin) and its loops' leases (admin)."""
+        coordinator keys (admin), its loops' leases (admin) and its metrics (admin)."""
         peer = PeerIdentity(
             id=self.identity.id,
             public_key=self.identity.public_key,
@@ -223,11 +238,15 @@ class CoordinatorService:
         async def leases(_call: Call, _req: None) -> LeaseList:
             return await self.leases.report()
 
+        async def metrics(_call: Call, _req: None) -> bytes:
+            return await self.metrics.exposition()
+
         table.add(routes.HEALTHZ, healthz)
         table.add(routes.IDENTITY, identity)
         table.add(routes.LIST_COORDINATOR_KEYS, list_keys)
         table.add(routes.RETIRE_COORDINATOR_KEY, retire_key)
         table.add(routes.LIST_LEASES, leases)
+        table.add(routes.METRICS, metrics)
 
     async def _register_url(self) -> None:
         """Record the URL now served at with this coordinator's key (informative to nodes)."""

@@ -17,10 +17,12 @@ from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig, load_credentials
 from skymesh.errors import ConfigError
 from skymesh.failover import Endpoints
+from skymesh.gateway.metrics import GatewayMetrics
 from skymesh.gateway.openai.app import OpenAIGateway
 from skymesh.gateway.s3.app import make_app
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.request import S3Context
+from skymesh.metrics import MetricsListener
 from skymesh.private import private_dir
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
 
@@ -51,6 +53,15 @@ class GatewayService:
         self.coordinators: Endpoints | None = None  # from start()
         # one memory budget for the upload buffers of every access key's client
         self.buffers = BufferPool(config.buffer_budget_bytes, wait=config.buffer_wait)
+        self.metrics = GatewayMetrics(self.buffers)
+        # GET /metrics, apart from the S3 port (where /metrics is a bucket's path)
+        self.metrics_listener = (
+            MetricsListener(
+                self.metrics.registry, config.metrics_address, "gateway metrics_address"
+            )
+            if config.metrics_address
+            else None
+        )
 
     @property
     def url(self) -> str:
@@ -67,6 +78,7 @@ class GatewayService:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
             read_bufsize=STREAM_BUFSIZE,
             middlewares=NO_REDIRECTS,  # nodes' redirects are never followed
+            trace_configs=[self.metrics.trace()],  # piece transfers, counted and timed
         )
         # every project's calls share what is learnt of each coordinator's health
         self.coordinators = Endpoints.failover(
@@ -85,12 +97,14 @@ class GatewayService:
                 rate=self.config.bucket_lookups_per_second,
                 in_flight=self.config.bucket_lookups_in_flight,
             ),
+            metrics=self.metrics,
         )
         app = make_app(self.context)
         # the OpenAI API on the same server, with the same credentials
         self.openai = OpenAIGateway(
             self.config, self.context.credentials, self._session, self.buffers, self.coordinators
         )
+        self.openai.metrics = self.metrics
         self.openai.install(app)
         # auto_decompress=False: a body sent with Content-Encoding: gzip is the object's
         # bytes, stored as sent (as S3 does), never inflated by the server
@@ -107,6 +121,8 @@ class GatewayService:
         )
         await site.start()
         self.port = self._runner.addresses[0][1]
+        if self.metrics_listener is not None:
+            await self.metrics_listener.start()
         log.info("S3 gateway listening on %s for %d access key(s)", self.url, len(clients))
 
     def _client(self, c: Credential) -> Client:
@@ -130,6 +146,8 @@ class GatewayService:
         self.context.clients[c.access_key_id] = self._client(c)
 
     async def stop(self) -> None:
+        if self.metrics_listener is not None:
+            await self.metrics_listener.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -18,6 +18,7 @@ Nodes see prompts and outputs in plaintext (docs/inference.md says so).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
@@ -80,6 +81,8 @@ class NodeCompute:
         self.specs = _served_models(config)
         self.hardware = detect_hardware()
         self.pool = WorkerPool(config.compute_concurrency, config.compute_queue)
+        # tokens served by (model, "prompt" | "completion"), for metrics
+        self.tokens: collections.Counter[tuple[str, str]] = collections.Counter()
         self.engines: dict[str, Engine] = {}
         self._loading: dict[str, asyncio.Lock] = {}
         # models from the network (config.model_credentials): fetched on first use
@@ -241,6 +244,7 @@ class NodeCompute:
             vectors, tokens = await self.pool.run(engine.embed, req.input)
         elapsed = time.perf_counter() - started
         self.pool.record_tokens(tokens, elapsed)
+        self.tokens[req.model, "prompt"] += tokens
         resp = json_response(
             EmbedResponse(
                 embeddings=[row.astype("<f4").tobytes() for row in vectors],
@@ -312,6 +316,8 @@ class NodeCompute:
                 last = ChatEvent(error=ErrorBody(code="InternalError", message=str(e)))
             else:
                 self.pool.record_tokens(gen.completion_tokens, time.perf_counter() - started)
+                self.tokens[req.model, "prompt"] += gen.prompt_tokens
+                self.tokens[req.model, "completion"] += gen.completion_tokens
                 last = ChatEvent(
                     finish_reason=gen.finish_reason,
                     prompt_tokens=gen.prompt_tokens,

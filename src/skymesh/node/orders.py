@@ -158,6 +158,7 @@ class OrderVerifier:
         # shows the same order once per window of a segment, and an Ed25519 verify
         # costs more than serving a small window
         self._verified: collections.OrderedDict[str, Order] = collections.OrderedDict()
+        self.accepted: collections.Counter[str] = collections.Counter()  # by action, for metrics
 
     @property
     def trusted_keys(self) -> frozenset[bytes]:
@@ -211,6 +212,7 @@ class OrderVerifier:
             order.serial, action.value, order.expires_at
         ):
             raise Forbidden(f"order serial {order.serial} was already used")
+        self.accepted[action.value] += 1
         return order
 
     def _verify(self, header_value: str) -> Order:

@@ -19,16 +19,19 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from skymesh.codec.merkle import DEFAULT_CHUNK_SIZE as MERKLE_CHUNK_SIZE
 from skymesh.config import NodeConfig
 from skymesh.failover import Endpoints
 from skymesh.loops import DrivenLoop
+from skymesh.metrics import MetricsListener
 from skymesh.node.api import NODE, NodeCounters, create_app
 from skymesh.node.batch import NodeBatches
 from skymesh.node.compute import NodeCompute
 from skymesh.node.diskstore import DiskPieceStore
 from skymesh.node.heartbeat import CoordinatorLink
+from skymesh.node.metrics import node_registry
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.retain import RetainSweeper, install_retain
 from skymesh.node.store import PieceStore, StoreOpener
@@ -67,6 +70,7 @@ class NodeService:
     retainer: RetainSweeper  # reconciliation filters from the coordinator
     retain: DrivenLoop  # applies them
     port: int  # bound HTTP port
+    metrics: CollectorRegistry  # every node metric (docs/operations.md "Metrics")
     address: str  # base URL others use to reach this node
 
     def __init__(
@@ -85,6 +89,7 @@ class NodeService:
         self._runner: web.AppRunner | None = None
         self._loops: list[DrivenLoop] = []
         self._closers: list[Callable[[], object]] = []
+        self.metrics_listener: MetricsListener | None = None  # GET /metrics when configured
         self.started = False
 
     @property
@@ -183,6 +188,15 @@ class NodeService:
         self.retain = DrivenLoop("retain", self.retainer.step)
         self.retainer.wake = self.retain.trigger
         self._loops = [self.heartbeat, self.maintenance, self.retain]
+        loops = list(self._loops)
+        self.metrics = node_registry(
+            self.counters, self.store, self.verifier, self.retainer, lambda: loops, self.compute
+        )
+        if config.metrics_address:
+            self.metrics_listener = MetricsListener(
+                self.metrics, config.metrics_address, "node metrics_address"
+            )
+            await self.metrics_listener.start()
         for loop in self._loops:
             if not self.run_loops:
                 loop.pause()
@@ -207,6 +221,9 @@ class NodeService:
         loops, self._loops = self._loops, []
         for loop in loops:
             await loop.stop()
+        listener, self.metrics_listener = self.metrics_listener, None
+        if listener is not None:
+            await listener.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

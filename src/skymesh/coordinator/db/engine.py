@@ -45,10 +45,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -117,8 +118,37 @@ def upgrade(conn: sa.Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+class TxnObserver(Protocol):
+    """Told of every transaction :class:`Database` runs (the coordinator's metrics)."""
+
+    def transaction(self, kind: str, seconds: float, ok: bool) -> None:
+        """A ``read`` or ``write`` ended after ``seconds``, every try and wait included;
+        ``ok``: it returned (committed, for a write) rather than raised."""
+
+    def retry(self, kind: str, reason: str) -> None:
+        """A try failed and the transaction runs again; ``reason``: ``conflict``
+        (serialization failure or deadlock) or ``connection_lost``."""
+
+    def gave_up(self, kind: str) -> None:
+        """A write still conflicted after its last try (answered 503)."""
+
+
+class _Unobserved:
+    def transaction(self, kind: str, seconds: float, ok: bool) -> None:
+        pass
+
+    def retry(self, kind: str, reason: str) -> None:
+        pass
+
+    def gave_up(self, kind: str) -> None:
+        pass
+
+
 class Database:
     """An engine, and :meth:`read` / :meth:`write` to run transactions on it."""
+
+    #: told of each transaction (set by the coordinator to count them)
+    observer: TxnObserver = _Unobserved()
 
     def __init__(self, url: str) -> None:
         parsed = parse_url(url)
@@ -189,18 +219,38 @@ class Database:
 
     async def read(self, txn: Txn[T]) -> T:
         """Run ``txn`` in a read-only snapshot (rolled back at the end)."""
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = await self._read(txn)
+            ok = True
+            return result
+        finally:
+            self.observer.transaction("read", time.perf_counter() - started, ok)
+
+    async def write(self, txn: Txn[T]) -> T:
+        """Run ``txn`` in a write transaction: committed if it returns, rolled back if it
+        raises; run again on a conflict or a connection lost before COMMIT."""
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = await self._write(txn)
+            ok = True
+            return result
+        finally:
+            self.observer.transaction("write", time.perf_counter() - started, ok)
+
+    async def _read(self, txn: Txn[T]) -> T:
         try:
             return await self._read_once(txn)
         except retry.ConnectionLost:
-            pass
+            self.observer.retry("read", "connection_lost")
         try:
             return await self._read_once(txn)
         except retry.ConnectionLost as e:
             raise _unavailable(e) from e.__cause__
 
-    async def write(self, txn: Txn[T]) -> T:
-        """Run ``txn`` in a write transaction: committed if it returns, rolled back if it
-        raises; run again on a conflict or a connection lost before COMMIT."""
+    async def _write(self, txn: Txn[T]) -> T:
         lost = False
         for attempt in range(retry.MAX_ATTEMPTS):
             try:
@@ -209,13 +259,16 @@ class Database:
                 if lost:
                     raise _unavailable(e) from e.__cause__
                 lost = True
+                self.observer.retry("write", "connection_lost")
             except sa.exc.DBAPIError as e:
                 if not retry.is_conflict(e):
                     raise
                 if attempt + 1 == retry.MAX_ATTEMPTS:
+                    self.observer.gave_up("write")
                     raise Unavailable(
                         f"metadata database unavailable: still conflicting after {attempt + 1} tries"
                     ) from e
+                self.observer.retry("write", "conflict")
                 await asyncio.sleep(retry.backoff(attempt))
         raise AssertionError("unreachable")
 

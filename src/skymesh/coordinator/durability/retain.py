@@ -100,6 +100,7 @@ class Reconciler:
         self.gc_grace = gc_grace
         self.fp_rate = fp_rate
         self.clock = clock
+        self.totals = RetainStats()  # every run's, summed since start (for metrics)
         self.last: dict[str, RetainResponse] = {}  # node id -> its last answer
 
     async def build(self, node_id: str, now: float) -> RetainFilter:
@@ -178,4 +179,10 @@ class Reconciler:
             stats.pieces,
             stats.filter_bytes,
         )
+        t = self.totals
+        t.nodes_sent += stats.nodes_sent
+        t.nodes_failed += stats.nodes_failed
+        t.pieces += stats.pieces
+        t.filter_bytes += stats.filter_bytes
+        t.removed_reported += stats.removed_reported
         return stats

@@ -44,6 +44,7 @@ from skymesh.compute.routing import Candidate, rank
 from skymesh.config import Credential, GatewayConfig
 from skymesh.errors import SkymeshError
 from skymesh.failover import Endpoints
+from skymesh.gateway.metrics import GatewayMetrics
 from skymesh.gateway.openai.batches import BatchAPI
 from skymesh.gateway.openai.directory import ComputeDirectory, order_of
 from skymesh.gateway.openai.errors import OpenAIError, error_response, from_error
@@ -122,6 +123,7 @@ class OpenAIGateway:
         self.requests = 0
         self.errors = 0
         self.failovers = 0
+        self.metrics: GatewayMetrics | None = None  # requests, tokens, first tokens when set
 
     # ------------------------------------------------------------ mounting
 
@@ -151,6 +153,12 @@ class OpenAIGateway:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        resp = await self._dispatch(request)
+        if self.metrics is not None:
+            self.metrics.openai_request(_endpoint(request.path), resp.status)
+        return resp
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
             credential = await self.keys.authenticate(request)
             rpc = self._rpc(credential)
@@ -312,6 +320,8 @@ class OpenAIGateway:
                 fails.append(e)
                 continue
             self.usage.report(rpc, order, result.prompt_tokens, 0)
+            if self.metrics is not None:
+                self.metrics.tokens(p.model, result.prompt_tokens, 0)
             if p.dimensions is not None and p.dimensions != result.dimensions:
                 raise OpenAIError(
                     f"{p.model} makes {result.dimensions}-dimensional vectors; omit 'dimensions'"
@@ -380,6 +390,7 @@ class OpenAIGateway:
             seed=p.seed,
         )
         body = _node_body(node_req)
+        began = time.perf_counter()
         # only greedy answers are deterministic, so only they can be compared
         check = p.temperature == 0 and self.spot.sample()
         fails: list[_NodeFailed] = []
@@ -388,6 +399,8 @@ class OpenAIGateway:
             try:
                 events = tally.watch(await self._open_chat(c, order, body))
                 first = await anext(events)
+                if self.metrics is not None:
+                    self.metrics.first_token(p.model, time.perf_counter() - began)
             except _NodeFailed as e:
                 self.failovers += 1
                 fails.append(e)
@@ -414,6 +427,8 @@ class OpenAIGateway:
                     tally.completion_tokens,
                     complete=tally.complete,
                 )
+                if self.metrics is not None:
+                    self.metrics.tokens(p.model, tally.prompt_tokens, tally.completion_tokens)
                 if check and tally.complete:  # the answer is out: compare in the background
                     self.spot.chat(
                         rpc,
@@ -593,6 +608,17 @@ class OpenAIGateway:
         await self.spot.close()
         await self.usage.close()
         await self.directory.close()
+
+
+def _endpoint(path: str) -> str:
+    """A request's endpoint label: its path, less ids (``/v1/models/{model}``...)."""
+    for prefix in (*PATHS, *BATCH_PATHS):
+        if path == prefix:
+            return prefix
+    for prefix in ("/v1/models", *BATCH_PATHS):
+        if path.startswith(prefix + "/"):
+            return prefix + "/{id}"
+    return "other"
 
 
 def _node_body(req: object) -> bytes:

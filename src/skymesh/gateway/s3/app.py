@@ -192,6 +192,33 @@ async def _signed(
     return await _run_handler(ctx, handler, req, grant)
 
 
+def _observe(
+    ctx: S3Context,
+    request: web.Request,
+    operation: str,
+    resp: web.StreamResponse,
+    started: float,
+) -> None:
+    """Count one answered request: a streamed answer was sent whole by now, another's body
+    is about to be. Bytes out are the answer's Content-Length (a stream cut short counts
+    whole); HEAD sends no body."""
+    if ctx.metrics is None:
+        return
+    if request.method == "HEAD":
+        sent = 0
+    elif resp.content_length is not None:
+        sent = resp.content_length
+    else:  # streamed without a length: what went out, its header bytes included
+        sent = resp.body_length if resp.prepared else 0
+    ctx.metrics.s3_request(
+        operation,
+        resp.status,
+        time.perf_counter() - started,
+        request.content.total_bytes,
+        sent,
+    )
+
+
 def make_app(ctx: S3Context) -> web.Application:
     if ctx.directory is None:
         ctx.directory = BucketDirectory(ctx.credentials, ctx.clients)
@@ -211,6 +238,8 @@ def make_app(ctx: S3Context) -> web.Application:
         started = time.perf_counter()
         raw_path = request.raw_path.split("?", 1)[0]
         raw_query = request.rel_url.raw_query_string
+        operation = "Unknown"  # until routed: a request the router refused
+        resp: web.StreamResponse
         try:
             # the query as the signature reads it, for the router and the handlers alike
             params: dict[str, list[str]] = {}
@@ -224,10 +253,12 @@ def make_app(ctx: S3Context) -> web.Application:
                 ctx.base_hosts,
                 request.headers,
             )
+            operation = endpoint.name.value
             # CORS preflight (never signed) and CORS headers on real answers
             if endpoint.name == Op.Options:
                 preflight = await cors.preflight(ctx, request, endpoint)
                 preflight.headers["x-amz-request-id"] = request_id
+                _observe(ctx, request, operation, preflight, started)
                 return preflight
             if endpoint.bucket and "Origin" in request.headers:
                 request[CORS_KEY] = await cors.response_headers(ctx, request, endpoint.bucket)
@@ -265,6 +296,7 @@ def make_app(ctx: S3Context) -> web.Application:
             resp.status,
             (time.perf_counter() - started) * 1000,
         )
+        _observe(ctx, request, operation, resp, started)
         return resp
 
     app = web.Application(client_max_size=1024**4)

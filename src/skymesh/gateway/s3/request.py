@@ -13,6 +13,7 @@ from aiohttp import web
 
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig
+from skymesh.gateway.metrics import GatewayMetrics
 from skymesh.gateway.s3.access import Access
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.public import BucketDirectory
@@ -33,6 +34,7 @@ class S3Context:
     errors: int = 0
     # bucket owners and configuration for unsigned requests (set by make_app)
     directory: BucketDirectory | None = None
+    metrics: GatewayMetrics | None = None  # requests and bytes counted when set
 
     def lookup_secret(self, access_key: str) -> str | None:
         cred = self.credentials.get(access_key)
