@@ -38,6 +38,7 @@ from skymesh.config import (
     NodeConfig,
     config_to_toml,
     load_credentials,
+    load_credentials_file,
     write_credentials,
 )
 from skymesh.errors import ConfigError, SkymeshError
@@ -385,7 +386,7 @@ class Network:
             cred = await admin.create_credential("default")
         except SkymeshError as e:
             raise SkymeshError(f"creating the default project failed: {e}") from e
-        write_credentials(path, [cred])
+        write_credentials(path, [cred], load_credentials_file(path).projects)
         state.project_id = cred.project_id
         state.access_key_id = cred.access_key_id
         self._save_state(state)
