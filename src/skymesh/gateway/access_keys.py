@@ -54,10 +54,13 @@ class AccessKeys:
         ask: AskKeys,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.started_with = list(started_with)
+        self.started_with = started_with
         self.path = path
         self.credentials = credentials  # the live maps the handlers read
         self.clients = clients
+        # project id -> what the project's inference keys act with on the OpenAI API
+        # (no S3 key: an empty access key id and secret, which no request can sign with)
+        self.acting: dict[str, Credential] = {}
         self.make_client = make_client
         self.ask = ask
         self.clock = clock
@@ -104,8 +107,10 @@ class AccessKeys:
         for c in [*self.started_with, *self._file.credentials]:
             desired.setdefault(c.access_key_id, c)
         now = self.clock()
+        refused: set[str] = set()
         for project_id, answer in zip(ids, answers, strict=True):
             if isinstance(answer, Unauthorized):  # the project is gone: none of its keys
+                refused.add(project_id)
                 self._listed.pop(project_id, None)
                 for key, c in list(desired.items()):
                     if c.project_id == project_id:
@@ -139,8 +144,19 @@ class AccessKeys:
         for project_id in set(self._listed) - set(projects):
             del self._listed[project_id]
         self._apply(desired)
+        acting = {p: _acting(projects[p]) for p in ids if p not in refused}
+        for project_id in [p for p in self.acting if p not in acting]:
+            del self.acting[project_id]
+        self.acting.update(acting)
         self.refreshes += 1
         return len(self.credentials)
+
+    def add(self, c: Credential) -> None:
+        """Serve ``c`` from now on, as if the gateway had been started with it (tests)."""
+        self.started_with.append(c)
+        self.clients[c.access_key_id] = self.make_client(c)
+        self.credentials[c.access_key_id] = c
+        self.acting.setdefault(c.project_id, _acting(ProjectSecret.of(c)))
 
     def _apply(self, desired: dict[str, Credential]) -> None:
         for key in [k for k in self.credentials if k not in desired]:
@@ -153,3 +169,13 @@ class AccessKeys:
                     log.info("access key %s of project %s is served", key, c.project_id)
                 self.clients[key] = self.make_client(c)
                 self.credentials[key] = c
+
+
+def _acting(p: ProjectSecret) -> Credential:
+    return Credential(
+        access_key_id="",
+        secret_access_key="",
+        project_id=p.project_id,
+        api_key=p.api_key,
+        encryption_secret=p.encryption_secret,
+    )

@@ -114,7 +114,12 @@ class GatewayService:
         app = make_app(self.context)
         # the OpenAI API on the same server, with the same credentials
         self.openai = OpenAIGateway(
-            self.config, self.context.credentials, self._session, self.buffers, self.coordinators
+            self.config,
+            self.context.credentials,
+            self._session,
+            self.buffers,
+            self.coordinators,
+            projects=self.keys.acting,
         )
         self.openai.install(app)
         # auto_decompress=False: a body sent with Content-Encoding: gzip is the object's
@@ -161,10 +166,8 @@ class GatewayService:
 
     def add_credential(self, c: Credential) -> None:
         """Accept one more access key from now on (tests)."""
-        assert self.context is not None
-        self.credentials.append(c)
-        self.context.clients[c.access_key_id] = self._client(c)
-        self.context.credentials[c.access_key_id] = c
+        assert self.keys is not None
+        self.keys.add(c)
 
     async def stop(self) -> None:
         if self._key_loop is not None:
