@@ -451,6 +451,11 @@ Use it with the AWS CLI:
   aws --endpoint-url {self.endpoint} s3 cp ./some-file s3://demo/
   aws --endpoint-url {self.endpoint} s3 ls s3://demo/
 
+More projects and keys, served at once (docs/operations.md §5j):
+
+  skymesh project create NAME
+  skymesh keys create --project NAME [--expires 30d]
+
 {_restart_line(self)}
 {_openai_banner(self)}{_distance_banner(self)}{_ha_banner(self)}"""
 
