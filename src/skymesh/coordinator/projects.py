@@ -33,7 +33,6 @@ from skymesh.coordinator.db.schema import (
     access_keys,
     buckets,
     inference_keys,
-    pending_streams,
     project_routing,
     projects,
 )
@@ -124,7 +123,8 @@ class ProjectAdmin:
         )
 
     async def delete(self, project: str) -> ProjectInfo:
-        """Delete a project that holds no bucket (and no upload): its keys go with it."""
+        """Delete a project that holds no bucket (so no upload either: an upload is in a
+        bucket): its keys and routing weights go with it, its usage rows stay."""
 
         def txn(conn: sa.Connection) -> ProjectInfo:
             project_id = find_project(conn, project)
@@ -143,15 +143,6 @@ class ProjectAdmin:
                     " delete them first (e.g. `aws s3 rb s3://BUCKET --force`), then delete"
                     " the project",
                     code="ProjectNotEmpty",
-                )
-            pending = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(pending_streams)
-                .where(pending_streams.c.project_id == project_id)
-            ).scalar_one()
-            if pending:  # its buckets are gone, so these only wait for expire-uploads
-                conn.execute(
-                    pending_streams.delete().where(pending_streams.c.project_id == project_id)
                 )
             for table in (access_keys, inference_keys, project_routing):
                 conn.execute(table.delete().where(table.c.project_id == project_id))
