@@ -1308,8 +1308,11 @@ def keys_revoke(
     token: TokenOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Revoke a key for good: gateways refuse it within a few seconds (2 s for S3 keys,
-    their inference_key_ttl, 5 s, for inference keys). Revoking it again is harmless."""
+    """Revoke a key for good: gateways refuse it within a few seconds.
+
+    S3 access keys within the gateways' key_refresh_interval (2 s), inference keys
+    within their inference_key_ttl (5 s). Revoking a key again is harmless.
+    """
     import msgspec
 
     url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
