@@ -21,7 +21,19 @@ from skymesh.wire.inference import (
 )
 from skymesh.wire.keys import CoordinatorKeyInfo, CoordinatorKeyList
 from skymesh.wire.leases import LeaseList
-from skymesh.wire.metainfo import CreateProjectRequest, RegisterAccessKeyRequest
+from skymesh.wire.metainfo import (
+    CreateProjectRequest,
+    ProjectCredentials,
+    RegisterAccessKeyRequest,
+)
+from skymesh.wire.projects import (
+    CreateKeysRequest,
+    KeyList,
+    KeysCreated,
+    ProjectInfo,
+    ProjectList,
+    Scope,
+)
 from skymesh.wire.registry import (
     AdmitOperatorRequest,
     NodeList,
@@ -100,15 +112,57 @@ class AdminClient:
             params={"coordinator_id": quote(coordinator_id, safe="")},
         )
 
+    async def create_project(self, name: str) -> ProjectCredentials:
+        """A new project: its id and its coordinator API key (shown only here)."""
+        return await self.rpc.send(routes.CREATE_PROJECT, CreateProjectRequest(name=name))
+
+    async def projects(self) -> ProjectList:
+        """Every project with its count of buckets and of live keys."""
+        return await self.rpc.send(routes.LIST_PROJECTS, None)
+
+    async def delete_project(self, project: str) -> ProjectInfo:
+        """Delete a project (its id or name) that holds no bucket; 409 ProjectNotEmpty else."""
+        return await self.rpc.send(
+            routes.DELETE_PROJECT, None, params={"project": quote(project, safe="")}
+        )
+
+    async def create_keys(
+        self,
+        project: str,
+        scope: Scope = "s3",
+        *,
+        expires_in: float | None = None,
+        name: str = "",
+    ) -> KeysCreated:
+        """An S3 access key id (derive its secret with ``access_secret.derive_s3_secret``
+        and the project's root secret), an inference API key, or both (``scope="all"``)."""
+        req = CreateKeysRequest(scope=scope, expires_in=expires_in, name=name)
+        return await self.rpc.send(
+            routes.CREATE_KEYS, req, params={"project": quote(project, safe="")}
+        )
+
+    async def keys(self, project: str | None = None) -> KeyList:
+        """Keys of ``project`` (its id or name), or of every project; never a secret."""
+        if project is None:
+            return await self.rpc.send(routes.LIST_KEYS, None)
+        return await self.rpc.send(
+            routes.PROJECT_KEYS, None, params={"project": quote(project, safe="")}
+        )
+
+    async def revoke_key(self, key_id: str) -> KeyList:
+        """Revoke an S3 access key or an inference key by its id; gateways refuse it
+        within their key_refresh_interval (access keys) or inference_key_ttl."""
+        return await self.rpc.send(
+            routes.REVOKE_KEY, None, params={"key_id": quote(key_id, safe="")}
+        )
+
     async def create_credential(self, project_name: str) -> Credential:
         """A new project with one S3 access key: what a gateway's credentials file holds.
 
         The coordinator learns the project, its API key hash and the access key id;
         the S3 secret and the encryption secret are made here and never sent.
         """
-        project = await self.rpc.send(
-            routes.CREATE_PROJECT, CreateProjectRequest(name=project_name)
-        )
+        project = await self.create_project(project_name)
         access_key = "SKY" + secrets.token_hex(8).upper()
         as_project = RpcClient(self.url, self.session, bearer(project.api_key))
         await as_project.send(

@@ -958,20 +958,349 @@ def coordinator_keys_retire(
         )
 
 
-# ---------------------------------------------------------------- projects for a gateway
+# ---------------------------------------------------------------- projects and their keys
 
-project_app = typer.Typer(help="Projects: add one with an S3 access key for a gateway.")
+project_app = typer.Typer(
+    help="Projects (tenants): create one for a gateway to serve, list, delete an empty one."
+    " Their keys: `skymesh keys`."
+)
 app.add_typer(project_app, name="project", no_args_is_help=True)
+
+GatewayCredentialsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="The credentials TOML of the gateway serving the project (default: the one"
+        " in the home of `skymesh up`)."
+    ),
+]
+
+
+def _gateway_credentials(path: Path | None, home: str | None) -> Path:
+    """The gateway's credentials file: ``path``, else the `skymesh up` home's; exit 2 if
+    neither is there."""
+    if path is not None:
+        return path
+    from skymesh.network.up import home_dir
+
+    found = home_dir(home) / "gateway" / "credentials.toml"
+    if not found.exists():
+        _fail(
+            ConfigError(
+                f"no gateway credentials at {found}: pass --credentials-file (the credentials"
+                " TOML of the gateway that serves the project) or --home of a `skymesh up`"
+                " network"
+            ),
+            2,
+        )
+    return found
+
+
+async def _project_id(admin: AdminClient, project: str) -> str:
+    """The id of ``project`` (an id or a unique name), from the coordinator."""
+    from skymesh.errors import BadRequest, NotFound
+
+    listed = (await admin.projects()).projects
+    by_id = [p for p in listed if p.project_id == project]
+    found = by_id or [p for p in listed if p.name == project]
+    if not found:
+        raise NotFound(f"no project {project!r}: see `skymesh project list`")
+    if len(found) > 1:
+        raise BadRequest(f"{len(found)} projects are named {project!r}: give its id")
+    return found[0].project_id
+
+
+def _project_create(
+    name: str,
+    credentials_file: Path | None,
+    with_key: bool,
+    as_json: bool,
+    target: tuple[str | None, Path | None, str | None, str | None],
+) -> None:
+    """`project create` (and `project add`, which always makes a key)."""
+    import msgspec
+
+    from skymesh.config import ProjectSecret
+    from skymesh.errors import Conflict
+    from skymesh.keys_console import add_project, new_root_secret, s3_secret
+
+    coordinator, admin_token_file, token, home = target
+    path = _gateway_credentials(credentials_file, home)
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+    if not name or len(name) > 200:
+        _fail(ValueError("a project name has 1 to 200 characters"), 2)
+
+    async def create(admin: AdminClient) -> tuple[ProjectSecret, Any]:
+        if any(p.name == name for p in (await admin.projects()).projects):
+            raise Conflict(f"a project named {name!r} exists: see `skymesh project list`")
+        made = await admin.create_project(name)
+        project = ProjectSecret(
+            project_id=made.project_id,
+            name=name,
+            api_key=made.api_key,
+            encryption_secret=new_root_secret(),
+        )
+        add_project(path, project)  # before any key: a key is of no use without it
+        keys = await admin.create_keys(made.project_id, "s3") if with_key else None
+        return project, keys
+
+    project, keys = _with_admin(url, admin_token, create)
+    shown: dict[str, Any] = {
+        "project_id": project.project_id,
+        "name": name,
+        "credentials_file": str(path),
+    }
+    if keys is not None:
+        access_key_id = keys.access_key.access_key_id
+        shown["access_key_id"] = access_key_id
+        shown["secret_access_key"] = s3_secret(path, project.project_id, access_key_id)
+    if as_json:
+        typer.echo(msgspec.json.encode(shown).decode())
+        return
+    typer.echo(
+        f"project {name} ({project.project_id}) created; its root secret is in {path}.\n"
+        "Gateways reading that file serve it within their key_refresh_interval (2 s);"
+        " another gateway needs its [[projects]] entry, a secret (it decrypts the"
+        " project's data)."
+    )
+    if keys is None:
+        typer.echo(f"Next: skymesh keys create --project {name}")
+    else:
+        typer.echo(
+            f"access key id      {shown['access_key_id']}\n"
+            f"secret access key  {shown['secret_access_key']}"
+        )
+
+
+@project_app.command("create")
+def project_create(
+    name: Annotated[str, typer.Argument(help="The project's name (unique).")],
+    credentials_file: GatewayCredentialsOpt = None,
+    key: Annotated[
+        bool, typer.Option("--key", help="Also make one S3 access key and print it.")
+    ] = False,
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Create a project, its root secret written into the gateway's credentials file.
+
+    Run it where the gateway's credentials file is: the root secret (from which the
+    project's bucket keys and S3 secrets derive) is made here and written only to that
+    file; the coordinator learns the project and its API key. The gateway serves the
+    project within 2 s, no restart. Then `skymesh keys create --project NAME`.
+    """
+    _project_create(
+        name, credentials_file, key, as_json, (coordinator, admin_token_file, token, home)
+    )
 
 
 @project_app.command("add")
 def project_add(
-    name: Annotated[str, typer.Argument(help="The project's name.")],
-    credentials_file: Annotated[
-        Path,
+    name: Annotated[str, typer.Argument(help="The project's name (unique).")],
+    credentials_file: GatewayCredentialsOpt = None,
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """The same as `project create NAME --key`: a project and one S3 access key."""
+    _project_create(
+        name, credentials_file, True, as_json, (coordinator, admin_token_file, token, home)
+    )
+
+
+@project_app.command("list")
+def project_list(
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Every project: name, id, created, buckets, live S3 and inference keys."""
+    import msgspec
+    from rich.console import Console
+
+    from skymesh.keys_console import show_projects
+
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+    listed = _with_admin(url, admin_token, lambda admin: admin.projects())
+    if as_json:
+        typer.echo(msgspec.json.encode(listed).decode())
+    else:
+        show_projects(listed, Console(width=160))
+
+
+@project_app.command("delete")
+def project_delete(
+    project: Annotated[str, typer.Argument(help="The project (its name or id).")],
+    credentials_file: GatewayCredentialsOpt = None,
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Delete a project that holds no bucket, with all its keys.
+
+    Refused while it holds buckets: empty and delete them first. Gateways stop serving
+    it within 2 s; its entries are removed from the gateway's credentials file too.
+    """
+    import msgspec
+
+    from skymesh.keys_console import remove_project
+
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+    deleted = _with_admin(url, admin_token, lambda admin: admin.delete_project(project))
+    path = credentials_file
+    if path is None:
+        from skymesh.network.up import home_dir
+
+        path = home_dir(home) / "gateway" / "credentials.toml"
+    removed = path.exists() and remove_project(path, deleted.project_id)
+    if as_json:
+        typer.echo(msgspec.json.encode(deleted).decode())
+        return
+    typer.echo(
+        f"project {deleted.name} ({deleted.project_id}) deleted"
+        + (f"; its entries removed from {path}" if removed else "")
+    )
+
+
+# ---------------------------------------------------------------- keys
+
+keys_app = typer.Typer(
+    help="A project's keys: S3 access keys and inference API keys. Create (shown once),"
+    " list (never a secret), revoke; gateways follow within a few seconds."
+)
+app.add_typer(keys_app, name="keys", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option(help="The project (its name or id).")],
+    scope: Annotated[
+        str,
         typer.Option(
-            help="The gateway's credentials TOML: the new key is added to it (made 0600 if new)."
+            help="s3: an S3 access key id and secret; inference: an inference API key"
+            " (the OpenAI API's bearer key); all: both."
         ),
+    ] = "s3",
+    expires: Annotated[
+        str, typer.Option(help="When the key stops working: 30m, 12h, 30d, 2w, or never.")
+    ] = "never",
+    name: Annotated[str, typer.Option(help="What the key is for (shown by list).")] = "",
+    credentials_file: GatewayCredentialsOpt = None,
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Make a key and print it: this is the only time its secret is shown.
+
+    An S3 secret is derived from the project's root secret, so make S3 keys where the
+    gateway's credentials file is (--credentials-file); gateways serving the project
+    accept the key within 2 s, no restart.
+    """
+    import msgspec
+
+    from skymesh.errors import NotFound
+    from skymesh.keys_console import parse_expires, s3_secret, when
+
+    if scope not in ("s3", "inference", "all"):
+        _fail(ValueError(f"--scope {scope!r}: use s3, inference or all"), 2)
+    try:
+        lifetime = parse_expires(expires)
+    except ValueError as e:
+        _fail(e, 2)
+    path = _gateway_credentials(credentials_file, home) if scope != "inference" else None
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+
+    async def create(admin: AdminClient) -> Any:
+        project_id = await _project_id(admin, project)
+        if path is not None and s3_secret(path, project_id, "") is None:
+            raise NotFound(
+                f"{path} does not hold the root secret of project {project!r}, so no S3"
+                " secret can be made here: run this where the credentials file of a gateway"
+                " serving the project is (--credentials-file), or use --scope inference"
+            )
+        return await admin.create_keys(
+            project_id,
+            scope,  # type: ignore[arg-type]  # checked above
+            expires_in=lifetime,
+            name=name,
+        )
+
+    made = _with_admin(url, admin_token, create)
+    shown: dict[str, Any] = {"project_id": made.project_id}
+    expires_at = None
+    if made.access_key is not None:
+        assert path is not None
+        key_id = made.access_key.access_key_id
+        shown["access_key_id"] = key_id
+        shown["secret_access_key"] = s3_secret(path, made.project_id, key_id)
+        expires_at = made.access_key.expires_at
+    if made.inference_key is not None:
+        shown["inference_key_id"] = made.inference_key.info.key_id
+        shown["inference_key"] = made.inference_key.key
+        expires_at = made.inference_key.info.expires_at
+    shown["expires_at"] = expires_at
+    if as_json:
+        typer.echo(msgspec.json.encode(shown).decode())
+        return
+    if "access_key_id" in shown:
+        typer.echo(f"access key id      {shown['access_key_id']}")
+        typer.echo(f"secret access key  {shown['secret_access_key']}")
+    if "inference_key" in shown:
+        typer.echo(f"inference key id   {shown['inference_key_id']}")
+        typer.echo(f"inference key      {shown['inference_key']}")
+    typer.echo(
+        "Shown once: keep it now."
+        + (f" It expires {when(expires_at)}." if expires_at is not None else ""),
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    project: Annotated[
+        str | None, typer.Option(help="Only this project (its name or id); default: all.")
+    ] = None,
+    as_json: JsonOpt = False,
+    coordinator: CoordinatorOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Keys (never their secrets): kind, id, project, name, created, live/expired/revoked."""
+    import time
+
+    import msgspec
+    from rich.console import Console
+
+    from skymesh.keys_console import show_keys
+
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+
+    async def fetch(admin: AdminClient) -> Any:
+        return await admin.keys(project), await admin.projects()
+
+    listed, projects = _with_admin(url, admin_token, fetch)
+    if as_json:
+        typer.echo(msgspec.json.encode(listed).decode())
+        return
+    names = {p.project_id: p.name for p in projects.projects}
+    show_keys(listed, names, Console(width=160), time.time())
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[
+        str, typer.Argument(help="The key's id: an access key id or an inference key id.")
     ],
     as_json: JsonOpt = False,
     coordinator: CoordinatorOpt = None,
@@ -979,41 +1308,20 @@ def project_add(
     token: TokenOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Create a project with one S3 access key, written into a gateway's credentials file.
+    """Revoke a key for good: gateways refuse it within a few seconds.
 
-    Run it where the gateway runs: the S3 secret and the encryption secret are made
-    here and written only to that file; the coordinator learns the project, its API
-    key and the access key id. Prints the access key id and secret for S3 clients.
+    S3 access keys within the gateways' key_refresh_interval (2 s), inference keys
+    within their inference_key_ttl (5 s). Revoking a key again is harmless.
     """
     import msgspec
 
-    from skymesh.config import load_credentials, write_credentials
-
     url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
-    try:
-        existing = load_credentials(credentials_file)
-    except SkymeshError as e:
-        _fail(e, 2)
-
-    async def create(admin: AdminClient) -> Credential:
-        return await admin.create_credential(name)
-
-    cred = _with_admin(url, admin_token, create)
-    write_credentials(credentials_file, [*existing, cred])
+    revoked = _with_admin(url, admin_token, lambda admin: admin.revoke_key(key_id))
     if as_json:
-        shown = {
-            "project_id": cred.project_id,
-            "access_key_id": cred.access_key_id,
-            "secret_access_key": cred.secret_access_key,
-        }
-        typer.echo(msgspec.json.encode(shown).decode())
+        typer.echo(msgspec.json.encode(revoked).decode())
         return
-    typer.echo(
-        f"project {name} ({cred.project_id}) added to {credentials_file};"
-        " restart the gateway to serve it.\n"
-        f"access key id      {cred.access_key_id}\n"
-        f"secret access key  {cred.secret_access_key}"
-    )
+    kind = "S3 access key" if revoked.access_keys else "inference key"
+    typer.echo(f"{kind} {key_id} revoked; gateways refuse it within a few seconds")
 
 
 def _with_admin(url: str, admin_token: str, call: Callable[[AdminClient], Awaitable[T]]) -> T:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -207,6 +208,11 @@ class GatewayConfig(_Config, frozen=True):
     coordinator_timeout: float = 30.0
     s3_region: str = "us-east-1"
     credentials_file: str = ""  # default: data_dir/credentials.toml
+    # every this many seconds the gateway reads its credentials file again if it changed
+    # (a project added by `skymesh project create`) and asks the coordinator for each
+    # project's access keys: one issued since serves, one revoked or expired since is
+    # refused (`skymesh keys`, docs/operations.md "Projects and keys"). 0: never.
+    key_refresh_interval: float = 2.0
     max_clock_skew: float = 15 * 60.0
     # AWS Signature Version 2 (`Authorization: AWS key:signature` and presigned URLs with
     # AWSAccessKeyId/Expires/Signature, which the AWS CLI v1 and old tools make). It
@@ -410,26 +416,62 @@ class Credential(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     encryption_secret: str  # hex; bucket keys derive from it, shared by the project's keys
 
 
+class ProjectSecret(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A project a gateway serves: what it needs to act for the project, with no access
+    key of its own here. The gateway serves the access keys the coordinator lists for
+    the project, their secrets derived from ``encryption_secret`` (``access_secret``)."""
+
+    project_id: str
+    name: str = ""
+    api_key: str  # the project's coordinator API key
+    encryption_secret: str  # hex: the project's root secret, which the coordinator never sees
+
+    @classmethod
+    def of(cls, c: Credential) -> ProjectSecret:
+        return cls(
+            project_id=c.project_id, api_key=c.api_key, encryption_secret=c.encryption_secret
+        )
+
+
 class CredentialsFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A gateway's credentials TOML: ``[[credentials]]`` (an access key with its secret
+    and its project's) and ``[[projects]]`` (a project's secrets, its keys issued by the
+    coordinator: `skymesh project create`, `skymesh keys create`)."""
+
     credentials: list[Credential] = []
+    projects: list[ProjectSecret] = []
+
+    def project_secrets(self) -> dict[str, ProjectSecret]:
+        """Every project the file lets a gateway serve, by id ([[projects]] win)."""
+        found = {c.project_id: ProjectSecret.of(c) for c in self.credentials}
+        found.update((p.project_id, p) for p in self.projects)
+        return found
 
 
-def load_credentials(path: Path) -> list[Credential]:
+def load_credentials_file(path: Path) -> CredentialsFile:
+    """The file at ``path``, empty if there is none."""
     try:
         doc = tomllib.loads(Path(path).read_text())
-        return msgspec.convert(doc, CredentialsFile).credentials
+        return msgspec.convert(doc, CredentialsFile)
     except FileNotFoundError:
-        return []
+        return CredentialsFile()
     except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as e:
         raise ConfigError(f"cannot read credentials {path}: {e}") from e
 
 
-def write_credentials(path: Path, credentials: list[Credential]) -> None:
+def load_credentials(path: Path) -> list[Credential]:
+    return load_credentials_file(path).credentials
+
+
+def write_credentials(
+    path: Path, credentials: list[Credential], projects: Sequence[ProjectSecret] = ()
+) -> None:
     """Write credentials readable by the owner only."""
     lines: list[str] = []
-    for c in credentials:
-        lines.append("[[credentials]]")
-        for name in c.__struct_fields__:
-            lines.append(f"{name} = {_toml_value(getattr(c, name))}")
-        lines.append("")
+    for table, entries in (("credentials", credentials), ("projects", projects)):
+        for c in entries:
+            lines.append(f"[[{table}]]")
+            for name in c.__struct_fields__:
+                lines.append(f"{name} = {_toml_value(getattr(c, name))}")
+            lines.append("")
     write_private(path, "\n".join(lines))

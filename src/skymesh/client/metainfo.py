@@ -59,6 +59,7 @@ from skymesh.wire.metainfo import (
     UploadInfo,
     UploadRequest,
 )
+from skymesh.wire.projects import AccessKeyList
 
 
 class MetainfoClient:
@@ -80,6 +81,10 @@ class MetainfoClient:
 
     async def codec(self) -> CodecParams:
         return await self.rpc.send(routes.CODEC, None)
+
+    async def access_keys(self) -> AccessKeyList:
+        """The project's S3 access keys, revoked and expired ones too (never a secret)."""
+        return await self.rpc.send(routes.PROJECT_ACCESS_KEYS, None)
 
     # buckets
     async def create_bucket(

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import access_keys, projects
-from skymesh.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from skymesh.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from skymesh.wire.metainfo import ProjectCredentials
 
 KEY_PREFIX = "smk"
@@ -38,6 +38,26 @@ _SELECT_HASH = sa.select(projects.c.api_key_hash).where(
 
 def hash_key(api_key: str) -> bytes:
     return hashlib.sha256(api_key.encode()).digest()
+
+
+def find_project(conn: sa.Connection, project: str) -> str:
+    """A project id from its id or its name (404 if none, 400 if several share the name)."""
+    by_id = conn.execute(
+        sa.select(projects.c.project_id).where(projects.c.project_id == project)
+    ).scalar_one_or_none()
+    if by_id is not None:
+        return str(by_id)
+    found = list(
+        conn.execute(sa.select(projects.c.project_id).where(projects.c.name == project)).scalars()
+    )
+    if not found:
+        raise NotFound(
+            f"no project with id or name {project!r}: see `skymesh project list`",
+            code="NoSuchProject",
+        )
+    if len(found) > 1:
+        raise BadRequest(f"{len(found)} projects are named {project!r}: give the project id")
+    return str(found[0])
 
 
 def bearer_token(request: web.Request) -> str:

@@ -32,6 +32,7 @@ from skymesh.coordinator.metainfo.service import MetainfoService
 from skymesh.coordinator.metrics import CoordinatorMetrics, Watched
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.overlay.service import OverlayService
+from skymesh.coordinator.projects import ProjectAdmin, add_project_routes
 from skymesh.errors import ConfigError, SchemeError
 from skymesh.private import private_dir
 from skymesh.rpc import NO_REDIRECTS
@@ -158,6 +159,8 @@ class CoordinatorService:
         self._add_routes(self.table)
         for subsystem in subsystems:
             subsystem.add_routes(self.table)
+        # the administrator's projects and keys (`skymesh project`, `skymesh keys`)
+        add_project_routes(self.table, ProjectAdmin(db, self.inference.keys, clock))
         self._runner: web.AppRunner | None = None
 
         self.lifecycle = Lifecycle()

@@ -14,19 +14,25 @@ from cryptography.hazmat.primitives import serialization
 
 from skymesh.client.buffers import BufferPool
 from skymesh.client.client import Client
-from skymesh.config import Credential, GatewayConfig, load_credentials
+from skymesh.client.metainfo import MetainfoClient
+from skymesh.config import Credential, GatewayConfig, ProjectSecret, load_credentials_file
 from skymesh.errors import ConfigError
 from skymesh.failover import Endpoints
+from skymesh.gateway.access_keys import AccessKeys
 from skymesh.gateway.metrics import GatewayMetrics
 from skymesh.gateway.openai.app import OpenAIGateway
 from skymesh.gateway.s3.app import make_app
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.request import S3Context
+from skymesh.loops import DrivenLoop
 from skymesh.metrics import MetricsListener
 from skymesh.private import private_dir
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
+from skymesh.wire.projects import AccessKeyList
 
 log = logging.getLogger(__name__)
+
+KEY_REFRESH_TIMEOUT = 10.0  # seconds one ask for a project's access keys may take
 
 
 class GatewayService:
@@ -37,14 +43,22 @@ class GatewayService:
         data_dir = Path(config.data_dir)
         if data_dir.exists():  # it holds the credentials; the gateway writes nothing there
             private_dir(data_dir)
+        # the file is read again while the gateway runs (gateway/access_keys.py): the
+        # credentials given here, if any, are served besides what it holds
+        self.credentials_path = Path(
+            config.credentials_file or Path(config.data_dir) / "credentials.toml"
+        )
         if credentials is None:
-            path = Path(config.credentials_file or Path(config.data_dir) / "credentials.toml")
-            credentials = load_credentials(path)
-            if not credentials:
+            found = load_credentials_file(self.credentials_path)
+            if not found.credentials and not found.projects:
                 raise ConfigError(
-                    f"no credentials in {path}: run `skymesh up`, or add a [[credentials]] entry"
+                    f"no credentials in {self.credentials_path}: run `skymesh up`, or"
+                    " `skymesh project create NAME --credentials-file FILE`"
                 )
+            credentials = []
         self.credentials = credentials
+        self.keys: AccessKeys | None = None  # from start()
+        self._key_loop: DrivenLoop | None = None
         self.port = config.port
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -84,8 +98,19 @@ class GatewayService:
         self.coordinators = Endpoints.failover(
             self.config.coordinators, self.config.coordinator_timeout
         )
-        clients = {c.access_key_id: self._client(c) for c in self.credentials}
-        credentials = {c.access_key_id: c for c in self.credentials}
+        clients: dict[str, Client] = {}
+        credentials: dict[str, Credential] = {}
+        self.keys = AccessKeys(
+            self.credentials,
+            self.credentials_path,
+            credentials,
+            clients,
+            self._client,
+            self._ask_keys,
+        )
+        # the file's keys at once, then the coordinator's: a coordinator not up yet
+        # leaves the file's keys served and is asked again at the next refresh
+        await self.keys.refresh()
         self.context = S3Context(
             config=self.config,
             credentials=credentials,
@@ -102,7 +127,12 @@ class GatewayService:
         app = make_app(self.context)
         # the OpenAI API on the same server, with the same credentials
         self.openai = OpenAIGateway(
-            self.config, self.context.credentials, self._session, self.buffers, self.coordinators
+            self.config,
+            self.context.credentials,
+            self._session,
+            self.buffers,
+            self.coordinators,
+            projects=self.keys.acting,
         )
         self.openai.metrics = self.metrics
         self.openai.install(app)
@@ -123,6 +153,11 @@ class GatewayService:
         self.port = self._runner.addresses[0][1]
         if self.metrics_listener is not None:
             await self.metrics_listener.start()
+        if self.config.key_refresh_interval > 0:
+            self._key_loop = DrivenLoop.periodic(
+                "access-keys", self.config.key_refresh_interval, self.keys.refresh
+            )
+            self._key_loop.start()
         log.info("S3 gateway listening on %s for %d access key(s)", self.url, len(clients))
 
     def _client(self, c: Credential) -> Client:
@@ -138,16 +173,24 @@ class GatewayService:
             buffers=self.buffers,
         )
 
+    async def _ask_keys(self, project: ProjectSecret) -> AccessKeyList:
+        """The project's access keys, as the coordinator lists them to its API key."""
+        assert self._session is not None and self.coordinators is not None
+        metainfo = MetainfoClient.for_project(self.coordinators, project.api_key, self._session)
+        async with asyncio.timeout(KEY_REFRESH_TIMEOUT):
+            return await metainfo.access_keys()
+
     def add_credential(self, c: Credential) -> None:
-        """Accept one more access key from now on (tests and future admin API)."""
-        assert self.context is not None
-        self.credentials.append(c)
-        self.context.credentials[c.access_key_id] = c
-        self.context.clients[c.access_key_id] = self._client(c)
+        """Accept one more access key from now on (tests)."""
+        assert self.keys is not None
+        self.keys.add(c)
 
     async def stop(self) -> None:
         if self.metrics_listener is not None:
             await self.metrics_listener.stop()
+        if self._key_loop is not None:
+            await self._key_loop.stop()
+            self._key_loop = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

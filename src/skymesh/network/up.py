@@ -38,6 +38,7 @@ from skymesh.config import (
     NodeConfig,
     config_to_toml,
     load_credentials,
+    load_credentials_file,
     write_credentials,
 )
 from skymesh.errors import ConfigError, SkymeshError
@@ -385,7 +386,7 @@ class Network:
             cred = await admin.create_credential("default")
         except SkymeshError as e:
             raise SkymeshError(f"creating the default project failed: {e}") from e
-        write_credentials(path, [cred])
+        write_credentials(path, [cred], load_credentials_file(path).projects)
         state.project_id = cred.project_id
         state.access_key_id = cred.access_key_id
         self._save_state(state)
@@ -449,6 +450,11 @@ Use it with the AWS CLI:
 {_tls_export(self)}  aws --endpoint-url {self.endpoint} s3 mb s3://demo
   aws --endpoint-url {self.endpoint} s3 cp ./some-file s3://demo/
   aws --endpoint-url {self.endpoint} s3 ls s3://demo/
+
+More projects and keys, served at once (docs/operations.md §5j):
+
+  skymesh project create NAME
+  skymesh keys create --project NAME [--expires 30d]
 
 {_restart_line(self)}
 {_openai_banner(self)}{_distance_banner(self)}{_ha_banner(self)}"""

@@ -174,6 +174,7 @@ class InferenceKeyInfo(Base, frozen=True):
     name: str
     created_at: float
     revoked_at: float | None = None  # None: in use
+    expires_at: float | None = None  # None: never expires
 
 
 class InferenceKeyCreated(Base, frozen=True):

@@ -92,6 +92,14 @@ from skymesh.wire.metering import (
     UsageReports,
     UsageSummary,
 )
+from skymesh.wire.projects import (
+    AccessKeyList,
+    CreateKeysRequest,
+    KeyList,
+    KeysCreated,
+    ProjectInfo,
+    ProjectList,
+)
 from skymesh.wire.registry import (
     AdmitOperatorRequest,
     HeartbeatResponse,
@@ -218,6 +226,18 @@ CREATE_PROJECT = _route("POST", "/v1/projects", CreateProjectRequest, ProjectCre
 REGISTER_ACCESS_KEY = _route(
     "POST", "/v1/projects/access-keys", RegisterAccessKeyRequest, Empty, PROJECT, SAFE
 )
+#: A gateway, with the project's API key: the project's S3 access keys, revoked and
+#: expired ones too (``coordinator/projects.py``), asked every few seconds.
+PROJECT_ACCESS_KEYS = _route("GET", "/v1/projects/access-keys", NoneType, AccessKeyList, PROJECT)
+#: The administrator's view of projects and their keys (`skymesh project`, `skymesh keys`).
+LIST_PROJECTS = _route("GET", "/v1/admin/projects", NoneType, ProjectList, ADMIN)
+DELETE_PROJECT = _route("DELETE", "/v1/admin/projects/{project}", NoneType, ProjectInfo, ADMIN)
+CREATE_KEYS = _route(
+    "POST", "/v1/admin/projects/{project}/keys", CreateKeysRequest, KeysCreated, ADMIN
+)
+PROJECT_KEYS = _route("GET", "/v1/admin/projects/{project}/keys", NoneType, KeyList, ADMIN)
+LIST_KEYS = _route("GET", "/v1/admin/keys", NoneType, KeyList, ADMIN)
+REVOKE_KEY = _route("POST", "/v1/admin/keys/{key_id}/revoke", NoneType, KeyList, ADMIN, SAFE)
 
 # ---------------------------------------------------------------- metainfo: buckets
 CODEC = _route("POST", "/v1/codec", NoneType, CodecParams, PROJECT, SAFE)

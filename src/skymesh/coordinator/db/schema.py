@@ -77,6 +77,11 @@ access_keys = sa.Table(
     sa.Column("access_key_id", sa.String, primary_key=True),
     sa.Column("project_id", sa.String, sa.ForeignKey("projects.project_id"), nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    # migration 0016: what it is for, when it stops working (NULL: never), when revoked
+    sa.Column("name", sa.String, nullable=False, server_default=""),
+    sa.Column("expires_at", sa.Double, nullable=True),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Index("ix_access_keys_project", "project_id", "created_at"),
 )
 
 buckets = sa.Table(
@@ -304,6 +309,7 @@ inference_keys = sa.Table(
     sa.Column("key_hash", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Column("expires_at", sa.Double, nullable=True),  # migration 0016; NULL: never
     sa.Index("ix_inference_keys_project", "project_id", "created_at"),
 )
 

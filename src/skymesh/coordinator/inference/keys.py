@@ -10,7 +10,7 @@ API key: a gateway can only check keys of projects it holds credentials for).
 A key is ``smi_<project id>_<key id>_<secret>``. The coordinator keeps only its
 SHA-256 and compares hashes in constant time; the key itself is in the answer to
 its creation and nowhere else. Every way a key can fail (malformed, unknown,
-another project's, revoked, wrong secret) answers the same 404, so a caller learns
+another project's, revoked, expired, wrong secret) answers the same 404, so a caller learns
 nothing about keys it does not hold.
 
 | route | auth | request -> response |
@@ -69,13 +69,14 @@ def _no_key() -> NotFound:
     return NotFound("unknown or revoked inference key", code="NoSuchInferenceKey")
 
 
-def _info(row: Any) -> InferenceKeyInfo:
+def key_info(row: Any) -> InferenceKeyInfo:
     return InferenceKeyInfo(
         key_id=row.key_id,
         project_id=row.project_id,
         name=row.name,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        expires_at=row.expires_at,
     )
 
 
@@ -86,7 +87,10 @@ class InferenceKeys:
         self.db = db
         self.clock = clock
 
-    async def create(self, project_id: str, name: str) -> InferenceKeyCreated:
+    async def create(
+        self, project_id: str, name: str, expires_at: float | None = None
+    ) -> InferenceKeyCreated:
+        """A new key of ``project_id``, refused at ``expires_at`` (None: never)."""
         if len(name) > MAX_NAME:
             raise BadRequest(f"an inference key's name has at most {MAX_NAME} characters")
         key_id = secrets.token_hex(8)
@@ -98,6 +102,7 @@ class InferenceKeys:
             "key_hash": _hash(key),
             "created_at": self.clock(),
             "revoked_at": None,
+            "expires_at": expires_at,
         }
 
         def txn(conn: sa.Connection) -> None:
@@ -119,7 +124,11 @@ class InferenceKeys:
 
         await self.db.write(txn)
         info = InferenceKeyInfo(
-            key_id=key_id, project_id=project_id, name=name, created_at=row["created_at"]
+            key_id=key_id,
+            project_id=project_id,
+            name=name,
+            created_at=row["created_at"],
+            expires_at=expires_at,
         )
         return InferenceKeyCreated(key=key, info=info)
 
@@ -131,7 +140,7 @@ class InferenceKeys:
                 .order_by(inference_keys.c.created_at, inference_keys.c.key_id)
             ).all()
         )
-        return InferenceKeyList(keys=[_info(r) for r in rows])
+        return InferenceKeyList(keys=[key_info(r) for r in rows])
 
     async def revoke(self, project_id: str, key_id: str) -> InferenceKeyInfo:
         """Revoke one of the project's keys; another project's key is as unknown as none."""
@@ -147,7 +156,7 @@ class InferenceKeys:
             row = conn.execute(sa.select(inference_keys).where(mine)).one_or_none()
             if row is None:
                 raise _no_key()
-            return _info(row)
+            return key_info(row)
 
         return await self.db.write(txn)
 
@@ -166,9 +175,10 @@ class InferenceKeys:
             or not hmac.compare_digest(row.key_hash, _hash(key))
             or row.project_id != project_id
             or row.revoked_at is not None
+            or (row.expires_at is not None and self.clock() >= row.expires_at)
         ):
             raise _no_key()
-        return _info(row)
+        return key_info(row)
 
 
 def add_key_routes(table: RouteTable, keys: InferenceKeys) -> None:

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from skymesh.compute.routing import Weights
+from skymesh.coordinator.auth import find_project
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import inference_usage, project_routing, projects
 from skymesh.coordinator.endpoints import Call, RouteTable
@@ -239,25 +240,7 @@ class Meter:
 
     async def resolve_project(self, project: str) -> str:
         """A project id from its id or its (unique) name."""
-
-        def txn(conn: sa.Connection) -> list[str]:
-            by_id = conn.execute(
-                sa.select(projects.c.project_id).where(projects.c.project_id == project)
-            ).scalar_one_or_none()
-            if by_id is not None:
-                return [by_id]
-            return list(
-                conn.execute(
-                    sa.select(projects.c.project_id).where(projects.c.name == project)
-                ).scalars()
-            )
-
-        found = await self.db.read(txn)
-        if not found:
-            raise NotFound(f"no project with id or name {project!r}")
-        if len(found) > 1:
-            raise BadRequest(f"{len(found)} projects are named {project!r}: give the project id")
-        return found[0]
+        return await self.db.read(lambda conn: find_project(conn, project))
 
     async def is_own(self, project_id: str, project: str) -> bool:
         """Whether ``project`` (an id or a name) names ``project_id`` itself; nothing is

@@ -102,6 +102,7 @@ class OpenAIGateway:
         session: aiohttp.ClientSession,
         buffers: BufferPool | None = None,  # the gateway's upload budget, shared with S3
         coordinators: Endpoints | None = None,  # the S3 side's, to share what it learns
+        projects: Mapping[str, Credential] | None = None,  # project id -> acting credential
     ) -> None:
         self.coordinators = coordinators or Endpoints.failover(
             config.coordinators, config.coordinator_timeout
@@ -109,7 +110,8 @@ class OpenAIGateway:
         self.config = config
         self.credentials = credentials  # access key id -> credential (live: keys get added)
         self.session = session
-        self.keys = BearerKeys(config, credentials, self._rpc)  # who calls: inference API keys
+        # who calls: inference API keys
+        self.keys = BearerKeys(config, credentials, self._rpc, projects=projects)
         self.directory = ComputeDirectory(session, routes=config.node_routes)
         self.files = ProjectFiles(
             config, session, buffers, self.coordinators

@@ -45,9 +45,13 @@ class BearerKeys:
         credentials: Mapping[str, Credential],
         rpc_of: Callable[[Credential], RpcClient],
         clock: Callable[[], float] = time.monotonic,
+        projects: Mapping[str, Credential] | None = None,
     ) -> None:
         self.config = config
         self.credentials = credentials  # access key id -> credential (live: keys get added)
+        # project id -> the credential its inference keys act with (live): every project
+        # the gateway holds the root secret of, with or without an S3 key here
+        self.projects = projects
         self.rpc_of = rpc_of
         self.clock = clock
         self._answers: dict[bytes, tuple[float, Credential | None]] = {}  # sha256 -> until, who
@@ -85,8 +89,12 @@ class BearerKeys:
     async def _check(self, token: str) -> Credential | None:
         """The credential of the key's project when the coordinator says the key is live."""
         project_id = token[len(KEY_PREFIX) :].split("_", 1)[0]
-        credential = next(
-            (c for c in list(self.credentials.values()) if c.project_id == project_id), None
+        credential = (
+            self.projects.get(project_id)
+            if self.projects is not None
+            else next(
+                (c for c in list(self.credentials.values()) if c.project_id == project_id), None
+            )
         )
         if credential is None:  # not a project of this gateway: nobody to ask
             return None
