@@ -32,6 +32,7 @@ from skymesh.wire.metainfo import (
     DeleteObjectsResponse,
     DownloadRequest,
     DownloadResponse,
+    LifecycleRule,
     ListObjectsRequest,
     ListObjectsResponse,
     ListPartsRequest,
@@ -45,6 +46,7 @@ from skymesh.wire.metainfo import (
     Placement,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketLifecycleRequest,
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
     PutInlineRequest,
@@ -104,6 +106,12 @@ class MetainfoClient:
     async def put_bucket_cors(self, name: str, rules: list[CorsRule] | None) -> BucketConfig:
         req = PutBucketCorsRequest(name=name, rules=rules)
         return await self.rpc.send(routes.PUT_BUCKET_CORS, req)
+
+    async def put_bucket_lifecycle(
+        self, name: str, rules: list[LifecycleRule] | None
+    ) -> BucketConfig:
+        req = PutBucketLifecycleRequest(name=name, rules=rules)
+        return await self.rpc.send(routes.PUT_BUCKET_LIFECYCLE, req)
 
     # versions and metadata replacement
     async def put_bucket_versioning(self, name: str, status: str) -> BucketConfig:

@@ -73,17 +73,53 @@ class CorsRule(Base, frozen=True):
     id: str = ""
 
 
-class BucketConfig(Base, frozen=True):
-    """``POST /v1/buckets/config``: a bucket's ACL, tags and CORS rules.
+class LifecycleRule(Base, frozen=True):
+    """One S3 lifecycle rule, as PutBucketLifecycleConfiguration gives it (checked by
+    the gateway; applied by the coordinator's ``lifecycle-rules`` loop).
 
-    ``tags`` / ``cors`` are None when never set (S3's NoSuchTagSet /
-    NoSuchCORSConfiguration), which differs from an empty list.
+    The filter: ``prefix``, the object's size strictly between ``size_greater_than``
+    and ``size_less_than``, and every tag of ``tags``. Object tags are sealed in
+    their object's metadata, so the coordinator matches ``tag_digests`` (the
+    gateway's keyed digests of each ``key=value``, in the order of ``tags``) against
+    the digests stored with each object. ``legacy_prefix``: written as the
+    rule-level ``<Prefix>`` rather than a ``<Filter>``; ``filter_and``: the filter was
+    an ``<And>`` (both only to answer GetBucketLifecycleConfiguration as written).
+    Times are epoch seconds; ``expiration_date`` is a midnight UTC.
+    """
+
+    id: str
+    enabled: bool
+    prefix: str = ""
+    legacy_prefix: bool = False
+    filter_and: bool = False
+    tags: list[Tag] = []
+    tag_digests: list[str] = []
+    size_greater_than: int | None = None
+    size_less_than: int | None = None
+    expiration_days: int | None = None
+    expiration_date: float | None = None
+    expired_object_delete_marker: bool = False
+    noncurrent_days: int | None = None
+    newer_noncurrent_versions: int | None = None
+    abort_days: int | None = None
+
+
+class BucketConfig(Base, frozen=True):
+    """``POST /v1/buckets/config``: a bucket's ACL, tags, CORS and lifecycle rules.
+
+    ``tags`` / ``cors`` / ``lifecycle`` are None when never set (S3's NoSuchTagSet /
+    NoSuchCORSConfiguration / NoSuchLifecycleConfiguration), which differs from an
+    empty list.
     """
 
     name: str
     acl: str = "private"  # "private" | "public-read"
     tags: list[Tag] | None = None
     cors: list[CorsRule] | None = None
+    lifecycle: list[LifecycleRule] | None = None
+    # seconds in a lifecycle "day" (the coordinator's lifecycle_day_seconds), so the
+    # gateway's x-amz-expiration agrees with when the coordinator expires
+    lifecycle_day: float = 86400.0
 
     versioning: str = ""
 
@@ -114,6 +150,13 @@ class PutBucketCorsRequest(Base, frozen=True):
 
     name: str
     rules: list[CorsRule] | None = None
+
+
+class PutBucketLifecycleRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-lifecycle`` -> BucketConfig; ``rules`` None deletes them."""
+
+    name: str
+    rules: list[LifecycleRule] | None = None
 
 
 class UpdateObjectMetadataRequest(Base, frozen=True):

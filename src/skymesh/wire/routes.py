@@ -71,6 +71,7 @@ from skymesh.wire.metainfo import (
     ProjectCredentials,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketLifecycleRequest,
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
     PutInlineRequest,
@@ -227,6 +228,9 @@ PUT_BUCKET_TAGGING = _route(
 )
 PUT_BUCKET_CORS = _route(
     "POST", "/v1/buckets/put-cors", PutBucketCorsRequest, BucketConfig, PROJECT, SAFE
+)
+PUT_BUCKET_LIFECYCLE = _route(
+    "POST", "/v1/buckets/put-lifecycle", PutBucketLifecycleRequest, BucketConfig, PROJECT, SAFE
 )
 PUT_BUCKET_VERSIONING = _route(
     "POST", "/v1/buckets/put-versioning", PutBucketVersioningRequest, BucketConfig, PROJECT, SAFE

@@ -92,6 +92,8 @@ buckets = sa.Table(
     sa.Column("cors", sa.Text, nullable=True),
     # versioning state (migration 0005): "" never configured, "Enabled", "Suspended"
     sa.Column("versioning", sa.String, nullable=False, server_default=""),
+    # lifecycle rules as JSON (migration 0014), NULL = never set
+    sa.Column("lifecycle", sa.Text, nullable=True),
     sa.Index("ix_buckets_project", "project_id", "name"),
 )
 
@@ -118,6 +120,9 @@ objects = sa.Table(
     sa.Column("latest", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("delete_marker", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("null_version", sa.Boolean, nullable=False, server_default=sa.true()),
+    # the gateway's keyed digests of the version's tags, space-separated (migration
+    # 0014): lifecycle Tag filters match them, the tags stay sealed in the metadata
+    sa.Column("tag_digests", sa.Text, nullable=True),
     sa.Index("ix_objects_latest", "bucket", "latest", "key"),
 )
 
@@ -133,6 +138,7 @@ pending_streams = sa.Table(
     sa.Column("encrypted_metadata", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("tag_digests", sa.Text, nullable=True),  # a multipart upload's, for its object
     sa.Index("ix_pending_bucket_key", "bucket", "key", "stream_id"),
     sa.Index("ix_pending_expires", "expires_at"),
 )

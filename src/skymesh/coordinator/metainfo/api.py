@@ -50,6 +50,7 @@ PROJECT_OPERATIONS: dict[routes.Route[Any, Any], ProjectOperation] = {
     routes.PUT_BUCKET_ACL: bucket_config.put_acl,
     routes.PUT_BUCKET_TAGGING: bucket_config.put_tagging,
     routes.PUT_BUCKET_CORS: bucket_config.put_cors,
+    routes.PUT_BUCKET_LIFECYCLE: bucket_config.put_lifecycle,
     routes.PUT_BUCKET_VERSIONING: bucket_config.put_versioning,
     routes.UPDATE_METADATA: update_metadata.update_metadata,
     routes.BEGIN_OBJECT: begin_object.begin_object,

@@ -1,4 +1,4 @@
-"""Bucket ACL, tags and CORS rules: what S3 calls bucket subresources.
+"""Bucket ACL, tags, CORS and lifecycle rules: what S3 calls bucket subresources.
 
 The gateway checks them against S3's rules (and answers S3's error codes); the
 coordinator only stores them, capped so that no caller can bloat a bucket row.
@@ -22,8 +22,10 @@ from skymesh.wire.metainfo import (
     BucketConfig,
     BucketRequest,
     CorsRule,
+    LifecycleRule,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketLifecycleRequest,
     PutBucketTaggingRequest,
     PutBucketVersioningRequest,
     Tag,
@@ -34,10 +36,12 @@ MAX_BUCKET_TAGS = 50
 MAX_TAG_CHARS = 256  # generous: the gateway enforces S3's 128 (key) / 256 (value) UTF-16 units
 MAX_CORS_RULES = 100
 MAX_CORS_JSON = 64 * 1024  # S3 caps a CORS configuration at 64 KB
+MAX_LIFECYCLE_RULES = 1000  # S3's limit
+MAX_LIFECYCLE_JSON = 512 * 1024  # 1000 rules with prefixes and tags fit
 
-_SELECT = sa.select(buckets.c.acl, buckets.c.tags, buckets.c.cors, buckets.c.versioning).where(
-    buckets.c.name == sa.bindparam("name")
-)
+_SELECT = sa.select(
+    buckets.c.acl, buckets.c.tags, buckets.c.cors, buckets.c.versioning, buckets.c.lifecycle
+).where(buckets.c.name == sa.bindparam("name"))
 
 
 def check_acl(acl: str) -> None:
@@ -74,6 +78,29 @@ def _encode_cors(rules: list[CorsRule] | None) -> str | None:
     return text
 
 
+def _encode_lifecycle(rules: list[LifecycleRule] | None) -> str | None:
+    if rules is None:
+        return None
+    if not 1 <= len(rules) <= MAX_LIFECYCLE_RULES:
+        raise BadRequest(
+            f"a lifecycle configuration has 1-{MAX_LIFECYCLE_RULES} rules", code="MalformedXML"
+        )
+    if len({r.id for r in rules}) != len(rules):
+        raise BadRequest("lifecycle rule ids must be unique", code="InvalidArgument")
+    text = msgspec.json.encode(rules).decode()
+    if len(text) > MAX_LIFECYCLE_JSON:
+        raise BadRequest(
+            f"the lifecycle configuration is over {MAX_LIFECYCLE_JSON} bytes",
+            code="MaxMessageLengthExceeded",
+        )
+    return text
+
+
+def decode_lifecycle(text: str | None) -> list[LifecycleRule] | None:
+    """A ``buckets.lifecycle`` value as rules (None: never set)."""
+    return None if text is None else msgspec.json.decode(text, type=list[LifecycleRule])
+
+
 def _config(name: str, row: Any) -> BucketConfig:
     return BucketConfig(
         name=name,
@@ -81,6 +108,7 @@ def _config(name: str, row: Any) -> BucketConfig:
         tags=None if row.tags is None else msgspec.json.decode(row.tags, type=list[Tag]),
         cors=None if row.cors is None else msgspec.json.decode(row.cors, type=list[CorsRule]),
         versioning=row.versioning,
+        lifecycle=decode_lifecycle(row.lifecycle),
     )
 
 
@@ -90,7 +118,8 @@ def _read(conn: sa.Connection, project_id: str, name: str) -> BucketConfig:
 
 
 async def get_config(m: Metainfo, project_id: str, req: BucketRequest) -> BucketConfig:
-    return await m.db.read(lambda conn: _read(conn, project_id, req.name))
+    config = await m.db.read(lambda conn: _read(conn, project_id, req.name))
+    return msgspec.structs.replace(config, lifecycle_day=m.config.lifecycle_day_seconds)
 
 
 async def _update(m: Metainfo, project_id: str, name: str, **values: str | None) -> BucketConfig:
@@ -113,6 +142,12 @@ async def put_tagging(m: Metainfo, project_id: str, req: PutBucketTaggingRequest
 
 async def put_cors(m: Metainfo, project_id: str, req: PutBucketCorsRequest) -> BucketConfig:
     return await _update(m, project_id, req.name, cors=_encode_cors(req.rules))
+
+
+async def put_lifecycle(
+    m: Metainfo, project_id: str, req: PutBucketLifecycleRequest
+) -> BucketConfig:
+    return await _update(m, project_id, req.name, lifecycle=_encode_lifecycle(req.rules))
 
 
 # ---------------------------------------------------------------- versioning

@@ -1,6 +1,6 @@
 """Delete objects or versions, one or a batch in one transaction; pieces go to garbage.
 
-S3's rules (``_delete_one``): without a version id, an unversioned bucket loses the
+S3's rules (``delete_one``): without a version id, an unversioned bucket loses the
 key's object, while a versioned one gets a delete marker on top and keeps every
 version (a Suspended bucket's marker is the null version, replacing the old one).
 With a version id, exactly that version (or marker) goes for good, its pieces to
@@ -32,7 +32,7 @@ from skymesh.wire.metainfo import (
 MAX_BATCH = 1000  # S3's DeleteObjects limit
 
 
-def _delete_one(
+def delete_one(
     conn: sa.Connection, now: float, bucket: str, versioning: str, key: str, version_id: str
 ) -> DeleteObjectResponse:
     if version_id:
@@ -70,7 +70,7 @@ async def delete_object(m: Metainfo, project_id: str, req: ObjectRequest) -> Del
 
     def txn(conn: sa.Connection) -> DeleteObjectResponse:
         versioning = require_bucket(conn, project_id, req.bucket)
-        return _delete_one(conn, now, req.bucket, versioning, req.key, req.version_id)
+        return delete_one(conn, now, req.bucket, versioning, req.key, req.version_id)
 
     return await m.db.write(txn)
 
@@ -110,7 +110,7 @@ async def delete_objects(
                     )
                 )
                 continue
-            outcome = _delete_one(conn, now, req.bucket, versioning, item.key, item.version_id)
+            outcome = delete_one(conn, now, req.bucket, versioning, item.key, item.version_id)
             out.append(
                 DeleteObjectsResult(key=item.key, version_id=item.version_id, outcome=outcome)
             )

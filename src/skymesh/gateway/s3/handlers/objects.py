@@ -18,6 +18,7 @@ from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
 from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
 from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
+from skymesh.gateway.s3.handlers.lifecycle import expiration_headers
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.handlers.tagging import tags_from_header
 from skymesh.gateway.s3.request import XML, S3Request
@@ -171,6 +172,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     resp.headers["ETag"] = f'"{stored.info.etag}"'
     resp.headers.update(body_checksum_headers(body))
     resp.headers.update(version_headers(stored.info))
+    resp.headers.update(await expiration_headers(req, stored))
     resp.headers.update(SSE_HEADERS)
     return resp
 
@@ -309,6 +311,7 @@ async def get_object(req: S3Request) -> web.StreamResponse:
     resp = web.StreamResponse(status=206 if partial else 200)
     resp.headers.update(object_headers(handle.object))
     resp.headers.update(version_headers(handle.info))
+    resp.headers.update(await expiration_headers(req, handle.object))
     _apply_response_overrides(req, resp)
     if partial:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
@@ -382,6 +385,7 @@ async def head_object(req: S3Request) -> web.StreamResponse:
     resp = web.Response(status=200)
     resp.headers.update(object_headers(obj))
     resp.headers.update(version_headers(obj.info))
+    resp.headers.update(await expiration_headers(req, obj))
     resp.headers["Content-Length"] = str(obj.info.size)
     if part is not None and obj.meta.parts:
         start, end, count = part
