@@ -13,8 +13,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
+from skymesh.coordinator.db.schema import objects
 from skymesh.coordinator.metainfo.apply_lifecycle import LifecycleRun
 from skymesh.lifecycle_rules import after_days
 from skymesh.testing.planet import Planet, PlanetThread
@@ -231,3 +233,45 @@ def test_incomplete_upload_aborted_and_its_parts_freed(planet: PlanetThread, s3:
     assert gone
     _collect(planet)
     assert _on_disk(planet, gone) == set()
+
+
+def test_tag_filters_match_digests_that_follow_tag_changes(
+    planet: PlanetThread, s3: S3Client
+) -> None:
+    s3.create_bucket(Bucket="lc-tags")
+    _put_rules(
+        s3,
+        "lc-tags",
+        {
+            "ID": "tmp",
+            "Status": "Enabled",
+            "Filter": {"And": {"Tags": [{"Key": "kind", "Value": "tmp"}], "Prefix": "t/"}},
+            "Expiration": {"Days": 1},
+        },
+    )
+    s3.put_object(Bucket="lc-tags", Key="t/put", Body=b"a", Tagging="kind=tmp&x=1")
+    s3.put_object(Bucket="lc-tags", Key="t/other", Body=b"b", Tagging="kind=keep")
+    s3.put_object(Bucket="lc-tags", Key="t/retagged", Body=b"c", Tagging="kind=keep")
+    s3.put_object(Bucket="lc-tags", Key="t/untagged", Body=b"d", Tagging="kind=tmp")
+    mp = s3.create_multipart_upload(Bucket="lc-tags", Key="t/mp", Tagging="kind=tmp")["UploadId"]
+    part = s3.upload_part(Bucket="lc-tags", Key="t/mp", UploadId=mp, PartNumber=1, Body=b"e")
+    s3.complete_multipart_upload(
+        Bucket="lc-tags",
+        Key="t/mp",
+        UploadId=mp,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    tagging = {"TagSet": [{"Key": "kind", "Value": "tmp"}]}
+    s3.put_object_tagging(Bucket="lc-tags", Key="t/retagged", Tagging=tagging)
+    s3.delete_object_tagging(Bucket="lc-tags", Key="t/untagged")
+    assert 'rule-id="tmp"' in s3.head_object(Bucket="lc-tags", Key="t/put")["Expiration"]
+    assert "Expiration" not in s3.head_object(Bucket="lc-tags", Key="t/other")
+    # the coordinator holds digests, never the tags
+    coord = planet.planet.coordinator
+    assert coord is not None
+    query = sa.select(objects.c.tag_digests).where(objects.c.bucket == "lc-tags")
+    stored = planet.run(coord.db.read(lambda c: c.execute(query).scalars().all()))
+    assert stored and not any("tmp" in (d or "") or "kind" in (d or "") for d in stored)
+    _run(planet)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lc-tags").get("Contents", [])]
+    assert keys == ["t/other", "t/untagged"]

@@ -26,6 +26,7 @@ from skymesh.codec.crypto import (
     wrap_key,
 )
 from skymesh.errors import Forbidden
+from skymesh.lifecycle_rules import tag_digests
 
 MAX_CACHED_BUCKET_KEYS = 4096
 PART_KEY_LABEL = b"skymesh/part-key/v1"
@@ -95,6 +96,11 @@ class GivenKeys:
 
     def tag_secret(self, bucket: str) -> bytes:
         raise Forbidden("a scoped client holds no bucket key: it cannot digest tags")
+
+
+def tags_digested(keys: KeySource, bucket: str, tags: Mapping[str, str]) -> list[str]:
+    """The digests stored beside a version with ``tags``, for lifecycle Tag filters."""
+    return tag_digests(keys.tag_secret(bucket), tags) if tags else []
 
 
 def key_context(bucket: str, key: str) -> bytes:

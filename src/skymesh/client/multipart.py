@@ -15,7 +15,7 @@ import msgspec
 
 from skymesh import errors
 from skymesh.client.buffers import BufferPool
-from skymesh.client.keys import KeySource, new_part_key
+from skymesh.client.keys import KeySource, new_part_key, tags_digested
 from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.objectmeta import (
     BeforeCommit,
@@ -218,7 +218,11 @@ class MultipartUploads:
             part_checksums=part_checksums if any(part_checksums) else [],
         )
         return await self.metainfo.complete_upload(
-            msgspec.structs.replace(request, encrypted_metadata=seal_meta(data_key, meta))
+            msgspec.structs.replace(
+                request,
+                encrypted_metadata=seal_meta(data_key, meta),
+                tag_digests=tags_digested(self.keys, bucket, meta.tags),
+            )
         )
 
     async def list_all_parts(self, bucket: str, key: str, upload_id: str) -> dict[int, PartInfo]:

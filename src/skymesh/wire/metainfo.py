@@ -171,6 +171,8 @@ class UpdateObjectMetadataRequest(Base, frozen=True):
     key: str
     version_id: str
     encrypted_metadata: bytes
+    # keyed digests of the version's tags (the gateway's, for lifecycle Tag filters)
+    tag_digests: list[str] = []
 
 
 class Scheme(Base, frozen=True):
@@ -314,6 +316,8 @@ class CommitObjectRequest(Base, frozen=True):
     # if_none_match "*" fails if the key exists; if_match fails unless its ETag is current.
     if_match: str = ""
     if_none_match: str = ""
+    # keyed digests of the version's tags (the gateway's, for lifecycle Tag filters)
+    tag_digests: list[str] = []
 
 
 class PutInlineRequest(Base, frozen=True):
@@ -328,6 +332,8 @@ class PutInlineRequest(Base, frozen=True):
     segment: SegmentCommit | None = None  # None for an empty object
     if_match: str = ""  # as in CommitObjectRequest
     if_none_match: str = ""
+    # keyed digests of the version's tags (the gateway's, for lifecycle Tag filters)
+    tag_digests: list[str] = []
 
 
 class ObjectRequest(Base, frozen=True):
@@ -577,6 +583,8 @@ class CompleteUploadRequest(Base, frozen=True):
     if_none_match: str = ""
     # when set, replaces the upload's sealed metadata (the gateway adds part sizes, checksums)
     encrypted_metadata: bytes = b""
+    # keyed digests of the version's tags (the gateway's, for lifecycle Tag filters)
+    tag_digests: list[str] = []
 
 
 class ListUploadsRequest(Base, frozen=True):

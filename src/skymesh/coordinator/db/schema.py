@@ -138,7 +138,6 @@ pending_streams = sa.Table(
     sa.Column("encrypted_metadata", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
-    sa.Column("tag_digests", sa.Text, nullable=True),  # a multipart upload's, for its object
     sa.Index("ix_pending_bucket_key", "bucket", "key", "stream_id"),
     sa.Index("ix_pending_expires", "expires_at"),
 )

@@ -83,7 +83,6 @@ class PendingStream:
     encrypted_metadata: bytes
     created_at: float
     expires_at: float
-    tag_digests: str | None = None
 
 
 _SELECT_PENDING = sa.select(pending_streams).where(

@@ -1,8 +1,8 @@
 """Bucket lifecycle rules and the tag digests they match.
 
 ``buckets.lifecycle`` holds a bucket's S3 lifecycle rules as JSON (NULL: none).
-``objects.tag_digests`` and ``pending_streams.tag_digests`` hold the gateway's keyed
-digests of a version's tags (space-separated; NULL or empty: no tags): the tags
+``objects.tag_digests`` holds the gateway's keyed digests of a version's tags
+(space-separated; NULL: no tags): the tags
 themselves stay sealed in the object's metadata, and the coordinator's
 ``lifecycle-rules`` loop matches a rule's Tag filter by digest.
 
@@ -25,12 +25,10 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("buckets", sa.Column("lifecycle", sa.Text, nullable=True))
     op.add_column("objects", sa.Column("tag_digests", sa.Text, nullable=True))
-    op.add_column("pending_streams", sa.Column("tag_digests", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
     for table, column in (
-        ("pending_streams", "tag_digests"),
         ("objects", "tag_digests"),
         ("buckets", "lifecycle"),
     ):
