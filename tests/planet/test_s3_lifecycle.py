@@ -17,7 +17,9 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from skymesh.coordinator.db.schema import objects
+from skymesh.coordinator.metainfo import apply_lifecycle
 from skymesh.coordinator.metainfo.apply_lifecycle import LifecycleRun
+from skymesh.errors import Forbidden
 from skymesh.lifecycle_rules import after_days
 from skymesh.testing.planet import Planet, PlanetThread
 from tests.conftest import S3Client, planet_config, random_bytes
@@ -275,3 +277,31 @@ def test_tag_filters_match_digests_that_follow_tag_changes(
     _run(planet)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lc-tags").get("Contents", [])]
     assert keys == ["t/other", "t/untagged"]
+
+
+def test_a_removal_the_deletion_path_refuses_is_skipped(
+    planet: PlanetThread, s3: S3Client, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """What Object Lock's check in the shared delete path does to a locked version: the
+    run skips and logs it, and removes the rest of the batch."""
+    real = apply_lifecycle.delete_one
+
+    def refusing(conn: Any, now: float, bucket: str, versioning: str, key: str, vid: str) -> Any:
+        if key == "locked":
+            raise Forbidden("the version is locked", code="AccessDenied")
+        return real(conn, now, bucket, versioning, key, vid)
+
+    monkeypatch.setattr(apply_lifecycle, "delete_one", refusing)
+    s3.create_bucket(Bucket="lc-lock")
+    _put_rules(
+        s3, "lc-lock", {"ID": "all", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}
+    )
+    for key in ("a", "locked", "z"):
+        s3.put_object(Bucket="lc-lock", Key=key, Body=b"x")
+    result = _run(planet)
+    assert result.skipped == 1 and len(result.refused) == 1
+    assert result.refused[0].startswith("lc-lock/locked@")
+    assert result.refused[0].endswith(": AccessDenied")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lc-lock").get("Contents", [])]
+    assert keys == ["locked"]
+    assert "cannot expire-current lc-lock/locked" in caplog.text

@@ -117,6 +117,15 @@ def _rules(conn: sa.Connection, bucket: str) -> tuple[list[LifecycleRule], str] 
     return [r for r in decode_lifecycle(row.lifecycle) or [] if r.enabled], str(row.versioning)
 
 
+def _acts_on_objects(rule: LifecycleRule) -> bool:
+    return (
+        rule.expiration_days is not None
+        or rule.expiration_date is not None
+        or rule.expired_object_delete_marker
+        or rule.noncurrent_days is not None
+    )
+
+
 def plan_key(
     rules: Sequence[LifecycleRule], key: str, versions: Sequence[Any], now: float, day: float
 ) -> list[Removal]:
@@ -158,7 +167,9 @@ def _plan(
     found = _rules(conn, bucket)
     if found is None:
         return [], None
-    rules, _ = found
+    rules = [r for r in found[0] if _acts_on_objects(r)]
+    if not rules:
+        return [], None  # only AbortIncompleteMultipartUpload: no key to look at
     keys = list(
         conn.execute(
             sa.select(objects.c.key)
@@ -167,7 +178,7 @@ def _plan(
             .limit(BATCH)
         ).scalars()
     )
-    if not keys or not rules:
+    if not keys:
         return [], None
     rows = conn.execute(
         sa.select(*_VERSIONS)
@@ -308,35 +319,56 @@ class LifecycleRules:
             setattr(result, counter, getattr(result, counter) + 1)
 
     async def _uploads(self, bucket: str, project_id: str, result: LifecycleRun) -> None:
+        """Abort the bucket's incomplete multipart uploads a rule says are due, looking
+        at :data:`BATCH` old enough to be (by upload id) per read."""
         now = self.m.clock()
         p = pending_streams.c
+        after = ""
+        while True:
 
-        def due(conn: sa.Connection) -> list[tuple[str, str]]:
-            found = _rules(conn, bucket)
-            rules = found[0] if found is not None else []
-            if not any(r.abort_days is not None for r in rules):
-                return []
-            rows = conn.execute(
-                sa.select(p.key, p.stream_id, p.created_at)
-                .where(p.bucket == bucket, p.kind == MULTIPART, p.expires_at >= now)
-                .order_by(p.created_at)
-            ).all()
-            return [
-                (r.key, r.stream_id)
-                for r in rows
-                if any(upload_expired(rule, r.key, r.created_at, now, self.day) for rule in rules)
-            ]
+            def due(conn: sa.Connection, after: str = after) -> tuple[list[Any], str | None]:
+                found = _rules(conn, bucket)
+                days = [r.abort_days for r in found[0] if r.abort_days] if found else []
+                if not days:
+                    return [], None
+                rows = conn.execute(
+                    sa.select(p.key, p.stream_id, p.created_at)
+                    .where(
+                        p.bucket == bucket,
+                        p.kind == MULTIPART,
+                        p.stream_id > after,
+                        p.expires_at >= now,
+                        # none younger than the shortest rule's days can be due
+                        p.created_at <= now - min(days) * self.day,
+                    )
+                    .order_by(p.stream_id)
+                    .limit(BATCH)
+                ).all()
+                rules = found[0] if found else []
+                todo = [
+                    r
+                    for r in rows
+                    if any(
+                        upload_expired(rule, r.key, r.created_at, now, self.day) for rule in rules
+                    )
+                ]
+                return todo, (rows[-1].stream_id if len(rows) == BATCH else None)
 
-        for key, upload_id in await self.m.db.read(due):
-            req = UploadRequest(bucket=bucket, key=key, upload_id=upload_id)
-            try:
-                await abort_upload(self.m, project_id, req)
-            except SkymeshError as e:
-                if e.code == "NoSuchUpload":
-                    continue  # completed or aborted since
-                self._refused(result, bucket, Removal("abort-upload", key, upload_id, ""), e)
-                continue
-            result.uploads += 1
+            todo, last = await self.m.db.read(due)
+            for row in todo:
+                req = UploadRequest(bucket=bucket, key=row.key, upload_id=row.stream_id)
+                try:
+                    await abort_upload(self.m, project_id, req)
+                except SkymeshError as e:
+                    if e.code != "NoSuchUpload":  # else completed or aborted since
+                        self._refused(
+                            result, bucket, Removal("abort-upload", row.key, row.stream_id, ""), e
+                        )
+                    continue
+                result.uploads += 1
+            if last is None:
+                return
+            after = last
 
     def _refused(
         self, result: LifecycleRun, bucket: str, removal: Removal, e: SkymeshError
