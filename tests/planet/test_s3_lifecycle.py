@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from skymesh.coordinator.db.schema import objects
 from skymesh.coordinator.metainfo import apply_lifecycle
 from skymesh.coordinator.metainfo.apply_lifecycle import LifecycleRun
+from skymesh.coordinator.metainfo.delete_object import delete_one
 from skymesh.errors import Forbidden
 from skymesh.lifecycle_rules import after_days
 from skymesh.testing.planet import Planet, PlanetThread
@@ -284,12 +285,11 @@ def test_a_removal_the_deletion_path_refuses_is_skipped(
 ) -> None:
     """What Object Lock's check in the shared delete path does to a locked version: the
     run skips and logs it, and removes the rest of the batch."""
-    real = apply_lifecycle.delete_one
 
     def refusing(conn: Any, now: float, bucket: str, versioning: str, key: str, vid: str) -> Any:
         if key == "locked":
             raise Forbidden("the version is locked", code="AccessDenied")
-        return real(conn, now, bucket, versioning, key, vid)
+        return delete_one(conn, now, bucket, versioning, key, vid)
 
     monkeypatch.setattr(apply_lifecycle, "delete_one", refusing)
     s3.create_bucket(Bucket="lc-lock")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from skymesh.config import CoordinatorConfig, load_config
 from skymesh.coordinator.metainfo.apply_lifecycle import (
     DROP_MARKER,
     DROP_VERSION,
     EXPIRE_CURRENT,
     plan_key,
 )
+from skymesh.errors import ConfigError
 from skymesh.gateway.s3.errors import S3Error
 from skymesh.gateway.s3.lifecycle import lifecycle_xml, parse_lifecycle
 from skymesh.lifecycle_rules import (
@@ -261,3 +264,14 @@ def test_parse_and_render_round_trip() -> None:
     assert (a.noncurrent_days, a.newer_noncurrent_versions) == (3, 2)
     assert b.id and not b.enabled and b.expiration_days == 1  # an ID was made for it
     assert parse_lifecycle(lifecycle_xml(rules)) == rules
+
+
+def test_the_day_length_is_a_coordinator_setting(tmp_path: Path) -> None:
+    assert CoordinatorConfig().lifecycle_day_seconds == DAY
+    path = tmp_path / "c.toml"
+    path.write_text("[coordinator]\nlifecycle_day_seconds = 2.5\n")
+    assert load_config(CoordinatorConfig, path, environ={}).lifecycle_day_seconds == 2.5
+    env = {"SKYMESH_COORDINATOR_LIFECYCLE_DAY_SECONDS": "1"}
+    assert load_config(CoordinatorConfig, None, environ=env).lifecycle_day_seconds == 1.0
+    with pytest.raises(ConfigError):
+        CoordinatorConfig(lifecycle_day_seconds=0)
