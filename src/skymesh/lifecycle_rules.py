@@ -105,6 +105,21 @@ def object_expiration(
     return best
 
 
+def marker_expired(
+    rule: LifecycleRule, key: str, created_at: float, now: float, day: float = DAY
+) -> bool:
+    """Whether ``rule`` removes a delete marker, created at ``created_at``, that is its
+    key's only version (an "expired object delete marker"): at once with
+    ``ExpiredObjectDeleteMarker``, else when its Expiration would take an object of that
+    age (S3 does that cleanup for Days rules). A marker has no tags and no size."""
+    if not matches(rule, key, 0, ()):
+        return False
+    if rule.expired_object_delete_marker:
+        return True
+    expiry = current_expiry(rule, created_at, day)
+    return expiry is not None and now >= expiry
+
+
 def noncurrent_expired(
     rule: LifecycleRule, noncurrent_since: float, newer_noncurrent: int, now: float, day: float
 ) -> bool:

@@ -128,6 +128,14 @@ def test_the_loop_plans_what_s3_removes() -> None:
     assert [r.action for r in plan_key(rules, "x", lone, 2.0, day)] == [DROP_MARKER]
     # a marker over a version is not expired
     assert plan_key(rules[2:], "x", [*lone, _version("v", 0.5)], 2.0, day) == []
+    # an Expiration's Days also removes a lone marker, once the marker is that old
+    days = [_rule(id="cur", expiration_days=2)]
+    assert plan_key(days, "x", lone, 2.9, day) == []
+    assert [(r.action, r.rule_id) for r in plan_key(days, "x", lone, 3.0, day)] == [
+        (DROP_MARKER, "cur")
+    ]
+    tagged = [_rule(expiration_days=1, tag_digests=["d" * 64])]
+    assert plan_key(tagged, "x", lone, 9.0, day) == []  # a marker has no tags
 
 
 def _body(*rules: str) -> bytes:

@@ -9,7 +9,8 @@ of the key's versions (the pure ``skymesh.lifecycle_rules`` decides):
   unversioned bucket it is deleted; in a versioned one (Enabled or Suspended) a
   delete marker goes on top, as a DELETE without a version id does;
 - a delete marker that is the key's only version goes when a rule says
-  ``ExpiredObjectDeleteMarker``;
+  ``ExpiredObjectDeleteMarker``, or when an Expiration's Days (Date) would have
+  expired it as an object, as S3 does;
 - a noncurrent version goes ``NoncurrentDays`` after it became noncurrent (when
   its successor was created), unless it is one of the ``NewerNoncurrentVersions``
   newest noncurrent versions;
@@ -51,6 +52,7 @@ from skymesh.lifecycle_rules import (
     current_expiry,
     day_boundary,
     decode_digests,
+    marker_expired,
     matches,
     noncurrent_expired,
     upload_expired,
@@ -135,7 +137,7 @@ def plan_key(
     if latest.delete_marker:
         if len(versions) == 1:
             for rule in rules:
-                if rule.expired_object_delete_marker and key.startswith(rule.prefix):
+                if marker_expired(rule, key, latest.created_at, now, day):
                     out.append(Removal(DROP_MARKER, key, latest.stream_id, rule.id))
                     break
     else:
