@@ -148,6 +148,21 @@ def upload_expired(
     )
 
 
+def upload_abort(
+    rules: Iterable[LifecycleRule], key: str, initiated_at: float, day: float = DAY
+) -> tuple[float, str] | None:
+    """(abort date, rule id) of the enabled AbortIncompleteMultipartUpload rule that
+    aborts an upload of ``key`` first (S3's ``x-amz-abort-date`` / ``-rule-id``)."""
+    best: tuple[float, str] | None = None
+    for rule in rules:
+        if not rule.enabled or rule.abort_days is None or not key.startswith(rule.prefix):
+            continue
+        when = after_days(initiated_at, rule.abort_days, day)
+        if best is None or when < best[0]:
+            best = (when, rule.id)
+    return best
+
+
 def expiration_header(expiry: float, rule_id: str) -> str:
     """S3's ``x-amz-expiration`` value: ``expiry-date="Fri, 23 Dec 2012 00:00:00 GMT",
     rule-id="..."`` (a rule id's quotes and non-ASCII characters percent-encoded, so

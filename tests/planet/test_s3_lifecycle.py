@@ -223,8 +223,14 @@ def test_incomplete_upload_aborted_and_its_parts_freed(planet: PlanetThread, s3:
             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
         },
     )
-    up = s3.create_multipart_upload(Bucket="lc-mp", Key="up/big")["UploadId"]
-    kept = s3.create_multipart_upload(Bucket="lc-mp", Key="other")["UploadId"]
+    created = s3.create_multipart_upload(Bucket="lc-mp", Key="up/big")
+    up = created["UploadId"]
+    assert created["AbortRuleId"] == "abort"
+    started = time.time()  # the abort date: the first day boundary a day after creation
+    assert started - 1 <= created["AbortDate"].timestamp() - DAY <= started + 1
+    kept_upload = s3.create_multipart_upload(Bucket="lc-mp", Key="other")
+    assert "AbortDate" not in kept_upload
+    kept = kept_upload["UploadId"]
     s3.upload_part(
         Bucket="lc-mp", Key="up/big", UploadId=up, PartNumber=1, Body=random_bytes(DATA, 9)
     )

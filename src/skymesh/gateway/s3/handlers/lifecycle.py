@@ -6,7 +6,8 @@ A rule's Tag filter travels with the keyed digests of its tags
 (``skymesh.lifecycle_rules.tag_digest``), which is all the coordinator matches:
 object tags stay sealed in their object's metadata.
 
-``x-amz-expiration`` (GetObject, HeadObject, PutObject) is worked out here from
+``x-amz-expiration`` (GetObject, HeadObject, PutObject) and CreateMultipartUpload's
+``x-amz-abort-date`` / ``x-amz-abort-rule-id`` are worked out here from
 the bucket's rules, found through the gateway's short-lived
 :class:`~skymesh.gateway.s3.public.BucketDirectory` cache, with the same pure
 matching the coordinator uses.
@@ -26,7 +27,14 @@ from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.lifecycle import MAX_LIFECYCLE_BODY, lifecycle_xml, parse_lifecycle
 from skymesh.gateway.s3.request import XML, S3Request
-from skymesh.lifecycle_rules import expiration_header, object_expiration, tag_digest, tag_digests
+from skymesh.gateway.s3.xml import http_date
+from skymesh.lifecycle_rules import (
+    expiration_header,
+    object_expiration,
+    tag_digest,
+    tag_digests,
+    upload_abort,
+)
 from skymesh.wire.metainfo import LifecycleRule
 
 log = logging.getLogger(__name__)
@@ -69,9 +77,10 @@ def _forget(req: S3Request) -> None:
         req.ctx.directory.forget(req.bucket)
 
 
-async def _rules(req: S3Request) -> tuple[list[LifecycleRule], float] | None:
-    """The bucket's enabled rules with an Expiration, and the day length; None when none
-    (or the bucket's configuration cannot be read now: the header is advisory)."""
+async def _rules(req: S3Request, abort: bool = False) -> tuple[list[LifecycleRule], float] | None:
+    """The bucket's enabled rules with an Expiration (``abort``: an
+    AbortIncompleteMultipartUpload), and the day length; None when none (or the bucket's
+    configuration cannot be read now: the headers are advisory)."""
     if req.ctx.directory is None:
         return None
     try:
@@ -83,7 +92,12 @@ async def _rules(req: S3Request) -> tuple[list[LifecycleRule], float] | None:
     rules = [
         r
         for r in owned.config.lifecycle
-        if r.enabled and (r.expiration_days is not None or r.expiration_date is not None)
+        if r.enabled
+        and (
+            r.abort_days is not None
+            if abort
+            else (r.expiration_days is not None or r.expiration_date is not None)
+        )
     ]
     return (rules, owned.config.lifecycle_day) if rules else None
 
@@ -108,3 +122,15 @@ async def expiration_headers(req: S3Request, obj: StoredObject) -> dict[str, str
     if expiry is None:
         return {}
     return {EXPIRATION_HEADER: expiration_header(*expiry)}
+
+
+async def abort_headers(req: S3Request, key: str, initiated_at: float) -> dict[str, str]:
+    """``x-amz-abort-date`` and ``x-amz-abort-rule-id`` for a new multipart upload that an
+    enabled AbortIncompleteMultipartUpload rule will abort."""
+    found = await _rules(req, abort=True)
+    if found is None:
+        return {}
+    abort = upload_abort(found[0], key, initiated_at, found[1])
+    if abort is None:
+        return {}
+    return {"x-amz-abort-date": http_date(abort[0]), "x-amz-abort-rule-id": abort[1]}

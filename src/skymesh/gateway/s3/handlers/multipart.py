@@ -11,6 +11,7 @@ from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import composite
 from skymesh.gateway.s3.handlers.encryption import RESPONSE_HEADERS as SSE_HEADERS
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
+from skymesh.gateway.s3.handlers.lifecycle import abort_headers
 from skymesh.gateway.s3.handlers.objects import (
     body_checksum_headers,
     meta_from_headers,
@@ -49,6 +50,7 @@ async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     body = initiate_multipart_xml(req.bucket, req.key, info.upload_id)
     resp = web.Response(body=body, content_type=XML)
     resp.headers.update(SSE_HEADERS)
+    resp.headers.update(await abort_headers(req, req.key, info.created_at))
     return resp
 
 
