@@ -14,6 +14,7 @@ from skymesh.coordinator.metainfo.apply_lifecycle import (
     DROP_MARKER,
     DROP_VERSION,
     EXPIRE_CURRENT,
+    next_run,
     plan_key,
 )
 from skymesh.errors import ConfigError
@@ -283,3 +284,12 @@ def test_the_day_length_is_a_coordinator_setting(tmp_path: Path) -> None:
     assert load_config(CoordinatorConfig, None, environ=env).lifecycle_day_seconds == 1.0
     with pytest.raises(ConfigError):
         CoordinatorConfig(lifecycle_day_seconds=0)
+
+
+def test_a_run_starts_a_minute_after_each_day_boundary() -> None:
+    midnight = datetime(2012, 12, 21, tzinfo=UTC).timestamp()
+    assert next_run(midnight - 3600, DAY) == midnight + 60
+    # a run that ended just past midnight still runs for that day
+    assert next_run(midnight + 1, DAY) == midnight + 60
+    assert next_run(midnight + 60, DAY) == midnight + DAY + 60
+    assert next_run(10.01, 1.0) == 10.05 and next_run(10.05, 1.0) == 11.05  # a short day

@@ -33,6 +33,7 @@ dies mid-run leaves the rest for the next run.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,6 @@ from skymesh.coordinator.metainfo.multipart import abort_upload
 from skymesh.errors import SkymeshError
 from skymesh.lifecycle_rules import (
     current_expiry,
-    day_boundary,
     decode_digests,
     marker_expired,
     matches,
@@ -62,7 +62,10 @@ from skymesh.wire.metainfo import LifecycleRule, UploadRequest
 log = logging.getLogger(__name__)
 
 BATCH = 200  # keys planned (and their removals written) per transaction
-RUN_AFTER_BOUNDARY = 0.05  # of a day: a run starts this long after each day boundary
+# a run starts this long after each day boundary (a minute past midnight UTC, or 5 %
+# of a shortened day), so that coordinator clocks a little behind still see the new day
+RUN_AFTER_BOUNDARY = 60.0
+RUN_AFTER_BOUNDARY_FRACTION = 0.05
 
 EXPIRE_CURRENT = "expire-current"  # the latest version: deleted, or a delete marker on top
 DROP_VERSION = "drop-version"  # a noncurrent version, by id
@@ -110,6 +113,14 @@ _VERSIONS = (
     objects.c.delete_marker,
     objects.c.tag_digests,
 )
+
+
+def next_run(now: float, day: float) -> float:
+    """When the run after ``now`` starts: the first time past ``now`` that is a little
+    after a day boundary (a run that ends just after a boundary still runs again for it)."""
+    after = min(RUN_AFTER_BOUNDARY, RUN_AFTER_BOUNDARY_FRACTION * day)
+    start = math.floor(now / day) * day + after
+    return start if start > now else start + day
 
 
 def _rules(conn: sa.Connection, bucket: str) -> tuple[list[LifecycleRule], str] | None:
@@ -246,9 +257,9 @@ class LifecycleRules:
         self.last: LifecycleRun | None = None  # what the last run did
 
     def next_delay(self) -> float:
-        """Seconds until just after the next day boundary (the next run)."""
+        """Seconds until the next run."""
         now = self.m.clock()
-        return day_boundary(now, self.day) + RUN_AFTER_BOUNDARY * self.day - now
+        return next_run(now, self.day) - now
 
     async def step(self) -> float:
         """One run, then the wait until the next (the loop's step)."""
