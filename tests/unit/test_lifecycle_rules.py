@@ -232,6 +232,14 @@ DAYS_1 = "<Expiration><Days>1</Days></Expiration>"
         ),
         (
             _body(
+                _rule_xml(DAYS_1, scope="<Prefix>a</Prefix>"),
+                _rule_xml(DAYS_1, scope="<Prefix>ab</Prefix>"),
+            ),
+            "InvalidRequest",
+            "Found overlapping prefixes 'a' and 'ab' for same action type 'Expiration'",
+        ),
+        (
+            _body(
                 _rule_xml(
                     "<Transition><Days>30</Days><StorageClass>GLACIER</StorageClass></Transition>"
                 )

@@ -15,8 +15,10 @@ accepted and never done.
 from __future__ import annotations
 
 import base64
+import itertools
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -263,6 +265,37 @@ def _rule(el: ET.Element, v2: bool) -> tuple[LifecycleRule, bool]:
     return rule, transitions
 
 
+def _expires(r: LifecycleRule) -> bool:
+    return r.expiration_days is not None or r.expiration_date is not None
+
+
+def _expires_noncurrent(r: LifecycleRule) -> bool:
+    return r.noncurrent_days is not None
+
+
+def _aborts(r: LifecycleRule) -> bool:
+    return r.abort_days is not None
+
+
+_ACTIONS: tuple[tuple[str, Callable[[LifecycleRule], bool]], ...] = (
+    ("Expiration", _expires),
+    ("NoncurrentVersionExpiration", _expires_noncurrent),
+    ("AbortIncompleteMultipartUpload", _aborts),
+)
+
+
+def _check_overlaps(rules: list[LifecycleRule]) -> None:
+    """Lifecycle V1 (rule-level prefixes): no two rules whose prefixes overlap (one starts
+    the other) may take the same kind of action, as S3 refuses."""
+    for action, takes in _ACTIONS:
+        prefixes = sorted(r.prefix for r in rules if takes(r))
+        for a, b in itertools.pairwise(prefixes):
+            if b.startswith(a):
+                _invalid_request(
+                    f"Found overlapping prefixes '{a}' and '{b}' for same action type '{action}'"
+                )
+
+
 def marker_el_given(expiration_el: ET.Element | None) -> bool:
     """Whether an Expiration names ExpiredObjectDeleteMarker (true or false: S3 refuses
     either with a tag or size filter)."""
@@ -307,6 +340,8 @@ def parse_lifecycle(body: bytes) -> list[LifecycleRule]:
         rule, has_transitions = _rule(el, v2)
         transitions = transitions or has_transitions
         rules.append(rule)
+    if not v2:
+        _check_overlaps(rules)
     if transitions:
         raise s3_error(
             "InvalidStorageClass",
