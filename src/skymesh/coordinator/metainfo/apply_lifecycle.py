@@ -82,7 +82,7 @@ class Removal:
 
 @dataclass
 class LifecycleRun:
-    """What one run did (``loops["lifecycle-rules"].last_result``)."""
+    """What one run did (``MetainfoService.lifecycle_rules.last``: the latest run)."""
 
     buckets: int = 0
     expired: int = 0  # current versions deleted or covered by a delete marker
