@@ -18,6 +18,7 @@ from skymesh.coordinator.metainfo.apply_lifecycle import (
     plan_key,
 )
 from skymesh.errors import ConfigError
+from skymesh.gateway.s3.bucket_rules import CACHE_TTL, BucketRules
 from skymesh.gateway.s3.errors import S3Error
 from skymesh.gateway.s3.lifecycle import lifecycle_xml, parse_lifecycle
 from skymesh.lifecycle_rules import (
@@ -32,7 +33,7 @@ from skymesh.lifecycle_rules import (
     tag_digests,
     upload_expired,
 )
-from skymesh.wire.metainfo import LifecycleRule, Tag
+from skymesh.wire.metainfo import BucketConfig, LifecycleRule, Tag
 
 T0 = datetime(2012, 12, 20, 15, 30, tzinfo=UTC).timestamp()
 
@@ -301,3 +302,22 @@ def test_a_run_starts_a_minute_after_each_day_boundary() -> None:
     assert next_run(midnight + 1, DAY) == midnight + 60
     assert next_run(midnight + 60, DAY) == midnight + DAY + 60
     assert next_run(10.01, 1.0) == 10.05 and next_run(10.05, 1.0) == 11.05  # a short day
+
+
+async def test_the_gateway_keeps_a_buckets_rules_a_few_seconds() -> None:
+    now = [100.0]
+    rules = [_rule(expiration_days=1)]
+
+    async def bucket_config(bucket: str) -> BucketConfig:
+        return BucketConfig(name=bucket, lifecycle=rules, lifecycle_day=2.0)
+
+    client: Any = SimpleNamespace(metainfo=SimpleNamespace(bucket_config=bucket_config))
+    cache = BucketRules(clock=lambda: now[0])
+    assert await cache.rules(client, "b") == (rules, 2.0)
+    now[0] += CACHE_TTL - 0.1
+    assert await cache.rules(client, "b") == (rules, 2.0) and cache.reads == 1
+    now[0] += 0.2
+    await cache.rules(client, "b")
+    cache.forget("b")
+    await cache.rules(client, "b")
+    assert cache.reads == 3

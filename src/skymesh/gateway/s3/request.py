@@ -13,6 +13,7 @@ from aiohttp import web
 
 from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig
+from skymesh.gateway.s3.bucket_rules import BucketRules
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.router import Endpoint
@@ -32,6 +33,8 @@ class S3Context:
     errors: int = 0
     # bucket owners and configuration for unsigned requests (set by make_app)
     directory: BucketDirectory | None = None
+    # buckets' lifecycle rules, for the headers that depend on them
+    bucket_rules: BucketRules = field(default_factory=BucketRules)
 
     def lookup_secret(self, access_key: str) -> str | None:
         cred = self.credentials.get(access_key)

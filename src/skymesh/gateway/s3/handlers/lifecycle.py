@@ -8,9 +8,8 @@ object tags stay sealed in their object's metadata.
 
 ``x-amz-expiration`` (GetObject, HeadObject, PutObject) and CreateMultipartUpload's
 ``x-amz-abort-date`` / ``x-amz-abort-rule-id`` are worked out here from
-the bucket's rules, found through the gateway's short-lived
-:class:`~skymesh.gateway.s3.public.BucketDirectory` cache, with the same pure
-matching the coordinator uses.
+the bucket's rules, kept a few seconds (``gateway/s3/bucket_rules.py``), with the
+same pure matching the coordinator uses.
 """
 
 from __future__ import annotations
@@ -73,6 +72,7 @@ async def delete_bucket_lifecycle(req: S3Request) -> web.StreamResponse:
 
 def _forget(req: S3Request) -> None:
     """This gateway's next x-amz-expiration reads the new rules (others' within the cache TTL)."""
+    req.ctx.bucket_rules.forget(req.bucket)
     if req.ctx.directory is not None:
         req.ctx.directory.forget(req.bucket)
 
@@ -81,17 +81,13 @@ async def _rules(req: S3Request, abort: bool = False) -> tuple[list[LifecycleRul
     """The bucket's enabled rules with an Expiration (``abort``: an
     AbortIncompleteMultipartUpload), and the day length; None when none (or the bucket's
     configuration cannot be read now: the headers are advisory)."""
-    if req.ctx.directory is None:
-        return None
     try:
-        owned = await req.ctx.directory.lookup(req.bucket)
+        every, day = await req.ctx.bucket_rules.rules(req.client, req.bucket)
     except (SkymeshError, aiohttp.ClientError, TimeoutError):
-        return None
-    if owned is None or not owned.config.lifecycle:
         return None
     rules = [
         r
-        for r in owned.config.lifecycle
+        for r in every
         if r.enabled
         and (
             r.abort_days is not None
@@ -99,7 +95,7 @@ async def _rules(req: S3Request, abort: bool = False) -> tuple[list[LifecycleRul
             else (r.expiration_days is not None or r.expiration_date is not None)
         )
     ]
-    return (rules, owned.config.lifecycle_day) if rules else None
+    return (rules, day) if rules else None
 
 
 async def expiration_headers(req: S3Request, obj: StoredObject) -> dict[str, str]:
