@@ -167,10 +167,16 @@ class CoordinatorConfig(_Config, frozen=True):
     # renews every third of this). A dead holder's loops move to another coordinator
     # within 4/3 of it; clocks of coordinators must agree within a third of it.
     lease_ttl: float = 10.0
+    # S3 bucket lifecycle (docs/s3-compatibility.md "Lifecycle"): the length of the
+    # rules' "day" in seconds. The `lifecycle-rules` loop runs once a day, just after
+    # each day boundary (midnight UTC for real days); tests shorten it.
+    lifecycle_day_seconds: float = 86400.0
 
     def __post_init__(self) -> None:
         if self.lease_ttl <= 0:
             raise ConfigError("coordinator lease_ttl must be positive")
+        if self.lifecycle_day_seconds <= 0:
+            raise ConfigError("coordinator lifecycle_day_seconds must be positive")
         if self.compute_vetting_audits < 0 or self.compute_exclude_operators < 1:
             raise ConfigError(
                 "coordinator compute_vetting_audits must be >= 0 and compute_exclude_operators >= 1"

@@ -31,7 +31,7 @@ from skymesh.client.download import (
     SegmentSource,
     read_object_range,
 )
-from skymesh.client.keys import KeySource, RootSecretKeys
+from skymesh.client.keys import KeySource, RootSecretKeys, tags_digested
 from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.multipart import MultipartUploads
 from skymesh.client.objectmeta import BeforeCommit, ObjectMeta, open_meta, seal_meta, with_checksums
@@ -343,6 +343,7 @@ class Client:
                         etag=etag or md5,
                         encrypted_key=wrapped,
                         encrypted_metadata=seal_meta(data_key, meta),
+                        tag_digests=tags_digested(self.keys, bucket, meta.tags),
                         segment=last[0] if writer.total else None,
                         if_match=if_match,
                         if_none_match=if_none_match,
@@ -358,6 +359,7 @@ class Client:
                         size=writer.total,
                         etag=etag or md5,
                         encrypted_metadata=seal_meta(data_key, meta),
+                        tag_digests=tags_digested(self.keys, bucket, meta.tags),
                         segments=last,
                         if_match=if_match,
                         if_none_match=if_none_match,
@@ -546,6 +548,7 @@ class Client:
                         key=key,
                         version_id=info.version_id,
                         encrypted_metadata=seal_meta(data_key, meta),
+                        tag_digests=tags_digested(self.keys, bucket, meta.tags),
                     )
                 )
             except errors.NotFound as e:

@@ -26,9 +26,11 @@ from skymesh.codec.crypto import (
     wrap_key,
 )
 from skymesh.errors import Forbidden
+from skymesh.lifecycle_rules import tag_digests
 
 MAX_CACHED_BUCKET_KEYS = 4096
 PART_KEY_LABEL = b"skymesh/part-key/v1"
+TAG_DIGEST_LABEL = b"skymesh/tag-digest/v1"
 KEY_SALT_SIZE = 16
 
 
@@ -39,6 +41,10 @@ class KeySource(Protocol):
 
     def data_key(self, bucket: str, key: str, wrapped: bytes) -> bytes:
         """The data key of ``bucket/key`` from the wrapped form the coordinator keeps."""
+        ...
+
+    def tag_secret(self, bucket: str) -> bytes:
+        """The key of the bucket's tag digests (``skymesh.lifecycle_rules.tag_digest``)."""
         ...
 
 
@@ -67,6 +73,11 @@ class RootSecretKeys:
     def data_key(self, bucket: str, key: str, wrapped: bytes) -> bytes:
         return unwrap_key(self.bucket_key(bucket), wrapped, key_context(bucket, key))
 
+    def tag_secret(self, bucket: str) -> bytes:
+        """A subkey of the bucket key: lifecycle Tag filters match digests the coordinator
+        cannot make or reverse (a tag is a guessable value: the key must stay ours)."""
+        return derive_subkey(self.bucket_key(bucket), TAG_DIGEST_LABEL)
+
 
 class GivenKeys:
     """Data keys handed over by the owner, by ``(bucket, key)``; no bucket key at all."""
@@ -82,6 +93,14 @@ class GivenKeys:
         if data_key is None:
             raise Forbidden(f"this scoped client holds no key for {bucket}/{key}")
         return data_key
+
+    def tag_secret(self, bucket: str) -> bytes:
+        raise Forbidden("a scoped client holds no bucket key: it cannot digest tags")
+
+
+def tags_digested(keys: KeySource, bucket: str, tags: Mapping[str, str]) -> list[str]:
+    """The digests stored beside a version with ``tags``, for lifecycle Tag filters."""
+    return tag_digests(keys.tag_secret(bucket), tags) if tags else []
 
 
 def key_context(bucket: str, key: str) -> bytes:

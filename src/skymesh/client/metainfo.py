@@ -32,6 +32,7 @@ from skymesh.wire.metainfo import (
     DeleteObjectsResponse,
     DownloadRequest,
     DownloadResponse,
+    LifecycleRule,
     ListObjectsRequest,
     ListObjectsResponse,
     ListPartsRequest,
@@ -46,6 +47,7 @@ from skymesh.wire.metainfo import (
     PublicAccessBlock,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketLifecycleRequest,
     PutBucketOwnershipRequest,
     PutBucketPolicyRequest,
     PutBucketTaggingRequest,
@@ -132,6 +134,12 @@ class MetainfoClient:
     async def put_bucket_ownership(self, name: str, ownership: str | None) -> BucketConfig:
         req = PutBucketOwnershipRequest(name=name, ownership=ownership)
         return await self.rpc.send(routes.PUT_BUCKET_OWNERSHIP, req)
+
+    async def put_bucket_lifecycle(
+        self, name: str, rules: list[LifecycleRule] | None
+    ) -> BucketConfig:
+        req = PutBucketLifecycleRequest(name=name, rules=rules)
+        return await self.rpc.send(routes.PUT_BUCKET_LIFECYCLE, req)
 
     # versions and metadata replacement
     async def put_bucket_versioning(self, name: str, status: str) -> BucketConfig:

@@ -16,7 +16,7 @@ import msgspec
 from skymesh import errors
 from skymesh.client.buffers import BufferPool
 from skymesh.client.customerkey import CustomerKey, customer_etag, open_content, verifier
-from skymesh.client.keys import KeySource, new_part_key
+from skymesh.client.keys import KeySource, new_part_key, tags_digested
 from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.objectmeta import (
     BeforeCommit,
@@ -261,7 +261,10 @@ class MultipartUploads:
         )
         return await self.metainfo.complete_upload(
             msgspec.structs.replace(
-                request, encrypted_metadata=seal_meta(data_key, meta), lock=lock
+                request,
+                encrypted_metadata=seal_meta(data_key, meta),
+                lock=lock,
+                tag_digests=tags_digested(self.keys, bucket, meta.tags),
             )
         )
 

@@ -83,18 +83,54 @@ class PublicAccessBlock(Base, frozen=True):
     restrict_public_buckets: bool = False
 
 
-class BucketConfig(Base, frozen=True):
-    """``POST /v1/buckets/config``: a bucket's ACL, tags, CORS rules, policy, Public
-    Access Block and ownership controls.
+class LifecycleRule(Base, frozen=True):
+    """One S3 lifecycle rule, as PutBucketLifecycleConfiguration gives it (checked by
+    the gateway; applied by the coordinator's ``lifecycle-rules`` loop).
 
-    ``tags`` / ``cors`` are None when never set (S3's NoSuchTagSet /
-    NoSuchCORSConfiguration), which differs from an empty list.
+    The filter: ``prefix``, the object's size strictly between ``size_greater_than``
+    and ``size_less_than``, and every tag of ``tags``. Object tags are sealed in
+    their object's metadata, so the coordinator matches ``tag_digests`` (the
+    gateway's keyed digests of each ``key=value``, in the order of ``tags``) against
+    the digests stored with each object. ``legacy_prefix``: written as the
+    rule-level ``<Prefix>`` rather than a ``<Filter>``; ``filter_and``: the filter was
+    an ``<And>`` (both only to answer GetBucketLifecycleConfiguration as written).
+    Times are epoch seconds; ``expiration_date`` is a midnight UTC.
+    """
+
+    id: str
+    enabled: bool
+    prefix: str = ""
+    legacy_prefix: bool = False
+    filter_and: bool = False
+    tags: list[Tag] = []
+    tag_digests: list[str] = []
+    size_greater_than: int | None = None
+    size_less_than: int | None = None
+    expiration_days: int | None = None
+    expiration_date: float | None = None
+    expired_object_delete_marker: bool = False
+    noncurrent_days: int | None = None
+    newer_noncurrent_versions: int | None = None
+    abort_days: int | None = None
+
+
+class BucketConfig(Base, frozen=True):
+    """``POST /v1/buckets/config``: a bucket's ACL, tags, CORS and lifecycle rules,
+    policy, Public Access Block, ownership controls and Object Lock configuration.
+
+    ``tags`` / ``cors`` / ``lifecycle`` are None when never set (S3's NoSuchTagSet /
+    NoSuchCORSConfiguration / NoSuchLifecycleConfiguration), which differs from an
+    empty list.
     """
 
     name: str
     acl: str = "private"  # "private" | "public-read"
     tags: list[Tag] | None = None
     cors: list[CorsRule] | None = None
+    lifecycle: list[LifecycleRule] | None = None
+    # seconds in a lifecycle "day" (the coordinator's lifecycle_day_seconds), so the
+    # gateway's x-amz-expiration agrees with when the coordinator expires
+    lifecycle_day: float = 86400.0
 
     versioning: str = ""
     policy: str | None = None  # the bucket policy JSON as the owner gave it
@@ -169,6 +205,13 @@ class PutBucketCorsRequest(Base, frozen=True):
     rules: list[CorsRule] | None = None
 
 
+class PutBucketLifecycleRequest(Base, frozen=True):
+    """``POST /v1/buckets/put-lifecycle`` -> BucketConfig; ``rules`` None deletes them."""
+
+    name: str
+    rules: list[LifecycleRule] | None = None
+
+
 class UpdateObjectMetadataRequest(Base, frozen=True):
     """``POST /v1/objects/update-metadata`` -> ObjectInfo.
 
@@ -181,6 +224,8 @@ class UpdateObjectMetadataRequest(Base, frozen=True):
     key: str
     version_id: str
     encrypted_metadata: bytes
+    # keyed digests of the version's tags (the gateway's, for lifecycle Tag filters)
+    tag_digests: list[str] = []
 
 
 class Scheme(Base, frozen=True):
@@ -346,6 +391,8 @@ class CommitObjectRequest(Base, frozen=True):
     if_match: str = ""
     if_none_match: str = ""
     lock: ObjectLock | None = None  # None: the bucket's default retention, if any
+    # keyed digests of the version's tags (the gateway's, for lifecycle Tag filters)
+    tag_digests: list[str] = []
 
 
 class PutInlineRequest(Base, frozen=True):
@@ -361,6 +408,8 @@ class PutInlineRequest(Base, frozen=True):
     if_match: str = ""  # as in CommitObjectRequest
     if_none_match: str = ""
     lock: ObjectLock | None = None
+    # keyed digests of the version's tags (the gateway's, for lifecycle Tag filters)
+    tag_digests: list[str] = []
 
 
 class ObjectRequest(Base, frozen=True):
@@ -614,6 +663,8 @@ class CompleteUploadRequest(Base, frozen=True):
     # when set, replaces the upload's sealed metadata (the gateway adds part sizes, checksums)
     encrypted_metadata: bytes = b""
     lock: ObjectLock | None = None  # as in CommitObjectRequest
+    # keyed digests of the version's tags (the gateway's, for lifecycle Tag filters)
+    tag_digests: list[str] = []
 
 
 class ListUploadsRequest(Base, frozen=True):

@@ -71,6 +71,7 @@ from skymesh.wire.metainfo import (
     ProjectCredentials,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketLifecycleRequest,
     PutBucketOwnershipRequest,
     PutBucketPolicyRequest,
     PutBucketTaggingRequest,
@@ -268,6 +269,9 @@ PUT_PUBLIC_ACCESS_BLOCK = _route(
 )
 PUT_BUCKET_OWNERSHIP = _route(
     "POST", "/v1/buckets/put-ownership", PutBucketOwnershipRequest, BucketConfig, PROJECT, SAFE
+)
+PUT_BUCKET_LIFECYCLE = _route(
+    "POST", "/v1/buckets/put-lifecycle", PutBucketLifecycleRequest, BucketConfig, PROJECT, SAFE
 )
 PUT_BUCKET_VERSIONING = _route(
     "POST", "/v1/buckets/put-versioning", PutBucketVersioningRequest, BucketConfig, PROJECT, SAFE

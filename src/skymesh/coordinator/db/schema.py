@@ -109,6 +109,8 @@ buckets = sa.Table(
     sa.Column("policy", sa.Text, nullable=True),
     sa.Column("public_access_block", sa.String, nullable=True),
     sa.Column("ownership", sa.String, nullable=True),
+    # lifecycle rules as JSON (migration 0014), NULL = never set
+    sa.Column("lifecycle", sa.Text, nullable=True),
     sa.Index("ix_buckets_project", "project_id", "name"),
 )
 
@@ -141,6 +143,9 @@ objects = sa.Table(
     sa.Column("lock_mode", sa.String, nullable=False, server_default=""),
     sa.Column("retain_until", sa.Double, nullable=False, server_default="0"),
     sa.Column("legal_hold", sa.Boolean, nullable=False, server_default=sa.false()),
+    # the gateway's keyed digests of the version's tags, space-separated (migration
+    # 0014): lifecycle Tag filters match them, the tags stay sealed in the metadata
+    sa.Column("tag_digests", sa.Text, nullable=True),
     sa.Index("ix_objects_latest", "bucket", "latest", "key"),
 )
 

@@ -54,6 +54,7 @@ PROJECT_OPERATIONS: dict[routes.Route[Any, Any], ProjectOperation] = {
     routes.PUT_BUCKET_POLICY: bucket_config.put_policy,
     routes.PUT_PUBLIC_ACCESS_BLOCK: bucket_config.put_public_access_block,
     routes.PUT_BUCKET_OWNERSHIP: bucket_config.put_ownership,
+    routes.PUT_BUCKET_LIFECYCLE: bucket_config.put_lifecycle,
     routes.PUT_BUCKET_VERSIONING: bucket_config.put_versioning,
     routes.PUT_OBJECT_LOCK_CONFIG: bucket_config.put_object_lock_config,
     routes.PUT_OBJECT_LOCK: object_lock.put_object_lock,

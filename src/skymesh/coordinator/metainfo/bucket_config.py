@@ -1,5 +1,6 @@
-"""Bucket ACL, tags, CORS rules, policy, Public Access Block and ownership controls:
-what S3 calls bucket subresources.
+"""Bucket ACL, tags, CORS rules, lifecycle rules, policy, Public Access Block and
+ownership controls: what S3 calls bucket subresources.
+
 
 The gateway checks them against S3's rules (and answers S3's error codes); the
 coordinator only stores them, capped so that no caller can bloat a bucket row.
@@ -24,9 +25,11 @@ from skymesh.wire.metainfo import (
     BucketConfig,
     BucketRequest,
     CorsRule,
+    LifecycleRule,
     PublicAccessBlock,
     PutBucketAclRequest,
     PutBucketCorsRequest,
+    PutBucketLifecycleRequest,
     PutBucketOwnershipRequest,
     PutBucketPolicyRequest,
     PutBucketTaggingRequest,
@@ -41,6 +44,8 @@ MAX_BUCKET_TAGS = 50
 MAX_TAG_CHARS = 256  # generous: the gateway enforces S3's 128 (key) / 256 (value) UTF-16 units
 MAX_CORS_RULES = 100
 MAX_CORS_JSON = 64 * 1024  # S3 caps a CORS configuration at 64 KB
+MAX_LIFECYCLE_RULES = 1000  # S3's limit
+MAX_LIFECYCLE_JSON = 512 * 1024  # 1000 rules with prefixes and tags fit
 MAX_POLICY_CHARS = 20 * 1024  # S3 caps a bucket policy at 20 KB
 OWNERSHIPS = ("ObjectWriter", "BucketOwnerPreferred", "BucketOwnerEnforced")
 
@@ -56,6 +61,7 @@ _SELECT = sa.select(
     buckets.c.policy,
     buckets.c.public_access_block,
     buckets.c.ownership,
+    buckets.c.lifecycle,
 ).where(buckets.c.name == sa.bindparam("name"))
 
 
@@ -93,6 +99,29 @@ def _encode_cors(rules: list[CorsRule] | None) -> str | None:
     return text
 
 
+def _encode_lifecycle(rules: list[LifecycleRule] | None) -> str | None:
+    if rules is None:
+        return None
+    if not 1 <= len(rules) <= MAX_LIFECYCLE_RULES:
+        raise BadRequest(
+            f"a lifecycle configuration has 1-{MAX_LIFECYCLE_RULES} rules", code="MalformedXML"
+        )
+    if len({r.id for r in rules}) != len(rules):
+        raise BadRequest("lifecycle rule ids must be unique", code="InvalidArgument")
+    text = msgspec.json.encode(rules).decode()
+    if len(text) > MAX_LIFECYCLE_JSON:
+        raise BadRequest(
+            f"the lifecycle configuration is over {MAX_LIFECYCLE_JSON} bytes",
+            code="MaxMessageLengthExceeded",
+        )
+    return text
+
+
+def decode_lifecycle(text: str | None) -> list[LifecycleRule] | None:
+    """A ``buckets.lifecycle`` value as rules (None: never set)."""
+    return None if text is None else msgspec.json.decode(text, type=list[LifecycleRule])
+
+
 def _config(name: str, row: Any) -> BucketConfig:
     return BucketConfig(
         name=name,
@@ -109,6 +138,7 @@ def _config(name: str, row: Any) -> BucketConfig:
         if row.public_access_block is None
         else msgspec.json.decode(row.public_access_block, type=PublicAccessBlock),
         ownership=row.ownership,
+        lifecycle=decode_lifecycle(row.lifecycle),
     )
 
 
@@ -118,7 +148,8 @@ def _read(conn: sa.Connection, project_id: str, name: str) -> BucketConfig:
 
 
 async def get_config(m: Metainfo, project_id: str, req: BucketRequest) -> BucketConfig:
-    return await m.db.read(lambda conn: _read(conn, project_id, req.name))
+    config = await m.db.read(lambda conn: _read(conn, project_id, req.name))
+    return msgspec.structs.replace(config, lifecycle_day=m.config.lifecycle_day_seconds)
 
 
 async def _update(m: Metainfo, project_id: str, name: str, **values: Any) -> BucketConfig:
@@ -168,6 +199,12 @@ async def put_ownership(
             f"object ownership must be one of {', '.join(OWNERSHIPS)}", code="MalformedXML"
         )
     return await _update(m, project_id, req.name, ownership=req.ownership)
+
+
+async def put_lifecycle(
+    m: Metainfo, project_id: str, req: PutBucketLifecycleRequest
+) -> BucketConfig:
+    return await _update(m, project_id, req.name, lifecycle=_encode_lifecycle(req.rules))
 
 
 # ---------------------------------------------------------------- versioning

@@ -19,6 +19,8 @@ MAX_BLOCK_SIZE = 64 * 1024 * 1024
 MAX_EXCLUDED_NODES = 1000
 _BUCKET_NAME = re.compile(r"[a-z0-9.-]{3,63}")
 _VERSION_ID = re.compile(r"[0-9a-f]{32}")  # a stream id (common.new_stream_id)
+_TAG_DIGEST = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex (skymesh.lifecycle_rules)
+MAX_TAG_DIGESTS = 10  # S3's most tags on an object
 
 
 def check_bucket_name(name: str) -> None:
@@ -129,3 +131,13 @@ def check_write_conditions(current_etag: str | None, if_match: str, if_none_matc
             raise PreconditionFailed(
                 "the object's ETag does not match If-Match", code="PreconditionFailed"
             )
+
+
+def tag_digests_column(digests: list[str]) -> str | None:
+    """A version's tag digests checked, as ``objects.tag_digests`` holds them (None: no tags)."""
+    if len(digests) > MAX_TAG_DIGESTS or not all(_TAG_DIGEST.fullmatch(d) for d in digests):
+        raise BadRequest(
+            f"tag_digests are at most {MAX_TAG_DIGESTS} HMAC-SHA256 digests in hex",
+            code="InvalidArgument",
+        )
+    return " ".join(digests) or None

@@ -24,6 +24,7 @@ from skymesh.coordinator.metainfo.checks import (
     check_etag,
     check_key,
     check_size,
+    tag_digests_column,
 )
 from skymesh.coordinator.metainfo.commit_segment import store_segments, verify_segments
 from skymesh.coordinator.metainfo.common import (
@@ -44,6 +45,7 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
     check_size(req.size)
     check_etag(req.etag)
     check_blob("encrypted metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
+    digests = tag_digests_column(req.tag_digests)
     verified = await verify_segments(m, req.segments, SIMPLE, req.stream_id)
     now = m.clock()
 
@@ -71,6 +73,7 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
             "encrypted_key": stream.encrypted_key,
             "encrypted_metadata": req.encrypted_metadata,
             "segment_count": len(order),
+            "tag_digests": digests,
         }
         row = install_object(
             conn,

@@ -1,6 +1,6 @@
 """Delete objects or versions, one or a batch in one transaction; pieces go to garbage.
 
-S3's rules (``_delete_one``): without a version id, an unversioned bucket loses the
+S3's rules (``delete_one``): without a version id, an unversioned bucket loses the
 key's object, while a versioned one gets a delete marker on top and keeps every
 version (a Suspended bucket's marker is the null version, replacing the old one).
 With a version id, exactly that version (or marker) goes for good, its pieces to
@@ -35,14 +35,14 @@ from skymesh.wire.metainfo import (
 MAX_BATCH = 1000  # S3's DeleteObjects limit
 
 
-def _delete_one(
+def delete_one(
     conn: sa.Connection,
     now: float,
     bucket: str,
     versioning: str,
     key: str,
     version_id: str,
-    bypass_governance: bool,
+    bypass_governance: bool = False,
 ) -> DeleteObjectResponse:
     if version_id:
         row = find_version(conn, bucket, key, version_id)
@@ -79,7 +79,7 @@ async def delete_object(m: Metainfo, project_id: str, req: ObjectRequest) -> Del
 
     def txn(conn: sa.Connection) -> DeleteObjectResponse:
         versioning = require_bucket(conn, project_id, req.bucket)
-        return _delete_one(
+        return delete_one(
             conn, now, req.bucket, versioning, req.key, req.version_id, req.bypass_governance
         )
 
@@ -122,7 +122,7 @@ async def delete_objects(
                 )
                 continue
             try:
-                outcome = _delete_one(
+                outcome = delete_one(
                     conn,
                     now,
                     req.bucket,

@@ -26,6 +26,7 @@ from skymesh.coordinator.metainfo.checks import (
     check_part_number,
     check_size,
     check_text,
+    tag_digests_column,
     unquote_etag,
 )
 from skymesh.coordinator.metainfo.commit_segment import verify_segments
@@ -267,6 +268,7 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
     """The listed parts become the object, in one transaction; the rest go to garbage."""
     check_etag(req.etag)
     check_blob("encrypted metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
+    digests = tag_digests_column(req.tag_digests)
     if not req.parts:
         raise BadRequest("complete needs at least one part", code="MalformedXML")
     previous_number = 0
@@ -324,6 +326,7 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
             "encrypted_key": stream.encrypted_key,
             "encrypted_metadata": req.encrypted_metadata or stream.encrypted_metadata,
             "segment_count": len(order),
+            "tag_digests": digests,
         }
         row = install_object(
             conn,

@@ -13,6 +13,7 @@ from skymesh.coordinator.metainfo.checks import (
     check_etag,
     check_key,
     check_size,
+    tag_digests_column,
 )
 from skymesh.coordinator.metainfo.common import (
     install_object,
@@ -67,6 +68,7 @@ async def put_inline(m: Metainfo, project_id: str, req: PutInlineRequest) -> Obj
         "encrypted_key": req.encrypted_key,
         "encrypted_metadata": req.encrypted_metadata,
         "segment_count": len(verified),
+        "tag_digests": tag_digests_column(req.tag_digests),
     }
     rows = [segment_row(stream_id, v, now, number=0) for v in verified]
 

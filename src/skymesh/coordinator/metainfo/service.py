@@ -9,6 +9,7 @@ from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.lifecycle import Chore
 from skymesh.coordinator.metainfo.api import PROJECT_OPERATIONS, ProjectOperation
+from skymesh.coordinator.metainfo.apply_lifecycle import LifecycleRules
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.expire_uploads import EXPIRE_UPLOADS_INTERVAL, expire_uploads
 from skymesh.loops import DrivenLoop
@@ -24,15 +25,18 @@ from skymesh.wire.metainfo import (
 class MetainfoService:
     """Buckets, objects, segments and uploads of each project (``context``), and its projects.
 
-    Chore ``expire-uploads`` forgets pending uploads past their expiry.
+    Chore ``expire-uploads`` forgets pending uploads past their expiry;
+    ``lifecycle-rules`` applies buckets' S3 lifecycle rules once a day.
     """
 
     def __init__(self, context: Metainfo, auth: Auth) -> None:
         self.context = context
         self.auth = auth
         interval = min(EXPIRE_UPLOADS_INTERVAL, context.config.pending_upload_ttl)
+        self.lifecycle_rules = LifecycleRules(context)
         self.chores = [
-            Chore(DrivenLoop.periodic("expire-uploads", interval, lambda: expire_uploads(context)))
+            Chore(DrivenLoop.periodic("expire-uploads", interval, lambda: expire_uploads(context))),
+            Chore(DrivenLoop("lifecycle-rules", self.lifecycle_rules.step)),
         ]
 
     def add_routes(self, table: RouteTable) -> None:

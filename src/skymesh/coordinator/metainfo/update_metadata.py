@@ -12,7 +12,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import objects
-from skymesh.coordinator.metainfo.checks import MAX_ENCRYPTED_METADATA, check_blob, check_key
+from skymesh.coordinator.metainfo.checks import (
+    MAX_ENCRYPTED_METADATA,
+    check_blob,
+    check_key,
+    tag_digests_column,
+)
 from skymesh.coordinator.metainfo.common import load_object
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest, NotFound
@@ -24,6 +29,7 @@ async def update_metadata(
 ) -> ObjectInfo:
     check_key(req.key)
     check_blob("encrypted_metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
+    digests = tag_digests_column(req.tag_digests)
     if not req.version_id:
         raise BadRequest("version_id names the version the metadata was derived from")
 
@@ -36,7 +42,7 @@ async def update_metadata(
                 objects.c.key == req.key,
                 objects.c.stream_id == info.version_id,
             )
-            .values(encrypted_metadata=req.encrypted_metadata)
+            .values(encrypted_metadata=req.encrypted_metadata, tag_digests=digests)
         )
         if done.rowcount != 1:  # pragma: no cover - the writer holds the lock since the load
             raise NotFound(f"object {req.key!r} changed", code="NoSuchVersion")

@@ -15,6 +15,7 @@ from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig
 from skymesh.gateway.metrics import GatewayMetrics
 from skymesh.gateway.s3.access import Access
+from skymesh.gateway.s3.bucket_rules import BucketRules
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.router import Endpoint
@@ -35,6 +36,8 @@ class S3Context:
     # bucket owners and configuration for unsigned requests (set by make_app)
     directory: BucketDirectory | None = None
     metrics: GatewayMetrics | None = None  # requests and bytes counted when set
+    # buckets' lifecycle rules, for the headers that depend on them
+    bucket_rules: BucketRules = field(default_factory=BucketRules)
 
     def lookup_secret(self, access_key: str) -> str | None:
         cred = self.credentials.get(access_key)

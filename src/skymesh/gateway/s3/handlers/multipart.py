@@ -12,6 +12,7 @@ from skymesh.gateway.s3.handlers.body import PutBody
 from skymesh.gateway.s3.handlers.checksums import composite, multipart_headers
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.encryption import customer_key, response_headers
+from skymesh.gateway.s3.handlers.lifecycle import abort_headers
 from skymesh.gateway.s3.handlers.listing import encoding_type
 from skymesh.gateway.s3.handlers.object_lock import write_lock
 from skymesh.gateway.s3.handlers.objects import (
@@ -55,6 +56,7 @@ async def create_multipart_upload(req: S3Request) -> web.StreamResponse:
     resp = web.Response(body=body, content_type=XML)
     resp.headers.update(response_headers(customer))
     resp.headers.update(checksum)
+    resp.headers.update(await abort_headers(req, req.key, info.created_at))
     return resp
 
 

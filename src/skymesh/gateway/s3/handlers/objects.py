@@ -20,6 +20,7 @@ from skymesh.gateway.s3.handlers.checksums import HEADER_PREFIX
 from skymesh.gateway.s3.handlers.checksums import response_headers as checksum_headers
 from skymesh.gateway.s3.handlers.encryption import check_request as check_sse
 from skymesh.gateway.s3.handlers.encryption import customer_key, response_headers
+from skymesh.gateway.s3.handlers.lifecycle import expiration_headers
 from skymesh.gateway.s3.handlers.object_lock import bypass_governance, lock_headers, write_lock
 from skymesh.gateway.s3.handlers.small_body import read_small_body
 from skymesh.gateway.s3.handlers.tagging import tags_from_header
@@ -181,6 +182,7 @@ async def put_object(req: S3Request) -> web.StreamResponse:
     resp.headers["ETag"] = f'"{stored.info.etag}"'
     resp.headers.update(body_checksum_headers(body))
     resp.headers.update(version_headers(stored.info))
+    resp.headers.update(await expiration_headers(req, stored))
     resp.headers.update(response_headers(customer))
     return resp
 
@@ -320,6 +322,7 @@ async def get_object(req: S3Request) -> web.StreamResponse:
     resp = web.StreamResponse(status=206 if partial else 200)
     resp.headers.update(object_headers(handle.object, customer))
     resp.headers.update(version_headers(handle.info))
+    resp.headers.update(await expiration_headers(req, handle.object))
     _apply_response_overrides(req, resp)
     if partial:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
@@ -395,6 +398,7 @@ async def head_object(req: S3Request) -> web.StreamResponse:
     resp = web.Response(status=200)
     resp.headers.update(object_headers(obj, customer))
     resp.headers.update(version_headers(obj.info))
+    resp.headers.update(await expiration_headers(req, obj))
     resp.headers["Content-Length"] = str(obj.info.size)
     if part is not None and obj.meta.parts:
         start, end, count = part
