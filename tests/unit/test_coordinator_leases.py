@@ -23,7 +23,16 @@ from tests.unit.test_coordinator_support import ADMIN_TOKEN, Clock, coordinator_
 
 TTL = 1.0  # lease_ttl of the coordinators here: a dead holder's loops move within 4/3 of it
 #: The loops a coordinator runs with coordinator_config's defaults, each under a lease.
-LOOPS = {"expire-nodes", "expire-uploads", "gc", "audit", "repair-checker", "repair", "retain"}
+LOOPS = {
+    "expire-nodes",
+    "expire-uploads",
+    "gc",
+    "audit",
+    "repair-checker",
+    "repair",
+    "retain",
+    "accounting",
+}
 
 
 @pytest.fixture
