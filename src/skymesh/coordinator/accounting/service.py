@@ -17,8 +17,7 @@ from skymesh.coordinator.accounting.payouts import Prices, parse_month
 from skymesh.coordinator.accounting.report import payout_report, usage
 from skymesh.coordinator.accounting.rollup import Rollup
 from skymesh.coordinator.accounting.settlement import Settlements
-from skymesh.coordinator.endpoints import Call, RouteTable
-from skymesh.coordinator.inference.metering import _number
+from skymesh.coordinator.endpoints import Call, RouteTable, seconds_param
 from skymesh.coordinator.keyring import Keyring
 from skymesh.coordinator.lifecycle import Chore
 from skymesh.coordinator.metainfo.context import Metainfo
@@ -61,8 +60,8 @@ class AccountingService:
             return await self.settlements.settle(signed)
 
         async def accounting(call: Call, _req: None) -> AccountingUsage:
-            since = _number(call.request, "since", 0.0)
-            until = _number(call.request, "until", math.inf)
+            since = seconds_param(call.request, "since", 0.0)
+            until = seconds_param(call.request, "until", math.inf)
             if until <= since:
                 raise BadRequest("until must be after since")
             return await usage(db, call.request.query.get("by", "node"), since, until)
