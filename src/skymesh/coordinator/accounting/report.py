@@ -64,7 +64,7 @@ async def usage(db: Database, by: str, since: float, until: float = math.inf) ->
         last = {str(r.key): int(r.stored) for r in conn.execute(stored)}
         names = {}
         if by == "project":
-            names = dict(conn.execute(sa.select(projects.c.project_id, projects.c.name)).tuples())
+            names = dict(conn.execute(sa.select(projects.c.project_id, projects.c.name)).all())
         out = []
         for r in conn.execute(totals).mappings():
             k = str(r["key"])

@@ -113,7 +113,7 @@ class Rollup:
                     )
                 )
                 .group_by(pieces.c.node_id)
-            ).tuples()
+            ).all()
         )
         audits = {
             r.node_id: (int(r.audits_success), int(r.audits_failed))
@@ -161,7 +161,7 @@ class Rollup:
                 sa.select(buckets.c.project_id, sa.func.sum(objects.c.size))
                 .select_from(objects.join(buckets, buckets.c.name == objects.c.bucket))
                 .group_by(buckets.c.project_id)
-            ).tuples()
+            ).all()
         )
         project_book = _Book(conn, project_usage_hourly, "project_id", _PROJECT_ZERO)
         for h in stats.hours:
@@ -202,7 +202,7 @@ def _traffic(
         sa.select(s.c.node_id, s.c.purpose, sa.func.sum(s.c.bytes))
         .where(s.c.hour == h)
         .group_by(s.c.node_id, s.c.purpose)
-    ).tuples():
+    ).all():
         row = node_book.row(h, node_id)
         row["operator"] = row["operator"] or _operator(node_rows, node_id)
         row["repair_egress_bytes" if purpose == "repair" else "egress_bytes"] += int(total)
@@ -210,19 +210,19 @@ def _traffic(
         sa.select(s.c.project_id, sa.func.sum(s.c.bytes))
         .where(s.c.hour == h, s.c.purpose == "", s.c.project_id != "")
         .group_by(s.c.project_id)
-    ).tuples():
+    ).all():
         project_book.row(h, project_id)["egress_bytes"] = int(total)
     u = inference_usage
     span = sa.and_(u.c.recorded_at >= h, u.c.recorded_at < h + HOUR)
     for node_id, requests, tokens in conn.execute(
         sa.select(u.c.node_id, sa.func.count(), _TOKENS).where(span).group_by(u.c.node_id)
-    ).tuples():
+    ).all():
         row = node_book.row(h, node_id)
         row["operator"] = row["operator"] or _operator(node_rows, node_id)
         row["requests"], row["tokens"] = int(requests), int(tokens)
     for project_id, requests, tokens in conn.execute(
         sa.select(u.c.project_id, sa.func.count(), _TOKENS).where(span).group_by(u.c.project_id)
-    ).tuples():
+    ).all():
         row = project_book.row(h, project_id)
         row["requests"], row["tokens"] = int(requests), int(tokens)
 
