@@ -242,12 +242,12 @@ def show_accounting(usage: AccountingUsage, console: Console) -> None:
 
 
 def payouts_csv(report: PayoutReport) -> str:
-    """One header line, then one line per operator (amounts in USD)."""
+    """One header line, then one line per operator (amounts in USD, full precision)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["month", *PAYOUT_COLUMNS])
     for r in report.rows:
-        writer.writerow([report.month, *(_cell(getattr(r, c)) for c in PAYOUT_COLUMNS)])
+        writer.writerow([report.month, *(getattr(r, c) for c in PAYOUT_COLUMNS)])
     return out.getvalue()
 
 

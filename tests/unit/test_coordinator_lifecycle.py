@@ -12,7 +12,16 @@ from skymesh.coordinator.lifecycle import Chore, Lifecycle
 from skymesh.loops import DrivenLoop
 from tests.unit.test_coordinator_support import coordinator_config
 
-LOOPS = {"expire-nodes", "expire-uploads", "gc", "audit", "repair-checker", "repair", "retain"}
+LOOPS = {
+    "expire-nodes",
+    "expire-uploads",
+    "gc",
+    "audit",
+    "repair-checker",
+    "repair",
+    "retain",
+    "accounting",
+}
 
 
 def _recorder(lifecycle: Lifecycle, log: list[str], name: str, *, fail: bool = False) -> None:
