@@ -67,7 +67,11 @@ def test_download_egress_reaches_usage_and_payouts(planet: PlanetThread, s3: S3C
     by_project = json.loads(_cli(planet, "usage", "--by", "project", "--json"))["accounting"]
     assert sum(r["egress_bytes"] for r in by_project["rows"]) == egress
 
+    table_out = _cli(planet, "usage", "--by", "operator")
+    assert "storage and egress by operator" in table_out and "inference" not in table_out
+
     month = datetime.now(UTC).strftime("%Y-%m")
+    assert f"payouts {month}" in _cli(planet, "payouts", "--month", month)
     table = list(csv.DictReader(io.StringIO(_cli(planet, "payouts", "--month", month, "--csv"))))
     assert table and {r["month"] for r in table} == {month}
     assert sum(float(r["egress_gb"]) for r in table) == pytest.approx(egress / 1e9, abs=1e-5)

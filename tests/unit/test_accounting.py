@@ -247,8 +247,8 @@ SCHEDULE = [75.0, 50.0, 25.0]
 GB = 10**9
 
 
-def _ts(*args: int) -> float:
-    return datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
+def _ts(year: int, month: int, day: int, hour: int = 0) -> float:
+    return datetime(year, month, day, hour, tzinfo=UTC).timestamp()
 
 
 def test_payouts_integrate_a_month_and_hold_back_from_new_nodes() -> None:

@@ -167,6 +167,7 @@ class SerialStore:
         removed = 0
         conn = _connect(self.path)
         try:
+            conn.execute("DELETE FROM unsettled WHERE expires_at < ?", (now - SETTLE_KEEP,))
             while True:
                 cur = conn.execute(
                     "DELETE FROM serials WHERE serial IN"
@@ -177,7 +178,6 @@ class SerialStore:
                 removed += cur.rowcount
                 if cur.rowcount < PURGE_BATCH:
                     break
-            conn.execute("DELETE FROM unsettled WHERE expires_at < ?", (now - SETTLE_KEEP,))
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             conn.close()
