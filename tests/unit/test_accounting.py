@@ -211,9 +211,11 @@ async def test_rollup_integrates_storage_and_counts_traffic_once(db: Database) -
     assert (n1["audits_success"], n1["egress_bytes"], n1["tokens"]) == (5, 700, 15)
 
     # a settlement late in this hour, then a tally in the next: each hour counts its own
-    await db.write(
-        lambda conn: conn.execute(settled_orders.insert(), _settled("d" * 32, "n1", 50, T0 + 3500))
-    )
+    def late(conn: sa.Connection) -> None:
+        conn.execute(settled_orders.insert(), _settled("d" * 32, "n1", 50, T0 + 3500))
+        conn.execute(node_reputation.update().values(audits_success=8))
+
+    await db.write(late)
     clock.now = T0 + HOUR + 100
     third = await rollup.tally()
     assert third.hours == [T0, T0 + HOUR] and third.span == HOUR + 100 - 1200
@@ -221,17 +223,21 @@ async def test_rollup_integrates_storage_and_counts_traffic_once(db: Database) -
     assert rows[(T0, "n1")]["egress_bytes"] == 750
     assert rows[(T0 + HOUR, "n1")]["egress_bytes"] == 0
     assert rows[(T0 + HOUR, "n1")]["byte_seconds"] == 500 * (HOUR + 100 - 1200)
+    assert rows[(T0 + HOUR, "n1")]["audits_success"] == 3
+    clock.advance(60)  # no new audits: the marks are the last tally's, not an older hour's
+    await rollup.tally()
+    assert (await _node_rows(db))[(T0 + HOUR, "n1")]["audits_success"] == 3
 
     by_node = {r.key: r for r in (await usage(db, "node", T0)).rows}
-    assert by_node["n1"].byte_hours == pytest.approx(500 * (HOUR + 100 - 300) / HOUR)
+    assert by_node["n1"].byte_hours == pytest.approx(500 * (HOUR + 160 - 300) / HOUR)
     assert by_node["n1"].egress_bytes == 750 and by_node["n1"].repair_egress_bytes == 300
     assert by_node["n1"].stored_bytes == 500 and by_node["n1"].name == "op-a"
-    assert by_node["n1"].audits_success == 5 and by_node["n1"].audits_failed == 1
+    assert by_node["n1"].audits_success == 8 and by_node["n1"].audits_failed == 1
     by_operator = {r.key: r for r in (await usage(db, "operator", T0)).rows}
     assert set(by_operator) == {"op-a", "op-b"} and by_operator["op-b"].uptime_seconds == 0.0
     (project,) = (await usage(db, "project", T0)).rows
     assert (project.key, project.name, project.stored_bytes) == ("p1", "alpha", 1000)
-    assert project.byte_hours == pytest.approx(1000 * (HOUR + 100 - 300) / HOUR)
+    assert project.byte_hours == pytest.approx(1000 * (HOUR + 160 - 300) / HOUR)
     assert (project.egress_bytes, project.requests, project.tokens) == (750, 1, 15)
     # only hours starting in the span count
     later = {r.key: r for r in (await usage(db, "node", T0 + 1, T0 + 2 * HOUR)).rows}

@@ -134,7 +134,11 @@ class Rollup:
                         node_usage_hourly.c.node_id,
                         node_usage_hourly.c.audit_success_mark,
                         node_usage_hourly.c.audit_failed_mark,
-                    ).where(node_usage_hourly.c.tallied_at == last)
+                    ).where(
+                        # the last tally's current hour: older rows it touched keep older marks
+                        node_usage_hourly.c.tallied_at == last,
+                        node_usage_hourly.c.hour == hour_of(last),
+                    )
                 )
             }
         node_book = _Book(conn, node_usage_hourly, "node_id", _NODE_ZERO)
