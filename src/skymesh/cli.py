@@ -582,6 +582,8 @@ def usage(
     url, admin_token = _admin_target(coordinator, token, home)
     inference = "operator" not in groups
     storage_by = next((g for g in groups if g != "model"), None)
+    if project and storage_by != "project":
+        storage_by = None  # node and operator rollups are not kept per project
     try:
         summary = (
             asyncio.run(
