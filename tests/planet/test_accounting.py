@@ -106,6 +106,8 @@ def test_settlement_counts_an_order_once_and_only_for_its_node(planet: PlanetThr
     assert (first.accepted, first.duplicates, first.refused) == (1, 0, [])
     replay = planet.run(settle(node.identity, (good, 600), (good, 900)))
     assert (replay.accepted, replay.duplicates, replay.refused) == (0, 2, [])
+    metrics = planet.run(coordinator.metrics.exposition()).decode()
+    assert 'skymesh_coordinator_settlements_total{outcome="duplicate"} 2.0' in metrics
 
     forger = Identity.generate()  # a key no coordinator of the network holds
     now = time.time()

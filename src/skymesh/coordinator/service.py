@@ -187,6 +187,7 @@ class CoordinatorService:
                 durability=self.durability,
                 orders=self.orders,
                 meter=self.inference.meter,
+                settlements=self.accounting.settlements,
             )
         )
 
