@@ -17,9 +17,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from skymesh import metrics
+from skymesh.coordinator.accounting.settlement import Settlements
 from skymesh.coordinator.db.engine import TxnObserver
 from skymesh.coordinator.durability.service import DurabilityService
-from skymesh.coordinator.accounting.settlement import Settlements
 from skymesh.coordinator.inference.metering import Meter
 from skymesh.coordinator.lease_keeper import LeaseKeeper
 from skymesh.coordinator.orders import OrderSigner
