@@ -12,6 +12,7 @@ from skymesh.config import Credential
 from skymesh.errors import NotFound
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
+from skymesh.wire.accounting import AccountingUsage, PayoutReport
 from skymesh.wire.inference import (
     CheckInferenceKeyRequest,
     CreateInferenceKeyRequest,
@@ -76,6 +77,19 @@ class AdminClient:
     async def leases(self) -> LeaseList:
         """Which coordinator holds each background loop's lease (from the answering one)."""
         return await self.rpc.send(routes.LIST_LEASES, None)
+
+    async def accounting(
+        self, by: str = "node", since: float = 0.0, until: float | None = None
+    ) -> AccountingUsage:
+        """Hourly rollups summed per node, operator or project over ``[since, until)``."""
+        query = {"by": by, "since": repr(since)}
+        if until is not None:
+            query["until"] = repr(until)
+        return await self.rpc.send(routes.ACCOUNTING_USAGE, None, query=query)
+
+    async def payouts(self, month: str) -> PayoutReport:
+        """Each operator's pay for ``month`` (YYYY-MM) at the coordinator's prices."""
+        return await self.rpc.send(routes.PAYOUTS, None, query={"month": month})
 
     async def admit_operator(
         self,

@@ -538,7 +538,8 @@ def usage(
         list[str] | None,
         typer.Option(
             "--by",
-            help="Group by project, model or node; repeat to combine (default: project).",
+            help="Group by project, model, node or operator; repeat to combine (default:"
+            " project). Storage and egress come by project, operator or node (the first given).",
         ),
     ] = None,
     since: Annotated[
@@ -550,36 +551,101 @@ def usage(
     token: TokenOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Inference tokens in and out, requests and cost (USD, at the prices each node offered).
+    """Inference tokens in and out, requests and cost (USD, at the prices each node offered),
+    then storage (GB-hours, stored now), egress, audits and uptime from the hourly rollups.
 
-    One row per project, model or node; every served request counts once.
-    Exit status 2 when the coordinator cannot be asked.
+    One row per project, model, node or operator; every served request and every
+    settled order counts once. Exit status 2 when the coordinator cannot be asked.
     """
     import msgspec
     from rich.console import Console
 
-    from skymesh.usage_console import fetch_usage, parse_when, show_usage
+    from skymesh.usage_console import (
+        fetch_accounting,
+        fetch_usage,
+        parse_when,
+        show_accounting,
+        show_usage,
+    )
 
     groups = by or ["project"]
-    bad = [g for g in groups if g not in ("project", "model", "node")]
+    bad = [g for g in groups if g not in ("project", "model", "node", "operator")]
     try:
         if bad:
-            raise ValueError(f"--by {bad[0]!r}: use project, model or node")
+            raise ValueError(
+                f"--by {bad[0]!r}: use project, model or node (inference), or operator (storage)"
+            )
         start = parse_when(since) if since else 0.0
         end = parse_when(until) if until else None
     except ValueError as e:
         _fail(e, 2)
     url, admin_token = _admin_target(coordinator, token, home)
+    inference = "operator" not in groups
+    storage_by = next((g for g in groups if g != "model"), None)
+    if project and storage_by != "project":
+        storage_by = None  # node and operator rollups are not kept per project
     try:
-        summary = asyncio.run(
-            fetch_usage(url, admin_token, project=project, by=groups, since=start, until=end)
+        summary = (
+            asyncio.run(
+                fetch_usage(url, admin_token, project=project, by=groups, since=start, until=end)
+            )
+            if inference
+            else None
+        )
+        storage = (
+            asyncio.run(
+                fetch_accounting(
+                    url, admin_token, by=storage_by, project=project, since=start, until=end
+                )
+            )
+            if storage_by is not None
+            else None
         )
     except SkymeshError as e:
         _fail(e, 2)
     if as_json:
-        typer.echo(msgspec.json.encode(summary).decode())
+        out: dict[str, object] = msgspec.to_builtins(summary) if summary is not None else {}
+        if storage is not None:
+            out["accounting"] = msgspec.to_builtins(storage)
+        typer.echo(msgspec.json.encode(out).decode())
+        return
+    console = Console(width=160)
+    if summary is not None:
+        show_usage(summary, console)
+    if storage is not None:
+        show_accounting(storage, console)
+
+
+@app.command()
+def payouts(
+    month: Annotated[str, typer.Option(help="The month, YYYY-MM (UTC).")],
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per operator.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    coordinator: CoordinatorOpt = None,
+    token: TokenOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Each operator's pay for a month: storage (GB-months), egress (GB), compute (tokens),
+    priced at the coordinator's prices, less the share held back from new nodes.
+
+    Exit status 2 when the coordinator cannot be asked or the month is malformed.
+    """
+    import msgspec
+    from rich.console import Console
+
+    from skymesh.usage_console import fetch_payouts, payouts_csv, show_payouts
+
+    url, admin_token = _admin_target(coordinator, token, home)
+    try:
+        report = asyncio.run(fetch_payouts(url, admin_token, month))
+    except SkymeshError as e:
+        _fail(e, 2)
+    if as_json:
+        typer.echo(msgspec.json.encode(report).decode())
+    elif as_csv:
+        typer.echo(payouts_csv(report), nl=False)
     else:
-        show_usage(summary, Console(width=160))
+        show_payouts(report, Console(width=160))
 
 
 routing_app = typer.Typer(

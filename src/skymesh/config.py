@@ -10,6 +10,7 @@ are an error, so a typo does not silently fall back to a default.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Sequence
@@ -171,12 +172,29 @@ class CoordinatorConfig(_Config, frozen=True):
     # rules' "day" in seconds. The `lifecycle-rules` loop runs once a day, just after
     # each day boundary (midnight UTC for real days); tests shorten it.
     lifecycle_day_seconds: float = 86400.0
+    # accounting and payouts (docs/operations.md "Accounting and payouts")
+    accounting_interval: float = 300.0  # seconds between tallies of the hourly rollups
+    price_storage_gb_month: float = 0.0015  # USD an operator earns per GB-month stored
+    price_egress_gb: float = 0.002  # USD per GB served to clients and to repair
+    price_compute_1k_tokens: float = 0.0005  # USD per 1000 inference tokens served
+    # Percent of a node's pay held back in its 1st, 2nd, ... month since it joined
+    # (none after the list). Environment: SKYMESH_COORDINATOR_PAYOUT_HOLDBACK="75,50,25"
+    payout_holdback: list[float] = msgspec.field(
+        default_factory=lambda: [75.0, 75.0, 75.0, 50.0, 50.0, 50.0, 25.0, 25.0, 25.0]
+    )
 
     def __post_init__(self) -> None:
         if self.lease_ttl <= 0:
             raise ConfigError("coordinator lease_ttl must be positive")
         if self.lifecycle_day_seconds <= 0:
             raise ConfigError("coordinator lifecycle_day_seconds must be positive")
+        if self.accounting_interval <= 0:
+            raise ConfigError("coordinator accounting_interval must be positive")
+        prices = (self.price_storage_gb_month, self.price_egress_gb, self.price_compute_1k_tokens)
+        if not all(math.isfinite(p) and p >= 0 for p in prices):
+            raise ConfigError("coordinator prices must be finite and >= 0")
+        if not all(0 <= p <= 100 for p in self.payout_holdback):
+            raise ConfigError("coordinator payout_holdback: each percent must be in 0..100")
         if self.compute_vetting_audits < 0 or self.compute_exclude_operators < 1:
             raise ConfigError(
                 "coordinator compute_vetting_audits must be >= 0 and compute_exclude_operators >= 1"
@@ -339,7 +357,13 @@ def _env_values(kind: type[_Config], environ: dict[str, str]) -> dict[str, Any]:
         field = fields.get(name[len(prefix) :])
         if field is None:
             raise ConfigError(f"unknown setting {name}; known: {', '.join(sorted(fields))}")
-        if field in ("trusted_coordinators", "compute_models", "node_networks", "coordinator_urls"):
+        if field in (
+            "trusted_coordinators",
+            "compute_models",
+            "node_networks",
+            "coordinator_urls",
+            "payout_holdback",
+        ):
             out[field] = [v for v in value.replace(",", " ").split() if v]
         elif field == "jurisdictions":  # residency groups
             out[field] = _parse_groups(name, value)

@@ -1,12 +1,15 @@
-"""Terminal views of metering: `skymesh usage` and `skymesh routing` (rich tables).
+"""Terminal views of metering and accounting: `skymesh usage`, `skymesh payouts` and
+`skymesh routing` (rich tables, CSV).
 
 Kept apart from ``cli.py`` so the command line stays a thin list of commands;
-the numbers come from the coordinator's ``/v1/usage`` and routing routes
-(admin token), never from its database directly.
+the numbers come from the coordinator's ``/v1/usage``, accounting, payout and
+routing routes (admin token), never from its database directly.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import time
 from datetime import UTC, datetime
@@ -17,6 +20,7 @@ from rich.table import Table
 
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
+from skymesh.wire.accounting import AccountingUsage, PayoutReport
 from skymesh.wire.metering import ProjectRouting, RoutingWeights, UsageSummary
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -162,4 +166,107 @@ def show_routing(projects: list[ProjectRouting], console: Console) -> None:
             f"{p.carbon:g}",
             "yes" if p.custom else "default",
         )
+    console.print(table)
+
+
+GB = 1e9
+PAYOUT_COLUMNS = (
+    "operator",
+    "nodes",
+    "storage_gb_month",
+    "egress_gb",
+    "repair_egress_gb",
+    "tokens",
+    "storage_amount",
+    "egress_amount",
+    "compute_amount",
+    "gross",
+    "held",
+    "net",
+)
+
+
+async def fetch_accounting(
+    url: str, token: str, *, by: str, project: str, since: float, until: float | None
+) -> AccountingUsage:
+    """The hourly rollups by ``by``; with ``project``, only that project's row (by project)."""
+    query: dict[str, str] = {"by": by, "since": repr(since)}
+    if until is not None:
+        query["until"] = repr(until)
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        rpc = RpcClient(url, session, {"Authorization": f"Bearer {token}"})
+        found = await rpc.send(routes.ACCOUNTING_USAGE, None, query=query)
+    if project and by == "project":
+        rows = [r for r in found.rows if project in (r.key, r.name)]
+        found = AccountingUsage(by=found.by, since=found.since, until=found.until, rows=rows)
+    return found
+
+
+async def fetch_payouts(url: str, token: str, month: str) -> PayoutReport:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        rpc = RpcClient(url, session, {"Authorization": f"Bearer {token}"})
+        return await rpc.send(routes.PAYOUTS, None, query={"month": month})
+
+
+def show_accounting(usage: AccountingUsage, console: Console) -> None:
+    """Storage, egress, audits and uptime per node, operator or project."""
+    span = f"hours from {_when(usage.since)}" if usage.since else "all hours"
+    if usage.until:
+        span += f" until {_when(usage.until)}"
+    table = Table(title=f"storage and egress by {usage.by}, {span}", title_justify="left")
+    table.add_column(usage.by)
+    table.add_column("project" if usage.by == "project" else "operator")
+    columns = ["GB-hours", "stored GB", "egress GB"]
+    if usage.by != "project":
+        columns += ["repair GB", "audits ok/failed", "uptime h"]
+    columns += ["requests", "tokens"]
+    for name in columns:
+        table.add_column(name, justify="right")
+    for r in usage.rows:
+        cells = [
+            r.key[:16] if usage.by == "node" else r.key,
+            r.name if usage.by != "operator" else "",
+            f"{r.byte_hours / GB:.3f}",
+            f"{r.stored_bytes / GB:.3f}",
+            f"{r.egress_bytes / GB:.3f}",
+        ]
+        if usage.by != "project":
+            cells += [
+                f"{r.repair_egress_bytes / GB:.3f}",
+                f"{r.audits_success}/{r.audits_failed}",
+                f"{r.uptime_seconds / 3600:.1f}",
+            ]
+        cells += [f"{r.requests:,}", f"{r.tokens:,}"]
+        table.add_row(*cells)
+    console.print(table)
+
+
+def payouts_csv(report: PayoutReport) -> str:
+    """One header line, then one line per operator (amounts in USD, full precision)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["month", *PAYOUT_COLUMNS])
+    for r in report.rows:
+        writer.writerow([report.month, *(getattr(r, c) for c in PAYOUT_COLUMNS)])
+    return out.getvalue()
+
+
+def _cell(value: object) -> str:
+    return f"{value:.6f}" if isinstance(value, float) else str(value)
+
+
+def show_payouts(report: PayoutReport, console: Console) -> None:
+    held = ", ".join(f"{p:g}%" for p in report.holdback) or "none"
+    table = Table(
+        title=(
+            f"payouts {report.month} ({report.hours} h): storage {report.price_storage_gb_month:g}"
+            f" USD/GB-month, egress {report.price_egress_gb:g} USD/GB, compute"
+            f" {report.price_compute_1k_tokens:g} USD/1k tokens; held back by node month: {held}"
+        ),
+        title_justify="left",
+    )
+    for name in PAYOUT_COLUMNS:
+        table.add_column(name.replace("_", " "), justify="left" if name == "operator" else "right")
+    for r in report.rows:
+        table.add_row(*(_cell(getattr(r, c)) for c in PAYOUT_COLUMNS))
     console.print(table)

@@ -32,6 +32,7 @@ LOOPS = {
     "repair-checker",
     "repair",
     "retain",
+    "accounting",
 }
 
 

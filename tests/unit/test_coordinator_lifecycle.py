@@ -21,6 +21,7 @@ LOOPS = {
     "repair-checker",
     "repair",
     "retain",
+    "accounting",
 }
 
 

@@ -10,11 +10,11 @@ import msgspec
 import pytest
 
 from skymesh.errors import Forbidden
-from skymesh.node.orders import PURGE_GRACE, OrderVerifier, SerialStore
+from skymesh.node.orders import PURGE_GRACE, SETTLE_KEEP, OrderVerifier, SerialStore
 from skymesh.wire.identity import Identity
 from skymesh.wire.node import Order, PieceAction
 from skymesh.wire.pieces import new_serial
-from skymesh.wire.signing import Signed, encode_header, open_signed, sign
+from skymesh.wire.signing import Signed, decode_header, encode_header, open_signed, sign
 
 COORD = Identity.from_seed(b"c" * 32)
 NODE = Identity.from_seed(b"n" * 32)
@@ -171,6 +171,33 @@ def test_purge_forgets_long_expired_serials(db: Path) -> None:
         assert serials.count() == 2
         assert not serials.use("2" * 32, PieceAction.PUT.value, NOW - 1)
         assert serials.use("1" * 32, PieceAction.PUT.value, NOW + 60)
+    finally:
+        serials.close()
+
+
+def test_served_get_orders_wait_to_be_settled(db: Path) -> None:
+    """A get order that served bytes is kept as signed until settled, and its tally
+    outlives the purge grace while it waits (it is what the node is paid for)."""
+    serials = SerialStore(db)
+    try:
+        verifier = OrderVerifier(NODE.id, {COORD.public_key}, serials)
+        served = header(action=PieceAction.GET, max_bytes=100, expires_at=NOW + 60)
+        idle = header(action=PieceAction.GET, max_bytes=100, expires_at=NOW + 60)
+        order = verifier.check(served, PIECE, PieceAction.GET, NOW)
+        verifier.charge(order, 30, served)
+        verifier.charge(order, 20, served)
+        verifier.charge(verifier.check(idle, PIECE, PieceAction.GET, NOW), 0, idle)
+        assert serials.unsettled(NOW, 10) == []  # not expired: the tally may still grow
+        later = NOW + 60 + PURGE_GRACE + 1
+        assert serials.purge(later) == 1  # the idle serial; the served one waits
+        assert serials.unsettled(later, 10) == [(order.serial, served, 50)]
+        assert serials.purge(NOW + 60 + SETTLE_KEEP + 1) == 1  # never settled: given up
+        assert serials.unsettled(NOW + 60 + SETTLE_KEEP + 1, 10) == []
+        again = header(action=PieceAction.GET, max_bytes=100, expires_at=NOW + 60)
+        verifier.charge(verifier.check(again, PIECE, PieceAction.GET, NOW), 10, again)
+        serials.settled([msgspec.msgpack.decode(decode_header(again).body)["serial"]])
+        assert serials.unsettled(later, 10) == []
+        assert serials.purge(later) == 1  # settled: its tally goes as any serial's
     finally:
         serials.close()
 

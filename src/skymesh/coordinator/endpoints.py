@@ -10,6 +10,7 @@ declare, so the route list there is the whole API.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from skymesh.coordinator.auth import Auth
-from skymesh.errors import Forbidden, Unauthorized, Unavailable
+from skymesh.errors import BadRequest, Forbidden, Unauthorized, Unavailable
 from skymesh.rpc import MAX_RPC_BODY, Handler, error_middleware, json_response, read_json
 from skymesh.wire.base import Empty
 from skymesh.wire.batch import BatchOrder
@@ -165,3 +166,17 @@ class RouteTable:
             Caller.BATCH_ORDER: batch_order,
         }
         return checks[caller]
+
+
+def seconds_param(request: web.Request, name: str, default: float) -> float:
+    """Query parameter ``name`` as unix seconds (``default`` when absent); BadRequest else."""
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be unix seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(f"{name} must be finite unix seconds >= 0")
+    return value

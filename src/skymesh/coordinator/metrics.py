@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from skymesh import metrics
+from skymesh.coordinator.accounting.settlement import Settlements
 from skymesh.coordinator.db.engine import TxnObserver
 from skymesh.coordinator.durability.service import DurabilityService
 from skymesh.coordinator.inference.metering import Meter
@@ -65,6 +66,7 @@ class Watched:
     durability: DurabilityService
     orders: OrderSigner
     meter: Meter
+    settlements: Settlements
 
 
 class CoordinatorMetrics(TxnObserver):
@@ -236,6 +238,13 @@ def _totals(w: Watched) -> Iterable[Metric]:
         "skymesh_coordinator_usage_reports_recorded",
         "Inference usage reports recorded for metering.",
         w.meter.recorded,
+    )
+    st = w.settlements
+    yield metrics.labelled_counter(
+        "skymesh_coordinator_settlements",
+        "Get orders nodes settled, by outcome (accepted, duplicate, refused).",
+        "outcome",
+        {"accepted": st.accepted, "duplicate": st.duplicates, "refused": st.refused},
     )
     held = w.leases.held
     leases = GaugeMetricFamily(

@@ -29,7 +29,12 @@ class OrderSigner:
         action: PieceAction,
         max_bytes: int,
         now: float | None = None,
+        *,
+        project_id: str = "",
+        purpose: str = "",
     ) -> Signed:
+        """``project_id`` and ``purpose`` say whom a ``get`` is charged to and why
+        (settled ``get`` orders are what nodes are paid egress for)."""
         issued = self.clock() if now is None else now
         self.signed += 1
         return sign(
@@ -43,5 +48,7 @@ class OrderSigner:
                 max_bytes=max_bytes,
                 expires_at=issued + self.ttl,
                 issued_at=issued,
+                project_id=project_id,
+                purpose=purpose,
             ),
         )

@@ -16,6 +16,7 @@ from aiohttp import web
 import skymesh
 from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
+from skymesh.coordinator.accounting.service import AccountingService
 from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.coordinator.durability.service import DurabilityService
@@ -52,10 +53,11 @@ NODE_RPC_TIMEOUT = aiohttp.ClientTimeout(total=60.0, sock_connect=5.0)  # gc del
 class CoordinatorService:
     """One coordinator: ``await open(config)``, ``await start()``, serve at ``url``, ``await stop()``.
 
-    Built of four subsystems, each constructed with what it needs: ``overlay``
+    Built of five subsystems, each constructed with what it needs: ``overlay``
     (nodes and their reputation), ``metainfo`` (projects and the metadata API),
-    ``durability`` (audit, repair, garbage collection, retain) and ``inference``
-    (compute, batch orders, metering). ``loops`` holds every background loop by name;
+    ``durability`` (audit, repair, garbage collection, retain), ``inference``
+    (compute, batch orders, metering) and ``accounting`` (settled orders, hourly
+    rollups, payouts). ``loops`` holds every background loop by name;
     each runs only while this coordinator holds its lease (``leases``), so several
     coordinators can share one database and any of them answers any call.
     """
@@ -143,11 +145,13 @@ class CoordinatorService:
         self.inference = InferenceService(
             context, adverts, identity, self.keyring, self.overlay.compute
         )
+        self.accounting = AccountingService(context, self.keyring)
         subsystems: tuple[Subsystem, ...] = (
             self.overlay,
             self.metainfo,
             self.durability,
             self.inference,
+            self.accounting,
         )
 
         book = LeaseBook(db, holder_id(identity.id), config.lease_ttl, clock)
@@ -186,6 +190,7 @@ class CoordinatorService:
                 durability=self.durability,
                 orders=self.orders,
                 meter=self.inference.meter,
+                settlements=self.accounting.settlements,
             )
         )
 

@@ -275,7 +275,7 @@ async def _get_piece(request: web.Request) -> web.StreamResponse:
                 return _unsatisfiable(size, range_value)
             status, (start, stop) = 206, span
         count = stop - start
-        node.verifier.charge(order, count)
+        node.verifier.charge(order, count, request.headers.get(ORDER_HEADER, ""))
         resp = web.StreamResponse(status=status)
         resp.content_type = "application/octet-stream"
         resp.content_length = count

@@ -11,7 +11,9 @@ reads until they expire.
 
 Spent serials and bytes served per ``get`` serial live in SQLite (WAL) in the
 node's data directory, each with its order's expiry, so a restart cannot replay
-an order; rows are purged some time after their order expires. Statements run
+an order; rows are purged some time after their order expires. A ``get`` order
+that served bytes is also kept as signed (``unsettled``) until the node settles
+it with the coordinator (``node/settlement.py``): the basis of its egress pay. Statements run
 on the event loop: each is one small transaction that writes the WAL without
 fsync (``synchronous=NORMAL``: durable across a process crash, not a power loss).
 """
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 PURGE_GRACE = 3600.0  # keep rows this long past expiry, in case the clock steps back
 PURGE_BATCH = 5000
+SETTLE_KEEP = 7 * 86_400.0  # unsettled orders are dropped this long past expiry
 VERIFIED_CACHE = 4096  # get orders remembered as verified (a few hundred bytes each)
 _HEX = frozenset("0123456789abcdef")
 
@@ -46,6 +49,12 @@ CREATE TABLE IF NOT EXISTS serials (
     served_bytes INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS serials_by_expiry ON serials (expires_at);
+CREATE TABLE IF NOT EXISTS unsettled (
+    serial TEXT PRIMARY KEY,
+    order_header TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unsettled_by_expiry ON unsettled (expires_at);
 """
 
 
@@ -91,9 +100,14 @@ class SerialStore:
         row = self._conn.execute("SELECT 1 FROM serials WHERE serial = ?", (serial,)).fetchone()
         return row is not None
 
-    def charge(self, serial: str, expires_at: float, nbytes: int, limit: int) -> int | None:
+    def charge(
+        self, serial: str, expires_at: float, nbytes: int, limit: int, order_header: str = ""
+    ) -> int | None:
         """Add ``nbytes`` to what ``serial`` has served; the new total, or None (and no
-        change) when it would pass ``limit`` or the serial is not a ``get`` serial."""
+        change) when it would pass ``limit`` or the serial is not a ``get`` serial.
+
+        ``order_header``: the signed order, kept for settlement when given.
+        """
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -102,6 +116,12 @@ class SerialStore:
                 " VALUES (?, 'get', ?, 0)",
                 (serial, expires_at),
             )
+            if order_header:
+                conn.execute(
+                    "INSERT OR IGNORE INTO unsettled (serial, order_header, expires_at)"
+                    " VALUES (?, ?, ?)",
+                    (serial, order_header, expires_at),
+                )
             row = conn.execute(
                 "UPDATE serials SET served_bytes = served_bytes + ?"
                 " WHERE serial = ? AND action = 'get' AND served_bytes + ? <= ?"
@@ -120,11 +140,26 @@ class SerialStore:
         ).fetchone()
         return 0 if row is None else int(row[0])
 
+    def unsettled(self, now: float, limit: int) -> list[tuple[str, str, int]]:
+        """Up to ``limit`` expired orders to settle: (serial, signed order, bytes served)."""
+        rows = self._conn.execute(
+            "SELECT u.serial, u.order_header, coalesce(s.served_bytes, 0)"
+            " FROM unsettled u LEFT JOIN serials s ON s.serial = u.serial"
+            " WHERE u.expires_at <= ? ORDER BY u.expires_at LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def settled(self, serials: Iterable[str]) -> None:
+        """Forget orders the coordinator answered for (counted, duplicate or refused)."""
+        self._conn.executemany("DELETE FROM unsettled WHERE serial = ?", [(s,) for s in serials])
+
     def count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM serials").fetchone()[0])
 
     def purge(self, now: float) -> int:
-        """Forget serials whose orders expired over ``PURGE_GRACE`` ago.
+        """Forget serials whose orders expired over ``PURGE_GRACE`` ago (and settled),
+        and unsettled orders ``SETTLE_KEEP`` past expiry.
 
         Blocking; meant for a thread (it uses its own connection, in batches, so
         the event loop's statements wait at most one batch).
@@ -132,10 +167,12 @@ class SerialStore:
         removed = 0
         conn = _connect(self.path)
         try:
+            conn.execute("DELETE FROM unsettled WHERE expires_at < ?", (now - SETTLE_KEEP,))
             while True:
                 cur = conn.execute(
                     "DELETE FROM serials WHERE serial IN"
-                    " (SELECT serial FROM serials WHERE expires_at < ? LIMIT ?)",
+                    " (SELECT serial FROM serials WHERE expires_at < ?"
+                    " AND serial NOT IN (SELECT serial FROM unsettled) LIMIT ?)",
                     (now - PURGE_GRACE, PURGE_BATCH),
                 )
                 removed += cur.rowcount
@@ -229,14 +266,17 @@ class OrderVerifier:
                 self._verified.popitem(last=False)
         return order
 
-    def charge(self, order: Order, nbytes: int) -> int:
+    def charge(self, order: Order, nbytes: int, header_value: str = "") -> int:
         """Count ``nbytes`` served under a ``get`` order; Forbidden past its ``max_bytes``.
 
         Returns the bytes served under the order so far, these included.
+        ``header_value``: the signed order as received, kept to settle it later.
         """
         if order.action is not PieceAction.GET:
             raise Forbidden(f"a {order.action.value} order does not allow reads")
-        total = self.serials.charge(order.serial, order.expires_at, nbytes, order.max_bytes)
+        total = self.serials.charge(
+            order.serial, order.expires_at, nbytes, order.max_bytes, header_value if nbytes else ""
+        )
         if total is None:
             served = self.serials.served(order.serial)
             raise Forbidden(

@@ -5,7 +5,7 @@
     identity.key            the node's Ed25519 seed (its id derives from the key)
     trusted_coordinators    coordinator keys trusted: pinned on first use, then the
                             network's latest key statement (see node.trust)
-    orders.sqlite3          spent order serials and get allowances
+    orders.sqlite3          spent order serials, get allowances, orders to settle
     lock, pieces/, tmp/     the piece store (see node.diskstore)
 """
 
@@ -34,6 +34,7 @@ from skymesh.node.heartbeat import CoordinatorLink
 from skymesh.node.metrics import node_registry
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.node.retain import RetainSweeper, install_retain
+from skymesh.node.settlement import OrderSettler
 from skymesh.node.store import PieceStore, StoreOpener
 from skymesh.node.trust import TRUST_FILE, CoordinatorTrust, load_trust
 from skymesh.private import private_dir
@@ -69,6 +70,8 @@ class NodeService:
     maintenance: DrivenLoop  # serial purge
     retainer: RetainSweeper  # reconciliation filters from the coordinator
     retain: DrivenLoop  # applies them
+    settler: OrderSettler  # served get orders, settled with the coordinator
+    settle: DrivenLoop  # sends them
     port: int  # bound HTTP port
     metrics: CollectorRegistry  # every node metric (docs/operations.md "Metrics")
     address: str  # base URL others use to reach this node
@@ -187,7 +190,9 @@ class NodeService:
         self.maintenance = DrivenLoop("maintenance", self._maintain)
         self.retain = DrivenLoop("retain", self.retainer.step)
         self.retainer.wake = self.retain.trigger
-        self._loops = [self.heartbeat, self.maintenance, self.retain]
+        self.settler = OrderSettler(self.identity, self.serials, self.link.rpc, clock=self.clock)
+        self.settle = DrivenLoop("settle", self.settler.step)
+        self._loops = [self.heartbeat, self.maintenance, self.retain, self.settle]
         loops = list(self._loops)
         self.metrics = node_registry(
             self.counters, self.store, self.verifier, self.retainer, lambda: loops, self.compute

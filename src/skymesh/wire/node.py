@@ -41,6 +41,11 @@ class Order(Base, frozen=True):
     max_bytes: int
     expires_at: float
     issued_at: float
+    # Accounting (docs/operations.md "Accounting and payouts"): the project a client
+    # read is charged to, and why the piece moves ("" a client, "repair" a repairer).
+    # Settled ``get`` orders are the basis of egress pay; old orders lack both.
+    project_id: str = ""
+    purpose: str = ""
 
 
 class PieceReceipt(Base, frozen=True):

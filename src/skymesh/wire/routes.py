@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import NoneType
 from typing import Generic, TypeVar
 
+from skymesh.wire.accounting import AccountingUsage, PayoutReport, SettlementResult
 from skymesh.wire.base import Empty, Health
 from skymesh.wire.batch import BatchOrderGrant, BatchOrderRequest, ReadOrderRequest
 from skymesh.wire.durability import DrainStatus, DurabilityReport
@@ -192,6 +193,11 @@ IDENTITY = _route("GET", "/v1/identity", NoneType, PeerIdentity, ANYONE)
 JOIN = _route("POST", "/v1/nodes/join", Signed, JoinResponse, NODE, SAFE)  # Signed[NodeInfo]
 HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NODE, SAFE)
 LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
+#: Accounting (``coordinator/accounting``): nodes settle served get orders (a signed
+#: SettlementBatch; each order counts once, by serial); hourly usage and monthly payouts.
+SETTLE_ORDERS = _route("POST", "/v1/nodes/settlements", Signed, SettlementResult, NODE, SAFE)
+ACCOUNTING_USAGE = _route("GET", "/v1/admin/accounting", NoneType, AccountingUsage, ADMIN)
+PAYOUTS = _route("GET", "/v1/admin/payouts", NoneType, PayoutReport, ADMIN)
 #: Which coordinator of several runs each background loop (``coordinator/leases.py``).
 LIST_LEASES = _route("GET", "/v1/admin/leases", NoneType, LeaseList, ADMIN)
 # Prometheus metrics: the text exposition format, not JSON (docs/operations.md "Metrics")

@@ -383,3 +383,56 @@ loop_leases = sa.Table(
     sa.Column("acquired_at", sa.Double, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
 )
+
+# Accounting (migration 0017; coordinator/accounting, docs/operations.md "Accounting and
+# payouts"). One row per settled get order: the serial is the order's, so a settlement
+# counts once; ``bytes`` is what the node served under it (at most the order's limit).
+settled_orders = sa.Table(
+    "settled_orders",
+    metadata,
+    sa.Column("serial", sa.String, primary_key=True),
+    sa.Column("node_id", sa.String, nullable=False),
+    sa.Column("project_id", sa.String, nullable=False),  # "" for repair reads
+    sa.Column("purpose", sa.String, nullable=False),  # "" a client read, "repair"
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("settled_at", sa.Double, nullable=False),
+    sa.Column("hour", sa.BigInteger, nullable=False),  # the hour settled_at falls in
+    sa.Index("ix_settled_orders_hour", "hour"),
+)
+
+# Hourly rollups written by the ``accounting`` loop; ``hour`` is the unix second the
+# hour starts. ``byte_seconds`` integrates the stored bytes between tallies;
+# ``stored_bytes`` is the last tally's. Audit counts are the increase of the node's
+# cumulative counters (``audit_*_mark``: their value at the last tally).
+node_usage_hourly = sa.Table(
+    "node_usage_hourly",
+    metadata,
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("node_id", sa.String, primary_key=True),
+    sa.Column("operator", sa.String, nullable=False),
+    sa.Column("byte_seconds", sa.Double, nullable=False),
+    sa.Column("stored_bytes", sa.BigInteger, nullable=False),
+    sa.Column("egress_bytes", sa.BigInteger, nullable=False),
+    sa.Column("repair_egress_bytes", sa.BigInteger, nullable=False),
+    sa.Column("audits_success", sa.BigInteger, nullable=False),
+    sa.Column("audits_failed", sa.BigInteger, nullable=False),
+    sa.Column("audit_success_mark", sa.BigInteger, nullable=False),
+    sa.Column("audit_failed_mark", sa.BigInteger, nullable=False),
+    sa.Column("uptime_seconds", sa.Double, nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("tallied_at", sa.Double, nullable=False),
+)
+
+project_usage_hourly = sa.Table(
+    "project_usage_hourly",
+    metadata,
+    sa.Column("hour", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("project_id", sa.String, primary_key=True),
+    sa.Column("byte_seconds", sa.Double, nullable=False),
+    sa.Column("stored_bytes", sa.BigInteger, nullable=False),
+    sa.Column("egress_bytes", sa.BigInteger, nullable=False),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("tallied_at", sa.Double, nullable=False),
+)

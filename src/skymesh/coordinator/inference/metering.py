@@ -26,13 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
-from aiohttp import web
 
 from skymesh.compute.routing import Weights
 from skymesh.coordinator.auth import find_project
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import inference_usage, project_routing, projects
-from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.coordinator.endpoints import Call, RouteTable, seconds_param
 from skymesh.coordinator.keyring import Keyring
 from skymesh.errors import BadRequest, Forbidden, NotFound
 from skymesh.wire import routes
@@ -326,19 +325,6 @@ def _fields(update: RoutingWeights) -> dict[str, float | None]:
     return {"latency": update.latency, "price": update.price, "carbon": update.carbon}
 
 
-def _number(request: web.Request, name: str, default: float) -> float:
-    raw = request.query.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be unix seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise BadRequest(f"{name} must be finite unix seconds >= 0")
-    return value
-
-
 def add_metering_routes(table: RouteTable, meter: Meter) -> None:
     async def report(call: Call, body: UsageReports) -> UsageRecorded:
         return await meter.record(body.reports, None if call.admin else call.project_id)
@@ -353,8 +339,8 @@ def add_metering_routes(table: RouteTable, meter: Meter) -> None:
             if wanted and not await meter.is_own(call.project_id, wanted):
                 raise Forbidden("a project key sees only its own usage")
             project_id = call.project_id
-        since = _number(call.request, "since", 0.0)
-        until = _number(call.request, "until", math.inf)
+        since = seconds_param(call.request, "since", 0.0)
+        until = seconds_param(call.request, "until", math.inf)
         if until <= since:
             raise BadRequest("until must be after since")
         group_by = parse_group_by(query.get("group_by", "project"))

@@ -157,6 +157,7 @@ async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> Downlo
                 PieceAction.GET,
                 GET_ALLOWANCE_FACTOR * r.piece_size,
                 now,
+                project_id=project_id,
             )
             online = m.registry.is_online(node, now)
             piece = DownloadPiece(

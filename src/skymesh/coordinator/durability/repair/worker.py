@@ -358,7 +358,9 @@ class RepairWorker:
         self, seg: _Segment, p: StoredPiece, node: NodeRecord, stats: RepairStats
     ) -> bytes:
         piece_id = derive_piece_id(seg.root_piece_id, p.piece_num)
-        order = self.m.orders.order(node.node_id, piece_id, PieceAction.GET, seg.piece_size)
+        order = self.m.orders.order(
+            node.node_id, piece_id, PieceAction.GET, seg.piece_size, purpose="repair"
+        )
         target = DownloadPiece(
             piece_num=p.piece_num,
             node_id=node.node_id,

@@ -1,0 +1,1 @@
+"""Accounting: settled orders, hourly rollups per node, operator and project, payouts."""
