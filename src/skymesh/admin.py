@@ -29,6 +29,7 @@ from skymesh.wire.registry import (
     OperatorInfo,
     OperatorList,
 )
+from skymesh.wire.status import NetworkStatus
 
 DEFAULT_TOKEN_LIFETIME = 30 * 24 * 3600.0  # seconds a join token admits new nodes
 
@@ -64,6 +65,10 @@ class AdminClient:
     async def leases(self) -> LeaseList:
         """Which coordinator holds each background loop's lease (from the answering one)."""
         return await self.rpc.send(routes.LIST_LEASES, None)
+
+    async def status(self) -> NetworkStatus:
+        """What the answering coordinator knows of the network (``skymesh status``)."""
+        return await self.rpc.send(routes.STATUS, None)
 
     async def admit_operator(
         self,

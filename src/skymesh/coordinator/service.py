@@ -20,6 +20,7 @@ from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.coordinator.durability.service import DurabilityService
 from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.coordinator.events import RecentEvents
 from skymesh.coordinator.inference.compute import ComputeAdverts
 from skymesh.coordinator.inference.service import InferenceService
 from skymesh.coordinator.keyring import Keyring, register_key
@@ -32,6 +33,7 @@ from skymesh.coordinator.metainfo.service import MetainfoService
 from skymesh.coordinator.metrics import CoordinatorMetrics, Watched
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.overlay.service import OverlayService
+from skymesh.coordinator.status import StatusReport
 from skymesh.errors import ConfigError, SchemeError
 from skymesh.private import private_dir
 from skymesh.rpc import NO_REDIRECTS
@@ -158,9 +160,20 @@ class CoordinatorService:
         self._add_routes(self.table)
         for subsystem in subsystems:
             subsystem.add_routes(self.table)
+        self.events = RecentEvents()  # this process's last warnings, for GET /v1/admin/status
+        StatusReport(
+            identity.id,
+            self.keyring,
+            self.overlay,
+            self.durability,
+            self.inference,
+            self.leases,
+            self.events,
+        ).add_routes(self.table)
         self._runner: web.AppRunner | None = None
 
         self.lifecycle = Lifecycle()
+        self.lifecycle.add("recent warnings", start=self.events.attach, stop=self.events.detach)
         self.lifecycle.add("database", stop=db.close)
         self.lifecycle.add("session to nodes", stop=self.session.close)
         self.lifecycle.add("node and reputation caches", start=self.overlay.load)

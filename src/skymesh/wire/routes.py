@@ -103,6 +103,7 @@ from skymesh.wire.registry import (
     PeerIdentity,
 )
 from skymesh.wire.signing import Signed
+from skymesh.wire.status import NetworkStatus
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -185,6 +186,8 @@ HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NOD
 LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
 #: Which coordinator of several runs each background loop (``coordinator/leases.py``).
 LIST_LEASES = _route("GET", "/v1/admin/leases", NoneType, LeaseList, ADMIN)
+#: The network at a glance (``skymesh status``): nodes, durability, loops, compute, warnings.
+STATUS = _route("GET", "/v1/admin/status", NoneType, NetworkStatus, ADMIN)
 # Prometheus metrics: the text exposition format, not JSON (docs/operations.md "Metrics")
 METRICS = _route("GET", "/metrics", NoneType, bytes, ADMIN)
 

@@ -15,20 +15,24 @@ segment rows, :func:`summarize`, is pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from skymesh.coordinator.db.schema import objects, segments
+from skymesh.coordinator.db.engine import Database
+from skymesh.coordinator.db.schema import objects, repair_queue, segments
 from skymesh.coordinator.durability import health
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import Reputation
 from skymesh.wire.durability import DurabilityReport, SchemeHealth, SegmentHealth
 from skymesh.wire.metainfo import Scheme, SegmentPosition
+from skymesh.wire.status import RepairQueue
 
 LIST_CAP = 100  # segments listed by name in each of at_risk and lost
+TALLY_MAX_AGE = 120.0  # seconds a tally serves ``GET /v1/admin/status`` before a new scan
 
 
 def healthy_nodes(
@@ -209,3 +213,68 @@ def _row(seg: health.StoredSegment, healthy: int) -> SegmentRow:
         stored=len(seg.pieces),
         healthy=healthy,
     )
+
+
+class Tally:
+    """The last durability report this coordinator made, for callers that may take it
+    a little old (``GET /v1/admin/status``): a report walks every segment, so a status
+    screen redrawn every few seconds must not make one each time.
+
+    :meth:`latest` makes one only when the last is older than ``max_age`` (callers
+    arriving meanwhile wait for that one scan); :meth:`fresh` always makes one and
+    keeps it (``GET /v1/admin/durability``).
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], Awaitable[DurabilityReport]],
+        clock: Callable[[], float],
+        max_age: float = TALLY_MAX_AGE,
+    ) -> None:
+        self._make = make
+        self._clock = clock
+        self.max_age = max_age
+        self.last: DurabilityReport | None = None
+        self._lock = asyncio.Lock()
+
+    async def fresh(self) -> DurabilityReport:
+        report = await self._make()
+        self.last = report
+        return report
+
+    async def latest(self) -> DurabilityReport:
+        async with self._lock:
+            last = self.last
+            if last is None or self._clock() - last.generated_at > self.max_age:
+                last = await self.fresh()
+            return last
+
+
+def _queue_tally(conn: sa.Connection) -> RepairQueue:
+    q, s = repair_queue.c, segments.c
+    rows = conn.execute(
+        sa.select(q.healthy, q.healthy < s.k, sa.func.count())
+        .select_from(
+            repair_queue.join(
+                segments,
+                sa.and_(s.stream_id == q.stream_id, s.part == q.part, s.idx == q.idx),
+            )
+        )
+        .group_by(q.healthy, q.healthy < s.k)
+    ).all()
+    histogram: dict[int, int] = {}
+    below = 0
+    for healthy, lost, count in rows:
+        histogram[int(healthy)] = histogram.get(int(healthy), 0) + int(count)
+        below += int(count) if lost else 0
+    return RepairQueue(
+        queued=sum(histogram.values()),
+        below_minimum=below,
+        histogram=dict(sorted(histogram.items())),
+    )
+
+
+async def repair_queue_tally(db: Database) -> RepairQueue:
+    """The repair queue by healthy pieces, and how many of it are below ``k`` (one read
+    of the queue, joined with its segments' rows for ``k``)."""
+    return await db.read(_queue_tally)
