@@ -286,6 +286,13 @@ def _segments(st: NetworkStatus, console: Console) -> None:
     console.print(
         f"[bold]segments[/] {d.segments} in pieces, {d.inline_segments} inline"
         f" (tally {age:.0f} s old); repair queue {q.queued}"
+        + (
+            " (by healthy pieces: "
+            + ", ".join(f"{h}: {n}" for h, n in sorted(q.histogram.items()))
+            + ")"
+            if q.histogram
+            else ""
+        )
         + (f", [bold red]{q.below_minimum} below k[/]" if q.below_minimum else "")
         + (f"; [bold red]{d.lost_total} lost[/]" if d.lost_total else "; none lost")
     )
@@ -339,7 +346,7 @@ def _compute(st: NetworkStatus, console: Console) -> None:
         console.print("[dim]no compute node serves inference[/]")
         return
     table = Table(
-        "node", "region", "operator", "models", "queue", "tokens/s", "latency",
+        "node", "region", "operator", "models", "queue/slots +wait", "tokens/s", "latency",
         title="compute", title_justify="left",
     )  # fmt: skip
     for c in st.compute:
@@ -349,7 +356,7 @@ def _compute(st: NetworkStatus, console: Console) -> None:
             escape(c.region),
             escape(c.operator),
             escape(", ".join(m.name for m in a.models)),
-            f"{a.queue_depth}/{a.concurrency}+{a.queue_limit}",
+            f"{a.queue_depth}/{a.concurrency} +{a.queue_limit}",
             f"{a.tokens_per_second:.1f}" if a.tokens_per_second else "-",
             f"{a.latency_ms:.0f} ms" if a.latency_ms else "-",
         )
