@@ -134,8 +134,11 @@ def verdict(status: NetworkStatus, probes: Sequence[Probe]) -> tuple[list[str], 
         if k.retired_at is None and not k.url:
             warnings.append(f"coordinator {k.coordinator_id[:12]} has no URL recorded")
     d, q = status.durability, status.repair_queue
-    if d.lost_total or q.below_minimum:
-        lost = max(d.lost_total, q.below_minimum)
+    lost_total = d.lost_total if d is not None else 0
+    if d is None:
+        warnings.append("the coordinator's first durability tally is still being made")
+    if lost_total or q.below_minimum:
+        lost = max(lost_total, q.below_minimum)
         problems.append(f"{lost} segments below k healthy pieces: unreadable until nodes return")
     if q.queued:
         warnings.append(f"{q.queued} segments queued for repair")
@@ -282,20 +285,23 @@ def _nodes(st: NetworkStatus, console: Console) -> None:
 
 def _segments(st: NetworkStatus, console: Console) -> None:
     d, q = st.durability, st.repair_queue
-    age = st.generated_at - d.generated_at
-    console.print(
-        f"[bold]segments[/] {d.segments} in pieces, {d.inline_segments} inline"
-        f" (tally {age:.0f} s old); repair queue {q.queued}"
-        + (
-            " (by healthy pieces: "
-            + ", ".join(f"{h}: {n}" for h, n in sorted(q.histogram.items()))
-            + ")"
-            if q.histogram
-            else ""
-        )
-        + (f", [bold red]{q.below_minimum} below k[/]" if q.below_minimum else "")
-        + (f"; [bold red]{d.lost_total} lost[/]" if d.lost_total else "; none lost")
-    )
+    if d is None:
+        parts = ["first tally being made, ask again shortly"]
+    else:
+        age = st.generated_at - d.generated_at
+        parts = [f"{d.segments} in pieces, {d.inline_segments} inline (tally {age:.0f} s old)"]
+    queue = f"repair queue {q.queued}"
+    if q.histogram:
+        queue += " (by healthy pieces: " + ", ".join(f"{h}: {n}" for h, n in q.histogram.items())
+        queue += ")"
+    if q.below_minimum:
+        queue += f", [bold red]{q.below_minimum} below k[/]"
+    parts.append(queue)
+    if d is not None:
+        parts.append(f"[bold red]{d.lost_total} lost[/]" if d.lost_total else "none lost")
+    console.print("[bold]segments[/] " + "; ".join(parts))
+    if d is None:
+        return
     for sh in d.schemes:
         sc = sh.scheme
         console.print(f"  scheme {sc.k}/{sc.repair}/{sc.optimal}/{sc.total}: {sh.segments}")

@@ -3,6 +3,7 @@ the warnings ring and the durability tally's age."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -211,6 +212,9 @@ def test_a_healthy_network_exits_zero_and_says_so() -> None:
     )
     assert "1 segments below k healthy pieces: unreadable until nodes return" in lost.problems
     assert any("no gateway known" in w for w in lost.warnings)
+    untallied = screen(_status(durability=None), [])
+    assert "the coordinator's first durability tally is still being made" in untallied.warnings
+    assert "first tally being made, ask again shortly; repair queue 2" in _draw(untallied)
 
 
 async def test_recent_events_keep_the_newest_warnings() -> None:
@@ -234,11 +238,13 @@ async def test_recent_events_keep_the_newest_warnings() -> None:
     assert [e.level for e in kept] == ["WARNING", "WARNING", "ERROR"]
 
 
-async def test_tally_scans_again_only_when_older_than_max_age() -> None:
+async def test_tally_answers_at_once_and_scans_again_in_the_background() -> None:
     clock = [NOW]
     made: list[float] = []
+    go = asyncio.Event()
 
     async def make() -> DurabilityReport:
+        await go.wait()
         made.append(clock[0])
         return DurabilityReport(
             generated_at=clock[0],
@@ -251,10 +257,27 @@ async def test_tally_scans_again_only_when_older_than_max_age() -> None:
             lost=[],
         )
 
-    tally = Tally(make, lambda: clock[0], max_age=60)
-    assert (await tally.latest()).segments == 1
+    tally = Tally(make, lambda: clock[0], max_age=60, wait=0.01)
+    assert await tally.latest() is None  # the first scan outlasts ``wait``
+    go.set()
+    assert (await tally.latest()).segments == 1  # type: ignore[union-attr]  # waits for it
     clock[0] += 59
-    assert (await tally.latest()).segments == 1
+    assert (await tally.latest()).segments == 1  # type: ignore[union-attr]  # young enough
     clock[0] += 2
-    assert (await tally.latest()).segments == 2
-    assert (await tally.fresh()).segments == 3 and (await tally.latest()).segments == 3
+    assert (await tally.latest()).segments == 1  # type: ignore[union-attr]  # stale, at once
+    await asyncio.sleep(0.01)  # the background scan ends
+    assert (await tally.latest()).segments == 2  # type: ignore[union-attr]
+    assert (await tally.fresh()).segments == 3 and tally.last is not None
+    assert tally.last.segments == 3
+    await tally.close()
+
+
+async def test_tally_close_cancels_a_scan_in_progress() -> None:
+    async def never() -> DurabilityReport:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    tally = Tally(never, lambda: NOW, wait=0.0)
+    assert await tally.latest() is None
+    await tally.close()
+    assert tally.last is None

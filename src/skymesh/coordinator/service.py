@@ -176,6 +176,8 @@ class CoordinatorService:
         self.lifecycle.add("recent warnings", start=self.events.attach, stop=self.events.detach)
         self.lifecycle.add("database", stop=db.close)
         self.lifecycle.add("session to nodes", stop=self.session.close)
+        # stopped after the HTTP server (no new status call), before the database closes
+        self.lifecycle.add("durability tally", stop=self.durability.tally.close)
         self.lifecycle.add("node and reputation caches", start=self.overlay.load)
         self.lifecycle.add("HTTP server", start=self._serve, stop=self._unserve)
         self.lifecycle.add("coordinator key's URL", start=self._register_url)

@@ -3,8 +3,9 @@
 Gathered from what the subsystems already keep, nothing counted twice: the
 coordinator keys (``keyring``), the node list (``overlay``, each node's state by
 :func:`~skymesh.coordinator.metrics.node_state`), the durability tally
-(``durability/report.py``'s :class:`Tally`: a report at most ``TALLY_MAX_AGE`` old,
-so the route walks the segments at most once per that age), the repair queue (read
+(``durability/report.py``'s :class:`Tally`: the last report, made again in the
+background once older than ``TALLY_MAX_AGE``, so the route never waits for a walk
+of every segment but the first, and then at most ``TALLY_WAIT``), the repair queue (read
 live), the loop leases with this coordinator's runs and failures (``lease_keeper``),
 the compute nodes a gateway would be given (``inference/compute.py``) and this
 process's recent warnings (``events.py``). The grouping, :func:`group_nodes`, is pure.
@@ -104,7 +105,9 @@ class StatusReport:
             version=skymesh.__version__,
             coordinators=keys.keys,
             nodes=group_nodes(nodes.nodes),
-            durability=msgspec.structs.replace(
+            durability=None
+            if tally is None
+            else msgspec.structs.replace(
                 tally, at_risk=tally.at_risk[:STATUS_LIST_CAP], lost=tally.lost[:STATUS_LIST_CAP]
             ),
             repair_queue=queue,

@@ -54,8 +54,9 @@ class NetworkStatus(Base, frozen=True):
     version: str  # its skymesh version
     coordinators: list[CoordinatorKeyInfo]  # every key, current ones first
     nodes: list[NodeGroup]  # by region, then operator
-    #: the last durability tally (at most ``tally_max_age`` old; its lists trimmed)
-    durability: DurabilityReport
+    #: the last durability tally (see docs/spec/coordinator-api.md; its lists trimmed);
+    #: None while the coordinator's first one is still being made
+    durability: DurabilityReport | None
     repair_queue: RepairQueue
     leases: LeaseList  # every loop's lease, with this coordinator's runs and failures
     compute: list[ComputeNode]  # nodes that may serve inference now, with their adverts
