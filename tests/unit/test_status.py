@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from pathlib import Path
 
 from rich.console import Console
 
 from skymesh.coordinator.durability.report import Tally
 from skymesh.coordinator.events import RecentEvents
 from skymesh.coordinator.status import group_nodes
-from skymesh.status_console import Probe, screen, show_status
+from skymesh.status_console import Probe, home_gateways, screen, show_status
 from skymesh.wire.durability import DurabilityReport, SchemeHealth
 from skymesh.wire.inference import ComputeAdvert, ComputeNode, ModelOffer
 from skymesh.wire.keys import CoordinatorKeyInfo
@@ -281,3 +282,19 @@ async def test_tally_close_cancels_a_scan_in_progress() -> None:
     assert await tally.latest() is None
     await tally.close()
     assert tally.last is None
+
+
+def test_home_gateways_are_read_from_the_up_home(tmp_path: Path) -> None:
+    from skymesh.config import GatewayConfig, config_to_toml
+
+    for folder, cfg in (
+        ("gateway", GatewayConfig(port=9000)),
+        ("gateway-2", GatewayConfig(host="0.0.0.0", port=9001)),
+        ("gateways/us-east", GatewayConfig(port=9100, tls_cert="c.pem", tls_key="k.pem")),
+    ):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "config.toml").write_text(config_to_toml(cfg))
+    urls, tls = home_gateways(tmp_path)
+    assert urls == ["http://127.0.0.1:9000", "http://127.0.0.1:9001", "https://127.0.0.1:9100"]
+    assert tls is None  # no local CA in this home
+    assert home_gateways(tmp_path / "nowhere") == ([], None)
