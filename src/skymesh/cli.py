@@ -375,9 +375,9 @@ def status(
     nothing is red, 1 when something is, 2 when no coordinator answers.
     """
     import msgspec
-    from rich.console import Console
 
     from skymesh.network.up import home_dir
+    from skymesh.status_console import console as status_console
     from skymesh.status_console import home_gateways, screen, show_status
 
     if seconds is not None and not watch:
@@ -396,7 +396,7 @@ def status(
         network = await admin.status()
         return screen(network, await probe_all(admin.session, network, gateways, tls))
 
-    console = Console()
+    console = status_console()
     problems = False
     try:
         while True:

@@ -379,10 +379,18 @@ def _events(st: NetworkStatus, console: Console) -> None:
         console.print(
             f"  {_when(e.at)} [{colour}]{e.level}[/] {e.logger}: {escape(e.message)}",
             highlight=False,
+            no_wrap=True,
+            overflow="ellipsis",
         )
 
 
 # ---------------------------------------------------------------- formats
+
+
+def console() -> Console:
+    """The terminal's width on a terminal; 160 columns when piped (no colour then)."""
+    on_terminal = Console()
+    return on_terminal if on_terminal.is_terminal else Console(width=160)
 
 
 def _when(t: float) -> str:
