@@ -11,6 +11,10 @@ report walks the segments with the repair checker's scan
 checker's :class:`health.Judge`, so the two never disagree. Only committed
 segments are reported (a pending upload is nobody's data yet). The fold over
 segment rows, :func:`summarize`, is pure.
+
+``GET /v1/admin/status`` takes the report through :class:`Tally` (the last one,
+made again in the background when old) and the repair queue's counts through
+:func:`repair_queue_tally` (read live).
 """
 
 from __future__ import annotations
