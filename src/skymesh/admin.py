@@ -42,6 +42,7 @@ from skymesh.wire.registry import (
     OperatorInfo,
     OperatorList,
 )
+from skymesh.wire.status import NetworkStatus
 
 DEFAULT_TOKEN_LIFETIME = 30 * 24 * 3600.0  # seconds a join token admits new nodes
 
@@ -90,6 +91,10 @@ class AdminClient:
     async def payouts(self, month: str) -> PayoutReport:
         """Each operator's pay for ``month`` (YYYY-MM) at the coordinator's prices."""
         return await self.rpc.send(routes.PAYOUTS, None, query={"month": month})
+
+    async def status(self) -> NetworkStatus:
+        """What the answering coordinator knows of the network (``skymesh status``)."""
+        return await self.rpc.send(routes.STATUS, None)
 
     async def admit_operator(
         self,

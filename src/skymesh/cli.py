@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -320,6 +321,105 @@ def durability(
     else:
         show_report(report, Console())
     raise typer.Exit(1 if report.lost_total else 0)
+
+
+@app.command()
+def status(
+    gateway: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gateway",
+            help="A gateway's URL to probe (its /healthz); repeat for several. Default: the"
+            " gateways of the `skymesh up` home.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print everything as JSON (StatusScreen).")
+    ] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Redraw every SECONDS (default 5) until Ctrl-C.")
+    ] = False,
+    seconds: Annotated[
+        float | None,
+        typer.Argument(help="With --watch: seconds between redraws.", show_default=False),
+    ] = None,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            help="Coordinator URL, or several separated by commas (default: from the home of"
+            " `skymesh up`)."
+        ),
+    ] = None,
+    admin_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-token-file", help="File holding the admin token (default: from the home)."
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Admin token (default: from the home's state.json).", envvar="SKYMESH_ADMIN_TOKEN"
+        ),
+    ] = None,
+    home: Annotated[
+        str | None,
+        typer.Option(help="Home of `skymesh up` (default $SKYMESH_HOME or ./.skymesh)."),
+    ] = None,
+) -> None:
+    """Is the network healthy? Coordinators and gateways up or down with their versions,
+    nodes by region and operator, segments by healthy pieces, the repair queue,
+    background loops, compute nodes and the coordinator's recent warnings.
+
+    Lines in red need action (docs/operations.md "Status"). Exit status 0 when
+    nothing is red, 1 when something is, 2 when no coordinator answers.
+    """
+    import msgspec
+
+    from skymesh.network.up import home_dir
+    from skymesh.status_console import console as status_console
+    from skymesh.status_console import home_gateways, screen, show_status
+
+    if seconds is not None and not watch:
+        _fail(ValueError("SECONDS goes with --watch: skymesh status --watch 10"), 2)
+    every = max(0.5, 5.0 if seconds is None else seconds) if watch else None
+    url, admin_token = _admin_target(coordinator, token, home, admin_token_file)
+    tls = None
+    if gateway:
+        gateways = list(gateway)
+    else:
+        gateways, tls = home_gateways(home_dir(home))
+
+    async def fetch(admin: AdminClient) -> Any:
+        from skymesh.status_console import probe_all
+
+        network = await admin.status()
+        return screen(network, await probe_all(admin.session, network, gateways, tls))
+
+    console = status_console()
+    problems = False
+    try:
+        while True:
+            try:
+                shown = _with_admin(url, admin_token, fetch)
+            except typer.Exit:  # the error is printed; watching goes on until Ctrl-C
+                if every is None:
+                    raise
+                time.sleep(every)
+                continue
+            problems = bool(shown.problems)
+            if as_json:
+                typer.echo(msgspec.json.encode(shown).decode())
+            else:
+                if every is not None and console.is_terminal:
+                    console.clear()
+                show_status(shown, console)
+            if every is None:
+                break
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
+    raise typer.Exit(1 if problems else 0)
 
 
 def _admin_target(

@@ -41,6 +41,8 @@ class DrivenLoop:
         self.runs = 0  # completed steps, by the loop or run_once
         self.last_run_at: float | None = None  # wall clock when the last step completed
         self.failures = 0  # steps that raised
+        self.last_error = ""  # the last failed step's exception, as "Type: message"
+        self.last_error_at: float | None = None  # wall clock when it failed
         self.last_result: Any = None  # what the work of the last periodic step returned
 
     @classmethod
@@ -128,8 +130,10 @@ class DrivenLoop:
             self._wake.clear()
             try:
                 ran = await self._step_if_open()
-            except Exception:
+            except Exception as e:
                 self.failures += 1
+                self.last_error = f"{type(e).__name__}: {e}"[:500]
+                self.last_error_at = time.time()
                 log.exception("%s loop step failed; next try in %.0f s", self.name, ERROR_DELAY)
                 ran = ERROR_DELAY
             delay = GATE_RECHECK if ran is None else ran

@@ -54,3 +54,18 @@ async def test_stop_cancelled_by_its_caller_is_not_swallowed() -> None:
     stopping.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopping
+
+
+async def test_a_failed_step_is_recorded_for_the_status_screen() -> None:
+    async def step() -> float:
+        raise RuntimeError("disk gone")
+
+    loop = DrivenLoop("x", step)
+    loop.start()
+    for _ in range(200):
+        if loop.failures:
+            break
+        await asyncio.sleep(0.01)
+    await loop.stop()
+    assert (loop.failures, loop.runs, loop.last_error) == (1, 0, "RuntimeError: disk gone")
+    assert loop.last_error_at is not None

@@ -120,6 +120,9 @@ class LeaseKeeper:
             held_here=self.holds(lease.name),
             runs=loop.runs if loop is not None else None,
             last_run_at=loop.last_run_at if loop is not None else None,
+            failures=loop.failures if loop is not None else 0,
+            last_error=loop.last_error if loop is not None else "",
+            last_error_at=loop.last_error_at if loop is not None else None,
         )
 
     async def _round(self) -> float:

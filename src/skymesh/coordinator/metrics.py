@@ -31,6 +31,7 @@ from skymesh.wire.registry import NodeStatus
 NODE_STATES = (
     "online",
     "unvetted",
+    "suspended",
     "offline",
     "exiting",
     "exited",
@@ -41,8 +42,9 @@ NODE_STATES = (
 
 def node_state(n: NodeStatus) -> str:
     """One state per node, the first that holds: not admitted (operator revoked or
-    region not allowed), disqualified, exited, exiting, offline, unvetted (online, not
-    yet vetted by audits), online."""
+    region not allowed), disqualified, exited, exiting, offline, suspended (online but
+    failing to answer audits: no new pieces), unvetted (online, not yet vetted by
+    audits), online."""
     if not n.admitted:
         return "not_admitted"
     if n.disqualified:
@@ -53,6 +55,8 @@ def node_state(n: NodeStatus) -> str:
         return "exiting"
     if not n.online:
         return "offline"
+    if n.suspended:
+        return "suspended"
     return "online" if n.vetted else "unvetted"
 
 
@@ -115,8 +119,8 @@ class CoordinatorMetrics(TxnObserver):
         )
         self.nodes = Gauge(
             "skymesh_coordinator_nodes",
-            "Registered nodes by state (each node in one: online, unvetted, offline,"
-            " exiting, exited, disqualified, not_admitted).",
+            "Registered nodes by state (each node in one: online, unvetted, suspended,"
+            " offline, exiting, exited, disqualified, not_admitted).",
             ["state"],
             registry=reg,
         )

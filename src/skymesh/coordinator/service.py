@@ -21,6 +21,7 @@ from skymesh.coordinator.auth import Auth
 from skymesh.coordinator.db.engine import Database, default_url
 from skymesh.coordinator.durability.service import DurabilityService
 from skymesh.coordinator.endpoints import Call, RouteTable
+from skymesh.coordinator.events import RecentEvents
 from skymesh.coordinator.inference.compute import ComputeAdverts
 from skymesh.coordinator.inference.service import InferenceService
 from skymesh.coordinator.keyring import Keyring, register_key
@@ -34,6 +35,7 @@ from skymesh.coordinator.metrics import CoordinatorMetrics, Watched
 from skymesh.coordinator.orders import OrderSigner
 from skymesh.coordinator.overlay.service import OverlayService
 from skymesh.coordinator.projects import ProjectAdmin, add_project_routes
+from skymesh.coordinator.status import StatusReport
 from skymesh.errors import ConfigError, SchemeError
 from skymesh.private import private_dir
 from skymesh.rpc import NO_REDIRECTS
@@ -165,11 +167,24 @@ class CoordinatorService:
             subsystem.add_routes(self.table)
         # the administrator's projects and keys (`skymesh project`, `skymesh keys`)
         add_project_routes(self.table, ProjectAdmin(db, self.inference.keys, clock))
+        self.events = RecentEvents()  # this process's last warnings, for GET /v1/admin/status
+        StatusReport(
+            identity.id,
+            self.keyring,
+            self.overlay,
+            self.durability,
+            self.inference,
+            self.leases,
+            self.events,
+        ).add_routes(self.table)
         self._runner: web.AppRunner | None = None
 
         self.lifecycle = Lifecycle()
+        self.lifecycle.add("recent warnings", start=self.events.attach, stop=self.events.detach)
         self.lifecycle.add("database", stop=db.close)
         self.lifecycle.add("session to nodes", stop=self.session.close)
+        # stopped after the HTTP server (no new status call), before the database closes
+        self.lifecycle.add("durability tally", stop=self.durability.tally.close)
         self.lifecycle.add("node and reputation caches", start=self.overlay.load)
         self.lifecycle.add("HTTP server", start=self._serve, stop=self._unserve)
         self.lifecycle.add("coordinator key's URL", start=self._register_url)

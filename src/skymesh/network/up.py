@@ -451,13 +451,19 @@ Use it with the AWS CLI:
   aws --endpoint-url {self.endpoint} s3 cp ./some-file s3://demo/
   aws --endpoint-url {self.endpoint} s3 ls s3://demo/
 
-More projects and keys, served at once (docs/operations.md §5j):
+More projects and keys, served at once (docs/operations.md §5l):
 
   skymesh project create NAME
   skymesh keys create --project NAME [--expires 30d]
 
+The network at a glance: skymesh status --watch{_home_option(s)}
 {_restart_line(self)}
 {_openai_banner(self)}{_distance_banner(self)}{_ha_banner(self)}"""
+
+
+def _home_option(spec: NetworkSpec) -> str:
+    """``--home`` for commands run elsewhere than where ``up`` looks by default."""
+    return "" if spec.home == home_dir() else f" --home {spec.home}"
 
 
 def _coordinator_name(i: int) -> str:

@@ -16,6 +16,9 @@ class LeaseInfo(Base, frozen=True):
     held_here: bool  # the answering coordinator holds it and runs the loop
     runs: int | None = None  # steps the answering coordinator ran; None: it does not run it
     last_run_at: float | None = None  # when its last step there ended (its wall clock)
+    failures: int = 0  # steps that raised there
+    last_error: str = ""  # the last one's exception ("Type: message")
+    last_error_at: float | None = None  # when (its wall clock); after last_run_at: failing now
 
 
 class LeaseList(Base, frozen=True):

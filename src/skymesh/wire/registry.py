@@ -139,6 +139,10 @@ class NodeStatus(Base, frozen=True):
     compute_score: float = 1.0
     spot_checks: int = 0
     compute_excluded: bool = False
+    version: str = ""  # the skymesh version it last joined with
+    # its unknown-audit score fell below the suspension threshold: no new pieces until
+    # it answers audits again (docs/durability.md)
+    suspended: bool = False
 
 
 class NodeList(Base, frozen=True):

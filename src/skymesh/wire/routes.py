@@ -113,6 +113,7 @@ from skymesh.wire.registry import (
     PeerIdentity,
 )
 from skymesh.wire.signing import Signed
+from skymesh.wire.status import NetworkStatus
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -200,6 +201,8 @@ ACCOUNTING_USAGE = _route("GET", "/v1/admin/accounting", NoneType, AccountingUsa
 PAYOUTS = _route("GET", "/v1/admin/payouts", NoneType, PayoutReport, ADMIN)
 #: Which coordinator of several runs each background loop (``coordinator/leases.py``).
 LIST_LEASES = _route("GET", "/v1/admin/leases", NoneType, LeaseList, ADMIN)
+#: The network at a glance (``skymesh status``): nodes, durability, loops, compute, warnings.
+STATUS = _route("GET", "/v1/admin/status", NoneType, NetworkStatus, ADMIN)
 # Prometheus metrics: the text exposition format, not JSON (docs/operations.md "Metrics")
 METRICS = _route("GET", "/metrics", NoneType, bytes, ADMIN)
 

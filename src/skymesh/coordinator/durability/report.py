@@ -11,24 +11,37 @@ report walks the segments with the repair checker's scan
 checker's :class:`health.Judge`, so the two never disagree. Only committed
 segments are reported (a pending upload is nobody's data yet). The fold over
 segment rows, :func:`summarize`, is pure.
+
+``GET /v1/admin/status`` takes the report through :class:`Tally` (the last one,
+made again in the background when old) and the repair queue's counts through
+:func:`repair_queue_tally` (read live).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from skymesh.coordinator.db.schema import objects, segments
+from skymesh.coordinator.db.engine import Database
+from skymesh.coordinator.db.schema import objects, repair_queue, segments
 from skymesh.coordinator.durability import health
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import Reputation
 from skymesh.wire.durability import DurabilityReport, SchemeHealth, SegmentHealth
 from skymesh.wire.metainfo import Scheme, SegmentPosition
+from skymesh.wire.status import RepairQueue
+
+log = logging.getLogger(__name__)
 
 LIST_CAP = 100  # segments listed by name in each of at_risk and lost
+TALLY_MAX_AGE = 120.0  # seconds a tally serves ``GET /v1/admin/status`` before a new scan
+TALLY_WAIT = 2.0  # seconds a status call waits for the first tally before answering without
 
 
 def healthy_nodes(
@@ -209,3 +222,94 @@ def _row(seg: health.StoredSegment, healthy: int) -> SegmentRow:
         stored=len(seg.pieces),
         healthy=healthy,
     )
+
+
+class Tally:
+    """The last durability report this coordinator made, for callers that may take it
+    a little old (``GET /v1/admin/status``): a report walks every segment (some 25 s
+    for 100,000 segments on SQLite), so a status screen redrawn every few seconds must
+    neither make one each time nor wait for one.
+
+    :meth:`latest` answers the last report at once; when it is older than ``max_age``
+    it also starts a new one in the background (one at a time), which later calls
+    answer once it is done. Before the first report exists it waits up to ``wait``
+    seconds for it, then answers None. :meth:`fresh` always makes one and keeps it
+    (``GET /v1/admin/durability``). :meth:`close` cancels a report in progress.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[], Awaitable[DurabilityReport]],
+        clock: Callable[[], float],
+        max_age: float = TALLY_MAX_AGE,
+        wait: float = TALLY_WAIT,
+    ) -> None:
+        self._make = make
+        self._clock = clock
+        self.max_age = max_age
+        self.wait = wait
+        self.last: DurabilityReport | None = None
+        self._task: asyncio.Task[DurabilityReport] | None = None
+
+    async def fresh(self) -> DurabilityReport:
+        report = await self._make()
+        if self.last is None or report.generated_at >= self.last.generated_at:
+            self.last = report
+        return report
+
+    async def latest(self) -> DurabilityReport | None:
+        last = self.last
+        if last is not None and self._clock() - last.generated_at <= self.max_age:
+            return last
+        task = self._refresh()
+        if last is None:
+            await asyncio.wait({task}, timeout=self.wait)  # never cancels the task
+        return self.last
+
+    def _refresh(self) -> asyncio.Task[DurabilityReport]:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.fresh(), name="durability tally")
+            self._task.add_done_callback(_log_failure)
+        return self._task
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _log_failure(task: asyncio.Task[DurabilityReport]) -> None:
+    if not task.cancelled() and (e := task.exception()) is not None:
+        log.warning("durability tally failed: %s; the next status call tries again", e)
+
+
+def _queue_tally(conn: sa.Connection) -> RepairQueue:
+    q, s = repair_queue.c, segments.c
+    rows = conn.execute(
+        sa.select(q.healthy, q.healthy < s.k, sa.func.count())
+        .select_from(
+            repair_queue.join(
+                segments,
+                sa.and_(s.stream_id == q.stream_id, s.part == q.part, s.idx == q.idx),
+            )
+        )
+        .group_by(q.healthy, q.healthy < s.k)
+    ).all()
+    histogram: dict[int, int] = {}
+    below = 0
+    for healthy, lost, count in rows:
+        histogram[int(healthy)] = histogram.get(int(healthy), 0) + int(count)
+        below += int(count) if lost else 0
+    return RepairQueue(
+        queued=sum(histogram.values()),
+        below_minimum=below,
+        histogram=dict(sorted(histogram.items())),
+    )
+
+
+async def repair_queue_tally(db: Database) -> RepairQueue:
+    """The repair queue by healthy pieces, and how many of it are below ``k`` (one read
+    of the queue, joined with its segments' rows for ``k``)."""
+    return await db.read(_queue_tally)

@@ -11,7 +11,7 @@ from skymesh.coordinator.durability.gc import GarbageCollector
 from skymesh.coordinator.durability.repair.checker import RepairChecker
 from skymesh.coordinator.durability.repair.drain import request_drain
 from skymesh.coordinator.durability.repair.worker import RepairWorker
-from skymesh.coordinator.durability.report import durability_report
+from skymesh.coordinator.durability.report import Tally, durability_report
 from skymesh.coordinator.durability.retain import Reconciler
 from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.lifecycle import Chore
@@ -44,6 +44,8 @@ class DurabilityService:
         cfg = m.config
         self.m = m
         self.reputation = reputation
+        #: the last durability report, for the status route
+        self.tally = Tally(lambda: durability_report(m, reputation.cached), m.clock)
         self.gc = GarbageCollector(
             m.db, m.registry, m.orders, session, grace=cfg.gc_grace, clock=m.clock
         )
@@ -98,10 +100,10 @@ class DurabilityService:
 
     def add_routes(self, table: RouteTable) -> None:
         """The durability report (admin) and graceful exit (signed by the leaving node)."""
-        m, book = self.m, self.reputation
+        m, book, tally = self.m, self.reputation, self.tally
 
         async def report(_call: Call, _req: None) -> DurabilityReport:
-            return await durability_report(m, book.cached)
+            return await tally.fresh()
 
         async def drain(_call: Call, signed: Signed) -> DrainStatus:
             return await request_drain(m.registry, book, signed)

@@ -299,6 +299,8 @@ class Registry:
                     last_seen=n.last_seen,
                     joined_at=n.joined_at,
                     admitted=n.admitted,
+                    version=n.version,
+                    suspended=suspended(reps.get(n.node_id), self.reputation.params),
                     **_reputation_fields(reps.get(n.node_id)),
                     **_compute_fields(standings.get(n.node_id)),
                 )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from skymesh import __version__
 from skymesh.errors import SkymeshError
 from skymesh.gateway.s3.access import ANONYMOUS_OPS, Grant, anonymous, authorize
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
@@ -228,7 +229,7 @@ def make_app(ctx: S3Context) -> web.Application:
         ctx.directory = BucketDirectory(ctx.credentials, ctx.clients)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "requests": ctx.requests})
+        return web.json_response({"status": "ok", "requests": ctx.requests, "version": __version__})
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         if (
