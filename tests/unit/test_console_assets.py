@@ -7,7 +7,7 @@ import pytest
 from skymesh import console
 
 
-@pytest.mark.parametrize("which", ["tenant"])
+@pytest.mark.parametrize("which", ["admin", "tenant"])
 def test_each_console_has_its_page_and_shared_files(which: console.Console) -> None:
     page = console.asset(which, "")
     assert page is not None and page[1] == "text/html; charset=utf-8"
@@ -35,6 +35,6 @@ def test_only_shipped_files_by_their_bare_names(name: str) -> None:
 
 
 def test_pages_refuse_framing_and_foreign_scripts() -> None:
-    resp = console.response("tenant", "index.html")
+    resp = console.response("admin", "index.html")
     assert resp.headers["X-Frame-Options"] == "DENY"
     assert "script-src 'self'" in resp.headers["Content-Security-Policy"]

@@ -185,6 +185,9 @@ HEARTBEAT = _route("POST", "/v1/nodes/heartbeat", Signed, HeartbeatResponse, NOD
 LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
 #: Which coordinator of several runs each background loop (``coordinator/leases.py``).
 LIST_LEASES = _route("GET", "/v1/admin/leases", NoneType, LeaseList, ADMIN)
+#: The administrator's web console: static pages under this path (``skymesh.console``),
+#: not a JSON route; the pages call the admin routes here with the admin token.
+CONSOLE_PATH = "/console/"
 # Prometheus metrics: the text exposition format, not JSON (docs/operations.md "Metrics")
 METRICS = _route("GET", "/metrics", NoneType, bytes, ADMIN)
 

@@ -12,8 +12,8 @@ function svgEl(name, attrs, text) {
 }
 
 /**
- * A vertical bar chart: bars = [{label, value, color?}], marks = [{at: label, text}]
- * drawn as dashed lines before the bar of that label (e.g. a scheme's k and repair).
+ * A vertical bar chart: bars = [{label, value, color?}], marks = [{at: label, text, after?}]
+ * drawn as dashed lines before (or after) the bar of that label (a scheme's k and repair).
  */
 function barChart(bars, opts) {
   const o = Object.assign({ width: 520, height: 180, unit: "", title: "" }, opts || {});
@@ -45,7 +45,7 @@ function barChart(bars, opts) {
   for (const m of o.marks || []) {
     const i = bars.findIndex((b) => String(b.label) === String(m.at));
     if (i < 0) continue;
-    const x = pad.l + i * w;
+    const x = pad.l + (m.after ? i + 1 : i) * w;
     svg.appendChild(svgEl("line", { x1: x, y1: pad.t, x2: x, y2: pad.t + h, stroke: "#d0342c",
       "stroke-dasharray": "4 3" }));
     svg.appendChild(svgEl("text", { x: x + 2, y: pad.t + 8, fill: "#d0342c" }, m.text));
