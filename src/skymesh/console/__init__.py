@@ -22,6 +22,10 @@ from aiohttp import web
 
 Console = Literal["admin", "tenant"]
 
+#: Where a gateway serves the tenant console on its S3 port (``skymesh.gateway.console``);
+#: the coordinator's console path is declared with its routes (``wire.routes.CONSOLE_PATH``).
+TENANT_PATH = "/_console/"
+
 _TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from skymesh import console
 
-PREFIX = "/_console/"
+PREFIX = console.TENANT_PATH
 
 
 def claims(request: web.Request, base_hosts: Sequence[str]) -> bool:

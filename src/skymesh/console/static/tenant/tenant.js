@@ -5,6 +5,12 @@ const state = { s3: null, view: "buckets", bucket: "", prefix: "", selected: "" 
 const $ = (id) => document.getElementById(id);
 
 function start() {
+  if (!window.crypto || !crypto.subtle) { // WebCrypto: https, or http on localhost only
+    $("login-error").textContent = "This page signs requests with WebCrypto, which the browser " +
+      "offers only over https or on localhost: open the console through one of those.";
+    $("login-btn").disabled = true;
+    return;
+  }
   $("login").addEventListener("submit", (e) => { e.preventDefault(); login(); });
   for (const a of document.querySelectorAll("#nav a")) {
     a.addEventListener("click", () => show(a.dataset.view));
