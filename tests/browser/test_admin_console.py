@@ -79,6 +79,7 @@ def test_admin_console_draws_the_network(
     assert "default" in wait(lambda d: d.find_element(By.CSS_SELECTOR, "#usage table")).text
     assert browser.find_elements(By.CSS_SELECTOR, "#operators tbody tr")
     assert "audit" in browser.find_element(By.ID, "loops").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#view .error")  # no panel failed
     browser.save_screenshot(str(screenshots / "admin-console.png"))
     browser.execute_script("document.getElementById('durability').scrollIntoView()")
     browser.save_screenshot(str(screenshots / "admin-durability.png"))

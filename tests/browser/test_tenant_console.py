@@ -101,19 +101,32 @@ def test_tenant_console_flow(
         lambda d: d.find_element(By.ID, "upload-status").text == "uploaded docs/report 1.bin",
     )
     assert browser.find_element(By.ID, "upload-progress").get_attribute("value") == str(len(data))
-    row = _by_css(browser, "tr[data-key='docs/report 1.bin']")
+    _by_css(browser, "tr[data-key='docs/report 1.bin']")
     assert s3.get_object(Bucket=bucket, Key="docs/report 1.bin")["Body"].read() == data
 
+    # a large file goes by multipart upload (thresholds lowered to S3's smallest part)
+    big = tmp_path / "big.bin"
+    big.write_bytes(data * 12)  # 6 MiB: two parts of 5 MiB and 1 MiB
+    browser.execute_script("state.s3.multipartThreshold = state.s3.partSize = 5 * 1024 * 1024;")
+    browser.find_element(By.ID, "upload-file").send_keys(str(big))
+    browser.find_element(By.ID, "upload-btn").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "upload-status").text == "uploaded docs/big.bin")
+    got = s3.get_object(Bucket=bucket, Key="docs/big.bin")
+    assert got["ETag"].endswith('-2"') and got["Body"].read() == data * 12
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
     # download: a presigned link that saves the file under its name
-    href = row.find_element(By.CSS_SELECTOR, "a.download").get_attribute("href")
+    href = _by_css(browser, "tr[data-key='docs/report 1.bin'] a.download").get_attribute("href")
     status, body, headers = _fetch(href)
     assert (status, body) == (200, data)
     assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''report%201.bin"
 
     # details: versions, tags, and a shared link
     _by_css(browser, "tr[data-key='docs/readme.txt'] button.details").click()
-    versions = _by_css(browser, "#versions table")
-    assert len(versions.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2
+    versions = _by_css(browser, "#versions table").find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert len(versions) == 2
+    older = versions[1].find_element(By.CSS_SELECTOR, "a.download").get_attribute("href")
+    assert _fetch(older)[1] == b"first"
     assert "team" in _by_css(browser, "#tags table").text
     browser.find_element(By.ID, "share-expires").clear()
     browser.find_element(By.ID, "share-expires").send_keys("600")

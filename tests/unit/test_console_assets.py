@@ -1,10 +1,13 @@
-"""The consoles' files ship in the package and nothing else is served from it."""
+"""The consoles' files ship in the package, nothing else is served from it, and the
+gateway takes only its console's path from S3."""
 
 from __future__ import annotations
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from skymesh import console
+from skymesh.gateway import console as gateway_console
 
 
 @pytest.mark.parametrize("which", ["admin", "tenant"])
@@ -38,3 +41,22 @@ def test_pages_refuse_framing_and_foreign_scripts() -> None:
     resp = console.response("admin", "index.html")
     assert resp.headers["X-Frame-Options"] == "DENY"
     assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    ("method", "host", "path", "claimed"),
+    [
+        ("GET", "127.0.0.1:9000", "/_console/", True),
+        ("HEAD", "s3.example.com", "/_console/s3.js", True),
+        ("GET", "127.0.0.1:9000", "/_console", True),
+        ("PUT", "127.0.0.1:9000", "/_console/x", False),  # S3's, to refuse
+        ("GET", "127.0.0.1:9000", "/_consolex/", False),
+        ("GET", "127.0.0.1:9000", "/console/", False),  # the bucket "console"
+        ("GET", "photos.s3.example.com", "/_console/", False),  # a key of bucket "photos"
+    ],
+)
+def test_the_gateway_claims_only_its_console_path(
+    method: str, host: str, path: str, claimed: bool
+) -> None:
+    request = make_mocked_request(method, path, headers={"Host": host})
+    assert gateway_console.claims(request, ["s3.example.com"]) is claimed

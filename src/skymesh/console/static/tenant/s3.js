@@ -6,6 +6,7 @@
 const REGION = "us-east-1"; // the gateway takes any region in a signature's scope
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const UNSIGNED = "UNSIGNED-PAYLOAD";
+const MIB = 1024 * 1024;
 const utf8 = new TextEncoder();
 
 function hex(buf) {
@@ -48,6 +49,8 @@ class S3 {
   constructor(accessKey, secret) {
     this.accessKey = accessKey;
     this.secret = secret;
+    this.multipartThreshold = 64 * MIB; // larger files go by multipart upload
+    this.partSize = 16 * MIB; // grown for files of more than 10,000 parts (S3's most)
   }
 
   async signingKey(date) {
@@ -152,13 +155,20 @@ class S3 {
     return all(doc, "Tag").map((t) => ({ key: text(t, "Key"), value: text(t, "Value") }));
   }
 
-  /** Upload ``file`` with XMLHttpRequest for its progress events; resolves on 2xx. */
-  async upload(bucket, key, file, onProgress) {
+  /** Upload ``file``, telling ``onProgress(sent, total)``: one PUT, or by parts when large. */
+  upload(bucket, key, file, onProgress) {
+    if (file.size <= this.multipartThreshold) return this.put(bucket, key, [], file, onProgress);
+    return this.uploadByParts(bucket, key, file, onProgress);
+  }
+
+  /** One signed PUT by XMLHttpRequest, whose upload events fetch() lacks; resolves on 2xx. */
+  async put(bucket, key, query, body, onProgress) {
     const path = objectPath(bucket, key);
-    const headers = await this.sign("PUT", path, [], UNSIGNED, {});
+    const headers = await this.sign("PUT", path, query, UNSIGNED, {});
+    const qs = canonicalQuery(query);
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
-      xhr.open("PUT", path);
+      xhr.open("PUT", path + (qs ? "?" + qs : ""));
       for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
       xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); };
       xhr.onload = () => {
@@ -166,9 +176,36 @@ class S3 {
         else reject(new Error(errorText(xhr.status, xhr.responseText)));
       };
       xhr.onerror = () => reject(new Error("the upload failed: network error"));
-      xhr.send(file);
+      xhr.send(body);
     });
   }
+
+  /** A multipart upload, one part after another; aborted if any step fails. */
+  async uploadByParts(bucket, key, file, onProgress) {
+    const created = await this.xml("POST", bucket, key, [["uploads", ""]]);
+    const uploadId = text(created, "UploadId");
+    const size = Math.max(this.partSize, Math.ceil(file.size / 10000));
+    const parts = [];
+    try {
+      for (let n = 1, at = 0; at < file.size; n++, at += size) {
+        const q = [["partNumber", String(n)], ["uploadId", uploadId]];
+        const xhr = await this.put(bucket, key, q, file.slice(at, at + size),
+          (sent) => onProgress(at + sent, file.size));
+        parts.push(`<Part><PartNumber>${n}</PartNumber><ETag>${escapeXml(xhr.getResponseHeader("ETag"))}</ETag></Part>`);
+      }
+      const body = `<CompleteMultipartUpload>${parts.join("")}</CompleteMultipartUpload>`;
+      const resp = await this.request("POST", bucket, key, [["uploadId", uploadId]], body);
+      const answer = await resp.text(); // S3 may answer 200 with an error in the body
+      if (answer.includes("<Error>")) throw new Error(errorText(200, answer));
+    } catch (e) {
+      await this.request("DELETE", bucket, key, [["uploadId", uploadId]]).catch(() => {});
+      throw e;
+    }
+  }
+}
+
+function escapeXml(s) {
+  return String(s).replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function kids(el, name) { return [...el.children].filter((c) => c.localName === name); }

@@ -134,10 +134,11 @@ async function objectRow(o) {
 }
 
 /** A presigned GET that the browser saves as a file rather than shows. */
-function downloadLink(bucket, key, expires) {
+function downloadLink(bucket, key, expires, versionId) {
   const file = key.split("/").pop() || "download";
-  const disposition = `attachment; filename*=UTF-8''${uriEncode(file)}`;
-  return state.s3.presign("GET", bucket, key, expires, [["response-content-disposition", disposition]]);
+  const query = [["response-content-disposition", `attachment; filename*=UTF-8''${uriEncode(file)}`]];
+  if (versionId && versionId !== "null") query.push(["versionId", versionId]);
+  return state.s3.presign("GET", bucket, key, expires, query);
 }
 
 function uploadForm() {
@@ -179,6 +180,11 @@ async function details(key) {
     state.s3.versions(bucket, key),
     state.s3.tags(bucket, key).catch((e) => e),
   ]);
+  const versionRows = await Promise.all(versions.map(async (v) => [
+    h("code", {}, v.versionId), v.latest ? "latest" : "", v.modified,
+    v.marker ? "delete marker" : fmtBytes(v.size),
+    v.marker ? "" : h("a", { class: "download", download: key.split("/").pop(),
+      href: await downloadLink(bucket, key, 900, v.versionId) }, "Download")]));
   const expires = h("input", { type: "number", id: "share-expires", min: 1, max: 604800, value: 3600 });
   const url = h("textarea", { class: "share hidden", id: "share-url", readonly: true });
   const share = h("button", { id: "share-btn", onclick: async () => {
@@ -195,9 +201,8 @@ async function details(key) {
     h("div", { class: "row" }, "A link anyone can download with, valid for", expires, "seconds (at most 7 days)", share),
     url,
     h("h3", {}, "Versions"),
-    h("div", { id: "versions" }, table(["Version id", "Latest", "Last modified", "#Size"],
-      versions.map((v) => [h("code", {}, v.versionId), v.latest ? "latest" : "",
-        v.modified, v.marker ? "delete marker" : fmtBytes(v.size)]))),
+    h("div", { id: "versions" }, table(["Version id", "Latest", "Last modified", "#Size", ""],
+      versionRows)),
     h("h3", {}, "Tags"),
     tags instanceof Error ? h("p", { class: "error" }, tags.message)
       : tags.length ? h("div", { id: "tags" }, table(["Key", "Value"], tags.map((t) => [t.key, t.value])))
