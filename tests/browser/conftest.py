@@ -50,9 +50,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the tests leave a PNG of each console page: ``<basetemp>/screenshots*/``."""
-    return tmp_path_factory.mktemp("screenshots", numbered=True)
+def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a module's tests leave a PNG of each console page:
+    ``<basetemp>/screenshots-<module>0/`` (pytest's ``--basetemp``, else its temp root)."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    return tmp_path_factory.mktemp(f"screenshots-{module}")
 
 
 def js_errors(driver: Any) -> list[str]:

@@ -85,6 +85,18 @@ def test_tenant_console_flow(
     _by_css(browser, f"a[data-bucket='{bucket}']")
     browser.save_screenshot(str(screenshots / "tenant-buckets.png"))
 
+    # create and delete a bucket
+    browser.find_element(By.ID, "new-bucket").send_keys("scratch-console")
+    browser.find_element(By.CSS_SELECTOR, "#create-bucket button").click()
+    _by_css(browser, "a[data-bucket='scratch-console']")
+    s3.head_bucket(Bucket="scratch-console")
+    browser.execute_script("window.confirm = () => true;")
+    _by_css(browser, "tr:has(a[data-bucket='scratch-console']) button.danger").click()
+    _wait(
+        browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "a[data-bucket='scratch-console']")
+    )
+    assert "scratch-console" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
     # browse by prefix
     browser.find_element(By.CSS_SELECTOR, f"a[data-bucket='{bucket}']").click()
     _by_css(browser, "tr[data-prefix='docs/'] a").click()
@@ -137,7 +149,6 @@ def test_tenant_console_flow(
     browser.save_screenshot(str(screenshots / "tenant-objects.png"))
 
     # delete
-    browser.execute_script("window.confirm = () => true;")
     _by_css(browser, "tr[data-key='docs/report 1.bin'] button.delete").click()
     _wait(
         browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "tr[data-key='docs/report 1.bin']")

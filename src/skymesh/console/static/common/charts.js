@@ -13,20 +13,21 @@ function svgEl(name, attrs, text) {
 
 /**
  * A vertical bar chart: bars = [{label, value, color?}], marks = [{at: label, text, after?}]
- * drawn as dashed lines before (or after) the bar of that label (a scheme's k and repair).
+ * drawn as dashed lines before (or after) the bar of that label (a scheme's k and repair);
+ * opts.fmt writes a value (default: a count, 12k).
  */
 function barChart(bars, opts) {
-  const o = Object.assign({ width: 520, height: 180, unit: "", title: "" }, opts || {});
-  const pad = { l: 44, r: 8, t: 14, b: 30 };
+  const o = Object.assign({ width: 520, height: 180, unit: "", title: "", fmt: fmtCount }, opts || {});
+  const pad = { l: 58, r: 8, t: 14, b: 30 };
   const svg = svgEl("svg", { width: o.width, height: o.height, role: "img",
     viewBox: `0 0 ${o.width} ${o.height}`, class: "chart" });
   if (o.title) svg.appendChild(svgEl("title", {}, o.title));
   const max = Math.max(1, ...bars.map((b) => b.value));
-  const w = (o.width - pad.l - pad.r) / Math.max(1, bars.length);
+  const w = Math.min(64, (o.width - pad.l - pad.r) / Math.max(1, bars.length));
   const h = o.height - pad.t - pad.b;
   svg.appendChild(svgEl("line", { x1: pad.l, y1: pad.t + h, x2: o.width - pad.r, y2: pad.t + h,
     stroke: "#999" }));
-  svg.appendChild(svgEl("text", { x: pad.l - 4, y: pad.t + 4, "text-anchor": "end" }, fmtCount(max)));
+  svg.appendChild(svgEl("text", { x: pad.l - 4, y: pad.t + 4, "text-anchor": "end" }, o.fmt(max)));
   svg.appendChild(svgEl("text", { x: pad.l - 4, y: pad.t + h, "text-anchor": "end" }, "0"));
   bars.forEach((b, i) => {
     const bh = (b.value / max) * h;
@@ -37,7 +38,7 @@ function barChart(bars, opts) {
     svg.appendChild(rect);
     if (b.value > 0) {
       svg.appendChild(svgEl("text", { x: x + w / 2, y: pad.t + h - bh - 2, "text-anchor": "middle" },
-        fmtCount(b.value)));
+        o.fmt(b.value)));
     }
     svg.appendChild(svgEl("text", { x: x + w / 2, y: o.height - pad.b + 14, "text-anchor": "middle" },
       b.label));

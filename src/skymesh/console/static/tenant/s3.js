@@ -53,11 +53,16 @@ class S3 {
     this.partSize = 16 * MIB; // grown for files of more than 10,000 parts (S3's most)
   }
 
+  /** The day's signing key, derived once a day (every link of a listing is signed). */
   async signingKey(date) {
-    let k = await hmac(utf8.encode("AWS4" + this.secret), date);
-    k = await hmac(k, REGION);
-    k = await hmac(k, "s3");
-    return hmac(k, "aws4_request");
+    if (this.keyDate !== date) {
+      let k = await hmac(utf8.encode("AWS4" + this.secret), date);
+      k = await hmac(k, REGION);
+      k = await hmac(k, "s3");
+      this.key = hmac(k, "aws4_request");
+      this.keyDate = date;
+    }
+    return this.key;
   }
 
   async signature(canonical, stamp, date) {
@@ -122,10 +127,12 @@ class S3 {
   deleteBucket(name) { return this.request("DELETE", name, "", []); }
   deleteObject(bucket, key) { return this.request("DELETE", bucket, key, []); }
 
-  /** Every object and common prefix under ``prefix`` (one level, "/" delimited). */
-  async list(bucket, prefix, delimiter) {
+  /** The objects and common prefixes under ``prefix`` ("/" delimited: one level), at most
+   * ``pages`` pages of 1,000; ``truncated`` tells whether more are left. */
+  async list(bucket, prefix, delimiter, pages) {
     const objects = [], prefixes = [];
     let token = null;
+    let left = pages || 10;
     do {
       const q = [["list-type", "2"], ["prefix", prefix]];
       if (delimiter) q.push(["delimiter", delimiter]);
@@ -137,8 +144,8 @@ class S3 {
       }
       for (const p of kids(doc, "CommonPrefixes")) prefixes.push(text(p, "Prefix"));
       token = text(doc, "IsTruncated") === "true" ? text(doc, "NextContinuationToken") : null;
-    } while (token);
-    return { objects, prefixes };
+    } while (token && --left > 0);
+    return { objects, prefixes, truncated: Boolean(token) };
   }
 
   async versions(bucket, key) {

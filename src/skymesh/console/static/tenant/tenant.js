@@ -111,7 +111,9 @@ async function renderObjects() {
       h("table", { id: "objects" },
         h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", { class: "num" }, "Size"),
           h("th", {}, "Last modified"), h("th", {}, ""))),
-        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Nothing here."))))),
+        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Nothing here.")))),
+      listed.truncated ? h("p", { class: "muted" }, `The first ${rows.length} entries; ` +
+        "open a folder, or use an S3 client, for the rest.") : ""),
     h("section", { class: "card hidden", id: "details" }));
   if (state.selected) details(state.selected).catch(fail);
 }
@@ -230,13 +232,14 @@ async function renderProject() {
   const rows = [];
   const bars = [];
   for (const b of buckets) {
-    const { objects } = await state.s3.list(b.name, "", "");
+    const { objects, truncated } = await state.s3.list(b.name, "", "", 100);
     const bytes = objects.reduce((n, o) => n + o.size, 0);
-    rows.push([b.name, String(objects.length), fmtBytes(bytes)]);
+    const more = truncated ? " or more" : "";
+    rows.push([b.name, objects.length + more, fmtBytes(bytes) + more]);
     bars.push({ label: b.name, value: bytes });
   }
   sizes.replaceChildren(
-    buckets.length ? barChart(bars, { title: "bytes stored per bucket", unit: " B", width: 560 }) : "",
+    buckets.length ? barChart(bars, { title: "bytes stored per bucket", unit: " B", width: 560, fmt: fmtBytes }) : "",
     table(["Bucket", "#Objects", "#Stored (plaintext)"], rows),
     h("p", { class: "muted" }, "Counted by listing each bucket now (current versions only)."));
 }
