@@ -47,6 +47,7 @@ def test_pages_refuse_framing_and_foreign_scripts() -> None:
     ("method", "host", "path", "claimed"),
     [
         ("GET", "127.0.0.1:9000", "/_console/", True),
+        ("GET", "127.0.0.1:9000", "/_console/?X-Amz-Signature=ab", False),  # S3's, presigned
         ("HEAD", "s3.example.com", "/_console/s3.js", True),
         ("GET", "127.0.0.1:9000", "/_console", True),
         ("PUT", "127.0.0.1:9000", "/_console/x", False),  # S3's, to refuse
@@ -60,3 +61,5 @@ def test_the_gateway_claims_only_its_console_path(
 ) -> None:
     request = make_mocked_request(method, path, headers={"Host": host})
     assert gateway_console.claims(request, ["s3.example.com"]) is claimed
+    signed = make_mocked_request(method, path, headers={"Host": host, "Authorization": "AWS4"})
+    assert not gateway_console.claims(signed, ["s3.example.com"])  # an S3 client's

@@ -3,7 +3,7 @@
 On the S3 port every path names a bucket and key, so the console lives under a path that
 cannot be a bucket: bucket names hold no ``_`` (``checks.py``: ``[a-z0-9.-]``). On a
 virtual-hosted bucket's host (``<bucket>.<suffix>``) the same path is an object key of
-that bucket and is left to S3. The page then speaks only S3 to this gateway, signed in
+that bucket and is left to S3, as is every signed request (an S3 client's). The page then speaks only S3 to this gateway, signed in
 the browser (``skymesh.console``; docs/operations.md "Web console").
 """
 
@@ -19,8 +19,11 @@ PREFIX = console.TENANT_PATH
 
 
 def claims(request: web.Request, base_hosts: Sequence[str]) -> bool:
-    """Whether ``request`` asks for a console page rather than S3."""
-    if request.method not in ("GET", "HEAD"):
+    """Whether ``request`` asks for a console page rather than S3: an unsigned GET or HEAD
+    (a browser's); a signed one is an S3 client's, answered as S3 answers it."""
+    if request.method not in ("GET", "HEAD") or "Authorization" in request.headers:
+        return False
+    if any(k.lower() in ("x-amz-signature", "signature") for k in request.query):
         return False
     path = request.path
     if path != PREFIX[:-1] and not path.startswith(PREFIX):
