@@ -30,13 +30,16 @@ async def test_coordinator_mounts_every_declared_route_and_nothing_else(
         mounted = h.service.table.mounted
         assert len(mounted) == len(set(mounted)), "a route mounted twice"
         assert set(mounted) == declared()
-        # and aiohttp serves no path the table did not mount
+        # and aiohttp serves no path the table did not mount, but the console's pages
         served = {
             (r.method, r.resource.canonical)
             for r in h.service.table.app.router.routes()
             if r.resource is not None and r.method != "HEAD"
         }
-        assert served == declared()
+        console = routes.CONSOLE_PATH
+        assert h.service.table.pages == [console]
+        pages = {("GET", console.rstrip("/")), ("GET", console + "{name}")}
+        assert served == declared() | pages
 
 
 async def test_caller_is_checked_before_the_body(database_url: str, tmp_path: Path) -> None:

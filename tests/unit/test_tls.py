@@ -122,6 +122,8 @@ def test_up_with_tls_writes_an_https_gateway_config(tmp_path: Path) -> None:
     banner = net.banner()
     assert "S3 endpoint        https://127.0.0.1:9000" in banner
     assert f"export AWS_CA_BUNDLE={net.tls.ca}" in banner
+    assert "storage console    https://127.0.0.1:9000/_console/" in banner
+    assert f"network console    {net.coordinator_url}/console/" in banner
     plain = Network(NetworkSpec(home=tmp_path / "plain", nodes=2, compute=False))
     plain.write_configs(NetworkState(admin_token="t"))
     gw = load_config(GatewayConfig, tmp_path / "plain" / "gateway" / "config.toml", environ={})

@@ -63,6 +63,7 @@ class RouteTable:
         middlewares = [error_middleware] if observe is None else [self._count, error_middleware]
         self.app = web.Application(middlewares=middlewares, client_max_size=MAX_RPC_BODY)
         self.mounted: list[tuple[str, str]] = []  # (method, path), in mount order
+        self.pages: list[str] = []  # prefixes of static pages (add_pages)
         self._node_bodies = asyncio.Semaphore(NODE_BODIES_AT_ONCE)
 
     def add(self, route: Route[Req, Resp], op: Callable[[Call, Req], Awaitable[Resp]]) -> None:
@@ -100,6 +101,19 @@ class RouteTable:
 
         self.app.router.add_route(method, path, handle)
         self.mounted.append((method, path))
+
+    def add_pages(self, prefix: str, serve: Handler) -> None:
+        """Serve static pages (the web console) at ``prefix<name>``, and ``prefix`` without
+        its slash as a redirect to it. No caller check: a page holds no data, and every
+        call it makes carries its own credentials to a declared route."""
+        self.app.router.add_get(prefix + "{name:[^/]*}", serve)
+        bare = prefix.rstrip("/")
+
+        async def redirect(_request: web.Request) -> web.StreamResponse:
+            raise web.HTTPFound(prefix)
+
+        self.app.router.add_get(bare, redirect)
+        self.pages.append(prefix)
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:

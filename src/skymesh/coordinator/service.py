@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 import skymesh
+from skymesh import console
 from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.accounting.service import AccountingService
@@ -235,7 +236,8 @@ class CoordinatorService:
 
     def _add_routes(self, table: RouteTable) -> None:
         """The peer's own: health (the database answers), identity, the network's
-        coordinator keys (admin), its loops' leases (admin) and its metrics (admin)."""
+        coordinator keys (admin), its loops' leases (admin), its metrics (admin) and the
+        admin web console's pages."""
         peer = PeerIdentity(
             id=self.identity.id,
             public_key=self.identity.public_key,
@@ -270,6 +272,7 @@ class CoordinatorService:
         table.add(routes.RETIRE_COORDINATOR_KEY, retire_key)
         table.add(routes.LIST_LEASES, leases)
         table.add(routes.METRICS, metrics)
+        table.add_pages(routes.CONSOLE_PATH, console.handler("admin"))
 
     async def _register_url(self) -> None:
         """Record the URL now served at with this coordinator's key (informative to nodes)."""

@@ -29,6 +29,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
+from skymesh import console
 from skymesh.admin import AdminClient, InferenceKeys
 from skymesh.children import die_with_parent
 from skymesh.config import (
@@ -47,6 +48,7 @@ from skymesh.network.pgcluster import Formation
 from skymesh.network.rtt import RttMatrix
 from skymesh.private import make_dirs, private_dir, write_private
 from skymesh.tls import LocalTls, ensure_local_tls
+from skymesh.wire import routes
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +443,9 @@ skymesh is up: {s.nodes} nodes in {len(s.regions)} regions ({", ".join(s.regions
   region             us-east-1
   inference API key  {self.inference_key}
 {_tls_line(self)}  data and logs      {s.home}
+
+  storage console    {self.endpoint}{console.TENANT_PATH}  (sign in with the key above)
+  network console    {self.coordinator_url}{routes.CONSOLE_PATH}  (admin token: {s.home / "state.json"})
 
 Use it with the AWS CLI:
 

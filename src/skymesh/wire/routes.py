@@ -203,6 +203,9 @@ PAYOUTS = _route("GET", "/v1/admin/payouts", NoneType, PayoutReport, ADMIN)
 LIST_LEASES = _route("GET", "/v1/admin/leases", NoneType, LeaseList, ADMIN)
 #: The network at a glance (``skymesh status``): nodes, durability, loops, compute, warnings.
 STATUS = _route("GET", "/v1/admin/status", NoneType, NetworkStatus, ADMIN)
+#: The administrator's web console: static pages under this path (``skymesh.console``),
+#: not a JSON route; the pages call the admin routes here with the admin token.
+CONSOLE_PATH = "/console/"
 # Prometheus metrics: the text exposition format, not JSON (docs/operations.md "Metrics")
 METRICS = _route("GET", "/metrics", NoneType, bytes, ADMIN)
 

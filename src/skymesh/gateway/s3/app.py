@@ -20,6 +20,7 @@ from aiohttp import web
 
 from skymesh import __version__
 from skymesh.errors import SkymeshError
+from skymesh.gateway import console
 from skymesh.gateway.s3.access import ANONYMOUS_OPS, Grant, anonymous, authorize
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers import (
@@ -238,6 +239,8 @@ def make_app(ctx: S3Context) -> web.Application:
             and "Authorization" not in request.headers
         ):
             return await healthz(request)
+        if console.claims(request, ctx.base_hosts):
+            return console.serve(request)
         request_id = secrets.token_hex(8).upper()
         ctx.requests += 1
         started = time.perf_counter()

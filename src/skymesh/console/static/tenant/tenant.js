@@ -1,0 +1,247 @@
+// The tenant console: buckets and objects of one S3 access key, through this gateway's S3 API.
+"use strict";
+
+const state = { s3: null, view: "buckets", bucket: "", prefix: "", selected: "" };
+const $ = (id) => document.getElementById(id);
+
+function start() {
+  if (!window.crypto || !crypto.subtle) { // WebCrypto: https, or http on localhost only
+    $("login-error").textContent = "This page signs requests with WebCrypto, which the browser " +
+      "offers only over https or on localhost: open the console through one of those.";
+    $("login-btn").disabled = true;
+    return;
+  }
+  $("login").addEventListener("submit", (e) => { e.preventDefault(); login(); });
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.addEventListener("click", () => show(a.dataset.view));
+  }
+  const saved = sessionStorage.getItem("skymesh.s3");
+  if (saved) {
+    const { accessKey, secret } = JSON.parse(saved);
+    state.s3 = new S3(accessKey, secret);
+    signedIn();
+  }
+}
+
+async function login() {
+  const s3 = new S3($("access-key").value.trim(), $("secret-key").value);
+  $("login-error").textContent = "";
+  try {
+    await s3.listBuckets(); // proves the key before it is kept
+  } catch (e) {
+    $("login-error").textContent = "Sign-in failed: " + e.message;
+    return;
+  }
+  sessionStorage.setItem("skymesh.s3", JSON.stringify({ accessKey: s3.accessKey, secret: s3.secret }));
+  state.s3 = s3;
+  signedIn();
+}
+
+function signedIn() {
+  $("login").classList.add("hidden");
+  $("nav").classList.remove("hidden");
+  $("who").replaceChildren(h("span", { class: "mono" }, state.s3.accessKey), " ",
+    h("button", { id: "logout", onclick: logout }, "Sign out"));
+  show("buckets");
+}
+
+function logout() {
+  sessionStorage.removeItem("skymesh.s3");
+  location.reload();
+}
+
+function show(view, bucket, prefix) {
+  state.view = view;
+  if (bucket !== undefined) { state.bucket = bucket; state.prefix = prefix || ""; state.selected = ""; }
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.classList.toggle("active", a.dataset.view === view || (view === "objects" && a.dataset.view === "buckets"));
+  }
+  const render = { buckets: renderBuckets, objects: renderObjects, project: renderProject }[view];
+  render().catch(fail);
+}
+
+function fail(e) {
+  $("view").prepend(h("p", { class: "error", id: "error" }, String(e.message || e)));
+}
+
+// ---------------------------------------------------------------- buckets
+async function renderBuckets() {
+  const buckets = await state.s3.listBuckets();
+  const name = h("input", { type: "text", id: "new-bucket", placeholder: "new-bucket-name",
+    pattern: "[a-z0-9][a-z0-9.\\-]{1,61}[a-z0-9]" });
+  const create = h("form", { class: "row", id: "create-bucket" }, name,
+    h("button", { class: "primary", type: "submit" }, "Create bucket"));
+  create.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try { await state.s3.createBucket(name.value.trim()); show("buckets"); } catch (err) { fail(err); }
+  });
+  const rows = buckets.map((b) => [
+    h("a", { class: "link", "data-bucket": b.name, onclick: () => show("objects", b.name, "") }, b.name),
+    b.created,
+    h("button", { class: "danger", onclick: async () => {
+      if (!confirm(`Delete the bucket ${b.name}? It must be empty.`)) return;
+      try { await state.s3.deleteBucket(b.name); show("buckets"); } catch (err) { fail(err); }
+    } }, "Delete"),
+  ]);
+  $("view").replaceChildren(h("section", { class: "card" }, h("h2", {}, "Buckets"), create,
+    buckets.length ? h("div", { id: "bucket-list" }, table(["Name", "Created", ""], rows))
+      : h("p", { class: "muted", id: "bucket-list" }, "No buckets yet.")));
+}
+
+// ---------------------------------------------------------------- objects
+async function renderObjects() {
+  const { bucket, prefix } = state;
+  const listed = await state.s3.list(bucket, prefix, "/");
+  const crumbs = h("div", { class: "crumbs row" },
+    h("a", { onclick: () => show("buckets") }, "Buckets"), "/",
+    h("a", { onclick: () => show("objects", bucket, "") }, bucket));
+  let acc = "";
+  for (const part of prefix.split("/").filter(Boolean)) {
+    acc += part + "/";
+    const to = acc;
+    crumbs.append("/", h("a", { onclick: () => show("objects", bucket, to) }, part));
+  }
+  const folders = listed.prefixes.map((p) => h("tr", { "data-prefix": p },
+    h("td", {}, h("a", { class: "link", onclick: () => show("objects", bucket, p) }, "📁 " + p.slice(prefix.length))),
+    h("td", { class: "num" }, ""), h("td", {}, ""), h("td", {}, "")));
+  const files = await Promise.all(listed.objects.map(objectRow));
+  const rows = [...folders, ...files];
+  $("view").replaceChildren(
+    h("section", { class: "card" }, h("h2", {}, "Objects"), crumbs, uploadForm(),
+      h("table", { id: "objects" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", { class: "num" }, "Size"),
+          h("th", {}, "Last modified"), h("th", {}, ""))),
+        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Nothing here.")))),
+      listed.truncated ? h("p", { class: "muted" }, `The first ${rows.length} entries; ` +
+        "open a folder, or use an S3 client, for the rest.") : ""),
+    h("section", { class: "card hidden", id: "details" }));
+  if (state.selected) details(state.selected).catch(fail);
+}
+
+async function objectRow(o) {
+  const { bucket } = state;
+  const name = o.key.slice(state.prefix.length);
+  const href = await downloadLink(bucket, o.key, 900);
+  return h("tr", { "data-key": o.key },
+    h("td", {}, h("a", { class: "link", onclick: () => details(o.key).catch(fail) }, name)),
+    h("td", { class: "num" }, fmtBytes(o.size)),
+    h("td", {}, o.modified),
+    h("td", {},
+      h("a", { class: "download", href, download: name.split("/").pop() || "download" }, "Download"), " ",
+      h("button", { class: "details", onclick: () => details(o.key).catch(fail) }, "Details"), " ",
+      h("button", { class: "danger delete", onclick: async () => {
+        if (!confirm(`Delete ${o.key}?`)) return;
+        try { await state.s3.deleteObject(bucket, o.key); show("objects"); } catch (err) { fail(err); }
+      } }, "Delete")));
+}
+
+/** A presigned GET that the browser saves as a file rather than shows. */
+function downloadLink(bucket, key, expires, versionId) {
+  const file = key.split("/").pop() || "download";
+  const query = [["response-content-disposition", `attachment; filename*=UTF-8''${uriEncode(file)}`]];
+  if (versionId && versionId !== "null") query.push(["versionId", versionId]);
+  return state.s3.presign("GET", bucket, key, expires, query);
+}
+
+function uploadForm() {
+  const input = h("input", { type: "file", id: "upload-file", multiple: true });
+  const bar = h("progress", { id: "upload-progress", max: 1, value: 0, class: "hidden" });
+  const status = h("span", { id: "upload-status", class: "muted" });
+  const button = h("button", { class: "primary", id: "upload-btn", type: "button", onclick: async () => {
+    const { bucket, prefix } = state;
+    const files = [...input.files];
+    if (!files.length) { status.textContent = "Choose a file first."; return; }
+    bar.classList.remove("hidden");
+    button.disabled = true;
+    try {
+      for (const file of files) {
+        const key = prefix + file.name;
+        status.textContent = `uploading ${key}…`;
+        await state.s3.upload(bucket, key, file, (done, total) => { bar.max = total; bar.value = done; });
+        status.textContent = `uploaded ${key}`;
+      }
+      const done = status.textContent, max = bar.max;
+      await renderObjects(); // the listing with the new objects, and a new form
+      $("upload-status").textContent = done;
+      Object.assign($("upload-progress"), { max, value: max });
+      $("upload-progress").classList.remove("hidden");
+    } catch (err) {
+      status.textContent = "";
+      fail(err);
+    } finally {
+      button.disabled = false;
+    }
+  } }, "Upload");
+  return h("div", { class: "row" }, input, button, bar, status);
+}
+
+async function details(key) {
+  state.selected = key;
+  const { bucket } = state;
+  const [versions, tags] = await Promise.all([
+    state.s3.versions(bucket, key),
+    state.s3.tags(bucket, key).catch((e) => e),
+  ]);
+  const versionRows = await Promise.all(versions.map(async (v) => [
+    h("code", {}, v.versionId), v.latest ? "latest" : "", v.modified,
+    v.marker ? "delete marker" : fmtBytes(v.size),
+    v.marker ? "" : h("a", { class: "download", download: key.split("/").pop(),
+      href: await downloadLink(bucket, key, 900, v.versionId) }, "Download")]));
+  const expires = h("input", { type: "number", id: "share-expires", min: 1, max: 604800, value: 3600 });
+  const url = h("textarea", { class: "share hidden", id: "share-url", readonly: true });
+  const share = h("button", { id: "share-btn", onclick: async () => {
+    const secs = Math.max(1, Math.min(604800, Number(expires.value) || 3600));
+    url.value = await state.s3.presign("GET", bucket, key, secs);
+    url.classList.remove("hidden");
+    url.select();
+  } }, "Make link");
+  const panel = $("details");
+  panel.classList.remove("hidden");
+  panel.replaceChildren(
+    h("h2", {}, "Object ", h("code", { id: "details-key" }, key)),
+    h("h3", {}, "Share"),
+    h("div", { class: "row" }, "A link anyone can download with, valid for", expires, "seconds (at most 7 days)", share),
+    url,
+    h("h3", {}, "Versions"),
+    h("div", { id: "versions" }, table(["Version id", "Latest", "Last modified", "#Size", ""],
+      versionRows)),
+    h("h3", {}, "Tags"),
+    tags instanceof Error ? h("p", { class: "error" }, tags.message)
+      : tags.length ? h("div", { id: "tags" }, table(["Key", "Value"], tags.map((t) => [t.key, t.value])))
+        : h("p", { class: "muted", id: "tags" }, "No tags."));
+}
+
+// ---------------------------------------------------------------- project
+async function renderProject() {
+  const buckets = await state.s3.listBuckets();
+  const sizes = h("div", { id: "project-usage" }, h("p", { class: "muted" }, "Counting…"));
+  $("view").replaceChildren(
+    h("section", { class: "card" }, h("h2", {}, "Storage"), sizes),
+    h("section", { class: "card" }, h("h2", {}, "Keys and usage"),
+      h("p", {}, "Signed in with the S3 access key ", h("code", {}, state.s3.accessKey), "."),
+      h("p", { class: "muted" },
+        "S3 access keys, the inference API keys of the OpenAI-compatible API and the " +
+        "project's metered usage (tokens, cost) belong to the project on the coordinator, " +
+        "not to this gateway's S3 API, which is all this console talks to. Manage them " +
+        "from the command line: inference keys with the project's credentials file, usage " +
+        "and new S3 keys by the network's administrator:"),
+      h("pre", { class: "mono" },
+        "skymesh inference-key list|create|revoke --credentials <file>\n" +
+        "skymesh usage --project <name> --since 30d\n" +
+        "skymesh project add <name>")));
+  const rows = [];
+  const bars = [];
+  for (const b of buckets) {
+    const { objects, truncated } = await state.s3.list(b.name, "", "", 100);
+    const bytes = objects.reduce((n, o) => n + o.size, 0);
+    const more = truncated ? " or more" : "";
+    rows.push([b.name, objects.length + more, fmtBytes(bytes) + more]);
+    bars.push({ label: b.name, value: bytes });
+  }
+  sizes.replaceChildren(
+    buckets.length ? barChart(bars, { title: "bytes stored per bucket", unit: " B", width: 560, fmt: fmtBytes }) : "",
+    table(["Bucket", "#Objects", "#Stored (plaintext)"], rows),
+    h("p", { class: "muted" }, "Counted by listing each bucket now (current versions only)."));
+}
+
+document.addEventListener("DOMContentLoaded", start);

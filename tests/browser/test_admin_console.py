@@ -1,0 +1,86 @@
+"""The administrator's console at the coordinator's ``/console/``, in a real browser: the
+admin token is asked for and checked, then the map, durability, usage, operators and
+loops draw from the admin routes without a JavaScript error."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from skymesh.admin import AdminClient
+from skymesh.testing.planet import PlanetThread
+from skymesh.wire import routes
+from skymesh.wire.registry import NodeList
+from tests.browser.conftest import js_errors
+from tests.conftest import S3Client
+
+
+async def _nodes(planet: PlanetThread) -> NodeList:
+    async with aiohttp.ClientSession() as session:
+        return await AdminClient(
+            planet.planet.coordinator_urls, planet.planet.admin_token, session
+        ).nodes()
+
+
+@pytest.fixture(scope="module")
+def console_url(planet: PlanetThread, s3: S3Client) -> str:
+    s3.create_bucket(Bucket="stored")
+    s3.put_object(Bucket="stored", Key="big", Body=b"x" * 300_000)  # segments in pieces
+    return planet.planet.coordinator_urls[0] + routes.CONSOLE_PATH
+
+
+def test_pages_need_no_token_but_data_does(console_url: str) -> None:
+    with urllib.request.urlopen(console_url.rstrip("/"), timeout=10) as resp:  # redirected
+        assert resp.status == 200 and b"admin.js" in resp.read()
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    nodes = console_url.replace(routes.CONSOLE_PATH, routes.LIST_NODES.path)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(nodes, timeout=10)
+    assert e.value.code == 401
+
+
+def test_admin_console_draws_the_network(
+    planet: PlanetThread, console_url: str, browser: Any, screenshots: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def wait(condition: Any) -> Any:
+        return WebDriverWait(browser, 15).until(condition)
+
+    browser.get(console_url)
+    browser.find_element(By.ID, "admin-token").send_keys("not the token")
+    browser.find_element(By.ID, "login-btn").click()
+    wait(lambda d: "refused" in d.find_element(By.ID, "login-error").text)
+    js_errors(browser)  # the refused calls' 401s are the only errors expected
+    token = browser.find_element(By.ID, "admin-token")
+    token.clear()
+    token.send_keys(planet.planet.admin_token)
+    browser.find_element(By.ID, "login-btn").click()
+
+    # the map: every node as a tile, by region and operator
+    listed = planet.run(_nodes(planet)).nodes
+    tiles = wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#map .nodes svg.tile"))
+    assert sorted(t.get_attribute("data-node") for t in tiles) == sorted(n.node_id for n in listed)
+    regions = browser.find_elements(By.CSS_SELECTOR, "#map .region")
+    assert sorted(r.get_attribute("data-region") for r in regions) == sorted(
+        {n.region for n in listed}
+    )
+    assert "nodes online" in browser.find_element(By.ID, "summary").text
+    # durability: a histogram per scheme, and the repair queue
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#durability svg.chart"))
+    assert "Nothing to repair" in browser.find_element(By.ID, "repair-queue").text
+    # projects, operators and loops
+    assert "default" in wait(lambda d: d.find_element(By.CSS_SELECTOR, "#usage table")).text
+    assert browser.find_elements(By.CSS_SELECTOR, "#operators tbody tr")
+    assert "audit" in browser.find_element(By.ID, "loops").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#view .error")  # no panel failed
+    browser.save_screenshot(str(screenshots / "admin-console.png"))
+    browser.execute_script("document.getElementById('durability').scrollIntoView()")
+    browser.save_screenshot(str(screenshots / "admin-durability.png"))
+    assert js_errors(browser) == []

@@ -1,0 +1,170 @@
+"""The tenant console at the gateway's ``/_console/``, in a real browser: sign in with an
+S3 key, upload (with progress), list, download, share a presigned link, versions and
+tags, delete; every page loads without a JavaScript error."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from skymesh.testing.planet import PlanetThread
+from tests.browser.conftest import js_errors
+from tests.conftest import S3Client
+
+BUCKET = "console"  # the name the console's path must not be confused with
+
+
+def _fetch(url: str) -> tuple[int, bytes, dict[str, str]]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.read(), dict(resp.headers)
+
+
+@pytest.fixture(scope="module")
+def bucket(s3: S3Client) -> str:
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=BUCKET, Key="docs/readme.txt", Body=b"first")
+    s3.put_object(Bucket=BUCKET, Key="docs/readme.txt", Body=b"second", Tagging="team=ml")
+    return BUCKET
+
+
+def test_console_is_beside_s3_not_a_bucket(planet: PlanetThread, s3: S3Client, bucket: str) -> None:
+    base = planet.planet.endpoint
+    status, body, headers = _fetch(base + "/_console/")
+    assert status == 200 and b"<title>skymesh" in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["Content-Type"].startswith("text/html")
+    status, body, headers = _fetch(base + "/_console")  # redirected to the page
+    assert status == 200 and b"tenant.js" in body
+    assert _fetch(base + "/_console/s3.js")[2]["Content-Type"].startswith("text/javascript")
+    for missing in ("/_console/nope.js", "/_console/..%2Fpyproject.toml", "/_console/a/b.js"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            _fetch(base + missing)
+        assert e.value.code == 404
+    # a bucket named "console" is still S3's
+    assert s3.get_object(Bucket=bucket, Key="docs/readme.txt")["Body"].read() == b"second"
+
+
+def _wait(browser: Any, condition: Any, timeout: float = 15) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout).until(condition)
+
+
+def _by_css(browser: Any, css: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, css))
+
+
+def test_tenant_console_flow(
+    planet: PlanetThread,
+    s3: S3Client,
+    bucket: str,
+    browser: Any,
+    screenshots: Path,
+    tmp_path: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    cred = planet.planet.credential
+    assert cred is not None
+    browser.get(planet.planet.endpoint + "/_console/")
+    browser.find_element(By.ID, "access-key").send_keys(cred.access_key_id)
+    browser.find_element(By.ID, "secret-key").send_keys("wrong secret")
+    browser.find_element(By.ID, "login-btn").click()
+    assert "SignatureDoesNotMatch" in _by_css(browser, "#login-error:not(:empty)").text
+    js_errors(browser)  # the refused sign-in's 403 is the only error expected
+    browser.find_element(By.ID, "secret-key").clear()
+    browser.find_element(By.ID, "secret-key").send_keys(cred.secret_access_key)
+    browser.find_element(By.ID, "login-btn").click()
+    _by_css(browser, f"a[data-bucket='{bucket}']")
+    browser.save_screenshot(str(screenshots / "tenant-buckets.png"))
+
+    # create and delete a bucket
+    browser.find_element(By.ID, "new-bucket").send_keys("scratch-console")
+    browser.find_element(By.CSS_SELECTOR, "#create-bucket button").click()
+    _by_css(browser, "a[data-bucket='scratch-console']")
+    s3.head_bucket(Bucket="scratch-console")
+    browser.execute_script("window.confirm = () => true;")
+    _by_css(browser, "tr:has(a[data-bucket='scratch-console']) button.danger").click()
+    _wait(
+        browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "a[data-bucket='scratch-console']")
+    )
+    assert "scratch-console" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+    # browse by prefix
+    browser.find_element(By.CSS_SELECTOR, f"a[data-bucket='{bucket}']").click()
+    _by_css(browser, "tr[data-prefix='docs/'] a").click()
+    _by_css(browser, "tr[data-key='docs/readme.txt']")
+
+    # upload with a progress bar
+    data = bytes(range(256)) * 2048  # 512 KiB: pieces, not inline
+    local = tmp_path / "report 1.bin"
+    local.write_bytes(data)
+    browser.find_element(By.ID, "upload-file").send_keys(str(local))
+    browser.find_element(By.ID, "upload-btn").click()
+    _wait(
+        browser,
+        lambda d: d.find_element(By.ID, "upload-status").text == "uploaded docs/report 1.bin",
+    )
+    assert browser.find_element(By.ID, "upload-progress").get_attribute("value") == str(len(data))
+    _by_css(browser, "tr[data-key='docs/report 1.bin']")
+    assert s3.get_object(Bucket=bucket, Key="docs/report 1.bin")["Body"].read() == data
+
+    # a large file goes by multipart upload (thresholds lowered to S3's smallest part)
+    big = tmp_path / "big.bin"
+    big.write_bytes(data * 12)  # 6 MiB: two parts of 5 MiB and 1 MiB
+    browser.execute_script("state.s3.multipartThreshold = state.s3.partSize = 5 * 1024 * 1024;")
+    browser.find_element(By.ID, "upload-file").send_keys(str(big))
+    browser.find_element(By.ID, "upload-btn").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "upload-status").text == "uploaded docs/big.bin")
+    got = s3.get_object(Bucket=bucket, Key="docs/big.bin")
+    assert got["ETag"].endswith('-2"') and got["Body"].read() == data * 12
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+    # download: a presigned link that saves the file under its name
+    href = _by_css(browser, "tr[data-key='docs/report 1.bin'] a.download").get_attribute("href")
+    status, body, headers = _fetch(href)
+    assert (status, body) == (200, data)
+    assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''report%201.bin"
+
+    # details: versions, tags, and a shared link
+    _by_css(browser, "tr[data-key='docs/readme.txt'] button.details").click()
+    versions = _by_css(browser, "#versions table").find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert len(versions) == 2
+    older = versions[1].find_element(By.CSS_SELECTOR, "a.download").get_attribute("href")
+    assert _fetch(older)[1] == b"first"
+    assert "team" in _by_css(browser, "#tags table").text
+    browser.find_element(By.ID, "share-expires").clear()
+    browser.find_element(By.ID, "share-expires").send_keys("600")
+    browser.find_element(By.ID, "share-btn").click()
+    shared = _wait(browser, lambda d: d.find_element(By.ID, "share-url").get_attribute("value"))
+    assert "X-Amz-Expires=600" in shared
+    assert _fetch(shared)[1] == b"second"
+    browser.save_screenshot(str(screenshots / "tenant-objects.png"))
+
+    # delete
+    _by_css(browser, "tr[data-key='docs/report 1.bin'] button.delete").click()
+    _wait(
+        browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "tr[data-key='docs/report 1.bin']")
+    )
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="docs/report 1.bin")
+
+    # the project page: what is stored, and where keys and usage are managed
+    browser.find_element(By.ID, "nav-project").click()
+    usage = _wait(
+        browser,
+        lambda d: (
+            "Counted by listing" in d.find_element(By.ID, "project-usage").text
+            and d.find_element(By.ID, "project-usage")
+        ),
+    )
+    assert bucket in usage.text
+    browser.save_screenshot(str(screenshots / "tenant-project.png"))
+    assert js_errors(browser) == []
