@@ -48,6 +48,15 @@ ConfigOpt = Annotated[
         "--config", "-c", help="TOML file; environment SKYMESH_<ROLE>_<FIELD> overrides it."
     ),
 ]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        envvar="SKYMESH_QUIET",
+        help="No progress bar or summary: only errors and the result (also SKYMESH_QUIET=1).",
+    ),
+]
 LogLevelOpt = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
 CoordinatorsOpt = Annotated[
     list[str] | None,
@@ -234,22 +243,41 @@ def node_drain(
     config: ConfigOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Poll until the node is drained.")] = False,
     poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.")] = 5.0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Gracefully exit: the coordinator moves this node's pieces elsewhere, then reports it drained.
 
     Signed with the node's own key (from its data_dir); run it again to see progress.
-    Stop the node only once it is reported drained.
+    Stop the node only once it is reported drained. With --wait, a bar on stderr
+    counts the pieces moved, from the pieces left that each poll reports.
     """
     from skymesh.node.drain import request_drain
+    from skymesh.progress import progress
     from skymesh.wire.durability import DrainStatus
 
-    def show(s: DrainStatus) -> None:
+    def line(s: DrainStatus) -> str:
         if s.drained_at is not None:
-            typer.echo(f"node {s.node_id} is drained: it holds no pieces; you may stop it")
-        else:
-            typer.echo(f"node {s.node_id} is draining: {s.pieces_left} pieces left to move")
+            return f"node {s.node_id} is drained: it holds no pieces; you may stop it"
+        return f"node {s.node_id} is draining: {s.pieces_left} pieces left to move"
 
-    _run(request_drain(_load(NodeConfig, config), wait=wait, poll=poll, progress=show))
+    cfg = _load(NodeConfig, config)
+    final: list[DrainStatus] = []  # the last status seen, printed even after Ctrl-C
+
+    async def drain() -> None:
+        with progress("moving pieces off", unit="pieces", quiet=quiet or not wait) as bar:
+
+            def show(s: DrainStatus) -> None:
+                # The coordinator reports only what is left: the bar's total is the most
+                # ever left, so it counts the pieces moved since this command started.
+                total = max(bar.total or 0, s.pieces_left)
+                bar.update(completed=total - s.pieces_left, total=total)
+                final[:] = [s]
+
+            await request_drain(cfg, wait=wait, poll=poll, progress=show)
+
+    _run(drain())
+    if final:
+        typer.echo(line(final[0]))
 
 
 @app.command()
@@ -493,13 +521,18 @@ def simulate(
     years: Annotated[float, typer.Option(help="Years simulated per segment.")] = 10.0,
     segments: Annotated[int, typer.Option(help="Segments simulated.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed (runs are reproducible).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Monte-Carlo model of node failures and repair, next to the closed forms (docs/durability.md)."""
+    import json
+
     from rich.console import Console
 
-    from skymesh.durability.console import show_simulation
+    from skymesh.durability.console import show_simulation, simulation_json
     from skymesh.durability.model import ModelParams
     from skymesh.durability.model import simulate as run_model
+    from skymesh.progress import progress
 
     try:
         numbers = [int(x) for x in scheme.split("/")]
@@ -522,7 +555,12 @@ def simulate(
         params.check()
     except ValueError as e:
         _fail(e, 2)
-    show_simulation(run_model(params), Console())
+    with progress("simulating", total=segments, unit="segments", quiet=quiet) as bar:
+        result = run_model(params, progress=lambda done: bar.update(completed=done))
+    if as_json:
+        typer.echo(json.dumps(simulation_json(result)))
+    else:
+        show_simulation(result, Console())
 
 
 # ---------------------------------------------------------------- models stored in the network
@@ -548,6 +586,7 @@ def models_push(
         str | None,
         typer.Option(help="Home of `skymesh up` (default $SKYMESH_HOME or ./.skymesh)."),
     ] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Store model files as objects, with a manifest of their BLAKE3 hashes.
 
@@ -574,14 +613,24 @@ def models_push(
     async def push_all() -> None:
         from skymesh.client.client import Client
         from skymesh.compute.store import push_model
+        from skymesh.progress import progress
 
         async with Client.for_project(
             url, c.api_key, c.project_id, bytes.fromhex(c.encryption_secret)
         ) as cl:
             for model, files, k, ctx, dims in jobs:
-                manifest = await push_model(
-                    cl, model, files, kind=k, context_length=ctx, dimensions=dims, bucket=bucket
-                )
+                total = sum(f.stat().st_size for f in files)
+                with progress(f"pushing {model}", total=total, unit="bytes", quiet=quiet) as bar:
+                    manifest = await push_model(
+                        cl,
+                        model,
+                        files,
+                        kind=k,
+                        context_length=ctx,
+                        dimensions=dims,
+                        bucket=bucket,
+                        sent=bar.advance,
+                    )
                 size = sum(f.size for f in manifest.files)
                 typer.echo(f"pushed {model}: {len(manifest.files)} file(s), {size} bytes")
 

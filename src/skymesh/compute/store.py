@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -77,13 +77,17 @@ def check_name(name: str) -> None:
         raise BadRequest(f"model name {name!r}: 1-128 printable characters, no '/', no leading '.'")
 
 
-async def _file_chunks(path: Path, hasher: blake3.blake3) -> AsyncIterator[bytes]:
+async def _file_chunks(
+    path: Path, hasher: blake3.blake3, sent: Callable[[int], None] | None = None
+) -> AsyncIterator[bytes]:
     with path.open("rb") as f:
         while True:
             chunk = await asyncio.to_thread(f.read, READ_CHUNK)
             if not chunk:
                 return
             hasher.update(chunk)
+            if sent is not None:
+                sent(len(chunk))
             yield chunk
 
 
@@ -97,8 +101,12 @@ async def push_model(
     dimensions: int = 0,
     owned_by: str = "",
     bucket: str = MODELS_BUCKET,
+    sent: Callable[[int], None] | None = None,
 ) -> ModelManifest:
-    """Store ``paths`` and their manifest as the model ``name``."""
+    """Store ``paths`` and their manifest as the model ``name``.
+
+    ``sent`` is told the size of each chunk of the files as the upload takes it.
+    """
     check_name(name)
     if kind not in KINDS:
         raise BadRequest(f"model kind must be one of {', '.join(KINDS)}")
@@ -114,7 +122,7 @@ async def push_model(
         hasher = blake3.blake3()
         size = path.stat().st_size
         await client.put_object(
-            bucket, f"{name}/{path.name}", _file_chunks(path, hasher), size=size
+            bucket, f"{name}/{path.name}", _file_chunks(path, hasher, sent), size=size
         )
         files.append(ModelFile(name=path.name, size=size, blake3=hasher.hexdigest()))
     manifest = ModelManifest(

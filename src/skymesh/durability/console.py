@@ -6,6 +6,7 @@ apart from ``model.py`` so the maths does not depend on a terminal library.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from decimal import Decimal
 
@@ -147,3 +148,30 @@ def show_simulation(result: SimResult, console: Console) -> None:
         f" time, more than {p.total - p.k} of {p.total} failing; compounded over a year."
         f" The network sees {result.node_failures_per_year:.0f} node failures a year."
     )
+
+
+def simulation_json(result: SimResult) -> dict[str, object]:
+    """What ``skymesh simulate --json`` prints: the scenario, the Monte-Carlo counts and
+    estimate, and the closed forms the table sets beside it."""
+    p = result.params
+    closed = threshold_loss_per_year(p)
+    exact = threshold_loss_per_year(p, exact=True)
+    lo, hi = result.interval
+    return {
+        "params": dataclasses.asdict(p),
+        "monte_carlo": {
+            "segment_years": result.segment_years,
+            "losses": result.losses,
+            "repairs": result.repairs,
+            "pieces_moved": result.pieces_moved,
+            "loss_per_year": result.loss_per_year,
+            "loss_per_year_95": [-math.expm1(-lo), -math.expm1(-hi)],
+            "traffic_share": result.traffic_share,
+        },
+        "closed_form_poisson": {
+            "loss_per_year": closed.loss_per_year,
+            "traffic_share": closed.traffic_share,
+        },
+        "closed_form_binomial": {"loss_per_year": exact.loss_per_year},
+        "whitepaper_loss_per_year": whitepaper_loss_per_year(p),
+    }

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 HOURS_PER_MONTH = 730.5  # 365.25 * 24 / 12
@@ -200,15 +201,21 @@ class SimResult:
         return self.params.mu * HOURS_PER_YEAR * self.params.nodes
 
 
-def simulate(p: ModelParams) -> SimResult:
-    """Run the model for ``p.segments`` segments over ``p.years`` each (seeded, reproducible)."""
+def simulate(p: ModelParams, progress: Callable[[int], None] | None = None) -> SimResult:
+    """Run the model for ``p.segments`` segments over ``p.years`` each (seeded, reproducible).
+
+    ``progress`` is told the count of segments done, about a hundred times a run.
+    """
     p.check()
+    step = max(1, p.segments // 100)
     rng = random.Random(p.seed)
     expo = rng.expovariate
     mu, k, repair, optimal, t = p.mu, p.k, p.repair, p.optimal, p.repair_hours
     horizon = p.years * HOURS_PER_YEAR
     losses = repairs = moved = 0
-    for _ in range(p.segments):
+    for done in range(p.segments):
+        if progress is not None and done % step == 0:
+            progress(done)
         now, h, repair_done = 0.0, optimal, math.inf
         while True:
             fail_at = now + expo(h * mu)
@@ -229,6 +236,8 @@ def simulate(p: ModelParams) -> SimResult:
                 h, repair_done = optimal, math.inf  # a fresh segment takes its place
             elif h <= repair and repair_done == math.inf:
                 repair_done = now + t
+    if progress is not None:
+        progress(p.segments)
     return SimResult(
         params=p,
         segment_years=p.segments * p.years,
