@@ -19,6 +19,8 @@ from skymesh.errors import BadRequest
 from skymesh.wire.accounting import AccountingRow, AccountingUsage, PayoutReport
 
 BY = ("node", "operator", "project")
+#: the estimated-energy columns both rollup tables carry (accounting.energy)
+ENERGY = ("storage_kwh", "storage_gco2", "compute_kwh", "compute_gco2", "compute_tokens_estimated")
 
 
 def _sum(column: sa.ColumnElement[object], label: str) -> sa.Label[object]:
@@ -43,6 +45,7 @@ async def usage(db: Database, by: str, since: float, until: float = math.inf) ->
         _sum(table.c.egress_bytes, "egress_bytes"),
         _sum(table.c.requests, "requests"),
         _sum(table.c.tokens, "tokens"),
+        *(_sum(table.c[c], c) for c in ENERGY),
     ]
     if by != "project":
         columns += [
@@ -81,6 +84,11 @@ async def usage(db: Database, by: str, since: float, until: float = math.inf) ->
                     uptime_seconds=float(r.get("uptime_seconds", 0.0)),
                     requests=int(r["requests"]),
                     tokens=int(r["tokens"]),
+                    storage_kwh=float(r["storage_kwh"]),
+                    storage_gco2=float(r["storage_gco2"]),
+                    compute_kwh=float(r["compute_kwh"]),
+                    compute_gco2=float(r["compute_gco2"]),
+                    compute_tokens_estimated=int(r["compute_tokens_estimated"]),
                 )
             )
         return out

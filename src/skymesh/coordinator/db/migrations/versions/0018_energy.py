@@ -30,7 +30,9 @@ def upgrade() -> None:
             op.add_column(table, sa.Column(name, sa.Double, nullable=False, server_default="0"))
         op.add_column(
             table,
-            sa.Column("compute_tokens_estimated", sa.BigInteger, nullable=False, server_default="0"),
+            sa.Column(
+                "compute_tokens_estimated", sa.BigInteger, nullable=False, server_default="0"
+            ),
         )
 
 
