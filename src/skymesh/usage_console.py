@@ -183,6 +183,8 @@ PAYOUT_COLUMNS = (
     "gross",
     "held",
     "net",
+    "kwh",  # estimated, storage and inference
+    "gco2",
 )
 
 

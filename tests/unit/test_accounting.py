@@ -18,7 +18,7 @@ from skymesh.coordinator.accounting.payouts import (
     parse_month,
     payouts,
 )
-from skymesh.coordinator.accounting.report import usage
+from skymesh.coordinator.accounting.report import node_months, usage
 from skymesh.coordinator.accounting.rollup import Rollup
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import (
@@ -273,6 +273,8 @@ def test_payouts_integrate_a_month_and_hold_back_from_new_nodes() -> None:
         egress_bytes=3 * GB,
         repair_egress_bytes=1 * GB,
         tokens=0,
+        kwh=2.0,
+        gco2=600.0,
     )
     joined = _ts(2026, 12, 16)  # mid-month: 16 days of storage left
     new = NodeMonth(
@@ -283,6 +285,8 @@ def test_payouts_integrate_a_month_and_hold_back_from_new_nodes() -> None:
         egress_bytes=0,
         repair_egress_bytes=0,
         tokens=4000,
+        kwh=0.5,
+        gco2=50.0,
     )
     (row,) = payouts([old, new], month, PRICES, SCHEDULE)
     new_gb_month = 2 * 16 / 31
@@ -296,6 +300,7 @@ def test_payouts_integrate_a_month_and_hold_back_from_new_nodes() -> None:
     assert row.held == pytest.approx(0.75 * new_gross)  # only the new node, at 75 %
     assert row.net == pytest.approx(row.gross - row.held)
     assert row.gross == pytest.approx(row.storage_amount + row.egress_amount + row.compute_amount)
+    assert (row.kwh, row.gco2) == pytest.approx((2.5, 650.0))  # estimates are summed, not priced
 
 
 def test_holdback_schedule_by_node_month() -> None:
@@ -401,3 +406,6 @@ async def test_rollup_estimates_energy_per_node_operator_and_project(db: Databas
     assert (project.tokens, project.compute_tokens_estimated) == (20, 15)
     assert project.compute_gco2 == pytest.approx(n1_compute.gco2)
     assert "(15 of 20 tokens)" in inference_energy(project)[0]
+    (month,) = [m for m in await node_months(db, parse_month("2027-01")) if m.node_id == "n1"]
+    assert month.kwh == pytest.approx(n1_storage.kwh + n1_compute.kwh)
+    assert month.gco2 == pytest.approx(n1_storage.gco2 + n1_compute.gco2)

@@ -97,6 +97,9 @@ class PayoutRow(Base, frozen=True):
     gross: float
     held: float  # held back from nodes still in their first months (the schedule)
     net: float
+    # estimated energy of its storage and inference (not priced; docs/operations.md "Energy")
+    kwh: float = 0.0
+    gco2: float = 0.0
 
 
 class PayoutReport(Base, frozen=True):

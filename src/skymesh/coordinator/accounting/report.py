@@ -111,6 +111,8 @@ async def node_months(db: Database, month: Month) -> list[NodeMonth]:
             _sum(t.c.egress_bytes, "egress_bytes"),
             _sum(t.c.repair_egress_bytes, "repair_egress_bytes"),
             _sum(t.c.tokens, "tokens"),
+            _sum(t.c.storage_kwh + t.c.compute_kwh, "kwh"),
+            _sum(t.c.storage_gco2 + t.c.compute_gco2, "gco2"),
         )
         .select_from(t.outerjoin(nodes, nodes.c.node_id == t.c.node_id))
         .where(t.c.hour >= month.start, t.c.hour < month.end)
@@ -128,6 +130,8 @@ async def node_months(db: Database, month: Month) -> list[NodeMonth]:
                 egress_bytes=int(r.egress_bytes),
                 repair_egress_bytes=int(r.repair_egress_bytes),
                 tokens=int(r.tokens),
+                kwh=float(r.kwh),
+                gco2=float(r.gco2),
             )
             for r in conn.execute(query)
         ]

@@ -110,7 +110,9 @@ def plan_segment(
     rng = rng or random.Random()
     pool = eligible
     if unvetted:
-        pool = limit_new_nodes(eligible, scheme.total, set(unvetted), new_node_fraction, rng)
+        pool = limit_new_nodes(
+            eligible, scheme.total, set(unvetted), new_node_fraction, rng, low_carbon=low_carbon
+        )
     chosen = select_nodes(pool, scheme.total, rng, low_carbon=low_carbon)
     if pool is not eligible and not region_loss_safe(chosen, scheme.k):
         # Vetting must not cost region safety (few vetted nodes in some region): then
@@ -246,19 +248,30 @@ def limit_new_nodes(
     unvetted: Collection[str],
     fraction: float,
     rng: random.Random,
+    *,
+    low_carbon: bool = False,
 ) -> list[NodeRecord]:
     """Keep every vetted node and only as many unvetted ones as a placement may use.
 
     New nodes get at most ``new_node_fraction`` of a placement (Storj's vetting:
     data they lose should be little while they prove themselves). When there are
     too few vetted nodes (a young network) unvetted ones fill the rest, so uploads
-    never fail for want of vetting.
+    never fail for want of vetting. The unvetted ones kept are drawn at random,
+    weighted as :func:`select_nodes` weights them for ``low_carbon`` (in a young
+    network every node is unvetted, and this draw is the placement's choice).
     """
     vetted = [n for n in eligible if n.node_id not in unvetted]
     fresh = [n for n in eligible if n.node_id in unvetted]
     allowed = max(new_node_quota(count, fraction, rng), count - len(vetted))
     if len(fresh) > allowed:
-        fresh = rng.sample(fresh, allowed)
+        if low_carbon:  # a weighted draw without replacement (exponential clocks)
+            keyed = sorted(
+                (rng.expovariate(1.0) * max(n.carbon_intensity, 1.0) / max(n.free_bytes, 1), i)
+                for i, n in enumerate(fresh)
+            )
+            fresh = [fresh[i] for _, i in keyed[:allowed]]
+        else:
+            fresh = rng.sample(fresh, allowed)
     return vetted + fresh
 
 
