@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,8 +17,8 @@ from skymesh.coordinator.db.schema import objects
 from skymesh.testing.planet import DEFAULT_REGIONS, Planet, PlanetConfig, PlanetThread
 from tests.planet._durability import coordinator, piece_rows
 
-GREEN = {"pue": 1.1, "grid_gco2_kwh": 30.0}
-DIRTY = {"pue": 1.6, "grid_gco2_kwh": 700.0}
+GREEN: dict[str, Any] = {"pue": 1.1, "grid_gco2_kwh": 30.0}
+DIRTY: dict[str, Any] = {"pue": 1.6, "grid_gco2_kwh": 700.0}
 OBJECTS = 12
 
 
