@@ -264,7 +264,7 @@ def show_energy(usage: AccountingUsage, console: Console) -> None:
     """Estimated kWh and gCO2 of storage and inference (docs/operations.md "Energy")."""
     table = Table(title=f"estimated energy by {usage.by}", title_justify="left")
     table.add_column(usage.by)
-    for name in ("storage kWh", "storage gCO2", "inference kWh", "inference gCO2"):
+    for name in ("storage kWh", "storage gCO2", "compute kWh", "compute gCO2"):
         table.add_column(name, justify="right")
     for r in usage.rows:
         table.add_row(
