@@ -127,13 +127,26 @@ class Rollup:
 
         # ------------------------------------------------ nodes
         node_rows = {r.node_id: r for r in conn.execute(sa.select(nodes))}
-        stored = dict(
-            conn.execute(
-                sa.select(pieces.c.node_id, sa.func.sum(segments.c.piece_size))
-                .select_from(_PIECE_SEGMENT)
-                .group_by(pieces.c.node_id)
+        # piece bytes by (project, node) in one scan of the pieces: a node's are the sum
+        # over projects (None: pieces of uploads not committed yet), a project's feed
+        # its share of each node's storage energy
+        held: list[tuple[str | None, str, int]] = [
+            (project_id, node_id, int(size or 0))
+            for project_id, node_id, size in conn.execute(
+                sa.select(
+                    buckets.c.project_id, pieces.c.node_id, sa.func.sum(segments.c.piece_size)
+                )
+                .select_from(
+                    _PIECE_SEGMENT.outerjoin(
+                        objects, objects.c.stream_id == pieces.c.stream_id
+                    ).outerjoin(buckets, buckets.c.name == objects.c.bucket)
+                )
+                .group_by(buckets.c.project_id, pieces.c.node_id)
             ).all()
-        )
+        ]
+        stored: dict[str, int] = {}
+        for _, node_id, size in held:
+            stored[node_id] = stored.get(node_id, 0) + size
         audits = {
             r.node_id: (int(r.audits_success), int(r.audits_failed))
             for r in conn.execute(
@@ -197,21 +210,13 @@ class Rollup:
             row["stored_bytes"] = int(size or 0)
             row["byte_seconds"] += int(size or 0) * span
         stats.projects = len(project_stored)
-        # each project's pieces by node, for its share of each node's storage energy
-        for project_id, node_id, size in conn.execute(
-            sa.select(buckets.c.project_id, pieces.c.node_id, sa.func.sum(segments.c.piece_size))
-            .select_from(
-                _PIECE_SEGMENT.join(objects, objects.c.stream_id == pieces.c.stream_id).join(
-                    buckets, buckets.c.name == objects.c.bucket
-                )
-            )
-            .group_by(buckets.c.project_id, pieces.c.node_id)
-        ).all():
+        # each project's pieces on each node, at that node's energy profile
+        for project_id, node_id, size in held:
             holder = node_rows.get(node_id)
-            if holder is None:
+            if project_id is None or holder is None:
                 continue
             energy = storage_estimate(
-                int(size or 0) * span,
+                size * span,
                 holder.storage_watts_per_tb,
                 holder.pue,
                 holder.grid_gco2_kwh,
