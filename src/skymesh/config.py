@@ -76,9 +76,15 @@ class NodeConfig(_Config, frozen=True):
     compute_threads: int = 0  # threads per request inside the runtime; 0: its default
     price_in: float = 0.0  # USD per million input tokens
     price_out: float = 0.0  # USD per million output tokens
-    pue: float = 1.2  # power usage effectiveness of the data centre
+    # energy (docs/operations.md "Energy"): declared at join, used to route inference,
+    # to weight placement for buckets that prefer low carbon, and to estimate kWh and
+    # gCO2 in the accounting rollups
+    pue: float = 1.2  # power usage effectiveness of the data centre (>= 1)
     grid_gco2_kwh: float = 300.0  # carbon intensity of the grid where the node runs
-    watts: float = 0.0  # power drawn while serving; 0: 10 W per core
+    watts: float = 0.0  # power drawn while serving inference; 0: 10 W per core
+    # power drawn per TB of capacity while storing (disks, their share of the host);
+    # 2 W/TB is a small host with a few hard disks, a dense disk shelf is nearer 0.5-1
+    storage_watts_per_tb: float = 2.0
     # models from the network: a credentials TOML (as the gateway's) of the project
     # holding them; empty: only the packaged models, from the installed ai extra
     model_credentials: str = ""
@@ -92,6 +98,12 @@ class NodeConfig(_Config, frozen=True):
     def __post_init__(self) -> None:
         if self.metrics_address:
             host_port(self.metrics_address, "node metrics_address")
+        energy = (self.pue, self.grid_gco2_kwh, self.watts, self.storage_watts_per_tb)
+        if not all(math.isfinite(v) and v >= 0 for v in energy) or self.pue < 1:
+            raise ConfigError(
+                "node pue must be >= 1, and grid_gco2_kwh, watts and storage_watts_per_tb"
+                " finite and >= 0"
+            )
 
     @property
     def coordinators(self) -> list[str]:

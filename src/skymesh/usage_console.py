@@ -20,7 +20,7 @@ from rich.table import Table
 
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
-from skymesh.wire.accounting import AccountingUsage, PayoutReport
+from skymesh.wire.accounting import AccountingRow, AccountingUsage, PayoutReport
 from skymesh.wire.metering import ProjectRouting, RoutingWeights, UsageSummary
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -183,6 +183,8 @@ PAYOUT_COLUMNS = (
     "gross",
     "held",
     "net",
+    "kwh",  # estimated, storage and inference
+    "gco2",
 )
 
 
@@ -238,6 +240,38 @@ def show_accounting(usage: AccountingUsage, console: Console) -> None:
             ]
         cells += [f"{r.requests:,}", f"{r.tokens:,}"]
         table.add_row(*cells)
+    console.print(table)
+    show_energy(usage, console)
+
+
+def _energy(kwh: float, gco2: float) -> list[str]:
+    return [f"{kwh:.4g}", f"{gco2:.4g}"]
+
+
+def inference_energy(r: AccountingRow) -> list[str]:
+    """kWh and gCO2 cells of a row's inference: "not estimated" when no token served
+    had an energy profile on record, the covered share when only some had."""
+    if r.tokens and not r.compute_tokens_estimated:
+        return ["not estimated", "not estimated"]
+    cells = _energy(r.compute_kwh, r.compute_gco2)
+    if r.compute_tokens_estimated < r.tokens:
+        share = f" ({r.compute_tokens_estimated:,} of {r.tokens:,} tokens)"
+        cells = [c + share for c in cells]
+    return cells
+
+
+def show_energy(usage: AccountingUsage, console: Console) -> None:
+    """Estimated kWh and gCO2 of storage and inference (docs/operations.md "Energy")."""
+    table = Table(title=f"estimated energy by {usage.by}", title_justify="left")
+    table.add_column(usage.by)
+    for name in ("storage kWh", "storage gCO2", "compute kWh", "compute gCO2"):
+        table.add_column(name, justify="right")
+    for r in usage.rows:
+        table.add_row(
+            {"node": r.key[:16], "project": r.name or r.key}.get(usage.by, r.key),
+            *_energy(r.storage_kwh, r.storage_gco2),
+            *inference_energy(r),
+        )
     console.print(table)
 
 

@@ -64,11 +64,14 @@ def test_download_egress_reaches_usage_and_payouts(planet: PlanetThread, s3: S3C
     # k pieces of the segment carry at least its bytes; the long tail may read a few more
     assert len(body) <= egress <= 3 * len(body)
     assert all(r["stored_bytes"] > 0 for r in rows if r["egress_bytes"])
+    # estimated energy: every node declares the default profile (2 W/TB, PUE 1.2, 300 g)
+    assert all(r["storage_kwh"] > 0 and r["storage_gco2"] > 0 for r in rows if r["stored_bytes"])
     by_project = json.loads(_cli(planet, "usage", "--by", "project", "--json"))["accounting"]
     assert sum(r["egress_bytes"] for r in by_project["rows"]) == egress
 
     table_out = _cli(planet, "usage", "--by", "operator")
     assert "storage and egress by operator" in table_out and "inference" not in table_out
+    assert "estimated energy by operator" in table_out
 
     month = datetime.now(UTC).strftime("%Y-%m")
     assert f"payouts {month}" in _cli(planet, "payouts", "--month", month)

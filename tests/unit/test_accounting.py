@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 
+from skymesh.coordinator.accounting.energy import inference_estimate, storage_estimate
 from skymesh.coordinator.accounting.payouts import (
     NodeMonth,
     Prices,
@@ -16,11 +18,12 @@ from skymesh.coordinator.accounting.payouts import (
     parse_month,
     payouts,
 )
-from skymesh.coordinator.accounting.report import usage
+from skymesh.coordinator.accounting.report import node_months, usage
 from skymesh.coordinator.accounting.rollup import Rollup
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import (
     buckets,
+    compute_adverts,
     inference_usage,
     node_reputation,
     node_usage_hourly,
@@ -32,6 +35,8 @@ from skymesh.coordinator.db.schema import (
     settled_orders,
 )
 from skymesh.errors import BadRequest
+from skymesh.usage_console import inference_energy
+from skymesh.wire.inference import ComputeAdvert
 from tests.unit.test_coordinator_support import Clock
 
 HOUR = 3600
@@ -268,6 +273,8 @@ def test_payouts_integrate_a_month_and_hold_back_from_new_nodes() -> None:
         egress_bytes=3 * GB,
         repair_egress_bytes=1 * GB,
         tokens=0,
+        kwh=2.0,
+        gco2=600.0,
     )
     joined = _ts(2026, 12, 16)  # mid-month: 16 days of storage left
     new = NodeMonth(
@@ -278,6 +285,8 @@ def test_payouts_integrate_a_month_and_hold_back_from_new_nodes() -> None:
         egress_bytes=0,
         repair_egress_bytes=0,
         tokens=4000,
+        kwh=0.5,
+        gco2=50.0,
     )
     (row,) = payouts([old, new], month, PRICES, SCHEDULE)
     new_gb_month = 2 * 16 / 31
@@ -291,6 +300,7 @@ def test_payouts_integrate_a_month_and_hold_back_from_new_nodes() -> None:
     assert row.held == pytest.approx(0.75 * new_gross)  # only the new node, at 75 %
     assert row.net == pytest.approx(row.gross - row.held)
     assert row.gross == pytest.approx(row.storage_amount + row.egress_amount + row.compute_amount)
+    assert (row.kwh, row.gco2) == pytest.approx((2.5, 650.0))  # estimates are summed, not priced
 
 
 def test_holdback_schedule_by_node_month() -> None:
@@ -305,3 +315,97 @@ def test_holdback_schedule_by_node_month() -> None:
     for bad in ("2026-13", "2026-1", "26-12", "december", ""):
         with pytest.raises(BadRequest):
             parse_month(bad)
+
+
+# ---------------------------------------------------------------- estimated energy
+
+
+def test_energy_estimates_arithmetic() -> None:
+    # 1 TB for one hour at 2 W/TB and PUE 1.5: 3 Wh; at 400 gCO2/kWh: 1.2 g
+    e = storage_estimate(1e12 * HOUR, 2.0, 1.5, 400.0)
+    assert (e.kwh, e.gco2) == pytest.approx((0.003, 1.2))
+    assert storage_estimate(1e12 * HOUR, 2.0, 0.5, 400.0).kwh == pytest.approx(0.002)  # PUE >= 1
+    # 100 W at 50 tokens/s: 2 s per 100 tokens = 100 * 2 / 3600 Wh; PUE 1.2; 500 g/kWh
+    advert = ComputeAdvert(
+        models=[],
+        cores=4,
+        memory_bytes=0,
+        tokens_per_second=50.0,
+        pue=1.2,
+        watts=100.0,
+        grid_gco2_kwh=500.0,
+    )
+    c = inference_estimate(100, advert)
+    assert c is not None
+    assert c.kwh == pytest.approx(100 * 2 / 3600 / 1000 * 1.2)
+    assert c.gco2 == pytest.approx(c.kwh * 500.0)
+    assert inference_estimate(100, None) is None
+
+
+async def test_rollup_estimates_energy_per_node_operator_and_project(db: Database) -> None:
+    advert = ComputeAdvert(
+        models=[],
+        cores=4,
+        memory_bytes=0,
+        tokens_per_second=10.0,
+        pue=1.1,
+        watts=50.0,
+        grid_gco2_kwh=100.0,
+    )
+
+    def setup(conn: sa.Connection) -> None:
+        _setup(conn)
+        conn.execute(
+            nodes.update()
+            .where(nodes.c.node_id == "n1")
+            .values(pue=1.5, grid_gco2_kwh=400.0, storage_watts_per_tb=4.0)
+        )  # n2 keeps the defaults: PUE 1.2, 300 gCO2/kWh, 2 W/TB
+        conn.execute(
+            compute_adverts.insert(),
+            {"node_id": "n1", "advert": msgspec.json.encode(advert), "updated_at": T0},
+        )
+        usage_n2 = {
+            "serial": "e" * 32,
+            "project_id": "p1",
+            "model": "m",
+            "node_id": "n2",
+            "region": "eu-west",
+            "prompt_tokens": 5,
+            "completion_tokens": 0,
+            "price_in": 0.0,
+            "price_out": 0.0,
+            "cost": 0.0,
+            "complete": True,
+            "issued_at": T0 + 595,
+            "recorded_at": T0 + 595,
+        }  # n2 has no advert: its tokens are not estimated
+        conn.execute(inference_usage.insert(), usage_n2)
+
+    await db.write(setup)
+    clock = Clock()
+    clock.now = T0 + 600
+    await Rollup(db, interval=300.0, offline_after=20.0, clock=clock).tally()
+
+    n1_storage = storage_estimate(500 * 300, 4.0, 1.5, 400.0)
+    n2_storage = storage_estimate(500 * 300, 2.0, 1.2, 300.0)
+    n1_compute = inference_estimate(15, advert)
+    assert n1_compute is not None and n1_storage.kwh > 0
+    by_node = {r.key: r for r in (await usage(db, "node", T0)).rows}
+    n1, n2 = by_node["n1"], by_node["n2"]
+    assert (n1.storage_kwh, n1.storage_gco2) == pytest.approx((n1_storage.kwh, n1_storage.gco2))
+    assert (n1.compute_kwh, n1.compute_gco2) == pytest.approx((n1_compute.kwh, n1_compute.gco2))
+    assert n1.compute_tokens_estimated == 15
+    assert n2.storage_gco2 == pytest.approx(n2_storage.gco2)
+    assert (n2.tokens, n2.compute_tokens_estimated) == (5, 0)
+    assert inference_energy(n2) == ["not estimated", "not estimated"]
+    by_operator = {r.key: r for r in (await usage(db, "operator", T0)).rows}
+    assert by_operator["op-a"].storage_kwh == pytest.approx(n1_storage.kwh)
+    # the project's objects have one piece on each node: both nodes' storage, all its tokens
+    (project,) = (await usage(db, "project", T0)).rows
+    assert project.storage_gco2 == pytest.approx(n1_storage.gco2 + n2_storage.gco2)
+    assert (project.tokens, project.compute_tokens_estimated) == (20, 15)
+    assert project.compute_gco2 == pytest.approx(n1_compute.gco2)
+    assert "(15 of 20 tokens)" in inference_energy(project)[0]
+    (month,) = [m for m in await node_months(db, parse_month("2027-01")) if m.node_id == "n1"]
+    assert month.kwh == pytest.approx(n1_storage.kwh + n1_compute.kwh)
+    assert month.gco2 == pytest.approx(n1_storage.gco2 + n1_compute.gco2)

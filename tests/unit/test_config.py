@@ -82,3 +82,13 @@ def test_metrics_address_is_host_and_port(kind: type[GatewayConfig] | type[NodeC
     for bad in ("9464", "127.0.0.1:", "127.0.0.1:http", "::1:9464", "[nope]:1", "h:70000"):
         with pytest.raises(ConfigError, match="metrics_address"):
             load_config(kind, None, environ={env: bad})
+
+
+def test_node_energy_profile_is_checked() -> None:
+    NodeConfig(pue=1.0, grid_gco2_kwh=0.0, storage_watts_per_tb=0.0)  # a clean site is fine
+    with pytest.raises(ConfigError, match="pue"):
+        NodeConfig(pue=0.8)
+    with pytest.raises(ConfigError, match="pue"):
+        NodeConfig(grid_gco2_kwh=-5.0)
+    with pytest.raises(ConfigError, match="pue"):
+        NodeConfig(storage_watts_per_tb=float("nan"))

@@ -78,6 +78,16 @@ async def test_rejoin_updates_the_node(database_url: str, tmp_path: Path) -> Non
             77,
         )
         assert status.joined_at == status.last_seen - 5
+        # the energy profile: NodeConfig's defaults until declared, then as declared
+        assert (status.pue, status.grid_gco2_kwh, status.storage_watts_per_tb) == (1.2, 300, 2)
+        await h.join(node, pue=1.1, grid_gco2_kwh=45.0, storage_watts_per_tb=0.8)
+        [status] = (await h.admin.send(routes.LIST_NODES, None)).nodes
+        assert (status.pue, status.grid_gco2_kwh, status.storage_watts_per_tb) == (1.1, 45, 0.8)
+        record = (await h.service.overlay.registry.lookup([node.id]))[node.id]
+        assert record.carbon_intensity == pytest.approx(1.1 * 45)
+        for bad in ({"pue": 0.9}, {"grid_gco2_kwh": -1.0}, {"storage_watts_per_tb": 1e9}):
+            with pytest.raises(BadRequest, match="energy profile"):
+                await h.client.send(routes.JOIN, node.join_request(h.clock.now, **bad))
 
 
 async def test_unknown_node_heartbeat_asks_to_join(database_url: str, tmp_path: Path) -> None:

@@ -90,10 +90,15 @@ def expected_wait(a: ComputeAdvert) -> float:
     return ahead * (a.latency_ms / 1000.0) / max(a.concurrency, 1)
 
 
-def gco2_per_1k_tokens(a: ComputeAdvert) -> float:
+def kwh_per_1k_tokens(a: ComputeAdvert) -> float:
+    """kWh drawn at the plug for 1,000 tokens: watts x time per token x PUE."""
     tps = a.tokens_per_second or DEFAULT_TOKENS_PER_SECOND
     kwh = a.watts * (1000.0 / max(tps, MIN_TOKENS_PER_SECOND)) / 3600.0 / 1000.0
-    return kwh * max(a.pue, 1.0) * a.grid_gco2_kwh
+    return kwh * max(a.pue, 1.0)
+
+
+def gco2_per_1k_tokens(a: ComputeAdvert) -> float:
+    return kwh_per_1k_tokens(a) * a.grid_gco2_kwh
 
 
 def cost(c: Candidate, offer: ModelOffer, w: Weights) -> float:

@@ -130,6 +130,9 @@ class CoordinatorLink:
             version=__version__,
             timestamp=self._clock(),
             join_token=self.config.join_token.strip(),
+            pue=self.config.pue,
+            grid_gco2_kwh=self.config.grid_gco2_kwh,
+            storage_watts_per_tb=self.config.storage_watts_per_tb,
         )
         resp = await self.rpc.send(routes.JOIN, sign(self.identity, info))
         # (with several URLs the join may have reached another coordinator than the

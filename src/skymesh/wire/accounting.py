@@ -62,6 +62,15 @@ class AccountingRow(Base, frozen=True):
     uptime_seconds: float = 0.0
     requests: int = 0  # inference requests metered
     tokens: int = 0  # inference tokens (prompt + completion)
+    # estimated energy (docs/operations.md "Energy"): kWh at the plug and gCO2 of
+    # storage (node and operator rows: the pieces they hold; project rows: its objects'
+    # pieces) and of inference over ``compute_tokens_estimated`` of the ``tokens`` (those
+    # served by nodes with an energy profile on record; the rest are not estimated)
+    storage_kwh: float = 0.0
+    storage_gco2: float = 0.0
+    compute_kwh: float = 0.0
+    compute_gco2: float = 0.0
+    compute_tokens_estimated: int = 0
 
 
 class AccountingUsage(Base, frozen=True):
@@ -88,6 +97,9 @@ class PayoutRow(Base, frozen=True):
     gross: float
     held: float  # held back from nodes still in their first months (the schedule)
     net: float
+    # estimated energy of its storage and inference (not priced; docs/operations.md "Energy")
+    kwh: float = 0.0
+    gco2: float = 0.0
 
 
 class PayoutReport(Base, frozen=True):

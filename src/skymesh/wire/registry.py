@@ -84,6 +84,11 @@ class NodeInfo(Base, frozen=True):
     # node; the node's operator and allowed regions come from it, never from
     # ``operator`` above, which the coordinator ignores.
     join_token: str = ""
+    # energy profile (NodeConfig): PUE (>= 1), grid gCO2/kWh, watts per TB stored.
+    # Defaults, for nodes older than these fields: NodeConfig's.
+    pue: float = 1.2
+    grid_gco2_kwh: float = 300.0
+    storage_watts_per_tb: float = 2.0
 
 
 class JoinResponse(Base, frozen=True):
@@ -143,6 +148,10 @@ class NodeStatus(Base, frozen=True):
     # its unknown-audit score fell below the suspension threshold: no new pieces until
     # it answers audits again (docs/durability.md)
     suspended: bool = False
+    # its declared energy profile (docs/operations.md "Energy")
+    pue: float = 1.2
+    grid_gco2_kwh: float = 300.0
+    storage_watts_per_tb: float = 2.0
 
 
 class NodeList(Base, frozen=True):

@@ -7,6 +7,8 @@ Pure functions over each node's month (the hourly rollups summed):
   earns 1 GB-month; one that joins half way through with 1 GB earns 0.5;
 - egress in GB: settled client reads and repair reads, at one price;
 - compute in tokens (prompt + completion), priced per 1000;
+- estimated energy (kWh, gCO2) of the operator's storage and inference, beside the
+  pay and not priced: for the operator to see and report;
 - a share held back from nodes in their first months: ``holdback[i]`` percent in
   the node's month ``i`` counted from 0 at the month it joined (none past the list).
   Like Storj's held amount, it keeps an operator's stake in staying while its
@@ -44,6 +46,9 @@ class NodeMonth:
     egress_bytes: int
     repair_egress_bytes: int
     tokens: int
+    # estimated energy of the month (accounting.energy): storage and inference together
+    kwh: float = 0.0
+    gco2: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ def payouts(
     by_operator: dict[str, list[float]] = {}
     nodes: dict[str, set[str]] = {}
     tokens: dict[str, int] = {}
+    energy: dict[str, tuple[float, float]] = {}
     for n in node_months:
         storage = n.byte_seconds / (month.hours * 3600) / GB
         egress = n.egress_bytes / GB
@@ -105,6 +111,8 @@ def payouts(
             totals[i] += v
         nodes.setdefault(n.operator, set()).add(n.node_id)
         tokens[n.operator] = tokens.get(n.operator, 0) + n.tokens
+        kwh, gco2 = energy.get(n.operator, (0.0, 0.0))
+        energy[n.operator] = (kwh + n.kwh, gco2 + n.gco2)
     rows = []
     for operator in sorted(by_operator):
         storage, egress, repair, s_amt, e_amt, c_amt, held = by_operator[operator]
@@ -123,6 +131,8 @@ def payouts(
                 gross=gross,
                 held=held,
                 net=gross - held,
+                kwh=energy[operator][0],
+                gco2=energy[operator][1],
             )
         )
     return rows

@@ -19,6 +19,8 @@ from skymesh.errors import BadRequest
 from skymesh.wire.accounting import AccountingRow, AccountingUsage, PayoutReport
 
 BY = ("node", "operator", "project")
+#: the estimated-energy columns both rollup tables carry (accounting.energy)
+ENERGY = ("storage_kwh", "storage_gco2", "compute_kwh", "compute_gco2", "compute_tokens_estimated")
 
 
 def _sum(column: sa.ColumnElement[object], label: str) -> sa.Label[object]:
@@ -43,6 +45,7 @@ async def usage(db: Database, by: str, since: float, until: float = math.inf) ->
         _sum(table.c.egress_bytes, "egress_bytes"),
         _sum(table.c.requests, "requests"),
         _sum(table.c.tokens, "tokens"),
+        *(_sum(table.c[c], c) for c in ENERGY),
     ]
     if by != "project":
         columns += [
@@ -81,6 +84,11 @@ async def usage(db: Database, by: str, since: float, until: float = math.inf) ->
                     uptime_seconds=float(r.get("uptime_seconds", 0.0)),
                     requests=int(r["requests"]),
                     tokens=int(r["tokens"]),
+                    storage_kwh=float(r["storage_kwh"]),
+                    storage_gco2=float(r["storage_gco2"]),
+                    compute_kwh=float(r["compute_kwh"]),
+                    compute_gco2=float(r["compute_gco2"]),
+                    compute_tokens_estimated=int(r["compute_tokens_estimated"]),
                 )
             )
         return out
@@ -103,6 +111,8 @@ async def node_months(db: Database, month: Month) -> list[NodeMonth]:
             _sum(t.c.egress_bytes, "egress_bytes"),
             _sum(t.c.repair_egress_bytes, "repair_egress_bytes"),
             _sum(t.c.tokens, "tokens"),
+            _sum(t.c.storage_kwh + t.c.compute_kwh, "kwh"),
+            _sum(t.c.storage_gco2 + t.c.compute_gco2, "gco2"),
         )
         .select_from(t.outerjoin(nodes, nodes.c.node_id == t.c.node_id))
         .where(t.c.hour >= month.start, t.c.hour < month.end)
@@ -120,6 +130,8 @@ async def node_months(db: Database, month: Month) -> list[NodeMonth]:
                 egress_bytes=int(r.egress_bytes),
                 repair_egress_bytes=int(r.repair_egress_bytes),
                 tokens=int(r.tokens),
+                kwh=float(r.kwh),
+                gco2=float(r.gco2),
             )
             for r in conn.execute(query)
         ]

@@ -14,7 +14,13 @@ tallies, in one transaction:
   (``node_reputation``) since the last tally;
 - **egress, requests and tokens**: recomputed (set, not added) for every hour from
   the last tally's to now, from the settled orders and the inference usage rows;
-  a re-run of a tally, or of an hour, counts nothing twice.
+  a re-run of a tally, or of an hour, counts nothing twice;
+- **estimated energy** (``accounting.energy``): storage kWh and gCO2 accumulate with
+  the byte-seconds, from each node's declared profile at the tally; a project's
+  are those of its objects' pieces on each node (pieces of uploads not yet
+  committed count for the node only). Inference kWh and gCO2 are recomputed with
+  the tokens, from each node's compute advert on record at the tally
+  (``compute_tokens_estimated``: the tokens they cover).
 
 The transaction reads and writes only rows it derives from the database, so a
 retry (PostgreSQL serialization failure) redoes it exactly.
@@ -27,12 +33,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 
+from skymesh.coordinator.accounting.energy import inference_estimate, storage_estimate
 from skymesh.coordinator.accounting.settlement import HOUR, hour_of
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import (
     buckets,
+    compute_adverts,
     inference_usage,
     node_reputation,
     node_usage_hourly,
@@ -43,10 +52,29 @@ from skymesh.coordinator.db.schema import (
     segments,
     settled_orders,
 )
+from skymesh.wire.inference import ComputeAdvert
 
 MAX_GAP = 3600.0  # seconds between tallies counted at most
 BACKFILL = 7 * 86_400.0  # the first tally rolls up settlements and tokens this far back
 
+# what _traffic recomputes (sets) for each hour
+_TRAFFIC = (
+    "egress_bytes",
+    "requests",
+    "tokens",
+    "compute_kwh",
+    "compute_gco2",
+    "compute_tokens_estimated",
+)
+_ADVERT = msgspec.json.Decoder(ComputeAdvert)
+_PIECE_SEGMENT = pieces.join(
+    segments,
+    sa.and_(
+        segments.c.stream_id == pieces.c.stream_id,
+        segments.c.part == pieces.c.part,
+        segments.c.idx == pieces.c.idx,
+    ),
+)
 _TOKENS = sa.func.coalesce(
     sa.func.sum(inference_usage.c.prompt_tokens + inference_usage.c.completion_tokens), 0
 )
@@ -99,22 +127,26 @@ class Rollup:
 
         # ------------------------------------------------ nodes
         node_rows = {r.node_id: r for r in conn.execute(sa.select(nodes))}
-        stored = dict(
-            conn.execute(
-                sa.select(pieces.c.node_id, sa.func.sum(segments.c.piece_size))
-                .select_from(
-                    pieces.join(
-                        segments,
-                        sa.and_(
-                            segments.c.stream_id == pieces.c.stream_id,
-                            segments.c.part == pieces.c.part,
-                            segments.c.idx == pieces.c.idx,
-                        ),
-                    )
+        # piece bytes by (project, node) in one scan of the pieces: a node's are the sum
+        # over projects (None: pieces of uploads not committed yet), a project's feed
+        # its share of each node's storage energy
+        held: list[tuple[str | None, str, int]] = [
+            (project_id, node_id, int(size or 0))
+            for project_id, node_id, size in conn.execute(
+                sa.select(
+                    buckets.c.project_id, pieces.c.node_id, sa.func.sum(segments.c.piece_size)
                 )
-                .group_by(pieces.c.node_id)
+                .select_from(
+                    _PIECE_SEGMENT.outerjoin(
+                        objects, objects.c.stream_id == pieces.c.stream_id
+                    ).outerjoin(buckets, buckets.c.name == objects.c.bucket)
+                )
+                .group_by(buckets.c.project_id, pieces.c.node_id)
             ).all()
-        )
+        ]
+        stored: dict[str, int] = {}
+        for _, node_id, size in held:
+            stored[node_id] = stored.get(node_id, 0) + size
         audits = {
             r.node_id: (int(r.audits_success), int(r.audits_failed))
             for r in conn.execute(
@@ -150,6 +182,9 @@ class Rollup:
             size = int(stored.get(node_id) or 0)
             row["stored_bytes"] = size
             row["byte_seconds"] += size * span
+            energy = storage_estimate(size * span, n.storage_watts_per_tb, n.pue, n.grid_gco2_kwh)
+            row["storage_kwh"] += energy.kwh
+            row["storage_gco2"] += energy.gco2
             if now - n.last_seen <= self.offline_after:
                 row["uptime_seconds"] += span
             success, failed = audits.get(node_id, (0, 0))
@@ -175,10 +210,25 @@ class Rollup:
             row["stored_bytes"] = int(size or 0)
             row["byte_seconds"] += int(size or 0) * span
         stats.projects = len(project_stored)
+        # each project's pieces on each node, at that node's energy profile
+        for project_id, node_id, size in held:
+            holder = node_rows.get(node_id)
+            if project_id is None or holder is None:
+                continue
+            energy = storage_estimate(
+                size * span,
+                holder.storage_watts_per_tb,
+                holder.pue,
+                holder.grid_gco2_kwh,
+            )
+            row = project_book.row(hour, project_id)
+            row["storage_kwh"] += energy.kwh
+            row["storage_gco2"] += energy.gco2
 
         # ------------------------------------------------ traffic, recomputed per hour
+        adverts = _adverts(conn)
         for h in stats.hours:
-            _traffic(conn, h, node_book, project_book, node_rows)
+            _traffic(conn, h, node_book, project_book, node_rows, adverts)
 
         for h in stats.hours:
             for book in (node_book, project_book):
@@ -195,12 +245,15 @@ def _traffic(
     node_book: _Book,
     project_book: _Book,
     node_rows: dict[str, sa.Row],
+    adverts: dict[str, ComputeAdvert],
 ) -> None:
-    """Set hour ``h``'s egress, requests and tokens from the settled orders and usage."""
+    """Set hour ``h``'s egress, requests, tokens and inference energy from the settled
+    orders and usage."""
+    for book in (node_book, project_book):
+        for row in book.rows(h):
+            row.update(dict.fromkeys(_TRAFFIC, 0))
     for row in node_book.rows(h):
-        row["egress_bytes"] = row["repair_egress_bytes"] = row["requests"] = row["tokens"] = 0
-    for row in project_book.rows(h):
-        row["egress_bytes"] = row["requests"] = row["tokens"] = 0
+        row["repair_egress_bytes"] = 0
     s = settled_orders
     for node_id, purpose, total in conn.execute(
         sa.select(s.c.node_id, s.c.purpose, sa.func.sum(s.c.bytes))
@@ -218,17 +271,34 @@ def _traffic(
         project_book.row(h, project_id)["egress_bytes"] = int(total)
     u = inference_usage
     span = sa.and_(u.c.recorded_at >= h, u.c.recorded_at < h + HOUR)
-    for node_id, requests, tokens in conn.execute(
-        sa.select(u.c.node_id, sa.func.count(), _TOKENS).where(span).group_by(u.c.node_id)
+    for project_id, node_id, requests, tokens in conn.execute(
+        sa.select(u.c.project_id, u.c.node_id, sa.func.count(), _TOKENS)
+        .where(span)
+        .group_by(u.c.project_id, u.c.node_id)
     ).all():
-        row = node_book.row(h, node_id)
-        row["operator"] = row["operator"] or _operator(node_rows, node_id)
-        row["requests"], row["tokens"] = int(requests), int(tokens)
-    for project_id, requests, tokens in conn.execute(
-        sa.select(u.c.project_id, sa.func.count(), _TOKENS).where(span).group_by(u.c.project_id)
-    ).all():
-        row = project_book.row(h, project_id)
-        row["requests"], row["tokens"] = int(requests), int(tokens)
+        energy = inference_estimate(int(tokens), adverts.get(node_id))
+        node_row = node_book.row(h, node_id)
+        node_row["operator"] = node_row["operator"] or _operator(node_rows, node_id)
+        for row in (node_row, project_book.row(h, project_id)):
+            row["requests"] += int(requests)
+            row["tokens"] += int(tokens)
+            if energy is not None:
+                row["compute_kwh"] += energy.kwh
+                row["compute_gco2"] += energy.gco2
+                row["compute_tokens_estimated"] += int(tokens)
+
+
+def _adverts(conn: sa.Connection) -> dict[str, ComputeAdvert]:
+    """Each node's compute advert on record (its energy per token); unreadable ones left out."""
+    out = {}
+    for node_id, raw in conn.execute(
+        sa.select(compute_adverts.c.node_id, compute_adverts.c.advert)
+    ):
+        try:
+            out[node_id] = _ADVERT.decode(raw)
+        except msgspec.DecodeError:
+            continue
+    return out
 
 
 def _operator(node_rows: dict[str, sa.Row], node_id: str) -> str:
@@ -259,6 +329,13 @@ def _first_hour(conn: sa.Connection, now: float) -> int:
     return hour_of(max(start, now - BACKFILL))
 
 
+_ENERGY_ZERO: dict[str, Any] = {
+    "storage_kwh": 0.0,
+    "storage_gco2": 0.0,
+    "compute_kwh": 0.0,
+    "compute_gco2": 0.0,
+    "compute_tokens_estimated": 0,
+}
 _NODE_ZERO: dict[str, Any] = {
     "operator": "",
     "byte_seconds": 0.0,
@@ -273,6 +350,7 @@ _NODE_ZERO: dict[str, Any] = {
     "requests": 0,
     "tokens": 0,
     "tallied_at": 0.0,
+    **_ENERGY_ZERO,
 }
 _PROJECT_ZERO: dict[str, Any] = {
     "byte_seconds": 0.0,
@@ -281,6 +359,7 @@ _PROJECT_ZERO: dict[str, Any] = {
     "requests": 0,
     "tokens": 0,
     "tallied_at": 0.0,
+    **_ENERGY_ZERO,
 }
 
 

@@ -44,6 +44,11 @@ nodes = sa.Table(
     sa.Column("version", sa.String, nullable=False),
     sa.Column("joined_at", sa.Double, nullable=False),
     sa.Column("last_seen", sa.Double, nullable=False),
+    # the node's declared energy profile (migration 0018): PUE, grid gCO2/kWh, watts
+    # per TB stored; the defaults stand for nodes that joined before they were declared
+    sa.Column("pue", sa.Double, nullable=False, server_default="1.2"),
+    sa.Column("grid_gco2_kwh", sa.Double, nullable=False, server_default="300"),
+    sa.Column("storage_watts_per_tb", sa.Double, nullable=False, server_default="2"),
 )
 
 # Operators the administrator admitted (migration 0007). Only the token ``token_id``
@@ -421,6 +426,14 @@ node_usage_hourly = sa.Table(
     sa.Column("uptime_seconds", sa.Double, nullable=False),
     sa.Column("requests", sa.BigInteger, nullable=False),
     sa.Column("tokens", sa.BigInteger, nullable=False),
+    # estimated energy (migration 0018; accounting/energy.py): storage accumulates like
+    # byte_seconds; compute is recomputed with the tokens, over the tokens of nodes
+    # that declared an energy profile for inference (``compute_tokens_estimated``)
+    sa.Column("storage_kwh", sa.Double, nullable=False, server_default="0"),
+    sa.Column("storage_gco2", sa.Double, nullable=False, server_default="0"),
+    sa.Column("compute_kwh", sa.Double, nullable=False, server_default="0"),
+    sa.Column("compute_gco2", sa.Double, nullable=False, server_default="0"),
+    sa.Column("compute_tokens_estimated", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("tallied_at", sa.Double, nullable=False),
 )
 
@@ -434,5 +447,13 @@ project_usage_hourly = sa.Table(
     sa.Column("egress_bytes", sa.BigInteger, nullable=False),
     sa.Column("requests", sa.BigInteger, nullable=False),
     sa.Column("tokens", sa.BigInteger, nullable=False),
+    # estimated energy (migration 0018; accounting/energy.py): storage accumulates like
+    # byte_seconds; compute is recomputed with the tokens, over the tokens of nodes
+    # that declared an energy profile for inference (``compute_tokens_estimated``)
+    sa.Column("storage_kwh", sa.Double, nullable=False, server_default="0"),
+    sa.Column("storage_gco2", sa.Double, nullable=False, server_default="0"),
+    sa.Column("compute_kwh", sa.Double, nullable=False, server_default="0"),
+    sa.Column("compute_gco2", sa.Double, nullable=False, server_default="0"),
+    sa.Column("compute_tokens_estimated", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("tallied_at", sa.Double, nullable=False),
 )

@@ -7,15 +7,17 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+import msgspec
+
 from skymesh.codec import RedundancyScheme
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.metainfo.roots import RootKey
 from skymesh.coordinator.orders import OrderSigner
-from skymesh.coordinator.overlay.placement import plan_segment
+from skymesh.coordinator.overlay.placement import placement_preference, plan_segment
 from skymesh.coordinator.overlay.registry import Registry
-from skymesh.coordinator.overlay.residency import bucket_constraint, residency
-from skymesh.wire.metainfo import AddressedOrder, CodecParams, Placement, Scheme
+from skymesh.coordinator.overlay.residency import bucket_placement, residency
+from skymesh.wire.metainfo import AddressedOrder, CodecParams, Placement, Scheme, Tag
 from skymesh.wire.node import PieceAction
 from skymesh.wire.pieces import derive_piece_id
 
@@ -53,11 +55,15 @@ class Metainfo:
 
         The root piece id commits to that stream and position: a commit of it
         anywhere else is refused. Only nodes inside ``bucket``'s location
-        constraint are chosen.
+        constraint are chosen; a bucket tagged ``skymesh:placement=low-carbon`` prefers
+        nodes of low carbon intensity among them (``overlay.placement``).
         """
         now = self.clock()
-        constraint = await self.db.read(lambda conn: bucket_constraint(conn, bucket))
+        constraint, tags = await self.db.read(lambda conn: bucket_placement(conn, bucket))
         where = residency(constraint, self.config.jurisdictions)
+        low_carbon = tags is not None and placement_preference(
+            [(t.key, t.value) for t in msgspec.json.decode(tags, type=list[Tag])]
+        )
         barred, unvetted = await self.registry.placement_filters()
         plan = plan_segment(
             await self.registry.all_nodes(),
@@ -71,6 +77,7 @@ class Metainfo:
             unvetted=unvetted,
             new_node_fraction=self.config.new_node_fraction,
             residency=where,
+            low_carbon=low_carbon,
         )
         root = self.roots.issue(stream_id, part, index)
         s = plan.scheme

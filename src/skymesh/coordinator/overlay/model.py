@@ -22,6 +22,16 @@ class NodeRecord:
     # its operator is admitted, not revoked, and allows its region (overlay.admission);
     # a node that is not gets no pieces, holds none that count, and is not audited
     admitted: bool = True
+    # declared energy profile (NodeConfig): placement's low-carbon preference and the
+    # accounting's estimates read it
+    pue: float = 1.2
+    grid_gco2_kwh: float = 300.0
+    storage_watts_per_tb: float = 2.0
+
+    @property
+    def carbon_intensity(self) -> float:
+        """gCO2 per kWh drawn at the plug: PUE x grid intensity (never below 1 or 0)."""
+        return max(self.pue, 1.0) * max(self.grid_gco2_kwh, 0.0)
 
     @property
     def free_bytes(self) -> int:

@@ -14,6 +14,14 @@ the piece), then a spread:
   outage is a correlated failure too), then nodes drawn at random with
   probability proportional to their free space, so load spreads instead of
   piling on the emptiest node between two heartbeats.
+
+A bucket that prefers low carbon (``low_carbon``: its ``skymesh:placement`` tag,
+see :func:`placement_preference`) divides each node's weight by its carbon
+intensity (PUE x grid gCO2/kWh, :attr:`NodeRecord.carbon_intensity`): a node
+on a grid ten times cleaner is ten times likelier to be drawn first. It is a
+weighting inside the spread above, never a filter: regions still take turns,
+operators still balance, residency still bounds the choice, and dirty nodes still
+get pieces when the clean ones are few or full.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ def plan_segment(
     unvetted: Collection[str] = (),
     new_node_fraction: float = 1.0,
     residency: Residency = ANYWHERE,
+    low_carbon: bool = False,
 ) -> SegmentPlan:
     """Choose the scheme, the piece size and ``scheme.total`` nodes for one segment.
 
@@ -68,6 +77,7 @@ def plan_segment(
     hold); when some of those lack room for a piece, a smaller scheme (with larger
     pieces) is tried until one fits. Raises :class:`Unavailable` when none does;
     nodes outside ``residency`` are never chosen, however few are inside.
+    ``low_carbon`` weights the draw towards nodes of lower carbon intensity.
     """
     excluded = set(exclude)
     # (plain attribute reads: these passes run over every node for every segment)
@@ -100,12 +110,14 @@ def plan_segment(
     rng = rng or random.Random()
     pool = eligible
     if unvetted:
-        pool = limit_new_nodes(eligible, scheme.total, set(unvetted), new_node_fraction, rng)
-    chosen = select_nodes(pool, scheme.total, rng)
+        pool = limit_new_nodes(
+            eligible, scheme.total, set(unvetted), new_node_fraction, rng, low_carbon=low_carbon
+        )
+    chosen = select_nodes(pool, scheme.total, rng, low_carbon=low_carbon)
     if pool is not eligible and not region_loss_safe(chosen, scheme.k):
         # Vetting must not cost region safety (few vetted nodes in some region): then
         # new nodes may fill in as needed.
-        wider = select_nodes(eligible, scheme.total, rng)
+        wider = select_nodes(eligible, scheme.total, rng, low_carbon=low_carbon)
         if region_loss_safe(wider, scheme.k):
             chosen = wider
     return SegmentPlan(scheme=scheme, piece_size=piece_size, nodes=chosen)
@@ -121,11 +133,17 @@ SAMPLE_MIN = 64
 
 
 def select_nodes(
-    eligible: Sequence[NodeRecord], count: int, rng: random.Random, *, sample: bool = True
+    eligible: Sequence[NodeRecord],
+    count: int,
+    rng: random.Random,
+    *,
+    sample: bool = True,
+    low_carbon: bool = False,
 ) -> list[NodeRecord]:
     """``count`` distinct nodes spread over regions, then operators, weighted by free space.
 
-    ``sample=False`` draws among every node of each region instead of a sample.
+    ``sample=False`` draws among every node of each region instead of a sample;
+    ``low_carbon`` divides each weight by the node's carbon intensity.
     """
     by_region: dict[str, list[NodeRecord]] = defaultdict(list)
     for node in eligible:
@@ -143,10 +161,24 @@ def select_nodes(
         pool = by_region[region]
         if sample and len(pool) > quota:
             pool = rng.sample(pool, quota)
-        keyed = sorted(
-            ((rng.expovariate(1.0) / max(n.capacity_bytes - n.used_bytes, 1), n) for n in pool),
-            key=lambda kn: kn[0],
-        )
+        if low_carbon:
+            keyed = sorted(
+                (
+                    (
+                        rng.expovariate(1.0)
+                        * max(n.carbon_intensity, 1.0)
+                        / max(n.capacity_bytes - n.used_bytes, 1),
+                        n,
+                    )
+                    for n in pool
+                ),
+                key=lambda kn: kn[0],
+            )
+        else:
+            keyed = sorted(
+                ((rng.expovariate(1.0) / max(n.capacity_bytes - n.used_bytes, 1), n) for n in pool),
+                key=lambda kn: kn[0],
+            )
         ops: dict[str, list[tuple[float, NodeRecord]]] = {}
         for key, node in keyed:
             if node.node_id not in seen:
@@ -158,7 +190,7 @@ def select_nodes(
         queues[region] = ops
     if count > available:
         if sample:  # the samples held too few distinct nodes: every node, then
-            return select_nodes(eligible, count, rng, sample=False)
+            return select_nodes(eligible, count, rng, sample=False, low_carbon=low_carbon)
         raise Unavailable(f"need {count} distinct nodes, have {available}")
     per_operator: Counter[str] = Counter()
     chosen: list[NodeRecord] = []
@@ -174,6 +206,19 @@ def select_nodes(
             per_operator[node.operator] += 1
             chosen.append(node)
     return chosen
+
+
+#: The bucket tag that sets a bucket's placement preference, and its values.
+PLACEMENT_TAG = "skymesh:placement"
+LOW_CARBON = "low-carbon"
+
+
+def placement_preference(tags: Sequence[tuple[str, str]]) -> bool:
+    """Whether a bucket with these (key, value) tags prefers low-carbon nodes.
+
+    Any other value of the tag, or none, is today's placement (by free space only).
+    """
+    return any(k == PLACEMENT_TAG and v.strip().lower() == LOW_CARBON for k, v in tags)
 
 
 def region_loss_safe(nodes: Sequence[NodeRecord], k: int) -> bool:
@@ -203,19 +248,30 @@ def limit_new_nodes(
     unvetted: Collection[str],
     fraction: float,
     rng: random.Random,
+    *,
+    low_carbon: bool = False,
 ) -> list[NodeRecord]:
     """Keep every vetted node and only as many unvetted ones as a placement may use.
 
     New nodes get at most ``new_node_fraction`` of a placement (Storj's vetting:
     data they lose should be little while they prove themselves). When there are
     too few vetted nodes (a young network) unvetted ones fill the rest, so uploads
-    never fail for want of vetting.
+    never fail for want of vetting. The unvetted ones kept are drawn at random,
+    weighted as :func:`select_nodes` weights them for ``low_carbon`` (in a young
+    network every node is unvetted, and this draw is the placement's choice).
     """
     vetted = [n for n in eligible if n.node_id not in unvetted]
     fresh = [n for n in eligible if n.node_id in unvetted]
     allowed = max(new_node_quota(count, fraction, rng), count - len(vetted))
     if len(fresh) > allowed:
-        fresh = rng.sample(fresh, allowed)
+        if low_carbon:  # a weighted draw without replacement (exponential clocks)
+            keyed = sorted(
+                (rng.expovariate(1.0) * max(n.carbon_intensity, 1.0) / max(n.free_bytes, 1), i)
+                for i, n in enumerate(fresh)
+            )
+            fresh = [fresh[i] for _, i in keyed[:allowed]]
+        else:
+            fresh = rng.sample(fresh, allowed)
     return vetted + fresh
 
 

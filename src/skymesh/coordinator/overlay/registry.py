@@ -74,6 +74,9 @@ _UPDATE_JOIN = (
         used_bytes=sa.bindparam("used_bytes"),
         version=sa.bindparam("version"),
         last_seen=sa.bindparam("last_seen"),
+        pue=sa.bindparam("pue"),
+        grid_gco2_kwh=sa.bindparam("grid_gco2_kwh"),
+        storage_watts_per_tb=sa.bindparam("storage_watts_per_tb"),
     )
 )
 _UPDATE_HEARTBEAT = (
@@ -117,6 +120,24 @@ def _check_label(name: str, value: str) -> None:
 def _check_sizes(capacity: int, used: int) -> None:
     if not (0 <= capacity <= MAX_BYTES and 0 <= used <= MAX_BYTES):
         raise BadRequest(f"capacity and used bytes must be within 0..{MAX_BYTES}")
+
+
+MAX_PUE = 10.0
+MAX_GCO2_KWH = 5000.0  # the dirtiest grids are near 1,000
+MAX_WATTS_PER_TB = 1000.0
+
+
+def _check_energy(info: NodeInfo) -> None:
+    """A declared energy profile within physical bounds (it weights placement)."""
+    if not (
+        1.0 <= info.pue <= MAX_PUE
+        and 0.0 <= info.grid_gco2_kwh <= MAX_GCO2_KWH
+        and 0.0 <= info.storage_watts_per_tb <= MAX_WATTS_PER_TB
+    ):
+        raise BadRequest(
+            f"node energy profile out of bounds: pue 1..{MAX_PUE:g}, grid_gco2_kwh"
+            f" 0..{MAX_GCO2_KWH:g}, storage_watts_per_tb 0..{MAX_WATTS_PER_TB:g}"
+        )
 
 
 def _proven(rep: Reputation | None) -> bool:
@@ -301,6 +322,9 @@ class Registry:
                     admitted=n.admitted,
                     version=n.version,
                     suspended=suspended(reps.get(n.node_id), self.reputation.params),
+                    pue=n.pue,
+                    grid_gco2_kwh=n.grid_gco2_kwh,
+                    storage_watts_per_tb=n.storage_watts_per_tb,
                     **_reputation_fields(reps.get(n.node_id)),
                     **_compute_fields(standings.get(n.node_id)),
                 )
@@ -334,6 +358,7 @@ class Registry:
         parse_node_address(info.address)
         _check_label("region", info.region)
         _check_sizes(info.capacity_bytes, info.used_bytes)
+        _check_energy(info)
         if len(info.version) > MAX_LABEL:
             raise BadRequest("node version too long")
         # Admission before the address's network check: only admitted nodes make us
@@ -355,6 +380,9 @@ class Registry:
             "used_bytes": info.used_bytes,
             "version": info.version,
             "last_seen": now,
+            "pue": info.pue,
+            "grid_gco2_kwh": info.grid_gco2_kwh,
+            "storage_watts_per_tb": info.storage_watts_per_tb,
         }
 
         def txn(conn: sa.Connection) -> sa.Row:

@@ -94,12 +94,13 @@ def check_constraint(
 # ---------------------------------------------------------------- reads
 
 
-def bucket_constraint(conn: sa.Connection, bucket: str) -> str:
-    """The stored location constraint of ``bucket`` ("" when it has none or is gone)."""
-    value = conn.execute(
-        sa.select(buckets.c.region).where(buckets.c.name == bucket)
-    ).scalar_one_or_none()
-    return value or ""
+def bucket_placement(conn: sa.Connection, bucket: str) -> tuple[str, str | None]:
+    """``bucket``'s location constraint and its tags as stored (JSON; None: never set),
+    in one read: upload placement needs both (the tags hold the placement preference)."""
+    row = conn.execute(
+        sa.select(buckets.c.region, buckets.c.tags).where(buckets.c.name == bucket)
+    ).one_or_none()
+    return ("", None) if row is None else (row.region or "", row.tags)
 
 
 def stream_constraints(conn: sa.Connection, stream_ids: Sequence[str]) -> dict[str, str]:
