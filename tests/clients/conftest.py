@@ -1,4 +1,4 @@
-"""One real `skymesh up` network per client module, and local trees to copy around.
+"""One real `skymesh up` network for the client modules, and local trees to copy around.
 
 Each module drives one real S3 client (the AWS CLI, rclone, s3cmd, s3fs) the way a
 user would. They run real processes on two cores, so they are ``slow``; CI installs
@@ -29,9 +29,11 @@ TREE: dict[str, bytes] = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    """A whole network as separate processes, shared by the tests of one module."""
+    """A whole network as separate processes, shared by every client module: starting
+    one is 6-7 s of the two cores. Each module keeps to buckets of its own prefix
+    (``aws-``, ``rc-``, ``sc-``, ``fs-``) and asserts nothing of the others'."""
     # SSE-C over the tests' plain HTTP (S3 and the gateway's default refuse it there)
     u = start_up(
         tmp_path_factory.mktemp("up") / "home", env={"SKYMESH_GATEWAY_SSE_C_OVER_HTTP": "true"}

@@ -51,15 +51,21 @@ class PostgresServer:
     :meth:`stop` it (immediately, as a crash would), :meth:`close` to remove it all."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, settings: Mapping[str, str] | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        settings: Mapping[str, str] | None = None,
+        parent: Path | None = None,
     ) -> None:
         """``settings`` replace the test-speed ones (``SETTINGS``) of the same names: a
-        benchmark keeps ``fsync`` and ``synchronous_commit`` on, as production does."""
+        benchmark keeps ``fsync`` and ``synchronous_commit`` on, as production does.
+        ``parent``: the folder to make the server's folder in (the system's temporary
+        folder by default; a test session gives a memory-backed one, ``/dev/shm``)."""
         self.bindir = pg_bin_dir()
         self.settings = {**SETTINGS, **(settings or {})}
         self.host = host
         self.port = port or free_port(host)
-        self.root = Path(tempfile.mkdtemp(prefix="skymesh-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix="skymesh-pg-", dir=parent))
         self.data = self.root / "data"
         self._proc: subprocess.Popen[bytes] | None = None
         # As root, the server runs as the package's user and owns its folder.
@@ -154,6 +160,12 @@ class PostgresServer:
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             conn.execute(stmt)
         return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop database ``name``, ending any connections still open to it."""
+        stmt = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(stmt)
 
     def __enter__(self) -> PostgresServer:
         return self.start()
