@@ -22,10 +22,11 @@ from tests.hosts.cluster import Cluster
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow]
 
-# How long the region case keeps a region's host off the bridge: 30 s in CI, five
-# times the nodes' offline_after (6 s) and past the coordinators' pending-upload TTL
-# (20 s, cluster.FAST), so uploads go on without the region for most of the cut.
-CUT_SECONDS = float(os.environ.get("SKYMESH_HOSTS_CUT_SECONDS", "30"))
+# How long the region case keeps a region's host off the bridge: a minute, as issue 14
+# asks, ten times the nodes' offline_after (6 s) and past the coordinators'
+# pending-upload TTL (20 s, cluster.FAST), so uploads go on without the region for
+# most of the cut; shorter while working on it (docs/testing.md).
+CUT_SECONDS = float(os.environ.get("SKYMESH_HOSTS_CUT_SECONDS", "60"))
 # A dead coordinator's leases expire lease_ttl (10 s) after its last renewal and are
 # taken at the survivor's next round: within 4/3 lease_ttl (docs/operations.md §5i).
 TAKEOVER_BOUND_S = 15.0
