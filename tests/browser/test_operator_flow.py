@@ -176,11 +176,23 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     )
     repaired_in = time.monotonic() - killed_at
     assert set(after) - set(before), "repair put no piece on a new node"
-    browser.find_element(By.ID, "refresh").click()  # the durability panel, without 30 s
-    _wait(browser, lambda d: "Nothing to repair" in d.find_element(By.ID, "repair-queue").text)
-    browser.save_screenshot(str(screenshots / "4-admin-repaired.png"))
+    # Refresh: every panel now, not in 30 s. Repair is done: nothing queued, one node down.
+    clicked = browser.execute_script("return Date.now()")
+    browser.find_element(By.ID, "refresh").click()
+    _wait(
+        browser,
+        lambda d: int(d.find_element(By.ID, "view").get_attribute("data-refreshed-at") or 0)
+        > clicked,
+    )
+    assert "Nothing to repair" in browser.find_element(By.ID, "repair-queue").text
+    assert f"{NODES - 1} of {NODES} nodes healthy" in browser.find_element(By.ID, "durability").text
+    assert f"{NODES - 1} / {NODES}" in browser.find_element(By.ID, "summary").text
+    browser.execute_script("document.getElementById('map').scrollIntoView()")
+    browser.save_screenshot(str(screenshots / "4-admin-map-after-repair.png"))
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(screenshots / "5-admin-repaired.png"))
     browser.execute_script("document.getElementById('durability').scrollIntoView()")
-    browser.save_screenshot(str(screenshots / "5-admin-durability.png"))
+    browser.save_screenshot(str(screenshots / "6-admin-durability.png"))
     assert js_errors(browser) == []
     assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == data
 
