@@ -95,9 +95,7 @@ class AdminClient:
 
     async def object_pieces(self, bucket: str, key: str) -> ObjectPieces:
         """Which node holds which piece of the latest version of ``bucket``/``key``."""
-        return await self.rpc.send(
-            routes.OBJECT_PIECES, None, query={"bucket": bucket, "key": key}
-        )
+        return await self.rpc.send(routes.OBJECT_PIECES, None, query={"bucket": bucket, "key": key})
 
     async def status(self) -> NetworkStatus:
         """What the answering coordinator knows of the network (``skymesh status``)."""

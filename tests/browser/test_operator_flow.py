@@ -145,9 +145,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     browser.find_element(By.ID, "lookup-btn").click()
     before = _wait(browser, lambda d: len(_holders(d)) == 4 and _holders(d))
     assert set(before.values()) == {"healthy"}
-    outlined = _wait(
-        browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#map svg.tile.holder")
-    )
+    outlined = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#map svg.tile.holder"))
     assert {t.get_attribute("data-node") for t in outlined} == set(before)
     browser.save_screenshot(str(screenshots / "3-admin-object-pieces.png"))
 
@@ -158,10 +156,12 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     killed_at = time.monotonic()
     _wait(
         browser,
-        lambda d: d.find_element(
-            By.CSS_SELECTOR, f"#map svg.tile[data-node='{victim}']"
-        ).get_attribute("data-state")
-        == "offline",
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, f"#map svg.tile[data-node='{victim}']").get_attribute(
+                "data-state"
+            )
+            == "offline"
+        ),
     )
     after = _wait(
         browser,
@@ -181,8 +181,9 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     browser.find_element(By.ID, "refresh").click()
     _wait(
         browser,
-        lambda d: int(d.find_element(By.ID, "view").get_attribute("data-refreshed-at") or 0)
-        > clicked,
+        lambda d: (
+            int(d.find_element(By.ID, "view").get_attribute("data-refreshed-at") or 0) > clicked
+        ),
     )
     assert "Nothing to repair" in browser.find_element(By.ID, "repair-queue").text
     assert f"{NODES - 1} of {NODES} nodes healthy" in browser.find_element(By.ID, "durability").text

@@ -285,7 +285,7 @@ def read_stream_segments(conn: sa.Connection, stream_id: str) -> list[StoredSegm
     return _with_pieces(conn, conn.execute(q).all())
 
 
-def _with_pieces(conn: sa.Connection, seg_rows: Sequence[sa.Row[Any]]) -> list[StoredSegment]:
+def _with_pieces(conn: sa.Connection, seg_rows: Sequence[Any]) -> list[StoredSegment]:
     """Segment rows (stream_id, part, idx, k, repair, optimal, total) with their pieces,
     names and location constraints."""
     if not seg_rows:

@@ -220,7 +220,9 @@ async def durability_report(
     )
 
 
-def _latest_object(conn: sa.Connection, bucket: str, key: str) -> sa.Row[Any] | None:
+def _latest_object(conn: sa.Connection, bucket: str, key: str) -> Any:
+    """The latest version's row (stream_id, size, created_at), or None: no such object,
+    or its latest version is a delete marker."""
     o = objects.c
     return conn.execute(
         sa.select(o.stream_id, o.size, o.created_at)
@@ -242,7 +244,7 @@ async def object_pieces(
 
     def read(
         conn: sa.Connection,
-    ) -> tuple[sa.Row[Any] | None, list[health.StoredSegment], int]:
+    ) -> tuple[Any, list[health.StoredSegment], int]:
         obj = _latest_object(conn, bucket, key)
         if obj is None:
             return None, [], 0

@@ -17,9 +17,9 @@ from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.lifecycle import Chore
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.overlay.reputation import ReputationBook
+from skymesh.errors import BadRequest
 from skymesh.loops import DrivenLoop
 from skymesh.wire import routes
-from skymesh.errors import BadRequest
 from skymesh.wire.durability import DrainStatus, DurabilityReport, ObjectPieces
 from skymesh.wire.identity import Identity
 from skymesh.wire.signing import Signed
