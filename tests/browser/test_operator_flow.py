@@ -29,7 +29,7 @@ from tests.process.netutil import Up, clean_env, start_up
 NODES = 6
 #: Every loop the flow waits on, at test speed, as an operator would set them by environment.
 FAST = {
-    "SKYMESH_NODE_HEARTBEAT_INTERVAL": "0.5",
+    "SKYMESH_COORDINATOR_HEARTBEAT_INTERVAL": "0.5",  # told to the nodes
     "SKYMESH_COORDINATOR_OFFLINE_AFTER": "2",
     "SKYMESH_COORDINATOR_SCHEME": "2/3/4/4",  # one lost piece of four is repaired
     "SKYMESH_COORDINATOR_REPAIR_CHECK_INTERVAL": "0.5",
@@ -67,10 +67,11 @@ def skymesh(u: Up, *args: str, codes: tuple[int, ...] = (0,)) -> str:
     return out.stdout
 
 
-def _wait(browser: Any, condition: Any, timeout: float = 20) -> Any:
+def _wait(browser: Any, condition: Any, timeout: float = 20, what: str = "") -> Any:
+    """Until ``condition(browser)`` is truthy; a timeout names ``what`` it waited for."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition)
+    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition, what)
 
 
 def _holders(browser: Any) -> dict[str, str]:
