@@ -134,7 +134,11 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     local.write_bytes(data)
     _wait(browser, lambda d: d.find_element(By.ID, "upload-file")).send_keys(str(local))
     browser.find_element(By.ID, "upload-btn").click()
-    _wait(browser, lambda d: d.find_element(By.ID, "upload-status").text == f"uploaded {KEY}")
+    _wait(
+        browser,
+        lambda d: d.find_element(By.ID, "upload-status").text == f"uploaded {KEY}",
+        what="the upload to finish",
+    )
     browser.save_screenshot(str(screenshots / "2-tenant-upload.png"))
     errors = js_errors(browser)
     assert errors == [], errors
@@ -144,7 +148,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     _wait(browser, lambda d: d.find_element(By.ID, "lookup-bucket")).send_keys(BUCKET)
     browser.find_element(By.ID, "lookup-key").send_keys(KEY)
     browser.find_element(By.ID, "lookup-btn").click()
-    before = _wait(browser, lambda d: len(_holders(d)) == 4 and _holders(d))
+    before = _wait(browser, lambda d: len(_holders(d)) == 4 and _holders(d), what="4 holders")
     assert set(before.values()) == {"healthy"}
     outlined = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#map svg.tile.holder"))
     assert {t.get_attribute("data-node") for t in outlined} == set(before)
@@ -163,6 +167,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
             )
             == "offline"
         ),
+        what="the killed node red on the map",
     )
     after = _wait(
         browser,
@@ -174,6 +179,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
             and h
         ),
         timeout=30,
+        what="a new holder in place of the killed node",
     )
     repaired_in = time.monotonic() - killed_at
     assert set(after) - set(before), "repair put no piece on a new node"
@@ -185,6 +191,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
         lambda d: (
             int(d.find_element(By.ID, "view").get_attribute("data-refreshed-at") or 0) > clicked
         ),
+        what="every panel redrawn",
     )
     assert "Nothing to repair" in browser.find_element(By.ID, "repair-queue").text
     assert f"{NODES - 1} of {NODES} nodes healthy" in browser.find_element(By.ID, "durability").text
