@@ -74,6 +74,18 @@ def _wait(browser: Any, condition: Any, timeout: float = 20, what: str = "") -> 
     return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition, what)
 
 
+def _shown(browser: Any, css: str) -> Any:
+    """The element at ``css`` once it is displayed: a page builds its views while it
+    signs in, so an element can exist before it takes typing or clicks."""
+    from selenium.webdriver.common.by import By
+
+    def displayed(d: Any) -> Any:
+        found = d.find_elements(By.CSS_SELECTOR, css)
+        return found[0] if found and found[0].is_displayed() else False
+
+    return _wait(browser, displayed, what=f"{css} displayed")
+
+
 def _holders(browser: Any) -> dict[str, str]:
     """The admin console's object lookup: node id -> state of the piece it holds."""
     from selenium.webdriver.common.by import By
@@ -126,13 +138,13 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     browser.find_element(By.ID, "access-key").send_keys(key_id)
     browser.find_element(By.ID, "secret-key").send_keys(secret)
     browser.find_element(By.ID, "login-btn").click()
-    _wait(browser, lambda d: d.find_element(By.ID, "new-bucket")).send_keys(BUCKET)
+    _shown(browser, "#new-bucket").send_keys(BUCKET)
     browser.find_element(By.CSS_SELECTOR, "#create-bucket button").click()
-    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, f"a[data-bucket='{BUCKET}']")).click()
+    _shown(browser, f"a[data-bucket='{BUCKET}']").click()
     data = bytes(range(256)) * 1200  # 300 KiB: stored in pieces, not inline
     local = tmp_path / KEY
     local.write_bytes(data)
-    _wait(browser, lambda d: d.find_element(By.ID, "upload-file")).send_keys(str(local))
+    _shown(browser, "#upload-file").send_keys(str(local))
     browser.find_element(By.ID, "upload-btn").click()
     _wait(
         browser,
@@ -145,7 +157,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
 
     # 4. The object's pieces on the admin map (the tab's session keeps the token).
     browser.get(admin_console)
-    _wait(browser, lambda d: d.find_element(By.ID, "lookup-bucket")).send_keys(BUCKET)
+    _shown(browser, "#lookup-bucket").send_keys(BUCKET)
     browser.find_element(By.ID, "lookup-key").send_keys(KEY)
     browser.find_element(By.ID, "lookup-btn").click()
     before = _wait(browser, lambda d: len(_holders(d)) == 4 and _holders(d), what="4 holders")
