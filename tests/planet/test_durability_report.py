@@ -82,7 +82,7 @@ def _cli(*args: str) -> tuple[int, str]:
 def test_report_counts_healthy_pieces_as_nodes_stop(
     planet: PlanetThread, s3: S3Client, tmp_path: Path
 ) -> None:
-    from skymesh.errors import NotFound, Unauthorized
+    from skymesh.errors import BadRequest, NotFound, Unauthorized
 
     p = planet.planet
     s3.create_bucket(Bucket="dur")
@@ -124,6 +124,8 @@ def test_report_counts_healthy_pieces_as_nodes_stop(
         planet.run(_pieces(p, "dur", "nope"))
     with pytest.raises(NotFound):
         planet.run(_pieces(p, "nobucket", "k1"))
+    with pytest.raises(BadRequest):
+        planet.run(_pieces(p, "dur", ""))
 
     # Three down: 3 < k = 4, lost until they return; the CLI says so and exits 1.
     planet.run(p.stop_node(p.nodes[1]))
