@@ -13,6 +13,7 @@ from skymesh.errors import NotFound
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
 from skymesh.wire.accounting import AccountingUsage, PayoutReport
+from skymesh.wire.durability import ObjectPieces
 from skymesh.wire.inference import (
     CheckInferenceKeyRequest,
     CreateInferenceKeyRequest,
@@ -91,6 +92,10 @@ class AdminClient:
     async def payouts(self, month: str) -> PayoutReport:
         """Each operator's pay for ``month`` (YYYY-MM) at the coordinator's prices."""
         return await self.rpc.send(routes.PAYOUTS, None, query={"month": month})
+
+    async def object_pieces(self, bucket: str, key: str) -> ObjectPieces:
+        """Which node holds which piece of the latest version of ``bucket``/``key``."""
+        return await self.rpc.send(routes.OBJECT_PIECES, None, query={"bucket": bucket, "key": key})
 
     async def status(self) -> NetworkStatus:
         """What the answering coordinator knows of the network (``skymesh status``)."""

@@ -17,7 +17,7 @@ from skymesh.coordinator.durability.report import SegmentRow, summarize
 from skymesh.rpc import RpcClient
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.wire import routes
-from skymesh.wire.durability import DurabilityReport
+from skymesh.wire.durability import DurabilityReport, ObjectPieces
 from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import pause_durability_loops
 
@@ -33,6 +33,18 @@ def planet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanetThread]:
         yield thread
     finally:
         thread.stop()
+
+
+async def _pieces(planet: Planet, bucket: str, key: str) -> ObjectPieces:
+    import aiohttp
+
+    from skymesh.admin import AdminClient
+
+    assert planet.coordinator is not None
+    async with aiohttp.ClientSession() as s:
+        return await AdminClient(planet.coordinator.url, planet.admin_token, s).object_pieces(
+            bucket, key
+        )
 
 
 async def _report(planet: Planet, token: str | None = None) -> DurabilityReport:
@@ -70,7 +82,7 @@ def _cli(*args: str) -> tuple[int, str]:
 def test_report_counts_healthy_pieces_as_nodes_stop(
     planet: PlanetThread, s3: S3Client, tmp_path: Path
 ) -> None:
-    from skymesh.errors import Unauthorized
+    from skymesh.errors import BadRequest, NotFound, Unauthorized
 
     p = planet.planet
     s3.create_bucket(Bucket="dur")
@@ -98,6 +110,22 @@ def test_report_counts_healthy_pieces_as_nodes_stop(
     assert one_down.schemes[0].at_or_below_repair == 3 and one_down.at_risk_total == 3
     assert {s.key for s in one_down.at_risk} == {"k0", "k1", "k2"}
     assert one_down.lost_total == 0
+    # ... and the object lookup names the stopped node's piece lost, the others healthy
+    where = planet.run(_pieces(p, "dur", "k1"))
+    [seg] = where.segments
+    assert (where.size, where.inline_segments, seg.healthy, seg.scheme.k) == (50_000, 0, 5, 4)
+    assert [x.piece_num for x in seg.pieces] == list(range(6))
+    states = {x.node_id: x.state for x in seg.pieces}
+    assert states.pop(p.nodes[0].node_id) == "lost"
+    assert set(states.values()) == {"healthy"} and len(states) == 5
+    tiny = planet.run(_pieces(p, "dur", "tiny"))
+    assert (tiny.inline_segments, tiny.segments) == (1, [])
+    with pytest.raises(NotFound):
+        planet.run(_pieces(p, "dur", "nope"))
+    with pytest.raises(NotFound):
+        planet.run(_pieces(p, "nobucket", "k1"))
+    with pytest.raises(BadRequest):
+        planet.run(_pieces(p, "dur", ""))
 
     # Three down: 3 < k = 4, lost until they return; the CLI says so and exits 1.
     planet.run(p.stop_node(p.nodes[1]))

@@ -110,3 +110,38 @@ class DurabilityReport(Base, frozen=True):
     lost: list[SegmentHealth]  # below k (capped)
     lost_total: int = 0
     at_risk_total: int = 0
+
+
+class PieceHolder(Base, frozen=True):
+    """One stored piece of a segment: its number and the node holding it.
+
+    ``state`` is the durability rule's verdict (``coordinator/durability/health.py``):
+    ``healthy`` (counted, and in place), ``misplaced`` (counted, but repair moves it: its
+    node is leaving, outside the bucket's residency, or its region holds too many) or
+    ``lost`` (not counted: the node is offline, disqualified, revoked or unknown).
+    """
+
+    piece_num: int
+    node_id: str
+    state: str
+
+
+class SegmentPieces(Base, frozen=True):
+    """One segment of an object stored in pieces, and where each piece is."""
+
+    position: SegmentPosition
+    scheme: Scheme
+    healthy: int  # pieces counted towards durability (healthy and misplaced)
+    pieces: list[PieceHolder]  # by piece number
+
+
+class ObjectPieces(Base, frozen=True):
+    """``GET /v1/admin/objects/pieces?bucket=&key=`` (admin token): where the latest
+    version of an object is stored. Names, sizes and node ids only: no content, no keys."""
+
+    bucket: str
+    key: str
+    size: int
+    created_at: float
+    inline_segments: int  # segments kept in the metadata itself (no pieces to show)
+    segments: list[SegmentPieces]

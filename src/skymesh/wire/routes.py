@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 from skymesh.wire.accounting import AccountingUsage, PayoutReport, SettlementResult
 from skymesh.wire.base import Empty, Health
 from skymesh.wire.batch import BatchOrderGrant, BatchOrderRequest, ReadOrderRequest
-from skymesh.wire.durability import DrainStatus, DurabilityReport
+from skymesh.wire.durability import DrainStatus, DurabilityReport, ObjectPieces
 from skymesh.wire.inference import (
     CheckInferenceKeyRequest,
     ComputeNodeList,
@@ -233,6 +233,7 @@ RETIRE_COORDINATOR_KEY = _route(
 # ---------------------------------------------------------------- durability
 DRAIN = _route("POST", "/v1/nodes/drain", Signed, DrainStatus, NODE, SAFE)  # Signed[DrainRequest]
 DURABILITY = _route("GET", "/v1/admin/durability", NoneType, DurabilityReport, ADMIN)
+OBJECT_PIECES = _route("GET", "/v1/admin/objects/pieces", NoneType, ObjectPieces, ADMIN)
 
 # ---------------------------------------------------------------- projects
 CREATE_PROJECT = _route("POST", "/v1/projects", CreateProjectRequest, ProjectCredentials, ADMIN)

@@ -31,6 +31,7 @@ import functools
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -239,6 +240,17 @@ async def scan_segments(
         cursor = got[-1].position
 
 
+_SEGMENT_COLUMNS = (
+    segments.c.stream_id,
+    segments.c.part,
+    segments.c.idx,
+    segments.c.k,
+    segments.c.repair,
+    segments.c.optimal,
+    segments.c.total,
+)
+
+
 def read_segments(
     conn: sa.Connection,
     after: tuple[str, int, int] | None,
@@ -248,15 +260,7 @@ def read_segments(
     """Up to ``limit`` segments with pieces after ``after``, with their pieces and names."""
     key = sa.tuple_(segments.c.stream_id, segments.c.part, segments.c.idx)
     q = (
-        sa.select(
-            segments.c.stream_id,
-            segments.c.part,
-            segments.c.idx,
-            segments.c.k,
-            segments.c.repair,
-            segments.c.optimal,
-            segments.c.total,
-        )
+        sa.select(*_SEGMENT_COLUMNS)
         .where(segments.c.k > 0)
         .order_by(segments.c.stream_id, segments.c.part, segments.c.idx)
         .limit(limit)
@@ -268,7 +272,22 @@ def read_segments(
             pieces.c.node_id.in_(list(only.nodes))
         )
         q = q.where(sa.or_(key.in_(on_nodes), segments.c.created_at >= only.created))
-    seg_rows = conn.execute(q).all()
+    return _with_pieces(conn, conn.execute(q).all())
+
+
+def read_stream_segments(conn: sa.Connection, stream_id: str) -> list[StoredSegment]:
+    """One object's segments with pieces (inline ones left out), in order, with their pieces."""
+    q = (
+        sa.select(*_SEGMENT_COLUMNS)
+        .where(segments.c.stream_id == stream_id, segments.c.k > 0)
+        .order_by(segments.c.part, segments.c.idx)
+    )
+    return _with_pieces(conn, conn.execute(q).all())
+
+
+def _with_pieces(conn: sa.Connection, seg_rows: Sequence[Any]) -> list[StoredSegment]:
+    """Segment rows (stream_id, part, idx, k, repair, optimal, total) with their pieces,
+    names and location constraints."""
     if not seg_rows:
         return []
     stream_ids = sorted({r.stream_id for r in seg_rows})

@@ -12,6 +12,9 @@ checker's :class:`health.Judge`, so the two never disagree. Only committed
 segments are reported (a pending upload is nobody's data yet). The fold over
 segment rows, :func:`summarize`, is pure.
 
+``GET /v1/admin/objects/pieces`` (:func:`object_pieces`) judges one object's segments
+with the same :class:`health.Judge`: which node holds which piece, counted or not.
+
 ``GET /v1/admin/status`` takes the report through :class:`Tally` (the last one,
 made again in the background when old) and the repair queue's counts through
 :func:`repair_queue_tally` (read live).
@@ -24,6 +27,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -33,7 +37,15 @@ from skymesh.coordinator.durability import health
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import Reputation
-from skymesh.wire.durability import DurabilityReport, SchemeHealth, SegmentHealth
+from skymesh.errors import NotFound
+from skymesh.wire.durability import (
+    DurabilityReport,
+    ObjectPieces,
+    PieceHolder,
+    SchemeHealth,
+    SegmentHealth,
+    SegmentPieces,
+)
 from skymesh.wire.metainfo import Scheme, SegmentPosition
 from skymesh.wire.status import RepairQueue
 
@@ -205,6 +217,89 @@ async def durability_report(
         nodes=len(nodes),
         healthy_nodes=len(healthy),
         inline_segments=inline,
+    )
+
+
+def _latest_object(conn: sa.Connection, bucket: str, key: str) -> Any:
+    """The latest version's row (stream_id, size, created_at), or None: no such object,
+    or its latest version is a delete marker."""
+    o = objects.c
+    return conn.execute(
+        sa.select(o.stream_id, o.size, o.created_at)
+        .where(o.bucket == bucket, o.key == key, o.latest, sa.not_(o.delete_marker))
+        .order_by(o.seq.desc())
+        .limit(1)
+    ).first()
+
+
+async def object_pieces(
+    m: Metainfo,
+    bucket: str,
+    key: str,
+    reputation_of: Callable[[str], Reputation | None] = lambda _node_id: None,
+) -> ObjectPieces:
+    """Where the latest version of ``bucket``/``key`` is stored, each piece judged by the
+    durability rule; ``NotFound`` when there is no such object (or its latest version is
+    a delete marker)."""
+
+    def read(
+        conn: sa.Connection,
+    ) -> tuple[Any, list[health.StoredSegment], int]:
+        obj = _latest_object(conn, bucket, key)
+        if obj is None:
+            return None, [], 0
+        inline = conn.execute(
+            sa.select(sa.func.count()).where(
+                segments.c.stream_id == obj.stream_id, segments.c.k == 0
+            )
+        ).scalar_one()
+        return obj, health.read_stream_segments(conn, obj.stream_id), int(inline)
+
+    obj, segs, inline = await m.db.read(read)
+    if obj is None:
+        raise NotFound(f"no object {key!r} in bucket {bucket!r}")
+    now = m.clock()
+    nodes = await m.registry.all_nodes()
+    reps = {n.node_id: r for n in nodes if (r := reputation_of(n.node_id)) is not None}
+    judge = health.Judge(
+        {n.node_id: n for n in nodes}, reps, now, m.registry.offline_after, m.config.jurisdictions
+    )
+    out = []
+    for seg in segs:
+        verdict = judge(seg)
+        misplaced = {p.piece_num for p in verdict.misplaced}
+        lost = {p.piece_num for p in verdict.lost}
+        out.append(
+            SegmentPieces(
+                position=SegmentPosition(part=seg.part, index=seg.idx),
+                scheme=Scheme(
+                    k=seg.scheme.k,
+                    repair=seg.scheme.repair,
+                    optimal=seg.scheme.optimal,
+                    total=seg.scheme.total,
+                ),
+                healthy=verdict.healthy_count,
+                pieces=[
+                    PieceHolder(
+                        piece_num=p.piece_num,
+                        node_id=p.node_id,
+                        state="lost"
+                        if p.piece_num in lost
+                        else "misplaced"
+                        if p.piece_num in misplaced
+                        else "healthy",
+                    )
+                    for p in sorted(seg.pieces, key=lambda p: p.piece_num)
+                ],
+            )
+        )
+    return ObjectPieces(
+        bucket=bucket,
+        key=key,
+        size=int(obj.size),
+        created_at=float(obj.created_at),
+        inline_segments=inline,
+        segments=out,
     )
 
 

@@ -11,15 +11,16 @@ from skymesh.coordinator.durability.gc import GarbageCollector
 from skymesh.coordinator.durability.repair.checker import RepairChecker
 from skymesh.coordinator.durability.repair.drain import request_drain
 from skymesh.coordinator.durability.repair.worker import RepairWorker
-from skymesh.coordinator.durability.report import Tally, durability_report
+from skymesh.coordinator.durability.report import Tally, durability_report, object_pieces
 from skymesh.coordinator.durability.retain import Reconciler
 from skymesh.coordinator.endpoints import Call, RouteTable
 from skymesh.coordinator.lifecycle import Chore
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.overlay.reputation import ReputationBook
+from skymesh.errors import BadRequest
 from skymesh.loops import DrivenLoop
 from skymesh.wire import routes
-from skymesh.wire.durability import DrainStatus, DurabilityReport
+from skymesh.wire.durability import DrainStatus, DurabilityReport, ObjectPieces
 from skymesh.wire.identity import Identity
 from skymesh.wire.signing import Signed
 
@@ -99,16 +100,25 @@ class DurabilityService:
         ]
 
     def add_routes(self, table: RouteTable) -> None:
-        """The durability report (admin) and graceful exit (signed by the leaving node)."""
+        """The durability report and an object's pieces (admin), and graceful exit (signed
+        by the leaving node)."""
         m, book, tally = self.m, self.reputation, self.tally
 
         async def report(_call: Call, _req: None) -> DurabilityReport:
             return await tally.fresh()
 
+        async def pieces(call: Call, _req: None) -> ObjectPieces:
+            query = call.request.query
+            bucket, key = query.get("bucket", ""), query.get("key", "")
+            if not bucket or not key:
+                raise BadRequest("bucket and key are both required")
+            return await object_pieces(m, bucket, key, book.cached)
+
         async def drain(_call: Call, signed: Signed) -> DrainStatus:
             return await request_drain(m.registry, book, signed)
 
         table.add(routes.DURABILITY, report)
+        table.add(routes.OBJECT_PIECES, pieces)
         table.add(routes.DRAIN, drain)
 
 

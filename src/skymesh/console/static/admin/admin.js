@@ -9,9 +9,13 @@
 const $ = (id) => document.getElementById(id);
 const TOKEN = "skymesh.admin";
 const REFRESH_MS = 30000;
+const LOOKUP_REFRESH_MS = 3000; // the map and an object's pieces, while one is shown
 
 class Refused extends Error {}
 let timer = null;
+let lookup = null; // { bucket, key } shown in #lookup, or null
+let lookupTimer = null;
+let holders = new Map(); // node id -> the pieces it holds of the object looked up
 
 async function api(path) {
   const resp = await fetch(path, {
@@ -33,6 +37,7 @@ const PANELS = [
     draw: drawUsage },
   { id: "operators", routes: ["/v1/admin/operators"], draw: drawOperators },
   { id: "loops", routes: ["/v1/admin/leases"], draw: drawLoops },
+  { id: "lookup", routes: ["/v1/nodes", () => lookupPath()], draw: drawLookup, when: () => lookup !== null },
 ];
 
 const COLORS = { online: "#1f9d55", "online, vetting": "#6aa9e9", draining: "#d98f0b",
@@ -91,7 +96,7 @@ function drawMap(el, nodes) {
             meter(cap ? used / cap : 0, 80), h("span", { class: "muted" }, `${fmtBytes(used)} / ${fmtBytes(cap)}`),
           h("span", { class: "nodes" }, ns.map((n) => {
             const [state, color] = nodeState(n);
-            return tile({ color, node: n.node_id, label: `${n.node_id.slice(0, 12)} ${state}\n${n.address}\n` +
+            return tile({ color, state, node: n.node_id, label: `${n.node_id.slice(0, 12)} ${state}\n${n.address}\n` +
               `${fmtBytes(n.used_bytes)} of ${fmtBytes(n.capacity_bytes)} used\n` +
               `audit score ${n.audit_score.toFixed(3)} (${n.audits} audits)` });
           }))));
@@ -106,13 +111,74 @@ function drawMap(el, nodes) {
   el.replaceChildren(h("h2", {}, "Network map"), legend, h("div", { class: "grid" }, cards),
     h("details", {}, h("summary", {}, "Every node"),
       table(["Node", "Region", "Operator", "State", "Used", "#Audit score", "#Audits", "Last seen"], rows)));
+  markHolders();
 }
 
-function tile({ color, label, node }) {
-  const svg = svgEl("svg", { width: 18, height: 18, class: "tile", "data-node": node || "" });
+function tile({ color, label, node, state }) {
+  const svg = svgEl("svg", { width: 18, height: 18, class: "tile", "data-node": node || "",
+    "data-state": state || "" });
   svg.appendChild(svgEl("rect", { x: 1, y: 1, width: 16, height: 16, rx: 3, fill: color }));
   svg.appendChild(svgEl("title", {}, label));
   return svg;
+}
+
+// ---------------------------------------------------------------- object lookup
+function lookupPath() {
+  return "/v1/admin/objects/pieces?bucket=" + encodeURIComponent(lookup.bucket) +
+    "&key=" + encodeURIComponent(lookup.key);
+}
+
+/** Which node holds which piece of each segment, and the durability rule's verdict on it. */
+function drawLookup(el, nodes, where) {
+  const byId = new Map(nodes.nodes.map((n) => [n.node_id, n]));
+  holders = new Map();
+  const parts = [h("p", {}, h("b", {}, `${where.bucket}/${where.key}`),
+    `: ${fmtBytes(where.size)}, ${where.segments.length} segment(s) in pieces` +
+    (where.inline_segments ? `, ${where.inline_segments} inline (kept by the coordinator, no pieces)` : "") +
+    `; stored ${fmtTime(where.created_at)}.`)];
+  for (const seg of where.segments) {
+    const at = `${seg.position.part}/${seg.position.index}`;
+    const s = seg.scheme;
+    const cls = seg.healthy < s.k ? "bad" : seg.healthy <= s.repair ? "warn" : "ok";
+    parts.push(h("h3", {}, `Segment ${at}: `, h("span", { class: cls }, `${seg.healthy} healthy`),
+      ` of ${seg.pieces.length} stored (scheme ${s.k}/${s.repair}/${s.optimal}/${s.total})`));
+    parts.push(table(["#Piece", "Node", "Region", "Operator", "Node state", "Piece"], seg.pieces.map((p) => {
+      const n = byId.get(p.node_id);
+      if (!holders.has(p.node_id)) holders.set(p.node_id, []);
+      holders.get(p.node_id).push({ at, piece: p.piece_num, state: p.state });
+      return [String(p.piece_num),
+        h("code", { class: "holder", title: p.node_id, "data-node": p.node_id, "data-state": p.state },
+          p.node_id.slice(0, 12)),
+        n ? n.region : "", n ? n.operator : "", n ? nodeState(n)[0] : "unknown",
+        h("span", { class: p.state === "lost" ? "bad" : p.state === "misplaced" ? "warn" : "ok" }, p.state)];
+    })));
+  }
+  el.replaceChildren(...parts);
+  markHolders();
+}
+
+/** Outline the map's tiles of the nodes holding the object's pieces (dashed: lost there). */
+function markHolders() {
+  for (const t of document.querySelectorAll("#map .nodes svg.tile")) {
+    const held = holders.get(t.getAttribute("data-node")) || [];
+    t.classList.toggle("holder", held.length > 0);
+    t.classList.toggle("holder-lost", held.some((x) => x.state === "lost"));
+    if (held.length) t.setAttribute("data-pieces", held.map((x) => `${x.at}#${x.piece}`).join(" "));
+    else t.removeAttribute("data-pieces");
+  }
+}
+
+function showLookup(bucket, key) {
+  lookup = bucket && key ? { bucket, key } : null;
+  if (lookupTimer) clearInterval(lookupTimer);
+  lookupTimer = null;
+  holders = new Map();
+  $("lookup").replaceChildren();
+  markHolders();
+  if (!lookup) return;
+  $("lookup").replaceChildren(h("p", { class: "muted" }, "Looking up…"));
+  refresh(["lookup"]).catch(signIn);
+  lookupTimer = setInterval(() => refresh(["map", "lookup"]).catch(signIn), LOOKUP_REFRESH_MS);
 }
 
 function drawDurability(el, report) {
@@ -193,14 +259,17 @@ function drawLoops(el, leases) {
 }
 
 // ---------------------------------------------------------------- loading
+/** Redraw every panel, or those whose ids ``only`` names (an id or a list). */
 async function refresh(only) {
+  const ids = only === undefined ? null : [].concat(only);
   const cache = new Map(); // one fetch per route, shared by the panels that read it
   const get = (r) => {
     const path = typeof r === "function" ? r() : r;
     if (!cache.has(path)) cache.set(path, api(path));
     return cache.get(path);
   };
-  await Promise.all(PANELS.filter((p) => !only || p.id === only).map(async (p) => {
+  const wanted = (p) => (!ids || ids.includes(p.id)) && (!p.when || p.when());
+  await Promise.all(PANELS.filter(wanted).map(async (p) => {
     const el = $(p.id);
     try {
       p.draw(el, ...(await Promise.all(p.routes.map(get))));
@@ -209,6 +278,9 @@ async function refresh(only) {
       el.replaceChildren(h("p", { class: "error" }, String(e.message || e)));
     }
   }));
+  // When every panel was last redrawn (browser clock, ms): a test clicking Refresh
+  // waits for it to pass the click rather than reading the panels drawn before.
+  if (!ids) $("view").setAttribute("data-refreshed-at", String(Date.now()));
 }
 
 async function signIn() {
@@ -236,6 +308,14 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     sessionStorage.setItem(TOKEN, $("admin-token").value.trim());
     signIn();
+  });
+  $("lookup-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    showLookup($("lookup-bucket").value.trim(), $("lookup-key").value);
+  });
+  $("lookup-clear").addEventListener("click", () => {
+    $("lookup-form").reset();
+    showLookup("", "");
   });
   if (sessionStorage.getItem(TOKEN)) signIn();
 });
