@@ -18,6 +18,7 @@ from aiohttp import web
 from skymesh import console
 
 PREFIX = console.TENANT_PATH
+API_PREFIX = PREFIX + "api/"  # the console's JSON API (``console_api.py``), always signed
 
 
 def claims(request: web.Request, base_hosts: Sequence[str]) -> bool:
@@ -28,7 +29,7 @@ def claims(request: web.Request, base_hosts: Sequence[str]) -> bool:
     if any(k.lower() in ("x-amz-signature", "signature") for k in request.query):
         return False
     path = request.path
-    if path != PREFIX[:-1] and not path.startswith(PREFIX):
+    if (path != PREFIX[:-1] and not path.startswith(PREFIX)) or path.startswith(API_PREFIX):
         return False
     return not virtual_hosted(request, base_hosts)
 

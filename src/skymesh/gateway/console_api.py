@@ -42,7 +42,7 @@ from skymesh.gateway.s3.sigv2 import is_sigv2
 from skymesh.gateway.s3.sigv4 import SigV4Request, parse_query, verify, verify_payload_sha256
 from skymesh.wire.projects import CreateKeysRequest
 
-PREFIX = console.PREFIX + "api/"
+PREFIX = console.API_PREFIX
 MAX_BODY = 16 * 1024  # a CreateKeysRequest is a few dozen bytes
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # an S3 access key id or an inference key id
 USAGE_QUERY = ("since", "until", "step")
