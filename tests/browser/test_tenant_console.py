@@ -274,7 +274,7 @@ def _value(browser: Any, element_id: str, prefix: str) -> str | None:
 
 
 def test_tenant_console_keys_and_usage(
-    planet: PlanetThread, browser: Any, screenshots: Path
+    planet: PlanetThread, bucket: str, browser: Any, screenshots: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -286,7 +286,8 @@ def test_tenant_console_keys_and_usage(
         browser.find_element(By.ID, "access-key").send_keys(cred.access_key_id)
         browser.find_element(By.ID, "secret-key").send_keys(cred.secret_access_key)
         browser.find_element(By.ID, "login-btn").click()
-    _by_css(browser, "#nav-keys").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "nav-keys").is_displayed())  # signed in
+    browser.find_element(By.ID, "nav-keys").click()
     _by_css(browser, f"tr[data-key-id='{cred.access_key_id}']")
 
     # an S3 key made in the page works with boto3 within 5 s; its secret is shown once
@@ -317,10 +318,18 @@ def test_tenant_console_keys_and_usage(
     assert "signed in with" in browser.execute_script("return window.asked;")
     assert _works(planet, cred.access_key_id, cred.secret_access_key)
 
-    # usage: the cost table and the series over the chosen span
+    # usage: the cost table and the series over the chosen span, once the coordinator
+    # has tallied this hour (the bucket's objects stored)
+    coordinator = planet.planet.coordinator
+    assert coordinator is not None
+    planet.run(coordinator.accounting.rollup.tally())
     browser.find_element(By.ID, "nav-usage").click()
     assert _by_css(browser, "#usage-amount").text.startswith("$")
     Select(browser.find_element(By.ID, "usage-span")).select_by_visible_text("last 24 hours")
-    _wait(browser, lambda d: "Start (UTC)" in d.find_element(By.ID, "usage-table").text)
+    _by_css(browser, "#usage[data-span='0'] #usage-amount")  # redrawn for the span
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#usage-charts svg.chart")) == 3
+    [hour] = browser.find_elements(By.CSS_SELECTOR, "#usage-table tbody tr")
+    stored = hour.find_elements(By.TAG_NAME, "td")[1].text
+    assert stored.endswith("B") and stored != "0 B"  # the bucket's objects
     browser.save_screenshot(str(screenshots / "tenant-usage.png"))
     assert js_errors(browser) == []

@@ -352,7 +352,8 @@ async function renderUsage() {
   const rows = u.points.map((p) => [fmtTime(p.start), fmtBytes(p.stored_bytes),
     (p.byte_hours / 1e9).toFixed(3), fmtBytes(p.egress_bytes), p.requests, p.tokens]);
   $("view").replaceChildren(
-    h("section", { class: "card" }, h("h2", {}, "Usage and cost"), h("div", { class: "row" }, select),
+    h("section", { class: "card", id: "usage", "data-span": chosen }, h("h2", {}, "Usage and cost"),
+      h("div", { class: "row" }, select),
       h("div", { id: "usage-cost" }, cost),
       h("p", { class: "muted" }, "Metered by the network every accounting interval (whole hours); " +
         "priced at the network's rates, a GB-month being 730 hours of a GB stored.")),
