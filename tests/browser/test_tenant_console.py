@@ -5,7 +5,6 @@ signed by botocore); every page loads without a JavaScript error."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import urllib.error
@@ -181,19 +180,27 @@ def test_tenant_console_flow(
 
 
 def _api(
-    planet: PlanetThread, cred: Credential, method: str, path: str, body: bytes | None = None
+    planet: PlanetThread,
+    cred: Credential,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    sign_body: bool = True,
 ) -> tuple[int, bytes]:
-    """A console API request signed by botocore's SigV4, as an S3 client signs."""
+    """A console API request signed by botocore's SigV4, as an S3 client signs (the body's
+    SHA-256 signed, or ``UNSIGNED-PAYLOAD``)."""
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
+    class Auth(S3SigV4Auth):
+        def _should_sha256_sign_payload(self, request: Any) -> bool:
+            return sign_body
+
     url = planet.planet.endpoint + "/_console/api/" + path
     req = AWSRequest(method=method, url=url, data=body or b"")
-    req.headers["x-amz-content-sha256"] = hashlib.sha256(body or b"").hexdigest()
-    S3SigV4Auth(
-        Credentials(cred.access_key_id, cred.secret_access_key), "s3", "us-east-1"
-    ).add_auth(req)
+    Auth(Credentials(cred.access_key_id, cred.secret_access_key), "s3", "us-east-1").add_auth(req)
     prepared = urllib.request.Request(url, data=body, method=method, headers=dict(req.headers))
     try:
         with urllib.request.urlopen(prepared, timeout=10) as resp:
@@ -240,6 +247,8 @@ def test_console_api_is_signed_and_sees_only_the_signers_project(planet: PlanetT
     wrong = msgspec.structs.replace(cred, secret_access_key="x" * 40)
     assert _api(planet, wrong, "GET", "keys")[0] == 403
     assert _api(planet, cred, "GET", "nothing")[0] == 400
+    unsigned = _api(planet, cred, "POST", "keys", b"{}", sign_body=False)
+    assert unsigned[0] == 403 and b"signed" in unsigned[1]
 
     status, body = _api(planet, cred, "POST", "keys", b'{"expires_in": 3600, "name": "api"}')
     assert status == 200, body

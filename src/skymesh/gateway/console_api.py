@@ -27,6 +27,7 @@ bucket; on a virtual-hosted bucket's host the path is that bucket's key and left
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ from skymesh.gateway.s3.request import S3Context
 from skymesh.gateway.s3.sigv2 import is_sigv2
 from skymesh.gateway.s3.sigv4 import SigV4Request, parse_query, verify, verify_payload_sha256
 from skymesh.wire.projects import CreateKeysRequest
+
+log = logging.getLogger(__name__)
 
 PREFIX = console.API_PREFIX
 MAX_BODY = 16 * 1024  # a CreateKeysRequest is a few dozen bytes
@@ -125,6 +128,11 @@ async def serve(
 
 
 async def _keys_changed(ctx: S3Context) -> None:
-    """Serve what changed now rather than at the next key refresh."""
-    if ctx.refresh_keys is not None:
+    """Serve what changed now rather than at the next key refresh. A failure here must not
+    lose the answer (a new key's secret is in it): the periodic refresh catches up."""
+    if ctx.refresh_keys is None:
+        return
+    try:
         await ctx.refresh_keys()
+    except Exception as e:
+        log.warning("access keys not refreshed after a console change: %s", e)
