@@ -194,7 +194,7 @@ def _api(
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    class Auth(S3SigV4Auth):
+    class Auth(S3SigV4Auth):  # type: ignore[misc]  # botocore ships no types
         def _should_sha256_sign_payload(self, request: Any) -> bool:
             return sign_body
 
