@@ -339,7 +339,8 @@ async function renderUsage() {
     SPANS.map(([label], i) => h("option", { value: i, selected: i === chosen }, label)));
   const label = (t) => fmtTime(t).slice(step < 86400 ? 11 : 5, step < 86400 ? 16 : 10);
   const chart = (title, value, fmt) => barChart(u.points.map((p) => ({ label: label(p.start), value: value(p) })),
-    { title, fmt, width: Math.min(900, 80 + 40 * Math.max(u.points.length, 4)), height: 160 });
+    { title, fmt, width: Math.min(900, 80 + 40 * Math.max(u.points.length, 4)), height: 160,
+      labelEvery: Math.ceil(u.points.length / 12), values: u.points.length <= 12 });
   const usd = (x) => "$" + (x < 0.01 && x > 0 ? x.toPrecision(2) : x.toFixed(2));
   const t = u.total;
   const cost = table(["Usage", "#Amount", "#Price", "#Cost"], [
