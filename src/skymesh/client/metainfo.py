@@ -9,6 +9,7 @@ import aiohttp
 from skymesh.failover import Endpoints
 from skymesh.rpc import RpcClient
 from skymesh.wire import routes
+from skymesh.wire.accounting import ProjectUsage
 from skymesh.wire.metainfo import (
     AbortObjectRequest,
     BeginObjectRequest,
@@ -61,7 +62,7 @@ from skymesh.wire.metainfo import (
     UploadInfo,
     UploadRequest,
 )
-from skymesh.wire.projects import AccessKeyList
+from skymesh.wire.projects import AccessKeyList, CreateKeysRequest, KeyList, KeysCreated
 
 
 class MetainfoClient:
@@ -87,6 +88,21 @@ class MetainfoClient:
     async def access_keys(self) -> AccessKeyList:
         """The project's S3 access keys, revoked and expired ones too (never a secret)."""
         return await self.rpc.send(routes.PROJECT_ACCESS_KEYS, None)
+
+    # the project's own keys and usage (the tenant console, through its gateway)
+    async def keys(self) -> KeyList:
+        """The project's S3 access key ids and inference keys, never a secret."""
+        return await self.rpc.send(routes.OWN_KEYS, None)
+
+    async def create_keys(self, req: CreateKeysRequest) -> KeysCreated:
+        return await self.rpc.send(routes.CREATE_OWN_KEYS, req)
+
+    async def revoke_key(self, key_id: str) -> KeyList:
+        return await self.rpc.send(routes.REVOKE_OWN_KEY, None, params={"key_id": key_id})
+
+    async def usage(self, query: dict[str, str]) -> ProjectUsage:
+        """The project's usage series (query: ``since``, ``until``, ``step`` in seconds)."""
+        return await self.rpc.send(routes.OWN_USAGE, None, query=query)
 
     # buckets
     async def create_bucket(

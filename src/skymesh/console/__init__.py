@@ -4,9 +4,10 @@ Two consoles ship as hand-written HTML, CSS and JavaScript inside the package (n
 step, nothing fetched from a CDN): the administrator's, served by the coordinator at
 ``/console/``, and a tenant's, served by the gateway at ``/_console/``. Each page talks to
 the role that served it through that role's own API only: the coordinator's admin JSON
-routes with the admin token, the gateway's S3 API signed with SigV4 in the browser.
-Neither console needs a route of its own beyond these files (``docs/operations.md``
-"Web console").
+routes with the admin token, the gateway's S3 API signed with SigV4 in the browser, and
+for the project's keys and usage the gateway's small console API under
+``/_console/api/``, signed the same way (``skymesh.gateway.console_api``;
+``docs/operations.md`` "Web console").
 
 A console is a folder of ``static/``; a name not found there is looked up in
 ``static/common/`` (the stylesheet and the chart drawing both consoles share).

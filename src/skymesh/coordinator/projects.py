@@ -16,6 +16,13 @@ issued, revoked or expired here takes effect there within that long.
 | GET /v1/admin/keys | admin | KeyList (every project) |
 | POST /v1/admin/keys/{key_id}/revoke | admin | KeyList (the key revoked) |
 | GET /v1/projects/access-keys | project | AccessKeyList (the caller's) |
+| GET /v1/projects/self/keys | project | KeyList (the caller's) |
+| POST /v1/projects/self/keys | project | CreateKeysRequest -> KeysCreated (the caller's) |
+| POST /v1/projects/self/keys/{key_id}/revoke | project | KeyList (404 unless the caller's) |
+
+The ``self`` routes are the same operations for the calling project (its API key): the
+tenant console reaches them through a gateway, which holds the project's root secret and
+derives a new S3 key's secret itself, so the coordinator still learns none.
 """
 
 from __future__ import annotations
@@ -226,23 +233,27 @@ class ProjectAdmin:
         rows = await self.db.read(lambda conn: conn.execute(query).all())
         return AccessKeyList(keys=[_access_info(r) for r in rows])
 
-    async def revoke(self, key_id: str) -> KeyList:
+    async def revoke(self, key_id: str, project_id: str | None = None) -> KeyList:
         """Revoke an access key (by its id) or an inference key (by its key id); revoking
-        one already revoked answers it again."""
+        one already revoked answers it again. With ``project_id``, only a key of that
+        project: another's answers 404 as an unknown one does, and is left alone."""
         now = self.clock()
 
+        def mine(table: sa.Table, column: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+            if project_id is None:
+                return column == key_id
+            return sa.and_(column == key_id, table.c.project_id == project_id)
+
+        a_key = mine(access_keys, access_keys.c.access_key_id)
+        i_key = mine(inference_keys, inference_keys.c.key_id)
+
         def txn(conn: sa.Connection) -> KeyList:
-            for table, column in (
-                (access_keys, access_keys.c.access_key_id),
-                (inference_keys, inference_keys.c.key_id),
-            ):
+            for table, where in ((access_keys, a_key), (inference_keys, i_key)):
                 conn.execute(
-                    table.update()
-                    .where(column == key_id, table.c.revoked_at.is_(None))
-                    .values(revoked_at=now)
+                    table.update().where(where, table.c.revoked_at.is_(None)).values(revoked_at=now)
                 )
-            a = conn.execute(sa.select(access_keys).where(access_keys.c.access_key_id == key_id))
-            i = conn.execute(sa.select(inference_keys).where(inference_keys.c.key_id == key_id))
+            a = conn.execute(sa.select(access_keys).where(a_key))
+            i = conn.execute(sa.select(inference_keys).where(i_key))
             found = KeyList(
                 access_keys=[_access_info(r) for r in a],
                 inference_keys=[key_info(r) for r in i],
@@ -285,4 +296,17 @@ def add_project_routes(table: RouteTable, admin: ProjectAdmin) -> None:
     table.add(routes.PROJECT_KEYS, project_keys)
     table.add(routes.LIST_KEYS, all_keys)
     table.add(routes.REVOKE_KEY, revoke_key)
+
+    async def own_keys(call: Call, _req: None) -> KeyList:
+        return await admin.keys(call.project_id)
+
+    async def create_own_keys(call: Call, req: CreateKeysRequest) -> KeysCreated:
+        return await admin.create_keys(call.project_id, req)
+
+    async def revoke_own_key(call: Call, _req: None) -> KeyList:
+        return await admin.revoke(call.request.match_info["key_id"], call.project_id)
+
     table.add(routes.PROJECT_ACCESS_KEYS, own_access_keys)
+    table.add(routes.OWN_KEYS, own_keys)
+    table.add(routes.CREATE_OWN_KEYS, create_own_keys)
+    table.add(routes.REVOKE_OWN_KEY, revoke_own_key)

@@ -3,8 +3,10 @@
 On the S3 port every path names a bucket and key, so the console lives under a path that
 cannot be a bucket: bucket names hold no ``_`` (``checks.py``: ``[a-z0-9.-]``). On a
 virtual-hosted bucket's host (``<bucket>.<suffix>``) the same path is an object key of
-that bucket and is left to S3, as is every signed request (an S3 client's). The page then speaks only S3 to this gateway, signed in
-the browser (``skymesh.console``; docs/operations.md "Web console").
+that bucket and is left to S3, as is every signed request (an S3 client's). The page then
+speaks S3 to this gateway, signed in the browser (``skymesh.console``; docs/operations.md
+"Web console"), and the console's own JSON API for keys and usage, signed the same way
+(``console_api.py``, under ``/_console/api/``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aiohttp import web
 from skymesh import console
 
 PREFIX = console.TENANT_PATH
+API_PREFIX = PREFIX + "api/"  # the console's JSON API (``console_api.py``), always signed
 
 
 def claims(request: web.Request, base_hosts: Sequence[str]) -> bool:
@@ -26,10 +29,15 @@ def claims(request: web.Request, base_hosts: Sequence[str]) -> bool:
     if any(k.lower() in ("x-amz-signature", "signature") for k in request.query):
         return False
     path = request.path
-    if path != PREFIX[:-1] and not path.startswith(PREFIX):
+    if (path != PREFIX[:-1] and not path.startswith(PREFIX)) or path.startswith(API_PREFIX):
         return False
+    return not virtual_hosted(request, base_hosts)
+
+
+def virtual_hosted(request: web.Request, base_hosts: Sequence[str]) -> bool:
+    """Whether ``request`` names a bucket by its host (``<bucket>.<suffix>``)."""
     host = request.host.rsplit(":", 1)[0].lower()
-    return not any(host.endswith("." + suffix.lower()) for suffix in base_hosts)
+    return any(host.endswith("." + suffix.lower()) for suffix in base_hosts)
 
 
 def serve(request: web.Request) -> web.Response:

@@ -123,6 +123,7 @@ class GatewayService:
                 in_flight=self.config.bucket_lookups_in_flight,
             ),
             metrics=self.metrics,
+            refresh_keys=self.keys.refresh,
         )
         app = make_app(self.context)
         # the OpenAI API on the same server, with the same credentials

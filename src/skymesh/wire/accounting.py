@@ -112,3 +112,35 @@ class PayoutReport(Base, frozen=True):
     price_compute_1k_tokens: float
     holdback: list[float]  # percent held back in a node's 1st, 2nd, ... month
     rows: list[PayoutRow]
+
+
+class UsagePoint(Base, frozen=True):
+    """A project's usage over one step of a :class:`ProjectUsage` series."""
+
+    start: float  # unix seconds: the first hour of the step
+    byte_hours: float = 0.0  # the objects' sizes integrated over the step (bytes x hours)
+    stored_bytes: int = 0  # at the step's last tally
+    egress_bytes: int = 0
+    requests: int = 0  # inference requests
+    tokens: int = 0  # inference tokens (prompt + completion)
+
+
+class ProjectUsage(Base, frozen=True):
+    """``GET /v1/projects/self/usage?since=&until=&step=`` (project key): the caller's own
+    hourly rollups, summed per ``step`` seconds and over the whole span, and the span's
+    cost at the coordinator's prices (the rates operators are paid: storage per GB-month
+    of 730 hours, egress per GB, inference per 1000 tokens; amounts in USD)."""
+
+    project_id: str
+    since: float
+    until: float
+    step: float
+    points: list[UsagePoint]  # steps with usage only, oldest first
+    total: AccountingRow
+    price_storage_gb_month: float
+    price_egress_gb: float
+    price_compute_1k_tokens: float
+    storage_amount: float
+    egress_amount: float
+    compute_amount: float
+    amount: float

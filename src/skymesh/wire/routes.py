@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from types import NoneType
 from typing import Generic, TypeVar
 
-from skymesh.wire.accounting import AccountingUsage, PayoutReport, SettlementResult
+from skymesh.wire.accounting import (
+    AccountingUsage,
+    PayoutReport,
+    ProjectUsage,
+    SettlementResult,
+)
 from skymesh.wire.base import Empty, Health
 from skymesh.wire.batch import BatchOrderGrant, BatchOrderRequest, ReadOrderRequest
 from skymesh.wire.durability import DrainStatus, DurabilityReport, ObjectPieces
@@ -199,6 +204,8 @@ LIST_NODES = _route("GET", "/v1/nodes", NoneType, NodeList, ADMIN)
 SETTLE_ORDERS = _route("POST", "/v1/nodes/settlements", Signed, SettlementResult, NODE, SAFE)
 ACCOUNTING_USAGE = _route("GET", "/v1/admin/accounting", NoneType, AccountingUsage, ADMIN)
 PAYOUTS = _route("GET", "/v1/admin/payouts", NoneType, PayoutReport, ADMIN)
+#: A project's own hourly rollups as a series, with their cost (query: since, until, step).
+OWN_USAGE = _route("GET", "/v1/projects/self/usage", NoneType, ProjectUsage, PROJECT)
 #: Which coordinator of several runs each background loop (``coordinator/leases.py``).
 LIST_LEASES = _route("GET", "/v1/admin/leases", NoneType, LeaseList, ADMIN)
 #: The network at a glance (``skymesh status``): nodes, durability, loops, compute, warnings.
@@ -252,6 +259,14 @@ CREATE_KEYS = _route(
 PROJECT_KEYS = _route("GET", "/v1/admin/projects/{project}/keys", NoneType, KeyList, ADMIN)
 LIST_KEYS = _route("GET", "/v1/admin/keys", NoneType, KeyList, ADMIN)
 REVOKE_KEY = _route("POST", "/v1/admin/keys/{key_id}/revoke", NoneType, KeyList, ADMIN, SAFE)
+#: A project's own keys, with its API key (the tenant console, through a gateway that
+#: holds the project's root secret and so derives a new S3 key's secret itself): the
+#: same answers as the admin's routes, for the caller's project only; another project's
+#: key id is as unknown as none (404 NoSuchKey).
+_OWN_KEYS = "/v1/projects/self/keys"
+OWN_KEYS = _route("GET", _OWN_KEYS, NoneType, KeyList, PROJECT)
+CREATE_OWN_KEYS = _route("POST", _OWN_KEYS, CreateKeysRequest, KeysCreated, PROJECT)
+REVOKE_OWN_KEY = _route("POST", _OWN_KEYS + "/{key_id}/revoke", NoneType, KeyList, PROJECT, SAFE)
 
 # ---------------------------------------------------------------- metainfo: buckets
 CODEC = _route("POST", "/v1/codec", NoneType, CodecParams, PROJECT, SAFE)

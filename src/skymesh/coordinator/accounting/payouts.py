@@ -26,6 +26,9 @@ from skymesh.errors import BadRequest
 from skymesh.wire.accounting import PayoutRow
 
 GB = 1e9
+#: The hours of a GB-month when a span is not a calendar month (a project's usage):
+#: a year's hours over twelve, as cloud price lists count it.
+MONTH_HOURS = 730.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,17 @@ class Prices:
     storage_gb_month: float
     egress_gb: float
     compute_1k_tokens: float
+
+    def amounts(
+        self, byte_hours: float, egress_bytes: int, tokens: int
+    ) -> tuple[float, float, float]:
+        """(storage, egress, compute) amounts of a span's usage: storage in GB-months of
+        :data:`MONTH_HOURS`."""
+        return (
+            byte_hours / MONTH_HOURS / GB * self.storage_gb_month,
+            egress_bytes / GB * self.egress_gb,
+            tokens / 1000 * self.compute_1k_tokens,
+        )
 
 
 @dataclass(frozen=True)

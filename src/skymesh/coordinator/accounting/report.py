@@ -16,7 +16,13 @@ from skymesh.coordinator.accounting.payouts import (
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import node_usage_hourly, nodes, project_usage_hourly, projects
 from skymesh.errors import BadRequest
-from skymesh.wire.accounting import AccountingRow, AccountingUsage, PayoutReport
+from skymesh.wire.accounting import (
+    AccountingRow,
+    AccountingUsage,
+    PayoutReport,
+    ProjectUsage,
+    UsagePoint,
+)
 
 BY = ("node", "operator", "project")
 #: the estimated-energy columns both rollup tables carry (accounting.energy)
@@ -27,8 +33,11 @@ def _sum(column: sa.ColumnElement[object], label: str) -> sa.Label[object]:
     return sa.func.coalesce(sa.func.sum(column), 0).label(label)
 
 
-async def usage(db: Database, by: str, since: float, until: float = math.inf) -> AccountingUsage:
-    """Totals of the hours starting in ``[since, until)``, one row per ``by``."""
+async def usage(
+    db: Database, by: str, since: float, until: float = math.inf, only: str | None = None
+) -> AccountingUsage:
+    """Totals of the hours starting in ``[since, until)``, one row per ``by`` (only the
+    row of key ``only`` when given)."""
     if by not in BY:
         raise BadRequest(f"by: use one of {', '.join(BY)}")
     table = project_usage_hourly if by == "project" else node_usage_hourly
@@ -39,6 +48,8 @@ async def usage(db: Database, by: str, since: float, until: float = math.inf) ->
     span = [table.c.hour >= math.ceil(since)]
     if math.isfinite(until):
         span.append(table.c.hour < until)
+    if only is not None:
+        span.append(key == only)
     columns = [
         key.label("key"),
         _sum(table.c.byte_seconds, "byte_seconds"),
@@ -67,7 +78,10 @@ async def usage(db: Database, by: str, since: float, until: float = math.inf) ->
         last = {str(r.key): int(r.stored) for r in conn.execute(stored)}
         names = {}
         if by == "project":
-            names = dict(conn.execute(sa.select(projects.c.project_id, projects.c.name)).all())
+            names_of = sa.select(projects.c.project_id, projects.c.name)
+            if only is not None:
+                names_of = names_of.where(projects.c.project_id == only)
+            names = dict(conn.execute(names_of).all())
         out = []
         for r in conn.execute(totals).mappings():
             k = str(r["key"])
@@ -151,4 +165,67 @@ async def payout_report(
         price_compute_1k_tokens=prices.compute_1k_tokens,
         holdback=list(schedule),
         rows=rows,
+    )
+
+
+#: The most points a project's usage series has (steps of its span)
+MAX_POINTS = 2000
+
+
+async def project_usage(
+    db: Database, project_id: str, since: float, until: float, step: float, prices: Prices
+) -> ProjectUsage:
+    """The project's hours starting in ``[since, until)``, summed per ``step`` seconds (a
+    whole number of hours; steps start at multiples of it in unix time, so a day's step is
+    a UTC day) and in total, with the total's cost."""
+    if step < 3600 or step % 3600:
+        raise BadRequest("step must be a whole number of hours, in seconds (3600, 86400...)")
+    if (until - since) / step > MAX_POINTS:
+        raise BadRequest(f"at most {MAX_POINTS} steps: a longer step, or a shorter span")
+    t = project_usage_hourly
+    query = (
+        sa.select(
+            t.c.hour, t.c.byte_seconds, t.c.stored_bytes, t.c.egress_bytes, t.c.requests, t.c.tokens
+        )
+        .where(t.c.project_id == project_id, t.c.hour >= math.ceil(since), t.c.hour < until)
+        .order_by(t.c.hour)
+    )
+    hours = await db.read(lambda conn: conn.execute(query).all())
+    steps: dict[float, list[float]] = {}
+    for r in hours:
+        start = float(r.hour // step * step)
+        acc = steps.setdefault(start, [0.0] * 5)
+        acc[0] += float(r.byte_seconds) / 3600
+        acc[1] = float(r.stored_bytes)  # hours come in order: the step's last tally
+        acc[2] += int(r.egress_bytes)
+        acc[3] += int(r.requests)
+        acc[4] += int(r.tokens)
+    points = [
+        UsagePoint(
+            start=start,
+            byte_hours=a[0],
+            stored_bytes=int(a[1]),
+            egress_bytes=int(a[2]),
+            requests=int(a[3]),
+            tokens=int(a[4]),
+        )
+        for start, a in sorted(steps.items())
+    ]
+    rows = (await usage(db, "project", since, until, only=project_id)).rows
+    total = rows[0] if rows else AccountingRow(key=project_id)
+    storage, egress, compute = prices.amounts(total.byte_hours, total.egress_bytes, total.tokens)
+    return ProjectUsage(
+        project_id=project_id,
+        since=since,
+        until=until,
+        step=step,
+        points=points,
+        total=total,
+        price_storage_gb_month=prices.storage_gb_month,
+        price_egress_gb=prices.egress_gb,
+        price_compute_1k_tokens=prices.compute_1k_tokens,
+        storage_amount=storage,
+        egress_amount=egress,
+        compute_amount=compute,
+        amount=storage + egress + compute,
     )

@@ -6,6 +6,7 @@ payouts for the admin (docs/operations.md "Accounting and payouts").
 | POST /v1/nodes/settlements | node (signed batch) | Signed[SettlementBatch] -> SettlementResult |
 | GET /v1/admin/accounting?by=&since=&until= | admin | AccountingUsage |
 | GET /v1/admin/payouts?month=YYYY-MM | admin | PayoutReport |
+| GET /v1/projects/self/usage?since=&until=&step= | project | ProjectUsage (the caller's) |
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from collections.abc import Sequence
 
 from skymesh.coordinator.accounting.payouts import Prices, parse_month
-from skymesh.coordinator.accounting.report import payout_report, usage
+from skymesh.coordinator.accounting.report import payout_report, project_usage, usage
 from skymesh.coordinator.accounting.rollup import Rollup
 from skymesh.coordinator.accounting.settlement import Settlements
 from skymesh.coordinator.endpoints import Call, RouteTable, seconds_param
@@ -24,8 +25,16 @@ from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.errors import BadRequest
 from skymesh.loops import DrivenLoop
 from skymesh.wire import routes
-from skymesh.wire.accounting import AccountingUsage, PayoutReport, SettlementResult
+from skymesh.wire.accounting import (
+    AccountingUsage,
+    PayoutReport,
+    ProjectUsage,
+    SettlementResult,
+)
 from skymesh.wire.signing import Signed
+
+#: What ``OWN_USAGE`` covers when the caller names no ``since``: the last 30 days.
+OWN_USAGE_SPAN = 30 * 86400.0
 
 
 class AccountingService:
@@ -70,6 +79,16 @@ class AccountingService:
             month = parse_month(call.request.query.get("month", ""))
             return await payout_report(db, month, self.prices, self.holdback)
 
+        async def own_usage(call: Call, _req: None) -> ProjectUsage:
+            now = self.m.clock()
+            until = seconds_param(call.request, "until", now)
+            since = seconds_param(call.request, "since", until - OWN_USAGE_SPAN)
+            step = seconds_param(call.request, "step", 86400.0)
+            if until <= since:
+                raise BadRequest("until must be after since")
+            return await project_usage(db, call.project_id, since, until, step, self.prices)
+
         table.add(routes.SETTLE_ORDERS, settle)
+        table.add(routes.OWN_USAGE, own_usage)
         table.add(routes.ACCOUNTING_USAGE, accounting)
         table.add(routes.PAYOUTS, payouts)

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from skymesh import __version__
 from skymesh.errors import SkymeshError
-from skymesh.gateway import console
+from skymesh.gateway import console, console_api
 from skymesh.gateway.s3.access import ANONYMOUS_OPS, Grant, anonymous, authorize
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers import (
@@ -249,34 +249,38 @@ def make_app(ctx: S3Context) -> web.Application:
         operation = "Unknown"  # until routed: a request the router refused
         resp: web.StreamResponse
         try:
-            # the query as the signature reads it, for the router and the handlers alike
-            params: dict[str, list[str]] = {}
-            for name, value in parse_query(raw_query):
-                params.setdefault(name, []).append(value)
-            endpoint = route(
-                request.method,
-                raw_path,
-                params,
-                request.host,
-                ctx.base_hosts,
-                request.headers,
-            )
-            operation = endpoint.name.value
-            # CORS preflight (never signed) and CORS headers on real answers
-            if endpoint.name == Op.Options:
-                preflight = await cors.preflight(ctx, request, endpoint)
-                preflight.headers["x-amz-request-id"] = request_id
-                _observe(ctx, request, operation, preflight, started)
-                return preflight
-            if endpoint.bucket and "Origin" in request.headers:
-                request[CORS_KEY] = await cors.response_headers(ctx, request, endpoint.bucket)
-            # a browser form carries its own authorization: a signed policy in the body
-            if endpoint.name == Op.PostObject:
-                resp = await post_object.post_object(ctx, request, endpoint)
+            if console_api.claims(request, ctx.base_hosts):  # the console's keys and usage
+                operation = "ConsoleApi"
+                resp = await console_api.serve(ctx, request, raw_path, raw_query)
             else:
-                resp = await _signed(
-                    ctx, request, endpoint, raw_path, raw_query, params, request_id
+                # the query as the signature reads it, for the router and the handlers alike
+                params: dict[str, list[str]] = {}
+                for name, value in parse_query(raw_query):
+                    params.setdefault(name, []).append(value)
+                endpoint = route(
+                    request.method,
+                    raw_path,
+                    params,
+                    request.host,
+                    ctx.base_hosts,
+                    request.headers,
                 )
+                operation = endpoint.name.value
+                # CORS preflight (never signed) and CORS headers on real answers
+                if endpoint.name == Op.Options:
+                    preflight = await cors.preflight(ctx, request, endpoint)
+                    preflight.headers["x-amz-request-id"] = request_id
+                    _observe(ctx, request, operation, preflight, started)
+                    return preflight
+                if endpoint.bucket and "Origin" in request.headers:
+                    request[CORS_KEY] = await cors.response_headers(ctx, request, endpoint.bucket)
+                # a browser form carries its own authorization: a signed policy in the body
+                if endpoint.name == Op.PostObject:
+                    resp = await post_object.post_object(ctx, request, endpoint)
+                else:
+                    resp = await _signed(
+                        ctx, request, endpoint, raw_path, raw_query, params, request_id
+                    )
         except S3Error as e:
             ctx.errors += 1
             resp = error_response(e, request.path, request_id, request.method == "HEAD")

@@ -38,6 +38,9 @@ class S3Context:
     metrics: GatewayMetrics | None = None  # requests and bytes counted when set
     # buckets' lifecycle rules, for the headers that depend on them
     bucket_rules: BucketRules = field(default_factory=BucketRules)
+    # brings the served access keys in step with the coordinator (the gateway's key
+    # refresh), run when the console API has made or revoked a key
+    refresh_keys: Callable[[], Awaitable[object]] | None = None
 
     def lookup_secret(self, access_key: str) -> str | None:
         cred = self.credentials.get(access_key)

@@ -14,10 +14,12 @@ function svgEl(name, attrs, text) {
 /**
  * A vertical bar chart: bars = [{label, value, color?}], marks = [{at: label, text, after?}]
  * drawn as dashed lines before (or after) the bar of that label (a scheme's k and repair);
- * opts.fmt writes a value (default: a count, 12k).
+ * opts.fmt writes a value (default: a count, 12k); opts.labelEvery writes every n-th label
+ * only, and opts.values false writes no value above the bars (for long series).
  */
 function barChart(bars, opts) {
-  const o = Object.assign({ width: 520, height: 180, unit: "", title: "", fmt: fmtCount }, opts || {});
+  const o = Object.assign({ width: 520, height: 180, unit: "", title: "", fmt: fmtCount,
+    labelEvery: 1, values: true }, opts || {});
   const pad = { l: 58, r: 8, t: 14, b: 30 };
   const svg = svgEl("svg", { width: o.width, height: o.height, role: "img",
     viewBox: `0 0 ${o.width} ${o.height}`, class: "chart" });
@@ -36,12 +38,14 @@ function barChart(bars, opts) {
       height: Math.max(bh, b.value > 0 ? 1 : 0), fill: b.color || "#2f5fd0" });
     rect.appendChild(svgEl("title", {}, `${b.label}: ${b.value}${o.unit}`));
     svg.appendChild(rect);
-    if (b.value > 0) {
+    if (o.values && b.value > 0) {
       svg.appendChild(svgEl("text", { x: x + w / 2, y: pad.t + h - bh - 2, "text-anchor": "middle" },
         o.fmt(b.value)));
     }
-    svg.appendChild(svgEl("text", { x: x + w / 2, y: o.height - pad.b + 14, "text-anchor": "middle" },
-      b.label));
+    if (i % o.labelEvery === 0) {
+      svg.appendChild(svgEl("text", { x: x + w / 2, y: o.height - pad.b + 14, "text-anchor": "middle" },
+        b.label));
+    }
   });
   for (const m of o.marks || []) {
     const i = bars.findIndex((b) => String(b.label) === String(m.at));

@@ -113,6 +113,15 @@ class S3 {
     return resp;
   }
 
+  /** The console's JSON API on this gateway (``/_console/api/<path>``), signed as S3 is:
+   * the project's keys and usage. ``body`` is sent as JSON. */
+  async api(method, path, query, body) {
+    const json = body === undefined ? undefined : JSON.stringify(body);
+    const extra = json === undefined ? undefined : { "content-type": "application/json" };
+    const resp = await this.request(method, "_console", "api/" + path, query || [], json, extra);
+    return resp.json();
+  }
+
   async xml(method, bucket, key, query) {
     const resp = await this.request(method, bucket, key, query);
     return new DOMParser().parseFromString(await resp.text(), "application/xml").documentElement;

@@ -56,7 +56,8 @@ function show(view, bucket, prefix) {
   for (const a of document.querySelectorAll("#nav a")) {
     a.classList.toggle("active", a.dataset.view === view || (view === "objects" && a.dataset.view === "buckets"));
   }
-  const render = { buckets: renderBuckets, objects: renderObjects, project: renderProject }[view];
+  const render = { buckets: renderBuckets, objects: renderObjects, keys: renderKeys,
+    usage: renderUsage, project: renderProject }[view];
   render().catch(fail);
 }
 
@@ -217,18 +218,9 @@ async function renderProject() {
   const sizes = h("div", { id: "project-usage" }, h("p", { class: "muted" }, "Counting…"));
   $("view").replaceChildren(
     h("section", { class: "card" }, h("h2", {}, "Storage"), sizes),
-    h("section", { class: "card" }, h("h2", {}, "Keys and usage"),
-      h("p", {}, "Signed in with the S3 access key ", h("code", {}, state.s3.accessKey), "."),
-      h("p", { class: "muted" },
-        "S3 access keys, the inference API keys of the OpenAI-compatible API and the " +
-        "project's metered usage (tokens, cost) belong to the project on the coordinator, " +
-        "not to this gateway's S3 API, which is all this console talks to. Manage them " +
-        "from the command line: inference keys with the project's credentials file, usage " +
-        "and new S3 keys by the network's administrator:"),
-      h("pre", { class: "mono" },
-        "skymesh inference-key list|create|revoke --credentials <file>\n" +
-        "skymesh usage --project <name> --since 30d\n" +
-        "skymesh project add <name>")));
+    h("p", { class: "muted" }, "The project's metered usage over time, and its cost, is on the ",
+      h("a", { class: "link", onclick: () => show("usage") }, "Usage"), " page; its keys on the ",
+      h("a", { class: "link", onclick: () => show("keys") }, "Keys"), " page."));
   const rows = [];
   const bars = [];
   for (const b of buckets) {
@@ -242,6 +234,138 @@ async function renderProject() {
     buckets.length ? barChart(bars, { title: "bytes stored per bucket", unit: " B", width: 560, fmt: fmtBytes }) : "",
     table(["Bucket", "#Objects", "#Stored (plaintext)"], rows),
     h("p", { class: "muted" }, "Counted by listing each bucket now (current versions only)."));
+}
+
+// ---------------------------------------------------------------- keys
+const EXPIRIES = [["never", ""], ["1 hour", 3600], ["1 day", 86400], ["30 days", 30 * 86400],
+  ["1 year", 365 * 86400]];
+
+function keyState(k) {
+  if (k.revoked_at) return "revoked";
+  if (k.expires_at && k.expires_at * 1000 <= Date.now()) return "expired";
+  return "live";
+}
+
+async function renderKeys() {
+  const keys = await state.s3.api("GET", "keys");
+  const kind = h("select", { id: "key-kind" }, h("option", { value: "s3" }, "S3 access key"),
+    h("option", { value: "inference" }, "Inference API key"));
+  const name = h("input", { type: "text", id: "key-name", placeholder: "what it is for", maxlength: 200 });
+  const expires = h("select", { id: "key-expires" },
+    EXPIRIES.map(([label, secs]) => h("option", { value: secs }, "expires: " + label)));
+  const create = h("form", { class: "row", id: "create-key" }, kind, name, expires,
+    h("button", { class: "primary", type: "submit" }, "Create key"));
+  create.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { scope: kind.value, name: name.value.trim() };
+    if (expires.value) body.expires_in = Number(expires.value);
+    try {
+      const made = await state.s3.api("POST", "keys", [], body);
+      await renderKeys();
+      showSecret(made);
+    } catch (err) { fail(err); }
+  });
+  const rows = [
+    ...keys.access_keys.map((k) => ({ kind: "S3", id: k.access_key_id, k })),
+    ...keys.inference_keys.map((k) => ({ kind: "inference", id: k.key_id, k })),
+  ].sort((a, b) => b.k.created_at - a.k.created_at).map(({ kind: kd, id, k }) => {
+    const st = keyState(k);
+    const own = kd === "S3" && id === state.s3.accessKey;
+    return h("tr", { "data-key-id": id, "data-state": st },
+      h("td", {}, kd), h("td", {}, h("code", {}, id), own ? h("span", { class: "muted" }, " (signed in)") : ""),
+      h("td", {}, k.name), h("td", {}, fmtTime(k.created_at)),
+      h("td", {}, k.expires_at ? fmtTime(k.expires_at) : "never"),
+      h("td", { class: st === "live" ? "ok" : "bad" }, st),
+      h("td", {}, st === "live" ? h("button", { class: "danger revoke", onclick: () => revoke(kd, id, own) },
+        "Revoke") : ""));
+  });
+  $("view").replaceChildren(
+    h("section", { class: "card" }, h("h2", {}, "Keys"),
+      h("p", { class: "muted" }, "S3 access keys sign S3 requests (and this console); inference " +
+        "API keys are the OpenAI-compatible API's bearer keys. A secret is shown once, when " +
+        "its key is made: the network keeps none (an S3 secret is derived by this gateway, an " +
+        "inference key only hashed)."),
+      create, h("div", { id: "new-secret", class: "hidden" }),
+      h("table", { id: "keys" },
+        h("thead", {}, h("tr", {}, ["Kind", "Id", "Name", "Created", "Expires", "State", ""].map((x) => h("th", {}, x)))),
+        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No keys."))))));
+}
+
+/** The secret of a key just made, with a copy button: it is not shown again. */
+function showSecret(made) {
+  const c = made.created;
+  const lines = c.access_key
+    ? [["Access key id", c.access_key.access_key_id], ["Secret access key", made.secret_access_key]]
+    : [["Inference API key", c.inference_key.key]];
+  const panel = $("new-secret");
+  panel.classList.remove("hidden");
+  panel.replaceChildren(h("p", { class: "warn" }, "Copy the secret now: it is shown only this once."),
+    ...lines.map(([label, value], i) => {
+      const field = h("input", { type: "text", readonly: true, value, class: "mono",
+        id: i === lines.length - 1 ? "new-secret-value" : "new-key-id", size: 60 });
+      return h("div", { class: "row" }, h("label", {}, label), field,
+        h("button", { type: "button", class: "copy", onclick: () => copy(field) }, "Copy"));
+    }));
+}
+
+async function copy(field) {
+  field.select();
+  try { await navigator.clipboard.writeText(field.value); } catch (e) { document.execCommand("copy"); }
+}
+
+async function revoke(kind, id, own) {
+  if (own && !confirm(`${id} is the key you are signed in with: revoking it signs you out ` +
+    "of this console, and every program using it stops working. Revoke it anyway?")) return;
+  if (!own && !confirm(`Revoke the ${kind} key ${id}? Programs using it stop working within seconds.`)) return;
+  try {
+    await state.s3.api("POST", `keys/${id}/revoke`); // ids are letters, digits, - and _
+    if (own) { logout(); return; }
+    await renderKeys();
+  } catch (err) { fail(err); }
+}
+
+// ---------------------------------------------------------------- usage
+const SPANS = [["last 24 hours", 86400, 3600], ["last 7 days", 7 * 86400, 86400],
+  ["last 30 days", 30 * 86400, 86400], ["last 365 days", 365 * 86400, 86400]];
+
+async function renderUsage() {
+  const pick = $("usage-span");
+  const chosen = pick ? Number(pick.value) : 2;
+  const [, span, step] = SPANS[chosen];
+  const now = Math.floor(Date.now() / 1000);
+  const since = Math.floor((now - span) / step) * step;
+  const u = await state.s3.api("GET", "usage", [["since", since], ["step", step]]);
+  const select = h("select", { id: "usage-span", onchange: () => show("usage") },
+    SPANS.map(([label], i) => h("option", { value: i, selected: i === chosen }, label)));
+  const label = (t) => fmtTime(t).slice(step < 86400 ? 11 : 5, step < 86400 ? 16 : 10);
+  const chart = (title, value, fmt) => barChart(u.points.map((p) => ({ label: label(p.start), value: value(p) })),
+    { title, fmt, width: Math.min(900, 80 + 40 * Math.max(u.points.length, 4)), height: 160,
+      labelEvery: Math.ceil(u.points.length / 12), values: u.points.length <= 12 });
+  const usd = (x) => "$" + (x < 0.01 && x > 0 ? x.toPrecision(2) : x.toFixed(2));
+  const t = u.total;
+  const cost = table(["Usage", "#Amount", "#Price", "#Cost"], [
+    ["Storage", (t.byte_hours / 730 / 1e9).toPrecision(3) + " GB-months", usd(u.price_storage_gb_month) + " / GB-month", usd(u.storage_amount)],
+    ["Egress", fmtBytes(t.egress_bytes), usd(u.price_egress_gb) + " / GB", usd(u.egress_amount)],
+    ["Inference", fmtCount(t.tokens) + " tokens in " + fmtCount(t.requests) + " requests",
+      usd(u.price_compute_1k_tokens) + " / 1000 tokens", usd(u.compute_amount)],
+    [h("b", {}, "Total"), "", "", h("b", { id: "usage-amount" }, usd(u.amount))],
+  ]);
+  const rows = u.points.map((p) => [fmtTime(p.start), fmtBytes(p.stored_bytes),
+    (p.byte_hours / 1e9).toFixed(3), fmtBytes(p.egress_bytes), p.requests, p.tokens]);
+  $("view").replaceChildren(
+    h("section", { class: "card", id: "usage", "data-span": chosen }, h("h2", {}, "Usage and cost"),
+      h("div", { class: "row" }, select),
+      h("div", { id: "usage-cost" }, cost),
+      h("p", { class: "muted" }, "Metered by the network every accounting interval (whole hours); " +
+        "priced at the network's rates, a GB-month being 730 hours of a GB stored.")),
+    h("section", { class: "card", id: "usage-charts" }, h("h2", {}, "Over time"),
+      u.points.length ? [
+        h("h3", {}, "Stored"), chart("bytes stored", (p) => p.stored_bytes, fmtBytes),
+        h("h3", {}, "Egress"), chart("bytes read", (p) => p.egress_bytes, fmtBytes),
+        h("h3", {}, "Inference tokens"), chart("tokens", (p) => p.tokens, fmtCount),
+      ] : h("p", { class: "muted" }, "No usage metered in this span yet."),
+      h("div", { id: "usage-table" }, table(["Start (UTC)", "#Stored", "#GB-hours", "#Egress", "#Requests",
+        "#Tokens"], rows))));
 }
 
 document.addEventListener("DOMContentLoaded", start);
