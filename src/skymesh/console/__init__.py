@@ -6,7 +6,7 @@ step, nothing fetched from a CDN): the administrator's, served by the coordinato
 the role that served it through that role's own API only: the coordinator's admin JSON
 routes with the admin token, the gateway's S3 API signed with SigV4 in the browser, and
 for the project's keys and usage the gateway's small console API under
-``/_console/api/``, signed the same way (``skymesh.gateway.console_api``;
+``/_console/api/``, signed the same way (``skymesh.gateway.s3.console_api``;
 ``docs/operations.md`` "Web console").
 
 A console is a folder of ``static/``; a name not found there is looked up in

@@ -6,7 +6,7 @@ virtual-hosted bucket's host (``<bucket>.<suffix>``) the same path is an object 
 that bucket and is left to S3, as is every signed request (an S3 client's). The page then
 speaks S3 to this gateway, signed in the browser (``skymesh.console``; docs/operations.md
 "Web console"), and the console's own JSON API for keys and usage, signed the same way
-(``console_api.py``, under ``/_console/api/``).
+(``s3/console_api.py``, under ``/_console/api/``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aiohttp import web
 from skymesh import console
 
 PREFIX = console.TENANT_PATH
-API_PREFIX = PREFIX + "api/"  # the console's JSON API (``console_api.py``), always signed
+API_PREFIX = PREFIX + "api/"  # the console's JSON API (``s3/console_api.py``), always signed
 
 
 def claims(request: web.Request, base_hosts: Sequence[str]) -> bool:

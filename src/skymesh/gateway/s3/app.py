@@ -20,7 +20,8 @@ from aiohttp import web
 
 from skymesh import __version__
 from skymesh.errors import SkymeshError
-from skymesh.gateway import console, console_api
+from skymesh.gateway import console
+from skymesh.gateway.s3 import console_api
 from skymesh.gateway.s3.access import ANONYMOUS_OPS, Grant, anonymous, authorize
 from skymesh.gateway.s3.errors import S3Error, from_skymesh_error, s3_error
 from skymesh.gateway.s3.handlers import (
