@@ -1,9 +1,11 @@
 """The administrator's console at the coordinator's ``/console/``, in a real browser: the
-admin token is asked for and checked, then the map, durability, usage, operators and
-loops draw from the admin routes without a JavaScript error."""
+admin token is asked for and checked, then the map, durability, usage, storage per
+project, operators, payouts, loops and recent events draw from the admin routes without a
+JavaScript error."""
 
 from __future__ import annotations
 
+import logging
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -53,6 +55,12 @@ def test_admin_console_draws_the_network(
     def wait(condition: Any) -> Any:
         return WebDriverWait(browser, 15).until(condition)
 
+    coordinator = planet.planet.coordinator
+    assert coordinator is not None
+    planet.run(coordinator.loops["accounting"].run_once())  # the stored object's first tally
+    # an event whose text is markup: the page must show it as text
+    logging.getLogger("skymesh.console-test").warning("a <b>test</b> warning & more")
+
     browser.get(console_url)
     browser.find_element(By.ID, "admin-token").send_keys("not the token")
     browser.find_element(By.ID, "login-btn").click()
@@ -79,8 +87,29 @@ def test_admin_console_draws_the_network(
     assert "default" in wait(lambda d: d.find_element(By.CSS_SELECTOR, "#usage table")).text
     assert browser.find_elements(By.CSS_SELECTOR, "#operators tbody tr")
     assert "audit" in browser.find_element(By.ID, "loops").text
+    # storage per project: the default project's stored object, charted and tabled
+    wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#storage svg.chart"))
+    storage = {
+        cells[0]: cells[2]
+        for r in browser.find_elements(By.CSS_SELECTOR, "#storage tbody tr")
+        for cells in [[c.text for c in r.find_elements(By.TAG_NAME, "td")]]
+    }
+    assert storage["default"] != "0 B", storage  # the 300 kB object
+    # operators' accounting: this month's payouts of the operators holding pieces
+    payouts = wait(lambda d: d.find_elements(By.CSS_SELECTOR, "#payouts tbody tr"))
+    assert {r.text.split()[0] for r in payouts} <= {n.operator for n in listed}
+    assert "skymesh payouts --month" in browser.find_element(By.ID, "payouts").text
+    # recent events: the warning, as text (no <b> element made of it)
+    events = browser.find_element(By.ID, "events")
+    assert "a <b>test</b> warning & more" in events.text
+    assert "skymesh.console-test" in events.text
+    assert not events.find_elements(By.TAG_NAME, "b")
+    assert "Loops with a last error" in events.text
     assert not browser.find_elements(By.CSS_SELECTOR, "#view .error")  # no panel failed
     browser.save_screenshot(str(screenshots / "admin-console.png"))
     browser.execute_script("document.getElementById('durability').scrollIntoView()")
     browser.save_screenshot(str(screenshots / "admin-durability.png"))
+    for panel in ("storage", "payouts", "events"):
+        browser.execute_script(f"document.getElementById('{panel}').scrollIntoView()")
+        browser.save_screenshot(str(screenshots / f"admin-{panel}.png"))
     assert js_errors(browser) == []

@@ -2,8 +2,7 @@
 // called with the admin token as a bearer token, drawn as tables and small SVG charts.
 //
 // Each section is one entry of PANELS: the routes it reads and how it draws them. A new
-// admin route (a whole-network status, storage accounting per project, recent events)
-// joins as one more entry and one more <section> in index.html.
+// admin route joins as one more entry and one more <section> in index.html.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -35,8 +34,12 @@ const PANELS = [
   { id: "durability", routes: ["/v1/admin/durability"], draw: drawDurability },
   { id: "usage", routes: ["/v1/admin/routing", () => "/v1/usage?group_by=project&since=" + usageSince()],
     draw: drawUsage },
+  { id: "storage", routes: ["/v1/admin/routing", () => "/v1/admin/accounting?by=project&since=" + usageSince()],
+    draw: drawStorage },
   { id: "operators", routes: ["/v1/admin/operators"], draw: drawOperators },
+  { id: "payouts", routes: [() => "/v1/admin/payouts?month=" + payoutMonth()], draw: drawPayouts },
   { id: "loops", routes: ["/v1/admin/leases"], draw: drawLoops },
+  { id: "events", routes: ["/v1/admin/status"], draw: drawEvents },
   { id: "lookup", routes: ["/v1/nodes", () => lookupPath()], draw: drawLookup, when: () => lookup !== null },
 ];
 
@@ -228,7 +231,7 @@ function drawUsage(el, projects, usage) {
   });
   const pick = $("usage-since");
   const value = pick ? pick.value : "30";
-  const since = h("select", { id: "usage-since", onchange: () => refresh("usage") },
+  const since = h("select", { id: "usage-since", onchange: () => refresh(["usage", "storage"]).catch(signIn) },
     [["1", "last 24 hours"], ["30", "last 30 days"], ["0", "all time"]].map(([v, t]) =>
       h("option", { value: v, selected: v === value }, t)));
   el.replaceChildren(h("h2", {}, "Usage per project"),
@@ -238,8 +241,34 @@ function drawUsage(el, projects, usage) {
     table(["Project", "Id", "#Requests", "#Prompt tokens", "#Completion tokens", "#Cost (USD)"],
       rows.map(({ p, u }) => [p.name, h("code", {}, p.project_id), String(u.requests), String(u.prompt_tokens),
         String(u.completion_tokens), u.cost.toFixed(4)])),
-    h("p", { class: "muted" }, "Stored bytes per project are not reported by this coordinator's admin " +
-      "routes yet; the map shows what every node stores."));
+    h("p", { class: "muted" }, "Storage per project over the same span is the next panel."));
+}
+
+const GB = 1e9; // accounting and payouts count decimal GB, as operators are paid
+
+/** A quantity to three significant digits (a test network's GB-hours are tiny). */
+function fmtQty(x) {
+  return x === 0 ? "0" : Math.abs(x) >= 1000 ? x.toFixed(0) : x.toPrecision(3);
+}
+
+/** Stored bytes (the span's last tally), GB-hours and egress per project: the accounting
+ * loop's hourly rollups over the span picked in the usage panel. */
+function drawStorage(el, projects, acct) {
+  const byId = new Map(acct.rows.map((r) => [r.key, r]));
+  const known = new Set(projects.projects.map((p) => p.project_id));
+  const rows = projects.projects.map((p) => ({ name: p.name, id: p.project_id, r: byId.get(p.project_id) }))
+    .concat(acct.rows.filter((r) => !known.has(r.key)).map((r) => ({ name: r.name || r.key, id: r.key, r })))
+    .map(({ name, id, r }) => ({ name, id, r: r || { stored_bytes: 0, byte_hours: 0, egress_bytes: 0 } }));
+  const pick = $("usage-since");
+  const span = pick ? pick.options[pick.selectedIndex].text : "last 30 days";
+  el.replaceChildren(h("h2", {}, "Storage per project"),
+    h("p", { class: "muted" }, `Over the ${span === "all time" ? "whole history" : span}, from the ` +
+      "accounting loop's hourly rollups (objects' sizes, before erasure coding)."),
+    rows.some(({ r }) => r.stored_bytes) ? barChart(rows.map(({ name, r }) => ({ label: name, value: r.stored_bytes })),
+      { title: "stored bytes per project (last tally)", fmt: fmtBytes, width: 560 }) : "",
+    table(["Project", "Id", "#Stored (last tally)", "#GB-hours", "#Egress"],
+      rows.map(({ name, id, r }) => [name, h("code", {}, id), fmtBytes(r.stored_bytes),
+        fmtQty(r.byte_hours / GB), fmtBytes(r.egress_bytes)])));
 }
 
 function drawOperators(el, ops) {
@@ -250,12 +279,57 @@ function drawOperators(el, ops) {
     h("p", { class: "muted" }, "Admit and revoke with ", h("code", {}, "skymesh operator add|revoke"), "."));
 }
 
+/** The month picked for payouts (YYYY-MM, UTC), this month until one is picked. */
+function payoutMonth() {
+  const pick = $("payout-month");
+  return pick && pick.value ? pick.value : new Date().toISOString().slice(0, 7);
+}
+
+/** Each operator's pay for a month at the coordinator's prices (``skymesh payouts``). */
+function drawPayouts(el, report) {
+  const month = h("input", { type: "month", id: "payout-month", value: report.month, required: true,
+    onchange: () => refresh("payouts").catch(signIn) });
+  const usd = (x) => x.toFixed(4);
+  const held = report.holdback.length ? report.holdback.map((x) => x + "%").join(", ") : "none";
+  el.replaceChildren(h("h2", {}, "Operators' accounting"),
+    h("div", { class: "row" }, h("label", { for: "payout-month" }, "Payouts for"), month,
+      h("span", { class: "muted" }, `${report.hours} hours; USD ${report.price_storage_gb_month} per GB-month, ` +
+        `${report.price_egress_gb} per GB of egress, ${report.price_compute_1k_tokens} per 1000 tokens; ` +
+        `held back from new nodes: ${held}`)),
+    report.rows.length ? table(["Operator", "#Nodes", "#Storage GB-month", "#Egress GB", "#Repair egress GB",
+      "#Tokens", "#Amount (USD)", "#Held back", "#Net"], report.rows.map((r) => [r.operator, String(r.nodes),
+      fmtQty(r.storage_gb_month), fmtQty(r.egress_gb), fmtQty(r.repair_egress_gb), String(r.tokens),
+      usd(r.gross), usd(r.held), usd(r.net)]))
+      : h("p", { class: "muted" }, "No operator has usage that month."),
+    h("p", { class: "muted" }, "For the books: ", h("code", {}, `skymesh payouts --month ${report.month} --csv`),
+      " (one row per operator, every amount)."));
+}
+
 function drawLoops(el, leases) {
   el.replaceChildren(h("h2", {}, "Background loops"),
     h("p", { class: "muted" }, `Leases as coordinator ${leases.coordinator} sees them.`),
     table(["Loop", "Held by", "Here", "#Runs here", "Last run here", "Lease expires"],
       leases.leases.map((l) => [l.name, h("code", {}, l.holder || "—"), l.held_here ? "yes" : "",
         l.runs === null ? "" : String(l.runs), fmtTime(l.last_run_at), fmtTime(l.expires_at)])));
+}
+
+/** The answering coordinator's last warnings (newest first) and the loops whose last
+ * step failed there (``GET /v1/admin/status``, as ``skymesh status`` shows them). */
+function drawEvents(el, status) {
+  const failing = status.leases.leases.filter((l) => l.last_error);
+  const levels = { WARNING: "warn", ERROR: "bad", CRITICAL: "bad" };
+  el.replaceChildren(h("h2", {}, "Recent events"),
+    h("p", { class: "muted" }, `What coordinator ${status.coordinator_id} (${status.version}) logged at ` +
+      "WARNING or above since it started (its last 50; the log file keeps all)."),
+    status.events.length ? table(["Time", "Level", "Logger", "Message"], status.events.slice().reverse().map((e) =>
+      [h("span", { class: "nowrap" }, fmtTime(e.at)), h("span", { class: levels[e.level] || "" }, e.level), h("code", {}, e.logger),
+        h("span", { class: "message" }, e.message)]))
+      : h("p", { class: "muted" }, "No warnings."),
+    h("h3", {}, "Loops with a last error"),
+    failing.length ? table(["Loop", "#Failures", "Last error", "At", "Now"], failing.map((l) =>
+      [l.name, String(l.failures), h("code", {}, l.last_error), h("span", { class: "nowrap" }, fmtTime(l.last_error_at)),
+        l.last_error_at > (l.last_run_at || 0) ? h("span", { class: "bad" }, "failing") : "recovered"]))
+      : h("p", { class: "muted" }, "No loop failed here."));
 }
 
 // ---------------------------------------------------------------- loading
