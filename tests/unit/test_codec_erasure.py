@@ -241,3 +241,40 @@ def test_degraded_decode_refuses_a_fragment_of_another_piece() -> None:
     swapped = {1: pieces[1], 2: pieces[2], 3: pieces[3], 5: pieces[6]}  # 6's bytes as 5
     with pytest.raises(IntegrityError, match="header"):
         coder.decode_stripes(swapped, [5000])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    scheme=schemes(),
+    lens=st.lists(st.integers(1, 9000), min_size=1, max_size=4),
+    seed=st.integers(0, 2**32),
+)
+def test_staged_runs_make_pyeclibs_fragments(
+    scheme: RedundancyScheme, lens: list[int], seed: int
+) -> None:
+    """A run's parity comes from one ISA-L call over the pieces' bytes, headers
+    included, and the parity headers are written after it: still pyeclib's bytes."""
+    coder = ErasureCoder(scheme)
+    stripes = [data(f"r{seed}.{i}", n) for i, n in enumerate(lens)]
+    writer = coder.stripe_writer(max(lens))
+    size = sum(coder.fragment_size(n) for n in lens)
+    pieces = [bytearray(b"\xee" * (5 + size)) for _ in range(scheme.total)]
+    offset = 5
+    for stripe in stripes:
+        writer.buffer(len(stripe))[:] = stripe
+        offset += writer.stage(len(stripe), pieces, offset)
+    writer.complete(pieces)
+    expected = [coder.encode(stripe) for stripe in stripes]
+    assert [bytes(p[5:]) for p in pieces] == [b"".join(fs) for fs in zip(*expected, strict=True)]
+    assert all(p[:5] == b"\xee" * 5 for p in pieces)
+    assert coder.encode_stripes(stripes) == [p[5:] for p in pieces]
+
+
+def test_staged_stripes_must_follow_each_other() -> None:
+    coder = ErasureCoder(RedundancyScheme(4, 4, 6, 6))
+    writer = coder.stripe_writer(100)
+    pieces = [bytearray(1000) for _ in range(6)]
+    writer.buffer(100)[:] = data("s", 100)
+    size = writer.stage(100, pieces, 0)
+    with pytest.raises(CodecError, match="follow"):
+        writer.stage(100, pieces, size + 1)

@@ -97,8 +97,9 @@ def encode_blocks_into(
     for block, stripe_len in zip(blocks, lens, strict=True):
         block_end = pos + stripe_len - TAG_SIZE
         cipher.encrypt_block_into(block, view[pos:block_end], writer.buffer(stripe_len))
-        offset += writer.write(stripe_len, targets, offset)
+        offset += writer.stage(stripe_len, targets, offset)
         pos = block_end
+    writer.complete(targets)  # every parity fragment in one ISA-L call
     if offset != span:
         raise CodecError("fragment sizes disagree with the layout")  # pyeclib rule changed
     return span
