@@ -1,13 +1,15 @@
 """Storage emissions of a bucket placed with and without the low-carbon weight.
 
-    .venv/bin/python -m bench.energy_placement [--objects 24] [--object-mib 2] [--seed 1]
+    .venv/bin/python -m bench.energy_placement [--objects 24] [--object-mib 2] [--drawn 1000]
 
 Starts an in-process network (`skymesh.testing.planet`) of 24 nodes over four
 regions whose declared energy profiles differ (PUE, grid gCO2/kWh, watts per TB
 stored: :data:`REGION_GRID`, :data:`SITES`), makes two buckets, ``plain`` and
 ``low-carbon`` (tagged ``skymesh:placement=low-carbon``), and puts the same number of
-objects of the same size into each, alternating. Then, from where the coordinator put
-every piece:
+objects of the same size into each, alternating. The live network has audited no
+node yet, so every node is new; :func:`drawn` then runs the placement alone over the
+same mix for many more segments, with new nodes, vetted ones, and five times as many.
+From where every piece went:
 
 - **gCO2 and Wh per GB-month** of object data: each piece's bytes held for a month on
   its node, through accounting's own formula (``storage_estimate``: bytes x time x
@@ -19,10 +21,10 @@ every piece:
 - **the durability model's** loss probability per segment-year for the scheme used
   (``skymesh.durability.model``, 2 % of nodes failing a month, 6 h repair). That
   model treats node failures as independent, so placement cannot change it: the
-  outage columns are where a weighting that bunched pieces would show.
+  outage rows are where a weighting that bunched pieces would show.
 
-Measures, never asserts. Placement draws at random, so ``--seed`` makes a run of it
-repeatable only in the objects' order, not the draws (the coordinator seeds itself).
+Measures, never asserts. The live placement draws at random (the coordinator seeds
+itself); the placement-only draws use a fixed seed, so they repeat exactly.
 """
 
 from __future__ import annotations
