@@ -182,32 +182,37 @@ def run_system(
     return entry
 
 
-def draw_chart(results: Path, png: Path) -> bool:
+def draw_chart(results: Path, png: Path, cpu_png: Path) -> bool:
+    """Both charts of a run: throughput and latency in ``png``, CPU by role in ``cpu_png``."""
     try:
         python = venvs.ensure("tools") / "python"
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"no chart: {exc}", flush=True)
         return False
+    chart_py = report.ROOT / "bench" / "chart.py"
     out = subprocess.run(
-        [str(python), str(report.ROOT / "bench" / "chart.py"), str(results), str(png)],
+        [str(python), str(chart_py), str(results), str(png), str(cpu_png)],
         capture_output=True,
         text=True,
     )
     if out.returncode != 0:
         print(f"no chart: bench/chart.py failed:\n{out.stderr[-2000:]}", flush=True)
         return False
-    print(f"chart: {png}", flush=True)
+    print(f"charts: {png}, {cpu_png}", flush=True)
     return True
 
 
 def publish(run: dict[str, Any], results: Path, docs: bool, chart: bool, stamp: str) -> None:
     """Print the table; draw the chart and rewrite the docs as asked."""
-    print("\n" + report.conditions_text(run) + "\n\n" + report.render(run, None) + "\n", flush=True)
+    cpu = report.cpu_table(run)
+    print("\n" + report.conditions_text(run) + "\n\n" + (cpu + "\n\n" if cpu else "")
+          + report.render(run, None) + "\n", flush=True)  # fmt: skip
     print(f"results: {results}", flush=True)
     png = report.CHART if docs else results.parent / f"chart-{stamp}.png"
-    drawn = chart and draw_chart(results, png)
+    cpu_png = report.CPU_CHART if docs else results.parent / f"chart-cpu-{stamp}.png"
+    drawn = chart and draw_chart(results, png, cpu_png)
     if docs:
-        report.write_doc(run, png if drawn else None)
+        report.write_doc(run, png if drawn else None, cpu_chart=cpu_png if drawn else None)
         print(f"rewrote {report.DOC}", flush=True)
 
 

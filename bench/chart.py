@@ -1,6 +1,7 @@
-"""Draw a run's chart: throughput by object size, and small-object latency percentiles.
+"""Draw a run's charts: throughput by object size and small-object latency percentiles;
+and, where the run measured them, CPU seconds per GB by role (stacked, per system).
 
-    .bench/venvs/tools/bin/python bench/chart.py RESULTS.json OUT.png
+    .bench/venvs/tools/bin/python bench/chart.py RESULTS.json OUT.png [CPU_OUT.png]
 
 Runs in the bench's own "tools" venv (matplotlib is no dependency of skymesh), so it
 imports nothing but the standard library and matplotlib, and reads the JSON that
@@ -49,7 +50,76 @@ def _bars(ax: Any, groups: list[str], series: dict[str, list[float | None]]) -> 
     ax.legend(fontsize=8)
 
 
-def main(results: str, out: str) -> None:
+# one colour per kind of work, the same kinds report.CPU_COLUMNS lines up in its table
+ROLE_COLOURS = {
+    "client": "#8c959f",
+    "gateway": "#1f6feb",
+    "client_node": "#1f6feb",
+    "server": "#1f6feb",
+    "coordinator": "#bf3989",
+    "introducer": "#bf3989",
+    "nodes": "#2da44e",
+    "storage": "#2da44e",
+}
+CPU_ROWS = (("put-big", "PUT"), ("get-big", "GET"), ("put-big-tls", "PUT, HTTPS"),
+            ("get-big-tls", "GET, HTTPS"))  # fmt: skip
+
+
+def _roles(m: dict[str, Any]) -> dict[str, float]:
+    return {
+        k[4:-9]: float(v)
+        for k, v in m["detail"].items()
+        if k.startswith("cpu_") and k.endswith("_s_per_gb")
+    }
+
+
+def cpu_chart(run: dict[str, Any], out: str) -> bool:
+    """Stacked bars of CPU-s per GB by role, one bar per system, one panel per transfer;
+    False (nothing drawn) when the run has no such numbers."""
+    panels = []
+    for row, title in CPU_ROWS:
+        bars = {
+            name: _roles(s["rows"][row])
+            for name, s in run["systems"].items()
+            if row in s.get("rows", {}) and _roles(s["rows"][row])
+        }
+        if bars:
+            panels.append((title, bars))
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.5, 5), squeeze=False)
+    size = _size(run["plan"]["big"])
+    for ax, (title, bars) in zip(axes[0], panels, strict=True):
+        names = list(bars)
+        for x, name in enumerate(names):
+            bottom = 0.0
+            roles = bars[name]
+            # the client at the bottom, then the system's own processes
+            for role in sorted(roles, key=lambda r: (r != "client", r)):
+                v = roles[role]
+                ax.bar(x, v, 0.6, bottom=bottom, color=ROLE_COLOURS.get(role, "#d29922"),
+                       edgecolor="white", linewidth=0.5)  # fmt: skip
+                if v >= 0.06 * max(sum(r.values()) for r in bars.values()):
+                    ax.text(x, bottom + v / 2, f"{role}\n{v:.2f}", ha="center", va="center",
+                            fontsize=6, color="white")  # fmt: skip
+                bottom += v
+            ax.annotate(f"{bottom:.1f}", (x, bottom), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(names)), names, fontsize=8)
+        ax.set_title(f"{title} {size}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("CPU seconds per GB (lower is better)")
+    c = run["conditions"]
+    fig.suptitle(
+        f"CPU per GB by role: client grey, front end blue, coordinator pink, storage green "
+        f"({c['date']}, {c['cpus']} CPUs)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    return True
+
+
+def main(results: str, out: str, cpu_out: str | None = None) -> None:
     with open(results) as f:
         run = json.load(f)
     plan = run["plan"]
@@ -113,7 +183,9 @@ def main(results: str, out: str) -> None:
     )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+    if cpu_out is not None:
+        cpu_chart(run, cpu_out)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)

@@ -25,6 +25,7 @@ from bench.workloads import Measurement, Plan, human_size
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 CHART = ROOT / "docs" / "benchmarks.png"
+CPU_CHART = ROOT / "docs" / "benchmarks-cpu.png"
 BEGIN = (
     "<!-- bench:generated:begin (python -m bench rewrites everything down to the end marker) -->"
 )
@@ -171,6 +172,90 @@ def table(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- CPU per GB, by role
+
+# Where each system's CPU goes on the big transfers, in columns that line up across
+# systems: whatever a system calls its processes (bench/systems/, ``cpu_pids``),
+# each role lands in the column of the work it does for the same bytes.
+CPU_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("client", ("client",)),
+    ("front end", ("gateway", "client_node", "server")),
+    ("coordinator", ("coordinator", "introducer")),
+    ("storage nodes", ("nodes", "storage")),
+)
+CPU_LEGEND = (
+    "The client is boto3 (for Tahoe-LAFS, urllib3 against its web API), in the "
+    "benchmark's own process; the front end is skymesh's gateway, Tahoe's client node "
+    "(which encrypts, erasure-codes and spreads, as skymesh's gateway does) and moto's "
+    "server (its only process: it neither encrypts, codes nor spreads); the coordinator "
+    "column holds Tahoe's introducer; storage nodes are skymesh's 12 and Tahoe's 10. "
+    '"servers" is every column but the client\'s.'
+)
+CPU_ROWS = ("put-big", "get-big", "put-big-tls", "get-big-tls")
+CPU_TARGETS = (
+    "Issue 17's targets (CPU-s per GB, skymesh): PUT gateway <= 5 and nodes <= 2; "
+    "GET gateway <= 1.2 and nodes <= 0.8."
+)
+
+
+def cpu_roles(m: dict[str, Any]) -> dict[str, float]:
+    """A row's ``cpu_<role>_s_per_gb`` details, by role."""
+    return {
+        k[4:-9]: float(v)
+        for k, v in m["detail"].items()
+        if k.startswith("cpu_") and k.endswith("_s_per_gb")
+    }
+
+
+def cpu_table(run: dict[str, Any]) -> str:
+    """CPU seconds per GB of object, per role, for every system's big PUTs and GETs;
+    "" when the run measured none (no big workload)."""
+    labels = row_labels(Plan(**run["plan"]))
+    head = ["transfer", "system", *(c for c, _ in CPU_COLUMNS), "servers", "all", "MB/s"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for row in CPU_ROWS:
+        for name, system in run["systems"].items():
+            m = system.get("rows", {}).get(row)
+            roles = cpu_roles(m) if m else {}
+            if not roles:
+                continue
+            cells = []
+            for _, members in CPU_COLUMNS:
+                got = [roles[r] for r in members if r in roles]
+                cells.append(f"{sum(got):.2f}" if got else "–")
+            servers = sum(v for r, v in roles.items() if r != "client")
+            total = sum(roles.values())
+            line = [labels[row], name, *cells, f"{servers:.2f}", f"**{total:.2f}**",
+                    f"{m['value']:,.1f}"]  # fmt: skip
+            lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def cpu_section(run: dict[str, Any], chart: Path | None) -> list[str]:
+    """The lead of the generated section: the CPU table, how to read it, its chart."""
+    text = cpu_table(run)
+    if not text:
+        return []
+    parts = [
+        "### CPU seconds per GB, by role",
+        "",
+        "User + system CPU seconds each process spent on the big PUT and GET, per GB "
+        "of object (`/proc/<pid>/stat` before and after, `bench/cpu.py`; the client is "
+        "the benchmark process itself). On a server energy follows CPU time, so this is "
+        "the figure that holds on any machine.",
+        "",
+        text,
+        "",
+        CPU_LEGEND,
+        "",
+        CPU_TARGETS,
+        "",
+    ]
+    if chart is not None:
+        parts += [f"![CPU seconds per GB by role and system]({chart.name})", ""]
+    return parts
+
+
 def footnotes(run: dict[str, Any]) -> list[str]:
     notes = []
     for name, system in run["systems"].items():
@@ -307,8 +392,13 @@ def render(run: dict[str, Any], chart: Path | None) -> str:
     return "\n".join(parts)
 
 
-def write_doc(run: dict[str, Any], chart: Path | None, doc: Path = DOC) -> None:
-    """Replace the generated section of ``doc`` (appended on first use); keep the rest as is."""
+def write_doc(
+    run: dict[str, Any], chart: Path | None, doc: Path = DOC, cpu_chart: Path | None = None
+) -> None:
+    """Replace the generated section of ``doc`` (appended on first use); keep the rest as is.
+
+    It leads with the CPU per GB by role (:func:`cpu_section`), then every workload."""
+    cpu = cpu_section(run, cpu_chart)
     generated = [
         BEGIN,
         "",
@@ -318,6 +408,8 @@ def write_doc(run: dict[str, Any], chart: Path | None, doc: Path = DOC) -> None:
         "",
         conditions_text(run),
         "",
+        *cpu,
+        *(["### Every workload", ""] if cpu else []),
         render(run, chart),
         "",
     ]

@@ -37,9 +37,11 @@ ENCODING = {"shares-needed": 3, "shares-happy": 7, "shares-total": 10}
 class TahoeStore:
     name = "tahoe"
 
-    def __init__(self, web: str, client_pid: int) -> None:
+    def __init__(self, web: str, client_pid: int, cpu_pids: dict[str, list[int]]) -> None:
         self.web = web
         self._pid = client_pid
+        # whose CPU time big PUTs and GETs report per GB, by role (bench/cpu.py)
+        self.cpu_pids = cpu_pids
         self.http = urllib3.PoolManager(maxsize=64, block=False, retries=False)
         self.caps: dict[str, str] = {}
 
@@ -211,7 +213,13 @@ def running(workdir: Path, storage_nodes: int = STORAGE_NODES) -> Iterator[Tahoe
             [tahoe, "run", "--allow-stdin-close", str(client_dir)], root / "client.log", env=env
         )
         started.append(client)
-        store = TahoeStore(f"http://127.0.0.1:{web}", client.pid)
+        # `tahoe run` stays in the foreground (twistd --nodaemon): each pid is its node
+        cpu_pids = {
+            "client_node": [client.pid],
+            "introducer": [started[0].pid],
+            "storage": [p.pid for p in started[1:-1]],
+        }
+        store = TahoeStore(f"http://127.0.0.1:{web}", client.pid, cpu_pids)
 
         def connected() -> bool:
             resp = store.http.request("GET", f"{store.web}/?t=json", timeout=5)

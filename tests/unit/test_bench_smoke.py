@@ -78,11 +78,38 @@ def test_ratios_favour_skymesh_above_one_and_verdicts_follow_targets() -> None:
     assert "| PUT 1 GiB | 300.0 MB/s | 150.0 MB/s | 2.00x |" in text
 
 
-def test_write_doc_keeps_the_hand_written_part(tmp_path: Path) -> None:
+def test_cpu_table_lines_up_each_systems_roles(tmp_path: Path) -> None:
+    cpu = {"cpu_client_s_per_gb": 3.0}
+    sky = {
+        "put-big": _m(100, "MB/s", seconds=1.0, **cpu, cpu_gateway_s_per_gb=6.5,
+                      cpu_coordinator_s_per_gb=1.25, cpu_nodes_s_per_gb=5.0),
+        "ttfb": _m(20, "ms"),  # no CPU details: not in the table
+    }  # fmt: skip
+    tahoe = {
+        "put-big": _m(15, "MB/s", **cpu, cpu_client_node_s_per_gb=20.0,
+                      cpu_introducer_s_per_gb=0.0, cpu_storage_s_per_gb=8.0),
+    }  # fmt: skip
+    moto = {"put-big": _m(120, "MB/s", **cpu, cpu_server_s_per_gb=4.0)}
+    run = _run(sky, moto)
+    run["systems"]["tahoe"] = {"rows": tahoe}
+    text = report.cpu_table(run)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 3  # header, rule, one row per system
+    # client | front end | coordinator | storage nodes | servers | all | MB/s
+    assert (
+        "| PUT 1 GiB | skymesh | 3.00 | 6.50 | 1.25 | 5.00 | 12.75 | **15.75** | 100.0 |" in lines
+    )
+    assert "| PUT 1 GiB | tahoe | 3.00 | 20.00 | 0.00 | 8.00 | 28.00 | **31.00** | 15.0 |" in lines
+    assert "| PUT 1 GiB | moto | 3.00 | 4.00 | – | – | 4.00 | **7.00** | 120.0 |" in lines
+    assert report.cpu_table(_run({"ttfb": _m(20, "ms")})) == ""  # no big transfer: no table
     doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n\nHand-written intro.\n")
-    run = {
-        **_run({"list": _m(25_000, "keys/s", seconds=4.0)}),
+    report.write_doc({**run, **_conditions()}, None, doc, cpu_chart=tmp_path / "cpu.png")
+    text = doc.read_text()  # the generated section leads with the CPU table and its chart
+    assert text.index(lines[2]) < text.index("![CPU seconds per GB") < text.index("| workload |")
+
+
+def _conditions() -> dict[str, Any]:
+    return {
         "conditions": {  # what report.conditions() reads off the machine, made up
             "date": "2026-01-01 00:00 UTC",
             "cpu": "test CPU",
@@ -99,12 +126,19 @@ def test_write_doc_keeps_the_hand_written_part(tmp_path: Path) -> None:
         },
         "seconds": 60.0,
     }
+
+
+def test_write_doc_keeps_the_hand_written_part(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nHand-written intro.\n")
+    run = {**_run({"list": _m(25_000, "keys/s", seconds=4.0)}), **_conditions()}
     report.write_doc(run, None, doc)
     report.write_doc(run, None, doc)  # a second run replaces, never appends
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nHand-written intro.\n")
     assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1
     assert "25,000 keys/s" in text
+    assert "CPU seconds per GB" not in text  # no big transfer in this run: no CPU section
 
 
 def _processes_mentioning(needle: str) -> list[str]:
