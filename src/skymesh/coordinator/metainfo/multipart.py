@@ -50,6 +50,7 @@ from skymesh.coordinator.metainfo.segments import (
     order_segments,
     segment_row,
 )
+from skymesh.coordinator.overlay.residency import bucket_placement
 from skymesh.errors import BadRequest
 from skymesh.wire.metainfo import (
     BeginPartRequest,
@@ -143,12 +144,13 @@ async def begin_part(m: Metainfo, project_id: str, req: BeginPartRequest) -> Pla
         )
     now = m.clock()
 
-    def txn(conn: sa.Connection) -> PendingStream:
-        return _find_upload(conn, project_id, now, req)
+    def txn(conn: sa.Connection) -> tuple[PendingStream, tuple[str, str | None]]:
+        upload = _find_upload(conn, project_id, now, req)
+        return upload, bucket_placement(conn, upload.bucket)
 
-    upload = await m.db.read(txn)
+    _upload, where = await m.db.read(txn)
     return await m.place(
-        req.plain_size, stream_id=req.upload_id, bucket=upload.bucket, part=req.part_number
+        req.plain_size, stream_id=req.upload_id, bucket=where, part=req.part_number
     )
 
 

@@ -37,6 +37,7 @@ from skymesh.coordinator.overlay.addresses import NodeNetworks, parse_node_addre
 from skymesh.coordinator.overlay.admission import OperatorBook, admit_join, operator_record
 from skymesh.coordinator.overlay.compute_reputation import ComputeStanding
 from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.placement import PlacementIndex, placement_index
 from skymesh.coordinator.overlay.reputation import Reputation, ReputationBook, suspended
 from skymesh.errors import BadRequest, Forbidden
 from skymesh.wire.identity import Identity
@@ -212,6 +213,7 @@ class Registry:
         # heartbeat updates one: placement_filters' result holds while it stays the same
         self._membership = 0
         self._filters: tuple[tuple[int, int], set[str], set[str]] | None = None
+        self._index: tuple[tuple[int, int], PlacementIndex] | None = None
         self._loaded_at = -float("inf")
         # node id -> the address this process checked against ``networks``; a
         # heartbeat from another address (or after a restart) is checked again
@@ -298,6 +300,19 @@ class Registry:
                 unvetted.add(n.node_id)
         self._filters = (key, barred, unvetted)
         return barred, unvetted
+
+    async def placement_index(self) -> PlacementIndex:
+        """The usable nodes by region for upload placement (``overlay.placement``).
+
+        Kept while :meth:`placement_filters`' answer holds (no join, leave,
+        (re)admission or reputation change); it reads heartbeats' updates live.
+        """
+        barred, unvetted = await self.placement_filters()
+        assert self._filters is not None
+        key = self._filters[0]
+        if self._index is None or self._index[0] != key:
+            self._index = (key, placement_index(self._nodes, barred, unvetted))
+        return self._index[1]
 
     def is_online(self, node: NodeRecord, now: float | None = None) -> bool:
         return node.is_online(self.clock() if now is None else now, self.offline_after)
