@@ -63,7 +63,8 @@ MAX_BYTES = 2**62  # what a BIGINT holds, with room to add
 MAX_MISSES_READ = 256  # unknown ids of one lookup read from the database, at most
 EXPIRE_BATCH = 500  # stale nodes removed per transaction
 
-_SELECT_ALL = sa.select(nodes)
+# the columns in NodeRecord's field order (all but the last, ``admitted``)
+_SELECT_ALL = sa.select(*(nodes.c[f.name] for f in dataclasses.fields(NodeRecord)[:-1]))
 _UPDATE_JOIN = (
     nodes.update()
     .where(nodes.c.node_id == sa.bindparam("b_node_id"))
@@ -223,9 +224,7 @@ class Registry:
     # ------------------------------------------------------------ reads
 
     def _record(self, row: sa.Row) -> NodeRecord:
-        values = row._asdict()
-        admitted = self.operators.admits(values["operator"], values["region"])
-        return NodeRecord(**values, admitted=admitted)
+        return NodeRecord(*row, self.operators.admits(row.operator, row.region))
 
     async def load(self) -> None:
         def read(conn: sa.Connection) -> tuple[list[sa.Row], list[sa.Row]]:
@@ -233,7 +232,9 @@ class Registry:
 
         node_rows, operator_rows = await self.db.read(read)
         self.operators.replace(operator_rows)
-        self._nodes = {r.node_id: self._record(r) for r in node_rows}
+        admits = self.operators.admits
+        # positional, not row._asdict(): this runs for every node on every reload
+        self._nodes = {r[0]: NodeRecord(*r, admits(r.operator, r.region)) for r in node_rows}
         self._membership += 1
         self._loaded_at = time.monotonic()
 
@@ -420,7 +421,7 @@ class Registry:
                         **values,
                     )
                 )
-            return conn.execute(sa.select(nodes).where(nodes.c.node_id == info.node_id)).one()
+            return conn.execute(_SELECT_ALL.where(nodes.c.node_id == info.node_id)).one()
 
         try:
             row = await self.db.write(txn)
