@@ -254,6 +254,40 @@ async def commit_ms(rpc: RpcClient, tag: str, n: int) -> list[float]:
     return await timed(n, put)
 
 
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds of ``pid`` and its children (PostgreSQL's postmaster and backends)."""
+    if pid is None:
+        return 0.0
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    return sum(process_cpu(p) for p in pids)
+
+
+def db_conflicts(urls: Sequence[str], admin_token: str) -> int:
+    """Write transactions run again after a serialization failure or deadlock, summed
+    over the coordinators at ``urls`` (their ``/metrics``)."""
+    total = 0.0
+    for url in urls:
+        req = urllib.request.Request(
+            url + "/metrics", headers={"Authorization": f"Bearer {admin_token}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            if (
+                line.startswith("skymesh_coordinator_db_retries_total")
+                and 'reason="conflict"' in line
+            ):
+                total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
 def wrk_rps(urls: Sequence[str], api_key: str, script: Path, seconds: int, conns: int) -> float:
     """Requests per second, one ``wrk`` per coordinator URL (sharing ``conns``), summed."""
     per = max(1, conns // len(urls))
@@ -394,12 +428,43 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
         for kind in ("head", "commit"):
             script = _wrk_script(root / f"{kind}.lua", kind)
-            one = wrk_rps(coordinators.urls[:1], api_key, script, args.seconds, args.conns)
-            if len(coordinators.urls) < 2:
-                coordinators.start()
-            two = wrk_rps(coordinators.urls[:2], api_key, script, args.seconds, args.conns)
+            rates = []
+            for n in (1, 2):
+                if len(coordinators.urls) < n:
+                    coordinators.start()
+                urls = coordinators.urls[:n]
+                # where the CPU goes (the machine's cores are the limit on a small VM),
+                # and how often PostgreSQL made a write run again
+                pids = [p.pid for p in coordinators.procs[:n]]
+                before = (
+                    sum(process_cpu(p) for p in pids),
+                    tree_cpu(server.pid),
+                    os.times().children_user + os.times().children_system,
+                    db_conflicts(urls, admin_token),
+                )
+                rate = wrk_rps(urls, api_key, script, args.seconds, args.conns)
+                after = (
+                    sum(process_cpu(p) for p in pids),
+                    tree_cpu(server.pid),
+                    os.times().children_user + os.times().children_system,
+                    db_conflicts(urls, admin_token),
+                )
+                requests = rate * args.seconds
+                cpu = {
+                    f"{who}_cpu_ms_per_request": (a - b) * 1000 / max(requests, 1)
+                    for who, a, b in zip(
+                        ("coordinators", "postgres", "wrk"), after, before, strict=False
+                    )
+                }
+                rates.append(rate)
+                results[f"rps_{kind}_{n}"] = {
+                    "rps": rate,
+                    **cpu,
+                    "conflict_retries": after[3] - before[3],
+                }
+                log(f"{kind}, {n} coordinator(s): {rate:.0f}/s {results[f'rps_{kind}_{n}']}")
+            one, two = rates
             results[f"rps_{kind}"] = {"one": one, "two": two, "ratio": two / one if one else 0}
-            log(f"{kind}: one coordinator {one:.0f}/s, two {two:.0f}/s")
     finally:
         if coordinators is not None:
             coordinators.stop()
