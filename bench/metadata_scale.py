@@ -40,6 +40,7 @@ import psycopg
 
 import skymesh
 from bench import procs
+from bench.cpu import process_cpu
 from skymesh.admin import AdminClient
 from skymesh.coordinator.overlay.reputation import ReputationParams
 from skymesh.rpc import RpcClient
@@ -253,6 +254,40 @@ async def commit_ms(rpc: RpcClient, tag: str, n: int) -> list[float]:
     return await timed(n, put)
 
 
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds of ``pid`` and its children (PostgreSQL's postmaster and backends)."""
+    if pid is None:
+        return 0.0
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    return sum(process_cpu(p) for p in pids)
+
+
+def db_conflicts(urls: Sequence[str], admin_token: str) -> int:
+    """Write transactions run again after a serialization failure or deadlock, summed
+    over the coordinators at ``urls`` (their ``/metrics``)."""
+    total = 0.0
+    for url in urls:
+        req = urllib.request.Request(
+            url + "/metrics", headers={"Authorization": f"Bearer {admin_token}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            if (
+                line.startswith("skymesh_coordinator_db_retries_total")
+                and 'reason="conflict"' in line
+            ):
+                total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
 def wrk_rps(urls: Sequence[str], api_key: str, script: Path, seconds: int, conns: int) -> float:
     """Requests per second, one ``wrk`` per coordinator URL (sharing ``conns``), summed."""
     per = max(1, conns // len(urls))
@@ -355,8 +390,22 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             await asyncio.sleep(2.5)  # the registry's node cache reloads (2 s)
 
             log("placement")
+            pid = coordinators.procs[0].pid
+            cpu0 = process_cpu(pid)
             ms = await placement_ms(rpc, args.placements)
-            results["placement_ms"] = {"p50": _percentile(ms, 0.5), "p95": _percentile(ms, 0.95)}
+            # the coordinator's CPU per placement (user + system): on a shared machine
+            # this, not the wall clock, says what a placement costs it
+            cpu_ms = (process_cpu(pid) - cpu0) * 1000 / (args.placements + 20)
+            results["placement_ms"] = {
+                "p50": _percentile(ms, 0.5),
+                "p95": _percentile(ms, 0.95),
+                "coordinator_cpu_ms": cpu_ms,
+            }
+            log(
+                f"placement p50 {results['placement_ms']['p50']:.1f} ms, coordinator CPU {cpu_ms:.1f} ms each"
+            )
+            if args.placement_only:
+                return results
 
             for size in (10_000, args.objects):
                 log(f"bucket of {size:,} objects")
@@ -379,12 +428,43 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
         for kind in ("head", "commit"):
             script = _wrk_script(root / f"{kind}.lua", kind)
-            one = wrk_rps(coordinators.urls[:1], api_key, script, args.seconds, args.conns)
-            if len(coordinators.urls) < 2:
-                coordinators.start()
-            two = wrk_rps(coordinators.urls[:2], api_key, script, args.seconds, args.conns)
+            rates = []
+            for n in (1, 2):
+                if len(coordinators.urls) < n:
+                    coordinators.start()
+                urls = coordinators.urls[:n]
+                # where the CPU goes (the machine's cores are the limit on a small VM),
+                # and how often PostgreSQL made a write run again
+                pids = [p.pid for p in coordinators.procs[:n]]
+                before = (
+                    sum(process_cpu(p) for p in pids),
+                    tree_cpu(server.pid),
+                    os.times().children_user + os.times().children_system,
+                    db_conflicts(urls, admin_token),
+                )
+                rate = wrk_rps(urls, api_key, script, args.seconds, args.conns)
+                after = (
+                    sum(process_cpu(p) for p in pids),
+                    tree_cpu(server.pid),
+                    os.times().children_user + os.times().children_system,
+                    db_conflicts(urls, admin_token),
+                )
+                requests = rate * args.seconds
+                cpu = {
+                    f"{who}_cpu_ms_per_request": (a - b) * 1000 / max(requests, 1)
+                    for who, a, b in zip(
+                        ("coordinators", "postgres", "wrk"), after, before, strict=False
+                    )
+                }
+                rates.append(rate)
+                results[f"rps_{kind}_{n}"] = {
+                    "rps": rate,
+                    **cpu,
+                    "conflict_retries": after[3] - before[3],
+                }
+                log(f"{kind}, {n} coordinator(s): {rate:.0f}/s {results[f'rps_{kind}_{n}']}")
+            one, two = rates
             results[f"rps_{kind}"] = {"one": one, "two": two, "ratio": two / one if one else 0}
-            log(f"{kind}: one coordinator {one:.0f}/s, two {two:.0f}/s")
     finally:
         if coordinators is not None:
             coordinators.stop()
@@ -393,14 +473,19 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> str:
+    p = r["placement_ms"]
+    placement = (
+        "placement, one 64 MiB segment among " + f"{r['nodes']:,} nodes",
+        f"p50 {p['p50']:.1f} ms, p95 {p['p95']:.1f} ms; coordinator CPU"
+        f" {p['coordinator_cpu_ms']:.1f} ms each",
+    )
+    if "rps_commit" not in r:  # --placement-only
+        return "  ".join(placement)
     small, big = 10_000, r["objects"]
     ls, lb = r[f"list_keys_per_s_{small}"], r[f"list_keys_per_s_{big}"]
     cs, cb = r[f"commit_ms_{small}"], r[f"commit_ms_{big}"]
     rows = [
-        (
-            "placement, one 64 MiB segment among " + f"{r['nodes']:,} nodes",
-            f"p50 {r['placement_ms']['p50']:.1f} ms, p95 {r['placement_ms']['p95']:.1f} ms",
-        ),
+        placement,
         (
             f"listing, keys/s at {small:,} objects (start / middle)",
             f"{ls['from_start']:,.0f} / {ls['from_middle']:,.0f}",
@@ -441,6 +526,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=15, help="each wrk run")
     parser.add_argument("--conns", type=int, default=16, help="wrk connections in all")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--placement-only", action="store_true", help="measure placement, then stop"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.nodes, args.objects, args.seconds = 1_000, 200_000, 5

@@ -8,7 +8,7 @@ coordinators over one database see each other's writes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -19,11 +19,23 @@ T = TypeVar("T")
 
 
 class RowCache(Generic[T]):
-    """Rows of ``table`` as ``make(row)``, keyed by their ``node_id``."""
+    """Rows of ``table`` as ``make(row)``, keyed by their ``node_id``.
 
-    def __init__(self, db: Database, table: sa.Table, make: Callable[[Any], T], ttl: float) -> None:
+    ``columns`` (default: the table's) are what a row holds, in that order: a ``make``
+    that takes them positionally costs far less than ``row._asdict()`` at 10,000 rows.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        table: sa.Table,
+        make: Callable[[Any], T],
+        ttl: float,
+        columns: Sequence[sa.ColumnElement[Any]] | None = None,
+    ) -> None:
         self.db = db
         self.table = table
+        self.select = sa.select(*columns) if columns is not None else sa.select(table)
         self.make = make
         self.ttl = ttl
         self.rows: dict[str, T] = {}
@@ -33,8 +45,8 @@ class RowCache(Generic[T]):
         self.version = 0
 
     async def load(self) -> None:
-        table, make = self.table, self.make
-        rows = await self.db.read(lambda conn: conn.execute(sa.select(table)).all())
+        select, make = self.select, self.make
+        rows = await self.db.read(lambda conn: conn.execute(select).all())
         self.rows = {r.node_id: make(r) for r in rows}
         self._loaded_at = time.monotonic()
         self.version += 1

@@ -8,6 +8,7 @@ from skymesh.coordinator.db.schema import pending_streams
 from skymesh.coordinator.metainfo.checks import MAX_ENCRYPTED_KEY, SIMPLE, check_blob, check_key
 from skymesh.coordinator.metainfo.common import new_stream_id, require_bucket
 from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.overlay.residency import bucket_placement
 from skymesh.errors import BadRequest
 from skymesh.wire.metainfo import BeginObjectRequest, BeginObjectResponse
 
@@ -23,11 +24,16 @@ async def begin_object(
         raise BadRequest(
             f"first segment size must be 1..{m.config.max_segment_size}", code="InvalidArgument"
         )
+
+    def check(conn: sa.Connection) -> tuple[str, str | None]:
+        require_bucket(conn, project_id, req.bucket)
+        return bucket_placement(conn, req.bucket)
+
     # The bucket first, so a missing or foreign bucket is the error even when placement would fail.
-    await m.db.read(lambda conn: require_bucket(conn, project_id, req.bucket))
+    where = await m.db.read(check)
     now = m.clock()
     stream_id = new_stream_id(now)  # first: the placement's root piece id is bound to it
-    placement = await m.place(req.first_segment_size, stream_id=stream_id, bucket=req.bucket)
+    placement = await m.place(req.first_segment_size, stream_id=stream_id, bucket=where)
 
     def txn(conn: sa.Connection) -> None:
         require_bucket(conn, project_id, req.bucket)

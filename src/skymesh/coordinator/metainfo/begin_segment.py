@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from skymesh.coordinator.metainfo.checks import MAX_EXCLUDED_NODES, check_position
 from skymesh.coordinator.metainfo.common import PendingStream, load_pending
 from skymesh.coordinator.metainfo.context import Metainfo
+from skymesh.coordinator.overlay.residency import bucket_placement
 from skymesh.errors import BadRequest
 from skymesh.wire.metainfo import BeginSegmentRequest, Placement
 
@@ -20,16 +21,17 @@ async def begin_segment(m: Metainfo, project_id: str, req: BeginSegmentRequest) 
         raise BadRequest("too many excluded nodes", code="InvalidArgument")
     now = m.clock()
 
-    def txn(conn: sa.Connection) -> PendingStream:
-        return load_pending(conn, project_id, req.stream_id, now)
+    def txn(conn: sa.Connection) -> tuple[PendingStream, tuple[str, str | None]]:
+        stream = load_pending(conn, project_id, req.stream_id, now)
+        return stream, bucket_placement(conn, stream.bucket)
 
-    stream = await m.db.read(txn)
+    stream, where = await m.db.read(txn)
     check_position(req.position.part, req.position.index, stream.kind)
     return await m.place(
         req.plain_size,
         exclude=req.exclude_nodes,
         stream_id=req.stream_id,
-        bucket=stream.bucket,  # pieces stay inside its location constraint
+        bucket=where,  # pieces stay inside its location constraint
         part=req.position.part,
         index=req.position.index,
     )

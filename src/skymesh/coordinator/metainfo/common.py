@@ -40,6 +40,15 @@ NULL_VERSION = "null"  # S3's id of the version written while versioning was not
 _BUCKET_OWNER = sa.select(buckets.c.project_id, buckets.c.versioning).where(
     buckets.c.name == sa.bindparam("bucket")
 )
+# what a new version needs of its bucket, in one read: owner, versioning, Object Lock
+_BUCKET_FOR_WRITE = sa.select(
+    buckets.c.project_id,
+    buckets.c.versioning,
+    buckets.c.object_lock,
+    buckets.c.lock_mode,
+    buckets.c.lock_days,
+    buckets.c.lock_years,
+).where(buckets.c.name == sa.bindparam("bucket"))
 _VERSION_COLUMNS = (
     objects.c.stream_id,
     objects.c.seq,
@@ -63,12 +72,22 @@ _CURRENT_STREAM = (
 
 def require_bucket(conn: sa.Connection, project_id: str, bucket: str) -> str:
     """The bucket exists and belongs to ``project_id``; answers its versioning state."""
-    row = (conn.execute(_BUCKET_OWNER, {"bucket": bucket})).one_or_none()
+    return str(_owned(conn, _BUCKET_OWNER, project_id, bucket).versioning)
+
+
+def require_bucket_for_write(conn: sa.Connection, project_id: str, bucket: str) -> Any:
+    """:func:`require_bucket`, answering the bucket's row as :func:`install_object`
+    takes it (versioning and Object Lock defaults): one statement where two were."""
+    return _owned(conn, _BUCKET_FOR_WRITE, project_id, bucket)
+
+
+def _owned(conn: sa.Connection, select: sa.Select[Any], project_id: str, bucket: str) -> Any:
+    row = (conn.execute(select, {"bucket": bucket})).one_or_none()
     if row is None:
         raise NotFound(f"bucket {bucket!r} does not exist", code="NoSuchBucket")
     if row.project_id != project_id:
         raise Forbidden(f"bucket {bucket!r} belongs to another project", code="AccessDenied")
-    return str(row.versioning)
+    return row
 
 
 _BUCKET_LOCK = sa.select(
@@ -254,23 +273,27 @@ def install_object(
     key: str,
     values: dict[str, Any],
     *,
-    versioning: str,
+    bucket_row: Any,
     if_match: str = "",
     if_none_match: str = "",
     lock: ObjectLock | None = None,
 ) -> dict[str, Any]:
     """Make ``values`` the latest version at (bucket, key), after S3's write conditions.
 
+    ``bucket_row`` is :func:`require_bucket_for_write`'s answer (in this transaction).
+
     The conditions are checked against the latest version under the writer's lock
     (a delete marker counts as no object), so of racing conditional writers exactly
     one wins. The new version gets the Object Lock ``lock`` asks for, else the
     bucket's default retention. Returns the new row's values.
     """
-    locked = new_version_lock(lock, bucket_lock(conn, bucket), now)
+    locked = new_version_lock(lock, bucket_row, now)
     latest = current_stream(conn, bucket, key)
     live = None if latest is None or latest.delete_marker else latest
     check_write_conditions(None if live is None else live.etag, if_match, if_none_match)
-    return add_version(conn, now, bucket, key, {**values, **locked}, latest, versioning)
+    return add_version(
+        conn, now, bucket, key, {**values, **locked}, latest, str(bucket_row.versioning)
+    )
 
 
 def add_delete_marker(

@@ -14,9 +14,9 @@ from skymesh.config import CoordinatorConfig
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.metainfo.roots import RootKey
 from skymesh.coordinator.orders import OrderSigner
-from skymesh.coordinator.overlay.placement import placement_preference, plan_segment
+from skymesh.coordinator.overlay.placement import place_segment, placement_preference
 from skymesh.coordinator.overlay.registry import Registry
-from skymesh.coordinator.overlay.residency import bucket_placement, residency
+from skymesh.coordinator.overlay.residency import residency
 from skymesh.wire.metainfo import AddressedOrder, CodecParams, Placement, Scheme, Tag
 from skymesh.wire.node import PieceAction
 from skymesh.wire.pieces import derive_piece_id
@@ -47,34 +47,36 @@ class Metainfo:
         exclude: Collection[str] = (),
         *,
         stream_id: str,
-        bucket: str,
+        bucket: tuple[str, str | None],
         part: int = 0,
         index: int = 0,
     ) -> Placement:
         """Nodes and PUT orders for segment (``part``, ``index``) of ``stream_id``.
 
+        ``bucket`` is the bucket's ``overlay.residency.bucket_placement``, read by the
+        caller in the transaction that checks the bucket or the stream: as committed,
+        and no round trip of its own.
+
         The root piece id commits to that stream and position: a commit of it
-        anywhere else is refused. Only nodes inside ``bucket``'s location
+        anywhere else is refused. Only nodes inside the bucket's location
         constraint are chosen; a bucket tagged ``skymesh:placement=low-carbon`` prefers
         nodes of low carbon intensity among them (``overlay.placement``).
         """
         now = self.clock()
-        constraint, tags = await self.db.read(lambda conn: bucket_placement(conn, bucket))
+        constraint, tags = bucket
         where = residency(constraint, self.config.jurisdictions)
         low_carbon = tags is not None and placement_preference(
             [(t.key, t.value) for t in msgspec.json.decode(tags, type=list[Tag])]
         )
-        barred, unvetted = await self.registry.placement_filters()
-        plan = plan_segment(
-            await self.registry.all_nodes(),
+        plan = place_segment(
+            await self.registry.placement_index(),
             plain_size=plain_size,
             block_size=self.config.block_size,
             now=now,
             offline_after=self.config.offline_after,
-            exclude=set(exclude) | barred,
+            exclude=exclude,
             fixed_scheme=self.fixed_scheme,
             rng=self.rng,
-            unvetted=unvetted,
             new_node_fraction=self.config.new_node_fraction,
             residency=where,
             low_carbon=low_carbon,

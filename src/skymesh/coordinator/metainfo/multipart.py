@@ -38,6 +38,7 @@ from skymesh.coordinator.metainfo.common import (
     new_stream_id,
     object_info,
     require_bucket,
+    require_bucket_for_write,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.list_versions import run_version_walk
@@ -50,6 +51,7 @@ from skymesh.coordinator.metainfo.segments import (
     order_segments,
     segment_row,
 )
+from skymesh.coordinator.overlay.residency import bucket_placement
 from skymesh.errors import BadRequest
 from skymesh.wire.metainfo import (
     BeginPartRequest,
@@ -143,12 +145,13 @@ async def begin_part(m: Metainfo, project_id: str, req: BeginPartRequest) -> Pla
         )
     now = m.clock()
 
-    def txn(conn: sa.Connection) -> PendingStream:
-        return _find_upload(conn, project_id, now, req)
+    def txn(conn: sa.Connection) -> tuple[PendingStream, tuple[str, str | None]]:
+        upload = _find_upload(conn, project_id, now, req)
+        return upload, bucket_placement(conn, upload.bucket)
 
-    upload = await m.db.read(txn)
+    _upload, where = await m.db.read(txn)
     return await m.place(
-        req.plain_size, stream_id=req.upload_id, bucket=upload.bucket, part=req.part_number
+        req.plain_size, stream_id=req.upload_id, bucket=where, part=req.part_number
     )
 
 
@@ -280,7 +283,8 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
     now = m.clock()
 
     def txn(conn: sa.Connection) -> tuple[Any, str]:
-        versioning = require_bucket(conn, project_id, req.bucket)
+        bucket_row = require_bucket_for_write(conn, project_id, req.bucket)
+        versioning = str(bucket_row.versioning)
         done = committed_before(conn, req.bucket, req.key, req.upload_id, req.etag)
         if done is not None:  # completed already: a retry after a lost answer
             return done, versioning
@@ -334,7 +338,7 @@ async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadReque
             req.bucket,
             req.key,
             values,
-            versioning=versioning,
+            bucket_row=bucket_row,
             if_match=req.if_match,
             if_none_match=req.if_none_match,
             lock=req.lock,

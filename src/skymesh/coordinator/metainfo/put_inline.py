@@ -19,7 +19,7 @@ from skymesh.coordinator.metainfo.common import (
     install_object,
     new_stream_id,
     object_info,
-    require_bucket,
+    require_bucket_for_write,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import (
@@ -73,14 +73,15 @@ async def put_inline(m: Metainfo, project_id: str, req: PutInlineRequest) -> Obj
     rows = [segment_row(stream_id, v, now, number=0) for v in verified]
 
     def txn(conn: sa.Connection) -> tuple[dict[str, Any], str]:
-        versioning = require_bucket(conn, project_id, req.bucket)
+        bucket_row = require_bucket_for_write(conn, project_id, req.bucket)
+        versioning = str(bucket_row.versioning)
         row = install_object(
             conn,
             now,
             req.bucket,
             req.key,
             values,
-            versioning=versioning,
+            bucket_row=bucket_row,
             if_match=req.if_match,
             if_none_match=req.if_none_match,
             lock=req.lock,

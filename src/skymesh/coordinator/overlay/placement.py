@@ -22,14 +22,22 @@ on a grid ten times cleaner is ten times likelier to be drawn first. It is a
 weighting inside the spread above, never a filter: regions still take turns,
 operators still balance, residency still bounds the choice, and dirty nodes still
 get pieces when the clean ones are few or full.
+
+Among many nodes, :func:`place_segment` draws from a :class:`PlacementIndex` (the
+candidates by region, kept between registry changes) and filters only its samples,
+so a placement reads a few hundred node records, not every one; whenever the
+samples cannot decide as the full pass would, it is the full pass,
+:func:`plan_segment`.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from math import log
+from operator import itemgetter
 
 from skymesh.codec import DEFAULT_SCHEME, RedundancyScheme, SegmentLayout, scheme_for_network
 from skymesh.coordinator.overlay.model import NodeRecord
@@ -131,6 +139,8 @@ def plan_segment(
 SAMPLE_PER_PIECE = 8
 SAMPLE_MIN = 64
 
+_first = itemgetter(0)
+
 
 def select_nodes(
     eligible: Sequence[NodeRecord],
@@ -154,6 +164,7 @@ def select_nodes(
     # weight), by operator: a pick takes the first candidate of the region's
     # least-used operator so far, as if scanning the region's whole weighted order.
     quota = max(SAMPLE_MIN, SAMPLE_PER_PIECE * -(-count // max(len(regions), 1)))
+    rand = rng.random
     queues: dict[str, dict[str, list[tuple[float, NodeRecord]]]] = {}
     available = 0
     seen: set[str] = set()
@@ -161,24 +172,22 @@ def select_nodes(
         pool = by_region[region]
         if sample and len(pool) > quota:
             pool = rng.sample(pool, quota)
+        # -log(1 - U) is rng.expovariate(1.0), inlined: this runs for every sampled node
         if low_carbon:
-            keyed = sorted(
+            keyed = [
                 (
-                    (
-                        rng.expovariate(1.0)
-                        * max(n.carbon_intensity, 1.0)
-                        / max(n.capacity_bytes - n.used_bytes, 1),
-                        n,
-                    )
-                    for n in pool
-                ),
-                key=lambda kn: kn[0],
-            )
+                    -log(1.0 - rand())
+                    * max(n.carbon_intensity, 1.0)
+                    / max(n.capacity_bytes - n.used_bytes, 1),
+                    n,
+                )
+                for n in pool
+            ]
         else:
-            keyed = sorted(
-                ((rng.expovariate(1.0) / max(n.capacity_bytes - n.used_bytes, 1), n) for n in pool),
-                key=lambda kn: kn[0],
-            )
+            keyed = [
+                (-log(1.0 - rand()) / max(n.capacity_bytes - n.used_bytes, 1), n) for n in pool
+            ]
+        keyed.sort(key=_first)
         ops: dict[str, list[tuple[float, NodeRecord]]] = {}
         for key, node in keyed:
             if node.node_id not in seen:
@@ -206,6 +215,167 @@ def select_nodes(
             per_operator[node.operator] += 1
             chosen.append(node)
     return chosen
+
+
+# ---------------------------------------------------------------- placement among many nodes
+
+
+@dataclass(frozen=True)
+class PlacementIndex:
+    """The nodes placement may use, by region, between two changes of the registry.
+
+    ``vetted`` and ``unvetted`` hold the ids of admitted nodes not ``barred``, by
+    region; ``nodes`` is the registry's live map of records, so a heartbeat's free
+    space and last-seen time are read when a sample is filtered, without a rebuild.
+    Rebuilt (:func:`placement_index`) when a node joins or leaves, is (re)admitted, or
+    a reputation changes: what the id lists depend on.
+    """
+
+    nodes: Mapping[str, NodeRecord]
+    barred: frozenset[str]
+    unvetted_ids: frozenset[str]
+    vetted: dict[str, list[str]]
+    unvetted: dict[str, list[str]]
+
+
+def placement_index(
+    nodes: Mapping[str, NodeRecord], barred: Collection[str], unvetted: Collection[str]
+) -> PlacementIndex:
+    """Index ``nodes`` (the registry's live map) for :func:`place_segment`."""
+    bar, new = frozenset(barred), frozenset(unvetted)
+    vetted: dict[str, list[str]] = defaultdict(list)
+    fresh: dict[str, list[str]] = defaultdict(list)
+    for node_id, n in nodes.items():
+        if node_id not in bar:
+            (fresh if node_id in new else vetted)[n.region].append(node_id)
+    return PlacementIndex(nodes, bar, new, dict(vetted), dict(fresh))
+
+
+def place_segment(
+    index: PlacementIndex,
+    *,
+    plain_size: int,
+    block_size: int,
+    now: float,
+    offline_after: float,
+    exclude: Collection[str] = (),
+    fixed_scheme: RedundancyScheme | None = None,
+    rng: random.Random | None = None,
+    new_node_fraction: float = 1.0,
+    residency: Residency = ANYWHERE,
+    low_carbon: bool = False,
+) -> SegmentPlan:
+    """:func:`plan_segment` over ``index``'s nodes, reading only samples when it can.
+
+    The sampled pass draws each region's sample (as :func:`select_nodes` does) from
+    its vetted candidates *before* filtering them (online, not excluded, room for a
+    piece), so it costs the same among 10,000 nodes as among 1,000. It stands for
+    the full pass only where it decides the same way: the scheme is the fixed one
+    or the default (the network has at least that many usable nodes: the sample
+    holds them), and at least ``total`` vetted nodes are usable (so unvetted ones
+    get exactly their ``new_node_fraction`` share). A region whose filtered sample
+    holds fewer than ``total`` nodes is filtered whole, so it can give as many
+    pieces as the full pass could take from it. Otherwise (a small or young
+    network, a residency with few nodes, a region-unsafe draw with new nodes) it
+    is the full pass over every node.
+    """
+    rng = rng or random.Random()
+    plan = _sampled_plan(
+        index,
+        plain_size=plain_size,
+        block_size=block_size,
+        seen_since=now - offline_after,
+        excluded=set(exclude),
+        scheme=fixed_scheme or DEFAULT_SCHEME,
+        rng=rng,
+        new_node_fraction=new_node_fraction,
+        residency=residency,
+        low_carbon=low_carbon,
+    )
+    if plan is not None:
+        return plan
+    return plan_segment(
+        list(index.nodes.values()),
+        plain_size=plain_size,
+        block_size=block_size,
+        now=now,
+        offline_after=offline_after,
+        exclude=index.barred.union(exclude),
+        fixed_scheme=fixed_scheme,
+        rng=rng,
+        unvetted=index.unvetted_ids,
+        new_node_fraction=new_node_fraction,
+        residency=residency,
+        low_carbon=low_carbon,
+    )
+
+
+def _sampled_plan(
+    index: PlacementIndex,
+    *,
+    plain_size: int,
+    block_size: int,
+    seen_since: float,
+    excluded: set[str],
+    scheme: RedundancyScheme,
+    rng: random.Random,
+    new_node_fraction: float,
+    residency: Residency,
+    low_carbon: bool,
+) -> SegmentPlan | None:
+    """The sampled pass of :func:`place_segment`; None where only the full pass decides."""
+    count = scheme.total
+    piece_size = SegmentLayout(plain_size, block_size, scheme).piece_size
+    records = index.nodes
+
+    def usable(ids: Sequence[str]) -> list[NodeRecord]:
+        out = []
+        for i in ids:
+            n = records.get(i)
+            if (
+                n is not None
+                and n.last_seen >= seen_since
+                and n.capacity_bytes - n.used_bytes >= piece_size
+                and i not in excluded
+            ):
+                out.append(n)
+        return out
+
+    regions = [r for r in index.vetted if residency.allows(r)]
+    quota = max(SAMPLE_MIN, SAMPLE_PER_PIECE * -(-count // max(len(regions), 1)))
+    pool: list[NodeRecord] = []
+    for region in regions:
+        ids = index.vetted[region]
+        if len(ids) <= quota:
+            pool += usable(ids)
+            continue
+        drawn = usable(rng.sample(ids, quota))
+        if len(drawn) < count:  # many offline or full here: as the full pass would see it
+            drawn = usable(ids)
+            if len(drawn) > quota:
+                drawn = rng.sample(drawn, quota)
+        pool += drawn
+    if len(pool) < count:
+        return None  # too few vetted nodes in the samples: scheme or vetting share may differ
+    fresh_ids = [i for r, ids in index.unvetted.items() if residency.allows(r) for i in ids]
+    fresh: list[NodeRecord] = []
+    if fresh_ids:
+        allowed = new_node_quota(count, new_node_fraction, rng)
+        if allowed:
+            fresh = usable(rng.sample(fresh_ids, min(len(fresh_ids), quota)))
+            if len(fresh) < allowed:
+                fresh = usable(fresh_ids)
+            fresh = limit_new_nodes(
+                fresh, allowed, index.unvetted_ids, 0.0, rng, low_carbon=low_carbon
+            )
+    chosen = select_nodes(pool + fresh, count, rng, low_carbon=low_carbon)
+    if fresh_ids and not region_loss_safe(chosen, scheme.k):
+        # The full pass may let more new nodes in for region safety (few vetted nodes
+        # in some region); with fewer than three regions no draw is safe.
+        fresh_regions = {r for r, ids in index.unvetted.items() if ids and residency.allows(r)}
+        if len(fresh_regions.union(regions)) >= 3:
+            return None
+    return SegmentPlan(scheme=scheme, piece_size=piece_size, nodes=chosen)
 
 
 #: The bucket tag that sets a bucket's placement preference, and its values.

@@ -37,6 +37,7 @@ from skymesh.coordinator.overlay.addresses import NodeNetworks, parse_node_addre
 from skymesh.coordinator.overlay.admission import OperatorBook, admit_join, operator_record
 from skymesh.coordinator.overlay.compute_reputation import ComputeStanding
 from skymesh.coordinator.overlay.model import NodeRecord
+from skymesh.coordinator.overlay.placement import PlacementIndex, placement_index
 from skymesh.coordinator.overlay.reputation import Reputation, ReputationBook, suspended
 from skymesh.errors import BadRequest, Forbidden
 from skymesh.wire.identity import Identity
@@ -62,7 +63,8 @@ MAX_BYTES = 2**62  # what a BIGINT holds, with room to add
 MAX_MISSES_READ = 256  # unknown ids of one lookup read from the database, at most
 EXPIRE_BATCH = 500  # stale nodes removed per transaction
 
-_SELECT_ALL = sa.select(nodes)
+# the columns in NodeRecord's field order (all but the last, ``admitted``)
+_SELECT_ALL = sa.select(*(nodes.c[f.name] for f in dataclasses.fields(NodeRecord)[:-1]))
 _UPDATE_JOIN = (
     nodes.update()
     .where(nodes.c.node_id == sa.bindparam("b_node_id"))
@@ -212,6 +214,7 @@ class Registry:
         # heartbeat updates one: placement_filters' result holds while it stays the same
         self._membership = 0
         self._filters: tuple[tuple[int, int], set[str], set[str]] | None = None
+        self._index: tuple[tuple[int, int], PlacementIndex] | None = None
         self._loaded_at = -float("inf")
         # node id -> the address this process checked against ``networks``; a
         # heartbeat from another address (or after a restart) is checked again
@@ -221,9 +224,7 @@ class Registry:
     # ------------------------------------------------------------ reads
 
     def _record(self, row: sa.Row) -> NodeRecord:
-        values = row._asdict()
-        admitted = self.operators.admits(values["operator"], values["region"])
-        return NodeRecord(**values, admitted=admitted)
+        return NodeRecord(*row, self.operators.admits(row.operator, row.region))
 
     async def load(self) -> None:
         def read(conn: sa.Connection) -> tuple[list[sa.Row], list[sa.Row]]:
@@ -231,7 +232,9 @@ class Registry:
 
         node_rows, operator_rows = await self.db.read(read)
         self.operators.replace(operator_rows)
-        self._nodes = {r.node_id: self._record(r) for r in node_rows}
+        admits = self.operators.admits
+        # positional, not row._asdict(): this runs for every node on every reload
+        self._nodes = {r[0]: NodeRecord(*r, admits(r.operator, r.region)) for r in node_rows}
         self._membership += 1
         self._loaded_at = time.monotonic()
 
@@ -298,6 +301,19 @@ class Registry:
                 unvetted.add(n.node_id)
         self._filters = (key, barred, unvetted)
         return barred, unvetted
+
+    async def placement_index(self) -> PlacementIndex:
+        """The usable nodes by region for upload placement (``overlay.placement``).
+
+        Kept while :meth:`placement_filters`' answer holds (no join, leave,
+        (re)admission or reputation change); it reads heartbeats' updates live.
+        """
+        barred, unvetted = await self.placement_filters()
+        assert self._filters is not None
+        key = self._filters[0]
+        if self._index is None or self._index[0] != key:
+            self._index = (key, placement_index(self._nodes, barred, unvetted))
+        return self._index[1]
 
     def is_online(self, node: NodeRecord, now: float | None = None) -> bool:
         return node.is_online(self.clock() if now is None else now, self.offline_after)
@@ -405,7 +421,7 @@ class Registry:
                         **values,
                     )
                 )
-            return conn.execute(sa.select(nodes).where(nodes.c.node_id == info.node_id)).one()
+            return conn.execute(_SELECT_ALL.where(nodes.c.node_id == info.node_id)).one()
 
         try:
             row = await self.db.write(txn)

@@ -27,7 +27,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import sqlalchemy as sa
 
@@ -191,7 +191,13 @@ class ReputationBook:
         self.db = db
         self.params = params
         self.clock = clock
-        self._cache = RowCache(db, node_reputation, lambda r: Reputation(**r._asdict()), cache_ttl)
+        self._cache = RowCache(
+            db,
+            node_reputation,
+            lambda r: Reputation(*r),
+            cache_ttl,
+            columns=[node_reputation.c[f.name] for f in fields(Reputation)],
+        )
         self.disqualifications = 0  # since start, for metrics
 
     async def load(self) -> None:
