@@ -33,7 +33,11 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import buckets, pending_streams, projects, segments
-from skymesh.coordinator.metainfo.common import find_version, install_object
+from skymesh.coordinator.metainfo.common import (
+    find_version,
+    install_object,
+    require_bucket_for_write,
+)
 from skymesh.testing.postgres import PostgresServer
 
 DRIVERS = {"psycopg": "postgresql+psycopg", "asyncpg": "postgresql+asyncpg"}
@@ -90,7 +94,9 @@ def commit(stream_id: str, key: str) -> Callable[[sa.Connection], None]:
     }
 
     def txn(conn: sa.Connection) -> None:
-        install_object(conn, 1.0, "b", key, values, versioning="")
+        install_object(
+            conn, 1.0, "b", key, values, bucket_row=require_bucket_for_write(conn, "p", "b")
+        )
         conn.execute(segments.insert(), [_segment(stream_id, 1.0)])
         conn.execute(pending_streams.delete().where(pending_streams.c.stream_id == stream_id))
 

@@ -19,7 +19,11 @@ import sqlalchemy as sa
 from skymesh.coordinator.db.engine import Database
 from skymesh.coordinator.db.schema import buckets, node_reputation, objects, projects
 from skymesh.coordinator.db.url import parse
-from skymesh.coordinator.metainfo.common import current_stream, install_object
+from skymesh.coordinator.metainfo.common import (
+    current_stream,
+    install_object,
+    require_bucket_for_write,
+)
 from skymesh.errors import PreconditionFailed, Unavailable
 from skymesh.pgprocs import free_port
 from skymesh.testing.postgres import PostgresServer
@@ -99,7 +103,15 @@ async def test_racing_if_none_match_writes_one_wins(db: Database) -> None:
 
         def txn(conn: sa.Connection) -> dict[str, Any]:
             current_stream(conn, "b", "k")  # what the racer saw: no object yet
-            return install_object(conn, 1.0, "b", "k", values, versioning="", if_none_match="*")
+            return install_object(
+                conn,
+                1.0,
+                "b",
+                "k",
+                values,
+                bucket_row=require_bucket_for_write(conn, "p", "b"),
+                if_none_match="*",
+            )
 
         return txn
 

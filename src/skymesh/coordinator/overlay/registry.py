@@ -224,7 +224,7 @@ class Registry:
     # ------------------------------------------------------------ reads
 
     def _record(self, row: sa.Row) -> NodeRecord:
-        return NodeRecord(*row, self.operators.admits(row.operator, row.region))
+        return NodeRecord(*(*row, self.operators.admits(row.operator, row.region)))
 
     async def load(self) -> None:
         def read(conn: sa.Connection) -> tuple[list[sa.Row], list[sa.Row]]:
@@ -233,8 +233,9 @@ class Registry:
         node_rows, operator_rows = await self.db.read(read)
         self.operators.replace(operator_rows)
         admits = self.operators.admits
-        # positional, not row._asdict(): this runs for every node on every reload
-        self._nodes = {r[0]: NodeRecord(*r, admits(r.operator, r.region)) for r in node_rows}
+        # positional, not row._asdict(): this runs for every node on every reload; one
+        # tuple of the row's columns and ``admitted`` (NodeRecord's fields in order)
+        self._nodes = {r[0]: NodeRecord(*(*r, admits(r.operator, r.region))) for r in node_rows}
         self._membership += 1
         self._loaded_at = time.monotonic()
 
