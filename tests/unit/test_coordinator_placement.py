@@ -208,3 +208,18 @@ def test_smaller_scheme_when_some_nodes_are_full() -> None:
     p = plan(nodes)
     assert str(p.scheme) == str(network_scheme(4))
     assert {n.node_id for n in p.nodes} < {"eu0", "eu1", "us0", "us1"}  # one left spare
+
+
+def test_low_carbon_weighs_the_watts_per_terabyte_too() -> None:
+    """Same PUE and grid; one site needs a tenth of the power per TB stored."""
+    import dataclasses
+
+    lean = dataclasses.replace(node("lean", "eu"), storage_watts_per_tb=1.0)
+    hungry = dataclasses.replace(node("hungry", "eu"), storage_watts_per_tb=10.0)
+    rng = random.Random(1)
+    firsts = Counter(
+        select_nodes([lean, hungry], 1, rng, low_carbon=True)[0].node_id for _ in range(2000)
+    )
+    assert firsts["lean"] > 0.85 * 2000  # 10:11 expected
+    plain = Counter(select_nodes([lean, hungry], 1, rng)[0].node_id for _ in range(2000))
+    assert 0.4 * 2000 < plain["lean"] < 0.6 * 2000

@@ -165,3 +165,30 @@ def test_vetting_never_costs_region_safety() -> None:
             new_node_fraction=0.0,
         )
         assert Counter(n.region for n in plan.nodes) == {"a": 2, "b": 2, "c": 2}
+
+
+@pytest.mark.parametrize("low_carbon", [False, True])
+def test_a_young_network_keeps_its_spread(low_carbon: bool) -> None:
+    """Every node new (the draw of new nodes is the placement): regions still take turns.
+
+    4 regions of 6 nodes, 14 pieces: each region holds 3 or 4, so losing any one
+    still leaves 10 of the 8 needed, as among vetted nodes.
+    """
+    from skymesh.coordinator.overlay.placement import plan_segment
+
+    nodes = [_node(i, "abcd"[i % 4]) for i in range(24)]
+    unvetted = {n.node_id for n in nodes}
+    for seed in range(40):
+        plan = plan_segment(
+            nodes,
+            plain_size=1000,
+            block_size=65520,
+            now=NOW,
+            offline_after=20.0,
+            rng=random.Random(seed),
+            unvetted=unvetted,
+            new_node_fraction=0.05,
+            low_carbon=low_carbon,
+        )
+        assert plan.scheme.total == 14
+        assert sorted(Counter(n.region for n in plan.nodes).values()) == [3, 3, 4, 4], seed

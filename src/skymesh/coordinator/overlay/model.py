@@ -36,6 +36,15 @@ class NodeRecord:
         return max(self.pue, 1.0) * max(self.grid_gco2_kwh, 0.0)
 
     @property
+    def storage_carbon(self) -> float:
+        """gCO2 an hour per TB stored: watts per TB x PUE x grid intensity / 1000.
+
+        Clamped (watts per TB at least 0.1, gCO2/kWh at the plug at least 1) so no
+        declaration makes a node infinitely attractive to low-carbon placement.
+        """
+        return max(self.storage_watts_per_tb, 0.1) * max(self.carbon_intensity, 1.0) / 1000
+
+    @property
     def free_bytes(self) -> int:
         return max(0, self.capacity_bytes - self.used_bytes)
 

@@ -16,9 +16,10 @@ the piece), then a spread:
   piling on the emptiest node between two heartbeats.
 
 A bucket that prefers low carbon (``low_carbon``: its ``skymesh:placement`` tag,
-see :func:`placement_preference`) divides each node's weight by its carbon
-intensity (PUE x grid gCO2/kWh, :attr:`NodeRecord.carbon_intensity`): a node
-on a grid ten times cleaner is ten times likelier to be drawn first. It is a
+see :func:`placement_preference`) divides each node's weight by the carbon of
+keeping a byte there (watts per TB x PUE x grid gCO2/kWh,
+:attr:`NodeRecord.storage_carbon`): a node whose stored terabyte emits ten times
+less is ten times likelier to be drawn first. It is a
 weighting inside the spread above, never a filter: regions still take turns,
 operators still balance, residency still bounds the choice, and dirty nodes still
 get pieces when the clean ones are few or full.
@@ -153,7 +154,7 @@ def select_nodes(
     """``count`` distinct nodes spread over regions, then operators, weighted by free space.
 
     ``sample=False`` draws among every node of each region instead of a sample;
-    ``low_carbon`` divides each weight by the node's carbon intensity.
+    ``low_carbon`` divides each weight by the node's storage carbon.
     """
     by_region: dict[str, list[NodeRecord]] = defaultdict(list)
     for node in eligible:
@@ -176,9 +177,7 @@ def select_nodes(
         if low_carbon:
             keyed = [
                 (
-                    -log(1.0 - rand())
-                    * max(n.carbon_intensity, 1.0)
-                    / max(n.capacity_bytes - n.used_bytes, 1),
+                    -log(1.0 - rand()) * n.storage_carbon / max(n.capacity_bytes - n.used_bytes, 1),
                     n,
                 )
                 for n in pool
@@ -434,15 +433,38 @@ def limit_new_nodes(
     fresh = [n for n in eligible if n.node_id in unvetted]
     allowed = max(new_node_quota(count, fraction, rng), count - len(vetted))
     if len(fresh) > allowed:
-        if low_carbon:  # a weighted draw without replacement (exponential clocks)
-            keyed = sorted(
-                (rng.expovariate(1.0) * max(n.carbon_intensity, 1.0) / max(n.free_bytes, 1), i)
-                for i, n in enumerate(fresh)
-            )
-            fresh = [fresh[i] for _, i in keyed[:allowed]]
-        else:
-            fresh = rng.sample(fresh, allowed)
+        fresh = _spread_draw(fresh, allowed, Counter(n.region for n in vetted), rng, low_carbon)
     return vetted + fresh
+
+
+def _spread_draw(
+    nodes: Sequence[NodeRecord],
+    count: int,
+    have: Counter[str],
+    rng: random.Random,
+    low_carbon: bool,
+) -> list[NodeRecord]:
+    """``count`` of ``nodes``, the region with the fewest so far (``have``) drawing next.
+
+    Within a region the draw is weighted as :func:`select_nodes` weights it. Drawn
+    from the whole network at once, a young network's kept nodes (where this draw is
+    the placement) could leave a region out or pile into one, and the spread that
+    follows could do no better than the pool.
+    """
+    rand = rng.random
+    queues: dict[str, list[tuple[float, NodeRecord]]] = defaultdict(list)
+    for n in nodes:
+        carbon = n.storage_carbon if low_carbon else 1.0
+        queues[n.region].append((-log(1.0 - rand()) * carbon / max(n.free_bytes, 1), n))
+    for queue in queues.values():
+        queue.sort(key=_first, reverse=True)  # popped from the end: lightest key first
+    have = Counter(have)
+    drawn: list[NodeRecord] = []
+    while len(drawn) < count:
+        region = min((r for r in queues if queues[r]), key=lambda r: (have[r], rand()))
+        drawn.append(queues[region].pop()[1])
+        have[region] += 1
+    return drawn
 
 
 def select_additional_nodes(
