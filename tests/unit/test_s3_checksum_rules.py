@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import random
+import zlib
 
 import pytest
 
+from skymesh.client import crc
+from skymesh.codec import isal
 from skymesh.coordinator.metainfo.checks import check_write_conditions
 from skymesh.errors import BadRequest, NotFound, PreconditionFailed
 from skymesh.gateway.s3.errors import S3Error
@@ -32,6 +36,31 @@ def test_check_values_in_pieces(algorithm: str, expected: bytes) -> None:
         c.update(piece)
     assert c.digest() == expected
     assert c.b64() == base64.b64encode(expected).decode()
+
+
+def test_large_crc32_through_isal_is_zlibs() -> None:
+    if isal.library() is None:
+        pytest.skip("no ISA-L here: zlib computes every CRC32")
+    assert crc._native() is not None  # ISA-L is there, so it is used
+    data = bytearray(random.Random(7).randbytes(3 * 1024 * 1024 + 5))
+    view = memoryview(data)
+    assert crc.crc32(data) == zlib.crc32(data)
+    # chained, from odd offsets, through every path: native (writable), zlib (read-only, small)
+    value = 0
+    for piece in (
+        view[:1],
+        view[1 : 1 + crc.MIN_NATIVE + 3],
+        bytes(view[crc.MIN_NATIVE + 4 : 1 << 20]),
+        view[1 << 20 :],
+    ):
+        value = crc.crc32(piece, value)
+    assert value == zlib.crc32(data)
+    c = Checksum("crc32c")
+    c.update(view[:12345])
+    c.update(view[12345:])
+    one = Checksum("crc32c")
+    one.update(bytes(data))
+    assert c.digest() == one.digest()
 
 
 def _b64(n: int) -> str:

@@ -35,7 +35,7 @@ from skymesh.client.keys import KeySource, RootSecretKeys, tags_digested
 from skymesh.client.metainfo import MetainfoClient
 from skymesh.client.multipart import MultipartUploads
 from skymesh.client.objectmeta import BeforeCommit, ObjectMeta, open_meta, seal_meta, with_checksums
-from skymesh.client.writer import Hasher, SegmentWriter
+from skymesh.client.writer import Chunk, Hasher, SegmentWriter
 from skymesh.failover import Endpoints
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
 from skymesh.wire.metainfo import (
@@ -255,7 +255,7 @@ class Client:
         self,
         bucket: str,
         key: str,
-        source: AsyncIterator[bytes],
+        source: AsyncIterator[Chunk],
         *,
         size: int | None = None,
         meta: ObjectMeta | None = None,

@@ -25,7 +25,7 @@ from skymesh.client.objectmeta import (
     seal_meta,
     with_checksums,
 )
-from skymesh.client.writer import Hasher, SegmentWriter
+from skymesh.client.writer import Chunk, Hasher, SegmentWriter
 from skymesh.wire.metainfo import (
     BeginPartRequest,
     BeginSegmentRequest,
@@ -116,7 +116,7 @@ class MultipartUploads:
         key: str,
         upload_id: str,
         part_number: int,
-        source: AsyncIterator[bytes],
+        source: AsyncIterator[Chunk],
         *,
         size: int | None = None,
         hashers: Sequence[Hasher] = (),

@@ -40,6 +40,10 @@ STORE_GRACE = 30.0  # seconds a store under way may finish after its upload was 
 Place = Callable[[SegmentPosition, int, list[str]], Awaitable[Placement]]
 
 
+#: A body's next bytes: a view must stay unchanged once handed over (of bytes, say).
+Chunk = bytes | memoryview
+
+
 class Hasher(Protocol):
     def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
 
@@ -47,7 +51,7 @@ class Hasher(Protocol):
 class ChunkReader:
     """Reads exact-size runs from an async iterator of chunks, into reusable buffers."""
 
-    def __init__(self, chunks: AsyncIterator[bytes]):
+    def __init__(self, chunks: AsyncIterator[Chunk]):
         self._chunks = chunks
         self._left = memoryview(b"")
         self.eof = False
@@ -128,7 +132,7 @@ class SegmentWriter:
         session: aiohttp.ClientSession,
         buffers: BufferPool,
         codec: CodecParams,
-        source: AsyncIterator[bytes],
+        source: AsyncIterator[Chunk],
         key: bytes,
         *,
         key_salt: bytes = b"",

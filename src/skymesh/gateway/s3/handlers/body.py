@@ -17,7 +17,7 @@ import binascii
 import hashlib
 from collections.abc import AsyncIterator
 
-from skymesh.client.writer import Hasher
+from skymesh.client.writer import Chunk, Hasher
 from skymesh.gateway.s3.chunked import AwsChunkedDecoder, decoded_content_length
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.handlers.checksums import (
@@ -97,7 +97,7 @@ class PutBody:
             else None
         )
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[Chunk]:
         content = self.req.http.content
         if self._decoder is None:
             # aiohttp stops a body at its Content-Length; one without (chunked
@@ -116,8 +116,9 @@ class PutBody:
             data = await content.readany()
             if not data:
                 break
+            # views into ``data`` (bytes: they stay valid), copied once, into a segment
             for piece in decoder.feed(data):
-                yield bytes(piece)
+                yield piece
         self.trailers = decoder.finish()
 
     def verify(self, md5_hex: str, size: int) -> dict[str, str]:

@@ -4,8 +4,10 @@ Current SDKs send one of these with almost every upload, either as an
 ``x-amz-checksum-<alg>`` header or in an ``aws-chunked`` trailer. Each is
 computed as the body streams (a hasher handed to the client, so it runs in the
 same worker thread as MD5) and only for the algorithm the request names: these
-run on every PUT and CPU per byte is the budget. Values travel base64-encoded,
-big-endian for the CRCs, as S3 defines them.
+run on every PUT and CPU per byte is the budget, so each CRC runs on the fastest
+routine at hand (CRC32 through ISA-L, :mod:`skymesh.client.crc`; CRC32C and
+CRC64NVME through awscrt). Values travel base64-encoded, big-endian for the CRCs,
+as S3 defines them.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import zlib
 from collections.abc import Mapping, Sequence
 
-import crc32c as _crc32c
 from awscrt import checksums as _crt  # type: ignore[import-untyped]
 
+from skymesh.client.crc import crc32
 from skymesh.gateway.s3.errors import s3_error
 
 ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
@@ -49,9 +50,9 @@ class Checksum:
         if self._hash is not None:
             self._hash.update(data)
         elif self.algorithm == "crc32":
-            self._crc = zlib.crc32(data, self._crc)
+            self._crc = crc32(data, self._crc)
         elif self.algorithm == "crc32c":
-            self._crc = _crc32c.crc32c(data, self._crc)
+            self._crc = _crt.crc32c(data, self._crc)
         else:
             self._crc = _crt.crc64nvme(data, self._crc)
 
