@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,27 @@ async def test_threads_keep_their_connections_and_a_failed_write_leaves_them_usa
         await db.write(lambda conn: conn.execute(sa.text("INSERT INTO t VALUES (2)")))
         rows = await db.read(lambda conn: conn.execute(sa.text("SELECT v FROM t")).scalars().all())
         assert rows == [2]
+
+        # writers at once (SQLite: one group commit): one that raises is undone alone
+        def put(v: int) -> Callable[[sa.Connection], int]:
+            def txn(conn: sa.Connection) -> int:
+                conn.execute(sa.text("INSERT INTO t VALUES (:v)"), {"v": v})
+                if v % 2:
+                    raise Boom
+                return v
+
+            return txn
+
+        batches = db._group.batches if db._group is not None else 0
+        got = await asyncio.gather(
+            *[db.write(put(v)) for v in range(10, 20)], return_exceptions=True
+        )
+        assert [type(g) for g in got] == [int, Boom] * 5
+        if db._group is not None:
+            assert db._group.batches == batches + 1  # ten writers, one transaction
+        rows = await db.read(lambda conn: conn.execute(sa.text("SELECT v FROM t")).scalars().all())
+        assert sorted(rows) == [2, 10, 12, 14, 16, 18]
+        await db.write(lambda conn: conn.execute(sa.text("DELETE FROM t WHERE v >= 10")))
         # reads see what writers on other connections committed, not an old snapshot
         await db.write(lambda conn: conn.execute(sa.text("INSERT INTO t VALUES (3)")))
         for _ in range(8):

@@ -20,8 +20,8 @@ from skymesh.coordinator.metainfo.apply_lifecycle import (
     plan_key,
 )
 from skymesh.errors import ConfigError
-from skymesh.gateway.s3.handlers.lifecycle import EXPIRATION_HEADER, expiration_headers
 from skymesh.gateway.s3.errors import S3Error
+from skymesh.gateway.s3.handlers.lifecycle import EXPIRATION_HEADER, expiration_headers
 from skymesh.gateway.s3.lifecycle import lifecycle_xml, parse_lifecycle
 from skymesh.lifecycle_rules import (
     DAY,
