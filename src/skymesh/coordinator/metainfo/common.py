@@ -63,17 +63,34 @@ _CURRENT_STREAM = (
 
 def require_bucket(conn: sa.Connection, project_id: str, bucket: str) -> str:
     """The bucket exists and belongs to ``project_id``; answers its versioning state."""
-    row = (conn.execute(_BUCKET_OWNER, {"bucket": bucket})).one_or_none()
+    return str(_owned(conn, _BUCKET_OWNER, project_id, bucket).versioning)
+
+
+def _owned(conn: sa.Connection, query: Any, project_id: str, bucket: str) -> Any:
+    row = (conn.execute(query, {"bucket": bucket})).one_or_none()
     if row is None:
         raise NotFound(f"bucket {bucket!r} does not exist", code="NoSuchBucket")
     if row.project_id != project_id:
         raise Forbidden(f"bucket {bucket!r} belongs to another project", code="AccessDenied")
-    return str(row.versioning)
+    return row
 
 
-_BUCKET_LOCK = sa.select(
-    buckets.c.object_lock, buckets.c.lock_mode, buckets.c.lock_days, buckets.c.lock_years
-).where(buckets.c.name == sa.bindparam("bucket"))
+_LOCK_COLUMNS = (
+    buckets.c.object_lock,
+    buckets.c.lock_mode,
+    buckets.c.lock_days,
+    buckets.c.lock_years,
+)
+_BUCKET_LOCK = sa.select(*_LOCK_COLUMNS).where(buckets.c.name == sa.bindparam("bucket"))
+_BUCKET_FOR_WRITE = sa.select(buckets.c.project_id, buckets.c.versioning, *_LOCK_COLUMNS).where(
+    buckets.c.name == sa.bindparam("bucket")
+)
+
+
+def require_bucket_for_write(conn: sa.Connection, project_id: str, bucket: str) -> Any:
+    """:func:`require_bucket` for a write that installs a version: the row has the
+    versioning state and the Object Lock defaults (:func:`bucket_lock`) in one query."""
+    return _owned(conn, _BUCKET_FOR_WRITE, project_id, bucket)
 
 
 def bucket_lock(conn: sa.Connection, bucket: str) -> Any:
@@ -258,15 +275,18 @@ def install_object(
     if_match: str = "",
     if_none_match: str = "",
     lock: ObjectLock | None = None,
+    bucket_row: Any = None,
 ) -> dict[str, Any]:
     """Make ``values`` the latest version at (bucket, key), after S3's write conditions.
 
     The conditions are checked against the latest version under the writer's lock
     (a delete marker counts as no object), so of racing conditional writers exactly
     one wins. The new version gets the Object Lock ``lock`` asks for, else the
-    bucket's default retention. Returns the new row's values.
+    bucket's default retention (from ``bucket_row``, :func:`require_bucket_for_write`'s,
+    when the caller has it). Returns the new row's values.
     """
-    locked = new_version_lock(lock, bucket_lock(conn, bucket), now)
+    defaults = bucket_row if bucket_row is not None else bucket_lock(conn, bucket)
+    locked = new_version_lock(lock, defaults, now)
     latest = current_stream(conn, bucket, key)
     live = None if latest is None or latest.delete_marker else latest
     check_write_conditions(None if live is None else live.etag, if_match, if_none_match)

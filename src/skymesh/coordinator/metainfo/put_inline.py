@@ -19,7 +19,7 @@ from skymesh.coordinator.metainfo.common import (
     install_object,
     new_stream_id,
     object_info,
-    require_bucket,
+    require_bucket_for_write,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import (
@@ -73,7 +73,8 @@ async def put_inline(m: Metainfo, project_id: str, req: PutInlineRequest) -> Obj
     rows = [segment_row(stream_id, v, now, number=0) for v in verified]
 
     def txn(conn: sa.Connection) -> tuple[dict[str, Any], str]:
-        versioning = require_bucket(conn, project_id, req.bucket)
+        bucket = require_bucket_for_write(conn, project_id, req.bucket)
+        versioning = str(bucket.versioning)
         row = install_object(
             conn,
             now,
@@ -84,6 +85,7 @@ async def put_inline(m: Metainfo, project_id: str, req: PutInlineRequest) -> Obj
             if_match=req.if_match,
             if_none_match=req.if_none_match,
             lock=req.lock,
+            bucket_row=bucket,
         )
         insert_segments(conn, rows, verified)
         return row, versioning
