@@ -32,7 +32,7 @@ from skymesh.coordinator.metainfo.common import (
     install_object,
     load_pending,
     object_info,
-    require_bucket,
+    require_bucket_for_write,
 )
 from skymesh.coordinator.metainfo.context import Metainfo
 from skymesh.coordinator.metainfo.segments import order_segments
@@ -50,7 +50,8 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
     now = m.clock()
 
     def txn(conn: sa.Connection) -> tuple[Any, str]:
-        versioning = require_bucket(conn, project_id, req.bucket)
+        bucket = require_bucket_for_write(conn, project_id, req.bucket)
+        versioning = str(bucket.versioning)
         done = committed_before(conn, req.bucket, req.key, req.stream_id, req.etag)
         if done is not None:  # committed already: a retry after a lost answer
             return done, versioning
@@ -85,6 +86,7 @@ async def commit_object(m: Metainfo, project_id: str, req: CommitObjectRequest) 
             if_match=req.if_match,
             if_none_match=req.if_none_match,
             lock=req.lock,
+            bucket_row=bucket,
         )
         conn.execute(
             pending_streams.delete().where(pending_streams.c.stream_id == stream.stream_id)
