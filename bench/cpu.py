@@ -44,3 +44,15 @@ def cpu_per_gb(
     out["cpu_client_s_per_gb"] = (_self_cpu() - client) / gb
     for role, pids in roles.items():
         out[f"cpu_{role}_s_per_gb"] = (sum(process_cpu(p) for p in pids) - before[role]) / gb
+
+
+@contextlib.contextmanager
+def cpu_per_op(roles: Mapping[str, list[int]], ops: int, out: dict[str, float]) -> Iterator[None]:
+    """Fill ``out`` with ``cpu_<role>_ms_per_op``: what one small request costs each role."""
+    before = {r: sum(process_cpu(p) for p in pids) for r, pids in roles.items()}
+    client = _self_cpu()
+    yield
+    out["cpu_client_ms_per_op"] = (_self_cpu() - client) * 1e3 / ops
+    for role, pids in roles.items():
+        spent = sum(process_cpu(p) for p in pids) - before[role]
+        out[f"cpu_{role}_ms_per_op"] = spent * 1e3 / ops

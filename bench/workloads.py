@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.cpu import cpu_per_gb
+from bench.cpu import cpu_per_gb, cpu_per_op
 from bench.data import NullSink, RandomReader, unique_bytes
 from bench.systems import Store
 
@@ -222,11 +222,20 @@ class Runner:
             if self.store.get_small(key) != bodies[key]:
                 raise RuntimeError(f"{self.store.name}: GET {key} returned other bytes")
 
-        wall, lat = self._ops(keys, lambda k: self.store.put_small(k, bodies[k]), threads)
+        roles: dict[str, list[int]] = getattr(self.store, "cpu_pids", {})
+        put_cpu: dict[str, float] = {}  # CPU ms per request, per role: where small requests go
+        get_cpu: dict[str, float] = {}
+        with cpu_per_op(roles, n, put_cpu):
+            wall, lat = self._ops(keys, lambda k: self.store.put_small(k, bodies[k]), threads)
         suffix = "1" if threads == 1 else "n"  # row ids stay put whatever --threads says
-        self.record(f"put-small-{suffix}", _latencies(n, wall, lat))
-        wall, lat = self._ops(keys, get, threads)
-        self.record(f"get-small-{suffix}", _latencies(n, wall, lat))
+        put = _latencies(n, wall, lat)
+        put.detail.update(put_cpu)
+        self.record(f"put-small-{suffix}", put)
+        with cpu_per_op(roles, n, get_cpu):
+            wall, lat = self._ops(keys, get, threads)
+        got = _latencies(n, wall, lat)
+        got.detail.update(get_cpu)
+        self.record(f"get-small-{suffix}", got)
 
     def small(self) -> None:
         self._small("small", 1)

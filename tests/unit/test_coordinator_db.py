@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from skymesh.coordinator.db.engine import Database, alembic_config
+from skymesh.coordinator.db.group import GroupCommit, Outcome
 from skymesh.coordinator.db.schema import metadata
 from skymesh.coordinator.metainfo import common, download, list_objects, list_versions, segments
 from skymesh.wire import routes
@@ -198,6 +201,27 @@ async def test_threads_keep_their_connections_and_a_failed_write_leaves_them_usa
         await db.write(lambda conn: conn.execute(sa.text("INSERT INTO t VALUES (2)")))
         rows = await db.read(lambda conn: conn.execute(sa.text("SELECT v FROM t")).scalars().all())
         assert rows == [2]
+
+        # writers at once (SQLite: one group commit): one that raises is undone alone
+        def put(v: int) -> Callable[[sa.Connection], int]:
+            def txn(conn: sa.Connection) -> int:
+                conn.execute(sa.text("INSERT INTO t VALUES (:v)"), {"v": v})
+                if v % 2:
+                    raise Boom
+                return v
+
+            return txn
+
+        batches = db._group.batches if db._group is not None else 0
+        got = await asyncio.gather(
+            *[db.write(put(v)) for v in range(10, 20)], return_exceptions=True
+        )
+        assert [type(g) for g in got] == [int, Boom] * 5
+        if db._group is not None:
+            assert db._group.batches == batches + 1  # ten writers, one transaction
+        rows = await db.read(lambda conn: conn.execute(sa.text("SELECT v FROM t")).scalars().all())
+        assert sorted(rows) == [2, 10, 12, 14, 16, 18]
+        await db.write(lambda conn: conn.execute(sa.text("DELETE FROM t WHERE v >= 10")))
         # reads see what writers on other connections committed, not an old snapshot
         await db.write(lambda conn: conn.execute(sa.text("INSERT INTO t VALUES (3)")))
         for _ in range(8):
@@ -208,3 +232,27 @@ async def test_threads_keep_their_connections_and_a_failed_write_leaves_them_usa
     finally:
         await db.close()
     assert db._held == {}  # every thread's connections closed
+
+
+async def test_group_commit_skips_a_writer_that_left_before_its_batch() -> None:
+    """A writer cancelled while queued is never run; the others' outcomes reach them."""
+    ran: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def run(txns: Sequence[Any]) -> list[Outcome]:
+        ran.append(list(txns))
+        await release.wait()
+        return [(t != "bad", t if t != "bad" else ValueError(t)) for t in txns]
+
+    group = GroupCommit(run)
+    first = asyncio.ensure_future(group.submit("a"))
+    await asyncio.sleep(0)  # "a" runs alone; the rest queue behind it
+    queued = [asyncio.ensure_future(group.submit(t)) for t in ("b", "gone", "bad")]
+    await asyncio.sleep(0)
+    queued[1].cancel()
+    release.set()
+    assert await first == "a"
+    assert await queued[0] == "b"
+    with pytest.raises(ValueError):
+        await queued[2]
+    assert ran == [["a"], ["b", "bad"]] and group.batches == 2

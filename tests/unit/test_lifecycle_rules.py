@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from skymesh.client.client import StoredObject
+from skymesh.client.objectmeta import ObjectMeta
 from skymesh.config import CoordinatorConfig, load_config
 from skymesh.coordinator.metainfo.apply_lifecycle import (
     DROP_MARKER,
@@ -18,8 +20,8 @@ from skymesh.coordinator.metainfo.apply_lifecycle import (
     plan_key,
 )
 from skymesh.errors import ConfigError
-from skymesh.gateway.s3.bucket_rules import CACHE_TTL, BucketRules
 from skymesh.gateway.s3.errors import S3Error
+from skymesh.gateway.s3.handlers.lifecycle import EXPIRATION_HEADER, expiration_headers
 from skymesh.gateway.s3.lifecycle import lifecycle_xml, parse_lifecycle
 from skymesh.lifecycle_rules import (
     DAY,
@@ -33,7 +35,7 @@ from skymesh.lifecycle_rules import (
     tag_digests,
     upload_expired,
 )
-from skymesh.wire.metainfo import BucketConfig, LifecycleRule, Tag
+from skymesh.wire.metainfo import BucketConfig, LifecycleRule, ObjectInfo, Tag
 
 T0 = datetime(2012, 12, 20, 15, 30, tzinfo=UTC).timestamp()
 
@@ -304,20 +306,35 @@ def test_a_run_starts_a_minute_after_each_day_boundary() -> None:
     assert next_run(10.01, 1.0) == 10.05 and next_run(10.05, 1.0) == 11.05  # a short day
 
 
-async def test_the_gateway_keeps_a_buckets_rules_a_few_seconds() -> None:
-    now = [100.0]
+async def test_the_expiration_header_reads_the_config_authorization_read() -> None:
+    """x-amz-expiration costs no coordinator call of its own: it reads the bucket's
+    configuration that authorization took from the bucket directory."""
     rules = [_rule(expiration_days=1)]
+    config = BucketConfig(name="b", lifecycle=rules, lifecycle_day=DAY)
 
-    async def bucket_config(bucket: str) -> BucketConfig:
-        return BucketConfig(name=bucket, lifecycle=rules, lifecycle_day=2.0)
+    async def no_call(bucket: str) -> BucketConfig:
+        raise AssertionError("the header must not ask the coordinator")
 
-    client: Any = SimpleNamespace(metainfo=SimpleNamespace(bucket_config=bucket_config))
-    cache = BucketRules(clock=lambda: now[0])
-    assert await cache.rules(client, "b") == (rules, 2.0)
-    now[0] += CACHE_TTL - 0.1
-    assert await cache.rules(client, "b") == (rules, 2.0) and cache.reads == 1
-    now[0] += 0.2
-    await cache.rules(client, "b")
-    cache.forget("b")
-    await cache.rules(client, "b")
-    assert cache.reads == 3
+    client = SimpleNamespace(metainfo=SimpleNamespace(bucket_config=no_call))
+    req: Any = SimpleNamespace(
+        access=SimpleNamespace(config=config),
+        ctx=SimpleNamespace(directory=None),
+        client=client,
+        bucket="b",
+    )
+    info = ObjectInfo(
+        bucket="b",
+        key="k",
+        version_id="v",
+        size=1,
+        etag="e",
+        created_at=T0,
+        encrypted_key=b"",
+        encrypted_metadata=b"",
+        segment_count=0,
+    )
+    headers = await expiration_headers(req, StoredObject(info, ObjectMeta()))
+    assert headers == {EXPIRATION_HEADER: expiration_header(after_days(T0, 1), "r")}
+    # no rules in the configuration: no header
+    req.access = SimpleNamespace(config=BucketConfig(name="b"))
+    assert await expiration_headers(req, StoredObject(info, ObjectMeta())) == {}

@@ -125,16 +125,21 @@ class CoordinatorMetrics(TxnObserver):
             registry=reg,
         )
         self._watched: Watched | None = None
+        # each request and transaction counts under labels found once (metrics.Children)
+        self._requests = metrics.Children(self.api_requests)
+        self._durations = metrics.Children(self.api_duration)
+        self._transactions = metrics.Children(self.db_transactions)
+        self._txn_durations = metrics.Children(self.db_duration)
 
     # ------------------------------------------------------------ counted as they happen
 
     def api_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.api_requests.labels(method, route, str(status)).inc()
-        self.api_duration.labels(method, route).observe(seconds)
+        self._requests(method, route, str(status)).inc()
+        self._durations(method, route).observe(seconds)
 
     def transaction(self, kind: str, seconds: float, ok: bool) -> None:
-        self.db_transactions.labels(kind, "ok" if ok else "error").inc()
-        self.db_duration.labels(kind).observe(seconds)
+        self._transactions(kind, "ok" if ok else "error").inc()
+        self._txn_durations(kind).observe(seconds)
 
     def retry(self, kind: str, reason: str) -> None:
         self.db_retries.labels(kind, reason).inc()

@@ -53,6 +53,11 @@ class GatewayMetrics:
             ["operation"],
             registry=reg,
         )
+        # each S3 request counts under labels found once (metrics.Children)
+        self._requests = metrics.Children(self.s3_requests)
+        self._durations = metrics.Children(self.s3_duration)
+        self._received = metrics.Children(self.s3_received)
+        self._sent = metrics.Children(self.s3_sent)
         self.openai_requests = Counter(
             "skymesh_gateway_openai_requests",
             "OpenAI API requests answered, by endpoint and HTTP status.",
@@ -117,12 +122,12 @@ class GatewayMetrics:
     def s3_request(
         self, operation: str, status: int, seconds: float, received: int, sent: int
     ) -> None:
-        self.s3_requests.labels(operation, str(status)).inc()
-        self.s3_duration.labels(operation).observe(seconds)
+        self._requests(operation, str(status)).inc()
+        self._durations(operation).observe(seconds)
         if received:
-            self.s3_received.labels(operation).inc(received)
+            self._received(operation).inc(received)
         if sent:
-            self.s3_sent.labels(operation).inc(sent)
+            self._sent(operation).inc(sent)
 
     def openai_request(self, endpoint: str, status: int) -> None:
         self.openai_requests.labels(endpoint, str(status)).inc()

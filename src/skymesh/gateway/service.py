@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from skymesh.client.buffers import BufferPool
 from skymesh.client.client import Client
+from skymesh.client.keys import RootSecretKeys
 from skymesh.client.metainfo import MetainfoClient
 from skymesh.config import Credential, GatewayConfig, ProjectSecret, load_credentials_file
 from skymesh.errors import ConfigError
@@ -62,6 +63,7 @@ class GatewayService:
         self.port = config.port
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._rpc_session: aiohttp.ClientSession | None = None
         self.context: S3Context | None = None
         self.openai: OpenAIGateway | None = None
         self.coordinators: Endpoints | None = None  # from start()
@@ -93,6 +95,13 @@ class GatewayService:
             read_bufsize=STREAM_BUFSIZE,
             middlewares=NO_REDIRECTS,  # nodes' redirects are never followed
             trace_configs=[self.metrics.trace()],  # piece transfers, counted and timed
+        )
+        # the coordinator's calls (one or more per S3 request) go on a session of their
+        # own, without the piece transfers' trace, whose signals cost every call
+        self._rpc_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
+            middlewares=NO_REDIRECTS,
         )
         # every project's calls share what is learnt of each coordinator's health
         self.coordinators = Endpoints.failover(
@@ -164,20 +173,19 @@ class GatewayService:
     def _client(self, c: Credential) -> Client:
         assert self._session is not None
         assert self.coordinators is not None
-        return Client.for_project(
-            self.coordinators,
-            c.api_key,
-            c.project_id,
-            bytes.fromhex(c.encryption_secret),
-            session=self._session,
+        assert self._rpc_session is not None
+        return Client(
+            MetainfoClient.for_project(self.coordinators, c.api_key, self._rpc_session),
+            RootSecretKeys(c.project_id, bytes.fromhex(c.encryption_secret)),
+            self._session,
             download_extra_pieces=self.config.download_extra_pieces,
             buffers=self.buffers,
         )
 
     async def _ask_keys(self, project: ProjectSecret) -> AccessKeyList:
         """The project's access keys, as the coordinator lists them to its API key."""
-        assert self._session is not None and self.coordinators is not None
-        metainfo = MetainfoClient.for_project(self.coordinators, project.api_key, self._session)
+        assert self._rpc_session is not None and self.coordinators is not None
+        metainfo = MetainfoClient.for_project(self.coordinators, project.api_key, self._rpc_session)
         async with asyncio.timeout(KEY_REFRESH_TIMEOUT):
             return await metainfo.access_keys()
 
@@ -201,6 +209,9 @@ class GatewayService:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._rpc_session is not None:
+            await self._rpc_session.close()
+            self._rpc_session = None
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:

@@ -15,9 +15,11 @@ Engines:
   event loop per transaction, not one (or three) per statement as through
   SQLAlchemy's asyncio engine over aiosqlite. WAL mode lets readers run beside
   the writer; foreign keys are on; there is a busy timeout for other processes.
-  SQLite has one writer at a time: writers queue on an ``asyncio.Lock`` and
+  SQLite has one writer at a time: writers queue (``group.GroupCommit``) and
   take the write lock up front (``BEGIN IMMEDIATE``), so a transaction that
-  reads then writes never fails half way with "database is locked".
+  reads then writes never fails half way with "database is locked"; those that
+  queued while a write ran commit together, each in a savepoint of its own, with
+  one fsync (group commit).
 - PostgreSQL (``postgresql://``: psycopg 3, the default, on the same threads;
   ``postgresql+asyncpg://`` through SQLAlchemy's asyncio engine) runs writers
   concurrently, possibly from several coordinators. To keep SQLite's meaning (as if
@@ -46,7 +48,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -57,6 +59,7 @@ from alembic.config import Config
 from sqlalchemy import event
 
 from skymesh.coordinator.db import retry
+from skymesh.coordinator.db.group import GroupCommit, Outcome
 from skymesh.coordinator.db.url import parse as parse_url
 from skymesh.errors import Unavailable
 from skymesh.private import make_dirs
@@ -69,6 +72,7 @@ DB_FILE = "coordinator.db"
 BUSY_TIMEOUT_MS = 10_000
 DB_THREADS = 4
 _IMMEDIATE = "skymesh_immediate"
+_SAVEPOINT = "skymesh_group"  # each function of a group commit runs inside one
 #: PostgreSQL advisory lock key that migrations hold (any constant no other user takes)
 MIGRATION_LOCK = 0x736B796D657368  # "skymesh"
 
@@ -178,7 +182,8 @@ class Database:
             self._read_options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
             self._write_options = {"isolation_level": "SERIALIZABLE"}
         self.url = parsed.render_as_string(hide_password=True)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # SQLite's writers, one batch at a time (group commit); None: concurrent writers
+        self._group = GroupCommit(self._write_batch) if self.is_sqlite else None
         self._threads = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="db")
         # each database thread's (generation, reader, writer), by thread id; only that
         # thread adds or drops its own
@@ -282,17 +287,14 @@ class Database:
         if self._async is not None:
             return await self._run_async(txn, write=True)
         loop = asyncio.get_running_loop()
-        if self._write_lock is None:
+        if self._group is None:
             return await loop.run_in_executor(self._threads, self._run_write, txn)
-        async with self._write_lock:
-            running = loop.run_in_executor(self._threads, self._run_write, txn)
-            try:
-                return await asyncio.shield(running)
-            except asyncio.CancelledError:
-                # The thread goes on; hold the lock until it is done, so writers stay one at a time.
-                with contextlib.suppress(Exception):
-                    await running
-                raise
+        result: T = await self._group.submit(txn)
+        return result
+
+    async def _write_batch(self, txns: Sequence[Txn[Any]]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._run_batch, txns)
 
     def _connections(self) -> tuple[sa.Connection, sa.Connection]:
         """This database thread's reader and writer, opened on its first transaction
@@ -359,6 +361,55 @@ class Database:
                 raise _unavailable(e) from e  # it may have committed: not ours to run again
             raise
         return result
+
+    def _run_batch(self, txns: Sequence[Txn[Any]]) -> list[Outcome]:
+        """SQLite's group commit: ``txns`` in one transaction, each in a savepoint of its
+        own, so that one that raises is undone alone; an outcome per function. A failure
+        of the whole (connection lost, COMMIT refused) is every function's."""
+        if len(txns) == 1:
+            try:
+                return [(True, self._run_write(txns[0]))]
+            except Exception as e:
+                return [(False, e)]
+        conn = self._connections()[1]
+        trans = conn.begin()
+        outcomes: list[Outcome] = []
+        try:
+            for txn in txns:
+                conn.exec_driver_sql(f"SAVEPOINT {_SAVEPOINT}")
+                try:
+                    outcome: Outcome = (True, txn(conn))
+                except sa.exc.DBAPIError as e:
+                    if retry.is_disconnect(e):
+                        raise
+                    outcome = (False, e)
+                except Exception as e:
+                    outcome = (False, e)
+                if not outcome[0]:
+                    conn.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
+                conn.exec_driver_sql(f"RELEASE {_SAVEPOINT}")
+                outcomes.append(outcome)
+        except sa.exc.DBAPIError as e:
+            self._abort(trans)
+            if retry.is_disconnect(e):
+                self._drop()
+                lost = retry.ConnectionLost(str(e.orig))
+                lost.__cause__ = e
+                return [(False, lost)] * len(txns)
+            return [(False, e)] * len(txns)
+        except BaseException:
+            self._abort(trans)
+            raise
+        try:
+            trans.commit()
+        except sa.exc.DBAPIError as e:
+            self._abort(trans)
+            failed: Exception = e
+            if retry.is_disconnect(e):
+                self._drop()
+                failed = _unavailable(e)  # it may have committed: not ours to run again
+            return [(False, failed)] * len(txns)
+        return outcomes
 
     def _abort(self, trans: sa.RootTransaction) -> None:
         try:

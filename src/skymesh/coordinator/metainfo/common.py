@@ -40,15 +40,16 @@ NULL_VERSION = "null"  # S3's id of the version written while versioning was not
 _BUCKET_OWNER = sa.select(buckets.c.project_id, buckets.c.versioning).where(
     buckets.c.name == sa.bindparam("bucket")
 )
-# what a new version needs of its bucket, in one read: owner, versioning, Object Lock
-_BUCKET_FOR_WRITE = sa.select(
-    buckets.c.project_id,
-    buckets.c.versioning,
+_LOCK_COLUMNS = (
     buckets.c.object_lock,
     buckets.c.lock_mode,
     buckets.c.lock_days,
     buckets.c.lock_years,
-).where(buckets.c.name == sa.bindparam("bucket"))
+)
+# what a new version needs of its bucket, in one read: owner, versioning, Object Lock
+_BUCKET_FOR_WRITE = sa.select(buckets.c.project_id, buckets.c.versioning, *_LOCK_COLUMNS).where(
+    buckets.c.name == sa.bindparam("bucket")
+)
 _VERSION_COLUMNS = (
     objects.c.stream_id,
     objects.c.seq,
@@ -90,9 +91,7 @@ def _owned(conn: sa.Connection, select: sa.Select[Any], project_id: str, bucket:
     return row
 
 
-_BUCKET_LOCK = sa.select(
-    buckets.c.object_lock, buckets.c.lock_mode, buckets.c.lock_days, buckets.c.lock_years
-).where(buckets.c.name == sa.bindparam("bucket"))
+_BUCKET_LOCK = sa.select(*_LOCK_COLUMNS).where(buckets.c.name == sa.bindparam("bucket"))
 
 
 def bucket_lock(conn: sa.Connection, bucket: str) -> Any:

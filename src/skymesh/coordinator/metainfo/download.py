@@ -100,7 +100,9 @@ async def download(m: Metainfo, project_id: str, req: DownloadRequest) -> Downlo
         first: int | None = req.first_segment
         if req.plain_offset is not None:
             first = None
-            if req.plain_offset < info.size:
+            if info.segment_count == 1 and req.plain_offset < info.size:
+                first = 0  # the one segment holds every offset: no query to find it
+            elif req.plain_offset < info.size:
                 first = conn.execute(
                     _SEGMENT_AT, {**stream, "offset": req.plain_offset}
                 ).scalar_one_or_none()

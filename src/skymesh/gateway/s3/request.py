@@ -15,7 +15,6 @@ from skymesh.client.client import Client
 from skymesh.config import Credential, GatewayConfig
 from skymesh.gateway.metrics import GatewayMetrics
 from skymesh.gateway.s3.access import Access
-from skymesh.gateway.s3.bucket_rules import BucketRules
 from skymesh.gateway.s3.errors import s3_error
 from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.router import Endpoint
@@ -36,8 +35,6 @@ class S3Context:
     # bucket owners and configuration for unsigned requests (set by make_app)
     directory: BucketDirectory | None = None
     metrics: GatewayMetrics | None = None  # requests and bytes counted when set
-    # buckets' lifecycle rules, for the headers that depend on them
-    bucket_rules: BucketRules = field(default_factory=BucketRules)
     # brings the served access keys in step with the coordinator (the gateway's key
     # refresh), run when the console API has made or revoked a key
     refresh_keys: Callable[[], Awaitable[object]] | None = None

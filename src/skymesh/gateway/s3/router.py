@@ -20,6 +20,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -510,6 +511,7 @@ def _strip_port(host: str) -> str:
     return host
 
 
+@functools.lru_cache(maxsize=256)  # a gateway sees few Host names; parsing one costs
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)

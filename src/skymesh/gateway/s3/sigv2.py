@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote_to_bytes
@@ -65,9 +66,12 @@ _TURNED_OFF = (
 
 def is_sigv2(req: SigV4Request) -> bool:
     """Whether ``req`` is signed with Signature Version 2 (header or query)."""
-    for value in _index_headers(req.headers).get("authorization", ()):
-        if value.lstrip().startswith("AWS "):
+    items = req.headers.items() if isinstance(req.headers, Mapping) else req.headers
+    for name, value in items:
+        if name.lower() == "authorization" and value.lstrip().startswith("AWS "):
             return True
+    if not req.query:
+        return False
     return any(name in ("AWSAccessKeyId", "Signature") for name, _ in parse_query(req.query))
 
 

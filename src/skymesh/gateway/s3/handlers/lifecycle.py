@@ -7,9 +7,11 @@ A rule's Tag filter travels with the keyed digests of its tags
 object tags stay sealed in their object's metadata.
 
 ``x-amz-expiration`` (GetObject, HeadObject, PutObject) and CreateMultipartUpload's
-``x-amz-abort-date`` / ``x-amz-abort-rule-id`` are worked out here from
-the bucket's rules, kept a few seconds (``gateway/s3/bucket_rules.py``), with the
-same pure matching the coordinator uses.
+``x-amz-abort-date`` / ``x-amz-abort-rule-id`` are worked out here from the bucket's
+configuration that authorization already read (``req.access.config``, from the
+gateway's :class:`~skymesh.gateway.s3.public.BucketDirectory`, kept ``CACHE_TTL``
+seconds), with the same pure matching the coordinator uses: no coordinator call of
+their own.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from skymesh.lifecycle_rules import (
     tag_digests,
     upload_abort,
 )
-from skymesh.wire.metainfo import LifecycleRule
+from skymesh.wire.metainfo import BucketConfig, LifecycleRule
 
 log = logging.getLogger(__name__)
 
@@ -72,22 +74,37 @@ async def delete_bucket_lifecycle(req: S3Request) -> web.StreamResponse:
 
 def _forget(req: S3Request) -> None:
     """This gateway's next x-amz-expiration reads the new rules (others' within the cache TTL)."""
-    req.ctx.bucket_rules.forget(req.bucket)
     if req.ctx.directory is not None:
         req.ctx.directory.forget(req.bucket)
+
+
+async def _config(req: S3Request) -> BucketConfig | None:
+    """The bucket's configuration as authorization read it; a request that was not
+    decided on the bucket's configuration (an anonymous or ACL-granted read) looks it up
+    in the same directory, where that decision left it. None when no project of this
+    gateway owns the bucket or it cannot be read now."""
+    if req.access is not None:
+        return req.access.config
+    if req.ctx.directory is None:
+        return None
+    try:
+        owned = await req.ctx.directory.lookup(req.bucket)
+    except (SkymeshError, aiohttp.ClientError, TimeoutError):
+        return None
+    return owned.config if owned is not None else None
 
 
 async def _rules(req: S3Request, abort: bool = False) -> tuple[list[LifecycleRule], float] | None:
     """The bucket's enabled rules with an Expiration (``abort``: an
     AbortIncompleteMultipartUpload), and the day length; None when none (or the bucket's
     configuration cannot be read now: the headers are advisory)."""
-    try:
-        every, day = await req.ctx.bucket_rules.rules(req.client, req.bucket)
-    except (SkymeshError, aiohttp.ClientError, TimeoutError):
+    config = await _config(req)
+    if config is None or not config.lifecycle:
         return None
+    day = config.lifecycle_day
     rules = [
         r
-        for r in every
+        for r in config.lifecycle
         if r.enabled
         and (
             r.abort_days is not None
