@@ -7,9 +7,12 @@ use. Chat tests need llama.cpp (the ``ai`` extra) and skip without it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +174,51 @@ def test_regions_are_a_hard_filter(client: Any) -> None:
             model=EMBED, input="x", extra_body={"skymesh": {"regions": ["mars"]}}
         )
     assert err.value.status_code == 503 and err.value.body["code"] == "no_healthy_backend"
+
+
+def test_concurrent_embeddings_share_one_engine_call_and_each_gets_its_own_rows(
+    ai: PlanetThread, client: Any
+) -> None:
+    """Requests that arrive while the node's engine is busy go together into its next
+    call (compute/batcher.py); each caller still gets its own vectors and token count."""
+    from tokenizers import BertWordPieceTokenizer
+
+    node, region = ai.planet.nodes[0], ai.planet.config.regions[0]
+    assert node.compute is not None
+    pin = {"skymesh": {"regions": [region]}}
+    client.embeddings.create(model=EMBED, input="warm up", extra_body=pin)
+    batcher = node.compute.batchers[EMBED]
+    release = threading.Event()
+
+    async def occupy() -> None:  # the node's one worker is busy until released
+        async with node.compute.pool.slot():  # type: ignore[union-attr]
+            await asyncio.to_thread(release.wait, 30)
+
+    held = asyncio.run_coroutine_threadsafe(occupy(), ai.loop)
+    texts = ["rivers", "the stars at night", "bread and butter", "x", "snow falls on the hills"]
+    try:
+        with ThreadPoolExecutor(len(texts)) as callers:
+            replies = [
+                callers.submit(client.embeddings.create, model=EMBED, input=t, extra_body=pin)
+                for t in texts
+            ]
+            deadline = time.monotonic() + 20
+            while batcher.queued < len(texts):
+                assert time.monotonic() < deadline, f"only {batcher.queued} requests queued"
+                time.sleep(0.02)
+            calls = batcher.calls
+            release.set()
+            answers = [r.result(timeout=30) for r in replies]
+    finally:
+        release.set()
+        held.result(timeout=30)
+    assert batcher.calls == calls + 1  # all five in one engine call
+    files = MINILM.packaged_files()
+    assert files is not None
+    tokenizer = BertWordPieceTokenizer(str(files[1]), lowercase=True)
+    for text, answer in zip(texts, answers, strict=True):
+        assert _cosine(answer.data[0].embedding, _reference(text)) > 0.999
+        assert answer.usage.prompt_tokens == len(tokenizer.encode(text).ids)
 
 
 # ---------------------------------------------------------------- errors
