@@ -56,6 +56,11 @@ class EmbeddingEngine:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # onnxruntime's worker threads spin after each run waiting for the next: it saves
+        # microseconds of wake-up and costs whole cores of busy-waiting (measured on 2 shared
+        # vCPUs: 23-32 CPU ms per one-text request spinning, 10 without; docs/benchmarks.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
 
