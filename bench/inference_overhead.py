@@ -107,7 +107,8 @@ class Bare:
             for chunk in self.llm.create_chat_completion(
                 messages=msgs, max_tokens=max_tokens, temperature=0.0, stream=True
             ):
-                if chunk["choices"][0]["delta"].get("content"):  # type: ignore[index]
+                delta: Any = chunk["choices"][0]["delta"]  # type: ignore[index]
+                if delta.get("content"):
                     first = first or time.perf_counter() - started
                     tokens += 1  # llama-cpp-python streams one chunk per token
         else:
@@ -206,13 +207,17 @@ def embed_load(net: Net, clients: int, per_client: int) -> dict[str, float]:
     """``clients`` threads, each sending ``per_client`` one-text requests one at a time."""
     counter = iter(range(10**9))
     lock = threading.Lock()
+    refused = [0]
 
     def client() -> None:
         for _ in range(per_client):
             with lock:
                 n = next(counter)
             body = {"model": MINILM.name, "input": TEXT.format(n), "encoding_format": "base64"}
-            resp = net.post("/embeddings", body)
+            while (resp := net.post("/embeddings", body)).status == 429:
+                with lock:  # busy: wait as told and retry, as OpenAI's clients do
+                    refused[0] += 1
+                time.sleep(float(resp.headers.get("Retry-After", "1")))
             if resp.status != 200:
                 raise RuntimeError(f"embeddings: {resp.status} {resp.data[:300]!r}")
 
@@ -222,7 +227,7 @@ def embed_load(net: Net, clients: int, per_client: int) -> dict[str, float]:
             f.result()
     seconds = time.perf_counter() - started
     after, n = net.cpu(), clients * per_client
-    out = {"clients": clients, "requests": n, "per_s": n / seconds}
+    out = {"clients": clients, "requests": n, "per_s": n / seconds, "refused": refused[0]}
     out |= {f"cpu_{r}_ms_per_request": (after[r] - before[r]) / n * 1e3 for r in after}
     out["cpu_client_ms_per_request"] = (_self_cpu() - cpu) / n * 1e3
     return out
@@ -235,11 +240,12 @@ def embeddings(net: Net, rounds: int, requests: int) -> dict[str, Any]:
         for clients in (1, 16):
             r = embed_load(net, clients, max(1, requests // clients))
             runs[str(clients)].append(r)
-            print(f"   embeddings, {clients:2} client(s): {r['per_s']:6.1f}/s, node {r['cpu_node_ms_per_request']:.2f} CPU ms each", flush=True)  # fmt: skip
+            print(f"   embeddings, {clients:2} client(s): {r['per_s']:6.1f}/s, node {r['cpu_node_ms_per_request']:.2f} CPU ms each, {r['refused']} refused (429)", flush=True)  # fmt: skip
     out: dict[str, Any] = {}
     for k, rs in runs.items():
         out[k] = {
             "per_s_median": statistics.median(r["per_s"] for r in rs),
+            "refused": sum(r["refused"] for r in rs),
             **{
                 key: statistics.median(r[key] for r in rs)
                 for key in rs[0]
@@ -296,7 +302,8 @@ def render(run: dict[str, Any]) -> str:
         one, many = e["1"], e["16"]
         lines.append(
             f"  - embeddings: 1 client {one['per_s_median']:.1f}/s, 16 clients"
-            f" {many['per_s_median']:.1f}/s ({e['ratio_16_to_1']:.2f}x); node CPU ms per"
+            f" {many['per_s_median']:.1f}/s ({e['ratio_16_to_1']:.2f}x; {many['refused']} 429s"
+            " retried); node CPU ms per"
             f" request {one['cpu_node_ms_per_request']:.2f} -> {many['cpu_node_ms_per_request']:.2f},"
             f" gateway {one['cpu_gateway_ms_per_request']:.2f} -> {many['cpu_gateway_ms_per_request']:.2f},"
             f" coordinator {one['cpu_coordinator_ms_per_request']:.2f} -> {many['cpu_coordinator_ms_per_request']:.2f}"
