@@ -107,13 +107,14 @@ async def test_batcher_joins_requests_queued_while_busy_and_maps_rows_back() -> 
         assert fake.calls == [[[1]]]
         queued = [asyncio.create_task(batcher.submit(r)) for r in ([2, 3], [4], [5], [6, 7])]
         await asyncio.sleep(0.05)
-        assert batcher.queued == 4 and len(fake.calls) == 1
+        assert batcher.queued == 4 and len(fake.calls) == 1 and batcher.asking
         fake.gate.set()
         assert await first == [10]
         assert [await t for t in queued] == [[20, 30], [40], [50], [60, 70]]
         # FIFO, at most 4 items a call: [2,3],[4],[5] together, then [6,7]
         assert fake.calls[1:] == [[[2, 3], [4], [5]], [[6, 7]]]
         assert (batcher.calls, batcher.served, pool.depth) == (3, 5, 0)
+        assert (batcher.slots, batcher.ran, pool.served) == (3, 5, 3)
     finally:
         fake.gate.set()
         pool.close()

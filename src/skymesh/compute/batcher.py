@@ -67,7 +67,10 @@ class MicroBatcher(Generic[Req, Res]):
         self._forming = False  # a batch task waits for a slot: new requests join its batch
         self._tasks: set[asyncio.Task[None]] = set()  # strong references to batch tasks
         self.calls = 0  # calls of fn (batches, and one-by-one reruns after a failed batch)
+        self.slots = 0  # worker slots held (one per batch)
+        self.ran = 0  # requests whose batch ran (a result or their own error)
         self.served = 0  # requests given a result
+        self.asking = False  # a batch task waits in the pool's queue for a slot
 
     @property
     def queued(self) -> int:
@@ -119,13 +122,17 @@ class MicroBatcher(Generic[Req, Res]):
     async def _batch(self) -> None:
         batch: list[_Waiter[Req, Res]] = []
         try:
+            self.asking = True
             async with self.pool.slot():
-                self._forming = False
+                self.asking = self._forming = False
+                self.slots += 1
                 batch = self._take(self.max_items)
+                self.ran += len(batch)
                 if self._queue:  # more than one batch's worth: the rest forms the next
                     self._start()
                 await self._run(batch)
         except BaseException as e:
+            self.asking = False
             if self._forming:  # refused by the pool (its queue is full) or cancelled while
                 self._forming = False  # waiting: every queued request was to join this batch
                 batch = self._take(self._queued_items)

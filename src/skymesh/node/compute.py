@@ -276,6 +276,16 @@ class NodeCompute:
             )
         return batcher
 
+    def requests_served(self) -> int:
+        """Requests that held a worker slot, alone or in a batch (for metrics)."""
+        batched = self.batchers.values()
+        return self.pool.served - sum(b.slots for b in batched) + sum(b.ran for b in batched)
+
+    def requests_waiting(self) -> int:
+        """Requests waiting for a slot, alone or queued for a batch (for metrics)."""
+        batched = self.batchers.values()
+        return self.pool.waiting - sum(b.asking for b in batched) + sum(b.queued for b in batched)
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         order = self.check_order(request)
         req = await read_json(request, ChatRequest)
