@@ -121,10 +121,10 @@ class MicroBatcher(Generic[Req, Res]):
 
     async def _batch(self) -> None:
         batch: list[_Waiter[Req, Res]] = []
+        waiting = self.asking = True
         try:
-            self.asking = True
             async with self.pool.slot():
-                self.asking = self._forming = False
+                waiting = self.asking = self._forming = False
                 self.slots += 1
                 batch = self._take(self.max_items)
                 self.ran += len(batch)
@@ -132,9 +132,8 @@ class MicroBatcher(Generic[Req, Res]):
                     self._start()
                 await self._run(batch)
         except BaseException as e:
-            self.asking = False
-            if self._forming:  # refused by the pool (its queue is full) or cancelled while
-                self._forming = False  # waiting: every queued request was to join this batch
+            if waiting:  # refused by the pool (its queue is full) or cancelled while waiting:
+                self.asking = self._forming = False  # every queued request was to join it
                 batch = self._take(self._queued_items)
             for w in batch:
                 if isinstance(e, Exception):
