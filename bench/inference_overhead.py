@@ -71,6 +71,20 @@ class Net:
         }
         self.http = urllib3.PoolManager(maxsize=32, timeout=urllib3.Timeout(total=600))
 
+    def wait_models(self, timeout: float = 120.0) -> None:
+        """Until the gateway lists both models (the compute node's first advert is in)."""
+        deadline = time.monotonic() + timeout
+        want = {SMOLLM2.name, MINILM.name}
+        while True:
+            resp = self.http.request(
+                "GET", self.base + "/models", headers={"Authorization": f"Bearer {self.key}"}
+            )
+            if resp.status == 200 and want <= {m["id"] for m in json.loads(resp.data)["data"]}:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not list {sorted(want)} in {timeout:.0f} s")
+            time.sleep(0.5)
+
     def cpu(self) -> dict[str, float]:
         return {role: process_cpu(pid) for role, pid in self.pids.items()}
 
@@ -300,7 +314,9 @@ def network(args: argparse.Namespace) -> Iterator[Net]:
         os.environ["PYTHONPATH"] = str(args.skymesh_src)
     try:
         with skymesh.running(workdir, args.nodes, up_args) as store:
-            yield Net(workdir / "skymesh", store.client.meta.endpoint_url)
+            net = Net(workdir / "skymesh", store.client.meta.endpoint_url)
+            net.wait_models()
+            yield net
     finally:
         if args.skymesh_src:
             if saved is None:
