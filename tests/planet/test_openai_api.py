@@ -187,6 +187,14 @@ def test_concurrent_embeddings_share_one_engine_call_and_each_gets_its_own_rows(
     pin = {"skymesh": {"regions": [region]}}
     client.embeddings.create(model=EMBED, input="warm up", extra_body=pin)
     batcher = node.compute.batchers[EMBED]
+    sizes: list[int] = []  # requests per engine call
+    fn = batcher.fn
+
+    def counted(requests: list[list[str]]) -> list[tuple[Any, int]]:
+        sizes.append(len(requests))
+        return fn(requests)
+
+    batcher.fn = counted
     release = threading.Event()
 
     async def occupy() -> None:  # the node's one worker is busy until released
@@ -205,13 +213,14 @@ def test_concurrent_embeddings_share_one_engine_call_and_each_gets_its_own_rows(
             while batcher.queued < len(texts):
                 assert time.monotonic() < deadline, f"only {batcher.queued} requests queued"
                 time.sleep(0.02)
-            calls = batcher.calls
             release.set()
             answers = [r.result(timeout=30) for r in replies]
     finally:
         release.set()
         held.result(timeout=30)
-    assert batcher.calls == calls + 1  # all five in one engine call
+        batcher.fn = fn
+    # all five went in one engine call (with whatever else was queued: a spot check)
+    assert max(sizes) >= len(texts), sizes
     engine = node.compute.engines[EMBED]
     assert isinstance(engine, EmbeddingEngine)
     for text, answer in zip(texts, answers, strict=True):  # each its own text's row
