@@ -7,9 +7,12 @@ use. Chat tests need llama.cpp (the ``ai`` extra) and skip without it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from typer.testing import CliRunner
 from skymesh.cli import app
 from skymesh.client.client import Client
 from skymesh.compute.catalog import MINILM, SMOLLM2
+from skymesh.compute.engines import EmbeddingEngine
 from skymesh.compute.store import ModelCache, ModelManifest, push_model, read_manifest
 from skymesh.config import write_credentials
 from skymesh.errors import IntegrityError
@@ -171,6 +175,58 @@ def test_regions_are_a_hard_filter(client: Any) -> None:
             model=EMBED, input="x", extra_body={"skymesh": {"regions": ["mars"]}}
         )
     assert err.value.status_code == 503 and err.value.body["code"] == "no_healthy_backend"
+
+
+def test_concurrent_embeddings_share_one_engine_call_and_each_gets_its_own_rows(
+    ai: PlanetThread, client: Any
+) -> None:
+    """Requests that arrive while the node's engine is busy go together into its next
+    call (compute/batcher.py); each caller still gets its own vectors and token count."""
+    node, region = ai.planet.nodes[0], ai.planet.config.regions[0]
+    assert node.compute is not None
+    pin = {"skymesh": {"regions": [region]}}
+    client.embeddings.create(model=EMBED, input="warm up", extra_body=pin)
+    batcher = node.compute.batchers[EMBED]
+    sizes: list[int] = []  # requests per engine call
+    fn = batcher.fn
+
+    def counted(requests: list[list[str]]) -> list[tuple[Any, int]]:
+        sizes.append(len(requests))
+        return fn(requests)
+
+    batcher.fn = counted
+    release = threading.Event()
+
+    async def occupy() -> None:  # the node's one worker is busy until released
+        async with node.compute.pool.slot():  # type: ignore[union-attr]
+            await asyncio.to_thread(release.wait, 30)
+
+    held = asyncio.run_coroutine_threadsafe(occupy(), ai.loop)
+    texts = ["rivers", "the stars at night", "bread and butter", "x", "snow falls on the hills"]
+    try:
+        with ThreadPoolExecutor(len(texts)) as callers:
+            replies = [
+                callers.submit(client.embeddings.create, model=EMBED, input=t, extra_body=pin)
+                for t in texts
+            ]
+            deadline = time.monotonic() + 20
+            while batcher.queued < len(texts):
+                assert time.monotonic() < deadline, f"only {batcher.queued} requests queued"
+                time.sleep(0.02)
+            release.set()
+            answers = [r.result(timeout=30) for r in replies]
+    finally:
+        release.set()
+        held.result(timeout=30)
+        batcher.fn = fn
+    # all five went in one engine call (with whatever else was queued: a spot check)
+    assert max(sizes) >= len(texts), sizes
+    engine = node.compute.engines[EMBED]
+    assert isinstance(engine, EmbeddingEngine)
+    for text, answer in zip(texts, answers, strict=True):  # each its own text's row
+        alone, tokens = engine.embed([text])
+        assert _cosine(answer.data[0].embedding, alone[0]) > 0.9999
+        assert answer.usage.prompt_tokens == tokens[0]
 
 
 # ---------------------------------------------------------------- errors

@@ -418,7 +418,8 @@ class NodeBatches:
         if not isinstance(engine, EmbeddingEngine):
             raise LineError("model_not_supported", f"{model} is not an embedding model")
         started = time.perf_counter()
-        vectors, tokens = await self._slot_run(engine.embed, inputs)
+        vectors, counts = await self._slot_run(engine.embed, inputs)
+        tokens = sum(counts)
         self.compute.pool.record_tokens(tokens, time.perf_counter() - started)
         data = []
         for i, row in enumerate(vectors):

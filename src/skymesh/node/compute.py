@@ -25,12 +25,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
 from skymesh.client.client import Client
+from skymesh.compute.batcher import MicroBatcher
 from skymesh.compute.catalog import KNOWN, ModelSpec, detect_hardware, packaged_models
 from skymesh.compute.engines import ChatEngine, EmbeddingEngine, Engine, Generation, load_engine
 from skymesh.compute.errors import ModelNotFound
@@ -59,6 +61,10 @@ log = logging.getLogger(__name__)
 COMPUTE_MS_HEADER = "X-Skymesh-Compute-Ms"  # service time on the node, for latency breakdowns
 WATTS_PER_CORE = 10.0
 NDJSON = "application/x-ndjson"
+# Inputs one engine call takes from concurrent embedding requests (compute/batcher.py):
+# enough that 16 callers of one text each share a call, few enough that a request
+# queued behind a batch waits a few milliseconds, not seconds.
+EMBED_BATCH_INPUTS = 64
 _encoder = msgspec.json.Encoder()
 
 
@@ -84,6 +90,8 @@ class NodeCompute:
         # tokens served by (model, "prompt" | "completion"), for metrics
         self.tokens: collections.Counter[tuple[str, str]] = collections.Counter()
         self.engines: dict[str, Engine] = {}
+        # per embedding model: concurrent requests share engine calls
+        self.batchers: dict[str, MicroBatcher[list[str], tuple[Any, int]]] = {}
         self._loading: dict[str, asyncio.Lock] = {}
         # models from the network (config.model_credentials): fetched on first use
         self.client: Client | None = None
@@ -240,10 +248,8 @@ class NodeCompute:
         if not isinstance(engine, EmbeddingEngine):
             raise BadRequest(f"{req.model} is not an embedding model")
         started = time.perf_counter()
-        async with self.pool.slot():
-            vectors, tokens = await self.pool.run(engine.embed, req.input)
+        vectors, tokens = await self._batcher(req.model, engine).submit(req.input)
         elapsed = time.perf_counter() - started
-        self.pool.record_tokens(tokens, elapsed)
         self.tokens[req.model, "prompt"] += tokens
         resp = json_response(
             EmbedResponse(
@@ -254,6 +260,31 @@ class NodeCompute:
         )
         resp.headers[COMPUTE_MS_HEADER] = f"{elapsed * 1000:.1f}"
         return resp
+
+    def _batcher(
+        self, model: str, engine: EmbeddingEngine
+    ) -> MicroBatcher[list[str], tuple[Any, int]]:
+        batcher = self.batchers.get(model)
+        if batcher is None:
+
+            def observe(results: list[tuple[Any, int]], seconds: float) -> None:
+                # the engine's rate over whole batches: what adverts and routing use
+                self.pool.record_tokens(sum(tokens for _, tokens in results), seconds)
+
+            batcher = self.batchers[model] = MicroBatcher(
+                self.pool, engine.embed_requests, len, EMBED_BATCH_INPUTS, observe
+            )
+        return batcher
+
+    def requests_served(self) -> int:
+        """Requests that held a worker slot, alone or in a batch (for metrics)."""
+        batched = self.batchers.values()
+        return self.pool.served - sum(b.slots for b in batched) + sum(b.ran for b in batched)
+
+    def requests_waiting(self) -> int:
+        """Requests waiting for a slot, alone or queued for a batch (for metrics)."""
+        batched = self.batchers.values()
+        return self.pool.waiting - sum(b.asking for b in batched) + sum(b.queued for b in batched)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         order = self.check_order(request)

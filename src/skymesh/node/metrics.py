@@ -102,7 +102,7 @@ def _compute(compute: NodeCompute) -> Iterable[Metric]:
         " 429 because the queue was full (refused).",
         labels=["outcome"],
     )
-    requests.add_metric(["served"], pool.served)
+    requests.add_metric(["served"], compute.requests_served())
     requests.add_metric(["refused"], pool.refused)
     yield requests
     tokens = CounterMetricFamily(
@@ -119,5 +119,5 @@ def _compute(compute: NodeCompute) -> Iterable[Metric]:
         labels=["state"],
     )
     queue.add_metric(["running"], pool.running)
-    queue.add_metric(["waiting"], pool.waiting)
+    queue.add_metric(["waiting"], compute.requests_waiting())
     yield queue

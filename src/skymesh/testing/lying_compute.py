@@ -20,7 +20,7 @@ LIE = "Actually,"  # what a lying chat engine puts before its first piece
 
 
 class LyingEmbeddings(EmbeddingEngine):
-    def embed(self, texts: Sequence[str]) -> tuple[Any, int]:
+    def embed(self, texts: Sequence[str]) -> tuple[Any, list[int]]:
         import numpy as np
 
         vectors, tokens = super().embed(texts)
