@@ -34,8 +34,10 @@ from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
 log = logging.getLogger(__name__)
 
-# Stripes per window: a small first window for the first byte, then 4 MiB ones. An
-# 8 MiB range (boto3's part) takes 3 windows: each costs every node one request.
+# Stripes per window: a small first window for the first byte, then 4 MiB ones. Each
+# window costs every node it reads one request, so a tail shorter than a full window
+# joins the window before it: an 8 MiB range (boto3's part, 129 stripes) takes 2
+# windows (4 + 125), not 3, and no window is ever twice the size or more.
 WINDOW_GROWTH = (4, 64)
 HEDGE_MIN = 0.02  # s: a straggler gets at least this long past the first piece
 HEDGE_MAX = 1.0  # s: with no piece at all by then, ask the extra nodes anyway
@@ -242,15 +244,7 @@ class SegmentReader:
 
     async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
         """Plaintext [start, end) of this segment, in windows, fetching one window ahead."""
-        blocks = self.layout.blocks_for(start, end)
-        windows: list[range] = []
-        b = blocks.start
-        step = 0
-        while b < blocks.stop:
-            size = WINDOW_GROWTH[min(step, len(WINDOW_GROWTH) - 1)]
-            windows.append(range(b, min(blocks.stop, b + size)))
-            b += size
-            step += 1
+        windows = split_windows(self.layout.blocks_for(start, end))
         if not windows:
             return
         nxt: asyncio.Task[bytes] | None = asyncio.create_task(self.window(windows[0]))
@@ -272,6 +266,20 @@ class SegmentReader:
             if nxt is not None:
                 nxt.cancel()
                 await asyncio.gather(nxt, return_exceptions=True)
+
+
+def split_windows(blocks: range) -> list[range]:
+    """``blocks`` cut into windows of ``WINDOW_GROWTH`` stripes; a short tail joins the last."""
+    windows: list[range] = []
+    b = blocks.start
+    step = 0
+    while b < blocks.stop:
+        size = WINDOW_GROWTH[min(step, len(WINDOW_GROWTH) - 1)]
+        stop = b + size if blocks.stop - b >= 2 * size else blocks.stop
+        windows.append(range(b, stop))
+        b = stop
+        step += 1
+    return windows
 
 
 class SegmentSource:

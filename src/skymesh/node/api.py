@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 MERKLE_ROOT_HEADER = "X-Skymesh-Merkle-Root"
 CHUNK_SIZE_HEADER = "X-Skymesh-Chunk-Size"
-READ_CHUNK = 1024 * 1024  # most bytes taken from the request stream at a time
+READ_BUFSIZE = 1024 * 1024  # body bytes buffered per connection before reading pauses
 SEND_CHUNK = 1024 * 1024  # bytes per read when not using sendfile
 
 
@@ -99,7 +99,12 @@ def create_app(
     sendfile: bool = True,
 ) -> web.Application:
     """The node's HTTP application (``sendfile=False`` serves pieces by reads and writes)."""
-    app = web.Application(middlewares=[_count_middleware, error_middleware, _refusal_middleware])
+    app = web.Application(
+        middlewares=[_count_middleware, error_middleware, _refusal_middleware],
+        # aiohttp pauses the socket whenever twice this much body waits unread: at its
+        # 64 KiB default a 1.4 MB piece paused and resumed it a dozen times
+        handler_args={"read_bufsize": READ_BUFSIZE},
+    )
     app[NODE] = NodeContext(store, verifier, identity, NodeCounters(), clock, sendfile)
     app.router.add_get("/v1/identity", _identity)
     app.router.add_get("/healthz", _healthz)
@@ -180,7 +185,9 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _body(request: web.Request, counters: NodeCounters) -> AsyncIterator[bytes]:
     try:
-        async for chunk in request.content.iter_chunked(READ_CHUNK):
+        # chunks as the parser made them: iter_chunked would join them into new
+        # buffers, a copy of every byte
+        async for chunk, _ in request.content.iter_chunks():
             counters.bytes_received += len(chunk)
             yield chunk
     except (HttpProcessingError, aiohttp.ClientPayloadError, ConnectionError) as e:
@@ -301,6 +308,10 @@ async def _send(
     if transport is None:
         raise ConnectionResetError("connection lost")
     if sf:
+        sent = _sendfile_now(transport, f.fileno(), start, count)
+        start, count = start + sent, count - sent
+        if not count:
+            return
         try:
             await asyncio.get_running_loop().sendfile(transport, f, start, count)
             return
@@ -314,6 +325,35 @@ async def _send(
             raise SkymeshError("piece file shrank while being sent")
         await resp.write(data)
         pos += len(data)
+
+
+def _sendfile_now(transport: asyncio.BaseTransport, fd: int, start: int, count: int) -> int:
+    """Bytes of ``fd`` sent straight to the socket while it takes them without waiting.
+
+    Most ranges fit the socket's send buffer: one ``sendfile`` call, where the
+    loop's ``sendfile`` costs a dozen Python calls (a drain, reading paused and
+    resumed, a writer registered and removed). Only while the transport holds no
+    unsent bytes (the headers went out whole), or the body would pass them; 0 on
+    a TLS transport, which has no socket to send to.
+    """
+    sock = transport.get_extra_info("socket")
+    if (
+        sock is None
+        or transport.get_extra_info("ssl_object") is not None
+        or not isinstance(transport, asyncio.WriteTransport)
+        or transport.get_write_buffer_size()
+    ):
+        return 0
+    out, sent = sock.fileno(), 0
+    try:
+        while sent < count:
+            n = os.sendfile(out, fd, start + sent, count - sent)
+            if n == 0:  # the file ended early: the loop's sendfile reports it
+                break
+            sent += n
+    except (BlockingIOError, InterruptedError):
+        pass
+    return sent
 
 
 async def _head_piece(request: web.Request) -> web.StreamResponse:
