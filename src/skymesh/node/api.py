@@ -61,6 +61,7 @@ MERKLE_ROOT_HEADER = "X-Skymesh-Merkle-Root"
 CHUNK_SIZE_HEADER = "X-Skymesh-Chunk-Size"
 READ_BUFSIZE = 1024 * 1024  # body bytes buffered per connection before reading pauses
 SEND_CHUNK = 1024 * 1024  # bytes per read when not using sendfile
+_PIECE_HEADERS = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
 
 
 @dataclass
@@ -283,10 +284,9 @@ async def _get_piece(request: web.Request) -> web.StreamResponse:
             status, (start, stop) = 206, span
         count = stop - start
         node.verifier.charge(order, count, request.headers.get(ORDER_HEADER, ""))
-        resp = web.StreamResponse(status=status)
-        resp.content_type = "application/octet-stream"
+        # headers given whole: the content_type setter parses its value on every call
+        resp = web.StreamResponse(status=status, headers=_PIECE_HEADERS)
         resp.content_length = count
-        resp.headers["Accept-Ranges"] = "bytes"
         if status == 206:
             resp.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
         try:
