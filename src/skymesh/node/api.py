@@ -333,14 +333,16 @@ def _sendfile_now(transport: asyncio.BaseTransport, fd: int, start: int, count: 
     Most ranges fit the socket's send buffer: one ``sendfile`` call, where the
     loop's ``sendfile`` costs a dozen Python calls (a drain, reading paused and
     resumed, a writer registered and removed). Only while the transport holds no
-    unsent bytes (the headers went out whole), or the body would pass them; 0 on
-    a TLS transport, which has no socket to send to.
+    unsent bytes (the headers went out whole), or the body would pass them, and
+    never under TLS, whose socket carries ciphertext: 0 then, and the caller
+    sends it all the loop's way.
     """
     sock = transport.get_extra_info("socket")
     if (
         sock is None
         or transport.get_extra_info("ssl_object") is not None
         or not isinstance(transport, asyncio.WriteTransport)
+        or transport.is_closing()
         or transport.get_write_buffer_size()
     ):
         return 0
