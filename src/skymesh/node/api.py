@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 MERKLE_ROOT_HEADER = "X-Skymesh-Merkle-Root"
 CHUNK_SIZE_HEADER = "X-Skymesh-Chunk-Size"
-READ_BUFSIZE = 1024 * 1024  # body bytes buffered per connection before reading pauses
+READ_CHUNK = 1024 * 1024  # most bytes taken from the request stream at a time
 SEND_CHUNK = 1024 * 1024  # bytes per read when not using sendfile
 _PIECE_HEADERS = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
 
@@ -100,12 +100,7 @@ def create_app(
     sendfile: bool = True,
 ) -> web.Application:
     """The node's HTTP application (``sendfile=False`` serves pieces by reads and writes)."""
-    app = web.Application(
-        middlewares=[_count_middleware, error_middleware, _refusal_middleware],
-        # aiohttp pauses the socket whenever twice this much body waits unread: at its
-        # 64 KiB default a 1.4 MB piece paused and resumed it a dozen times
-        handler_args={"read_bufsize": READ_BUFSIZE},
-    )
+    app = web.Application(middlewares=[_count_middleware, error_middleware, _refusal_middleware])
     app[NODE] = NodeContext(store, verifier, identity, NodeCounters(), clock, sendfile)
     app.router.add_get("/v1/identity", _identity)
     app.router.add_get("/healthz", _healthz)
@@ -186,9 +181,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _body(request: web.Request, counters: NodeCounters) -> AsyncIterator[bytes]:
     try:
-        # chunks as the parser made them: iter_chunked would join them into new
-        # buffers, a copy of every byte
-        async for chunk, _ in request.content.iter_chunks():
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
             counters.bytes_received += len(chunk)
             yield chunk
     except (HttpProcessingError, aiohttp.ClientPayloadError, ConnectionError) as e:
