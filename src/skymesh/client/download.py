@@ -208,12 +208,26 @@ class SegmentReader:
             )
         return got
 
-    async def decode(self, blocks: range, pieces: dict[int, bytes]) -> bytes:
-        return await asyncio.to_thread(
-            decode_blocks, self.cipher, self.coder, self.layout, blocks, pieces
-        )
+    async def decode(self, blocks: range, pieces: dict[int, bytes]) -> list[bytes]:
+        """Plaintext of ``blocks``, in parts of at most ``WINDOW_GROWTH[-1]`` stripes.
 
-    async def window(self, blocks: range) -> bytes:
+        A part stays under the allocator's mmap threshold (``tuning.py``); the whole
+        of a joined window (8 MiB) would come from fresh pages, faulted in and zeroed.
+        """
+        return await asyncio.to_thread(self._decode_parts, blocks, pieces)
+
+    def _decode_parts(self, blocks: range, pieces: dict[int, bytes]) -> list[bytes]:
+        first = self.layout.piece_offset(blocks.start)
+        step = WINDOW_GROWTH[-1]
+        parts = []
+        for b in range(blocks.start, blocks.stop, step):
+            part = range(b, min(blocks.stop, b + step))
+            lo, hi = (x - first for x in self.layout.piece_range(part))
+            views = {n: memoryview(p)[lo:hi] for n, p in pieces.items()}
+            parts.append(decode_blocks(self.cipher, self.coder, self.layout, part, views))
+        return parts
+
+    async def window(self, blocks: range) -> list[bytes]:
         for attempt in range(REFRESH_ATTEMPTS + 1):
             generation = self.generation
             try:
@@ -229,7 +243,7 @@ class SegmentReader:
                 raise
         raise AssertionError("unreachable")
 
-    async def _window(self, blocks: range) -> bytes:
+    async def _window(self, blocks: range) -> list[bytes]:
         pieces = await self.fetch(blocks)
         try:
             return await self.decode(blocks, pieces)
@@ -247,7 +261,7 @@ class SegmentReader:
         windows = split_windows(self.layout.blocks_for(start, end))
         if not windows:
             return
-        nxt: asyncio.Task[bytes] | None = asyncio.create_task(self.window(windows[0]))
+        nxt: asyncio.Task[list[bytes]] | None = asyncio.create_task(self.window(windows[0]))
         try:
             for i, w in enumerate(windows):
                 assert nxt is not None
@@ -257,11 +271,13 @@ class SegmentReader:
                     if i + 1 < len(windows)
                     else None
                 )
-                plain = await current
-                w_start = w.start * self.layout.block_size
-                lo = max(start, w_start) - w_start
-                hi = min(end, w_start + len(plain)) - w_start
-                yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
+                pos = w.start * self.layout.block_size
+                for plain in await current:
+                    lo = max(start, pos) - pos
+                    hi = min(end, pos + len(plain)) - pos
+                    pos += len(plain)
+                    if lo < hi:
+                        yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
         finally:
             if nxt is not None:
                 nxt.cancel()
