@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 
@@ -208,30 +208,55 @@ class SegmentReader:
             )
         return got
 
-    async def decode(self, blocks: range, pieces: dict[int, bytes]) -> list[bytes]:
-        """Plaintext of ``blocks``, in parts of at most ``WINDOW_GROWTH[-1]`` stripes.
+    async def decode(self, blocks: range, pieces: Mapping[int, bytes | memoryview]) -> bytes:
+        """Plaintext of ``blocks`` from the pieces' bytes for those blocks alone."""
+        return await asyncio.to_thread(
+            decode_blocks, self.cipher, self.coder, self.layout, blocks, pieces
+        )
 
-        A part stays under the allocator's mmap threshold (``tuning.py``); the whole
-        of a joined window (8 MiB) would come from fresh pages, faulted in and zeroed.
+    async def plaintext(self, blocks: range, pieces: dict[int, bytes]) -> AsyncIterator[bytes]:
+        """Plaintext of window ``blocks`` from its pieces, in parts of at most
+        ``WINDOW_GROWTH[-1]`` stripes, each decoded when the one before it is taken.
+
+        A part stays under the allocator's mmap threshold (``tuning.py``), where a
+        joined window of 125 stripes came from fresh pages; and only one part is
+        held beside the pieces. A part that fails to decode (a lying node) has the
+        window re-read with every piece checked against its Merkle root.
         """
-        return await asyncio.to_thread(self._decode_parts, blocks, pieces)
-
-    def _decode_parts(self, blocks: range, pieces: dict[int, bytes]) -> list[bytes]:
         first = self.layout.piece_offset(blocks.start)
+        verified = False
         step = WINDOW_GROWTH[-1]
-        parts = []
         for b in range(blocks.start, blocks.stop, step):
             part = range(b, min(blocks.stop, b + step))
             lo, hi = (x - first for x in self.layout.piece_range(part))
-            views = {n: memoryview(p)[lo:hi] for n, p in pieces.items()}
-            parts.append(decode_blocks(self.cipher, self.coder, self.layout, part, views))
-        return parts
+            try:
+                plain = await self.decode(part, {n: p[lo:hi] for n, p in _views(pieces)})
+            except errors.CodecError:
+                if verified:
+                    raise
+                log.warning(
+                    "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
+                    self.segment.number,
+                    blocks.start,
+                    blocks.stop - 1,
+                )
+                pieces = await self.renewing(self.fetch_verified, blocks)
+                verified = True
+                plain = await self.decode(part, {n: p[lo:hi] for n, p in _views(pieces)})
+            yield plain
 
-    async def window(self, blocks: range) -> list[bytes]:
+    async def window(self, blocks: range) -> dict[int, bytes]:
+        """The pieces' bytes for window ``blocks`` (orders renewed as needed)."""
+        return await self.renewing(self.fetch, blocks)
+
+    async def renewing(
+        self, fetch: Callable[[range], Awaitable[dict[int, bytes]]], blocks: range
+    ) -> dict[int, bytes]:
+        """``fetch(blocks)``, again with fresh orders when re-reads spent the old ones."""
         for attempt in range(REFRESH_ATTEMPTS + 1):
             generation = self.generation
             try:
-                return await self._window(blocks)
+                return await fetch(blocks)
             except errors.SkymeshError:
                 # re-reads around a lying node can spend the get allowances of honest
                 # ones: ask for fresh orders and try again, rather than fail the read
@@ -243,45 +268,37 @@ class SegmentReader:
                 raise
         raise AssertionError("unreachable")
 
-    async def _window(self, blocks: range) -> list[bytes]:
-        pieces = await self.fetch(blocks)
-        try:
-            return await self.decode(blocks, pieces)
-        except errors.CodecError:
-            log.warning(
-                "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
-                self.segment.number,
-                blocks.start,
-                blocks.stop - 1,
-            )
-            return await self.decode(blocks, await self.fetch_verified(blocks))
-
     async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
         """Plaintext [start, end) of this segment, in windows, fetching one window ahead."""
         windows = split_windows(self.layout.blocks_for(start, end))
         if not windows:
             return
-        nxt: asyncio.Task[list[bytes]] | None = asyncio.create_task(self.window(windows[0]))
+        nxt: asyncio.Task[dict[int, bytes]] | None = asyncio.create_task(self.window(windows[0]))
         try:
             for i, w in enumerate(windows):
                 assert nxt is not None
-                current = nxt
+                pieces = await nxt
                 nxt = (
                     asyncio.create_task(self.window(windows[i + 1]))
                     if i + 1 < len(windows)
                     else None
                 )
                 pos = w.start * self.layout.block_size
-                for plain in await current:
+                async for plain in self.plaintext(w, pieces):
                     lo = max(start, pos) - pos
                     hi = min(end, pos + len(plain)) - pos
                     pos += len(plain)
                     if lo < hi:
                         yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
+                del pieces
         finally:
             if nxt is not None:
                 nxt.cancel()
                 await asyncio.gather(nxt, return_exceptions=True)
+
+
+def _views(pieces: dict[int, bytes]) -> list[tuple[int, memoryview]]:
+    return [(n, memoryview(p)) for n, p in pieces.items()]
 
 
 def split_windows(blocks: range) -> list[range]:
