@@ -32,7 +32,8 @@ def _corrupt(path: Path) -> None:
 
 def test_corrupt_pieces_are_detected_and_avoided(planet: PlanetThread, s3: S3Client) -> None:
     s3.create_bucket(Bucket="faults")
-    data = random_bytes(3 * 1024 * 1024 + 17, seed=99)
+    # 81 stripes: windows of 4 and 77, the second decoded in parts of 64 and 13
+    data = random_bytes(5 * 1024 * 1024 + 17, seed=99)
     new = _new_piece_files(planet, lambda: s3.put_object(Bucket="faults", Key="obj", Body=data))
     # 10 of the 12 nodes hold one piece of this object (two are spare); corrupt the
     # pieces on every third of those, which include data pieces the reader tries first

@@ -196,6 +196,21 @@ async def test_round_trip(node: Node) -> None:
     assert counters.requests["PUT /v1/pieces/{piece_id} 201"] == 1
 
 
+async def test_range_larger_than_the_socket_takes_at_once(node: Node) -> None:
+    """The direct sendfile sends what the socket takes; the loop's sendfile the rest."""
+    data = os.urandom(12 << 20)
+    piece = pid()
+    status, body = await node.put(piece, data, node.order(piece, PUT, max_bytes=len(data)))
+    assert status == 201, body
+    get = node.order(piece, GET, max_bytes=10 * len(data))
+    for spec, start, stop in [("bytes=0-", 0, len(data)), ("bytes=12345-9000000", 12345, 9000001)]:
+        async with node.session.get(node.piece_url(piece), headers={**get, "Range": spec}) as r:
+            assert r.status == 206
+            await asyncio.sleep(0.05)  # let the socket buffer fill before reading
+            assert await r.read() == data[start:stop], spec
+    assert node.service.counters.bytes_sent == 2 * len(data) - 12345 - (len(data) - 9000001)
+
+
 async def test_chunked_body(node: Node) -> None:
     data = os.urandom(300_000)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
@@ -198,6 +199,36 @@ def test_served_get_orders_wait_to_be_settled(db: Path) -> None:
         serials.settled([msgspec.msgpack.decode(decode_header(again).body)["serial"]])
         assert serials.unsettled(later, 10) == []
         assert serials.purge(later) == 1  # settled: its tally goes as any serial's
+    finally:
+        serials.close()
+
+
+def test_later_charges_of_an_order_take_one_statement(db: Path) -> None:
+    """A get order is charged once per window: after the first charge wrote its rows,
+    each further one is a single UPDATE, as exact as the full transaction."""
+    serials = SerialStore(db)
+    try:
+        verifier = OrderVerifier(NODE.id, {COORD.public_key}, serials)
+        value = header(action=PieceAction.GET, max_bytes=100, expires_at=NOW + 60)
+        order = verifier.check(value, PIECE, PieceAction.GET, NOW)
+        statements: list[str] = []
+        serials._conn.set_trace_callback(statements.append)
+        assert verifier.charge(order, 60, value) == 60
+        assert len(statements) == 5  # BEGIN, two inserts, the update, COMMIT
+        statements.clear()
+        assert verifier.charge(order, 30, value) == 90
+        assert len(statements) == 1
+        with pytest.raises(Forbidden, match="90 of 100 bytes served, 11 more"):
+            verifier.charge(order, 11, value)
+        # the rows gone behind the remembered serial (a purge after a clock step):
+        # the full transaction writes them again
+        other = sqlite3.connect(db)
+        other.execute("DELETE FROM serials")
+        other.execute("DELETE FROM unsettled")
+        other.commit()
+        other.close()
+        assert verifier.charge(order, 10, value) == 10
+        assert serials.unsettled(NOW + 60, 10) == [(order.serial, value, 10)]
     finally:
         serials.close()
 

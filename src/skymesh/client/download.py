@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 
@@ -34,8 +34,10 @@ from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
 log = logging.getLogger(__name__)
 
-# Stripes per window: a small first window for the first byte, then 4 MiB ones. An
-# 8 MiB range (boto3's part) takes 3 windows: each costs every node one request.
+# Stripes per window: a small first window for the first byte, then 4 MiB ones. Each
+# window costs every node it reads one request, so a tail shorter than a full window
+# joins the window before it: an 8 MiB range (boto3's part, 129 stripes) takes 2
+# windows (4 + 125), not 3, and no window is ever twice the size or more.
 WINDOW_GROWTH = (4, 64)
 HEDGE_MIN = 0.02  # s: a straggler gets at least this long past the first piece
 HEDGE_MAX = 1.0  # s: with no piece at all by then, ask the extra nodes anyway
@@ -206,16 +208,55 @@ class SegmentReader:
             )
         return got
 
-    async def decode(self, blocks: range, pieces: dict[int, bytes]) -> bytes:
+    async def decode(self, blocks: range, pieces: Mapping[int, bytes | memoryview]) -> bytes:
+        """Plaintext of ``blocks`` from the pieces' bytes for those blocks alone."""
         return await asyncio.to_thread(
             decode_blocks, self.cipher, self.coder, self.layout, blocks, pieces
         )
 
-    async def window(self, blocks: range) -> bytes:
+    async def plaintext(self, blocks: range, pieces: dict[int, bytes]) -> AsyncIterator[bytes]:
+        """Plaintext of window ``blocks`` from its pieces, in parts of at most
+        ``WINDOW_GROWTH[-1]`` stripes, each decoded when the one before it is taken.
+
+        A part stays under the allocator's mmap threshold (``tuning.py``), where a
+        joined window of 125 stripes came from fresh pages; and only one part is
+        held beside the pieces. A part that fails to decode (a lying node) has the
+        window re-read with every piece checked against its Merkle root.
+        """
+        first = self.layout.piece_offset(blocks.start)
+        verified = False
+        step = WINDOW_GROWTH[-1]
+        for b in range(blocks.start, blocks.stop, step):
+            part = range(b, min(blocks.stop, b + step))
+            lo, hi = (x - first for x in self.layout.piece_range(part))
+            try:
+                plain = await self.decode(part, {n: p[lo:hi] for n, p in _views(pieces)})
+            except errors.CodecError:
+                if verified:
+                    raise
+                log.warning(
+                    "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
+                    self.segment.number,
+                    blocks.start,
+                    blocks.stop - 1,
+                )
+                pieces = await self.renewing(self.fetch_verified, blocks)
+                verified = True
+                plain = await self.decode(part, {n: p[lo:hi] for n, p in _views(pieces)})
+            yield plain
+
+    async def window(self, blocks: range) -> dict[int, bytes]:
+        """The pieces' bytes for window ``blocks`` (orders renewed as needed)."""
+        return await self.renewing(self.fetch, blocks)
+
+    async def renewing(
+        self, fetch: Callable[[range], Awaitable[dict[int, bytes]]], blocks: range
+    ) -> dict[int, bytes]:
+        """``fetch(blocks)``, again with fresh orders when re-reads spent the old ones."""
         for attempt in range(REFRESH_ATTEMPTS + 1):
             generation = self.generation
             try:
-                return await self._window(blocks)
+                return await fetch(blocks)
             except errors.SkymeshError:
                 # re-reads around a lying node can spend the get allowances of honest
                 # ones: ask for fresh orders and try again, rather than fail the read
@@ -227,51 +268,51 @@ class SegmentReader:
                 raise
         raise AssertionError("unreachable")
 
-    async def _window(self, blocks: range) -> bytes:
-        pieces = await self.fetch(blocks)
-        try:
-            return await self.decode(blocks, pieces)
-        except errors.CodecError:
-            log.warning(
-                "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
-                self.segment.number,
-                blocks.start,
-                blocks.stop - 1,
-            )
-            return await self.decode(blocks, await self.fetch_verified(blocks))
-
     async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
         """Plaintext [start, end) of this segment, in windows, fetching one window ahead."""
-        blocks = self.layout.blocks_for(start, end)
-        windows: list[range] = []
-        b = blocks.start
-        step = 0
-        while b < blocks.stop:
-            size = WINDOW_GROWTH[min(step, len(WINDOW_GROWTH) - 1)]
-            windows.append(range(b, min(blocks.stop, b + size)))
-            b += size
-            step += 1
+        windows = split_windows(self.layout.blocks_for(start, end))
         if not windows:
             return
-        nxt: asyncio.Task[bytes] | None = asyncio.create_task(self.window(windows[0]))
+        nxt: asyncio.Task[dict[int, bytes]] | None = asyncio.create_task(self.window(windows[0]))
         try:
             for i, w in enumerate(windows):
                 assert nxt is not None
-                current = nxt
+                pieces = await nxt
                 nxt = (
                     asyncio.create_task(self.window(windows[i + 1]))
                     if i + 1 < len(windows)
                     else None
                 )
-                plain = await current
-                w_start = w.start * self.layout.block_size
-                lo = max(start, w_start) - w_start
-                hi = min(end, w_start + len(plain)) - w_start
-                yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
+                pos = w.start * self.layout.block_size
+                async for plain in self.plaintext(w, pieces):
+                    lo = max(start, pos) - pos
+                    hi = min(end, pos + len(plain)) - pos
+                    pos += len(plain)
+                    if lo < hi:
+                        yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
+                del pieces
         finally:
             if nxt is not None:
                 nxt.cancel()
                 await asyncio.gather(nxt, return_exceptions=True)
+
+
+def _views(pieces: dict[int, bytes]) -> list[tuple[int, memoryview]]:
+    return [(n, memoryview(p)) for n, p in pieces.items()]
+
+
+def split_windows(blocks: range) -> list[range]:
+    """``blocks`` cut into windows of ``WINDOW_GROWTH`` stripes; a short tail joins the last."""
+    windows: list[range] = []
+    b = blocks.start
+    step = 0
+    while b < blocks.stop:
+        size = WINDOW_GROWTH[min(step, len(WINDOW_GROWTH) - 1)]
+        stop = b + size if blocks.stop - b >= 2 * size else blocks.stop
+        windows.append(range(b, stop))
+        b = stop
+        step += 1
+    return windows
 
 
 class SegmentSource:

@@ -39,6 +39,7 @@ PURGE_GRACE = 3600.0  # keep rows this long past expiry, in case the clock steps
 PURGE_BATCH = 5000
 SETTLE_KEEP = 7 * 86_400.0  # unsettled orders are dropped this long past expiry
 VERIFIED_CACHE = 4096  # get orders remembered as verified (a few hundred bytes each)
+RECORDED_CACHE = 4096  # get serials remembered as having their rows written
 _HEX = frozenset("0123456789abcdef")
 
 _SCHEMA = """
@@ -56,6 +57,13 @@ CREATE TABLE IF NOT EXISTS unsettled (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS unsettled_by_expiry ON unsettled (expires_at);
 """
+
+
+_ADD_SERVED = (
+    "UPDATE serials SET served_bytes = served_bytes + ?"
+    " WHERE serial = ? AND action = 'get' AND served_bytes + ? <= ?"
+    " RETURNING served_bytes"
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -83,6 +91,9 @@ class SerialStore:
             )
         self._conn.executescript(_SCHEMA)
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # get serials whose serials and unsettled rows this process has written: a
+        # reader charges one order once per window, and those charges need one UPDATE
+        self._recorded: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def close(self) -> None:
         self._conn.close()
@@ -109,6 +120,14 @@ class SerialStore:
         ``order_header``: the signed order, kept for settlement when given.
         """
         conn = self._conn
+        if order_header and serial in self._recorded:
+            # Both rows exist already (this process wrote them): one statement, one
+            # implicit transaction, instead of five. No row back means refused, or
+            # the rows were purged meanwhile: the full path below answers either.
+            row = conn.execute(_ADD_SERVED, (nbytes, serial, nbytes, limit)).fetchone()
+            if row is not None:
+                self._recorded.move_to_end(serial)
+                return int(row[0])
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -122,16 +141,15 @@ class SerialStore:
                     " VALUES (?, ?, ?)",
                     (serial, order_header, expires_at),
                 )
-            row = conn.execute(
-                "UPDATE serials SET served_bytes = served_bytes + ?"
-                " WHERE serial = ? AND action = 'get' AND served_bytes + ? <= ?"
-                " RETURNING served_bytes",
-                (nbytes, serial, nbytes, limit),
-            ).fetchone()
+            row = conn.execute(_ADD_SERVED, (nbytes, serial, nbytes, limit)).fetchone()
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if order_header:
+            self._recorded[serial] = None
+            if len(self._recorded) > RECORDED_CACHE:
+                self._recorded.popitem(last=False)
         return None if row is None else int(row[0])
 
     def served(self, serial: str) -> int:
@@ -152,6 +170,9 @@ class SerialStore:
 
     def settled(self, serials: Iterable[str]) -> None:
         """Forget orders the coordinator answered for (counted, duplicate or refused)."""
+        serials = list(serials)
+        for s in serials:
+            self._recorded.pop(s, None)
         self._conn.executemany("DELETE FROM unsettled WHERE serial = ?", [(s,) for s in serials])
 
     def count(self) -> int:
