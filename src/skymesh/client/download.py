@@ -35,10 +35,14 @@ from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 log = logging.getLogger(__name__)
 
 # Stripes per window: a small first window for the first byte, then 4 MiB ones. Each
-# window costs every node it reads one request, so a tail shorter than a full window
-# joins the window before it: an 8 MiB range (boto3's part, 129 stripes) takes 2
-# windows (4 + 125), not 3, and no window is ever twice the size or more.
+# window costs every node it reads one request, so only a tail of at most
+# TAIL_JOIN stripes joins the window before it: an 8 MiB range (boto3's part, 129
+# stripes) takes 3 windows (4 + 64 + 61). Joining its 61-stripe tail would save the
+# nodes a request each (CPU -40 % on GET) but holds 8 MiB of pieces per range where
+# 4 did, and boto3 reads 10 ranges at once: the gateway's peak memory went from
+# ~270 to ~300 MiB, its bound (docs/benchmarks.md, "Piece transfer on the nodes").
 WINDOW_GROWTH = (4, 64)
+TAIL_JOIN = 8
 HEDGE_MIN = 0.02  # s: a straggler gets at least this long past the first piece
 HEDGE_MAX = 1.0  # s: with no piece at all by then, ask the extra nodes anyway
 SEGMENTS_PER_CALL = 8
@@ -302,13 +306,14 @@ def _views(pieces: dict[int, bytes]) -> list[tuple[int, memoryview]]:
 
 
 def split_windows(blocks: range) -> list[range]:
-    """``blocks`` cut into windows of ``WINDOW_GROWTH`` stripes; a short tail joins the last."""
+    """``blocks`` cut into windows of ``WINDOW_GROWTH`` stripes; a tail of at most
+    ``TAIL_JOIN`` stripes joins the window before it."""
     windows: list[range] = []
     b = blocks.start
     step = 0
     while b < blocks.stop:
         size = WINDOW_GROWTH[min(step, len(WINDOW_GROWTH) - 1)]
-        stop = b + size if blocks.stop - b >= 2 * size else blocks.stop
+        stop = b + size if blocks.stop - b > size + TAIL_JOIN else blocks.stop
         windows.append(range(b, stop))
         b = stop
         step += 1
