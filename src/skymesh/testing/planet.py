@@ -33,10 +33,12 @@ import msgspec
 from skymesh.admin import AdminClient, InferenceKeys
 from skymesh.client.client import Client
 from skymesh.config import CoordinatorConfig, Credential, GatewayConfig, NodeConfig
+from skymesh.coordinator.db.engine import DB_FILE
 from skymesh.coordinator.service import CoordinatorService
 from skymesh.gateway.service import GatewayService
 from skymesh.node.diskstore import DiskPieceStore
 from skymesh.node.service import NodeService
+from skymesh.testing import sqlite_template
 from skymesh.testing.faults import Fault, FaultyStore, Hang, WriteGate
 from skymesh.testing.lying_compute import lie
 from skymesh.wire.registry import NodeStatus
@@ -104,9 +106,12 @@ class Planet:
         }
         database_url = config.database_url
         if config.coordinators > 1 and not database_url:
-            database_url = f"sqlite:///{(self.root / 'coordinators.sqlite3').resolve()}"
+            shared = sqlite_template.seed(self.root / "coordinators.sqlite3")
+            database_url = f"sqlite:///{shared.resolve()}"
         for i in range(config.coordinators):
             data_dir = self.root / ("coordinator" if i == 0 else f"coordinator-{i}")
+            if not database_url:
+                sqlite_template.seed(data_dir / DB_FILE)
             cfg = CoordinatorConfig(
                 data_dir=str(data_dir),
                 port=0,
@@ -133,8 +138,19 @@ class Planet:
         for op, compute in sorted(computes.items()):
             for region in config.regions:
                 await self.admit(op, region, compute=compute)
-        for i in range(config.node_count):
-            await self.add_node(config.regions[i % len(config.regions)])
+        # Started together, as a real network's nodes come up: one after another, their
+        # waits on files and their own SQLite databases added up to ~1 s a planet.
+        nodes = [
+            await self._node(i, config.regions[i % len(config.regions)])
+            for i in range(config.node_count)
+        ]
+        started = await asyncio.gather(*(n.start() for n in nodes), return_exceptions=True)
+        failed = [e for e in started if isinstance(e, BaseException)]
+        if failed:
+            for n in nodes:
+                await n.stop()  # idempotent: a node whose start failed has stopped
+            raise failed[0]
+        self.nodes.extend(nodes)
         await self.wait_online(config.node_count)
         self.credential = await self.create_credential("default")
         self.inference_key = await self.create_inference_key(self.credential)
@@ -169,8 +185,16 @@ class Planet:
     ) -> NodeService:
         """Start one more node, with a join token of its operator for its region;
         ``overrides`` are NodeConfig fields (``join_token`` among them)."""
+        node = await self._node(len(self.nodes), region, capacity, **overrides)
+        await node.start()
+        self.nodes.append(node)
+        return node
+
+    async def _node(
+        self, i: int, region: str, capacity: int | None = None, **overrides: Any
+    ) -> NodeService:
+        """Node ``i`` of the planet, not started."""
         assert self.coordinator is not None
-        i = len(self.nodes)
         # every coordinator, unless the test names the ones this node reaches
         settings = {"coordinator_urls": self.coordinator_urls, **self._settings(i), **overrides}
         if "join_token" not in settings:
@@ -187,8 +211,6 @@ class Planet:
             ),
             open_store=FaultyStore.open if self.config.fault_hooks else DiskPieceStore.open,
         )
-        await node.start()
-        self.nodes.append(node)
         return node
 
     @property
