@@ -105,16 +105,17 @@ def test_database_primary_machine_killed(cluster: Cluster) -> None:
         assert again is not None
         time.sleep(3)
         counts = stream.stop()
-    # the machine comes back: its keeper rejoins it as the new primary's standby
+    # the machine comes back: its keeper rejoins it as the new primary's standby, which
+    # takes a while (pg_rewind, catching up); the checks, all reads, run meanwhile
     restarted = time.monotonic()
     old.start()
-    db.wait_in_sync(timeout=120)
-    in_sync = time.monotonic() - restarted
     stream.verify()
     failed = stream.failed_since(killed_at)
     last_failure = stream.last_failure_since(killed_at)
     reads = stream.read_errors()
     repaired = _clean(cluster)
+    db.wait_in_sync(timeout=120)
+    in_sync = time.monotonic() - restarted
     print(
         f"\ndatabase primary {old.name} ({cluster.database_host(old)}) machine killed:"
         f" {new.name} promoted after {promoted:.1f} s, uploads acknowledged again"
