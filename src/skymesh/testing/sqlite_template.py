@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import shutil
 import sqlite3
 import tempfile
@@ -44,8 +45,8 @@ def template() -> Path:
             with ThreadPoolExecutor(1) as thread:
                 thread.submit(asyncio.run, _migrate(default_url(folder))).result()
             path = folder / DB_FILE
-            with sqlite3.connect(path) as conn:  # everything in the main file, no WAL left
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all in the file copied
             _template = path
         return _template
 
