@@ -110,7 +110,7 @@ class Planet:
             database_url = f"sqlite:///{shared.resolve()}"
         for i in range(config.coordinators):
             data_dir = self.root / ("coordinator" if i == 0 else f"coordinator-{i}")
-            if not database_url:
+            if not database_url:  # SQLite in its folder: a copy of a migrated database
                 sqlite_template.seed(data_dir / DB_FILE)
             cfg = CoordinatorConfig(
                 data_dir=str(data_dir),
@@ -138,19 +138,8 @@ class Planet:
         for op, compute in sorted(computes.items()):
             for region in config.regions:
                 await self.admit(op, region, compute=compute)
-        # Started together, as a real network's nodes come up: one after another, their
-        # waits on files and their own SQLite databases added up to ~1 s a planet.
-        nodes = [
-            await self._node(i, config.regions[i % len(config.regions)])
-            for i in range(config.node_count)
-        ]
-        started = await asyncio.gather(*(n.start() for n in nodes), return_exceptions=True)
-        failed = [e for e in started if isinstance(e, BaseException)]
-        if failed:
-            for n in nodes:
-                await n.stop()  # idempotent: a node whose start failed has stopped
-            raise failed[0]
-        self.nodes.extend(nodes)
+        for i in range(config.node_count):
+            await self.add_node(config.regions[i % len(config.regions)])
         await self.wait_online(config.node_count)
         self.credential = await self.create_credential("default")
         self.inference_key = await self.create_inference_key(self.credential)
@@ -185,16 +174,8 @@ class Planet:
     ) -> NodeService:
         """Start one more node, with a join token of its operator for its region;
         ``overrides`` are NodeConfig fields (``join_token`` among them)."""
-        node = await self._node(len(self.nodes), region, capacity, **overrides)
-        await node.start()
-        self.nodes.append(node)
-        return node
-
-    async def _node(
-        self, i: int, region: str, capacity: int | None = None, **overrides: Any
-    ) -> NodeService:
-        """Node ``i`` of the planet, not started."""
         assert self.coordinator is not None
+        i = len(self.nodes)
         # every coordinator, unless the test names the ones this node reaches
         settings = {"coordinator_urls": self.coordinator_urls, **self._settings(i), **overrides}
         if "join_token" not in settings:
@@ -211,6 +192,8 @@ class Planet:
             ),
             open_store=FaultyStore.open if self.config.fault_hooks else DiskPieceStore.open,
         )
+        await node.start()
+        self.nodes.append(node)
         return node
 
     @property
