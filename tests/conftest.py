@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 import pytest
 
 from skymesh.coordinator.db.engine import Database, default_url
+from skymesh.testing import sqlite_template
 from skymesh.testing.planet import Planet, PlanetConfig, PlanetThread
 from skymesh.testing.postgres import PostgresServer
 
@@ -133,9 +134,11 @@ def fresh_postgres_database(request: pytest.FixtureRequest, *, migrated: bool = 
 @pytest.fixture(params=ENGINES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A metadata database of the test's own, on each engine in turn, migrated to the
-    newest schema: a SQLite file, or a database on the session's PostgreSQL server."""
+    newest schema: a SQLite file, or a database on the session's PostgreSQL server (each
+    a copy of a template migrated once: ``skymesh.testing.sqlite_template``, and
+    ``postgres_template``)."""
     if request.param == "sqlite":
-        return default_url(tmp_path / "db")
+        return sqlite_template.seeded_url(tmp_path / "db")
     return fresh_postgres_database(request)
 
 
@@ -145,7 +148,7 @@ def module_database_url(
 ) -> str:
     """As ``database_url``, shared by a module's tests (each engine in turn)."""
     if request.param == "sqlite":
-        return default_url(tmp_path_factory.mktemp("db"))
+        return sqlite_template.seeded_url(tmp_path_factory.mktemp("db"))
     return fresh_postgres_database(request)
 
 

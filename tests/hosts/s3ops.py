@@ -28,7 +28,9 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from botocore.exceptions import (
 MiB = 1024 * 1024
 SIZES = (0, 100, 300_000, 2 * MiB + 500_000)  # empty, inline, one segment, several
 PART = 5 * MiB
+VERIFY_READERS = 4  # reads in flight at once in ``verify``
 
 
 # a gateway that is gone: the request never reached it, or it died before answering
@@ -235,20 +238,33 @@ def verify(bucket: str, record: Path) -> int:
             maybe[e["key"]] = set()
         elif e["op"] == "read":
             read_errors.append(f"{e['key']}: {e['error'][:200]}")
-    s3 = client()
-    bad = []
-    for key in sorted(tried):
+    # a client per reader thread (a Failover keeps which gateway is current), made here:
+    # boto3 makes clients one thread at a time
+    clients = [client() for _ in range(VERIFY_READERS)]
+    local = threading.local()
+
+    def read(key: str) -> str | None:
+        """The digest of what ``key`` reads back as; None: no such key."""
+        if not hasattr(local, "s3"):
+            local.s3 = clients.pop()
         try:
-            got: str | None = digest(get(s3, bucket, key))
+            return digest(get(local.s3, bucket, key))
         except ClientError as err:
             if err.response["Error"]["Code"] not in ("404", "NoSuchKey"):
                 raise
-            got = None
-        allowed: set[str | None] = {*maybe[key], last_ack.get(key)}  # None: never acked
-        if got not in allowed:
-            bad.append(
-                f"{key}: {'missing' if got is None else 'bytes no acknowledged upload wrote'}"
-            )
+            return None
+
+    bad = []
+    keys = sorted(tried)
+    # several reads at once: hundreds of keys one after another cost a chaos case
+    # many seconds of round trips (each read is still checked in full)
+    with ThreadPoolExecutor(VERIFY_READERS) as readers:
+        for key, got in zip(keys, readers.map(read, keys), strict=True):
+            allowed: set[str | None] = {*maybe[key], last_ack.get(key)}  # None: never acked
+            if got not in allowed:
+                bad.append(
+                    f"{key}: {'missing' if got is None else 'bytes no acknowledged upload wrote'}"
+                )
     summary = {"keys": len(tried), "acked": len(last_ack), "bad": bad, "read_errors": read_errors}
     print(json.dumps(summary))
     return 1 if bad else 0

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.hosts.chaos import log_count, not_clean, streaming, wait_for
+from tests.hosts.chaos import Stream, log_count, not_clean, streaming, wait_for
 from tests.hosts.cluster import Cluster
 
 pytestmark = [pytest.mark.hosts, pytest.mark.slow]
@@ -105,16 +105,17 @@ def test_database_primary_machine_killed(cluster: Cluster) -> None:
         assert again is not None
         time.sleep(3)
         counts = stream.stop()
-    # the machine comes back: its keeper rejoins it as the new primary's standby
+    # the machine comes back: its keeper rejoins it as the new primary's standby, which
+    # takes a while (pg_rewind, catching up); the checks, all reads, run meanwhile
     restarted = time.monotonic()
     old.start()
-    db.wait_in_sync(timeout=120)
-    in_sync = time.monotonic() - restarted
     stream.verify()
     failed = stream.failed_since(killed_at)
     last_failure = stream.last_failure_since(killed_at)
     reads = stream.read_errors()
     repaired = _clean(cluster)
+    db.wait_in_sync(timeout=120)
+    in_sync = time.monotonic() - restarted
     print(
         f"\ndatabase primary {old.name} ({cluster.database_host(old)}) machine killed:"
         f" {new.name} promoted after {promoted:.1f} s, uploads acknowledged again"
@@ -161,6 +162,22 @@ def test_gateway_killed(cluster: Cluster) -> None:
     assert not verified["read_errors"], verified["read_errors"]
 
 
+# Uploads acknowledged before the region case cuts the link and after it is back (a
+# few seconds' worth at the stream's pace; half of them have pieces, on 8 of 12 nodes).
+BEFORE_CUT = 15
+AFTER_CUT = 5
+
+
+def _acked_after(stream: Stream, t: float, count: int) -> None:
+    """Until ``count`` uploads that ended after ``t`` are acknowledged."""
+    wait_for(
+        f"{count} uploads acknowledged",
+        lambda: (n := len(stream.acked_since(t))) < count and f"{n} so far",
+        timeout=60,
+        poll=0.25,
+    )
+
+
 def _online(c: Cluster, names: list[str]) -> dict[str, bool]:
     ids = {}
     for node in c.nodes():
@@ -179,7 +196,7 @@ def test_region_host_cut_off_under_load(cluster: Cluster) -> None:
     region = cluster.layout.regions[0]
     names = cluster.node_names(region)
     with streaming(cluster, "region-cut") as stream:
-        time.sleep(8)  # objects on every region before the cut
+        _acked_after(stream, 0.0, BEFORE_CUT)  # objects on every region before the cut
         cut, cut_at = time.monotonic(), time.time()
         cluster.net.link_down(region)
         offline = wait_for(
@@ -193,7 +210,7 @@ def test_region_host_cut_off_under_load(cluster: Cluster) -> None:
         back, back_at = time.monotonic(), time.time()
         cluster.wait_online(timeout=60)
         rejoined = time.monotonic() - back
-        time.sleep(3)  # uploads again on every region
+        _acked_after(stream, time.time(), AFTER_CUT)  # uploads again on every region
         counts = stream.stop()
     verified = stream.verify()
     during = [u for u in stream.acked_since(cut_at) if u.ended is not None and u.ended < back_at]

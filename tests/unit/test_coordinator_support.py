@@ -20,7 +20,9 @@ import blake3
 
 from skymesh.config import CoordinatorConfig
 from skymesh.coordinator import CoordinatorService
+from skymesh.coordinator.db.engine import DB_FILE
 from skymesh.rpc import RpcClient
+from skymesh.testing import sqlite_template
 from skymesh.wire import routes
 from skymesh.wire.identity import Identity
 from skymesh.wire.metainfo import (
@@ -290,7 +292,10 @@ async def running(
 ) -> AsyncIterator[Harness]:
     """A started coordinator, an admin client and one project's client."""
     clock = Clock()
-    service = await CoordinatorService.open(coordinator_config(tmp_path, **overrides), clock=clock)
+    config = coordinator_config(tmp_path, **overrides)
+    if not config.database_url:  # SQLite in its folder: a copy of a migrated database
+        sqlite_template.seed(Path(config.data_dir) / DB_FILE)
+    service = await CoordinatorService.open(config, clock=clock)
     await service.start()
     try:
         async with aiohttp.ClientSession() as session:

@@ -33,10 +33,12 @@ import msgspec
 from skymesh.admin import AdminClient, InferenceKeys
 from skymesh.client.client import Client
 from skymesh.config import CoordinatorConfig, Credential, GatewayConfig, NodeConfig
+from skymesh.coordinator.db.engine import DB_FILE
 from skymesh.coordinator.service import CoordinatorService
 from skymesh.gateway.service import GatewayService
 from skymesh.node.diskstore import DiskPieceStore
 from skymesh.node.service import NodeService
+from skymesh.testing import sqlite_template
 from skymesh.testing.faults import Fault, FaultyStore, Hang, WriteGate
 from skymesh.testing.lying_compute import lie
 from skymesh.wire.registry import NodeStatus
@@ -104,9 +106,12 @@ class Planet:
         }
         database_url = config.database_url
         if config.coordinators > 1 and not database_url:
-            database_url = f"sqlite:///{(self.root / 'coordinators.sqlite3').resolve()}"
+            shared = sqlite_template.seed(self.root / "coordinators.sqlite3")
+            database_url = f"sqlite:///{shared.resolve()}"
         for i in range(config.coordinators):
             data_dir = self.root / ("coordinator" if i == 0 else f"coordinator-{i}")
+            if not database_url:  # SQLite in its folder: a copy of a migrated database
+                sqlite_template.seed(data_dir / DB_FILE)
             cfg = CoordinatorConfig(
                 data_dir=str(data_dir),
                 port=0,
