@@ -149,7 +149,7 @@ def test_gateway_killed(cluster: Cluster) -> None:
         )
         counts = stream.stop()
     cluster.restart(victim)
-    verified = stream.verify()
+    stream.verify()  # every acknowledged upload reads back byte-exact
     failed = stream.failed_since(killed_at)
     repaired = _clean(cluster)
     print(
@@ -159,7 +159,13 @@ def test_gateway_killed(cluster: Cluster) -> None:
     )
     assert counts["switches"] >= 1
     assert not failed, failed
-    assert not verified["read_errors"], verified["read_errors"]
+    # A read whose body was streaming from the killed gateway is cut short: no server
+    # can finish a body for a process that is gone (the AWS CLI reads it again; boto3
+    # raises IncompleteRead). The stream makes one request at a time, so at most one,
+    # at the kill; every other read went to the other gateway and must succeed.
+    reads = stream.read_errors()
+    cut = [e for e in reads if e["kind"] == "connection" and abs(e["t"] - killed_at) < 5]
+    assert len(cut) <= 1 and len(reads) == len(cut), reads
 
 
 # Uploads acknowledged before the region case cuts the link and after it is back (a
