@@ -65,3 +65,20 @@ def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 def js_errors(driver: Any) -> list[str]:
     """The page's console messages at SEVERE since the last call (errors, failed loads)."""
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def wait_for(driver: Any, condition: Any, timeout: float = 20, what: str = "") -> Any:
+    """Until ``condition(driver)`` is truthy; a timeout names ``what`` it waited for.
+
+    The consoles redraw their views while a test polls them, so an element found in one
+    poll can be replaced before the next call on it: that poll counts as not yet, like a
+    missing element."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.2,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition, what)

@@ -18,7 +18,7 @@ from skymesh.admin import AdminClient
 from skymesh.testing.planet import PlanetThread
 from skymesh.wire import routes
 from skymesh.wire.registry import NodeList
-from tests.browser.conftest import js_errors
+from tests.browser.conftest import js_errors, wait_for
 from tests.conftest import S3Client
 
 
@@ -50,10 +50,9 @@ def test_admin_console_draws_the_network(
     planet: PlanetThread, console_url: str, browser: Any, screenshots: Path
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     def wait(condition: Any) -> Any:
-        return WebDriverWait(browser, 15).until(condition)
+        return wait_for(browser, condition)
 
     coordinator = planet.planet.coordinator
     assert coordinator is not None

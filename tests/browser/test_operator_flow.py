@@ -23,7 +23,7 @@ import pytest
 from botocore.config import Config
 
 from skymesh.wire import routes
-from tests.browser.conftest import js_errors
+from tests.browser.conftest import js_errors, wait_for
 from tests.process.netutil import Up, clean_env, start_up
 
 NODES = 6
@@ -67,13 +67,6 @@ def skymesh(u: Up, *args: str, codes: tuple[int, ...] = (0,)) -> str:
     return out.stdout
 
 
-def _wait(browser: Any, condition: Any, timeout: float = 20, what: str = "") -> Any:
-    """Until ``condition(browser)`` is truthy; a timeout names ``what`` it waited for."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition, what)
-
-
 def _shown(browser: Any, css: str) -> Any:
     """The element at ``css`` once it is displayed: a page builds its views while it
     signs in, so an element can exist before it takes typing or clicks."""
@@ -83,7 +76,7 @@ def _shown(browser: Any, css: str) -> Any:
         found = d.find_elements(By.CSS_SELECTOR, css)
         return found[0] if found and found[0].is_displayed() else False
 
-    return _wait(browser, displayed, what=f"{css} displayed")
+    return wait_for(browser, displayed, what=f"{css} displayed")
 
 
 def _holders(browser: Any) -> dict[str, str]:
@@ -107,7 +100,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     browser.get(admin_console)
     browser.find_element(By.ID, "admin-token").send_keys(up.admin_token)
     browser.find_element(By.ID, "login-btn").click()
-    tiles = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#map .nodes svg.tile"))
+    tiles = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#map .nodes svg.tile"))
     assert len(tiles) == NODES
     browser.save_screenshot(str(screenshots / "1-admin-console.png"))
 
@@ -146,7 +139,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     local.write_bytes(data)
     _shown(browser, "#upload-file").send_keys(str(local))
     browser.find_element(By.ID, "upload-btn").click()
-    _wait(
+    wait_for(
         browser,
         lambda d: d.find_element(By.ID, "upload-status").text == f"uploaded {KEY}",
         what="the upload to finish",
@@ -160,9 +153,9 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     _shown(browser, "#lookup-bucket").send_keys(BUCKET)
     browser.find_element(By.ID, "lookup-key").send_keys(KEY)
     browser.find_element(By.ID, "lookup-btn").click()
-    before = _wait(browser, lambda d: len(_holders(d)) == 4 and _holders(d), what="4 holders")
+    before = wait_for(browser, lambda d: len(_holders(d)) == 4 and _holders(d), what="4 holders")
     assert set(before.values()) == {"healthy"}
-    outlined = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#map svg.tile.holder"))
+    outlined = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#map svg.tile.holder"))
     assert {t.get_attribute("data-node") for t in outlined} == set(before)
     browser.save_screenshot(str(screenshots / "3-admin-object-pieces.png"))
 
@@ -171,7 +164,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     victim = sorted(before)[0]
     up.kill_role(names[victim])
     killed_at = time.monotonic()
-    _wait(
+    wait_for(
         browser,
         lambda d: (
             d.find_element(By.CSS_SELECTOR, f"#map svg.tile[data-node='{victim}']").get_attribute(
@@ -181,7 +174,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
         ),
         what="the killed node red on the map",
     )
-    after = _wait(
+    after = wait_for(
         browser,
         lambda d: (
             (h := _holders(d))
@@ -198,7 +191,7 @@ def test_operator_flow(up: Up, browser: Any, screenshots: Path, tmp_path: Path) 
     # Refresh: every panel now, not in 30 s. Repair is done: nothing queued, one node down.
     clicked = browser.execute_script("return Date.now()")
     browser.find_element(By.ID, "refresh").click()
-    _wait(
+    wait_for(
         browser,
         lambda d: (
             int(d.find_element(By.ID, "view").get_attribute("data-refreshed-at") or 0) > clicked

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from skymesh.config import Credential
 from skymesh.testing.planet import PlanetThread
-from tests.browser.conftest import js_errors
+from tests.browser.conftest import js_errors, wait_for
 from tests.conftest import S3Client
 
 BUCKET = "console"  # the name the console's path must not be confused with
@@ -55,16 +55,10 @@ def test_console_is_beside_s3_not_a_bucket(planet: PlanetThread, s3: S3Client, b
     assert s3.get_object(Bucket=bucket, Key="docs/readme.txt")["Body"].read() == b"second"
 
 
-def _wait(browser: Any, condition: Any, timeout: float = 15) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, timeout).until(condition)
-
-
 def _by_css(browser: Any, css: str) -> Any:
     from selenium.webdriver.common.by import By
 
-    return _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, css))
+    return wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, css))
 
 
 def test_tenant_console_flow(
@@ -98,7 +92,7 @@ def test_tenant_console_flow(
     s3.head_bucket(Bucket="scratch-console")
     browser.execute_script("window.confirm = () => true;")
     _by_css(browser, "tr:has(a[data-bucket='scratch-console']) button.danger").click()
-    _wait(
+    wait_for(
         browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "a[data-bucket='scratch-console']")
     )
     assert "scratch-console" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
@@ -114,7 +108,7 @@ def test_tenant_console_flow(
     local.write_bytes(data)
     browser.find_element(By.ID, "upload-file").send_keys(str(local))
     browser.find_element(By.ID, "upload-btn").click()
-    _wait(
+    wait_for(
         browser,
         lambda d: d.find_element(By.ID, "upload-status").text == "uploaded docs/report 1.bin",
     )
@@ -128,7 +122,9 @@ def test_tenant_console_flow(
     browser.execute_script("state.s3.multipartThreshold = state.s3.partSize = 5 * 1024 * 1024;")
     browser.find_element(By.ID, "upload-file").send_keys(str(big))
     browser.find_element(By.ID, "upload-btn").click()
-    _wait(browser, lambda d: d.find_element(By.ID, "upload-status").text == "uploaded docs/big.bin")
+    wait_for(
+        browser, lambda d: d.find_element(By.ID, "upload-status").text == "uploaded docs/big.bin"
+    )
     got = s3.get_object(Bucket=bucket, Key="docs/big.bin")
     assert got["ETag"].endswith('-2"') and got["Body"].read() == data * 12
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
@@ -149,14 +145,14 @@ def test_tenant_console_flow(
     browser.find_element(By.ID, "share-expires").clear()
     browser.find_element(By.ID, "share-expires").send_keys("600")
     browser.find_element(By.ID, "share-btn").click()
-    shared = _wait(browser, lambda d: d.find_element(By.ID, "share-url").get_attribute("value"))
+    shared = wait_for(browser, lambda d: d.find_element(By.ID, "share-url").get_attribute("value"))
     assert "X-Amz-Expires=600" in shared
     assert _fetch(shared)[1] == b"second"
     browser.save_screenshot(str(screenshots / "tenant-objects.png"))
 
     # delete
     _by_css(browser, "tr[data-key='docs/report 1.bin'] button.delete").click()
-    _wait(
+    wait_for(
         browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "tr[data-key='docs/report 1.bin']")
     )
     with pytest.raises(ClientError):
@@ -164,7 +160,7 @@ def test_tenant_console_flow(
 
     # the project page: what is stored, and where keys and usage are managed
     browser.find_element(By.ID, "nav-project").click()
-    usage = _wait(
+    usage = wait_for(
         browser,
         lambda d: (
             "Counted by listing" in d.find_element(By.ID, "project-usage").text
@@ -295,7 +291,7 @@ def test_tenant_console_keys_and_usage(
         browser.find_element(By.ID, "access-key").send_keys(cred.access_key_id)
         browser.find_element(By.ID, "secret-key").send_keys(cred.secret_access_key)
         browser.find_element(By.ID, "login-btn").click()
-    _wait(browser, lambda d: d.find_element(By.ID, "nav-keys").is_displayed())  # signed in
+    wait_for(browser, lambda d: d.find_element(By.ID, "nav-keys").is_displayed())  # signed in
     browser.find_element(By.ID, "nav-keys").click()
     _by_css(browser, f"tr[data-key-id='{cred.access_key_id}']")
 
@@ -303,7 +299,7 @@ def test_tenant_console_keys_and_usage(
     browser.find_element(By.ID, "key-name").send_keys("from the page")
     Select(browser.find_element(By.ID, "key-expires")).select_by_visible_text("expires: 1 day")
     browser.find_element(By.CSS_SELECTOR, "#create-key button").click()
-    secret = _wait(browser, lambda d: _value(d, "new-secret-value", ""))
+    secret = wait_for(browser, lambda d: _value(d, "new-secret-value", ""))
     key_id = browser.find_element(By.ID, "new-key-id").get_attribute("value")
     row = _by_css(browser, f"tr[data-key-id='{key_id}'][data-state='live']")
     assert "from the page" in row.text
@@ -313,7 +309,7 @@ def test_tenant_console_keys_and_usage(
     # an inference key: its bearer key shown once
     Select(browser.find_element(By.ID, "key-kind")).select_by_value("inference")
     browser.find_element(By.CSS_SELECTOR, "#create-key button").click()
-    bearer = _wait(browser, lambda d: _value(d, "new-secret-value", "smi_"))
+    bearer = wait_for(browser, lambda d: _value(d, "new-secret-value", "smi_"))
     assert cred.project_id in bearer
 
     # revoked in the page: refused within 5 s

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from skymesh.client.objectmeta import ObjectMeta, seal_meta
+from skymesh.coordinator.metainfo.checks import metadata_limit, parts_in_etag
 from skymesh.errors import BadRequest, NotFound
 from skymesh.wire import routes
 from skymesh.wire.base import Empty
@@ -25,6 +27,7 @@ from skymesh.wire.metainfo import (
     PartInfo,
     SegmentCommit,
     SegmentPosition,
+    UpdateObjectMetadataRequest,
     UploadInfo,
     UploadRequest,
 )
@@ -221,6 +224,90 @@ async def test_part_with_an_inline_tail_and_an_empty_part(
         assert (info.size, info.segment_count) == (KiB + 10, 3)
         got = await h.client.send(routes.DOWNLOAD, DownloadRequest(bucket="bkt", key="mp"))
         assert [s.inline_data for s in got.segments] == [None, b"t" * 26, b""]
+
+
+async def test_many_parts_keep_their_list_in_the_metadata(
+    database_url: str, tmp_path: Path
+) -> None:
+    """An object of many parts seals each part's size and checksum into its metadata:
+    boto3's 10 GiB upload (1,280 parts of 8 MiB, CRC32 each) sealed 25,721 bytes, and the
+    flat 16 KiB cap refused the completion."""
+    parts = 400
+    async with running(tmp_path, database_url=database_url) as h:
+        await setup(h)
+        upload = await begin_upload(h)
+        for number in range(1, parts + 1):
+            empty = SegmentCommit(
+                position=SegmentPosition(part=number, index=0),
+                plain_size=0,
+                block_size=h.service.config.block_size,
+                inline_data=b"",
+            )
+            await h.client.send(
+                routes.COMMIT_PART,
+                CommitPartRequest(
+                    bucket="bkt",
+                    key="mp",
+                    upload_id=upload.upload_id,
+                    part_number=number,
+                    size=0,
+                    etag=f"e{number}",
+                    segments=[empty],
+                ),
+            )
+
+        def completing(blob: bytes) -> CompleteUploadRequest:
+            return CompleteUploadRequest(
+                bucket="bkt",
+                key="mp",
+                upload_id=upload.upload_id,
+                parts=[CompletePart(part_number=n, etag=f"e{n}") for n in range(1, parts + 1)],
+                etag=f"md5s-{parts}",
+                min_part_size=0,
+                encrypted_metadata=blob,
+            )
+
+        over = metadata_limit(parts) + 1
+        with pytest.raises(BadRequest) as e:
+            await h.client.send(routes.COMPLETE_UPLOAD, completing(b"m" * over))
+        assert e.value.code == "InvalidArgument"
+        sealed = b"m" * (8 * parts + 16 * 1024)  # over the flat cap, within the parts' room
+        info = await h.client.send(routes.COMPLETE_UPLOAD, completing(sealed))
+        assert info.encrypted_metadata == sealed
+
+        def update(blob: bytes) -> UpdateObjectMetadataRequest:
+            return UpdateObjectMetadataRequest(
+                bucket="bkt", key="mp", version_id=info.version_id, encrypted_metadata=blob
+            )
+
+        # tagging the object seals the part list again, as large as before
+        done = await h.client.send(routes.UPDATE_METADATA, update(sealed[:-1]))
+        assert done.encrypted_metadata == sealed[:-1]
+        with pytest.raises(BadRequest):
+            await h.client.send(routes.UPDATE_METADATA, update(b"m" * over))
+
+
+def test_the_largest_part_list_fits_its_room() -> None:
+    """10,000 parts of 5 GiB with SHA-256 checksums, the most S3 allows, next to the
+    most user metadata and tags a gateway accepts."""
+    meta = ObjectMeta(
+        content_type="application/x-" + "t" * 200,
+        user={f"k{i}": "v" * 100 for i in range(19)},  # S3: 2 KiB of user metadata
+        tags={f"t{i:03}" + "k" * 124: "v" * 256 for i in range(10)},
+        checksums={"sha256": "s" * 44 + "-10000"},
+        parts=[5 * 1024**3] * 10_000,
+        part_checksums=["sha256:" + "s" * 44] * 10_000,
+    )
+    assert len(seal_meta(bytes(32), meta)) <= metadata_limit(10_000)
+    assert metadata_limit(20_000) == metadata_limit(10_000)
+    assert [parts_in_etag(e) for e in ('"abc-12"', "abc-3", "abc", '"abc"', "a-b", "-")] == [
+        12,
+        3,
+        0,
+        0,
+        0,
+        0,
+    ]
 
 
 async def test_complete_errors(database_url: str, tmp_path: Path) -> None:

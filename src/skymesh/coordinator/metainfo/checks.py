@@ -12,6 +12,9 @@ MULTIPART = "multipart"
 MAX_KEY_BYTES = 1024
 MAX_ENCRYPTED_KEY = 1024
 MAX_ENCRYPTED_METADATA = 16 * 1024
+# A multipart object's sealed metadata also lists each part's size and checksum
+# (client/objectmeta.py): at most a 9-byte size and "sha256:" + 44 base64 characters.
+MAX_PART_METADATA = 64
 MAX_ETAG = 256
 MAX_PART_NUMBER = 10_000
 MAX_SEGMENT_INDEX = 2**31 - 1
@@ -19,6 +22,7 @@ MAX_BLOCK_SIZE = 64 * 1024 * 1024
 MAX_EXCLUDED_NODES = 1000
 _BUCKET_NAME = re.compile(r"[a-z0-9.-]{3,63}")
 _VERSION_ID = re.compile(r"[0-9a-f]{32}")  # a stream id (common.new_stream_id)
+_PARTS_IN_ETAG = re.compile(r'"?[^"]*-([0-9]{1,5})"?')  # a multipart ETag: "<md5 of md5s>-<parts>"
 _TAG_DIGEST = re.compile(r"[0-9a-f]{64}")  # HMAC-SHA256, hex (skymesh.lifecycle_rules)
 MAX_TAG_DIGESTS = 10  # S3's most tags on an object
 
@@ -75,6 +79,19 @@ def check_listing(limit: int, texts: dict[str, str]) -> None:
 def check_blob(name: str, value: bytes, limit: int) -> None:
     if len(value) > limit:
         raise BadRequest(f"{name} is {len(value)} bytes; at most {limit}", code="InvalidArgument")
+
+
+def metadata_limit(parts: int) -> int:
+    """The most sealed metadata an object of ``parts`` parts (0: not multipart) may keep."""
+    return MAX_ENCRYPTED_METADATA + MAX_PART_METADATA * min(parts, MAX_PART_NUMBER)
+
+
+def parts_in_etag(etag: str) -> int:
+    """How many parts a stored object's ETag says it was completed from (0: a simple
+    upload). The coordinator cannot read the part list, which is sealed; an ETag that
+    lies about it buys no more than a real 10,000-part object has."""
+    found = _PARTS_IN_ETAG.fullmatch(etag)
+    return int(found.group(1)) if found else 0
 
 
 def check_etag(etag: str) -> None:

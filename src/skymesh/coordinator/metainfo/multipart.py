@@ -26,6 +26,7 @@ from skymesh.coordinator.metainfo.checks import (
     check_part_number,
     check_size,
     check_text,
+    metadata_limit,
     tag_digests_column,
     unquote_etag,
 )
@@ -270,7 +271,7 @@ async def list_parts(m: Metainfo, project_id: str, req: ListPartsRequest) -> Lis
 async def complete_upload(m: Metainfo, project_id: str, req: CompleteUploadRequest) -> ObjectInfo:
     """The listed parts become the object, in one transaction; the rest go to garbage."""
     check_etag(req.etag)
-    check_blob("encrypted metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
+    check_blob("encrypted metadata", req.encrypted_metadata, metadata_limit(len(req.parts)))
     digests = tag_digests_column(req.tag_digests)
     if not req.parts:
         raise BadRequest("complete needs at least one part", code="MalformedXML")

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 
 from skymesh.coordinator.db.schema import objects
 from skymesh.coordinator.metainfo.checks import (
-    MAX_ENCRYPTED_METADATA,
     check_blob,
     check_key,
+    metadata_limit,
+    parts_in_etag,
     tag_digests_column,
 )
 from skymesh.coordinator.metainfo.common import load_object
@@ -28,13 +29,15 @@ async def update_metadata(
     m: Metainfo, project_id: str, req: UpdateObjectMetadataRequest
 ) -> ObjectInfo:
     check_key(req.key)
-    check_blob("encrypted_metadata", req.encrypted_metadata, MAX_ENCRYPTED_METADATA)
     digests = tag_digests_column(req.tag_digests)
     if not req.version_id:
         raise BadRequest("version_id names the version the metadata was derived from")
 
     def txn(conn: sa.Connection) -> ObjectInfo:
         info = load_object(conn, project_id, req.bucket, req.key, req.version_id)
+        # a multipart object's metadata lists its parts (checks.metadata_limit)
+        limit = metadata_limit(parts_in_etag(info.etag))
+        check_blob("encrypted metadata", req.encrypted_metadata, limit)
         done = conn.execute(
             objects.update()
             .where(
