@@ -145,7 +145,13 @@ class ObjectHandle:
         """Plaintext [start, end) (``end`` None: to the end of the object)."""
         stop = self.info.size if end is None else min(end, self.info.size)
         return read_object_range(
-            self.client.session, self._source, self._content_key, start, stop, self.client.extra
+            self.client.session,
+            self._source,
+            self._content_key,
+            start,
+            stop,
+            self.client.extra,
+            self.client.buffers,
         )
 
 

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import aiohttp
 
 from skymesh import errors
+from skymesh.client.buffers import BufferPool
 from skymesh.client.keys import segment_key
 from skymesh.client.piecestream import PieceStream
 from skymesh.client.upload import coder_for, scheme_of
@@ -41,13 +42,18 @@ from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
 log = logging.getLogger(__name__)
 
-# Stripes per part: a small first part for the first byte, then parts of 4 MiB of
-# plaintext, under the allocator's mmap threshold (``tuning.py``). A part costs no
-# request (a range is one request per node), only a decode call.
-PART_GROWTH = (4, 64)
-# What a node's connection may buffer ahead of the reader: past twice this it stops
-# reading the socket until the reader takes the next part.
-STREAM_READ_BUFSIZE = 128 * 1024
+# Stripes per part: a small first part for the first byte, then parts of 2 MiB of
+# plaintext. A part costs no request (a range is one request per node), only a
+# decode call; what the reader holds per range is about four parts (the nodes'
+# bytes, what their connections buffer, the plaintext, the unsent answer), and
+# parts of 64 stripes raised the gateway's peak memory by ~15 MiB over 32 with
+# boto3's 10 ranges at once (docs/benchmarks.md, "Streaming reader").
+PART_GROWTH = (4, 32)
+# A node's connection buffers up to twice its read_bufsize ahead of the reader and
+# then stops reading the socket: half a part per node, so the connection holds at most
+# about one part more than the reader's buffer (each pause costs a resume, a timer and
+# two epoll calls: a 128 KiB bound paused on nearly every 256 KiB socket read).
+MIN_READ_BUFSIZE = 64 * 1024
 HEDGE_MIN = 0.02  # s: a straggler gets at least this long past the first piece
 HEDGE_MAX = 1.0  # s: with no piece at all by then, ask the extra nodes anyway
 SEGMENTS_PER_CALL = 8
@@ -67,9 +73,11 @@ class SegmentReader:
         data_key: bytes,
         extra: int,
         refresh: Callable[[], Awaitable[SegmentDownload]] | None = None,
+        buffers: BufferPool | None = None,
     ):
         assert segment.scheme is not None
         self.session = session
+        self.buffers = buffers  # where the streams' buffers come from and go back to
         self.segment = segment
         self.scheme = scheme_of(segment.scheme)
         self.layout = SegmentLayout(segment.plain_size, segment.block_size, self.scheme)
@@ -217,6 +225,7 @@ class SegmentReader:
                     hi = min(end, pos + len(plain)) - pos
                     if lo < hi:
                         yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
+                    del plain  # not held while the next part decodes
             finally:
                 streams.close()
 
@@ -248,7 +257,8 @@ class RangeStreams:
                     at,
                     self.end,
                     self.capacity,
-                    STREAM_READ_BUFSIZE,
+                    max(MIN_READ_BUFSIZE, self.capacity // 2),
+                    self.reader.buffers,
                 )
         return None
 
@@ -432,6 +442,7 @@ async def read_object_range(
     start: int,
     end: int,
     extra: int,
+    buffers: BufferPool | None = None,
 ) -> AsyncIterator[bytes]:
     """Plaintext [start, end) of an object, segment after segment."""
     if start >= end:
@@ -451,7 +462,12 @@ async def read_object_range(
                 yield plain[lo:hi]
             else:
                 reader = SegmentReader(
-                    session, seg, data_key, extra, refresh=functools.partial(source.refetch, number)
+                    session,
+                    seg,
+                    data_key,
+                    extra,
+                    refresh=functools.partial(source.refetch, number),
+                    buffers=buffers,
                 )
                 async for chunk in reader.read(lo, hi):
                     yield chunk

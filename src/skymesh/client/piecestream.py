@@ -4,7 +4,9 @@ A reader asks a node once for all the piece bytes a range needs, then takes the
 answer in parts, each into the same buffer of the stream's own: what it holds for
 the node is one part, however long the range. The connection buffers at most about
 twice ``read_bufsize`` beyond that before it stops reading the socket; TCP then
-holds the node back until the reader takes the next part.
+holds the node back until the reader takes the next part. The buffer comes from
+the client's :class:`~skymesh.client.buffers.BufferPool` where its budget has room
+(and goes back to it), so the next range reuses it instead of zero-filling a new one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import aiohttp
 
 from skymesh import errors
+from skymesh.client.buffers import BufferPool
 from skymesh.piecetransfer.exchange import open_piece_range
 from skymesh.wire.metainfo import DownloadPiece
 
@@ -28,6 +31,7 @@ class PieceStream:
         end: int,
         capacity: int,
         read_bufsize: int,
+        pool: BufferPool | None = None,
     ):
         self.session = session
         self.piece = piece
@@ -40,6 +44,8 @@ class PieceStream:
         self._skip = 0  # body bytes before ``pos`` still to drop (a node that answered 200)
         self._left: memoryview | None = None  # the rest of a chunk a part did not take
         self._buf: bytearray | None = None
+        self._pool = pool
+        self._lent = False  # whether the buffer is on loan from the pool
 
     @property
     def buffer_size(self) -> int:
@@ -68,7 +74,8 @@ class PieceStream:
                 )
             buf = self._buf
             if buf is None or len(buf) < n:
-                buf = self._buf = bytearray(max(n, self.capacity))
+                self._give_back()
+                buf = self._buf = self._borrow(max(n, self.capacity))
             view = memoryview(buf)[:n]
             await self._fill(self._resp, view)
         except (aiohttp.ClientError, OSError) as e:
@@ -77,7 +84,7 @@ class PieceStream:
             ) from e
         self.pos += n
         if self.pos == self.end:
-            self.close()
+            self._end_response()  # the view stays valid: the buffer goes back in close()
         return view
 
     async def _fill(self, resp: aiohttp.ClientResponse, view: memoryview) -> None:
@@ -104,11 +111,29 @@ class PieceStream:
             self._left = chunk[take:] if take < len(chunk) else None
             pos += take
 
+    def _borrow(self, size: int) -> bytearray:
+        buf = self._pool.try_take(size) if self._pool is not None else None
+        self._lent = buf is not None
+        return buf if buf is not None else bytearray(size)
+
+    def _give_back(self) -> None:
+        # Only the loop writes a stream's buffer, and only in take: a decode that a
+        # cancelled read left running in a thread may still read it, never write it.
+        buf, self._buf = self._buf, None
+        if buf is not None and self._lent and self._pool is not None:
+            self._pool.give(buf)
+        self._lent = False
+
     def close(self) -> None:
         """Done with the stream: a finished answer's connection goes back to the pool,
-        an unfinished one's is dropped (the node stops sending)."""
+        an unfinished one's is dropped (the node stops sending); the buffer goes back
+        to its pool, so views of it from the last take must not be used after this."""
+        self._end_response()
+        self._give_back()
+        self.pos = self.end  # a closed stream has nothing more to give
+
+    def _end_response(self) -> None:
         resp, self._resp = self._resp, None
-        self._buf = None
         self._left = None
         if resp is None:
             return
@@ -116,4 +141,3 @@ class PieceStream:
             resp.release()
         else:
             resp.close()
-        self.pos = self.end  # a closed stream has nothing more to give
