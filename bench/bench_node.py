@@ -52,6 +52,10 @@ from pathlib import Path
 from aiohttp import web
 from skymesh.node.api import create_app
 from skymesh.node.diskstore import DiskPieceStore
+try:
+    from skymesh.node.front import FrontSite as Site  # the node's own front, where it has one
+except ImportError:
+    Site = web.TCPSite
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.tuning import tune_process
 from skymesh.wire.identity import Identity
@@ -63,7 +67,7 @@ async def main() -> None:
     verifier = OrderVerifier(node.id, [coord.public_key], SerialStore(d / "orders.sqlite3"))
     runner = web.AppRunner(create_app(store, verifier, node), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await Site(runner, "127.0.0.1", port).start()
     tune_process()
     print("ready", flush=True)
     stop = asyncio.Event()

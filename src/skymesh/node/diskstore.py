@@ -42,7 +42,7 @@ from typing import TypeVar
 
 import msgspec
 
-from skymesh.codec.merkle import MerkleBuilder
+from skymesh.codec.merkle import Buffer, MerkleBuilder
 from skymesh.errors import (
     BadRequest,
     ConfigError,
@@ -59,7 +59,7 @@ from skymesh.wire.pieces import is_valid_piece_id
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Writev = Callable[[int, list[bytes]], None]
+Writev = Callable[[int, list[Buffer]], None]
 """Writes every byte of the buffers to a file descriptor, or raises :class:`OSError`."""
 
 META_SUFFIX = ".meta"
@@ -273,7 +273,7 @@ class DiskPieceStore:
     async def write(
         self,
         piece_id: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Buffer],
         max_bytes: int,
         expected_size: int | None,
         serial: str,
@@ -307,7 +307,7 @@ class DiskPieceStore:
     async def _receive(
         self,
         piece_id: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Buffer],
         max_bytes: int,
         expected_size: int | None,
         serial: str,
@@ -321,7 +321,7 @@ class DiskPieceStore:
         pending: concurrent.futures.Future[None] | None = None
         try:
             size = 0
-            batch: list[bytes] = []
+            batch: list[Buffer] = []
             batch_len = 0
             async for chunk in chunks:
                 if not chunk:
@@ -334,17 +334,19 @@ class DiskPieceStore:
                         raise BadRequest(f"body longer than its declared {expected_size} bytes")
                 elif size > held[0]:
                     self._reserve(size - held[0], held)
+                if batch_len >= WRITE_BATCH:
+                    # A full batch with more to come goes to the disk thread now; the
+                    # last one waits for the commit (a piece in one chunk: one trip).
+                    if pending is not None:
+                        await asyncio.wrap_future(pending)
+                    pending = self._pool.submit(_append, self._writev, tmp, batch)
+                    batch, batch_len = [], 0
                 # Hash here, not in the disk thread: BLAKE3 releases the GIL per
                 # 64 KiB leaf, and a thread re-taking it from a busy loop for every
                 # leaf ran at half speed (convoy); one writev per batch does not.
                 builder.update(chunk)
                 batch.append(chunk)
                 batch_len += len(chunk)
-                if batch_len >= WRITE_BATCH:
-                    if pending is not None:
-                        await asyncio.wrap_future(pending)
-                    pending = self._pool.submit(_append, self._writev, tmp, batch)
-                    batch, batch_len = [], 0
             if pending is not None:
                 await asyncio.wrap_future(pending)
             pending = None
@@ -384,7 +386,7 @@ class DiskPieceStore:
                 tmp.discard()
             raise
 
-    def _commit(self, tmp: _Temp, tail: list[bytes], meta: PieceMeta) -> None:
+    def _commit(self, tmp: _Temp, tail: list[Buffer], meta: PieceMeta) -> None:
         """Append the piece's last bytes, then make it durable and visible (disk thread)."""
         assert tmp.fd is not None and tmp.path is not None
         if tail:
@@ -518,7 +520,7 @@ def _subdirs(path: Path) -> list[os.DirEntry[str]]:
         ]
 
 
-def _append(writev: Writev, tmp: _Temp, chunks: list[bytes]) -> None:
+def _append(writev: Writev, tmp: _Temp, chunks: list[Buffer]) -> None:
     """Append ``chunks`` to the temp file (disk thread)."""
     assert tmp.fd is not None
     try:
@@ -529,7 +531,7 @@ def _append(writev: Writev, tmp: _Temp, chunks: list[bytes]) -> None:
         raise SkymeshError(f"cannot write piece: {e}") from e
 
 
-def writev_all(fd: int, bufs: list[bytes]) -> None:
+def writev_all(fd: int, bufs: list[Buffer]) -> None:
     """The disk's :data:`Writev`: ``os.writev`` until every byte is written."""
     views = [memoryview(b) for b in bufs]
     i = 0

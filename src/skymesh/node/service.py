@@ -30,6 +30,7 @@ from skymesh.node.api import NODE, NodeCounters, create_app
 from skymesh.node.batch import NodeBatches
 from skymesh.node.compute import NodeCompute
 from skymesh.node.diskstore import DiskPieceStore
+from skymesh.node.front import FrontSite
 from skymesh.node.heartbeat import CoordinatorLink
 from skymesh.node.metrics import node_registry
 from skymesh.node.orders import OrderVerifier, SerialStore
@@ -163,7 +164,8 @@ class NodeService:
             read_bufsize=STREAM_BUFSIZE,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, config.host, config.port)
+        # piece PUT and GET straight off the socket, the rest by aiohttp (node/front.py)
+        site = FrontSite(self._runner, config.host, config.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         self.address = config.public_address.rstrip("/") or _base_url(config.host, self.port)
