@@ -44,10 +44,10 @@ from typing import Literal
 
 import msgspec
 
+from skymesh.codec.merkle import Buffer
 from skymesh.errors import NotFound
 from skymesh.node.diskstore import DiskPieceStore, writev_all
 from skymesh.node.service import NodeService
-from skymesh.codec.merkle import Buffer
 from skymesh.node.store import PieceMeta
 
 Fault = Literal["corrupt", "swap", "missing", "forge", "full"]
