@@ -139,6 +139,10 @@ class DiskPieceStore:
         self.root = Path(root)
         self.chunk_size = chunk_size
         self.fsync = fsync
+        # Without fsync a write only copies into the page cache (a piece of 1.4 MB:
+        # about 0.3 ms with its sidecar and renames), which costs less on the loop than
+        # the two thread switches of a hop to the disk thread; with fsync, never.
+        self.inline_writes = not fsync
         self._writev = writev_all if writev is None else writev
         self._capacity = capacity_bytes
         self._pieces_dir = self.root / "pieces"
@@ -337,9 +341,12 @@ class DiskPieceStore:
                 if batch_len >= WRITE_BATCH:
                     # A full batch with more to come goes to the disk thread now; the
                     # last one waits for the commit (a piece in one chunk: one trip).
-                    if pending is not None:
-                        await asyncio.wrap_future(pending)
-                    pending = self._pool.submit(_append, self._writev, tmp, batch)
+                    if self.inline_writes:
+                        _append(self._writev, tmp, batch)
+                    else:
+                        if pending is not None:
+                            await asyncio.wrap_future(pending)
+                        pending = self._pool.submit(_append, self._writev, tmp, batch)
                     batch, batch_len = [], 0
                 # Hash here, not in the disk thread: BLAKE3 releases the GIL per
                 # 64 KiB leaf, and a thread re-taking it from a busy loop for every
@@ -364,6 +371,11 @@ class DiskPieceStore:
                 serial=serial,
                 stored_at=time.time(),
             )
+            if self.inline_writes:
+                self._commit(tmp, batch, meta)
+                self._used += size
+                self._count += 1
+                return meta
             # The last batch goes with the commit: one trip to the disk thread, not two.
             pending = self._pool.submit(self._commit, tmp, batch, meta)
             done = asyncio.wrap_future(pending)

@@ -159,13 +159,15 @@ _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _SERVER = SERVER_SOFTWARE.encode()
 
 
-def response_head(status: int, fields: list[tuple[bytes, bytes]], length: int) -> bytes:
-    """A response head as aiohttp writes one (its header order, ``Date``, ``Server``)."""
+def response_head(
+    status: int, fields: list[tuple[bytes, bytes]], length: int, close: bool = False
+) -> bytes:
+    """A response head as aiohttp writes one (its header order, ``Date``, ``Server``,
+    and ``Connection: close`` on the last response of a connection)."""
     parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
     parts += [b"%s: %s\r\n" % f for f in fields]
-    parts.append(
-        b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\n\r\n" % (length, _date(), _SERVER)
-    )
+    parts.append(b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\n" % (length, _date(), _SERVER))
+    parts.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
     return b"".join(parts)
 
 
@@ -416,7 +418,8 @@ class FrontProtocol(asyncio.BufferedProtocol):
         """Write a response head, and ``body`` or, ``length`` given, none (its bytes follow)."""
         if self._transport is not None and not self._transport.is_closing():
             size = len(body) if length < 0 else length
-            self._transport.write(response_head(status, fields, size) + body)
+            head = response_head(status, fields, size, self._close_after)
+            self._transport.write(head + body)
 
     def _refuse(self, method: str, e: SkymeshError) -> None:
         """What ``error_middleware`` and ``_refusal_middleware`` do with an error."""
@@ -436,7 +439,7 @@ class FrontProtocol(asyncio.BufferedProtocol):
         self._close_after = True
         self._respond(
             500,
-            [(b"Content-Type", b"text/plain; charset=utf-8"), (b"Connection", b"close")],
+            [(b"Content-Type", b"text/plain; charset=utf-8")],
             b"500 Internal Server Error\n\nServer got itself in trouble",
         )
 
