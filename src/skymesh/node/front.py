@@ -65,8 +65,10 @@ SHUTDOWN_TIMEOUT = 10.0  # seconds requests in flight get when the node stops
 _ROUTE = "/v1/pieces/{piece_id}"  # the counters' name for the piece route, as aiohttp's
 
 _REQUEST_LINE = re.compile(rb"(PUT|GET) /v1/pieces/([0-9a-f]{64}) HTTP/1\.1")
-# A header line whose name is a token and whose value is visible ASCII, spaces and tabs.
-_HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\x20-\x7e\t]*)")
+# Bytes a head may hold (visible ASCII, space, tab; CR and LF only as line ends), and
+# those of a header name (a token): bytes.translate deletes them to find any other.
+_HEAD_BYTES = bytes(range(0x20, 0x7F)) + b"\t"
+_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 # Headers the front reads: each once, or the request goes to aiohttp.
 _ORDER, _RANGE, _LENGTH, _CONNECTION = (
@@ -108,13 +110,15 @@ def parse_head(head: bytes) -> FrontRequest | None:
     m = _REQUEST_LINE.fullmatch(lines[0])
     if m is None or len(lines) > MAX_HEADERS + 1:
         return None
+    if b"".join(lines).translate(None, _HEAD_BYTES):
+        return None  # a stray CR or LF, a control byte, a byte outside ASCII
     req = FrontRequest(m[1].decode(), m[2].decode())
     seen: set[bytes] = set()
     for line in lines[1:]:
-        h = _HEADER.fullmatch(line)
-        if h is None:  # obs-fold, a stray CR or LF, a byte outside ASCII...
-            return None
-        name = h[1].lower()
+        name, colon, raw = line.partition(b":")
+        if not colon or not name or name.translate(None, _TOKEN_BYTES):
+            return None  # no name, a space before the colon, obs-fold...
+        name = name.lower()
         if name in _HAND_OVER:
             return None
         if name not in _KNOWN:
@@ -122,7 +126,7 @@ def parse_head(head: bytes) -> FrontRequest | None:
         if name in seen:
             return None
         seen.add(name)
-        value = h[2].strip(b" \t")
+        value = raw.strip(b" \t")
         if name == _ORDER:
             req.order = value.decode()
         elif name == _RANGE:
