@@ -12,7 +12,8 @@ import aiohttp
 import msgspec
 import pytest
 
-from skymesh.node.front import parse_head
+from skymesh.codec.merkle import Buffer
+from skymesh.node.front import BODY_SLAB, FrontProtocol, parse_head
 from skymesh.node.service import NodeService
 from skymesh.wire.node import PieceReceipt
 from skymesh.wire.signing import ORDER_HEADER, Signed, open_signed
@@ -258,3 +259,29 @@ def test_heads_the_front_serves() -> None:
     )
     req = parse_head(b"GET " + PIECE + b" HTTP/1.1\r\nRange: bytes=1-2\r\nContent-Length: 0")
     assert req is not None and (req.method, req.range, req.close) == ("GET", "bytes=1-2", False)
+
+
+async def test_a_slow_store_pauses_reading(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body of several slabs, taken by the store slower than it arrives."""
+    store, write, pauses = node.service.store, node.service.store.write, []
+    pause = FrontProtocol._pause
+
+    def counted(self: FrontProtocol) -> None:
+        pauses.append(1)
+        pause(self)
+
+    monkeypatch.setattr(FrontProtocol, "_pause", counted)
+
+    async def slow(piece_id: str, chunks: AsyncIterator[Buffer], *args: object) -> object:
+        async def late() -> AsyncIterator[Buffer]:
+            async for chunk in chunks:
+                await asyncio.sleep(0.05)
+                yield bytes(chunk)
+
+        return await write(piece_id, late(), *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "write", slow)
+    piece, data = pid(), os.urandom(3 * BODY_SLAB + 12345)
+    status, _ = await node.put(piece, data, node.order(piece, PUT, max_bytes=len(data)))
+    assert status == 201 and store.path(piece).read_bytes() == data
+    assert pauses  # the socket waited while two slabs were queued
