@@ -18,6 +18,11 @@ The order travels in the ``X-Skymesh-Order`` header and is checked before any
 body is read; a malformed piece id is a 400 before anything else. Only ``GET``
 of piece bytes is charged against a get order's allowance (``HEAD`` and
 ``/hashes`` are not). Errors are JSON :class:`~skymesh.wire.base.ErrorBody`.
+
+On the node's port, ``PUT`` and ``GET`` of piece bytes are served by
+:mod:`skymesh.node.front` straight off the socket, through the same
+:func:`admit_put`, :func:`store_piece` and :func:`open_read` as the handlers here,
+which serve them on connections the front handed to aiohttp.
 """
 
 from __future__ import annotations

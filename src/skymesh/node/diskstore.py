@@ -22,7 +22,8 @@ any path is built from it: no path is ever made from anything else.
 
 Disk work (writes, fsync, rename, unlink) runs on a small thread pool owned by
 the store, one batched ``writev`` per MiB received; the event loop moves buffers,
-counts bytes and hashes the Merkle leaves as they arrive.
+counts bytes and hashes the Merkle leaves as they arrive. Without fsync, writes and
+the commit are page-cache copies and run on the loop (:attr:`inline_writes`).
 """
 
 from __future__ import annotations
