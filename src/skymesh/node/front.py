@@ -362,8 +362,8 @@ class FrontProtocol(asyncio.BufferedProtocol):
                     self._hand_over()
                 return
             req = parse_head(bytes(self._view[self._lo : end]))
-            if req is None:
-                self._hand_over()
+            if req is None or (req.method == "GET" and not self._node.sendfile):
+                self._hand_over()  # (reads and writes instead of sendfile: aiohttp's way)
                 return
             self._lo = end + 4
             self._close_after = req.close
