@@ -281,7 +281,7 @@ async def test_a_slow_store_pauses_reading(node: Node, monkeypatch: pytest.Monke
         return await write(piece_id, late(), *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "write", slow)
-    piece, data = pid(), os.urandom(3 * BODY_SLAB + 12345)
+    piece, data = pid(), os.urandom(BODY_SLAB + 12345)
     status, _ = await node.put(piece, data, node.order(piece, PUT, max_bytes=len(data)))
     assert status == 201 and store.path(piece).read_bytes() == data
     assert pauses  # the socket waited while two slabs were queued

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 HEAD_BUFFER = 8190
 MAX_HEADERS = 100
 BODY_SLAB = 4 * 1024 * 1024  # a body up to this size lands in one buffer; larger ones stream
+STREAM_SLAB = 1024 * 1024  # ... in slabs of this size (a connection holds three at most)
 QUEUED_SLABS = 2  # received slabs waiting for the store before reading pauses
 POOLED_SLABS = 8  # body buffers kept for the next PUTs, of whichever connection
 KEEPALIVE = 3630.0  # seconds an idle connection stays open (aiohttp's default)
@@ -510,7 +511,7 @@ class FrontProtocol(asyncio.BufferedProtocol):
 
     def _start_body(self, length: int) -> None:
         """Receive ``length`` body bytes into slabs, starting with those buffered."""
-        size = min(length, BODY_SLAB)
+        size = length if length <= BODY_SLAB else STREAM_SLAB
         if length <= BODY_SLAB:  # one buffer: pooled
             self._slab = self._front.take_slab(size)
             cur = memoryview(self._slab)[:size]
@@ -532,7 +533,7 @@ class FrontProtocol(asyncio.BufferedProtocol):
         self._ready.append(self._cur)
         self._wake()
         if self._body_left:
-            self._cur = memoryview(bytearray(min(self._body_left, BODY_SLAB)))
+            self._cur = memoryview(bytearray(min(self._body_left, STREAM_SLAB)))
             self._filled = 0
             if len(self._ready) >= QUEUED_SLABS:
                 self._pause()
