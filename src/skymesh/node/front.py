@@ -8,9 +8,8 @@ the same :func:`~skymesh.node.api.admit_put`, :func:`~skymesh.node.api.store_pie
 and :func:`~skymesh.node.api.open_read`): same statuses, headers, JSON errors and
 counters. What it saves is aiohttp's machinery around them: its request and
 payload objects, router and middlewares, and the copies of a body through its
-stream reader. A body lands by ``recv_into`` in one buffer per connection, reused
-from piece to piece, which the store hashes and writes as it is; a GET answers
-with ``sendfile``.
+stream reader. A body lands by ``recv_into`` in one buffer, pooled from piece to
+piece, which the store hashes and writes as it is; a GET answers with ``sendfile``.
 
 Anything else (another route or method, a query string, ``Transfer-Encoding``,
 ``Expect``, ``Upgrade``, HTTP/1.0, a repeated header that matters, a byte of the
@@ -443,14 +442,15 @@ class FrontProtocol(asyncio.BufferedProtocol):
             head = response_head(status, fields, size, self._close_after)
             self._transport.write(head + body)
 
-    def _refuse(self, method: str, e: SkymeshError) -> None:
+    def _refuse(self, method: str, piece_id: str, e: SkymeshError) -> None:
         """What ``error_middleware`` and ``_refusal_middleware`` do with an error."""
         node = self._node
         node.counters.refusals[e.code] += 1
+        path = f"/v1/pieces/{piece_id}"
         if e.status < 500:
-            log.info("refused %s %s: %s %s", method, "/v1/pieces/…", e.status, e)
+            log.info("refused %s %s: %s %s", method, path, e.status, e)
         else:
-            log.warning("%s %s -> %s %s", method, "/v1/pieces/…", e.code, e)
+            log.warning("%s %s -> %s %s", method, path, e.code, e)
         self._count(method, e.status)
         self._respond(e.status, [_JSON], _encode(ErrorBody(code=e.code, message=e.message)))
 
@@ -475,7 +475,7 @@ class FrontProtocol(asyncio.BufferedProtocol):
         try:
             order = admit_put(self._node, req.order, req.piece_id, req.length)
         except SkymeshError as e:
-            self._refuse("PUT", e)
+            self._refuse("PUT", req.piece_id, e)
             self._skip(req.length)
             return
         except Exception as e:
@@ -491,7 +491,7 @@ class FrontProtocol(asyncio.BufferedProtocol):
         try:
             receipt = await store_piece(self._node, req.piece_id, order, self, req.length)
         except SkymeshError as e:
-            self._refuse("PUT", e)
+            self._refuse("PUT", req.piece_id, e)
         except Exception as e:
             self._fail("PUT", e)
         else:
@@ -585,7 +585,7 @@ class FrontProtocol(asyncio.BufferedProtocol):
         try:
             read = open_read(self._node, req.piece_id, req.order, req.range)
         except SkymeshError as e:
-            self._refuse("GET", e)
+            self._refuse("GET", req.piece_id, e)
             self._done()
             return
         except Exception as e:
