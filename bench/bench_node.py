@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_node.py [--pieces 300] [--windows 0,4,129] [--perf]
 
 A node (its piece routes on a real disk store, no fsync, the process tuning of a
-role) runs in its own process; this one stores ``--pieces`` pieces of boto3's 8 MiB
+role, behind the node's front protocol, ``node/front.py``, where the tree has one)
+runs in its own process; this one stores ``--pieces`` pieces of boto3's 8 MiB
 part (129 stripes of 10,923 bytes: 1.41 MB, scheme 6-of-10 on 12 nodes), four
 at a time as the gateway's uploads overlap, then reads each back in the reader's
 windows (``--windows``: stripe offsets; 0,4,129 is ``split_windows`` of an 8 MiB
