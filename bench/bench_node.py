@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_node.py [--pieces 300] [--windows 0,129] [--perf]
 
 A node (its piece routes on a real disk store, no fsync, the process tuning of a
-role) runs in its own process; this one stores ``--pieces`` pieces of boto3's 8 MiB
+role, behind the node's front protocol, ``node/front.py``, where the tree has one)
+runs in its own process; this one stores ``--pieces`` pieces of boto3's 8 MiB
 part (129 stripes of 10,923 bytes: 1.41 MB, scheme 6-of-10 on 12 nodes), four
 at a time as the gateway's uploads overlap, then reads each back in the reader's
 requests (``--windows``: stripe offsets; 0,129, one request per node, is how the
@@ -52,6 +53,10 @@ from pathlib import Path
 from aiohttp import web
 from skymesh.node.api import create_app
 from skymesh.node.diskstore import DiskPieceStore
+try:
+    from skymesh.node.front import FrontSite as Site  # the node's own front, where it has one
+except ImportError:
+    Site = web.TCPSite
 from skymesh.node.orders import OrderVerifier, SerialStore
 from skymesh.tuning import tune_process
 from skymesh.wire.identity import Identity
@@ -63,7 +68,7 @@ async def main() -> None:
     verifier = OrderVerifier(node.id, [coord.public_key], SerialStore(d / "orders.sqlite3"))
     runner = web.AppRunner(create_app(store, verifier, node), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await Site(runner, "127.0.0.1", port).start()
     tune_process()
     print("ready", flush=True)
     stop = asyncio.Event()

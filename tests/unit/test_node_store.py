@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from skymesh.codec.merkle import Buffer
 from skymesh.errors import ConfigError, InsufficientStorage, SkymeshError
 from skymesh.node.diskstore import META_SUFFIX, DiskPieceStore, Writev
 from tests.unit.test_piece_store_contract import CHUNK, SERIAL, chunks_of, files_under, pid
@@ -69,7 +70,7 @@ async def test_reopen_tidies_what_a_crash_left(tmp_path: Path) -> None:
 def _failing(err: int) -> Writev:
     """A disk that writes half of its first buffer, then fails with ``err``."""
 
-    def writev(fd: int, bufs: list[bytes]) -> None:
+    def writev(fd: int, bufs: list[Buffer]) -> None:
         if bufs and len(bufs[0]) > 1:
             os.write(fd, bufs[0][: len(bufs[0]) // 2])
         raise OSError(err, os.strerror(err))

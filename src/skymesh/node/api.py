@@ -18,6 +18,11 @@ The order travels in the ``X-Skymesh-Order`` header and is checked before any
 body is read; a malformed piece id is a 400 before anything else. Only ``GET``
 of piece bytes is charged against a get order's allowance (``HEAD`` and
 ``/hashes`` are not). Errors are JSON :class:`~skymesh.wire.base.ErrorBody`.
+
+On the node's port, ``PUT`` and ``GET`` of piece bytes are served by
+:mod:`skymesh.node.front` straight off the socket, through the same
+:func:`admit_put`, :func:`store_piece` and :func:`open_read` as the handlers here,
+which serve them on connections the front handed to aiohttp.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from skymesh import __version__
+from skymesh.codec.merkle import Buffer
 from skymesh.errors import BadRequest, NotFound, SkymeshError, TooLarge
 from skymesh.node.audit import audit_chunk
 from skymesh.node.orders import OrderVerifier
@@ -48,12 +54,13 @@ from skymesh.wire.node import (
     PIECE_AUDIT_PATH,
     PIECE_HASHES_PATH,
     PIECE_PATH,
+    Order,
     PieceAction,
     PieceHashes,
 )
 from skymesh.wire.pieces import is_valid_piece_id
 from skymesh.wire.registry import PeerIdentity
-from skymesh.wire.signing import ORDER_HEADER
+from skymesh.wire.signing import ORDER_HEADER, Signed
 
 log = logging.getLogger(__name__)
 
@@ -191,18 +198,36 @@ async def _body(request: web.Request, counters: NodeCounters) -> AsyncIterator[b
 async def _put_piece(request: web.Request) -> web.Response:
     piece_id = _piece_id(request)
     node = request.app[NODE]
-    order = node.verifier.check(
-        request.headers.get(ORDER_HEADER), piece_id, PieceAction.PUT, node.clock()
+    order = admit_put(node, request.headers.get(ORDER_HEADER), piece_id, request.content_length)
+    receipt = await store_piece(
+        node, piece_id, order, _body(request, node.counters), request.content_length
     )
-    length = request.content_length
+    return json_response(receipt, status=201)
+
+
+def admit_put(
+    node: NodeContext, order_value: str | None, piece_id: str, length: int | None
+) -> Order:
+    """The put order for ``piece_id``, checked (and its serial spent) before any body
+    byte is read; :class:`TooLarge` when the declared ``length`` passes its ``max_bytes``."""
+    order = node.verifier.check(order_value, piece_id, PieceAction.PUT, node.clock())
     if length is not None and length > order.max_bytes:
         raise TooLarge(f"piece of {length} bytes exceeds the order's {order.max_bytes}")
-    meta = await node.store.write(
-        piece_id, _body(request, node.counters), order.max_bytes, length, order.serial
-    )
+    return order
+
+
+async def store_piece(
+    node: NodeContext,
+    piece_id: str,
+    order: Order,
+    chunks: AsyncIterator[Buffer],
+    length: int | None,
+) -> Signed:
+    """Store the body ``chunks`` under an admitted put order; the node's signed receipt."""
+    meta = await node.store.write(piece_id, chunks, order.max_bytes, length, order.serial)
     node.counters.pieces_stored += 1
     log.debug("stored piece %s (%d bytes, order %s)", piece_id, meta.size, order.serial)
-    receipt = sign_receipt(
+    return sign_receipt(
         node.identity,
         piece_id=piece_id,
         serial=order.serial,
@@ -210,7 +235,6 @@ async def _put_piece(request: web.Request) -> web.Response:
         merkle_root=meta.merkle_root,
         stored_at=meta.stored_at,
     )
-    return json_response(receipt, status=201)
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
@@ -245,43 +269,81 @@ def _is_number(s: str, allow_empty: bool = False) -> bool:
     return len(s) <= 19 and s.isascii() and s.isdigit()
 
 
-def _unsatisfiable(size: int, value: str) -> web.Response:
-    resp = json_response(
-        ErrorBody(code="InvalidRange", message=f"range {value[:80]!r} not within {size} bytes"),
-        status=416,
+@dataclass
+class PieceRead:
+    """A GET of piece bytes, admitted and charged: ``[start, stop)`` of ``file``.
+
+    ``status`` 416 (nothing charged, ``file`` closed) when the range is not within
+    the piece's ``size`` bytes; the caller owns ``file`` otherwise.
+    """
+
+    file: IO[bytes]
+    size: int
+    status: int
+    start: int
+    stop: int
+    range_value: str | None
+
+    @property
+    def content_range(self) -> str:
+        if self.status == 416:
+            return f"bytes */{self.size}"
+        return f"bytes {self.start}-{self.stop - 1}/{self.size}"
+
+
+def open_read(
+    node: NodeContext, piece_id: str, order_value: str | None, range_value: str | None
+) -> PieceRead:
+    """Check the get order, open the piece, resolve ``Range`` and charge the allowance."""
+    order = node.verifier.check(order_value, piece_id, PieceAction.GET, node.clock())
+    try:
+        # An open of a cached dentry: microseconds, not worth a thread hop.
+        f = open(node.store.path(piece_id), "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise NotFound(f"piece {piece_id} is not stored here") from None
+    try:
+        size = os.fstat(f.fileno()).st_size
+        read = PieceRead(f, size, 200, 0, size, range_value)
+        if range_value is not None:
+            span = parse_range(range_value, size)
+            if span is None:
+                node.counters.refusals["InvalidRange"] += 1
+                f.close()
+                read.status = 416
+                return read
+            read.status, (read.start, read.stop) = 206, span
+        node.verifier.charge(order, read.stop - read.start, order_value or "")
+    except BaseException:
+        f.close()
+        raise
+    return read
+
+
+def unsatisfiable_body(read: PieceRead) -> ErrorBody:
+    """The error a 416 carries (with ``Content-Range: bytes */size``)."""
+    value = read.range_value or ""
+    return ErrorBody(
+        code="InvalidRange", message=f"range {value[:80]!r} not within {read.size} bytes"
     )
-    resp.headers["Content-Range"] = f"bytes */{size}"
-    return resp
 
 
 async def _get_piece(request: web.Request) -> web.StreamResponse:
     piece_id = _piece_id(request)
     node = request.app[NODE]
-    order = node.verifier.check(
-        request.headers.get(ORDER_HEADER), piece_id, PieceAction.GET, node.clock()
+    read = open_read(
+        node, piece_id, request.headers.get(ORDER_HEADER), request.headers.get("Range")
     )
-    try:
-        # An open of a cached dentry: microseconds, not worth a thread hop.
-        f = open(node.store.path(piece_id), "rb")  # noqa: ASYNC230, SIM115
-    except FileNotFoundError:
-        raise NotFound(f"piece {piece_id} is not stored here") from None
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        range_value = request.headers.get("Range")
-        status, start, stop = 200, 0, size
-        if range_value is not None:
-            span = parse_range(range_value, size)
-            if span is None:
-                node.counters.refusals["InvalidRange"] += 1
-                return _unsatisfiable(size, range_value)
-            status, (start, stop) = 206, span
-        count = stop - start
-        node.verifier.charge(order, count, request.headers.get(ORDER_HEADER, ""))
+    if read.status == 416:
+        refusal = json_response(unsatisfiable_body(read), status=416)
+        refusal.headers["Content-Range"] = read.content_range
+        return refusal
+    with read.file as f:
+        start, count = read.start, read.stop - read.start
         # headers given whole: the content_type setter parses its value on every call
-        resp = web.StreamResponse(status=status, headers=_PIECE_HEADERS)
+        resp = web.StreamResponse(status=read.status, headers=_PIECE_HEADERS)
         resp.content_length = count
-        if status == 206:
-            resp.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        if read.status == 206:
+            resp.headers["Content-Range"] = read.content_range
         try:
             await resp.prepare(request)
             if count:
@@ -301,7 +363,7 @@ async def _send(
     if transport is None:
         raise ConnectionResetError("connection lost")
     if sf:
-        sent = _sendfile_now(transport, f.fileno(), start, count)
+        sent = sendfile_now(transport, f.fileno(), start, count)
         start, count = start + sent, count - sent
         if not count:
             return
@@ -320,7 +382,7 @@ async def _send(
         pos += len(data)
 
 
-def _sendfile_now(transport: asyncio.BaseTransport, fd: int, start: int, count: int) -> int:
+def sendfile_now(transport: asyncio.BaseTransport, fd: int, start: int, count: int) -> int:
     """Bytes of ``fd`` sent straight to the socket while it takes them without waiting.
 
     Most ranges fit the socket's send buffer: one ``sendfile`` call, where the

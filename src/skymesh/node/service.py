@@ -30,6 +30,7 @@ from skymesh.node.api import NODE, NodeCounters, create_app
 from skymesh.node.batch import NodeBatches
 from skymesh.node.compute import NodeCompute
 from skymesh.node.diskstore import DiskPieceStore
+from skymesh.node.front import FrontSite, PieceFront
 from skymesh.node.heartbeat import CoordinatorLink
 from skymesh.node.metrics import node_registry
 from skymesh.node.orders import OrderVerifier, SerialStore
@@ -73,6 +74,7 @@ class NodeService:
     settler: OrderSettler  # served get orders, settled with the coordinator
     settle: DrivenLoop  # sends them
     port: int  # bound HTTP port
+    front: PieceFront  # the connections not (yet) handed to aiohttp
     metrics: CollectorRegistry  # every node metric (docs/operations.md "Metrics")
     address: str  # base URL others use to reach this node
 
@@ -163,8 +165,10 @@ class NodeService:
             read_bufsize=STREAM_BUFSIZE,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, config.host, config.port)
+        # piece PUT and GET straight off the socket, the rest by aiohttp (node/front.py)
+        site = FrontSite(self._runner, config.host, config.port)
         await site.start()
+        self.front = site.front
         self.port = int(self._runner.addresses[0][1])
         self.address = config.public_address.rstrip("/") or _base_url(config.host, self.port)
         if not config.public_address and config.host in ("0.0.0.0", "::", ""):

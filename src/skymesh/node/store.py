@@ -15,6 +15,8 @@ from typing import Protocol
 
 import msgspec
 
+from skymesh.codec.merkle import Buffer
+
 META_VERSION = 1
 
 
@@ -64,7 +66,7 @@ class PieceStore(Protocol):
     async def write(
         self,
         piece_id: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Buffer],
         max_bytes: int,
         expected_size: int | None,
         serial: str,

@@ -44,6 +44,7 @@ from typing import Literal
 
 import msgspec
 
+from skymesh.codec.merkle import Buffer
 from skymesh.errors import NotFound
 from skymesh.node.diskstore import DiskPieceStore, writev_all
 from skymesh.node.service import NodeService
@@ -114,7 +115,7 @@ class FaultyStore:
     async def write(
         self,
         piece_id: str,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Buffer],
         max_bytes: int,
         expected_size: int | None,
         serial: str,
@@ -167,7 +168,7 @@ class FaultyStore:
             self._scratch = Path(tempfile.mkdtemp(prefix="skymesh-faults-"))
         return self._scratch
 
-    def _writev(self, fd: int, bufs: list[bytes]) -> None:
+    def _writev(self, fd: int, bufs: list[Buffer]) -> None:
         """The inner store's disk writes (disk threads): half of the first buffer, then
         ENOSPC, while the fault is ``full``."""
         if self.fault != "full":
