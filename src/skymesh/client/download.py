@@ -187,7 +187,7 @@ class SegmentReader:
         parts = split_parts(blocks)
         if not parts:
             return
-        capacity = max(end - start for start, end in map(self.layout.piece_range, parts))
+        capacity = max(hi - lo for lo, hi in map(self.layout.piece_range, parts))
         i = 0
         refreshes = 0  # fresh orders asked for the part at hand
         while i < len(parts):
@@ -261,11 +261,6 @@ class RangeStreams:
                     self.reader.buffers,
                 )
         return None
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of the live streams' own buffers."""
-        return sum(s.buffer_size for s in self.live)
 
     async def take(self, blocks: range) -> dict[int, memoryview]:
         """The next part's bytes from the first k nodes to deliver them, by piece number;

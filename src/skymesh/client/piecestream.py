@@ -47,11 +47,6 @@ class PieceStream:
         self._pool = pool
         self._lent = False  # whether the buffer is on loan from the pool
 
-    @property
-    def buffer_size(self) -> int:
-        """Bytes of the stream's own buffer (what it holds beyond the connection's)."""
-        return 0 if self._buf is None else len(self._buf)
-
     async def take(self, n: int) -> memoryview:
         """The next ``n`` bytes of the range, in the stream's buffer: valid until the next take.
 
