@@ -1,14 +1,14 @@
 """One node's CPU per piece, driven as the gateway drives it in the 512 MiB benchmark.
 
-    .venv/bin/python bench/bench_node.py [--pieces 300] [--windows 0,4,129] [--perf]
+    .venv/bin/python bench/bench_node.py [--pieces 300] [--windows 0,129] [--perf]
 
 A node (its piece routes on a real disk store, no fsync, the process tuning of a
 role, behind the node's front protocol, ``node/front.py``, where the tree has one)
 runs in its own process; this one stores ``--pieces`` pieces of boto3's 8 MiB
 part (129 stripes of 10,923 bytes: 1.41 MB, scheme 6-of-10 on 12 nodes), four
 at a time as the gateway's uploads overlap, then reads each back in the reader's
-windows (``--windows``: stripe offsets; 0,4,129 is ``split_windows`` of an 8 MiB
-range). It prints the node's CPU seconds per GB of piece bytes, per piece and per
+requests (``--windows``: stripe offsets; 0,129, one request per node, is how the
+streaming reader asks for an 8 MiB range; 0,4,68,129 is the windowed reader before it). It prints the node's CPU seconds per GB of piece bytes, per piece and per
 request, and this process's (the gateway's side of the transfer). ``--perf`` records
 the node with ``perf record`` and prints where its CPU went by library. Measures,
 never asserts; the VM swings ±30 %, so compare interleaved runs.
@@ -147,7 +147,7 @@ async def _drive(address: str, pid: int, pieces: int, cuts: list[int]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--pieces", type=int, default=300)
-    p.add_argument("--windows", default="0,4,129", help="stripe offsets of the GET windows")
+    p.add_argument("--windows", default="0,129", help="stripe offsets of the GET requests")
     p.add_argument("--perf", action="store_true", help="perf record the node; shares by library")
     args = p.parse_args()
     cuts = [int(x) for x in args.windows.split(",")]

@@ -1,35 +1,33 @@
-"""How a segment reader cuts a range into windows (each costs every node it reads a request)."""
+"""How a segment reader cuts a range into parts (each one decode; a range is one request per node)."""
 
 from __future__ import annotations
 
 import pytest
 
-from skymesh.client.download import TAIL_JOIN, WINDOW_GROWTH, split_windows
+from skymesh.client.download import PART_GROWTH, split_parts
 
 
 @pytest.mark.parametrize(
-    ("blocks", "windows"),
+    ("blocks", "parts"),
     [
-        (range(0, 129), [(0, 4), (4, 68), (68, 129)]),  # boto3's 8 MiB part
+        (range(0, 129), [(0, 4), (4, 36), (36, 68), (68, 100), (100, 129)]),  # boto3's 8 MiB
         (range(0, 3), [(0, 3)]),
-        (range(0, 7), [(0, 7)]),  # a short tail joins the window before it, even the first
-        (range(0, 12), [(0, 12)]),
-        (range(0, 14), [(0, 4), (4, 14)]),
-        (range(0, 76), [(0, 4), (4, 76)]),  # 64 + a tail of 8
-        (range(0, 77), [(0, 4), (4, 68), (68, 77)]),
-        (range(10, 200), [(10, 14), (14, 78), (78, 142), (142, 200)]),
+        (range(0, 7), [(0, 4), (4, 7)]),
+        (range(0, 36), [(0, 4), (4, 36)]),
+        (range(0, 37), [(0, 4), (4, 36), (36, 37)]),
+        (range(10, 80), [(10, 14), (14, 46), (46, 78), (78, 80)]),
         (range(5, 5), []),
     ],
 )
-def test_only_a_short_tail_joins_the_window_before_it(
-    blocks: range, windows: list[tuple[int, int]]
+def test_a_small_first_part_then_parts_of_the_largest_size(
+    blocks: range, parts: list[tuple[int, int]]
 ) -> None:
-    assert [(w.start, w.stop) for w in split_windows(blocks)] == windows
+    assert [(p.start, p.stop) for p in split_parts(blocks)] == parts
 
 
-def test_windows_cover_the_range_and_stay_within_the_largest_and_a_tail() -> None:
-    largest = max(WINDOW_GROWTH)
+def test_parts_cover_the_range_and_stay_within_the_largest() -> None:
+    largest = max(PART_GROWTH)
     for n in range(0, 700, 7):
-        windows = split_windows(range(3, 3 + n))
-        assert [b for w in windows for b in w] == list(range(3, 3 + n))
-        assert all(len(w) <= largest + TAIL_JOIN for w in windows)
+        parts = split_parts(range(3, 3 + n))
+        assert [b for p in parts for b in p] == list(range(3, 3 + n))
+        assert all(len(p) <= largest for p in parts)

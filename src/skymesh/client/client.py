@@ -37,6 +37,7 @@ from skymesh.client.multipart import MultipartUploads
 from skymesh.client.objectmeta import BeforeCommit, ObjectMeta, open_meta, seal_meta, with_checksums
 from skymesh.client.writer import Chunk, Hasher, SegmentWriter
 from skymesh.failover import Endpoints
+from skymesh.piecetransfer.sockets import piece_socket
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
 from skymesh.wire.metainfo import (
     AbortObjectRequest,
@@ -145,7 +146,13 @@ class ObjectHandle:
         """Plaintext [start, end) (``end`` None: to the end of the object)."""
         stop = self.info.size if end is None else min(end, self.info.size)
         return read_object_range(
-            self.client.session, self._source, self._content_key, start, stop, self.client.extra
+            self.client.session,
+            self._source,
+            self._content_key,
+            start,
+            stop,
+            self.client.extra,
+            self.client.buffers,
         )
 
 
@@ -192,7 +199,7 @@ class Client:
         without ``buffers``, its uploads have a pool of their own with no budget."""
         owns_session = session is None
         session = session or aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=32),
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=32, socket_factory=piece_socket),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
             read_bufsize=STREAM_BUFSIZE,
             middlewares=NO_REDIRECTS,

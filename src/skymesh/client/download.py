@@ -1,17 +1,23 @@
-"""Reading an object's bytes back: any range, segment by segment, window by window.
+"""Reading an object's bytes back: any range, segment by segment, part by part.
 
-For each window of stripes the reader asks ``k`` nodes for the piece bytes it
-needs, data pieces first (decoding them needs no arithmetic), and hedges: once a
-straggler has taken twice as long as the first piece to arrive (or ``HEDGE_MAX``
-passed with none), ``extra`` more nodes are asked, the first ``k`` answers win
-and the rest are cancelled; a node that fails is replaced by another at once.
-The extra nodes are asked only then, not up front, because on a healthy network
-each of them would cost every window a request and a dropped connection.
-AES-GCM then authenticates every block, so a wrong byte from any node can never
-reach the caller: on a failed tag the window is fetched again with every piece
-checked against its Merkle root, and the liars are left out. Windows grow from
-one stripe (a quick first byte) to a few MiB, and the next window is fetched
-while the current one is decoded.
+For each range of a segment the reader asks ``k`` nodes once each for all the
+piece bytes the range needs, data pieces first (decoding them needs no
+arithmetic), and takes every answer as it streams, in parts of stripes: a small
+first part (a quick first byte), then parts of up to ``PART_GROWTH[-1]`` stripes,
+each decoded when all its pieces' bytes are in. Per node the reader holds one
+part in a buffer it reuses, and the connection buffers a little more before TCP
+holds the node back: memory is bounded by a part per node, not by the range.
+
+Per part the reader hedges: once a straggler has taken twice as long as the
+first node to deliver the part (or ``HEDGE_MAX`` passed with none), ``extra``
+more nodes are asked for the rest of the range from that part on, the first
+``k`` to deliver the part win and the rest are dropped; a node that fails, mid-
+stream or before, is replaced by another at once. The extra nodes are asked only
+then, not up front, because on a healthy network each of them would cost every
+range a request and a dropped connection. AES-GCM then authenticates every
+block, so a wrong byte from any node can never reach the caller: on a failed tag
+the part is fetched again with every piece checked against its Merkle root, the
+liars are left out, and the rest of the range is read from fresh streams.
 """
 
 from __future__ import annotations
@@ -24,32 +30,37 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import aiohttp
 
 from skymesh import errors
+from skymesh.client.buffers import BufferPool
 from skymesh.client.keys import segment_key
+from skymesh.client.piecestream import PieceStream
 from skymesh.client.upload import coder_for, scheme_of
 from skymesh.codec.crypto import SegmentCipher
 from skymesh.codec.layout import SegmentLayout
 from skymesh.codec.segment import decode_blocks
-from skymesh.piecetransfer.exchange import get_piece_range, get_verified_range
+from skymesh.piecetransfer.exchange import get_verified_range
 from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
 log = logging.getLogger(__name__)
 
-# Stripes per window: a small first window for the first byte, then 4 MiB ones. Each
-# window costs every node it reads one request, so only a tail of at most
-# TAIL_JOIN stripes joins the window before it: an 8 MiB range (boto3's part, 129
-# stripes) takes 3 windows (4 + 64 + 61). Joining its 61-stripe tail would save the
-# nodes a request each (CPU -40 % on GET) but holds 8 MiB of pieces per range where
-# 4 did, and boto3 reads 10 ranges at once: the gateway's peak memory went from
-# ~270 to ~300 MiB, its bound (docs/benchmarks.md, "Piece transfer on the nodes").
-WINDOW_GROWTH = (4, 64)
-TAIL_JOIN = 8
+# Stripes per part: a small first part for the first byte, then parts of 2 MiB of
+# plaintext. A part costs no request (a range is one request per node), only a
+# decode call; what the reader holds per range is about four parts (the nodes'
+# bytes, what their connections buffer, the plaintext, the unsent answer), and
+# parts of 64 stripes raised the gateway's peak memory by ~15 MiB over 32 with
+# boto3's 10 ranges at once (docs/benchmarks.md, "Streaming reader").
+PART_GROWTH = (4, 32)
+# A node's connection buffers up to twice its read_bufsize ahead of the reader and
+# then stops reading the socket: half a part per node, so the connection holds at most
+# about one part more than the reader's buffer (each pause costs a resume, a timer and
+# two epoll calls: a 128 KiB bound paused on nearly every 256 KiB socket read).
+MIN_READ_BUFSIZE = 64 * 1024
 HEDGE_MIN = 0.02  # s: a straggler gets at least this long past the first piece
 HEDGE_MAX = 1.0  # s: with no piece at all by then, ask the extra nodes anyway
 SEGMENTS_PER_CALL = 8
 # Segments in the call that opens an object: each comes with a signed order per piece,
 # all signed before the first byte can flow; the rest follow in batches.
 FIRST_CALL_SEGMENTS = 2
-REFRESH_ATTEMPTS = 2  # fresh get orders per window, after allowances run out
+REFRESH_ATTEMPTS = 2  # fresh get orders per part, after allowances run out
 
 
 class SegmentReader:
@@ -62,9 +73,11 @@ class SegmentReader:
         data_key: bytes,
         extra: int,
         refresh: Callable[[], Awaitable[SegmentDownload]] | None = None,
+        buffers: BufferPool | None = None,
     ):
         assert segment.scheme is not None
         self.session = session
+        self.buffers = buffers  # where the streams' buffers come from and go back to
         self.segment = segment
         self.scheme = scheme_of(segment.scheme)
         self.layout = SegmentLayout(segment.plain_size, segment.block_size, self.scheme)
@@ -110,75 +123,6 @@ class SegmentReader:
         self.generation += 1
         return True
 
-    async def fetch(self, blocks: range) -> dict[int, bytes]:
-        """Piece bytes for ``blocks`` from the first k nodes to answer."""
-        start, end = self.layout.piece_range(blocks)
-        k = self.scheme.k
-        candidates = [p for p in self.order if self._usable(p)]
-        if len(candidates) < k:
-            raise errors.Unavailable(
-                f"segment {self.segment.number}: only {len(candidates)} of {k} needed pieces reachable"
-            )
-        queue = iter(candidates)
-        running: dict[asyncio.Task[bytes], DownloadPiece] = {}
-
-        def launch() -> bool:
-            piece = next(queue, None)
-            if piece is None:
-                return False
-            task = asyncio.create_task(
-                get_piece_range(self.session, piece, self.segment.root_piece_id, start, end)
-            )
-            running[task] = piece
-            return True
-
-        for _ in range(k):
-            launch()
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        first_at: float | None = None  # when the first piece arrived
-        hedged = self.extra <= 0
-        got: dict[int, bytes] = {}
-        problems: list[str] = []
-        try:
-            while len(got) < k:
-                if not running:
-                    raise errors.Unavailable(
-                        f"segment {self.segment.number}: only {len(got)} of {k} pieces answered: "
-                        + "; ".join(problems[:5])
-                    )
-                timeout = None
-                if not hedged:
-                    deadline = began + HEDGE_MAX
-                    if first_at is not None:
-                        deadline = min(deadline, first_at + max(HEDGE_MIN, first_at - began))
-                    timeout = max(0.0, deadline - loop.time())
-                done, _ = await asyncio.wait(
-                    running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:  # stragglers: ask the extra nodes too
-                    hedged = True
-                    for _ in range(self.extra):
-                        launch()
-                    continue
-                for task in done:
-                    piece = running.pop(task)
-                    err = task.exception()
-                    if err is None:
-                        got[piece.piece_num] = task.result()
-                        if first_at is None:
-                            first_at = loop.time()
-                    else:
-                        self._failed(piece, err)
-                        problems.append(f"{piece.node_id}: {err}")
-                        launch()
-        finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-        return dict(sorted(got.items())[:k])
-
     async def fetch_verified(self, blocks: range) -> dict[int, bytes]:
         """Piece bytes for ``blocks``, each checked against its Merkle root; slow but sure."""
         start, end = self.layout.piece_range(blocks)
@@ -218,106 +162,230 @@ class SegmentReader:
             decode_blocks, self.cipher, self.coder, self.layout, blocks, pieces
         )
 
-    async def plaintext(self, blocks: range, pieces: dict[int, bytes]) -> AsyncIterator[bytes]:
-        """Plaintext of window ``blocks`` from its pieces, in parts of at most
-        ``WINDOW_GROWTH[-1]`` stripes, each decoded when the one before it is taken.
-
-        A part stays under the allocator's mmap threshold (``tuning.py``), where a
-        joined window of 125 stripes came from fresh pages; and only one part is
-        held beside the pieces. A part that fails to decode (a lying node) has the
-        window re-read with every piece checked against its Merkle root.
-        """
-        first = self.layout.piece_offset(blocks.start)
-        verified = False
-        step = WINDOW_GROWTH[-1]
-        for b in range(blocks.start, blocks.stop, step):
-            part = range(b, min(blocks.stop, b + step))
-            lo, hi = (x - first for x in self.layout.piece_range(part))
-            try:
-                plain = await self.decode(part, {n: p[lo:hi] for n, p in _views(pieces)})
-            except errors.CodecError:
-                if verified:
-                    raise
-                log.warning(
-                    "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
-                    self.segment.number,
-                    blocks.start,
-                    blocks.stop - 1,
-                )
-                pieces = await self.renewing(self.fetch_verified, blocks)
-                verified = True
-                plain = await self.decode(part, {n: p[lo:hi] for n, p in _views(pieces)})
-            yield plain
-
-    async def window(self, blocks: range) -> dict[int, bytes]:
-        """The pieces' bytes for window ``blocks`` (orders renewed as needed)."""
-        return await self.renewing(self.fetch, blocks)
-
     async def renewing(
         self, fetch: Callable[[range], Awaitable[dict[int, bytes]]], blocks: range
     ) -> dict[int, bytes]:
         """``fetch(blocks)``, again with fresh orders when re-reads spent the old ones."""
         for attempt in range(REFRESH_ATTEMPTS + 1):
-            generation = self.generation
             try:
                 return await fetch(blocks)
             except errors.SkymeshError:
                 # re-reads around a lying node can spend the get allowances of honest
                 # ones: ask for fresh orders and try again, rather than fail the read
-                # (the window fetched beside this one may have renewed them already)
-                if attempt < REFRESH_ATTEMPTS and (
-                    self.generation != generation or await self.refresh_orders()
-                ):
+                if attempt < REFRESH_ATTEMPTS and await self.refresh_orders():
                     continue
                 raise
         raise AssertionError("unreachable")
 
+    def streams(self, blocks: range, capacity: int) -> RangeStreams:
+        """Streams of the pieces' bytes for ``blocks``, to be taken part by part."""
+        return RangeStreams(self, blocks, capacity)
+
     async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Plaintext [start, end) of this segment, in windows, fetching one window ahead."""
-        windows = split_windows(self.layout.blocks_for(start, end))
-        if not windows:
+        """Plaintext [start, end) of this segment: one request per node, decoded part by part."""
+        blocks = self.layout.blocks_for(start, end)
+        parts = split_parts(blocks)
+        if not parts:
             return
-        nxt: asyncio.Task[dict[int, bytes]] | None = asyncio.create_task(self.window(windows[0]))
-        try:
-            for i, w in enumerate(windows):
-                assert nxt is not None
-                pieces = await nxt
-                nxt = (
-                    asyncio.create_task(self.window(windows[i + 1]))
-                    if i + 1 < len(windows)
-                    else None
-                )
-                pos = w.start * self.layout.block_size
-                async for plain in self.plaintext(w, pieces):
+        capacity = max(hi - lo for lo, hi in map(self.layout.piece_range, parts))
+        i = 0
+        refreshes = 0  # fresh orders asked for the part at hand
+        while i < len(parts):
+            streams = self.streams(range(parts[i].start, blocks.stop), capacity)
+            try:
+                while i < len(parts):
+                    part = parts[i]
+                    try:
+                        pieces = await streams.take(part)
+                    except errors.SkymeshError:
+                        # re-reads around a lying node can spend the get allowances of
+                        # honest ones: ask for fresh orders and go on from this part
+                        if refreshes < REFRESH_ATTEMPTS and await self.refresh_orders():
+                            refreshes += 1
+                            break
+                        raise
+                    try:
+                        plain = await self.decode(part, pieces)
+                    except errors.CodecError:
+                        log.warning(
+                            "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
+                            self.segment.number,
+                            part.start,
+                            part.stop - 1,
+                        )
+                        verified = await self.renewing(self.fetch_verified, part)
+                        streams.keep_verified(pieces, verified)
+                        plain = await self.decode(part, verified)
+                        del verified
+                    del pieces
+                    refreshes = 0
+                    i += 1
+                    pos = part.start * self.layout.block_size
                     lo = max(start, pos) - pos
                     hi = min(end, pos + len(plain)) - pos
-                    pos += len(plain)
                     if lo < hi:
                         yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
-                del pieces
+                    del plain  # not held while the next part decodes
+            finally:
+                streams.close()
+
+
+class RangeStreams:
+    """One stream per node for a range of a segment's blocks, taken part by part.
+
+    Holds ``k`` streams between parts; a part hedges stragglers with ``extra``
+    more streams and replaces a failed one at once, each new stream asking for the
+    rest of the range from the part at hand (within what the piece's order allows,
+    as the old one asked no more).
+    """
+
+    def __init__(self, reader: SegmentReader, blocks: range, capacity: int):
+        self.reader = reader
+        self.end = reader.layout.piece_range(blocks)[1]
+        self.capacity = capacity
+        self._queue = list(reader.order)  # pieces not asked yet, the first to ask first
+        self.live: list[PieceStream] = []  # the streams that delivered the last part
+
+    def _launch(self, at: int) -> PieceStream | None:
+        while self._queue:
+            piece = self._queue.pop(0)
+            if self.reader._usable(piece):
+                return PieceStream(
+                    self.reader.session,
+                    piece,
+                    self.reader.segment.root_piece_id,
+                    at,
+                    self.end,
+                    self.capacity,
+                    max(MIN_READ_BUFSIZE, self.capacity // 2),
+                    self.reader.buffers,
+                )
+        return None
+
+    async def take(self, blocks: range) -> dict[int, memoryview]:
+        """The next part's bytes from the first k nodes to deliver them, by piece number;
+        valid until the next take."""
+        reader = self.reader
+        k = reader.scheme.k
+        start, end = reader.layout.piece_range(blocks)
+        size = end - start
+        usable = len(self.live) + sum(map(reader._usable, self._queue))
+        if usable < k:
+            raise errors.Unavailable(
+                f"segment {reader.segment.number}: only {usable} of {k} needed pieces reachable"
+            )
+        running: dict[asyncio.Task[memoryview], PieceStream] = {}
+
+        def launch(stream: PieceStream | None) -> bool:
+            if stream is None:
+                return False
+            running[asyncio.create_task(stream.take(size))] = stream
+            return True
+
+        for stream in self.live:
+            launch(stream)
+        for _ in range(k - len(self.live)):
+            launch(self._launch(start))
+        self.live = []
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        first_at: float | None = None  # when the first node delivered the part
+        hedged = reader.extra <= 0
+        got: list[tuple[PieceStream, memoryview]] = []
+        problems: list[str] = []
+        try:
+            while len(got) < k:
+                if not running:
+                    raise errors.Unavailable(
+                        f"segment {reader.segment.number}: only {len(got)} of {k} pieces"
+                        " answered: " + "; ".join(problems[:5])
+                    )
+                timeout = None
+                if not hedged:
+                    deadline = began + HEDGE_MAX
+                    if first_at is not None:
+                        deadline = min(deadline, first_at + max(HEDGE_MIN, first_at - began))
+                    timeout = max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(
+                    running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:  # stragglers: ask the extra nodes too
+                    hedged = True
+                    for _ in range(reader.extra):
+                        launch(self._launch(start))
+                    continue
+                for task in done:
+                    stream = running.pop(task)
+                    err = task.exception()
+                    if err is None:
+                        got.append((stream, task.result()))
+                        if first_at is None:
+                            first_at = loop.time()
+                    else:
+                        stream.close()
+                        reader._failed(stream.piece, err)
+                        problems.append(f"{stream.piece.node_id}: {err}")
+                        launch(self._launch(start))
+        except BaseException:
+            for stream, _ in got:
+                stream.close()
+            raise
         finally:
-            if nxt is not None:
-                nxt.cancel()
-                await asyncio.gather(nxt, return_exceptions=True)
+            for task, stream in running.items():
+                task.cancel()
+                stream.close()
+                self._queue.append(stream.piece)  # slow, not bad: a later part may ask again
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        got.sort(key=lambda sv: sv[0].piece.piece_num)  # data pieces first: the least work
+        for stream, _ in got[k:]:
+            stream.close()
+            self._queue.append(stream.piece)
+        self.live = [stream for stream, _ in got[:k]]
+        return {stream.piece.piece_num: view for stream, view in got[:k]}
+
+    def keep_verified(
+        self, taken: Mapping[int, memoryview], verified: Mapping[int, bytes | memoryview]
+    ) -> None:
+        """After a part failed to decode: only the streams that sent what the Merkle-checked
+        re-read got go on; a stream that sent other bytes is a liar's, and one that was
+        not checked is dropped for the rest of the range (it may be the liar)."""
+        keep: list[PieceStream] = []
+        for stream in self.live:
+            n = stream.piece.piece_num
+            if n in verified and taken.get(n) == verified[n]:
+                keep.append(stream)
+                continue
+            stream.close()
+            if n in verified:
+                log.warning(
+                    "segment %d piece %d on node %s sent bytes that fail its Merkle root",
+                    self.reader.segment.number,
+                    n,
+                    stream.piece.node_id,
+                )
+                self.reader._failed(stream.piece, errors.IntegrityError("lied"))
+        self.live = keep
+
+    def close(self) -> None:
+        for stream in self.live:
+            stream.close()
+        self.live = []
 
 
-def _views(pieces: dict[int, bytes]) -> list[tuple[int, memoryview]]:
-    return [(n, memoryview(p)) for n, p in pieces.items()]
-
-
-def split_windows(blocks: range) -> list[range]:
-    """``blocks`` cut into windows of ``WINDOW_GROWTH`` stripes; a tail of at most
-    ``TAIL_JOIN`` stripes joins the window before it."""
-    windows: list[range] = []
+def split_parts(blocks: range) -> list[range]:
+    """``blocks`` cut into the parts decoded one at a time: ``PART_GROWTH`` stripes each,
+    the last as many as are left."""
+    parts: list[range] = []
     b = blocks.start
     step = 0
     while b < blocks.stop:
-        size = WINDOW_GROWTH[min(step, len(WINDOW_GROWTH) - 1)]
-        stop = b + size if blocks.stop - b > size + TAIL_JOIN else blocks.stop
-        windows.append(range(b, stop))
+        size = PART_GROWTH[min(step, len(PART_GROWTH) - 1)]
+        stop = min(blocks.stop, b + size)
+        parts.append(range(b, stop))
         b = stop
         step += 1
-    return windows
+    return parts
 
 
 class SegmentSource:
@@ -369,6 +437,7 @@ async def read_object_range(
     start: int,
     end: int,
     extra: int,
+    buffers: BufferPool | None = None,
 ) -> AsyncIterator[bytes]:
     """Plaintext [start, end) of an object, segment after segment."""
     if start >= end:
@@ -388,7 +457,12 @@ async def read_object_range(
                 yield plain[lo:hi]
             else:
                 reader = SegmentReader(
-                    session, seg, data_key, extra, refresh=functools.partial(source.refetch, number)
+                    session,
+                    seg,
+                    data_key,
+                    extra,
+                    refresh=functools.partial(source.refetch, number),
+                    buffers=buffers,
                 )
                 async for chunk in reader.read(lo, hi):
                     yield chunk

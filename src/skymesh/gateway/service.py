@@ -27,6 +27,7 @@ from skymesh.gateway.s3.public import BucketDirectory
 from skymesh.gateway.s3.request import S3Context
 from skymesh.loops import DrivenLoop
 from skymesh.metrics import MetricsListener
+from skymesh.piecetransfer.sockets import piece_socket
 from skymesh.private import private_dir
 from skymesh.rpc import NO_REDIRECTS, STREAM_BUFSIZE
 from skymesh.wire.projects import AccessKeyList
@@ -90,7 +91,9 @@ class GatewayService:
             tls_context(self.config.tls_cert, self.config.tls_key) if self.config.tls_cert else None
         )
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, limit_per_host=64, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(
+                limit=0, limit_per_host=64, keepalive_timeout=30, socket_factory=piece_socket
+            ),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60),
             read_bufsize=STREAM_BUFSIZE,
             middlewares=NO_REDIRECTS,  # nodes' redirects are never followed

@@ -30,6 +30,33 @@ def piece_url(address: str, piece_id: str, path: str = PIECE_PATH) -> str:
     return address.rstrip("/") + path.format(piece_id=piece_id)
 
 
+def _request_parts(
+    target: AddressedOrder | DownloadPiece,
+    root_piece_id: str,
+    path: str,
+    headers: dict[str, str] | None,
+    timeout: aiohttp.ClientTimeout | None,
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The URL, headers (the order among them) and extra options of a request for ``target``."""
+    piece_id = derive_piece_id(root_piece_id, target.piece_num)
+    url = piece_url(target.address, piece_id, path)
+    all_headers = {ORDER_HEADER: encode_header(target.order), **(headers or {})}
+    # a caller may bound a stall (sock_read) tighter than the session's timeout
+    extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    return url, all_headers, extra
+
+
+def _refusal(
+    status: int, raw: bytes, target: AddressedOrder | DownloadPiece
+) -> errors.SkymeshError:
+    """The node's own error for an answer of an unexpected ``status``."""
+    try:
+        body = msgspec.json.decode(raw, type=ErrorBody)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        body = ErrorBody(code="", message=f"node {target.node_id}: HTTP {status}")
+    return error_from_body(status, body)
+
+
 async def _exchange(
     session: aiohttp.ClientSession,
     method: str,
@@ -42,11 +69,7 @@ async def _exchange(
     timeout: aiohttp.ClientTimeout | None = None,
 ) -> tuple[int, bytes]:
     """One request to the node holding ``target``'s piece, with its order; errors as ours."""
-    piece_id = derive_piece_id(root_piece_id, target.piece_num)
-    url = piece_url(target.address, piece_id, path)
-    all_headers = {ORDER_HEADER: encode_header(target.order), **(headers or {})}
-    # a caller may bound a stall (sock_read) tighter than the session's timeout
-    extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    url, all_headers, extra = _request_parts(target, root_piece_id, path, headers, timeout)
     try:
         async with session.request(method, url, headers=all_headers, data=data, **extra) as resp:
             raw = await resp.read()
@@ -54,11 +77,7 @@ async def _exchange(
     except (aiohttp.ClientError, OSError) as e:
         raise errors.Unavailable(f"node {target.node_id} at {target.address}: {e}") from e
     if status not in expect:
-        try:
-            body = msgspec.json.decode(raw, type=ErrorBody)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            body = ErrorBody(code="", message=f"node {target.node_id}: HTTP {status}")
-        raise error_from_body(status, body)
+        raise _refusal(status, raw, target)
     return status, raw
 
 
@@ -104,6 +123,50 @@ async def get_piece_range(
             f"node {piece.node_id} sent {len(data)} bytes for a {end - start}-byte range"
         )
     return data
+
+
+async def open_piece_range(
+    session: aiohttp.ClientSession,
+    piece: DownloadPiece,
+    root_piece_id: str,
+    start: int,
+    end: int,
+    read_bufsize: int,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> tuple[aiohttp.ClientResponse, int]:
+    """A request for bytes [start, end) of one piece whose body is left to stream.
+
+    Answers the open response, whose body the caller reads and then releases (or
+    closes, to drop the connection), and how many bytes of the body come before
+    ``start`` (a node that answers 200 sends the whole piece). ``read_bufsize``
+    bounds what the connection buffers ahead of the reader: past twice that, it
+    stops reading the socket until the reader catches up.
+    """
+    url, headers, extra = _request_parts(
+        piece, root_piece_id, PIECE_PATH, {"Range": f"bytes={start}-{end - 1}"}, timeout
+    )
+    try:
+        resp = await session.request(
+            "GET", url, headers=headers, read_bufsize=read_bufsize, **extra
+        )
+    except (aiohttp.ClientError, OSError) as e:
+        raise errors.Unavailable(f"node {piece.node_id} at {piece.address}: {e}") from e
+    try:
+        if resp.status not in (200, 206):
+            raise _refusal(resp.status, await resp.read(), piece)
+        skip = start if resp.status == 200 else 0
+        size = resp.content_length
+        if size is not None and (size < end if resp.status == 200 else size != end - start):
+            raise errors.IntegrityError(
+                f"node {piece.node_id} sends {size} bytes for a {end - start}-byte range"
+            )
+    except (aiohttp.ClientError, OSError) as e:
+        resp.close()
+        raise errors.Unavailable(f"node {piece.node_id} at {piece.address}: {e}") from e
+    except BaseException:
+        resp.close()
+        raise
+    return resp, skip
 
 
 async def get_piece_hashes(
