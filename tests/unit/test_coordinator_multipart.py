@@ -85,6 +85,34 @@ async def upload_part(
     return info, commits
 
 
+def empty_segment(h: Harness, part: int) -> SegmentCommit:
+    """An empty inline segment: a part of no bytes (S3 allows one as the last part)."""
+    return SegmentCommit(
+        position=SegmentPosition(part=part, index=0),
+        plain_size=0,
+        block_size=h.service.config.block_size,
+        inline_data=b"",
+    )
+
+
+async def commit_part(
+    h: Harness, upload: UploadInfo, number: int, segments: list[SegmentCommit]
+) -> PartInfo:
+    """Commit part ``number`` of ``segments`` already stored (or inline), etag ``e<number>``."""
+    return await h.client.send(
+        routes.COMMIT_PART,
+        CommitPartRequest(
+            bucket="bkt",
+            key=upload.key,
+            upload_id=upload.upload_id,
+            part_number=number,
+            size=sum(s.plain_size for s in segments),
+            etag=f"e{number}",
+            segments=segments,
+        ),
+    )
+
+
 async def complete(
     h: Harness, upload: UploadInfo, parts: list[tuple[int, str]], min_part_size: int = 0
 ) -> ObjectInfo:
@@ -201,25 +229,8 @@ async def test_part_with_an_inline_tail_and_an_empty_part(
             block_size=h.service.config.block_size,
             inline_data=b"t" * 26,
         )
-        empty = SegmentCommit(
-            position=SegmentPosition(part=2, index=0),
-            plain_size=0,
-            block_size=h.service.config.block_size,
-            inline_data=b"",
-        )
-        for number, segments in [(1, [seg0, tail]), (2, [empty])]:
-            await h.client.send(
-                routes.COMMIT_PART,
-                CommitPartRequest(
-                    bucket="bkt",
-                    key="mp",
-                    upload_id=upload.upload_id,
-                    part_number=number,
-                    size=sum(s.plain_size for s in segments),
-                    etag=f"e{number}",
-                    segments=segments,
-                ),
-            )
+        await commit_part(h, upload, 1, [seg0, tail])
+        await commit_part(h, upload, 2, [empty_segment(h, 2)])
         info = await complete(h, upload, [(1, "e1"), (2, "e2")], min_part_size=KiB)
         assert (info.size, info.segment_count) == (KiB + 10, 3)
         got = await h.client.send(routes.DOWNLOAD, DownloadRequest(bucket="bkt", key="mp"))
@@ -237,24 +248,7 @@ async def test_many_parts_keep_their_list_in_the_metadata(
         await setup(h)
         upload = await begin_upload(h)
         for number in range(1, parts + 1):
-            empty = SegmentCommit(
-                position=SegmentPosition(part=number, index=0),
-                plain_size=0,
-                block_size=h.service.config.block_size,
-                inline_data=b"",
-            )
-            await h.client.send(
-                routes.COMMIT_PART,
-                CommitPartRequest(
-                    bucket="bkt",
-                    key="mp",
-                    upload_id=upload.upload_id,
-                    part_number=number,
-                    size=0,
-                    etag=f"e{number}",
-                    segments=[empty],
-                ),
-            )
+            await commit_part(h, upload, number, [empty_segment(h, number)])
 
         def completing(blob: bytes) -> CompleteUploadRequest:
             return CompleteUploadRequest(
