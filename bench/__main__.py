@@ -237,7 +237,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     run: dict[str, Any] = {
         "command": "python -m bench " + shlex.join(argv),
-        "conditions": report.conditions(),
+        "conditions": report.conditions(str(args.workdir) if args.workdir else None),
         "plan": asdict(plan),
         "systems": {},
     }

@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -288,7 +289,34 @@ def _version(package: str) -> str:
         return ""
 
 
-def conditions() -> dict[str, Any]:
+PAGE_REPORTING = "/sys/module/page_reporting/parameters"
+
+
+def storage_conditions(workdir: str | None = None) -> dict[str, Any]:
+    """What of the VM and the disk moves the nodes' CPU per GB from run to run.
+
+    Free page reporting (a VM's virtio-balloon hands pages free for a while back to
+    its host) makes memory written for the first time since cost a host fault:
+    page-cache copies into such pages took ~1.8 CPU-s/GB here instead of ~0.3. The
+    filesystem's type and options say what creating a piece's files costs.
+    """
+    out: dict[str, Any] = {"page_reporting": None, "filesystem": ""}
+    if Path(PAGE_REPORTING).is_dir():
+        delay = _read(f"{PAGE_REPORTING}/min_free_ms").strip()
+        out["page_reporting"] = int(delay) if delay.isdigit() else -1
+    target = os.path.realpath(workdir or tempfile.gettempdir()).rstrip("/") + "/"
+    mount = best = ""
+    for line in _read("/proc/mounts").splitlines():
+        fields = line.split()
+        point = fields[1].rstrip("/") + "/" if len(fields) >= 4 else ""
+        if point and target.startswith(point) and len(point) >= len(mount):
+            mount = point
+            best = f"{fields[2]} on {fields[1]} ({fields[3]})"
+    out["filesystem"] = best
+    return out
+
+
+def conditions(workdir: str | None = None) -> dict[str, Any]:
     cpuinfo = _read("/proc/cpuinfo")
     model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
     mem = re.search(r"MemTotal:\s*(\d+) kB", _read("/proc/meminfo"))
@@ -309,6 +337,7 @@ def conditions() -> dict[str, Any]:
         "boto3": _version("boto3"),
         **venv_versions(),
         "load_start": list(os.getloadavg()),
+        **storage_conditions(workdir),
     }
 
 
@@ -350,6 +379,7 @@ def conditions_text(run: dict[str, Any]) -> str:
         "boto3/HTTP client share these CPUs.",
         f"- **Versions:** skymesh {c['skymesh']}, tahoe-lafs {c['tahoe-lafs'] or '–'}, "
         f"moto {c['moto'] or '–'}, boto3 {c['boto3']}, Python {c['python']}.",
+        *storage_text(c),
         f"- **Sizes:** {plan_text(Plan(**run['plan']), run.get('workloads'))}.",
         f"- **Command:** `{run.get('command', 'python -m bench')}`",
     ]
@@ -362,6 +392,22 @@ def conditions_text(run: dict[str, Any]) -> str:
             )
     lines.append("- **Load average** (1/5/15 min): " + "; ".join(loads) + ".")
     return "\n".join(lines)
+
+
+def storage_text(c: dict[str, Any]) -> list[str]:
+    """The conditions of :func:`storage_conditions`, where the run recorded them."""
+    lines = []
+    delay = c.get("page_reporting")
+    if delay is not None:
+        lines.append(
+            "- **Memory:** free page reporting on (pages free for "
+            + (f"{delay} ms" if delay > 0 else "a moment")
+            + " go back to the host; writing such a page again costs a host fault, so "
+            'page-cache writes into fresh memory cost ~6x: see "This VM\'s memory and disk" below).'
+        )
+    if c.get("filesystem"):
+        lines.append(f"- **Disk:** the systems' homes on {c['filesystem']}.")
+    return lines
 
 
 def _load(values: list[float]) -> str:

@@ -141,6 +141,16 @@ def test_write_doc_keeps_the_hand_written_part(tmp_path: Path) -> None:
     assert "CPU seconds per GB" not in text  # no big transfer in this run: no CPU section
 
 
+def test_conditions_say_what_moves_the_nodes_figures(tmp_path: Path) -> None:
+    found = report.storage_conditions(str(tmp_path))
+    mounts = Path("/proc/mounts").read_text().split()
+    assert found["filesystem"].split(" ")[0] in mounts  # the type of the mount holding it
+    lines = report.storage_text({"page_reporting": 2000, "filesystem": "ext4 on / (rw)"})
+    assert "pages free for 2000 ms go back to the host" in lines[0]
+    assert lines[1] == "- **Disk:** the systems' homes on ext4 on / (rw)."
+    assert report.storage_text({}) == []  # runs recorded before these were taken
+
+
 def _processes_mentioning(needle: str) -> list[str]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
