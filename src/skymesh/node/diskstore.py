@@ -534,8 +534,8 @@ class DiskPieceStore:
                 os.ftruncate(fd, head.size)
                 os.lseek(fd, head.size, os.SEEK_SET)
                 self._writev(fd, [tail])
-                if self.fsync:
-                    _fdatasync(fd)
+            if ok and self.fsync:  # also when done: a process crash may have left it unsynced
+                _fdatasync(fd)
         finally:
             os.close(fd)
         if not ok:
