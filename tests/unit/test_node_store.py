@@ -114,10 +114,12 @@ async def test_two_level_store_moves_to_one_level_on_open(tmp_path: Path) -> Non
     for p, d in kept.items():
         await store.write(p, chunks_of(d), 1 << 20, len(d), SERIAL)
     store.close()
-    for p in kept:  # push them down into the old layout
+    for p in kept:  # push them down into the old layout, which had sidecars
         old = tmp_path / "pieces" / p[:2] / p[2:4]
         old.mkdir(exist_ok=True)
-        os.rename(tmp_path / "pieces" / p[:2] / p, old / p)
+        _to_sidecar(store.path(p))
+        for name in (p, p + META_SUFFIX):
+            os.rename(tmp_path / "pieces" / p[:2] / name, old / name)
     clash = pid()
     (tmp_path / "pieces" / clash[:2] / clash[2:4]).mkdir()
     (tmp_path / "pieces" / clash[:2] / clash[2:4] / clash).write_bytes(b"below")
@@ -132,6 +134,9 @@ async def test_two_level_store_moves_to_one_level_on_open(tmp_path: Path) -> Non
             assert store.head(p).size == len(d)
             assert not (tmp_path / "pieces" / p[:2] / p[2:4]).exists()
         assert (tmp_path / "pieces" / clash[:2] / clash[2:4] / clash).read_bytes() == b"below"
+        assert files_under(tmp_path / "pieces") == sorted(
+            [f"{clash[:2]}/{clash[2:4]}/{clash}", *(f"{p[:2]}/{p}" for p in kept)]
+        )
         assert sorted(store.iter_piece_ids()) == sorted(kept)
     finally:
         store.close()
