@@ -3,7 +3,7 @@
 Layout under ``root``::
 
     lock                         flock: one process per store
-    tmp/<random>                 pieces being received (deleted on open)
+    tmp/<n>                      pieces being received (deleted on open)
     pieces/<id[0:2]>/<id>        the piece's bytes, then its PieceMeta and a footer
     corrupt/                     inconsistent files found on open, kept for a human
 
@@ -33,9 +33,9 @@ import concurrent.futures
 import contextlib
 import errno
 import fcntl
+import itertools
 import logging
 import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -91,8 +91,8 @@ class _Temp:
 
     __slots__ = ("fd", "path")
 
-    def __init__(self, path: Path, fd: int):
-        self.path: Path | None = path
+    def __init__(self, path: str, fd: int):
+        self.path: str | None = path
         self.fd: int | None = fd
 
     def close(self) -> None:
@@ -146,6 +146,12 @@ class DiskPieceStore:
         self._capacity = capacity_bytes
         self._pieces_dir = self.root / "pieces"
         self._tmp_dir = self.root / "tmp"
+        # The write path builds str paths: pathlib's objects cost microseconds a piece.
+        self._pieces_str = str(self._pieces_dir)
+        self._tmp_str = str(self._tmp_dir)
+        # Temp names need only be unique in this process: one process owns the store
+        # (the lock) and tmp/ is emptied when it opens.
+        self._tmp_names = itertools.count()
         self._corrupt_dir = self.root / "corrupt"
         for d in (self.root, self._pieces_dir, self._tmp_dir):
             make_dirs(d)
@@ -228,8 +234,13 @@ class DiskPieceStore:
         self._check_id(piece_id)
         return self._dir(piece_id) / piece_id
 
+    def _file(self, piece_id: str) -> str:
+        """:meth:`path` as a str, of a checked id."""
+        return f"{self._pieces_str}/{piece_id[0:2]}/{piece_id}"
+
     def exists(self, piece_id: str) -> bool:
-        return self.path(piece_id).exists()
+        self._check_id(piece_id)
+        return os.path.exists(self._file(piece_id))
 
     def head(self, piece_id: str) -> PieceMeta:
         """The record of a stored piece; :class:`NotFound` when it is not stored."""
@@ -291,7 +302,7 @@ class DiskPieceStore:
                 raise BadRequest(f"negative piece size {expected_size}")
             if expected_size > max_bytes:
                 raise TooLarge(f"piece of {expected_size} bytes exceeds the allowed {max_bytes}")
-        if piece_id in self._writing or self.path(piece_id).exists():
+        if piece_id in self._writing or self.exists(piece_id):
             raise Conflict(f"piece {piece_id} is already stored")
         self._writing.add(piece_id)
         held = [0]  # bytes this write has reserved
@@ -312,7 +323,7 @@ class DiskPieceStore:
         serial: str,
         held: list[int],
     ) -> PieceMeta:
-        path = self._tmp_dir / secrets.token_hex(16)
+        path = f"{self._tmp_str}/{next(self._tmp_names)}"
         # Creating an empty file takes microseconds; in the loop, it cannot leak on cancel.
         tmp = _Temp(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         builder = MerkleBuilder(self.chunk_size)
@@ -401,13 +412,12 @@ class DiskPieceStore:
         if self.fsync:
             _fdatasync(tmp.fd)
         tmp.close()
-        d = self._dir(meta.piece_id)
-        final = d / meta.piece_id
+        final = self._file(meta.piece_id)
         try:
             os.replace(tmp.path, final)  # complete: its presence means stored
             tmp.path = None
             if self.fsync:
-                _fsync_dir(d)
+                _fsync_dir(os.path.dirname(final))
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(final)
@@ -600,7 +610,7 @@ def _fdatasync(fd: int) -> None:
         raise
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
