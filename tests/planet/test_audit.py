@@ -10,6 +10,7 @@ import pytest
 from skymesh.coordinator.durability.health import healthy
 from skymesh.coordinator.overlay.model import NodeRecord
 from skymesh.coordinator.overlay.reputation import AuditOutcome
+from skymesh.node.piecefile import data_size_at
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import S3Client, random_bytes
 from tests.planet._durability import coordinator, pause_durability_loops, piece_rows
@@ -32,7 +33,7 @@ def _corrupt_on_disk(planet: PlanetThread, index: int) -> int:
     for pid in store.iter_piece_ids():
         path: Path = store.path(pid)
         data = bytearray(path.read_bytes())
-        for i in range(0, len(data), 4093):
+        for i in range(0, data_size_at(path), 4093):  # the piece's bytes, not its record
             data[i] ^= 0x5A
         path.write_bytes(bytes(data))
         count += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from skymesh.node.piecefile import data_size_at
 from skymesh.testing.planet import PlanetThread
 from tests.conftest import S3Client, random_bytes
 
@@ -25,7 +26,7 @@ def _new_piece_files(planet: PlanetThread, store: Callable[[], object]) -> list[
 
 def _corrupt(path: Path) -> None:
     data = bytearray(path.read_bytes())
-    for i in range(100, len(data), 997):
+    for i in range(100, data_size_at(path), 997):  # the piece's bytes, not its record
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
 

@@ -33,6 +33,7 @@ import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
 from skymesh.coordinator.overlay.reputation import ReputationParams
+from skymesh.node.piecefile import data_size_at
 from tests.process.netutil import Up, short_of_optimal, start_up
 
 pytestmark = pytest.mark.slow
@@ -143,7 +144,7 @@ def _db(net: Up, sql: str, *args: object) -> int:
 
 
 def _piece_files(net: Up, name: str = "*") -> list[Path]:
-    return [p for p in (net.home / "nodes").glob(f"{name}/pieces/*/*") if p.suffix != ".meta"]
+    return list((net.home / "nodes").glob(f"{name}/pieces/*/*"))
 
 
 def _data(n: int, rng: random.Random) -> bytes:
@@ -614,14 +615,15 @@ def test_lying_nodes_are_disqualified_and_repaired(net: Up) -> None:
 
 
 def _rot(pieces_dir: Path, rng: random.Random) -> int:
-    """Overwrite random bytes inside every piece file (sidecars untouched)."""
+    """Overwrite random bytes of every piece's data (their records untouched)."""
     count = 0
     for path in pieces_dir.rglob("*"):
-        if not path.is_file() or path.suffix == ".meta":
+        if not path.is_file():
             continue
         data = bytearray(path.read_bytes())
-        for _ in range(max(1, len(data) // 4096)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
+        size = data_size_at(path)
+        for _ in range(max(1, size // 4096)):
+            data[rng.randrange(size)] = rng.randrange(256)
         path.write_bytes(bytes(data))
         count += 1
     return count

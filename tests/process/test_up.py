@@ -54,11 +54,7 @@ def _put_piece(port: int, header: str, piece_id: str, body: bytes) -> int:
 
 
 def _stored_piece_files(home: Path, name: str) -> list[Path]:
-    return [
-        p
-        for p in (home / "nodes" / name / "pieces").rglob("*")
-        if p.is_file() and p.suffix != ".meta"
-    ]
+    return [p for p in (home / "nodes" / name / "pieces").rglob("*") if p.is_file()]
 
 
 def check_orders_on_node_processes(u: Up) -> None:

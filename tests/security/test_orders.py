@@ -44,6 +44,7 @@ from skymesh.wire.node import Order, PieceAction, PieceReceipt
 from skymesh.wire.pieces import derive_piece_id, new_root_piece_id, new_serial
 from skymesh.wire.signing import DOMAIN_PREFIX, ORDER_HEADER, Signed, encode_header, sign
 from tests.unit.test_coordinator_support import running
+from tests.unit.test_piece_store_contract import piece_data
 
 COORD = Identity.generate()  # the coordinator both nodes trust
 ROGUE = Identity.generate()  # a second coordinator identity, which no node trusts
@@ -160,7 +161,7 @@ class Peer:
         """What a refused order must leave as it was: the pieces and their bytes, and
         every spent serial with the bytes served under it."""
         store = self.service.store
-        pieces = {p: store.path(p).read_bytes() for p in store.iter_piece_ids()}
+        pieces = {p: piece_data(store.path(p)) for p in store.iter_piece_ids()}
         with contextlib.closing(sqlite3.connect(self.service.data_dir / "orders.sqlite3")) as db:
             serials = db.execute("SELECT serial, action, served_bytes FROM serials").fetchall()
         return pieces, sorted(serials)

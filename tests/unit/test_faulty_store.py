@@ -11,7 +11,14 @@ import pytest
 from skymesh.errors import InsufficientStorage, NotFound
 from skymesh.node.store import PieceMeta
 from skymesh.testing.faults import FaultyStore
-from tests.unit.test_piece_store_contract import CHUNK, SERIAL, chunks_of, files_under, pid
+from tests.unit.test_piece_store_contract import (
+    CHUNK,
+    SERIAL,
+    chunks_of,
+    files_under,
+    pid,
+    piece_data,
+)
 
 
 @pytest.fixture
@@ -33,12 +40,12 @@ async def _stored(store: FaultyStore, count: int = 2) -> dict[str, tuple[bytes, 
 async def test_corrupt_flips_bytes_of_reads(store: FaultyStore) -> None:
     [(piece, (data, meta))] = (await _stored(store, 1)).items()
     store.fault = "corrupt"
-    lie = store.path(piece).read_bytes()
+    lie = piece_data(store.path(piece))
     assert len(lie) == len(data) and lie != data
     assert sum(a != b for a, b in zip(lie, data, strict=True)) == len(range(0, len(data), 997))
     assert store.head(piece) == meta and store.reads == 1
     store.fault = None
-    assert store.path(piece).read_bytes() == data
+    assert piece_data(store.path(piece)) == data
 
 
 async def test_swap_answers_with_another_piece(store: FaultyStore) -> None:
@@ -46,7 +53,7 @@ async def test_swap_answers_with_another_piece(store: FaultyStore) -> None:
     store.fault = "swap"
     for piece in pieces:
         [other] = set(pieces) - {piece}
-        assert store.path(piece).read_bytes() == pieces[other][0]
+        assert piece_data(store.path(piece)) == pieces[other][0]
     assert store.reads == 2
 
 
@@ -63,7 +70,7 @@ async def test_missing_hides_every_piece(store: FaultyStore) -> None:
 async def test_forge_keeps_the_bytes_and_lies_in_the_leaves(store: FaultyStore) -> None:
     [(piece, (data, meta))] = (await _stored(store, 1)).items()
     store.fault = "forge"
-    assert store.path(piece).read_bytes() == data
+    assert piece_data(store.path(piece)) == data
     forged = store.head(piece)
     assert forged.merkle_root == meta.merkle_root and len(forged.leaves) == len(meta.leaves)
     assert all(a != b for a, b in zip(forged.leaves, meta.leaves, strict=True))

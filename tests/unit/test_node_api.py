@@ -23,6 +23,7 @@ from skymesh.wire.node import Order, PieceAction, PieceHashes, PieceReceipt
 from skymesh.wire.pieces import derive_piece_id, new_root_piece_id, new_serial
 from skymesh.wire.registry import PeerIdentity
 from skymesh.wire.signing import ORDER_HEADER, Signed, encode_header, open_signed, sign
+from tests.unit.test_piece_store_contract import piece_data
 
 CHUNK = DEFAULT_CHUNK_SIZE  # the protocol's Merkle chunk; nodes and uploaders agree on it
 COORD = Identity.generate()
@@ -146,7 +147,7 @@ async def test_round_trip(node: Node) -> None:
     root = merkle_root(chunk_hashes(data, CHUNK))
     assert (receipt.piece_id, receipt.size, receipt.merkle_root) == (piece, len(data), root)
     assert receipt.node_id == node.service.node_id
-    assert node.service.store.path(piece).read_bytes() == data
+    assert piece_data(node.service.store.path(piece)) == data
 
     get = node.order(piece, GET, max_bytes=10 * len(data))
     async with node.session.get(node.piece_url(piece), headers=get) as r:
@@ -221,7 +222,7 @@ async def test_chunked_body(node: Node) -> None:
     piece = pid()
     status, _ = await node.put(piece, body(), node.order(piece, PUT))
     assert status == 201
-    assert node.service.store.path(piece).read_bytes() == data
+    assert piece_data(node.service.store.path(piece)) == data
 
 
 def _refused_orders(node: Node, piece: str) -> dict[str, dict[str, str]]:
@@ -361,7 +362,7 @@ async def test_concurrent_puts(node: Node) -> None:
     results = await asyncio.gather(*(node.put(p, d, node.order(p, PUT)) for p, d in pieces.items()))
     assert [status for status, _ in results] == [201] * 8
     for p, d in pieces.items():
-        assert node.service.store.path(p).read_bytes() == d
+        assert piece_data(node.service.store.path(p)) == d
     assert node.service.store.used_bytes == sum(map(len, pieces.values()))
 
 
@@ -370,7 +371,7 @@ async def test_duplicate_put_is_a_conflict(node: Node) -> None:
     assert (await node.put(piece, b"one", node.order(piece, PUT)))[0] == 201
     status, body = await node.put(piece, b"two", node.order(piece, PUT))
     assert status == 409 and error(body).code == "Conflict"
-    assert node.service.store.path(piece).read_bytes() == b"one"
+    assert piece_data(node.service.store.path(piece)) == b"one"
 
 
 async def test_used_bytes_survive_restart(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from skymesh.codec.merkle import chunk_hashes, merkle_root
 from skymesh.errors import BadRequest, Conflict, InsufficientStorage, NotFound, TooLarge
 from skymesh.node.diskstore import DiskPieceStore
+from skymesh.node.piecefile import data_size
 from skymesh.node.store import PieceStore
 from skymesh.testing.faults import FaultyStore
 
@@ -32,6 +33,12 @@ async def chunks_of(data: bytes, step: int = 10_000) -> AsyncIterator[bytes]:
     for i in range(0, len(data), step):
         yield data[i : i + step]
         await asyncio.sleep(0)
+
+
+def piece_data(path: Path) -> bytes:
+    """The piece's bytes in the piece file at ``path``: what a GET of all of it serves."""
+    with open(path, "rb") as f:
+        return f.read(data_size(f.fileno()))
 
 
 def files_under(root: Path) -> list[str]:
@@ -84,7 +91,7 @@ async def test_write_head_read_delete(stores: Stores, store: PieceStore) -> None
     assert meta.merkle_root == merkle_root(chunk_hashes(data, CHUNK))
     assert store.head(piece) == meta
     assert store.exists(piece)
-    assert store.path(piece).read_bytes() == data
+    assert piece_data(store.path(piece)) == data
     assert (store.used_bytes, store.piece_count, store.reserved_bytes) == (len(data), 1, 0)
     assert store.capacity_bytes == 1 << 20
     assert store.free_bytes == (1 << 20) - len(data)
@@ -103,12 +110,12 @@ async def test_unknown_size_and_empty_piece(store: PieceStore) -> None:
     data = os.urandom(5 * CHUNK)
     piece = pid()
     meta = await store.write(piece, chunks_of(data, 777), len(data), None, SERIAL)
-    assert store.path(piece).read_bytes() == data
+    assert piece_data(store.path(piece)) == data
     assert meta.merkle_root == merkle_root(chunk_hashes(data, CHUNK))
 
     empty = pid()
     meta = await store.write(empty, chunks_of(b""), 10, 0, SERIAL)
-    assert meta.size == 0 and store.path(empty).read_bytes() == b""
+    assert meta.size == 0 and piece_data(store.path(empty)) == b""
     assert store.piece_count == 2
 
 
@@ -152,7 +159,7 @@ async def test_capacity(stores: Stores) -> None:
         await store.write(pid(), body.__aiter__(), 10_000, None, SERIAL)
     assert body.read == 5
     assert (store.used_bytes, store.reserved_bytes, store.piece_count) == (6000, 0, 1)
-    assert len(files_under(stores.root)) == 2  # the first piece and its sidecar
+    assert len(files_under(stores.root)) == 1  # the first piece, one file
     await store.write(pid(), chunks_of(b"b" * 4000), 10_000, None, SERIAL)  # fits exactly
     assert store.free_bytes == 0
 
@@ -219,7 +226,7 @@ async def test_conflict(store: PieceStore) -> None:
     await store.write(piece, chunks_of(b"first"), 100, 5, SERIAL)
     with pytest.raises(Conflict):
         await store.write(piece, chunks_of(b"again"), 100, 5, SERIAL)
-    assert store.path(piece).read_bytes() == b"first"
+    assert piece_data(store.path(piece)) == b"first"
 
     other = pid()
     gate = asyncio.Event()
@@ -234,7 +241,7 @@ async def test_conflict(store: PieceStore) -> None:
         await store.write(other, chunks_of(b"fast"), 100, 4, SERIAL)
     gate.set()
     await first
-    assert store.path(other).read_bytes() == b"slow"
+    assert piece_data(store.path(other)) == b"slow"
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd", "A" * 64, "ab", "g" * 64, "a" * 65, ""])
@@ -257,7 +264,7 @@ async def test_concurrent_writes(store: PieceStore) -> None:
     assert store.piece_count == 8
     assert store.used_bytes == sum(len(d) for d in pieces.values())
     for meta in metas:
-        assert store.path(meta.piece_id).read_bytes() == pieces[meta.piece_id]
+        assert piece_data(store.path(meta.piece_id)) == pieces[meta.piece_id]
     assert sorted(store.iter_piece_ids()) == sorted(pieces)
 
 
@@ -271,7 +278,7 @@ async def test_reopen_finds_every_piece(stores: Stores, store: PieceStore) -> No
     assert (store.used_bytes, store.piece_count, store.reserved_bytes) == (12_000, 2, 0)
     assert sorted(store.iter_piece_ids()) == sorted(kept)
     for p, d in kept.items():
-        assert store.path(p).read_bytes() == d
+        assert piece_data(store.path(p)) == d
         assert store.head(p) == metas[p]
 
 

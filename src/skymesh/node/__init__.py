@@ -2,8 +2,8 @@
 
 - :mod:`skymesh.node.store`: :class:`~skymesh.node.store.PieceStore`, what the
   node asks of its piece store; :mod:`skymesh.node.diskstore`:
-  :class:`~skymesh.node.diskstore.DiskPieceStore`, pieces and their Merkle
-  sidecars on disk.
+  :class:`~skymesh.node.diskstore.DiskPieceStore`, pieces on disk, each one file
+  with its Merkle record (:mod:`skymesh.node.piecefile`).
 - :mod:`skymesh.node.orders`: :class:`~skymesh.node.orders.OrderVerifier`, who may
   do what to which piece, and single-use serials that survive restarts.
 - :mod:`skymesh.node.api`: the HTTP face (``/v1/pieces/...``).

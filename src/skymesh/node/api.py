@@ -45,6 +45,7 @@ from skymesh.codec.merkle import Buffer
 from skymesh.errors import BadRequest, NotFound, SkymeshError, TooLarge
 from skymesh.node.audit import audit_chunk
 from skymesh.node.orders import OrderVerifier
+from skymesh.node.piecefile import data_size
 from skymesh.node.store import PieceStore
 from skymesh.piecetransfer.receipts import sign_receipt
 from skymesh.rpc import Handler, error_middleware, json_response
@@ -302,7 +303,7 @@ def open_read(
     except FileNotFoundError:
         raise NotFound(f"piece {piece_id} is not stored here") from None
     try:
-        size = os.fstat(f.fileno()).st_size
+        size = data_size(f.fileno())  # the piece's bytes, not its record after them
         read = PieceRead(f, size, 200, 0, size, range_value)
         if range_value is not None:
             span = parse_range(range_value, size)

@@ -1,7 +1,7 @@
 """Answering audits: one Merkle chunk of a stored piece, with its inclusion proof.
 
 Only that chunk is read from disk (one ``pread``); the proof comes from the leaf
-hashes kept in the piece's sidecar, which the node computed when it stored the
+hashes kept in the piece's record, which the node computed when it stored the
 piece. A node whose bytes rotted answers the rotten chunk, and the auditor's
 check against the root from the original receipt catches it.
 """

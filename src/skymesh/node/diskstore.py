@@ -3,10 +3,8 @@
 Layout under ``root``::
 
     lock                         flock: one process per store
-    tmp/<random>                 pieces being received (deleted on open)
-    tmp/<random>.meta            their sidecars, before they move into place
-    pieces/<id[0:2]>/<id>        raw piece bytes
-    pieces/<id[0:2]>/<id>.meta   msgpack of PieceMeta (version 1)
+    tmp/<n>                      pieces being received (deleted on open)
+    pieces/<id[0:2]>/<id>        the piece's bytes, then its PieceMeta and a footer
     corrupt/                     inconsistent files found on open, kept for a human
 
 One level of 256 directories, all made when the store opens: a write never creates
@@ -14,9 +12,11 @@ a directory, and at millions of pieces a directory holds tens of thousands of
 entries, which ext4's and XFS's hashed directories look up in constant time.
 Stores in the older two-level layout move over when they open (:func:`_flatten`).
 
-The data file holds the piece's bytes and nothing else, so a ranged read is an
-``lseek`` and the kernel's ``sendfile`` can serve it. The sidecar moves into place
-first and the data file last: a data file's presence means the piece is complete.
+A piece is one file (:mod:`skymesh.node.piecefile`): its bytes from offset 0, so a
+ranged read is an ``lseek`` and the kernel's ``sendfile`` can serve it, then its
+record. It is written whole under ``tmp/`` and renamed into place: a piece file's
+presence means the piece is complete. Stores that kept the record in a sidecar
+(``<id>.meta``, until 2026-12) are converted when they open (:meth:`_convert`).
 A piece id is checked with :func:`~skymesh.wire.pieces.is_valid_piece_id` before
 any path is built from it: no path is ever made from anything else.
 
@@ -33,9 +33,9 @@ import concurrent.futures
 import contextlib
 import errno
 import fcntl
+import itertools
 import logging
 import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -53,6 +53,7 @@ from skymesh.errors import (
     SkymeshError,
     TooLarge,
 )
+from skymesh.node.piecefile import PieceFileError, data_size_at, read_tail_at, trailer
 from skymesh.node.store import META_VERSION, PieceMeta
 from skymesh.private import make_dirs
 from skymesh.wire.pieces import is_valid_piece_id
@@ -63,7 +64,7 @@ T = TypeVar("T")
 Writev = Callable[[int, list[Buffer]], None]
 """Writes every byte of the buffers to a file descriptor, or raises :class:`OSError`."""
 
-META_SUFFIX = ".meta"
+META_SUFFIX = ".meta"  # the old layout's sidecars, converted on open
 WRITE_BATCH = 1024 * 1024  # bytes handed to the disk thread at a time
 DISK_THREADS = 4
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
@@ -73,7 +74,7 @@ _PREFIXES = tuple(f"{i:02x}" for i in range(256))  # the directories under piece
 
 
 class _MetaHead(msgspec.Struct):
-    """What the open scan needs of a sidecar; decoding it skips the leaves."""
+    """What the open scan needs of a record; decoding it skips the leaves."""
 
     version: int
     piece_id: str
@@ -86,14 +87,13 @@ _decode_head = msgspec.msgpack.Decoder(_MetaHead).decode
 
 
 class _Temp:
-    """A piece being received: its temp file and, later, its temp sidecar."""
+    """A piece being received: its temp file."""
 
-    __slots__ = ("fd", "meta_path", "path")
+    __slots__ = ("fd", "path")
 
-    def __init__(self, path: Path, fd: int):
-        self.path: Path | None = path
+    def __init__(self, path: str, fd: int):
+        self.path: str | None = path
         self.fd: int | None = fd
-        self.meta_path: Path | None = None
 
     def close(self) -> None:
         if self.fd is not None:
@@ -104,24 +104,22 @@ class _Temp:
         """Close and delete whatever is left; safe to call from any thread, twice."""
         with contextlib.suppress(OSError):
             self.close()
-        for attr in ("path", "meta_path"):
-            p = getattr(self, attr)
-            if p is not None:
-                setattr(self, attr, None)
-                try:
-                    os.unlink(p)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    log.warning("cannot remove temp file %s: %s", p, e)
+        p, self.path = self.path, None
+        if p is not None:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("cannot remove temp file %s: %s", p, e)
 
 
 class DiskPieceStore:
     """Pieces on one local filesystem, with capacity accounting.
 
     One process owns a store at a time (an ``flock`` on ``root/lock``); call
-    :meth:`close` to release it. ``writev`` writes piece data and sidecars (the
-    test harness passes one that fails, as a disk that fills up).
+    :meth:`close` to release it. ``writev`` writes piece files (the test harness
+    passes one that fails, as a disk that fills up).
     """
 
     def __init__(
@@ -141,13 +139,19 @@ class DiskPieceStore:
         self.chunk_size = chunk_size
         self.fsync = fsync
         # Without fsync a write only copies into the page cache (a piece of 1.4 MB:
-        # about 0.3 ms with its sidecar and renames), which costs less on the loop than
+        # about 0.3 ms with its record and rename), which costs less on the loop than
         # the two thread switches of a hop to the disk thread; with fsync, never.
         self.inline_writes = not fsync
         self._writev = writev_all if writev is None else writev
         self._capacity = capacity_bytes
         self._pieces_dir = self.root / "pieces"
         self._tmp_dir = self.root / "tmp"
+        # The write path builds str paths: pathlib's objects cost microseconds a piece.
+        self._pieces_str = str(self._pieces_dir)
+        self._tmp_str = str(self._tmp_dir)
+        # Temp names need only be unique in this process: one process owns the store
+        # (the lock) and tmp/ is emptied when it opens.
+        self._tmp_names = itertools.count()
         self._corrupt_dir = self.root / "corrupt"
         for d in (self.root, self._pieces_dir, self._tmp_dir):
             make_dirs(d)
@@ -198,7 +202,7 @@ class DiskPieceStore:
 
     @property
     def used_bytes(self) -> int:
-        """Bytes of stored pieces (piece data; sidecars are not counted)."""
+        """Bytes of stored pieces (piece data; their records are not counted)."""
         return self._used
 
     @property
@@ -226,33 +230,34 @@ class DiskPieceStore:
         return self._pieces_dir / piece_id[0:2]
 
     def path(self, piece_id: str) -> Path:
-        """The data file of ``piece_id`` (which may not exist)."""
+        """The piece file of ``piece_id`` (which may not exist)."""
         self._check_id(piece_id)
         return self._dir(piece_id) / piece_id
 
-    def _meta_path(self, piece_id: str) -> Path:
-        return self._dir(piece_id) / (piece_id + META_SUFFIX)
+    def _file(self, piece_id: str) -> str:
+        """:meth:`path` as a str, of a checked id."""
+        return f"{self._pieces_str}/{piece_id[0:2]}/{piece_id}"
 
     def exists(self, piece_id: str) -> bool:
-        return self.path(piece_id).exists()
+        self._check_id(piece_id)
+        return os.path.exists(self._file(piece_id))
 
     def head(self, piece_id: str) -> PieceMeta:
-        """The sidecar of a stored piece; :class:`NotFound` when it is not stored."""
-        data = self.path(piece_id)
-        if not data.exists():
-            raise NotFound(f"piece {piece_id} is not stored here")
+        """The record of a stored piece; :class:`NotFound` when it is not stored."""
         try:
-            raw = self._meta_path(piece_id).read_bytes()
+            size, raw = read_tail_at(self.path(piece_id))
         except FileNotFoundError:
             raise NotFound(f"piece {piece_id} is not stored here") from None
+        except PieceFileError as e:
+            raise SkymeshError(f"piece file {piece_id} is corrupt: {e}") from e
         try:
             meta = _decode_meta(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise SkymeshError(f"sidecar of piece {piece_id} is corrupt: {e}") from e
-        if meta.version != META_VERSION or meta.piece_id != piece_id:
+            raise SkymeshError(f"record of piece {piece_id} is corrupt: {e}") from e
+        if meta.version != META_VERSION or meta.piece_id != piece_id or meta.size != size:
             raise SkymeshError(
-                f"sidecar of piece {piece_id} has version {meta.version} "
-                f"and id {meta.piece_id}: not readable by this node"
+                f"record of piece {piece_id} has version {meta.version}, id {meta.piece_id} "
+                f"and size {meta.size} (file: {size}): not readable by this node"
             )
         return meta
 
@@ -297,7 +302,7 @@ class DiskPieceStore:
                 raise BadRequest(f"negative piece size {expected_size}")
             if expected_size > max_bytes:
                 raise TooLarge(f"piece of {expected_size} bytes exceeds the allowed {max_bytes}")
-        if piece_id in self._writing or self.path(piece_id).exists():
+        if piece_id in self._writing or self.exists(piece_id):
             raise Conflict(f"piece {piece_id} is already stored")
         self._writing.add(piece_id)
         held = [0]  # bytes this write has reserved
@@ -318,7 +323,7 @@ class DiskPieceStore:
         serial: str,
         held: list[int],
     ) -> PieceMeta:
-        path = self._tmp_dir / secrets.token_hex(16)
+        path = f"{self._tmp_str}/{next(self._tmp_names)}"
         # Creating an empty file takes microseconds; in the loop, it cannot leak on cancel.
         tmp = _Temp(path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         builder = MerkleBuilder(self.chunk_size)
@@ -400,46 +405,34 @@ class DiskPieceStore:
             raise
 
     def _commit(self, tmp: _Temp, tail: list[Buffer], meta: PieceMeta) -> None:
-        """Append the piece's last bytes, then make it durable and visible (disk thread)."""
+        """Append the piece's last bytes and its record, then make it durable and
+        visible (disk thread)."""
         assert tmp.fd is not None and tmp.path is not None
-        if tail:
-            _append(self._writev, tmp, tail)
+        _append(self._writev, tmp, [*tail, trailer(_encode(meta))])
         if self.fsync:
             _fdatasync(tmp.fd)
         tmp.close()
-        meta_tmp = tmp.path.with_name(tmp.path.name + META_SUFFIX)
-        tmp.meta_path = meta_tmp
-        _write_file(self._writev, meta_tmp, _encode(meta), self.fsync)
-        pid = meta.piece_id
-        d = self._dir(pid)
-        final_meta, final_data = d / (pid + META_SUFFIX), d / pid
+        final = self._file(meta.piece_id)
         try:
-            os.replace(meta_tmp, final_meta)
-            tmp.meta_path = None
-            os.replace(tmp.path, final_data)  # last: its presence means complete
+            os.replace(tmp.path, final)  # complete: its presence means stored
             tmp.path = None
             if self.fsync:
-                _fsync_dir(d)
+                _fsync_dir(os.path.dirname(final))
         except BaseException:
-            for p in (final_data, final_meta):
-                with contextlib.suppress(OSError):
-                    os.unlink(p)
+            with contextlib.suppress(OSError):
+                os.unlink(final)
             raise
 
     # ------------------------------------------------------------ delete
 
     async def delete(self, piece_id: str) -> bool:
         """Remove a piece; False when it was not stored."""
-        data = self.path(piece_id)
-        try:
-            size = data.stat().st_size
-        except FileNotFoundError:
+        size = await self._run(_remove, self.path(piece_id))
+        if size is None:
             return False
-        removed = await self._run(_remove, data, self._meta_path(piece_id))
-        if removed:
-            self._used -= size
-            self._count -= 1
-        return removed
+        self._used -= size
+        self._count -= 1
+        return True
 
     # ------------------------------------------------------------ open
 
@@ -474,47 +467,96 @@ class DiskPieceStore:
             os.replace(path, target)
 
     def _scan(self) -> None:
-        """Count stored pieces from their sidecars, and tidy what a crash left behind."""
-        used = count = 0
+        """Count stored pieces from their records, convert pieces with sidecars, and
+        tidy what a crash left behind."""
+        used = count = converted = 0
         for entry in _subdirs(self._pieces_dir):
             d = Path(entry.path)
             names = set(os.listdir(d))
             for name in sorted(names):
                 if name.endswith(META_SUFFIX):
                     if name[: -len(META_SUFFIX)] not in names:
-                        # sidecar placed, data not: an interrupted write or delete
+                        # sidecar placed, data not: an old layout's interrupted write or delete
                         log.info("removing orphan sidecar %s", d / name)
                         (d / name).unlink(missing_ok=True)
                     continue
                 if not (is_valid_piece_id(name) and name[0:2] == entry.name):
                     log.warning("ignoring unexpected file %s", d / name)
                     continue
-                size = self._check_piece(d, name, names)
+                if name + META_SUFFIX in names:
+                    size = self._convert(d, name)
+                    converted += size is not None
+                else:
+                    size = self._check_piece(d, name)
                 if size is not None:
                     used += size
                     count += 1
         self._used, self._count = used, count
+        if converted:
+            log.info(
+                "converted %d pieces of %s from data file and sidecar to one file",
+                converted,
+                self._pieces_dir,
+            )
 
-    def _check_piece(self, d: Path, name: str, names: set[str]) -> int | None:
-        data = d / name
-        if name + META_SUFFIX not in names:
-            self._quarantine(data, "piece without a sidecar")
-            return None
+    def _check_piece(self, d: Path, name: str) -> int | None:
+        """Bytes of piece data in ``d/name``, or None when it was set aside."""
         try:
-            head = _decode_head((d / (name + META_SUFFIX)).read_bytes())
+            size, raw = read_tail_at(d / name)
+            head = _decode_head(raw)
+        except (OSError, PieceFileError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            self._quarantine(d / name, f"unreadable piece file: {e}")
+            return None
+        if head.version != META_VERSION or head.piece_id != name or head.size != size:
+            self._quarantine(
+                d / name,
+                f"record v{head.version} for {head.piece_id} of {head.size} bytes "
+                f"does not match the file's {size} bytes of piece data",
+            )
+            return None
+        return head.size
+
+    def _convert(self, d: Path, name: str) -> int | None:
+        """Append the sidecar ``d/name.meta`` to its data file ``d/name`` as its record,
+        then remove the sidecar; bytes of piece data, or None when both were set aside.
+
+        Crash-safe at every step: until the sidecar is gone it is the truth, and a
+        data file longer than the sidecar's ``size`` (an earlier conversion cut
+        short) either already ends with exactly this record or is cut back to
+        ``size`` and done again. With fsync, the record is durable before the sidecar
+        goes. The piece's bytes are never copied or moved.
+        """
+        data, side = d / name, d / (name + META_SUFFIX)
+        try:
+            raw = side.read_bytes()
+            head = _decode_head(raw)
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
             self._quarantine(data, f"unreadable sidecar: {e}")
-            self._quarantine(d / (name + META_SUFFIX), "unreadable sidecar")
+            self._quarantine(side, "unreadable sidecar")
             return None
-        actual = data.stat().st_size
-        if head.version != META_VERSION or head.piece_id != name or head.size != actual:
+        tail = trailer(raw)
+        fd = os.open(data, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            actual = os.fstat(fd).st_size
+            ok = head.version == META_VERSION and head.piece_id == name and head.size <= actual
+            done = actual == head.size + len(tail) and os.pread(fd, len(tail), head.size) == tail
+            if ok and not done:
+                os.ftruncate(fd, head.size)
+                os.lseek(fd, head.size, os.SEEK_SET)
+                self._writev(fd, [tail])
+            if ok and self.fsync:  # also when done: a process crash may have left it unsynced
+                _fdatasync(fd)
+        finally:
+            os.close(fd)
+        if not ok:
             self._quarantine(
                 data,
                 f"sidecar v{head.version} for {head.piece_id} of {head.size} bytes "
                 f"does not match the {actual}-byte data file",
             )
-            self._quarantine(d / (name + META_SUFFIX), "mismatched sidecar")
+            self._quarantine(side, "mismatched sidecar")
             return None
+        side.unlink()
         return head.size
 
     # ------------------------------------------------------------ helpers
@@ -559,16 +601,6 @@ def writev_all(fd: int, bufs: list[Buffer]) -> None:
                 n = 0
 
 
-def _write_file(writev: Writev, path: Path, data: bytes, fsync: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        writev(fd, [data])
-        if fsync:
-            _fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fdatasync(fd: int) -> None:
     try:
         getattr(os, "fdatasync", os.fsync)(fd)
@@ -578,7 +610,7 @@ def _fdatasync(fd: int) -> None:
         raise
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -614,10 +646,15 @@ def _flatten(pieces_dir: Path) -> None:
         log.info("moved %d piece files of %s to the one-level layout", moved, pieces_dir)
 
 
-def _remove(data: Path, meta: Path) -> bool:
+def _remove(path: Path) -> int | None:
+    """Delete a piece file; its bytes of piece data, or None when it was not there."""
     try:
-        os.unlink(data)  # first: without it the piece is gone
+        try:
+            size = data_size_at(path)
+        except PieceFileError as e:  # its footer rotted since the store opened
+            log.warning("deleting %s, whose size is unreadable: %s", path, e)
+            size = 0
+        os.unlink(path)
     except FileNotFoundError:
-        return False
-    meta.unlink(missing_ok=True)
-    return True
+        return None
+    return size

@@ -36,6 +36,7 @@ from aiohttp import web
 from skymesh.codec.bloom import DEFAULT_FP_RATE, MAX_BITS, BloomFilter, optimal_size
 from skymesh.errors import BadRequest, CodecError, Conflict, Forbidden, TooLarge, Unavailable
 from skymesh.node.orders import OrderVerifier
+from skymesh.node.piecefile import PieceFileError, data_size_at
 from skymesh.node.store import PieceStore
 from skymesh.rpc import json_response
 from skymesh.wire.durability import (
@@ -207,16 +208,20 @@ class RetainSweeper:
             checked += 1
             if piece_id in bloom:
                 continue
+            path = self.store.path(piece_id)
             try:
-                st = os.stat(self.store.path(piece_id))
+                st = os.stat(path)
+                # The piece file is renamed into place when the piece is complete: its
+                # mtime is when the last byte was written, i.e. when it was stored.
+                if st.st_mtime >= stored_before:
+                    young += 1
+                    continue
+                size = data_size_at(path)
             except FileNotFoundError:
                 continue
-            # The data file is renamed into place when the piece is complete: its
-            # mtime is when the last byte was written, i.e. when it was stored.
-            if st.st_mtime >= stored_before:
-                young += 1
-                continue
-            doomed.append((piece_id, st.st_size))
+            except PieceFileError:
+                size = 0  # a file the store will not count either; delete removes it
+            doomed.append((piece_id, size))
         return checked, doomed, young
 
 

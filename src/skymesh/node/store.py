@@ -21,8 +21,9 @@ META_VERSION = 1
 
 
 class PieceMeta(msgspec.Struct, frozen=True, kw_only=True):
-    """What a store records of a piece; the disk store keeps it as its sidecar
-    (``<id>.meta``, msgpack). A stored format: versioned."""
+    """What a store records of a piece; the disk store keeps it, msgpack, after the
+    piece's bytes in the piece's file (:mod:`skymesh.node.piecefile`). A stored
+    format: versioned."""
 
     version: int = META_VERSION
     piece_id: str
@@ -90,7 +91,9 @@ class PieceStore(Protocol):
 
     def path(self, piece_id: str) -> Path:
         """The file holding the bytes of ``piece_id`` (which may not exist): reads
-        open it, so that a ranged read is an ``lseek`` and ``sendfile`` can serve it."""
+        open it, so that a ranged read is an ``lseek`` and ``sendfile`` can serve it.
+        A piece file (:mod:`skymesh.node.piecefile`): the piece's bytes from offset 0,
+        their length from :func:`~skymesh.node.piecefile.data_size`."""
         ...
 
     def iter_piece_ids(self) -> Iterator[str]:

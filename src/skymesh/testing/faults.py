@@ -47,6 +47,7 @@ import msgspec
 from skymesh.codec.merkle import Buffer
 from skymesh.errors import NotFound
 from skymesh.node.diskstore import DiskPieceStore, writev_all
+from skymesh.node.piecefile import data_size_at
 from skymesh.node.service import NodeService
 from skymesh.node.store import PieceMeta
 
@@ -152,7 +153,7 @@ class FaultyStore:
             return real
         fake = self._scratch_dir() / piece_id
         data = bytearray(real.read_bytes())
-        for i in range(0, len(data), 997):
+        for i in range(0, data_size_at(real), 997):  # the piece's bytes, not its record
             data[i] ^= 0xFF
         fake.write_bytes(bytes(data))
         return fake
