@@ -30,13 +30,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import aiohttp
 
 from skymesh import errors
-from skymesh.client.buffers import BufferPool
+from skymesh.client.buffers import BufferPool, ReusedBuffer
 from skymesh.client.keys import segment_key
 from skymesh.client.piecestream import PieceStream
 from skymesh.client.upload import coder_for, scheme_of
 from skymesh.codec.crypto import SegmentCipher
 from skymesh.codec.layout import SegmentLayout
-from skymesh.codec.segment import decode_blocks
+from skymesh.codec.segment import decode_blocks_into
 from skymesh.piecetransfer.exchange import get_verified_range
 from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
@@ -156,11 +156,18 @@ class SegmentReader:
             )
         return got
 
-    async def decode(self, blocks: range, pieces: Mapping[int, bytes | memoryview]) -> bytes:
-        """Plaintext of ``blocks`` from the pieces' bytes for those blocks alone."""
-        return await asyncio.to_thread(
-            decode_blocks, self.cipher, self.coder, self.layout, blocks, pieces
-        )
+    def decode_into(
+        self, blocks: range, pieces: Mapping[int, bytes | memoryview], out: memoryview
+    ) -> None:
+        """Plaintext of ``blocks`` from the pieces' bytes for those blocks alone, into
+        ``out`` (exactly its size); if it raises, ``out`` holds garbage.
+
+        In the loop's thread, not a worker's: a part's AES and copies take well under
+        a millisecond, and handing each part to a thread cost more CPU than that
+        (wake-ups, and the GIL passed back and forth at every block the AES released
+        it for) while it bought nothing on a machine whose cores are busy anyway.
+        """
+        decode_blocks_into(self.cipher, self.coder, self.layout, blocks, pieces, out)
 
     async def renewing(
         self, fetch: Callable[[range], Awaitable[dict[int, bytes]]], blocks: range
@@ -181,53 +188,64 @@ class SegmentReader:
         """Streams of the pieces' bytes for ``blocks``, to be taken part by part."""
         return RangeStreams(self, blocks, capacity)
 
-    async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Plaintext [start, end) of this segment: one request per node, decoded part by part."""
+    async def read(
+        self, start: int, end: int, out: ReusedBuffer | None = None
+    ) -> AsyncIterator[memoryview]:
+        """Plaintext [start, end) of this segment: one request per node, decoded part by
+        part into ``out`` (one of its own if None); each view is valid until the next
+        step, and a caller that keeps one makes the next part go to a new buffer."""
         blocks = self.layout.blocks_for(start, end)
         parts = split_parts(blocks)
         if not parts:
             return
+        own = out is None
+        plain = out if out is not None else ReusedBuffer(self.buffers)
         capacity = max(hi - lo for lo, hi in map(self.layout.piece_range, parts))
         i = 0
         refreshes = 0  # fresh orders asked for the part at hand
-        while i < len(parts):
-            streams = self.streams(range(parts[i].start, blocks.stop), capacity)
-            try:
-                while i < len(parts):
-                    part = parts[i]
-                    try:
-                        pieces = await streams.take(part)
-                    except errors.SkymeshError:
-                        # re-reads around a lying node can spend the get allowances of
-                        # honest ones: ask for fresh orders and go on from this part
-                        if refreshes < REFRESH_ATTEMPTS and await self.refresh_orders():
-                            refreshes += 1
-                            break
-                        raise
-                    try:
-                        plain = await self.decode(part, pieces)
-                    except errors.CodecError:
-                        log.warning(
-                            "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
-                            self.segment.number,
-                            part.start,
-                            part.stop - 1,
-                        )
-                        verified = await self.renewing(self.fetch_verified, part)
-                        streams.keep_verified(pieces, verified)
-                        plain = await self.decode(part, verified)
-                        del verified
-                    del pieces
-                    refreshes = 0
-                    i += 1
-                    pos = part.start * self.layout.block_size
-                    lo = max(start, pos) - pos
-                    hi = min(end, pos + len(plain)) - pos
-                    if lo < hi:
-                        yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
-                    del plain  # not held while the next part decodes
-            finally:
-                streams.close()
+        try:
+            while i < len(parts):
+                streams = self.streams(range(parts[i].start, blocks.stop), capacity)
+                try:
+                    while i < len(parts):
+                        part = parts[i]
+                        try:
+                            pieces = await streams.take(part)
+                        except errors.SkymeshError:
+                            # re-reads around a lying node can spend the get allowances of
+                            # honest ones: ask for fresh orders and go on from this part
+                            if refreshes < REFRESH_ATTEMPTS and await self.refresh_orders():
+                                refreshes += 1
+                                break
+                            raise
+                        lo, hi = self.layout.plain_range(part)
+                        view = plain.take(hi - lo)
+                        try:
+                            self.decode_into(part, pieces, view)
+                        except errors.CodecError:
+                            log.warning(
+                                "segment %d blocks %d-%d failed to decode;"
+                                " re-reading with Merkle checks",
+                                self.segment.number,
+                                part.start,
+                                part.stop - 1,
+                            )
+                            verified = await self.renewing(self.fetch_verified, part)
+                            streams.keep_verified(pieces, verified)
+                            self.decode_into(part, verified, view)
+                            del verified
+                        del pieces
+                        refreshes = 0
+                        i += 1
+                        first, last = max(start, lo) - lo, min(end, hi) - lo
+                        if first < last:
+                            yield view[first:last]
+                        view.release()  # only the caller's view may hold the buffer now
+                finally:
+                    streams.close()
+        finally:
+            if own:
+                plain.close()
 
 
 class RangeStreams:
@@ -430,6 +448,54 @@ class SegmentSource:
         return seg
 
 
+async def read_object_views(
+    session: aiohttp.ClientSession,
+    source: SegmentSource,
+    data_key: bytes,
+    start: int,
+    end: int,
+    extra: int,
+    buffers: BufferPool | None = None,
+) -> AsyncIterator[memoryview]:
+    """Plaintext [start, end) of an object, segment after segment, as views of one
+    reused buffer: each is valid until the next step (see
+    :class:`~skymesh.client.buffers.ReusedBuffer`), so a caller that writes it out
+    copies nothing more; one that keeps a view only costs a new buffer."""
+    if start >= end:
+        return
+    out = ReusedBuffer(buffers)
+    try:
+        number = await source.holding(start)
+        while number < source.segment_count:
+            seg = await source.take(number)
+            if seg.plain_offset >= end:
+                break
+            lo = max(0, start - seg.plain_offset)
+            hi = min(seg.plain_size, end - seg.plain_offset)
+            if lo < hi:
+                if seg.inline_data is not None:
+                    key = segment_key(data_key, seg.key_salt)
+                    cipher = SegmentCipher(key, seg.position.nonce_segment())
+                    yield memoryview(cipher.decrypt_block(0, seg.inline_data))[lo:hi]
+                else:
+                    reader = SegmentReader(
+                        session,
+                        seg,
+                        data_key,
+                        extra,
+                        refresh=functools.partial(source.refetch, number),
+                        buffers=buffers,
+                    )
+                    async for view in reader.read(lo, hi, out):
+                        yield view
+                        del view  # the next part may reuse the buffer
+            if seg.plain_offset + seg.plain_size >= end:
+                break  # done: asking for the next segment would sign orders for nothing
+            number += 1
+    finally:
+        out.close()
+
+
 async def read_object_range(
     session: aiohttp.ClientSession,
     source: SegmentSource,
@@ -439,33 +505,13 @@ async def read_object_range(
     extra: int,
     buffers: BufferPool | None = None,
 ) -> AsyncIterator[bytes]:
-    """Plaintext [start, end) of an object, segment after segment."""
-    if start >= end:
-        return
-    number = await source.holding(start)
-    while number < source.segment_count:
-        seg = await source.take(number)
-        if seg.plain_offset >= end:
-            break
-        lo = max(0, start - seg.plain_offset)
-        hi = min(seg.plain_size, end - seg.plain_offset)
-        if lo < hi:
-            if seg.inline_data is not None:
-                key = segment_key(data_key, seg.key_salt)
-                cipher = SegmentCipher(key, seg.position.nonce_segment())
-                plain = cipher.decrypt_block(0, seg.inline_data)
-                yield plain[lo:hi]
-            else:
-                reader = SegmentReader(
-                    session,
-                    seg,
-                    data_key,
-                    extra,
-                    refresh=functools.partial(source.refetch, number),
-                    buffers=buffers,
-                )
-                async for chunk in reader.read(lo, hi):
-                    yield chunk
-        if seg.plain_offset + seg.plain_size >= end:
-            break  # done: asking for the next segment would sign orders for nothing
-        number += 1
+    """Plaintext [start, end) of an object, segment after segment, as ``bytes`` the
+    caller may keep."""
+    views = read_object_views(session, source, data_key, start, end, extra, buffers)
+    try:
+        async for view in views:
+            chunk = bytes(view)
+            view.release()  # the next part may reuse the buffer
+            yield chunk
+    finally:
+        await views.aclose()
