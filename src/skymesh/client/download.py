@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 
@@ -456,7 +456,7 @@ async def read_object_views(
     end: int,
     extra: int,
     buffers: BufferPool | None = None,
-) -> AsyncIterator[memoryview]:
+) -> AsyncGenerator[memoryview, None]:
     """Plaintext [start, end) of an object, segment after segment, as views of one
     reused buffer: each is valid until the next step (see
     :class:`~skymesh.client.buffers.ReusedBuffer`), so a caller that writes it out
