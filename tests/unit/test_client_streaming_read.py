@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from skymesh.client.buffers import BufferPool, ReusedBuffer
 from skymesh.client.download import PART_GROWTH, SegmentReader
 from skymesh.client.keys import segment_key
 from skymesh.client.upload import coder_for
@@ -213,3 +214,28 @@ async def test_the_reader_holds_a_few_parts_whatever_the_range() -> None:
         # fake nodes' own buffers: ~6 parts (the reader of 4 + 64-stripe windows before
         # it, fetching one ahead, peaked at 8)
         assert peak < 7 * part
+
+
+async def test_parts_reuse_one_buffer_unless_a_view_of_it_is_kept(
+    small: tuple[FakeNodes, SegmentReader],
+) -> None:
+    """Every part is decoded into the same buffer while each view is dropped before the
+    next is asked for; a caller (or a transport) that keeps views keeps their bytes:
+    the next part goes to a new buffer, never over bytes still held."""
+    _, reader = small
+    pool = BufferPool()
+    out = ReusedBuffer(pool)
+    parts = reader.read(0, len(SMALL.plain), out)
+    got = bytearray()
+    while (view := await anext(parts, None)) is not None:
+        got += view
+        del view  # as the gateway's GET does once the view is written out
+    assert got == SMALL.plain and out.replaced == 0
+    out.close()
+    assert pool.held > 0  # back for the next read
+
+    out = ReusedBuffer(pool)
+    kept = [view async for view in reader.read(0, len(SMALL.plain), out)]
+    out.close()
+    assert b"".join(kept) == SMALL.plain  # no view was written over
+    assert out.replaced == len(kept) - 1

@@ -169,9 +169,10 @@ class ReusedBuffer:
         self._lent = False  # whether the buffer is on loan from the pool
         self.replaced = 0  # buffers left behind because something still held a view
 
-    def take(self, n: int) -> memoryview:
+    def take(self, n: int, room: int = 0) -> memoryview:
         """A writable view of ``n`` bytes; every view of the last one must be gone
-        (or they keep that buffer, and this is a new one)."""
+        (or they keep that buffer, and this is a new one). A new buffer holds
+        ``room`` bytes if more than ``n``: the largest part to come."""
         buf = self._buf
         if buf is not None and not unshared(buf):
             self.replaced += 1
@@ -179,9 +180,10 @@ class ReusedBuffer:
             buf = None
         if buf is None or len(buf) < n:
             self._drop(reuse=True)
-            buf = self._pool.try_take(n) if self._pool is not None else None
+            size = max(n, room)
+            buf = self._pool.try_take(size) if self._pool is not None else None
             self._lent = buf is not None
-            self._buf = buf = buf if buf is not None else bytearray(n)
+            self._buf = buf = buf if buf is not None else bytearray(size)
         return memoryview(buf)[:n]
 
     def _drop(self, reuse: bool) -> None:

@@ -5,8 +5,11 @@ piece bytes the range needs, data pieces first (decoding them needs no
 arithmetic), and takes every answer as it streams, in parts of stripes: a small
 first part (a quick first byte), then parts of up to ``PART_GROWTH[-1]`` stripes,
 each decoded when all its pieces' bytes are in. Per node the reader holds one
-part in a buffer it reuses, and the connection buffers a little more before TCP
-holds the node back: memory is bounded by a part per node, not by the range.
+part (the connection's chunks, not a copy of them), and the connection buffers a
+little more before TCP holds the node back: memory is bounded by a part per node,
+not by the range. Each part is decoded in the loop's thread into one plaintext
+buffer that the reader reuses while the caller drops each view of it before
+asking for the next (:class:`~skymesh.client.buffers.ReusedBuffer`).
 
 Per part the reader hedges: once a straggler has taken twice as long as the
 first node to deliver the part (or ``HEDGE_MAX`` passed with none), ``extra``
@@ -35,6 +38,7 @@ from skymesh.client.keys import segment_key
 from skymesh.client.piecestream import PieceStream
 from skymesh.client.upload import coder_for, scheme_of
 from skymesh.codec.crypto import SegmentCipher
+from skymesh.codec.erasure import PieceBytes
 from skymesh.codec.layout import SegmentLayout
 from skymesh.codec.segment import decode_blocks_into
 from skymesh.piecetransfer.exchange import get_verified_range
@@ -77,7 +81,7 @@ class SegmentReader:
     ):
         assert segment.scheme is not None
         self.session = session
-        self.buffers = buffers  # where the streams' buffers come from and go back to
+        self.buffers = buffers  # where the plaintext buffer comes from and goes back to
         self.segment = segment
         self.scheme = scheme_of(segment.scheme)
         self.layout = SegmentLayout(segment.plain_size, segment.block_size, self.scheme)
@@ -156,9 +160,7 @@ class SegmentReader:
             )
         return got
 
-    def decode_into(
-        self, blocks: range, pieces: Mapping[int, bytes | memoryview], out: memoryview
-    ) -> None:
+    def decode_into(self, blocks: range, pieces: Mapping[int, PieceBytes], out: memoryview) -> None:
         """Plaintext of ``blocks`` from the pieces' bytes for those blocks alone, into
         ``out`` (exactly its size); if it raises, ``out`` holds garbage.
 
@@ -201,6 +203,7 @@ class SegmentReader:
         own = out is None
         plain = out if out is not None else ReusedBuffer(self.buffers)
         capacity = max(hi - lo for lo, hi in map(self.layout.piece_range, parts))
+        room = max(hi - lo for lo, hi in map(self.layout.plain_range, parts))
         i = 0
         refreshes = 0  # fresh orders asked for the part at hand
         try:
@@ -219,7 +222,7 @@ class SegmentReader:
                                 break
                             raise
                         lo, hi = self.layout.plain_range(part)
-                        view = plain.take(hi - lo)
+                        view = plain.take(hi - lo, room)
                         try:
                             self.decode_into(part, pieces, view)
                         except errors.CodecError:
@@ -274,15 +277,13 @@ class RangeStreams:
                     self.reader.segment.root_piece_id,
                     at,
                     self.end,
-                    self.capacity,
                     max(MIN_READ_BUFSIZE, self.capacity // 2),
-                    self.reader.buffers,
                 )
         return None
 
-    async def take(self, blocks: range) -> dict[int, memoryview]:
-        """The next part's bytes from the first k nodes to deliver them, by piece number;
-        valid until the next take."""
+    async def take(self, blocks: range) -> dict[int, list[memoryview]]:
+        """The next part's bytes from the first k nodes to deliver them, by piece number,
+        each as the chunks it came in."""
         reader = self.reader
         k = reader.scheme.k
         start, end = reader.layout.piece_range(blocks)
@@ -292,7 +293,7 @@ class RangeStreams:
             raise errors.Unavailable(
                 f"segment {reader.segment.number}: only {usable} of {k} needed pieces reachable"
             )
-        running: dict[asyncio.Task[memoryview], PieceStream] = {}
+        running: dict[asyncio.Task[list[memoryview]], PieceStream] = {}
 
         def launch(stream: PieceStream | None) -> bool:
             if stream is None:
@@ -309,7 +310,7 @@ class RangeStreams:
         began = loop.time()
         first_at: float | None = None  # when the first node delivered the part
         hedged = reader.extra <= 0
-        got: list[tuple[PieceStream, memoryview]] = []
+        got: list[tuple[PieceStream, list[memoryview]]] = []
         problems: list[str] = []
         try:
             while len(got) < k:
@@ -363,7 +364,7 @@ class RangeStreams:
         return {stream.piece.piece_num: view for stream, view in got[:k]}
 
     def keep_verified(
-        self, taken: Mapping[int, memoryview], verified: Mapping[int, bytes | memoryview]
+        self, taken: Mapping[int, list[memoryview]], verified: Mapping[int, bytes | memoryview]
     ) -> None:
         """After a part failed to decode: only the streams that sent what the Merkle-checked
         re-read got go on; a stream that sent other bytes is a liar's, and one that was
@@ -371,7 +372,7 @@ class RangeStreams:
         keep: list[PieceStream] = []
         for stream in self.live:
             n = stream.piece.piece_num
-            if n in verified and taken.get(n) == verified[n]:
+            if n in verified and n in taken and b"".join(taken[n]) == verified[n]:
                 keep.append(stream)
                 continue
             stream.close()
