@@ -100,7 +100,7 @@ def test_a_reused_buffer_kept_by_a_view_is_never_written_again() -> None:
     first.release()
     second = out.take(MIN_POOLED)
     second[:3] = b"two"
-    assert kept == b"one" and out.replaced == 1
+    assert bytes(kept) == b"one" and out.replaced == 1
     second.release()
     out.close()
     assert pool.held == MIN_POOLED and pool.lent == 0  # the unshared one went back
