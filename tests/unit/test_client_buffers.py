@@ -1,4 +1,5 @@
-"""BufferPool: segment buffers lent under one memory budget, and reused across uploads."""
+"""BufferPool: segment buffers lent under one memory budget, and reused across uploads;
+ReusedBuffer: a reader's output buffer, written again only once nothing holds a view of it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from skymesh.client.buffers import MIN_POOLED, BufferPool, SlowDown
+from skymesh.client.buffers import MIN_POOLED, BufferPool, ReusedBuffer, SlowDown, unshared
 
 MiB = 1024 * 1024
 
@@ -78,3 +79,28 @@ async def test_kept_buffers_make_room_for_loans() -> None:
     assert pool.held == 12 * MiB
     await pool.take(16 * MiB)  # the kept ones are dropped to stay within the budget
     assert pool.held == 0 and pool.lent == 16 * MiB
+
+
+def test_a_buffer_is_unshared_only_once_every_view_of_it_is_gone() -> None:
+    buf = bytearray(b"abc")
+    view = memoryview(buf)[1:]
+    derived = memoryview(view)  # as a transport's queue keeps a slice of what it got
+    view.release()
+    assert not unshared(buf)
+    derived.release()
+    assert unshared(buf) and buf == b"abc"  # the test leaves the bytes as they were
+
+
+def test_a_reused_buffer_kept_by_a_view_is_never_written_again() -> None:
+    pool = BufferPool()
+    out = ReusedBuffer(pool)
+    first = out.take(MIN_POOLED)
+    first[:3] = b"one"
+    kept = first[:3]  # a consumer (or a transport) still holds the first part
+    first.release()
+    second = out.take(MIN_POOLED)
+    second[:3] = b"two"
+    assert bytes(kept) == b"one" and out.replaced == 1
+    second.release()
+    out.close()
+    assert pool.held == MIN_POOLED and pool.lent == 0  # the unshared one went back

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from skymesh.client.buffers import BufferPool, ReusedBuffer
 from skymesh.client.download import PART_GROWTH, SegmentReader
 from skymesh.client.keys import segment_key
 from skymesh.client.upload import coder_for
@@ -208,8 +209,34 @@ async def test_the_reader_holds_a_few_parts_whatever_the_range() -> None:
         assert got.digest() == hashlib.sha256(segment.plain).digest()
         assert fake.gets == {0: 1, 1: 1}
         print(f"peak {peak / 2**20:.1f} MiB over a read of {size / 2**20:.1f} MiB")
-        # a part of pieces, about one more in their connections, the plaintext of a
-        # part with its blocks while they are joined, the caller's last chunk, and the
-        # fake nodes' own buffers: ~6 parts (the reader of 4 + 64-stripe windows before
-        # it, fetching one ahead, peaked at 8)
-        assert peak < 7 * part
+        # a part of pieces (the connections' own chunks), about one more in their
+        # connections, the plaintext buffer, a second one while the caller holds its
+        # last chunk, and the fake nodes' own buffers: 8.0 MiB, ~4 parts (copying the
+        # pieces into a buffer per node and joining decoded blocks took ~6; the reader
+        # of 4 + 64-stripe windows before it, fetching one ahead, peaked at 8)
+        assert peak < 6 * part
+
+
+async def test_parts_reuse_one_buffer_unless_a_view_of_it_is_kept(
+    small: tuple[FakeNodes, SegmentReader],
+) -> None:
+    """Every part is decoded into the same buffer while each view is dropped before the
+    next is asked for; a caller (or a transport) that keeps views keeps their bytes:
+    the next part goes to a new buffer, never over bytes still held."""
+    _, reader = small
+    pool = BufferPool()
+    out = ReusedBuffer(pool)
+    parts = reader.read(0, len(SMALL.plain), out)
+    got = bytearray()
+    while (view := await anext(parts, None)) is not None:
+        got += view
+        del view  # as the gateway's GET does once the view is written out
+    assert got == SMALL.plain and out.replaced == 0
+    out.close()
+    assert pool.held > 0  # back for the next read
+
+    out = ReusedBuffer(pool)
+    kept = [view async for view in reader.read(0, len(SMALL.plain), out)]
+    out.close()
+    assert b"".join(kept) == SMALL.plain  # no view was written over
+    assert out.replaced == len(kept) - 1

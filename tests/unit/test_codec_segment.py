@@ -85,6 +85,18 @@ def test_any_k_pieces_give_back_the_plaintext(
         out = bytearray(len(plaintext) + 5)
         assert decode_blocks_into(cipher, coder, layout, blocks, given_, out) == len(plaintext)
         assert out[: len(plaintext)] == plaintext
+        # each piece as a reader takes it off the network: in parts cut anywhere
+        # (inside headers and payloads, some empty), read where they lie
+        in_parts = {i: _cut(pieces[i], rng) for i in chosen}
+        out = bytearray(len(plaintext))
+        assert decode_blocks_into(cipher, coder, layout, blocks, in_parts, out) == len(plaintext)
+        assert out == plaintext
+
+
+def _cut(piece: bytes | bytearray, rng: random.Random) -> list[memoryview]:
+    view = memoryview(piece)
+    cuts = sorted(rng.randint(0, len(view)) for _ in range(rng.randint(0, 6)))
+    return [view[a:b] for a, b in zip([0, *cuts], [*cuts, len(view)], strict=True)]
 
 
 @settings(max_examples=40, deadline=None)

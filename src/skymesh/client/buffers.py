@@ -129,3 +129,70 @@ class BufferPool:
             self._held -= old_size
             if not stack:
                 del self._free[old_size]
+
+
+def unshared(buf: bytearray) -> bool:
+    """Whether no memoryview of ``buf`` is alive, so nothing can still be reading it.
+
+    A transport may keep what it was given to write (an SSL transport's backlog, or
+    Python 3.12's socket transport, which queues views instead of copying), and a
+    caller may keep a chunk it was handed; all of them hold a memoryview, and a
+    bytearray refuses to change size while any view of it is alive. Trying that is
+    the test: the last byte is cut off and put back (no reallocation either way).
+    """
+    if not buf:
+        return True
+    last = buf[-1]
+    try:
+        del buf[-1]
+    except BufferError:
+        return False
+    buf.append(last)
+    return True
+
+
+class ReusedBuffer:
+    """One output buffer written part after part, each time only once it is unshared.
+
+    A reader decodes every part into :meth:`take`'s view and hands out views of it,
+    valid until its next step. A consumer that keeps one anyway (or a transport
+    that has not sent it yet) keeps the old buffer alive and unwritten: the next
+    part goes to a new one, and the old one is left to the garbage collector.
+    The buffer is lent by ``pool`` where its budget has room (and goes back there
+    in :meth:`close` if unshared), so the next read reuses it without zero-filling
+    fresh memory.
+    """
+
+    def __init__(self, pool: BufferPool | None) -> None:
+        self._pool = pool
+        self._buf: bytearray | None = None
+        self._lent = False  # whether the buffer is on loan from the pool
+        self.replaced = 0  # buffers left behind because something still held a view
+
+    def take(self, n: int, room: int = 0) -> memoryview:
+        """A writable view of ``n`` bytes; every view of the last one must be gone
+        (or they keep that buffer, and this is a new one). A new buffer holds
+        ``room`` bytes if more than ``n``: the largest part to come."""
+        buf = self._buf
+        if buf is not None and not unshared(buf):
+            self.replaced += 1
+            self._drop(reuse=False)
+            buf = None
+        if buf is None or len(buf) < n:
+            self._drop(reuse=True)
+            size = max(n, room)
+            buf = self._pool.try_take(size) if self._pool is not None else None
+            self._lent = buf is not None
+            self._buf = buf = buf if buf is not None else bytearray(size)
+        return memoryview(buf)[:n]
+
+    def _drop(self, reuse: bool) -> None:
+        buf, self._buf = self._buf, None
+        if buf is not None and self._lent and self._pool is not None:
+            self._pool.give(buf, reuse=reuse)
+        self._lent = False
+
+    def close(self) -> None:
+        """Done: the buffer goes back to the pool, for reuse only if unshared."""
+        buf = self._buf
+        self._drop(reuse=buf is not None and unshared(buf))

@@ -30,6 +30,7 @@ from skymesh.client.download import (
     SEGMENTS_PER_CALL,
     SegmentSource,
     read_object_range,
+    read_object_views,
 )
 from skymesh.client.keys import KeySource, RootSecretKeys, tags_digested
 from skymesh.client.metainfo import MetainfoClient
@@ -146,6 +147,20 @@ class ObjectHandle:
         """Plaintext [start, end) (``end`` None: to the end of the object)."""
         stop = self.info.size if end is None else min(end, self.info.size)
         return read_object_range(
+            self.client.session,
+            self._source,
+            self._content_key,
+            start,
+            stop,
+            self.client.extra,
+            self.client.buffers,
+        )
+
+    def views(self, start: int = 0, end: int | None = None) -> AsyncIterator[memoryview]:
+        """:meth:`read` without a copy: views of one reused buffer, each valid until the
+        next step (a caller that writes each out and drops it copies nothing more)."""
+        stop = self.info.size if end is None else min(end, self.info.size)
+        return read_object_views(
             self.client.session,
             self._source,
             self._content_key,

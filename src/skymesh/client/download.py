@@ -5,8 +5,11 @@ piece bytes the range needs, data pieces first (decoding them needs no
 arithmetic), and takes every answer as it streams, in parts of stripes: a small
 first part (a quick first byte), then parts of up to ``PART_GROWTH[-1]`` stripes,
 each decoded when all its pieces' bytes are in. Per node the reader holds one
-part in a buffer it reuses, and the connection buffers a little more before TCP
-holds the node back: memory is bounded by a part per node, not by the range.
+part (the connection's chunks, not a copy of them), and the connection buffers a
+little more before TCP holds the node back: memory is bounded by a part per node,
+not by the range. Each part is decoded in the loop's thread into one plaintext
+buffer that the reader reuses while the caller drops each view of it before
+asking for the next (:class:`~skymesh.client.buffers.ReusedBuffer`).
 
 Per part the reader hedges: once a straggler has taken twice as long as the
 first node to deliver the part (or ``HEDGE_MAX`` passed with none), ``extra``
@@ -25,18 +28,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 
 from skymesh import errors
-from skymesh.client.buffers import BufferPool
+from skymesh.client.buffers import BufferPool, ReusedBuffer
 from skymesh.client.keys import segment_key
 from skymesh.client.piecestream import PieceStream
 from skymesh.client.upload import coder_for, scheme_of
 from skymesh.codec.crypto import SegmentCipher
+from skymesh.codec.erasure import PieceBytes
 from skymesh.codec.layout import SegmentLayout
-from skymesh.codec.segment import decode_blocks
+from skymesh.codec.segment import decode_blocks_into
 from skymesh.piecetransfer.exchange import get_verified_range
 from skymesh.wire.metainfo import DownloadPiece, SegmentDownload
 
@@ -77,7 +81,7 @@ class SegmentReader:
     ):
         assert segment.scheme is not None
         self.session = session
-        self.buffers = buffers  # where the streams' buffers come from and go back to
+        self.buffers = buffers  # where the plaintext buffer comes from and goes back to
         self.segment = segment
         self.scheme = scheme_of(segment.scheme)
         self.layout = SegmentLayout(segment.plain_size, segment.block_size, self.scheme)
@@ -156,11 +160,16 @@ class SegmentReader:
             )
         return got
 
-    async def decode(self, blocks: range, pieces: Mapping[int, bytes | memoryview]) -> bytes:
-        """Plaintext of ``blocks`` from the pieces' bytes for those blocks alone."""
-        return await asyncio.to_thread(
-            decode_blocks, self.cipher, self.coder, self.layout, blocks, pieces
-        )
+    def decode_into(self, blocks: range, pieces: Mapping[int, PieceBytes], out: memoryview) -> None:
+        """Plaintext of ``blocks`` from the pieces' bytes for those blocks alone, into
+        ``out`` (exactly its size); if it raises, ``out`` holds garbage.
+
+        In the loop's thread, not a worker's: a part's AES and copies take well under
+        a millisecond, and handing each part to a thread cost more CPU than that
+        (wake-ups, and the GIL passed back and forth at every block the AES released
+        it for) while it bought nothing on a machine whose cores are busy anyway.
+        """
+        decode_blocks_into(self.cipher, self.coder, self.layout, blocks, pieces, out)
 
     async def renewing(
         self, fetch: Callable[[range], Awaitable[dict[int, bytes]]], blocks: range
@@ -181,53 +190,65 @@ class SegmentReader:
         """Streams of the pieces' bytes for ``blocks``, to be taken part by part."""
         return RangeStreams(self, blocks, capacity)
 
-    async def read(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Plaintext [start, end) of this segment: one request per node, decoded part by part."""
+    async def read(
+        self, start: int, end: int, out: ReusedBuffer | None = None
+    ) -> AsyncIterator[memoryview]:
+        """Plaintext [start, end) of this segment: one request per node, decoded part by
+        part into ``out`` (one of its own if None); each view is valid until the next
+        step, and a caller that keeps one makes the next part go to a new buffer."""
         blocks = self.layout.blocks_for(start, end)
         parts = split_parts(blocks)
         if not parts:
             return
+        own = out is None
+        plain = out if out is not None else ReusedBuffer(self.buffers)
         capacity = max(hi - lo for lo, hi in map(self.layout.piece_range, parts))
+        room = max(hi - lo for lo, hi in map(self.layout.plain_range, parts))
         i = 0
         refreshes = 0  # fresh orders asked for the part at hand
-        while i < len(parts):
-            streams = self.streams(range(parts[i].start, blocks.stop), capacity)
-            try:
-                while i < len(parts):
-                    part = parts[i]
-                    try:
-                        pieces = await streams.take(part)
-                    except errors.SkymeshError:
-                        # re-reads around a lying node can spend the get allowances of
-                        # honest ones: ask for fresh orders and go on from this part
-                        if refreshes < REFRESH_ATTEMPTS and await self.refresh_orders():
-                            refreshes += 1
-                            break
-                        raise
-                    try:
-                        plain = await self.decode(part, pieces)
-                    except errors.CodecError:
-                        log.warning(
-                            "segment %d blocks %d-%d failed to decode; re-reading with Merkle checks",
-                            self.segment.number,
-                            part.start,
-                            part.stop - 1,
-                        )
-                        verified = await self.renewing(self.fetch_verified, part)
-                        streams.keep_verified(pieces, verified)
-                        plain = await self.decode(part, verified)
-                        del verified
-                    del pieces
-                    refreshes = 0
-                    i += 1
-                    pos = part.start * self.layout.block_size
-                    lo = max(start, pos) - pos
-                    hi = min(end, pos + len(plain)) - pos
-                    if lo < hi:
-                        yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain
-                    del plain  # not held while the next part decodes
-            finally:
-                streams.close()
+        try:
+            while i < len(parts):
+                streams = self.streams(range(parts[i].start, blocks.stop), capacity)
+                try:
+                    while i < len(parts):
+                        part = parts[i]
+                        try:
+                            pieces = await streams.take(part)
+                        except errors.SkymeshError:
+                            # re-reads around a lying node can spend the get allowances of
+                            # honest ones: ask for fresh orders and go on from this part
+                            if refreshes < REFRESH_ATTEMPTS and await self.refresh_orders():
+                                refreshes += 1
+                                break
+                            raise
+                        lo, hi = self.layout.plain_range(part)
+                        view = plain.take(hi - lo, room)
+                        try:
+                            self.decode_into(part, pieces, view)
+                        except errors.CodecError:
+                            log.warning(
+                                "segment %d blocks %d-%d failed to decode;"
+                                " re-reading with Merkle checks",
+                                self.segment.number,
+                                part.start,
+                                part.stop - 1,
+                            )
+                            verified = await self.renewing(self.fetch_verified, part)
+                            streams.keep_verified(pieces, verified)
+                            self.decode_into(part, verified, view)
+                            del verified
+                        del pieces
+                        refreshes = 0
+                        i += 1
+                        first, last = max(start, lo) - lo, min(end, hi) - lo
+                        if first < last:
+                            yield view[first:last]
+                        view.release()  # only the caller's view may hold the buffer now
+                finally:
+                    streams.close()
+        finally:
+            if own:
+                plain.close()
 
 
 class RangeStreams:
@@ -256,15 +277,13 @@ class RangeStreams:
                     self.reader.segment.root_piece_id,
                     at,
                     self.end,
-                    self.capacity,
                     max(MIN_READ_BUFSIZE, self.capacity // 2),
-                    self.reader.buffers,
                 )
         return None
 
-    async def take(self, blocks: range) -> dict[int, memoryview]:
-        """The next part's bytes from the first k nodes to deliver them, by piece number;
-        valid until the next take."""
+    async def take(self, blocks: range) -> dict[int, list[memoryview]]:
+        """The next part's bytes from the first k nodes to deliver them, by piece number,
+        each as the chunks it came in."""
         reader = self.reader
         k = reader.scheme.k
         start, end = reader.layout.piece_range(blocks)
@@ -274,7 +293,7 @@ class RangeStreams:
             raise errors.Unavailable(
                 f"segment {reader.segment.number}: only {usable} of {k} needed pieces reachable"
             )
-        running: dict[asyncio.Task[memoryview], PieceStream] = {}
+        running: dict[asyncio.Task[list[memoryview]], PieceStream] = {}
 
         def launch(stream: PieceStream | None) -> bool:
             if stream is None:
@@ -291,7 +310,7 @@ class RangeStreams:
         began = loop.time()
         first_at: float | None = None  # when the first node delivered the part
         hedged = reader.extra <= 0
-        got: list[tuple[PieceStream, memoryview]] = []
+        got: list[tuple[PieceStream, list[memoryview]]] = []
         problems: list[str] = []
         try:
             while len(got) < k:
@@ -345,7 +364,7 @@ class RangeStreams:
         return {stream.piece.piece_num: view for stream, view in got[:k]}
 
     def keep_verified(
-        self, taken: Mapping[int, memoryview], verified: Mapping[int, bytes | memoryview]
+        self, taken: Mapping[int, list[memoryview]], verified: Mapping[int, bytes | memoryview]
     ) -> None:
         """After a part failed to decode: only the streams that sent what the Merkle-checked
         re-read got go on; a stream that sent other bytes is a liar's, and one that was
@@ -353,7 +372,7 @@ class RangeStreams:
         keep: list[PieceStream] = []
         for stream in self.live:
             n = stream.piece.piece_num
-            if n in verified and taken.get(n) == verified[n]:
+            if n in verified and n in taken and b"".join(taken[n]) == verified[n]:
                 keep.append(stream)
                 continue
             stream.close()
@@ -430,6 +449,54 @@ class SegmentSource:
         return seg
 
 
+async def read_object_views(
+    session: aiohttp.ClientSession,
+    source: SegmentSource,
+    data_key: bytes,
+    start: int,
+    end: int,
+    extra: int,
+    buffers: BufferPool | None = None,
+) -> AsyncGenerator[memoryview, None]:
+    """Plaintext [start, end) of an object, segment after segment, as views of one
+    reused buffer: each is valid until the next step (see
+    :class:`~skymesh.client.buffers.ReusedBuffer`), so a caller that writes it out
+    copies nothing more; one that keeps a view only costs a new buffer."""
+    if start >= end:
+        return
+    out = ReusedBuffer(buffers)
+    try:
+        number = await source.holding(start)
+        while number < source.segment_count:
+            seg = await source.take(number)
+            if seg.plain_offset >= end:
+                break
+            lo = max(0, start - seg.plain_offset)
+            hi = min(seg.plain_size, end - seg.plain_offset)
+            if lo < hi:
+                if seg.inline_data is not None:
+                    key = segment_key(data_key, seg.key_salt)
+                    cipher = SegmentCipher(key, seg.position.nonce_segment())
+                    yield memoryview(cipher.decrypt_block(0, seg.inline_data))[lo:hi]
+                else:
+                    reader = SegmentReader(
+                        session,
+                        seg,
+                        data_key,
+                        extra,
+                        refresh=functools.partial(source.refetch, number),
+                        buffers=buffers,
+                    )
+                    async for view in reader.read(lo, hi, out):
+                        yield view
+                        del view  # the next part may reuse the buffer
+            if seg.plain_offset + seg.plain_size >= end:
+                break  # done: asking for the next segment would sign orders for nothing
+            number += 1
+    finally:
+        out.close()
+
+
 async def read_object_range(
     session: aiohttp.ClientSession,
     source: SegmentSource,
@@ -439,33 +506,13 @@ async def read_object_range(
     extra: int,
     buffers: BufferPool | None = None,
 ) -> AsyncIterator[bytes]:
-    """Plaintext [start, end) of an object, segment after segment."""
-    if start >= end:
-        return
-    number = await source.holding(start)
-    while number < source.segment_count:
-        seg = await source.take(number)
-        if seg.plain_offset >= end:
-            break
-        lo = max(0, start - seg.plain_offset)
-        hi = min(seg.plain_size, end - seg.plain_offset)
-        if lo < hi:
-            if seg.inline_data is not None:
-                key = segment_key(data_key, seg.key_salt)
-                cipher = SegmentCipher(key, seg.position.nonce_segment())
-                plain = cipher.decrypt_block(0, seg.inline_data)
-                yield plain[lo:hi]
-            else:
-                reader = SegmentReader(
-                    session,
-                    seg,
-                    data_key,
-                    extra,
-                    refresh=functools.partial(source.refetch, number),
-                    buffers=buffers,
-                )
-                async for chunk in reader.read(lo, hi):
-                    yield chunk
-        if seg.plain_offset + seg.plain_size >= end:
-            break  # done: asking for the next segment would sign orders for nothing
-        number += 1
+    """Plaintext [start, end) of an object, segment after segment, as ``bytes`` the
+    caller may keep."""
+    views = read_object_views(session, source, data_key, start, end, extra, buffers)
+    try:
+        async for view in views:
+            chunk = bytes(view)
+            view.release()  # the next part may reuse the buffer
+            yield chunk
+    finally:
+        await views.aclose()

@@ -1,9 +1,9 @@
 """Storing one segment on nodes: encrypt, erasure-code and stream pieces in parallel.
 
 The segment's plaintext is already in memory (one segment, bounded by the
-segment size). Stripes are encoded in batches on a worker thread while the event
-loop streams the previous batch to every node, so both cores work. Each node's
-stream has a small queue; when a node falls behind while at least ``optimal``
+segment size). Stripes are encoded in batches in the event loop's thread, each
+queued to every node, whose transfers stream at once. Each node's stream has a
+small queue; when a node falls behind while at least ``optimal``
 others keep up, it is cut off (the long tail). Once ``optimal`` receipts are in
 (and the stored set would survive the loss of any one region), the rest are
 cancelled.
@@ -48,7 +48,11 @@ from skymesh.wire.signing import Signed
 
 log = logging.getLogger(__name__)
 
-BATCH_BLOCKS = 32  # stripes encoded per worker-thread call (~2 MiB of plaintext)
+# Stripes encoded per call (~2 MiB of plaintext, ~2 ms), in the loop's thread: on a
+# worker thread each batch cost a wake-up and the GIL passed back and forth at every
+# AES block, ISA-L call and BLAKE3 update, ~5 % more of the gateway's PUT CPU on two
+# busy cores (docs/benchmarks.md, "Gateway GET without copies").
+BATCH_BLOCKS = 32
 QUEUE_BATCHES = 8  # batches buffered per node before it counts as behind
 # Seconds a node may hold its piece upload without taking a chunk we have ready (or,
 # once the body is sent, without answering): long enough for a slow honest link to
@@ -186,17 +190,9 @@ async def store_segment(
         return frags
 
     try:
-        starts = range(0, layout.block_count, BATCH_BLOCKS)
-        pending = asyncio.create_task(asyncio.to_thread(encode, starts[0])) if starts else None
-        for i in range(len(starts)):
-            assert pending is not None
-            frags = await pending
-            pending = (
-                asyncio.create_task(asyncio.to_thread(encode, starts[i + 1]))
-                if i + 1 < len(starts)
-                else None
-            )
-            await _distribute(senders, frags, scheme.optimal)
+        for first in range(0, layout.block_count, BATCH_BLOCKS):
+            await _distribute(senders, encode(first), scheme.optimal)
+            await asyncio.sleep(0)  # the transfers (and other requests) run between batches
         for s in senders:
             if s.alive:
                 await _put(s, None)

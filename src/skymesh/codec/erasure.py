@@ -47,6 +47,9 @@ EC_TYPE = "isa_l_rs_cauchy"
 FRAGMENT_HEADER_SIZE = 80
 
 Buffer = bytes | bytearray | memoryview
+#: A piece's bytes for some stripes: whole, or as the consecutive parts it arrived in
+#: (a reader hands the network's chunks on rather than copy them into one buffer).
+PieceBytes = Buffer | Sequence[Buffer]
 
 _drivers: dict[tuple[int, int], ECDriver] = {}
 _drivers_lock = threading.Lock()
@@ -139,6 +142,25 @@ def _written(writer: StripeWriter, stripes: Sequence[Buffer], staged: bool) -> l
     return pieces
 
 
+def _parts_of(piece: PieceBytes) -> list[memoryview]:
+    if isinstance(piece, bytes | bytearray | memoryview):
+        return [_byte_view(piece)]
+    return [_byte_view(p) for p in piece]
+
+
+def _gather(parts: Sequence[memoryview], at: int, lo: int, hi: int, into: memoryview) -> None:
+    """Bytes [lo, hi) counted from the start of ``parts[at]``, on across the next parts."""
+    pos = 0
+    while pos < len(into):
+        part = parts[at]
+        take = min(len(part), hi) - lo
+        into[pos : pos + take] = part[lo : lo + take]
+        pos += take
+        hi -= len(part)
+        lo = 0
+        at += 1
+
+
 def _byte_view(data: Buffer) -> memoryview:
     view = memoryview(data)
     if view.format != "B" or view.ndim != 1:
@@ -223,22 +245,29 @@ class ErasureCoder:
         return out
 
     def iter_decode(
-        self, pieces: Mapping[int, Buffer], stripe_lens: Sequence[int]
+        self, pieces: Mapping[int, PieceBytes], stripe_lens: Sequence[int]
     ) -> Iterator[memoryview]:
         """Yield each decoded stripe in turn, without one big output buffer.
 
         Each view is valid only until the next one is asked for (buffers are
         reused); copy or consume it first. All arguments are checked before the
-        first stripe is yielded.
+        first stripe is yielded. A piece given in parts is read where it lies when
+        every data piece is there (each payload is copied once, into its stripe);
+        otherwise its parts are joined first.
         """
-        return self._stripes({i: _byte_view(p) for i, p in pieces.items()}, stripe_lens)
+        parts = {i: _parts_of(p) for i, p in pieces.items()}
+        if all(i in parts for i in range(self.k)):
+            sizes = self._check({i: sum(map(len, ps)) for i, ps in parts.items()}, stripe_lens)
+            return self._systematic(parts, stripe_lens, sizes)
+        views = {i: ps[0] if len(ps) == 1 else memoryview(b"".join(ps)) for i, ps in parts.items()}
+        return self._stripes(views, stripe_lens)
 
     def reconstruct_stripes(
         self, pieces: Mapping[int, Buffer], stripe_lens: Sequence[int], missing: Sequence[int]
     ) -> dict[int, bytearray]:
         """Rebuild whole pieces ``missing`` from any k others, stripe by stripe (repair)."""
         views = {i: _byte_view(p) for i, p in pieces.items()}
-        sizes = self._check(views, stripe_lens)
+        sizes = self._check({i: len(v) for i, v in views.items()}, stripe_lens)
         wanted = sorted(set(missing))
         for i in wanted:
             if not 0 <= i < self.total:
@@ -265,52 +294,70 @@ class ErasureCoder:
 
     # -- internals ----------------------------------------------------------------
 
-    def _check(self, views: Mapping[int, memoryview], stripe_lens: Sequence[int]) -> list[int]:
-        for i in views:
+    def _check(self, lengths: Mapping[int, int], stripe_lens: Sequence[int]) -> list[int]:
+        """The stripes' fragment sizes, once the pieces' numbers and ``lengths`` fit them."""
+        for i in lengths:
             if not 0 <= i < self.total:
                 raise CodecError(f"piece {i} out of range 0..{self.total - 1}")
-        if len(views) < self.k:
-            raise CodecError(f"need {self.k} pieces to decode, got {len(views)}")
+        if len(lengths) < self.k:
+            raise CodecError(f"need {self.k} pieces to decode, got {len(lengths)}")
         sizes = [self.fragment_size(n) for n in stripe_lens]
         expected = sum(sizes)
-        for i, view in views.items():
-            if len(view) != expected:
+        for i, length in lengths.items():
+            if length != expected:
                 raise IntegrityError(
-                    f"piece {i} holds {len(view)} bytes for these stripes, expected {expected}"
+                    f"piece {i} holds {length} bytes for these stripes, expected {expected}"
                 )
         return sizes
 
     def _stripes(
         self, views: Mapping[int, memoryview], stripe_lens: Sequence[int]
     ) -> Iterator[memoryview]:
-        sizes = self._check(views, stripe_lens)
+        sizes = self._check({i: len(v) for i, v in views.items()}, stripe_lens)
         if all(i in views for i in range(self.k)):
-            return self._systematic(views, stripe_lens, sizes)
+            return self._systematic({i: [v] for i, v in views.items()}, stripe_lens, sizes)
         return self._rs_decode(views, stripe_lens, sizes)
 
     def _systematic(
-        self, views: Mapping[int, memoryview], stripe_lens: Sequence[int], sizes: list[int]
+        self,
+        parts: Mapping[int, Sequence[memoryview]],
+        stripe_lens: Sequence[int],
+        sizes: list[int],
     ) -> Iterator[memoryview]:
         """All data pieces at hand: the code is systematic, so the stripe is just
         their payloads side by side. Skips pyeclib's bytes copies and header
         parsing; the headers go unread, which is harmless because the AEAD tag
-        checks every stripe byte and the Merkle root every piece byte."""
+        checks every stripe byte and the Merkle root every piece byte.
+
+        Each data piece may come in parts: a payload is copied from the part that
+        holds it (from two where it straddles them) straight into its stripe."""
         k = self.k
-        data = [views[i] for i in range(k)]
+        data = [parts[i] for i in range(k)]
+        at = [0] * k  # per data piece: which of its parts the next payload starts in
+        base = [0] * k  # ... and the piece offset that part starts at
         buf = memoryview(bytearray(max(sizes, default=FRAGMENT_HEADER_SIZE) * k))
         offset = 0
         for n, size in zip(stripe_lens, sizes, strict=True):
             start = offset + FRAGMENT_HEADER_SIZE
             end = offset + size
             payload = size - FRAGMENT_HEADER_SIZE
-            if k == 1:
-                yield data[0][start : start + n]
-            else:
-                pos = 0
-                for view in data:
-                    buf[pos : pos + payload] = view[start:end]
-                    pos += payload
-                yield buf[:n]
+            pos = 0
+            for j in range(k):
+                piece = data[j]
+                part = piece[at[j]]
+                lo = start - base[j]
+                while lo >= len(part):  # the payload starts in a later part
+                    base[j] += len(part)
+                    lo -= len(part)
+                    at[j] += 1
+                    part = piece[at[j]]
+                hi = end - base[j]
+                if hi <= len(part):
+                    buf[pos : pos + payload] = part[lo:hi]
+                else:
+                    _gather(piece, at[j], lo, hi, buf[pos : pos + payload])
+                pos += payload
+            yield buf[:n]
             offset = end
 
     def _rs_decode(

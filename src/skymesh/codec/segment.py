@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from skymesh.codec.crypto import TAG_SIZE, SegmentCipher
-from skymesh.codec.erasure import ErasureCoder
+from skymesh.codec.erasure import ErasureCoder, PieceBytes
 from skymesh.codec.layout import SegmentLayout
 from skymesh.errors import CodecError
 
@@ -110,11 +110,12 @@ def decode_blocks_into(
     coder: ErasureCoder,
     layout: SegmentLayout,
     blocks: range,
-    pieces: Mapping[int, Buffer],
+    pieces: Mapping[int, PieceBytes],
     out: bytearray | memoryview,
 ) -> int:
     """decode_blocks writing into ``out`` (at least as long as the blocks'
-    plaintext), for callers that reuse a buffer; returns the bytes written.
+    plaintext), for callers that reuse a buffer; returns the bytes written. A
+    piece may come as the parts it arrived in (:data:`~skymesh.codec.erasure.PieceBytes`).
 
     If it raises, ``out`` may hold unauthenticated bytes and must be discarded.
     """
@@ -139,7 +140,7 @@ def decode_blocks(
     coder: ErasureCoder,
     layout: SegmentLayout,
     blocks: range,
-    pieces: Mapping[int, Buffer],
+    pieces: Mapping[int, PieceBytes],
 ) -> bytes:
     """Plaintext of ``blocks`` from >= k pieces' bytes for ``layout.piece_range(blocks)``.
 

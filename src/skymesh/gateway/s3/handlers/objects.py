@@ -331,20 +331,22 @@ async def get_object(req: S3Request) -> web.StreamResponse:
     if _wants_checksums(req) and rng is None:
         resp.headers.update(checksum_headers(handle.meta.checksums))
     resp.content_length = end - start
-    body = handle.read(start, end)
+    # views of the reader's buffer: each is written and dropped before the next is
+    # asked for, so the reader decodes the next part into the same buffer (one the
+    # transport still holds, unsent, is never written: the reader takes a new one)
+    body = handle.views(start, end)
     try:
-        first = await anext(body, None)
+        chunk = await anext(body, None)
     except SkymeshError as e:
         raise from_skymesh_error(e) from e
     await resp.prepare(req.http)
     sent = 0
     try:
-        if first is not None:
-            await resp.write(first)
-            sent += len(first)
-        async for chunk in body:
+        while chunk is not None:
             await resp.write(chunk)
             sent += len(chunk)
+            del chunk
+            chunk = await anext(body, None)
     except SkymeshError as e:
         # headers are gone: all we can do is cut the connection so the client sees a short body
         log.error("GET %s/%s failed after %d bytes: %s", req.bucket, req.key, sent, e)
