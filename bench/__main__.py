@@ -178,8 +178,33 @@ def run_system(
         if "error" not in entry:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
-            print(f"   kept {workdir} (logs) for the failure above", flush=True)
+            freed = keep_logs(workdir)
+            print(
+                f"   kept {workdir} (logs) for the failure above; "
+                f"removed {freed / 2**20:,.0f} MiB of stored data",
+                flush=True,
+            )
     return entry
+
+
+KEEP_MAX = 1 << 20  # a failed run keeps files up to this size (configs, state), and logs
+
+
+def keep_logs(workdir: Path) -> int:
+    """Remove what a failed run stored (pieces, shares, databases) but its logs; bytes freed.
+
+    A failed 10 GiB workload leaves ~17 GB of pieces behind, which is what fills the disk
+    for the next run; the logs and small files are what says why it failed.
+    """
+    freed = 0
+    for path in sorted(workdir.rglob("*")):
+        if path.is_symlink() or not path.is_file() or path.suffix == ".log":
+            continue
+        size = path.stat().st_size
+        if size > KEEP_MAX:
+            path.unlink(missing_ok=True)
+            freed += size
+    return freed
 
 
 def draw_chart(results: Path, png: Path, cpu_png: Path) -> bool:

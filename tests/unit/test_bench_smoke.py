@@ -151,6 +151,20 @@ def test_conditions_say_what_moves_the_nodes_figures(tmp_path: Path) -> None:
     assert report.storage_text({}) == []  # runs recorded before these were taken
 
 
+def test_a_failed_run_keeps_its_logs_not_its_data(tmp_path: Path) -> None:
+    from bench.__main__ import KEEP_MAX, keep_logs
+
+    piece = tmp_path / "skymesh" / "nodes" / "node-01" / "pieces" / "ab" / "ab12"
+    piece.parent.mkdir(parents=True)
+    piece.write_bytes(b"x" * (KEEP_MAX + 1))
+    log = tmp_path / "skymesh" / "logs" / "gateway.log"
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"y" * (KEEP_MAX + 1))  # a long log is still a log
+    (tmp_path / "skymesh" / "state.json").write_text("{}")
+    assert keep_logs(tmp_path) == KEEP_MAX + 1
+    assert not piece.exists() and log.exists() and (tmp_path / "skymesh" / "state.json").exists()
+
+
 def _processes_mentioning(needle: str) -> list[str]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
