@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -29,7 +29,7 @@ from skymesh.client.download import (
     FIRST_CALL_SEGMENTS,
     SEGMENTS_PER_CALL,
     SegmentSource,
-    read_object_range,
+    as_bytes,
     read_object_views,
 )
 from skymesh.client.keys import KeySource, RootSecretKeys, tags_digested
@@ -144,19 +144,10 @@ class ObjectHandle:
         self._source = source
 
     def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Plaintext [start, end) (``end`` None: to the end of the object)."""
-        stop = self.info.size if end is None else min(end, self.info.size)
-        return read_object_range(
-            self.client.session,
-            self._source,
-            self._content_key,
-            start,
-            stop,
-            self.client.extra,
-            self.client.buffers,
-        )
+        """Plaintext [start, end) (``end`` None: to the end of the object), as ``bytes``."""
+        return as_bytes(self.views(start, end))
 
-    def views(self, start: int = 0, end: int | None = None) -> AsyncIterator[memoryview]:
+    def views(self, start: int = 0, end: int | None = None) -> AsyncGenerator[memoryview, None]:
         """:meth:`read` without a copy: views of one reused buffer, each valid until the
         next step (a caller that writes each out and drops it copies nothing more)."""
         stop = self.info.size if end is None else min(end, self.info.size)

@@ -497,18 +497,8 @@ async def read_object_views(
         out.close()
 
 
-async def read_object_range(
-    session: aiohttp.ClientSession,
-    source: SegmentSource,
-    data_key: bytes,
-    start: int,
-    end: int,
-    extra: int,
-    buffers: BufferPool | None = None,
-) -> AsyncIterator[bytes]:
-    """Plaintext [start, end) of an object, segment after segment, as ``bytes`` the
-    caller may keep."""
-    views = read_object_views(session, source, data_key, start, end, extra, buffers)
+async def as_bytes(views: AsyncGenerator[memoryview, None]) -> AsyncIterator[bytes]:
+    """The parts of :func:`read_object_views` as ``bytes`` the caller may keep."""
     try:
         async for view in views:
             chunk = bytes(view)
